@@ -1,0 +1,34 @@
+# Two commands matter: `make demo` and `make test`. Both build .venv first if it is missing or stale.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: venv demo test bench stack-up stack-down clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check uv
+	$(BIN)/uv pip install -q --python $(BIN)/python -c constraints.txt -e '.[dev,local]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m retainwise.demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
+
+stack-up: $(STAMP)
+	$(BIN)/retainwise stack up
+
+stack-down: $(STAMP)
+	$(BIN)/retainwise stack down
+
+clean:
+	-$(BIN)/retainwise stack down
+	rm -rf .retainwise

@@ -1,0 +1,1 @@
+"""Prefect flows: each reads like the lifecycle it runs; the work happens in tasks/ and models/."""

@@ -1,0 +1,68 @@
+"""score-upload: one flow run per uploaded file, PENDING -> PROCESSING -> COMPLETED or FAILED."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger, runtime
+from prefect.artifacts import create_markdown_artifact
+
+from retainwise.db import Status
+from retainwise.errors import UploadRejected
+from retainwise.output import build_report
+from retainwise.registry import NoChampion
+from retainwise.resources import Resources
+from tasks.scoring import load_champion, score_customers, validate_upload
+from tasks.status import claim_upload, set_status
+from tasks.uploads import read_upload, write_results
+
+CUSTOMER_ERRORS = (UploadRejected, NoChampion)
+
+
+@flow(name="score-upload", flow_run_name="score-{prediction_id}")
+def score_upload(prediction_id: str) -> dict[str, Any]:
+    env = Resources.from_env()
+    settings, logger = env.settings, get_run_logger()
+    prediction = claim_upload(env.engine, prediction_id, str(runtime.flow_run.id or ""))
+    if prediction is None:
+        logger.info("prediction %s is not PENDING (already claimed or finished); nothing to do",
+                    prediction_id)
+        return {"prediction_id": prediction_id, "status": "SKIPPED"}
+    try:
+        model = load_champion(prediction["model_name"], settings)
+        frame = read_upload(env.s3, settings.bucket, prediction["input_key"],
+                            settings.max_upload_bytes)
+        upload = validate_upload(frame, model.profile, settings.max_rejected_share)
+        results = score_customers(model, upload)
+        report = build_report(upload, results, model)
+        keys = write_results(env.s3, settings.bucket, prediction_id, results, upload.rejects, report)
+    except CUSTOMER_ERRORS as exc:
+        logger.warning("upload %s failed: %s", prediction_id, exc)
+        set_status(env.engine, prediction_id, Status.FAILED, error=str(exc))
+        return {"prediction_id": prediction_id, "status": Status.FAILED.value, "error": str(exc)}
+    except Exception as exc:
+        set_status(env.engine, prediction_id, Status.FAILED,
+                   error=f"internal error while scoring ({type(exc).__name__}); "
+                         f"support has the details under flow run {runtime.flow_run.id}")
+        raise
+    set_status(env.engine, prediction_id, Status.COMPLETED, model_version=model.version,
+               rows_total=upload.rows_total, rows_scored=len(results),
+               rows_rejected=upload.rows_rejected, result_key=keys.results,
+               report_key=keys.report, error=None)
+    publish_summary(prediction_id, report, keys.results)
+    return {"prediction_id": prediction_id, "status": Status.COMPLETED.value, **report,
+            "result_key": keys.results}
+
+
+def publish_summary(prediction_id: str, report: dict[str, Any], result_key: str) -> None:
+    """A markdown artifact on the run, so operators see the outcome in the Prefect UI."""
+    risk = report["risk_counts"]
+    rows = [("rows total", report["rows_total"]), ("rows scored", report["rows_scored"]),
+            ("rows rejected", report["rows_rejected"]),
+            ("model", f"{report['model_name']} v{report['model_version']}"),
+            ("HIGH / MEDIUM / LOW", f"{risk['HIGH']} / {risk['MEDIUM']} / {risk['LOW']}"),
+            ("results", f"`{result_key}`")]
+    table = "\n".join(f"| {k} | {v} |" for k, v in rows)
+    create_markdown_artifact(
+        f"## Upload {prediction_id}\n\n| | |\n|---|---|\n{table}\n",
+        key=f"score-{prediction_id}".lower()[:60], description="score-upload summary")

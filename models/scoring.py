@@ -1,0 +1,28 @@
+"""Turn a fitted model and prepared rows into the four result columns customers receive."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from models.features import prepare_features
+from models.profile import ModelProfile, RiskCutoffs
+
+RESULT_COLUMNS = ["customer_id", "churn_probability", "churn_risk", "predicted_churn"]
+
+
+def risk_tiers(probabilities: np.ndarray, cutoffs: RiskCutoffs) -> np.ndarray:
+    return np.where(probabilities >= cutoffs.high, "HIGH",
+                    np.where(probabilities >= cutoffs.medium, "MEDIUM", "LOW"))
+
+
+def score_frame(pipeline, profile: ModelProfile, frame: pd.DataFrame,
+                customer_ids: pd.Series) -> pd.DataFrame:
+    """One result row per input row, in input order."""
+    probabilities = pipeline.predict_proba(prepare_features(frame, profile.features))[:, 1]
+    return pd.DataFrame({
+        "customer_id": customer_ids.to_numpy(),
+        "churn_probability": probabilities,
+        "churn_risk": risk_tiers(probabilities, profile.cutoffs),
+        "predicted_churn": probabilities >= profile.threshold,
+    })

@@ -1,0 +1,1 @@
+"""RetainWise core: settings, database, AWS clients, model registry and the CLI."""

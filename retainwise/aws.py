@@ -1,0 +1,73 @@
+"""S3 and SQS: one code path for moto on loopback and real AWS, chosen by AWS_ENDPOINT_URL."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from retainwise.settings import Settings
+
+_RETRIES = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=30)
+
+
+def client(service: str, settings: Settings) -> Any:
+    return boto3.client(service, region_name=settings.aws_region,
+                        endpoint_url=settings.aws_endpoint_url, config=_RETRIES)
+
+
+@dataclass(frozen=True)
+class Queue:
+    """The upload queue: SQS client plus the URLs it needs, resolved once."""
+
+    sqs: Any
+    url: str
+    dead_letter_url: str
+
+    def send(self, body: dict[str, Any]) -> str:
+        return self.sqs.send_message(QueueUrl=self.url, MessageBody=json.dumps(body))["MessageId"]
+
+    def receive(self, wait_seconds: int = 1, max_messages: int = 10) -> list[dict[str, Any]]:
+        response = self.sqs.receive_message(
+            QueueUrl=self.url, WaitTimeSeconds=wait_seconds, MaxNumberOfMessages=max_messages,
+            MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+        )
+        return response.get("Messages", [])
+
+    def delete(self, receipt_handle: str) -> None:
+        self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=receipt_handle)
+
+
+def open_queue(settings: Settings, sqs: Any | None = None) -> Queue:
+    sqs = sqs or client("sqs", settings)
+    url = sqs.get_queue_url(QueueName=settings.queue_name)["QueueUrl"]
+    dlq = sqs.get_queue_url(QueueName=settings.dead_letter_queue_name)["QueueUrl"]
+    return Queue(sqs=sqs, url=url, dead_letter_url=dlq)
+
+
+def ensure_resources(settings: Settings) -> Queue:
+    """Create the bucket, the queue and its dead-letter queue if absent (local stack and tests)."""
+    s3 = client("s3", settings)
+    existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+    if settings.bucket not in existing:
+        s3.create_bucket(Bucket=settings.bucket)
+    sqs = client("sqs", settings)
+    dlq_url = sqs.create_queue(QueueName=settings.dead_letter_queue_name)["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
+        "Attributes"]["QueueArn"]
+    redrive = json.dumps({"deadLetterTargetArn": dlq_arn,
+                          "maxReceiveCount": str(settings.max_receive_count)})
+    sqs.create_queue(QueueName=settings.queue_name,
+                     Attributes={"RedrivePolicy": redrive, "VisibilityTimeout": "30"})
+    return open_queue(settings, sqs)
+
+
+def put_bytes(s3: Any, bucket: str, key: str, body: bytes, content_type: str = "text/csv") -> None:
+    s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
+
+
+def get_bytes(s3: Any, bucket: str, key: str) -> bytes:
+    return s3.get_object(Bucket=bucket, Key=key)["Body"].read()

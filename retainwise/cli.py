@@ -1,0 +1,225 @@
+"""`retainwise`: upload files, follow them, train and promote models, run the local stack."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from retainwise.settings import Settings
+
+
+def _resources():
+    from retainwise.resources import Resources
+
+    return Resources.from_env()
+
+
+def _print_json(data: dict[str, Any]) -> None:
+    print(json.dumps(data, default=str))
+
+
+def cmd_upload(args) -> int:
+    from retainwise import service
+
+    env = _resources()
+    path = Path(args.file)
+    prediction_id = service.submit_upload(env, path.read_bytes(), filename=path.name,
+                                          account=args.account or env.settings.default_account,
+                                          model_name=args.model or env.settings.default_model)
+    print(prediction_id)
+    if not args.wait:
+        return 0
+    row = service.wait_for_final(env, prediction_id, timeout=args.timeout)
+    if row["status"] != "COMPLETED":
+        print(f"FAILED: {row['error']}", file=sys.stderr)
+        return 1
+    out = Path(args.output or env.settings.home_dir / "results" / f"{prediction_id}.csv")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(service.download_results(env, prediction_id))
+    print(out)
+    return 0
+
+
+def cmd_status(args) -> int:
+    from retainwise import db
+
+    row = db.get_prediction(_resources().engine, args.id)
+    if row is None:
+        print(f"no upload with id {args.id}", file=sys.stderr)
+        return 2
+    _print_json(row)
+    return 0
+
+
+def cmd_download(args) -> int:
+    from retainwise import service
+
+    try:
+        data = service.download_results(_resources(), args.id)
+    except LookupError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    out = Path(args.output or f"{args.id}.csv")
+    out.write_bytes(data)
+    print(out)
+    return 0
+
+
+def cmd_score(args) -> int:
+    """Local scoring for data scientists: the same validate -> score -> write steps, no queue."""
+    from models.scoring import score_frame
+    from retainwise import registry
+    from retainwise.errors import UploadRejected
+    from retainwise.output import build_report, to_csv_bytes
+    from retainwise.reading import read_table
+    from retainwise.validation import validate_upload
+
+    settings = Settings()
+    summary: dict[str, Any] = {"status": "FAILED", "rows_total": 0, "rows_scored": 0,
+                               "rows_rejected": 0, "model_version": None, "error": None}
+    try:
+        model = registry.load_champion(args.model or settings.default_model, settings)
+        summary["model_version"] = model.version
+        upload = validate_upload(read_table(Path(args.file).read_bytes()), model.profile,
+                                 settings.max_rejected_share)
+        results = score_frame(model.pipeline, model.profile, upload.accepted, upload.customer_ids)
+        out = Path(args.output)
+        out.write_bytes(to_csv_bytes(results))
+        out.with_name(out.stem + ".rejects.csv").write_bytes(to_csv_bytes(upload.rejects))
+        report = build_report(upload, results, model)
+        summary.update(status="COMPLETED", rows_total=upload.rows_total,
+                       rows_scored=len(results), rows_rejected=upload.rows_rejected,
+                       risk_counts=report["risk_counts"], output=str(out))
+    except (UploadRejected, registry.NoChampion, OSError) as exc:
+        summary["error"] = str(exc)
+    _print_json(summary)
+    return 0 if summary["status"] == "COMPLETED" else 1
+
+
+def cmd_trigger(args) -> int:
+    from retainwise.trigger import deployment_starter, run_trigger
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    env = _resources()
+    stop = threading.Event()
+    try:
+        run_trigger(env, deployment_starter(env.settings.deployment_name), stop)
+    except KeyboardInterrupt:
+        stop.set()
+    return 0
+
+
+def cmd_stack(args) -> int:
+    from retainwise import stack
+
+    settings = Settings()
+    if args.action == "up":
+        env = stack.up(settings)
+        print(f"stack up: S3/SQS {env['AWS_ENDPOINT_URL']}, Prefect UI "
+              f"{env['PREFECT_API_URL'].removesuffix('/api')}; state in {settings.home_dir}")
+    elif args.action == "down":
+        print("stopped:", ", ".join(stack.down(settings)) or "nothing was running")
+    else:
+        _print_json(stack.status(settings))
+    return 0
+
+
+def cmd_migrate(args) -> int:
+    from flows.migrate import migrate
+
+    print(f"database at revision {migrate(args.revision)}")
+    return 0
+
+
+def cmd_model(args) -> int:
+    from retainwise import registry
+
+    settings = Settings()
+    if args.action == "train":
+        from flows.train_model import train_model
+
+        summary = train_model(args.data, args.target, args.id, args.name, args.positive)
+        _print_json(summary)
+    elif args.action == "promote":
+        version = args.version or registry.client(settings).get_model_version_by_alias(
+            args.name, registry.CHALLENGER).version
+        registry.promote(args.name, str(version), settings)
+        _print_json({"model": args.name, "champion": str(version)})
+    elif args.action == "list":
+        for row in registry.list_versions(args.name, settings):
+            _print_json(row)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="retainwise", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("upload", help="upload a CSV for scoring; prints the prediction id")
+    up.add_argument("file")
+    up.add_argument("--model")
+    up.add_argument("--account")
+    up.add_argument("--wait", action="store_true", help="wait, download, print the results path")
+    up.add_argument("--timeout", type=float, default=300)
+    up.add_argument("-o", "--output")
+    up.set_defaults(run=cmd_upload)
+
+    st = sub.add_parser("status", help="an upload's status as JSON")
+    st.add_argument("id")
+    st.set_defaults(run=cmd_status)
+
+    dl = sub.add_parser("download", help="download an upload's results CSV")
+    dl.add_argument("id")
+    dl.add_argument("-o", "--output")
+    dl.set_defaults(run=cmd_download)
+
+    sc = sub.add_parser("score", help="score a local file with the champion, no queue")
+    sc.add_argument("file")
+    sc.add_argument("-o", "--output", required=True)
+    sc.add_argument("--model")
+    sc.set_defaults(run=cmd_score)
+
+    sub.add_parser("trigger", help="run the SQS trigger (long-running)").set_defaults(
+        run=cmd_trigger)
+
+    sk = sub.add_parser("stack", help="the local stack on loopback")
+    sk.add_argument("action", choices=["up", "down", "status"])
+    sk.set_defaults(run=cmd_stack)
+
+    mg = sub.add_parser("migrate", help="run the migrate flow (alembic upgrade)")
+    mg.add_argument("--revision", default="head")
+    mg.set_defaults(run=cmd_migrate)
+
+    md = sub.add_parser("model", help="train, promote and list models")
+    msub = md.add_subparsers(dest="action", required=True)
+    tr = msub.add_parser("train")
+    tr.add_argument("--data", required=True)
+    tr.add_argument("--target", required=True)
+    tr.add_argument("--id")
+    tr.add_argument("--name", default="churn")
+    tr.add_argument("--positive")
+    pr = msub.add_parser("promote")
+    pr.add_argument("name")
+    pr.add_argument("--version")
+    ls = msub.add_parser("list")
+    ls.add_argument("name")
+    md.set_defaults(run=cmd_model)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command != "stack":
+        from retainwise.stack import load_stack_env
+
+        load_stack_env(Settings())
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

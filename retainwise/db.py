@@ -1,0 +1,127 @@
+"""The `predictions` table and the few statements the product runs against it.
+
+Functions take an Engine so tests pass in a real SQLite or PostgreSQL one; nothing connects at import.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Status(str, enum.Enum):
+    PENDING = "PENDING"
+    PROCESSING = "PROCESSING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+
+FINAL_STATUSES = frozenset({Status.COMPLETED, Status.FAILED})
+
+predictions = sa.Table(
+    "predictions",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("account", sa.String(255), nullable=False),
+    sa.Column("model_name", sa.String(255), nullable=False),
+    sa.Column("model_version", sa.String(64)),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("input_key", sa.String(1024), nullable=False),
+    sa.Column("original_filename", sa.String(1024)),
+    sa.Column("result_key", sa.String(1024)),
+    sa.Column("report_key", sa.String(1024)),
+    sa.Column("rows_total", sa.Integer),
+    sa.Column("rows_scored", sa.Integer),
+    sa.Column("rows_rejected", sa.Integer),
+    sa.Column("error", sa.Text),
+    sa.Column("flow_run_id", sa.String(64)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True)),
+    sa.Column("completed_at", sa.DateTime(timezone=True)),
+    sa.Column("sqs_message_id", sa.String(255)),
+    sa.Column("sqs_queued_at", sa.DateTime(timezone=True)),
+    sa.CheckConstraint(
+        "status IN ('PENDING', 'PROCESSING', 'COMPLETED', 'FAILED')", name="status_known"
+    ),
+    sa.Index("ix_predictions_status", "status"),
+)
+
+
+def make_engine(url: str) -> Engine:
+    """SQLite gets a busy timeout so concurrent workers wait for the write lock instead of failing."""
+    if url.startswith("sqlite"):
+        return sa.create_engine(url, connect_args={"timeout": 30})
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def create_prediction(
+    engine: Engine, *, account: str, model_name: str, input_key: str,
+    original_filename: str | None = None, prediction_id: str | None = None,
+) -> str:
+    prediction_id = prediction_id or str(uuid.uuid4())
+    now = utcnow()
+    with engine.begin() as conn:
+        conn.execute(predictions.insert().values(
+            id=prediction_id, account=account, model_name=model_name, status=Status.PENDING.value,
+            input_key=input_key, original_filename=original_filename, created_at=now, updated_at=now,
+        ))
+    return prediction_id
+
+
+def get_prediction(engine: Engine, prediction_id: str) -> dict[str, Any] | None:
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(predictions).where(predictions.c.id == prediction_id)
+        ).mappings().first()
+    return dict(row) if row else None
+
+
+def record_queued(engine: Engine, prediction_id: str, message_id: str, queued_at: datetime) -> None:
+    _update(engine, prediction_id, sqs_message_id=message_id, sqs_queued_at=queued_at)
+
+
+def claim_prediction(engine: Engine, prediction_id: str, flow_run_id: str | None = None) -> bool:
+    """PENDING -> PROCESSING as one conditional UPDATE: of two concurrent runs exactly one wins."""
+    now = utcnow()
+    with engine.begin() as conn:
+        result = conn.execute(
+            predictions.update()
+            .where(predictions.c.id == prediction_id, predictions.c.status == Status.PENDING.value)
+            .values(status=Status.PROCESSING.value, started_at=now, updated_at=now,
+                    flow_run_id=flow_run_id)
+        )
+    return result.rowcount == 1
+
+
+def set_status(engine: Engine, prediction_id: str, status: Status, **fields: Any) -> None:
+    """Move a prediction to `status`, storing counts, keys or the error alongside."""
+    if status in FINAL_STATUSES:
+        fields.setdefault("completed_at", utcnow())
+    _update(engine, prediction_id, status=Status(status).value, **fields)
+
+
+def _update(engine: Engine, prediction_id: str, **fields: Any) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            predictions.update().where(predictions.c.id == prediction_id)
+            .values(updated_at=utcnow(), **fields)
+        )

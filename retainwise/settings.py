@@ -1,0 +1,58 @@
+"""The one settings object. Everything configurable is read from the environment here."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Read from `RETAINWISE_*` variables (plus the standard AWS ones); no I/O on creation."""
+
+    model_config = SettingsConfigDict(env_prefix="RETAINWISE_", extra="ignore")
+
+    home: Path = Field(default=Path(".retainwise"), description="all local state lives here")
+    database_url: str | None = None
+    mlflow_tracking_uri: str | None = None
+    mlflow_artifact_root: str | None = None
+
+    bucket: str = "retainwise-uploads"
+    queue_name: str = "retainwise-uploads"
+    dead_letter_queue_name: str = "retainwise-uploads-dlq"
+    max_receive_count: int = 3
+    aws_region: str = Field(default="us-east-1", validation_alias="AWS_DEFAULT_REGION")
+    aws_endpoint_url: str | None = Field(default=None, validation_alias="AWS_ENDPOINT_URL")
+
+    default_model: str = "churn"
+    default_account: str = "default"
+    deployment_name: str = "score-upload/score-upload"
+    max_upload_bytes: int = 200 * 1024 * 1024
+    max_rejected_share: float = 0.5
+    stale_after_seconds: int = 900
+
+    @cached_property
+    def home_dir(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home_dir / 'retainwise.db'}"
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.home_dir / 'mlflow.db'}"
+
+    @property
+    def artifact_root(self) -> str:
+        return self.mlflow_artifact_root or (self.home_dir / "mlartifacts").as_uri()
+
+    # the local stack (`retainwise stack up`): moto and a Prefect server on loopback
+    stack_aws_port: int = 4566
+    stack_prefect_port: int = 4200
+
+    @property
+    def stack_env_file(self) -> Path:
+        return self.home_dir / "stack.env"

@@ -1,0 +1,159 @@
+"""The local stack on loopback: moto (S3 + SQS), a Prefect server, the flow runner, the SQS trigger.
+
+`up` starts each as a detached process with its pid and log under $RETAINWISE_HOME; `down` stops
+exactly the pids it recorded.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from retainwise.settings import Settings
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    argv: list[str]
+    health_url: str | None = None
+
+
+def stack_environment(settings: Settings) -> dict[str, str]:
+    """What every client of the local stack needs; written to stack.env for later CLI calls."""
+    home = settings.home_dir
+    return {
+        "RETAINWISE_HOME": str(home),
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{settings.stack_aws_port}",
+        "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_DEFAULT_REGION": settings.aws_region,
+        "PREFECT_API_URL": f"http://127.0.0.1:{settings.stack_prefect_port}/api",
+        "PREFECT_HOME": str(home / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    }
+
+
+def services(settings: Settings) -> list[Service]:
+    py = sys.executable
+    return [
+        Service("moto", [py, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                         str(settings.stack_aws_port)],
+                f"http://127.0.0.1:{settings.stack_aws_port}/moto-api/"),
+        Service("prefect", [py, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                            "--port", str(settings.stack_prefect_port), "--no-scheduler"],
+                f"http://127.0.0.1:{settings.stack_prefect_port}/api/health"),
+        Service("runner", [py, "-m", "flows.serve"]),
+        Service("trigger", [py, "-m", "retainwise.cli", "trigger"]),
+    ]
+
+
+def load_stack_env(settings: Settings) -> None:
+    """Let CLI calls after `stack up` find the local endpoints; real variables still win."""
+    path = settings.stack_env_file
+    if not path.exists():
+        return
+    for line in path.read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key:
+            os.environ.setdefault(key, value)
+
+
+def wait_healthy(url: str, timeout: float, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url} exited early; see {log}:\n{log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status < 500:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"{url} not healthy after {timeout:.0f} s; see {log}")
+
+
+def start(service: Service, home: Path, env: dict[str, str], timeout: float = 90) -> int:
+    (home / "logs").mkdir(parents=True, exist_ok=True)
+    (home / "pids").mkdir(parents=True, exist_ok=True)
+    log = home / "logs" / f"{service.name}.log"
+    with open(log, "ab") as out:
+        process = subprocess.Popen(service.argv, stdout=out, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, env={**os.environ, **env},
+                                   start_new_session=True)
+    (home / "pids" / f"{service.name}.pid").write_text(str(process.pid))
+    if service.health_url:
+        wait_healthy(service.health_url, timeout, process, log)
+    return process.pid
+
+
+def up(settings: Settings) -> dict[str, str]:
+    from retainwise import aws
+
+    home = settings.home_dir
+    env = stack_environment(settings)
+    home.mkdir(parents=True, exist_ok=True)
+    settings.stack_env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+    os.environ.update(env)
+    running = status(settings)
+    for service in services(settings):
+        if running.get(service.name):
+            continue
+        if service.name == "runner":  # the runner needs the queue and bucket to exist
+            aws.ensure_resources(Settings())
+        start(service, home, env)
+    return env
+
+
+def status(settings: Settings) -> dict[str, bool]:
+    return {s.name: _alive(_pid(settings.home_dir, s.name)) for s in services(settings)}
+
+
+def down(settings: Settings) -> list[str]:
+    stopped = []
+    for service in reversed(services(settings)):
+        pid = _pid(settings.home_dir, service.name)
+        if pid and _alive(pid):
+            _stop_group(pid)
+            stopped.append(service.name)
+        (settings.home_dir / "pids" / f"{service.name}.pid").unlink(missing_ok=True)
+    settings.stack_env_file.unlink(missing_ok=True)
+    return stopped
+
+
+def _pid(home: Path, name: str) -> int | None:
+    path = home / "pids" / f"{name}.pid"
+    return int(path.read_text()) if path.exists() else None
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _stop_group(pid: int, grace: float = 10) -> None:
+    """SIGTERM the service's process group (it may have children), SIGKILL what is left."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.2)
+    if _alive(pid):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

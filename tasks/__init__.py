@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers that give pure functions retries, logging and a place in the UI."""

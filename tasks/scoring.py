@@ -1,0 +1,31 @@
+"""Validation and scoring tasks around the pure functions in retainwise.validation and models/."""
+
+from __future__ import annotations
+
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from models.profile import ModelProfile
+from models.scoring import score_frame
+from retainwise import registry
+from retainwise.settings import Settings
+from retainwise.validation import ValidatedUpload
+from retainwise.validation import validate_upload as validate_frame
+from tasks.retry import IO_TASK, is_transient
+
+
+@task(name="load-champion", cache_policy=NO_CACHE, retry_condition_fn=is_transient, **IO_TASK)
+def load_champion(model_name: str, settings: Settings) -> registry.LoadedModel:
+    return registry.load_champion(model_name, settings)
+
+
+@task(name="validate-upload", cache_policy=NO_CACHE)
+def validate_upload(frame: pd.DataFrame, profile: ModelProfile,
+                    max_rejected_share: float) -> ValidatedUpload:
+    return validate_frame(frame, profile, max_rejected_share)
+
+
+@task(name="score-customers", cache_policy=NO_CACHE)
+def score_customers(model: registry.LoadedModel, upload: ValidatedUpload) -> pd.DataFrame:
+    return score_frame(model.pipeline, model.profile, upload.accepted, upload.customer_ids)

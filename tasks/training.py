@@ -1,0 +1,33 @@
+"""Training tasks: load a labeled table, fit candidates, register the result in MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from models.training import TrainedModel, train
+from retainwise import registry
+from retainwise.reading import read_table
+from retainwise.settings import Settings
+from tasks.retry import IO_TASK, is_transient
+
+
+@task(name="load-training-table", cache_policy=NO_CACHE)
+def load_training_table(path: str) -> pd.DataFrame:
+    return read_table(Path(path).read_bytes())
+
+
+@task(name="fit-model", cache_policy=NO_CACHE)
+def fit_model(frame: pd.DataFrame, target: str, id_column: str | None,
+              positive: str | None) -> TrainedModel:
+    return train(frame, target, id_column, positive)
+
+
+@task(name="register-model", cache_policy=NO_CACHE, retry_condition_fn=is_transient, **IO_TASK)
+def register_model(trained: TrainedModel, name: str, settings: Settings,
+                   params: dict[str, Any]) -> str:
+    return registry.register(trained, name, settings, params)
