@@ -16,13 +16,15 @@ def main() -> None:
     step("starting the local stack (moto S3/SQS, Prefect server, runner, SQS trigger)")
     stack.up(settings)
     try:
-        run_story(settings, step)
+        results = run_story(settings, step)
     finally:
         step("stopping the local stack")
         stack.down(settings)
+    step("done")
+    print(results)
 
 
-def run_story(settings: Settings, step) -> None:
+def run_story(settings: Settings, step):
     import pandas as pd
 
     from retainwise import cli
@@ -49,7 +51,7 @@ def run_story(settings: Settings, step) -> None:
     print("\nchurn_risk  customers")
     for tier in ("HIGH", "MEDIUM", "LOW"):
         print(f"{tier:<10} {int(counts.get(tier, 0)):>10}")
-    print(out.resolve())
+    return out.resolve()
 
 
 if __name__ == "__main__":

@@ -118,7 +118,7 @@ def status(settings: Settings) -> dict[str, bool]:
 
 def down(settings: Settings) -> list[str]:
     stopped = []
-    for service in reversed(services(settings)):
+    for service in reversed(services(settings)):  # trigger first, moto last
         pid = _pid(settings.home_dir, service.name)
         if pid and _alive(pid):
             _stop_group(pid)
@@ -136,6 +136,11 @@ def _pid(home: Path, name: str) -> int | None:
 def _alive(pid: int | None) -> bool:
     if not pid:
         return False
+    try:  # reap it first if it is our own child, or a zombie would look alive
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
