@@ -35,6 +35,7 @@ def deployment_starter(deployment_name: str) -> StartRun:
     def start(prediction: dict[str, Any]) -> str:
         run = run_deployment(
             deployment_name, parameters={"prediction_id": prediction["id"]},
+            flow_run_name=f"score-{prediction['id']}",
             idempotency_key=f"score-{prediction['id']}", timeout=0, as_subflow=False,
             tags=[f"account:{prediction['account']}", f"model:{prediction['model_name']}"],
         )

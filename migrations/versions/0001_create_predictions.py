@@ -35,9 +35,9 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("started_at", sa.DateTime(timezone=True)),
         sa.Column("completed_at", sa.DateTime(timezone=True)),
-        sa.PrimaryKeyConstraint("id", name="pk_predictions"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_predictions")),
         sa.CheckConstraint("status IN ('PENDING', 'PROCESSING', 'COMPLETED', 'FAILED')",
-                           name="ck_predictions_status_known"),
+                           name=op.f("ck_predictions_status_known")),
     )
     op.create_index("ix_predictions_status", "predictions", ["status"])
 

@@ -1,0 +1,160 @@
+"""Real local services, started once per session: moto in server mode, a Prefect API, PostgreSQL.
+
+Each test gets its own RETAINWISE_HOME, bucket and queues, so tests never see each other's state.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+TELCO = SHARED_DATA / "telco_churn.csv"
+POSTGRES_ADMIN_URL = os.environ.get(
+    "RETAINWISE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request access log
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def telco_path() -> Path:
+    if not TELCO.exists():
+        pytest.skip(f"the Telco data set is not at {TELCO} (../shared is absent)")
+    return TELCO
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    """moto in server mode over HTTP, as the local stack runs it."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    """A real Prefect API server (a subprocess on loopback with a temporary database)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url():
+    """A throwaway database on the machine's PostgreSQL, dropped after the session."""
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"retainwise_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {exc.orig}")
+    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    yield url
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _reset_postgres(url: str) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP SCHEMA public CASCADE"))
+        conn.execute(sa.text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """An empty database of each kind the product supports."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'retainwise.db'}"
+    url = request.getfixturevalue("postgres_server_url")
+    _reset_postgres(url)
+    return url
+
+
+@pytest.fixture
+def migrated_engine(database_url):
+    import migrations
+    from retainwise.db import make_engine
+
+    migrations.upgrade(database_url)
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def mlflow_store(tmp_path_factory):
+    """One MLflow store per session with a champion trained on a small synthetic table."""
+    from models.training import train
+    from retainwise import registry
+    from retainwise.sample import synthetic_customers
+    from retainwise.settings import Settings
+
+    home = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    settings = Settings(home=home, mlflow_tracking_uri=uri)
+    trained = train(synthetic_customers(2000, seed=3).astype(str), "Churn", "customer_id")
+    version = registry.register(trained, "churn", settings)
+    registry.promote("churn", version, settings)
+    return {"uri": uri, "home": home, "version": version}
+
+
+@pytest.fixture
+def stack_env(monkeypatch, tmp_path, moto_endpoint, mlflow_store):
+    """Environment for one test: own home, SQLite database, bucket and queues on the moto server."""
+    from retainwise import aws
+    from retainwise.settings import Settings
+
+    suffix = uuid.uuid4().hex[:8]
+    values = {
+        "RETAINWISE_HOME": str(tmp_path / "home"),
+        "RETAINWISE_MLFLOW_TRACKING_URI": mlflow_store["uri"],
+        "RETAINWISE_BUCKET": f"uploads-{suffix}",
+        "RETAINWISE_QUEUE_NAME": f"uploads-{suffix}",
+        "RETAINWISE_DEAD_LETTER_QUEUE_NAME": f"uploads-dlq-{suffix}",
+        "AWS_ENDPOINT_URL": moto_endpoint,
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("RETAINWISE_DATABASE_URL", raising=False)
+    settings = Settings()
+    settings.home_dir.mkdir(parents=True, exist_ok=True)
+    aws.ensure_resources(settings)
+    import migrations
+
+    migrations.upgrade(settings.db_url)
+    return settings
+
+
+@pytest.fixture
+def resources(stack_env):
+    from retainwise.resources import Resources
+
+    env = Resources(stack_env)
+    yield env
+    env.engine.dispose()

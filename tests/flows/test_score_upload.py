@@ -1,0 +1,76 @@
+"""score-upload on a moto server, a real Prefect API and SQLite: outcomes a customer sees."""
+
+import pytest
+
+from flows.score_upload import score_upload
+from retainwise import db
+from retainwise.registry import load_champion
+from tests.helpers import customers_csv, results_of, submit
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+
+def test_good_csv_completes_with_every_row_once(resources):
+    prediction_id = submit(resources, customers_csv(300))
+    score_upload(prediction_id)
+
+    row = db.get_prediction(resources.engine, prediction_id)
+    assert row["status"] == "COMPLETED", row["error"]
+    assert (row["rows_total"], row["rows_scored"], row["rows_rejected"]) == (300, 300, 0)
+    assert row["model_version"] and row["result_key"].endswith(f"{prediction_id}/results.csv")
+    results = results_of(resources, prediction_id)
+    assert list(results.columns) == ["customer_id", "churn_probability", "churn_risk",
+                                     "predicted_churn"]
+    assert results["customer_id"].is_unique and len(results) == 300
+    assert results["churn_probability"].between(0, 1).all()
+    cutoffs = load_champion("churn", resources.settings).profile.cutoffs
+    expected = results["churn_probability"].map(
+        lambda p: "HIGH" if p >= cutoffs.high else "MEDIUM" if p >= cutoffs.medium else "LOW")
+    assert (results["churn_risk"] == expected).all()
+
+
+def test_missing_required_column_fails_naming_it(resources):
+    data = customers_csv(50).decode().splitlines()
+    header = data[0].split(",")
+    drop = header.index("Contract")
+    trimmed = [",".join(c for i, c in enumerate(line.split(",")) if i != drop) for line in data]
+    prediction_id = submit(resources, "\n".join(trimmed).encode())
+    score_upload(prediction_id)
+
+    row = db.get_prediction(resources.engine, prediction_id)
+    assert row["status"] == "FAILED"
+    assert row["error"].startswith("missing required columns: Contract")
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"", "the file is empty"),
+    (b"   \n\n", "the file is empty"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00", "not a CSV text file"),
+    (b"customer_id,gender\n", "no data rows"),
+])
+def test_unusable_file_fails_with_a_clear_message(resources, data, message):
+    prediction_id = submit(resources, data)
+    score_upload(prediction_id)
+    row = db.get_prediction(resources.engine, prediction_id)
+    assert row["status"] == "FAILED"
+    assert message in row["error"]
+    assert "Traceback" not in row["error"]
+
+
+def test_a_second_run_for_the_same_upload_is_a_no_op(resources):
+    prediction_id = submit(resources, customers_csv(40))
+    first = score_upload(prediction_id)
+    second = score_upload(prediction_id)
+    assert first["status"] == "COMPLETED" and second["status"] == "SKIPPED"
+    assert len(results_of(resources, prediction_id)) == 40
+
+
+def test_no_champion_fails_at_once_with_the_promote_hint(resources):
+    from retainwise import service
+
+    prediction_id = service.submit_upload(resources, customers_csv(10), filename="c.csv",
+                                          account="acme", model_name="no-such-model")
+    score_upload(prediction_id)
+    row = db.get_prediction(resources.engine, prediction_id)
+    assert row["status"] == "FAILED"
+    assert "no champion for 'no-such-model'; promote one with `retainwise model promote" in row["error"]

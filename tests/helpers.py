@@ -1,0 +1,25 @@
+"""Small builders shared by the tests."""
+
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+
+from retainwise import aws, db, service
+from retainwise.sample import synthetic_customers
+
+
+def customers_csv(rows: int = 200, seed: int = 21) -> bytes:
+    return synthetic_customers(rows, seed=seed, labeled=False).to_csv(index=False).encode()
+
+
+def submit(resources, data: bytes, account: str = "acme") -> str:
+    return service.submit_upload(resources, data, filename="customers.csv", account=account,
+                                 model_name="churn")
+
+
+def results_of(resources, prediction_id: str) -> pd.DataFrame:
+    row = db.get_prediction(resources.engine, prediction_id)
+    data = aws.get_bytes(resources.s3, resources.settings.bucket, row["result_key"])
+    return pd.read_csv(io.BytesIO(data), dtype={"customer_id": str})

@@ -1,0 +1,59 @@
+"""Migrations on SQLite and PostgreSQL: up, up again, down, up; the columns the code relies on."""
+
+import sqlalchemy as sa
+
+import migrations
+
+
+def columns(url: str) -> dict[str, sa.types.TypeEngine]:
+    engine = sa.create_engine(url)
+    try:
+        return {c["name"]: c["type"] for c in sa.inspect(engine).get_columns("predictions")}
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_rerun_downgrade_upgrade(database_url):
+    migrations.upgrade(database_url)
+    assert migrations.current_revision(database_url) == "0002_add_sqs_columns"
+    migrations.upgrade(database_url)  # a rerun is a no-op
+    assert migrations.current_revision(database_url) == "0002_add_sqs_columns"
+
+    migrations.downgrade(database_url, "0001_create_predictions")
+    assert "sqs_message_id" not in columns(database_url)
+    migrations.downgrade(database_url, "base")
+    engine = sa.create_engine(database_url)
+    assert not sa.inspect(engine).has_table("predictions")
+    engine.dispose()
+
+    migrations.upgrade(database_url)
+    assert {"sqs_message_id", "sqs_queued_at", "status"} <= set(columns(database_url))
+
+
+def test_sqs_columns_have_the_right_types(database_url):
+    migrations.upgrade(database_url)
+    cols = columns(database_url)
+    assert isinstance(cols["sqs_message_id"], sa.String) and cols["sqs_message_id"].length == 255
+    assert isinstance(cols["sqs_queued_at"], sa.DateTime)
+    if database_url.startswith("postgresql"):
+        assert cols["sqs_queued_at"].timezone is True
+
+
+def test_sqs_revision_tolerates_columns_added_by_hand(database_url):
+    migrations.upgrade(database_url, "0001_create_predictions")
+    engine = sa.create_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE predictions ADD COLUMN sqs_message_id VARCHAR(255)"))
+    engine.dispose()
+    migrations.upgrade(database_url)
+    assert {"sqs_message_id", "sqs_queued_at"} <= set(columns(database_url))
+
+
+def test_constraints_are_named(database_url):
+    migrations.upgrade(database_url)
+    engine = sa.create_engine(database_url)
+    inspector = sa.inspect(engine)
+    assert inspector.get_pk_constraint("predictions")["name"] in ("pk_predictions", None)
+    checks = {c["name"] for c in inspector.get_check_constraints("predictions")}
+    engine.dispose()
+    assert "ck_predictions_status_known" in checks

@@ -1,0 +1,96 @@
+"""The SQS trigger against moto and a real Prefect API: one message, one flow run, one result."""
+
+import json
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+from flows.score_upload import score_upload
+from retainwise import db
+from retainwise.trigger import deployment_starter, handle_message
+from tests.helpers import customers_csv, results_of, submit
+
+
+@pytest.fixture(scope="module")
+def deployment_id(prefect_api):
+    return score_upload.to_deployment(name="score-upload").apply()
+
+
+def runs_of(deployment_id):
+    with get_client(sync_client=True) as client:
+        return client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])))
+
+
+def runs_for(deployment_id, prediction_id):
+    return [r for r in runs_of(deployment_id) if r.parameters.get("prediction_id") == prediction_id]
+
+
+def receive_all(queue, expected: int):
+    messages = []
+    for _ in range(10):
+        messages += queue.receive(wait_seconds=1)
+        if len(messages) >= expected:
+            break
+    return messages
+
+
+def test_one_message_starts_one_named_flow_run(resources, deployment_id):
+    prediction_id = submit(resources, customers_csv(20))
+    [message] = receive_all(resources.queue, 1)
+    start = deployment_starter("score-upload/score-upload")
+    assert handle_message(resources, message, start) == "started"
+
+    [run] = runs_for(deployment_id, prediction_id)
+    assert run.name == f"score-{prediction_id}"
+    assert "account:acme" in run.tags
+    assert resources.queue.receive(wait_seconds=0) == []  # deleted once the run existed
+
+
+def test_the_same_message_twice_gives_one_run_and_one_result(resources, deployment_id):
+    prediction_id = submit(resources, customers_csv(30))
+    resources.queue.send({"prediction_id": prediction_id, "account": "acme", "model": "churn"})
+    messages = receive_all(resources.queue, 2)
+    assert len(messages) == 2
+    start = deployment_starter("score-upload/score-upload")
+    for message in messages:
+        assert handle_message(resources, message, start) == "started"
+    assert len(runs_for(deployment_id, prediction_id)) == 1
+
+    # even if two workers ran it, the claim lets only one produce results
+    outcomes = sorted(score_upload(prediction_id)["status"] for _ in range(2))
+    assert outcomes == ["COMPLETED", "SKIPPED"]
+    assert len(results_of(resources, prediction_id)) == 30
+
+
+def test_redelivery_after_a_crash_before_delete_starts_no_second_run(resources, deployment_id):
+    prediction_id = submit(resources, customers_csv(5))
+    [message] = receive_all(resources.queue, 1)
+    real_start = deployment_starter("score-upload/score-upload")
+
+    def start_then_crash(prediction):
+        real_start(prediction)
+        raise ConnectionError("trigger died before deleting the message")
+
+    with pytest.raises(ConnectionError):
+        handle_message(resources, message, start_then_crash)
+    resources.queue.sqs.change_message_visibility(
+        QueueUrl=resources.queue.url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
+    [again] = receive_all(resources.queue, 1)
+    assert handle_message(resources, again, real_start) == "started"
+    assert len(runs_for(deployment_id, prediction_id)) == 1
+
+
+@pytest.mark.parametrize("body", ["not json", json.dumps({"no": "id"}),
+                                  json.dumps({"prediction_id": "00000000-dead-beef"})])
+def test_a_message_it_cannot_act_on_is_left_for_the_dead_letter_queue(resources, body):
+    resources.queue.sqs.send_message(QueueUrl=resources.queue.url, MessageBody=body)
+    [message] = receive_all(resources.queue, 1)
+    outcome = handle_message(resources, message, lambda p: pytest.fail("must not start a run"))
+    assert outcome in {"unparseable", "unknown-prediction"}
+    # not deleted: after its visibility timeout it comes back, and SQS redrives it to the DLQ
+    resources.queue.sqs.change_message_visibility(
+        QueueUrl=resources.queue.url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
+    assert len(receive_all(resources.queue, 1)) == 1
+    assert db.get_prediction(resources.engine, "00000000-dead-beef") is None
