@@ -1,0 +1,65 @@
+"""What the benchmarks share: a private home, a champion trained on Telco, percentiles, RSS."""
+
+from __future__ import annotations
+
+import os
+import resource
+import socket
+import statistics
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+OUT = HERE / "out"
+MODEL = "churn"
+
+if str(REPO) not in sys.path:  # `python benchmarks/x.py` from a fresh clone, venv or not
+    sys.path.insert(0, str(REPO))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def fresh_home(name: str) -> Path:
+    home = OUT / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    home.mkdir(parents=True)
+    return home
+
+
+def train_champion(settings) -> str:
+    """Fit on the real Telco table, register and promote it; returns the version."""
+    import pandas as pd
+
+    from benchmarks.data import ID, TARGET, load_telco
+    from models.training import train
+    from retainwise import registry
+
+    frame: pd.DataFrame = load_telco()
+    trained = train(frame, TARGET, ID)
+    version = registry.register(trained, MODEL, settings)
+    registry.promote(MODEL, version, settings)
+    return version
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = share * (len(ordered) - 1)
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")

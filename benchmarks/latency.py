@@ -1,0 +1,148 @@
+"""Upload -> COMPLETED latency on the local stack (moto, Prefect server, runner, SQS trigger).
+
+50 uploads of 1k rows sent one by one (each waits for the previous to finish), then 50 at once.
+For each upload: submit -> COMPLETED, and where the time went: SQS send -> flow run created
+(trigger), created -> flow run started (runner pickup and process start), started -> claimed
+(flow start-up, imports), claimed -> COMPLETED (reading, validating, scoring, writing).
+
+    python benchmarks/latency.py [--uploads 50]
+
+Uses its own RETAINWISE_HOME and free ports, and stops every process it started. The last line
+printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import common  # noqa: E402
+from benchmarks.data import ensure  # noqa: E402
+
+ROWS = 1000
+
+
+def upload_bytes() -> bytes:
+    """The first 1k rows of the 10k-row Telco-schema table."""
+    lines = ensure(10_000).read_bytes().splitlines(keepends=True)
+    return b"".join(lines[: ROWS + 1])
+
+
+def submit_and_wait(env, data: bytes, timeout: float) -> dict:
+    from retainwise import service
+
+    started = time.time()
+    prediction_id = service.submit_upload(env, data, filename="bench.csv", account="bench",
+                                          model_name=common.MODEL)
+    row = service.wait_for_final(env, prediction_id, timeout=timeout, poll=0.05)
+    return {"id": prediction_id, "submitted": started, "finished": time.time(),
+            "status": row["status"], "error": row["error"]}
+
+
+def breakdown(env, outcome: dict) -> dict:
+    """Seconds between the milestones the database and the Prefect API recorded."""
+    from prefect.client.orchestration import get_client
+
+    from retainwise import db
+
+    row = db.get_prediction(env.engine, outcome["id"])
+    stamp = lambda value: value.timestamp() if isinstance(value, datetime) else None  # noqa: E731
+    queued, claimed = stamp(_utc(row["sqs_queued_at"])), stamp(_utc(row["started_at"]))
+    created = started = None
+    if row["flow_run_id"]:
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(row["flow_run_id"])
+        created, started = stamp(run.created), stamp(run.start_time)
+    total = outcome["finished"] - outcome["submitted"]
+    return {"total": total, "queue_to_created": _gap(queued, created),
+            "created_to_started": _gap(created, started),
+            "queue_to_flow_start": _gap(queued, started), "started_to_claimed": _gap(started, claimed),
+            "claimed_to_completed": _gap(claimed, outcome["finished"]),
+            "status": outcome["status"], "error": outcome["error"]}
+
+
+def _utc(value):
+    from datetime import timezone
+
+    if isinstance(value, datetime) and value.tzinfo is None:  # SQLite drops the zone
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+def _gap(start, end):
+    return None if start is None or end is None else end - start
+
+
+def summarise(label: str, rows: list[dict]) -> dict:
+    done = [r for r in rows if r["status"] == "COMPLETED"]
+    out = {"uploads": len(rows), "completed": len(done)}
+    for key in ("total", "queue_to_created", "created_to_started", "queue_to_flow_start",
+                "started_to_claimed", "claimed_to_completed"):
+        values = [r[key] for r in done if r[key] is not None]
+        if values:
+            out[key] = {"p50": round(common.percentile(values, 0.5), 2),
+                        "p95": round(common.percentile(values, 0.95), 2),
+                        "max": round(max(values), 2)}
+    failed = [r["error"] for r in rows if r["status"] != "COMPLETED"]
+    if failed:
+        out["first_failure"] = failed[0]
+    log(f"{label}: {json.dumps(out)}")
+    return out
+
+
+def run(uploads: int, timeout: float) -> dict:
+    import migrations
+    from retainwise import stack
+    from retainwise.resources import Resources
+    from retainwise.settings import Settings
+
+    home = common.fresh_home("latency")
+    os.environ.update({"RETAINWISE_HOME": str(home),
+                       "RETAINWISE_STACK_AWS_PORT": str(common.free_port()),
+                       "RETAINWISE_STACK_PREFECT_PORT": str(common.free_port())})
+    settings = Settings()
+    data = upload_bytes()
+    started = time.monotonic()
+    try:
+        migrations.upgrade(settings.db_url)
+        common.train_champion(settings)
+        stack.up(settings)
+        stack_seconds = time.monotonic() - started
+        env = Resources.from_env()
+        log(f"stack up after {stack_seconds:.1f} s; warming up with one upload")
+        first = breakdown(env, submit_and_wait(env, data, timeout))
+        log(f"first upload after stack up: {json.dumps(first)}")
+        one_by_one = [breakdown(env, submit_and_wait(env, data, timeout)) for _ in range(uploads)]
+        with ThreadPoolExecutor(max_workers=uploads) as pool:
+            outcomes = list(pool.map(lambda _: submit_and_wait(env, data, timeout), range(uploads)))
+        at_once = [breakdown(env, outcome) for outcome in outcomes]
+    finally:
+        stack.down(settings)
+    return {"benchmark": "latency", "rows_per_upload": ROWS, "stack_up_s": round(stack_seconds, 1),
+            "first_upload_s": round(first["total"], 2),
+            "one_by_one": summarise("one by one", one_by_one),
+            "at_once": summarise("at once", at_once)}
+
+
+def log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--uploads", type=int, default=50)
+    parser.add_argument("--timeout", type=float, default=600)
+    args = parser.parse_args(argv)
+    print(json.dumps(run(args.uploads, args.timeout)))
+
+
+if __name__ == "__main__":
+    main()

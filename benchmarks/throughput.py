@@ -1,0 +1,246 @@
+"""Throughput and peak memory: the naive script against the project's scoring path, same file.
+
+(a) naive:   pandas.read_csv -> predict_proba -> the four result columns with to_csv
+(b) project: object in S3 (moto server) -> score-upload flow run (read, validate, score, results
+             and report to S3, status) against a real Prefect server and SQLite
+
+Each run is its own subprocess (peak RSS is per process); a and b alternate, medians are reported.
+Imports and loading the model are outside the timed span for both.
+
+    python benchmarks/throughput.py --rows 1000000 [--repeats 3]
+
+The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import common  # noqa: E402
+from benchmarks.data import ID, ensure  # noqa: E402
+
+INPUT_KEY = "uploads/bench/{rows}/input"
+STAGES = {"read-upload": "reading", "validate-upload": "validating",
+          "score-customers": "scoring", "write-results": "writing"}
+
+
+# ---------------------------------------------------------------- (a) the naive script, a child
+def naive_child(path: str, model_dir: str, out: str) -> dict:
+    import mlflow.sklearn
+    import numpy as np
+    import pandas as pd
+
+    pipeline = mlflow.sklearn.load_model(model_dir)
+    profile = json.loads(Path(model_dir, "profile.json").read_text())
+    numeric = [f["name"] for f in profile["features"] if f["kind"] == "numeric"]
+    features = [f["name"] for f in profile["features"]]
+    started = time.perf_counter()
+    frame = pd.read_csv(path)
+    X = frame[features].copy()
+    for name in numeric:  # TotalCharges has blank cells, so pandas reads it as text
+        X[name] = pd.to_numeric(X[name], errors="coerce")
+    categorical = [n for n in features if n not in numeric]
+    X[categorical] = X[categorical].astype(object)
+    probability = pipeline.predict_proba(X)[:, 1]
+    pd.DataFrame({
+        "customer_id": frame[ID], "churn_probability": probability,
+        "churn_risk": np.where(probability >= 0.6, "HIGH",
+                               np.where(probability >= 0.3, "MEDIUM", "LOW")),
+        "predicted_churn": probability >= 0.5,
+    }).to_csv(out, index=False)
+    return {"seconds": time.perf_counter() - started, "rows": len(frame)}
+
+
+# ---------------------------------------------------------------- (b) the project's path, a child
+def project_child(rows: int) -> dict:
+    from flows.score_upload import score_upload
+    from retainwise import db, registry
+    from retainwise.resources import Resources
+    from retainwise.validation import _batch_definition
+
+    env = Resources.from_env()
+    registry.load_champion(common.MODEL, env.settings)  # a warm worker has it cached
+    _batch_definition()
+    prediction_id = db.create_prediction(env.engine, account="bench", model_name=common.MODEL,
+                                         input_key=INPUT_KEY.format(rows=rows))
+    stage_log = StageLog.install()
+    started = time.perf_counter()
+    state = score_upload(prediction_id, return_state=True)
+    seconds = time.perf_counter() - started
+    row = db.get_prediction(env.engine, prediction_id)
+    if row["status"] != "COMPLETED":
+        raise SystemExit(f"the scoring path did not complete: {row['status']} {row['error']}")
+    stages = stage_log.seconds or task_seconds(state.state_details.flow_run_id)
+    return {"seconds": seconds, "rows": row["rows_total"], "rows_scored": row["rows_scored"],
+            "stages": stages}
+
+
+class StageLog:
+    """Collects the per-stage seconds retainwise.streaming logs, if the flow streamed."""
+
+    seconds: dict[str, float] = {}
+
+    @classmethod
+    def install(cls) -> type["StageLog"]:
+        import logging
+
+        class Handler(logging.Handler):
+            def emit(self, record):
+                if getattr(record, "stage_seconds", None):
+                    cls.seconds = dict(record.stage_seconds)
+
+        logger = logging.getLogger("retainwise.streaming")
+        logger.addHandler(Handler())
+        logger.setLevel(logging.INFO)
+        return cls
+
+
+def task_seconds(flow_run_id) -> dict[str, float]:
+    """Seconds per stage from the flow run's task runs in the Prefect API."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    seconds: dict[str, float] = {}
+    for run in runs:
+        stage = STAGES.get(run.task_key.rsplit("-", 1)[0] if run.task_key else "",
+                           STAGES.get(run.name.rsplit("-", 1)[0], "other"))
+        seconds[stage] = seconds.get(stage, 0.0) + run.total_run_time.total_seconds()
+    return seconds
+
+
+def child_main(args: argparse.Namespace) -> None:
+    if args.child == "naive":
+        result = naive_child(args.file, args.model_dir, args.out)
+    else:
+        result = project_child(args.rows)
+    result["peak_rss_mb"] = common.peak_rss_mb()
+    print(json.dumps(result))
+
+
+# ---------------------------------------------------------------- the harness
+def export_model(settings, target: Path) -> None:
+    """The champion's artifacts plus its profile, for the naive script to load without a registry."""
+    import mlflow
+
+    from retainwise import registry
+
+    model = registry.load_champion(common.MODEL, settings)
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.artifacts.download_artifacts(f"models:/{common.MODEL}/{model.version}",
+                                        dst_path=str(target))
+    (target / "profile.json").write_text(json.dumps(model.profile.to_dict()))
+
+
+def start_backends(home: Path) -> tuple[dict[str, str], list[int]]:
+    """moto and a Prefect server on free loopback ports, as the local stack runs them."""
+    from retainwise import stack
+    from retainwise.settings import Settings
+
+    settings = Settings(home=home, stack_aws_port=common.free_port(),
+                        stack_prefect_port=common.free_port())
+    env = {**stack.stack_environment(settings), "RETAINWISE_HOME": str(home),
+           "RETAINWISE_MAX_UPLOAD_BYTES": str(16 * 2**30), "PREFECT_LOGGING_LEVEL": "ERROR"}
+    pids = [stack.start(service, home, env)
+            for service in stack.services(settings) if service.name in ("moto", "prefect")]
+    return env, pids
+
+
+def stop_backends(pids: list[int]) -> None:
+    from retainwise import stack
+
+    for pid in pids:
+        stack._stop_group(pid)
+
+
+def run_child(kind: str, args: argparse.Namespace, env: dict[str, str], extra: list[str]) -> dict:
+    argv = [sys.executable, __file__, "--child", kind, "--rows", str(args.rows), *extra]
+    done = subprocess.run(argv, env={**os.environ, **env}, capture_output=True, text=True)
+    if done.returncode != 0:
+        return {"error": (done.stderr or done.stdout)[-1500:]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def harness(args: argparse.Namespace) -> dict:
+    import migrations
+    from retainwise import aws
+    from retainwise.settings import Settings
+
+    path = ensure(args.rows)
+    home = common.fresh_home(f"throughput-{args.rows}")
+    env, pids = start_backends(home)
+    os.environ.update(env)
+    try:
+        settings = Settings()
+        migrations.upgrade(settings.db_url)
+        common.train_champion(settings)
+        export_model(settings, home / "model")
+        s3 = aws.client("s3", settings)
+        aws.ensure_resources(settings)
+        s3.upload_file(str(path), settings.bucket, INPUT_KEY.format(rows=args.rows))
+        naive, project = [], []
+        for _ in range(args.repeats):
+            naive.append(run_child("naive", args, env, [
+                "--file", str(path), "--model-dir", str(home / "model"),
+                "--out", str(home / "naive_results.csv")]))
+            log(f"naive   {naive[-1]}")
+            project.append(run_child("project", args, env, []))
+            log(f"project {project[-1]}")
+    finally:
+        stop_backends(pids)
+    return summarise(args.rows, naive, project)
+
+
+def summarise(rows: int, naive: list[dict], project: list[dict]) -> dict:
+    def side(runs: list[dict]) -> dict:
+        good = [r for r in runs if "seconds" in r]
+        if not good:
+            return {"error": runs[-1].get("error", "no run completed")[-300:]}
+        seconds = common.median([r["seconds"] for r in good])
+        return {"runs": len(good), "median_s": round(seconds, 2),
+                "rows_per_s": round(rows / seconds), "peak_rss_mb": round(
+                    max(r["peak_rss_mb"] for r in good))}
+
+    result = {"benchmark": "throughput", "rows": rows, "naive": side(naive),
+              "project": side(project)}
+    if "median_s" in result["naive"] and "median_s" in result["project"]:
+        result["throughput_ratio_b_over_a"] = round(
+            result["naive"]["median_s"] / result["project"]["median_s"], 3)
+        stages = [r["stages"] for r in project if "stages" in r]
+        totals = {k: common.median([s.get(k, 0.0) for s in stages]) for k in stages[0]}
+        wall = result["project"]["median_s"]
+        result["project"]["share_of_wall"] = {k: round(v / wall, 3) for k, v in totals.items()}
+    return result
+
+
+def log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--child", choices=["naive", "project"], help=argparse.SUPPRESS)
+    parser.add_argument("--file", help=argparse.SUPPRESS)
+    parser.add_argument("--model-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        child_main(args)
+        return
+    print(json.dumps(harness(args)))
+
+
+if __name__ == "__main__":
+    main()
