@@ -1,19 +1,42 @@
-"""The local flow runner: serves the deployments and runs each flow run in a subprocess."""
+"""The local flow runner: serves the deployments and runs their flow runs in warm processes.
 
-from prefect import serve
+`python -m flows.serve` forks warm workers (retainwise.worker) that execute runs in-process;
+`--cold` falls back to Prefect's `serve`, which starts a fresh interpreter per run.
+"""
+
+import argparse
+import os
 
 from flows.migrate import migrate
 from flows.score_upload import score_upload
 from flows.train_model import train_model
 
 
-def main() -> None:
-    serve(
-        score_upload.to_deployment(name="score-upload", tags=["scoring"]),
-        migrate.to_deployment(name="migrate"),
-        train_model.to_deployment(name="train-model"),
-        limit=4,
-    )
+def deployments() -> list:
+    """(flow, deployment) pairs: the warm runner executes the flow objects themselves."""
+    return [
+        (score_upload, score_upload.to_deployment(name="score-upload", tags=["scoring"])),
+        (migrate, migrate.to_deployment(name="migrate")),
+        (train_model, train_model.to_deployment(name="train-model")),
+    ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="serve the RetainWise deployments")
+    parser.add_argument("--processes", type=int, default=os.cpu_count() or 2,
+                        help="warm worker processes, i.e. flow runs at once (default: cores)")
+    parser.add_argument("--cold", action="store_true",
+                        help="use Prefect's serve: a fresh interpreter per flow run")
+    args = parser.parse_args(argv)
+    if args.cold:
+        from prefect import serve
+
+        serve(*(deployment for _, deployment in deployments()), limit=4)
+        return
+    from retainwise.settings import Settings
+    from retainwise.worker import serve_warm
+
+    serve_warm(deployments(), args.processes, Settings().home_dir / "worker")
 
 
 if __name__ == "__main__":
