@@ -14,6 +14,7 @@ from retainwise.registry import NoChampion
 from retainwise.resources import Resources
 from tasks.scoring import load_champion, score_customers, validate_upload
 from tasks.status import claim_upload, set_status
+from tasks.streaming import is_large_upload, score_in_chunks
 from tasks.uploads import read_upload, write_results
 
 CUSTOMER_ERRORS = (UploadRejected, NoChampion)
@@ -30,12 +31,17 @@ def score_upload(prediction_id: str) -> dict[str, Any]:
         return {"prediction_id": prediction_id, "status": "SKIPPED"}
     try:
         model = load_champion(prediction["model_name"], settings)
-        frame = read_upload(env.s3, settings.bucket, prediction["input_key"],
-                            settings.max_upload_bytes)
-        upload = validate_upload(frame, model.profile, settings.max_rejected_share)
-        results = score_customers(model, upload)
-        report = build_report(upload, results, model)
-        keys = write_results(env.s3, settings.bucket, prediction_id, results, upload.rejects, report)
+        if is_large_upload(env.s3, settings, prediction["input_key"]):
+            report, keys = score_in_chunks(env.s3, settings, prediction_id, prediction["input_key"],
+                                           model)
+        else:
+            frame = read_upload(env.s3, settings.bucket, prediction["input_key"],
+                                settings.max_upload_bytes)
+            upload = validate_upload(frame, model.profile, settings.max_rejected_share)
+            results = score_customers(model, upload)
+            report = build_report(upload, results, model)
+            keys = write_results(env.s3, settings.bucket, prediction_id, results, upload.rejects,
+                                 report)
     except CUSTOMER_ERRORS as exc:
         logger.warning("upload %s failed: %s", prediction_id, exc)
         set_status(env.engine, prediction_id, Status.FAILED, error=str(exc))
@@ -46,8 +52,8 @@ def score_upload(prediction_id: str) -> dict[str, Any]:
                          f"support has the details under flow run {runtime.flow_run.id}")
         raise
     set_status(env.engine, prediction_id, Status.COMPLETED, model_version=model.version,
-               rows_total=upload.rows_total, rows_scored=len(results),
-               rows_rejected=upload.rows_rejected, result_key=keys.results,
+               rows_total=report["rows_total"], rows_scored=report["rows_scored"],
+               rows_rejected=report["rows_rejected"], result_key=keys.results,
                report_key=keys.report, error=None)
     publish_summary(prediction_id, report, keys.results)
     return {"prediction_id": prediction_id, "status": Status.COMPLETED.value, **report,
