@@ -17,7 +17,8 @@ from tests.conftest import REPO, free_port
 def test_make_demo_from_a_fresh_clone(tmp_path):
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
-    env = {key: os.environ[key] for key in ("PATH", "HOME", "LANG", "TERM") if key in os.environ}
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("RETAINWISE_", "PREFECT_", "AWS_", "VIRTUAL_ENV", "PYTEST"))}
     env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep)
                                   if not p.startswith(str(REPO / ".venv")))
     env.update(RETAINWISE_STACK_AWS_PORT=str(free_port()),
