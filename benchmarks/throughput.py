@@ -151,9 +151,11 @@ def start_backends(home: Path) -> tuple[dict[str, str], list[int]]:
                         stack_prefect_port=common.free_port())
     env = {**stack.stack_environment(settings), "RETAINWISE_HOME": str(home),
            "RETAINWISE_MAX_UPLOAD_BYTES": str(16 * 2**30), "PREFECT_LOGGING_LEVEL": "ERROR"}
-    pids = [stack.start(service, home, env)
-            for service in stack.services(settings) if service.name in ("moto", "prefect")]
-    return env, pids
+    started = [(service, stack.start(service, home, env))
+               for service in stack.services(settings) if service.name in ("moto", "prefect")]
+    for service, process in started:
+        stack.wait_healthy(service.health_url, 180, process, home / "logs" / f"{service.name}.log")
+    return env, [process.pid for _, process in started]
 
 
 def stop_backends(pids: list[int]) -> None:
@@ -164,10 +166,19 @@ def stop_backends(pids: list[int]) -> None:
 
 
 def run_child(kind: str, args: argparse.Namespace, env: dict[str, str], extra: list[str]) -> dict:
+    """One timed run in a fresh process, its address space capped so a 10M-row naive run fails
+    with MemoryError instead of pushing a shared machine into the OOM killer."""
+    import resource
+
+    limit = int(args.memory_limit_gb * 2**30)
     argv = [sys.executable, __file__, "--child", kind, "--rows", str(args.rows), *extra]
-    done = subprocess.run(argv, env={**os.environ, **env}, capture_output=True, text=True)
+    done = subprocess.run(argv, env={**os.environ, **env}, capture_output=True, text=True,
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
     if done.returncode != 0:
-        return {"error": (done.stderr or done.stdout)[-1500:]}
+        tail = (done.stderr or done.stdout)[-1500:]
+        if "MemoryError" in tail or "bad_alloc" in tail or "Cannot allocate" in tail:
+            return {"error": f"could not run within {args.memory_limit_gb:g} GB of address space"}
+        return {"error": tail}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -231,6 +242,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--memory-limit-gb", type=float, default=12,
+                        help="address-space cap per timed run (default 12)")
     parser.add_argument("--child", choices=["naive", "project"], help=argparse.SUPPRESS)
     parser.add_argument("--file", help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)

@@ -28,7 +28,7 @@ from retainwise.reading import read_table
 from retainwise.validation import require_columns, validate_upload
 
 log = logging.getLogger("retainwise.streaming")
-CHUNK_BYTES = 16 * 2**20          # ~110k Telco rows per chunk
+CHUNK_BYTES = 8 * 2**20           # ~60k Telco rows per chunk
 STREAM_ABOVE_BYTES = 64 * 2**20   # smaller files keep the whole-file tasks
 READ_BLOCK = 4 * 2**20
 GZIP_MAGIC = b"\x1f\x8b"
@@ -113,9 +113,12 @@ def _first_record_end(buffer: bytearray) -> int | None:
 class SeenIds:
     """64-bit hashes of every id seen so far, with the row it was first seen on, in sorted runs.
 
-    10M ids cost ~160 MB instead of the ~1 GB a set of strings would; two different ids sharing
-    a hash (odds ~3e-6 at 10M rows) would wrongly reject the second as a duplicate.
+    10M ids cost ~120 MB instead of the ~1 GB a set of strings would; two different ids sharing
+    a hash (odds ~3e-6 at 10M rows) would wrongly reject the second as a duplicate. Runs stop
+    merging at MERGE_LIMIT entries, so a merge never needs more than a few tens of MB extra.
     """
+
+    MERGE_LIMIT = 2_000_000
 
     def __init__(self) -> None:
         self.runs: list[tuple[np.ndarray, np.ndarray]] = []
@@ -131,8 +134,9 @@ class SeenIds:
 
     def add(self, hashes: np.ndarray, rows: np.ndarray) -> None:
         order = np.argsort(hashes, kind="stable")
-        self.runs.append((hashes[order], rows[order]))
-        while len(self.runs) > 1 and len(self.runs[-1][0]) >= len(self.runs[-2][0]):
+        self.runs.append((hashes[order], rows[order].astype(np.int32)))
+        while (len(self.runs) > 1 and len(self.runs[-1][0]) >= len(self.runs[-2][0])
+               and len(self.runs[-1][0]) + len(self.runs[-2][0]) <= self.MERGE_LIMIT):
             (k2, r2), (k1, r1) = self.runs.pop(), self.runs.pop()
             keys, rows = np.concatenate([k1, k2]), np.concatenate([r1, r2])
             order = np.argsort(keys, kind="stable")

@@ -1,0 +1,71 @@
+"""The warm runner against a real Prefect API: one claimant per flow run, runs recorded as usual."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+from retainwise import worker
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+
+@task(name="double", cache_policy=NO_CACHE)
+def double(value: int) -> int:
+    return 2 * value
+
+
+@flow(name="worker-test-echo")
+def echo(value: int) -> int:
+    return double(value)
+
+
+@pytest.fixture
+def served(tmp_path):
+    return worker.Served(worker.register([(echo, echo.to_deployment(name="echo"))]), tmp_path)
+
+
+def test_a_run_is_claimed_once_and_runs_in_process_with_its_task_runs(served):
+    (deployment_id,) = served.flows
+    with get_client(sync_client=True) as client:
+        created = client.create_flow_run_from_deployment(deployment_id, parameters={"value": 21})
+        (scheduled,) = worker.next_runs(client, served)
+        assert scheduled.id == created.id
+        assert worker.claim(client, scheduled) is True
+        assert worker.claim(client, scheduled) is False  # a second worker is turned away
+        worker.execute(echo, scheduled)
+        finished = client.read_flow_run(created.id)
+        task_runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[created.id])))
+        assert worker.next_runs(client, served) == []
+    assert finished.state.is_completed()
+    assert [run.name.split("-")[0] for run in task_runs] == ["double"]
+
+
+def test_two_polling_loops_run_each_flow_run_exactly_once(served):
+    (deployment_id,) = served.flows
+    with get_client(sync_client=True) as client:
+        ids = [client.create_flow_run_from_deployment(deployment_id, parameters={"value": i}).id
+               for i in range(6)]
+    stop = threading.Event()
+    loops = [threading.Thread(target=worker.child_loop, args=(served, stop)) for _ in range(2)]
+    for loop in loops:
+        loop.start()
+    try:
+        with get_client(sync_client=True) as client:
+            for _ in range(300):
+                runs = [client.read_flow_run(i) for i in ids]
+                if all(run.state.is_final() for run in runs):
+                    break
+                stop.wait(0.2)
+    finally:
+        stop.set()
+        for loop in loops:
+            loop.join(timeout=30)
+    assert all(run.state.is_completed() for run in runs)
+    assert all(run.run_count == 1 for run in runs)
