@@ -23,8 +23,9 @@ def deployments() -> list:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="serve the RetainWise deployments")
-    parser.add_argument("--processes", type=int, default=os.cpu_count() or 2,
-                        help="warm worker processes, i.e. flow runs at once (default: cores)")
+    parser.add_argument("--processes", type=int, default=min(os.cpu_count() or 2, 4),
+                        help="warm worker processes, i.e. flow runs at once "
+                             "(default: cores, at most 4)")
     parser.add_argument("--cold", action="store_true",
                         help="use Prefect's serve: a fresh interpreter per flow run")
     args = parser.parse_args(argv)
