@@ -85,7 +85,7 @@ def infer_features(frame: pd.DataFrame, exclude: set[str]) -> tuple[list[Feature
         if raw.isna().all():
             notes.append(f"{name}: dropped, every value is empty")
             continue
-        if raw.nunique(dropna=True) <= 1:
+        if raw.nunique(dropna=False) <= 1:  # one value and blanks is a yes/no signal: kept
             notes.append(f"{name}: dropped, it has a single value")
             continue
         if not is_numeric(raw) and looks_like_identifier(raw):

@@ -4,9 +4,9 @@ The rule, written down:
 - threshold (predicted_churn): the probability that maximises F1 on the validation predictions;
   among equal F1 the higher threshold wins. MEDIUM starts at the threshold, so predicted_churn is
   true exactly for MEDIUM and HIGH customers.
-- HIGH: the lowest validation probability from which on the observed churn rate (an isotonic fit
-  of outcome on probability) reaches HIGH_RATE, i.e. customers there churned more often than
-  not. If no probability gets there, HIGH is the top decile of validation scores. HIGH is never
+- HIGH: the lowest validation probability from which on the observed churn rate reaches
+  HIGH_RATE, i.e. customers there churned more often than not (rates of equal-count bins of at
+  least MIN_BIN_ROWS customers, made monotone by isotonic regression). If no probability gets there, HIGH is the top decile of validation scores. HIGH is never
   below the threshold.
 """
 
@@ -18,6 +18,8 @@ from sklearn.isotonic import IsotonicRegression
 from models.profile import RiskCutoffs
 
 HIGH_RATE = 0.5
+MIN_BIN_ROWS = 50
+MAX_BINS = 50
 
 
 def choose_threshold(y, p) -> float:
@@ -32,10 +34,24 @@ def choose_threshold(y, p) -> float:
     return float(p_sorted[last_of_value][int(np.argmax(f1))])  # first max = highest probability
 
 
+def observed_rates(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lowest probability and (monotone) observed churn rate of equal-count bins of validation rows.
+
+    Bins of at least MIN_BIN_ROWS rows keep a handful of lucky customers from defining a tier.
+    """
+    order = np.argsort(p, kind="stable")
+    bins = np.array_split(order, max(1, min(MAX_BINS, len(p) // MIN_BIN_ROWS)))
+    starts = np.array([p[b].min() for b in bins])
+    rates = np.array([y[b].mean() for b in bins])
+    sizes = np.array([len(b) for b in bins])
+    fitted = IsotonicRegression().fit(starts, rates, sample_weight=sizes).predict(starts)
+    return starts, fitted
+
+
 def choose_cutoffs(y, p, threshold: float) -> RiskCutoffs:
     y, p = np.asarray(y, dtype=int), np.asarray(p, dtype=float)
-    observed = IsotonicRegression(out_of_bounds="clip").fit(p, y).predict(p)
-    reached = p[observed >= HIGH_RATE]
+    starts, rates = observed_rates(y, p)
+    reached = starts[rates >= HIGH_RATE]
     high = float(reached.min()) if reached.size else float(np.quantile(p, 0.9))
     return RiskCutoffs(high=max(high, threshold), medium=threshold)
 
