@@ -87,7 +87,8 @@ def cmd_score(args) -> int:
         summary["model_version"] = model.version
         upload = validate_upload(read_table(Path(args.file).read_bytes()), model.profile,
                                  settings.max_rejected_share)
-        results = score_frame(model.pipeline, model.profile, upload.accepted, upload.customer_ids)
+        results = score_frame(model.pipeline, model.profile, upload.accepted, upload.customer_ids,
+                              reasons=settings.top_reasons)
         out = Path(args.output)
         out.write_bytes(to_csv_bytes(results))
         out.with_name(out.stem + ".rejects.csv").write_bytes(to_csv_bytes(upload.rejects))
