@@ -18,6 +18,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
@@ -119,8 +120,6 @@ CANDIDATES: dict[str, Callable[[ModelProfile], Pipeline]] = {
 
 def out_of_fold_scores(build, profile, X, y, folds) -> tuple[np.ndarray, list[float]]:
     """Decision scores for every training row from a model that did not see it, and fold AUCs."""
-    from sklearn.metrics import roc_auc_score
-
     scores, aucs = np.zeros(len(y)), []
     for fit, held in folds:
         model = build(profile).fit(X.iloc[fit], y[fit])
