@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.pipeline import Pipeline
+from threadpoolctl import threadpool_limits
 
 from models import explain
 from models.calibration import CalibratedModel
@@ -29,7 +30,8 @@ def data():
 
 def fitted(build, data) -> CalibratedModel:
     _, X, y, profile = data
-    return CalibratedModel(build(profile).fit(X, y), 1.0, 0.0)
+    with threadpool_limits(limits=1, user_api="openmp"):  # as training does on a busy box
+        return CalibratedModel(build(profile).fit(X, y), 1.0, 0.0)
 
 
 def test_linear_shares_add_up_to_the_score_minus_a_constant(data):
