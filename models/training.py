@@ -9,7 +9,7 @@ out-of-fold probabilities, and report on the untouched test set.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -150,22 +150,14 @@ def split(frame: pd.DataFrame, y: pd.Series):
     return train_test_split(frame, y, test_size=TEST_SHARE, stratify=y, random_state=SEED)
 
 
-def train(frame: pd.DataFrame, target: str, id_column: str | None = None,
-          positive: str | None = None, allow_columns: list[str] | tuple = ()) -> TrainedModel:
-    """Fit, calibrate and evaluate; see the module docstring for the steps."""
-    started = time.perf_counter()
-    check_columns(frame, target, id_column, allow_columns)
-    y_all = encode_target(frame[target], positive)
-    notes = [] if id_column else [
-        "no --id given: results will use the 1-based row number as customer_id"]
-    train_rows, test_rows, y_train, y_test = split(frame, y_all)
-    y_train, y_test = y_train.to_numpy(), y_test.to_numpy()
-    features, dropped = infer_features(train_rows, exclude={target, id_column} - {None})
-    notes += dropped
-    excluded = {n.split(": ", 1)[0]: n.split(": ", 1)[1] for n in dropped}
-    X_train_all = prepare_features(train_rows, features)
-    leaks = leaking_columns(X_train_all, y_train, features)
-    for name, reason in leaks.items():
+def select_features(rows: pd.DataFrame, y: np.ndarray, target: str, id_column: str | None,
+                    allow_columns) -> tuple[list, dict[str, str], list[str]]:
+    """Typed features of the training split minus useless and leaking columns, with the why."""
+    features, notes = infer_features(rows, exclude={target, id_column} - {None})
+    kept = {f.name for f in features}
+    excluded = {str(column): note[len(str(column)) + 2:] for column in rows.columns
+                if column not in kept for note in notes if note.startswith(f"{column}: ")}
+    for name, reason in leaking_columns(prepare_features(rows, features), y, features).items():
         if name in allow_columns:
             notes.append(f"{name}: kept by --allow-column despite {reason}")
         else:
@@ -174,34 +166,55 @@ def train(frame: pd.DataFrame, target: str, id_column: str | None = None,
     features = [f for f in features if f.name not in excluded]
     if not features:
         raise TrainingError("no usable feature columns: " + "; ".join(notes))
-    profile = ModelProfile(id_column=id_column, target=target, features=features,
-                           positive=positive, excluded=excluded)
-    X_train = prepare_features(train_rows, features)
-    folds = list(StratifiedKFold(CV_FOLDS, shuffle=True, random_state=SEED).split(X_train, y_train))
+    return features, excluded, notes
+
+
+def compare_candidates(profile: ModelProfile, X: pd.DataFrame, y: np.ndarray):
+    """CV every candidate on the same folds; refit the best. Returns (cv figures, oof scores, kind, fit)."""
+    folds = list(StratifiedKFold(CV_FOLDS, shuffle=True, random_state=SEED).split(X, y))
     candidates, scores = {}, {}
     with threadpool_limits(limits=1, user_api="openmp"):  # OpenMP spin-waits on a busy 2-core box
         for name, build in CANDIDATES.items():
-            scores[name], aucs = out_of_fold_scores(build, profile, X_train, y_train, folds)
-            candidates[name] = {"cv_roc_auc": float(np.mean(aucs)), "cv_roc_auc_std": float(np.std(aucs))}
+            scores[name], aucs = out_of_fold_scores(build, profile, X, y, folds)
+            candidates[name] = {"cv_roc_auc": float(np.mean(aucs)),
+                                "cv_roc_auc_std": float(np.std(aucs))}
         kind = pick_best(candidates)
-        base = CANDIDATES[kind](profile).fit(X_train, y_train)
-    slope, intercept = fit_platt(scores[kind], y_train)
-    model = CalibratedModel(base, slope, intercept)
-    validation_p = model.predict_proba_from_scores(scores[kind])
-    threshold, cutoffs = choose_threshold_and_cutoffs(y_train, validation_p)
+        return candidates, scores[kind], kind, CANDIDATES[kind](profile).fit(X, y)
+
+
+def run_params(kind: str) -> dict[str, Any]:
+    return {"model_kind": kind, "seed": SEED, "test_share": TEST_SHARE, "cv_folds": CV_FOLDS,
+            "calibration": "platt (sigmoid) on out-of-fold scores",
+            **{f"linear_{k}": v for k, v in LINEAR_PARAMS.items()},
+            **{f"boosted_{k}": v for k, v in BOOSTED_PARAMS.items() if k != "random_state"}}
+
+
+def train(frame: pd.DataFrame, target: str, id_column: str | None = None,
+          positive: str | None = None, allow_columns: list[str] | tuple = ()) -> TrainedModel:
+    """Fit, calibrate and evaluate; see the module docstring for the steps."""
+    started = time.perf_counter()
+    check_columns(frame, target, id_column, allow_columns)
+    y_all = encode_target(frame[target], positive)
+    train_rows, test_rows, y_train, y_test = split(frame, y_all)
+    y_train, y_test = y_train.to_numpy(), y_test.to_numpy()
+    features, excluded, notes = select_features(train_rows, y_train, target, id_column,
+                                                allow_columns)
+    if not id_column:
+        notes.insert(0, "no --id given: results will use the 1-based row number as customer_id")
     profile = ModelProfile(id_column=id_column, target=target, features=features,
-                           threshold=threshold, cutoffs=cutoffs, positive=positive,
-                           excluded=excluded)
+                           positive=positive, excluded=excluded)
+    X_train = prepare_features(train_rows, features)
+    candidates, oof_scores, kind, base = compare_candidates(profile, X_train, y_train)
+    model = CalibratedModel(base, *fit_platt(oof_scores, y_train))
+    threshold, cutoffs = choose_threshold_and_cutoffs(
+        y_train, model.predict_proba_from_scores(oof_scores))
+    profile = replace(profile, threshold=threshold, cutoffs=cutoffs)
     test_p = model.predict_proba(prepare_features(test_rows, features))[:, 1]
     metrics = holdout_metrics(y_test, test_p, threshold)
     metrics.update({f"cv_roc_auc_{name}": c["cv_roc_auc"] for name, c in candidates.items()},
                    rows_train=float(len(y_train)), rows_test=float(len(y_test)),
                    churn_rate=float(np.mean(y_all)), n_features=float(len(features)),
                    train_seconds=time.perf_counter() - started)
-    evaluation = test_rows.assign(**{LABEL_COLUMN: y_test})
-    params = {"model_kind": kind, "seed": SEED, "test_share": TEST_SHARE, "cv_folds": CV_FOLDS,
-              "calibration": "platt (sigmoid) on out-of-fold scores",
-              **{f"linear_{k}": v for k, v in LINEAR_PARAMS.items()},
-              **{f"boosted_{k}": v for k, v in BOOSTED_PARAMS.items() if k != "random_state"}}
     curves = {"roc": roc_points(y_test, test_p), "reliability": reliability_curve(y_test, test_p)}
-    return TrainedModel(model, profile, metrics, notes, evaluation, kind, candidates, params, curves)
+    return TrainedModel(model, profile, metrics, notes, test_rows.assign(**{LABEL_COLUMN: y_test}),
+                        kind, candidates, run_params(kind), curves)

@@ -286,7 +286,7 @@ def list_versions(name: str, settings: Settings) -> list[dict[str, Any]]:
     for mv in sorted(mlflow_client.search_model_versions(f"name='{name}'"),
                      key=lambda v: int(v.version)):
         metrics = mlflow_client.get_run(mv.run_id).data.metrics if mv.run_id else {}
-        rows.append({"version": mv.version, "aliases": sorted(aliases.get(str(mv.version), [])),
+        rows.append({"version": str(mv.version), "aliases": sorted(aliases.get(str(mv.version), [])),
                      "kind": (mv.tags or {}).get("model_kind"),
                      **{key: (round(metrics[key], 4) if key in metrics else None)
                         for key in KEY_METRICS},

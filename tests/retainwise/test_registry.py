@@ -107,9 +107,9 @@ def test_gate_accepts_refuses_forces_and_rollback_walks_back(store):
     assert promotions.champion_at(engine, name, history[2]["created_at"]) == again
 
     listed = {row["version"]: row for row in registry.list_versions(name, settings)}
-    assert "champion" in listed[int(leaky)]["aliases"]
-    assert "challenger" in listed[int(again)]["aliases"]
-    assert listed[int(honest)]["roc_auc"] is not None
+    assert "champion" in listed[leaky]["aliases"]
+    assert "challenger" in listed[again]["aliases"]
+    assert listed[honest]["roc_auc"] is not None
 
 
 def test_a_failed_record_puts_the_alias_back(store, tmp_path):
