@@ -31,7 +31,8 @@ def model_card(trained: TrainedModel, name: str, source: str | None = None) -> s
         f"(stratified, fixed seed), churn rate {m['churn_rate']:.1%}.",
         "## Held-out test figures\n\n" + _table(["metric", "value"], [
             ["ROC AUC", f"{m['roc_auc']:.4f}"], ["PR AUC", f"{m['pr_auc']:.4f}"],
-            ["Brier score", f"{m['brier']:.4f}"], ["lift in top decile", f"{m['lift_top_decile']:.2f}"],
+            ["Brier score", f"{m['brier']:.4f}"],
+            ["lift in top decile", f"{m['lift_top_decile']:.2f}"],
             ["recall at threshold", f"{m['recall_at_threshold']:.3f}"],
             ["precision at threshold", f"{m['precision_at_threshold']:.3f}"]]),
         "## Decision threshold and risk tiers\n\n"

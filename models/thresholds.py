@@ -6,8 +6,8 @@ The rule, written down:
   true exactly for MEDIUM and HIGH customers.
 - HIGH: the lowest validation probability from which on the observed churn rate reaches
   HIGH_RATE, i.e. customers there churned more often than not (rates of equal-count bins of at
-  least MIN_BIN_ROWS customers, made monotone by isotonic regression). If no probability gets there, HIGH is the top decile of validation scores. HIGH is never
-  below the threshold.
+  least MIN_BIN_ROWS customers, made monotone by isotonic regression). If no bin gets there,
+  HIGH is the top decile of validation scores. HIGH is never below the threshold.
 """
 
 from __future__ import annotations

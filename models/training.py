@@ -170,7 +170,10 @@ def select_features(rows: pd.DataFrame, y: np.ndarray, target: str, id_column: s
 
 
 def compare_candidates(profile: ModelProfile, X: pd.DataFrame, y: np.ndarray):
-    """CV every candidate on the same folds; refit the best. Returns (cv figures, oof scores, kind, fit)."""
+    """CV every candidate on the same folds and refit the best.
+
+    Returns the CV figures, the best one's out-of-fold scores, its name and the refit pipeline.
+    """
     folds = list(StratifiedKFold(CV_FOLDS, shuffle=True, random_state=SEED).split(X, y))
     candidates, scores = {}, {}
     with threadpool_limits(limits=1, user_api="openmp"):  # OpenMP spin-waits on a busy 2-core box
