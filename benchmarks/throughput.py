@@ -42,6 +42,7 @@ def naive_child(path: str, model_dir: str, out: str) -> dict:
     profile = json.loads(Path(model_dir, "profile.json").read_text())
     numeric = [f["name"] for f in profile["features"] if f["kind"] == "numeric"]
     features = [f["name"] for f in profile["features"]]
+    cutoffs = profile["cutoffs"]
     started = time.perf_counter()
     frame = pd.read_csv(path)
     X = frame[features].copy()
@@ -52,9 +53,9 @@ def naive_child(path: str, model_dir: str, out: str) -> dict:
     probability = pipeline.predict_proba(X)[:, 1]
     pd.DataFrame({
         "customer_id": frame[ID], "churn_probability": probability,
-        "churn_risk": np.where(probability >= 0.6, "HIGH",
-                               np.where(probability >= 0.3, "MEDIUM", "LOW")),
-        "predicted_churn": probability >= 0.5,
+        "churn_risk": np.where(probability >= cutoffs["high"], "HIGH",
+                               np.where(probability >= cutoffs["medium"], "MEDIUM", "LOW")),
+        "predicted_churn": probability >= profile["threshold"],
     }).to_csv(out, index=False)
     return {"seconds": time.perf_counter() - started, "rows": len(frame)}
 

@@ -175,7 +175,8 @@ class ChunkResult:
     rows: int
 
 
-def score_chunk(piece: bytes, first_row: int, model, seen: SeenIds, totals: Totals) -> ChunkResult:
+def score_chunk(piece: bytes, first_row: int, model, seen: SeenIds, totals: Totals,
+                reasons: bool = False) -> ChunkResult:
     """One chunk through reading, validation and scoring, with rows numbered across the file."""
     profile = model.profile
     started = time.perf_counter()
@@ -199,7 +200,8 @@ def score_chunk(piece: bytes, first_row: int, model, seen: SeenIds, totals: Tota
                         ignore_index=True).sort_values("row_number", kind="stable")
     validated = time.perf_counter()
     if len(upload.accepted):
-        results = score_frame(model.pipeline, profile, upload.accepted, upload.customer_ids)
+        results = score_frame(model.pipeline, profile, upload.accepted, upload.customer_ids,
+                              reasons=reasons)
     else:
         results = pd.DataFrame({name: [] for name in RESULT_COLUMNS})
     report = build_report(upload, results, model)
@@ -251,14 +253,15 @@ def write_chunk(chunk: ChunkResult, results_file, rejects_file, first: bool, tot
 
 
 def score_stream(blocks: Iterable[bytes], model, max_rejected_share: float, results_file,
-                 rejects_file, chunk_bytes: int = CHUNK_BYTES) -> tuple[dict[str, Any], Totals]:
+                 rejects_file, chunk_bytes: int = CHUNK_BYTES,
+                 reasons: bool = False) -> tuple[dict[str, Any], Totals]:
     """Score a byte stream into two open binary files; returns the merged report and timings."""
     totals, seen = Totals(), SeenIds()
     pieces = _prefetched(record_chunks(gunzipped(blocks), chunk_bytes), totals)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="write-results") as writer:
         pending = None
         for index, piece in enumerate(pieces):
-            chunk = score_chunk(piece, totals.rows_total + 1, model, seen, totals)
+            chunk = score_chunk(piece, totals.rows_total + 1, model, seen, totals, reasons)
             totals.rows_total += chunk.rows
             totals.rows_rejected += len(chunk.rejects)
             totals.examples += list(zip(chunk.rejects["row_number"][:3], chunk.rejects["reason"][:3]))
@@ -322,11 +325,12 @@ def should_stream(s3, bucket: str, key: str, max_bytes: int,
     return size > above_bytes and streamable(head_bytes(s3, bucket, key))
 
 
-def score_object(s3, bucket: str, key: str, keys, model, max_rejected_share: float) -> dict:
+def score_object(s3, bucket: str, key: str, keys, model, max_rejected_share: float,
+                 reasons: bool = False) -> dict:
     """S3 object in, results + rejects + report objects out (under `keys`); returns the report."""
     with tempfile.TemporaryFile() as results_file, tempfile.TemporaryFile() as rejects_file:
         report, totals = score_stream(s3_blocks(s3, bucket, key), model, max_rejected_share,
-                                      results_file, rejects_file)
+                                      results_file, rejects_file, reasons=reasons)
         started = time.perf_counter()
         for handle, target in ((results_file, keys.results), (rejects_file, keys.rejects)):
             handle.seek(0)

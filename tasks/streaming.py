@@ -23,5 +23,5 @@ def score_in_chunks(s3, settings: Settings, prediction_id: str, key: str,
                     model: LoadedModel) -> tuple[dict, ResultKeys]:
     keys = result_keys(prediction_id)
     report = streaming.score_object(s3, settings.bucket, key, keys, model,
-                                    settings.max_rejected_share)
+                                    settings.max_rejected_share, settings.top_reasons)
     return report, keys
