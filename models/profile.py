@@ -14,6 +14,11 @@ class FeatureProfile:
     maximum: float | None = None
     categories: list[str] = field(default_factory=list)
     missing_share: float = 0.0
+    # training distribution for drift (PSI): numeric decile edges and the share of rows per bin,
+    # the last share being missing values; categorical shares per category
+    bin_edges: list[float] = field(default_factory=list)
+    bin_shares: list[float] = field(default_factory=list)
+    category_shares: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,8 @@ class ModelProfile:
     features: list[FeatureProfile]
     threshold: float = 0.5
     cutoffs: RiskCutoffs = field(default_factory=RiskCutoffs)
+    # other header spellings customers use for a column -> the feature (or id) name
+    aliases: dict[str, str] = field(default_factory=dict)
 
     @property
     def feature_names(self) -> list[str]:
@@ -54,4 +61,5 @@ class ModelProfile:
             features=[FeatureProfile(**f) for f in data["features"]],
             threshold=float(data.get("threshold", 0.5)),
             cutoffs=RiskCutoffs(**data.get("cutoffs", {})),
+            aliases=dict(data.get("aliases") or {}),
         )
