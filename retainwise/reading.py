@@ -44,7 +44,7 @@ class TextTable:
 
     frame: pd.DataFrame
     source: dict[str, str] = field(default_factory=dict)  # format, encoding, delimiter
-    malformed: list[tuple[int, str]] = field(default_factory=list)  # (file line, why)
+    malformed: list[tuple[int, str]] = field(default_factory=list)  # (data row, why)
 
     @property
     def rows_total(self) -> int:
@@ -175,9 +175,10 @@ def read_text(text: str) -> TextTable:
     if any("Length of header" in str(w.message) for w in caught):
         raise UploadRejected("the first data row has more fields than the header; check the "
                              "delimiter and the quoting")
-    malformed = [(int(line), f"line {line} has {saw} fields but the header has {expected}")
-                 for warning in caught for line, expected, saw in
-                 BAD_LINE.findall(str(warning.message))]
+    # pandas counts records from 1 at the header, so its "line N" is data row N - 1
+    malformed = [(int(line) - 1, f"{saw} fields where the header has {expected}")
+                 for warning in caught
+                 for line, expected, saw in BAD_LINE.findall(str(warning.message))]
     table = TextTable(frame, {"delimiter": DELIMITER_NAMES[delimiter]}, malformed)
     return check_shape(table)
 

@@ -274,27 +274,29 @@ def validate_upload(table: TextTable | pd.DataFrame, profile: ModelProfile,
         values = checked[name].to_numpy()
         reasons.add(mask, f"out of range: {name}", lambda pos, v=values, n=name, lo=low, hi=high: [
             f"{n}: {x:g} is outside the plausible range {lo:g} to {hi:g}" for x in v[pos]])
-    add_duplicates(reasons, ids)
+    numbers = row_numbers(rows, table.malformed)
+    add_duplicates(reasons, ids, numbers)
 
-    rejects = reject_table(original, reasons, table.malformed)
+    rejects = reject_table(original, reasons, numbers, table.malformed)
     rows_total = rows + len(table.malformed)
     keep = np.flatnonzero(~reasons.rejected)
     failure = None
     if rows_total and len(rejects) / rows_total > max_rejected_share:
         examples = "; ".join(
-            (f"row {int(r)}: {m}" if pd.notna(r) else m) for r, m in
+            f"row {r}: {m}" for r, m in
             zip(rejects["row_number"][:REJECT_SAMPLE], rejects["reason"][:REJECT_SAMPLE]))
         failure = (f"{len(rejects)} of {rows_total} rows are invalid (more than "
                    f"{max_rejected_share:.0%}); for example {examples}")
     known = set(profile.feature_names) | {profile.id_column}
-    quality = {"rows_read": rows, "columns": columns, "reject_kinds": reject_kinds(reasons, table.malformed),
+    quality = {"rows_read": rows, "columns": columns,
+               "reject_kinds": reject_kinds(reasons, table.malformed),
                "ignored_columns": [c for c in frame.columns if c not in known]}
     accepted = pd.DataFrame(prepared, index=frame.index).iloc[keep]
     return ValidatedUpload(accepted, ids.iloc[keep], rejects, rows_total, failure, quality,
                            dict(table.source))
 
 
-def add_duplicates(reasons: Reasons, ids: pd.Series) -> None:
+def add_duplicates(reasons: Reasons, ids: pd.Series, numbers: np.ndarray) -> None:
     """Among rows otherwise fit to score, the first copy of an id is scored, later ones rejected."""
     candidates = ids.where(~reasons.rejected)
     codes, _ = pd.factorize(candidates, use_na_sentinel=True)
@@ -307,30 +309,36 @@ def add_duplicates(reasons: Reasons, ids: pd.Series) -> None:
     first_of_code[codes[valid][first_position]] = first_row
     duplicate = valid & (first_of_code[np.where(valid, codes, 0)] != np.arange(len(codes)))
     reasons.add(duplicate, "duplicate id", lambda pos: [
-        f"duplicate customer id; already scored from row {first_of_code[c] + 1}"
+        f"duplicate customer id; already scored from row {numbers[first_of_code[c]]}"
         for c in codes[pos]])
 
 
-def reject_table(original: pd.DataFrame, reasons: Reasons,
+def row_numbers(rows: int, malformed: list[tuple[int, str]]) -> np.ndarray:
+    """Data row number (1 = first row under the header) of each parsed row, around skipped ones."""
+    skipped = np.array(sorted(row for row, _ in malformed), dtype=np.int64)
+    return np.setdiff1d(np.arange(1, rows + len(skipped) + 1), skipped)[:rows]
+
+
+def reject_table(original: pd.DataFrame, reasons: Reasons, numbers: np.ndarray,
                  malformed: list[tuple[int, str]]) -> pd.DataFrame:
-    """Row number (1 = first data row), reason, then the row's cells exactly as uploaded."""
+    """Row number, reason, then the row's cells exactly as uploaded; in file order."""
     positions = np.flatnonzero(reasons.rejected)
     cells = original.iloc[positions].reset_index(drop=True)
-    head = pd.DataFrame({"row_number": pd.array(positions + 1, dtype="Int64"),
-                         "reason": reasons.text[positions]})
+    head = pd.DataFrame({"row_number": numbers[positions], "reason": reasons.text[positions]})
     rejects = pd.concat([head, cells.set_axis(
         [c if c not in head.columns else f"{c} (uploaded)" for c in cells.columns], axis=1)],
         axis=1)
     if malformed:
-        lines = pd.DataFrame({"row_number": pd.array([pd.NA] * len(malformed), dtype="Int64"),
+        lines = pd.DataFrame({"row_number": [row for row, _ in malformed],
                               "reason": [why for _, why in malformed]})
-        rejects = pd.concat([rejects, lines], ignore_index=True)
-    return rejects
+        rejects = pd.concat([rejects, lines], ignore_index=True).sort_values(
+            "row_number", kind="stable", ignore_index=True)
+    return rejects.astype({"row_number": "int64"})
 
 
 def reject_kinds(reasons: Reasons, malformed: list[tuple[int, str]]) -> dict[str, int]:
     kinds = pd.Series(reasons.kind[reasons.rejected]).value_counts()
     counts = {str(k): int(v) for k, v in kinds.items()}
     if malformed:
-        counts["malformed line"] = len(malformed)
+        counts["wrong number of fields"] = len(malformed)
     return counts

@@ -125,10 +125,10 @@ def test_zip_that_is_not_a_workbook_is_rejected():
         read_upload(buffer.getvalue())
 
 
-def test_lines_wider_than_the_header_are_set_aside_with_their_line_number():
-    table = read_upload(b"customer_id,tenure\nC1,1\nC2,2,oops\nC3,3\n")
+def test_rows_wider_than_the_header_are_set_aside_with_their_row_number():
+    table = read_upload(b'customer_id,tenure\nC1,"1\n"\nC2,2,oops\nC3,3\n')
     assert table.frame["customer_id"].tolist() == ["C1", "C3"]
-    assert table.malformed == [(3, "line 3 has 3 fields but the header has 2")]
+    assert table.malformed == [(2, "3 fields where the header has 2")]
     assert table.rows_total == 3
 
 

@@ -130,10 +130,12 @@ def test_duplicate_of_a_rejected_row_is_scored_once():
 
 def test_over_wide_lines_are_rejected_rows_and_counted():
     upload = validate("C1,5,29.85,0,One year,Yes\nC2,5,29.85,0,One year,Yes,extra\n"
-                      "C3,5,29.85,0,One year,Yes\n")
-    assert upload.rows_total == 3 and upload.rows_rejected == 1 and accounted(upload)
-    assert upload.rejects["reason"].tolist() == ["line 3 has 7 fields but the header has 6"]
-    assert upload.quality["reject_kinds"] == {"malformed line": 1}
+                      "C3,x,29.85,0,One year,Yes\nC1,5,29.85,0,One year,Yes\n")
+    assert upload.rows_total == 4 and upload.rows_rejected == 3 and accounted(upload)
+    assert upload.rejects[["row_number", "reason"]].values.tolist() == [
+        [2, "7 fields where the header has 6"], [3, "Tenure Months: 'x' is not a number"],
+        [4, "duplicate customer id; already scored from row 1"]]
+    assert upload.quality["reject_kinds"]["wrong number of fields"] == 1
 
 
 def test_more_than_the_allowed_share_rejected_sets_a_failure_with_examples():
