@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 
 from retainwise.errors import UploadRejected
 
@@ -71,7 +73,9 @@ def read_upload(data: bytes, max_bytes: int | None = None) -> TextTable:
         if data.startswith(signature):
             raise UploadRejected(f"the file is not a CSV text file (it looks like {what})")
     text, encoding = decode(data)
-    table = read_text(text)
+    utf8 = data[len(codecs.BOM_UTF8):] if encoding == "utf-8-sig" else (
+        data if encoding == "utf-8" else None)
+    table = read_text(text, utf8)
     table.source.update(format="csv" + ("+gzip" if compression else ""), encoding=encoding)
     return table
 
@@ -133,12 +137,13 @@ def utf16_without_bom(head: bytes) -> str | None:
     return None
 
 
-def sniff_delimiter(text: str) -> str:
-    """The delimiter that splits the header widest and the most rows into the header's width."""
+def sniff(text: str) -> tuple[str, list[str]]:
+    """The delimiter that splits the header widest and the most rows into the header's width,
+    and the header it gives."""
     lines = text[:SNIFF_CHARS]
     if len(text) > SNIFF_CHARS:  # drop the last, probably cut, record
         lines = lines[:lines.rfind("\n") + 1] or lines
-    best, best_score = ",", (0.0, 1)
+    best, best_score, best_header = ",", (0.0, 1), []
     for delimiter in DELIMITERS:
         try:
             rows = [row for row in csv.reader(io.StringIO(lines), delimiter=delimiter) if row]
@@ -150,21 +155,61 @@ def sniff_delimiter(text: str) -> str:
         body = rows[1:] or rows
         fit = sum(len(row) == width for row in body) / len(body)
         if (fit, width) > best_score:
-            best, best_score = delimiter, (fit, width)
-    return best
+            best, best_score, best_header = delimiter, (fit, width), rows[0]
+    return best, best_header
+
+
+def sniff_delimiter(text: str) -> str:
+    return sniff(text)[0]
 
 
 def normalise_header(name: str) -> str:
     return re.sub(r"[\s_\-]+", "", str(name)).lower()
 
 
-def read_text(text: str) -> TextTable:
-    """Parse with pandas' C reader (from UTF-8 bytes, its fast path); over-wide lines are set aside."""
-    delimiter = sniff_delimiter(text)
+def read_text(text: str, utf8: bytes | None = None) -> TextTable:
+    """Arrow's multithreaded reader when the file is regular; pandas' when a row needs a number.
+
+    `utf8` is the file's bytes when they already are UTF-8 (saves re-encoding a large file).
+    """
+    delimiter, header = sniff(text)
+    data = utf8 if utf8 is not None else text.encode("utf-8")
+    table = None
+    if len(set(header)) == len(header) and all(header) and text.count('"') % 2 == 0:
+        table = read_regular(data, delimiter, header)
+    return check_shape(table or read_exact(data, delimiter))
+
+
+def read_regular(data: bytes, delimiter: str, header: list[str]) -> TextTable | None:
+    """Every cell as Arrow-backed text; None if any row does not fit the header's width."""
+    misfits = []
+
+    def on_misfit(row) -> str:
+        misfits.append(row)
+        return "skip"
+
+    try:
+        arrow = pa_csv.read_csv(
+            io.BytesIO(data),
+            parse_options=pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=True,
+                                              invalid_row_handler=on_misfit),
+            convert_options=pa_csv.ConvertOptions(
+                column_types={name: pa.string() for name in header}, null_values=[""],
+                strings_can_be_null=True, quoted_strings_can_be_null=True))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if misfits or arrow.column_names != header or any(
+            t != pa.string() for t in arrow.schema.types):
+        return None
+    return TextTable(arrow.to_pandas(), {"delimiter": DELIMITER_NAMES[delimiter]})
+
+
+def read_exact(data: bytes, delimiter: str) -> TextTable:
+    """pandas' C reader: slower, but names the row that does not fit or the quote left open."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", pd.errors.ParserWarning)
         try:
-            frame = pd.read_csv(io.BytesIO(text.encode("utf-8")), encoding="utf-8",
+            frame = pd.read_csv(io.BytesIO(data), encoding="utf-8",
                                 sep=delimiter, dtype=object, index_col=False,
                                 keep_default_na=False, na_values=[""], on_bad_lines="warn",
                                 skip_blank_lines=True, engine="c")
@@ -179,8 +224,7 @@ def read_text(text: str) -> TextTable:
     malformed = [(int(line) - 1, f"{saw} fields where the header has {expected}")
                  for warning in caught
                  for line, expected, saw in BAD_LINE.findall(str(warning.message))]
-    table = TextTable(frame, {"delimiter": DELIMITER_NAMES[delimiter]}, malformed)
-    return check_shape(table)
+    return TextTable(frame, {"delimiter": DELIMITER_NAMES[delimiter]}, malformed)
 
 
 def parser_message(error: str) -> str:
@@ -193,7 +237,7 @@ def parser_message(error: str) -> str:
 
 def check_shape(table: TextTable) -> TextTable:
     frame = table.frame
-    frame.columns = [str(c).strip() for c in frame.columns]
+    frame.columns = [str(c).strip() or f"Unnamed: {i}" for i, c in enumerate(frame.columns)]
     if len(frame.columns) < 2:
         raise UploadRejected(
             "the file is not a table: found a single column; expected comma, semicolon, tab or "

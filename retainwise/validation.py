@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from models.profile import FeatureProfile, ModelProfile
 from retainwise.errors import UploadRejected
@@ -34,11 +36,15 @@ RANGE_MARGIN = 0.5  # numbers may stray this share of the training span beyond i
 MISSING_MARKERS = {"na", "n/a", "nan", "null", "none", "#n/a", "-", "?"}
 TRUE_WORDS = {"yes", "y", "true", "t", "1", "1.0"}
 FALSE_WORDS = {"no", "n", "false", "f", "0", "0.0"}
-# "1,234.5" (comma groups) and "1.234,5" / "29,85" (decimal comma); spaces and ' also group
-DOT_DECIMAL = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?|[+-]?\.\d+")
-COMMA_DECIMAL = re.compile(r"[+-]?(?:\d{1,3}(?:\.\d{3})+|\d+)(?:,\d*)?|[+-]?,\d+")
-GROUPING = re.compile(r"[\s\u00a0\u202f']")
+# Arrow (RE2) patterns. "1,234.5" (comma groups) and "1.234,5" / "29,85" (decimal comma); spaces,
+# no-break spaces and ' also group digits
+PLAIN_NUMBER = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
+DOT_DECIMAL = r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?|[+-]?\.\d+"
+COMMA_DECIMAL = r"[+-]?(?:\d{1,3}(?:\.\d{3})+|\d+)(?:,\d*)?|[+-]?,\d+"
+GROUPING = "[\\s\u00a0\u202f']"
 REJECT_SAMPLE = 3
+TEXT = pd.StringDtype("pyarrow", na_value=np.nan)  # pandas 3's default `str`, Arrow-backed
+CAST_SAMPLE = 2000  # cells tried before casting a whole column, so a doomed cast fails cheaply
 
 
 @dataclass
@@ -102,36 +108,85 @@ def is_flag(feature: FeatureProfile) -> bool:
 
 def clean_text(column: pd.Series) -> pd.Series:
     """Strip surrounding whitespace; blank and whitespace-only cells become missing."""
-    text = column.astype(object).str.strip()
-    return text.mask(text.eq(""))
+    return pd.Series(TEXT.__from_arrow__(arrow_text(column)), index=column.index)
+
+
+def arrow_column(raw: pd.Series) -> pa.Array | pa.ChunkedArray:
+    """The column as Arrow strings: free for the Arrow-backed text the regular reader gives."""
+    return pa.array(raw.astype("str"))
+
+
+def arrow_text(raw: pd.Series) -> pa.Array:
+    """Trimmed Arrow strings with blank cells null: Arrow's kernels are C++, not per-cell Python."""
+    text = arrow_column(raw)
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    text = pc.utf8_trim_whitespace(text)
+    return pc.if_else(pc.equal(text, ""), pa.scalar(None, text.type), text)
+
+
+def to_float(text: pa.Array) -> pa.Array:
+    """Arrow's cast; text it refuses (rare: the regexes admitted it) goes through pandas."""
+    try:
+        return pc.cast(text, pa.float64())
+    except pa.ArrowInvalid:
+        return pa.array(pd.to_numeric(pd.Series(text.to_pylist(), dtype=object),
+                                      errors="coerce").astype("float64"), from_pandas=True)
+
+
+def cast_whole(column, comma_decimal: bool) -> np.ndarray | None:
+    """One Arrow cast when every cell is a plain number ("29,85" ones too in a `;` file)."""
+    attempts = [column] + ([pc.replace_substring(column, ",", ".")] if comma_decimal else [])
+    for attempt in attempts:
+        try:
+            pc.cast(attempt.slice(0, CAST_SAMPLE), pa.float64())  # a doomed cast fails cheaply
+            return pc.cast(attempt, pa.float64()).to_numpy(zero_copy_only=False)
+        except pa.ArrowInvalid:
+            continue
+    return None
 
 
 def parse_numbers(raw: pd.Series, comma_decimal: bool, flag: bool) -> tuple[pd.Series, pd.Series]:
-    """(numbers, unparseable mask): the fast parser first, then only the cells it left."""
-    values = pd.to_numeric(raw, errors="coerce").astype("float64")
-    pending = raw.notna() & values.isna()
-    unparseable = pd.Series(False, index=raw.index)
-    if not pending.any():
-        return values, unparseable
-    text = raw[pending].astype(str).str.strip()
-    text = text[~(text.eq("") | text.str.lower().isin(MISSING_MARKERS))]
-    parsed = pd.to_numeric(number_text(text, comma_decimal), errors="coerce")
+    """(numbers, unparseable mask): a whole-column cast when clean, else notation rules applied
+    to the cells that are not plain numbers."""
+    values = cast_whole(arrow_column(raw), comma_decimal)
+    if values is not None:
+        return pd.Series(values, index=raw.index), pd.Series(False, index=raw.index)
+    text = arrow_text(raw)
+    values = cast_whole(text, comma_decimal)  # clean once blanks are null and cells trimmed
+    if values is not None:
+        return pd.Series(values, index=raw.index), pd.Series(False, index=raw.index)
+    plain = pc.fill_null(pc.match_substring_regex(text, PLAIN_NUMBER), True)
+    values = np.array(to_float(pc.if_else(plain, text, pa.scalar(None, text.type))),
+                      dtype="float64")  # a writable copy
+    pending = np.flatnonzero(~plain.to_numpy(zero_copy_only=False))
+    parsed, bad = parse_notations(text.take(pending), comma_decimal, flag)
+    values[pending] = parsed
+    unparseable = np.zeros(len(values), dtype=bool)
+    unparseable[pending] = bad
+    return pd.Series(values, index=raw.index), pd.Series(unparseable, index=raw.index)
+
+
+def parse_notations(text: pa.Array, comma_decimal: bool, flag: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Numbers from grouped, decimal-comma, boolean or missing-marker text; (values, unparseable)."""
+    null = pa.scalar(None, text.type)
+    lower = pc.utf8_lower(text)
+    missing = pc.is_in(lower, value_set=pa.array(sorted(MISSING_MARKERS), text.type))
+    grouped = pc.replace_substring_regex(text, GROUPING, "")
+    dot = pc.match_substring_regex(grouped, f"^(?:{DOT_DECIMAL})$")
+    comma = pc.match_substring_regex(grouped, f"^(?:{COMMA_DECIMAL})$")
+    use_comma = pc.and_(comma, pc.or_(pc.invert(dot), pa.scalar(comma_decimal)))
+    as_comma = pc.replace_substring(pc.replace_substring(grouped, ".", ""), ",", ".")
+    as_dot = pc.replace_substring(grouped, ",", "")
+    candidate = pc.if_else(use_comma, as_comma, pc.if_else(dot, as_dot, null))
+    parsed = to_float(pc.if_else(missing, null, candidate))
     if flag:
-        lower = text.str.lower()
-        parsed = parsed.mask(lower.isin(TRUE_WORDS), 1.0).mask(lower.isin(FALSE_WORDS), 0.0)
-    values.loc[text.index] = parsed.astype("float64")
-    unparseable.loc[text.index] = parsed.isna()
-    return values, unparseable
-
-
-def number_text(text: pd.Series, comma_decimal: bool) -> pd.Series:
-    """Thousands separators out, decimal comma to point; text fitting neither notation -> NaN."""
-    text = text.str.replace(GROUPING, "", regex=True)
-    dot, comma = text.str.fullmatch(DOT_DECIMAL), text.str.fullmatch(COMMA_DECIMAL)
-    use_comma = comma & (~dot | comma_decimal)
-    as_comma = text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
-    as_dot = text.str.replace(",", "", regex=False)
-    return as_comma.where(use_comma, as_dot.where(dot & ~use_comma, np.nan))
+        for spelling, number in ((TRUE_WORDS, 1.0), (FALSE_WORDS, 0.0)):
+            hit = pc.is_in(lower, value_set=pa.array(sorted(spelling), text.type))
+            parsed = pc.if_else(hit, pa.scalar(number), parsed)
+    bad = pc.and_(pc.invert(missing), pc.is_null(parsed))
+    return (parsed.to_numpy(zero_copy_only=False),
+            pc.fill_null(bad, False).to_numpy(zero_copy_only=False))
 
 
 def category_lookup(feature: FeatureProfile) -> dict[str, str]:
@@ -146,18 +201,27 @@ def category_lookup(feature: FeatureProfile) -> dict[str, str]:
     return lookup
 
 
-def parse_categories(raw: pd.Series, feature: FeatureProfile) -> tuple[pd.Series, pd.Series]:
-    """(training spelling of each value, unknown mask); the work is per distinct value, not cell."""
+def parse_categories(raw: pd.Series, feature: FeatureProfile) -> tuple[pd.Series, dict[str, Any]]:
+    """(training spelling of each value, counts for the report); Python runs per distinct value."""
     codes, uniques = pd.factorize(raw, use_na_sentinel=True)
     lookup, known = category_lookup(feature), set(feature.categories)
     canonical = []
     for value in uniques:
-        text = str(value).strip()
-        canonical.append(lookup.get(" ".join(text.split()).lower(), text) if text else np.nan)
-    mapped = np.array(canonical + [np.nan], dtype=object)
-    unknown_flag = np.array([v is not np.nan and v not in known for v in canonical] + [False])
-    return (pd.Series(mapped[codes], index=raw.index, dtype=object),
-            pd.Series(unknown_flag[codes], index=raw.index))
+        text = " ".join(str(value).split())
+        canonical.append(lookup.get(text.lower(), str(value).strip()) if text else np.nan)
+    values = np.array(canonical + [np.nan], dtype=object)[codes]  # code -1 (missing) -> NaN
+    per_value = np.bincount(codes[codes >= 0], minlength=len(canonical))
+    unknown: dict[str, int] = {}
+    missing = int((codes < 0).sum())
+    for value, count in zip(canonical, per_value):
+        if value is np.nan:
+            missing += int(count)
+        elif value not in known and count:
+            unknown[value] = unknown.get(value, 0) + int(count)
+    top = dict(sorted(unknown.items(), key=lambda kv: -kv[1])[:10])
+    return (pd.Series(values, index=raw.index, dtype=object),
+            {"kind": "categorical", "missing": missing,
+             "unknown": sum(unknown.values()), "unknown_values": top})
 
 
 def build_expectations(profile: ModelProfile) -> list[tuple[Any, str]]:
@@ -235,13 +299,12 @@ def validate_upload(table: TextTable | pd.DataFrame, profile: ModelProfile,
     if isinstance(table, pd.DataFrame):
         table = TextTable(table)
     original = table.frame.reset_index(drop=True)
-    original = original.astype(object) if (original.dtypes != object).any() else original
     frame = require_columns(original, profile)
     rows = len(frame)
     comma_decimal = table.source.get("delimiter", "comma") != "comma"
 
     ids = (clean_text(frame[profile.id_column]) if profile.id_column
-           else pd.Series(np.arange(1, rows + 1).astype(str), dtype=object))
+           else pd.Series(np.arange(1, rows + 1).astype(str), dtype=TEXT))
     checked = pd.DataFrame({ID_PRESENT: np.where(ids.notna(), 1.0, np.nan)}, index=frame.index)
     prepared, columns, unparseable = {}, {}, {}
     for feature in profile.features:
@@ -249,24 +312,19 @@ def validate_upload(table: TextTable | pd.DataFrame, profile: ModelProfile,
         if feature.kind == "numeric":
             values, unparseable[feature.name] = parse_numbers(raw, comma_decimal, is_flag(feature))
             checked[feature.name] = values
-            columns[feature.name] = {"kind": "numeric",
+            columns[feature.name] = {"kind": "numeric", "missing": int(values.isna().sum()),
                                      "unparseable": int(unparseable[feature.name].sum())}
         else:
-            values, unknown = parse_categories(raw, feature)
-            counts = values[unknown].value_counts().head(10)
-            columns[feature.name] = {"kind": "categorical", "unknown": int(unknown.sum()),
-                                     "unknown_values": {str(k): int(v) for k, v in counts.items()}}
+            values, columns[feature.name] = parse_categories(raw, feature)
         prepared[feature.name] = values
-        columns[feature.name]["missing"] = int(values.isna().sum())
 
     failing = failing_rows(checked, profile)
     reasons = Reasons(rows)
     reasons.add(np.isin(np.arange(rows), failing.get("missing id", [])), "missing id",
                 "customer id is missing")
     for name, mask in unparseable.items():
-        raw = frame[name].to_numpy()
-        reasons.add(mask.to_numpy(), f"not a number: {name}", lambda pos, raw=raw, n=name: [
-            f"{n}: {v!r} is not a number" for v in raw[pos]])
+        reasons.add(mask.to_numpy(), f"not a number: {name}", lambda pos, raw=frame[name], n=name: [
+            f"{n}: {v!r} is not a number" for v in raw.iloc[pos]])
     for name, (low, high) in numeric_bounds(profile).items():
         mask = np.zeros(rows, dtype=bool)
         mask[failing.get(f"out of range: {name}", [])] = True
@@ -291,23 +349,29 @@ def validate_upload(table: TextTable | pd.DataFrame, profile: ModelProfile,
     quality = {"rows_read": rows, "columns": columns,
                "reject_kinds": reject_kinds(reasons, table.malformed),
                "ignored_columns": [c for c in frame.columns if c not in known]}
-    accepted = pd.DataFrame(prepared, index=frame.index).iloc[keep]
-    return ValidatedUpload(accepted, ids.iloc[keep], rejects, rows_total, failure, quality,
-                           dict(table.source))
+    every_row = len(keep) == rows
+    index = frame.index if every_row else frame.index[keep]
+    accepted = pd.DataFrame({  # Series keep their dtype: pandas 3 would infer `str` from arrays
+        name: values if every_row else pd.Series(values.to_numpy()[keep], index, values.dtype)
+        for name, values in prepared.items()}, index=index)
+    return ValidatedUpload(accepted, ids if every_row else ids.iloc[keep], rejects, rows_total,
+                           failure, quality, dict(table.source))
 
 
 def add_duplicates(reasons: Reasons, ids: pd.Series, numbers: np.ndarray) -> None:
     """Among rows otherwise fit to score, the first copy of an id is scored, later ones rejected."""
-    candidates = ids.where(~reasons.rejected)
-    codes, _ = pd.factorize(candidates, use_na_sentinel=True)
-    valid = codes >= 0
-    if not valid.any():
+    column = pa.array(ids)
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    codes = pc.fill_null(pc.dictionary_encode(column).indices, -1).to_numpy(zero_copy_only=False)
+    valid = np.flatnonzero((codes >= 0) & ~reasons.rejected)
+    later = pd.Series(codes[valid]).duplicated().to_numpy()  # hashing ints, not strings
+    if not later.any():
         return
-    _, first_position = np.unique(codes[valid], return_index=True)
-    first_row = np.flatnonzero(valid)[first_position]  # data position of each id's first copy
     first_of_code = np.full(codes.max() + 1, -1)
-    first_of_code[codes[valid][first_position]] = first_row
-    duplicate = valid & (first_of_code[np.where(valid, codes, 0)] != np.arange(len(codes)))
+    first_of_code[codes[valid[~later]]] = valid[~later]
+    duplicate = np.zeros(len(codes), dtype=bool)
+    duplicate[valid[later]] = True
     reasons.add(duplicate, "duplicate id", lambda pos: [
         f"duplicate customer id; already scored from row {numbers[first_of_code[c]]}"
         for c in codes[pos]])
@@ -315,8 +379,10 @@ def add_duplicates(reasons: Reasons, ids: pd.Series, numbers: np.ndarray) -> Non
 
 def row_numbers(rows: int, malformed: list[tuple[int, str]]) -> np.ndarray:
     """Data row number (1 = first row under the header) of each parsed row, around skipped ones."""
-    skipped = np.array(sorted(row for row, _ in malformed), dtype=np.int64)
-    return np.setdiff1d(np.arange(1, rows + len(skipped) + 1), skipped)[:rows]
+    numbers = np.arange(1, rows + len(malformed) + 1)
+    if not malformed:
+        return numbers
+    return numbers[~np.isin(numbers, [row for row, _ in malformed])][:rows]
 
 
 def reject_table(original: pd.DataFrame, reasons: Reasons, numbers: np.ndarray,

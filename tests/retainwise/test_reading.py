@@ -153,3 +153,17 @@ def test_two_headers_matching_one_column_is_an_error_not_a_guess():
     aliased = pd.DataFrame({"customer_id": ["C1"], "client": ["C2"]})
     with pytest.raises(UploadRejected, match="both match 'customer_id'"):
         match_columns(aliased, ["customer_id"], {"client": "customer_id"})
+
+
+def test_regular_files_take_the_arrow_reader_and_irregular_ones_the_exact_reader():
+    regular = read_upload(csv_text().encode())
+    irregular = read_upload((csv_text() + "C3,x,1,2,surplus\n").encode())
+    assert set(map(str, regular.frame.dtypes)) == {"str"}  # Arrow-backed text, zero-copy later
+    assert irregular.malformed == [(3, "5 fields where the header has 4")]
+    assert regular.frame.astype(object).values.tolist() == \
+        irregular.frame.astype(object).values.tolist()
+
+
+def test_a_stray_quote_mark_is_read_by_the_exact_reader():
+    frame = read_upload(b'customer_id,screen\nC1,27" wide\nC2,24\n').frame
+    assert frame["screen"].tolist() == ['27" wide', "24"]
