@@ -365,3 +365,15 @@ def test_random_csvish_bytes_end_completed_or_failed_through_the_flow(data, reso
         assert not row["error"].startswith("internal error"), row["error"]
     else:
         assert row["rows_total"] == row["rows_scored"] + row["rows_rejected"]
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_a_file_level_failure_has_no_report_and_the_cli_says_why(resources, capsys):
+    from retainwise.cli import main
+
+    prediction_id, row = run_flow(resources, b"%PDF-1.4 not a table", "churn")
+    assert row["status"] == "FAILED"
+    assert row["error"] == "the file is not a CSV text file (it looks like a PDF document)"
+    capsys.readouterr()
+    assert main(["report", prediction_id]) == 1
+    assert "has no report (FAILED: the file is not a CSV text file" in capsys.readouterr().err
