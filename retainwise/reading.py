@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import gzip
 import io
 import re
 import warnings
@@ -54,7 +53,7 @@ class TextTable:
 
 
 def read_table(data: bytes, max_bytes: int | None = None) -> pd.DataFrame:
-    """Every cell as text; blank cells are missing. Types are the model's business, not the reader's."""
+    """Every cell as text; blank cells are missing. Types are the model's business."""
     return read_upload(data, max_bytes).frame
 
 
@@ -68,7 +67,7 @@ def read_upload(data: bytes, max_bytes: int | None = None) -> TextTable:
         if not data.strip():
             raise UploadRejected("the file is empty (the gzip archive holds no data)")
     if data[:4] == b"PK\x03\x04":
-        return read_workbook(data)
+        return read_workbook(data, max_bytes)
     for signature, what in BINARY_SIGNATURES.items():
         if data.startswith(signature):
             raise UploadRejected(f"the file is not a CSV text file (it looks like {what})")
@@ -247,13 +246,17 @@ def check_shape(table: TextTable) -> TextTable:
     return table
 
 
-def read_workbook(data: bytes) -> TextTable:
+def read_workbook(data: bytes, max_bytes: int | None = None) -> TextTable:
     """The first sheet of an .xlsx workbook; the first non-empty row is the header."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         is_workbook = "xl/workbook.xml" in archive.namelist()
+        expanded = sum(info.file_size for info in archive.infolist())
     except zipfile.BadZipFile:
         raise UploadRejected("the file looks like a ZIP or Excel file but is damaged") from None
+    if max_bytes and expanded > max_bytes:
+        raise UploadRejected(f"the workbook expands to {expanded / 1e6:.0f} MB; the limit is "
+                             f"{max_bytes / 1e6:.0f} MB")
     if not is_workbook:
         raise UploadRejected("the file is a ZIP archive, not a CSV or Excel (.xlsx) file; "
                              "upload the CSV inside it")

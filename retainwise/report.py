@@ -42,7 +42,8 @@ def numeric_shares(values: pd.Series, feature: FeatureProfile) -> np.ndarray | N
     return np.append(counts, missing.sum()) / len(present)
 
 
-def categorical_buckets(values: pd.Series, feature: FeatureProfile) -> tuple[np.ndarray, np.ndarray] | None:
+def categorical_buckets(values: pd.Series,
+                        feature: FeatureProfile) -> tuple[np.ndarray, np.ndarray] | None:
     """(training shares, upload shares) over the training categories, other and missing."""
     if not feature.category_shares or values.empty:
         return None
@@ -93,8 +94,9 @@ def build_report(upload, results: pd.DataFrame | None, model, prediction_id: str
             "drifted": bool(scores.get(feature.name, 0.0) > PSI_FLAG),
         }
     scored = 0 if results is None else len(results)
-    risk = ({"HIGH": 0, "MEDIUM": 0, "LOW": 0} if results is None else
-            {tier: int((results["churn_risk"] == tier).sum()) for tier in ("HIGH", "MEDIUM", "LOW")})
+    tiers = ("HIGH", "MEDIUM", "LOW")
+    risk = ({tier: 0 for tier in tiers} if results is None else
+            {tier: int((results["churn_risk"] == tier).sum()) for tier in tiers})
     return {
         "prediction_id": prediction_id,
         "status": "FAILED" if upload.failure else "COMPLETED",

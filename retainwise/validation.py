@@ -167,8 +167,9 @@ def parse_numbers(raw: pd.Series, comma_decimal: bool, flag: bool) -> tuple[pd.S
     return pd.Series(values, index=raw.index), pd.Series(unparseable, index=raw.index)
 
 
-def parse_notations(text: pa.Array, comma_decimal: bool, flag: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Numbers from grouped, decimal-comma, boolean or missing-marker text; (values, unparseable)."""
+def parse_notations(text: pa.Array, comma_decimal: bool,
+                    flag: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Numbers from grouped, decimal-comma, boolean or missing-marker text: (values, unparseable)."""
     null = pa.scalar(None, text.type)
     lower = pc.utf8_lower(text)
     missing = pc.is_in(lower, value_set=pa.array(sorted(MISSING_MARKERS), text.type))

@@ -77,7 +77,8 @@ def thousands(frame: pd.DataFrame) -> pd.DataFrame:
 def euro_thousands(frame: pd.DataFrame) -> pd.DataFrame:
     total = pd.to_numeric(frame["TotalCharges"], errors="coerce")
     text = total.map(lambda v: "" if pd.isna(v) else f"{v:,.2f}")
-    return decimal_comma(frame).assign(TotalCharges=text.str.replace(",", " ").str.replace(".", ","))
+    spaced = text.str.replace(",", " ").str.replace(".", ",")
+    return decimal_comma(frame).assign(TotalCharges=spaced)
 
 
 def booleans(frame: pd.DataFrame) -> pd.DataFrame:
@@ -304,7 +305,8 @@ def test_flow_scores_a_european_gzip_upload_and_writes_the_report(resources, tel
     assert row["status"] == "COMPLETED", row["error"]
     assert (row["rows_total"], row["rows_scored"], row["rows_rejected"]) == (7044, 7042, 2)
     keys = result_keys(prediction_id)
-    results = pd.read_csv(io.BytesIO(s3_object(resources, keys.results)), dtype={"customer_id": str})
+    results = pd.read_csv(io.BytesIO(s3_object(resources, keys.results)),
+                          dtype={"customer_id": str})
     expected = clean.drop(index=8).reset_index(drop=True)
     np.testing.assert_allclose(results["churn_probability"], expected["churn_probability"],
                                atol=1e-6)  # results.csv holds 6 decimals

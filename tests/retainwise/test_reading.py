@@ -167,3 +167,15 @@ def test_regular_files_take_the_arrow_reader_and_irregular_ones_the_exact_reader
 def test_a_stray_quote_mark_is_read_by_the_exact_reader():
     frame = read_upload(b'customer_id,screen\nC1,27" wide\nC2,24\n').frame
     assert frame["screen"].tolist() == ['27" wide', "24"]
+
+
+def test_workbook_expanding_beyond_the_limit_is_refused():
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    for i in range(300):
+        book.active.append([f"C{i}", "x" * 50, i])
+    buffer = io.BytesIO()
+    book.save(buffer)
+    with pytest.raises(UploadRejected, match="the workbook expands to"):
+        read_upload(buffer.getvalue(), max_bytes=len(buffer.getvalue()) + 100)

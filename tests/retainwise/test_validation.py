@@ -47,9 +47,8 @@ def test_numbers_in_local_notations_parse(delimiter, cell, value):
     profile = ModelProfile("customer_id", "Churn",
                            [FeatureProfile("charges", "numeric", 0.0, 5000.0),
                             FeatureProfile("plan", "categorical", categories=["a"])])
-    upload = validate_upload(read_upload(
-        f"customer_id{delimiter}charges{delimiter}plan\nC1{delimiter}{cell}{delimiter}a\n".encode()),
-        profile)
+    text = f"customer_id{delimiter}charges{delimiter}plan\nC1{delimiter}{cell}{delimiter}a\n"
+    upload = validate_upload(read_upload(text.encode()), profile)
     assert upload.rows_rejected == 0, upload.rejects["reason"].tolist()
     assert upload.accepted["charges"].tolist() == [value]
 
