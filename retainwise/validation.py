@@ -294,18 +294,9 @@ class Reasons:
         self.rejected |= new
 
 
-def validate_upload(table: TextTable | pd.DataFrame, profile: ModelProfile,
-                    max_rejected_share: float = 0.5) -> ValidatedUpload:
-    """Cast, check, reject rows with reasons; `failure` is set when too many rows are rejected."""
-    if isinstance(table, pd.DataFrame):
-        table = TextTable(table)
-    original = table.frame.reset_index(drop=True)
-    frame = require_columns(original, profile)
-    rows = len(frame)
-    comma_decimal = table.source.get("delimiter", "comma") != "comma"
-
-    ids = (clean_text(frame[profile.id_column]) if profile.id_column
-           else pd.Series(np.arange(1, rows + 1).astype(str), dtype=TEXT))
+def cast_features(frame: pd.DataFrame, profile: ModelProfile, ids: pd.Series,
+                  comma_decimal: bool) -> tuple[dict, pd.DataFrame, dict, dict]:
+    """(features to score, float64 check frame for GX, per-column counts, unparseable masks)."""
     checked = pd.DataFrame({ID_PRESENT: np.where(ids.notna(), 1.0, np.nan)}, index=frame.index)
     prepared, columns, unparseable = {}, {}, {}
     for feature in profile.features:
@@ -318,45 +309,74 @@ def validate_upload(table: TextTable | pd.DataFrame, profile: ModelProfile,
         else:
             values, columns[feature.name] = parse_categories(raw, feature)
         prepared[feature.name] = values
+    return prepared, checked, columns, unparseable
 
+
+def row_reasons(frame: pd.DataFrame, profile: ModelProfile, checked: pd.DataFrame,
+                columns: dict, unparseable: dict) -> Reasons:
+    """Missing id, then unparseable, then out-of-range (the last two from the GX suite)."""
+    rows = len(frame)
     failing = failing_rows(checked, profile)
+
+    def mask_of(check: str) -> np.ndarray:
+        mask = np.zeros(rows, dtype=bool)
+        mask[failing.get(check, [])] = True
+        return mask
+
     reasons = Reasons(rows)
-    reasons.add(np.isin(np.arange(rows), failing.get("missing id", [])), "missing id",
-                "customer id is missing")
+    reasons.add(mask_of("missing id"), "missing id", "customer id is missing")
     for name, mask in unparseable.items():
         reasons.add(mask.to_numpy(), f"not a number: {name}", lambda pos, raw=frame[name], n=name: [
             f"{n}: {v!r} is not a number" for v in raw.iloc[pos]])
     for name, (low, high) in numeric_bounds(profile).items():
-        mask = np.zeros(rows, dtype=bool)
-        mask[failing.get(f"out of range: {name}", [])] = True
+        mask = mask_of(f"out of range: {name}")
         columns[name]["out_of_range"] = int(mask.sum())
         values = checked[name].to_numpy()
         reasons.add(mask, f"out of range: {name}", lambda pos, v=values, n=name, lo=low, hi=high: [
             f"{n}: {x:g} is outside the plausible range {lo:g} to {hi:g}" for x in v[pos]])
+    return reasons
+
+
+def too_many_rejected(rejects: pd.DataFrame, rows_total: int, share: float) -> str | None:
+    if not rows_total or len(rejects) / rows_total <= share:
+        return None
+    examples = "; ".join(f"row {r}: {m}" for r, m in zip(rejects["row_number"][:REJECT_SAMPLE],
+                                                         rejects["reason"][:REJECT_SAMPLE]))
+    return (f"{len(rejects)} of {rows_total} rows are invalid (more than {share:.0%}); "
+            f"for example {examples}")
+
+
+def validate_upload(table: TextTable | pd.DataFrame, profile: ModelProfile,
+                    max_rejected_share: float = 0.5) -> ValidatedUpload:
+    """Cast, check, reject rows with reasons; `failure` is set when too many rows are rejected."""
+    if isinstance(table, pd.DataFrame):
+        table = TextTable(table)
+    original = table.frame.reset_index(drop=True)
+    frame = require_columns(original, profile)
+    rows = len(frame)
+    ids = (clean_text(frame[profile.id_column]) if profile.id_column
+           else pd.Series(np.arange(1, rows + 1).astype(str), dtype=TEXT))
+    comma_decimal = table.source.get("delimiter", "comma") != "comma"
+    prepared, checked, columns, unparseable = cast_features(frame, profile, ids, comma_decimal)
+    reasons = row_reasons(frame, profile, checked, columns, unparseable)
     numbers = row_numbers(rows, table.malformed)
     add_duplicates(reasons, ids, numbers)
 
     rejects = reject_table(original, reasons, numbers, table.malformed)
     rows_total = rows + len(table.malformed)
-    keep = np.flatnonzero(~reasons.rejected)
-    failure = None
-    if rows_total and len(rejects) / rows_total > max_rejected_share:
-        examples = "; ".join(
-            f"row {r}: {m}" for r, m in
-            zip(rejects["row_number"][:REJECT_SAMPLE], rejects["reason"][:REJECT_SAMPLE]))
-        failure = (f"{len(rejects)} of {rows_total} rows are invalid (more than "
-                   f"{max_rejected_share:.0%}); for example {examples}")
     known = set(profile.feature_names) | {profile.id_column}
     quality = {"rows_read": rows, "columns": columns,
                "reject_kinds": reject_kinds(reasons, table.malformed),
                "ignored_columns": [c for c in frame.columns if c not in known]}
+    keep = np.flatnonzero(~reasons.rejected)
     every_row = len(keep) == rows
     index = frame.index if every_row else frame.index[keep]
     accepted = pd.DataFrame({  # Series keep their dtype: pandas 3 would infer `str` from arrays
         name: values if every_row else pd.Series(values.to_numpy()[keep], index, values.dtype)
         for name, values in prepared.items()}, index=index)
     return ValidatedUpload(accepted, ids if every_row else ids.iloc[keep], rejects, rows_total,
-                           failure, quality, dict(table.source))
+                           too_many_rejected(rejects, rows_total, max_rejected_share), quality,
+                           dict(table.source))
 
 
 def add_duplicates(reasons: Reasons, ids: pd.Series, numbers: np.ndarray) -> None:
