@@ -33,7 +33,8 @@ def score_upload(prediction_id: str) -> dict[str, Any]:
         table = read_upload(env.s3, settings.bucket, prediction["input_key"],
                             settings.max_upload_bytes)
         upload = validate_upload(table, model.profile, settings.max_rejected_share)
-        results = None if upload.failure else score_customers(model, upload)
+        results = (None if upload.failure else
+                   score_customers(model, upload, settings.top_reasons))
         report = build_report(upload, results, model, prediction_id)
         keys = write_results(env.s3, settings.bucket, prediction_id, results, upload.rejects, report)
         publish_summary(prediction_id, report, keys.report_html)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from models.features import bin_shares
 from models.profile import FeatureProfile, ModelProfile
 
 PSI_FLAG = 0.2  # population stability index above this: the feature has drifted
@@ -28,18 +29,11 @@ def psi(expected: np.ndarray, actual: np.ndarray) -> float:
 
 
 def numeric_shares(values: pd.Series, feature: FeatureProfile) -> np.ndarray | None:
-    """Upload shares in the training bins (the last bucket is missing values)."""
-    shares = feature.bin_shares
-    if not feature.bin_edges or len(shares) < 2 or values.empty:
+    """Upload shares in the training bins (missing last), binned as training binned them."""
+    if not feature.bin_edges or len(feature.bin_shares) < 2 or values.empty:
         return None
-    bins = len(shares) - 1
-    edges = np.asarray(feature.bin_edges, dtype=float)
-    inner = edges[1:-1] if len(edges) == bins + 1 else edges  # outer edges are open-ended
-    present = values.to_numpy(dtype=float)
-    missing = np.isnan(present)
-    counts = np.bincount(np.searchsorted(inner, present[~missing], side="right"),
-                         minlength=bins)[:bins]
-    return np.append(counts, missing.sum()) / len(present)
+    shares = bin_shares(values, feature.bin_edges)
+    return np.asarray(shares) if len(shares) == len(feature.bin_shares) else None
 
 
 def categorical_buckets(values: pd.Series,

@@ -33,7 +33,8 @@ def write_results(s3, bucket: str, prediction_id: str, results: pd.DataFrame | N
     """Results (unless the upload failed), rejects and the report, all spreadsheet-safe."""
     keys = result_keys(prediction_id)
     if results is not None:
-        safe_results = results.assign(customer_id=neutralise_formulas(results["customer_id"]))
+        text_columns = [c for c in ("customer_id", "top_reasons") if c in results.columns]
+        safe_results = results.assign(**{c: neutralise_formulas(results[c]) for c in text_columns})
         aws.put_bytes(s3, bucket, keys.results, to_csv_bytes(safe_results))
     aws.put_bytes(s3, bucket, keys.rejects, to_csv_bytes(neutralise_text_columns(rejects)))
     report = {**report, "files": {"results": keys.results if results is not None else None,

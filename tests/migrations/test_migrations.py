@@ -15,9 +15,9 @@ def columns(url: str) -> dict[str, sa.types.TypeEngine]:
 
 def test_upgrade_rerun_downgrade_upgrade(database_url):
     migrations.upgrade(database_url)
-    assert migrations.current_revision(database_url) == "0002_add_sqs_columns"
+    assert migrations.current_revision(database_url) == "0003_create_model_promotions"
     migrations.upgrade(database_url)  # a rerun is a no-op
-    assert migrations.current_revision(database_url) == "0002_add_sqs_columns"
+    assert migrations.current_revision(database_url) == "0003_create_model_promotions"
 
     migrations.downgrade(database_url, "0001_create_predictions")
     assert "sqs_message_id" not in columns(database_url)

@@ -60,14 +60,11 @@ def test_psi_is_zero_for_the_same_distribution_and_grows_with_shift():
     assert np.isfinite(psi([0.5, 0.5, 0.0], [0.4, 0.4, 0.2]))  # empty bucket floored
 
 
-def test_numeric_shares_accept_inner_or_outer_edges_and_count_missing_last():
+def test_numeric_shares_use_the_training_bins_open_ended_and_count_missing_last():
     feature = FeatureProfile("x", "numeric", 0.0, 10.0, bin_edges=[0.0, 5.0, 10.0],
                              bin_shares=[0.5, 0.5, 0.0])
-    inner = replace(feature, bin_edges=[5.0])
     values = pd.Series([-1.0, 1.0, 6.0, 99.0, np.nan])
-    expected = [0.4, 0.4, 0.2]  # out-of-range values land in the open-ended outer bins
-    assert numeric_shares(values, feature).tolist() == expected
-    assert numeric_shares(values, inner).tolist() == expected
+    assert numeric_shares(values, feature).tolist() == [0.4, 0.4, 0.2]
     assert numeric_shares(values, replace(feature, bin_edges=[], bin_shares=[])) is None
 
 
