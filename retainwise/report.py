@@ -36,35 +36,33 @@ def numeric_shares(values: pd.Series, feature: FeatureProfile) -> np.ndarray | N
     return np.asarray(shares) if len(shares) == len(feature.bin_shares) else None
 
 
-def categorical_buckets(values: pd.Series,
+def categorical_buckets(counts: dict[str | None, int],
                         feature: FeatureProfile) -> tuple[np.ndarray, np.ndarray] | None:
-    """(training shares, upload shares) over the training categories, other and missing."""
-    if not feature.category_shares or values.empty:
+    """(training shares, upload shares) over the training categories, unseen values and missing.
+
+    `counts`: rows per value, None for missing (ValidatedUpload.category_counts)."""
+    rows = sum(counts.values())
+    if not feature.category_shares or not rows:
         return None
     known = list(feature.category_shares)
     expected = [feature.category_shares[c] for c in known]
     expected += [0.0, max(0.0, 1.0 - sum(expected))]  # unseen values; missing as the remainder
-    counts = values.value_counts(dropna=False)
-    n = len(values)
-    actual = [counts.get(c, 0) / n for c in known]
-    missing = int(values.isna().sum())
-    actual += [(n - missing - sum(counts.get(c, 0) for c in known)) / n, missing / n]
-    return np.asarray(expected), np.asarray(actual)
+    seen = [counts.get(c, 0) for c in known]
+    missing = counts.get(None, 0)
+    actual = [*seen, rows - missing - sum(seen), missing]
+    return np.asarray(expected), np.asarray(actual, dtype=float) / rows
 
 
-def drift(accepted: pd.DataFrame, profile: ModelProfile) -> dict[str, float]:
-    """PSI per feature for which the profile holds a training distribution."""
+def drift(upload, profile: ModelProfile) -> dict[str, float]:
+    """PSI of the scored rows per feature for which the profile holds a training distribution."""
     scores = {}
     for feature in profile.features:
-        if feature.name not in accepted.columns:
-            continue
-        column = accepted[feature.name]
-        if feature.kind == "numeric":
-            actual = numeric_shares(column, feature)
+        if feature.kind == "numeric" and feature.name in upload.accepted.columns:
+            actual = numeric_shares(upload.accepted[feature.name], feature)
             if actual is not None:
                 scores[feature.name] = psi(feature.bin_shares, actual)
-        else:
-            buckets = categorical_buckets(column, feature)
+        elif feature.name in upload.category_counts:
+            buckets = categorical_buckets(upload.category_counts[feature.name], feature)
             if buckets is not None:
                 scores[feature.name] = psi(*buckets)
     return scores
@@ -75,7 +73,7 @@ def build_report(upload, results: pd.DataFrame | None, model, prediction_id: str
     """The JSON summary: accounting, risk counts, per-column quality and drift, the model used."""
     rows = upload.quality.get("rows_read", upload.rows_total)
     profile = model.profile
-    scores = drift(upload.accepted, profile)
+    scores = drift(upload, profile)
     columns = {}
     for feature in profile.features:
         quality = dict(upload.quality.get("columns", {}).get(feature.name, {}))

@@ -56,6 +56,8 @@ class ValidatedUpload:
     failure: str | None = None       # set when too many rows were rejected: the upload FAILS
     quality: dict[str, Any] = field(default_factory=dict)  # per-column counts for the report
     source: dict[str, str] = field(default_factory=dict)   # how the file was read
+    # per categorical feature, accepted rows per training-spelled value (None: missing), for drift
+    category_counts: dict[str, dict[str | None, int]] = field(default_factory=dict)
 
     @property
     def rows_rejected(self) -> int:
@@ -202,8 +204,10 @@ def category_lookup(feature: FeatureProfile) -> dict[str, str]:
     return lookup
 
 
-def parse_categories(raw: pd.Series, feature: FeatureProfile) -> tuple[pd.Series, dict[str, Any]]:
-    """(training spelling of each value, counts for the report); Python runs per distinct value."""
+def parse_categories(raw: pd.Series,
+                     feature: FeatureProfile) -> tuple[pd.Series, dict[str, Any], tuple]:
+    """(training spelling of each value, counts for the report, (codes, spellings) for drift);
+    Python runs per distinct value, not per cell."""
     codes, uniques = pd.factorize(raw, use_na_sentinel=True)
     lookup, known = category_lookup(feature), set(feature.categories)
     canonical = []
@@ -222,7 +226,16 @@ def parse_categories(raw: pd.Series, feature: FeatureProfile) -> tuple[pd.Series
     top = dict(sorted(unknown.items(), key=lambda kv: -kv[1])[:10])
     return (pd.Series(values, index=raw.index, dtype=object),
             {"kind": "categorical", "missing": missing,
-             "unknown": sum(unknown.values()), "unknown_values": top})
+             "unknown": sum(unknown.values()), "unknown_values": top}, (codes, canonical))
+
+
+def value_counts(codes: np.ndarray, canonical: list) -> dict[str | None, int]:
+    """Rows per training-spelled value from factorize codes: integer counting, no string hashing."""
+    counts: dict[str | None, int] = {None: int((codes < 0).sum())}
+    for value, count in zip(canonical, np.bincount(codes[codes >= 0], minlength=len(canonical))):
+        key = None if value is np.nan else value
+        counts[key] = counts.get(key, 0) + int(count)
+    return counts
 
 
 def build_expectations(profile: ModelProfile) -> list[tuple[Any, str]]:
@@ -295,10 +308,11 @@ class Reasons:
 
 
 def cast_features(frame: pd.DataFrame, profile: ModelProfile, ids: pd.Series,
-                  comma_decimal: bool) -> tuple[dict, pd.DataFrame, dict, dict]:
-    """(features to score, float64 check frame for GX, per-column counts, unparseable masks)."""
+                  comma_decimal: bool) -> tuple[dict, pd.DataFrame, dict, dict, dict]:
+    """(features to score, float64 check frame for GX, per-column counts, unparseable masks,
+    category codes)."""
     checked = pd.DataFrame({ID_PRESENT: np.where(ids.notna(), 1.0, np.nan)}, index=frame.index)
-    prepared, columns, unparseable = {}, {}, {}
+    prepared, columns, unparseable, codes = {}, {}, {}, {}
     for feature in profile.features:
         raw = frame[feature.name]
         if feature.kind == "numeric":
@@ -307,9 +321,9 @@ def cast_features(frame: pd.DataFrame, profile: ModelProfile, ids: pd.Series,
             columns[feature.name] = {"kind": "numeric", "missing": int(values.isna().sum()),
                                      "unparseable": int(unparseable[feature.name].sum())}
         else:
-            values, columns[feature.name] = parse_categories(raw, feature)
+            values, columns[feature.name], codes[feature.name] = parse_categories(raw, feature)
         prepared[feature.name] = values
-    return prepared, checked, columns, unparseable
+    return prepared, checked, columns, unparseable, codes
 
 
 def row_reasons(frame: pd.DataFrame, profile: ModelProfile, checked: pd.DataFrame,
@@ -357,7 +371,8 @@ def validate_upload(table: TextTable | pd.DataFrame, profile: ModelProfile,
     ids = (clean_text(frame[profile.id_column]) if profile.id_column
            else pd.Series(np.arange(1, rows + 1).astype(str), dtype=TEXT))
     comma_decimal = table.source.get("delimiter", "comma") != "comma"
-    prepared, checked, columns, unparseable = cast_features(frame, profile, ids, comma_decimal)
+    prepared, checked, columns, unparseable, codes = cast_features(frame, profile, ids,
+                                                                   comma_decimal)
     reasons = row_reasons(frame, profile, checked, columns, unparseable)
     numbers = row_numbers(rows, table.malformed)
     add_duplicates(reasons, ids, numbers)
@@ -374,9 +389,11 @@ def validate_upload(table: TextTable | pd.DataFrame, profile: ModelProfile,
     accepted = pd.DataFrame({  # Series keep their dtype: pandas 3 would infer `str` from arrays
         name: values if every_row else pd.Series(values.to_numpy()[keep], index, values.dtype)
         for name, values in prepared.items()}, index=index)
+    counts = {name: value_counts(c if every_row else c[keep], spellings)
+              for name, (c, spellings) in codes.items()}
     return ValidatedUpload(accepted, ids if every_row else ids.iloc[keep], rejects, rows_total,
                            too_many_rejected(rejects, rows_total, max_rejected_share), quality,
-                           dict(table.source))
+                           dict(table.source), counts)
 
 
 def add_duplicates(reasons: Reasons, ids: pd.Series, numbers: np.ndarray) -> None:
