@@ -191,7 +191,7 @@ def score_chunk(piece: bytes, first_row: int, model, seen: SeenIds, totals: Tota
         duplicate = first_seen > 0
         duplicate_rejects = pd.DataFrame({
             "row_number": rows[duplicate], "customer_id": ids[duplicate].to_numpy(),
-            "reason": [f"duplicate customer id; first seen on row {r}"
+            "reason": [f"duplicate customer id; already scored from row {r}"
                        for r in first_seen[duplicate]]})
         frame, rows = frame.loc[~duplicate].reset_index(drop=True), rows[~duplicate]
     upload = validate_upload(frame, profile, max_rejected_share=1.0)

@@ -72,7 +72,9 @@ def test_gzip_stream_equals_plain(model):
     data = messy_upload(300)
     plain, _, plain_report = chunked(data, model, 5_000)
     packed, _, packed_report = chunked(gzip.compress(data), model, 5_000)
-    assert plain.equals(packed) and plain_report == packed_report
+    assert plain.equals(packed)
+    accounting = ("rows_total", "rows_scored", "rows_rejected")
+    assert [plain_report[k] for k in accounting] == [packed_report[k] for k in accounting]
 
 
 def test_record_chunks_never_split_a_quoted_newline():
@@ -85,7 +87,7 @@ def test_record_chunks_never_split_a_quoted_newline():
 
 def test_too_many_rejected_rows_fail_the_whole_stream(model):
     frame = synthetic_customers(200, seed=4, labeled=False).astype(str)
-    frame.loc[:150, "MonthlyCharges"] = "n/a"
+    frame.loc[:150, "MonthlyCharges"] = "lots"
     with pytest.raises(UploadRejected, match=r"151 of 200 rows are invalid \(more than 50%\)"):
         chunked(frame.to_csv(index=False).encode(), model, 3_000, share=0.5)
 
