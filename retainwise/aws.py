@@ -11,7 +11,8 @@ from botocore.config import Config
 
 from retainwise.settings import Settings
 
-_RETRIES = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=30)
+# max_attempts is left to botocore (3, or AWS_MAX_ATTEMPTS) so an operator or a test can change it
+_RETRIES = Config(retries={"mode": "standard"}, connect_timeout=5, read_timeout=30)
 
 
 def client(service: str, settings: Settings) -> Any:
@@ -71,3 +72,62 @@ def put_bytes(s3: Any, bucket: str, key: str, body: bytes, content_type: str = "
 
 def get_bytes(s3: Any, bucket: str, key: str) -> bytes:
     return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def _dead_letter_batches(queue: Queue, hide_seconds: int, max_messages: int):
+    """Receive the DLQ in batches, each message once, hidden for `hide_seconds` while we look."""
+    seen: set[str] = set()
+    empty_receives = 0
+    while len(seen) < max_messages and empty_receives < 2:
+        batch = queue.sqs.receive_message(
+            QueueUrl=queue.dead_letter_url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
+            VisibilityTimeout=hide_seconds,
+            MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+        ).get("Messages", [])
+        fresh = [m for m in batch if m["MessageId"] not in seen]
+        empty_receives = 0 if fresh else empty_receives + 1
+        seen.update(m["MessageId"] for m in fresh)
+        if fresh:
+            yield fresh
+
+
+def prediction_id_of(message: dict[str, Any]) -> str | None:
+    try:
+        body = json.loads(message.get("Body", ""))
+    except json.JSONDecodeError:
+        return None
+    return body.get("prediction_id") if isinstance(body, dict) else None
+
+
+def list_dead_letters(queue: Queue, max_messages: int = 100) -> list[dict[str, Any]]:
+    """What sits in the DLQ: message id, prediction id (if parseable), receives, body."""
+    found = []
+    for batch in _dead_letter_batches(queue, hide_seconds=2, max_messages=max_messages):
+        for m in batch:
+            attributes = m.get("Attributes", {})
+            found.append({"message_id": m["MessageId"], "prediction_id": prediction_id_of(m),
+                          "receive_count": int(attributes.get("ApproximateReceiveCount", 0)),
+                          "sent_timestamp": attributes.get("SentTimestamp"),
+                          "body": m["Body"][:500]})
+    return found
+
+
+def redrive_dead_letters(queue: Queue, ids: set[str] | None = None,
+                         max_messages: int = 1000) -> list[str]:
+    """Move DLQ messages (all, or those whose message or prediction id is in `ids`) back.
+
+    Sent to the upload queue before it is deleted from the DLQ, so a crash duplicates, never loses.
+    """
+    moved = []
+    for batch in _dead_letter_batches(queue, hide_seconds=30, max_messages=max_messages):
+        for m in batch:
+            if ids is not None and not ({m["MessageId"], prediction_id_of(m)} & ids):
+                queue.sqs.change_message_visibility(QueueUrl=queue.dead_letter_url,
+                                                    ReceiptHandle=m["ReceiptHandle"],
+                                                    VisibilityTimeout=0)
+                continue
+            queue.sqs.send_message(QueueUrl=queue.url, MessageBody=m["Body"])
+            queue.sqs.delete_message(QueueUrl=queue.dead_letter_url,
+                                     ReceiptHandle=m["ReceiptHandle"])
+            moved.append(m["MessageId"])
+    return moved
