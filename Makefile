@@ -11,7 +11,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv
-	$(BIN)/uv pip install -q --python $(BIN)/python -c constraints.txt -e '.[dev,local]'
+	$(BIN)/uv pip install -q --system-certs --python $(BIN)/python -c constraints.txt -e '.[dev,local]'
 	touch $(STAMP)
 
 demo: $(STAMP)
