@@ -74,21 +74,27 @@ def get_bytes(s3: Any, bucket: str, key: str) -> bytes:
     return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
-def _dead_letter_batches(queue: Queue, hide_seconds: int, max_messages: int):
-    """Receive the DLQ in batches, each message once, hidden for `hide_seconds` while we look."""
-    seen: set[str] = set()
+def _take_dead_letters(queue: Queue, max_messages: int) -> list[dict[str, Any]]:
+    """Receive the whole DLQ (hidden while we look), each message once with its latest handle."""
+    taken: dict[str, dict[str, Any]] = {}
     empty_receives = 0
-    while len(seen) < max_messages and empty_receives < 2:
+    while len(taken) < max_messages and empty_receives < 2:
         batch = queue.sqs.receive_message(
             QueueUrl=queue.dead_letter_url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
-            VisibilityTimeout=hide_seconds,
+            VisibilityTimeout=60,
             MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
         ).get("Messages", [])
-        fresh = [m for m in batch if m["MessageId"] not in seen]
+        fresh = [m for m in batch if m["MessageId"] not in taken]
         empty_receives = 0 if fresh else empty_receives + 1
-        seen.update(m["MessageId"] for m in fresh)
-        if fresh:
-            yield fresh
+        taken.update({m["MessageId"]: m for m in batch})
+    return list(taken.values())
+
+
+def _release(queue: Queue, messages: list[dict[str, Any]]) -> None:
+    """Looked at, not taken: visible again in the DLQ right away."""
+    for m in messages:
+        queue.sqs.change_message_visibility(QueueUrl=queue.dead_letter_url,
+                                            ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0)
 
 
 def prediction_id_of(message: dict[str, Any]) -> str | None:
@@ -101,15 +107,12 @@ def prediction_id_of(message: dict[str, Any]) -> str | None:
 
 def list_dead_letters(queue: Queue, max_messages: int = 100) -> list[dict[str, Any]]:
     """What sits in the DLQ: message id, prediction id (if parseable), receives, body."""
-    found = []
-    for batch in _dead_letter_batches(queue, hide_seconds=2, max_messages=max_messages):
-        for m in batch:
-            attributes = m.get("Attributes", {})
-            found.append({"message_id": m["MessageId"], "prediction_id": prediction_id_of(m),
-                          "receive_count": int(attributes.get("ApproximateReceiveCount", 0)),
-                          "sent_timestamp": attributes.get("SentTimestamp"),
-                          "body": m["Body"][:500]})
-    return found
+    messages = _take_dead_letters(queue, max_messages)
+    _release(queue, messages)
+    return [{"message_id": m["MessageId"], "prediction_id": prediction_id_of(m),
+             "receive_count": int(m.get("Attributes", {}).get("ApproximateReceiveCount", 0)),
+             "sent_timestamp": m.get("Attributes", {}).get("SentTimestamp"),
+             "body": m["Body"][:500]} for m in messages]
 
 
 def redrive_dead_letters(queue: Queue, ids: set[str] | None = None,
@@ -118,16 +121,11 @@ def redrive_dead_letters(queue: Queue, ids: set[str] | None = None,
 
     Sent to the upload queue before it is deleted from the DLQ, so a crash duplicates, never loses.
     """
-    moved = []
-    for batch in _dead_letter_batches(queue, hide_seconds=30, max_messages=max_messages):
-        for m in batch:
-            if ids is not None and not ({m["MessageId"], prediction_id_of(m)} & ids):
-                queue.sqs.change_message_visibility(QueueUrl=queue.dead_letter_url,
-                                                    ReceiptHandle=m["ReceiptHandle"],
-                                                    VisibilityTimeout=0)
-                continue
-            queue.sqs.send_message(QueueUrl=queue.url, MessageBody=m["Body"])
-            queue.sqs.delete_message(QueueUrl=queue.dead_letter_url,
-                                     ReceiptHandle=m["ReceiptHandle"])
-            moved.append(m["MessageId"])
-    return moved
+    messages = _take_dead_letters(queue, max_messages)
+    chosen = [m for m in messages
+              if ids is None or {m["MessageId"], prediction_id_of(m)} & ids]
+    _release(queue, [m for m in messages if m not in chosen])
+    for m in chosen:
+        queue.sqs.send_message(QueueUrl=queue.url, MessageBody=m["Body"])
+        queue.sqs.delete_message(QueueUrl=queue.dead_letter_url, ReceiptHandle=m["ReceiptHandle"])
+    return [m["MessageId"] for m in chosen]
