@@ -29,6 +29,8 @@ def resources_on(resources, database_url, monkeypatch):
     resources.engine.dispose()
 
 
+# PostgreSQL, the production database; the claim race itself runs on both in tests/retainwise/test_db.py
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_twenty_uploads_at_once_each_complete_exactly_once(resources_on):
     uploads = {submit(resources_on, customers_csv(10 + i, seed=i)): 10 + i for i in range(20)}
     # every upload is run twice, concurrently, as a redelivered message would
