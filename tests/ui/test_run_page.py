@@ -65,8 +65,9 @@ def test_a_completed_runs_page_shows_its_summary(resources, prefect_server_with_
     prediction_id = submit(resources, customers_csv(25))
     with temporary_settings(updates={PREFECT_API_URL: f"{ui}/api"}):
         assert score_upload(prediction_id)["status"] == "COMPLETED"
-        run = get_client(sync_client=True).read_flow_run(UUID(
-            db.get_prediction(resources.engine, prediction_id)["flow_run_id"]))
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(UUID(
+                db.get_prediction(resources.engine, prediction_id)["flow_run_id"]))
     row = db.get_prediction(resources.engine, prediction_id)
     assert run.name == f"score-{prediction_id}"
     assert f"model-version:{row['model_version']}" in run.tags
