@@ -114,6 +114,15 @@ def cmd_trigger(args) -> int:
     return 0
 
 
+def cmd_api(args) -> int:
+    import uvicorn
+
+    from retainwise.api import create_app
+
+    uvicorn.run(create_app(_resources()), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def cmd_stack(args) -> int:
     from retainwise import stack
 
@@ -219,6 +228,11 @@ def parser() -> argparse.ArgumentParser:
 
     sub.add_parser("trigger", help="run the SQS trigger (long-running)").set_defaults(
         run=cmd_trigger)
+
+    api = sub.add_parser("api", help="serve the HTTP upload API")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8000)
+    api.set_defaults(run=cmd_api)
 
     sk = sub.add_parser("stack", help="the local stack on loopback")
     sk.add_argument("action", choices=["up", "down", "status"])

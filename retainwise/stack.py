@@ -80,21 +80,20 @@ def wait_healthy(url: str, timeout: float, process: subprocess.Popen, log: Path)
     raise TimeoutError(f"{url} not healthy after {timeout:.0f} s; see {log}")
 
 
-def start(service: Service, home: Path, env: dict[str, str], timeout: float = 90) -> int:
+def start(service: Service, home: Path, env: dict[str, str]) -> subprocess.Popen:
     (home / "logs").mkdir(parents=True, exist_ok=True)
     (home / "pids").mkdir(parents=True, exist_ok=True)
-    log = home / "logs" / f"{service.name}.log"
-    with open(log, "ab") as out:
+    with open(home / "logs" / f"{service.name}.log", "ab") as out:
         process = subprocess.Popen(service.argv, stdout=out, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, env={**os.environ, **env},
                                    start_new_session=True)
     (home / "pids" / f"{service.name}.pid").write_text(str(process.pid))
-    if service.health_url:
-        wait_healthy(service.health_url, timeout, process, log)
-    return process.pid
+    return process
 
 
-def up(settings: Settings) -> dict[str, str]:
+def up(settings: Settings, timeout: float = 180) -> dict[str, str]:
+    """Start moto and the Prefect server together (its start-up dominates), then the runner and
+    the trigger, which need both; return once the runner has registered its deployments."""
     from retainwise import aws
 
     home = settings.home_dir
@@ -103,13 +102,31 @@ def up(settings: Settings) -> dict[str, str]:
     settings.stack_env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
     os.environ.update(env)
     running = status(settings)
-    for service in services(settings):
-        if running.get(service.name):
-            continue
-        if service.name == "runner":  # the runner needs the queue and bucket to exist
-            aws.ensure_resources(Settings())
-        start(service, home, env)
+    pending = [s for s in services(settings) if not running.get(s.name)]
+    servers = {s.name: (s, start(s, home, env)) for s in pending if s.health_url}
+    for name, (service, process) in servers.items():
+        wait_healthy(service.health_url, timeout, process, home / "logs" / f"{name}.log")
+    aws.ensure_resources(Settings())
+    for service in pending:
+        if not service.health_url:
+            start(service, home, env)
+    wait_for_deployment(settings.deployment_name, timeout)
     return env
+
+
+def wait_for_deployment(name: str, timeout: float) -> None:
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            try:
+                client.read_deployment_by_name(name)
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"deployment {name} not registered after {timeout:.0f} s")
+                time.sleep(0.5)
 
 
 def status(settings: Settings) -> dict[str, bool]:
