@@ -13,10 +13,15 @@ from tasks.retry import IO_TASK, is_transient
 
 @task(name="claim-upload", cache_policy=NO_CACHE, retry_condition_fn=is_transient, **IO_TASK)
 def claim_upload(engine, prediction_id: str, flow_run_id: str | None) -> dict[str, Any] | None:
-    """The prediction row if this run won it (PENDING -> PROCESSING), else None."""
-    if not db.claim_prediction(engine, prediction_id, flow_run_id):
-        return None
-    return db.get_prediction(engine, prediction_id)
+    """The prediction row if this run won it (PENDING -> PROCESSING), else None.
+
+    A retry after a claim that committed but whose reply was lost finds the row already ours.
+    """
+    if db.claim_prediction(engine, prediction_id, flow_run_id):
+        return db.get_prediction(engine, prediction_id)
+    row = db.get_prediction(engine, prediction_id)
+    ours = bool(flow_run_id) and row is not None and row["flow_run_id"] == flow_run_id
+    return row if ours and row["status"] == db.Status.PROCESSING.value else None
 
 
 @task(name="finish-upload", cache_policy=NO_CACHE, retry_condition_fn=is_transient, **IO_TASK)
