@@ -1,8 +1,9 @@
 """A worker SIGKILLed mid-run must not strand the upload (real runner, Prefect API, moto, SQLite).
 
 Killed under a live runner, Prefect marks the run Crashed and the reaper requeues it at once, so
-a fresh run finishes the upload. Killed with no one left to notice, the row is stale after
-`stale_after_seconds` and the reaper requeues it, or fails it with a reason after max attempts.
+a fresh run finishes the upload. Killed with no one left to notice (the run stays RUNNING in
+Prefect), the row is stale after `stale_after_seconds` and the reaper requeues it, or fails it
+with a reason after max attempts.
 """
 
 import os
@@ -109,27 +110,30 @@ def test_sigkill_under_a_live_runner_is_crashed_requeued_and_completed(resources
     assert len(results_of(resources, prediction_id)) == 150
 
 
-def test_sigkill_with_nobody_watching_is_reaped_after_the_stale_timeout(resources, tmp_path):
-    prediction_id = submit(resources, customers_csv(150))
-    worker = spawn(f"from flows.score_upload import score_upload; score_upload({prediction_id!r})",
-                   tmp_path / "worker.log")
-    try:
-        wait_for(lambda: status_of(resources, prediction_id) == "PROCESSING", 90, "PROCESSING")
-    finally:
-        os.killpg(worker.pid, signal.SIGKILL)
-        worker.wait(10)
+def test_a_run_that_vanished_while_running_is_reaped_after_the_stale_timeout(resources):
+    """A worker killed with nobody left to tell Prefect: the run stays RUNNING, the row goes stale."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Running
+
+    prediction_id = submit(resources, customers_csv(10))
+    with get_client(sync_client=True) as client:
+        run = client.create_flow_run(score_upload, parameters={"prediction_id": prediction_id})
+        client.set_flow_run_state(run.id, Running(), force=True)
+    assert db.claim_prediction(resources.engine, prediction_id, str(run.id))
+
     assert reap_stale(stale_after_seconds=60) == {"requeued": [], "failed": []}  # not yet stale
     time.sleep(1.1)
     assert reap_stale(stale_after_seconds=1)["requeued"] == [prediction_id]
     assert status_of(resources, prediction_id) == "PENDING"
 
-    # the next attempt dies too; with max_attempts=2 the reaper gives up with a reason
-    assert db.claim_prediction(resources.engine, prediction_id, "another-dead-run")
+    # the next attempt vanishes too; with max_attempts=2 the reaper gives up with a reason
+    assert db.claim_prediction(resources.engine, prediction_id, str(run.id))
     time.sleep(1.1)
     assert reap_stale(max_attempts=2, stale_after_seconds=1)["failed"] == [prediction_id]
     row = db.get_prediction(resources.engine, prediction_id)
     assert row["status"] == "FAILED"
     assert row["error"].startswith("scoring was started 2 times and never finished")
+    assert "PROCESSING for" in row["error"]
     assert score_upload(prediction_id)["status"] == "SKIPPED"
 
 
