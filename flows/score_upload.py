@@ -36,7 +36,7 @@ def score_upload(prediction_id: str) -> dict[str, Any]:
         frame = read_upload(env.s3, settings.bucket, prediction["input_key"],
                             settings.max_upload_bytes)
         upload = validate_upload(frame, model.profile, settings.max_rejected_share)
-        results = score_customers(model, upload)
+        results = score_customers(model, upload, settings.top_reasons)
         report = build_report(upload, results, model)
         keys = write_results(env.s3, settings.bucket, prediction_id, results, upload.rejects, report)
     except CUSTOMER_ERRORS as exc:

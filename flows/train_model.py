@@ -10,18 +10,29 @@ from retainwise.settings import Settings
 from tasks.training import fit_model, load_training_table, register_model
 
 
+def summarise(name: str, version: str, trained) -> dict[str, Any]:
+    """The one-line summary `retainwise model train` prints last."""
+    m = trained.metrics
+    return {"model": name, "version": version, "kind": trained.kind,
+            "roc_auc": round(m["roc_auc"], 4), "pr_auc": round(m["pr_auc"], 4),
+            "brier": round(m["brier"], 4), "threshold": round(trained.profile.threshold, 4),
+            "excluded_columns": trained.excluded, "notes": trained.notes}
+
+
 @flow(name="train-model", flow_run_name="train-{name}")
 def train_model(data: str, target: str, id_column: str | None = None, name: str = "churn",
-                positive: str | None = None) -> dict[str, Any]:
+                positive: str | None = None,
+                allow_columns: list[str] | None = None) -> dict[str, Any]:
     settings = Settings()
     frame = load_training_table(data)
-    trained = fit_model(frame, target, id_column, positive)
-    params = {"data": data, "target": target, "id_column": id_column or "(row number)"}
-    version = register_model(trained, name, settings, params)
+    trained = fit_model(frame, target, id_column, positive, allow_columns or [])
+    params = {"data": data, "target": target, "id_column": id_column or "(row number)",
+              "positive": positive or "(auto)", "allow_columns": ",".join(allow_columns or [])}
+    version = register_model(trained, name, settings, params, data)
     logger = get_run_logger()
     for note in trained.notes:
-        logger.info(note)
-    summary = {"model": name, "version": version, "roc_auc": round(trained.metrics["roc_auc"], 4),
-               "rows": len(frame), "dropped": trained.notes}
-    logger.info("registered %s v%s, holdout ROC AUC %.4f", name, version, summary["roc_auc"])
+        logger.warning(note)
+    summary = summarise(name, version, trained)
+    logger.info("registered %s v%s (%s), holdout ROC AUC %.4f, Brier %.4f", name, version,
+                trained.kind, summary["roc_auc"], summary["brier"])
     return summary

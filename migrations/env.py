@@ -3,6 +3,7 @@
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
+import retainwise.promotions  # noqa: F401  (puts model_promotions on the shared metadata)
 from retainwise.db import metadata
 
 config = context.config

@@ -2,18 +2,36 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 
 @dataclass(frozen=True)
 class FeatureProfile:
+    """One input column as seen on the training split.
+
+    Numeric features carry `bin_edges` (ascending, outer bins open-ended) and `bin_shares` (one share
+    per bin plus a last share for missing values); categorical ones carry `category_shares` (share
+    of all training rows per category; the missing rows' share is `missing_share`).
+    `models.features.bin_shares` bins new data the same way, for drift (PSI) checks.
+    """
+
     name: str
     kind: str  # "numeric" or "categorical"
     minimum: float | None = None
     maximum: float | None = None
     categories: list[str] = field(default_factory=list)
     missing_share: float = 0.0
+    bin_edges: list[float] = field(default_factory=list)
+    bin_shares: list[float] = field(default_factory=list)
+    category_shares: dict[str, float] = field(default_factory=dict)
+    median: float | None = None  # the typical value a tree explanation compares against
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "FeatureProfile":
+        """Unknown keys are ignored and missing ones defaulted, so older versions still load."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass(frozen=True)
@@ -31,6 +49,8 @@ class ModelProfile:
     features: list[FeatureProfile]
     threshold: float = 0.5
     cutoffs: RiskCutoffs = field(default_factory=RiskCutoffs)
+    positive: str | None = None
+    excluded: dict[str, str] = field(default_factory=dict)  # column -> why it is not a feature
 
     @property
     def feature_names(self) -> list[str]:
@@ -49,9 +69,12 @@ class ModelProfile:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelProfile":
+        """Tolerant of keys older versions did not write (and of keys newer ones may add)."""
         return cls(
-            id_column=data["id_column"], target=data["target"],
-            features=[FeatureProfile(**f) for f in data["features"]],
+            id_column=data.get("id_column"), target=data.get("target", ""),
+            features=[FeatureProfile.from_dict(f) for f in data.get("features", [])],
             threshold=float(data.get("threshold", 0.5)),
-            cutoffs=RiskCutoffs(**data.get("cutoffs", {})),
+            cutoffs=RiskCutoffs(**(data.get("cutoffs") or {})),
+            positive=data.get("positive"),
+            excluded=dict(data.get("excluded") or {}),
         )

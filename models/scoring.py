@@ -9,6 +9,7 @@ from models.features import prepare_features
 from models.profile import ModelProfile, RiskCutoffs
 
 RESULT_COLUMNS = ["customer_id", "churn_probability", "churn_risk", "predicted_churn"]
+REASONS_COLUMN = "top_reasons"
 
 
 def risk_tiers(probabilities: np.ndarray, cutoffs: RiskCutoffs) -> np.ndarray:
@@ -17,12 +18,18 @@ def risk_tiers(probabilities: np.ndarray, cutoffs: RiskCutoffs) -> np.ndarray:
 
 
 def score_frame(pipeline, profile: ModelProfile, frame: pd.DataFrame,
-                customer_ids: pd.Series) -> pd.DataFrame:
-    """One result row per input row, in input order."""
-    probabilities = pipeline.predict_proba(prepare_features(frame, profile.features))[:, 1]
-    return pd.DataFrame({
+                customer_ids: pd.Series, reasons: bool = False) -> pd.DataFrame:
+    """One result row per input row, in input order; `reasons` adds the top_reasons column."""
+    features = prepare_features(frame, profile.features)
+    probabilities = pipeline.predict_proba(features)[:, 1]
+    results = pd.DataFrame({
         "customer_id": customer_ids.to_numpy(),
         "churn_probability": probabilities,
         "churn_risk": risk_tiers(probabilities, profile.cutoffs),
         "predicted_churn": probabilities >= profile.threshold,
     })
+    if reasons:
+        from models.explain import top_reasons
+
+        results[REASONS_COLUMN] = top_reasons(pipeline, profile, features).to_numpy()
+    return results

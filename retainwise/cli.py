@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import threading
 from pathlib import Path
@@ -87,7 +88,8 @@ def cmd_score(args) -> int:
         summary["model_version"] = model.version
         upload = validate_upload(read_table(Path(args.file).read_bytes()), model.profile,
                                  settings.max_rejected_share)
-        results = score_frame(model.pipeline, model.profile, upload.accepted, upload.customer_ids)
+        results = score_frame(model.pipeline, model.profile, upload.accepted, upload.customer_ids,
+                              reasons=settings.top_reasons)
         out = Path(args.output)
         out.write_bytes(to_csv_bytes(results))
         out.with_name(out.stem + ".rejects.csv").write_bytes(to_csv_bytes(upload.rejects))
@@ -183,18 +185,47 @@ def cmd_model(args) -> int:
 
     settings = Settings()
     if args.action == "train":
-        from flows.train_model import train_model
-
-        summary = train_model(args.data, args.target, args.id, args.name, args.positive)
-        _print_json(summary)
-    elif args.action == "promote":
-        version = args.version or registry.client(settings).get_model_version_by_alias(
-            args.name, registry.CHALLENGER).version
-        registry.promote(args.name, str(version), settings)
-        _print_json({"model": args.name, "champion": str(version)})
-    elif args.action == "list":
+        return _model_train(args)
+    if args.action == "list":
         for row in registry.list_versions(args.name, settings):
             _print_json(row)
+        return 0
+    from retainwise.db import make_engine
+    from retainwise.promotions import PromotionsTableMissing
+
+    engine = make_engine(settings.db_url)
+    try:
+        if args.action == "promote":
+            outcome = registry.promote_version(args.name, settings, engine, version=args.version,
+                                               force=args.force, reason=args.reason)
+        else:
+            outcome = registry.rollback(args.name, settings, engine, reason=args.reason)
+    except registry.PromotionRefused as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        _print_json({"status": "refused", "message": str(exc), **exc.details})
+        return 1
+    except (PromotionsTableMissing, registry.NoChampion, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    _print_json(outcome)
+    return 0
+
+
+def _model_train(args) -> int:
+    from flows.train_model import train_model
+    from models.training import TrainingError
+
+    try:
+        summary = train_model(args.data, args.target, args.id, args.name, args.positive,
+                              args.allow_column)
+    except TrainingError as exc:
+        print(f"error: cannot train on {args.data}: {exc}", file=sys.stderr)
+        return 2
+    for note in summary.pop("notes", []):
+        print(f"note: {note}", file=sys.stderr)
+    _print_json(summary)
     return 0
 
 
@@ -247,6 +278,7 @@ def parser() -> argparse.ArgumentParser:
                     help="with --deployment: seconds to wait before giving up (exit 2)")
     mg.set_defaults(run=cmd_migrate)
 
+<<<<<<< HEAD
     dq = sub.add_parser("dlq", help="the dead-letter queue: list messages, send them back")
     dsub = dq.add_subparsers(dest="action", required=True)
     dls = dsub.add_parser("list", help="one JSON line per message in the DLQ")
@@ -257,17 +289,27 @@ def parser() -> argparse.ArgumentParser:
     dq.set_defaults(run=cmd_dlq)
 
     md = sub.add_parser("model", help="train, promote and list models")
+=======
+    md = sub.add_parser("model", help="train, promote, roll back and list models")
+>>>>>>> main
     msub = md.add_subparsers(dest="action", required=True)
-    tr = msub.add_parser("train")
+    tr = msub.add_parser("train", help="fit on a labeled CSV; the new version is the challenger")
     tr.add_argument("--data", required=True)
     tr.add_argument("--target", required=True)
-    tr.add_argument("--id")
+    tr.add_argument("--id", help="customer id column (default: the 1-based row number)")
     tr.add_argument("--name", default="churn")
-    tr.add_argument("--positive")
-    pr = msub.add_parser("promote")
+    tr.add_argument("--positive", help="the target value that means churn, for text labels")
+    tr.add_argument("--allow-column", action="append", default=[], metavar="COLUMN",
+                    help="keep a column the leakage guard would exclude (repeatable)")
+    pr = msub.add_parser("promote", help="make the challenger (or --version) champion, gated")
     pr.add_argument("name")
     pr.add_argument("--version")
-    ls = msub.add_parser("list")
+    pr.add_argument("--force", action="store_true", help="override the gate (needs --reason)")
+    pr.add_argument("--reason")
+    rb = msub.add_parser("rollback", help="return to the champion before the current one")
+    rb.add_argument("name")
+    rb.add_argument("--reason")
+    ls = msub.add_parser("list", help="versions, aliases and key figures")
     ls.add_argument("name")
     md.set_defaults(run=cmd_model)
     return p
@@ -275,6 +317,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    # without a Prefect server, flows start a temporary one; on a busy 2-core box it needs > 20 s
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     if args.command != "stack":
         from retainwise.stack import load_stack_env
 

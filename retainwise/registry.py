@@ -1,30 +1,50 @@
-"""The MLflow model registry: register trained versions, move aliases, load the champion."""
+"""The MLflow model registry: register trained versions, gate promotions, move aliases, load models.
+
+A version's run carries its metrics, profile, model card, plots and its held-out test rows
+(`evaluation/holdout.csv`), so a promotion can score champion and challenger on the same rows.
+"""
 
 from __future__ import annotations
 
+import getpass
 import json
+import os
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib.metadata import version as installed_version
 from typing import Any
 
 import mlflow
+import numpy as np
+import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
+from models.evaluation import evaluate_model
+from models.features import prepare_features
+from models.gate import judge
 from models.profile import ModelProfile
-from models.training import TrainedModel
+from models.training import LABEL_COLUMN, TrainedModel
 from retainwise.settings import Settings
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 EXPERIMENT = "retainwise-churn"
-# Written explicitly: MLflow's automatic detection costs seconds per log_model.
-PIP_REQUIREMENTS = ["scikit-learn", "pandas", "numpy"]
+EVALUATION_ARTIFACT = "evaluation/holdout.csv"
+KEY_METRICS = ("roc_auc", "pr_auc", "brier", "lift_top_decile", "threshold")
 
 
 class NoChampion(LookupError):
     """Scoring was asked of a model that has no champion version; the message says what to do."""
+
+
+class PromotionRefused(RuntimeError):
+    """The gate said no (or the versions cannot be compared); `details` carries the numbers."""
+
+    def __init__(self, message: str, details: dict[str, Any]):
+        super().__init__(message)
+        self.details = details
 
 
 @dataclass(frozen=True)
@@ -35,8 +55,23 @@ class LoadedModel:
     profile: ModelProfile
 
 
+def pip_requirements() -> list[str]:
+    """Pinned to what trained the model: a cloudpickled pipeline needs the same scikit-learn.
+
+    Written explicitly because MLflow's automatic detection costs seconds per log_model.
+    """
+    return [f"{package}=={installed_version(package)}"
+            for package in ("scikit-learn", "pandas", "numpy", "scipy", "cloudpickle")]
+
+
 def client(settings: Settings) -> MlflowClient:
     return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+
+
+def _use_store(settings: Settings) -> None:
+    settings.home_dir.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
 
 
 def _experiment_id(settings: Settings) -> str:
@@ -47,32 +82,55 @@ def _experiment_id(settings: Settings) -> str:
     return mlflow_client.create_experiment(EXPERIMENT, artifact_location=settings.artifact_root)
 
 
+def _log_run_artifacts(trained: TrainedModel, name: str, source: str | None) -> None:
+    from models.card import model_card
+    from models.plots import calibration_figure, roc_figure
+
+    mlflow.log_dict(trained.profile.to_dict(), "profile.json")
+    mlflow.log_dict({"candidates": trained.candidates, "chosen": trained.kind,
+                     "excluded_columns": trained.excluded}, "candidates.json")
+    mlflow.log_dict(trained.curves, "evaluation/curves.json")
+    mlflow.log_text("\n".join(trained.notes) or "no columns dropped", "notes.txt")
+    mlflow.log_text(model_card(trained, name, source), "model_card.md")
+    mlflow.log_text(trained.evaluation.to_csv(index=False), EVALUATION_ARTIFACT)
+    mlflow.log_figure(roc_figure(trained.curves["roc"], trained.metrics["roc_auc"]), "plots/roc.png")
+    mlflow.log_figure(calibration_figure(trained.curves["reliability"], trained.metrics["brier"]),
+                      "plots/calibration.png")
+
+
 def register(trained: TrainedModel, name: str, settings: Settings,
-             params: dict[str, Any] | None = None) -> str:
-    """Log the fitted pipeline with its profile as metadata, register it, alias it `challenger`."""
-    settings.home_dir.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_registry_uri(settings.tracking_uri)
-    example = trained.holdout.drop(columns=[trained.profile.target]).head(5)
+             params: dict[str, Any] | None = None, source: str | None = None) -> str:
+    """Log the calibrated model with its profile, card, plots and test rows; alias it `challenger`.
+
+    Serialised with cloudpickle: MLflow 3's default skops format refuses the boosted trees and our
+    CalibratedModel unless each type is trusted by hand. Loading needs this code base installed.
+    """
+    _use_store(settings)
+    example = prepare_features(trained.evaluation.head(5), trained.profile.features)
     signature = infer_signature(example, trained.pipeline.predict_proba(example)[:, 1])
     with mlflow.start_run(experiment_id=_experiment_id(settings)) as run:
-        mlflow.log_params(params or {})
+        mlflow.log_params({**trained.params, **(params or {})})
         mlflow.log_metrics(trained.metrics)
-        mlflow.log_text("\n".join(trained.notes) or "no columns dropped", "notes.txt")
+        _log_run_artifacts(trained, name, source)
         info = mlflow.sklearn.log_model(
             trained.pipeline, name="model", signature=signature,
             serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
-            pip_requirements=PIP_REQUIREMENTS,
+            pip_requirements=pip_requirements(),
             metadata={"retainwise_profile": json.dumps(trained.profile.to_dict())},
         )
     version = mlflow.register_model(info.model_uri, name).version
     mlflow_client = client(settings)
     mlflow_client.set_model_version_tag(name, version, "run_id", run.info.run_id)
+    mlflow_client.set_model_version_tag(name, version, "model_kind", trained.kind)
     mlflow_client.set_registered_model_alias(name, CHALLENGER, version)
     return str(version)
 
 
 def promote(name: str, version: str, settings: Settings) -> None:
+    """Move the champion alias with no gate and no record: for bootstrapping test stores only.
+
+    People promote through `promote_version` (the CLI), which gates and records the change.
+    """
     client(settings).set_registered_model_alias(name, CHAMPION, str(version))
 
 
@@ -83,6 +141,13 @@ def champion_version(name: str, settings: Settings) -> str:
         raise NoChampion(
             f"no champion for {name!r}; promote one with `retainwise model promote {name}`"
         ) from None
+
+
+def alias_version(name: str, alias: str, settings: Settings) -> str | None:
+    try:
+        return str(client(settings).get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
 
 
 def load_champion(name: str, settings: Settings) -> LoadedModel:
@@ -103,7 +168,116 @@ def load_version(name: str, version: str, tracking_uri: str) -> LoadedModel:
     return LoadedModel(name=name, version=str(version), pipeline=pipeline, profile=profile)
 
 
+def evaluation_set(name: str, version: str, settings: Settings) -> tuple[pd.DataFrame, np.ndarray]:
+    """The held-out test rows (raw text, as read) and their 0/1 labels stored with a version."""
+    run_id = client(settings).get_model_version(name, str(version)).run_id
+    try:
+        local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=EVALUATION_ARTIFACT,
+                                                    tracking_uri=settings.tracking_uri)
+    except (MlflowException, OSError) as exc:
+        raise PromotionRefused(f"version {version} of {name!r} has no stored evaluation set "
+                               f"(trained before the promotion gate existed?): {exc}",
+                               {"version": str(version)}) from None
+    rows = pd.read_csv(local, dtype=str, keep_default_na=False, na_values=[""])
+    labels = rows.pop(LABEL_COLUMN).astype(int).to_numpy()
+    return rows, labels
+
+
+def _evaluate(name: str, version: str, rows, labels, settings: Settings) -> dict[str, float]:
+    loaded = load_version(name, str(version), settings.tracking_uri)
+    try:
+        return evaluate_model(loaded.pipeline, loaded.profile, rows, labels)
+    except ValueError as exc:
+        raise PromotionRefused(f"cannot evaluate version {version} on the challenger's test set: "
+                               f"{exc}", {"version": str(version)}) from None
+
+
+def current_actor() -> str:
+    return os.environ.get("USER") or getpass.getuser() or "unknown"
+
+
+def promote_version(name: str, settings: Settings, engine, version: str | None = None,
+                    force: bool = False, reason: str | None = None,
+                    actor: str | None = None) -> dict[str, Any]:
+    """Gate a challenger against the champion on the challenger's test rows, move the alias, record.
+
+    Raises PromotionRefused with both versions' figures when the gate fails and `force` is off.
+    """
+    from retainwise import promotions
+
+    promotions.require_table(engine)
+    if force and not reason:
+        raise ValueError("--force needs --reason saying why the gate is overridden")
+    version = str(version or alias_version(name, CHALLENGER, settings) or "")
+    if not version:
+        raise PromotionRefused(f"{name!r} has no challenger; train one first", {"model": name})
+    current = alias_version(name, CHAMPION, settings)
+    if current == version:
+        return {"model": name, "status": "unchanged", "champion": version}
+    details: dict[str, Any] = {"model": name, "challenger_version": version,
+                               "champion_version": current}
+    try:
+        rows, labels = evaluation_set(name, version, settings)
+        details["evaluated_on"] = f"test split stored with version {version} ({len(labels)} rows)"
+        details["challenger_metrics"] = _evaluate(name, version, rows, labels, settings)
+        details["champion_metrics"] = (_evaluate(name, current, rows, labels, settings)
+                                       if current else None)
+    except PromotionRefused as exc:
+        if not force:
+            raise PromotionRefused(str(exc), details) from None
+        details["gate"] = f"not evaluated: {exc}"
+    else:
+        decision = judge(details["challenger_metrics"], details["champion_metrics"])
+        details["gate"] = "passed" if decision.passed else "; ".join(decision.problems)
+        if not decision.passed and not force:
+            raise PromotionRefused(f"refused to promote {name} v{version}: {details['gate']}",
+                                   details)
+        if current is None:
+            details["gate"] = "first champion"
+    _move_champion(engine, name, current, version, action=promotions.PROMOTE, settings=settings,
+                   actor=actor or current_actor(), reason=reason, forced=force, metrics=details)
+    return {**details, "status": "promoted", "champion": version, "forced": force}
+
+
+def rollback(name: str, settings: Settings, engine, reason: str | None = None,
+             actor: str | None = None) -> dict[str, Any]:
+    """Undo the promotion that made the current champion: the version it replaced is champion again."""
+    from retainwise import promotions
+
+    promotions.require_table(engine)
+    current = champion_version(name, settings)
+    previous = promotions.rollback_target(engine, name, current)
+    if previous is None:
+        raise PromotionRefused(f"no earlier champion of {name!r} to return to (the promotion "
+                               f"history has none before version {current})",
+                               {"model": name, "champion_version": current})
+    _move_champion(engine, name, current, previous, action=promotions.ROLLBACK, settings=settings,
+                   actor=actor or current_actor(), reason=reason, forced=False, metrics={})
+    return {"model": name, "status": "rolled back", "champion": previous, "from_version": current}
+
+
+def _move_champion(engine, name: str, current: str | None, version: str, *, action: str,
+                   settings: Settings, actor: str, reason: str | None, forced: bool,
+                   metrics: dict[str, Any]) -> None:
+    """Alias then record; if recording fails the alias goes back, so the record never misses one."""
+    from retainwise import promotions
+
+    mlflow_client = client(settings)
+    mlflow_client.set_registered_model_alias(name, CHAMPION, str(version))
+    try:
+        promotions.record(engine, model_name=name, action=action, from_version=current,
+                          to_version=str(version), actor=actor, reason=reason, forced=forced,
+                          metrics=metrics)
+    except Exception:
+        if current is None:
+            mlflow_client.delete_registered_model_alias(name, CHAMPION)
+        else:
+            mlflow_client.set_registered_model_alias(name, CHAMPION, current)
+        raise
+
+
 def list_versions(name: str, settings: Settings) -> list[dict[str, Any]]:
+    """Every version with its aliases, kind and key held-out figures, oldest first."""
     mlflow_client = client(settings)
     aliases: dict[str, list[str]] = {}
     for alias, version in mlflow_client.get_registered_model(name).aliases.items():
@@ -112,6 +286,9 @@ def list_versions(name: str, settings: Settings) -> list[dict[str, Any]]:
     for mv in sorted(mlflow_client.search_model_versions(f"name='{name}'"),
                      key=lambda v: int(v.version)):
         metrics = mlflow_client.get_run(mv.run_id).data.metrics if mv.run_id else {}
-        rows.append({"version": mv.version, "aliases": aliases.get(str(mv.version), []),
-                     "roc_auc": metrics.get("roc_auc"), "created": mv.creation_timestamp})
+        rows.append({"version": str(mv.version), "aliases": sorted(aliases.get(str(mv.version), [])),
+                     "kind": (mv.tags or {}).get("model_kind"),
+                     **{key: (round(metrics[key], 4) if key in metrics else None)
+                        for key in KEY_METRICS},
+                     "created": mv.creation_timestamp})
     return rows

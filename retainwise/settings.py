@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 200 * 1024 * 1024
     max_rejected_share: float = 0.5
     stale_after_seconds: int = 900
+    top_reasons: bool = False  # add a top_reasons column to results (costs 1x-17x scoring time)
 
     @cached_property
     def home_dir(self) -> Path:

@@ -27,5 +27,7 @@ def validate_upload(frame: pd.DataFrame, profile: ModelProfile,
 
 
 @task(name="score-customers", cache_policy=NO_CACHE)
-def score_customers(model: registry.LoadedModel, upload: ValidatedUpload) -> pd.DataFrame:
-    return score_frame(model.pipeline, model.profile, upload.accepted, upload.customer_ids)
+def score_customers(model: registry.LoadedModel, upload: ValidatedUpload,
+                    reasons: bool = False) -> pd.DataFrame:
+    return score_frame(model.pipeline, model.profile, upload.accepted, upload.customer_ids,
+                       reasons=reasons)

@@ -23,11 +23,11 @@ def load_training_table(path: str) -> pd.DataFrame:
 
 @task(name="fit-model", cache_policy=NO_CACHE)
 def fit_model(frame: pd.DataFrame, target: str, id_column: str | None,
-              positive: str | None) -> TrainedModel:
-    return train(frame, target, id_column, positive)
+              positive: str | None, allow_columns: list[str] | None = None) -> TrainedModel:
+    return train(frame, target, id_column, positive, allow_columns or [])
 
 
 @task(name="register-model", cache_policy=NO_CACHE, retry_condition_fn=is_transient, **IO_TASK)
 def register_model(trained: TrainedModel, name: str, settings: Settings,
-                   params: dict[str, Any]) -> str:
-    return registry.register(trained, name, settings, params)
+                   params: dict[str, Any], source: str | None = None) -> str:
+    return registry.register(trained, name, settings, params, source)

@@ -41,7 +41,8 @@ def read_upload(s3, bucket: str, key: str, max_bytes: int) -> pd.DataFrame:
 def write_results(s3, bucket: str, prediction_id: str, results: pd.DataFrame,
                   rejects: pd.DataFrame, report: dict) -> ResultKeys:
     keys = result_keys(prediction_id)
-    safe_results = results.assign(customer_id=neutralise_formulas(results["customer_id"]))
+    text_columns = [c for c in ("customer_id", "top_reasons") if c in results.columns]
+    safe_results = results.assign(**{c: neutralise_formulas(results[c]) for c in text_columns})
     safe_rejects = rejects.assign(customer_id=neutralise_formulas(rejects["customer_id"]))
     aws.put_bytes(s3, bucket, keys.results, to_csv_bytes(safe_results))
     aws.put_bytes(s3, bucket, keys.rejects, to_csv_bytes(safe_rejects))

@@ -5,13 +5,13 @@ tries; the trigger puts it in the flow run's idempotency key so each attempt get
 Checks for the column first, so it is safe to rerun.
 
 Revision ID: 0005_add_attempts
-Revises: 0002_add_sqs_columns
+Revises: 0003_create_model_promotions
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_add_attempts"
-down_revision = "0002_add_sqs_columns"
+down_revision = "0003_create_model_promotions"
 branch_labels = None
 depends_on = None
 
