@@ -151,9 +151,16 @@ def cmd_migrate(args) -> int:
 
 def migrate_by_deployment(deployment: str, revision: str, timeout: float) -> int:
     """Run the migrate deployment where it lives (ECS in production) and wait for its end state."""
+    from prefect.exceptions import ObjectNotFound
+
     from retainwise import follow
 
-    flow_run_id = follow.start_run(deployment, {"revision": revision})
+    try:
+        flow_run_id = follow.start_run(deployment, {"revision": revision})
+    except ObjectNotFound:
+        print(f"no deployment named {deployment}; register it first (`prefect deploy --name "
+              f"migrate`, or `retainwise stack up` locally)", file=sys.stderr)
+        return follow.EXIT_FAILED
     print(f"started flow run {flow_run_id} of {deployment}; waiting up to {timeout:.0f} s",
           flush=True)
     outcome = follow.follow(flow_run_id, timeout, say=lambda text: print(text, flush=True))
@@ -278,7 +285,6 @@ def parser() -> argparse.ArgumentParser:
                     help="with --deployment: seconds to wait before giving up (exit 2)")
     mg.set_defaults(run=cmd_migrate)
 
-<<<<<<< HEAD
     dq = sub.add_parser("dlq", help="the dead-letter queue: list messages, send them back")
     dsub = dq.add_subparsers(dest="action", required=True)
     dls = dsub.add_parser("list", help="one JSON line per message in the DLQ")
@@ -288,10 +294,7 @@ def parser() -> argparse.ArgumentParser:
                      help="message id or prediction id (repeatable); default: all")
     dq.set_defaults(run=cmd_dlq)
 
-    md = sub.add_parser("model", help="train, promote and list models")
-=======
     md = sub.add_parser("model", help="train, promote, roll back and list models")
->>>>>>> main
     msub = md.add_subparsers(dest="action", required=True)
     tr = msub.add_parser("train", help="fit on a labeled CSV; the new version is the challenger")
     tr.add_argument("--data", required=True)

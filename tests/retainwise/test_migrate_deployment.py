@@ -75,3 +75,8 @@ def test_a_migration_that_outlives_the_timeout_exits_non_zero_saying_so(served, 
     assert time.monotonic() - started < 20
     out = capsys.readouterr().out
     assert "timed out after 4 s" in out and "it was not cancelled" in out
+
+
+def test_a_missing_deployment_is_named_not_a_traceback(prefect_api, capsys):
+    assert cli.main(["migrate", "--deployment", "migrate/nowhere", "--timeout", "5"]) == 1
+    assert "no deployment named migrate/nowhere" in capsys.readouterr().err
