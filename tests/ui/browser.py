@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import signal
 import shutil
 import subprocess
 import tempfile
@@ -51,19 +53,33 @@ class Page:
 def headless_page(port: int) -> Iterator[Page]:
     from websockets.sync.client import connect
 
-    with tempfile.TemporaryDirectory() as profile:
+    # chromium's helper processes may still be writing the profile as it is removed
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         process = subprocess.Popen(
             [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1400,1800",
              f"--remote-debugging-port={port}", "--remote-debugging-address=127.0.0.1",
              "--remote-allow-origins=*", f"--user-data-dir={profile}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             target = _first_page(port)
             with connect(target["webSocketDebuggerUrl"], max_size=None) as ws:
                 yield Page(ws)
-        finally:
-            process.terminate()
+        finally:  # the browser and its renderer/zygote helpers: the whole process group
+            _stop_group(process)
+
+
+def _stop_group(process: subprocess.Popen) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
             process.wait(10)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    process.poll()
 
 
 def _first_page(port: int, timeout: float = 20) -> dict[str, Any]:
