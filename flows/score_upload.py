@@ -9,7 +9,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from retainwise.db import Status
 from retainwise.errors import UploadRejected
-from retainwise.output import build_report
+from retainwise.report import build_report, summary_markdown
 from retainwise.registry import NoChampion
 from retainwise.resources import Resources
 from tasks.scoring import load_champion, score_customers, validate_upload
@@ -33,12 +33,16 @@ def score_upload(prediction_id: str) -> dict[str, Any]:
     try:
         model = load_champion(prediction["model_name"], settings)
         tag_run(run_id, f"model-version:{model.version}")
-        frame = read_upload(env.s3, settings.bucket, prediction["input_key"],
+        table = read_upload(env.s3, settings.bucket, prediction["input_key"],
                             settings.max_upload_bytes)
-        upload = validate_upload(frame, model.profile, settings.max_rejected_share)
-        results = score_customers(model, upload, settings.top_reasons)
-        report = build_report(upload, results, model)
+        upload = validate_upload(table, model.profile, settings.max_rejected_share)
+        results = (None if upload.failure else
+                   score_customers(model, upload, settings.top_reasons))
+        report = build_report(upload, results, model, prediction_id)
         keys = write_results(env.s3, settings.bucket, prediction_id, results, upload.rejects, report)
+        publish_summary(prediction_id, report, keys.report_html)
+        if upload.failure:  # too many rows rejected: the report and rejects say which and why
+            raise UploadRejected(upload.failure)
     except CUSTOMER_ERRORS as exc:
         logger.warning("upload %s failed: %s", prediction_id, exc)
         finish_upload(env.engine, prediction_id, run_id, Status.FAILED, error=str(exc))
@@ -54,20 +58,12 @@ def score_upload(prediction_id: str) -> dict[str, Any]:
                   model_version=model.version, rows_total=upload.rows_total,
                   rows_scored=len(results), rows_rejected=upload.rows_rejected,
                   result_key=keys.results, report_key=keys.report, error=None)
-    publish_summary(prediction_id, report, keys.results)
     return {"prediction_id": prediction_id, "status": Status.COMPLETED.value, **report,
             "result_key": keys.results}
 
 
-def publish_summary(prediction_id: str, report: dict[str, Any], result_key: str) -> None:
+def publish_summary(prediction_id: str, report: dict[str, Any], report_key: str) -> None:
     """A markdown artifact on the run, so operators see the outcome in the Prefect UI."""
-    risk = report["risk_counts"]
-    rows = [("rows total", report["rows_total"]), ("rows scored", report["rows_scored"]),
-            ("rows rejected", report["rows_rejected"]),
-            ("model", f"{report['model_name']} v{report['model_version']}"),
-            ("HIGH / MEDIUM / LOW", f"{risk['HIGH']} / {risk['MEDIUM']} / {risk['LOW']}"),
-            ("results", f"`{result_key}`")]
-    table = "\n".join(f"| {k} | {v} |" for k, v in rows)
-    create_markdown_artifact(
-        f"## Upload {prediction_id}\n\n| | |\n|---|---|\n{table}\n",
-        key=f"score-{prediction_id}".lower()[:60], description="score-upload summary")
+    create_markdown_artifact(summary_markdown(report, report_key),
+                             key=f"score-{prediction_id}".lower()[:60],
+                             description="score-upload data-quality summary")

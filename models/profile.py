@@ -51,6 +51,8 @@ class ModelProfile:
     cutoffs: RiskCutoffs = field(default_factory=RiskCutoffs)
     positive: str | None = None
     excluded: dict[str, str] = field(default_factory=dict)  # column -> why it is not a feature
+    # other header spellings customers use for a column -> the feature (or id) name
+    aliases: dict[str, str] = field(default_factory=dict)
 
     @property
     def feature_names(self) -> list[str]:
@@ -77,4 +79,5 @@ class ModelProfile:
             cutoffs=RiskCutoffs(**(data.get("cutoffs") or {})),
             positive=data.get("positive"),
             excluded=dict(data.get("excluded") or {}),
+            aliases=dict(data.get("aliases") or {}),
         )

@@ -71,13 +71,37 @@ def cmd_download(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    """The upload's HTML data-quality report, from the key derived from its prediction id."""
+    from botocore.exceptions import ClientError
+
+    from retainwise import aws, db
+    from retainwise.output import result_keys
+
+    env = _resources()
+    row = db.get_prediction(env.engine, args.id)
+    if row is None:
+        print(f"no upload with id {args.id}", file=sys.stderr)
+        return 2
+    try:
+        data = aws.get_bytes(env.s3, env.settings.bucket, result_keys(args.id).report_html)
+    except ClientError:  # NoSuchKey: the upload failed before a report could be built
+        print(f"upload {args.id} has no report ({row['status']}"
+              + (f": {row['error']})" if row.get("error") else ")"), file=sys.stderr)
+        return 1
+    out = Path(args.output or f"{args.id}.report.html")
+    out.write_bytes(data)
+    print(out)
+    return 0
+
+
 def cmd_score(args) -> int:
     """Local scoring for data scientists: the same validate -> score -> write steps, no queue."""
     from models.scoring import score_frame
     from retainwise import registry
     from retainwise.errors import UploadRejected
     from retainwise.output import build_report, to_csv_bytes
-    from retainwise.reading import read_table
+    from retainwise.reading import read_upload
     from retainwise.validation import validate_upload
 
     settings = Settings()
@@ -86,8 +110,11 @@ def cmd_score(args) -> int:
     try:
         model = registry.load_champion(args.model or settings.default_model, settings)
         summary["model_version"] = model.version
-        upload = validate_upload(read_table(Path(args.file).read_bytes()), model.profile,
-                                 settings.max_rejected_share)
+        upload = validate_upload(read_upload(Path(args.file).read_bytes(),
+                                             settings.max_upload_bytes),
+                                 model.profile, settings.max_rejected_share)
+        if upload.failure:
+            raise UploadRejected(upload.failure)
         results = score_frame(model.pipeline, model.profile, upload.accepted, upload.customer_ids,
                               reasons=settings.top_reasons)
         out = Path(args.output)
@@ -257,6 +284,11 @@ def parser() -> argparse.ArgumentParser:
     dl.add_argument("id")
     dl.add_argument("-o", "--output")
     dl.set_defaults(run=cmd_download)
+
+    rp = sub.add_parser("report", help="download an upload's HTML data-quality report")
+    rp.add_argument("id")
+    rp.add_argument("-o", "--output")
+    rp.set_defaults(run=cmd_report)
 
     sc = sub.add_parser("score", help="score a local file with the champion, no queue")
     sc.add_argument("file")

@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     default_model: str = "churn"
     default_account: str = "default"
     deployment_name: str = "score-upload/score-upload"
-    max_upload_bytes: int = 200 * 1024 * 1024
+    max_upload_bytes: int = 200_000_000  # 200 MB, as messages to customers say it
     max_rejected_share: float = 0.5
     stale_after_seconds: int = 900
     top_reasons: bool = False  # add a top_reasons column to results (costs 1x-17x scoring time)

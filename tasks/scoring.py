@@ -9,9 +9,10 @@ from prefect.cache_policies import NO_CACHE
 from models.profile import ModelProfile
 from models.scoring import score_frame
 from retainwise import registry
+from retainwise.reading import TextTable
 from retainwise.settings import Settings
 from retainwise.validation import ValidatedUpload
-from retainwise.validation import validate_upload as validate_frame
+from retainwise.validation import validate_upload as validate_table
 from tasks.retry import IO_TASK, is_transient
 
 
@@ -21,9 +22,10 @@ def load_champion(model_name: str, settings: Settings) -> registry.LoadedModel:
 
 
 @task(name="validate-upload", cache_policy=NO_CACHE)
-def validate_upload(frame: pd.DataFrame, profile: ModelProfile,
+def validate_upload(table: TextTable | pd.DataFrame, profile: ModelProfile,
                     max_rejected_share: float) -> ValidatedUpload:
-    return validate_frame(frame, profile, max_rejected_share)
+    """File-level faults raise UploadRejected; too many bad rows set `failure` (with a report)."""
+    return validate_table(table, profile, max_rejected_share)
 
 
 @task(name="score-customers", cache_policy=NO_CACHE)

@@ -74,7 +74,7 @@ def test_a_completed_runs_page_shows_its_summary(resources, prefect_server_with_
 
     with headless_page(free_port()) as page:
         page.goto(f"{ui}/v2/runs/flow-run/{row['flow_run_id']}?tab=Artifacts")
-        text = page.wait_for_text("score-upload summary")
+        text = page.wait_for_text("score-upload data-quality summary")
         assert f"score-{prediction_id}" in text and "Completed" in text
 
         link = page.evaluate("[...document.querySelectorAll('a')].map(a => a.href)"
@@ -82,6 +82,6 @@ def test_a_completed_runs_page_shows_its_summary(resources, prefect_server_with_
         page.goto(link)
         summary = page.wait_for_text("rows total")
     assert f"Upload {prediction_id}" in summary
-    for label in ("rows scored", "rows rejected", "HIGH / MEDIUM / LOW", "results"):
+    for label in ("rows scored", "rows rejected", "HIGH / MEDIUM / LOW", "drifted features"):
         assert label in summary
     assert f"churn v{row['model_version']}" in summary

@@ -1,0 +1,189 @@
+"""The data-quality report every upload gets: a JSON summary and an HTML page beside the results.
+
+Row accounting, per-column missing shares, unknown categories, out-of-range counts, and drift of
+each feature against the training profile (PSI, flagged above 0.2).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from models.features import bin_shares
+from models.profile import FeatureProfile, ModelProfile
+
+PSI_FLAG = 0.2  # population stability index above this: the feature has drifted
+PSI_FLOOR = 1e-4  # share given to empty buckets, so the log stays finite
+OTHER, MISSING = "(other)", "(missing)"
+
+
+def psi(expected: np.ndarray, actual: np.ndarray) -> float:
+    """Population stability index of two share vectors over the same buckets."""
+    e = np.clip(np.asarray(expected, dtype=float), PSI_FLOOR, None)
+    a = np.clip(np.asarray(actual, dtype=float), PSI_FLOOR, None)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def numeric_shares(values: pd.Series, feature: FeatureProfile) -> np.ndarray | None:
+    """Upload shares in the training bins (missing last), binned as training binned them."""
+    if not feature.bin_edges or len(feature.bin_shares) < 2 or values.empty:
+        return None
+    shares = bin_shares(values, feature.bin_edges)
+    return np.asarray(shares) if len(shares) == len(feature.bin_shares) else None
+
+
+def categorical_buckets(counts: dict[str | None, int],
+                        feature: FeatureProfile) -> tuple[np.ndarray, np.ndarray] | None:
+    """(training shares, upload shares) over the training categories, unseen values and missing.
+
+    `counts`: rows per value, None for missing (ValidatedUpload.category_counts)."""
+    rows = sum(counts.values())
+    if not feature.category_shares or not rows:
+        return None
+    known = list(feature.category_shares)
+    expected = [feature.category_shares[c] for c in known]
+    expected += [0.0, max(0.0, 1.0 - sum(expected))]  # unseen values; missing as the remainder
+    seen = [counts.get(c, 0) for c in known]
+    missing = counts.get(None, 0)
+    actual = [*seen, rows - missing - sum(seen), missing]
+    return np.asarray(expected), np.asarray(actual, dtype=float) / rows
+
+
+def drift(upload, profile: ModelProfile) -> dict[str, float]:
+    """PSI of the scored rows per feature for which the profile holds a training distribution."""
+    scores = {}
+    for feature in profile.features:
+        if feature.kind == "numeric" and feature.name in upload.accepted.columns:
+            actual = numeric_shares(upload.accepted[feature.name], feature)
+            if actual is not None:
+                scores[feature.name] = psi(feature.bin_shares, actual)
+        elif feature.name in upload.category_counts:
+            buckets = categorical_buckets(upload.category_counts[feature.name], feature)
+            if buckets is not None:
+                scores[feature.name] = psi(*buckets)
+    return scores
+
+
+def build_report(upload, results: pd.DataFrame | None, model, prediction_id: str | None = None,
+                 keys: dict[str, str] | None = None) -> dict[str, Any]:
+    """The JSON summary: accounting, risk counts, per-column quality and drift, the model used."""
+    rows = upload.quality.get("rows_read", upload.rows_total)
+    profile = model.profile
+    scores = drift(upload, profile)
+    columns = {}
+    for feature in profile.features:
+        quality = dict(upload.quality.get("columns", {}).get(feature.name, {}))
+        missing = quality.pop("missing", 0)
+        columns[feature.name] = {
+            **quality, "missing": missing,
+            "missing_share": round(missing / rows, 6) if rows else 0.0,
+            "training_missing_share": round(feature.missing_share, 6),
+            "psi": round(scores[feature.name], 6) if feature.name in scores else None,
+            "drifted": bool(scores.get(feature.name, 0.0) > PSI_FLAG),
+        }
+    scored = 0 if results is None else len(results)
+    tiers = ("HIGH", "MEDIUM", "LOW")
+    risk = ({tier: 0 for tier in tiers} if results is None else
+            {tier: int((results["churn_risk"] == tier).sum()) for tier in tiers})
+    return {
+        "prediction_id": prediction_id,
+        "status": "FAILED" if upload.failure else "COMPLETED",
+        "error": upload.failure,
+        "model_name": model.name, "model_version": model.version,
+        "source": {k: v for k, v in upload.source.items()},
+        "rows_total": upload.rows_total, "rows_scored": scored,
+        "rows_rejected": upload.rows_rejected,
+        "reject_reasons": upload.quality.get("reject_kinds", {}),
+        "risk_counts": risk,
+        "unknown_categories": upload.report["unknown_categories"],
+        "out_of_range": {n: c["out_of_range"] for n, c in columns.items() if c.get("out_of_range")},
+        "drift_threshold": PSI_FLAG,
+        "drifted_features": [n for n, c in columns.items() if c["drifted"]],
+        "ignored_columns": upload.quality.get("ignored_columns", []),
+        "columns": columns,
+        "files": keys or {},
+    }
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "&ndash;"
+    if isinstance(value, float):
+        return "&ndash;" if math.isnan(value) else f"{value:.3g}"
+    if isinstance(value, dict):
+        return html.escape(", ".join(f"{k} ({v})" for k, v in value.items())) or "&ndash;"
+    return html.escape(str(value))
+
+
+def _table(header: list[str], rows: list[list[Any]], classes: list[str] | None = None) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        f"<tr class=\"{(classes or [''] * len(rows))[i]}\">"
+        + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>" for i, row in enumerate(rows))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def render_html(report: dict[str, Any]) -> str:
+    """A self-contained page; every value from the customer's file is HTML-escaped."""
+    status = report["status"]
+    summary = [["status", status], ["rows in the file", report["rows_total"]],
+               ["rows scored", report["rows_scored"]], ["rows rejected", report["rows_rejected"]],
+               ["model", f"{report['model_name']} v{report['model_version']}"],
+               ["read as", ", ".join(f"{k}: {v}" for k, v in report["source"].items())]]
+    if report.get("error"):
+        summary.append(["why it failed", report["error"]])
+    risk = report["risk_counts"]
+    summary.append(["HIGH / MEDIUM / LOW", f"{risk['HIGH']} / {risk['MEDIUM']} / {risk['LOW']}"])
+    reasons = [[k, v] for k, v in sorted(report["reject_reasons"].items(), key=lambda kv: -kv[1])]
+    columns, classes = [], []
+    for name, c in report["columns"].items():
+        columns.append([name, c.get("kind"), f"{c['missing_share']:.1%}",
+                        f"{c['training_missing_share']:.1%}", c.get("unparseable"),
+                        c.get("out_of_range"), c.get("unknown_values") or c.get("unknown"),
+                        c.get("psi")])
+        classes.append("drift" if c["drifted"] else "")
+    ignored = report.get("ignored_columns") or []
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>RetainWise data-quality report</title>
+<style>body{{font-family:sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse;
+margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}
+th{{background:#f3f3f3}}tr.drift td{{background:#fff1d6}}.FAILED{{color:#b00}}</style></head>
+<body><h1>Data-quality report</h1>
+<p class="{html.escape(status)}">Upload {html.escape(str(report.get('prediction_id') or ''))}:
+<strong>{html.escape(status)}</strong></p>
+<h2>Summary</h2>{_table(["", ""], summary)}
+<h2>Rejected rows by reason</h2>
+{_table(["reason", "rows"], reasons) if reasons else "<p>No rows were rejected.</p>"}
+<p>Each rejected row is listed with its row number, reason and original values in
+<code>rejects.csv</code>.</p>
+<h2>Columns</h2>
+<p>Drift is the population stability index (PSI) of the scored rows against the training data;
+rows above {report['drift_threshold']} are highlighted. &ndash; means not measured.</p>
+{_table(["column", "kind", "missing", "missing in training", "not a number", "out of range",
+         "unknown categories", "PSI"], columns, classes)}
+{"<p>Columns not used by the model: " + html.escape(", ".join(ignored)) + "</p>" if ignored else ""}
+</body></html>
+"""
+
+
+def summary_markdown(report: dict[str, Any], report_key: str) -> str:
+    """The Prefect artifact: the summary as a markdown table and where the full report is."""
+    risk = report["risk_counts"]
+    rows = [("status", report["status"]), ("rows total", report["rows_total"]),
+            ("rows scored", report["rows_scored"]), ("rows rejected", report["rows_rejected"]),
+            ("model", f"{report['model_name']} v{report['model_version']}"),
+            ("HIGH / MEDIUM / LOW", f"{risk['HIGH']} / {risk['MEDIUM']} / {risk['LOW']}"),
+            ("unknown categories", _plain(report["unknown_categories"])),
+            ("out of range", _plain(report["out_of_range"])),
+            ("drifted features (PSI > 0.2)", ", ".join(report["drifted_features"]) or "none"),
+            ("report", f"`{report_key}` (`retainwise report {report.get('prediction_id')}`)")]
+    table = "\n".join(f"| {k} | {str(v).replace('|', '/')} |" for k, v in rows)
+    return (f"## Upload {report.get('prediction_id')}\n\n| | |\n|---|---|\n{table}\n")
+
+
+def _plain(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in counts.items()) or "none"
