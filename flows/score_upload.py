@@ -13,7 +13,8 @@ from retainwise.report import build_report, summary_markdown
 from retainwise.registry import NoChampion
 from retainwise.resources import Resources
 from tasks.scoring import load_champion, score_customers, validate_upload
-from tasks.status import claim_upload, set_status
+from tasks.retry import describe_failure
+from tasks.status import claim_upload, finish_upload, tag_run
 from tasks.uploads import read_upload, write_results
 
 CUSTOMER_ERRORS = (UploadRejected, NoChampion)
@@ -23,13 +24,15 @@ CUSTOMER_ERRORS = (UploadRejected, NoChampion)
 def score_upload(prediction_id: str) -> dict[str, Any]:
     env = Resources.from_env()
     settings, logger = env.settings, get_run_logger()
-    prediction = claim_upload(env.engine, prediction_id, str(runtime.flow_run.id or ""))
+    run_id = str(runtime.flow_run.id or "")
+    prediction = claim_upload(env.engine, prediction_id, run_id)
     if prediction is None:
         logger.info("prediction %s is not PENDING (already claimed or finished); nothing to do",
                     prediction_id)
         return {"prediction_id": prediction_id, "status": "SKIPPED"}
     try:
         model = load_champion(prediction["model_name"], settings)
+        tag_run(run_id, f"model-version:{model.version}")
         table = read_upload(env.s3, settings.bucket, prediction["input_key"],
                             settings.max_upload_bytes)
         upload = validate_upload(table, model.profile, settings.max_rejected_share)
@@ -42,17 +45,19 @@ def score_upload(prediction_id: str) -> dict[str, Any]:
             raise UploadRejected(upload.failure)
     except CUSTOMER_ERRORS as exc:
         logger.warning("upload %s failed: %s", prediction_id, exc)
-        set_status(env.engine, prediction_id, Status.FAILED, error=str(exc))
+        finish_upload(env.engine, prediction_id, run_id, Status.FAILED, error=str(exc))
         return {"prediction_id": prediction_id, "status": Status.FAILED.value, "error": str(exc)}
     except Exception as exc:
-        set_status(env.engine, prediction_id, Status.FAILED,
-                   error=f"internal error while scoring ({type(exc).__name__}); "
-                         f"support has the details under flow run {runtime.flow_run.id}")
+        # transient faults were already retried inside the tasks; if even recording FAILED
+        # fails, the row stays PROCESSING and the reaper hands it back to the queue
+        finish_upload(env.engine, prediction_id, run_id, Status.FAILED,
+                      error=describe_failure(exc, run_id))
         raise
-    set_status(env.engine, prediction_id, Status.COMPLETED, model_version=model.version,
-               rows_total=upload.rows_total, rows_scored=len(results),
-               rows_rejected=upload.rows_rejected, result_key=keys.results,
-               report_key=keys.report, error=None)
+    # the objects exist (write_results returned), so COMPLETED cannot point at nothing
+    finish_upload(env.engine, prediction_id, run_id, Status.COMPLETED,
+                  model_version=model.version, rows_total=upload.rows_total,
+                  rows_scored=len(results), rows_rejected=upload.rows_rejected,
+                  result_key=keys.results, report_key=keys.report, error=None)
     return {"prediction_id": prediction_id, "status": Status.COMPLETED.value, **report,
             "result_key": keys.results}
 

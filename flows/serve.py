@@ -1,5 +1,6 @@
 """The local flow runner: serves the deployments and runs their flow runs in warm processes.
 
+Mirrors prefect.yaml's deployments for the `local` stack; on AWS the `ecs` work pool runs them.
 `python -m flows.serve` forks warm workers (retainwise.worker) that execute runs in-process;
 `--cold` falls back to Prefect's `serve`, which starts a fresh interpreter per run.
 """
@@ -8,8 +9,11 @@ import argparse
 import os
 
 from flows.migrate import migrate
+from flows.reap_stale import reap_stale
 from flows.score_upload import score_upload
 from flows.train_model import train_model
+
+REAP_EVERY_SECONDS = 60
 
 
 def deployments() -> list:
@@ -18,6 +22,7 @@ def deployments() -> list:
         (score_upload, score_upload.to_deployment(name="score-upload", tags=["scoring"])),
         (migrate, migrate.to_deployment(name="migrate")),
         (train_model, train_model.to_deployment(name="train-model")),
+        (reap_stale, reap_stale.to_deployment(name="reap-stale", interval=REAP_EVERY_SECONDS)),
     ]
 
 

@@ -11,7 +11,8 @@ from botocore.config import Config
 
 from retainwise.settings import Settings
 
-_RETRIES = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=30)
+# max_attempts is left to botocore (3, or AWS_MAX_ATTEMPTS) so an operator or a test can change it
+_RETRIES = Config(retries={"mode": "standard"}, connect_timeout=5, read_timeout=30)
 
 
 def client(service: str, settings: Settings) -> Any:
@@ -71,3 +72,60 @@ def put_bytes(s3: Any, bucket: str, key: str, body: bytes, content_type: str = "
 
 def get_bytes(s3: Any, bucket: str, key: str) -> bytes:
     return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def _take_dead_letters(queue: Queue, max_messages: int) -> list[dict[str, Any]]:
+    """Receive the whole DLQ (hidden while we look), each message once with its latest handle."""
+    taken: dict[str, dict[str, Any]] = {}
+    empty_receives = 0
+    while len(taken) < max_messages and empty_receives < 2:
+        batch = queue.sqs.receive_message(
+            QueueUrl=queue.dead_letter_url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
+            VisibilityTimeout=60,
+            MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+        ).get("Messages", [])
+        fresh = [m for m in batch if m["MessageId"] not in taken]
+        empty_receives = 0 if fresh else empty_receives + 1
+        taken.update({m["MessageId"]: m for m in batch})
+    return list(taken.values())
+
+
+def _release(queue: Queue, messages: list[dict[str, Any]]) -> None:
+    """Looked at, not taken: visible again in the DLQ right away."""
+    for m in messages:
+        queue.sqs.change_message_visibility(QueueUrl=queue.dead_letter_url,
+                                            ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0)
+
+
+def prediction_id_of(message: dict[str, Any]) -> str | None:
+    try:
+        body = json.loads(message.get("Body", ""))
+    except json.JSONDecodeError:
+        return None
+    return body.get("prediction_id") if isinstance(body, dict) else None
+
+
+def list_dead_letters(queue: Queue, max_messages: int = 100) -> list[dict[str, Any]]:
+    """What sits in the DLQ: message id, prediction id (if parseable), receives, body."""
+    messages = _take_dead_letters(queue, max_messages)
+    _release(queue, messages)
+    return [{"message_id": m["MessageId"], "prediction_id": prediction_id_of(m),
+             "receive_count": int(m.get("Attributes", {}).get("ApproximateReceiveCount", 0)),
+             "sent_timestamp": m.get("Attributes", {}).get("SentTimestamp"),
+             "body": m["Body"][:500]} for m in messages]
+
+
+def redrive_dead_letters(queue: Queue, ids: set[str] | None = None,
+                         max_messages: int = 1000) -> list[str]:
+    """Move DLQ messages (all, or those whose message or prediction id is in `ids`) back.
+
+    Sent to the upload queue before it is deleted from the DLQ, so a crash duplicates, never loses.
+    """
+    messages = _take_dead_letters(queue, max_messages)
+    chosen = [m for m in messages
+              if ids is None or {m["MessageId"], prediction_id_of(m)} & ids]
+    _release(queue, [m for m in messages if m not in chosen])
+    for m in chosen:
+        queue.sqs.send_message(QueueUrl=queue.url, MessageBody=m["Body"])
+        queue.sqs.delete_message(QueueUrl=queue.dead_letter_url, ReceiptHandle=m["ReceiptHandle"])
+    return [m["MessageId"] for m in chosen]

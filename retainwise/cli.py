@@ -168,9 +168,49 @@ def cmd_stack(args) -> int:
 
 
 def cmd_migrate(args) -> int:
+    if args.deployment:
+        return migrate_by_deployment(args.deployment, args.revision, args.timeout)
     from flows.migrate import migrate
 
     print(f"database at revision {migrate(args.revision)}")
+    return 0
+
+
+def migrate_by_deployment(deployment: str, revision: str, timeout: float) -> int:
+    """Run the migrate deployment where it lives (ECS in production) and wait for its end state."""
+    from prefect.exceptions import ObjectNotFound
+
+    from retainwise import follow
+
+    try:
+        flow_run_id = follow.start_run(deployment, {"revision": revision})
+    except ObjectNotFound:
+        print(f"no deployment named {deployment}; register it first (`prefect deploy --name "
+              f"migrate`, or `retainwise stack up` locally)", file=sys.stderr)
+        return follow.EXIT_FAILED
+    print(f"started flow run {flow_run_id} of {deployment}; waiting up to {timeout:.0f} s",
+          flush=True)
+    outcome = follow.follow(flow_run_id, timeout, say=lambda text: print(text, flush=True))
+    if outcome.exit_code == follow.EXIT_COMPLETED:
+        print(f"migration completed (flow run {flow_run_id})")
+    elif outcome.exit_code == follow.EXIT_FAILED:
+        print(f"migration {outcome.state} (flow run {flow_run_id}); its last log lines:",
+              file=sys.stderr)
+        for line in outcome.lines:
+            print(f"  {line}", file=sys.stderr)
+    return outcome.exit_code
+
+
+def cmd_dlq(args) -> int:
+    from retainwise import aws
+
+    queue = _resources().queue
+    if args.action == "list":
+        for message in aws.list_dead_letters(queue, args.max):
+            _print_json(message)
+        return 0
+    moved = aws.redrive_dead_letters(queue, set(args.id) if args.id else None)
+    print(f"moved {len(moved)} message(s) back to {queue.url}")
     return 0
 
 
@@ -270,7 +310,21 @@ def parser() -> argparse.ArgumentParser:
 
     mg = sub.add_parser("migrate", help="run the migrate flow (alembic upgrade)")
     mg.add_argument("--revision", default="head")
+    mg.add_argument("--deployment", nargs="?", const="migrate/migrate", metavar="NAME",
+                    help="run the migrate deployment (default migrate/migrate) on its work pool "
+                         "and follow it to the end; exit 0 only on Completed")
+    mg.add_argument("--timeout", type=float, default=600,
+                    help="with --deployment: seconds to wait before giving up (exit 2)")
     mg.set_defaults(run=cmd_migrate)
+
+    dq = sub.add_parser("dlq", help="the dead-letter queue: list messages, send them back")
+    dsub = dq.add_subparsers(dest="action", required=True)
+    dls = dsub.add_parser("list", help="one JSON line per message in the DLQ")
+    dls.add_argument("--max", type=int, default=100)
+    drd = dsub.add_parser("redrive", help="move messages back to the upload queue")
+    drd.add_argument("--id", action="append",
+                     help="message id or prediction id (repeatable); default: all")
+    dq.set_defaults(run=cmd_dlq)
 
     md = sub.add_parser("model", help="train, promote, roll back and list models")
     msub = md.add_subparsers(dest="action", required=True)

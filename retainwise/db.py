@@ -55,6 +55,7 @@ predictions = sa.Table(
     sa.Column("completed_at", sa.DateTime(timezone=True)),
     sa.Column("sqs_message_id", sa.String(255)),
     sa.Column("sqs_queued_at", sa.DateTime(timezone=True)),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.CheckConstraint(
         "status IN ('PENDING', 'PROCESSING', 'COMPLETED', 'FAILED')", name="status_known"
     ),
@@ -100,16 +101,91 @@ def record_queued(engine: Engine, prediction_id: str, message_id: str, queued_at
 
 
 def claim_prediction(engine: Engine, prediction_id: str, flow_run_id: str | None = None) -> bool:
-    """PENDING -> PROCESSING as one conditional UPDATE: of two concurrent runs exactly one wins."""
+    """PENDING -> PROCESSING as one conditional UPDATE: of two concurrent runs exactly one wins.
+
+    Each claim counts one attempt; the reaper gives up on an upload after a few of them.
+    """
     now = utcnow()
     with engine.begin() as conn:
         result = conn.execute(
             predictions.update()
             .where(predictions.c.id == prediction_id, predictions.c.status == Status.PENDING.value)
             .values(status=Status.PROCESSING.value, started_at=now, updated_at=now,
-                    flow_run_id=flow_run_id)
+                    flow_run_id=flow_run_id, attempts=predictions.c.attempts + 1)
         )
     return result.rowcount == 1
+
+
+def finish_prediction(engine: Engine, prediction_id: str, flow_run_id: str | None,
+                      status: Status, **fields: Any) -> bool:
+    """PROCESSING -> COMPLETED/FAILED, only for the run holding the claim (a fencing token).
+
+    A run the reaper already gave up on finds its claim gone and changes nothing.
+    """
+    now = utcnow()
+    with engine.begin() as conn:
+        result = conn.execute(
+            predictions.update()
+            .where(predictions.c.id == prediction_id,
+                   predictions.c.status == Status.PROCESSING.value,
+                   predictions.c.flow_run_id == flow_run_id)
+            .values(status=Status(status).value, updated_at=now, completed_at=now, **fields)
+        )
+    return result.rowcount == 1
+
+
+def processing(engine: Engine) -> list[dict[str, Any]]:
+    """Every row a run holds right now: the reaper's candidates."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(predictions).where(predictions.c.status == Status.PROCESSING.value)
+            .order_by(predictions.c.started_at)
+        ).mappings().all()
+    return [dict(row) for row in rows]
+
+
+def pending_since(engine: Engine, before: datetime) -> list[dict[str, Any]]:
+    """PENDING rows last queued before `before`: their message may be lost (or in the DLQ)."""
+    queued = sa.func.coalesce(predictions.c.sqs_queued_at, predictions.c.created_at)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(predictions).where(predictions.c.status == Status.PENDING.value,
+                                         queued < before)
+        ).mappings().all()
+    return [dict(row) for row in rows]
+
+
+def release_claim(engine: Engine, prediction_id: str, flow_run_id: str | None) -> bool:
+    """PROCESSING -> PENDING for a run that died, so a new run can claim it; only if unchanged."""
+    with engine.begin() as conn:
+        result = conn.execute(
+            predictions.update()
+            .where(predictions.c.id == prediction_id,
+                   predictions.c.status == Status.PROCESSING.value,
+                   _same_run(flow_run_id))
+            .values(status=Status.PENDING.value, updated_at=utcnow(), started_at=None)
+        )
+    return result.rowcount == 1
+
+
+def fail_claim(engine: Engine, prediction_id: str, flow_run_id: str | None, error: str) -> bool:
+    """PROCESSING -> FAILED with a reason, for a run that died once too often; only if unchanged."""
+    now = utcnow()
+    with engine.begin() as conn:
+        result = conn.execute(
+            predictions.update()
+            .where(predictions.c.id == prediction_id,
+                   predictions.c.status == Status.PROCESSING.value,
+                   _same_run(flow_run_id))
+            .values(status=Status.FAILED.value, error=error, updated_at=now, completed_at=now)
+        )
+    return result.rowcount == 1
+
+
+def _same_run(flow_run_id: str | None):
+    if flow_run_id is None:
+        return predictions.c.flow_run_id.is_(None)
+    return predictions.c.flow_run_id == flow_run_id
 
 
 def set_status(engine: Engine, prediction_id: str, status: Status, **fields: Any) -> None:

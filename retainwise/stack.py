@@ -48,7 +48,7 @@ def services(settings: Settings) -> list[Service]:
                          str(settings.stack_aws_port)],
                 f"http://127.0.0.1:{settings.stack_aws_port}/moto-api/"),
         Service("prefect", [py, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                            "--port", str(settings.stack_prefect_port), "--no-scheduler"],
+                            "--port", str(settings.stack_prefect_port)],
                 f"http://127.0.0.1:{settings.stack_prefect_port}/api/health"),
         Service("runner", [py, "-m", "flows.serve"]),
         Service("trigger", [py, "-m", "retainwise.cli", "trigger"]),

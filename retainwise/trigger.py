@@ -28,15 +28,21 @@ def parse_message(body: str) -> dict[str, Any] | None:
     return payload
 
 
+def idempotency_key(prediction: dict[str, Any]) -> str:
+    """One flow run per prediction and attempt: a redelivery is a no-op, a reaper retry is not."""
+    attempts = prediction.get("attempts") or 0
+    return f"score-{prediction['id']}" + (f"-attempt-{attempts + 1}" if attempts else "")
+
+
 def deployment_starter(deployment_name: str) -> StartRun:
-    """Creates the flow run; the prediction id as idempotency key makes a redelivery a no-op."""
+    """Creates the flow run, named and tagged so the Prefect UI shows whose upload it is."""
     from prefect.deployments import run_deployment
 
     def start(prediction: dict[str, Any]) -> str:
         run = run_deployment(
             deployment_name, parameters={"prediction_id": prediction["id"]},
             flow_run_name=f"score-{prediction['id']}",
-            idempotency_key=f"score-{prediction['id']}", timeout=0, as_subflow=False,
+            idempotency_key=idempotency_key(prediction), timeout=0, as_subflow=False,
             tags=[f"account:{prediction['account']}", f"model:{prediction['model_name']}"],
         )
         return str(run.id)
@@ -56,6 +62,12 @@ def handle_message(env: Resources, message: dict[str, Any], start_run: StartRun)
         log.warning("message %s names unknown prediction %s; leaving it for the DLQ",
                     message.get("MessageId"), payload["prediction_id"])
         return "unknown-prediction"
+    if prediction["status"] != db.Status.PENDING.value:
+        # a late duplicate: a run already holds or finished the upload, so there is nothing to do
+        env.queue.delete(message["ReceiptHandle"])
+        log.info("message %s: prediction %s is already %s; deleted", message.get("MessageId"),
+                 prediction["id"], prediction["status"])
+        return "already-" + prediction["status"].lower()
     flow_run_id = start_run(prediction)
     env.queue.delete(message["ReceiptHandle"])
     log.info("prediction %s -> flow run %s", prediction["id"], flow_run_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from retainwise import db
@@ -13,12 +13,41 @@ from tasks.retry import IO_TASK, is_transient
 
 @task(name="claim-upload", cache_policy=NO_CACHE, retry_condition_fn=is_transient, **IO_TASK)
 def claim_upload(engine, prediction_id: str, flow_run_id: str | None) -> dict[str, Any] | None:
-    """The prediction row if this run won it (PENDING -> PROCESSING), else None."""
-    if not db.claim_prediction(engine, prediction_id, flow_run_id):
-        return None
-    return db.get_prediction(engine, prediction_id)
+    """The prediction row if this run won it (PENDING -> PROCESSING), else None.
+
+    A retry after a claim that committed but whose reply was lost finds the row already ours.
+    """
+    if db.claim_prediction(engine, prediction_id, flow_run_id):
+        return db.get_prediction(engine, prediction_id)
+    row = db.get_prediction(engine, prediction_id)
+    ours = bool(flow_run_id) and row is not None and row["flow_run_id"] == flow_run_id
+    return row if ours and row["status"] == db.Status.PROCESSING.value else None
+
+
+@task(name="finish-upload", cache_policy=NO_CACHE, retry_condition_fn=is_transient, **IO_TASK)
+def finish_upload(engine, prediction_id: str, flow_run_id: str | None, status: db.Status,
+                  **fields: Any) -> bool:
+    """COMPLETED or FAILED, only while this run still holds the claim; False if it lost it."""
+    finished = db.finish_prediction(engine, prediction_id, flow_run_id, status, **fields)
+    if not finished:
+        get_run_logger().warning(
+            "prediction %s is no longer held by flow run %s (the reaper handed it to another "
+            "run); leaving its status alone", prediction_id, flow_run_id)
+    return finished
 
 
 @task(name="set-status", cache_policy=NO_CACHE, retry_condition_fn=is_transient, **IO_TASK)
 def set_status(engine, prediction_id: str, status: db.Status, **fields: Any) -> None:
     db.set_status(engine, prediction_id, status, **fields)
+
+
+@task(name="tag-run", cache_policy=NO_CACHE, retry_condition_fn=is_transient, **IO_TASK)
+def tag_run(flow_run_id: str, *tags: str) -> None:
+    """Add tags (the model version) to this run, known only once the champion is loaded."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(UUID(flow_run_id))
+        client.update_flow_run(run.id, tags=sorted(set(run.tags) | set(tags)))

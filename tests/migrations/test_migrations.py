@@ -13,11 +13,17 @@ def columns(url: str) -> dict[str, sa.types.TypeEngine]:
         engine.dispose()
 
 
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(migrations.alembic_config("sqlite://")).get_current_head()
+
+
 def test_upgrade_rerun_downgrade_upgrade(database_url):
     migrations.upgrade(database_url)
-    assert migrations.current_revision(database_url) == "0003_create_model_promotions"
+    assert migrations.current_revision(database_url) == head_revision()
     migrations.upgrade(database_url)  # a rerun is a no-op
-    assert migrations.current_revision(database_url) == "0003_create_model_promotions"
+    assert migrations.current_revision(database_url) == head_revision()
 
     migrations.downgrade(database_url, "0001_create_predictions")
     assert "sqs_message_id" not in columns(database_url)
@@ -57,3 +63,20 @@ def test_constraints_are_named(database_url):
     checks = {c["name"] for c in inspector.get_check_constraints("predictions")}
     engine.dispose()
     assert "ck_predictions_status_known" in checks
+
+
+def test_attempts_revision_adds_a_counter_starting_at_zero(database_url):
+    migrations.upgrade(database_url, "0002_add_sqs_columns")
+    engine = sa.create_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO predictions (id, account, model_name, status, input_key, created_at, "
+            "updated_at) VALUES ('p1', 'a', 'churn', 'PENDING', 'k', CURRENT_TIMESTAMP, "
+            "CURRENT_TIMESTAMP)"))
+    migrations.upgrade(database_url, "0005_add_attempts")
+    migrations.upgrade(database_url, "0005_add_attempts")  # a rerun is a no-op
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT attempts FROM predictions")).scalar_one() == 0
+    engine.dispose()
+    migrations.downgrade(database_url, "0002_add_sqs_columns")
+    assert "attempts" not in columns(database_url)

@@ -12,8 +12,9 @@ T0 = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
 
 
 def test_revision_upgrades_reruns_downgrades_with_named_constraints(database_url):
-    migrations.upgrade(database_url)
-    migrations.upgrade(database_url)  # rerun is a no-op
+    # to this revision, not head: later revisions build on it
+    migrations.upgrade(database_url, "0003_create_model_promotions")
+    migrations.upgrade(database_url, "0003_create_model_promotions")  # rerun is a no-op
     assert migrations.current_revision(database_url) == "0003_create_model_promotions"
     engine = sa.create_engine(database_url)
     inspector = sa.inspect(engine)
@@ -24,7 +25,7 @@ def test_revision_upgrades_reruns_downgrades_with_named_constraints(database_url
     assert not sa.inspect(engine).has_table("model_promotions")
     assert sa.inspect(engine).has_table("predictions")
     engine.dispose()
-    migrations.upgrade(database_url)
+    migrations.upgrade(database_url, "0003_create_model_promotions")
     assert migrations.current_revision(database_url) == "0003_create_model_promotions"
 
 

@@ -94,3 +94,72 @@ def test_a_message_it_cannot_act_on_is_left_for_the_dead_letter_queue(resources,
         QueueUrl=resources.queue.url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
     assert len(receive_all(resources.queue, 1)) == 1
     assert db.get_prediction(resources.engine, "00000000-dead-beef") is None
+
+
+def expire(queue, message):
+    """Make a received message visible again now, as if its visibility timeout had run out."""
+    queue.sqs.change_message_visibility(QueueUrl=queue.url, ReceiptHandle=message["ReceiptHandle"],
+                                        VisibilityTimeout=0)
+
+
+def test_a_malformed_message_reaches_the_dlq_after_three_receives_and_can_be_redriven(
+        resources, deployment_id, capsys):
+    from retainwise import cli
+
+    queue = resources.queue
+    queue.sqs.send_message(QueueUrl=queue.url, MessageBody="{not json")
+    good = submit(resources, customers_csv(5))
+    start = deployment_starter("score-upload/score-upload")
+    outcomes = []
+    for _ in range(4):  # the 4th receive finds the malformed one moved to the DLQ by SQS
+        for message in queue.receive(wait_seconds=0):
+            outcomes.append(handle_message(resources, message, start))
+            if outcomes[-1] == "unparseable":
+                expire(queue, message)
+    assert outcomes.count("unparseable") == 3 and outcomes.count("started") == 1
+    assert queue.receive(wait_seconds=0) == []
+    assert len(runs_for(deployment_id, good)) == 1  # nothing else affected
+
+    capsys.readouterr()
+    assert cli.main(["dlq", "list"]) == 0
+    [listed] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert listed["body"] == "{not json" and listed["prediction_id"] is None
+
+    assert cli.main(["dlq", "redrive", "--id", "no-such-id"]) == 0
+    assert "moved 0 message(s)" in capsys.readouterr().out
+    assert cli.main(["dlq", "redrive", "--id", listed["message_id"]]) == 0
+    assert "moved 1 message(s)" in capsys.readouterr().out
+    [back] = receive_all(queue, 1)
+    assert back["Body"] == "{not json"
+    assert cli.main(["dlq", "list"]) == 0 and capsys.readouterr().out == ""
+
+
+def test_a_late_duplicate_of_a_finished_upload_is_deleted_without_a_run(resources, deployment_id):
+    prediction_id = submit(resources, customers_csv(5))
+    [message] = receive_all(resources.queue, 1)
+    assert score_upload(prediction_id)["status"] == "COMPLETED"
+    assert handle_message(resources, message, lambda p: pytest.fail("no run")) == "already-completed"
+    assert resources.queue.receive(wait_seconds=0) == []
+
+
+def test_after_the_reaper_requeues_a_crashed_upload_a_fresh_run_finishes_it(
+        resources, deployment_id):
+    from retainwise import reaper
+
+    prediction_id = submit(resources, customers_csv(8))
+    start = deployment_starter("score-upload/score-upload")
+    [message] = receive_all(resources.queue, 1)
+    handle_message(resources, message, start)
+    [first] = runs_for(deployment_id, prediction_id)
+    assert db.claim_prediction(resources.engine, prediction_id, str(first.id))  # then it "dies"
+
+    [reaped] = reaper.sweep(resources, lambda ids: {str(first.id): "CRASHED"})
+    assert reaped.action == "requeued"
+    [again] = receive_all(resources.queue, 1)
+    assert handle_message(resources, again, start) == "started"
+    runs = runs_for(deployment_id, prediction_id)
+    assert len(runs) == 2 and {r.name for r in runs} == {f"score-{prediction_id}"}
+    assert score_upload(prediction_id)["status"] == "COMPLETED"
+    row = db.get_prediction(resources.engine, prediction_id)
+    assert row["status"] == "COMPLETED" and row["attempts"] == 2
+    assert len(results_of(resources, prediction_id)) == 8

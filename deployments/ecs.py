@@ -1,0 +1,70 @@
+"""Work pools and prefect.yaml, read the way `prefect deploy` reads them.
+
+`python -m deployments.ecs` creates the `local` (process) and `ecs` (prefect-aws ECS) work pools
+if they are missing; CI runs it before `prefect deploy --all`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+PREFECT_YAML = Path(__file__).resolve().parents[1] / "prefect.yaml"
+WORK_POOL_TYPES = {"local": "process", "ecs": "ecs"}
+_ENV_PLACEHOLDER = re.compile(r"\{\{\s*\$(\w+)\s*\}\}")
+
+
+def load_deployments(environ: Mapping[str, str] | None = None,
+                     path: Path = PREFECT_YAML) -> list[dict[str, Any]]:
+    """prefect.yaml's deployments with every `{{ $NAME }}` filled from `environ`; names any missing."""
+    environ = os.environ if environ is None else environ
+    text = path.read_text()
+    missing = sorted({name for name in _ENV_PLACEHOLDER.findall(text) if name not in environ})
+    if missing:
+        raise KeyError(f"prefect.yaml needs these environment variables: {', '.join(missing)}")
+    filled = _ENV_PLACEHOLDER.sub(lambda m: environ[m.group(1)], text)
+    return yaml.safe_load(filled)["deployments"]
+
+
+def ensure_work_pools(types: Mapping[str, str] = WORK_POOL_TYPES) -> list[str]:
+    """Create each work pool with its worker type's default job template; returns those created."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists
+
+    created = []
+    with get_client(sync_client=True) as client:
+        for name, pool_type in types.items():
+            try:
+                client.create_work_pool(WorkPoolCreate(
+                    name=name, type=pool_type, base_job_template=default_job_template(pool_type)))
+                created.append(name)
+            except ObjectAlreadyExists:
+                pass
+    return created
+
+
+def default_job_template(pool_type: str) -> dict[str, Any]:
+    """The worker type's own template; for ECS the one container also gets the task's memory.
+
+    A single-container task whose container has the whole task memory as its hard limit (this
+    also keeps moto's RunTask, which insists on a container memory, working in the tests).
+    """
+    if pool_type == "ecs":
+        from prefect_aws.workers import ECSWorker
+
+        template = ECSWorker.get_default_base_job_template()
+        task_definition = template["job_configuration"]["task_definition"]
+        task_definition["containerDefinitions"][0]["memory"] = "{{ memory }}"
+        return template
+    from prefect.workers.process import ProcessWorker
+
+    return ProcessWorker.get_default_base_job_template()
+
+
+if __name__ == "__main__":
+    print("created work pools:", ", ".join(ensure_work_pools()) or "none (all exist)")

@@ -1,0 +1,31 @@
+"""reap-stale: scheduled sweep that hands crashed uploads back to the queue or fails them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from retainwise import reaper
+from retainwise.resources import Resources
+from tasks.retry import IO_TASK, is_transient
+
+
+@task(name="sweep-stale-uploads", cache_policy=NO_CACHE, retry_condition_fn=is_transient,
+      **IO_TASK)
+def sweep_stale(env: Resources, max_attempts: int,
+                stale_after_seconds: float | None) -> list[reaper.Reaped]:
+    return reaper.sweep(env, reaper.prefect_run_states, max_attempts, stale_after_seconds)
+
+
+@flow(name="reap-stale")
+def reap_stale(max_attempts: int = 3, stale_after_seconds: float | None = None) -> dict[str, Any]:
+    env = Resources.from_env()
+    reaped = sweep_stale(env, max_attempts, stale_after_seconds)
+    logger = get_run_logger()
+    for item in reaped:
+        logger.warning("%s %s: %s", item.prediction_id, item.action, item.reason)
+    logger.info("reaped %d stale upload(s)", len(reaped))
+    return {"requeued": [r.prediction_id for r in reaped if r.action == "requeued"],
+            "failed": [r.prediction_id for r in reaped if r.action == "failed"]}

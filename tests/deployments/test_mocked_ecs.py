@@ -1,0 +1,144 @@
+"""The `ecs` work pool, with ECS itself mocked: moto in server mode stands in for ECS/EC2.
+
+prefect-aws's ECSWorker turns prefect.yaml's job variables into a task definition and a RunTask
+request against moto; moto emits no ECS state events, so the test feeds PROVISIONING -> PENDING ->
+RUNNING -> STOPPED to prefect-aws's observer handlers itself, as EventBridge would in AWS.
+"""
+
+import asyncio
+import re
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.states import Running
+
+from deployments.ecs import default_job_template, load_deployments
+from retainwise import aws, follow
+
+
+@pytest.fixture
+def mocked_ecs_network(stack_env):
+    """A VPC with two subnets, a security group and a cluster on the moto server."""
+    ec2, ecs = aws.client("ec2", stack_env), aws.client("ecs", stack_env)
+    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
+    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.9.{i}.0/24")["Subnet"]["SubnetId"]
+               for i in (1, 2)]
+    group = ec2.create_security_group(GroupName=f"flows-{uuid.uuid4().hex[:6]}",
+                                      Description="flows", VpcId=vpc)["GroupId"]
+    cluster = ecs.create_cluster(clusterName=f"retainwise-{uuid.uuid4().hex[:6]}")["cluster"]
+    return {"vpc": vpc, "subnets": subnets, "group": group, "cluster": cluster["clusterName"],
+            "ecs": ecs}
+
+
+def prefect_yaml_environment(net, settings) -> dict[str, str]:
+    return {
+        "RETAINWISE_IMAGE": "123456789012.dkr.ecr.us-east-1.amazonaws.com/retainwise:abc123",
+        "RETAINWISE_ECS_CLUSTER": net["cluster"],
+        "RETAINWISE_ECS_EXECUTION_ROLE_ARN": "arn:aws:iam::123456789012:role/retainwise-exec",
+        "RETAINWISE_ECS_TASK_ROLE_ARN": "arn:aws:iam::123456789012:role/retainwise-flows",
+        "RETAINWISE_VPC_ID": net["vpc"], "RETAINWISE_SUBNET_A": net["subnets"][0],
+        "RETAINWISE_SUBNET_B": net["subnets"][1], "RETAINWISE_SECURITY_GROUP": net["group"],
+        "RETAINWISE_LOG_GROUP": "/retainwise/flows", "AWS_DEFAULT_REGION": "us-east-1",
+        "RETAINWISE_BUCKET": settings.bucket, "RETAINWISE_QUEUE_NAME": settings.queue_name,
+        "RETAINWISE_DEAD_LETTER_QUEUE_NAME": settings.dead_letter_queue_name,
+        "RETAINWISE_MLFLOW_TRACKING_URI": "postgresql://mlflow", "RETAINWISE_MLFLOW_ARTIFACT_ROOT":
+            "s3://retainwise-models/mlartifacts",
+    }
+
+
+def submit_migrate_run_to_ecs_worker(job_variables) -> tuple[str, str]:
+    """Pool + deployment + flow run on the real Prefect API, then one poll of an ECSWorker."""
+    from prefect_aws.workers import ECSWorker
+
+    pool = f"ecs-mocked-{uuid.uuid4().hex[:6]}"
+    with get_client(sync_client=True) as client:
+        client.create_work_pool(WorkPoolCreate(name=pool, type="ecs",
+                                               base_job_template=default_job_template("ecs")))
+        flow_id = client.create_flow_from_name("migrate")
+        deployment_id = client.create_deployment(
+            flow_id=flow_id, name=pool, work_pool_name=pool, job_variables=job_variables,
+            entrypoint="flows/migrate.py:migrate")
+        run = client.create_flow_run_from_deployment(deployment_id, parameters={})
+
+    async def one_poll():
+        async with ECSWorker(work_pool_name=pool) as worker:
+            await worker.sync_with_backend()
+            await worker.get_and_submit_flow_runs()
+            for _ in range(100):  # submission happens in the worker's task group
+                if worker._submitting_flow_run_ids == set():
+                    break
+                await asyncio.sleep(0.1)
+
+    asyncio.run(one_poll())
+    return pool, str(run.id)
+
+
+def ecs_event(status: str, task: dict, exit_code: int | None = None) -> dict:
+    detail = {"taskArn": task["taskArn"], "clusterArn": task["clusterArn"],
+              "taskDefinitionArn": task["taskDefinitionArn"], "lastStatus": status}
+    if status == "STOPPED":
+        detail.update(stopCode="EssentialContainerExited", stoppedReason="Essential container exited",
+                      containers=[{"name": "prefect", "exitCode": exit_code, "lastStatus": "STOPPED"}])
+    return {"id": str(uuid.uuid4()), "detail-type": "ECS Task State Change",
+            "time": datetime.now(timezone.utc).isoformat(), "detail": detail}
+
+
+def test_mocked_ecs_job_renders_a_valid_run_task_and_the_follower_sees_every_state(
+        prefect_api, stack_env, mocked_ecs_network):
+    from prefect_aws.observers.ecs import mark_runs_as_crashed, replicate_ecs_event
+
+    net = mocked_ecs_network
+    [migrate] = [d for d in load_deployments(prefect_yaml_environment(net, stack_env))
+                 if d["name"] == "migrate"]
+    pool, flow_run_id = submit_migrate_run_to_ecs_worker(migrate["work_pool"]["job_variables"])
+
+    # what moto received is a RunTask request AWS would accept: check what ECS would run
+    ecs = net["ecs"]
+    [task_arn] = ecs.list_tasks(cluster=net["cluster"])["taskArns"]
+    [task] = ecs.describe_tasks(cluster=net["cluster"], tasks=[task_arn], include=["TAGS"])["tasks"]
+    tags = {t["key"]: t["value"] for t in task.get("tags", [])}
+    assert tags["prefect.io/flow-run-id"] == flow_run_id
+    assert task["launchType"] == "FARGATE"
+    definition = ecs.describe_task_definition(
+        taskDefinition=task["taskDefinitionArn"])["taskDefinition"]
+    [container] = definition["containerDefinitions"]
+    assert container["image"].endswith("/retainwise:abc123")
+    assert (definition["cpu"], definition["memory"]) == ("1024", "2048")
+    assert definition["executionRoleArn"].endswith("role/retainwise-exec")
+    assert definition["networkMode"] == "awsvpc"
+    assert container["logConfiguration"]["options"]["awslogs-group"] == "/retainwise/flows"
+    overrides = task["overrides"]
+    assert overrides["taskRoleArn"].endswith("role/retainwise-flows")
+    [override] = overrides["containerOverrides"]
+    env = {e["name"]: e["value"] for e in override["environment"]}
+    assert env["PREFECT__FLOW_RUN_ID"] == flow_run_id
+    assert env["RETAINWISE_BUCKET"] == stack_env.bucket
+
+    # ECS state changes, fed by hand; the follower must treat provisioning as normal
+    seen: list[str] = []
+    result = {}
+    watcher = threading.Thread(target=lambda: result.update(outcome=follow.follow(
+        flow_run_id, timeout=60, say=seen.append, poll_seconds=0.1)))
+    watcher.start()
+    for status in ("PROVISIONING", "PENDING"):
+        asyncio.run(replicate_ecs_event(ecs_event(status, task), tags))
+        time.sleep(0.4)
+    with get_client(sync_client=True) as client:  # the flow engine inside the container starts
+        client.set_flow_run_state(uuid.UUID(flow_run_id), Running(), force=True)
+    asyncio.run(replicate_ecs_event(ecs_event("RUNNING", task), tags))
+    time.sleep(0.4)
+    asyncio.run(mark_runs_as_crashed(ecs_event("STOPPED", task, exit_code=137), tags))
+    watcher.join(30)
+
+    outcome = result["outcome"]
+    assert (outcome.exit_code, outcome.state) == (follow.EXIT_FAILED, "CRASHED")
+    joined = "\n".join(seen)
+    assert "InfrastructurePending" in joined and "ECS task is provisioning" in joined
+    assert [re.search(r"\] (\w+)", line).group(1) for line in seen][-2:] == ["RUNNING", "CRASHED"]
+    assert "non-zero exit code" in seen[-1]

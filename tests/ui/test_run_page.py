@@ -1,0 +1,87 @@
+"""The Prefect UI, seen by a person: a completed upload's run page shows its summary artifact.
+
+Debian's headless chromium against `prefect server start` on loopback (the test harness's server
+serves the API only, no UI).
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from uuid import UUID
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from flows.score_upload import score_upload
+from retainwise import db
+from tests.conftest import free_port
+from tests.helpers import customers_csv, submit
+from tests.ui.browser import CHROMIUM, headless_page
+
+pytestmark = [
+    pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed "
+                       "(apt-get install -y chromium)"),
+]
+
+
+@pytest.fixture(scope="module")
+def prefect_server_with_ui(tmp_path_factory):
+    """`prefect server start` with the UI, on a free loopback port and its own database."""
+    home, port = tmp_path_factory.mktemp("prefect-ui"), free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_UI_API_URL": f"{url}/api",
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_API_URL": f"{url}/api"}
+    with open(home / "server.log", "wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+             "--port", str(port), "--no-services"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_healthy(f"{url}/api/health", server)
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(20)
+
+
+def _wait_healthy(url, server, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert server.poll() is None, "prefect server exited"
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"{url} not healthy after {timeout} s")
+
+
+def test_a_completed_runs_page_shows_its_summary(resources, prefect_server_with_ui):
+    ui = prefect_server_with_ui
+    prediction_id = submit(resources, customers_csv(25))
+    with temporary_settings(updates={PREFECT_API_URL: f"{ui}/api"}):
+        assert score_upload(prediction_id)["status"] == "COMPLETED"
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(UUID(
+                db.get_prediction(resources.engine, prediction_id)["flow_run_id"]))
+    row = db.get_prediction(resources.engine, prediction_id)
+    assert run.name == f"score-{prediction_id}"
+    assert f"model-version:{row['model_version']}" in run.tags
+
+    with headless_page(free_port()) as page:
+        page.goto(f"{ui}/v2/runs/flow-run/{row['flow_run_id']}?tab=Artifacts")
+        text = page.wait_for_text("score-upload data-quality summary")
+        assert f"score-{prediction_id}" in text and "Completed" in text
+
+        link = page.evaluate("[...document.querySelectorAll('a')].map(a => a.href)"
+                             ".find(h => h.includes('/artifacts/artifact/'))")
+        page.goto(link)
+        summary = page.wait_for_text("rows total")
+    assert f"Upload {prediction_id}" in summary
+    for label in ("rows scored", "rows rejected", "HIGH / MEDIUM / LOW", "drifted features"):
+        assert label in summary
+    assert f"churn v{row['model_version']}" in summary
