@@ -122,16 +122,8 @@ def finish_prediction(engine: Engine, prediction_id: str, flow_run_id: str | Non
 
     A run the reaper already gave up on finds its claim gone and changes nothing.
     """
-    now = utcnow()
-    with engine.begin() as conn:
-        result = conn.execute(
-            predictions.update()
-            .where(predictions.c.id == prediction_id,
-                   predictions.c.status == Status.PROCESSING.value,
-                   predictions.c.flow_run_id == flow_run_id)
-            .values(status=Status(status).value, updated_at=now, completed_at=now, **fields)
-        )
-    return result.rowcount == 1
+    return _move_if_held(engine, prediction_id, flow_run_id, status=Status(status).value,
+                         completed_at=utcnow(), **fields)
 
 
 def processing(engine: Engine) -> list[dict[str, Any]]:
@@ -157,27 +149,25 @@ def pending_since(engine: Engine, before: datetime) -> list[dict[str, Any]]:
 
 def release_claim(engine: Engine, prediction_id: str, flow_run_id: str | None) -> bool:
     """PROCESSING -> PENDING for a run that died, so a new run can claim it; only if unchanged."""
-    with engine.begin() as conn:
-        result = conn.execute(
-            predictions.update()
-            .where(predictions.c.id == prediction_id,
-                   predictions.c.status == Status.PROCESSING.value,
-                   _same_run(flow_run_id))
-            .values(status=Status.PENDING.value, updated_at=utcnow(), started_at=None)
-        )
-    return result.rowcount == 1
+    return _move_if_held(engine, prediction_id, flow_run_id, status=Status.PENDING.value,
+                         started_at=None)
 
 
 def fail_claim(engine: Engine, prediction_id: str, flow_run_id: str | None, error: str) -> bool:
     """PROCESSING -> FAILED with a reason, for a run that died once too often; only if unchanged."""
-    now = utcnow()
+    return finish_prediction(engine, prediction_id, flow_run_id, Status.FAILED, error=error)
+
+
+def _move_if_held(engine: Engine, prediction_id: str, flow_run_id: str | None,
+                  **values: Any) -> bool:
+    """One conditional UPDATE of a PROCESSING row, applied only while `flow_run_id` holds it."""
     with engine.begin() as conn:
         result = conn.execute(
             predictions.update()
             .where(predictions.c.id == prediction_id,
                    predictions.c.status == Status.PROCESSING.value,
                    _same_run(flow_run_id))
-            .values(status=Status.FAILED.value, error=error, updated_at=now, completed_at=now)
+            .values(updated_at=utcnow(), **values)
         )
     return result.rowcount == 1
 
