@@ -74,6 +74,13 @@ def _use_store(settings: Settings) -> None:
     mlflow.set_registry_uri(settings.tracking_uri)
 
 
+def ensure_store(settings: Settings) -> None:
+    """Create the tracking store's tables once, before several processes first open it at once
+    (MLflow's SQLite schema migration is not safe to run concurrently)."""
+    settings.home_dir.mkdir(parents=True, exist_ok=True)
+    _experiment_id(settings)
+
+
 def _experiment_id(settings: Settings) -> str:
     mlflow_client = client(settings)
     experiment = mlflow_client.get_experiment_by_name(EXPERIMENT)

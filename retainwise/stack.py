@@ -94,7 +94,7 @@ def start(service: Service, home: Path, env: dict[str, str]) -> subprocess.Popen
 def up(settings: Settings, timeout: float = 180) -> dict[str, str]:
     """Start moto and the Prefect server together (its start-up dominates), then the runner and
     the trigger, which need both; return once the runner has registered its deployments."""
-    from retainwise import aws
+    from retainwise import aws, registry
 
     home = settings.home_dir
     env = stack_environment(settings)
@@ -107,6 +107,7 @@ def up(settings: Settings, timeout: float = 180) -> dict[str, str]:
     for name, (service, process) in servers.items():
         wait_healthy(service.health_url, timeout, process, home / "logs" / f"{name}.log")
     aws.ensure_resources(Settings())
+    registry.ensure_store(Settings())  # before the runner's warm workers open it together
     for service in pending:
         if not service.health_url:
             start(service, home, env)
