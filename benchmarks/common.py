@@ -63,3 +63,8 @@ def percentile(values: list[float], share: float) -> float:
 
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
+
+
+def log(text: str) -> None:
+    """Progress goes to stderr so each script's last stdout line stays its JSON result."""
+    print(text, file=sys.stderr, flush=True)

@@ -95,7 +95,7 @@ def summarise(label: str, rows: list[dict]) -> dict:
     failed = [r["error"] for r in rows if r["status"] != "COMPLETED"]
     if failed:
         out["first_failure"] = failed[0]
-    log(f"{label}: {json.dumps(out)}")
+    common.log(f"{label}: {json.dumps(out)}")
     return out
 
 
@@ -118,9 +118,9 @@ def run(uploads: int, timeout: float) -> dict:
         stack.up(settings)
         stack_seconds = time.monotonic() - started
         env = Resources.from_env()
-        log(f"stack up after {stack_seconds:.1f} s; warming up with one upload")
+        common.log(f"stack up after {stack_seconds:.1f} s; warming up with one upload")
         first = breakdown(env, submit_and_wait(env, data, timeout))
-        log(f"first upload after stack up: {json.dumps(first)}")
+        common.log(f"first upload after stack up: {json.dumps(first)}")
         one_by_one = [breakdown(env, submit_and_wait(env, data, timeout)) for _ in range(uploads)]
         with ThreadPoolExecutor(max_workers=uploads) as pool:
             outcomes = list(pool.map(lambda _: submit_and_wait(env, data, timeout), range(uploads)))
@@ -131,10 +131,6 @@ def run(uploads: int, timeout: float) -> dict:
             "first_upload_s": round(first["total"], 2),
             "one_by_one": summarise("one by one", one_by_one),
             "at_once": summarise("at once", at_once)}
-
-
-def log(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:

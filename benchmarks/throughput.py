@@ -205,9 +205,9 @@ def harness(args: argparse.Namespace) -> dict:
             naive.append(run_child("naive", args, env, [
                 "--file", str(path), "--model-dir", str(home / "model"),
                 "--out", str(home / "naive_results.csv")]))
-            log(f"naive   {naive[-1]}")
+            common.log(f"naive   {naive[-1]}")
             project.append(run_child("project", args, env, []))
-            log(f"project {project[-1]}")
+            common.log(f"project {project[-1]}")
     finally:
         stop_backends(pids)
     return summarise(args.rows, naive, project)
@@ -233,10 +233,6 @@ def summarise(rows: int, naive: list[dict], project: list[dict]) -> dict:
         wall = result["project"]["median_s"]
         result["project"]["share_of_wall"] = {k: round(v / wall, 3) for k, v in totals.items()}
     return result
-
-
-def log(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
