@@ -16,7 +16,7 @@ from scipy import sparse
 from sklearn.linear_model import LogisticRegression
 
 from models.profile import ModelProfile
-from models.training import MISSING
+from models.encoding import MISSING
 
 TOP = 3
 
@@ -30,6 +30,12 @@ def is_linear(model) -> bool:
     return isinstance(base_pipeline(model).steps[-1][1], LogisticRegression)
 
 
+def one_hot_step(columns):
+    """The fitted one-hot step: a CategoryEncoder, or (models trained before it) a Pipeline's last step."""
+    step = columns.named_transformers_["categorical"]
+    return step.steps[-1][1] if hasattr(step, "steps") else step
+
+
 def linear_contributions(model, profile: ModelProfile, X: pd.DataFrame) -> np.ndarray:
     """rows x features matrix of exact log-odds contributions (linear pipeline of models.training)."""
     pipeline = base_pipeline(model)
@@ -39,8 +45,7 @@ def linear_contributions(model, profile: ModelProfile, X: pd.DataFrame) -> np.nd
     for index, name in enumerate(profile.numeric):
         owner.append(index)
         means.append(0.0)  # standardised on the (imputed) training data: mean 0
-    onehot = columns.named_transformers_["categorical"].named_steps["onehot"] \
-        if profile.categorical else None
+    onehot = one_hot_step(columns) if profile.categorical else None
     for offset, feature in enumerate(f for f in profile.features if f.kind == "categorical"):
         shares = dict(feature.category_shares)
         shares[MISSING] = shares.get(MISSING, 0.0) + feature.missing_share

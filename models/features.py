@@ -101,8 +101,15 @@ def prepare_features(frame: pd.DataFrame, features: list[FeatureProfile]) -> pd.
     for feature in features:
         column = frame[feature.name]
         if feature.kind == "numeric":
-            prepared[feature.name] = to_number(column)
+            prepared[feature.name] = column if column.dtype == np.float64 else to_number(column)
         else:
-            text = blank_to_missing(column)
-            prepared[feature.name] = text.where(text.isna(), text.astype(str)).astype("object")
+            prepared[feature.name] = as_category_text(column)
     return pd.DataFrame(prepared, index=frame.index)
+
+
+def as_category_text(column: pd.Series) -> pd.Series:
+    """Object strings, blanks as NaN; the string work runs once per distinct value, not per cell."""
+    codes, uniques = pd.factorize(column, use_na_sentinel=True)
+    text = [str(value) if str(value).strip() else np.nan for value in uniques]
+    return pd.Series(np.array(text + [np.nan], dtype=object)[codes], index=column.index,
+                     dtype="object")

@@ -21,10 +21,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from models.calibration import CalibratedModel, fit_platt
+from models.encoding import CategoryEncoder
 from models.evaluation import holdout_metrics, reliability_curve, roc_points
 from models.features import infer_features, prepare_features
 from models.leakage import leaking_columns
@@ -37,7 +38,7 @@ CV_FOLDS = 5
 MIN_PER_CLASS = 10
 LABEL_COLUMN = "__retainwise_label__"  # the 0/1 label stored beside the raw rows of the test set
 TRUE_LABELS = {"yes", "true", "1", "y", "t", "churn", "churned"}
-MISSING = "(missing)"
+MAX_CATEGORIES = 250  # histogram trees take at most 255 bins per feature
 
 LINEAR_PARAMS = {"C": 1.0, "max_iter": 2000}
 BOOSTED_PARAMS = {"learning_rate": 0.05, "max_iter": 200, "max_leaf_nodes": 8,
@@ -89,22 +90,14 @@ def encode_target(values: pd.Series, positive: str | None = None) -> pd.Series:
 def build_linear(profile: ModelProfile) -> Pipeline:
     """L2-regularised logistic regression on standardised numbers and one-hot categories."""
     numeric = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
-    categorical = Pipeline([
-        ("impute", SimpleImputer(strategy="constant", fill_value=MISSING)),
-        ("onehot", OneHotEncoder(handle_unknown="ignore")),
-    ])
     columns = ColumnTransformer([("numeric", numeric, profile.numeric),
-                                 ("categorical", categorical, profile.categorical)])
+                                 ("categorical", CategoryEncoder("onehot"), profile.categorical)])
     return Pipeline([("columns", columns), ("classifier", LogisticRegression(**LINEAR_PARAMS))])
 
 
 def build_boosted(profile: ModelProfile) -> Pipeline:
-    """Histogram gradient boosting with native categorical splits (unknown categories -> own code)."""
-    categorical = Pipeline([
-        ("impute", SimpleImputer(strategy="constant", fill_value=MISSING)),
-        ("ordinal", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
-                                   encoded_missing_value=-1, max_categories=250)),
-    ])
+    """Histogram gradient boosting with native categorical splits (unknown categories -> missing)."""
+    categorical = CategoryEncoder("ordinal", max_categories=MAX_CATEGORIES)
     columns = ColumnTransformer([("numeric", "passthrough", profile.numeric),
                                  ("categorical", categorical, profile.categorical)])
     mask = [False] * len(profile.numeric) + [True] * len(profile.categorical)
