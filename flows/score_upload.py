@@ -10,12 +10,13 @@ from prefect.artifacts import create_markdown_artifact
 from retainwise.db import Status
 from retainwise.errors import UploadRejected
 from retainwise.report import build_report, summary_markdown
-from retainwise.registry import NoChampion
+from retainwise.output import ResultKeys
+from retainwise.registry import LoadedModel, NoChampion
 from retainwise.resources import Resources
 from tasks.scoring import load_champion, score_customers, validate_upload
 from tasks.retry import describe_failure
 from tasks.status import claim_upload, finish_upload, tag_run
-from tasks.uploads import read_upload, write_results
+from tasks.uploads import check_upload, read_upload, score_in_chunks, write_results
 
 CUSTOMER_ERRORS = (UploadRejected, NoChampion)
 
@@ -33,16 +34,14 @@ def score_upload(prediction_id: str) -> dict[str, Any]:
     try:
         model = load_champion(prediction["model_name"], settings)
         tag_run(run_id, f"model-version:{model.version}")
-        table = read_upload(env.s3, settings.bucket, prediction["input_key"],
-                            settings.max_upload_bytes)
-        upload = validate_upload(table, model.profile, settings.max_rejected_share)
-        results = (None if upload.failure else
-                   score_customers(model, upload, settings.top_reasons))
-        report = build_report(upload, results, model, prediction_id)
-        keys = write_results(env.s3, settings.bucket, prediction_id, results, upload.rejects, report)
+        key = prediction["input_key"]
+        if check_upload(env.s3, settings, key):  # a large file
+            report, keys = score_in_chunks(env.s3, settings, key, prediction_id, model)
+        else:
+            report, keys = score_whole_file(env, key, prediction_id, model)
         publish_summary(prediction_id, report, keys.report_html)
-        if upload.failure:  # too many rows rejected: the report and rejects say which and why
-            raise UploadRejected(upload.failure)
+        if report["error"]:  # too many rows rejected: the report and rejects say which and why
+            raise UploadRejected(report["error"])
     except CUSTOMER_ERRORS as exc:
         logger.warning("upload %s failed: %s", prediction_id, exc)
         finish_upload(env.engine, prediction_id, run_id, Status.FAILED, error=str(exc))
@@ -53,13 +52,26 @@ def score_upload(prediction_id: str) -> dict[str, Any]:
         finish_upload(env.engine, prediction_id, run_id, Status.FAILED,
                       error=describe_failure(exc, run_id))
         raise
-    # the objects exist (write_results returned), so COMPLETED cannot point at nothing
+    # the objects exist (the writing returned), so COMPLETED cannot point at nothing
     finish_upload(env.engine, prediction_id, run_id, Status.COMPLETED,
-                  model_version=model.version, rows_total=upload.rows_total,
-                  rows_scored=len(results), rows_rejected=upload.rows_rejected,
+                  model_version=model.version, rows_total=report["rows_total"],
+                  rows_scored=report["rows_scored"], rows_rejected=report["rows_rejected"],
                   result_key=keys.results, report_key=keys.report, error=None)
     return {"prediction_id": prediction_id, "status": Status.COMPLETED.value, **report,
             "result_key": keys.results}
+
+
+def score_whole_file(env: Resources, key: str, prediction_id: str,
+                     model: LoadedModel) -> tuple[dict[str, Any], ResultKeys]:
+    """Files up to 64 MB: one task per stage, so the Prefect UI shows where the time went
+    (larger ones go through the same stages chunk by chunk in one task, score-upload-in-chunks)."""
+    settings = env.settings
+    table = read_upload(env.s3, settings.bucket, key, settings.max_upload_bytes)
+    upload = validate_upload(table, model.profile, settings.max_rejected_share)
+    results = None if upload.failure else score_customers(model, upload, settings.top_reasons)
+    report = build_report(upload, results, model, prediction_id)
+    keys = write_results(env.s3, settings.bucket, prediction_id, results, upload.rejects, report)
+    return report, keys
 
 
 def publish_summary(prediction_id: str, report: dict[str, Any], report_key: str) -> None:

@@ -53,16 +53,70 @@ def categorical_buckets(counts: dict[str | None, int],
     return np.asarray(expected), np.asarray(actual, dtype=float) / rows
 
 
-def drift(upload, profile: ModelProfile) -> dict[str, float]:
-    """PSI of the scored rows per feature for which the profile holds a training distribution."""
-    scores = {}
+def upload_counts(upload, results: pd.DataFrame | None, profile: ModelProfile) -> dict[str, Any]:
+    """Everything the report needs from an upload, or from one chunk of it, as counts that add
+    up across chunks (merge_counts), so a file scored in pieces gets the same report."""
+    numeric = {}
     for feature in profile.features:
         if feature.kind == "numeric" and feature.name in upload.accepted.columns:
-            actual = numeric_shares(upload.accepted[feature.name], feature)
-            if actual is not None:
-                scores[feature.name] = psi(feature.bin_shares, actual)
-        elif feature.name in upload.category_counts:
-            buckets = categorical_buckets(upload.category_counts[feature.name], feature)
+            values = upload.accepted[feature.name]
+            shares = numeric_shares(values, feature)
+            if shares is not None:
+                numeric[feature.name] = shares * len(values)
+    tiers = ("HIGH", "MEDIUM", "LOW")
+    return {
+        "rows_total": upload.rows_total, "rows_read": upload.quality.get("rows_read", upload.rows_total),
+        "rows_scored": 0 if results is None else len(results),
+        "rows_rejected": upload.rows_rejected,
+        "risk_counts": {tier: 0 if results is None else int((results["churn_risk"] == tier).sum())
+                        for tier in tiers},
+        "columns": upload.quality.get("columns", {}),
+        "reject_kinds": upload.quality.get("reject_kinds", {}),
+        "ignored_columns": upload.quality.get("ignored_columns", []),
+        "source": dict(upload.source), "failure": upload.failure,
+        "category_counts": upload.category_counts, "numeric_counts": numeric,
+    }
+
+
+def merge_counts(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Numbers add up (nested dicts key by key); anything else is the first part's."""
+    merged = dict(parts[0])
+    for part in parts[1:]:
+        merged = {key: _add(value, part.get(key)) for key, value in merged.items()}
+    merged["columns"] = {name: {**column, "unknown_values": _top(column["unknown_values"])}
+                         if "unknown_values" in column else column
+                         for name, column in merged["columns"].items()}
+    return merged
+
+
+def _add(mine: Any, theirs: Any) -> Any:
+    if isinstance(mine, bool) or theirs is None:
+        return mine
+    if isinstance(mine, (int, float, np.ndarray)):
+        return mine + theirs
+    if isinstance(mine, dict):
+        return {key: _add(mine.get(key), theirs.get(key)) if key in mine else theirs[key]
+                for key in {**mine, **theirs}}
+    return mine
+
+
+def _top(counts: dict[str, int], keep: int = 10) -> dict[str, int]:
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1])[:keep])
+
+
+def drift(upload, profile: ModelProfile) -> dict[str, float]:
+    """PSI of the scored rows per feature for which the profile holds a training distribution."""
+    return drift_from_counts(upload_counts(upload, None, profile), profile)
+
+
+def drift_from_counts(counts: dict[str, Any], profile: ModelProfile) -> dict[str, float]:
+    scores = {}
+    for feature in profile.features:
+        numeric = counts["numeric_counts"].get(feature.name)
+        if numeric is not None and numeric.sum() > 0:
+            scores[feature.name] = psi(feature.bin_shares, numeric / numeric.sum())
+        elif feature.name in counts["category_counts"]:
+            buckets = categorical_buckets(counts["category_counts"][feature.name], feature)
             if buckets is not None:
                 scores[feature.name] = psi(*buckets)
     return scores
@@ -71,12 +125,17 @@ def drift(upload, profile: ModelProfile) -> dict[str, float]:
 def build_report(upload, results: pd.DataFrame | None, model, prediction_id: str | None = None,
                  keys: dict[str, str] | None = None) -> dict[str, Any]:
     """The JSON summary: accounting, risk counts, per-column quality and drift, the model used."""
-    rows = upload.quality.get("rows_read", upload.rows_total)
-    profile = model.profile
-    scores = drift(upload, profile)
+    return report_from_counts(upload_counts(upload, results, model.profile), model,
+                              prediction_id, keys)
+
+
+def report_from_counts(counts: dict[str, Any], model, prediction_id: str | None = None,
+                       keys: dict[str, str] | None = None) -> dict[str, Any]:
+    rows, profile = counts["rows_read"], model.profile
+    scores = drift_from_counts(counts, profile)
     columns = {}
     for feature in profile.features:
-        quality = dict(upload.quality.get("columns", {}).get(feature.name, {}))
+        quality = dict(counts["columns"].get(feature.name, {}))
         missing = quality.pop("missing", 0)
         columns[feature.name] = {
             **quality, "missing": missing,
@@ -85,25 +144,22 @@ def build_report(upload, results: pd.DataFrame | None, model, prediction_id: str
             "psi": round(scores[feature.name], 6) if feature.name in scores else None,
             "drifted": bool(scores.get(feature.name, 0.0) > PSI_FLAG),
         }
-    scored = 0 if results is None else len(results)
-    tiers = ("HIGH", "MEDIUM", "LOW")
-    risk = ({tier: 0 for tier in tiers} if results is None else
-            {tier: int((results["churn_risk"] == tier).sum()) for tier in tiers})
     return {
         "prediction_id": prediction_id,
-        "status": "FAILED" if upload.failure else "COMPLETED",
-        "error": upload.failure,
+        "status": "FAILED" if counts["failure"] else "COMPLETED",
+        "error": counts["failure"],
         "model_name": model.name, "model_version": model.version,
-        "source": {k: v for k, v in upload.source.items()},
-        "rows_total": upload.rows_total, "rows_scored": scored,
-        "rows_rejected": upload.rows_rejected,
-        "reject_reasons": upload.quality.get("reject_kinds", {}),
-        "risk_counts": risk,
-        "unknown_categories": upload.report["unknown_categories"],
+        "source": counts["source"],
+        "rows_total": counts["rows_total"], "rows_scored": counts["rows_scored"],
+        "rows_rejected": counts["rows_rejected"],
+        "reject_reasons": counts["reject_kinds"],
+        "risk_counts": counts["risk_counts"],
+        "unknown_categories": {name: q["unknown"] for name, q in counts["columns"].items()
+                               if q.get("unknown")},
         "out_of_range": {n: c["out_of_range"] for n, c in columns.items() if c.get("out_of_range")},
         "drift_threshold": PSI_FLAG,
         "drifted_features": [n for n, c in columns.items() if c["drifted"]],
-        "ignored_columns": upload.quality.get("ignored_columns", []),
+        "ignored_columns": counts["ignored_columns"],
         "columns": columns,
         "files": keys or {},
     }

@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     deployment_name: str = "score-upload/score-upload"
     max_upload_bytes: int = 200_000_000  # 200 MB, as messages to customers say it
     max_rejected_share: float = 0.5
+    chunked_above_bytes: int = 64 * 2**20  # larger files are scored chunk by chunk
+    chunk_bytes: int = 8 * 2**20           # ~60k Telco rows per chunk
     stale_after_seconds: int = 900
     top_reasons: bool = False  # add a top_reasons column to results (costs 1x-17x scoring time)
 

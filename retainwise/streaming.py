@@ -1,38 +1,39 @@
 """Large uploads in bounded memory: read, validate, score and write the file chunk by chunk.
 
 Each chunk (the header plus whole records) goes through the same reading, validation and scoring
-functions as a whole file. Only what spans chunks is handled here: global row numbers, duplicate
-ids across chunks, the rejected share, and the report totals. Reading the next chunk from S3 and
-writing the previous one's results overlap with scoring the current one.
+functions as a whole file. Only what spans chunks is handled here: row numbers, duplicate ids
+across chunks, the rejected share, and the report counts (summed, then one report). The next
+chunk is fetched while this one is validated; chunks are scored two at a time and written in
+order, so S3, parsing and the trees keep both cores busy.
 """
 
 from __future__ import annotations
 
-import json
+import csv
 import logging
 import tempfile
 import time
 import zlib
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
 
-from models.features import blank_to_missing
-from models.scoring import RESULT_COLUMNS, score_frame
+from models.scoring import REASONS_COLUMN, RESULT_COLUMNS, score_frame
 from retainwise.errors import UploadRejected
-from retainwise.output import build_report, neutralise_formulas, to_csv_bytes
-from retainwise.reading import read_table
-from retainwise.validation import require_columns, validate_upload
+from retainwise.output import ResultKeys, neutralise_formulas, neutralise_text_columns, to_csv_bytes
+from retainwise.reading import DELIMITER_NAMES, TextTable, read_upload, sniff
+from retainwise.report import merge_counts, upload_counts
+from retainwise.validation import ValidatedUpload, reject_rows, row_numbers, validate_upload
 
 log = logging.getLogger("retainwise.streaming")
-CHUNK_BYTES = 8 * 2**20           # ~60k Telco rows per chunk
-STREAM_ABOVE_BYTES = 64 * 2**20   # smaller files keep the whole-file tasks
+CHUNK_BYTES = 8 * 2**20           # the default of Settings.chunk_bytes
+SCORERS = 2                       # chunks scored at once (one per core here)
 READ_BLOCK = 4 * 2**20
 GZIP_MAGIC = b"\x1f\x8b"
-REJECT_COLUMNS = ["row_number", "customer_id", "reason"]
 
 
 def streamable(head: bytes) -> bool:
@@ -161,137 +162,158 @@ class SeenIds:
 class Totals:
     rows_total: int = 0
     rows_rejected: int = 0
-    examples: list[tuple[int, str]] = field(default_factory=list)
-    reports: list[dict[str, Any]] = field(default_factory=list)
+    examples: list[tuple[int, str]] = field(default_factory=list)  # first rejects, for the message
+    counts: list[dict[str, Any]] = field(default_factory=list)     # per chunk, for the report
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
         ("reading", "validating", "scoring", "writing"), 0.0))
 
-
-@dataclass
-class ChunkResult:
-    results: pd.DataFrame
-    rejects: pd.DataFrame
-    report: dict[str, Any]
-    rows: int
+    def timed(self, stage: str, started: float) -> None:
+        self.seconds[stage] += time.perf_counter() - started
 
 
-def score_chunk(piece: bytes, first_row: int, model, seen: SeenIds, totals: Totals,
-                reasons: bool = False) -> ChunkResult:
-    """One chunk through reading, validation and scoring, with rows numbered across the file."""
-    profile = model.profile
-    started = time.perf_counter()
-    frame = read_table(piece)
-    frame = require_columns(frame, profile).reset_index(drop=True)
-    read_done = time.perf_counter()
-    rows = np.arange(first_row, first_row + len(frame), dtype=np.int64)
-    duplicate_rejects = _empty_rejects()
-    if profile.id_column:
-        ids = blank_to_missing(frame[profile.id_column])
-        first_seen = seen.duplicates(ids, rows)
-        duplicate = first_seen > 0
-        duplicate_rejects = pd.DataFrame({
-            "row_number": rows[duplicate], "customer_id": ids[duplicate].to_numpy(),
-            "reason": [f"duplicate customer id; already scored from row {r}"
-                       for r in first_seen[duplicate]]})
-        frame, rows = frame.loc[~duplicate].reset_index(drop=True), rows[~duplicate]
-    upload = validate_upload(frame, profile, max_rejected_share=1.0)
-    rejects = upload.rejects.assign(row_number=rows[upload.rejects["row_number"].to_numpy(int) - 1])
-    rejects = pd.concat([r for r in (rejects, duplicate_rejects) if len(r)] or [_empty_rejects()],
-                        ignore_index=True).sort_values("row_number", kind="stable")
-    validated = time.perf_counter()
+def read_piece(piece: bytes, first: bool) -> TextTable:
+    """One chunk as text cells; a later chunk's first row that is too long is a bad row, not a
+    bad file (pandas only reports an overlong *first* row as a header problem)."""
+    try:
+        return read_upload(piece)
+    except UploadRejected as exc:
+        if first:
+            raise
+        if "first data row has more fields" not in str(exc):
+            raise UploadRejected(f"{exc} (in the part of the file after the first rows)") from None
+    header_end = _first_record_end(bytearray(piece))
+    row_end = header_end + _first_record_end(bytearray(piece[header_end:]))
+    delimiter, names = sniff(piece[:header_end].decode("utf-8-sig", "replace"))
+    line = piece[header_end:row_end].decode("utf-8", "replace")
+    fields = len(next(csv.reader([line], delimiter=delimiter), []))
+    bad_row = (1, f"{fields} fields where the header has {len(names)}")
+    if not piece[row_end:].strip():
+        return TextTable(pd.DataFrame(columns=[n.strip() for n in names], dtype=object),
+                         {"delimiter": DELIMITER_NAMES[delimiter]}, [bad_row])
+    rest = read_piece(piece[:header_end] + piece[row_end:], first=False)
+    rest.malformed = [bad_row] + [(row + 1, why) for row, why in rest.malformed]
+    return rest
+
+
+def validate_piece(table: TextTable, profile, offset: int, seen: SeenIds) -> ValidatedUpload:
+    """Validate one chunk as a file, then number its rows across the file and reject ids an
+    earlier chunk already scored."""
+    upload = validate_upload(table, profile, max_rejected_share=1.0)
+    rejects = upload.rejects.assign(row_number=upload.rejects["row_number"] + offset)
+    if not profile.id_column or upload.accepted.empty:
+        return replace(upload, rejects=rejects)
+    numbers = row_numbers(len(table.frame), table.malformed) + offset
+    positions = np.asarray(upload.accepted.index, dtype=np.int64)  # rows of the parsed chunk
+    first_seen = seen.duplicates(upload.customer_ids.astype("object"), numbers[positions])
+    duplicate = first_seen > 0
+    if not duplicate.any():
+        return replace(upload, rejects=rejects)
+    later = reject_rows(table.frame.reset_index(drop=True), positions[duplicate],
+                        numbers[positions[duplicate]],
+                        [f"duplicate customer id; already scored from row {row}"
+                         for row in first_seen[duplicate]])
+    return drop_accepted(upload, duplicate, pd.concat([rejects, later], ignore_index=True)
+                         .sort_values("row_number", kind="stable", ignore_index=True))
+
+
+def drop_accepted(upload: ValidatedUpload, drop: np.ndarray, rejects: pd.DataFrame) -> ValidatedUpload:
+    """The upload without the accepted rows in `drop` (now in `rejects`), its counts kept true."""
+    dropped = upload.accepted.loc[drop]
+    counts = {name: dict(per_value) for name, per_value in upload.category_counts.items()}
+    for name, per_value in counts.items():
+        for value, count in dropped[name].value_counts(dropna=False).items():
+            key = None if pd.isna(value) else value
+            per_value[key] = per_value.get(key, 0) - int(count)
+    kinds = dict(upload.quality.get("reject_kinds", {}))
+    kinds["duplicate id"] = kinds.get("duplicate id", 0) + int(drop.sum())
+    return replace(upload, accepted=upload.accepted.loc[~drop],
+                   customer_ids=upload.customer_ids[~drop], rejects=rejects,
+                   quality={**upload.quality, "reject_kinds": kinds}, category_counts=counts)
+
+
+def score_piece(model, upload: ValidatedUpload, reasons: bool) -> tuple[pd.DataFrame, dict]:
+    """Results and report counts of one validated chunk; runs in a scorer thread (the trees
+    release the GIL, so two chunks score at once while the next one is validated)."""
     if len(upload.accepted):
-        results = score_frame(model.pipeline, profile, upload.accepted, upload.customer_ids,
-                              reasons=reasons)
+        results = score_frame(model.pipeline, model.profile, upload.accepted,
+                              upload.customer_ids, reasons=reasons)
     else:
         results = pd.DataFrame({name: [] for name in RESULT_COLUMNS})
-    report = build_report(upload, results, model)
-    scored = time.perf_counter()
-    totals.seconds["reading"] += read_done - started
-    totals.seconds["validating"] += validated - read_done
-    totals.seconds["scoring"] += scored - validated
-    return ChunkResult(results, rejects, report, len(duplicate_rejects) + upload.rows_total)
+    return results, upload_counts(upload, results, model.profile)
 
 
-def merge_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
-    """Counts add up across chunks; shares are averaged by rows; anything else is the first chunk's."""
-    if not reports:
-        return {}
-    weights = [max(int(r.get("rows_total", 0)), 0) for r in reports]
-    merged: dict[str, Any] = {}
-    for key, first in reports[0].items():
-        values = [r.get(key) for r in reports]
-        if isinstance(first, bool) or not isinstance(first, (int, float, dict)):
-            merged[key] = first
-        elif isinstance(first, dict):
-            merged[key] = merge_reports([v if isinstance(v, dict) else {} for v in values])
-        elif isinstance(first, int):
-            merged[key] = sum(int(v or 0) for v in values)
-        else:
-            total = sum(weights) or 1
-            merged[key] = sum(float(v or 0) * w for v, w in zip(values, weights)) / total
-    for report in reports[1:]:  # keys a later chunk has that the first lacked (e.g. new categories)
-        for key, value in report.items():
-            if key not in merged:
-                merged[key] = merge_reports([r.get(key, {}) for r in reports]) \
-                    if isinstance(value, dict) else value
-    return merged
-
-
-def _empty_rejects() -> pd.DataFrame:
-    return pd.DataFrame({"row_number": pd.Series([], dtype="int64"),
-                         "customer_id": pd.Series([], dtype="object"),
-                         "reason": pd.Series([], dtype="object")})
-
-
-def write_chunk(chunk: ChunkResult, results_file, rejects_file, first: bool, totals: Totals) -> None:
+def write_piece(scored: Future, rejects: pd.DataFrame, files: tuple, first: bool,
+                totals: Totals) -> dict:
+    """Append one chunk's results and rejects, in file order (one writer thread)."""
+    results, counts = scored.result()
     started = time.perf_counter()
-    results = chunk.results.assign(customer_id=neutralise_formulas(chunk.results["customer_id"]))
-    rejects = chunk.rejects.assign(customer_id=neutralise_formulas(chunk.rejects["customer_id"]))
-    results_file.write(to_csv_bytes(results, header=first))
-    rejects_file.write(to_csv_bytes(rejects[REJECT_COLUMNS], header=first))
-    totals.seconds["writing"] += time.perf_counter() - started
+    text = [c for c in ("customer_id", REASONS_COLUMN) if c in results.columns]
+    results = results.assign(**{c: neutralise_formulas(results[c]) for c in text})
+    files[0].write(to_csv_bytes(results, header=first))
+    files[1].write(to_csv_bytes(neutralise_text_columns(rejects), header=first))
+    totals.timed("writing", started)
+    return counts
 
 
 def score_stream(blocks: Iterable[bytes], model, max_rejected_share: float, results_file,
                  rejects_file, chunk_bytes: int = CHUNK_BYTES,
                  reasons: bool = False) -> tuple[dict[str, Any], Totals]:
-    """Score a byte stream into two open binary files; returns the merged report and timings."""
-    totals, seen = Totals(), SeenIds()
-    pieces = _prefetched(record_chunks(gunzipped(blocks), chunk_bytes), totals)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="write-results") as writer:
-        pending = None
-        for index, piece in enumerate(pieces):
-            chunk = score_chunk(piece, totals.rows_total + 1, model, seen, totals, reasons)
-            totals.rows_total += chunk.rows
-            totals.rows_rejected += len(chunk.rejects)
-            totals.examples += list(zip(chunk.rejects["row_number"][:3], chunk.rejects["reason"][:3]))
-            totals.reports.append(chunk.report)
-            if pending is not None:
-                pending.result()
-            pending = writer.submit(write_chunk, chunk, results_file, rejects_file, index == 0,
-                                    totals)
-        if pending is not None:
-            pending.result()
-    check_rejected_share(totals, max_rejected_share)
-    report = merge_reports(totals.reports)
-    report.update(rows_total=totals.rows_total, rows_rejected=totals.rows_rejected)
-    return report, totals
+    """Score a byte stream into two open binary files; returns the report counts and timings.
+
+    Chunks are read and validated in order (row numbers and duplicate ids span chunks), scored
+    by SCORERS threads, and written in order by one writer thread.
+    """
+    totals, seen, columns = Totals(), SeenIds(), None
+    with ThreadPoolExecutor(SCORERS, thread_name_prefix="score-chunk") as scorers, \
+            ThreadPoolExecutor(1, thread_name_prefix="write-results") as writer:
+        pending: deque[Future] = deque()
+        for index, piece in enumerate(_prefetched(record_chunks(gunzipped(blocks), chunk_bytes),
+                                                  totals)):
+            started = time.perf_counter()
+            table = read_piece(piece, first=index == 0)
+            totals.timed("reading", started)
+            started = time.perf_counter()
+            upload = validate_piece(table, model.profile, totals.rows_total, seen)
+            totals.timed("validating", started)
+            columns = list(upload.rejects.columns) if columns is None else columns
+            rejects = upload.rejects.reindex(columns=columns)
+            totals.rows_total += upload.rows_total
+            totals.rows_rejected += len(rejects)
+            totals.examples += list(zip(rejects["row_number"][:3], rejects["reason"][:3]))
+            scored = scorers.submit(_timed, totals, "scoring", score_piece, model, upload, reasons)
+            pending.append(writer.submit(write_piece, scored, rejects, (results_file, rejects_file),
+                                         index == 0, totals))
+            del table, upload, rejects
+            while len(pending) > SCORERS + 1:  # bound the chunks in memory
+                totals.counts.append(pending.popleft().result())
+        totals.counts += [job.result() for job in pending]
+    counts = merge_counts(totals.counts)
+    counts["failure"] = rejected_share_failure(totals, max_rejected_share)
+    return counts, totals
 
 
-def check_rejected_share(totals: Totals, max_rejected_share: float) -> None:
-    if totals.rows_total and totals.rows_rejected / totals.rows_total > max_rejected_share:
-        examples = "; ".join(f"row {r}: {m}" for r, m in sorted(totals.examples)[:3])
-        raise UploadRejected(
-            f"{totals.rows_rejected} of {totals.rows_total} rows are invalid (more than "
+def _timed(totals: Totals, stage: str, function, *args):
+    started = time.perf_counter()
+    try:
+        return function(*args)
+    finally:
+        totals.timed(stage, started)
+
+
+def rejected_share_failure(totals: Totals, max_rejected_share: float) -> str | None:
+    if not totals.rows_total or totals.rows_rejected / totals.rows_total <= max_rejected_share:
+        return None
+    examples = "; ".join(f"row {r}: {m}" for r, m in sorted(totals.examples)[:3])
+    return (f"{totals.rows_rejected} of {totals.rows_total} rows are invalid (more than "
             f"{max_rejected_share:.0%}); for example {examples}")
 
 
 def _prefetched(pieces: Iterator[bytes], totals: Totals) -> Iterator[bytes]:
-    """Read and cut the next chunk in a thread while the current one is scored."""
+    """Read and cut the next chunk in a thread while the current one is validated."""
     def take() -> bytes | None:
         started = time.perf_counter()
         piece = next(pieces, None)
-        totals.seconds["reading"] += time.perf_counter() - started
+        totals.timed("reading", started)
         return piece
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-upload") as reader:
@@ -316,8 +338,7 @@ def head_bytes(s3, bucket: str, key: str, size: int = 4096) -> bytes:
     return s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{size - 1}")["Body"].read()
 
 
-def should_stream(s3, bucket: str, key: str, max_bytes: int,
-                  above_bytes: int = STREAM_ABOVE_BYTES) -> bool:
+def should_stream(s3, bucket: str, key: str, max_bytes: int, above_bytes: int) -> bool:
     """Large, ASCII-compatible files stream; the size limit is enforced for both paths here."""
     size = s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
     if size > max_bytes:
@@ -325,20 +346,21 @@ def should_stream(s3, bucket: str, key: str, max_bytes: int,
     return size > above_bytes and streamable(head_bytes(s3, bucket, key))
 
 
-def score_object(s3, bucket: str, key: str, keys, model, max_rejected_share: float,
-                 reasons: bool = False) -> dict:
-    """S3 object in, results + rejects + report objects out (under `keys`); returns the report."""
+def score_object(s3, bucket: str, key: str, keys: ResultKeys, model, max_rejected_share: float,
+                 reasons: bool = False, chunk_bytes: int = CHUNK_BYTES) -> dict[str, Any]:
+    """S3 object in; results (unless the upload failed), rejects and the report out under `keys`.
+    Returns the report counts (see retainwise.report.upload_counts)."""
     with tempfile.TemporaryFile() as results_file, tempfile.TemporaryFile() as rejects_file:
-        report, totals = score_stream(s3_blocks(s3, bucket, key), model, max_rejected_share,
-                                      results_file, rejects_file, reasons=reasons)
+        counts, totals = score_stream(s3_blocks(s3, bucket, key), model, max_rejected_share,
+                                      results_file, rejects_file, chunk_bytes, reasons)
         started = time.perf_counter()
-        for handle, target in ((results_file, keys.results), (rejects_file, keys.rejects)):
+        outputs = [(rejects_file, keys.rejects)]
+        if counts["failure"] is None:
+            outputs.append((results_file, keys.results))
+        for handle, target in outputs:
             handle.seek(0)
             s3.upload_fileobj(handle, bucket, target, ExtraArgs={"ContentType": "text/csv"})
-        s3.put_object(Bucket=bucket, Key=keys.report, Body=json.dumps(report, indent=2).encode(),
-                      ContentType="application/json")
-        totals.seconds["writing"] += time.perf_counter() - started
+        totals.timed("writing", started)
     log.info("streamed %d rows; seconds per stage %s", totals.rows_total, totals.seconds,
              extra={"stage_seconds": dict(totals.seconds)})
-    return report
-
+    return counts

@@ -427,17 +427,23 @@ def reject_table(original: pd.DataFrame, reasons: Reasons, numbers: np.ndarray,
                  malformed: list[tuple[int, str]]) -> pd.DataFrame:
     """Row number, reason, then the row's cells exactly as uploaded; in file order."""
     positions = np.flatnonzero(reasons.rejected)
-    cells = original.iloc[positions].reset_index(drop=True)
-    head = pd.DataFrame({"row_number": numbers[positions], "reason": reasons.text[positions]})
-    rejects = pd.concat([head, cells.set_axis(
-        [c if c not in head.columns else f"{c} (uploaded)" for c in cells.columns], axis=1)],
-        axis=1)
+    rejects = reject_rows(original, positions, numbers[positions], reasons.text[positions])
     if malformed:
         lines = pd.DataFrame({"row_number": [row for row, _ in malformed],
                               "reason": [why for _, why in malformed]})
         rejects = pd.concat([rejects, lines], ignore_index=True).sort_values(
             "row_number", kind="stable", ignore_index=True)
     return rejects.astype({"row_number": "int64"})
+
+
+def reject_rows(original: pd.DataFrame, positions: np.ndarray, numbers, reasons) -> pd.DataFrame:
+    """Row number, reason, then the rows' cells exactly as uploaded (a clashing name gets a suffix)."""
+    cells = original.iloc[positions].reset_index(drop=True)
+    head = pd.DataFrame({"row_number": np.asarray(numbers, dtype=np.int64),
+                         "reason": np.asarray(reasons, dtype=object)})
+    return pd.concat([head, cells.set_axis(
+        [c if c not in head.columns else f"{c} (uploaded)" for c in cells.columns], axis=1)],
+        axis=1)
 
 
 def reject_kinds(reasons: Reasons, malformed: list[tuple[int, str]]) -> dict[str, int]:

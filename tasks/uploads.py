@@ -8,23 +8,43 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from retainwise import aws
-from retainwise.errors import UploadRejected
+from retainwise import aws, streaming
 from retainwise.output import (ResultKeys, neutralise_formulas, neutralise_text_columns,
                                result_keys, to_csv_bytes)
 from retainwise.reading import TextTable, read_upload as read_upload_bytes
-from retainwise.report import render_html
+from retainwise.report import render_html, report_from_counts
+from retainwise.settings import Settings
 from tasks.retry import IO_TASK, is_transient
 
-__all__ = ["ResultKeys", "result_keys", "read_upload", "write_results"]
+__all__ = ["ResultKeys", "result_keys", "check_upload", "read_upload", "score_in_chunks",
+           "write_results"]
+
+
+@task(name="check-upload", cache_policy=NO_CACHE, retry_condition_fn=is_transient, **IO_TASK)
+def check_upload(s3, settings: Settings, key: str) -> bool:
+    """Refuse a file over the size limit; True if it is large enough to score in chunks."""
+    return streaming.should_stream(s3, settings.bucket, key, settings.max_upload_bytes,
+                                   settings.chunked_above_bytes)
 
 
 @task(name="read-upload", cache_policy=NO_CACHE, retry_condition_fn=is_transient, **IO_TASK)
 def read_upload(s3, bucket: str, key: str, max_bytes: int) -> TextTable:
-    size = s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
-    if size > max_bytes:
-        raise UploadRejected(f"the file is {size / 1e6:.0f} MB; the limit is {max_bytes / 1e6:.0f} MB")
     return read_upload_bytes(aws.get_bytes(s3, bucket, key), max_bytes)
+
+
+@task(name="score-upload-in-chunks", cache_policy=NO_CACHE, retry_condition_fn=is_transient,
+      **IO_TASK)
+def score_in_chunks(s3, settings: Settings, key: str, prediction_id: str,
+                    model) -> tuple[dict, ResultKeys]:
+    """Read, validate, score and write a large file chunk by chunk, in bounded memory; a retry
+    rewrites the same keys."""
+    keys = result_keys(prediction_id)
+    counts = streaming.score_object(s3, settings.bucket, key, keys, model,
+                                    settings.max_rejected_share, settings.top_reasons,
+                                    settings.chunk_bytes)
+    report = report_from_counts(counts, model, prediction_id)
+    stored = put_report(s3, settings.bucket, keys, report, with_results=counts["failure"] is None)
+    return stored, keys
 
 
 @task(name="write-results", cache_policy=NO_CACHE, retry_condition_fn=is_transient, **IO_TASK)
@@ -37,10 +57,16 @@ def write_results(s3, bucket: str, prediction_id: str, results: pd.DataFrame | N
         safe_results = results.assign(**{c: neutralise_formulas(results[c]) for c in text_columns})
         aws.put_bytes(s3, bucket, keys.results, to_csv_bytes(safe_results))
     aws.put_bytes(s3, bucket, keys.rejects, to_csv_bytes(neutralise_text_columns(rejects)))
-    report = {**report, "files": {"results": keys.results if results is not None else None,
+    put_report(s3, bucket, keys, report, with_results=results is not None)
+    return keys
+
+
+def put_report(s3, bucket: str, keys: ResultKeys, report: dict, with_results: bool) -> dict:
+    """The JSON and HTML report, naming the files beside them; returns the stored report."""
+    report = {**report, "files": {"results": keys.results if with_results else None,
                                   "rejects": keys.rejects, "report_html": keys.report_html}}
     aws.put_bytes(s3, bucket, keys.report, json.dumps(report, indent=2, default=str).encode(),
                   content_type="application/json")
     aws.put_bytes(s3, bucket, keys.report_html, render_html(report).encode("utf-8"),
                   content_type="text/html; charset=utf-8")
-    return keys
+    return report

@@ -74,3 +74,52 @@ def test_no_champion_fails_at_once_with_the_promote_hint(resources):
     row = db.get_prediction(resources.engine, prediction_id)
     assert row["status"] == "FAILED"
     assert "no champion for 'no-such-model'; promote one with `retainwise model promote" in row["error"]
+
+
+def test_large_file_is_scored_in_chunks_with_the_same_outcome(resources, monkeypatch):
+    """Chunking is forced on a small file (thresholds lowered); the customer sees no difference."""
+    import io
+
+    import pandas as pd
+
+    from retainwise import aws
+
+    text = customers_csv(900, seed=33).decode().splitlines()
+    text[450] = text[3]                                   # a duplicate id, far from its first copy
+    text[600] = text[600] + ",one,too,many"               # a malformed line
+    data = ("\n".join(text) + "\n").encode()
+    outcomes = {}
+    for chunked in (False, True):
+        if chunked:
+            monkeypatch.setenv("RETAINWISE_CHUNKED_ABOVE_BYTES", "1000")
+            monkeypatch.setenv("RETAINWISE_CHUNK_BYTES", "20000")
+        prediction_id = submit(resources, data)
+        outcome = score_upload(prediction_id)
+        row = db.get_prediction(resources.engine, prediction_id)
+        assert row["status"] == "COMPLETED", row["error"]
+        rejects = pd.read_csv(io.BytesIO(aws.get_bytes(
+            resources.s3, resources.settings.bucket, row["result_key"].replace(
+                "results.csv", "rejects.csv"))))
+        outcomes[chunked] = (row, results_of(resources, prediction_id), rejects, outcome)
+
+    (row, results, rejects, report), (c_row, c_results, c_rejects, c_report) = outcomes.values()
+    assert (c_row["rows_total"], c_row["rows_scored"], c_row["rows_rejected"]) == \
+        (row["rows_total"], row["rows_scored"], row["rows_rejected"]) == (900, 898, 2)
+    assert c_rejects["row_number"].tolist() == rejects["row_number"].tolist() == [450, 600]
+    assert c_rejects["reason"].tolist() == rejects["reason"].tolist()
+    assert c_results["customer_id"].tolist() == results["customer_id"].tolist()
+    assert (c_results["churn_probability"] - results["churn_probability"]).abs().max() < 1e-6
+    for key in ("risk_counts", "reject_reasons", "unknown_categories", "drifted_features"):
+        assert c_report[key] == report[key], key
+    assert "score-upload-in-chunks" in task_names(c_row["flow_run_id"])
+    assert "score-upload-in-chunks" not in task_names(row["flow_run_id"])
+
+
+def task_names(flow_run_id: str) -> set[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[
+            flow_run_id])))
+    return {run.name.rsplit("-", 1)[0] for run in runs}

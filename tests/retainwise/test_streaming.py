@@ -13,7 +13,8 @@ from models.scoring import score_frame
 from models.training import train
 from retainwise import streaming
 from retainwise.errors import UploadRejected
-from retainwise.reading import read_table
+from retainwise.reading import read_upload
+from retainwise.report import build_report, report_from_counts
 from retainwise.registry import LoadedModel
 from retainwise.sample import synthetic_customers
 from retainwise.validation import validate_upload
@@ -37,27 +38,29 @@ def messy_upload(rows: int = 600) -> bytes:
     return frame.to_csv(index=False).encode()
 
 
-def whole_file(data: bytes, model: LoadedModel) -> tuple[pd.DataFrame, pd.DataFrame, int]:
-    upload = validate_upload(read_table(data), model.profile, 1.0)
+def whole_file(data: bytes, model: LoadedModel, share: float = 1.0):
+    """(results, rejects, report) as the whole-file path makes them."""
+    upload = validate_upload(read_upload(data), model.profile, share)
     results = score_frame(model.pipeline, model.profile, upload.accepted, upload.customer_ids)
-    return results, upload.rejects, upload.rows_total
+    return results, upload.rejects, build_report(upload, None if upload.failure else results, model)
 
 
 def chunked(data: bytes, model: LoadedModel, chunk_bytes: int, share: float = 1.0):
     results, rejects = io.BytesIO(), io.BytesIO()
     blocks = (data[i:i + 1000] for i in range(0, len(data), 1000))
-    report, _ = streaming.score_stream(blocks, model, share, results, rejects, chunk_bytes)
-    read = lambda b: pd.read_csv(io.BytesIO(b.getvalue()), dtype={"customer_id": str})  # noqa: E731
-    return read(results), read(rejects), report
+    counts, _ = streaming.score_stream(blocks, model, share, results, rejects, chunk_bytes)
+    read = lambda b: pd.read_csv(io.BytesIO(b.getvalue()), dtype=str)  # noqa: E731
+    scored = read(results).astype({"churn_probability": float})
+    return scored, read(rejects).astype({"row_number": int}), report_from_counts(counts, model)
 
 
 @pytest.mark.parametrize("chunk_bytes", [4_000, 25_000, 10**9])
 def test_chunked_equals_whole_file(model, chunk_bytes):
     data = messy_upload()
-    expected, expected_rejects, total = whole_file(data, model)
+    expected, expected_rejects, expected_report = whole_file(data, model)
     results, rejects, report = chunked(data, model, chunk_bytes)
 
-    assert report["rows_total"] == total == 600
+    assert report["rows_total"] == expected_report["rows_total"] == 600
     assert report["rows_total"] == report["rows_scored"] + report["rows_rejected"]
     assert results["customer_id"].tolist() == expected["customer_id"].tolist()
     np.testing.assert_allclose(results["churn_probability"],
@@ -66,6 +69,7 @@ def test_chunked_equals_whole_file(model, chunk_bytes):
     assert rejects["row_number"].tolist() == expected_rejects["row_number"].tolist()
     assert rejects["reason"].tolist() == expected_rejects["reason"].tolist()
     assert sum(report["risk_counts"].values()) == len(results)
+    assert report == expected_report  # drift, per-column counts and reasons add up across chunks
 
 
 def test_gzip_stream_equals_plain(model):
@@ -88,10 +92,39 @@ def test_record_chunks_never_split_a_quoted_newline():
 def test_too_many_rejected_rows_fail_the_whole_stream(model):
     frame = synthetic_customers(200, seed=4, labeled=False).astype(str)
     frame.loc[:150, "MonthlyCharges"] = "lots"
-    with pytest.raises(UploadRejected, match=r"151 of 200 rows are invalid \(more than 50%\)"):
-        chunked(frame.to_csv(index=False).encode(), model, 3_000, share=0.5)
+    _, rejects, report = chunked(frame.to_csv(index=False).encode(), model, 3_000, share=0.5)
+    assert report["status"] == "FAILED" and len(rejects) == 151
+    assert report["error"].startswith("151 of 200 rows are invalid (more than 50%); for example row 1:")
 
 
 def test_utf16_is_not_streamed():
     assert not streaming.streamable("customer_id,x\n1,2\n".encode("utf-16"))
     assert streaming.streamable(b"\xef\xbb\xbfcustomer_id,x\n1,2\n")
+
+
+def test_bad_lines_and_decimal_commas_keep_their_file_row_numbers_across_chunks(model):
+    frame = synthetic_customers(400, seed=12, labeled=False).astype(str)
+    text = frame.to_csv(index=False, sep=";").replace(".", ",")  # a European export
+    lines = text.splitlines(keepends=True)
+    lines[101] = lines[101].rstrip("\n") + ";extra;cells\n"  # data row 101: too many fields
+    lines[250] = "only;three;fields\n"                        # data row 250: too few
+    data = "".join(lines).encode()
+    expected, expected_rejects, expected_report = whole_file(data, model)
+    results, rejects, report = chunked(data, model, 3_000)
+    assert rejects["row_number"].tolist() == expected_rejects["row_number"].tolist() == [101, 250]
+    assert rejects["reason"].tolist() == expected_rejects["reason"].tolist()
+    assert results["customer_id"].tolist() == expected["customer_id"].tolist()
+    np.testing.assert_allclose(results["churn_probability"], expected["churn_probability"],
+                               atol=5e-7)
+    assert report == expected_report and report["source"]["delimiter"] == "semicolon"
+
+
+def test_an_overlong_row_at_the_start_of_a_later_chunk_is_a_bad_row_not_a_bad_file():
+    header = b"id,note\n"
+    table = streaming.read_piece(header + b"1,a,EXTRA\n2,b\n3,c\n", first=False)
+    assert table.malformed == [(1, "3 fields where the header has 2")]
+    assert table.frame["id"].tolist() == ["2", "3"]
+    with pytest.raises(UploadRejected, match="more fields than the header"):
+        streaming.read_piece(header + b"1,a,EXTRA\n2,b\n", first=True)
+    alone = streaming.read_piece(header + b"1,a,EXTRA\n", first=False)
+    assert alone.malformed == [(1, "3 fields where the header has 2")] and alone.frame.empty
