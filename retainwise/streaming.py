@@ -182,7 +182,8 @@ def read_piece(piece: bytes, first: bool) -> TextTable:
         if "first data row has more fields" not in str(exc):
             raise UploadRejected(f"{exc} (in the part of the file after the first rows)") from None
     header_end = _first_record_end(bytearray(piece))
-    row_end = header_end + _first_record_end(bytearray(piece[header_end:]))
+    row_length = _first_record_end(bytearray(piece[header_end:]))
+    row_end = len(piece) if row_length is None else header_end + row_length
     delimiter, names = sniff(piece[:header_end].decode("utf-8-sig", "replace"))
     line = piece[header_end:row_end].decode("utf-8", "replace")
     fields = len(next(csv.reader([line], delimiter=delimiter), []))

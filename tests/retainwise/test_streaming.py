@@ -126,5 +126,5 @@ def test_an_overlong_row_at_the_start_of_a_later_chunk_is_a_bad_row_not_a_bad_fi
     assert table.frame["id"].tolist() == ["2", "3"]
     with pytest.raises(UploadRejected, match="more fields than the header"):
         streaming.read_piece(header + b"1,a,EXTRA\n2,b\n", first=True)
-    alone = streaming.read_piece(header + b"1,a,EXTRA\n", first=False)
+    alone = streaming.read_piece(header + b"1,a,EXTRA", first=False)  # no final newline
     assert alone.malformed == [(1, "3 fields where the header has 2")] and alone.frame.empty
