@@ -21,6 +21,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
+from boto3.s3.transfer import TransferConfig
 
 from models.scoring import REASONS_COLUMN, RESULT_COLUMNS, score_frame
 from retainwise.errors import UploadRejected
@@ -32,6 +33,9 @@ from retainwise.validation import ValidatedUpload, reject_rows, row_numbers, val
 log = logging.getLogger("retainwise.streaming")
 CHUNK_BYTES = 8 * 2**20           # the default of Settings.chunk_bytes
 SCORERS = 2                       # chunks scored at once (one per core here)
+IN_FLIGHT = SCORERS               # chunks validated but not yet written: bounds memory
+# boto3's default (10 parts of 8 MB in flight) alone would take 80 MB of the 1 GB budget
+UPLOAD_CONFIG = TransferConfig(max_concurrency=3, multipart_chunksize=8 * 2**20)
 READ_BLOCK = 4 * 2**20
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -285,7 +289,7 @@ def score_stream(blocks: Iterable[bytes], model, max_rejected_share: float, resu
             pending.append(writer.submit(write_piece, scored, rejects, (results_file, rejects_file),
                                          index == 0, totals))
             del table, upload, rejects
-            while len(pending) > SCORERS + 1:  # bound the chunks in memory
+            while len(pending) > IN_FLIGHT:
                 totals.counts.append(pending.popleft().result())
         totals.counts += [job.result() for job in pending]
     counts = merge_counts(totals.counts)
@@ -360,7 +364,8 @@ def score_object(s3, bucket: str, key: str, keys: ResultKeys, model, max_rejecte
             outputs.append((results_file, keys.results))
         for handle, target in outputs:
             handle.seek(0)
-            s3.upload_fileobj(handle, bucket, target, ExtraArgs={"ContentType": "text/csv"})
+            s3.upload_fileobj(handle, bucket, target, ExtraArgs={"ContentType": "text/csv"},
+                              Config=UPLOAD_CONFIG)
         totals.timed("writing", started)
     log.info("streamed %d rows; seconds per stage %s", totals.rows_total, totals.seconds,
              extra={"stage_seconds": dict(totals.seconds)})
