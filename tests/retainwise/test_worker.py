@@ -97,3 +97,9 @@ def test_a_poll_reads_only_due_scheduled_runs_and_the_heartbeat_poll_finds_the_s
     assert polled == beat == due[1:]  # oldest first, the future run left alone
     assert status == "READY"  # the heartbeat poll keeps the deployment Ready in the UI
 
+
+def test_a_child_runs_flows_without_the_heartbeat_thread():
+    from prefect.settings import get_current_settings
+
+    with worker.without_flow_heartbeats():
+        assert get_current_settings().flows.heartbeat_frequency is None
