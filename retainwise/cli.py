@@ -136,10 +136,13 @@ def cmd_trigger(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     env = _resources()
     stop = threading.Event()
+    start = deployment_starter(env.settings.deployment_name, env.settings.trigger_create_timeout)
     try:
-        run_trigger(env, deployment_starter(env.settings.deployment_name), stop)
+        run_trigger(env, start, stop, concurrency=env.settings.trigger_concurrency)
     except KeyboardInterrupt:
         stop.set()
+    finally:
+        start.close()
     return 0
 
 

@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     chunked_above_bytes: int = 64 * 2**20  # larger files are scored chunk by chunk
     chunk_bytes: int = 8 * 2**20           # ~60k Telco rows per chunk
     stale_after_seconds: int = 900
+    # the SQS trigger: flow runs created at once, and how long it keeps retrying a busy Prefect
+    # API (503) for one message; below the queue's 30 s visibility timeout, so a message it gives
+    # up on is redelivered rather than handled twice at the same time
+    trigger_concurrency: int = 4
+    trigger_create_timeout: float = 20.0
     top_reasons: bool = False  # add a top_reasons column to results (costs 1x-17x scoring time)
 
     @cached_property

@@ -1,14 +1,18 @@
 """The SQS trigger against moto and a real Prefect API: one message, one flow run, one result."""
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
 from flows.score_upload import score_upload
 from retainwise import db
-from retainwise.trigger import deployment_starter, handle_message
+from retainwise.trigger import (deployment_starter, handle_batch, handle_message,
+                                 raise_if_busy, retry_busy, run_trigger)
 from tests.helpers import customers_csv, results_of, submit
 
 
@@ -163,3 +167,125 @@ def test_after_the_reaper_requeues_a_crashed_upload_a_fresh_run_finishes_it(
     row = db.get_prediction(resources.engine, prediction_id)
     assert row["status"] == "COMPLETED" and row["attempts"] == 2
     assert len(results_of(resources, prediction_id)) == 8
+
+
+def test_a_burst_through_the_running_trigger_gives_one_run_per_upload_and_empties_the_queue(
+        resources, deployment_id):
+    ids = [submit(resources, customers_csv(5)) for _ in range(12)]
+    for prediction_id in ids[:3]:  # duplicates, received in the same or a later batch
+        resources.queue.send({"prediction_id": prediction_id, "account": "acme", "model": "churn"})
+    start = deployment_starter("score-upload/score-upload")
+    stop = threading.Event()
+    trigger = threading.Thread(target=run_trigger, args=(resources, start, stop),
+                               kwargs={"wait_seconds": 0, "concurrency": 4})
+    trigger.start()
+    try:
+        for _ in range(300):
+            if all(runs_for(deployment_id, i) for i in ids) and not queue_depth(resources.queue):
+                break
+            stop.wait(0.2)
+    finally:
+        stop.set()
+        trigger.join(timeout=60)
+        start.close()
+    assert [len(runs_for(deployment_id, i)) for i in ids] == [1] * len(ids)
+    assert queue_depth(resources.queue) == 0  # every message, duplicates too, deleted
+
+
+def queue_depth(queue) -> int:
+    attributes = queue.sqs.get_queue_attributes(
+        QueueUrl=queue.url, AttributeNames=["ApproximateNumberOfMessages",
+                                            "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+    return sum(int(value) for value in attributes.values())
+
+
+def test_in_a_batch_each_message_is_deleted_only_once_its_run_exists(
+        resources, deployment_id, monkeypatch):
+    ids = [submit(resources, customers_csv(5)) for _ in range(6)]
+    messages = receive_all(resources.queue, len(ids))
+    prediction_of = {m["ReceiptHandle"]: json.loads(m["Body"])["prediction_id"] for m in messages}
+    queue_class = type(resources.queue)
+    real_delete = queue_class.delete
+    runs_when_deleted = {}
+
+    def checking_delete(queue, receipt_handle):
+        prediction_id = prediction_of[receipt_handle]
+        runs_when_deleted[prediction_id] = len(runs_for(deployment_id, prediction_id))
+        real_delete(queue, receipt_handle)
+
+    monkeypatch.setattr(queue_class, "delete", checking_delete)
+    start = deployment_starter("score-upload/score-upload")
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        outcomes = handle_batch(resources, messages, start, pool)
+    start.close()
+    assert outcomes == ["started"] * len(ids)
+    assert runs_when_deleted == {i: 1 for i in ids}
+
+
+def test_one_failing_creation_in_a_batch_leaves_only_its_message_on_the_queue(
+        resources, deployment_id):
+    ids = [submit(resources, customers_csv(5)) for _ in range(4)]
+    messages = receive_all(resources.queue, len(ids))
+    real_start = deployment_starter("score-upload/score-upload")
+
+    def start(prediction):
+        if prediction["id"] == ids[0]:
+            raise ConnectionError("the Prefect API went away")
+        return real_start(prediction)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        outcomes = handle_batch(resources, messages, start, pool)
+    real_start.close()
+    outcome_of = {json.loads(m["Body"])["prediction_id"]: o for m, o in zip(messages, outcomes)}
+    assert outcome_of == {ids[0]: "failed", **{i: "started" for i in ids[1:]}}
+    assert runs_for(deployment_id, ids[0]) == []
+    [failed] = [m for m in messages if json.loads(m["Body"])["prediction_id"] == ids[0]]
+    expire(resources.queue, failed)  # still there, for redelivery (and the DLQ after 3 receives)
+    [again] = receive_all(resources.queue, 1)
+    assert json.loads(again["Body"])["prediction_id"] == ids[0]
+
+
+def busy(status: int = 503) -> httpx.HTTPStatusError:
+    request = httpx.Request("POST", "http://prefect.invalid/api/deployments/x/create_flow_run")
+    return httpx.HTTPStatusError("busy", request=request,
+                                 response=httpx.Response(status, request=request))
+
+
+def test_retry_busy_retries_a_busy_api_with_short_waits_until_it_answers():
+    answers = iter([busy(), busy(503), busy(429), "run"])
+    waits = []
+
+    def call():
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert retry_busy(call, timeout=60, sleep=waits.append) == "run"
+    assert len(waits) == 3 and all(0 <= wait <= 1.0 for wait in waits)
+
+
+@pytest.mark.parametrize("error", [busy(404), busy(422), ValueError("bad parameters")])
+def test_retry_busy_does_not_retry_what_a_retry_cannot_fix(error):
+    calls = []
+
+    def call():
+        calls.append(1)
+        raise error
+
+    with pytest.raises(type(error)):
+        retry_busy(call, timeout=60, sleep=lambda _: pytest.fail("must not wait"))
+    assert len(calls) == 1
+
+
+def test_retry_busy_gives_up_once_its_time_is_up():
+    with pytest.raises(httpx.HTTPStatusError):
+        retry_busy(lambda: (_ for _ in ()).throw(busy()), timeout=0, sleep=lambda _: None)
+
+
+def test_a_busy_answer_raises_before_the_prefect_client_can_sleep_on_it():
+    request = httpx.Request("POST", "http://prefect.invalid/api/x")
+    with pytest.raises(httpx.HTTPStatusError):
+        raise_if_busy(httpx.Response(503, request=request))
+    raise_if_busy(httpx.Response(201, request=request))  # anything else passes through
+    raise_if_busy(httpx.Response(404, request=request))

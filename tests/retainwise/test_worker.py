@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from prefect import flow, task
@@ -69,3 +70,51 @@ def test_two_polling_loops_run_each_flow_run_exactly_once(served):
             loop.join(timeout=30)
     assert all(run.state.is_completed() for run in runs)
     assert all(run.run_count == 1 for run in runs)
+
+
+def test_a_poll_reads_only_due_scheduled_runs_and_the_heartbeat_poll_finds_the_same(served):
+    from datetime import datetime, timedelta, timezone
+
+    from prefect.states import Cancelled, Scheduled
+
+    (deployment_id,) = served.flows
+    with get_client(sync_client=True) as client:
+        later = datetime.now(timezone.utc) + timedelta(hours=1)
+        future = client.create_flow_run_from_deployment(
+            deployment_id, parameters={"value": 1}, state=Scheduled(scheduled_time=later))
+        due = [client.create_flow_run_from_deployment(deployment_id, parameters={"value": i}).id
+               for i in range(3)]
+        taken = worker.next_runs(client, served)[0]
+        assert worker.claim(client, taken)  # Pending now: no longer offered
+        polled = [run.id for run in worker.next_runs(client, served)]
+        beat = [run.id for run in worker.next_runs(client, served, heartbeat=True)]
+        for _ in range(100):  # the server marks the deployment ready in a background task
+            if client.read_deployment(deployment_id).status.value == "READY":
+                break
+            time.sleep(0.1)
+        status = client.read_deployment(deployment_id).status.value
+        for left in [future.id, *due[1:]]:  # not for the next test's worker to find
+            client.set_flow_run_state(left, Cancelled(), force=True)
+    assert taken.id == due[0]
+    assert polled == beat == due[1:]  # oldest first, the future run left alone
+    assert status == "READY"  # the heartbeat poll keeps the deployment Ready in the UI
+
+
+@pytest.mark.parametrize("in_child", [False, True])
+def test_a_child_runs_flows_without_the_heartbeat_thread(served, monkeypatch, in_child):
+    from contextlib import nullcontext
+
+    from prefect.flow_engine import BaseFlowRunEngine
+
+    beats = []
+    monkeypatch.setattr(BaseFlowRunEngine, "_emit_flow_run_heartbeat",
+                        lambda engine, *args: beats.append(engine.flow_run.id))
+    (deployment_id,) = served.flows
+    with get_client(sync_client=True) as client:
+        created = client.create_flow_run_from_deployment(deployment_id, parameters={"value": 2})
+        [scheduled] = [run for run in worker.next_runs(client, served) if run.id == created.id]
+        assert worker.claim(client, scheduled)
+    with worker.without_flow_heartbeats() if in_child else nullcontext():
+        worker.execute(echo, scheduled)
+    # Prefect's engine beats once as a run starts; a warm child's runs do not beat at all
+    assert beats == ([] if in_child else [created.id])
