@@ -47,7 +47,7 @@ def services(settings: Settings) -> list[Service]:
         Service("moto", [py, "-m", "moto.server", "-H", "127.0.0.1", "-p",
                          str(settings.stack_aws_port)],
                 f"http://127.0.0.1:{settings.stack_aws_port}/moto-api/"),
-        Service("prefect", [py, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+        Service("prefect", [py, "-m", "retainwise.prefect_server", "--host", "127.0.0.1",
                             "--port", str(settings.stack_prefect_port)],
                 f"http://127.0.0.1:{settings.stack_prefect_port}/api/health"),
         Service("runner", [py, "-m", "flows.serve"]),

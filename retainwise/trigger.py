@@ -51,6 +51,14 @@ def is_busy(exc: BaseException) -> bool:
     return isinstance(exc, httpx.TransportError)
 
 
+def is_not_found(exc: BaseException) -> bool:
+    import httpx
+    from prefect.exceptions import ObjectNotFound
+
+    return isinstance(exc, ObjectNotFound) or (
+        isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code == 404)
+
+
 def retry_busy(call: Callable[[], Any], timeout: float, base: float = 0.05, cap: float = 1.0,
                sleep: Callable[[float], None] = time.sleep) -> Any:
     """Call until it is not refused as busy, waiting a jittered 0-`cap` s between tries.
@@ -123,14 +131,12 @@ class DeploymentStarter:
                     client = get_client(sync_client=True, httpx_settings={
                         "event_hooks": {"response": [raise_if_busy]}})
                     client.__enter__()
-                    try:
-                        deployment = retry_busy(
-                            lambda: client.read_deployment_by_name(self.deployment_name),
-                            self.timeout)
-                    except BaseException:
-                        client.__exit__(None, None, None)
-                        raise
-                self._client, self._deployment_id = client, deployment.id
+                self._client = client
+            if self._deployment_id is None:  # first use, or forgotten after a 404 (recreated)
+                with self._settings_context():
+                    self._deployment_id = retry_busy(
+                        lambda: self._client.read_deployment_by_name(self.deployment_name),
+                        self.timeout).id
             return self._client, self._deployment_id
 
     def __call__(self, prediction: dict[str, Any]) -> str:
@@ -145,7 +151,13 @@ class DeploymentStarter:
                     tags=[f"account:{prediction['account']}",
                           f"model:{prediction['model_name']}"])
 
-        return str(retry_busy(create, self.timeout).id)
+        try:
+            return str(retry_busy(create, self.timeout).id)
+        except Exception as exc:
+            if is_not_found(exc):  # deleted and registered again: look it up for the redelivery
+                with self._lock:
+                    self._deployment_id = None
+            raise
 
     def close(self) -> None:
         with self._lock:

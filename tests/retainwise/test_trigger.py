@@ -289,3 +289,24 @@ def test_a_busy_answer_raises_before_the_prefect_client_can_sleep_on_it():
         raise_if_busy(httpx.Response(503, request=request))
     raise_if_busy(httpx.Response(201, request=request))  # anything else passes through
     raise_if_busy(httpx.Response(404, request=request))
+
+
+def test_a_recreated_deployment_is_looked_up_again_after_one_refusal(resources, prefect_api):
+    """The starter caches the deployment's id; if the deployment was deleted and registered
+    again, one creation fails (its message stays for redelivery) and the next finds the new id."""
+    old_id = score_upload.to_deployment(name="recreated").apply()
+    start = deployment_starter("score-upload/recreated")
+    first = submit(resources, customers_csv(10))
+    assert handle_message(resources, receive_all(resources.queue, 1)[0], start) == "started"
+    with get_client(sync_client=True) as client:
+        client.delete_deployment(old_id)
+    new_id = score_upload.to_deployment(name="recreated").apply()
+    assert new_id != old_id
+
+    second = submit(resources, customers_csv(10))
+    [message] = receive_all(resources.queue, 1)
+    with pytest.raises(httpx.HTTPStatusError, match="404"):
+        handle_message(resources, message, start)
+    assert handle_message(resources, message, start) == "started"  # the redelivery
+    assert [r.parameters["prediction_id"] for r in runs_of(new_id)] == [second]
+    assert first != second
