@@ -28,7 +28,8 @@ from retainwise.errors import UploadRejected
 from retainwise.output import ResultKeys, neutralise_formulas, neutralise_text_columns, to_csv_bytes
 from retainwise.reading import DELIMITER_NAMES, TextTable, read_upload, sniff
 from retainwise.report import merge_counts, upload_counts
-from retainwise.validation import ValidatedUpload, reject_rows, row_numbers, validate_upload
+from retainwise.validation import (ValidatedUpload, reject_rows, row_numbers, too_many_rejected,
+                                   validate_upload)
 
 log = logging.getLogger("retainwise.streaming")
 CHUNK_BYTES = 8 * 2**20           # the default of Settings.chunk_bytes
@@ -293,7 +294,8 @@ def score_stream(blocks: Iterable[bytes], model, max_rejected_share: float, resu
                 totals.counts.append(pending.popleft().result())
         totals.counts += [job.result() for job in pending]
     counts = merge_counts(totals.counts)
-    counts["failure"] = rejected_share_failure(totals, max_rejected_share)
+    counts["failure"] = too_many_rejected(totals.rows_rejected, totals.rows_total,
+                                          max_rejected_share, sorted(totals.examples))
     return counts, totals
 
 
@@ -303,14 +305,6 @@ def _timed(totals: Totals, stage: str, function, *args):
         return function(*args)
     finally:
         totals.timed(stage, started)
-
-
-def rejected_share_failure(totals: Totals, max_rejected_share: float) -> str | None:
-    if not totals.rows_total or totals.rows_rejected / totals.rows_total <= max_rejected_share:
-        return None
-    examples = "; ".join(f"row {r}: {m}" for r, m in sorted(totals.examples)[:3])
-    return (f"{totals.rows_rejected} of {totals.rows_total} rows are invalid (more than "
-            f"{max_rejected_share:.0%}); for example {examples}")
 
 
 def _prefetched(pieces: Iterator[bytes], totals: Totals) -> Iterator[bytes]:

@@ -19,7 +19,8 @@ import logging
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from itertools import islice
+from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
@@ -351,13 +352,14 @@ def row_reasons(frame: pd.DataFrame, profile: ModelProfile, checked: pd.DataFram
     return reasons
 
 
-def too_many_rejected(rejects: pd.DataFrame, rows_total: int, share: float) -> str | None:
-    if not rows_total or len(rejects) / rows_total <= share:
+def too_many_rejected(rejected: int, rows_total: int, share: float,
+                      examples: Iterable[tuple[int, str]]) -> str | None:
+    """The upload's failure when more than `share` of its rows were rejected, else None."""
+    if not rows_total or rejected / rows_total <= share:
         return None
-    examples = "; ".join(f"row {r}: {m}" for r, m in zip(rejects["row_number"][:REJECT_SAMPLE],
-                                                         rejects["reason"][:REJECT_SAMPLE]))
-    return (f"{len(rejects)} of {rows_total} rows are invalid (more than {share:.0%}); "
-            f"for example {examples}")
+    sample = "; ".join(f"row {row}: {why}" for row, why in islice(examples, REJECT_SAMPLE))
+    return (f"{rejected} of {rows_total} rows are invalid (more than {share:.0%}); "
+            f"for example {sample}")
 
 
 def validate_upload(table: TextTable | pd.DataFrame, profile: ModelProfile,
@@ -392,7 +394,9 @@ def validate_upload(table: TextTable | pd.DataFrame, profile: ModelProfile,
     counts = {name: value_counts(c if every_row else c[keep], spellings)
               for name, (c, spellings) in codes.items()}
     return ValidatedUpload(accepted, ids if every_row else ids.iloc[keep], rejects, rows_total,
-                           too_many_rejected(rejects, rows_total, max_rejected_share), quality,
+                           too_many_rejected(
+                               len(rejects), rows_total, max_rejected_share,
+                               zip(rejects["row_number"], rejects["reason"])), quality,
                            dict(table.source), counts)
 
 
