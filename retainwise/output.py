@@ -42,6 +42,12 @@ def neutralise_text_columns(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(**{c: neutralise_formulas(frame[c]) for c in text}) if text else frame
 
 
+def neutralise_results(results: pd.DataFrame) -> pd.DataFrame:
+    """The result columns that echo customer text (ids, reasons) neutralised; the rest is ours."""
+    text = [c for c in ("customer_id", "top_reasons") if c in results.columns]
+    return results.assign(**{c: neutralise_formulas(results[c]) for c in text})
+
+
 def to_csv_bytes(frame: pd.DataFrame, header: bool = True) -> bytes:
     """CSV through Arrow's writer, several times faster than DataFrame.to_csv: floats to 6
     decimals, booleans as True/False, a cell quoted only when it holds a comma, quote or newline."""

@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 from boto3.s3.transfer import TransferConfig
 
-from models.scoring import REASONS_COLUMN, RESULT_COLUMNS, score_frame
+from models.scoring import RESULT_COLUMNS, score_frame
 from retainwise.errors import UploadRejected
-from retainwise.output import ResultKeys, neutralise_formulas, neutralise_text_columns, to_csv_bytes
+from retainwise.output import ResultKeys, neutralise_results, neutralise_text_columns, to_csv_bytes
 from retainwise.reading import DELIMITER_NAMES, TextTable, read_upload, sniff
 from retainwise.report import merge_counts, upload_counts
 from retainwise.validation import (ValidatedUpload, reject_rows, row_numbers, too_many_rejected,
@@ -253,9 +253,7 @@ def write_piece(scored: Future, rejects: pd.DataFrame, files: tuple, first: bool
     """Append one chunk's results and rejects, in file order (one writer thread)."""
     results, counts = scored.result()
     started = time.perf_counter()
-    text = [c for c in ("customer_id", REASONS_COLUMN) if c in results.columns]
-    results = results.assign(**{c: neutralise_formulas(results[c]) for c in text})
-    files[0].write(to_csv_bytes(results, header=first))
+    files[0].write(to_csv_bytes(neutralise_results(results), header=first))
     files[1].write(to_csv_bytes(neutralise_text_columns(rejects), header=first))
     totals.timed("writing", started)
     return counts

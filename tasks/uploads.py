@@ -9,7 +9,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from retainwise import aws, streaming
-from retainwise.output import (ResultKeys, neutralise_formulas, neutralise_text_columns,
+from retainwise.output import (ResultKeys, neutralise_results, neutralise_text_columns,
                                result_keys, to_csv_bytes)
 from retainwise.reading import TextTable, read_upload as read_upload_bytes
 from retainwise.report import render_html, report_from_counts
@@ -53,9 +53,7 @@ def write_results(s3, bucket: str, prediction_id: str, results: pd.DataFrame | N
     """Results (unless the upload failed), rejects and the report, all spreadsheet-safe."""
     keys = result_keys(prediction_id)
     if results is not None:
-        text_columns = [c for c in ("customer_id", "top_reasons") if c in results.columns]
-        safe_results = results.assign(**{c: neutralise_formulas(results[c]) for c in text_columns})
-        aws.put_bytes(s3, bucket, keys.results, to_csv_bytes(safe_results))
+        aws.put_bytes(s3, bucket, keys.results, to_csv_bytes(neutralise_results(results)))
     aws.put_bytes(s3, bucket, keys.rejects, to_csv_bytes(neutralise_text_columns(rejects)))
     put_report(s3, bucket, keys, report, with_results=results is not None)
     return keys
