@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m retainwise.demo
+	$(BIN)/python -m retainwise.local.demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -37,7 +37,7 @@ def train_champion(settings) -> str:
 
     from benchmarks.data import ID, TARGET, load_telco
     from models.training import train
-    from retainwise import registry
+    from retainwise.adapters import mlflow_registry as registry
 
     frame: pd.DataFrame = load_telco()
     trained = train(frame, TARGET, ID)

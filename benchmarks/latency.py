@@ -38,7 +38,7 @@ def upload_bytes() -> bytes:
 
 
 def submit_and_wait(env, data: bytes, timeout: float) -> dict:
-    from retainwise import service
+    from retainwise.entrypoints import service
 
     started = time.time()
     prediction_id = service.submit_upload(env, data, filename="bench.csv", account="bench",
@@ -52,7 +52,7 @@ def breakdown(env, outcome: dict) -> dict:
     """Seconds between the milestones the database and the Prefect API recorded."""
     from prefect.client.orchestration import get_client
 
-    from retainwise import db
+    from retainwise.adapters import db
 
     row = db.get_prediction(env.engine, outcome["id"])
     stamp = lambda value: value.timestamp() if isinstance(value, datetime) else None  # noqa: E731
@@ -101,9 +101,9 @@ def summarise(label: str, rows: list[dict]) -> dict:
 
 def run(uploads: int, timeout: float, skip_one_by_one: bool = False) -> dict:
     import migrations
-    from retainwise import stack
-    from retainwise.resources import Resources
-    from retainwise.settings import Settings
+    from retainwise.local import stack
+    from retainwise.adapters.resources import Resources
+    from retainwise.config.settings import Settings
 
     home = common.fresh_home("latency")
     os.environ.update({"RETAINWISE_HOME": str(home),

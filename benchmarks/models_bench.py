@@ -27,7 +27,7 @@ def best_of(runs: int, action) -> float:
 def main() -> None:
     from models import training
     from models.scoring import score_frame
-    from retainwise.reading import read_table
+    from retainwise.uploads.reading import read_table
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=20000)

@@ -63,9 +63,10 @@ def naive_child(path: str, model_dir: str, out: str) -> dict:
 # ---------------------------------------------------------------- (b) the project's path, a child
 def project_child(rows: int) -> dict:
     from flows.score_upload import score_upload
-    from retainwise import db, registry
-    from retainwise.resources import Resources
-    from retainwise.validation import _batch_definition
+    from retainwise.adapters import db
+    from retainwise.adapters import mlflow_registry as registry
+    from retainwise.adapters.resources import Resources
+    from retainwise.uploads.validation import _batch_definition
 
     env = Resources.from_env()
     registry.load_champion(common.MODEL, env.settings)  # a warm worker has it cached
@@ -85,7 +86,7 @@ def project_child(rows: int) -> dict:
 
 
 class StageLog:
-    """Collects the per-stage seconds retainwise.streaming logs, if the flow streamed."""
+    """Collects the per-stage seconds tasks.uploads logs on `retainwise.chunked`, if the flow streamed."""
 
     seconds: dict[str, float] = {}
 
@@ -98,7 +99,7 @@ class StageLog:
                 if getattr(record, "stage_seconds", None):
                     cls.seconds = dict(record.stage_seconds)
 
-        logger = logging.getLogger("retainwise.streaming")
+        logger = logging.getLogger("retainwise.chunked")
         logger.addHandler(Handler())
         logger.setLevel(logging.INFO)
         return cls
@@ -134,7 +135,7 @@ def export_model(settings, target: Path) -> None:
     """The champion's artifacts plus its profile, for the naive script to load without a registry."""
     import mlflow
 
-    from retainwise import registry
+    from retainwise.adapters import mlflow_registry as registry
 
     model = registry.load_champion(common.MODEL, settings)
     mlflow.set_tracking_uri(settings.tracking_uri)
@@ -145,8 +146,8 @@ def export_model(settings, target: Path) -> None:
 
 def start_backends(home: Path) -> tuple[dict[str, str], list[int]]:
     """moto and a Prefect server on free loopback ports, as the local stack runs them."""
-    from retainwise import stack
-    from retainwise.settings import Settings
+    from retainwise.local import stack
+    from retainwise.config.settings import Settings
 
     settings = Settings(home=home, stack_aws_port=common.free_port(),
                         stack_prefect_port=common.free_port())
@@ -160,7 +161,7 @@ def start_backends(home: Path) -> tuple[dict[str, str], list[int]]:
 
 
 def stop_backends(pids: list[int]) -> None:
-    from retainwise import stack
+    from retainwise.local import stack
 
     for pid in pids:
         stack._stop_group(pid)
@@ -185,8 +186,8 @@ def run_child(kind: str, args: argparse.Namespace, env: dict[str, str], extra: l
 
 def harness(args: argparse.Namespace) -> dict:
     import migrations
-    from retainwise import aws
-    from retainwise.settings import Settings
+    from retainwise.adapters import aws
+    from retainwise.config.settings import Settings
 
     path = ensure(args.rows)
     home = common.fresh_home(f"throughput-{args.rows}")

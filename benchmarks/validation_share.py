@@ -24,11 +24,11 @@ import pandas as pd
 
 from models.scoring import score_frame
 from models.training import train
-from retainwise import validation
-from retainwise.output import neutralise_formulas, neutralise_text_columns, to_csv_bytes
-from retainwise.reading import read_upload
-from retainwise.report import build_report, render_html
-from retainwise.sample import synthetic_customers
+from retainwise.uploads import validation
+from retainwise.uploads.output import neutralise_formulas, neutralise_text_columns, to_csv_bytes
+from retainwise.uploads.reading import read_upload
+from retainwise.uploads.report import build_report, render_html
+from retainwise.local.sample import synthetic_customers
 
 TELCO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "telco_churn.csv"
 TARGET_SHARE = 0.25

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 import migrations
-from retainwise.settings import Settings
+from retainwise.config.settings import Settings
 
 
 @flow(name="migrate")

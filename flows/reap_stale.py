@@ -7,8 +7,9 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from retainwise import reaper
-from retainwise.resources import Resources
+from retainwise.adapters import prefect_api
+from retainwise.uploads import reaper
+from retainwise.adapters.resources import Resources
 from tasks.retry import IO_TASK, is_transient
 
 
@@ -16,7 +17,7 @@ from tasks.retry import IO_TASK, is_transient
       **IO_TASK)
 def sweep_stale(env: Resources, max_attempts: int,
                 stale_after_seconds: float | None) -> list[reaper.Reaped]:
-    return reaper.sweep(env, reaper.prefect_run_states, max_attempts, stale_after_seconds)
+    return reaper.sweep(env, prefect_api.prefect_run_states, max_attempts, stale_after_seconds)
 
 
 @flow(name="reap-stale")

@@ -7,12 +7,13 @@ from typing import Any
 from prefect import flow, get_run_logger, runtime
 from prefect.artifacts import create_markdown_artifact
 
-from retainwise.db import Status
-from retainwise.errors import UploadRejected
-from retainwise.report import build_report, summary_markdown
-from retainwise.output import ResultKeys
-from retainwise.registry import LoadedModel, NoChampion
-from retainwise.resources import Resources
+from retainwise.adapters.db import Status
+from retainwise.config.errors import UploadRejected
+from retainwise.uploads.report import build_report, summary_markdown
+from retainwise.uploads.output import ResultKeys
+from retainwise.adapters.mlflow_registry import LoadedModel
+from retainwise.config.errors import NoChampion
+from retainwise.adapters.resources import Resources
 from tasks.scoring import load_champion, score_customers, validate_upload
 from tasks.retry import describe_failure
 from tasks.status import claim_upload, finish_upload, tag_run

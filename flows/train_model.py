@@ -6,7 +6,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from retainwise.settings import Settings
+from retainwise.config.settings import Settings
 from tasks.training import fit_model, load_training_table, register_model
 
 

@@ -3,8 +3,8 @@
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
-import retainwise.promotions  # noqa: F401  (puts model_promotions on the shared metadata)
-from retainwise.db import metadata
+import retainwise.adapters.promotions  # noqa: F401  (puts model_promotions on the shared metadata)
+from retainwise.adapters.db import metadata
 
 config = context.config
 target_metadata = metadata

@@ -12,8 +12,8 @@ from botocore.exceptions import (
 )
 from sqlalchemy.exc import DBAPIError
 
-from retainwise.errors import PermanentError, UploadRejected
-from retainwise.registry import NoChampion
+from retainwise.config.errors import PermanentError, UploadRejected
+from retainwise.config.errors import NoChampion
 
 PERMANENT = (UploadRejected, NoChampion, PermanentError)
 MISSING_OBJECT_CODES = {"NoSuchKey", "NoSuchBucket", "404", "403", "AccessDenied"}

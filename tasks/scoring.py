@@ -1,4 +1,4 @@
-"""Validation and scoring tasks around the pure functions in retainwise.validation and models/."""
+"""Validation and scoring tasks around the pure functions in retainwise.uploads.validation and models/."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from prefect.cache_policies import NO_CACHE
 
 from models.profile import ModelProfile
 from models.scoring import score_frame
-from retainwise import registry
-from retainwise.reading import TextTable
-from retainwise.settings import Settings
-from retainwise.validation import ValidatedUpload
-from retainwise.validation import validate_upload as validate_table
+from retainwise.adapters import mlflow_registry as registry
+from retainwise.uploads.reading import TextTable
+from retainwise.config.settings import Settings
+from retainwise.uploads.validation import ValidatedUpload
+from retainwise.uploads.validation import validate_upload as validate_table
 from tasks.retry import IO_TASK, is_transient
 
 

@@ -7,21 +7,14 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from retainwise import db
+from retainwise.adapters import db
 from tasks.retry import IO_TASK, is_transient
 
 
 @task(name="claim-upload", cache_policy=NO_CACHE, retry_condition_fn=is_transient, **IO_TASK)
 def claim_upload(engine, prediction_id: str, flow_run_id: str | None) -> dict[str, Any] | None:
-    """The prediction row if this run won it (PENDING -> PROCESSING), else None.
-
-    A retry after a claim that committed but whose reply was lost finds the row already ours.
-    """
-    if db.claim_prediction(engine, prediction_id, flow_run_id):
-        return db.get_prediction(engine, prediction_id)
-    row = db.get_prediction(engine, prediction_id)
-    ours = bool(flow_run_id) and row is not None and row["flow_run_id"] == flow_run_id
-    return row if ours and row["status"] == db.Status.PROCESSING.value else None
+    """The prediction row if this run holds the claim (PENDING -> PROCESSING), else None."""
+    return db.claim_or_resume(engine, prediction_id, flow_run_id)
 
 
 @task(name="finish-upload", cache_policy=NO_CACHE, retry_condition_fn=is_transient, **IO_TASK)

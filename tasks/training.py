@@ -10,9 +10,9 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from models.training import TrainedModel, train
-from retainwise import registry
-from retainwise.reading import read_table
-from retainwise.settings import Settings
+from retainwise.adapters import mlflow_registry as registry
+from retainwise.uploads.reading import read_table
+from retainwise.config.settings import Settings
 from tasks.retry import IO_TASK, is_transient
 
 

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import json
+import logging
+import tempfile
+import time
 
 import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from retainwise import aws, streaming
-from retainwise.output import (ResultKeys, neutralise_results, neutralise_text_columns,
+from retainwise.adapters import aws
+
+from retainwise.uploads import streaming
+from retainwise.uploads.output import (ResultKeys, neutralise_results, neutralise_text_columns,
                                result_keys, to_csv_bytes)
-from retainwise.reading import TextTable, read_upload as read_upload_bytes
-from retainwise.report import render_html, report_from_counts
-from retainwise.settings import Settings
+from retainwise.uploads.reading import TextTable, read_upload as read_upload_bytes
+from retainwise.uploads.report import render_html, report_from_counts
+from retainwise.config.settings import Settings
 from tasks.retry import IO_TASK, is_transient
+
+stage_log = logging.getLogger("retainwise.chunked")  # benchmarks read its stage_seconds
 
 __all__ = ["ResultKeys", "result_keys", "check_upload", "read_upload", "score_in_chunks",
            "write_results"]
@@ -23,8 +30,9 @@ __all__ = ["ResultKeys", "result_keys", "check_upload", "read_upload", "score_in
 @task(name="check-upload", cache_policy=NO_CACHE, retry_condition_fn=is_transient, **IO_TASK)
 def check_upload(s3, settings: Settings, key: str) -> bool:
     """Refuse a file over the size limit; True if it is large enough to score in chunks."""
-    return streaming.should_stream(s3, settings.bucket, key, settings.max_upload_bytes,
-                                   settings.chunked_above_bytes)
+    size = aws.object_size(s3, settings.bucket, key)
+    large = streaming.is_large(size, settings.max_upload_bytes, settings.chunked_above_bytes)
+    return large and streaming.streamable(aws.head_bytes(s3, settings.bucket, key))
 
 
 @task(name="read-upload", cache_policy=NO_CACHE, retry_condition_fn=is_transient, **IO_TASK)
@@ -39,9 +47,17 @@ def score_in_chunks(s3, settings: Settings, key: str, prediction_id: str,
     """Read, validate, score and write a large file chunk by chunk, in bounded memory; a retry
     rewrites the same keys."""
     keys = result_keys(prediction_id)
-    counts = streaming.score_object(s3, settings.bucket, key, keys, model,
-                                    settings.max_rejected_share, settings.top_reasons,
-                                    settings.chunk_bytes)
+    with tempfile.TemporaryFile() as results_file, tempfile.TemporaryFile() as rejects_file:
+        counts, totals = streaming.score_stream(
+            aws.iter_blocks(s3, settings.bucket, key), model, settings.max_rejected_share,
+            results_file, rejects_file, settings.chunk_bytes, settings.top_reasons)
+        started = time.perf_counter()
+        aws.upload_file(s3, settings.bucket, keys.rejects, rejects_file)
+        if counts["failure"] is None:
+            aws.upload_file(s3, settings.bucket, keys.results, results_file)
+        totals.timed("writing", started)
+    stage_log.info("scored %d rows in chunks; seconds per stage %s", totals.rows_total,
+                   dict(totals.seconds), extra={"stage_seconds": dict(totals.seconds)})
     report = report_from_counts(counts, model, prediction_id)
     stored = put_report(s3, settings.bucket, keys, report, with_results=counts["failure"] is None)
     return stored, keys

@@ -88,7 +88,7 @@ def _reset_postgres(url: str) -> None:
 def database_url(request, tmp_path):
     """An empty database of each kind the product supports."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'retainwise.db'}"
+        return f"sqlite:///{tmp_path / 'retainwise.adapters.db'}"
     url = request.getfixturevalue("postgres_server_url")
     _reset_postgres(url)
     return url
@@ -97,7 +97,7 @@ def database_url(request, tmp_path):
 @pytest.fixture
 def migrated_engine(database_url):
     import migrations
-    from retainwise.db import make_engine
+    from retainwise.adapters.db import make_engine
 
     migrations.upgrade(database_url)
     engine = make_engine(database_url)
@@ -109,9 +109,9 @@ def migrated_engine(database_url):
 def mlflow_store(tmp_path_factory):
     """One MLflow store per session with a champion trained on a small synthetic table."""
     from models.training import train
-    from retainwise import registry
-    from retainwise.sample import synthetic_customers
-    from retainwise.settings import Settings
+    from retainwise.adapters import mlflow_registry as registry
+    from retainwise.local.sample import synthetic_customers
+    from retainwise.config.settings import Settings
 
     home = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{home / 'mlflow.db'}"
@@ -125,8 +125,8 @@ def mlflow_store(tmp_path_factory):
 @pytest.fixture
 def stack_env(monkeypatch, tmp_path, moto_endpoint, mlflow_store):
     """Environment for one test: own home, SQLite database, bucket and queues on the moto server."""
-    from retainwise import aws
-    from retainwise.settings import Settings
+    from retainwise.adapters import aws
+    from retainwise.config.settings import Settings
 
     suffix = uuid.uuid4().hex[:8]
     values = {
@@ -153,7 +153,7 @@ def stack_env(monkeypatch, tmp_path, moto_endpoint, mlflow_store):
 
 @pytest.fixture
 def resources(stack_env):
-    from retainwise.resources import Resources
+    from retainwise.adapters.resources import Resources
 
     env = Resources(stack_env)
     yield env

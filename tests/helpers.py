@@ -6,8 +6,12 @@ import io
 
 import pandas as pd
 
-from retainwise import aws, db, service
-from retainwise.sample import synthetic_customers
+from retainwise.adapters import aws
+
+from retainwise.adapters import db
+
+from retainwise.entrypoints import service
+from retainwise.local.sample import synthetic_customers
 
 
 def customers_csv(rows: int = 200, seed: int = 21) -> bytes:

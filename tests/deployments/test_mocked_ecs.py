@@ -18,7 +18,8 @@ from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.states import Running
 
 from deployments.ecs import default_job_template, load_deployments
-from retainwise import aws, follow
+from retainwise.adapters import aws
+from retainwise.entrypoints import follow
 
 
 @pytest.fixture

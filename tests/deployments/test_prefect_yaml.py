@@ -49,7 +49,7 @@ def test_the_local_runner_serves_the_same_deployments():
     import ast
     from pathlib import Path
 
-    source = (Path(__file__).resolve().parents[2] / "flows" / "serve.py").read_text()
+    source = (Path(__file__).resolve().parents[2] / "retainwise" / "runtime" / "serve.py").read_text()
     served = {kw.value.value for node in ast.walk(ast.parse(source))
               if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "to_deployment"
               for kw in node.keywords if kw.arg == "name"}

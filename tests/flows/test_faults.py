@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from flows.score_upload import score_upload
-from retainwise import db
+from retainwise.adapters import db
 from tests.conftest import free_port
 from tests.helpers import customers_csv, results_of, submit
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("prefect_api")
 def resources_on(resources, database_url, monkeypatch):
     """The test's moto bucket and queue with the parametrised database behind every flow run."""
     import migrations
-    from retainwise.db import make_engine
+    from retainwise.adapters.db import make_engine
 
     monkeypatch.setenv("RETAINWISE_DATABASE_URL", database_url)
     migrations.upgrade(database_url)
@@ -52,9 +52,9 @@ def test_twenty_uploads_at_once_each_complete_exactly_once(resources_on):
 def test_s3_going_away_mid_run_is_retried_then_fails_clearly(monkeypatch, stack_env, resources):
     from moto.server import ThreadedMotoServer
 
-    from retainwise import aws
-    from retainwise.resources import Resources
-    from retainwise.settings import Settings
+    from retainwise.adapters import aws
+    from retainwise.adapters.resources import Resources
+    from retainwise.config.settings import Settings
 
     port = free_port()
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)

@@ -18,8 +18,10 @@ from prefect.settings import PREFECT_API_URL
 
 from flows.reap_stale import reap_stale
 from flows.score_upload import score_upload
-from retainwise import db, reaper
-from retainwise.trigger import deployment_starter, handle_message
+from retainwise.adapters import db
+from retainwise.adapters import prefect_api
+from retainwise.uploads import reaper
+from retainwise.runtime.trigger import deployment_starter, handle_message
 from tests.conftest import REPO
 from tests.helpers import customers_csv, results_of, submit
 
@@ -97,7 +99,7 @@ def test_sigkill_under_a_live_runner_is_crashed_requeued_and_completed(resources
     first_run = db.get_prediction(resources.engine, prediction_id)["flow_run_id"]
 
     # the runner sees its child die and marks the run Crashed; the reaper acts on that at once
-    wait_for(lambda: reaper.prefect_run_states([first_run]).get(first_run) == "CRASHED", 30,
+    wait_for(lambda: prefect_api.prefect_run_states([first_run]).get(first_run) == "CRASHED", 30,
              "Prefect to mark the killed run Crashed", 0.5)
     assert reap_stale(stale_after_seconds=3600)["requeued"] == [prediction_id]
     assert handle_message(resources, next_message(resources.queue), start) == "started"

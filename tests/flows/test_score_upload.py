@@ -3,8 +3,8 @@
 import pytest
 
 from flows.score_upload import score_upload
-from retainwise import db
-from retainwise.registry import load_champion
+from retainwise.adapters import db
+from retainwise.adapters.mlflow_registry import load_champion
 from tests.helpers import customers_csv, results_of, submit
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -66,7 +66,7 @@ def test_a_second_run_for_the_same_upload_is_a_no_op(resources):
 
 
 def test_no_champion_fails_at_once_with_the_promote_hint(resources):
-    from retainwise import service
+    from retainwise.entrypoints import service
 
     prediction_id = service.submit_upload(resources, customers_csv(10), filename="c.csv",
                                           account="acme", model_name="no-such-model")
@@ -82,7 +82,7 @@ def test_large_file_is_scored_in_chunks_with_the_same_outcome(resources, monkeyp
 
     import pandas as pd
 
-    from retainwise import aws
+    from retainwise.adapters import aws
 
     text = customers_csv(900, seed=33).decode().splitlines()
     text[450] = text[3]                                   # a duplicate id, far from its first copy

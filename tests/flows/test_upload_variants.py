@@ -20,13 +20,15 @@ from hypothesis import strategies as st
 
 from models.scoring import score_frame
 from models.training import train
-from retainwise import aws, db, registry
-from retainwise.errors import UploadRejected
-from retainwise.output import result_keys
-from retainwise.reading import read_upload
-from retainwise.sample import synthetic_customers
-from retainwise.settings import Settings
-from retainwise.validation import validate_upload
+from retainwise.adapters import aws
+from retainwise.adapters import db
+from retainwise.adapters import mlflow_registry as registry
+from retainwise.config.errors import UploadRejected
+from retainwise.uploads.output import result_keys
+from retainwise.uploads.reading import read_upload
+from retainwise.local.sample import synthetic_customers
+from retainwise.config.settings import Settings
+from retainwise.uploads.validation import validate_upload
 from tests.conftest import telco_path
 
 NUMERIC = ["SeniorCitizen", "tenure", "MonthlyCharges", "TotalCharges"]
@@ -281,7 +283,7 @@ def telco_champion(telco, mlflow_store):
 
 def run_flow(resources, data: bytes, model_name: str):
     from flows.score_upload import score_upload
-    from retainwise import service
+    from retainwise.entrypoints import service
 
     prediction_id = service.submit_upload(resources, data, filename="upload", account="acme",
                                           model_name=model_name)
@@ -324,7 +326,7 @@ def test_flow_scores_a_european_gzip_upload_and_writes_the_report(resources, tel
     assert report["rows_total"] == report["rows_scored"] + report["rows_rejected"] == 7044
     assert report["reject_reasons"] == {"not a number: tenure": 1, "duplicate id": 1}
 
-    from retainwise.cli import main
+    from retainwise.entrypoints.cli import main
 
     out = tmp_path / "report.html"
     assert main(["report", prediction_id, "-o", str(out)]) == 0
@@ -372,7 +374,7 @@ def test_random_csvish_bytes_end_completed_or_failed_through_the_flow(data, reso
 
 @pytest.mark.usefixtures("prefect_api")
 def test_a_file_level_failure_has_no_report_and_the_cli_says_why(resources, capsys):
-    from retainwise.cli import main
+    from retainwise.entrypoints.cli import main
 
     prediction_id, row = run_flow(resources, b"%PDF-1.4 not a table", "churn")
     assert row["status"] == "FAILED"

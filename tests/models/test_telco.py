@@ -8,7 +8,7 @@ import pytest
 from models.features import prepare_features
 from models.scoring import score_frame
 from models.training import LABEL_COLUMN, train
-from retainwise.reading import read_table
+from retainwise.uploads.reading import read_table
 from tests.conftest import telco_path
 
 

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from models.training import LABEL_COLUMN, TrainingError, train
-from retainwise.sample import synthetic_customers
+from retainwise.local.sample import synthetic_customers
 
 
 def other_schema(rows: int = 1200) -> pd.DataFrame:

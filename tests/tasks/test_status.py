@@ -1,6 +1,6 @@
 """claim-upload on SQLite and PostgreSQL: a retried claim keeps the run's own win, no one else's."""
 
-from retainwise import db
+from retainwise.adapters import db
 from tasks.status import claim_upload
 
 

@@ -17,7 +17,7 @@ from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.score_upload import score_upload
-from retainwise import db
+from retainwise.adapters import db
 from tests.conftest import free_port
 from tests.helpers import customers_csv, submit
 from tests.ui.browser import CHROMIUM, headless_page

@@ -1,0 +1,159 @@
+"""S3 and SQS: one code path for moto on loopback and real AWS, chosen by AWS_ENDPOINT_URL."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+
+from retainwise.config.settings import Settings
+
+# max_attempts is left to botocore (3, or AWS_MAX_ATTEMPTS) so an operator or a test can change it
+# boto3's default (10 parts of 8 MB in flight) alone would take 80 MB of a 1 GB budget
+UPLOAD_CONFIG = TransferConfig(max_concurrency=3, multipart_chunksize=8 * 2**20)
+READ_BLOCK = 4 * 2**20
+_RETRIES = Config(retries={"mode": "standard"}, connect_timeout=5, read_timeout=30)
+
+
+def client(service: str, settings: Settings) -> Any:
+    return boto3.client(service, region_name=settings.aws_region,
+                        endpoint_url=settings.aws_endpoint_url, config=_RETRIES)
+
+
+@dataclass(frozen=True)
+class Queue:
+    """The upload queue: SQS client plus the URLs it needs, resolved once."""
+
+    sqs: Any
+    url: str
+    dead_letter_url: str
+
+    def send(self, body: dict[str, Any]) -> str:
+        return self.sqs.send_message(QueueUrl=self.url, MessageBody=json.dumps(body))["MessageId"]
+
+    def receive(self, wait_seconds: int = 1, max_messages: int = 10) -> list[dict[str, Any]]:
+        response = self.sqs.receive_message(
+            QueueUrl=self.url, WaitTimeSeconds=wait_seconds, MaxNumberOfMessages=max_messages,
+            MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+        )
+        return response.get("Messages", [])
+
+    def delete(self, receipt_handle: str) -> None:
+        self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=receipt_handle)
+
+
+def open_queue(settings: Settings, sqs: Any | None = None) -> Queue:
+    sqs = sqs or client("sqs", settings)
+    url = sqs.get_queue_url(QueueName=settings.queue_name)["QueueUrl"]
+    dlq = sqs.get_queue_url(QueueName=settings.dead_letter_queue_name)["QueueUrl"]
+    return Queue(sqs=sqs, url=url, dead_letter_url=dlq)
+
+
+def ensure_resources(settings: Settings) -> Queue:
+    """Create the bucket, the queue and its dead-letter queue if absent (local stack and tests)."""
+    s3 = client("s3", settings)
+    existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+    if settings.bucket not in existing:
+        s3.create_bucket(Bucket=settings.bucket)
+    sqs = client("sqs", settings)
+    dlq_url = sqs.create_queue(QueueName=settings.dead_letter_queue_name)["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
+        "Attributes"]["QueueArn"]
+    redrive = json.dumps({"deadLetterTargetArn": dlq_arn,
+                          "maxReceiveCount": str(settings.max_receive_count)})
+    sqs.create_queue(QueueName=settings.queue_name,
+                     Attributes={"RedrivePolicy": redrive, "VisibilityTimeout": "30"})
+    return open_queue(settings, sqs)
+
+
+def put_bytes(s3: Any, bucket: str, key: str, body: bytes, content_type: str = "text/csv") -> None:
+    s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
+
+
+def get_bytes(s3: Any, bucket: str, key: str) -> bytes:
+    return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def object_size(s3: Any, bucket: str, key: str) -> int:
+    return s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
+
+
+def head_bytes(s3: Any, bucket: str, key: str, size: int = 4096) -> bytes:
+    return s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{size - 1}")["Body"].read()
+
+
+def iter_blocks(s3: Any, bucket: str, key: str) -> Iterator[bytes]:
+    """The object as blocks of READ_BLOCK bytes; the connection is closed even if the reader stops."""
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    try:
+        yield from body.iter_chunks(READ_BLOCK)
+    finally:
+        body.close()
+
+
+def upload_file(s3: Any, bucket: str, key: str, handle, content_type: str = "text/csv") -> None:
+    """A file of any size, as a multipart upload with a few parts in flight (bounded memory)."""
+    handle.seek(0)
+    s3.upload_fileobj(handle, bucket, key, ExtraArgs={"ContentType": content_type},
+                      Config=UPLOAD_CONFIG)
+
+
+def _take_dead_letters(queue: Queue, max_messages: int) -> list[dict[str, Any]]:
+    """Receive the whole DLQ (hidden while we look), each message once with its latest handle."""
+    taken: dict[str, dict[str, Any]] = {}
+    empty_receives = 0
+    while len(taken) < max_messages and empty_receives < 2:
+        batch = queue.sqs.receive_message(
+            QueueUrl=queue.dead_letter_url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
+            VisibilityTimeout=60,
+            MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+        ).get("Messages", [])
+        fresh = [m for m in batch if m["MessageId"] not in taken]
+        empty_receives = 0 if fresh else empty_receives + 1
+        taken.update({m["MessageId"]: m for m in batch})
+    return list(taken.values())
+
+
+def _release(queue: Queue, messages: list[dict[str, Any]]) -> None:
+    """Looked at, not taken: visible again in the DLQ right away."""
+    for m in messages:
+        queue.sqs.change_message_visibility(QueueUrl=queue.dead_letter_url,
+                                            ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0)
+
+
+def prediction_id_of(message: dict[str, Any]) -> str | None:
+    try:
+        body = json.loads(message.get("Body", ""))
+    except json.JSONDecodeError:
+        return None
+    return body.get("prediction_id") if isinstance(body, dict) else None
+
+
+def list_dead_letters(queue: Queue, max_messages: int = 100) -> list[dict[str, Any]]:
+    """What sits in the DLQ: message id, prediction id (if parseable), receives, body."""
+    messages = _take_dead_letters(queue, max_messages)
+    _release(queue, messages)
+    return [{"message_id": m["MessageId"], "prediction_id": prediction_id_of(m),
+             "receive_count": int(m.get("Attributes", {}).get("ApproximateReceiveCount", 0)),
+             "sent_timestamp": m.get("Attributes", {}).get("SentTimestamp"),
+             "body": m["Body"][:500]} for m in messages]
+
+
+def redrive_dead_letters(queue: Queue, ids: set[str] | None = None,
+                         max_messages: int = 1000) -> list[str]:
+    """Move DLQ messages (all, or those whose message or prediction id is in `ids`) back.
+
+    Sent to the upload queue before it is deleted from the DLQ, so a crash duplicates, never loses.
+    """
+    messages = _take_dead_letters(queue, max_messages)
+    chosen = [m for m in messages
+              if ids is None or {m["MessageId"], prediction_id_of(m)} & ids]
+    _release(queue, [m for m in messages if m not in chosen])
+    for m in chosen:
+        queue.sqs.send_message(QueueUrl=queue.url, MessageBody=m["Body"])
+        queue.sqs.delete_message(QueueUrl=queue.dead_letter_url, ReceiptHandle=m["ReceiptHandle"])
+    return [m["MessageId"] for m in chosen]

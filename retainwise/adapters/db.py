@@ -1,0 +1,206 @@
+"""The `predictions` table and the few statements the product runs against it.
+
+Functions take an Engine so tests pass in a real SQLite or PostgreSQL one; nothing connects at import.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Status(str, enum.Enum):
+    PENDING = "PENDING"
+    PROCESSING = "PROCESSING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+
+FINAL_STATUSES = frozenset({Status.COMPLETED, Status.FAILED})
+
+predictions = sa.Table(
+    "predictions",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("account", sa.String(255), nullable=False),
+    sa.Column("model_name", sa.String(255), nullable=False),
+    sa.Column("model_version", sa.String(64)),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("input_key", sa.String(1024), nullable=False),
+    sa.Column("original_filename", sa.String(1024)),
+    sa.Column("result_key", sa.String(1024)),
+    sa.Column("report_key", sa.String(1024)),
+    sa.Column("rows_total", sa.Integer),
+    sa.Column("rows_scored", sa.Integer),
+    sa.Column("rows_rejected", sa.Integer),
+    sa.Column("error", sa.Text),
+    sa.Column("flow_run_id", sa.String(64)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True)),
+    sa.Column("completed_at", sa.DateTime(timezone=True)),
+    sa.Column("sqs_message_id", sa.String(255)),
+    sa.Column("sqs_queued_at", sa.DateTime(timezone=True)),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.CheckConstraint(
+        "status IN ('PENDING', 'PROCESSING', 'COMPLETED', 'FAILED')", name="status_known"
+    ),
+    sa.Index("ix_predictions_status", "status"),
+)
+
+
+def make_engine(url: str) -> Engine:
+    """SQLite gets a busy timeout so concurrent workers wait for the write lock instead of failing."""
+    if url.startswith("sqlite"):
+        return sa.create_engine(url, connect_args={"timeout": 30})
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def create_prediction(
+    engine: Engine, *, account: str, model_name: str, input_key: str,
+    original_filename: str | None = None, prediction_id: str | None = None,
+) -> str:
+    prediction_id = prediction_id or str(uuid.uuid4())
+    now = utcnow()
+    with engine.begin() as conn:
+        conn.execute(predictions.insert().values(
+            id=prediction_id, account=account, model_name=model_name, status=Status.PENDING.value,
+            input_key=input_key, original_filename=original_filename, created_at=now, updated_at=now,
+        ))
+    return prediction_id
+
+
+def get_prediction(engine: Engine, prediction_id: str) -> dict[str, Any] | None:
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(predictions).where(predictions.c.id == prediction_id)
+        ).mappings().first()
+    return dict(row) if row else None
+
+
+def record_queued(engine: Engine, prediction_id: str, message_id: str, queued_at: datetime) -> None:
+    _update(engine, prediction_id, sqs_message_id=message_id, sqs_queued_at=queued_at)
+
+
+def claim_prediction(engine: Engine, prediction_id: str, flow_run_id: str | None = None) -> bool:
+    """PENDING -> PROCESSING as one conditional UPDATE: of two concurrent runs exactly one wins.
+
+    Each claim counts one attempt; the reaper gives up on an upload after a few of them.
+    """
+    now = utcnow()
+    with engine.begin() as conn:
+        result = conn.execute(
+            predictions.update()
+            .where(predictions.c.id == prediction_id, predictions.c.status == Status.PENDING.value)
+            .values(status=Status.PROCESSING.value, started_at=now, updated_at=now,
+                    flow_run_id=flow_run_id, attempts=predictions.c.attempts + 1)
+        )
+    return result.rowcount == 1
+
+
+def claim_or_resume(engine: Engine, prediction_id: str,
+                    flow_run_id: str | None) -> dict[str, Any] | None:
+    """The prediction row if this run holds it (won now, or won before a lost reply), else None.
+
+    A retried claim whose first UPDATE committed finds the row PROCESSING under its own run id.
+    """
+    if claim_prediction(engine, prediction_id, flow_run_id):
+        return get_prediction(engine, prediction_id)
+    row = get_prediction(engine, prediction_id)
+    ours = bool(flow_run_id) and row is not None and row["flow_run_id"] == flow_run_id
+    return row if ours and row["status"] == Status.PROCESSING.value else None
+
+
+def finish_prediction(engine: Engine, prediction_id: str, flow_run_id: str | None,
+                      status: Status, **fields: Any) -> bool:
+    """PROCESSING -> COMPLETED/FAILED, only for the run holding the claim (a fencing token).
+
+    A run the reaper already gave up on finds its claim gone and changes nothing.
+    """
+    return _move_if_held(engine, prediction_id, flow_run_id, status=Status(status).value,
+                         completed_at=utcnow(), **fields)
+
+
+def processing(engine: Engine) -> list[dict[str, Any]]:
+    """Every row a run holds right now: the reaper's candidates."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(predictions).where(predictions.c.status == Status.PROCESSING.value)
+            .order_by(predictions.c.started_at)
+        ).mappings().all()
+    return [dict(row) for row in rows]
+
+
+def pending_since(engine: Engine, before: datetime) -> list[dict[str, Any]]:
+    """PENDING rows last queued before `before`: their message may be lost (or in the DLQ)."""
+    queued = sa.func.coalesce(predictions.c.sqs_queued_at, predictions.c.created_at)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(predictions).where(predictions.c.status == Status.PENDING.value,
+                                         queued < before)
+        ).mappings().all()
+    return [dict(row) for row in rows]
+
+
+def release_claim(engine: Engine, prediction_id: str, flow_run_id: str | None) -> bool:
+    """PROCESSING -> PENDING for a run that died, so a new run can claim it; only if unchanged."""
+    return _move_if_held(engine, prediction_id, flow_run_id, status=Status.PENDING.value,
+                         started_at=None)
+
+
+def fail_claim(engine: Engine, prediction_id: str, flow_run_id: str | None, error: str) -> bool:
+    """PROCESSING -> FAILED with a reason, for a run that died once too often; only if unchanged."""
+    return finish_prediction(engine, prediction_id, flow_run_id, Status.FAILED, error=error)
+
+
+def _move_if_held(engine: Engine, prediction_id: str, flow_run_id: str | None,
+                  **values: Any) -> bool:
+    """One conditional UPDATE of a PROCESSING row, applied only while `flow_run_id` holds it."""
+    with engine.begin() as conn:
+        result = conn.execute(
+            predictions.update()
+            .where(predictions.c.id == prediction_id,
+                   predictions.c.status == Status.PROCESSING.value,
+                   _same_run(flow_run_id))
+            .values(updated_at=utcnow(), **values)
+        )
+    return result.rowcount == 1
+
+
+def _same_run(flow_run_id: str | None):
+    if flow_run_id is None:
+        return predictions.c.flow_run_id.is_(None)
+    return predictions.c.flow_run_id == flow_run_id
+
+
+def set_status(engine: Engine, prediction_id: str, status: Status, **fields: Any) -> None:
+    """Move a prediction to `status`, storing counts, keys or the error alongside."""
+    if status in FINAL_STATUSES:
+        fields.setdefault("completed_at", utcnow())
+    _update(engine, prediction_id, status=Status(status).value, **fields)
+
+
+def _update(engine: Engine, prediction_id: str, **fields: Any) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            predictions.update().where(predictions.c.id == prediction_id)
+            .values(updated_at=utcnow(), **fields)
+        )

@@ -1,0 +1,25 @@
+"""The Prefect API as the rest of the code needs it: the state of flow runs it holds."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+
+def prefect_run_states(flow_run_ids: Iterable[str]) -> dict[str, str]:
+    """State type (RUNNING, CRASHED, ...) of each flow run the Prefect API knows, by id."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    ids = []
+    for value in flow_run_ids:
+        try:
+            ids.append(UUID(value))
+        except ValueError:
+            continue
+    if not ids:
+        return {}
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)))
+    return {str(run.id): run.state.type.value for run in runs if run.state}

@@ -1,0 +1,373 @@
+"""`retainwise`: upload files, follow them, train and promote models, run the local stack."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from retainwise.config.settings import Settings
+
+
+def _resources():
+    from retainwise.adapters.resources import Resources
+
+    return Resources.from_env()
+
+
+def _print_json(data: dict[str, Any]) -> None:
+    print(json.dumps(data, default=str))
+
+
+def cmd_upload(args) -> int:
+    from retainwise.entrypoints import service
+
+    env = _resources()
+    path = Path(args.file)
+    prediction_id = service.submit_upload(env, path.read_bytes(), filename=path.name,
+                                          account=args.account or env.settings.default_account,
+                                          model_name=args.model or env.settings.default_model)
+    print(prediction_id)
+    if not args.wait:
+        return 0
+    row = service.wait_for_final(env, prediction_id, timeout=args.timeout)
+    if row["status"] != "COMPLETED":
+        print(f"FAILED: {row['error']}", file=sys.stderr)
+        return 1
+    out = Path(args.output or env.settings.home_dir / "results" / f"{prediction_id}.csv")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(service.download_results(env, prediction_id))
+    print(out)
+    return 0
+
+
+def cmd_status(args) -> int:
+    from retainwise.adapters import db
+
+    row = db.get_prediction(_resources().engine, args.id)
+    if row is None:
+        print(f"no upload with id {args.id}", file=sys.stderr)
+        return 2
+    _print_json(row)
+    return 0
+
+
+def cmd_download(args) -> int:
+    from retainwise.entrypoints import service
+
+    try:
+        data = service.download_results(_resources(), args.id)
+    except LookupError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    out = Path(args.output or f"{args.id}.csv")
+    out.write_bytes(data)
+    print(out)
+    return 0
+
+
+def cmd_report(args) -> int:
+    """The upload's HTML data-quality report, from the key derived from its prediction id."""
+    from botocore.exceptions import ClientError
+
+    from retainwise.adapters import aws
+
+    from retainwise.adapters import db
+    from retainwise.uploads.output import result_keys
+
+    env = _resources()
+    row = db.get_prediction(env.engine, args.id)
+    if row is None:
+        print(f"no upload with id {args.id}", file=sys.stderr)
+        return 2
+    try:
+        data = aws.get_bytes(env.s3, env.settings.bucket, result_keys(args.id).report_html)
+    except ClientError:  # NoSuchKey: the upload failed before a report could be built
+        print(f"upload {args.id} has no report ({row['status']}"
+              + (f": {row['error']})" if row.get("error") else ")"), file=sys.stderr)
+        return 1
+    out = Path(args.output or f"{args.id}.report.html")
+    out.write_bytes(data)
+    print(out)
+    return 0
+
+
+def cmd_score(args) -> int:
+    """Local scoring for data scientists: the same validate -> score -> write steps, no queue."""
+    from models.scoring import score_frame
+    from retainwise.adapters import mlflow_registry as registry
+    from retainwise.config import errors
+    from retainwise.config.errors import UploadRejected
+    from retainwise.uploads.output import build_report, to_csv_bytes
+    from retainwise.uploads.reading import read_upload
+    from retainwise.uploads.validation import validate_upload
+
+    settings = Settings()
+    summary: dict[str, Any] = {"status": "FAILED", "rows_total": 0, "rows_scored": 0,
+                               "rows_rejected": 0, "model_version": None, "error": None}
+    try:
+        model = registry.load_champion(args.model or settings.default_model, settings)
+        summary["model_version"] = model.version
+        upload = validate_upload(read_upload(Path(args.file).read_bytes(),
+                                             settings.max_upload_bytes),
+                                 model.profile, settings.max_rejected_share)
+        if upload.failure:
+            raise UploadRejected(upload.failure)
+        results = score_frame(model.pipeline, model.profile, upload.accepted, upload.customer_ids,
+                              reasons=settings.top_reasons)
+        out = Path(args.output)
+        out.write_bytes(to_csv_bytes(results))
+        out.with_name(out.stem + ".rejects.csv").write_bytes(to_csv_bytes(upload.rejects))
+        report = build_report(upload, results, model)
+        summary.update(status="COMPLETED", rows_total=upload.rows_total,
+                       rows_scored=len(results), rows_rejected=upload.rows_rejected,
+                       risk_counts=report["risk_counts"], output=str(out))
+    except (UploadRejected, errors.NoChampion, OSError) as exc:
+        summary["error"] = str(exc)
+    _print_json(summary)
+    return 0 if summary["status"] == "COMPLETED" else 1
+
+
+def cmd_trigger(args) -> int:
+    from retainwise.runtime.trigger import deployment_starter, run_trigger
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    env = _resources()
+    stop = threading.Event()
+    start = deployment_starter(env.settings.deployment_name, env.settings.trigger_create_timeout)
+    try:
+        run_trigger(env, start, stop, concurrency=env.settings.trigger_concurrency)
+    except KeyboardInterrupt:
+        stop.set()
+    finally:
+        start.close()
+    return 0
+
+
+def cmd_api(args) -> int:
+    import uvicorn
+
+    from retainwise.entrypoints.api import create_app
+
+    uvicorn.run(create_app(_resources()), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def cmd_stack(args) -> int:
+    from retainwise.local import stack
+
+    settings = Settings()
+    if args.action == "up":
+        env = stack.up(settings)
+        print(f"stack up: S3/SQS {env['AWS_ENDPOINT_URL']}, Prefect UI "
+              f"{env['PREFECT_API_URL'].removesuffix('/api')}; state in {settings.home_dir}")
+    elif args.action == "down":
+        print("stopped:", ", ".join(stack.down(settings)) or "nothing was running")
+    else:
+        _print_json(stack.status(settings))
+    return 0
+
+
+def cmd_migrate(args) -> int:
+    if args.deployment:
+        return migrate_by_deployment(args.deployment, args.revision, args.timeout)
+    from flows.migrate import migrate
+
+    print(f"database at revision {migrate(args.revision)}")
+    return 0
+
+
+def migrate_by_deployment(deployment: str, revision: str, timeout: float) -> int:
+    """Run the migrate deployment where it lives (ECS in production) and wait for its end state."""
+    from prefect.exceptions import ObjectNotFound
+
+    from retainwise.entrypoints import follow
+
+    try:
+        flow_run_id = follow.start_run(deployment, {"revision": revision})
+    except ObjectNotFound:
+        print(f"no deployment named {deployment}; register it first (`prefect deploy --name "
+              f"migrate`, or `retainwise stack up` locally)", file=sys.stderr)
+        return follow.EXIT_FAILED
+    print(f"started flow run {flow_run_id} of {deployment}; waiting up to {timeout:.0f} s",
+          flush=True)
+    outcome = follow.follow(flow_run_id, timeout, say=lambda text: print(text, flush=True))
+    if outcome.exit_code == follow.EXIT_COMPLETED:
+        print(f"migration completed (flow run {flow_run_id})")
+    elif outcome.exit_code == follow.EXIT_FAILED:
+        print(f"migration {outcome.state} (flow run {flow_run_id}); its last log lines:",
+              file=sys.stderr)
+        for line in outcome.lines:
+            print(f"  {line}", file=sys.stderr)
+    return outcome.exit_code
+
+
+def cmd_dlq(args) -> int:
+    from retainwise.adapters import aws
+
+    queue = _resources().queue
+    if args.action == "list":
+        for message in aws.list_dead_letters(queue, args.max):
+            _print_json(message)
+        return 0
+    moved = aws.redrive_dead_letters(queue, set(args.id) if args.id else None)
+    print(f"moved {len(moved)} message(s) back to {queue.url}")
+    return 0
+
+
+def cmd_model(args) -> int:
+    from retainwise.adapters import mlflow_registry as registry
+    from retainwise.config import errors
+    from retainwise.modelops import promotion
+
+    settings = Settings()
+    if args.action == "train":
+        return _model_train(args)
+    if args.action == "list":
+        for row in registry.list_versions(args.name, settings):
+            _print_json(row)
+        return 0
+    from retainwise.adapters.db import make_engine
+    from retainwise.adapters.promotions import PromotionsTableMissing
+
+    engine = make_engine(settings.db_url)
+    try:
+        if args.action == "promote":
+            outcome = promotion.promote_version(args.name, settings, engine, version=args.version,
+                                               force=args.force, reason=args.reason)
+        else:
+            outcome = promotion.rollback(args.name, settings, engine, reason=args.reason)
+    except errors.PromotionRefused as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        _print_json({"status": "refused", "message": str(exc), **exc.details})
+        return 1
+    except (PromotionsTableMissing, errors.NoChampion, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    _print_json(outcome)
+    return 0
+
+
+def _model_train(args) -> int:
+    from flows.train_model import train_model
+    from models.training import TrainingError
+
+    try:
+        summary = train_model(args.data, args.target, args.id, args.name, args.positive,
+                              args.allow_column)
+    except TrainingError as exc:
+        print(f"error: cannot train on {args.data}: {exc}", file=sys.stderr)
+        return 2
+    for note in summary.pop("notes", []):
+        print(f"note: {note}", file=sys.stderr)
+    _print_json(summary)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="retainwise", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("upload", help="upload a CSV for scoring; prints the prediction id")
+    up.add_argument("file")
+    up.add_argument("--model")
+    up.add_argument("--account")
+    up.add_argument("--wait", action="store_true", help="wait, download, print the results path")
+    up.add_argument("--timeout", type=float, default=300)
+    up.add_argument("-o", "--output")
+    up.set_defaults(run=cmd_upload)
+
+    st = sub.add_parser("status", help="an upload's status as JSON")
+    st.add_argument("id")
+    st.set_defaults(run=cmd_status)
+
+    dl = sub.add_parser("download", help="download an upload's results CSV")
+    dl.add_argument("id")
+    dl.add_argument("-o", "--output")
+    dl.set_defaults(run=cmd_download)
+
+    rp = sub.add_parser("report", help="download an upload's HTML data-quality report")
+    rp.add_argument("id")
+    rp.add_argument("-o", "--output")
+    rp.set_defaults(run=cmd_report)
+
+    sc = sub.add_parser("score", help="score a local file with the champion, no queue")
+    sc.add_argument("file")
+    sc.add_argument("-o", "--output", required=True)
+    sc.add_argument("--model")
+    sc.set_defaults(run=cmd_score)
+
+    sub.add_parser("trigger", help="run the SQS trigger (long-running)").set_defaults(
+        run=cmd_trigger)
+
+    api = sub.add_parser("api", help="serve the HTTP upload API")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8000)
+    api.set_defaults(run=cmd_api)
+
+    sk = sub.add_parser("stack", help="the local stack on loopback")
+    sk.add_argument("action", choices=["up", "down", "status"])
+    sk.set_defaults(run=cmd_stack)
+
+    mg = sub.add_parser("migrate", help="run the migrate flow (alembic upgrade)")
+    mg.add_argument("--revision", default="head")
+    mg.add_argument("--deployment", nargs="?", const="migrate/migrate", metavar="NAME",
+                    help="run the migrate deployment (default migrate/migrate) on its work pool "
+                         "and follow it to the end; exit 0 only on Completed")
+    mg.add_argument("--timeout", type=float, default=600,
+                    help="with --deployment: seconds to wait before giving up (exit 2)")
+    mg.set_defaults(run=cmd_migrate)
+
+    dq = sub.add_parser("dlq", help="the dead-letter queue: list messages, send them back")
+    dsub = dq.add_subparsers(dest="action", required=True)
+    dls = dsub.add_parser("list", help="one JSON line per message in the DLQ")
+    dls.add_argument("--max", type=int, default=100)
+    drd = dsub.add_parser("redrive", help="move messages back to the upload queue")
+    drd.add_argument("--id", action="append",
+                     help="message id or prediction id (repeatable); default: all")
+    dq.set_defaults(run=cmd_dlq)
+
+    md = sub.add_parser("model", help="train, promote, roll back and list models")
+    msub = md.add_subparsers(dest="action", required=True)
+    tr = msub.add_parser("train", help="fit on a labeled CSV; the new version is the challenger")
+    tr.add_argument("--data", required=True)
+    tr.add_argument("--target", required=True)
+    tr.add_argument("--id", help="customer id column (default: the 1-based row number)")
+    tr.add_argument("--name", default="churn")
+    tr.add_argument("--positive", help="the target value that means churn, for text labels")
+    tr.add_argument("--allow-column", action="append", default=[], metavar="COLUMN",
+                    help="keep a column the leakage guard would exclude (repeatable)")
+    pr = msub.add_parser("promote", help="make the challenger (or --version) champion, gated")
+    pr.add_argument("name")
+    pr.add_argument("--version")
+    pr.add_argument("--force", action="store_true", help="override the gate (needs --reason)")
+    pr.add_argument("--reason")
+    rb = msub.add_parser("rollback", help="return to the champion before the current one")
+    rb.add_argument("name")
+    rb.add_argument("--reason")
+    ls = msub.add_parser("list", help="versions, aliases and key figures")
+    ls.add_argument("name")
+    md.set_defaults(run=cmd_model)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    # without a Prefect server, flows start a temporary one; on a busy 2-core box it needs > 20 s
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    if args.command != "stack":
+        from retainwise.local.stack import load_stack_env
+
+        load_stack_env(Settings())
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

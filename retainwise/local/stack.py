@@ -1,0 +1,183 @@
+"""The local stack on loopback: moto (S3 + SQS), a Prefect server, the flow runner, the SQS trigger.
+
+`up` starts each as a detached process with its pid and log under $RETAINWISE_HOME; `down` stops
+exactly the pids it recorded.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from retainwise.config.settings import Settings
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    argv: list[str]
+    health_url: str | None = None
+
+
+def stack_environment(settings: Settings) -> dict[str, str]:
+    """What every client of the local stack needs; written to stack.env for later CLI calls."""
+    home = settings.home_dir
+    return {
+        "RETAINWISE_HOME": str(home),
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{settings.stack_aws_port}",
+        "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_DEFAULT_REGION": settings.aws_region,
+        "PREFECT_API_URL": f"http://127.0.0.1:{settings.stack_prefect_port}/api",
+        "PREFECT_HOME": str(home / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    }
+
+
+def services(settings: Settings) -> list[Service]:
+    py = sys.executable
+    return [
+        Service("moto", [py, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                         str(settings.stack_aws_port)],
+                f"http://127.0.0.1:{settings.stack_aws_port}/moto-api/"),
+        Service("prefect", [py, "-m", "retainwise.runtime.prefect_server", "--host", "127.0.0.1",
+                            "--port", str(settings.stack_prefect_port)],
+                f"http://127.0.0.1:{settings.stack_prefect_port}/api/health"),
+        Service("runner", [py, "-m", "retainwise.runtime.serve"]),
+        Service("trigger", [py, "-m", "retainwise.entrypoints.cli", "trigger"]),
+    ]
+
+
+def load_stack_env(settings: Settings) -> None:
+    """Let CLI calls after `stack up` find the local endpoints; real variables still win."""
+    path = settings.stack_env_file
+    if not path.exists():
+        return
+    for line in path.read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key:
+            os.environ.setdefault(key, value)
+
+
+def wait_healthy(url: str, timeout: float, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url} exited early; see {log}:\n{log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status < 500:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"{url} not healthy after {timeout:.0f} s; see {log}")
+
+
+def start(service: Service, home: Path, env: dict[str, str]) -> subprocess.Popen:
+    (home / "logs").mkdir(parents=True, exist_ok=True)
+    (home / "pids").mkdir(parents=True, exist_ok=True)
+    with open(home / "logs" / f"{service.name}.log", "ab") as out:
+        process = subprocess.Popen(service.argv, stdout=out, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, env={**os.environ, **env},
+                                   start_new_session=True)
+    (home / "pids" / f"{service.name}.pid").write_text(str(process.pid))
+    return process
+
+
+def up(settings: Settings, timeout: float = 180) -> dict[str, str]:
+    """Start moto and the Prefect server together (its start-up dominates), then the runner and
+    the trigger, which need both; return once the runner has registered its deployments."""
+    from retainwise.adapters import aws
+    from retainwise.adapters import mlflow_registry as registry
+
+    home = settings.home_dir
+    env = stack_environment(settings)
+    home.mkdir(parents=True, exist_ok=True)
+    settings.stack_env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+    os.environ.update(env)
+    running = status(settings)
+    pending = [s for s in services(settings) if not running.get(s.name)]
+    servers = {s.name: (s, start(s, home, env)) for s in pending if s.health_url}
+    for name, (service, process) in servers.items():
+        wait_healthy(service.health_url, timeout, process, home / "logs" / f"{name}.log")
+    aws.ensure_resources(Settings())
+    registry.ensure_store(Settings())  # before the runner's warm workers open it together
+    for service in pending:
+        if not service.health_url:
+            start(service, home, env)
+    wait_for_deployment(settings.deployment_name, timeout)
+    return env
+
+
+def wait_for_deployment(name: str, timeout: float) -> None:
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            try:
+                client.read_deployment_by_name(name)
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"deployment {name} not registered after {timeout:.0f} s")
+                time.sleep(0.5)
+
+
+def status(settings: Settings) -> dict[str, bool]:
+    return {s.name: _alive(_pid(settings.home_dir, s.name)) for s in services(settings)}
+
+
+def down(settings: Settings) -> list[str]:
+    stopped = []
+    for service in reversed(services(settings)):  # trigger first, moto last
+        pid = _pid(settings.home_dir, service.name)
+        if pid and _alive(pid):
+            _stop_group(pid)
+            stopped.append(service.name)
+        (settings.home_dir / "pids" / f"{service.name}.pid").unlink(missing_ok=True)
+    settings.stack_env_file.unlink(missing_ok=True)
+    return stopped
+
+
+def _pid(home: Path, name: str) -> int | None:
+    path = home / "pids" / f"{name}.pid"
+    return int(path.read_text()) if path.exists() else None
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:  # reap it first if it is our own child, or a zombie would look alive
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _stop_group(pid: int, grace: float = 10) -> None:
+    """SIGTERM the service's process group (it may have children), SIGKILL what is left."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.2)
+    if _alive(pid):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -1,0 +1,105 @@
+"""The promotion workflow: gate a challenger against the champion, move the alias, record who and why.
+
+Every move of `champion` goes through here (the CLI), so the `model_promotions` table never misses one.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from typing import Any
+
+from models.evaluation import evaluate_model
+from models.gate import judge
+from retainwise.adapters import promotions
+from retainwise.adapters.mlflow_registry import (CHALLENGER, CHAMPION, alias_version, champion_version,
+                                                 client, evaluation_set, load_version)
+from retainwise.config.errors import PromotionRefused
+from retainwise.config.settings import Settings
+
+
+def _evaluate(name: str, version: str, rows, labels, settings: Settings) -> dict[str, float]:
+    loaded = load_version(name, str(version), settings.tracking_uri)
+    try:
+        return evaluate_model(loaded.pipeline, loaded.profile, rows, labels)
+    except ValueError as exc:
+        raise PromotionRefused(f"cannot evaluate version {version} on the challenger's test set: "
+                               f"{exc}", {"version": str(version)}) from None
+
+
+def current_actor() -> str:
+    return os.environ.get("USER") or getpass.getuser() or "unknown"
+
+
+def promote_version(name: str, settings: Settings, engine, version: str | None = None,
+                    force: bool = False, reason: str | None = None,
+                    actor: str | None = None) -> dict[str, Any]:
+    """Gate a challenger against the champion on the challenger's test rows, move the alias, record.
+
+    Raises PromotionRefused with both versions' figures when the gate fails and `force` is off.
+    """
+    promotions.require_table(engine)
+    if force and not reason:
+        raise ValueError("--force needs --reason saying why the gate is overridden")
+    version = str(version or alias_version(name, CHALLENGER, settings) or "")
+    if not version:
+        raise PromotionRefused(f"{name!r} has no challenger; train one first", {"model": name})
+    current = alias_version(name, CHAMPION, settings)
+    if current == version:
+        return {"model": name, "status": "unchanged", "champion": version}
+    details: dict[str, Any] = {"model": name, "challenger_version": version,
+                               "champion_version": current}
+    try:
+        rows, labels = evaluation_set(name, version, settings)
+        details["evaluated_on"] = f"test split stored with version {version} ({len(labels)} rows)"
+        details["challenger_metrics"] = _evaluate(name, version, rows, labels, settings)
+        details["champion_metrics"] = (_evaluate(name, current, rows, labels, settings)
+                                       if current else None)
+    except PromotionRefused as exc:
+        if not force:
+            raise PromotionRefused(str(exc), details) from None
+        details["gate"] = f"not evaluated: {exc}"
+    else:
+        decision = judge(details["challenger_metrics"], details["champion_metrics"])
+        details["gate"] = "passed" if decision.passed else "; ".join(decision.problems)
+        if not decision.passed and not force:
+            raise PromotionRefused(f"refused to promote {name} v{version}: {details['gate']}",
+                                   details)
+        if current is None:
+            details["gate"] = "first champion"
+    _move_champion(engine, name, current, version, action=promotions.PROMOTE, settings=settings,
+                   actor=actor or current_actor(), reason=reason, forced=force, metrics=details)
+    return {**details, "status": "promoted", "champion": version, "forced": force}
+
+
+def rollback(name: str, settings: Settings, engine, reason: str | None = None,
+             actor: str | None = None) -> dict[str, Any]:
+    """Undo the promotion that made the current champion: the version it replaced is champion again."""
+    promotions.require_table(engine)
+    current = champion_version(name, settings)
+    previous = promotions.rollback_target(engine, name, current)
+    if previous is None:
+        raise PromotionRefused(f"no earlier champion of {name!r} to return to (the promotion "
+                               f"history has none before version {current})",
+                               {"model": name, "champion_version": current})
+    _move_champion(engine, name, current, previous, action=promotions.ROLLBACK, settings=settings,
+                   actor=actor or current_actor(), reason=reason, forced=False, metrics={})
+    return {"model": name, "status": "rolled back", "champion": previous, "from_version": current}
+
+
+def _move_champion(engine, name: str, current: str | None, version: str, *, action: str,
+                   settings: Settings, actor: str, reason: str | None, forced: bool,
+                   metrics: dict[str, Any]) -> None:
+    """Alias then record; if recording fails the alias goes back, so the record never misses one."""
+    mlflow_client = client(settings)
+    mlflow_client.set_registered_model_alias(name, CHAMPION, str(version))
+    try:
+        promotions.record(engine, model_name=name, action=action, from_version=current,
+                          to_version=str(version), actor=actor, reason=reason, forced=forced,
+                          metrics=metrics)
+    except Exception:
+        if current is None:
+            mlflow_client.delete_registered_model_alias(name, CHAMPION)
+        else:
+            mlflow_client.set_registered_model_alias(name, CHAMPION, current)
+        raise

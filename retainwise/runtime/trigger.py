@@ -1,0 +1,236 @@
+"""The SQS trigger: one message -> one run of the `score-upload` deployment, never two.
+
+A message is deleted only after its flow run exists; one it cannot act on stays on the queue and
+reaches the dead-letter queue after `maxReceiveCount` receives.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+from retainwise.adapters import db
+from retainwise.adapters.resources import Resources
+
+log = logging.getLogger("retainwise.runtime.trigger")
+StartRun = Callable[[dict[str, Any]], str]
+
+
+def parse_message(body: str) -> dict[str, Any] | None:
+    try:
+        payload = json.loads(body)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(payload, dict) or not isinstance(payload.get("prediction_id"), str):
+        return None
+    return payload
+
+
+def idempotency_key(prediction: dict[str, Any]) -> str:
+    """One flow run per prediction and attempt: a redelivery is a no-op, a reaper retry is not."""
+    attempts = prediction.get("attempts") or 0
+    return f"score-{prediction['id']}" + (f"-attempt-{attempts + 1}" if attempts else "")
+
+
+RETRYABLE_STATUS = {429, 502, 503}
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Worth retrying at once: the API was busy or unreachable. Safe even if a timed-out call did
+    create the run: the idempotency key makes the retry return that same run."""
+    import httpx
+
+    if isinstance(exc, httpx.HTTPStatusError):
+        return exc.response.status_code in RETRYABLE_STATUS
+    return isinstance(exc, httpx.TransportError)
+
+
+def is_not_found(exc: BaseException) -> bool:
+    import httpx
+    from prefect.exceptions import ObjectNotFound
+
+    return isinstance(exc, ObjectNotFound) or (
+        isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code == 404)
+
+
+def retry_busy(call: Callable[[], Any], timeout: float, base: float = 0.05, cap: float = 1.0,
+               sleep: Callable[[float], None] = time.sleep) -> Any:
+    """Call until it is not refused as busy, waiting a jittered 0-`cap` s between tries.
+
+    The local Prefect server answers 503 when a SQLite write conflicts with another (it fails at
+    once; its busy timeout does not apply). Prefect's client then waits 2, 4, 8, 16, 32 s, which
+    was most of a burst's latency; a conflict clears in milliseconds, so short waits suffice.
+    Gives up (re-raises) once `timeout` s have passed, leaving the message to be redelivered.
+    """
+    deadline = time.monotonic() + timeout
+    attempt = 0
+    while True:
+        try:
+            return call()
+        except Exception as exc:
+            wait = random.uniform(0, min(cap, base * 2 ** attempt))
+            if not is_busy(exc) or time.monotonic() + wait > deadline:
+                raise
+        attempt += 1
+        sleep(wait)
+
+
+def raise_if_busy(response: Any) -> None:
+    """An httpx response hook: a busy answer raises at once, before Prefect's client sees it.
+
+    Prefect's client sleeps 2**n s after each 503 even when told not to retry
+    (PREFECT_CLIENT_MAX_RETRIES=0 still sleeps 2 s before returning the last answer).
+    """
+    import httpx
+
+    if response.status_code in RETRYABLE_STATUS:
+        raise httpx.HTTPStatusError(f"Prefect API busy ({response.status_code})",
+                                    request=response.request, response=response)
+
+
+class DeploymentStarter:
+    """Creates the flow run, named and tagged so the Prefect UI shows whose upload it is.
+
+    Thread-safe, so the trigger can create a batch's runs at once: one API client shared by the
+    threads (opened on first use, with the caller's Prefect settings but without the client's own
+    slow retries: `raise_if_busy` and no retries on transport errors, `retry_busy` instead), and
+    the deployment looked up once rather than per message as `run_deployment` does.
+    """
+
+    def __init__(self, deployment_name: str, timeout: float = 20.0) -> None:
+        import prefect.context
+        from prefect.settings import PREFECT_CLIENT_MAX_RETRIES
+
+        current = prefect.context.get_settings_context()
+        self._profile = current.profile
+        self._settings = current.settings.copy_with_update(
+            updates={PREFECT_CLIENT_MAX_RETRIES: 0})
+        self.deployment_name = deployment_name
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._client: Any = None
+        self._deployment_id: Any = None
+
+    def _settings_context(self):
+        import prefect.context
+
+        return prefect.context.SettingsContext(profile=self._profile, settings=self._settings)
+
+    def _open(self) -> tuple[Any, Any]:
+        with self._lock:
+            if self._client is None:
+                from prefect.client.orchestration import get_client
+
+                with self._settings_context():
+                    client = get_client(sync_client=True, httpx_settings={
+                        "event_hooks": {"response": [raise_if_busy]}})
+                    client.__enter__()
+                self._client = client
+            if self._deployment_id is None:  # first use, or forgotten after a 404 (recreated)
+                with self._settings_context():
+                    self._deployment_id = retry_busy(
+                        lambda: self._client.read_deployment_by_name(self.deployment_name),
+                        self.timeout).id
+            return self._client, self._deployment_id
+
+    def __call__(self, prediction: dict[str, Any]) -> str:
+        client, deployment_id = self._open()
+
+        def create() -> Any:
+            with self._settings_context():
+                return client.create_flow_run_from_deployment(
+                    deployment_id, parameters={"prediction_id": prediction["id"]},
+                    name=f"score-{prediction['id']}",
+                    idempotency_key=idempotency_key(prediction),
+                    tags=[f"account:{prediction['account']}",
+                          f"model:{prediction['model_name']}"])
+
+        try:
+            return str(retry_busy(create, self.timeout).id)
+        except Exception as exc:
+            if is_not_found(exc):  # deleted and registered again: look it up for the redelivery
+                with self._lock:
+                    self._deployment_id = None
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.__exit__(None, None, None)
+                self._client = None
+
+
+def deployment_starter(deployment_name: str, timeout: float = 20.0) -> DeploymentStarter:
+    """The StartRun the trigger uses; close() it when done."""
+    return DeploymentStarter(deployment_name, timeout)
+
+
+def handle_message(env: Resources, message: dict[str, Any], start_run: StartRun) -> str:
+    """Returns what happened: 'started', or why the message was left for redrive."""
+    payload = parse_message(message.get("Body", ""))
+    if payload is None:
+        log.warning("message %s is not a valid upload message; leaving it for the DLQ",
+                    message.get("MessageId"))
+        return "unparseable"
+    prediction = db.get_prediction(env.engine, payload["prediction_id"])
+    if prediction is None:
+        log.warning("message %s names unknown prediction %s; leaving it for the DLQ",
+                    message.get("MessageId"), payload["prediction_id"])
+        return "unknown-prediction"
+    if prediction["status"] != db.Status.PENDING.value:
+        # a late duplicate: a run already holds or finished the upload, so there is nothing to do
+        env.queue.delete(message["ReceiptHandle"])
+        log.info("message %s: prediction %s is already %s; deleted", message.get("MessageId"),
+                 prediction["id"], prediction["status"])
+        return "already-" + prediction["status"].lower()
+    started = time.monotonic()
+    flow_run_id = start_run(prediction)
+    env.queue.delete(message["ReceiptHandle"])
+    log.info("prediction %s -> flow run %s (created in %.2f s)", prediction["id"], flow_run_id,
+             time.monotonic() - started)
+    return "started"
+
+
+def handle_safely(env: Resources, message: dict[str, Any], start_run: StartRun) -> str:
+    """handle_message on a pool thread: a failure leaves the message for redelivery, no more."""
+    try:
+        return handle_message(env, message, start_run)
+    except Exception:
+        log.exception("message %s failed; it will be redelivered", message.get("MessageId"))
+        return "failed"
+
+
+def handle_batch(env: Resources, messages: list[dict[str, Any]], start_run: StartRun,
+                 pool: ThreadPoolExecutor) -> list[str]:
+    """Handle a received batch at once and wait for all of it.
+
+    One message after another, a burst waited on each flow run creation in turn. Each message
+    still gets exactly one run (the idempotency key) and is deleted only after its run exists
+    (handle_message). Each task runs in a copy of the caller's context, so Prefect settings set
+    there (e.g. a test's API URL) hold on the pool's threads too.
+    """
+    futures = [pool.submit(contextvars.copy_context().run, handle_safely, env, message, start_run)
+               for message in messages]
+    return [future.result() for future in futures]
+
+
+def run_trigger(env: Resources, start_run: StartRun, stop: threading.Event,
+                wait_seconds: int = 1, concurrency: int | None = None) -> None:
+    """Receive up to 10 messages a call and create their flow runs `concurrency` at a time."""
+    workers = concurrency or env.settings.trigger_concurrency
+    env.engine  # built here, not raced for by the pool's threads (cached_property)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="trigger") as pool:
+        while not stop.is_set():
+            try:
+                messages = env.queue.receive(wait_seconds=wait_seconds)
+            except Exception:  # the queue being briefly unreachable must not kill the trigger
+                log.exception("receiving from SQS failed; retrying")
+                stop.wait(2)
+                continue
+            handle_batch(env, messages, start_run, pool)

@@ -1,0 +1,243 @@
+"""A warm flow runner: import once, then execute each flow run of the served deployments in-process.
+
+Prefect's `serve` starts a fresh interpreter per flow run, which costs ~10 s of imports plus the
+model load before the first row is read. Here a parent imports the flows, registers their
+deployments and forks `processes` children; each child polls the Prefect API for scheduled runs of
+those deployments, claims one by proposing Pending (the server lets exactly one proposer win, so a
+run executes once) and runs it through Prefect's own flow engine, so states, task runs, logs and
+artifacts look exactly as under `serve`. Loaded models and the Great Expectations context stay
+cached in the child between runs. A child that dies mid-run has its run marked Crashed and is
+replaced.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+log = logging.getLogger("retainwise.runtime.worker")
+POLL_SECONDS = 0.2
+POLL_LIMIT = 20  # a child takes one run per poll; more would only be read and dropped
+HEARTBEAT_SECONDS = 10
+
+
+@dataclass(frozen=True)
+class Served:
+    """The deployments this runner executes, by id, and where children note their current run."""
+
+    flows: dict[UUID, Any]
+    state_dir: Path
+
+
+def register(deployments: list[tuple[Any, Any]]) -> dict[UUID, Any]:
+    """Create or update each (flow, RunnerDeployment) pair; no work pool, only this runner runs them."""
+    return {deployment.apply(): flow for flow, deployment in deployments}
+
+
+def claim(client, flow_run) -> bool:
+    """Scheduled -> Pending; the server aborts the proposal for every claimant but the first."""
+    from prefect.exceptions import Abort
+    from prefect.states import Pending
+    from prefect.utilities.engine import propose_state_sync
+
+    try:
+        return propose_state_sync(client, Pending(), flow_run_id=flow_run.id).is_pending()
+    except Abort:
+        return False
+
+
+def execute(flow, flow_run) -> None:
+    """Run one claimed flow run in this process; the engine records its final state."""
+    from prefect.flow_engine import run_flow
+
+    try:
+        run_flow(flow, flow_run=flow_run)
+    except BaseException as exc:  # the engine has already recorded Failed/Crashed
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        log.info("flow run %s ended with %s", flow_run.id, type(exc).__name__)
+
+
+def next_runs(client, served: Served, heartbeat: bool = False) -> list[Any]:
+    """Scheduled runs of the served deployments that are due, oldest first.
+
+    Prefect's runner endpoint (`get_scheduled_flow_runs`) also marks the deployments ready: a
+    write on the server's SQLite on every poll, five a second per idle child, and each such write
+    made a concurrent flow run creation fail with 503. So polls are plain reads, and the runner
+    endpoint is used only as a `heartbeat` every HEARTBEAT_SECONDS, to keep the deployments
+    Ready in the UI (the server marks them Not Ready after 60 s without one).
+    """
+    now = datetime.now(timezone.utc)
+    if heartbeat:
+        runs = client.get_scheduled_flow_runs_for_deployments(
+            deployment_ids=list(served.flows), scheduled_before=now)
+    else:
+        runs = client.read_flow_runs(**due_runs_filter(list(served.flows), now))
+    return sorted(runs, key=lambda run: run.next_scheduled_start_time or datetime.min.replace(
+        tzinfo=timezone.utc))
+
+
+def due_runs_filter(deployment_ids: list[UUID], now: datetime) -> dict[str, Any]:
+    """The runner endpoint's query as `read_flow_runs` filters: Scheduled, due, these deployments."""
+    from prefect.client.schemas import filters, sorting
+    from prefect.client.schemas.objects import StateType
+
+    return {
+        "deployment_filter": filters.DeploymentFilter(
+            id=filters.DeploymentFilterId(any_=deployment_ids)),
+        "flow_run_filter": filters.FlowRunFilter(
+            state=filters.FlowRunFilterState(
+                type=filters.FlowRunFilterStateType(any_=[StateType.SCHEDULED])),
+            next_scheduled_start_time=filters.FlowRunFilterNextScheduledStartTime(before_=now)),
+        "sort": sorting.FlowRunSort.NEXT_SCHEDULED_START_TIME_ASC,
+        "limit": POLL_LIMIT,
+    }
+
+
+def child_loop(served: Served, stop: threading.Event) -> None:
+    """Poll, claim, execute, until asked to stop; one run at a time per child."""
+    from prefect.client.orchestration import get_client
+
+    marker = served.state_dir / f"{os.getpid()}.run"
+    next_heartbeat = 0.0
+    with get_client(sync_client=True) as client:
+        while not stop.is_set():
+            heartbeat = time.monotonic() >= next_heartbeat
+            try:
+                runs = next_runs(client, served, heartbeat)
+            except Exception:
+                log.exception("polling the Prefect API failed; retrying")
+                stop.wait(2)
+                continue
+            if heartbeat:
+                next_heartbeat = time.monotonic() + HEARTBEAT_SECONDS
+            ran = False
+            for flow_run in runs:
+                if stop.is_set() or not claim(client, flow_run):
+                    continue
+                marker.write_text(str(flow_run.id))
+                execute(served.flows[flow_run.deployment_id], flow_run)
+                marker.unlink(missing_ok=True)
+                ran = True
+                break  # poll again, so sibling children share a burst
+            if not ran:
+                stop.wait(POLL_SECONDS)
+
+
+def warm_up() -> None:
+    """Pay the one-off costs before the first run: GX context, the default model if it exists."""
+    from retainwise.adapters import mlflow_registry as registry
+    from retainwise.config.settings import Settings
+    from retainwise.uploads.validation import _batch_definition
+
+    _batch_definition()
+    settings = Settings()
+    try:
+        registry.load_champion(settings.default_model, settings)
+    except Exception as exc:  # no champion yet: the first run loads it
+        log.info("no model preloaded: %s", exc)
+
+
+def without_flow_heartbeats():
+    """Prefect settings for this child's runs: no flow run heartbeat thread.
+
+    The engine joins that thread at the end of every run, and it sleeps in 1 s steps, so each run
+    took 0-1 s (0.47 s profiled) longer than its work. Heartbeats let Prefect notice a run whose
+    process vanished; here the parent marks a dead child's run Crashed (`mark_crashed`) and the
+    reaper requeues a stale upload, so they add nothing but that wait.
+    """
+    from prefect.settings import temporary_settings
+
+    return temporary_settings(updates={"flows.heartbeat_frequency": None})
+
+
+def run_child(served: Served) -> None:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        warm_up()
+    except Exception:
+        log.exception("warm-up failed; runs will load what they need")
+    with without_flow_heartbeats():
+        child_loop(served, stop)
+
+
+def fork_child(served: Served) -> int:
+    pid = os.fork()
+    if pid == 0:  # the child never returns into the parent's code
+        code = 0
+        try:
+            run_child(served)
+        except BaseException:
+            log.exception("worker child failed")
+            code = 1
+        finally:
+            os._exit(code)
+    return pid
+
+
+def mark_crashed(served: Served, pid: int) -> None:
+    """The run a dead child was executing can never finish: say so in Prefect."""
+    marker = served.state_dir / f"{pid}.run"
+    if not marker.exists():
+        return
+    from prefect.client.orchestration import get_client
+    from prefect.states import Crashed
+
+    flow_run_id = marker.read_text().strip()
+    marker.unlink(missing_ok=True)
+    try:
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(flow_run_id, Crashed(
+                message=f"the worker process {pid} running it exited"), force=True)
+        log.warning("flow run %s marked Crashed: worker %s exited", flow_run_id, pid)
+    except Exception:
+        log.exception("could not mark flow run %s Crashed", flow_run_id)
+
+
+def serve_warm(deployments: list[tuple[Any, Any]], processes: int, state_dir: Path) -> None:
+    """Register the deployments, fork the children, replace any that die, stop on SIGTERM."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    served = Served(register(deployments), state_dir)
+    if threading.active_count() > 1:  # forking with live threads could copy a held lock
+        log.warning("threads alive before fork: %s", [t.name for t in threading.enumerate()])
+    stopping = threading.Event()
+    children = {fork_child(served) for _ in range(processes)}
+
+    def stop(*_: Any) -> None:
+        stopping.set()
+        for child in children:
+            _signal(child, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        children.discard(pid)
+        mark_crashed(served, pid)
+        if not stopping.is_set():
+            log.warning("worker %s exited (status %s); starting a new one", pid, status)
+            time.sleep(1)
+            children.add(fork_child(served))
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+

@@ -1,0 +1,323 @@
+"""Large uploads in bounded memory: read, validate, score and write the file chunk by chunk.
+
+Each chunk (the header plus whole records) goes through the same reading, validation and scoring
+functions as a whole file. Only what spans chunks is handled here: row numbers, duplicate ids
+across chunks, the rejected share, and the report counts (summed, then one report). The next
+chunk is fetched while this one is validated; chunks are scored two at a time and written in
+order, so S3, parsing and the trees keep both cores busy.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+import zlib
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+import pandas as pd
+
+from models.scoring import RESULT_COLUMNS, score_frame
+from retainwise.config.errors import UploadRejected
+from retainwise.uploads.output import ResultKeys, neutralise_results, neutralise_text_columns, to_csv_bytes
+from retainwise.uploads.reading import DELIMITER_NAMES, TextTable, read_upload, sniff
+from retainwise.uploads.report import merge_counts, upload_counts
+from retainwise.uploads.validation import (ValidatedUpload, reject_rows, row_numbers, too_many_rejected,
+                                   validate_upload)
+
+CHUNK_BYTES = 8 * 2**20           # the default of Settings.chunk_bytes
+SCORERS = 2                       # chunks scored at once (one per core here)
+IN_FLIGHT = SCORERS               # chunks validated but not yet written: bounds memory
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def streamable(head: bytes) -> bool:
+    """Byte-level record cutting needs an ASCII-compatible encoding (not UTF-16)."""
+    return head[:2] not in (b"\xff\xfe", b"\xfe\xff") and b"\x00" not in head[:4096]
+
+
+def gunzipped(blocks: Iterable[bytes]) -> Iterator[bytes]:
+    """The blocks unchanged, or decompressed on the fly if they start as gzip."""
+    iterator = iter(blocks)
+    first = next(iterator, b"")
+    if not first.startswith(GZIP_MAGIC):
+        yield first
+        yield from iterator
+        return
+    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    for block in _chain(first, iterator):
+        yield inflate.decompress(block)
+    yield inflate.flush()
+
+
+def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield first
+    yield from rest
+
+
+def record_end(buffer: bytes | bytearray, start: int = 0) -> int | None:
+    """Index after the last newline that ends a record: one with an even number of quotes before it."""
+    cut = buffer.rfind(b"\n")
+    if cut < 0:
+        return None
+    if buffer.find(b'"', start) < 0:
+        return cut + 1
+    quotes = buffer.count(b'"', 0, cut)
+    while cut >= 0 and quotes % 2:
+        earlier = buffer.rfind(b"\n", 0, cut)
+        quotes -= buffer.count(b'"', earlier + 1, cut)
+        cut = earlier
+    return cut + 1 if cut >= 0 else None
+
+
+def record_chunks(blocks: Iterable[bytes], chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """Re-cut a byte stream into pieces of about `chunk_bytes`, each the header plus whole records."""
+    header: bytes | None = None
+    buffer = bytearray()
+    yielded = False
+    for block in blocks:
+        buffer += block
+        if header is None:
+            end = _first_record_end(buffer)
+            if end is None:
+                continue
+            header, buffer = bytes(buffer[:end]), buffer[end:]
+        while len(buffer) >= chunk_bytes:
+            end = record_end(buffer)
+            if end is None:
+                break
+            yield header + bytes(buffer[:end])
+            del buffer[:end]
+            yielded = True
+    if header is None:
+        yield bytes(buffer)  # one line or empty: read_table says what is wrong with it
+    elif buffer.strip() or not yielded:
+        yield header + bytes(buffer)
+
+
+def _first_record_end(buffer: bytearray) -> int | None:
+    position = 0
+    while True:
+        newline = buffer.find(b"\n", position)
+        if newline < 0:
+            return None
+        if buffer.count(b'"', 0, newline) % 2 == 0:
+            return newline + 1
+        position = newline + 1
+
+
+class SeenIds:
+    """64-bit hashes of every id seen so far, with the row it was first seen on, in sorted runs.
+
+    10M ids cost ~120 MB instead of the ~1 GB a set of strings would; two different ids sharing
+    a hash (odds ~3e-6 at 10M rows) would wrongly reject the second as a duplicate. Runs stop
+    merging at MERGE_LIMIT entries, so a merge never needs more than a few tens of MB extra.
+    """
+
+    MERGE_LIMIT = 2_000_000
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def first_rows(self, hashes: np.ndarray) -> np.ndarray:
+        """Row each hash was first seen on, or 0 where it is new."""
+        found = np.zeros(len(hashes), dtype=np.int64)
+        for keys, rows in self.runs:
+            at = np.minimum(np.searchsorted(keys, hashes), len(keys) - 1)
+            hit = (keys[at] == hashes) & (found == 0)
+            found[hit] = rows[at[hit]]
+        return found
+
+    def add(self, hashes: np.ndarray, rows: np.ndarray) -> None:
+        order = np.argsort(hashes, kind="stable")
+        self.runs.append((hashes[order], rows[order].astype(np.int32)))
+        while (len(self.runs) > 1 and len(self.runs[-1][0]) >= len(self.runs[-2][0])
+               and len(self.runs[-1][0]) + len(self.runs[-2][0]) <= self.MERGE_LIMIT):
+            (k2, r2), (k1, r1) = self.runs.pop(), self.runs.pop()
+            keys, rows = np.concatenate([k1, k2]), np.concatenate([r1, r2])
+            order = np.argsort(keys, kind="stable")
+            self.runs.append((keys[order], rows[order]))
+
+    def duplicates(self, ids: pd.Series, rows: np.ndarray) -> np.ndarray:
+        """For each row: the row its id was first seen on (earlier chunk or this one), else 0."""
+        present = ids.notna().to_numpy()
+        hashes = pd.util.hash_pandas_object(ids.astype("object"), index=False).to_numpy()
+        first = np.where(present, self.first_rows(hashes), 0)
+        new = present & (first == 0)
+        local = pd.Series(hashes[new])
+        repeat = local.duplicated(keep="first").to_numpy()
+        first_of = pd.Series(rows[new]).groupby(local.to_numpy()).transform("first").to_numpy()
+        new_index = np.flatnonzero(new)
+        first[new_index[repeat]] = first_of[repeat]
+        self.add(hashes[new_index[~repeat]], rows[new_index[~repeat]])
+        return first
+
+
+@dataclass
+class Totals:
+    rows_total: int = 0
+    rows_rejected: int = 0
+    examples: list[tuple[int, str]] = field(default_factory=list)  # first rejects, for the message
+    counts: list[dict[str, Any]] = field(default_factory=list)     # per chunk, for the report
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
+        ("reading", "validating", "scoring", "writing"), 0.0))
+
+    def timed(self, stage: str, started: float) -> None:
+        self.seconds[stage] += time.perf_counter() - started
+
+
+def read_piece(piece: bytes, first: bool) -> TextTable:
+    """One chunk as text cells; a later chunk's first row that is too long is a bad row, not a
+    bad file (pandas only reports an overlong *first* row as a header problem)."""
+    try:
+        return read_upload(piece)
+    except UploadRejected as exc:
+        if first:
+            raise
+        if "first data row has more fields" not in str(exc):
+            raise UploadRejected(f"{exc} (in the part of the file after the first rows)") from None
+    header_end = _first_record_end(bytearray(piece))
+    row_length = _first_record_end(bytearray(piece[header_end:]))
+    row_end = len(piece) if row_length is None else header_end + row_length
+    delimiter, names = sniff(piece[:header_end].decode("utf-8-sig", "replace"))
+    line = piece[header_end:row_end].decode("utf-8", "replace")
+    fields = len(next(csv.reader([line], delimiter=delimiter), []))
+    bad_row = (1, f"{fields} fields where the header has {len(names)}")
+    if not piece[row_end:].strip():
+        return TextTable(pd.DataFrame(columns=[n.strip() for n in names], dtype=object),
+                         {"delimiter": DELIMITER_NAMES[delimiter]}, [bad_row])
+    rest = read_piece(piece[:header_end] + piece[row_end:], first=False)
+    rest.malformed = [bad_row] + [(row + 1, why) for row, why in rest.malformed]
+    return rest
+
+
+def validate_piece(table: TextTable, profile, offset: int, seen: SeenIds) -> ValidatedUpload:
+    """Validate one chunk as a file, then number its rows across the file and reject ids an
+    earlier chunk already scored."""
+    upload = validate_upload(table, profile, max_rejected_share=1.0)
+    rejects = upload.rejects.assign(row_number=upload.rejects["row_number"] + offset)
+    if not profile.id_column or upload.accepted.empty:
+        return replace(upload, rejects=rejects)
+    numbers = row_numbers(len(table.frame), table.malformed) + offset
+    positions = np.asarray(upload.accepted.index, dtype=np.int64)  # rows of the parsed chunk
+    first_seen = seen.duplicates(upload.customer_ids.astype("object"), numbers[positions])
+    duplicate = first_seen > 0
+    if not duplicate.any():
+        return replace(upload, rejects=rejects)
+    later = reject_rows(table.frame.reset_index(drop=True), positions[duplicate],
+                        numbers[positions[duplicate]],
+                        [f"duplicate customer id; already scored from row {row}"
+                         for row in first_seen[duplicate]])
+    return drop_accepted(upload, duplicate, pd.concat([rejects, later], ignore_index=True)
+                         .sort_values("row_number", kind="stable", ignore_index=True))
+
+
+def drop_accepted(upload: ValidatedUpload, drop: np.ndarray, rejects: pd.DataFrame) -> ValidatedUpload:
+    """The upload without the accepted rows in `drop` (now in `rejects`), its counts kept true."""
+    dropped = upload.accepted.loc[drop]
+    counts = {name: dict(per_value) for name, per_value in upload.category_counts.items()}
+    for name, per_value in counts.items():
+        for value, count in dropped[name].value_counts(dropna=False).items():
+            key = None if pd.isna(value) else value
+            per_value[key] = per_value.get(key, 0) - int(count)
+    kinds = dict(upload.quality.get("reject_kinds", {}))
+    kinds["duplicate id"] = kinds.get("duplicate id", 0) + int(drop.sum())
+    return replace(upload, accepted=upload.accepted.loc[~drop],
+                   customer_ids=upload.customer_ids[~drop], rejects=rejects,
+                   quality={**upload.quality, "reject_kinds": kinds}, category_counts=counts)
+
+
+def score_piece(model, upload: ValidatedUpload, reasons: bool) -> tuple[pd.DataFrame, dict]:
+    """Results and report counts of one validated chunk; runs in a scorer thread (the trees
+    release the GIL, so two chunks score at once while the next one is validated)."""
+    if len(upload.accepted):
+        results = score_frame(model.pipeline, model.profile, upload.accepted,
+                              upload.customer_ids, reasons=reasons)
+    else:
+        results = pd.DataFrame({name: [] for name in RESULT_COLUMNS})
+    return results, upload_counts(upload, results, model.profile)
+
+
+def write_piece(scored: Future, rejects: pd.DataFrame, files: tuple, first: bool,
+                totals: Totals) -> dict:
+    """Append one chunk's results and rejects, in file order (one writer thread)."""
+    results, counts = scored.result()
+    started = time.perf_counter()
+    files[0].write(to_csv_bytes(neutralise_results(results), header=first))
+    files[1].write(to_csv_bytes(neutralise_text_columns(rejects), header=first))
+    totals.timed("writing", started)
+    return counts
+
+
+def score_stream(blocks: Iterable[bytes], model, max_rejected_share: float, results_file,
+                 rejects_file, chunk_bytes: int = CHUNK_BYTES,
+                 reasons: bool = False) -> tuple[dict[str, Any], Totals]:
+    """Score a byte stream into two open binary files; returns the report counts and timings.
+
+    Chunks are read and validated in order (row numbers and duplicate ids span chunks), scored
+    by SCORERS threads, and written in order by one writer thread.
+    """
+    totals, seen, columns = Totals(), SeenIds(), None
+    with ThreadPoolExecutor(SCORERS, thread_name_prefix="score-chunk") as scorers, \
+            ThreadPoolExecutor(1, thread_name_prefix="write-results") as writer:
+        pending: deque[Future] = deque()
+        for index, piece in enumerate(_prefetched(record_chunks(gunzipped(blocks), chunk_bytes),
+                                                  totals)):
+            started = time.perf_counter()
+            table = read_piece(piece, first=index == 0)
+            totals.timed("reading", started)
+            started = time.perf_counter()
+            upload = validate_piece(table, model.profile, totals.rows_total, seen)
+            totals.timed("validating", started)
+            columns = list(upload.rejects.columns) if columns is None else columns
+            rejects = upload.rejects.reindex(columns=columns)
+            totals.rows_total += upload.rows_total
+            totals.rows_rejected += len(rejects)
+            totals.examples += list(zip(rejects["row_number"][:3], rejects["reason"][:3]))
+            scored = scorers.submit(_timed, totals, "scoring", score_piece, model, upload, reasons)
+            pending.append(writer.submit(write_piece, scored, rejects, (results_file, rejects_file),
+                                         index == 0, totals))
+            del table, upload, rejects
+            while len(pending) > IN_FLIGHT:
+                totals.counts.append(pending.popleft().result())
+        totals.counts += [job.result() for job in pending]
+    counts = merge_counts(totals.counts)
+    counts["failure"] = too_many_rejected(totals.rows_rejected, totals.rows_total,
+                                          max_rejected_share, sorted(totals.examples))
+    return counts, totals
+
+
+def _timed(totals: Totals, stage: str, function, *args):
+    started = time.perf_counter()
+    try:
+        return function(*args)
+    finally:
+        totals.timed(stage, started)
+
+
+def _prefetched(pieces: Iterator[bytes], totals: Totals) -> Iterator[bytes]:
+    """Read and cut the next chunk in a thread while the current one is validated."""
+    def take() -> bytes | None:
+        started = time.perf_counter()
+        piece = next(pieces, None)
+        totals.timed("reading", started)
+        return piece
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-upload") as reader:
+        upcoming = reader.submit(take)
+        while True:
+            piece = upcoming.result()
+            if piece is None:
+                return
+            upcoming = reader.submit(take)
+            yield piece
+
+
+def is_large(size: int, max_bytes: int, above_bytes: int) -> bool:
+    """True if a file of `size` bytes should be scored in chunks; refuses one over the limit."""
+    if size > max_bytes:
+        raise UploadRejected(f"the file is {size / 1e6:.0f} MB; the limit is {max_bytes / 1e6:.0f} MB")
+    return size > above_bytes

@@ -1,0 +1,144 @@
+"""MLflow round trip and the promotion gate on a temporary SQLite MLflow store and database."""
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+import migrations
+from models.features import prepare_features
+from models.training import LABEL_COLUMN, train
+from retainwise.adapters import promotions
+from retainwise.adapters import mlflow_registry as registry
+from retainwise.config import errors
+from retainwise.modelops import promotion
+from retainwise.adapters.db import make_engine
+from retainwise.local.sample import synthetic_customers
+from retainwise.config.settings import Settings
+
+NAME = "churn-test"
+
+
+def labeled_table():
+    table = synthetic_customers(1200, seed=21).astype(str)
+    return table.assign(**{"Churn Label": table["Churn"].map({"Yes": "churned", "No": "stayed"})})
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    home = tmp_path_factory.mktemp("registry")
+    settings = Settings(home=home, mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}",
+                        database_url=f"sqlite:///{home / 'retainwise.adapters.db'}")
+    migrations.upgrade(settings.db_url)
+    engine = make_engine(settings.db_url)
+    table = labeled_table()
+    honest = train(table, "Churn", "customer_id")
+    leaky = train(table, "Churn", "customer_id", allow_columns=["Churn Label"])
+    yield {"settings": settings, "engine": engine, "honest": honest, "leaky": leaky}
+    engine.dispose()
+
+
+def test_a_registered_version_loads_back_with_the_same_scores_and_profile(store):
+    settings, trained = store["settings"], store["honest"]
+    version = registry.register(trained, NAME, settings, {"data": "synthetic"}, "synthetic.csv")
+    loaded = registry.load_version(NAME, version, settings.tracking_uri)
+    rows = trained.evaluation.drop(columns=[LABEL_COLUMN])
+    X = prepare_features(rows, trained.profile.features)
+    assert np.allclose(loaded.pipeline.predict_proba(X), trained.pipeline.predict_proba(X))
+    assert loaded.profile == trained.profile
+    assert registry.alias_version(NAME, registry.CHALLENGER, settings) == version
+
+    client = registry.client(settings)
+    run_id = client.get_model_version(NAME, version).run_id
+    paths = {a.path for folder in ("", "plots", "evaluation")
+             for a in client.list_artifacts(run_id, folder or None)}
+    assert {"model_card.md", "profile.json", "plots/roc.png", "plots/calibration.png",
+            "evaluation/holdout.csv"} <= paths
+    run = client.get_run(run_id)
+    assert {"roc_auc", "pr_auc", "brier", "lift_top_decile", "recall_at_threshold",
+            "precision_at_threshold"} <= set(run.data.metrics)
+    assert run.data.params["model_kind"] == trained.kind
+    card = (client.download_artifacts(run_id, "model_card.md", str(settings.home_dir)))
+    assert "Churn Label" in open(card).read()
+
+    rows_back, labels = registry.evaluation_set(NAME, version, settings)
+    assert len(rows_back) == len(labels) == len(trained.evaluation)
+    assert labels.tolist() == trained.evaluation[LABEL_COLUMN].tolist()
+
+
+def test_gate_accepts_refuses_forces_and_rollback_walks_back(store):
+    settings, engine = store["settings"], store["engine"]
+    name = NAME + "-gate"
+    leaky = registry.register(store["leaky"], name, settings)
+    first = promotion.promote_version(name, settings, engine, actor="ana")
+    assert first["status"] == "promoted" and first["gate"] == "first champion"
+
+    honest = registry.register(store["honest"], name, settings)
+    with pytest.raises(errors.PromotionRefused) as refused:
+        promotion.promote_version(name, settings, engine, actor="ana")
+    details = refused.value.details
+    assert details["champion_metrics"]["roc_auc"] - details["challenger_metrics"]["roc_auc"] > 0.005
+    assert "ROC AUC" in str(refused.value)
+    assert registry.champion_version(name, settings) == leaky
+
+    with pytest.raises(ValueError, match="--reason"):
+        promotion.promote_version(name, settings, engine, force=True)
+    forced = promotion.promote_version(name, settings, engine, force=True,
+                                      reason="champion leaks Churn Label", actor="ana")
+    assert forced["forced"] and registry.champion_version(name, settings) == honest
+
+    again = registry.register(store["honest"], name, settings)
+    assert promotion.promote_version(name, settings, engine, actor="bo")["gate"] == "passed"
+    assert registry.champion_version(name, settings) == again
+
+    promotion.rollback(name, settings, engine, reason="bad week", actor="bo")
+    assert registry.champion_version(name, settings) == honest
+    promotion.rollback(name, settings, engine, actor="bo")
+    assert registry.champion_version(name, settings) == leaky
+    with pytest.raises(errors.PromotionRefused, match="no earlier champion"):
+        promotion.rollback(name, settings, engine)
+
+    history = promotions.history(engine, name)
+    assert [(h["action"], h["from_version"], h["to_version"], h["forced"]) for h in history] == [
+        ("promote", None, leaky, False), ("promote", leaky, honest, True),
+        ("promote", honest, again, False), ("rollback", again, honest, False),
+        ("rollback", honest, leaky, False)]
+    assert history[1]["reason"] == "champion leaks Churn Label"
+    assert history[1]["metrics"]["champion_metrics"]["roc_auc"] > 0.98
+    assert promotions.champion_at(engine, name, history[2]["created_at"]) == again
+
+    listed = {row["version"]: row for row in registry.list_versions(name, settings)}
+    assert "champion" in listed[leaky]["aliases"]
+    assert "challenger" in listed[again]["aliases"]
+    assert listed[honest]["roc_auc"] is not None
+
+
+def test_a_failed_record_puts_the_alias_back(store, tmp_path):
+    settings = store["settings"]
+    name = NAME + "-atomic"
+    registry.register(store["honest"], name, settings)
+    unmigrated = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    migrations.upgrade(f"sqlite:///{tmp_path / 'old.db'}")
+    with unmigrated.begin() as conn:
+        conn.execute(sa.text("DROP TABLE model_promotions"))
+        conn.execute(sa.text("CREATE TABLE model_promotions (id INTEGER PRIMARY KEY)"))
+    with pytest.raises(sa.exc.DBAPIError):
+        promotion.promote_version(name, settings, unmigrated, actor="ana")
+    unmigrated.dispose()
+    assert registry.alias_version(name, registry.CHAMPION, settings) is None
+
+
+def test_versions_without_a_stored_evaluation_set_are_refused(store):
+    """A version logged before the gate existed cannot be compared; the message says so."""
+    settings = store["settings"]
+    name = NAME + "-old"
+    version = registry.register(store["honest"], name, settings)
+    client = registry.client(settings)
+    artifact_root = urlparse(client.get_run(client.get_model_version(name, version).run_id)
+                             .info.artifact_uri).path
+    (Path(artifact_root) / registry.EVALUATION_ARTIFACT).unlink()  # as a pre-gate version
+    with pytest.raises(errors.PromotionRefused, match="no stored evaluation set"):
+        promotion.promote_version(name, settings, store["engine"])
+    assert registry.alias_version(name, registry.CHAMPION, settings) is None

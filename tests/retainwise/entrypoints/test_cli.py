@@ -1,0 +1,49 @@
+"""The `retainwise` commands a data scientist runs without the queue: score, status, download."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from flows.score_upload import score_upload
+from retainwise.entrypoints import cli
+from tests.helpers import customers_csv, submit
+
+
+def last_json_line(capsys) -> dict:
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_score_writes_results_and_prints_a_json_summary(stack_env, tmp_path, capsys):
+    source, out = tmp_path / "customers.csv", tmp_path / "scored.csv"
+    source.write_bytes(customers_csv(120))
+    assert cli.main(["score", str(source), "-o", str(out)]) == 0
+    summary = last_json_line(capsys)
+    assert summary["status"] == "COMPLETED" and summary["error"] is None
+    assert (summary["rows_total"], summary["rows_scored"], summary["rows_rejected"]) == (120, 120, 0)
+    assert len(pd.read_csv(out)) == 120
+
+
+def test_score_reports_a_bad_file_in_the_summary(stack_env, tmp_path, capsys):
+    source = tmp_path / "empty.csv"
+    source.write_bytes(b"")
+    assert cli.main(["score", str(source), "-o", str(tmp_path / "out.csv")]) == 1
+    summary = last_json_line(capsys)
+    assert summary["status"] == "FAILED" and summary["error"] == "the file is empty"
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_status_and_download_of_a_scored_upload(resources, tmp_path, capsys):
+    prediction_id = submit(resources, customers_csv(15))
+    score_upload(prediction_id)
+    capsys.readouterr()
+    assert cli.main(["status", prediction_id]) == 0
+    assert last_json_line(capsys)["status"] == "COMPLETED"
+    out = tmp_path / "results.csv"
+    assert cli.main(["download", prediction_id, "-o", str(out)]) == 0
+    assert len(pd.read_csv(out)) == 15
+
+
+def test_download_of_an_unknown_upload_says_so(stack_env, capsys):
+    assert cli.main(["download", "nope"]) == 1
+    assert "no upload with id nope" in capsys.readouterr().err

@@ -1,0 +1,57 @@
+"""`retainwise model ...` end to end: train through the flow, promote, refuse, roll back, list."""
+
+import json
+
+import pytest
+
+import migrations
+from retainwise.entrypoints import cli
+from retainwise.local.sample import synthetic_customers
+
+
+@pytest.fixture
+def model_env(monkeypatch, tmp_path, prefect_api):
+    home = tmp_path / "home"
+    monkeypatch.setenv("RETAINWISE_HOME", str(home))
+    monkeypatch.setenv("RETAINWISE_MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
+    monkeypatch.delenv("RETAINWISE_DATABASE_URL", raising=False)
+    monkeypatch.setenv("USER", "dana")
+    home.mkdir()
+    migrations.upgrade(f"sqlite:///{home / 'retainwise.adapters.db'}")
+    data = tmp_path / "customers.csv"
+    table = synthetic_customers(800, seed=9).drop(columns=["customer_id"])
+    table.rename(columns={"Churn": "Churn Flag"}).to_csv(data, index=False)
+    return data
+
+
+def last_json(capsys) -> dict:
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_train_promote_rollback_list(model_env, capsys):
+    train = ["model", "train", "--data", str(model_env), "--target", "Churn Flag",
+             "--name", "cli"]
+    assert cli.main(train) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out.strip().splitlines()[-1])
+    assert {"model", "version", "roc_auc", "pr_auc", "brier", "threshold",
+            "excluded_columns"} <= set(summary)
+    assert summary["version"] == "1" and 0.6 < summary["roc_auc"] < 1
+    assert "row number" in captured.err
+
+    assert cli.main(["model", "promote", "cli"]) == 0
+    assert last_json(capsys)["champion"] == "1"
+    assert cli.main(["model", "rollback", "cli"]) == 1
+    assert "no earlier champion" in last_json(capsys)["message"]
+    assert cli.main(["model", "promote", "cli", "--force"]) == 2
+    assert "--reason" in capsys.readouterr().err
+
+    assert cli.main(["model", "list", "cli"]) == 0
+    listed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert listed["aliases"] == ["challenger", "champion"] and listed["roc_auc"] is not None
+
+
+def test_an_unusable_table_fails_with_a_sentence(model_env, capsys):
+    args = ["model", "train", "--data", str(model_env), "--target", "Churned?", "--name", "cli"]
+    assert cli.main(args) == 2
+    assert "'Churned?' is not in the table" in capsys.readouterr().err

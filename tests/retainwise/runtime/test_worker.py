@@ -1,0 +1,120 @@
+"""The warm runner against a real Prefect API: one claimant per flow run, runs recorded as usual."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+from retainwise.runtime import worker
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+
+@task(name="double", cache_policy=NO_CACHE)
+def double(value: int) -> int:
+    return 2 * value
+
+
+@flow(name="worker-test-echo")
+def echo(value: int) -> int:
+    return double(value)
+
+
+@pytest.fixture
+def served(tmp_path):
+    return worker.Served(worker.register([(echo, echo.to_deployment(name="echo"))]), tmp_path)
+
+
+def test_a_run_is_claimed_once_and_runs_in_process_with_its_task_runs(served):
+    (deployment_id,) = served.flows
+    with get_client(sync_client=True) as client:
+        created = client.create_flow_run_from_deployment(deployment_id, parameters={"value": 21})
+        (scheduled,) = worker.next_runs(client, served)
+        assert scheduled.id == created.id
+        assert worker.claim(client, scheduled) is True
+        assert worker.claim(client, scheduled) is False  # a second worker is turned away
+        worker.execute(echo, scheduled)
+        finished = client.read_flow_run(created.id)
+        task_runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[created.id])))
+        assert worker.next_runs(client, served) == []
+    assert finished.state.is_completed()
+    assert [run.name.split("-")[0] for run in task_runs] == ["double"]
+
+
+def test_two_polling_loops_run_each_flow_run_exactly_once(served):
+    (deployment_id,) = served.flows
+    with get_client(sync_client=True) as client:
+        ids = [client.create_flow_run_from_deployment(deployment_id, parameters={"value": i}).id
+               for i in range(6)]
+    stop = threading.Event()
+    loops = [threading.Thread(target=worker.child_loop, args=(served, stop)) for _ in range(2)]
+    for loop in loops:
+        loop.start()
+    try:
+        with get_client(sync_client=True) as client:
+            for _ in range(300):
+                runs = [client.read_flow_run(i) for i in ids]
+                if all(run.state.is_final() for run in runs):
+                    break
+                stop.wait(0.2)
+    finally:
+        stop.set()
+        for loop in loops:
+            loop.join(timeout=30)
+    assert all(run.state.is_completed() for run in runs)
+    assert all(run.run_count == 1 for run in runs)
+
+
+def test_a_poll_reads_only_due_scheduled_runs_and_the_heartbeat_poll_finds_the_same(served):
+    from datetime import datetime, timedelta, timezone
+
+    from prefect.states import Cancelled, Scheduled
+
+    (deployment_id,) = served.flows
+    with get_client(sync_client=True) as client:
+        later = datetime.now(timezone.utc) + timedelta(hours=1)
+        future = client.create_flow_run_from_deployment(
+            deployment_id, parameters={"value": 1}, state=Scheduled(scheduled_time=later))
+        due = [client.create_flow_run_from_deployment(deployment_id, parameters={"value": i}).id
+               for i in range(3)]
+        taken = worker.next_runs(client, served)[0]
+        assert worker.claim(client, taken)  # Pending now: no longer offered
+        polled = [run.id for run in worker.next_runs(client, served)]
+        beat = [run.id for run in worker.next_runs(client, served, heartbeat=True)]
+        for _ in range(100):  # the server marks the deployment ready in a background task
+            if client.read_deployment(deployment_id).status.value == "READY":
+                break
+            time.sleep(0.1)
+        status = client.read_deployment(deployment_id).status.value
+        for left in [future.id, *due[1:]]:  # not for the next test's worker to find
+            client.set_flow_run_state(left, Cancelled(), force=True)
+    assert taken.id == due[0]
+    assert polled == beat == due[1:]  # oldest first, the future run left alone
+    assert status == "READY"  # the heartbeat poll keeps the deployment Ready in the UI
+
+
+@pytest.mark.parametrize("in_child", [False, True])
+def test_a_child_runs_flows_without_the_heartbeat_thread(served, monkeypatch, in_child):
+    from contextlib import nullcontext
+
+    from prefect.flow_engine import BaseFlowRunEngine
+
+    beats = []
+    monkeypatch.setattr(BaseFlowRunEngine, "_emit_flow_run_heartbeat",
+                        lambda engine, *args: beats.append(engine.flow_run.id))
+    (deployment_id,) = served.flows
+    with get_client(sync_client=True) as client:
+        created = client.create_flow_run_from_deployment(deployment_id, parameters={"value": 2})
+        [scheduled] = [run for run in worker.next_runs(client, served) if run.id == created.id]
+        assert worker.claim(client, scheduled)
+    with worker.without_flow_heartbeats() if in_child else nullcontext():
+        worker.execute(echo, scheduled)
+    # Prefect's engine beats once as a run starts; a warm child's runs do not beat at all
+    assert beats == ([] if in_child else [created.id])

@@ -1,0 +1,36 @@
+"""Values echoed back to customers cannot run as spreadsheet formulas."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from retainwise.uploads.output import neutralise_formulas, neutralise_text_columns, result_keys
+
+
+@pytest.mark.parametrize("value, safe", [
+    ("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"), ("+1+2", "'+1+2"),
+    ("-2+3", "'-2+3"), ("@SUM(A1)", "'@SUM(A1)"), ("\tcmd", "'\tcmd"), ("\r=1", "'\r=1"),
+    ("C-100", "C-100"), ("7590-VHVEG", "7590-VHVEG"), (" =1", " =1"),
+])
+def test_formula_prefixes_get_a_quote(value, safe):
+    assert neutralise_formulas(pd.Series([value])).tolist() == [safe]
+
+
+def test_missing_and_non_text_values_are_left_alone():
+    out = neutralise_formulas(pd.Series([np.nan, None, 5, "=1"], dtype=object))
+    assert pd.isna(out[0]) and out[1] is None and out[2] == 5 and out[3] == "'=1"
+
+
+def test_every_text_column_of_the_rejects_is_neutralised():
+    rejects = pd.DataFrame({"row_number": pd.array([1], dtype="Int64"), "reason": ["x"],
+                            "customer_id": ["=cmd|' /C calc'!A0"], "note": ["@evil"]})
+    safe = neutralise_text_columns(rejects)
+    assert safe["customer_id"][0] == "'=cmd|' /C calc'!A0" and safe["note"][0] == "'@evil"
+    assert safe["row_number"][0] == 1
+
+
+def test_result_keys_derive_from_the_prediction_id():
+    keys = result_keys("abc")
+    assert (keys.results, keys.rejects, keys.report, keys.report_html) == (
+        "results/abc/results.csv", "results/abc/rejects.csv", "results/abc/report.json",
+        "results/abc/report.html")

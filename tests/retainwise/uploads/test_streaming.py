@@ -1,0 +1,130 @@
+"""The chunked scoring path gives the same results, rejects and counts as the whole-file path."""
+
+from __future__ import annotations
+
+import gzip
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.scoring import score_frame
+from models.training import train
+from retainwise.uploads import streaming
+from retainwise.config.errors import UploadRejected
+from retainwise.uploads.reading import read_upload
+from retainwise.uploads.report import build_report, report_from_counts
+from retainwise.adapters.mlflow_registry import LoadedModel
+from retainwise.local.sample import synthetic_customers
+from retainwise.uploads.validation import validate_upload
+
+
+@pytest.fixture(scope="module")
+def model() -> LoadedModel:
+    trained = train(synthetic_customers(1500, seed=5).astype(str), "Churn", "customer_id")
+    return LoadedModel("churn", "1", trained.pipeline, trained.profile)
+
+
+def messy_upload(rows: int = 600) -> bytes:
+    """Duplicates within and across chunks, blank ids, bad numbers, quoted commas and newlines."""
+    frame = synthetic_customers(rows, seed=9, labeled=False).astype(str)
+    frame.loc[10, "customer_id"] = frame.loc[3, "customer_id"]     # near duplicate
+    frame.loc[500, "customer_id"] = frame.loc[20, "customer_id"]   # far duplicate
+    frame.loc[30, "customer_id"] = ""                              # missing id
+    frame.loc[40, "MonthlyCharges"] = "lots"                       # not a number
+    frame.loc[50, "Tenure Months"] = "9999"                        # out of range
+    frame.loc[60, "PaymentMethod"] = 'Cheque, "paper"\nby post'    # quoted, spans two lines
+    return frame.to_csv(index=False).encode()
+
+
+def whole_file(data: bytes, model: LoadedModel, share: float = 1.0):
+    """(results, rejects, report) as the whole-file path makes them."""
+    upload = validate_upload(read_upload(data), model.profile, share)
+    results = score_frame(model.pipeline, model.profile, upload.accepted, upload.customer_ids)
+    return results, upload.rejects, build_report(upload, None if upload.failure else results, model)
+
+
+def chunked(data: bytes, model: LoadedModel, chunk_bytes: int, share: float = 1.0):
+    results, rejects = io.BytesIO(), io.BytesIO()
+    blocks = (data[i:i + 1000] for i in range(0, len(data), 1000))
+    counts, _ = streaming.score_stream(blocks, model, share, results, rejects, chunk_bytes)
+    read = lambda b: pd.read_csv(io.BytesIO(b.getvalue()), dtype=str)  # noqa: E731
+    scored = read(results).astype({"churn_probability": float})
+    return scored, read(rejects).astype({"row_number": int}), report_from_counts(counts, model)
+
+
+@pytest.mark.parametrize("chunk_bytes", [4_000, 25_000, 10**9])
+def test_chunked_equals_whole_file(model, chunk_bytes):
+    data = messy_upload()
+    expected, expected_rejects, expected_report = whole_file(data, model)
+    results, rejects, report = chunked(data, model, chunk_bytes)
+
+    assert report["rows_total"] == expected_report["rows_total"] == 600
+    assert report["rows_total"] == report["rows_scored"] + report["rows_rejected"]
+    assert results["customer_id"].tolist() == expected["customer_id"].tolist()
+    np.testing.assert_allclose(results["churn_probability"],
+                               expected["churn_probability"], atol=5e-7)
+    assert results["churn_risk"].tolist() == expected["churn_risk"].tolist()
+    assert rejects["row_number"].tolist() == expected_rejects["row_number"].tolist()
+    assert rejects["reason"].tolist() == expected_rejects["reason"].tolist()
+    assert sum(report["risk_counts"].values()) == len(results)
+    assert report == expected_report  # drift, per-column counts and reasons add up across chunks
+
+
+def test_gzip_stream_equals_plain(model):
+    data = messy_upload(300)
+    plain, _, plain_report = chunked(data, model, 5_000)
+    packed, _, packed_report = chunked(gzip.compress(data), model, 5_000)
+    assert plain.equals(packed)
+    accounting = ("rows_total", "rows_scored", "rows_rejected")
+    assert [plain_report[k] for k in accounting] == [packed_report[k] for k in accounting]
+
+
+def test_record_chunks_never_split_a_quoted_newline():
+    data = b'id,note\n1,"a\nb"\n2,plain\n3,"x\n\ny"\n4,z\n'
+    pieces = list(streaming.record_chunks([data], chunk_bytes=10))
+    assert all(piece.startswith(b"id,note\n") for piece in pieces)
+    assert b"".join(piece[len(b"id,note\n"):] for piece in pieces) == data[len(b"id,note\n"):]
+    assert all(piece.count(b'"') % 2 == 0 for piece in pieces)
+
+
+def test_too_many_rejected_rows_fail_the_whole_stream(model):
+    frame = synthetic_customers(200, seed=4, labeled=False).astype(str)
+    frame.loc[:150, "MonthlyCharges"] = "lots"
+    _, rejects, report = chunked(frame.to_csv(index=False).encode(), model, 3_000, share=0.5)
+    assert report["status"] == "FAILED" and len(rejects) == 151
+    assert report["error"].startswith("151 of 200 rows are invalid (more than 50%); for example row 1:")
+
+
+def test_utf16_is_not_streamed():
+    assert not streaming.streamable("customer_id,x\n1,2\n".encode("utf-16"))
+    assert streaming.streamable(b"\xef\xbb\xbfcustomer_id,x\n1,2\n")
+
+
+def test_bad_lines_and_decimal_commas_keep_their_file_row_numbers_across_chunks(model):
+    frame = synthetic_customers(400, seed=12, labeled=False).astype(str)
+    text = frame.to_csv(index=False, sep=";").replace(".", ",")  # a European export
+    lines = text.splitlines(keepends=True)
+    lines[101] = lines[101].rstrip("\n") + ";extra;cells\n"  # data row 101: too many fields
+    lines[250] = "only;three;fields\n"                        # data row 250: too few
+    data = "".join(lines).encode()
+    expected, expected_rejects, expected_report = whole_file(data, model)
+    results, rejects, report = chunked(data, model, 3_000)
+    assert rejects["row_number"].tolist() == expected_rejects["row_number"].tolist() == [101, 250]
+    assert rejects["reason"].tolist() == expected_rejects["reason"].tolist()
+    assert results["customer_id"].tolist() == expected["customer_id"].tolist()
+    np.testing.assert_allclose(results["churn_probability"], expected["churn_probability"],
+                               atol=5e-7)
+    assert report == expected_report and report["source"]["delimiter"] == "semicolon"
+
+
+def test_an_overlong_row_at_the_start_of_a_later_chunk_is_a_bad_row_not_a_bad_file():
+    header = b"id,note\n"
+    table = streaming.read_piece(header + b"1,a,EXTRA\n2,b\n3,c\n", first=False)
+    assert table.malformed == [(1, "3 fields where the header has 2")]
+    assert table.frame["id"].tolist() == ["2", "3"]
+    with pytest.raises(UploadRejected, match="more fields than the header"):
+        streaming.read_piece(header + b"1,a,EXTRA\n2,b\n", first=True)
+    alone = streaming.read_piece(header + b"1,a,EXTRA", first=False)  # no final newline
+    assert alone.malformed == [(1, "3 fields where the header has 2")] and alone.frame.empty
