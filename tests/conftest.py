@@ -88,7 +88,7 @@ def _reset_postgres(url: str) -> None:
 def database_url(request, tmp_path):
     """An empty database of each kind the product supports."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'retainwise.adapters.db'}"
+        return f"sqlite:///{tmp_path / 'retainwise.db'}"
     url = request.getfixturevalue("postgres_server_url")
     _reset_postgres(url)
     return url

@@ -26,8 +26,7 @@ def submit_upload(env: Resources, data: bytes, *, filename: str | None, account:
     aws.put_bytes(env.s3, env.settings.bucket, key, data, content_type="application/octet-stream")
     db.create_prediction(env.engine, prediction_id=prediction_id, account=account,
                          model_name=model_name, input_key=key, original_filename=filename)
-    message_id = env.queue.send({"prediction_id": prediction_id, "account": account,
-                                 "model": model_name})
+    message_id = env.queue.send(prediction_id, account, model_name)
     db.record_queued(env.engine, prediction_id, message_id, datetime.now(timezone.utc))
     return prediction_id
 

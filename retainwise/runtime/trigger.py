@@ -7,7 +7,6 @@ reaches the dead-letter queue after `maxReceiveCount` receives.
 from __future__ import annotations
 
 import contextvars
-import json
 import logging
 import random
 import threading
@@ -15,21 +14,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
-from retainwise.adapters import db
+from retainwise.adapters import aws, db
 from retainwise.adapters.resources import Resources
 
 log = logging.getLogger("retainwise.runtime.trigger")
 StartRun = Callable[[dict[str, Any]], str]
-
-
-def parse_message(body: str) -> dict[str, Any] | None:
-    try:
-        payload = json.loads(body)
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(payload, dict) or not isinstance(payload.get("prediction_id"), str):
-        return None
-    return payload
 
 
 def idempotency_key(prediction: dict[str, Any]) -> str:
@@ -173,7 +162,7 @@ def deployment_starter(deployment_name: str, timeout: float = 20.0) -> Deploymen
 
 def handle_message(env: Resources, message: dict[str, Any], start_run: StartRun) -> str:
     """Returns what happened: 'started', or why the message was left for redrive."""
-    payload = parse_message(message.get("Body", ""))
+    payload = aws.parse_upload_message(message.get("Body", ""))
     if payload is None:
         log.warning("message %s is not a valid upload message; leaving it for the DLQ",
                     message.get("MessageId"))

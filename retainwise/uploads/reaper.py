@@ -74,8 +74,8 @@ def resend_lost_messages(env: Resources, stale_after_seconds: float) -> list[Rea
 
 
 def _send(env: Resources, row: dict[str, Any]) -> None:
-    message_id = env.queue.send({"prediction_id": row["id"], "account": row["account"],
-                                 "model": row["model_name"], "attempt": row["attempts"] + 1})
+    message_id = env.queue.send(row["id"], row["account"], row["model_name"],
+                                attempt=row["attempts"] + 1)
     db.record_queued(env.engine, row["id"], message_id, db.utcnow())
 
 

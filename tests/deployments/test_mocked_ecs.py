@@ -17,9 +17,10 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.states import Running
 
-from deployments.ecs import default_job_template, load_deployments
+from deployments.ecs import default_job_template
 from retainwise.adapters import aws
 from retainwise.entrypoints import follow
+from tests.deployments.prefect_yaml import load_deployments
 
 
 @pytest.fixture
