@@ -158,10 +158,6 @@ def sniff(text: str) -> tuple[str, list[str]]:
     return best, best_header
 
 
-def sniff_delimiter(text: str) -> str:
-    return sniff(text)[0]
-
-
 def normalise_header(name: str) -> str:
     return re.sub(r"[\s_\-]+", "", str(name)).lower()
 

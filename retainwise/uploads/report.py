@@ -15,6 +15,7 @@ import pandas as pd
 
 from models.features import bin_shares
 from models.profile import FeatureProfile, ModelProfile
+from retainwise.uploads.validation import top_counts, unknown_categories
 
 PSI_FLAG = 0.2  # population stability index above this: the feature has drifted
 PSI_FLOOR = 1e-4  # share given to empty buckets, so the log stays finite
@@ -83,7 +84,7 @@ def merge_counts(parts: list[dict[str, Any]]) -> dict[str, Any]:
     merged = dict(parts[0])
     for part in parts[1:]:
         merged = {key: _add(value, part.get(key)) for key, value in merged.items()}
-    merged["columns"] = {name: {**column, "unknown_values": _top(column["unknown_values"])}
+    merged["columns"] = {name: {**column, "unknown_values": top_counts(column["unknown_values"])}
                          if "unknown_values" in column else column
                          for name, column in merged["columns"].items()}
     return merged
@@ -100,16 +101,8 @@ def _add(mine: Any, theirs: Any) -> Any:
     return mine
 
 
-def _top(counts: dict[str, int], keep: int = 10) -> dict[str, int]:
-    return dict(sorted(counts.items(), key=lambda kv: -kv[1])[:keep])
-
-
-def drift(upload, profile: ModelProfile) -> dict[str, float]:
-    """PSI of the scored rows per feature for which the profile holds a training distribution."""
-    return drift_from_counts(upload_counts(upload, None, profile), profile)
-
-
 def drift_from_counts(counts: dict[str, Any], profile: ModelProfile) -> dict[str, float]:
+    """PSI of the scored rows per feature for which the profile holds a training distribution."""
     scores = {}
     for feature in profile.features:
         numeric = counts["numeric_counts"].get(feature.name)
@@ -154,8 +147,7 @@ def report_from_counts(counts: dict[str, Any], model, prediction_id: str | None 
         "rows_rejected": counts["rows_rejected"],
         "reject_reasons": counts["reject_kinds"],
         "risk_counts": counts["risk_counts"],
-        "unknown_categories": {name: q["unknown"] for name, q in counts["columns"].items()
-                               if q.get("unknown")},
+        "unknown_categories": unknown_categories(counts["columns"]),
         "out_of_range": {n: c["out_of_range"] for n, c in columns.items() if c.get("out_of_range")},
         "drift_threshold": PSI_FLAG,
         "drifted_features": [n for n, c in columns.items() if c["drifted"]],

@@ -31,7 +31,6 @@ from models.profile import FeatureProfile, ModelProfile
 from retainwise.config.errors import UploadRejected
 from retainwise.uploads.reading import TextTable, match_columns
 
-ID = "customer_id"
 ID_PRESENT = "customer id present"  # check-frame column: 1.0 where the row has an id, else NaN
 RANGE_MARGIN = 0.5  # numbers may stray this share of the training span beyond its min and max
 MISSING_MARKERS = {"na", "n/a", "nan", "null", "none", "#n/a", "-", "?"}
@@ -64,11 +63,14 @@ class ValidatedUpload:
     def rows_rejected(self) -> int:
         return len(self.rejects)
 
-    @property
-    def report(self) -> dict[str, Any]:
-        return {"rows_total": self.rows_total, "rows_rejected": self.rows_rejected,
-                "unknown_categories": {name: q["unknown"] for name, q in
-                                       self.quality.get("columns", {}).items() if q.get("unknown")}}
+def unknown_categories(columns: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """Per column, the rows whose category training never saw (scored, but counted)."""
+    return {name: quality["unknown"] for name, quality in columns.items() if quality.get("unknown")}
+
+
+def top_counts(counts: dict[str, int], keep: int = 10) -> dict[str, int]:
+    """The `keep` largest counts, largest first: what the report lists of unseen values."""
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1])[:keep])
 
 
 def require_columns(frame: pd.DataFrame, profile: ModelProfile) -> pd.DataFrame:
@@ -224,10 +226,10 @@ def parse_categories(raw: pd.Series,
             missing += int(count)
         elif value not in known and count:
             unknown[value] = unknown.get(value, 0) + int(count)
-    top = dict(sorted(unknown.items(), key=lambda kv: -kv[1])[:10])
     return (pd.Series(values, index=raw.index, dtype=object),
             {"kind": "categorical", "missing": missing,
-             "unknown": sum(unknown.values()), "unknown_values": top}, (codes, canonical))
+             "unknown": sum(unknown.values()), "unknown_values": top_counts(unknown)},
+            (codes, canonical))
 
 
 def value_counts(codes: np.ndarray, canonical: list) -> dict[str | None, int]:

@@ -28,7 +28,7 @@ from retainwise.uploads.output import result_keys
 from retainwise.uploads.reading import read_upload
 from retainwise.local.sample import synthetic_customers
 from retainwise.config.settings import Settings
-from retainwise.uploads.validation import validate_upload
+from retainwise.uploads.validation import unknown_categories, validate_upload
 from tests.conftest import telco_path
 
 NUMERIC = ["SeniorCitizen", "tenure", "MonthlyCharges", "TotalCharges"]
@@ -144,7 +144,7 @@ def test_variant_scores_exactly_like_the_clean_file(variant, telco, clean):
     status, upload, results = score_bytes(VARIANTS[variant](frame), trained)
     assert status == "COMPLETED", upload
     assert upload.rows_rejected == 0, upload.rejects["reason"].head().tolist()
-    assert upload.report["unknown_categories"] == {}
+    assert unknown_categories(upload.quality["columns"]) == {}
     assert results["customer_id"].tolist() == clean["customer_id"].tolist()
     np.testing.assert_allclose(results["churn_probability"], clean["churn_probability"],
                                rtol=0, atol=1e-9)
