@@ -15,6 +15,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -345,7 +346,7 @@ def test_flow_fails_a_mostly_invalid_upload_but_leaves_report_and_rejects(resour
     report = json.loads(s3_object(resources, keys.report))
     assert (report["status"], report["rows_rejected"], report["rows_scored"]) == ("FAILED", 200, 0)
     assert len(pd.read_csv(io.BytesIO(s3_object(resources, keys.rejects)))) == 200
-    with pytest.raises(Exception, match="NoSuchKey|Not Found|404"):
+    with pytest.raises(ClientError, match="NoSuchKey|Not Found|404"):
         s3_object(resources, keys.results)
 
 
