@@ -159,6 +159,7 @@ def sniff(text: str) -> tuple[str, list[str]]:
 
 
 def normalise_header(name: str) -> str:
+    """A header as matched against the model's columns: case, spaces, `_` and `-` ignored."""
     return re.sub(r"[\s_\-]+", "", str(name)).lower()
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import difflib
 import logging
-import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import islice
@@ -29,7 +28,7 @@ import pyarrow.compute as pc
 
 from models.profile import FeatureProfile, ModelProfile
 from retainwise.config.errors import UploadRejected
-from retainwise.uploads.reading import TextTable, match_columns
+from retainwise.uploads.reading import TextTable, match_columns, normalise_header
 
 ID_PRESENT = "customer id present"  # check-frame column: 1.0 where the row has an id, else NaN
 RANGE_MARGIN = 0.5  # numbers may stray this share of the training span beyond its min and max
@@ -80,9 +79,8 @@ def require_columns(frame: pd.DataFrame, profile: ModelProfile) -> pd.DataFrame:
     present = [c for c in frame.columns if c not in required]
 
     def hint(name: str) -> str:
-        keys = {re.sub(r"[\s_\-]+", "", c).lower(): c for c in present}
-        close = difflib.get_close_matches(re.sub(r"[\s_\-]+", "", name).lower(), list(keys),
-                                          n=1, cutoff=0.6)
+        keys = {normalise_header(c): c for c in present}
+        close = difflib.get_close_matches(normalise_header(name), list(keys), n=1, cutoff=0.6)
         return f" (did you mean {keys[close[0]]!r}?)" if close else ""
 
     if profile.id_column and profile.id_column not in frame.columns:
