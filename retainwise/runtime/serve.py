@@ -2,7 +2,8 @@
 
 Serves the deployments of flows/deployments.py (which prefect.yaml matches) for the `local` stack;
 on AWS the `ecs` work pool runs them. `python -m retainwise.runtime.serve` forks warm workers
-(retainwise.runtime.worker) that execute runs in-process; `--cold` falls back to Prefect's `serve`, which starts a fresh interpreter per run.
+(retainwise.runtime.worker) that execute runs in-process; `--cold` falls back to Prefect's
+`serve`, which starts a fresh interpreter per run.
 """
 
 import argparse

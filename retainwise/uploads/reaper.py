@@ -45,9 +45,8 @@ def stale_reason(row: dict[str, Any], run_state: str | None, stale_after_seconds
 
 def sweep(env: Resources, run_states: RunStates, max_attempts: int = 3,
           stale_after_seconds: float | None = None, now: datetime | None = None) -> list[Reaped]:
-    """Requeue or fail every stale PROCESSING row; each change is conditional, so two reapers are safe.
-
-    `now` (default: the clock) is when ages are measured from, so a test need not wait."""
+    """Requeue or fail every stale PROCESSING row; each change is conditional, so two reapers
+    are safe. `now` (default: the clock) is when ages are measured from: tests need not wait."""
     limit = env.settings.stale_after_seconds if stale_after_seconds is None else stale_after_seconds
     rows = db.processing(env.engine)
     states = run_states([r["flow_run_id"] for r in rows if r["flow_run_id"]]) if rows else {}

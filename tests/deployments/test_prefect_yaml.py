@@ -77,3 +77,16 @@ def test_the_deploy_workflow_migrates_by_deployment_before_it_deploys():
     assert "retainwise migrate --deployment --timeout 600" in migrate_steps
     deploy_steps = " ".join(step.get("run", "") for step in jobs["deploy"]["steps"])
     assert "prefect --no-prompt deploy --all" in deploy_steps
+
+
+def test_the_deployment_guide_gives_the_queue_the_visibility_timeout_the_code_uses():
+    from pathlib import Path
+
+    from retainwise.adapters.aws import VISIBILITY_TIMEOUT_SECONDS
+    from retainwise.config.settings import Settings
+
+    guide = (Path(__file__).resolve().parents[2] / "deployments" / "README.md").read_text()
+    stated = f"`VisibilityTimeout={VISIBILITY_TIMEOUT_SECONDS}`"
+    assert stated in guide and "VisibilityTimeout=" not in guide.replace(stated, "")
+    # the trigger gives up on a busy Prefect API before the message could be received again
+    assert Settings().trigger_create_timeout < VISIBILITY_TIMEOUT_SECONDS

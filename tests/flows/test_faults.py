@@ -88,7 +88,7 @@ def test_s3_going_away_mid_run_is_retried_then_fails_clearly(monkeypatch, stack_
 
 
 def retry_waits(flow_run_id: str) -> list[float]:
-    """Seconds each AwaitingRetry state of the run's tasks was scheduled ahead, as Prefect recorded."""
+    """Seconds each AwaitingRetry state of the run's tasks was scheduled ahead (Prefect's record)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 

@@ -118,7 +118,8 @@ def test_a_run_that_vanished_while_running_is_reaped_after_the_stale_timeout(res
     # the next attempt vanishes too; with max_attempts=2 the reaper gives up with a reason
     assert db.claim_prediction(resources.engine, prediction_id, str(run.id))
     later = claimed_at(resources, prediction_id, 61)
-    assert reap_stale(max_attempts=2, stale_after_seconds=60, now=later)["failed"] == [prediction_id]
+    reaped = reap_stale(max_attempts=2, stale_after_seconds=60, now=later)
+    assert reaped["failed"] == [prediction_id]
     row = db.get_prediction(resources.engine, prediction_id)
     assert row["status"] == "FAILED"
     assert row["error"].startswith("scoring was started 2 times and never finished")
