@@ -41,7 +41,7 @@ class Page:
 
     def wait_for_text(self, needle: str, timeout: float = 30) -> str:
         try:
-            return wait_for(lambda: (text := self.text()) if needle in text else None, timeout,
+            return wait_for(lambda: text if needle in (text := self.text()) else None, timeout,
                             repr(needle), poll=0.2)
         except AssertionError:
             raise AssertionError(f"{needle!r} never appeared; the page shows:\n"
