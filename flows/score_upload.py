@@ -8,17 +8,13 @@ from prefect import flow, get_run_logger, runtime
 from prefect.artifacts import create_markdown_artifact
 
 from retainwise.adapters.db import Status
-from retainwise.config.errors import UploadRejected
+from retainwise.config.errors import CUSTOMER_ERRORS, UploadRejected
 from retainwise.uploads.report import summary_markdown
-from retainwise.config.errors import NoChampion
 from retainwise.adapters.resources import Resources
 from tasks.scoring import load_champion
 from tasks.retry import describe_failure
 from tasks.status import claim_upload, finish_upload, tag_run
 from tasks.uploads import check_upload, score_in_chunks, score_whole_file
-
-CUSTOMER_ERRORS = (UploadRejected, NoChampion)
-
 
 @flow(name="score-upload", flow_run_name="score-{prediction_id}")
 def score_upload(prediction_id: str) -> dict[str, Any]:

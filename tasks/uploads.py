@@ -7,8 +7,6 @@ import logging
 import tempfile
 import time
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from retainwise.adapters import aws
 
@@ -18,14 +16,14 @@ from retainwise.uploads.compression import GZIP_MAGIC, expanded_head
 from retainwise.uploads.reading import Limits
 from retainwise.uploads.report import build_report, render_html, report_from_counts
 from retainwise.config.settings import Settings
-from tasks.retry import IO_TASK, is_transient
+from tasks.retry import io_task
 
 stage_log = logging.getLogger("retainwise.chunked")  # benchmarks read its stage_seconds
 
 __all__ = ["ResultKeys", "result_keys", "check_upload", "score_in_chunks", "score_whole_file"]
 
 
-@task(name="check-upload", cache_policy=NO_CACHE, retry_condition_fn=is_transient, **IO_TASK)
+@io_task("check-upload")
 def check_upload(s3, settings: Settings, key: str) -> bool:
     """Refuse a file over the size limit; True if it is large enough to score in chunks.
 
@@ -43,8 +41,7 @@ def check_upload(s3, settings: Settings, key: str) -> bool:
     return large and streaming.streamable(head)
 
 
-@task(name="score-upload-in-chunks", cache_policy=NO_CACHE, retry_condition_fn=is_transient,
-      **IO_TASK)
+@io_task("score-upload-in-chunks")
 def score_in_chunks(s3, settings: Settings, key: str, prediction_id: str,
                     model) -> tuple[dict, ResultKeys]:
     """Read, validate, score and write a large file chunk by chunk, in bounded memory; a retry
@@ -67,8 +64,7 @@ def score_in_chunks(s3, settings: Settings, key: str, prediction_id: str,
     return stored, keys
 
 
-@task(name="score-whole-file", cache_policy=NO_CACHE, retry_condition_fn=is_transient,
-      **IO_TASK)
+@io_task("score-whole-file")
 def score_whole_file(s3, settings: Settings, key: str, prediction_id: str,
                      model) -> tuple[dict, ResultKeys]:
     """Files under the chunked threshold: the one pipeline (read, validate, score, neutralised
