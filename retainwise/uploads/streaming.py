@@ -85,9 +85,10 @@ def record_chunks(blocks: Iterable[bytes], chunk_bytes: int = CHUNK_BYTES,
             end = record_end(buffer)
             if end is None:
                 break
-            yield header + bytes(buffer[:end])
+            if buffer[:end].strip():  # a run of blank lines is no chunk
+                yield header + bytes(buffer[:end])
+                yielded = True
             del buffer[:end]
-            yielded = True
         if len(buffer) >= chunk_bytes:  # no record ends in a whole chunk's worth of bytes
             refuse_long_record(len(buffer), max(max_record_bytes, chunk_bytes), "a row")
     if header is None:
