@@ -7,7 +7,8 @@ through the same reader, validator, model and writer chunk by chunk (uploads/str
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -23,6 +24,7 @@ class ScoredFile:
     results: pd.DataFrame | None  # None when too many rows were rejected (upload.failure says so)
     results_csv: bytes | None
     rejects_csv: bytes
+    seconds: dict[str, float] = field(default_factory=dict)  # per stage, as the chunked path logs
 
 
 def score_file(data: bytes, model, limits: Limits, max_rejected_share: float,
@@ -31,9 +33,17 @@ def score_file(data: bytes, model, limits: Limits, max_rejected_share: float,
 
     File-level faults raise UploadRejected; too many bad rows leave results None.
     """
-    upload = validate_upload(read_upload(data, limits=limits), model.profile, max_rejected_share)
+    marks = [time.perf_counter()]
+    table = read_upload(data, limits=limits)
+    marks.append(time.perf_counter())
+    upload = validate_upload(table, model.profile, max_rejected_share)
+    marks.append(time.perf_counter())
     results = None if upload.failure else score_frame(
         model.pipeline, model.profile, upload.accepted, upload.customer_ids, reasons=reasons)
-    return ScoredFile(upload, results,
-                      None if results is None else to_csv_bytes(neutralise_results(results)),
-                      to_csv_bytes(neutralise_text_columns(upload.rejects)))
+    marks.append(time.perf_counter())
+    results_csv = None if results is None else to_csv_bytes(neutralise_results(results))
+    rejects_csv = to_csv_bytes(neutralise_text_columns(upload.rejects))
+    marks.append(time.perf_counter())
+    stages = ("reading", "validating", "scoring", "writing")
+    return ScoredFile(upload, results, results_csv, rejects_csv,
+                      {stage: marks[i + 1] - marks[i] for i, stage in enumerate(stages)})
