@@ -22,6 +22,8 @@ def risk_tiers(probabilities: np.ndarray, cutoffs: RiskCutoffs) -> np.ndarray:
 def score_frame(pipeline, profile: ModelProfile, frame: pd.DataFrame,
                 customer_ids: pd.Series, reasons: bool = False) -> pd.DataFrame:
     """One result row per input row, in input order; `reasons` adds the top_reasons column."""
+    if not len(frame):  # every row rejected: the header alone (the trees refuse zero rows)
+        return pd.DataFrame({name: [] for name in RESULT_COLUMNS + ([REASONS_COLUMN] * reasons)})
     features = prepare_features(frame, profile.features)
     probabilities = pipeline.predict_proba(features)[:, 1]
     results = pd.DataFrame({

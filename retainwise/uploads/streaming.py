@@ -18,7 +18,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 import pandas as pd
 
-from models.scoring import RESULT_COLUMNS, score_frame
+from models.scoring import score_frame
 from retainwise.config.errors import UploadRejected
 from retainwise.uploads.output import ResultKeys, neutralise_results, neutralise_text_columns, to_csv_bytes
 from retainwise.uploads.compression import decompressed
@@ -225,11 +225,8 @@ def drop_accepted(upload: ValidatedUpload, drop: np.ndarray, rejects: pd.DataFra
 def score_piece(model, upload: ValidatedUpload, reasons: bool) -> tuple[pd.DataFrame, dict]:
     """Results and report counts of one validated chunk; runs in a scorer thread (the trees
     release the GIL, so two chunks score at once while the next one is validated)."""
-    if len(upload.accepted):
-        results = score_frame(model.pipeline, model.profile, upload.accepted,
-                              upload.customer_ids, reasons=reasons)
-    else:
-        results = pd.DataFrame({name: [] for name in RESULT_COLUMNS})
+    results = score_frame(model.pipeline, model.profile, upload.accepted, upload.customer_ids,
+                          reasons=reasons)
     return results, upload_counts(upload, results, model.profile)
 
 
