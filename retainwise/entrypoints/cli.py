@@ -271,6 +271,42 @@ def _model_train(args) -> int:
     return 0
 
 
+def cmd_account(args) -> int:
+    """Operators manage customer accounts and keys; a key is printed once, at creation."""
+    from retainwise.adapters import accounts
+
+    def create(engine):
+        accounts.create_account(engine, args.name)
+        return [accounts.create_key(engine, args.name)]
+
+    def changed(done: bool, otherwise: str):
+        if not done:
+            raise accounts.AccountError(otherwise)
+        return []
+
+    actions = {
+        "create": create,
+        "list": accounts.list_accounts,
+        "disable": lambda e: changed(accounts.disable_account(e, args.name),
+                                     f"no enabled account {args.name}"),
+        "key create": lambda e: [accounts.create_key(e, args.name)],
+        "key list": lambda e: accounts.list_keys(e, args.name),
+        "key revoke": lambda e: changed(accounts.revoke_key(e, args.key_id),
+                                        f"no live key {args.key_id}"),
+    }
+    engine = _resources().engine
+    try:
+        for row in actions[" ".join(filter(None, [args.action, getattr(args, "key_action", None)]))](
+                engine):
+            _print_json(row)
+    except accounts.AccountError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="retainwise", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -333,6 +369,19 @@ def parser() -> argparse.ArgumentParser:
     drd.add_argument("--id", action="append",
                      help="message id or prediction id (repeatable); default: all")
     dq.set_defaults(run=cmd_dlq)
+
+    ac = sub.add_parser("account", help="customer accounts and their API keys (operators)")
+    asub = ac.add_subparsers(dest="action", required=True)
+    asub.add_parser("create", help="a new account and its first key, as one JSON line").add_argument(
+        "name")
+    asub.add_parser("list", help="one JSON line per account")
+    asub.add_parser("disable", help="stop every key of the account").add_argument("name")
+    ak = asub.add_parser("key", help="create, revoke and list an account's keys")
+    aksub = ak.add_subparsers(dest="key_action", required=True)
+    aksub.add_parser("create", help="a new key; printed once").add_argument("name")
+    aksub.add_parser("revoke", help="stop one key").add_argument("key_id")
+    aksub.add_parser("list", help="key ids and dates, never secrets").add_argument("name")
+    ac.set_defaults(run=cmd_account)
 
     md = sub.add_parser("model", help="train, promote, roll back and list models")
     msub = md.add_subparsers(dest="action", required=True)
