@@ -42,11 +42,10 @@ def read_upload(s3, bucket: str, key: str, max_bytes: int) -> TextTable:
 
 @task(name="score-upload-in-chunks", cache_policy=NO_CACHE, retry_condition_fn=is_transient,
       **IO_TASK)
-def score_in_chunks(s3, settings: Settings, key: str, prediction_id: str,
+def score_in_chunks(s3, settings: Settings, key: str, keys: ResultKeys, prediction_id: str,
                     model) -> tuple[dict, ResultKeys]:
     """Read, validate, score and write a large file chunk by chunk, in bounded memory; a retry
     rewrites the same keys."""
-    keys = result_keys(prediction_id)
     with tempfile.TemporaryFile() as results_file, tempfile.TemporaryFile() as rejects_file:
         counts, totals = streaming.score_stream(
             aws.iter_blocks(s3, settings.bucket, key), model, settings.max_rejected_share,
@@ -64,10 +63,9 @@ def score_in_chunks(s3, settings: Settings, key: str, prediction_id: str,
 
 
 @task(name="write-results", cache_policy=NO_CACHE, retry_condition_fn=is_transient, **IO_TASK)
-def write_results(s3, bucket: str, prediction_id: str, results: pd.DataFrame | None,
+def write_results(s3, bucket: str, keys: ResultKeys, results: pd.DataFrame | None,
                   rejects: pd.DataFrame, report: dict) -> ResultKeys:
     """Results (unless the upload failed), rejects and the report, all spreadsheet-safe."""
-    keys = result_keys(prediction_id)
     if results is not None:
         aws.put_bytes(s3, bucket, keys.results, to_csv_bytes(neutralise_results(results)))
     aws.put_bytes(s3, bucket, keys.rejects, to_csv_bytes(neutralise_text_columns(rejects)))

@@ -86,7 +86,7 @@ def cmd_report(args) -> int:
         print(f"no upload with id {args.id}", file=sys.stderr)
         return 2
     try:
-        data = aws.get_bytes(env.s3, env.settings.bucket, result_keys(args.id).report_html)
+        data = aws.get_bytes(env.s3, env.settings.bucket, result_keys(row["account"], args.id).report_html)
     except ClientError:  # NoSuchKey: the upload failed before a report could be built
         print(f"upload {args.id} has no report ({row['status']}"
               + (f": {row['error']})" if row.get("error") else ")"), file=sys.stderr)
