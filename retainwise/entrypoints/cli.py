@@ -139,7 +139,8 @@ def cmd_trigger(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     env = _resources()
     stop = threading.Event()
-    start = deployment_starter(env.settings.deployment_name, env.settings.trigger_create_timeout)
+    start = deployment_starter(env.settings.deployment_name, env.settings.trigger_create_timeout,
+                               account_limit=env.settings.max_active_uploads)
     try:
         run_trigger(env, start, stop, concurrency=env.settings.trigger_concurrency)
     except KeyboardInterrupt:
