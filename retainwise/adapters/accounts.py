@@ -140,6 +140,21 @@ def authenticate(engine: Engine, token: str, now: datetime | None = None) -> dic
     if parsed is None:
         return None
     key_id, secret = parsed
+    row = _live_key(engine, key_id)
+    if row is None or not hmac.compare_digest(row["key_hash"], hash_secret(secret)):
+        return None
+    _touch(engine, key_id, row["last_used_at"], now or utcnow())
+    return {c.name: row[c.name] for c in accounts.c}
+
+
+def account_of_key(engine: Engine, key_id: str) -> dict[str, Any] | None:
+    """For a web session signed in with key `key_id`: its account while the key and the account
+    are live, so revoking or disabling ends the session too."""
+    row = _live_key(engine, key_id)
+    return {c.name: row[c.name] for c in accounts.c} if row else None
+
+
+def _live_key(engine: Engine, key_id: str) -> dict[str, Any] | None:
     with engine.connect() as conn:
         row = conn.execute(
             sa.select(api_keys.c.key_hash, api_keys.c.last_used_at, accounts)
@@ -147,10 +162,7 @@ def authenticate(engine: Engine, token: str, now: datetime | None = None) -> dic
             .where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None),
                    accounts.c.disabled_at.is_(None))
         ).mappings().first()
-    if row is None or not hmac.compare_digest(row["key_hash"], hash_secret(secret)):
-        return None
-    _touch(engine, key_id, row["last_used_at"], now or utcnow())
-    return {c.name: row[c.name] for c in accounts.c}
+    return dict(row) if row else None
 
 
 def _touch(engine: Engine, key_id: str, last_used: datetime | None, now: datetime) -> None:
@@ -166,3 +178,9 @@ def _touch(engine: Engine, key_id: str, last_used: datetime | None, now: datetim
 
 def models_allowed(account: dict[str, Any]) -> list[str]:
     return [m.strip() for m in (account.get("allowed_models") or "").split(",") if m.strip()]
+
+
+def default_model(account: dict[str, Any], fallback: str) -> str:
+    """`fallback` (the product's default) if the account may use it, else its first model."""
+    allowed = models_allowed(account)
+    return fallback if fallback in allowed or not allowed else allowed[0]

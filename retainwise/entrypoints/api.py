@@ -185,9 +185,9 @@ def api_router(resources: Resources) -> APIRouter:
     async def create_upload(request: Request, model: str | None = Query(None, max_length=255),
                             account: dict = Depends(current_account)) -> Accepted:
         """Upload a file to score: the raw body (name it with `X-Filename`) or a form's `file`;
-        `model` defaults to churn."""
-        prediction_id = await receive_upload(resources, request, account,
-                                             model or resources.settings.default_model)
+        `model` defaults to churn (or the account's first model)."""
+        prediction_id = await receive_upload(resources, request, account, model or (
+            accounts.default_model(account, resources.settings.default_model)))
         return Accepted(prediction_id=prediction_id, status=db.Status.PENDING.value)
 
     @router.get("/uploads", response_model=UploadPage, responses=errors())
@@ -228,8 +228,11 @@ def api_router(resources: Resources) -> APIRouter:
 
 
 def create_app(resources: Resources) -> FastAPI:
+    from retainwise.entrypoints import web
+
     app = FastAPI(title="RetainWise", version="1",
                   description="Upload customer lists, get churn scores back. Authenticate with "
                               "`Authorization: Bearer <API key>`.")
     app.include_router(api_router(resources))
+    web.mount(app, resources)
     return app

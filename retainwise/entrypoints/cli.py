@@ -277,7 +277,7 @@ def cmd_account(args) -> int:
     from retainwise.adapters import accounts
 
     def create(engine):
-        accounts.create_account(engine, args.name)
+        accounts.create_account(engine, args.name, allowed_models=args.models)
         return [accounts.create_key(engine, args.name)]
 
     def changed(done: bool, otherwise: str):
@@ -373,8 +373,10 @@ def parser() -> argparse.ArgumentParser:
 
     ac = sub.add_parser("account", help="customer accounts and their API keys (operators)")
     asub = ac.add_subparsers(dest="action", required=True)
-    asub.add_parser("create", help="a new account and its first key, as one JSON line").add_argument(
-        "name")
+    acc = asub.add_parser("create", help="a new account and its first key, as one JSON line")
+    acc.add_argument("name")
+    acc.add_argument("--models", default="churn",
+                     help="comma-separated models the account may use (default: churn)")
     asub.add_parser("list", help="one JSON line per account")
     asub.add_parser("disable", help="stop every key of the account").add_argument("name")
     ak = asub.add_parser("key", help="create, revoke and list an account's keys")

@@ -16,6 +16,7 @@ import pandas as pd
 from models.features import bin_shares
 from models.profile import FeatureProfile, ModelProfile
 
+PROBABILITY_BINS = 10
 PSI_FLAG = 0.2  # population stability index above this: the feature has drifted
 PSI_FLOOR = 1e-4  # share given to empty buckets, so the log stays finite
 OTHER, MISSING = "(other)", "(missing)"
@@ -75,6 +76,9 @@ def upload_counts(upload, results: pd.DataFrame | None, profile: ModelProfile) -
         "ignored_columns": upload.quality.get("ignored_columns", []),
         "source": dict(upload.source), "failure": upload.failure,
         "category_counts": upload.category_counts, "numeric_counts": numeric,
+        "probability_counts": np.histogram(
+            [] if results is None else results["churn_probability"], bins=PROBABILITY_BINS,
+            range=(0.0, 1.0))[0],
     }
 
 
@@ -154,6 +158,8 @@ def report_from_counts(counts: dict[str, Any], model, prediction_id: str | None 
         "rows_rejected": counts["rows_rejected"],
         "reject_reasons": counts["reject_kinds"],
         "risk_counts": counts["risk_counts"],
+        # scored rows per tenth of churn probability, [0, 0.1) first: the web app's histogram
+        "probability_histogram": [int(n) for n in counts.get("probability_counts", [])],
         "unknown_categories": {name: q["unknown"] for name, q in counts["columns"].items()
                                if q.get("unknown")},
         "out_of_range": {n: c["out_of_range"] for n, c in columns.items() if c.get("out_of_range")},
