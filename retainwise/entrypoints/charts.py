@@ -32,12 +32,12 @@ class Chart:
     empty: str = "No data yet."
 
 
-LABEL_SPACE = 150  # room for labels left of horizontal bars / below vertical ones (px)
+LABEL_SPACE = 130  # room for labels left of horizontal bars / below vertical ones (px)
 
 
 def bar_chart(name: str, title: str, items: list[tuple[str, float]], *, horizontal: bool = False,
               value_format: str = "{:,.0f}", css: dict[str, str] | None = None,
-              threshold: float | None = None, width: int = 520) -> Chart:
+              threshold: float | None = None, width: int = 420) -> Chart:
     """Bars scaled to the largest value (or the threshold, if larger); `css` classes by label."""
     css = css or {}
     top = max([v for _, v in items] + [threshold or 0.0, 1e-12])
