@@ -167,6 +167,7 @@ def cmd_stack(args) -> int:
         env = stack.up(settings)
         print(f"stack up: S3/SQS {env['AWS_ENDPOINT_URL']}, Prefect UI "
               f"{env['PREFECT_API_URL'].removesuffix('/api')}; state in {settings.home_dir}")
+        print(f"web app and API: {stack.app_url(settings)} (API docs at /docs)")
     elif args.action == "down":
         print("stopped:", ", ".join(stack.down(settings)) or "nothing was running")
     else:
