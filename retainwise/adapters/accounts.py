@@ -95,11 +95,7 @@ def list_accounts(engine: Engine) -> list[dict[str, Any]]:
 
 def disable_account(engine: Engine, name: str, now: datetime | None = None) -> bool:
     """Every key of the account stops working at once; its data stays."""
-    with engine.begin() as conn:
-        result = conn.execute(accounts.update().where(
-            accounts.c.name == name, accounts.c.disabled_at.is_(None)
-        ).values(disabled_at=now or utcnow()))
-    return result.rowcount == 1
+    return _stamp_once(engine, accounts.c.name == name, accounts.c.disabled_at, now)
 
 
 def create_key(engine: Engine, account: str, now: datetime | None = None) -> dict[str, str]:
@@ -117,10 +113,14 @@ def create_key(engine: Engine, account: str, now: datetime | None = None) -> dic
 
 
 def revoke_key(engine: Engine, key_id: str, now: datetime | None = None) -> bool:
+    return _stamp_once(engine, api_keys.c.key_id == key_id, api_keys.c.revoked_at, now)
+
+
+def _stamp_once(engine: Engine, row: Any, column: sa.Column, now: datetime | None) -> bool:
+    """Set a still-empty timestamp column (disabled_at, revoked_at); False if already set."""
     with engine.begin() as conn:
-        result = conn.execute(api_keys.update().where(
-            api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None)
-        ).values(revoked_at=now or utcnow()))
+        result = conn.execute(column.table.update().where(row, column.is_(None))
+                              .values({column.name: now or utcnow()}))
     return result.rowcount == 1
 
 
