@@ -102,14 +102,13 @@ def stored_report(resources: Resources, row: dict[str, Any]) -> dict[str, Any] |
 def upload_charts(report: dict[str, Any]) -> list:
     tiers = [(tier, report["risk_counts"].get(tier, 0)) for tier in TIER_CSS]
     histogram = report.get("probability_histogram") or []
-    bins = [(f"{i / len(histogram):.1f}–{(i + 1) / len(histogram):.1f}", n)
-            for i, n in enumerate(histogram)]
+    bins = [(f"{100 * i // len(histogram)}%", n) for i, n in enumerate(histogram)]
     drift = sorted(((name, column["psi"]) for name, column in report["columns"].items()
                     if column.get("psi") is not None), key=lambda item: -item[1])
     threshold = report["drift_threshold"]
     return [
         bar_chart("risk-tiers", "Customers by churn risk", tiers, css=TIER_CSS),
-        bar_chart("probability", "Churn probability (customers per tenth)", bins),
+        bar_chart("probability", "Churn probability (customers from each % up)", bins),
         bar_chart("drift", f"Drift per column (PSI; above {threshold} is an alert)", drift,
                   horizontal=True, value_format="{:.3f}", threshold=threshold,
                   css={name: "alert" for name, value in drift if value > threshold}),
@@ -123,12 +122,12 @@ def dashboard_charts(resources: Resources, rows: list[dict[str, Any]],
     completed = [r for r in rows if r["status"] == db.Status.COMPLETED.value][:DASHBOARD_REPORTS]
     reports = [(r, stored_report(resources, r)) for r in reversed(completed)]
     reports = [(r, rep) for r, rep in reports if rep and rep["rows_scored"]]
-    high = [(f"{r['created_at']:%b %d %H:%M} {r['original_filename'] or ''}"[:24],
-             rep["risk_counts"]["HIGH"] / rep["rows_scored"]) for r, rep in reports]
+    high = [(f"{r['created_at']:%d %b %H:%M}", rep["risk_counts"]["HIGH"] / rep["rows_scored"])
+            for r, rep in reports]
     drifted = Counter(name for _, rep in reports for name in rep["drifted_features"])
     return [
-        bar_chart("uploads-per-day", "Uploads per day (last 14 days)",
-                  [(f"{day:%d %b}", per_day.get(day, 0)) for day in days]),
+        bar_chart("uploads-per-day", f"Uploads per day, the 14 days to {today:%d %b}",
+                  [(f"{day:%d}", per_day.get(day, 0)) for day in days]),
         bar_chart("high-share", "Share of HIGH risk per upload", high, horizontal=True,
                   value_format="{:.0%}"),
         bar_chart("drifted-columns", "Columns whose drift crossed the alert level "
