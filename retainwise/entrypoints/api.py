@@ -7,7 +7,7 @@ exactly like an id that does not exist.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, AsyncIterator
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Security
@@ -61,7 +61,13 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 def public(row: dict[str, Any]) -> Upload:
-    return Upload(**{name: row[name] for name in Upload.model_fields})
+    """The customer's view of a row; SQLite's naive datetimes are the UTC they were written in."""
+    return Upload(**{name: _utc(row[name]) for name in Upload.model_fields})
+
+
+def _utc(value: Any) -> Any:
+    naive = isinstance(value, datetime) and value.tzinfo is None
+    return value.replace(tzinfo=timezone.utc) if naive else value
 
 
 class UploadRefused(HTTPException):
