@@ -37,7 +37,8 @@ LABEL_SPACE = 130  # room for labels left of horizontal bars / below vertical on
 
 def bar_chart(name: str, title: str, items: list[tuple[str, float]], *, horizontal: bool = False,
               value_format: str = "{:,.0f}", css: dict[str, str] | None = None,
-              threshold: float | None = None, width: int = 420) -> Chart:
+              threshold: float | None = None, width: int = 420,
+              empty: str = "No data yet.") -> Chart:
     """Bars scaled to the largest value (or the threshold, if larger); `css` classes by label."""
     css = css or {}
     top = max([v for _, v in items] + [threshold or 0.0, 1e-12])
@@ -58,4 +59,4 @@ def bar_chart(name: str, title: str, items: list[tuple[str, float]], *, horizont
         line = 20 + plot * (1 - threshold / top) if threshold is not None else None
     if not any(value for _, value in items):
         bars = []
-    return Chart(name, title, width, height, horizontal, bars, line)
+    return Chart(name, title, width, height, horizontal, bars, line, empty)

@@ -132,7 +132,9 @@ def dashboard_charts(resources: Resources, rows: list[dict[str, Any]],
                   value_format="{:.0%}"),
         bar_chart("drifted-columns", "Columns whose drift crossed the alert level "
                                      "(uploads, of the last scored)", drifted.most_common(),
-                  horizontal=True),
+                  horizontal=True, empty="No column crossed the alert level (PSI above "
+                                         f"0.2) in the last {len(reports)} scored uploads."
+                  if reports else "No data yet."),
     ]
 
 
