@@ -19,3 +19,7 @@ class PromotionRefused(RuntimeError):
     def __init__(self, message: str, details: dict[str, object]):
         super().__init__(message)
         self.details = details
+
+
+class MissingSetting(RuntimeError):
+    """A production process lacks a URL it must not guess (database, MLflow); names the variable."""

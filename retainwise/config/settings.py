@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from retainwise.config.errors import MissingSetting
 
 
 class Settings(BaseSettings):
@@ -14,6 +17,8 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="RETAINWISE_", extra="ignore")
 
+    # `production` has no local fallbacks: a missing URL stops the process, naming the variable
+    env: Literal["local", "production"] = "local"
     home: Path = Field(default=Path(".retainwise"), description="all local state lives here")
     database_url: str | None = None
     mlflow_tracking_uri: str | None = None
@@ -45,17 +50,27 @@ class Settings(BaseSettings):
     def home_dir(self) -> Path:
         return self.home.expanduser().resolve()
 
+    def _or_local(self, field: str, local: str) -> str:
+        """The configured value; outside production the local stack's default stands in."""
+        value = getattr(self, field)
+        if value:
+            return value
+        if self.env == "production":
+            raise MissingSetting(f"RETAINWISE_{field.upper()} is not set; RETAINWISE_ENV=production "
+                                 "has no local fallback")
+        return local
+
     @property
     def db_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.home_dir / 'retainwise.adapters.db'}"
+        return self._or_local("database_url", f"sqlite:///{self.home_dir / 'retainwise.adapters.db'}")
 
     @property
     def tracking_uri(self) -> str:
-        return self.mlflow_tracking_uri or f"sqlite:///{self.home_dir / 'mlflow.db'}"
+        return self._or_local("mlflow_tracking_uri", f"sqlite:///{self.home_dir / 'mlflow.db'}")
 
     @property
     def artifact_root(self) -> str:
-        return self.mlflow_artifact_root or (self.home_dir / "mlartifacts").as_uri()
+        return self._or_local("mlflow_artifact_root", (self.home_dir / "mlartifacts").as_uri())
 
     # the local stack (`retainwise stack up`): moto and a Prefect server on loopback
     stack_aws_port: int = 4566

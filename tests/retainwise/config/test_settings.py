@@ -1,0 +1,53 @@
+"""Production settings never fall back to the local stack's SQLite or file-based MLflow."""
+
+import pytest
+from pydantic import ValidationError
+
+from retainwise.config.errors import MissingSetting
+from retainwise.config.settings import Settings
+
+URL_VARIABLES = {
+    "db_url": "RETAINWISE_DATABASE_URL",
+    "tracking_uri": "RETAINWISE_MLFLOW_TRACKING_URI",
+    "artifact_root": "RETAINWISE_MLFLOW_ARTIFACT_ROOT",
+}
+
+
+@pytest.fixture
+def bare_environment(monkeypatch, tmp_path):
+    for name in (*URL_VARIABLES.values(), "RETAINWISE_ENV"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RETAINWISE_HOME", str(tmp_path))
+    return monkeypatch
+
+
+@pytest.mark.parametrize("prop, variable", URL_VARIABLES.items())
+def test_production_names_the_missing_variable(bare_environment, prop, variable):
+    bare_environment.setenv("RETAINWISE_ENV", "production")
+    with pytest.raises(MissingSetting, match=variable):
+        getattr(Settings(), prop)
+
+
+def test_production_uses_the_urls_it_is_given(bare_environment):
+    bare_environment.setenv("RETAINWISE_ENV", "production")
+    bare_environment.setenv("RETAINWISE_DATABASE_URL", "postgresql+psycopg://u@db:5432/retainwise")
+    bare_environment.setenv("RETAINWISE_MLFLOW_TRACKING_URI", "postgresql+psycopg://u@db:5432/mlflow")
+    bare_environment.setenv("RETAINWISE_MLFLOW_ARTIFACT_ROOT", "s3://models/mlartifacts")
+    settings = Settings()
+    assert settings.db_url == "postgresql+psycopg://u@db:5432/retainwise"
+    assert settings.tracking_uri == "postgresql+psycopg://u@db:5432/mlflow"
+    assert settings.artifact_root == "s3://models/mlartifacts"
+
+
+def test_locally_the_urls_fall_back_under_home(bare_environment, tmp_path):
+    settings = Settings()
+    assert settings.env == "local"
+    assert settings.db_url.startswith("sqlite:///") and str(tmp_path) in settings.db_url
+    assert settings.tracking_uri.startswith("sqlite:///")
+    assert settings.artifact_root.startswith("file://")
+
+
+def test_an_unknown_environment_name_is_refused(bare_environment):
+    bare_environment.setenv("RETAINWISE_ENV", "prod")
+    with pytest.raises(ValidationError, match="production"):
+        Settings()
