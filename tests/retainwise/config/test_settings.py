@@ -15,7 +15,7 @@ URL_VARIABLES = {
 
 @pytest.fixture
 def bare_environment(monkeypatch, tmp_path):
-    for name in (*URL_VARIABLES.values(), "RETAINWISE_ENV"):
+    for name in (*URL_VARIABLES.values(), "RETAINWISE_ENV", "RETAINWISE_DATABASE_SECRET"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("RETAINWISE_HOME", str(tmp_path))
     return monkeypatch
@@ -51,3 +51,22 @@ def test_an_unknown_environment_name_is_refused(bare_environment):
     bare_environment.setenv("RETAINWISE_ENV", "prod")
     with pytest.raises(ValidationError, match="production"):
         Settings()
+
+
+def test_the_database_urls_are_built_from_the_rds_secret(bare_environment):
+    """ECS injects the RDS secret's JSON; a password with URL-special characters survives."""
+    import json
+
+    from sqlalchemy.engine import make_url
+
+    bare_environment.setenv("RETAINWISE_ENV", "production")
+    bare_environment.setenv("RETAINWISE_DATABASE_SECRET", json.dumps({
+        "username": "retainwise", "password": "p@ss:w/rd%", "host": "db.internal", "port": 5432,
+        "dbname": "retainwise", "engine": "postgres"}))
+    settings = Settings()
+    app, mlflow = make_url(settings.db_url), make_url(settings.tracking_uri)
+    assert (app.drivername, app.host, app.database) == ("postgresql+psycopg", "db.internal", "retainwise")
+    assert app.password == "p@ss:w/rd%" and mlflow.password == "p@ss:w/rd%"
+    assert mlflow.database == "mlflow"
+    with pytest.raises(MissingSetting, match="RETAINWISE_MLFLOW_ARTIFACT_ROOT"):
+        settings.artifact_root
