@@ -1,0 +1,89 @@
+"""One task role per job, each allowed exactly what its job does and nothing else.
+
+Database access is not IAM: a job reaches PostgreSQL only if its task definition injects the RDS
+secret (through its execution role), so every role here is about S3, SQS, ECS and CloudWatch.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from deployments.cdk.data import MODELS_PREFIX, RESULTS_PREFIX, UPLOADS_PREFIX
+
+# the runner publishes Prefect's count of late and scheduled score-upload runs here; the runner
+# service scales on it beside the queue backlog
+RUNNER_METRIC_NAMESPACE = "RetainWise"
+RUNNER_METRIC_NAME = "ScoreUploadRunsWaiting"
+
+TASKS = iam.ServicePrincipal("ecs-tasks.amazonaws.com")
+
+
+class JobRoles(Construct):
+    """`scoring`, `training`, `migrate`, `reaper`, `trigger`, `api` and `worker` task roles."""
+
+    def __init__(self, scope: Construct, id: str, *, uploads: s3.IBucket, models: s3.IBucket,
+                 queue: sqs.IQueue) -> None:
+        super().__init__(scope, id)
+        # scoring parses untrusted uploads: it reads uploads and models, writes results, no more
+        self.scoring = self._role("Scoring", "score-upload (warm runner and score-upload-large)")
+        self._objects(self.scoring, ["s3:GetObject"], uploads, UPLOADS_PREFIX)
+        self._objects(self.scoring, ["s3:PutObject"], uploads, RESULTS_PREFIX)
+        self._read_models(self.scoring, models)
+        self.scoring.add_to_policy(iam.PolicyStatement(
+            actions=["cloudwatch:PutMetricData"], resources=["*"],
+            conditions={"StringEquals": {"cloudwatch:namespace": RUNNER_METRIC_NAMESPACE}}))
+
+        # training reads the labeled CSV it is given under uploads/ and writes model versions
+        self.training = self._role("Training", "train-model")
+        self._objects(self.training, ["s3:GetObject"], uploads, UPLOADS_PREFIX)
+        self._read_models(self.training, models)
+        self._objects(self.training, ["s3:PutObject"], models, MODELS_PREFIX)
+
+        # migrate only talks to PostgreSQL (alembic DDL): no AWS permission at all
+        self.migrate = self._role("Migrate", "migrate (alembic upgrade)")
+
+        # the reaper hands a crashed upload back to the queue
+        self.reaper = self._role("Reaper", "reap-stale")
+        queue.grant_send_messages(self.reaper)
+
+        # the trigger reads each message and deletes it once its flow run exists
+        self.trigger = self._role("Trigger", "the SQS trigger")
+        self.trigger.add_to_policy(iam.PolicyStatement(
+            actions=["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
+                     "sqs:GetQueueUrl", "sqs:GetQueueAttributes"],
+            resources=[queue.queue_arn]))
+
+        # the API/web app stores uploads, queues them and serves results
+        self.api = self._role("Api", "the API and web app")
+        self._objects(self.api, ["s3:PutObject"], uploads, UPLOADS_PREFIX)
+        self._objects(self.api, ["s3:GetObject"], uploads, RESULTS_PREFIX)
+        queue.grant_send_messages(self.api)
+        self.api.add_to_policy(iam.PolicyStatement(actions=["sqs:GetQueueUrl"],
+                                                   resources=[queue.queue_arn]))
+
+        # the prefect-aws worker starts flow tasks; PassRole is added per job role it may hand on
+        self.worker = self._role("EcsWorker", "the prefect-aws ECS worker")
+
+    def _role(self, id: str, job: str) -> iam.Role:
+        return iam.Role(self, id, assumed_by=TASKS, description=f"RetainWise task role: {job}")
+
+    @staticmethod
+    def _objects(role: iam.IRole, actions: list[str], bucket: s3.IBucket, prefix: str) -> None:
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=actions, resources=[bucket.arn_for_objects(f"{prefix}*")]))
+
+    @classmethod
+    def _read_models(cls, role: iam.IRole, models: s3.IBucket) -> None:
+        """MLflow lists a version's artifacts before it downloads them."""
+        cls._objects(role, ["s3:GetObject"], models, MODELS_PREFIX)
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["s3:ListBucket"], resources=[models.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [f"{MODELS_PREFIX}*"]}}))
+
+    def by_job(self) -> dict[str, iam.Role]:
+        return {"scoring": self.scoring, "training": self.training, "migrate": self.migrate,
+                "reaper": self.reaper, "trigger": self.trigger, "api": self.api,
+                "worker": self.worker}
