@@ -12,10 +12,9 @@ import os
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
-from deployments.cdk.stack import RetainWiseStack
+from deployments.cdk.outputs import STACK_NAME
 from deployments.cdk.services import Release
-
-STACK_NAME = "RetainWise"
+from deployments.cdk.stack import RetainWiseStack
 
 
 def build(app: cdk.App) -> RetainWiseStack:

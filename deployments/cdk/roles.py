@@ -25,8 +25,11 @@ class JobRoles(Construct):
     """`scoring`, `training`, `migrate`, `reaper`, `trigger`, `api` and `worker` task roles."""
 
     def __init__(self, scope: Construct, id: str, *, uploads: s3.IBucket, models: s3.IBucket,
-                 queue: sqs.IQueue) -> None:
+                 queue: sqs.IQueue, dead_letters: sqs.IQueue) -> None:
         super().__init__(scope, id)
+        # every queue user opens both queues by name (retainwise.adapters.aws.open_queue)
+        self._open_queues = iam.PolicyStatement(
+            actions=["sqs:GetQueueUrl"], resources=[queue.queue_arn, dead_letters.queue_arn])
         # scoring parses untrusted uploads: it reads uploads and models, writes results, no more
         self.scoring = self._role("Scoring", "score-upload (warm runner and score-upload-large)")
         self._objects(self.scoring, ["s3:GetObject"], uploads, UPLOADS_PREFIX)
@@ -48,21 +51,22 @@ class JobRoles(Construct):
         # the reaper hands a crashed upload back to the queue
         self.reaper = self._role("Reaper", "reap-stale")
         queue.grant_send_messages(self.reaper)
+        self.reaper.add_to_policy(self._open_queues)
 
         # the trigger reads each message and deletes it once its flow run exists
         self.trigger = self._role("Trigger", "the SQS trigger")
         self.trigger.add_to_policy(iam.PolicyStatement(
             actions=["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
-                     "sqs:GetQueueUrl", "sqs:GetQueueAttributes"],
+                     "sqs:GetQueueAttributes"],
             resources=[queue.queue_arn]))
+        self.trigger.add_to_policy(self._open_queues)
 
         # the API/web app stores uploads, queues them and serves results
         self.api = self._role("Api", "the API and web app")
         self._objects(self.api, ["s3:PutObject"], uploads, UPLOADS_PREFIX)
         self._objects(self.api, ["s3:GetObject"], uploads, RESULTS_PREFIX)
         queue.grant_send_messages(self.api)
-        self.api.add_to_policy(iam.PolicyStatement(actions=["sqs:GetQueueUrl"],
-                                                   resources=[queue.queue_arn]))
+        self.api.add_to_policy(self._open_queues)
 
         # the prefect-aws worker starts flow tasks; PassRole is added per job role it may hand on
         self.worker = self._role("EcsWorker", "the prefect-aws ECS worker")

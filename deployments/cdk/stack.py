@@ -9,11 +9,14 @@ from constructs import Construct
 
 from deployments.cdk.nag import accept_findings
 from deployments.cdk.data import MODELS_PREFIX, Database, Network, Storage, UploadQueue
+from deployments.cdk.outputs import OUTPUT_KEY
 from deployments.cdk.roles import JobRoles
 from deployments.cdk.services import Release, Services
 
 MAX_RECEIVE_COUNT = 3  # as retainwise.config.settings.Settings.max_receive_count
 RETENTION_DAYS = 30    # uploads and results
+# container settings prefect.yaml writes itself (or leaves to the default) rather than reading
+NOT_IN_PREFECT_YAML = {"RETAINWISE_ENV", "RETAINWISE_MAX_RECEIVE_COUNT"}
 
 
 class RetainWiseStack(Stack):
@@ -29,7 +32,7 @@ class RetainWiseStack(Stack):
             self, "PrefectApiKey", description="PREFECT_API_KEY for every RetainWise process; "
             "put the real key in after the first deploy (deployments/README.md)")
         self.roles = JobRoles(self, "Roles", uploads=storage.uploads, models=storage.models,
-                              queue=uploads.queue)
+                              queue=uploads.queue, dead_letters=uploads.dead_letters)
 
         # configuration for every container; secrets are never in here
         self.container_environment = {
@@ -57,7 +60,7 @@ class RetainWiseStack(Stack):
         # what `prefect deploy` fills prefect.yaml's `{{ $NAME }}` with (the deploy workflow reads
         # this output); RETAINWISE_IMAGE comes from the build, AWS_DEFAULT_REGION from the workflow
         self.prefect_yaml_environment = self._prefect_yaml_environment()
-        CfnOutput(self, "PrefectYamlEnvironment",
+        CfnOutput(self, OUTPUT_KEY,
                   value=self.to_json_string(self.prefect_yaml_environment),
                   description="prefect.yaml's variables as JSON, read by the deploy workflow")
         accept_findings(self)
@@ -79,5 +82,5 @@ class RetainWiseStack(Stack):
             "RETAINWISE_SECURITY_GROUP": services.flow_tasks_security_group.security_group_id,
             "RETAINWISE_LOG_GROUP": services.flow_logs.log_group_name,
             **{name: value for name, value in self.container_environment.items()
-               if name.startswith("RETAINWISE_") and name != "RETAINWISE_MAX_RECEIVE_COUNT"},
+               if name.startswith("RETAINWISE_") and name not in NOT_IN_PREFECT_YAML},
         }
