@@ -6,6 +6,7 @@ import json
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
+from urllib.parse import quote
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -68,14 +69,10 @@ class Settings(BaseSettings):
         """A PostgreSQL URL from the RDS secret, for its own database or another on the server."""
         if not self.database_secret:
             return None
-        from sqlalchemy.engine import URL
-
         secret = json.loads(self.database_secret)
-        return URL.create("postgresql+psycopg", username=secret["username"],
-                          password=secret["password"], host=secret["host"],
-                          port=int(secret.get("port", 5432)),
-                          database=database or secret.get("dbname")
-                          ).render_as_string(hide_password=False)
+        user, password = (quote(secret[key], safe="") for key in ("username", "password"))
+        return (f"postgresql+psycopg://{user}:{password}@{secret['host']}:"
+                f"{secret.get('port', 5432)}/{database or secret['dbname']}")
 
     @property
     def db_url(self) -> str:

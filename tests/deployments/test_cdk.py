@@ -6,7 +6,6 @@ cdk-nag's AwsSolutions pack runs on the same synthesis: an unsuppressed error fa
 import json
 import os
 import re
-import time
 
 import pytest
 
@@ -26,11 +25,9 @@ CONTEXT = {"imageTag": "abc123", "region": "eu-west-1", "maxRunners": 6,
 
 @pytest.fixture(scope="session")
 def synthesised():
-    """(stack, template, seconds): the one synthesis every test here reads."""
-    started = time.perf_counter()
+    """(stack, template): the one synthesis every test here reads (~20 s of CPU)."""
     stack = build(cdk.App(context=CONTEXT))
-    template = Template.from_stack(stack)
-    return stack, template, time.perf_counter() - started
+    return stack, Template.from_stack(stack)
 
 
 @pytest.fixture(scope="session")
@@ -64,10 +61,6 @@ def grants(statements) -> set[tuple[str, str]]:
     listed = lambda v: v if isinstance(v, list) else [v]  # noqa: E731
     return {(action, json.dumps(resource)) for s in statements if s["Effect"] == "Allow"
             for action in listed(s["Action"]) for resource in listed(s["Resource"])}
-
-
-def test_synthesis_takes_seconds_not_minutes(synthesised):
-    assert synthesised[2] < 300, f"synthesis took {synthesised[2]:.0f} s"
 
 
 def test_cdk_nag_finds_no_unsuppressed_error(stack, template):

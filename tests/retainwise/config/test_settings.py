@@ -70,3 +70,24 @@ def test_the_database_urls_are_built_from_the_rds_secret(bare_environment):
     assert mlflow.database == "mlflow"
     with pytest.raises(MissingSetting, match="RETAINWISE_MLFLOW_ARTIFACT_ROOT"):
         settings.artifact_root
+
+
+def test_the_url_from_the_secret_connects_to_postgres(bare_environment):
+    """The URL built from an RDS-shaped secret opens a real connection (local trust auth)."""
+    import json
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from tests.conftest import POSTGRES_ADMIN_URL
+
+    admin = make_url(POSTGRES_ADMIN_URL)
+    bare_environment.setenv("RETAINWISE_DATABASE_SECRET", json.dumps({
+        "username": admin.username, "password": admin.password or "any p@ss", "host": admin.host,
+        "port": admin.port or 5432, "dbname": admin.database}))
+    engine = create_engine(Settings().db_url)
+    try:
+        with engine.connect() as connection:
+            assert connection.execute(text("select current_database()")).scalar() == admin.database
+    finally:
+        engine.dispose()
