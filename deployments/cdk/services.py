@@ -69,13 +69,15 @@ class Services(Construct):
         self.trigger = self._service("Trigger", roles.trigger, ["retainwise", "trigger"])
         self.runner = self._service("Runner", roles.scoring, ["retainwise", "runner"],
                                     cpu=1024, memory=4096)
+        # the worker only talks to Prefect and ECS: no database secret, no database ingress
         self.worker = self._service(
             "EcsWorker", roles.worker,
             ["prefect", "worker", "start", "--pool", ECS_WORK_POOL, "--type", "ecs"],
             extra_environment={"PREFECT_INTEGRATIONS_AWS_ECS_OBSERVER_SQS_QUEUE_NAME":
-                               OBSERVER_QUEUE_NAME})
+                               OBSERVER_QUEUE_NAME},
+            secrets={"PREFECT_API_KEY": secrets["PREFECT_API_KEY"]})
         self.api = self._api(access_logs)
-        for service in (self.trigger, self.runner, self.worker, self.api.service):
+        for service in (self.trigger, self.runner, self.api.service):
             database.connections.allow_default_port_from(service)
         database.connections.allow_default_port_from(self.flow_tasks_security_group)
 
@@ -88,23 +90,25 @@ class Services(Construct):
 
     def _task_definition(self, id: str, role: iam.IRole, command: list[str], *, cpu: int,
                          memory: int, extra_environment: dict[str, str] | None = None,
+                         secrets: dict[str, ecs.Secret] | None = None,
                          port: int | None = None) -> ecs.FargateTaskDefinition:
         """The flow image running `command`; CDK gives each task definition its execution role."""
         definition = ecs.FargateTaskDefinition(self, f"{id}Task", cpu=cpu, memory_limit_mib=memory,
                                                task_role=role)
         definition.add_container(
             id, image=self.image, command=command,
-            environment={**self.environment, **(extra_environment or {})}, secrets=self.secrets,
+            environment={**self.environment, **(extra_environment or {})},
+            secrets=self.secrets if secrets is None else secrets,
             logging=ecs.LogDrivers.aws_logs(stream_prefix=id.lower(), log_group=self.service_logs),
             port_mappings=[ecs.PortMapping(container_port=port)] if port else None)
         self.task_definitions.append(definition)
         return definition
 
     def _service(self, id: str, role: iam.IRole, command: list[str], *, cpu: int = 512,
-                 memory: int = 1024, extra_environment: dict[str, str] | None = None
-                 ) -> ecs.FargateService:
+                 memory: int = 1024, extra_environment: dict[str, str] | None = None,
+                 secrets: dict[str, ecs.Secret] | None = None) -> ecs.FargateService:
         definition = self._task_definition(id, role, command, cpu=cpu, memory=memory,
-                                           extra_environment=extra_environment)
+                                           extra_environment=extra_environment, secrets=secrets)
         return ecs.FargateService(
             self, id, cluster=self.cluster, task_definition=definition, desired_count=1,
             min_healthy_percent=100, circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),

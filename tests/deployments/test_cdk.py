@@ -134,7 +134,9 @@ SERVICES = {"trigger": ["retainwise", "trigger"], "runner": ["retainwise", "runn
 def test_secrets_come_through_ecs_secrets_never_plain_environment(template, service):
     definition = container(template, SERVICES[service])
     injected = {s["Name"] for s in definition["Secrets"]}
-    assert injected == {"RETAINWISE_DATABASE_SECRET", "PREFECT_API_KEY"}
+    # the worker only talks to Prefect and ECS: it never gets the database secret
+    assert injected == ({"PREFECT_API_KEY"} if service == "worker"
+                        else {"RETAINWISE_DATABASE_SECRET", "PREFECT_API_KEY"})
     environment = {e["Name"]: e["Value"] for e in definition["Environment"]}
     assert environment["RETAINWISE_ENV"] == "production"
     assert not [n for n in environment if re.search("KEY|PASSWORD|SECRET|DATABASE_URL|TOKEN", n)]
@@ -227,3 +229,15 @@ def test_the_stack_output_fills_every_variable_prefect_yaml_reads(stack, templat
 def test_a_missing_context_value_is_named():
     with pytest.raises(SystemExit, match="certificateArn"):
         build(cdk.App(context={k: v for k, v in CONTEXT.items() if k != "certificateArn"}))
+
+
+def test_only_the_services_that_use_the_database_can_reach_it(stack, template):
+    def group(connectable) -> str:
+        return logical_id(stack, connectable.connections.security_groups[0])
+
+    services, database = stack.services, group(stack.database.instance)
+    sources = {rule["Properties"]["SourceSecurityGroupId"]["Fn::GetAtt"][0]
+               for rule in resources(template, "AWS::EC2::SecurityGroupIngress").values()
+               if rule["Properties"]["GroupId"] == {"Fn::GetAtt": [database, "GroupId"]}}
+    assert sources == {group(services.trigger), group(services.runner), group(services.api.service),
+                       logical_id(stack, services.flow_tasks_security_group)}
