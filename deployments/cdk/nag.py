@@ -35,7 +35,7 @@ def accepted_findings(stack) -> list[tuple[object, str, str, list | None]]:
         (services.api.load_balancer, "AwsSolutions-EC23",
          "The public HTTPS endpoint of the API and web app: clients connect from anywhere; port 80 "
          "only redirects to 443.", None),
-        (roles.scoring, "AwsSolutions-IAM5",
+        (roles.runner, "AwsSolutions-IAM5",
          "cloudwatch:PutMetricData has no resource ARN; a condition limits it to the RetainWise "
          "namespace (the runner's waiting-runs metric).", NO_RESOURCE_ARN),
         (roles.worker, "AwsSolutions-IAM5",
@@ -50,7 +50,7 @@ def accepted_findings(stack) -> list[tuple[object, str, str, list | None]]:
         accepted.append((definition.execution_role, "AwsSolutions-IAM5",
                          "ecr:GetAuthorizationToken (CDK's grant to pull the image) has no "
                          "resource ARN.", NO_RESOURCE_ARN))
-    for role in (roles.scoring, roles.training, roles.api):
+    for role in (roles.scoring, roles.runner, roles.training, roles.trigger, roles.api):
         accepted.append((role, "AwsSolutions-IAM5",
                          "Object-level access to one key prefix (uploads/, results/ or "
                          "mlartifacts/); the wildcard stands for the object keys below it.",

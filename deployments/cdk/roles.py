@@ -22,7 +22,7 @@ TASKS = iam.ServicePrincipal("ecs-tasks.amazonaws.com")
 
 
 class JobRoles(Construct):
-    """`scoring`, `training`, `migrate`, `reaper`, `trigger`, `api` and `worker` task roles."""
+    """`scoring`, `runner`, `training`, `migrate`, `reaper`, `trigger`, `api`, `worker` task roles."""
 
     def __init__(self, scope: Construct, id: str, *, uploads: s3.IBucket, models: s3.IBucket,
                  queue: sqs.IQueue, dead_letters: sqs.IQueue) -> None:
@@ -31,13 +31,18 @@ class JobRoles(Construct):
         self._open_queues = iam.PolicyStatement(
             actions=["sqs:GetQueueUrl"], resources=[queue.queue_arn, dead_letters.queue_arn])
         # scoring parses untrusted uploads: it reads uploads and models, writes results, no more
-        self.scoring = self._role("Scoring", "score-upload (warm runner and score-upload-large)")
-        self._objects(self.scoring, ["s3:GetObject"], uploads, UPLOADS_PREFIX)
-        self._objects(self.scoring, ["s3:PutObject"], uploads, RESULTS_PREFIX)
-        self._read_models(self.scoring, models)
-        self.scoring.add_to_policy(iam.PolicyStatement(
+        self.scoring = self._role("Scoring", "score-upload-large (one Fargate task per file)")
+        self._score(self.scoring, uploads, models)
+
+        # the warm runner executes score-upload runs and the reaper's sweeps in-process: scoring's
+        # grants, its waiting-runs metric, and sending a crashed upload's message again
+        self.runner = self._role("Runner", "the warm runner (score-upload, reap-stale)")
+        self._score(self.runner, uploads, models)
+        self.runner.add_to_policy(iam.PolicyStatement(
             actions=["cloudwatch:PutMetricData"], resources=["*"],
             conditions={"StringEquals": {"cloudwatch:namespace": RUNNER_METRIC_NAMESPACE}}))
+        queue.grant_send_messages(self.runner)
+        self.runner.add_to_policy(self._open_queues)
 
         # training reads the labeled CSV it is given under uploads/ and writes model versions
         self.training = self._role("Training", "train-model")
@@ -53,8 +58,10 @@ class JobRoles(Construct):
         queue.grant_send_messages(self.reaper)
         self.reaper.add_to_policy(self._open_queues)
 
-        # the trigger reads each message and deletes it once its flow run exists
+        # the trigger reads each message and deletes it once its flow run exists; it routes by the
+        # object's size (HEAD, which IAM grants through s3:GetObject)
         self.trigger = self._role("Trigger", "the SQS trigger")
+        self._objects(self.trigger, ["s3:GetObject"], uploads, UPLOADS_PREFIX)
         self.trigger.add_to_policy(iam.PolicyStatement(
             actions=["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
                      "sqs:GetQueueAttributes"],
@@ -80,6 +87,12 @@ class JobRoles(Construct):
             actions=actions, resources=[bucket.arn_for_objects(f"{prefix}*")]))
 
     @classmethod
+    def _score(cls, role: iam.IRole, uploads: s3.IBucket, models: s3.IBucket) -> None:
+        cls._objects(role, ["s3:GetObject"], uploads, UPLOADS_PREFIX)
+        cls._objects(role, ["s3:PutObject"], uploads, RESULTS_PREFIX)
+        cls._read_models(role, models)
+
+    @classmethod
     def _read_models(cls, role: iam.IRole, models: s3.IBucket) -> None:
         """MLflow lists a version's artifacts before it downloads them."""
         cls._objects(role, ["s3:GetObject"], models, MODELS_PREFIX)
@@ -88,6 +101,6 @@ class JobRoles(Construct):
             conditions={"StringLike": {"s3:prefix": [f"{MODELS_PREFIX}*"]}}))
 
     def by_job(self) -> dict[str, iam.Role]:
-        return {"scoring": self.scoring, "training": self.training, "migrate": self.migrate,
+        return {"scoring": self.scoring, "runner": self.runner, "training": self.training, "migrate": self.migrate,
                 "reaper": self.reaper, "trigger": self.trigger, "api": self.api,
                 "worker": self.worker}

@@ -67,7 +67,7 @@ class Services(Construct):
         self.flow_execution_role = self._flow_execution_role(repository)
 
         self.trigger = self._service("Trigger", roles.trigger, ["retainwise", "trigger"])
-        self.runner = self._service("Runner", roles.scoring, ["retainwise", "runner"],
+        self.runner = self._service("Runner", roles.runner, ["retainwise", "runner"],
                                     cpu=1024, memory=4096)
         # the worker only talks to Prefect and ECS: no database secret, no database ingress
         self.worker = self._service(

@@ -146,25 +146,30 @@ def test_secrets_come_through_ecs_secrets_never_plain_environment(template, serv
 
 def test_each_service_runs_with_its_own_task_role(stack, template):
     roles = {logical_id(stack, role) for role in stack.roles.by_job().values()}
-    assert len(roles) == 7
+    assert len(roles) == 8
     by_command = {}
     for definition in resources(template, "AWS::ECS::TaskDefinition").values():
         [c] = definition["Properties"]["ContainerDefinitions"]
         by_command[c["Command"][1]] = definition["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
     assert by_command == {
         "trigger": logical_id(stack, stack.roles.trigger),
-        "runner": logical_id(stack, stack.roles.scoring),
+        "runner": logical_id(stack, stack.roles.runner),
         "worker": logical_id(stack, stack.roles.worker),
         "api": logical_id(stack, stack.roles.api)}
 
 
-def test_scoring_reads_uploads_and_models_and_writes_only_results(stack, template):
-    allowed = grants(statements_of(template, stack, stack.roles.scoring))
+@pytest.mark.parametrize("job", ["scoring", "runner"])
+def test_scoring_reads_uploads_and_models_and_writes_only_results(stack, template, job):
+    allowed = grants(statements_of(template, stack, stack.roles.by_job()[job]))
     writes = {resource for action, resource in allowed if action == "s3:PutObject"}
     reads = {resource for action, resource in allowed if action == "s3:GetObject"}
     assert len(writes) == 1 and "/results/*" in writes.pop()
     assert {"/uploads/*" in r or "/mlartifacts/*" in r for r in reads} == {True}
-    assert not [a for a, _ in allowed if a.startswith("sqs:") or a.startswith("iam:")]
+    assert not [a for a, _ in allowed if a.startswith("iam:")]
+    sqs = {a for a, _ in allowed if a.startswith("sqs:")}
+    # the runner also sweeps stale uploads (reap-stale), which sends their messages again
+    assert sqs == (set() if job == "scoring" else
+                   {"sqs:SendMessage", "sqs:GetQueueUrl", "sqs:GetQueueAttributes"})
 
 
 def test_training_writes_models_and_never_results(stack, template):
@@ -178,10 +183,14 @@ def test_migrate_has_no_aws_permission_only_the_database_secret(stack, template)
     assert statements_of(template, stack, stack.roles.migrate) == []
 
 
-def test_the_trigger_reads_and_deletes_messages_and_touches_nothing_else(stack, template):
-    actions = {action for action, _ in grants(statements_of(template, stack, stack.roles.trigger))}
-    assert {"sqs:ReceiveMessage", "sqs:DeleteMessage"} <= actions
-    assert {a.split(":")[0] for a in actions} == {"sqs"} and "sqs:SendMessage" not in actions
+def test_the_trigger_reads_and_deletes_messages_and_only_sizes_uploads(stack, template):
+    allowed = grants(statements_of(template, stack, stack.roles.trigger))
+    actions = {action for action, _ in allowed}
+    assert {"sqs:ReceiveMessage", "sqs:DeleteMessage"} <= actions and "sqs:SendMessage" not in actions
+    s3 = {(a, r) for a, r in allowed if a.startswith("s3:")}
+    [(action, resource)] = s3  # HEAD, to route by the object's size
+    assert action == "s3:GetObject" and "/uploads/*" in resource
+    assert {a.split(":")[0] for a in actions} == {"sqs", "s3"}
 
 
 def test_the_worker_may_pass_only_the_flow_roles(stack, template):
