@@ -12,11 +12,8 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from deployments.cdk.data import MODELS_PREFIX, RESULTS_PREFIX, UPLOADS_PREFIX
+from retainwise.adapters import scaling
 
-# the runner publishes Prefect's count of late and scheduled score-upload runs here; the runner
-# service scales on it beside the queue backlog
-RUNNER_METRIC_NAMESPACE = "RetainWise"
-RUNNER_METRIC_NAME = "ScoreUploadRunsWaiting"
 
 TASKS = iam.ServicePrincipal("ecs-tasks.amazonaws.com")
 
@@ -40,7 +37,7 @@ class JobRoles(Construct):
         self._score(self.runner, uploads, models)
         self.runner.add_to_policy(iam.PolicyStatement(
             actions=["cloudwatch:PutMetricData"], resources=["*"],
-            conditions={"StringEquals": {"cloudwatch:namespace": RUNNER_METRIC_NAMESPACE}}))
+            conditions={"StringEquals": {"cloudwatch:namespace": scaling.NAMESPACE}}))
         queue.grant_send_messages(self.runner)
         self.runner.add_to_policy(self._open_queues)
 

@@ -24,7 +24,8 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from deployments.cdk.roles import RUNNER_METRIC_NAME, RUNNER_METRIC_NAMESPACE, JobRoles
+from deployments.cdk.roles import JobRoles
+from retainwise.adapters import scaling
 
 ECS_WORK_POOL = "ecs"
 API_PORT = 8000
@@ -134,19 +135,19 @@ class Services(Construct):
 
     def _scale_runners(self, queue: sqs.IQueue) -> None:
         """Target tracking on the queue backlog and on Prefect's waiting runs; min 1, max configured."""
-        scaling = self.runner.auto_scale_task_count(min_capacity=1,
+        capacity = self.runner.auto_scale_task_count(min_capacity=1,
                                                     max_capacity=self.release.max_runners)
         cooldowns = {"scale_out_cooldown": Duration.seconds(30),
                      "scale_in_cooldown": Duration.minutes(5)}
-        scaling.scale_to_track_custom_metric(
+        capacity.scale_to_track_custom_metric(
             "QueueBacklog", target_value=self.release.backlog_per_runner,
             metric=queue.metric_approximate_number_of_messages_visible(
                 period=Duration.minutes(1), statistic="Maximum"), **cooldowns)
-        scaling.scale_to_track_custom_metric(
+        capacity.scale_to_track_custom_metric(
             "PrefectWaitingRuns", target_value=self.release.waiting_runs_per_runner,
-            metric=cloudwatch.Metric(namespace=RUNNER_METRIC_NAMESPACE,
-                                     metric_name=RUNNER_METRIC_NAME,
-                                     dimensions_map={"Deployment": "score-upload"},
+            # published by the runner (retainwise.adapters.scaling.report_waiting_runs)
+            metric=cloudwatch.Metric(namespace=scaling.NAMESPACE, metric_name=scaling.METRIC,
+                                     dimensions_map={scaling.DIMENSION: "score-upload"},
                                      period=Duration.minutes(1), statistic="Maximum"),
             **cooldowns)
 
