@@ -13,6 +13,8 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from retainwise.adapters import aws
+
 # the keys a job may touch, per bucket; roles are granted on these prefixes only
 UPLOADS_PREFIX = "uploads/"
 RESULTS_PREFIX = "results/"
@@ -77,7 +79,8 @@ class UploadQueue(Construct):
             enforce_ssl=True)
         self.queue = sqs.Queue(
             self, "Uploads", queue_name="retainwise-uploads",
-            visibility_timeout=Duration.seconds(60), encryption=sqs.QueueEncryption.SQS_MANAGED,
+            # the value the code and the local stack use; above the trigger's create timeout
+            visibility_timeout=Duration.seconds(aws.VISIBILITY_TIMEOUT_SECONDS), encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
             dead_letter_queue=sqs.DeadLetterQueue(queue=self.dead_letters,
                                                   max_receive_count=max_receive_count))

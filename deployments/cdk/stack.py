@@ -12,8 +12,9 @@ from deployments.cdk.data import MODELS_PREFIX, Database, Network, Storage, Uplo
 from deployments.cdk.outputs import OUTPUT_KEY
 from deployments.cdk.roles import JobRoles
 from deployments.cdk.services import Release, Services
+from retainwise.config.settings import Settings
 
-MAX_RECEIVE_COUNT = 3  # as retainwise.config.settings.Settings.max_receive_count
+MAX_RECEIVE_COUNT = Settings.model_fields["max_receive_count"].default
 RETENTION_DAYS = 30    # uploads and results
 # container settings prefect.yaml writes itself (or leaves to the default) rather than reading
 NOT_IN_PREFECT_YAML = {"RETAINWISE_ENV", "RETAINWISE_MAX_RECEIVE_COUNT"}

@@ -46,7 +46,8 @@ class Settings(BaseSettings):
     chunk_bytes: int = 8 * 2**20           # ~60k Telco rows per chunk
     stale_after_seconds: int = 900
     # the SQS trigger: flow runs created at once, and how long it keeps retrying a busy Prefect
-    # API (503) for one message; below the queue's 30 s visibility timeout, so a message it gives
+    # API (503) for one message; below the queue's visibility timeout
+    # (adapters.aws.VISIBILITY_TIMEOUT_SECONDS), so a message it gives
     # up on is redelivered rather than handled twice at the same time
     trigger_concurrency: int = 4
     trigger_create_timeout: float = 20.0
@@ -78,7 +79,7 @@ class Settings(BaseSettings):
     def db_url(self) -> str:
         return self._or_local(self.database_url or self._from_secret(),
                               "RETAINWISE_DATABASE_URL (or RETAINWISE_DATABASE_SECRET)",
-                              f"sqlite:///{self.home_dir / 'retainwise.adapters.db'}")
+                              f"sqlite:///{self.home_dir / 'retainwise.db'}")
 
     @property
     def tracking_uri(self) -> str:

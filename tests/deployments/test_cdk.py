@@ -16,7 +16,8 @@ from aws_cdk.assertions import Annotations, Match, Template  # noqa: E402
 
 from deployments.cdk.app import build  # noqa: E402
 from deployments.cdk.outputs import OUTPUT_KEY  # noqa: E402
-from deployments.ecs import PREFECT_YAML  # noqa: E402
+from retainwise.adapters.aws import VISIBILITY_TIMEOUT_SECONDS  # noqa: E402
+from tests.deployments.prefect_yaml import placeholders  # noqa: E402
 
 CONTEXT = {"imageTag": "abc123", "region": "eu-west-1", "maxRunners": 6,
            "prefectApiUrl": "https://api.prefect.cloud/api/accounts/a/workspaces/w",
@@ -99,7 +100,7 @@ def test_buckets_are_encrypted_private_tls_only_with_lifecycle(stack, template):
 def test_the_queue_dead_letters_after_three_receives_and_the_dlq_alarms(stack, template):
     dlq = logical_id(stack, stack.queue.dead_letters)
     template.has_resource_properties("AWS::SQS::Queue", {
-        "QueueName": "retainwise-uploads",
+        "QueueName": "retainwise-uploads", "VisibilityTimeout": VISIBILITY_TIMEOUT_SECONDS,
         "RedrivePolicy": {"deadLetterTargetArn": {"Fn::GetAtt": [dlq, "Arn"]}, "maxReceiveCount": 3},
         "SqsManagedSseEnabled": True})
     template.has_resource_properties("AWS::CloudWatch::Alarm", {
@@ -230,9 +231,8 @@ def test_log_groups_keep_thirty_days(template):
 def test_the_stack_output_fills_every_variable_prefect_yaml_reads(stack, template):
     """prefect.yaml's `{{ $NAME }}` come from this output, except the image and the region."""
     assert set(template.find_outputs(OUTPUT_KEY)) == {OUTPUT_KEY}
-    placeholders = set(re.findall(r"\{\{\s*\$(\w+)\s*\}\}", PREFECT_YAML.read_text()))
-    assert set(stack.prefect_yaml_environment) == placeholders - {"RETAINWISE_IMAGE",
-                                                                  "AWS_DEFAULT_REGION"}
+    assert set(stack.prefect_yaml_environment) == placeholders() - {"RETAINWISE_IMAGE",
+                                                                    "AWS_DEFAULT_REGION"}
 
 
 def test_a_missing_context_value_is_named():
