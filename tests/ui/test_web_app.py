@@ -8,7 +8,6 @@ Screenshots of every page land in the test's tmp dir (`screens/`); open them to 
 from __future__ import annotations
 
 import threading
-import time
 
 import pandas as pd
 import pytest
@@ -20,6 +19,7 @@ from retainwise.adapters import mlflow_registry as registry
 from retainwise.config.settings import Settings
 from retainwise.entrypoints.api import create_app
 from tests.conftest import free_port, telco_path
+from tests.helpers import wait_for
 from tests.ui.browser import CHROMIUM, browser
 
 pytestmark = [
@@ -49,9 +49,11 @@ def app_url(resources):
                                            log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    while not server.started:
+    def started() -> bool:
         assert thread.is_alive(), "uvicorn exited"
-        time.sleep(0.05)
+        return server.started
+
+    wait_for(started, 60, "uvicorn to start")
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(10)
