@@ -7,16 +7,8 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from retainwise.config.settings import Settings
+from retainwise.modelops.training import run_params, summarise
 from tasks.training import fit_model, load_training_table, register_model
-
-
-def summarise(name: str, version: str, trained) -> dict[str, Any]:
-    """The one-line summary `retainwise model train` prints last."""
-    m = trained.metrics
-    return {"model": name, "version": version, "kind": trained.kind,
-            "roc_auc": round(m["roc_auc"], 4), "pr_auc": round(m["pr_auc"], 4),
-            "brier": round(m["brier"], 4), "threshold": round(trained.profile.threshold, 4),
-            "excluded_columns": trained.excluded, "notes": trained.notes}
 
 
 @flow(name="train-model", flow_run_name="train-{name}")
@@ -26,8 +18,7 @@ def train_model(data: str, target: str, id_column: str | None = None, name: str 
     settings = Settings()
     frame = load_training_table(data)
     trained = fit_model(frame, target, id_column, positive, allow_columns or [])
-    params = {"data": data, "target": target, "id_column": id_column or "(row number)",
-              "positive": positive or "(auto)", "allow_columns": ",".join(allow_columns or [])}
+    params = run_params(data, target, id_column, positive, allow_columns)
     version = register_model(trained, name, settings, params, data)
     logger = get_run_logger()
     for note in trained.notes:

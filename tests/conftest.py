@@ -15,7 +15,9 @@ import pytest
 import sqlalchemy as sa
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+# ../shared beside the main checkout; a worktree under /work/wt/<branch> finds it one level up
+SHARED_DATA = next((root / "shared" / "data" for root in (REPO.parent, REPO.parents[1])
+                    if (root / "shared" / "data").is_dir()), REPO.parent / "shared" / "data")
 TELCO = SHARED_DATA / "telco_churn.csv"
 POSTGRES_ADMIN_URL = os.environ.get(
     "RETAINWISE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

@@ -256,13 +256,20 @@ def cmd_model(args) -> int:
 
 
 def _model_train(args) -> int:
-    from flows.train_model import train_model
+    """A flow run when a Prefect server answers; otherwise the same steps in-process (MLflow only)."""
     from models.training import TrainingError
+    from retainwise.modelops.training import prefect_server_answers, train_in_process
 
+    if prefect_server_answers():
+        from flows.train_model import train_model as run
+    else:
+        def run(*a):
+            return train_in_process(*a, say=lambda text: print(f"note: {text}", file=sys.stderr,
+                                                                flush=True))
     try:
-        summary = train_model(args.data, args.target, args.id, args.name, args.positive,
-                              args.allow_column)
-    except TrainingError as exc:
+        summary = run(args.data, args.target, args.id, args.name, args.positive,
+                      args.allow_column)
+    except (TrainingError, OSError) as exc:
         print(f"error: cannot train on {args.data}: {exc}", file=sys.stderr)
         return 2
     for note in summary.pop("notes", []):
