@@ -133,6 +133,27 @@ def cmd_score(args) -> int:
     return 0 if summary["status"] == "COMPLETED" else 1
 
 
+def cmd_outcomes(args) -> int:
+    """What really happened to an upload's customers; one JSON line with matched/unmatched counts."""
+    from retainwise.config.errors import UploadRejected
+    from retainwise.entrypoints import service
+
+    env = _resources()
+    try:
+        summary = service.record_outcomes(env, args.prediction,
+                                          args.account or env.settings.default_account,
+                                          Path(args.file).read_bytes())
+    except (LookupError, UploadRejected, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if summary["unmatched"] or summary["invalid"] or summary["duplicate"]:
+        print(f"note: {summary['unmatched']} id(s) match no scored customer, {summary['invalid']} "
+              f"invalid and {summary['duplicate']} duplicate row(s) were not stored",
+              file=sys.stderr)
+    _print_json(summary)
+    return 0
+
+
 def cmd_trigger(args) -> int:
     from retainwise.runtime.trigger import deployment_starter, run_trigger
 
@@ -310,6 +331,15 @@ def parser() -> argparse.ArgumentParser:
     sc.add_argument("-o", "--output", required=True)
     sc.add_argument("--model")
     sc.set_defaults(run=cmd_score)
+
+    oc = sub.add_parser("outcomes", help="what really happened: churned 1/0 per scored customer")
+    osub = oc.add_subparsers(dest="action", required=True)
+    ocu = osub.add_parser("upload", help="join customer_id, churned[, observed_at] to an upload's "
+                                         "scores; replaces an earlier file for that upload")
+    ocu.add_argument("file")
+    ocu.add_argument("--prediction", required=True, metavar="ID")
+    ocu.add_argument("--account")
+    oc.set_defaults(run=cmd_outcomes)
 
     sub.add_parser("trigger", help="run the SQS trigger (long-running)").set_defaults(
         run=cmd_trigger)
