@@ -107,9 +107,12 @@ def estimated_performance(p, threshold: float, draws: int = DRAWS,
     return figures
 
 
-def score_shares(p, edges: list[float]) -> np.ndarray:
-    """Share of scores per probability bin (edges inclusive on the left; the last bin closed)."""
-    counts = np.histogram(np.clip(np.asarray(p, dtype=float), 0.0, 1.0), bins=edges)[0]
+SCORE_EDGES = np.linspace(0.0, 1.0, 11)  # tenths of the probability range
+
+
+def score_shares(p) -> np.ndarray:
+    """Share of scores per tenth of [0, 1]: compared with the profile's for the score PSI."""
+    counts = np.histogram(np.clip(np.asarray(p, dtype=float), 0.0, 1.0), bins=SCORE_EDGES)[0]
     return counts / max(counts.sum(), 1)
 
 

@@ -249,6 +249,8 @@ def cmd_model(args) -> int:
     settings = Settings()
     if args.action == "train":
         return _model_train(args)
+    if args.action == "monitor":
+        return _model_monitor(args, settings)
     if args.action == "list":
         for row in registry.list_versions(args.name, settings):
             _print_json(row)
@@ -273,6 +275,21 @@ def cmd_model(args) -> int:
     finally:
         engine.dispose()
     _print_json(outcome)
+    return 0
+
+
+def _model_monitor(args, settings: Settings) -> int:
+    """Estimated and realised performance per upload, drift, alerts; one JSON line last."""
+    from retainwise.adapters.db import make_engine
+    from retainwise.modelops.monitoring import model_figures, terminal_table
+
+    engine = make_engine(settings.db_url)
+    try:
+        figures = model_figures(engine, settings, args.name, args.account)
+    finally:
+        engine.dispose()
+    print(terminal_table(figures))
+    _print_json(figures)
     return 0
 
 
@@ -389,6 +406,10 @@ def parser() -> argparse.ArgumentParser:
     rb = msub.add_parser("rollback", help="return to the champion before the current one")
     rb.add_argument("name")
     rb.add_argument("--reason")
+    mo = msub.add_parser("monitor", help="estimated vs realised performance per upload, drift, "
+                                         "alerts; one JSON line last")
+    mo.add_argument("name")
+    mo.add_argument("--account")
     ls = msub.add_parser("list", help="versions, aliases and key figures")
     ls.add_argument("name")
     md.set_defaults(run=cmd_model)
