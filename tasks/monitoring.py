@@ -37,3 +37,30 @@ def record_upload_figures(env, report: dict[str, Any], account: str, model: Load
                                     account, model.profile)
     monitoring_tables.record_upload(env.engine, metrics, drift)
     return metrics
+
+
+@task(name="monitor-figures", cache_policy=NO_CACHE, retry_condition_fn=is_transient, **IO_TASK)
+def monitor_figures(env, name: str, account: str | None) -> dict[str, Any]:
+    from retainwise.modelops.monitoring import model_figures
+
+    return model_figures(env.engine, env.settings, name, account)
+
+
+@task(name="pool-labelled-outcomes", cache_policy=NO_CACHE, retry_condition_fn=is_transient,
+      **IO_TASK)
+def pool_labelled_outcomes(env, name: str) -> pd.DataFrame:
+    """Every labelled scored row of `name`'s uploads, read back from the uploads' input files."""
+    from retainwise.adapters import db
+    from retainwise.adapters.mlflow_registry import load_version
+    from retainwise.adapters.outcomes import labelled_rows
+    from retainwise.modelops.pooling import labelled_upload_rows, pooled_table
+
+    labelled = labelled_rows(env.engine, name)
+    parts = []
+    for prediction_id, labels in labelled.groupby("prediction_id", sort=False):
+        row = db.get_prediction(env.engine, prediction_id)
+        profile = load_version(name, row["model_version"], env.settings.tracking_uri).profile
+        data = aws.get_bytes(env.s3, env.settings.bucket, row["input_key"])
+        parts.append(labelled_upload_rows(data, profile, labels).assign(
+            customer_id=lambda f, p=prediction_id: p[:8] + ":" + f["customer_id"]))
+    return pooled_table(parts)

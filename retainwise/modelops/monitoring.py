@@ -95,18 +95,21 @@ def alerts(figures: dict[str, Any]) -> list[dict[str, Any]]:
     """`degraded` per version (AUC under the floor, calibration error over the cap) and `drifted`
     (the latest upload's PSI over DRIFT_PSI on a feature column or on the scores)."""
     found = []
-    for version in figures["versions"]:
-        if version["rows"] < MIN_LABELLED_ROWS:
-            continue
+    labelled_uploads = [u for u in figures["uploads"] if u["labelled_rows"] >= MIN_LABELLED_ROWS]
+    judged = [(f"version {v['model_version']}", v["model_version"], v["roc_auc"],
+               v["expected_calibration_error"]) for v in figures["versions"]
+              if v["rows"] >= MIN_LABELLED_ROWS]
+    judged += [(f"upload {u['prediction_id']}", u["model_version"], u["realised_roc_auc"],
+                u["realised_calibration_error"]) for u in labelled_uploads[-1:]]
+    for where, version, auc, calibration in judged:
         reasons = []
-        if version["roc_auc"] is not None and version["roc_auc"] < AUC_FLOOR:
-            reasons.append(f"realised ROC AUC {version['roc_auc']:.3f} < {AUC_FLOOR}")
-        if version["expected_calibration_error"] > CALIBRATION_CAP:
-            reasons.append(f"calibration error {version['expected_calibration_error']:.3f} > "
-                           f"{CALIBRATION_CAP}")
+        if auc is not None and auc < AUC_FLOOR:
+            reasons.append(f"realised ROC AUC {auc:.3f} < {AUC_FLOOR} on {where}")
+        if calibration > CALIBRATION_CAP:
+            reasons.append(f"calibration error {calibration:.3f} > {CALIBRATION_CAP} on {where}")
         if reasons:
-            found.append({"event": "retainwise.model.degraded",
-                          "model_version": version["model_version"], "reasons": reasons})
+            found.append({"event": "retainwise.model.degraded", "model_version": version,
+                          "reasons": reasons})
     if figures["uploads"]:
         last = figures["uploads"][-1]
         if last["estimated_roc_auc"] is not None and last["estimated_roc_auc"] < AUC_FLOOR:
@@ -164,3 +167,36 @@ def terminal_table(figures: dict[str, Any]) -> str:
              + "; ".join(a.get("reasons") or [f"{k} {v}" for k, v in a["columns"].items()])
              for a in figures["alerts"]]
     return "\n".join(text)
+
+
+def version_table(figures: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Per model version, the per-upload rows an artifact table shows (plain JSON values)."""
+    tables: dict[str, list[dict[str, Any]]] = {}
+    for u in figures["uploads"]:
+        tables.setdefault(str(u["model_version"]), []).append({
+            "upload": u["prediction_id"], "account": u["account"],
+            "completed_at": str(u["completed_at"]), "rows": u["rows_scored"],
+            "estimated_roc_auc": _rounded(u["estimated_roc_auc"]),
+            "realised_roc_auc": _rounded(u["realised_roc_auc"]),
+            "labelled_rows": u["labelled_rows"], "score_psi": _rounded(u["score_psi"])})
+    return tables
+
+
+def auc_chart(name: str, version: str, rows: list[dict[str, Any]], width: int = 40) -> str:
+    """A text bar chart (markdown) of estimated and realised ROC AUC per upload, 0.5 to 1.0."""
+    def bar(value) -> str:
+        if value is None:
+            return "(no labels yet)"
+        filled = int(round(max(0.0, min(1.0, (value - 0.5) / 0.5)) * width))
+        return "█" * filled + "·" * (width - filled) + f" {value:.3f}"
+
+    lines = [f"# {name} v{version}: ROC AUC per upload (bar from 0.5 to 1.0; floor {AUC_FLOOR})",
+             "", "```"]
+    for row in rows:
+        lines += [f"{row['completed_at'][:16]} {row['upload'][:8]} est  {bar(row['estimated_roc_auc'])}",
+                  f"{'':16} {'':8} real {bar(row['realised_roc_auc'])}"]
+    return "\n".join(lines + ["```"])
+
+
+def _rounded(value, digits: int = 4):
+    return None if value is None or value != value else round(float(value), digits)

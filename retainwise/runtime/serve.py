@@ -9,11 +9,23 @@ import argparse
 import os
 
 from flows.migrate import migrate
+from flows.monitor import monitor
 from flows.reap_stale import reap_stale
 from flows.score_upload import score_upload
 from flows.train_model import train_model
 
 REAP_EVERY_SECONDS = 60
+MONITOR_EVERY_SECONDS = 3600
+
+
+def retrain_when_degraded() -> list:
+    """The automation behind the retraining loop (prefect.yaml declares the same trigger)."""
+    from prefect.events import DeploymentEventTrigger
+
+    model = "{{ event.resource['retainwise.model'] }}"
+    return [DeploymentEventTrigger(match={"prefect.resource.id": "retainwise.model.*"},
+                                   expect={"retainwise.model.degraded"},
+                                   parameters={"name": model, "outcomes_of": model})]
 
 
 def deployments() -> list:
@@ -21,7 +33,9 @@ def deployments() -> list:
     return [
         (score_upload, score_upload.to_deployment(name="score-upload", tags=["scoring"])),
         (migrate, migrate.to_deployment(name="migrate")),
-        (train_model, train_model.to_deployment(name="train-model")),
+        (train_model, train_model.to_deployment(name="train-model",
+                                                triggers=retrain_when_degraded())),
+        (monitor, monitor.to_deployment(name="monitor", interval=MONITOR_EVERY_SECONDS)),
         (reap_stale, reap_stale.to_deployment(name="reap-stale", interval=REAP_EVERY_SECONDS)),
     ]
 

@@ -5,7 +5,7 @@ from prefect.flows import load_flow_from_entrypoint
 
 from deployments.ecs import PREFECT_YAML, load_deployments
 
-EXPECTED = {"score-upload", "train-model", "migrate", "reap-stale"}
+EXPECTED = {"score-upload", "train-model", "migrate", "reap-stale", "monitor"}
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +16,7 @@ def deployments():
     return {d["name"]: d for d in load_deployments({n: f"value-of-{n}" for n in names})}
 
 
-def test_the_four_deployments_point_at_flows_that_load(deployments):
+def test_the_deployments_point_at_flows_that_load(deployments):
     assert set(deployments) == EXPECTED
     for name, deployment in deployments.items():
         flow = load_flow_from_entrypoint(deployment["entrypoint"])
@@ -35,9 +35,20 @@ def test_job_variables_are_all_known_to_the_ecs_worker(deployments):
         assert job["configure_cloudwatch_logs"] and job["execution_role_arn"]
 
 
-def test_only_the_reaper_runs_on_a_schedule(deployments):
+def test_only_the_reaper_and_the_monitor_run_on_a_schedule(deployments):
     scheduled = {n for n, d in deployments.items() if d.get("schedules")}
-    assert scheduled == {"reap-stale"}
+    assert scheduled == {"reap-stale", "monitor"}
+
+
+def test_degraded_retrains_on_outcomes_here_and_in_the_local_runner(deployments):
+    from retainwise.runtime.serve import retrain_when_degraded
+
+    (declared,) = deployments["train-model"]["triggers"]
+    (served,) = retrain_when_degraded()
+    assert declared["expect"] == ["retainwise.model.degraded"] == sorted(served.expect)
+    assert declared["match"] == {"prefect.resource.id": "retainwise.model.*"}
+    assert declared["parameters"] == served.parameters
+    assert "outcomes_of" in declared["parameters"]
 
 
 def test_a_missing_environment_variable_is_named():

@@ -8,7 +8,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from flows.monitor import monitor
 from flows.score_upload import score_upload
+from flows.train_model import train_model
 from models.training import LABEL_COLUMN, train
 from retainwise.adapters import mlflow_registry as registry
 from retainwise.adapters.monitoring import drift_rows, metrics_rows
@@ -87,3 +89,37 @@ def test_realised_auc_equals_the_files_and_a_shift_is_flagged(telco_model, resou
     drifted = [a for a in figures["alerts"] if a["event"] == "retainwise.data.drifted"]
     assert drifted and {"Contract", "MonthlyCharges"} <= set(drifted[0]["columns"])
     assert monitor_json(capsys, "--account", "globex")["uploads"] == []
+
+    # concept shift: on the shifted customers the old scores no longer rank who churns
+    later_results = pd.read_csv(io.BytesIO(service.download_results(resources, later)),
+                                dtype={"customer_id": str})
+    flipped = tmp_path / "flipped.csv"
+    flipped.write_bytes(csv_bytes(pd.DataFrame({
+        "customer_id": later_results["customer_id"],
+        "churned": (later_results["churn_probability"] < 0.3).astype(int)})))
+    assert cli.main(["outcomes", "upload", str(flipped), "--prediction", later,
+                     "--account", "acme"]) == 0
+    capsys.readouterr()
+    summary = monitor("churn")
+    events = {alert["event"] for alert in summary["alerts"]}
+    assert events == {"retainwise.model.degraded", "retainwise.data.drifted"}
+    assert {"retainwise.model.degraded", "retainwise.data.drifted"} <= emitted_events()
+
+    # what the degraded automation runs: train-model on the pooled labelled outcomes
+    retrained = train_model(name="churn", outcomes_of="churn")
+    assert retrained["version"] == "2"
+    settings = Settings()
+    assert registry.alias_version("churn", "challenger", settings) == "2"
+    assert registry.alias_version("churn", "champion", settings) == "1"  # the gate decides
+
+
+def emitted_events() -> set[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter
+    from prefect.events.utilities import emit_event  # noqa: F401  (the worker is flushed below)
+    from prefect.events.worker import EventsWorker
+
+    EventsWorker.drain_all()
+    with get_client(sync_client=True) as client:
+        page = client.read_events(EventFilter(event=EventNameFilter(prefix=["retainwise."])))
+    return {event.event for event in page.events}
