@@ -150,8 +150,27 @@ def cmd_outcomes(args) -> int:
         print(f"note: {summary['unmatched']} id(s) match no scored customer, {summary['invalid']} "
               f"invalid and {summary['duplicate']} duplicate row(s) were not stored",
               file=sys.stderr)
+    summary["monitor_run"] = _start_monitor(summary["model"])
     _print_json(summary)
     return 0
+
+
+def _start_monitor(model: str) -> str | None:
+    """Refresh the figures after new outcomes: a monitor flow run when a Prefect server answers."""
+    from retainwise.modelops.training import prefect_server_answers
+
+    if not prefect_server_answers():
+        return None
+    from prefect.exceptions import ObjectNotFound
+
+    from retainwise.entrypoints import follow
+
+    try:
+        return follow.start_run("monitor/monitor", {"name": model})
+    except ObjectNotFound:
+        print("note: no monitor deployment registered; run `retainwise model monitor` to see the "
+              "figures", file=sys.stderr)
+        return None
 
 
 def cmd_trigger(args) -> int:

@@ -71,5 +71,5 @@ def record_outcomes(env: Resources, prediction_id: str, account: str, data: byte
     results = read_table(download_results(env, prediction_id))
     joined = join_outcomes(read_table(data, env.settings.max_upload_bytes), results)
     stored = outcomes_table.replace_outcomes(env.engine, prediction_id, account, joined.rows)
-    return {"prediction_id": prediction_id, "model_version": row["model_version"],
-            "stored": stored, **joined.summary()}
+    return {"prediction_id": prediction_id, "model": row["model_name"],
+            "model_version": row["model_version"], "stored": stored, **joined.summary()}

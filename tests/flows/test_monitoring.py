@@ -16,6 +16,7 @@ from retainwise.adapters import mlflow_registry as registry
 from retainwise.adapters.monitoring import drift_rows, metrics_rows
 from retainwise.config.settings import Settings
 from retainwise.entrypoints import cli, service
+from retainwise.runtime.serve import retrain_when_degraded
 from retainwise.uploads.reading import read_table
 from tests.conftest import telco_path
 from tests.helpers import submit
@@ -100,12 +101,17 @@ def test_realised_auc_equals_the_files_and_a_shift_is_flagged(telco_model, resou
     assert cli.main(["outcomes", "upload", str(flipped), "--prediction", later,
                      "--account", "acme"]) == 0
     capsys.readouterr()
+    automation_deployment = train_model.to_deployment(
+        name="train-model", triggers=retrain_when_degraded()).apply()
     summary = monitor("churn")
     events = {alert["event"] for alert in summary["alerts"]}
     assert events == {"retainwise.model.degraded", "retainwise.data.drifted"}
     assert {"retainwise.model.degraded", "retainwise.data.drifted"} <= emitted_events()
 
-    # what the degraded automation runs: train-model on the pooled labelled outcomes
+    started = wait_for_run_of(automation_deployment)  # created by the automation, no worker here
+    assert started.parameters == {"name": "churn", "outcomes_of": "churn"}
+
+    # what that run does when a worker picks it up: train-model on the pooled labelled outcomes
     retrained = train_model(name="churn", outcomes_of="churn")
     assert retrained["version"] == "2"
     settings = Settings()
@@ -113,13 +119,31 @@ def test_realised_auc_equals_the_files_and_a_shift_is_flagged(telco_model, resou
     assert registry.alias_version("churn", "champion", settings) == "1"  # the gate decides
 
 
+def wait_for_run_of(deployment_id, timeout: float = 90.0):
+    """The first flow run of a deployment; polls the API (the automation acts asynchronously)."""
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            runs = client.read_flow_runs(deployment_filter=DeploymentFilter(
+                id=DeploymentFilterId(any_=[deployment_id])))
+            if runs:
+                return runs[0]
+            time.sleep(0.5)
+    raise AssertionError(f"no flow run of deployment {deployment_id} within {timeout:.0f} s")
+
+
 def emitted_events() -> set[str]:
     from prefect.client.orchestration import get_client
     from prefect.events.filters import EventFilter, EventNameFilter
-    from prefect.events.utilities import emit_event  # noqa: F401  (the worker is flushed below)
     from prefect.events.worker import EventsWorker
 
     EventsWorker.drain_all()
     with get_client(sync_client=True) as client:
-        page = client.read_events(EventFilter(event=EventNameFilter(prefix=["retainwise."])))
+        page = client.read_events(EventFilter(event=EventNameFilter(prefix=["retainwise."])),
+                                   limit=50)  # the server caps it at 50; the default is 100
     return {event.event for event in page.events}
