@@ -56,11 +56,10 @@ def pool_labelled_outcomes(env, name: str) -> pd.DataFrame:
     from retainwise.modelops.pooling import labelled_upload_rows, pooled_table
 
     labelled = labelled_rows(env.engine, name)
-    parts = []
+    parts = {}
     for prediction_id, labels in labelled.groupby("prediction_id", sort=False):
         row = db.get_prediction(env.engine, prediction_id)
         profile = load_version(name, row["model_version"], env.settings.tracking_uri).profile
         data = aws.get_bytes(env.s3, env.settings.bucket, row["input_key"])
-        parts.append(labelled_upload_rows(data, profile, labels).assign(
-            customer_id=lambda f, p=prediction_id: p[:8] + ":" + f["customer_id"]))
+        parts[prediction_id] = labelled_upload_rows(data, profile, labels)
     return pooled_table(parts)

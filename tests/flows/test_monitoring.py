@@ -106,7 +106,7 @@ def test_realised_auc_equals_the_files_and_a_shift_is_flagged(telco_model, resou
     summary = monitor("churn")
     events = {alert["event"] for alert in summary["alerts"]}
     assert events == {"retainwise.model.degraded", "retainwise.data.drifted"}
-    assert {"retainwise.model.degraded", "retainwise.data.drifted"} <= emitted_events()
+    assert events <= emitted_events(events)
 
     started = wait_for_run_of(automation_deployment)  # created by the automation, no worker here
     assert started.parameters == {"name": "churn", "outcomes_of": "churn"}
@@ -137,13 +137,21 @@ def wait_for_run_of(deployment_id, timeout: float = 90.0):
     raise AssertionError(f"no flow run of deployment {deployment_id} within {timeout:.0f} s")
 
 
-def emitted_events() -> set[str]:
+def emitted_events(expected: set[str], timeout: float = 60.0) -> set[str]:
+    """retainwise.* event names the Prefect API has stored; polls until `expected` are there
+    (the server persists events in batches)."""
+    import time
+
     from prefect.client.orchestration import get_client
     from prefect.events.filters import EventFilter, EventNameFilter
     from prefect.events.worker import EventsWorker
 
     EventsWorker.drain_all()
+    deadline, names = time.monotonic() + timeout, set()
     with get_client(sync_client=True) as client:
-        page = client.read_events(EventFilter(event=EventNameFilter(prefix=["retainwise."])),
-                                   limit=50)  # the server caps it at 50; the default is 100
-    return {event.event for event in page.events}
+        while time.monotonic() < deadline and not expected <= names:
+            page = client.read_events(EventFilter(event=EventNameFilter(prefix=["retainwise."])),
+                                      limit=50)  # the server caps it at 50; the default is 100
+            names = {event.event for event in page.events}
+            time.sleep(0.5)
+    return names
