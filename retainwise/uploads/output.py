@@ -36,10 +36,13 @@ def neutralise_formulas(values: pd.Series) -> pd.Series:
 
 
 def neutralise_text_columns(frame: pd.DataFrame) -> pd.DataFrame:
-    """Every text column neutralised: rejects echo the customer's cells back verbatim."""
+    """Every text column and every header neutralised: rejects echo the customer's cells and
+    column names back verbatim."""
     text = [c for c in frame.columns if frame[c].dtype == object or pd.api.types.is_string_dtype(
         frame[c])]
-    return frame.assign(**{c: neutralise_formulas(frame[c]) for c in text}) if text else frame
+    safe = frame.assign(**{c: neutralise_formulas(frame[c]) for c in text}) if text else frame
+    names = neutralise_formulas(pd.Series([str(c) for c in frame.columns], dtype=object))
+    return safe.set_axis(names.tolist(), axis="columns") if len(frame.columns) else safe
 
 
 def neutralise_results(results: pd.DataFrame) -> pd.DataFrame:
@@ -82,16 +85,3 @@ def _arrow_values(column: pd.Series):
 def _quoted(text: str) -> str:
     needs = any(c in text for c in ',"\r\n')
     return '"' + text.replace('"', '""') + '"' if needs else text
-
-
-def risk_counts(results: pd.DataFrame) -> dict[str, int]:
-    counts = results["churn_risk"].value_counts()
-    return {tier: int(counts.get(tier, 0)) for tier in ("HIGH", "MEDIUM", "LOW")}
-
-
-def build_report(upload, results: pd.DataFrame, model) -> dict:
-    """The JSON summary stored beside the results (kept here for callers of the first version)."""
-    from retainwise.uploads.report import build_report as full_report
-
-    return full_report(upload, results, model)
-

@@ -16,7 +16,7 @@ from retainwise.adapters import mlflow_registry as registry
 from retainwise.adapters.monitoring import drift_rows, metrics_rows
 from retainwise.config.settings import Settings
 from retainwise.entrypoints import cli, service
-from retainwise.runtime.serve import retrain_when_degraded
+from flows.deployments import retrain_when_degraded
 from retainwise.uploads.reading import read_table
 from tests.conftest import telco_path
 from tests.helpers import submit

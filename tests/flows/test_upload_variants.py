@@ -15,20 +15,21 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from models.scoring import score_frame
 from models.training import train
 from retainwise.adapters import aws
 from retainwise.adapters import db
 from retainwise.adapters import mlflow_registry as registry
 from retainwise.config.errors import UploadRejected
 from retainwise.uploads.output import result_keys
-from retainwise.uploads.reading import read_upload
+from retainwise.uploads.pipeline import score_file
+from retainwise.uploads.reading import Limits
 from retainwise.local.sample import synthetic_customers
 from retainwise.config.settings import Settings
-from retainwise.uploads.validation import validate_upload
+from retainwise.uploads.validation import unknown_categories, validate_upload
 from tests.conftest import telco_path
 
 NUMERIC = ["SeniorCitizen", "tenure", "MonthlyCharges", "TotalCharges"]
@@ -55,13 +56,12 @@ def clean(telco):
 def score_bytes(data: bytes, trained, share: float = 0.5):
     """The flow's path without S3 and Prefect: ('FAILED', message, None) or the scored upload."""
     try:
-        upload = validate_upload(read_upload(data, 10_000_000), trained.profile, share)
+        scored = score_file(data, trained, Limits(max_bytes=10_000_000), share)
     except UploadRejected as exc:
         return "FAILED", str(exc), None
-    if upload.failure:
-        return "FAILED", upload, None
-    results = score_frame(trained.pipeline, trained.profile, upload.accepted, upload.customer_ids)
-    return "COMPLETED", upload, results
+    if scored.upload.failure:
+        return "FAILED", scored.upload, None
+    return "COMPLETED", scored.upload, scored.results
 
 
 def to_csv(frame: pd.DataFrame, sep: str = ",", encoding: str = "utf-8", **kwargs) -> bytes:
@@ -144,7 +144,7 @@ def test_variant_scores_exactly_like_the_clean_file(variant, telco, clean):
     status, upload, results = score_bytes(VARIANTS[variant](frame), trained)
     assert status == "COMPLETED", upload
     assert upload.rows_rejected == 0, upload.rejects["reason"].head().tolist()
-    assert upload.report["unknown_categories"] == {}
+    assert unknown_categories(upload.quality["columns"]) == {}
     assert results["customer_id"].tolist() == clean["customer_id"].tolist()
     np.testing.assert_allclose(results["churn_probability"], clean["churn_probability"],
                                rtol=0, atol=1e-9)
@@ -345,7 +345,7 @@ def test_flow_fails_a_mostly_invalid_upload_but_leaves_report_and_rejects(resour
     report = json.loads(s3_object(resources, keys.report))
     assert (report["status"], report["rows_rejected"], report["rows_scored"]) == ("FAILED", 200, 0)
     assert len(pd.read_csv(io.BytesIO(s3_object(resources, keys.rejects)))) == 200
-    with pytest.raises(Exception, match="NoSuchKey|Not Found|404"):
+    with pytest.raises(ClientError, match="NoSuchKey|Not Found|404"):
         s3_object(resources, keys.results)
 
 
