@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
+from scipy.stats import rankdata
 
 from models.evaluation import holdout_metrics, reliability_curve
 from models.profile import RiskCutoffs
@@ -90,10 +90,14 @@ def estimated_performance(p, threshold: float, draws: int = DRAWS,
     sample = p if len(p) <= MAX_DRAW_ROWS else rng.choice(p, MAX_DRAW_ROWS, replace=False)
     scale = len(p) / len(sample)
     simulated: dict[str, list[float]] = {name: [] for name in expected}
+    ranks = rankdata(sample)  # the scores stay fixed across draws: rank them once (ties averaged)
     for _ in range(draws):
         y = rng.random(len(sample)) < sample
-        if 0 < y.sum() < len(y):
-            simulated["roc_auc"].append(float(roc_auc_score(y, sample)))
+        positives = int(y.sum())
+        if 0 < positives < len(y):  # Mann-Whitney: the same figure as roc_auc_score, in O(n)
+            simulated["roc_auc"].append(float(
+                (ranks[y].sum() - positives * (positives + 1) / 2)
+                / (positives * (len(y) - positives))))
         hit = y & (sample >= threshold)
         simulated["precision_at_threshold"].append(hit.sum() / max((sample >= threshold).sum(), 1))
         simulated["recall_at_threshold"].append(hit.sum() / max(y.sum(), 1))
