@@ -5,13 +5,13 @@ the probability and tier the upload gave it, so realised performance is a query.
 when the table exists, so it is safe to rerun.
 
 Revision ID: 0010_create_outcomes
-Revises: 0005_add_attempts
+Revises: 0007_index_by_account
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0010_create_outcomes"
-down_revision = "0005_add_attempts"
+down_revision = "0007_index_by_account"
 branch_labels = None
 depends_on = None
 

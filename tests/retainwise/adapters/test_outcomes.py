@@ -16,8 +16,9 @@ def joined(ids, churned):
 def completed(engine, account: str, version: str = "1") -> str:
     prediction_id = db.create_prediction(engine, account=account, model_name="churn",
                                          input_key="k")
-    db.set_status(engine, prediction_id, db.Status.COMPLETED, model_version=version,
-                  completed_at=db.utcnow())
+    assert db.claim_prediction(engine, prediction_id, "run")
+    assert db.finish_prediction(engine, prediction_id, "run", db.Status.COMPLETED,
+                                model_version=version)
     return prediction_id
 
 
