@@ -1,4 +1,4 @@
-"""The four deployments, defined once: the local runner serves these and prefect.yaml must match.
+"""The deployments, defined once: the local runner serves these and prefect.yaml must match.
 
 prefect.yaml adds what only the ECS pool needs (work pool, task size, concurrency limits);
 tests/deployments/test_prefect_yaml.py fails when its name, entrypoint, tags, description or
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,7 @@ class DeploymentDefinition:
     tags: tuple[str, ...]
     description: str
     interval_seconds: int | None = None  # run on this schedule; None: only when asked
+    triggers: Callable[[], list] | None = None  # automations that start it (built lazily)
 
     def flow(self) -> Any:
         path, function = self.entrypoint.split(":")
@@ -28,7 +29,19 @@ class DeploymentDefinition:
     def to_deployment(self) -> Any:
         return self.flow().to_deployment(name=self.name, tags=list(self.tags),
                                          description=self.description,
-                                         interval=self.interval_seconds)
+                                         interval=self.interval_seconds,
+                                         triggers=self.triggers() if self.triggers else None)
+
+
+def retrain_when_degraded() -> list:
+    """The retraining loop: `retainwise.model.degraded` (from the monitor flow) runs train-model
+    on that model's pooled labelled outcomes; the result is only a challenger."""
+    from prefect.events import DeploymentEventTrigger
+
+    model = "{{ event.resource['retainwise.model'] }}"
+    return [DeploymentEventTrigger(match={"prefect.resource.id": "retainwise.model.*"},
+                                   expect={"retainwise.model.degraded"},
+                                   parameters={"name": model, "outcomes_of": model})]
 
 
 DEPLOYMENTS = (
@@ -37,7 +50,8 @@ DEPLOYMENTS = (
         "One run per uploaded file; started by the SQS trigger, never on a schedule."),
     DeploymentDefinition(
         "train-model", "flows/train_model.py:train_model", ("training",),
-        "Fit a churn model on a labeled CSV and register it as the challenger."),
+        "Fit a churn model on a labeled CSV and register it as the challenger.",
+        triggers=retrain_when_degraded),
     DeploymentDefinition(
         "migrate", "flows/migrate.py:migrate", ("ops",),
         "alembic upgrade; CI runs it with `retainwise migrate --deployment` before deploying."),
@@ -45,4 +59,9 @@ DEPLOYMENTS = (
         "reap-stale", "flows/reap_stale.py:reap_stale", ("ops",),
         "Hands uploads whose run died back to the queue, or fails them with a reason.",
         interval_seconds=300),
+    DeploymentDefinition(
+        "monitor", "flows/monitor.py:monitor", ("monitoring",),
+        "Estimated and realised performance and drift per model version; emits "
+        "retainwise.model.degraded and retainwise.data.drifted.",
+        interval_seconds=3600),
 )

@@ -12,6 +12,7 @@ from retainwise.config.errors import CUSTOMER_ERRORS, UploadRejected
 from retainwise.uploads.output import result_keys
 from retainwise.uploads.report import summary_markdown
 from retainwise.adapters.resources import Resources
+from tasks.monitoring import record_upload_figures
 from tasks.scoring import load_champion
 from tasks.retry import describe_failure
 from tasks.status import claim_upload, finish_upload, tag_run
@@ -60,6 +61,10 @@ def score_claimed(env: Resources, prediction: dict[str, Any], run_id: str) -> di
                   model_version=model.version, rows_total=report["rows_total"],
                   rows_scored=report["rows_scored"], rows_rejected=report["rows_rejected"],
                   result_key=keys.results, report_key=keys.report, error=None)
+    figures = record_upload_figures(env, report, prediction["account"], model, keys.results,
+                                    return_state=True)
+    if figures.is_failed():  # the customer's results stand; only the trend misses a point
+        logger.warning("monitoring figures for %s not stored: %s", prediction_id, figures.message)
     return {"prediction_id": prediction_id, "status": Status.COMPLETED.value, **report,
             "result_key": keys.results}
 

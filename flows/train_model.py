@@ -1,4 +1,9 @@
-"""train-model: fit a churn model on a labeled CSV and register it as the new `challenger`."""
+"""train-model: fit a churn model on a labeled CSV and register it as the new `challenger`.
+
+With `outcomes_of=NAME` (what the `retainwise.model.degraded` automation passes) it learns from
+the pooled labelled outcomes of NAME's uploads instead of a file. Either way the new version is
+only the challenger: promotion still goes through the gate.
+"""
 
 from __future__ import annotations
 
@@ -6,30 +11,32 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from retainwise.adapters.resources import Resources
 from retainwise.config.settings import Settings
+from retainwise.modelops.pooling import ID_COLUMN, TARGET
+from retainwise.modelops.training import run_params, summarise
+from tasks.monitoring import pool_labelled_outcomes
 from tasks.training import fit_model, load_training_table, register_model
 
 
-def summarise(name: str, version: str, trained) -> dict[str, Any]:
-    """The one-line summary `retainwise model train` prints last."""
-    m = trained.metrics
-    return {"model": name, "version": version, "kind": trained.kind,
-            "roc_auc": round(m["roc_auc"], 4), "pr_auc": round(m["pr_auc"], 4),
-            "brier": round(m["brier"], 4), "threshold": round(trained.profile.threshold, 4),
-            "excluded_columns": trained.excluded, "notes": trained.notes}
-
-
 @flow(name="train-model", flow_run_name="train-{name}")
-def train_model(data: str, target: str, id_column: str | None = None, name: str = "churn",
-                positive: str | None = None,
-                allow_columns: list[str] | None = None) -> dict[str, Any]:
+def train_model(data: str | None = None, target: str | None = None,
+                id_column: str | None = None, name: str = "churn",
+                positive: str | None = None, allow_columns: list[str] | None = None,
+                outcomes_of: str | None = None) -> dict[str, Any]:
     settings = Settings()
-    frame = load_training_table(data)
-    trained = fit_model(frame, target, id_column, positive, allow_columns or [])
-    params = {"data": data, "target": target, "id_column": id_column or "(row number)",
-              "positive": positive or "(auto)", "allow_columns": ",".join(allow_columns or [])}
-    version = register_model(trained, name, settings, params, data)
     logger = get_run_logger()
+    if outcomes_of:
+        frame = pool_labelled_outcomes(Resources(settings), outcomes_of)
+        data, target, id_column = f"outcomes of {outcomes_of} ({len(frame)} rows)", TARGET, ID_COLUMN
+        logger.info("retraining %s on %s", name, data)
+    elif data is None or target is None:
+        raise ValueError("pass data and target, or outcomes_of")
+    else:
+        frame = load_training_table(data)
+    trained = fit_model(frame, target, id_column, positive, allow_columns or [])
+    params = run_params(data, target, id_column, positive, allow_columns)
+    version = register_model(trained, name, settings, params, data)
     for note in trained.notes:
         logger.warning(note)
     summary = summarise(name, version, trained)

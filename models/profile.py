@@ -53,6 +53,9 @@ class ModelProfile:
     excluded: dict[str, str] = field(default_factory=dict)  # column -> why it is not a feature
     # other header spellings customers use for a column -> the feature (or id) name
     aliases: dict[str, str] = field(default_factory=dict)
+    # share of validation (out-of-fold) probabilities per tenth of [0, 1]: the score distribution
+    # an upload's scores are compared with (score PSI); empty for versions trained before it
+    score_shares: list[float] = field(default_factory=list)
 
     @property
     def feature_names(self) -> list[str]:
@@ -80,4 +83,5 @@ class ModelProfile:
             positive=data.get("positive"),
             excluded=dict(data.get("excluded") or {}),
             aliases=dict(data.get("aliases") or {}),
+            score_shares=[float(v) for v in data.get("score_shares") or []],
         )

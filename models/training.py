@@ -29,6 +29,7 @@ from models.encoding import CategoryEncoder
 from models.evaluation import holdout_metrics, reliability_curve, roc_points
 from models.features import infer_features, prepare_features
 from models.leakage import leaking_columns
+from models.monitoring import score_shares
 from models.profile import ModelProfile
 from models.thresholds import choose_threshold_and_cutoffs
 
@@ -202,9 +203,10 @@ def train(frame: pd.DataFrame, target: str, id_column: str | None = None,
     X_train = prepare_features(train_rows, features)
     candidates, oof_scores, kind, base = compare_candidates(profile, X_train, y_train)
     model = CalibratedModel(base, *fit_platt(oof_scores, y_train))
-    threshold, cutoffs = choose_threshold_and_cutoffs(
-        y_train, model.predict_proba_from_scores(oof_scores))
-    profile = replace(profile, threshold=threshold, cutoffs=cutoffs)
+    oof_p = model.predict_proba_from_scores(oof_scores)
+    threshold, cutoffs = choose_threshold_and_cutoffs(y_train, oof_p)
+    profile = replace(profile, threshold=threshold, cutoffs=cutoffs,
+                      score_shares=score_shares(oof_p).tolist())
     test_p = model.predict_proba(prepare_features(test_rows, features))[:, 1]
     metrics = holdout_metrics(y_test, test_p, threshold)
     metrics.update({f"cv_roc_auc_{name}": c["cv_roc_auc"] for name, c in candidates.items()},

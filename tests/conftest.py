@@ -15,7 +15,10 @@ import pytest
 import sqlalchemy as sa
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("RETAINWISE_TEST_DATA") or REPO.parent / "shared" / "data")  
+# RETAINWISE_TEST_DATA, else ../shared beside the checkout (one level further up from a worktree)
+SHARED_DATA = Path(os.environ.get("RETAINWISE_TEST_DATA") or next(
+    (root / "shared" / "data" for root in (REPO.parent, REPO.parents[1])
+     if (root / "shared" / "data").is_dir()), REPO.parent / "shared" / "data"))
 TELCO = SHARED_DATA / "telco_churn.csv"
 POSTGRES_ADMIN_URL = os.environ.get(
     "RETAINWISE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

@@ -19,6 +19,7 @@ from starlette.datastructures import UploadFile
 
 from retainwise.adapters import accounts, aws, db
 from retainwise.adapters.resources import Resources
+from retainwise.config.errors import UploadRejected
 from retainwise.entrypoints import service
 
 API_KEY = HTTPBearer(auto_error=False, scheme_name="apiKey",
@@ -229,6 +230,28 @@ def api_router(resources: Resources) -> APIRouter:
         if "application/json" in request.headers.get("accept", ""):
             return stream_file(prediction_id, account, "report.json", "application/json")
         return stream_file(prediction_id, account, "report", "text/html; charset=utf-8")
+
+    @router.post("/uploads/{prediction_id}/outcomes", responses=errors(400, 404, 409, 413),
+                 openapi_extra={"requestBody": {"required": True, "content": {
+                     "text/csv": {"schema": {"type": "string", "format": "binary"}}}}})
+    async def upload_outcomes(prediction_id: str, request: Request,
+                              account: dict = Depends(current_account)) -> dict[str, Any]:
+        """What really happened: a CSV of `customer_id, churned` (1/0, yes/no) and optional
+        `observed_at`, joined to this upload's scores; replaces an earlier file. The answer counts
+        matched, unmatched, invalid and duplicate rows."""
+        owned(prediction_id, account)
+        limit, data = resources.settings.max_upload_bytes, bytearray()
+        async for chunk in request.stream():
+            data += chunk
+            if len(data) > limit:
+                raise HTTPException(413, f"the outcomes file is larger than {limit} bytes")
+        try:
+            return await run_in_threadpool(service.record_outcomes, resources, prediction_id,
+                                           account["name"], bytes(data))
+        except UploadRejected as exc:
+            raise HTTPException(400, str(exc)) from None
+        except LookupError as exc:  # owned above, so: not COMPLETED
+            raise HTTPException(409, str(exc)) from None
 
     return router
 

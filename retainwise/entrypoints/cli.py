@@ -130,6 +130,46 @@ def cmd_score(args) -> int:
     return 0 if summary["status"] == "COMPLETED" else 1
 
 
+def cmd_outcomes(args) -> int:
+    """What really happened to an upload's customers; one JSON line with matched/unmatched counts."""
+    from retainwise.config.errors import UploadRejected
+    from retainwise.entrypoints import service
+
+    env = _resources()
+    try:
+        summary = service.record_outcomes(env, args.prediction,
+                                          args.account or env.settings.default_account,
+                                          Path(args.file).read_bytes())
+    except (LookupError, UploadRejected, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if summary["unmatched"] or summary["invalid"] or summary["duplicate"]:
+        print(f"note: {summary['unmatched']} id(s) match no scored customer, {summary['invalid']} "
+              f"invalid and {summary['duplicate']} duplicate row(s) were not stored",
+              file=sys.stderr)
+    summary["monitor_run"] = _start_monitor(summary["model"])
+    _print_json(summary)
+    return 0
+
+
+def _start_monitor(model: str) -> str | None:
+    """Refresh the figures after new outcomes: a monitor flow run when a Prefect server answers."""
+    from retainwise.modelops.training import prefect_server_answers
+
+    if not prefect_server_answers():
+        return None
+    from prefect.exceptions import ObjectNotFound
+
+    from retainwise.entrypoints import follow
+
+    try:
+        return follow.start_run("monitor/monitor", {"name": model})
+    except ObjectNotFound:
+        print("note: no monitor deployment registered; run `retainwise model monitor` to see the "
+              "figures", file=sys.stderr)
+        return None
+
+
 def cmd_trigger(args) -> int:
     from retainwise.runtime.trigger import deployment_starter, run_trigger
 
@@ -227,6 +267,8 @@ def cmd_model(args) -> int:
     settings = Settings()
     if args.action == "train":
         return _model_train(args)
+    if args.action == "monitor":
+        return _model_monitor(args, settings)
     if args.action == "list":
         for row in registry.list_versions(args.name, settings):
             _print_json(row)
@@ -254,14 +296,36 @@ def cmd_model(args) -> int:
     return 0
 
 
-def _model_train(args) -> int:
-    from flows.train_model import train_model
-    from models.training import TrainingError
+def _model_monitor(args, settings: Settings) -> int:
+    """Estimated and realised performance per upload, drift, alerts; one JSON line last."""
+    from retainwise.adapters.db import make_engine
+    from retainwise.modelops.monitoring import model_figures, terminal_table
 
+    engine = make_engine(settings.db_url)
     try:
-        summary = train_model(args.data, args.target, args.id, args.name, args.positive,
-                              args.allow_column)
-    except TrainingError as exc:
+        figures = model_figures(engine, settings, args.name, args.account)
+    finally:
+        engine.dispose()
+    print(terminal_table(figures))
+    _print_json(figures)
+    return 0
+
+
+def _model_train(args) -> int:
+    """A flow run when a Prefect server answers; otherwise the same steps in-process (MLflow only)."""
+    from models.training import TrainingError
+    from retainwise.modelops.training import prefect_server_answers, train_in_process
+
+    if prefect_server_answers():
+        from flows.train_model import train_model as run
+    else:
+        def run(*a):
+            return train_in_process(*a, say=lambda text: print(f"note: {text}", file=sys.stderr,
+                                                                flush=True))
+    try:
+        summary = run(args.data, args.target, args.id, args.name, args.positive,
+                      args.allow_column)
+    except (TrainingError, OSError) as exc:
         print(f"error: cannot train on {args.data}: {exc}", file=sys.stderr)
         return 2
     for note in summary.pop("notes", []):
@@ -339,6 +403,15 @@ def parser() -> argparse.ArgumentParser:
     sc.add_argument("--model")
     sc.set_defaults(run=cmd_score)
 
+    oc = sub.add_parser("outcomes", help="what really happened: churned 1/0 per scored customer")
+    osub = oc.add_subparsers(dest="action", required=True)
+    ocu = osub.add_parser("upload", help="join customer_id, churned[, observed_at] to an upload's "
+                                         "scores; replaces an earlier file for that upload")
+    ocu.add_argument("file")
+    ocu.add_argument("--prediction", required=True, metavar="ID")
+    ocu.add_argument("--account")
+    oc.set_defaults(run=cmd_outcomes)
+
     sub.add_parser("trigger", help="run the SQS trigger (long-running)").set_defaults(
         run=cmd_trigger)
 
@@ -402,6 +475,10 @@ def parser() -> argparse.ArgumentParser:
     rb = msub.add_parser("rollback", help="return to the champion before the current one")
     rb.add_argument("name")
     rb.add_argument("--reason")
+    mo = msub.add_parser("monitor", help="estimated vs realised performance per upload, drift, "
+                                         "alerts; one JSON line last")
+    mo.add_argument("name")
+    mo.add_argument("--account")
     ls = msub.add_parser("list", help="versions, aliases and key figures")
     ls.add_argument("name")
     md.set_defaults(run=cmd_model)

@@ -111,3 +111,22 @@ def _no_file(row: dict[str, Any], which: str) -> NotReady:
     return NotReady(f"upload {row['id']} is {row['status']}"
                     + (f": {row['error']}" if row.get("error") else "")
                     + f"; it has no {which} file" + ("" if final else " yet"))
+
+
+def record_outcomes(env: Resources, prediction_id: str, account: str, data: bytes) -> dict[str, Any]:
+    """Join an outcomes file to the upload's stored results and store it (replacing an earlier one).
+
+    Another account's upload answers exactly like a missing one.
+    """
+    from retainwise.adapters import outcomes as outcomes_table
+    from retainwise.modelops.outcomes import join_outcomes
+    from retainwise.uploads.reading import read_table
+
+    row = db.get_prediction(env.engine, prediction_id)
+    if row is None or row["account"] != account:
+        raise LookupError(f"no upload with id {prediction_id}")
+    results = read_table(download_results(env, prediction_id))
+    joined = join_outcomes(read_table(data, env.settings.max_upload_bytes), results)
+    stored = outcomes_table.replace_outcomes(env.engine, prediction_id, account, joined.rows)
+    return {"prediction_id": prediction_id, "model": row["model_name"],
+            "model_version": row["model_version"], "stored": stored, **joined.summary()}

@@ -3,11 +3,12 @@
 import pytest
 from prefect.flows import load_flow_from_entrypoint
 
-from flows.deployments import DEPLOYMENTS
+from deployments.ecs import default_job_template  # before load_flow_from_entrypoint puts flows/
+from flows.deployments import DEPLOYMENTS           # on sys.path, where deployments.py would shadow it
 from retainwise.runtime import serve
 from tests.deployments.prefect_yaml import load_deployments, placeholders
 
-EXPECTED = {"score-upload", "train-model", "migrate", "reap-stale"}
+EXPECTED = {"score-upload", "train-model", "migrate", "reap-stale", "monitor"}
 
 
 @pytest.fixture(scope="module")
@@ -15,7 +16,7 @@ def deployments():
     return {d["name"]: d for d in load_deployments({n: f"value-of-{n}" for n in placeholders()})}
 
 
-def test_the_four_deployments_point_at_flows_that_load(deployments):
+def test_the_deployments_point_at_flows_that_load(deployments):
     assert set(deployments) == EXPECTED
     for name, deployment in deployments.items():
         flow = load_flow_from_entrypoint(deployment["entrypoint"])
@@ -25,8 +26,6 @@ def test_the_four_deployments_point_at_flows_that_load(deployments):
 def test_job_variables_are_all_known_to_the_ecs_pool(deployments):
     """Every job variable is one the `ecs` pool's template declares (prefect-aws's plus `secrets`)."""
     from prefect_aws.workers.ecs_worker import ECSVariables
-
-    from deployments.ecs import default_job_template
 
     known = set(default_job_template("ecs")["variables"]["properties"])
     for deployment in deployments.values():
@@ -42,7 +41,9 @@ def test_each_deployment_has_its_own_task_role(deployments):
     assert roles == {"score-upload": "value-of-RETAINWISE_SCORING_ROLE_ARN",
                      "train-model": "value-of-RETAINWISE_TRAINING_ROLE_ARN",
                      "migrate": "value-of-RETAINWISE_MIGRATE_ROLE_ARN",
-                     "reap-stale": "value-of-RETAINWISE_REAPER_ROLE_ARN"}
+                     "reap-stale": "value-of-RETAINWISE_REAPER_ROLE_ARN",
+                     # reads the database and model profiles; no role of its own yet
+                     "monitor": "value-of-RETAINWISE_TRAINING_ROLE_ARN"}
 
 
 def test_secrets_are_injected_by_ecs_never_through_env(deployments):
@@ -56,9 +57,20 @@ def test_secrets_are_injected_by_ecs_never_through_env(deployments):
         assert not [k for k in job["env"] if "SECRET" in k or "KEY" in k or k.endswith("DATABASE_URL")]
 
 
-def test_only_the_reaper_runs_on_a_schedule(deployments):
+def test_only_the_reaper_and_the_monitor_run_on_a_schedule(deployments):
     scheduled = {n for n, d in deployments.items() if d.get("schedules")}
-    assert scheduled == {"reap-stale"}
+    assert scheduled == {"reap-stale", "monitor"}
+
+
+def test_degraded_retrains_on_outcomes_here_and_in_the_local_runner(deployments):
+    from flows.deployments import retrain_when_degraded
+
+    (declared,) = deployments["train-model"]["triggers"]
+    (served,) = retrain_when_degraded()
+    assert declared["expect"] == ["retainwise.model.degraded"] == sorted(served.expect)
+    assert declared["match"] == {"prefect.resource.id": "retainwise.model.*"}
+    assert declared["parameters"] == served.parameters
+    assert "outcomes_of" in declared["parameters"]
 
 
 def test_a_missing_environment_variable_is_named():
@@ -84,6 +96,7 @@ def test_the_local_runner_serves_the_same_deployments():
     by_name = {d.name: d for _, d in served}
     assert by_name["reap-stale"].schedules[0].schedule.interval.total_seconds() == 300
     assert by_name["score-upload"].tags == ["scoring"] and not by_name["score-upload"].schedules
+    assert [t.expect for t in by_name["train-model"].triggers] == [{"retainwise.model.degraded"}]
 
 
 def test_the_deployment_guide_gives_the_queue_the_visibility_timeout_the_code_uses():

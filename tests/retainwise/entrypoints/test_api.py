@@ -74,6 +74,20 @@ def test_upload_with_a_key_then_status_results_rejects_and_report(http, resource
     listed = http.get("/uploads", headers=bearer(keys["a"])).json()
     assert [u["id"] for u in listed["uploads"]] == [prediction_id]
 
+    ids = results.text.strip().splitlines()[1:]
+    outcomes = "customer_id,churned\n" + "".join(
+        f"{line.split(',')[0]},{n % 2}\n" for n, line in enumerate(ids[:10])) + "ghost,1\n"
+    stored = http.post(f"/uploads/{prediction_id}/outcomes", content=outcomes.encode(),
+                       headers={**bearer(keys["a"]), "Content-Type": "text/csv"})
+    assert stored.status_code == 200, stored.text
+    assert (stored.json()["matched"], stored.json()["unmatched"]) == (10, 1)
+    theirs = http.post(f"/uploads/{prediction_id}/outcomes", content=outcomes.encode(),
+                       headers=bearer(keys["b"]))
+    assert theirs.status_code == 404
+    bad = http.post(f"/uploads/{prediction_id}/outcomes", content=b"who,what\n1,2\n",
+                    headers=bearer(keys["a"]))
+    assert bad.status_code == 400 and "customer_id" in bad.json()["detail"]
+
 
 def endpoints(prediction_id: str) -> list[tuple[str, str]]:
     return [("POST", "/uploads"), ("GET", "/uploads"), ("GET", f"/uploads/{prediction_id}")] + [

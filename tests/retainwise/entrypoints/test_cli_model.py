@@ -1,8 +1,9 @@
-"""`retainwise model ...` end to end: train through the flow, promote, refuse, roll back, list."""
+"""`retainwise model ...` end to end: train (in-process or as a flow run), promote, refuse, roll back, list."""
 
 import json
 
 import pytest
+from prefect.settings import PREFECT_API_URL
 
 import migrations
 from retainwise.entrypoints import cli
@@ -55,3 +56,29 @@ def test_an_unusable_table_fails_with_a_sentence(model_env, capsys):
     args = ["model", "train", "--data", str(model_env), "--target", "Churned?", "--name", "cli"]
     assert cli.main(args) == 2
     assert "'Churned?' is not in the table" in capsys.readouterr().err
+
+
+def flow_run_names() -> list[str]:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return [run.name for run in client.read_flow_runs()]
+
+
+def test_without_a_server_training_runs_in_process(model_env, monkeypatch, capsys):
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    before = flow_run_names()
+    args = ["model", "train", "--data", str(model_env), "--target", "Churn Flag", "--name", "quick"]
+    assert cli.main(args) == 0
+    captured = capsys.readouterr()
+    assert "in-process (no Prefect server" in captured.err
+    assert json.loads(captured.out.strip().splitlines()[-1])["version"] == "1"
+    assert flow_run_names() == before  # logged to MLflow only
+
+
+def test_with_a_server_training_is_a_flow_run(model_env, monkeypatch, capsys):
+    monkeypatch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())
+    args = ["model", "train", "--data", str(model_env), "--target", "Churn Flag", "--name", "run"]
+    assert cli.main(args) == 0
+    assert "in-process" not in capsys.readouterr().err
+    assert "train-run" in flow_run_names()

@@ -1,0 +1,129 @@
+"""Performance after deployment: realised (labels arrived) and estimated (labels not yet known).
+
+Realised figures reuse `models.evaluation`, the code that scores the training holdout. The
+estimate is confidence-based (CBPE, as in NannyML): if the probabilities are calibrated and the
+relation between features and churn has not changed (no concept shift), each customer churns with
+its own probability p, so the expected confusion matrix, churn count and ROC AUC follow from the
+scores alone. Bands come from drawing labels from Bernoulli(p): the spread a correct model would
+still show by chance on this many customers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.stats import rankdata
+
+from models.evaluation import holdout_metrics, reliability_curve
+from models.profile import RiskCutoffs
+from models.scoring import risk_tiers
+
+TIERS = ("HIGH", "MEDIUM", "LOW")
+DRAWS = 200           # simulated label sets for the bands
+MAX_DRAW_ROWS = 20_000  # bands on a fixed-seed sample of larger uploads (their width is what
+                        # shrinks with size, so a sample gives a slightly wider, honest band)
+SEED = 15
+
+
+def tier_churn_rates(y, p, cutoffs: RiskCutoffs) -> dict[str, dict[str, float | None]]:
+    """Observed churn rate and row count per risk tier (HIGH should churn >= 50% by definition)."""
+    y, tiers = np.asarray(y, dtype=int), risk_tiers(np.asarray(p, dtype=float), cutoffs)
+    return {tier: {"rows": int((tiers == tier).sum()),
+                   "churn_rate": float(y[tiers == tier].mean()) if (tiers == tier).any() else None}
+            for tier in TIERS}
+
+
+def realised_performance(y, p, threshold: float, cutoffs: RiskCutoffs) -> dict[str, Any]:
+    """Holdout figures on labelled production rows; AUC figures are None with one class only."""
+    y, p = np.asarray(y, dtype=int), np.asarray(p, dtype=float)
+    figures: dict[str, Any] = {"rows": int(len(y)), "churned": int(y.sum())}
+    if len(np.unique(y)) == 2:
+        figures.update(holdout_metrics(y, p, threshold))
+        figures["reliability"] = reliability_curve(y, p)
+    else:
+        figures.update(roc_auc=None, pr_auc=None, brier=float(np.mean((p - y) ** 2)),
+                       threshold=float(threshold), reliability=None)
+    figures["expected_calibration_error"] = calibration_error(y, p)
+    figures["tiers"] = tier_churn_rates(y, p, cutoffs)
+    return figures
+
+
+def calibration_error(y, p, bins: int = 10) -> float:
+    """Mean |observed - predicted| churn rate over equal-count bins, weighted by rows (ECE)."""
+    y, p = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
+    order = np.argsort(p, kind="stable")
+    parts = np.array_split(order, min(bins, max(1, len(p))))
+    return float(sum(len(b) * abs(y[b].mean() - p[b].mean()) for b in parts if len(b)) / len(p))
+
+
+def expected_roc_auc(p) -> float:
+    """E[concordant pairs] / E[positive-negative pairs] when customer i churns with probability p_i.
+
+    A pair (i, j) counts when j churns and i does not: weight p_j (1 - p_i); it is concordant when
+    p_j > p_i, half when tied. O(n log n) by sorting and cumulative sums.
+    """
+    p = np.sort(np.asarray(p, dtype=float))
+    values, starts, counts = np.unique(p, return_index=True, return_counts=True)
+    negatives = 1.0 - p
+    below = np.r_[0.0, np.cumsum(negatives)][starts]           # sum of (1 - p_i) strictly below
+    tied = np.add.reduceat(negatives, starts)                   # sum of (1 - p_i) at this value
+    group_positive = values * counts
+    concordant = np.sum(group_positive * below) + 0.5 * np.sum(
+        group_positive * tied - values * (1 - values) * counts)  # ties, minus the i == j pairs
+    pairs = p.sum() * negatives.sum() - np.sum(p * negatives)
+    return float(concordant / pairs) if pairs > 0 else float("nan")
+
+
+def estimated_performance(p, threshold: float, draws: int = DRAWS,
+                          seed: int = SEED) -> dict[str, Any]:
+    """Expected ROC AUC, precision and recall at the threshold and churn count, each with a
+    95% band, from calibrated probabilities alone."""
+    p = np.asarray(p, dtype=float)
+    flagged = p >= threshold
+    expected = {"roc_auc": expected_roc_auc(p),
+                "precision_at_threshold": float(p[flagged].mean()) if flagged.any() else 0.0,
+                "recall_at_threshold": float(p[flagged].sum() / max(p.sum(), 1e-12)),
+                "churn_count": float(p.sum())}
+    rng = np.random.default_rng(seed)
+    sample = p if len(p) <= MAX_DRAW_ROWS else rng.choice(p, MAX_DRAW_ROWS, replace=False)
+    scale = len(p) / len(sample)
+    simulated: dict[str, list[float]] = {name: [] for name in expected}
+    ranks = rankdata(sample)  # the scores stay fixed across draws: rank them once (ties averaged)
+    for _ in range(draws):
+        y = rng.random(len(sample)) < sample
+        positives = int(y.sum())
+        if 0 < positives < len(y):  # Mann-Whitney: the same figure as roc_auc_score, in O(n)
+            simulated["roc_auc"].append(float(
+                (ranks[y].sum() - positives * (positives + 1) / 2)
+                / (positives * (len(y) - positives))))
+        hit = y & (sample >= threshold)
+        simulated["precision_at_threshold"].append(hit.sum() / max((sample >= threshold).sum(), 1))
+        simulated["recall_at_threshold"].append(hit.sum() / max(y.sum(), 1))
+        simulated["churn_count"].append(y.sum() * scale)
+    figures: dict[str, Any] = {"rows": int(len(p))}
+    for name, value in expected.items():
+        spread = np.asarray(simulated[name], dtype=float)
+        centred = spread - spread.mean() if spread.size else spread  # the band is the chance
+        low, high = (np.quantile(centred, [0.025, 0.975]) if spread.size else (np.nan, np.nan))
+        figures[name] = {"value": value, "low": float(value + low), "high": float(value + high)}
+    return figures
+
+
+SCORE_EDGES = np.linspace(0.0, 1.0, 11)  # tenths of the probability range
+
+
+def score_shares(p) -> np.ndarray:
+    """Share of scores per tenth of [0, 1]: compared with the profile's for the score PSI."""
+    counts = np.histogram(np.clip(np.asarray(p, dtype=float), 0.0, 1.0), bins=SCORE_EDGES)[0]
+    return counts / max(counts.sum(), 1)
+
+
+def labelled_frame_figures(rows: pd.DataFrame, threshold: float, cutoffs: RiskCutoffs,
+                           ) -> dict[str, Any]:
+    """Realised beside estimated figures for labelled rows (churned, churn_probability)."""
+    p = rows["churn_probability"].to_numpy(dtype=float)
+    return {"realised": realised_performance(rows["churned"].to_numpy(dtype=int), p, threshold,
+                                             cutoffs),
+            "estimated": estimated_performance(p, threshold)}

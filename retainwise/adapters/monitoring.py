@@ -1,0 +1,85 @@
+"""`upload_metrics` and `upload_drift`: figures stored per upload when it completes, for trends.
+
+Written once per upload (a rerun of the upload replaces its rows). Functions take an Engine.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from retainwise.adapters.db import metadata, predictions, utcnow
+
+ESTIMATES = ("roc_auc", "precision", "recall", "churn_count")
+
+upload_metrics = sa.Table(
+    "upload_metrics",
+    metadata,
+    sa.Column("prediction_id", sa.String(36), primary_key=True),
+    sa.Column("account", sa.String(255), nullable=False),
+    sa.Column("model_name", sa.String(255), nullable=False),
+    sa.Column("model_version", sa.String(64), nullable=False),
+    sa.Column("rows_scored", sa.Integer, nullable=False),
+    sa.Column("score_psi", sa.Float),
+    *[sa.Column(f"est_{name}{part}", sa.Float) for name in ESTIMATES
+      for part in ("", "_low", "_high")],
+    sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_upload_metrics_model_name_model_version", "model_name", "model_version"),
+)
+
+upload_drift = sa.Table(
+    "upload_drift",
+    metadata,
+    sa.Column("prediction_id", sa.String(36), primary_key=True),
+    sa.Column("column_name", sa.String(255), primary_key=True),
+    sa.Column("psi", sa.Float),
+    sa.Column("unseen_share", sa.Float),
+)
+
+
+def record_upload(engine: Engine, metrics: dict[str, Any], drift: list[dict[str, Any]]) -> None:
+    """One upload's figures (upload_metrics columns) and per-column drift, replacing earlier ones."""
+    prediction_id = metrics["prediction_id"]
+    with engine.begin() as conn:
+        conn.execute(upload_drift.delete().where(upload_drift.c.prediction_id == prediction_id))
+        conn.execute(upload_metrics.delete().where(
+            upload_metrics.c.prediction_id == prediction_id))
+        conn.execute(upload_metrics.insert(), [{**metrics, "computed_at": utcnow()}])
+        if drift:
+            conn.execute(upload_drift.insert(),
+                         [{**row, "prediction_id": prediction_id} for row in drift])
+
+
+def _filtered(query, table, model_name: str | None, account: str | None):
+    if model_name is not None:
+        query = query.where(table.c.model_name == model_name)
+    if account is not None:
+        query = query.where(table.c.account == account)
+    return query
+
+
+def metrics_rows(engine: Engine, model_name: str | None = None,
+                 account: str | None = None) -> pd.DataFrame:
+    """Per-upload figures in completion order (the trend), with the upload's completion time."""
+    query = (sa.select(upload_metrics, predictions.c.completed_at)
+             .join(predictions, predictions.c.id == upload_metrics.c.prediction_id)
+             .order_by(predictions.c.completed_at, upload_metrics.c.prediction_id))
+    with engine.connect() as conn:
+        result = conn.execute(_filtered(query, upload_metrics, model_name, account))
+        return pd.DataFrame(result.mappings().all(), columns=list(result.keys()))
+
+
+def drift_rows(engine: Engine, model_name: str | None = None,
+               account: str | None = None) -> pd.DataFrame:
+    """Per-upload, per-column PSI and unseen share, oldest upload first."""
+    query = (sa.select(upload_drift, upload_metrics.c.model_version, upload_metrics.c.account,
+                       predictions.c.completed_at)
+             .join(upload_metrics, upload_metrics.c.prediction_id == upload_drift.c.prediction_id)
+             .join(predictions, predictions.c.id == upload_drift.c.prediction_id)
+             .order_by(predictions.c.completed_at, upload_drift.c.column_name))
+    with engine.connect() as conn:
+        result = conn.execute(_filtered(query, upload_metrics, model_name, account))
+        return pd.DataFrame(result.mappings().all(), columns=list(result.keys()))

@@ -1,0 +1,65 @@
+"""Monitoring tasks: store an upload's figures when it completes; compute a model's figures."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pandas as pd
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from retainwise.adapters import aws
+from retainwise.adapters import monitoring as monitoring_tables
+from retainwise.adapters.mlflow_registry import LoadedModel
+from retainwise.modelops.monitoring import upload_figures
+from tasks.retry import IO_TASK, is_transient
+
+
+@task(name="record-upload-figures", cache_policy=NO_CACHE, retry_condition_fn=is_transient,
+      **IO_TASK)
+def record_upload_figures(env, report: dict[str, Any], account: str, model: LoadedModel,
+                          results_key: str) -> dict[str, Any] | None:
+    """Score PSI, the label-free estimate and per-column drift, in upload_metrics/upload_drift.
+
+    A database without those tables (not migrated yet) skips this with a warning: monitoring
+    must never fail a customer's upload.
+    """
+    import sqlalchemy as sa
+
+    if not sa.inspect(env.engine).has_table(monitoring_tables.upload_metrics.name):
+        get_run_logger().warning("no upload_metrics table: run `retainwise migrate`; "
+                                 "this upload's monitoring figures are not stored")
+        return None
+    results = pd.read_csv(io.BytesIO(aws.get_bytes(env.s3, env.settings.bucket, results_key)),
+                          usecols=["churn_probability"])
+    metrics, drift = upload_figures(report, results["churn_probability"].to_numpy(float),
+                                    account, model.profile)
+    monitoring_tables.record_upload(env.engine, metrics, drift)
+    return metrics
+
+
+@task(name="monitor-figures", cache_policy=NO_CACHE, retry_condition_fn=is_transient, **IO_TASK)
+def monitor_figures(env, name: str, account: str | None) -> dict[str, Any]:
+    from retainwise.modelops.monitoring import model_figures
+
+    return model_figures(env.engine, env.settings, name, account)
+
+
+@task(name="pool-labelled-outcomes", cache_policy=NO_CACHE, retry_condition_fn=is_transient,
+      **IO_TASK)
+def pool_labelled_outcomes(env, name: str) -> pd.DataFrame:
+    """Every labelled scored row of `name`'s uploads, read back from the uploads' input files."""
+    from retainwise.adapters import db
+    from retainwise.adapters.mlflow_registry import load_version
+    from retainwise.adapters.outcomes import labelled_rows
+    from retainwise.modelops.pooling import labelled_upload_rows, pooled_table
+
+    labelled = labelled_rows(env.engine, name)
+    parts = {}
+    for prediction_id, labels in labelled.groupby("prediction_id", sort=False):
+        row = db.get_prediction(env.engine, prediction_id)
+        profile = load_version(name, row["model_version"], env.settings.tracking_uri).profile
+        data = aws.get_bytes(env.s3, env.settings.bucket, row["input_key"])
+        parts[prediction_id] = labelled_upload_rows(data, profile, labels)
+    return pooled_table(parts)

@@ -1,0 +1,70 @@
+"""Realised and estimated performance on DataFrames: milliseconds, no services."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from models.evaluation import holdout_metrics
+from models.monitoring import (calibration_error, estimated_performance, expected_roc_auc,
+                               realised_performance)
+from models.profile import RiskCutoffs
+
+CUTOFFS = RiskCutoffs(high=0.6, medium=0.3)
+
+
+def brute_force_expected_auc(p):
+    concordant = pairs = 0.0
+    for i, pi in enumerate(p):
+        for j, pj in enumerate(p):
+            if i != j:
+                weight = pj * (1 - pi)
+                pairs += weight
+                concordant += weight * (1.0 if pj > pi else 0.5 if pj == pi else 0.0)
+    return concordant / pairs
+
+
+def test_expected_auc_is_the_pairwise_expectation_with_ties():
+    p = np.round(np.random.default_rng(1).random(60), 1)  # many ties
+    assert expected_roc_auc(p) == pytest.approx(brute_force_expected_auc(p), abs=1e-12)
+
+
+def test_the_estimate_matches_labels_drawn_from_calibrated_probabilities():
+    rng = np.random.default_rng(7)
+    p = rng.beta(1.2, 3, 2000)
+    y = (rng.random(2000) < p).astype(int)  # calibrated by construction
+    estimate = estimated_performance(p, threshold=0.35)
+    realised = realised_performance(y, p, 0.35, CUTOFFS)
+    for name in ("roc_auc", "precision_at_threshold", "recall_at_threshold"):
+        band = estimate[name]
+        assert band["low"] < band["value"] < band["high"]
+        assert band["low"] <= realised[name] <= band["high"], name
+        assert abs(band["value"] - realised[name]) < 0.03, name
+    assert estimate["churn_count"]["low"] <= y.sum() <= estimate["churn_count"]["high"]
+
+
+def test_an_overconfident_model_is_flagged_by_its_realised_figures():
+    rng = np.random.default_rng(3)
+    p = rng.random(3000)
+    y = (rng.random(3000) < 0.5 * p).astype(int)  # churns half as often as scored
+    realised = realised_performance(y, p, 0.5, CUTOFFS)
+    assert realised["expected_calibration_error"] > 0.2
+    assert estimated_performance(p, 0.5)["churn_count"]["low"] > y.sum()
+
+
+def test_realised_figures_are_the_holdout_figures_plus_tiers():
+    y, p = np.array([0, 0, 1, 1, 0, 1, 0, 1]), np.array([.1, .2, .35, .7, .65, .9, .3, .2])
+    realised = realised_performance(y, p, 0.3, CUTOFFS)
+    for name, value in holdout_metrics(y, p, 0.3).items():
+        assert realised[name] == value
+    assert realised["roc_auc"] == roc_auc_score(y, p)
+    assert realised["tiers"]["HIGH"] == {"rows": 3, "churn_rate": 2 / 3}
+    assert realised["tiers"]["LOW"] == {"rows": 3, "churn_rate": 1 / 3}
+
+
+def test_one_class_has_no_auc_but_a_brier_score():
+    realised = realised_performance([0, 0, 0], [0.1, 0.2, 0.4], 0.3, CUTOFFS)
+    assert realised["roc_auc"] is None and realised["brier"] == pytest.approx(0.07)
+
+
+def test_calibration_error_is_zero_when_bins_match():
+    assert calibration_error([0, 1, 0, 1], [0.5, 0.5, 0.5, 0.5], bins=1) == 0.0
