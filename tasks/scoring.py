@@ -31,5 +31,5 @@ def validate_upload(table: TextTable | pd.DataFrame, profile: ModelProfile,
 @task(name="score-customers", cache_policy=NO_CACHE)
 def score_customers(model: registry.LoadedModel, upload: ValidatedUpload,
                     reasons: bool = False) -> pd.DataFrame:
-    return score_frame(model.pipeline, model.profile, upload.accepted, upload.customer_ids,
+    return score_frame(model.scorer, model.profile, upload.accepted, upload.customer_ids,
                        reasons=reasons)

@@ -118,7 +118,7 @@ def cmd_score(args) -> int:
                                  model.profile, settings.max_rejected_share)
         if upload.failure:
             raise UploadRejected(upload.failure)
-        results = score_frame(model.pipeline, model.profile, upload.accepted, upload.customer_ids,
+        results = score_frame(model.scorer, model.profile, upload.accepted, upload.customer_ids,
                               reasons=settings.top_reasons)
         out = Path(args.output)
         out.write_bytes(to_csv_bytes(results))

@@ -234,7 +234,7 @@ def score_piece(model, upload: ValidatedUpload, reasons: bool) -> tuple[pd.DataF
     """Results and report counts of one validated chunk; runs in a scorer thread (the trees
     release the GIL, so two chunks score at once while the next one is validated)."""
     if len(upload.accepted):
-        results = score_frame(model.pipeline, model.profile, upload.accepted,
+        results = score_frame(model.scorer, model.profile, upload.accepted,
                               upload.customer_ids, reasons=reasons)
     else:
         results = pd.DataFrame({name: [] for name in RESULT_COLUMNS})
