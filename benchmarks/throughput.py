@@ -10,7 +10,9 @@ repeat, medians are reported. Imports and loading the model are outside the time
 CPU seconds are user+sys of the timed span, summed over threads; for (b) they include the moto
 and Prefect server processes' CPU over the same span (the work they do for the run).
 
-    python benchmarks/throughput.py --rows 1000000 [--repeats 3]
+    python benchmarks/throughput.py --rows 1000000 [--repeats 3] [--sides project]
+
+RETAINWISE_BENCH_PROFILE=/tmp/p.out profiles (cProfile) the project side's timed span.
 
 The last line printed is one JSON object.
 """
@@ -107,9 +109,16 @@ def project_child(rows: int) -> dict:
     prediction_id = db.create_prediction(env.engine, account="bench", model_name=common.MODEL,
                                          input_key=INPUT_KEY.format(rows=rows))
     stage_log = StageLog.install()
+    profile_to = os.environ.get("RETAINWISE_BENCH_PROFILE")  # a cProfile file of the timed span
+    profiler = __import__("cProfile").Profile() if profile_to else None
     started, cpu = time.perf_counter(), common.cpu_seconds()
+    if profiler:
+        profiler.enable()
     state = score_upload(prediction_id, return_state=True)
     seconds, cpu = time.perf_counter() - started, common.cpu_seconds() - cpu
+    if profiler:
+        profiler.disable()
+        profiler.dump_stats(profile_to)
     row = db.get_prediction(env.engine, prediction_id)
     if row["status"] != "COMPLETED":
         raise SystemExit(f"the scoring path did not complete: {row['status']} {row['error']}")
@@ -119,7 +128,7 @@ def project_child(rows: int) -> dict:
 
 
 class StageLog:
-    """Collects the per-stage seconds tasks.uploads logs on `retainwise.chunked`, if the flow streamed."""
+    """Collects the per-stage seconds tasks.uploads logs on `retainwise.chunked` (either path)."""
 
     seconds: dict[str, float] = {}
 
@@ -134,7 +143,7 @@ class StageLog:
 
         logger = logging.getLogger("retainwise.chunked")
         logger.addHandler(Handler())
-        logger.setLevel(logging.INFO)
+        logger.setLevel(logging.DEBUG)  # the whole-file task reports its seconds at DEBUG
         return cls
 
 
@@ -232,7 +241,7 @@ def harness(args: argparse.Namespace) -> dict:
     path = ensure(args.rows)
     home = common.fresh_home(f"throughput-{args.rows}")
     pids: list[int] = []
-    runs: dict[str, list[dict]] = {side: [] for side in SIDES}
+    runs: dict[str, list[dict]] = {side: [] for side in args.sides.split(",")}
     try:
         env = start_backends(home, pids)
         os.environ.update(env)
@@ -245,8 +254,9 @@ def harness(args: argparse.Namespace) -> dict:
         s3.upload_file(str(path), settings.bucket, INPUT_KEY.format(rows=args.rows))
         script_args = ["--file", str(path), "--model-dir", str(home / "model"),
                        "--out", str(home / "results.csv")]
+        sides = [side for side in SIDES if side in args.sides.split(",")]
         for repeat in range(args.repeats):
-            for side in SIDES[repeat % 3:] + SIDES[:repeat % 3]:  # no side always goes first
+            for side in sides[repeat % len(sides):] + sides[:repeat % len(sides)]:  # rotate
                 if side == "project":
                     backend_cpu = common.tree_cpu_seconds(pids)
                     result = run_child(side, args, env, [])
@@ -281,11 +291,11 @@ def summarise(rows: int, runs: dict[str, list[dict]]) -> dict:
 
     result = {"benchmark": "throughput", "rows": rows,
               **{name: side(results) for name, results in runs.items()}}
-    project = result["project"]
+    project = result.get("project", {})
     if "median_s" not in project:
         return result
     for anchor in ("naive", "expert"):
-        if "median_s" in result[anchor]:
+        if "median_s" in result.get(anchor, {}):
             result[f"ratio_vs_{anchor}"] = round(result[anchor]["median_s"] / project["median_s"], 3)
             result[f"cpu_ratio_vs_{anchor}"] = round(result[anchor]["cpu_s"] / project["cpu_s"], 3)
     result["throughput_ratio_b_over_a"] = result.get("ratio_vs_naive")
@@ -308,6 +318,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--memory-limit-gb", type=float, default=12,
                         help="address-space cap per timed run (default 12)")
+    parser.add_argument("--sides", default=",".join(SIDES),
+                        help="comma-separated sides to run (default all three)")
     parser.add_argument("--child", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--file", help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)

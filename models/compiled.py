@@ -10,6 +10,7 @@ library. Pure: files in, files out; the registry adapter decides where the libra
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +71,7 @@ class CompiledModel:
         self.columns = parts[0]
         self.threads = threads or max(1, min(2, os.cpu_count() or 1))
         self.predictor = tl2cgen.Predictor(str(library), nthread=self.threads)
+        self.lock = threading.Lock()  # tl2cgen: "may be called by only one thread at a time"
 
     @property
     def classes_(self) -> np.ndarray:
@@ -79,8 +81,9 @@ class CompiledModel:
         import tl2cgen
 
         encoded = np.ascontiguousarray(self.columns.transform(X), dtype=np.float64)
-        margin = self.predictor.predict(tl2cgen.DMatrix(encoded, missing=np.nan),
-                                        pred_margin=True)
+        matrix = tl2cgen.DMatrix(encoded, missing=np.nan)
+        with self.lock:
+            margin = self.predictor.predict(matrix, pred_margin=True)
         return np.asarray(margin, dtype=np.float64).reshape(len(encoded))
 
     def predict_proba(self, X) -> np.ndarray:

@@ -24,7 +24,7 @@ from tasks.retry import IO_TASK, is_transient
 stage_log = logging.getLogger("retainwise.chunked")  # benchmarks read its stage_seconds
 
 __all__ = ["ResultKeys", "result_keys", "check_upload", "read_upload", "score_in_chunks",
-           "write_results"]
+           "score_whole_file", "write_results"]
 
 
 @task(name="check-upload", cache_policy=NO_CACHE, retry_condition_fn=is_transient, **IO_TASK)
@@ -61,6 +61,52 @@ def score_in_chunks(s3, settings: Settings, key: str, prediction_id: str,
     report = report_from_counts(counts, model, prediction_id)
     stored = put_report(s3, settings.bucket, keys, report, with_results=counts["failure"] is None)
     return stored, keys
+
+
+class StageClock:
+    """Seconds per stage, each stage also logged as one INFO line for the run's page in the UI."""
+
+    def __init__(self, logger) -> None:
+        self.logger, self.seconds, self.started = logger, {}, time.perf_counter()
+
+    def done(self, stage: str, message: str, *args) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = now - self.started
+        self.logger.info(f"{stage}: {message} in %.2f s", *args, self.seconds[stage])
+        self.started = now
+
+
+@task(name="score-whole-file", cache_policy=NO_CACHE, retry_condition_fn=is_transient, **IO_TASK)
+def score_whole_file(s3, settings: Settings, key: str, prediction_id: str,
+                     model) -> tuple[dict, ResultKeys]:
+    """Files up to 64 MiB: read, validate, score and write in one task run (a task run costs
+    several API round trips, which is most of a small file's time); each stage logs a line."""
+    from prefect import get_run_logger
+
+    from models.scoring import score_frame
+    from retainwise.uploads.report import build_report
+    from retainwise.uploads.validation import validate_upload
+
+    clock = StageClock(get_run_logger())
+    data = aws.get_bytes(s3, settings.bucket, key)
+    table = read_upload_bytes(data, settings.max_upload_bytes)
+    clock.done("reading", "%d rows, %.1f MB from s3://%s/%s", len(table.frame), len(data) / 1e6,
+               settings.bucket, key)
+    upload = validate_upload(table, model.profile, settings.max_rejected_share)
+    clock.done("validating", "%d rows accepted, %d rejected", len(upload.accepted),
+               len(upload.rejects))
+    results = None
+    if not upload.failure:
+        results = score_frame(model.scorer, model.profile, upload.accepted, upload.customer_ids,
+                              reasons=settings.top_reasons)
+        clock.done("scoring", "%d rows with %s version %s (%s)", len(results), model.name,
+                   model.version, "compiled trees" if model.compiled is not None else "scikit-learn")
+    report = build_report(upload, results, model, prediction_id)
+    keys = write_results.fn(s3, settings.bucket, prediction_id, results, upload.rejects, report)
+    clock.done("writing", "results to s3://%s/%s, rejects and report beside them",
+               settings.bucket, keys.results if results is not None else keys.rejects)
+    stage_log.debug("stage seconds", extra={"stage_seconds": dict(clock.seconds)})
+    return report, keys
 
 
 @task(name="write-results", cache_policy=NO_CACHE, retry_condition_fn=is_transient, **IO_TASK)
