@@ -233,10 +233,12 @@ def parse_categories(raw: pd.Series,
 def category_column(codes: np.ndarray, canonical: list, index: pd.Index) -> pd.Series:
     """The training spellings as a pandas Categorical (NaN = missing): the encoder reads its
     integer codes instead of hashing every cell's text again."""
-    spellings = pd.Index([value for value in canonical if value is not np.nan]).unique()
-    table = np.append(spellings.get_indexer(pd.Index(canonical, dtype=object)), -1)
-    return pd.Series(pd.Categorical.from_codes(table[codes], categories=spellings),
-                     index=index)  # code -1 (missing) -> the table's last entry, -1
+    position: dict[str, int] = {}  # several spellings may map to one training category
+    table = np.array([-1 if value is np.nan else position.setdefault(value, len(position))
+                      for value in canonical] + [-1], dtype=np.int64)  # code -1 -> last, missing
+    categories = pd.Index(list(position), dtype=object)
+    return pd.Series(pd.Categorical.from_codes(table[codes], categories=categories,
+                                               validate=False), index=index, copy=False)
 
 
 def value_counts(codes: np.ndarray, canonical: list) -> dict[str | None, int]:
