@@ -213,7 +213,7 @@ def stop_backends(pids: list[int]) -> None:
     from retainwise.local import stack
 
     for pid in pids:
-        stack._stop_group(pid)
+        stack.stop_group(pid)
 
 
 def run_child(kind: str, args: argparse.Namespace, env: dict[str, str], extra: list[str]) -> dict:

@@ -3,17 +3,16 @@
 import pytest
 from prefect.flows import load_flow_from_entrypoint
 
-from deployments.ecs import PREFECT_YAML, load_deployments
+from flows.deployments import DEPLOYMENTS
+from retainwise.runtime import serve
+from tests.deployments.prefect_yaml import load_deployments, placeholders
 
 EXPECTED = {"score-upload", "train-model", "migrate", "reap-stale"}
 
 
 @pytest.fixture(scope="module")
 def deployments():
-    import re
-
-    names = set(re.findall(r"\{\{\s*\$(\w+)\s*\}\}", PREFECT_YAML.read_text()))
-    return {d["name"]: d for d in load_deployments({n: f"value-of-{n}" for n in names})}
+    return {d["name"]: d for d in load_deployments({n: f"value-of-{n}" for n in placeholders()})}
 
 
 def test_the_four_deployments_point_at_flows_that_load(deployments):
@@ -45,15 +44,24 @@ def test_a_missing_environment_variable_is_named():
         load_deployments({})
 
 
-def test_the_local_runner_serves_the_same_deployments():
-    import ast
-    from pathlib import Path
+def test_prefect_yaml_matches_the_one_definition_of_the_deployments(deployments):
+    defined = {d.name: d for d in DEPLOYMENTS}
+    assert set(defined) == EXPECTED == set(deployments)
+    for name, deployment in deployments.items():
+        definition = defined[name]
+        assert deployment["entrypoint"] == definition.entrypoint
+        assert tuple(deployment["tags"]) == definition.tags
+        assert deployment["description"] == definition.description
+        intervals = [s["interval"] for s in deployment.get("schedules") or []]
+        assert intervals == ([definition.interval_seconds] if definition.interval_seconds else [])
 
-    source = (Path(__file__).resolve().parents[2] / "retainwise" / "runtime" / "serve.py").read_text()
-    served = {kw.value.value for node in ast.walk(ast.parse(source))
-              if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "to_deployment"
-              for kw in node.keywords if kw.arg == "name"}
-    assert served == EXPECTED
+
+def test_the_local_runner_serves_the_same_deployments():
+    served = serve.deployments()
+    assert [(flow.name, d.name) for flow, d in served] == [(d.name, d.name) for d in DEPLOYMENTS]
+    by_name = {d.name: d for _, d in served}
+    assert by_name["reap-stale"].schedules[0].schedule.interval.total_seconds() == 300
+    assert by_name["score-upload"].tags == ["scoring"] and not by_name["score-upload"].schedules
 
 
 def test_the_deploy_workflow_migrates_by_deployment_before_it_deploys():
@@ -69,3 +77,16 @@ def test_the_deploy_workflow_migrates_by_deployment_before_it_deploys():
     assert "retainwise migrate --deployment --timeout 600" in migrate_steps
     deploy_steps = " ".join(step.get("run", "") for step in jobs["deploy"]["steps"])
     assert "prefect --no-prompt deploy --all" in deploy_steps
+
+
+def test_the_deployment_guide_gives_the_queue_the_visibility_timeout_the_code_uses():
+    from pathlib import Path
+
+    from retainwise.adapters.aws import VISIBILITY_TIMEOUT_SECONDS
+    from retainwise.config.settings import Settings
+
+    guide = (Path(__file__).resolve().parents[2] / "deployments" / "README.md").read_text()
+    stated = f"`VisibilityTimeout={VISIBILITY_TIMEOUT_SECONDS}`"
+    assert stated in guide and "VisibilityTimeout=" not in guide.replace(stated, "")
+    # the trigger gives up on a busy Prefect API before the message could be received again
+    assert Settings().trigger_create_timeout < VISIBILITY_TIMEOUT_SECONDS

@@ -81,7 +81,7 @@ def test_champion_versions_are_read_once_per_ttl_and_a_failure_gives_none():
 
 def test_the_same_message_twice_gives_one_run_and_one_result(resources, deployment_id):
     prediction_id = submit(resources, customers_csv(30))
-    resources.queue.send({"prediction_id": prediction_id, "account": "acme", "model": "churn"})
+    resources.queue.send(prediction_id, "acme", "churn")
     messages = receive_all(resources.queue, 2)
     assert len(messages) == 2
     start = deployment_starter("score-upload/score-upload")
@@ -200,7 +200,7 @@ def test_a_burst_through_the_running_trigger_gives_one_run_per_upload_and_emptie
         resources, deployment_id):
     ids = [submit(resources, customers_csv(5)) for _ in range(12)]
     for prediction_id in ids[:3]:  # duplicates, received in the same or a later batch
-        resources.queue.send({"prediction_id": prediction_id, "account": "acme", "model": "churn"})
+        resources.queue.send(prediction_id, "acme", "churn")
     start = deployment_starter("score-upload/score-upload")
     stop = threading.Event()
     trigger = threading.Thread(target=run_trigger, args=(resources, start, stop),
