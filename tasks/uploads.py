@@ -6,6 +6,7 @@ import json
 import logging
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
 from prefect import task
@@ -112,21 +113,29 @@ def score_whole_file(s3, settings: Settings, key: str, prediction_id: str,
 @task(name="write-results", cache_policy=NO_CACHE, retry_condition_fn=is_transient, **IO_TASK)
 def write_results(s3, bucket: str, prediction_id: str, results: pd.DataFrame | None,
                   rejects: pd.DataFrame, report: dict) -> ResultKeys:
-    """Results (unless the upload failed), rejects and the report, all spreadsheet-safe."""
+    """Results (unless the upload failed), rejects and the report, all spreadsheet-safe; the
+    objects are sent to S3 at once (each put is a round trip)."""
     keys = result_keys(prediction_id)
+    objects = [(keys.rejects, to_csv_bytes(neutralise_text_columns(rejects)), None)]
     if results is not None:
-        aws.put_bytes(s3, bucket, keys.results, to_csv_bytes(neutralise_results(results)))
-    aws.put_bytes(s3, bucket, keys.rejects, to_csv_bytes(neutralise_text_columns(rejects)))
-    put_report(s3, bucket, keys, report, with_results=results is not None)
+        objects.append((keys.results, to_csv_bytes(neutralise_results(results)), None))
+    put_report(s3, bucket, keys, report, with_results=results is not None, also=objects)
     return keys
 
 
-def put_report(s3, bucket: str, keys: ResultKeys, report: dict, with_results: bool) -> dict:
-    """The JSON and HTML report, naming the files beside them; returns the stored report."""
+def put_report(s3, bucket: str, keys: ResultKeys, report: dict, with_results: bool,
+               also: list[tuple[str, bytes, str | None]] = ()) -> dict:
+    """The JSON and HTML report, naming the files beside them, sent in parallel with `also`
+    ((key, body, content type) triples); returns the stored report."""
     report = {**report, "files": {"results": keys.results if with_results else None,
                                   "rejects": keys.rejects, "report_html": keys.report_html}}
-    aws.put_bytes(s3, bucket, keys.report, json.dumps(report, indent=2, default=str).encode(),
-                  content_type="application/json")
-    aws.put_bytes(s3, bucket, keys.report_html, render_html(report).encode("utf-8"),
-                  content_type="text/html; charset=utf-8")
+    objects = [*also,
+               (keys.report, json.dumps(report, indent=2, default=str).encode(),
+                "application/json"),
+               (keys.report_html, render_html(report).encode("utf-8"), "text/html; charset=utf-8")]
+    with ThreadPoolExecutor(max_workers=len(objects), thread_name_prefix="s3-put") as pool:
+        for put in [pool.submit(aws.put_bytes, s3, bucket, key, body,
+                                **({"content_type": kind} if kind else {}))
+                    for key, body, kind in objects]:
+            put.result()
     return report
