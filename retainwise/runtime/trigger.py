@@ -89,6 +89,7 @@ class DeploymentStarter:
     """
 
     def __init__(self, deployment_name: str, timeout: float = 20.0,
+                 account_limit: int | None = None,
                  model_version: Callable[[str], str | None] | None = None) -> None:
         import prefect.context
         from prefect.settings import PREFECT_CLIENT_MAX_RETRIES
@@ -103,6 +104,8 @@ class DeploymentStarter:
         self._lock = threading.Lock()
         self._client: Any = None
         self._deployment_id: Any = None
+        self.account_limit = account_limit
+        self._limited: set[str] = set()
 
     def _settings_context(self):
         import prefect.context
@@ -128,6 +131,7 @@ class DeploymentStarter:
 
     def __call__(self, prediction: dict[str, Any]) -> str:
         client, deployment_id = self._open()
+        self._limit_account(client, f"account:{prediction['account']}")
         tags = [f"account:{prediction['account']}", f"model:{prediction['model_name']}"]
         version = self.model_version(prediction["model_name"]) if self.model_version else None
         if version:  # the run re-tags only if it ends up loading another version
@@ -149,6 +153,16 @@ class DeploymentStarter:
                     self._deployment_id = None
             raise
 
+    def _limit_account(self, client: Any, tag: str) -> None:
+        """The tag concurrency limit on `account:<name>` (an upsert), once per account and process:
+        Prefect runs at most that many of the account's tasks at once, whatever the queue holds."""
+        if self.account_limit is None or tag in self._limited:
+            return
+        with self._settings_context():
+            retry_busy(lambda: client.create_concurrency_limit(tag, self.account_limit),
+                       self.timeout)
+        self._limited.add(tag)
+
     def close(self) -> None:
         with self._lock:
             if self._client is not None:
@@ -157,10 +171,11 @@ class DeploymentStarter:
 
 
 def deployment_starter(deployment_name: str, timeout: float = 20.0,
+                       account_limit: int | None = None,
                        model_version: Callable[[str], str | None] | None = None
                        ) -> DeploymentStarter:
     """The StartRun the trigger uses; close() it when done."""
-    return DeploymentStarter(deployment_name, timeout, model_version)
+    return DeploymentStarter(deployment_name, timeout, account_limit, model_version)
 
 
 def champion_versions(read: Callable[[str], str], ttl: float = 5.0,

@@ -19,9 +19,9 @@ class ResultKeys:
     report_html: str
 
 
-def result_keys(prediction_id: str) -> ResultKeys:
-    """Derived from the prediction id alone, so a rerun overwrites instead of duplicating."""
-    prefix = f"results/{prediction_id}"
+def result_keys(account: str, prediction_id: str) -> ResultKeys:
+    """Under the account, derived from the prediction id: a rerun overwrites, never duplicates."""
+    prefix = f"results/{account}/{prediction_id}"
     return ResultKeys(f"{prefix}/results.csv", f"{prefix}/rejects.csv", f"{prefix}/report.json",
                       f"{prefix}/report.html")
 
@@ -52,10 +52,13 @@ def _starts_with_formula(values: pd.Series) -> np.ndarray:
 
 
 def neutralise_text_columns(frame: pd.DataFrame) -> pd.DataFrame:
-    """Every text column neutralised: rejects echo the customer's cells back verbatim."""
+    """Every text column and every header neutralised: rejects echo the customer's cells and
+    column names back verbatim."""
     text = [c for c in frame.columns if frame[c].dtype == object or pd.api.types.is_string_dtype(
         frame[c])]
-    return frame.assign(**{c: neutralise_formulas(frame[c]) for c in text}) if text else frame
+    safe = frame.assign(**{c: neutralise_formulas(frame[c]) for c in text}) if text else frame
+    names = neutralise_formulas(pd.Series([str(c) for c in frame.columns], dtype=object))
+    return safe.set_axis(names.tolist(), axis="columns") if len(frame.columns) else safe
 
 
 def neutralise_results(results: pd.DataFrame) -> pd.DataFrame:

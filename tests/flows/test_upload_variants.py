@@ -19,14 +19,14 @@ from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from models.scoring import score_frame
 from models.training import train
 from retainwise.adapters import aws
 from retainwise.adapters import db
 from retainwise.adapters import mlflow_registry as registry
 from retainwise.config.errors import UploadRejected
 from retainwise.uploads.output import result_keys
-from retainwise.uploads.reading import read_upload
+from retainwise.uploads.pipeline import score_file
+from retainwise.uploads.reading import Limits
 from retainwise.local.sample import synthetic_customers
 from retainwise.config.settings import Settings
 from retainwise.uploads.validation import unknown_categories, validate_upload
@@ -56,13 +56,12 @@ def clean(telco):
 def score_bytes(data: bytes, trained, share: float = 0.5):
     """The flow's path without S3 and Prefect: ('FAILED', message, None) or the scored upload."""
     try:
-        upload = validate_upload(read_upload(data, 10_000_000), trained.profile, share)
+        scored = score_file(data, trained, Limits(max_bytes=10_000_000), share)
     except UploadRejected as exc:
         return "FAILED", str(exc), None
-    if upload.failure:
-        return "FAILED", upload, None
-    results = score_frame(trained.pipeline, trained.profile, upload.accepted, upload.customer_ids)
-    return "COMPLETED", upload, results
+    if scored.upload.failure:
+        return "FAILED", scored.upload, None
+    return "COMPLETED", scored.upload, scored.results
 
 
 def to_csv(frame: pd.DataFrame, sep: str = ",", encoding: str = "utf-8", **kwargs) -> bytes:
@@ -308,7 +307,7 @@ def test_flow_scores_a_european_gzip_upload_and_writes_the_report(resources, tel
 
     assert row["status"] == "COMPLETED", row["error"]
     assert (row["rows_total"], row["rows_scored"], row["rows_rejected"]) == (7044, 7042, 2)
-    keys = result_keys(prediction_id)
+    keys = result_keys(row["account"], prediction_id)
     results = pd.read_csv(io.BytesIO(s3_object(resources, keys.results)),
                           dtype={"customer_id": str})
     expected = clean.drop(index=8).reset_index(drop=True)
@@ -342,7 +341,7 @@ def test_flow_fails_a_mostly_invalid_upload_but_leaves_report_and_rejects(resour
     prediction_id, row = run_flow(resources, data, telco_champion)
     assert row["status"] == "FAILED"
     assert row["error"].startswith("200 of 300 rows are invalid (more than 50%)")
-    keys = result_keys(prediction_id)
+    keys = result_keys(row["account"], prediction_id)
     report = json.loads(s3_object(resources, keys.report))
     assert (report["status"], report["rows_rejected"], report["rows_scored"]) == ("FAILED", 200, 0)
     assert len(pd.read_csv(io.BytesIO(s3_object(resources, keys.rejects)))) == 200
