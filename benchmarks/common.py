@@ -51,6 +51,28 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process so far, all threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def tree_cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds so far of these processes and their children (psutil)."""
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        try:
+            parent = psutil.Process(pid)
+            for process in [parent, *parent.children(recursive=True)]:
+                times = process.cpu_times()
+                total += times.user + times.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
 def percentile(values: list[float], share: float) -> float:
     """Linear between the closest ranks (numpy's default), e.g. share 0.95 for p95."""
     if len(values) < 2 or share in (0, 1):

@@ -21,7 +21,9 @@ import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-TELCO = REPO.parent / "shared" / "data" / "telco_churn.csv"
+TELCO = next((p / "shared" / "data" / "telco_churn.csv" for p in REPO.parents  # or a worktree's
+              if (p / "shared" / "data" / "telco_churn.csv").exists()),
+             REPO.parent / "shared" / "data" / "telco_churn.csv")
 DATA_DIR = HERE / "data"
 SEED = 2024
 BLOCK = 200_000

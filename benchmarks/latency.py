@@ -121,17 +121,45 @@ def run(uploads: int, timeout: float, skip_one_by_one: bool = False) -> dict:
         common.log(f"stack up after {stack_seconds:.1f} s; warming up with one upload")
         first = breakdown(env, submit_and_wait(env, data, timeout))
         common.log(f"first upload after stack up: {json.dumps(first)}")
+        cpu = StackCpu(home)
         one_by_one = [] if skip_one_by_one else [
             breakdown(env, submit_and_wait(env, data, timeout)) for _ in range(uploads)]
+        cpu_one_by_one = cpu.per_run(uploads)
         with ThreadPoolExecutor(max_workers=uploads) as pool:
             outcomes = list(pool.map(lambda _: submit_and_wait(env, data, timeout), range(uploads)))
+        cpu_at_once = cpu.per_run(uploads)
         at_once = [breakdown(env, outcome) for outcome in outcomes]
     finally:
         stack.down(settings)
     return {"benchmark": "latency", "rows_per_upload": ROWS, "stack_up_s": round(stack_seconds, 1),
             "first_upload_s": round(first["total"], 2),
-            "one_by_one": summarise("one by one", one_by_one) if one_by_one else None,
-            "at_once": summarise("at once", at_once)}
+            "one_by_one": ({**summarise("one by one", one_by_one), "cpu_per_run_s": cpu_one_by_one}
+                           if one_by_one else None),
+            "at_once": {**summarise("at once", at_once), "cpu_per_run_s": cpu_at_once}}
+
+
+class StackCpu:
+    """CPU seconds (user+sys) the stack's processes spent since the last call, per run:
+    worker (the runner and its warm children), Prefect server, trigger, and moto beside them."""
+
+    SERVICES = ("runner", "prefect", "trigger", "moto")
+
+    def __init__(self, home: Path) -> None:
+        from retainwise.local import stack
+
+        self.pids = {name: stack._pid(home, name) for name in self.SERVICES}
+        self.last = self._now()
+
+    def _now(self) -> dict[str, float]:
+        return {name: common.tree_cpu_seconds([pid]) for name, pid in self.pids.items() if pid}
+
+    def per_run(self, runs: int) -> dict[str, float]:
+        now = self._now()
+        spent = {name: (now[name] - self.last.get(name, 0.0)) / runs for name in now}
+        self.last = now
+        spent["worker+server+trigger"] = sum(spent.get(n, 0.0)
+                                             for n in ("runner", "prefect", "trigger"))
+        return {name: round(value, 3) for name, value in spent.items()}
 
 
 def main(argv: list[str] | None = None) -> None:

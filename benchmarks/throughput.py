@@ -1,13 +1,18 @@
-"""Throughput and peak memory: the naive script against the project's scoring path, same file.
+"""Throughput and peak memory: two hand-written scripts against the project's scoring path.
 
 (a) naive:   pandas.read_csv -> predict_proba -> the four result columns with to_csv
+(e) expert:  pyarrow.csv.read_csv -> predict_proba -> the four columns with pyarrow's CSV writer
 (b) project: object in S3 (moto server) -> score-upload flow run (read, validate, score, results
              and report to S3, status) against a real Prefect server and SQLite
 
-Each run is its own subprocess (peak RSS is per process); a and b alternate, medians are reported.
-Imports and loading the model are outside the timed span for both.
+Each run is its own subprocess (peak RSS is per process); the three sides alternate within each
+repeat, medians are reported. Imports and loading the model are outside the timed span for all.
+CPU seconds are user+sys of the timed span, summed over threads; for (b) they include the moto
+and Prefect server processes' CPU over the same span (the work they do for the run).
 
-    python benchmarks/throughput.py --rows 1000000 [--repeats 3]
+    python benchmarks/throughput.py --rows 1000000 [--repeats 3] [--sides project]
+
+RETAINWISE_BENCH_PROFILE=/tmp/p.out profiles (cProfile) the project side's timed span.
 
 The last line printed is one JSON object.
 """
@@ -43,7 +48,7 @@ def naive_child(path: str, model_dir: str, out: str) -> dict:
     numeric = [f["name"] for f in profile["features"] if f["kind"] == "numeric"]
     features = [f["name"] for f in profile["features"]]
     cutoffs = profile["cutoffs"]
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), common.cpu_seconds()
     frame = pd.read_csv(path)
     X = frame[features].copy()
     for name in numeric:  # TotalCharges has blank cells, so pandas reads it as text
@@ -57,7 +62,37 @@ def naive_child(path: str, model_dir: str, out: str) -> dict:
                                np.where(probability >= cutoffs["medium"], "MEDIUM", "LOW")),
         "predicted_churn": probability >= profile["threshold"],
     }).to_csv(out, index=False)
-    return {"seconds": time.perf_counter() - started, "rows": len(frame)}
+    return {"seconds": time.perf_counter() - started, "cpu_s": common.cpu_seconds() - cpu,
+            "rows": len(frame)}
+
+
+# ---------------------------------------------------------------- (e) the expert script, a child
+def expert_child(path: str, model_dir: str, out: str) -> dict:
+    """What an engineer who knows Arrow writes: Arrow parses and writes, sklearn predicts."""
+    import mlflow.sklearn
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    pipeline = mlflow.sklearn.load_model(model_dir)
+    profile = json.loads(Path(model_dir, "profile.json").read_text())
+    features = [f["name"] for f in profile["features"]]
+    cutoffs = profile["cutoffs"]
+    started, cpu = time.perf_counter(), common.cpu_seconds()
+    table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
+        include_columns=[ID, *features], null_values=["", " "], strings_can_be_null=True))
+    probability = pipeline.predict_proba(table.select(features).to_pandas())[:, 1]
+    pacsv.write_csv(pa.table({
+        "customer_id": table[ID], "churn_probability": probability,
+        "churn_risk": np.where(probability >= cutoffs["high"], "HIGH",
+                               np.where(probability >= cutoffs["medium"], "MEDIUM", "LOW")),
+        "predicted_churn": probability >= profile["threshold"],
+    }), out)
+    return {"seconds": time.perf_counter() - started, "cpu_s": common.cpu_seconds() - cpu,
+            "rows": table.num_rows}
+
+
+SCRIPTS = {"naive": naive_child, "expert": expert_child}
 
 
 # ---------------------------------------------------------------- (b) the project's path, a child
@@ -74,19 +109,26 @@ def project_child(rows: int) -> dict:
     prediction_id = db.create_prediction(env.engine, account="bench", model_name=common.MODEL,
                                          input_key=INPUT_KEY.format(rows=rows))
     stage_log = StageLog.install()
-    started = time.perf_counter()
+    profile_to = os.environ.get("RETAINWISE_BENCH_PROFILE")  # a cProfile file of the timed span
+    profiler = __import__("cProfile").Profile() if profile_to else None
+    started, cpu = time.perf_counter(), common.cpu_seconds()
+    if profiler:
+        profiler.enable()
     state = score_upload(prediction_id, return_state=True)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, common.cpu_seconds() - cpu
+    if profiler:
+        profiler.disable()
+        profiler.dump_stats(profile_to)
     row = db.get_prediction(env.engine, prediction_id)
     if row["status"] != "COMPLETED":
         raise SystemExit(f"the scoring path did not complete: {row['status']} {row['error']}")
     stages = stage_log.seconds or task_seconds(state.state_details.flow_run_id)
-    return {"seconds": seconds, "rows": row["rows_total"], "rows_scored": row["rows_scored"],
-            "stages": stages}
+    return {"seconds": seconds, "cpu_s": cpu, "rows": row["rows_total"],
+            "rows_scored": row["rows_scored"], "stages": stages}
 
 
 class StageLog:
-    """Collects the per-stage seconds tasks.uploads logs on `retainwise.chunked`, if the flow streamed."""
+    """Collects the per-stage seconds tasks.uploads logs on `retainwise.chunked` (either path)."""
 
     seconds: dict[str, float] = {}
 
@@ -101,7 +143,7 @@ class StageLog:
 
         logger = logging.getLogger("retainwise.chunked")
         logger.addHandler(Handler())
-        logger.setLevel(logging.INFO)
+        logger.setLevel(logging.DEBUG)  # the whole-file task reports its seconds at DEBUG
         return cls
 
 
@@ -122,8 +164,8 @@ def task_seconds(flow_run_id) -> dict[str, float]:
 
 
 def child_main(args: argparse.Namespace) -> None:
-    if args.child == "naive":
-        result = naive_child(args.file, args.model_dir, args.out)
+    if args.child in SCRIPTS:
+        result = SCRIPTS[args.child](args.file, args.model_dir, args.out)
     else:
         result = project_child(args.rows)
     result["peak_rss_mb"] = common.peak_rss_mb()
@@ -144,8 +186,11 @@ def export_model(settings, target: Path) -> None:
     (target / "profile.json").write_text(json.dumps(model.profile.to_dict()))
 
 
-def start_backends(home: Path) -> tuple[dict[str, str], list[int]]:
-    """moto and a Prefect server on free loopback ports, as the local stack runs them."""
+def start_backends(home: Path, pids: list[int]) -> dict[str, str]:
+    """moto and a Prefect server on free loopback ports, as the local stack runs them.
+
+    Each pid goes into `pids` as soon as its process exists, so the caller's `finally` stops it
+    even when a later start or health wait fails."""
     from retainwise.local import stack
     from retainwise.config.settings import Settings
 
@@ -153,11 +198,15 @@ def start_backends(home: Path) -> tuple[dict[str, str], list[int]]:
                         stack_prefect_port=common.free_port())
     env = {**stack.stack_environment(settings), "RETAINWISE_HOME": str(home),
            "RETAINWISE_MAX_UPLOAD_BYTES": str(16 * 2**30), "PREFECT_LOGGING_LEVEL": "ERROR"}
-    started = [(service, stack.start(service, home, env))
-               for service in stack.services(settings) if service.name in ("moto", "prefect")]
+    started = []
+    for service in stack.services(settings):
+        if service.name in ("moto", "prefect"):
+            process = stack.start(service, home, env)
+            pids.append(process.pid)
+            started.append((service, process))
     for service, process in started:
         stack.wait_healthy(service.health_url, 180, process, home / "logs" / f"{service.name}.log")
-    return env, [process.pid for _, process in started]
+    return env
 
 
 def stop_backends(pids: list[int]) -> None:
@@ -191,9 +240,11 @@ def harness(args: argparse.Namespace) -> dict:
 
     path = ensure(args.rows)
     home = common.fresh_home(f"throughput-{args.rows}")
-    env, pids = start_backends(home)
-    os.environ.update(env)
+    pids: list[int] = []
+    runs: dict[str, list[dict]] = {side: [] for side in args.sides.split(",")}
     try:
+        env = start_backends(home, pids)
+        os.environ.update(env)
         settings = Settings()
         migrations.upgrade(settings.db_url)
         common.train_champion(settings)
@@ -201,38 +252,63 @@ def harness(args: argparse.Namespace) -> dict:
         s3 = aws.client("s3", settings)
         aws.ensure_resources(settings)
         s3.upload_file(str(path), settings.bucket, INPUT_KEY.format(rows=args.rows))
-        naive, project = [], []
-        for _ in range(args.repeats):
-            naive.append(run_child("naive", args, env, [
-                "--file", str(path), "--model-dir", str(home / "model"),
-                "--out", str(home / "naive_results.csv")]))
-            common.log(f"naive   {naive[-1]}")
-            project.append(run_child("project", args, env, []))
-            common.log(f"project {project[-1]}")
+        script_args = ["--file", str(path), "--model-dir", str(home / "model"),
+                       "--out", str(home / "results.csv")]
+        sides = [side for side in SIDES if side in args.sides.split(",")]
+        for repeat in range(args.repeats):
+            for side in sides[repeat % len(sides):] + sides[:repeat % len(sides)]:  # rotate
+                if side == "project":
+                    backend_cpu = common.tree_cpu_seconds(pids)
+                    result = run_child(side, args, env, [])
+                    if "cpu_s" in result:  # moto and Prefect worked for this run too
+                        result["backend_cpu_s"] = common.tree_cpu_seconds(pids) - backend_cpu
+                        result["cpu_s"] += result["backend_cpu_s"]
+                else:
+                    result = run_child(side, args, env, script_args)
+                runs[side].append(result)
+                common.log(f"{side:8} {result}")
     finally:
         stop_backends(pids)
-    return summarise(args.rows, naive, project)
+    return summarise(args.rows, runs)
 
 
-def summarise(rows: int, naive: list[dict], project: list[dict]) -> dict:
-    def side(runs: list[dict]) -> dict:
-        good = [r for r in runs if "seconds" in r]
+SIDES = ["naive", "expert", "project"]
+
+
+def summarise(rows: int, runs: dict[str, list[dict]]) -> dict:
+    def side(results: list[dict]) -> dict:
+        good = [r for r in results if "seconds" in r]
         if not good:
-            return {"error": runs[-1].get("error", "no run completed")[-300:]}
+            return {"error": (results[-1].get("error", "no run completed") if results
+                              else "no run")[-300:]}
         seconds = common.median([r["seconds"] for r in good])
         return {"runs": len(good), "median_s": round(seconds, 2),
-                "rows_per_s": round(rows / seconds), "peak_rss_mb": round(
-                    max(r["peak_rss_mb"] for r in good))}
+                "min_s": round(min(r["seconds"] for r in good), 2),
+                "max_s": round(max(r["seconds"] for r in good), 2),
+                "rows_per_s": round(rows / seconds),
+                "cpu_s": round(common.median([r["cpu_s"] for r in good]), 2),
+                "peak_rss_mb": round(max(r["peak_rss_mb"] for r in good))}
 
-    result = {"benchmark": "throughput", "rows": rows, "naive": side(naive),
-              "project": side(project)}
-    if "median_s" in result["naive"] and "median_s" in result["project"]:
-        result["throughput_ratio_b_over_a"] = round(
-            result["naive"]["median_s"] / result["project"]["median_s"], 3)
-        stages = [r["stages"] for r in project if "stages" in r]
-        totals = {k: common.median([s.get(k, 0.0) for s in stages]) for k in stages[0]}
-        wall = result["project"]["median_s"]
-        result["project"]["share_of_wall"] = {k: round(v / wall, 3) for k, v in totals.items()}
+    result = {"benchmark": "throughput", "rows": rows,
+              **{name: side(results) for name, results in runs.items()}}
+    project = result.get("project", {})
+    if "median_s" not in project:
+        return result
+    for anchor in ("naive", "expert"):
+        if "median_s" in result.get(anchor, {}):
+            result[f"ratio_vs_{anchor}"] = round(result[anchor]["median_s"] / project["median_s"], 3)
+            result[f"cpu_ratio_vs_{anchor}"] = round(result[anchor]["cpu_s"] / project["cpu_s"], 3)
+    result["throughput_ratio_b_over_a"] = result.get("ratio_vs_naive")
+    good = [r for r in runs["project"] if "seconds" in r]
+    project["backend_cpu_s"] = round(common.median([r.get("backend_cpu_s", 0.0) for r in good]), 2)
+    stages = [r["stages"] for r in good if r.get("stages")]
+    if stages:
+        busy = {k: common.median([s.get(k, 0.0) for s in stages]) for k in stages[0]}
+        project["busy_s"] = {k: round(v, 2) for k, v in busy.items()}
+        project["share_of_wall"] = {k: round(v / project["median_s"], 3) for k, v in busy.items()}
+        total = sum(busy.values())
+        project["validation_share_of_busy"] = round(busy.get("validating", 0.0) / total, 3) \
+            if total else None
     return result
 
 
@@ -242,7 +318,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--memory-limit-gb", type=float, default=12,
                         help="address-space cap per timed run (default 12)")
-    parser.add_argument("--child", choices=["naive", "project"], help=argparse.SUPPRESS)
+    parser.add_argument("--sides", default=",".join(SIDES),
+                        help="comma-separated sides to run (default all three)")
+    parser.add_argument("--child", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--file", help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)

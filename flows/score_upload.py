@@ -37,7 +37,9 @@ def score_claimed(env: Resources, prediction: dict[str, Any], run_id: str) -> di
     settings, logger, prediction_id = env.settings, get_run_logger(), prediction["id"]
     try:
         model = load_champion(prediction["model_name"], settings)
-        tag_run(run_id, f"model-version:{model.version}")
+        if f"model-version:{model.version}" not in (runtime.flow_run.tags or []):
+            # the trigger did not know the version, or a promotion came in between
+            tag_run(run_id, f"model-version:{model.version}", replacing="model-version:")
         key, keys = prediction["input_key"], result_keys(prediction["account"], prediction_id)
         if check_upload(env.s3, settings, key):  # a large file
             report, keys = score_in_chunks(env.s3, settings, key, keys, prediction_id, model)

@@ -85,8 +85,12 @@ def _as_text(column: pd.Series) -> pd.Series:
 
 
 def _column_codes(column: pd.Series, kept: np.ndarray, rare: np.ndarray) -> np.ndarray:
-    """Hash the column once (factorize), then map its few distinct values to training codes."""
-    found, uniques = pd.factorize(column, use_na_sentinel=True)
+    """Hash the column once (factorize), then map its few distinct values to training codes;
+    a Categorical column has its codes already."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        found, uniques = column.cat.codes.to_numpy(), column.cat.categories
+    else:
+        found, uniques = pd.factorize(column, use_na_sentinel=True)
     position = {value: code for code, value in enumerate(kept)}
     position.update(dict.fromkeys(rare, len(kept)))
     table = [position.get(str(value), -1) for value in uniques] + [position.get(MISSING, -1)]

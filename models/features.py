@@ -108,7 +108,12 @@ def prepare_features(frame: pd.DataFrame, features: list[FeatureProfile]) -> pd.
 
 
 def as_category_text(column: pd.Series) -> pd.Series:
-    """Object strings, blanks as NaN; the string work runs once per distinct value, not per cell."""
+    """Object strings, blanks as NaN; the string work runs once per distinct value, not per cell.
+
+    A Categorical of clean text (what upload validation hands over) passes through as it is."""
+    if isinstance(column.dtype, pd.CategoricalDtype) and all(
+            isinstance(value, str) and value.strip() for value in column.cat.categories):
+        return column
     codes, uniques = pd.factorize(column, use_na_sentinel=True)
     text = [str(value) if str(value).strip() else np.nan for value in uniques]
     return pd.Series(np.array(text + [np.nan], dtype=object)[codes], index=column.index,

@@ -35,5 +35,6 @@ def score_frame(pipeline, profile: ModelProfile, frame: pd.DataFrame,
     if reasons:
         from models.explain import top_reasons
 
-        results[REASONS_COLUMN] = top_reasons(pipeline, profile, features).to_numpy()
+        explained = getattr(pipeline, "sklearn", pipeline)  # compiled trees explain as their model
+        results[REASONS_COLUMN] = top_reasons(explained, profile, features).to_numpy()
     return results

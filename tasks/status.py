@@ -29,12 +29,14 @@ def finish_upload(engine, prediction_id: str, flow_run_id: str | None, status: d
 
 
 @io_task("tag-run")
-def tag_run(flow_run_id: str, *tags: str) -> None:
-    """Add tags (the model version) to this run, known only once the champion is loaded."""
+def tag_run(flow_run_id: str, *tags: str, replacing: str | None = None) -> None:
+    """Add tags (the model version) to this run, known only once the champion is loaded;
+    tags starting with `replacing` go (a version the trigger guessed before a promotion)."""
     from uuid import UUID
 
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(UUID(flow_run_id))
-        client.update_flow_run(run.id, tags=sorted(set(run.tags) | set(tags)))
+        kept = {t for t in run.tags if not (replacing and t.startswith(replacing))}
+        client.update_flow_run(run.id, tags=sorted(kept | set(tags)))

@@ -81,7 +81,27 @@ def score_whole_file(s3, settings: Settings, key: str, keys: ResultKeys, predict
     aws.put_bytes(s3, settings.bucket, keys.rejects, scored.rejects_csv)
     stage_log.info("scored %d rows whole; seconds per stage %s", scored.upload.rows_total,
                    scored.seconds, extra={"stage_seconds": scored.seconds})
+    log_stages(scored, model, f"s3://{settings.bucket}/{keys.results}")
     return put_report(s3, settings.bucket, keys, report, scored.results_csv is not None), keys
+
+
+def log_stages(scored, model, results_at: str) -> None:
+    """One INFO line per stage on the run's page in the Prefect UI (rows, seconds, where to)."""
+    from prefect import get_run_logger
+
+    logger, seconds = get_run_logger(), scored.seconds
+    upload = scored.upload
+    logger.info("reading: %d rows in %.2f s", upload.rows_total, seconds.get("reading", 0.0))
+    logger.info("validating: %d rows accepted, %d rejected in %.2f s", len(upload.accepted),
+                upload.rows_rejected, seconds.get("validating", 0.0))
+    if scored.results is not None:
+        logger.info("scoring: %d rows with %s version %s (%s) in %.2f s", len(scored.results),
+                    model.name, model.version,
+                    "compiled trees" if getattr(model, "compiled", None) else "scikit-learn",
+                    seconds.get("scoring", 0.0))
+    logger.info("writing: results to %s, rejects and report beside them; CSV in %.2f s",
+                results_at if scored.results is not None else "(none: upload failed)",
+                seconds.get("writing", 0.0))
 
 
 def put_report(s3, bucket: str, keys: ResultKeys, report: dict, with_results: bool) -> dict:

@@ -7,8 +7,11 @@ A version's run carries its metrics, profile, model card, plots and its held-out
 from __future__ import annotations
 
 import json
+import logging
+import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from importlib.metadata import version as installed_version
 from typing import Any
 
@@ -30,6 +33,10 @@ CHALLENGER = "challenger"
 EXPERIMENT = "retainwise-churn"
 EVALUATION_ARTIFACT = "evaluation/holdout.csv"
 KEY_METRICS = ("roc_auc", "pr_auc", "brier", "lift_top_decile", "threshold")
+COMPILED_TAG = "compiled_trees"  # version tag: run artifact path of the compiled trees library
+COMPILED_DIR = "compiled"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,12 @@ class LoadedModel:
     version: str
     pipeline: Any
     profile: ModelProfile
+    compiled: Any = None  # models.compiled.CompiledModel when the version has a compiled library
+
+    @property
+    def scorer(self) -> Any:
+        """What scoring calls predict_proba on: the compiled trees if present, else scikit-learn."""
+        return self.compiled if self.compiled is not None else self.pipeline
 
 
 def pip_requirements() -> list[str]:
@@ -110,12 +123,61 @@ def register(trained: TrainedModel, name: str, settings: Settings,
             pip_requirements=pip_requirements(),
             metadata={"retainwise_profile": json.dumps(trained.profile.to_dict())},
         )
+        compiled = _log_compiled_trees(trained)
     version = mlflow.register_model(info.model_uri, name).version
     mlflow_client = client(settings)
     mlflow_client.set_model_version_tag(name, version, "run_id", run.info.run_id)
     mlflow_client.set_model_version_tag(name, version, "model_kind", trained.kind)
+    if compiled:
+        mlflow_client.set_model_version_tag(name, version, COMPILED_TAG, compiled)
     mlflow_client.set_registered_model_alias(name, CHALLENGER, version)
     return str(version)
+
+
+def _log_compiled_trees(trained: TrainedModel) -> str | None:
+    """Compile a boosted model's trees (checked against scikit-learn on the test rows) into the
+    active run; the artifact path, or None when the model has no trees or compiling failed."""
+    from models.compiled import LIBRARY, compile_trees
+
+    check_rows = prepare_features(trained.evaluation, trained.profile.features)
+    with tempfile.TemporaryDirectory() as directory:
+        try:
+            library = compile_trees(trained.pipeline, Path(directory), check_rows)
+        except Exception as exc:  # no compiler, treelite refusing a model: scoring falls back
+            log.warning("could not compile the model's trees, scoring will use scikit-learn: %s",
+                        exc)
+            return None
+        if library is None:
+            return None
+        mlflow.log_artifact(str(library), COMPILED_DIR)
+    return f"{COMPILED_DIR}/{LIBRARY}"
+
+
+def _load_compiled_trees(name: str, version: str, pipeline: Any) -> Any:
+    """The version's compiled trees, or None (with a warning for a boosted model without them,
+    e.g. one registered before compiling existed, or a library this machine cannot load)."""
+    from models.compiled import CompiledModel, boosted_parts
+
+    if boosted_parts(pipeline) is None:
+        return None
+    tags = client_for_current_store().get_model_version(name, version).tags or {}
+    artifact, run_id = tags.get(COMPILED_TAG), tags.get("run_id")
+    if not artifact or not run_id:
+        log.warning("%s version %s has no compiled trees; scoring with scikit-learn (slower). "
+                    "Registering the model again compiles them.", name, version)
+        return None
+    try:
+        library = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact)
+        return CompiledModel(pipeline, Path(library))
+    except Exception as exc:
+        log.warning("%s version %s: compiled trees could not be loaded, scoring with "
+                    "scikit-learn: %s", name, version, exc)
+        return None
+
+
+def client_for_current_store() -> MlflowClient:
+    return MlflowClient(tracking_uri=mlflow.get_tracking_uri(),
+                        registry_uri=mlflow.get_registry_uri())
 
 
 def promote(name: str, version: str, settings: Settings) -> None:
@@ -157,7 +219,8 @@ def load_version(name: str, version: str, tracking_uri: str) -> LoadedModel:
     pipeline = mlflow.sklearn.load_model(local)
     metadata = mlflow.models.Model.load(local).metadata or {}
     profile = ModelProfile.from_dict(json.loads(metadata["retainwise_profile"]))
-    return LoadedModel(name=name, version=str(version), pipeline=pipeline, profile=profile)
+    return LoadedModel(name=name, version=str(version), pipeline=pipeline, profile=profile,
+                       compiled=_load_compiled_trees(name, str(version), pipeline))
 
 
 def evaluation_set(name: str, version: str, settings: Settings) -> tuple[pd.DataFrame, np.ndarray]:

@@ -171,13 +171,16 @@ def _start_monitor(model: str) -> str | None:
 
 
 def cmd_trigger(args) -> int:
-    from retainwise.runtime.trigger import deployment_starter, run_trigger
+    from retainwise.adapters import mlflow_registry as registry
+    from retainwise.runtime.trigger import champion_versions, deployment_starter, run_trigger
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     env = _resources()
     stop = threading.Event()
     start = deployment_starter(env.settings.deployment_name, env.settings.trigger_create_timeout,
-                               account_limit=env.settings.max_active_uploads)
+                               account_limit=env.settings.max_active_uploads,
+                               model_version=champion_versions(
+                                   lambda name: registry.champion_version(name, env.settings)))
     try:
         run_trigger(env, start, stop, concurrency=env.settings.trigger_concurrency)
     except KeyboardInterrupt:

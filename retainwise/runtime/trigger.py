@@ -89,7 +89,8 @@ class DeploymentStarter:
     """
 
     def __init__(self, deployment_name: str, timeout: float = 20.0,
-                 account_limit: int | None = None) -> None:
+                 account_limit: int | None = None,
+                 model_version: Callable[[str], str | None] | None = None) -> None:
         import prefect.context
         from prefect.settings import PREFECT_CLIENT_MAX_RETRIES
 
@@ -99,6 +100,7 @@ class DeploymentStarter:
             updates={PREFECT_CLIENT_MAX_RETRIES: 0})
         self.deployment_name = deployment_name
         self.timeout = timeout
+        self.model_version = model_version
         self._lock = threading.Lock()
         self._client: Any = None
         self._deployment_id: Any = None
@@ -130,6 +132,10 @@ class DeploymentStarter:
     def __call__(self, prediction: dict[str, Any]) -> str:
         client, deployment_id = self._open()
         self._limit_account(client, f"account:{prediction['account']}")
+        tags = [f"account:{prediction['account']}", f"model:{prediction['model_name']}"]
+        version = self.model_version(prediction["model_name"]) if self.model_version else None
+        if version:  # the run re-tags only if it ends up loading another version
+            tags.append(f"model-version:{version}")
 
         def create() -> Any:
             with self._settings_context():
@@ -137,8 +143,7 @@ class DeploymentStarter:
                     deployment_id, parameters={"prediction_id": prediction["id"]},
                     name=f"score-{prediction['id']}",
                     idempotency_key=idempotency_key(prediction),
-                    tags=[f"account:{prediction['account']}",
-                          f"model:{prediction['model_name']}"])
+                    tags=tags)
 
         try:
             return str(retry_busy(create, self.timeout).id)
@@ -166,9 +171,35 @@ class DeploymentStarter:
 
 
 def deployment_starter(deployment_name: str, timeout: float = 20.0,
-                       account_limit: int | None = None) -> DeploymentStarter:
+                       account_limit: int | None = None,
+                       model_version: Callable[[str], str | None] | None = None
+                       ) -> DeploymentStarter:
     """The StartRun the trigger uses; close() it when done."""
-    return DeploymentStarter(deployment_name, timeout, account_limit)
+    return DeploymentStarter(deployment_name, timeout, account_limit, model_version)
+
+
+def champion_versions(read: Callable[[str], str], ttl: float = 5.0,
+                      now: Callable[[], float] = time.monotonic) -> Callable[[str], str | None]:
+    """`read(name)` (the champion's version) at most once per `ttl` seconds per model; None when
+    it fails, so the run tags itself. Saves each run a read and an update of its tags."""
+    cache: dict[str, tuple[str | None, float]] = {}
+    lock = threading.Lock()
+
+    def version(name: str) -> str | None:
+        with lock:
+            hit = cache.get(name)
+            if hit and now() - hit[1] < ttl:
+                return hit[0]
+        try:
+            value: str | None = read(name)
+        except Exception:
+            log.warning("could not read the champion of %s; its runs will tag themselves", name)
+            value = None
+        with lock:
+            cache[name] = (value, now())
+        return value
+
+    return version
 
 
 def handle_message(env: Resources, message: dict[str, Any], start_run: StartRun) -> str:

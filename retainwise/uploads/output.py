@@ -28,11 +28,27 @@ def result_keys(account: str, prediction_id: str) -> ResultKeys:
 
 def neutralise_formulas(values: pd.Series) -> pd.Series:
     """Prefix a quote to text a spreadsheet would run as a formula (CSV injection)."""
-    text = values.astype("object")
-    risky = text.str.startswith(FORMULA_PREFIXES).fillna(False).astype(bool)
+    risky = _starts_with_formula(values)
     if not risky.any():
-        return text
+        return values
+    text = values.astype("object")
     return text.mask(risky, "'" + text[risky].astype(str))
+
+
+def _starts_with_formula(values: pd.Series) -> np.ndarray:
+    """Cells starting with a formula prefix, checked by Arrow kernels (no Python per cell)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        text = pa.array(values, type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # not all text: Python's str methods cope
+        return values.astype("object").str.startswith(FORMULA_PREFIXES).fillna(False).to_numpy(
+            dtype=bool)
+    risky = np.zeros(len(text), dtype=bool)
+    for prefix in FORMULA_PREFIXES:
+        risky |= pc.fill_null(pc.starts_with(text, prefix), False).to_numpy(zero_copy_only=False)
+    return risky
 
 
 def neutralise_text_columns(frame: pd.DataFrame) -> pd.DataFrame:
@@ -72,6 +88,8 @@ def to_csv_bytes(frame: pd.DataFrame, header: bool = True) -> bytes:
 
 
 def _arrow_values(column: pd.Series):
+    import pyarrow as pa
+
     values = column.to_numpy()
     if pd.api.types.is_bool_dtype(column):
         return np.where(values, "True", "False").astype(object)
@@ -79,7 +97,10 @@ def _arrow_values(column: pd.Series):
         return np.round(values.astype("float64"), 6)
     if pd.api.types.is_integer_dtype(column):
         return values
-    return column.astype("object").where(column.notna(), None).to_numpy()
+    try:  # text straight into Arrow (NaN -> null), without a Python object per cell
+        return pa.array(column, type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return column.astype("object").where(column.notna(), None).to_numpy()
 
 
 def _quoted(text: str) -> str:

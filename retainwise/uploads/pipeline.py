@@ -27,6 +27,11 @@ class ScoredFile:
     seconds: dict[str, float] = field(default_factory=dict)  # per stage, as the chunked path logs
 
 
+def scorer(model):
+    """The compiled trees where the registry loaded them (LoadedModel.scorer), else the pipeline."""
+    return getattr(model, "scorer", model.pipeline)
+
+
 def score_file(data: bytes, model, limits: Limits, max_rejected_share: float,
                reasons: bool = False) -> ScoredFile:
     """`model` has .pipeline and .profile (a registry LoadedModel or a freshly TrainedModel).
@@ -39,7 +44,7 @@ def score_file(data: bytes, model, limits: Limits, max_rejected_share: float,
     upload = validate_upload(table, model.profile, max_rejected_share)
     marks.append(time.perf_counter())
     results = None if upload.failure else score_frame(
-        model.pipeline, model.profile, upload.accepted, upload.customer_ids, reasons=reasons)
+        scorer(model), model.profile, upload.accepted, upload.customer_ids, reasons=reasons)
     marks.append(time.perf_counter())
     results_csv = None if results is None else to_csv_bytes(neutralise_results(results))
     rejects_csv = to_csv_bytes(neutralise_text_columns(upload.rejects))

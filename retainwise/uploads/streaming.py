@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from models.scoring import score_frame
+from retainwise.uploads import pipeline
 from retainwise.config.errors import UploadRejected
 from retainwise.uploads.output import neutralise_results, neutralise_text_columns, to_csv_bytes
 from retainwise.uploads.compression import decompressed
@@ -227,7 +228,8 @@ def drop_accepted(upload: ValidatedUpload, drop: np.ndarray, rejects: pd.DataFra
 def score_piece(model, upload: ValidatedUpload, reasons: bool) -> tuple[pd.DataFrame, dict]:
     """Results and report counts of one validated chunk; runs in a scorer thread (the trees
     release the GIL, so two chunks score at once while the next one is validated)."""
-    results = score_frame(model.pipeline, model.profile, upload.accepted, upload.customer_ids,
+    results = score_frame(pipeline.scorer(model), model.profile, upload.accepted,
+                          upload.customer_ids,
                           reasons=reasons)
     return results, upload_counts(upload, results, model.profile)
 

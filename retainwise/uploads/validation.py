@@ -215,7 +215,7 @@ def parse_categories(raw: pd.Series,
     for value in uniques:
         text = " ".join(str(value).split())
         canonical.append(lookup.get(text.lower(), str(value).strip()) if text else np.nan)
-    values = np.array(canonical + [np.nan], dtype=object)[codes]  # code -1 (missing) -> NaN
+    values = category_column(codes, canonical, raw.index)
     per_value = np.bincount(codes[codes >= 0], minlength=len(canonical))
     unknown: dict[str, int] = {}
     missing = int((codes < 0).sum())
@@ -224,10 +224,21 @@ def parse_categories(raw: pd.Series,
             missing += int(count)
         elif value not in known and count:
             unknown[value] = unknown.get(value, 0) + int(count)
-    return (pd.Series(values, index=raw.index, dtype=object),
+    return (values,
             {"kind": "categorical", "missing": missing,
              "unknown": sum(unknown.values()), "unknown_values": top_counts(unknown)},
             (codes, canonical))
+
+
+def category_column(codes: np.ndarray, canonical: list, index: pd.Index) -> pd.Series:
+    """The training spellings as a pandas Categorical (NaN = missing): the encoder reads its
+    integer codes instead of hashing every cell's text again."""
+    position: dict[str, int] = {}  # several spellings may map to one training category
+    table = np.array([-1 if value is np.nan else position.setdefault(value, len(position))
+                      for value in canonical] + [-1], dtype=np.int64)  # code -1 -> last, missing
+    categories = pd.Index(list(position), dtype=object)
+    return pd.Series(pd.Categorical.from_codes(table[codes], categories=categories,
+                                               validate=False), index=index, copy=False)
 
 
 def value_counts(codes: np.ndarray, canonical: list) -> dict[str | None, int]:
@@ -389,7 +400,7 @@ def validate_upload(table: TextTable | pd.DataFrame, profile: ModelProfile,
     every_row = len(keep) == rows
     index = frame.index if every_row else frame.index[keep]
     accepted = pd.DataFrame({  # Series keep their dtype: pandas 3 would infer `str` from arrays
-        name: values if every_row else pd.Series(values.to_numpy()[keep], index, values.dtype)
+        name: values if every_row else values.iloc[keep].set_axis(index)
         for name, values in prepared.items()}, index=index)
     counts = {name: value_counts(c if every_row else c[keep], spellings)
               for name, (c, spellings) in codes.items()}

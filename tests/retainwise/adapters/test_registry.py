@@ -1,5 +1,7 @@
 """MLflow round trip and the promotion gate on a temporary SQLite MLflow store and database."""
 
+import dataclasses
+import logging
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -9,7 +11,8 @@ import sqlalchemy as sa
 
 import migrations
 from models.features import prepare_features
-from models.training import LABEL_COLUMN, train
+from models.calibration import CalibratedModel
+from models.training import LABEL_COLUMN, build_boosted, encode_target, train
 from retainwise.adapters import promotions
 from retainwise.adapters import mlflow_registry as registry
 from retainwise.config import errors
@@ -66,6 +69,38 @@ def test_a_registered_version_loads_back_with_the_same_scores_and_profile(store)
     rows_back, labels = registry.evaluation_set(NAME, version, settings)
     assert len(rows_back) == len(labels) == len(trained.evaluation)
     assert labels.tolist() == trained.evaluation[LABEL_COLUMN].tolist()
+
+
+def boosted(trained):
+    """The same training rows fitted with the boosted candidate, whatever CV picked."""
+    rows = labeled_table()
+    X = prepare_features(rows, trained.profile.features)
+    base = build_boosted(trained.profile).fit(X, encode_target(rows["Churn"]).to_numpy())
+    return dataclasses.replace(trained, pipeline=CalibratedModel(base, 1.3, -0.2),
+                               kind="gradient_boosting")
+
+
+def test_a_boosted_version_scores_with_its_compiled_trees(store):
+    settings, trained = store["settings"], boosted(store["honest"])
+    version = registry.register(trained, NAME, settings)
+    loaded = registry.load_version(NAME, version, settings.tracking_uri)
+    assert loaded.compiled is not None and loaded.scorer is loaded.compiled
+    X = prepare_features(labeled_table(), trained.profile.features)
+    expected = trained.pipeline.predict_proba(X)[:, 1]
+    assert np.max(np.abs(loaded.scorer.predict_proba(X)[:, 1] - expected)) <= 1e-6
+
+
+def test_a_version_registered_before_compiling_loads_with_scikit_learn_and_a_warning(
+        store, caplog):
+    settings, trained = store["settings"], boosted(store["honest"])
+    version = registry.register(trained, NAME, settings)
+    registry.client(settings).delete_model_version_tag(NAME, version, registry.COMPILED_TAG)
+    with caplog.at_level(logging.WARNING, logger=registry.__name__):
+        loaded = registry.load_version.__wrapped__(NAME, version, settings.tracking_uri)
+    assert loaded.compiled is None and loaded.scorer is loaded.pipeline
+    assert "has no compiled trees; scoring with scikit-learn" in caplog.text
+    X = prepare_features(labeled_table().head(300), trained.profile.features)
+    assert np.allclose(loaded.scorer.predict_proba(X), trained.pipeline.predict_proba(X))
 
 
 def test_gate_accepts_refuses_forces_and_rollback_walks_back(store):

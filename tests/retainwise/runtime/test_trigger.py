@@ -11,8 +11,8 @@ from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
 from flows.score_upload import score_upload
 from retainwise.adapters import db
-from retainwise.runtime.trigger import (deployment_starter, handle_batch, handle_message,
-                                 raise_if_busy, retry_busy, run_trigger)
+from retainwise.runtime.trigger import (champion_versions, deployment_starter, handle_batch,
+                                        handle_message, raise_if_busy, retry_busy, run_trigger)
 from tests.helpers import customers_csv, results_of, submit
 
 
@@ -52,6 +52,33 @@ def test_one_message_starts_one_named_flow_run(resources, deployment_id):
     assert resources.queue.receive(wait_seconds=0) == []  # deleted once the run existed
     with get_client(sync_client=True) as client:  # the account's cap, on the Prefect side too
         assert client.read_concurrency_limit_by_tag("account:acme").concurrency_limit == 3
+
+
+def test_a_run_is_created_with_the_champion_version_tag_when_the_trigger_knows_it(
+        resources, deployment_id):
+    prediction_id = submit(resources, customers_csv(20))
+    [message] = receive_all(resources.queue, 1)
+    start = deployment_starter("score-upload/score-upload", model_version=lambda name: "7")
+    assert handle_message(resources, message, start) == "started"
+    [run] = runs_for(deployment_id, prediction_id)
+    assert "model-version:7" in run.tags
+
+
+def test_champion_versions_are_read_once_per_ttl_and_a_failure_gives_none():
+    clock, reads = [0.0], []
+
+    def read(name):
+        reads.append(name)
+        if name == "broken":
+            raise RuntimeError("MLflow unreachable")
+        return str(len(reads))
+
+    version = champion_versions(read, ttl=5.0, now=lambda: clock[0])
+    assert version("churn") == "1" and version("churn") == "1"
+    clock[0] = 5.1
+    assert version("churn") == "2"
+    assert version("broken") is None
+    assert reads == ["churn", "churn", "broken"]
 
 
 def test_the_same_message_twice_gives_one_run_and_one_result(resources, deployment_id):

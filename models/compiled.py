@@ -1,0 +1,91 @@
+"""The boosted trees compiled to a C shared library, for prediction only.
+
+scikit-learn predicts a HistGradientBoosting model tree by tree from Python (~19 ms per tree on
+400k rows, 200 trees); treelite imports the fitted trees and tl2cgen emits them as C, which gcc
+builds into a library that predicts all trees per row in one call (~4x less CPU, same numbers).
+Compiling needs a C compiler, so it happens when a model is registered; scoring only loads the
+library. Pure: files in, files out; the registry adapter decides where the library is stored.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+LIBRARY = "trees.so"
+TOLERANCE = 1e-6  # compiled probabilities must equal scikit-learn's to this
+
+
+def boosted_parts(model):
+    """(column transformer, HistGradientBoostingClassifier) of a calibrated boosted pipeline, or None."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    pipeline = getattr(model, "base", None)
+    steps = getattr(pipeline, "steps", None)
+    if not steps or not isinstance(steps[-1][1], HistGradientBoostingClassifier):
+        return None
+    return pipeline[:-1], steps[-1][1]
+
+
+def compile_trees(model, directory: Path, check_rows) -> Path | None:
+    """Build `directory/trees.so` for a calibrated boosted model and prove it on `check_rows`.
+
+    Returns None for models without boosted trees. Raises if the compiled probabilities differ
+    from scikit-learn's by more than TOLERANCE, so a wrong library is never stored.
+    """
+    import tl2cgen
+    import treelite
+
+    parts = boosted_parts(model)
+    if parts is None:
+        return None
+    directory.mkdir(parents=True, exist_ok=True)
+    library = directory / LIBRARY
+    tl2cgen.export_lib(treelite.sklearn.import_model(parts[1]), toolchain="gcc", libpath=library,
+                       params={"parallel_comp": 8}, nthread=1)
+    expected = model.predict_proba(check_rows)[:, 1]
+    got = CompiledModel(model, library).predict_proba(check_rows)[:, 1]
+    difference = float(np.max(np.abs(expected - got))) if len(got) else 0.0
+    if difference > TOLERANCE:
+        raise ValueError(f"compiled trees differ from scikit-learn by {difference:.2e}")
+    return library
+
+
+class CompiledModel:
+    """predict_proba of a calibrated boosted pipeline, with the trees run by the compiled library.
+
+    The column transform (category codes) and the calibration stay the pipeline's own; only the
+    trees' raw score comes from C. `sklearn` is the original model (explanations use it).
+    """
+
+    def __init__(self, model, library: Path, threads: int | None = None):
+        import tl2cgen
+
+        parts = boosted_parts(model)
+        if parts is None:
+            raise ValueError("only a calibrated HistGradientBoosting pipeline can be compiled")
+        self.sklearn = model
+        self.columns = parts[0]
+        self.threads = threads or max(1, min(2, os.cpu_count() or 1))
+        self.predictor = tl2cgen.Predictor(str(library), nthread=self.threads)
+        self.lock = threading.Lock()  # tl2cgen: "may be called by only one thread at a time"
+
+    @property
+    def classes_(self) -> np.ndarray:
+        return self.sklearn.classes_
+
+    def decision_function(self, X) -> np.ndarray:
+        import tl2cgen
+
+        encoded = np.ascontiguousarray(self.columns.transform(X), dtype=np.float64)
+        matrix = tl2cgen.DMatrix(encoded, missing=np.nan)
+        with self.lock:
+            margin = self.predictor.predict(matrix, pred_margin=True)
+        return np.asarray(margin, dtype=np.float64).reshape(len(encoded))
+
+    def predict_proba(self, X) -> np.ndarray:
+        churn = self.sklearn.predict_proba_from_scores(self.decision_function(X))
+        return np.column_stack([1 - churn, churn])
