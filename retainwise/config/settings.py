@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     max_rejected_share: float = 0.5
     chunked_above_bytes: int = 64 * 2**20  # larger files are scored chunk by chunk
     chunk_bytes: int = 8 * 2**20           # ~60k Telco rows per chunk
+    max_columns: int = 1000                # fields in a file's header
+    max_record_bytes: int = 4 * 2**20      # one row, in the chunked reader
     stale_after_seconds: int = 900
     # the SQS trigger: flow runs created at once, and how long it keeps retrying a busy Prefect
     # API (503) for one message; below the queue's visibility timeout
