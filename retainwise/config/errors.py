@@ -31,5 +31,7 @@ class MissingSetting(RuntimeError):
 #   (retainwise.adapters.faults.is_transient knows each client library's errors);
 # - everything else is permanent (a bug, a missing object, a refused write): fail at once.
 CUSTOMER_ERRORS = (UploadRejected, NoChampion)
+
+
 def is_customer_error(error: BaseException) -> bool:
     return isinstance(error, CUSTOMER_ERRORS)
