@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test fuzz bench stack-up stack-down clean
+.PHONY: venv demo test test-fast fuzz bench stack-up stack-down clean
 
 venv: $(STAMP)
 
@@ -19,6 +19,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# the unit tests only (no moto, Prefect API, MLflow or stack): under a minute
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not e2e"
 
 # the readers under hypothesis for longer than `make test` does (figures in README.md)
 fuzz: $(STAMP)

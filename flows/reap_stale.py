@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -13,15 +14,18 @@ from tasks.retry import io_task
 
 
 @io_task("sweep-stale-uploads")
-def sweep_stale(env: Resources, max_attempts: int,
-                stale_after_seconds: float | None) -> list[reaper.Reaped]:
-    return reaper.sweep(env, prefect_api.prefect_run_states, max_attempts, stale_after_seconds)
+def sweep_stale(env: Resources, max_attempts: int, stale_after_seconds: float | None,
+                now: datetime | None) -> list[reaper.Reaped]:
+    return reaper.sweep(env, prefect_api.prefect_run_states, max_attempts, stale_after_seconds,
+                        now)
 
 
 @flow(name="reap-stale")
-def reap_stale(max_attempts: int = 3, stale_after_seconds: float | None = None) -> dict[str, Any]:
+def reap_stale(max_attempts: int = 3, stale_after_seconds: float | None = None,
+               now: datetime | None = None) -> dict[str, Any]:
+    """`now` (default: the clock) is when upload ages are measured from."""
     env = Resources.from_env()
-    reaped = sweep_stale(env, max_attempts, stale_after_seconds)
+    reaped = sweep_stale(env, max_attempts, stale_after_seconds, now)
     logger = get_run_logger()
     for item in reaped:
         logger.warning("%s %s: %s", item.prediction_id, item.action, item.reason)

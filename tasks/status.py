@@ -28,11 +28,6 @@ def finish_upload(engine, prediction_id: str, flow_run_id: str | None, status: d
     return finished
 
 
-@io_task("set-status")
-def set_status(engine, prediction_id: str, status: db.Status, **fields: Any) -> None:
-    db.set_status(engine, prediction_id, status, **fields)
-
-
 @io_task("tag-run")
 def tag_run(flow_run_id: str, *tags: str) -> None:
     """Add tags (the model version) to this run, known only once the champion is loaded."""

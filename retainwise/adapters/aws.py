@@ -17,11 +17,34 @@ from retainwise.config.settings import Settings
 UPLOAD_CONFIG = TransferConfig(max_concurrency=3, multipart_chunksize=8 * 2**20)
 READ_BLOCK = 4 * 2**20
 _RETRIES = Config(retries={"mode": "standard"}, connect_timeout=5, read_timeout=30)
+# how long a received message stays hidden; the trigger gives up on a busy Prefect API well before
+# (Settings.trigger_create_timeout), so a message is never handled twice at the same time
+VISIBILITY_TIMEOUT_SECONDS = 30
 
 
 def client(service: str, settings: Settings) -> Any:
     return boto3.client(service, region_name=settings.aws_region,
                         endpoint_url=settings.aws_endpoint_url, config=_RETRIES)
+
+
+def upload_message(prediction_id: str, account: str, model: str,
+                   attempt: int | None = None) -> str:
+    """The body of an upload message; `attempt` is set when the reaper sends it again."""
+    body: dict[str, Any] = {"prediction_id": prediction_id, "account": account, "model": model}
+    if attempt is not None:
+        body["attempt"] = attempt
+    return json.dumps(body)
+
+
+def parse_upload_message(body: str) -> dict[str, Any] | None:
+    """The fields of an upload message, or None if it is not one (left for the DLQ)."""
+    try:
+        payload = json.loads(body)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(payload, dict) or not isinstance(payload.get("prediction_id"), str):
+        return None
+    return payload
 
 
 @dataclass(frozen=True)
@@ -32,8 +55,10 @@ class Queue:
     url: str
     dead_letter_url: str
 
-    def send(self, body: dict[str, Any]) -> str:
-        return self.sqs.send_message(QueueUrl=self.url, MessageBody=json.dumps(body))["MessageId"]
+    def send(self, prediction_id: str, account: str, model: str, attempt: int | None = None) -> str:
+        """Queue an upload for scoring; returns the SQS message id."""
+        body = upload_message(prediction_id, account, model, attempt)
+        return self.sqs.send_message(QueueUrl=self.url, MessageBody=body)["MessageId"]
 
     def receive(self, wait_seconds: int = 1, max_messages: int = 10) -> list[dict[str, Any]]:
         response = self.sqs.receive_message(
@@ -66,7 +91,7 @@ def ensure_resources(settings: Settings) -> Queue:
     redrive = json.dumps({"deadLetterTargetArn": dlq_arn,
                           "maxReceiveCount": str(settings.max_receive_count)})
     sqs.create_queue(QueueName=settings.queue_name,
-                     Attributes={"RedrivePolicy": redrive, "VisibilityTimeout": "30"})
+                     Attributes={"RedrivePolicy": redrive, "VisibilityTimeout": str(VISIBILITY_TIMEOUT_SECONDS)})
     return open_queue(settings, sqs)
 
 
@@ -126,11 +151,8 @@ def _release(queue: Queue, messages: list[dict[str, Any]]) -> None:
 
 
 def prediction_id_of(message: dict[str, Any]) -> str | None:
-    try:
-        body = json.loads(message.get("Body", ""))
-    except json.JSONDecodeError:
-        return None
-    return body.get("prediction_id") if isinstance(body, dict) else None
+    payload = parse_upload_message(message.get("Body", ""))
+    return payload["prediction_id"] if payload else None
 
 
 def list_dead_letters(queue: Queue, max_messages: int = 100) -> list[dict[str, Any]]:
@@ -157,3 +179,33 @@ def redrive_dead_letters(queue: Queue, ids: set[str] | None = None,
         queue.sqs.send_message(QueueUrl=queue.url, MessageBody=m["Body"])
         queue.sqs.delete_message(QueueUrl=queue.dead_letter_url, ReceiptHandle=m["ReceiptHandle"])
     return [m["MessageId"] for m in chosen]
+
+
+class MultipartWriter:
+    """One S3 object written part by part as the bytes arrive (an HTTP body), so nothing holds
+    the whole file; `abort` drops the parts of an upload that went wrong."""
+
+    PART_BYTES = UPLOAD_CONFIG.multipart_chunksize  # S3 needs >= 5 MB for every part but the last
+
+    def __init__(self, s3: Any, bucket: str, key: str,
+                 content_type: str = "application/octet-stream") -> None:
+        self.s3, self.bucket, self.key = s3, bucket, key
+        self.upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key,
+                                                    ContentType=content_type)["UploadId"]
+        self.parts: list[dict[str, Any]] = []
+
+    def write_part(self, data: bytes) -> None:
+        number = len(self.parts) + 1
+        etag = self.s3.upload_part(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
+                                   PartNumber=number, Body=data)["ETag"]
+        self.parts.append({"PartNumber": number, "ETag": etag})
+
+    def complete(self) -> None:
+        if not self.parts:  # S3 refuses a multipart upload of no parts
+            self.write_part(b"")
+        self.s3.complete_multipart_upload(Bucket=self.bucket, Key=self.key,
+                                          UploadId=self.upload_id,
+                                          MultipartUpload={"Parts": self.parts})
+
+    def abort(self) -> None:
+        self.s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)

@@ -21,6 +21,10 @@ class PromotionRefused(RuntimeError):
         self.details = details
 
 
+class MissingSetting(RuntimeError):
+    """A production process lacks a URL it must not guess (database, MLflow); names the variable."""
+
+
 # Failures come in three kinds: customer errors (the file or request is at fault; the message is
 # shown as-is), transient faults (tasks/retry.py is_transient_error: retrying may cure them) and
 # everything else, permanent (a bug, a missing object, a refused write): fail at once.

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
+from urllib.parse import quote
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from retainwise.config.errors import MissingSetting
 
 
 class Settings(BaseSettings):
@@ -14,8 +19,14 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="RETAINWISE_", extra="ignore")
 
+    # `production` has no local fallbacks: a missing URL stops the process, naming the variable
+    env: Literal["local", "production"] = "local"
     home: Path = Field(default=Path(".retainwise"), description="all local state lives here")
     database_url: str | None = None
+    # on ECS: the RDS secret's JSON (username, password, host, port, dbname), injected by the task
+    # definition's `secrets`; the URLs of the app's and MLflow's databases are built from it
+    database_secret: str | None = None
+    mlflow_database: str = "mlflow"
     mlflow_tracking_uri: str | None = None
     mlflow_artifact_root: str | None = None
 
@@ -30,6 +41,12 @@ class Settings(BaseSettings):
     default_account: str = "default"
     deployment_name: str = "score-upload/score-upload"
     max_upload_bytes: int = 200_000_000  # 200 MB, as messages to customers say it
+    # uploads one account may have PENDING or PROCESSING (an account row may set its own);
+    # the API answers 429 above it and the trigger sets the same Prefect tag concurrency limit
+    max_active_uploads: int = 4
+    # signs the web app's session cookies; set it in production (else a random one per process)
+    session_secret: str | None = None
+    session_https_only: bool = False  # Secure cookies: set true where TLS terminates in front
     max_rejected_share: float = 0.5
     chunked_above_bytes: int = 64 * 2**20  # larger files are scored chunk by chunk
     chunk_bytes: int = 8 * 2**20           # ~60k Telco rows per chunk
@@ -37,7 +54,8 @@ class Settings(BaseSettings):
     max_record_bytes: int = 4 * 2**20      # one row, in the chunked reader
     stale_after_seconds: int = 900
     # the SQS trigger: flow runs created at once, and how long it keeps retrying a busy Prefect
-    # API (503) for one message; below the queue's 30 s visibility timeout, so a message it gives
+    # API (503) for one message; below the queue's visibility timeout
+    # (adapters.aws.VISIBILITY_TIMEOUT_SECONDS), so a message it gives
     # up on is redelivered rather than handled twice at the same time
     trigger_concurrency: int = 4
     trigger_create_timeout: float = 20.0
@@ -47,21 +65,45 @@ class Settings(BaseSettings):
     def home_dir(self) -> Path:
         return self.home.expanduser().resolve()
 
+    def _or_local(self, value: str | None, variable: str, local: str) -> str:
+        """The configured value; outside production the local stack's default stands in."""
+        if value:
+            return value
+        if self.env == "production":
+            raise MissingSetting(f"{variable} is not set; RETAINWISE_ENV=production has no local "
+                                 "fallback")
+        return local
+
+    def _from_secret(self, database: str | None = None) -> str | None:
+        """A PostgreSQL URL from the RDS secret, for its own database or another on the server."""
+        if not self.database_secret:
+            return None
+        secret = json.loads(self.database_secret)
+        user, password = (quote(secret[key], safe="") for key in ("username", "password"))
+        return (f"postgresql+psycopg://{user}:{password}@{secret['host']}:"
+                f"{secret.get('port', 5432)}/{database or secret['dbname']}")
+
     @property
     def db_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.home_dir / 'retainwise.adapters.db'}"
+        return self._or_local(self.database_url or self._from_secret(),
+                              "RETAINWISE_DATABASE_URL (or RETAINWISE_DATABASE_SECRET)",
+                              f"sqlite:///{self.home_dir / 'retainwise.db'}")
 
     @property
     def tracking_uri(self) -> str:
-        return self.mlflow_tracking_uri or f"sqlite:///{self.home_dir / 'mlflow.db'}"
+        return self._or_local(self.mlflow_tracking_uri or self._from_secret(self.mlflow_database),
+                              "RETAINWISE_MLFLOW_TRACKING_URI (or RETAINWISE_DATABASE_SECRET)",
+                              f"sqlite:///{self.home_dir / 'mlflow.db'}")
 
     @property
     def artifact_root(self) -> str:
-        return self.mlflow_artifact_root or (self.home_dir / "mlartifacts").as_uri()
+        return self._or_local(self.mlflow_artifact_root, "RETAINWISE_MLFLOW_ARTIFACT_ROOT",
+                              (self.home_dir / "mlartifacts").as_uri())
 
     # the local stack (`retainwise stack up`): moto and a Prefect server on loopback
     stack_aws_port: int = 4566
     stack_prefect_port: int = 4200
+    stack_api_port: int = 8000
 
     @property
     def stack_env_file(self) -> Path:

@@ -1,29 +1,20 @@
 """The local flow runner: serves the deployments and runs their flow runs in warm processes.
 
-Mirrors prefect.yaml's deployments for the `local` stack; on AWS the `ecs` work pool runs them.
-`python -m retainwise.runtime.serve` forks warm workers (retainwise.runtime.worker) that execute runs in-process;
-`--cold` falls back to Prefect's `serve`, which starts a fresh interpreter per run.
+Serves the deployments of flows/deployments.py (which prefect.yaml matches) for the `local` stack;
+on AWS the `ecs` work pool runs them. `python -m retainwise.runtime.serve` forks warm workers
+(retainwise.runtime.worker) that execute runs in-process; `--cold` falls back to Prefect's
+`serve`, which starts a fresh interpreter per run.
 """
 
 import argparse
 import os
 
-from flows.migrate import migrate
-from flows.reap_stale import reap_stale
-from flows.score_upload import score_upload
-from flows.train_model import train_model
-
-REAP_EVERY_SECONDS = 60
+from flows.deployments import DEPLOYMENTS
 
 
 def deployments() -> list:
     """(flow, deployment) pairs: the warm runner executes the flow objects themselves."""
-    return [
-        (score_upload, score_upload.to_deployment(name="score-upload", tags=["scoring"])),
-        (migrate, migrate.to_deployment(name="migrate")),
-        (train_model, train_model.to_deployment(name="train-model")),
-        (reap_stale, reap_stale.to_deployment(name="reap-stale", interval=REAP_EVERY_SECONDS)),
-    ]
+    return [(definition.flow(), definition.to_deployment()) for definition in DEPLOYMENTS]
 
 
 def main(argv: list[str] | None = None) -> None:

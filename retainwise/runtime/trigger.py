@@ -7,29 +7,19 @@ reaches the dead-letter queue after `maxReceiveCount` receives.
 from __future__ import annotations
 
 import contextvars
-import json
 import logging
-import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
-from retainwise.adapters import db
+import tenacity
+
+from retainwise.adapters import aws, db
 from retainwise.adapters.resources import Resources
 
 log = logging.getLogger("retainwise.runtime.trigger")
 StartRun = Callable[[dict[str, Any]], str]
-
-
-def parse_message(body: str) -> dict[str, Any] | None:
-    try:
-        payload = json.loads(body)
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(payload, dict) or not isinstance(payload.get("prediction_id"), str):
-        return None
-    return payload
 
 
 def idempotency_key(prediction: dict[str, Any]) -> str:
@@ -66,19 +56,14 @@ def retry_busy(call: Callable[[], Any], timeout: float, base: float = 0.05, cap:
     The local Prefect server answers 503 when a SQLite write conflicts with another (it fails at
     once; its busy timeout does not apply). Prefect's client then waits 2, 4, 8, 16, 32 s, which
     was most of a burst's latency; a conflict clears in milliseconds, so short waits suffice.
-    Gives up (re-raises) once `timeout` s have passed, leaving the message to be redelivered.
+    Gives up (re-raises) before a wait would pass `timeout` s, leaving the message to be
+    redelivered.
     """
-    deadline = time.monotonic() + timeout
-    attempt = 0
-    while True:
-        try:
-            return call()
-        except Exception as exc:
-            wait = random.uniform(0, min(cap, base * 2 ** attempt))
-            if not is_busy(exc) or time.monotonic() + wait > deadline:
-                raise
-        attempt += 1
-        sleep(wait)
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(is_busy),
+        wait=tenacity.wait_random_exponential(multiplier=base, max=cap),
+        stop=tenacity.stop_before_delay(timeout), sleep=sleep, reraise=True)
+    return retrying(call)
 
 
 def raise_if_busy(response: Any) -> None:
@@ -103,7 +88,8 @@ class DeploymentStarter:
     the deployment looked up once rather than per message as `run_deployment` does.
     """
 
-    def __init__(self, deployment_name: str, timeout: float = 20.0) -> None:
+    def __init__(self, deployment_name: str, timeout: float = 20.0,
+                 account_limit: int | None = None) -> None:
         import prefect.context
         from prefect.settings import PREFECT_CLIENT_MAX_RETRIES
 
@@ -116,6 +102,8 @@ class DeploymentStarter:
         self._lock = threading.Lock()
         self._client: Any = None
         self._deployment_id: Any = None
+        self.account_limit = account_limit
+        self._limited: set[str] = set()
 
     def _settings_context(self):
         import prefect.context
@@ -141,6 +129,7 @@ class DeploymentStarter:
 
     def __call__(self, prediction: dict[str, Any]) -> str:
         client, deployment_id = self._open()
+        self._limit_account(client, f"account:{prediction['account']}")
 
         def create() -> Any:
             with self._settings_context():
@@ -159,6 +148,16 @@ class DeploymentStarter:
                     self._deployment_id = None
             raise
 
+    def _limit_account(self, client: Any, tag: str) -> None:
+        """The tag concurrency limit on `account:<name>` (an upsert), once per account and process:
+        Prefect runs at most that many of the account's tasks at once, whatever the queue holds."""
+        if self.account_limit is None or tag in self._limited:
+            return
+        with self._settings_context():
+            retry_busy(lambda: client.create_concurrency_limit(tag, self.account_limit),
+                       self.timeout)
+        self._limited.add(tag)
+
     def close(self) -> None:
         with self._lock:
             if self._client is not None:
@@ -166,14 +165,15 @@ class DeploymentStarter:
                 self._client = None
 
 
-def deployment_starter(deployment_name: str, timeout: float = 20.0) -> DeploymentStarter:
+def deployment_starter(deployment_name: str, timeout: float = 20.0,
+                       account_limit: int | None = None) -> DeploymentStarter:
     """The StartRun the trigger uses; close() it when done."""
-    return DeploymentStarter(deployment_name, timeout)
+    return DeploymentStarter(deployment_name, timeout, account_limit)
 
 
 def handle_message(env: Resources, message: dict[str, Any], start_run: StartRun) -> str:
     """Returns what happened: 'started', or why the message was left for redrive."""
-    payload = parse_message(message.get("Body", ""))
+    payload = aws.parse_upload_message(message.get("Body", ""))
     if payload is None:
         log.warning("message %s is not a valid upload message; leaving it for the DLQ",
                     message.get("MessageId"))

@@ -44,43 +44,45 @@ def stale_reason(row: dict[str, Any], run_state: str | None, stale_after_seconds
 
 
 def sweep(env: Resources, run_states: RunStates, max_attempts: int = 3,
-          stale_after_seconds: float | None = None) -> list[Reaped]:
-    """Requeue or fail every stale PROCESSING row; each change is conditional, so two reapers are safe."""
+          stale_after_seconds: float | None = None, now: datetime | None = None) -> list[Reaped]:
+    """Requeue or fail every stale PROCESSING row; each change is conditional, so two reapers
+    are safe. `now` (default: the clock) is when ages are measured from: tests need not wait."""
     limit = env.settings.stale_after_seconds if stale_after_seconds is None else stale_after_seconds
     rows = db.processing(env.engine)
     states = run_states([r["flow_run_id"] for r in rows if r["flow_run_id"]]) if rows else {}
-    now = db.utcnow()
+    now = now or db.utcnow()
     reaped = []
     for row in rows:
         reason = stale_reason(row, states.get(row["flow_run_id"] or ""), limit, now)
         if reason is None:
             continue
-        outcome = _requeue_or_fail(env, row, reason, max_attempts)
+        outcome = _requeue_or_fail(env, row, reason, max_attempts, now)
         if outcome:
             log.warning("prediction %s %s: %s", row["id"], outcome.action, reason)
             reaped.append(outcome)
-    return reaped + resend_lost_messages(env, limit)
+    return reaped + resend_lost_messages(env, limit, now)
 
 
-def resend_lost_messages(env: Resources, stale_after_seconds: float) -> list[Reaped]:
+def resend_lost_messages(env: Resources, stale_after_seconds: float,
+                         now: datetime) -> list[Reaped]:
     """PENDING long after its message was sent: send it again (a duplicate is harmless)."""
-    before = db.utcnow() - timedelta(seconds=stale_after_seconds)
+    before = now - timedelta(seconds=stale_after_seconds)
     resent = []
     for row in db.pending_since(env.engine, before):
-        _send(env, row)
+        _send(env, row, now)
         resent.append(Reaped(row["id"], "resent", "PENDING with no run after "
                                                   f"{stale_after_seconds:.0f} s"))
     return resent
 
 
-def _send(env: Resources, row: dict[str, Any]) -> None:
-    message_id = env.queue.send({"prediction_id": row["id"], "account": row["account"],
-                                 "model": row["model_name"], "attempt": row["attempts"] + 1})
-    db.record_queued(env.engine, row["id"], message_id, db.utcnow())
+def _send(env: Resources, row: dict[str, Any], now: datetime) -> None:
+    message_id = env.queue.send(row["id"], row["account"], row["model_name"],
+                                attempt=row["attempts"] + 1)
+    db.record_queued(env.engine, row["id"], message_id, now)
 
 
-def _requeue_or_fail(env: Resources, row: dict[str, Any], reason: str,
-                     max_attempts: int) -> Reaped | None:
+def _requeue_or_fail(env: Resources, row: dict[str, Any], reason: str, max_attempts: int,
+                     now: datetime) -> Reaped | None:
     if row["attempts"] >= max_attempts:
         error = (f"scoring was started {row['attempts']} times and never finished (last: "
                  f"{reason}); upload the file again, or ask support about flow run "
@@ -90,5 +92,5 @@ def _requeue_or_fail(env: Resources, row: dict[str, Any], reason: str,
         return None
     if not db.release_claim(env.engine, row["id"], row["flow_run_id"]):
         return None  # the run finished (or another reaper acted) since we read the row
-    _send(env, row)  # if this fails, the row is PENDING and the next sweep resends it
+    _send(env, row, now)  # if this fails, the row is PENDING and the next sweep resends it
     return Reaped(row["id"], "requeued", reason)

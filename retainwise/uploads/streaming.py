@@ -20,7 +20,7 @@ import pandas as pd
 
 from models.scoring import score_frame
 from retainwise.config.errors import UploadRejected
-from retainwise.uploads.output import ResultKeys, neutralise_results, neutralise_text_columns, to_csv_bytes
+from retainwise.uploads.output import neutralise_results, neutralise_text_columns, to_csv_bytes
 from retainwise.uploads.compression import decompressed
 from retainwise.uploads.reading import (Limits, TextTable, read_upload, refuse_binary,
                                         utf16_without_bom)

@@ -3,17 +3,16 @@
 import pytest
 from prefect.flows import load_flow_from_entrypoint
 
-from deployments.ecs import PREFECT_YAML, load_deployments
+from flows.deployments import DEPLOYMENTS
+from retainwise.runtime import serve
+from tests.deployments.prefect_yaml import load_deployments, placeholders
 
 EXPECTED = {"score-upload", "train-model", "migrate", "reap-stale"}
 
 
 @pytest.fixture(scope="module")
 def deployments():
-    import re
-
-    names = set(re.findall(r"\{\{\s*\$(\w+)\s*\}\}", PREFECT_YAML.read_text()))
-    return {d["name"]: d for d in load_deployments({n: f"value-of-{n}" for n in names})}
+    return {d["name"]: d for d in load_deployments({n: f"value-of-{n}" for n in placeholders()})}
 
 
 def test_the_four_deployments_point_at_flows_that_load(deployments):
@@ -23,16 +22,38 @@ def test_the_four_deployments_point_at_flows_that_load(deployments):
         assert flow.name == name  # the deployment is `<flow>/<flow>`, as the trigger and CLI expect
 
 
-def test_job_variables_are_all_known_to_the_ecs_worker(deployments):
+def test_job_variables_are_all_known_to_the_ecs_pool(deployments):
+    """Every job variable is one the `ecs` pool's template declares (prefect-aws's plus `secrets`)."""
     from prefect_aws.workers.ecs_worker import ECSVariables
 
-    known = set(ECSVariables.model_fields)
+    from deployments.ecs import default_job_template
+
+    known = set(default_job_template("ecs")["variables"]["properties"])
     for deployment in deployments.values():
         assert deployment["work_pool"]["name"] == "ecs"
         job = deployment["work_pool"]["job_variables"]
         assert set(job) <= known, set(job) - known
-        ECSVariables(**{k: v for k, v in job.items() if k != "env"}, env=job["env"])
+        ECSVariables(**{k: v for k, v in job.items() if k not in ("env", "secrets")}, env=job["env"])
         assert job["configure_cloudwatch_logs"] and job["execution_role_arn"]
+
+
+def test_each_deployment_has_its_own_task_role(deployments):
+    roles = {name: d["work_pool"]["job_variables"]["task_role_arn"] for name, d in deployments.items()}
+    assert roles == {"score-upload": "value-of-RETAINWISE_SCORING_ROLE_ARN",
+                     "train-model": "value-of-RETAINWISE_TRAINING_ROLE_ARN",
+                     "migrate": "value-of-RETAINWISE_MIGRATE_ROLE_ARN",
+                     "reap-stale": "value-of-RETAINWISE_REAPER_ROLE_ARN"}
+
+
+def test_secrets_are_injected_by_ecs_never_through_env(deployments):
+    """The review found no `secrets` block: a flow on ECS fell back to SQLite under /tmp."""
+    for name, deployment in deployments.items():
+        job = deployment["work_pool"]["job_variables"]
+        assert job["secrets"] == [{"name": "RETAINWISE_DATABASE_SECRET",
+                                   "valueFrom": "value-of-RETAINWISE_DATABASE_SECRET_ARN"}], name
+        assert job["prefect_api_key_secret_arn"] == "value-of-RETAINWISE_PREFECT_API_KEY_SECRET_ARN"
+        assert job["env"]["RETAINWISE_ENV"] == "production"  # a missing URL stops, never SQLite
+        assert not [k for k in job["env"] if "SECRET" in k or "KEY" in k or k.endswith("DATABASE_URL")]
 
 
 def test_only_the_reaper_runs_on_a_schedule(deployments):
@@ -45,27 +66,34 @@ def test_a_missing_environment_variable_is_named():
         load_deployments({})
 
 
+def test_prefect_yaml_matches_the_one_definition_of_the_deployments(deployments):
+    defined = {d.name: d for d in DEPLOYMENTS}
+    assert set(defined) == EXPECTED == set(deployments)
+    for name, deployment in deployments.items():
+        definition = defined[name]
+        assert deployment["entrypoint"] == definition.entrypoint
+        assert tuple(deployment["tags"]) == definition.tags
+        assert deployment["description"] == definition.description
+        intervals = [s["interval"] for s in deployment.get("schedules") or []]
+        assert intervals == ([definition.interval_seconds] if definition.interval_seconds else [])
+
+
 def test_the_local_runner_serves_the_same_deployments():
-    import ast
+    served = serve.deployments()
+    assert [(flow.name, d.name) for flow, d in served] == [(d.name, d.name) for d in DEPLOYMENTS]
+    by_name = {d.name: d for _, d in served}
+    assert by_name["reap-stale"].schedules[0].schedule.interval.total_seconds() == 300
+    assert by_name["score-upload"].tags == ["scoring"] and not by_name["score-upload"].schedules
+
+
+def test_the_deployment_guide_gives_the_queue_the_visibility_timeout_the_code_uses():
     from pathlib import Path
 
-    source = (Path(__file__).resolve().parents[2] / "retainwise" / "runtime" / "serve.py").read_text()
-    served = {kw.value.value for node in ast.walk(ast.parse(source))
-              if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "to_deployment"
-              for kw in node.keywords if kw.arg == "name"}
-    assert served == EXPECTED
+    from retainwise.adapters.aws import VISIBILITY_TIMEOUT_SECONDS
+    from retainwise.config.settings import Settings
 
-
-def test_the_deploy_workflow_migrates_by_deployment_before_it_deploys():
-    from pathlib import Path
-
-    import yaml
-
-    workflow = yaml.safe_load((Path(__file__).resolve().parents[2] / ".github" / "workflows"
-                               / "deploy.yml").read_text())
-    jobs = workflow["jobs"]
-    assert jobs["migrate"]["needs"] == "build" and "migrate" in jobs["deploy"]["needs"]
-    migrate_steps = " ".join(step.get("run", "") for step in jobs["migrate"]["steps"])
-    assert "retainwise migrate --deployment --timeout 600" in migrate_steps
-    deploy_steps = " ".join(step.get("run", "") for step in jobs["deploy"]["steps"])
-    assert "prefect --no-prompt deploy --all" in deploy_steps
+    guide = (Path(__file__).resolve().parents[2] / "deployments" / "README.md").read_text()
+    stated = f"`VisibilityTimeout={VISIBILITY_TIMEOUT_SECONDS}`"
+    assert stated in guide and "VisibilityTimeout=" not in guide.replace(stated, "")
+    # the trigger gives up on a busy Prefect API before the message could be received again
+    assert Settings().trigger_create_timeout < VISIBILITY_TIMEOUT_SECONDS

@@ -10,9 +10,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
+from datetime import timedelta, timezone
 from pathlib import Path
 
+import psutil
 import pytest
 from prefect.settings import PREFECT_API_URL
 
@@ -20,10 +21,11 @@ from flows.reap_stale import reap_stale
 from flows.score_upload import score_upload
 from retainwise.adapters import db
 from retainwise.adapters import prefect_api
+from retainwise.local.stack import stop_group
 from retainwise.uploads import reaper
 from retainwise.runtime.trigger import deployment_starter, handle_message
 from tests.conftest import REPO
-from tests.helpers import customers_csv, results_of, submit
+from tests.helpers import customers_csv, results_of, submit, wait_for
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 DEPLOYMENT = "score-upload/kill-test"
@@ -41,30 +43,17 @@ def spawn(code: str, log: Path) -> subprocess.Popen:
 
 
 def descendants(pid: int) -> list[int]:
-    children = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                children.append(int(entry.name))
-    return children + [d for c in children for d in descendants(c)]
-
-
-def wait_for(predicate, timeout: float, what: str, poll: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    return [child.pid for child in psutil.Process(pid).children(recursive=True)]
 
 
 def status_of(resources, prediction_id) -> str:
     return db.get_prediction(resources.engine, prediction_id)["status"]
+
+
+def claimed_at(resources, prediction_id, plus_seconds: float):
+    """When the row was claimed, plus some seconds, as the reaper's clock (UTC-aware)."""
+    started = db.get_prediction(resources.engine, prediction_id)["started_at"]
+    return started.replace(tzinfo=started.tzinfo or timezone.utc) + timedelta(seconds=plus_seconds)
 
 
 def next_message(queue):
@@ -78,10 +67,7 @@ def runner(resources, tmp_path):
             f"score_upload.serve(name={DEPLOYMENT.split('/')[1]!r}, limit=2)")
     process = spawn(code, tmp_path / "runner.log")
     yield process
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    stop_group(process.pid, grace=0)
     process.wait(10)
 
 
@@ -123,15 +109,17 @@ def test_a_run_that_vanished_while_running_is_reaped_after_the_stale_timeout(res
         client.set_flow_run_state(run.id, Running(), force=True)
     assert db.claim_prediction(resources.engine, prediction_id, str(run.id))
 
-    assert reap_stale(stale_after_seconds=60) == {"requeued": [], "failed": []}  # not yet stale
-    time.sleep(1.1)
-    assert reap_stale(stale_after_seconds=1)["requeued"] == [prediction_id]
+    assert reap_stale(stale_after_seconds=60, now=claimed_at(resources, prediction_id, 59)) == {
+        "requeued": [], "failed": []}  # not yet stale
+    later = claimed_at(resources, prediction_id, 61)
+    assert reap_stale(stale_after_seconds=60, now=later)["requeued"] == [prediction_id]
     assert status_of(resources, prediction_id) == "PENDING"
 
     # the next attempt vanishes too; with max_attempts=2 the reaper gives up with a reason
     assert db.claim_prediction(resources.engine, prediction_id, str(run.id))
-    time.sleep(1.1)
-    assert reap_stale(max_attempts=2, stale_after_seconds=1)["failed"] == [prediction_id]
+    later = claimed_at(resources, prediction_id, 61)
+    reaped = reap_stale(max_attempts=2, stale_after_seconds=60, now=later)
+    assert reaped["failed"] == [prediction_id]
     row = db.get_prediction(resources.engine, prediction_id)
     assert row["status"] == "FAILED"
     assert row["error"].startswith("scoring was started 2 times and never finished")

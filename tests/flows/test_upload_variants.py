@@ -15,6 +15,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,6 +29,7 @@ from retainwise.uploads.pipeline import score_file
 from retainwise.uploads.reading import Limits
 from retainwise.local.sample import synthetic_customers
 from retainwise.config.settings import Settings
+from retainwise.uploads.validation import unknown_categories, validate_upload
 from tests.conftest import telco_path
 
 NUMERIC = ["SeniorCitizen", "tenure", "MonthlyCharges", "TotalCharges"]
@@ -142,7 +144,7 @@ def test_variant_scores_exactly_like_the_clean_file(variant, telco, clean):
     status, upload, results = score_bytes(VARIANTS[variant](frame), trained)
     assert status == "COMPLETED", upload
     assert upload.rows_rejected == 0, upload.rejects["reason"].head().tolist()
-    assert upload.report["unknown_categories"] == {}
+    assert unknown_categories(upload.quality["columns"]) == {}
     assert results["customer_id"].tolist() == clean["customer_id"].tolist()
     np.testing.assert_allclose(results["churn_probability"], clean["churn_probability"],
                                rtol=0, atol=1e-9)
@@ -305,7 +307,7 @@ def test_flow_scores_a_european_gzip_upload_and_writes_the_report(resources, tel
 
     assert row["status"] == "COMPLETED", row["error"]
     assert (row["rows_total"], row["rows_scored"], row["rows_rejected"]) == (7044, 7042, 2)
-    keys = result_keys(prediction_id)
+    keys = result_keys(row["account"], prediction_id)
     results = pd.read_csv(io.BytesIO(s3_object(resources, keys.results)),
                           dtype={"customer_id": str})
     expected = clean.drop(index=8).reset_index(drop=True)
@@ -339,11 +341,11 @@ def test_flow_fails_a_mostly_invalid_upload_but_leaves_report_and_rejects(resour
     prediction_id, row = run_flow(resources, data, telco_champion)
     assert row["status"] == "FAILED"
     assert row["error"].startswith("200 of 300 rows are invalid (more than 50%)")
-    keys = result_keys(prediction_id)
+    keys = result_keys(row["account"], prediction_id)
     report = json.loads(s3_object(resources, keys.report))
     assert (report["status"], report["rows_rejected"], report["rows_scored"]) == ("FAILED", 200, 0)
     assert len(pd.read_csv(io.BytesIO(s3_object(resources, keys.rejects)))) == 200
-    with pytest.raises(Exception, match="NoSuchKey|Not Found|404"):
+    with pytest.raises(ClientError, match="NoSuchKey|Not Found|404"):
         s3_object(resources, keys.results)
 
 

@@ -5,11 +5,8 @@ serves the API only, no UI).
 """
 
 import os
-import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from uuid import UUID
 
 import pytest
@@ -18,6 +15,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.score_upload import score_upload
 from retainwise.adapters import db
+from retainwise.local.stack import stop_group, wait_healthy
 from tests.conftest import free_port
 from tests.helpers import customers_csv, submit
 from tests.ui.browser import CHROMIUM, headless_page
@@ -41,23 +39,11 @@ def prefect_server_with_ui(tmp_path_factory):
              "--port", str(port), "--no-services"],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        _wait_healthy(f"{url}/api/health", server)
+        wait_healthy(f"{url}/api/health", 120, server, home / "server.log")
         yield url
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(20)
-
-
-def _wait_healthy(url, server, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert server.poll() is None, "prefect server exited"
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.3)
-    raise AssertionError(f"{url} not healthy after {timeout} s")
+        stop_group(server.pid, grace=20)
+        server.wait(10)
 
 
 def test_a_completed_runs_page_shows_its_summary(resources, prefect_server_with_ui):
@@ -72,15 +58,17 @@ def test_a_completed_runs_page_shows_its_summary(resources, prefect_server_with_
     assert run.name == f"score-{prediction_id}"
     assert f"model-version:{row['model_version']}" in run.tags
 
-    with headless_page(free_port()) as page:
+    with headless_page() as page:
         page.goto(f"{ui}/v2/runs/flow-run/{row['flow_run_id']}?tab=Artifacts")
-        text = page.wait_for_text("score-upload data-quality summary")
+        page.get_by_text("score-upload data-quality summary").first.wait_for(timeout=60_000)
+        text = page.inner_text("body")
         assert f"score-{prediction_id}" in text and "Completed" in text
 
         link = page.evaluate("[...document.querySelectorAll('a')].map(a => a.href)"
                              ".find(h => h.includes('/artifacts/artifact/'))")
         page.goto(link)
-        summary = page.wait_for_text("rows total")
+        page.get_by_text("rows total").first.wait_for(timeout=60_000)
+        summary = page.inner_text("body")
     assert f"Upload {prediction_id}" in summary
     for label in ("rows scored", "rows rejected", "HIGH / MEDIUM / LOW", "drifted features"):
         assert label in summary

@@ -43,18 +43,20 @@ def receive_all(queue, expected: int):
 def test_one_message_starts_one_named_flow_run(resources, deployment_id):
     prediction_id = submit(resources, customers_csv(20))
     [message] = receive_all(resources.queue, 1)
-    start = deployment_starter("score-upload/score-upload")
+    start = deployment_starter("score-upload/score-upload", account_limit=3)
     assert handle_message(resources, message, start) == "started"
 
     [run] = runs_for(deployment_id, prediction_id)
     assert run.name == f"score-{prediction_id}"
     assert "account:acme" in run.tags
     assert resources.queue.receive(wait_seconds=0) == []  # deleted once the run existed
+    with get_client(sync_client=True) as client:  # the account's cap, on the Prefect side too
+        assert client.read_concurrency_limit_by_tag("account:acme").concurrency_limit == 3
 
 
 def test_the_same_message_twice_gives_one_run_and_one_result(resources, deployment_id):
     prediction_id = submit(resources, customers_csv(30))
-    resources.queue.send({"prediction_id": prediction_id, "account": "acme", "model": "churn"})
+    resources.queue.send(prediction_id, "acme", "churn")
     messages = receive_all(resources.queue, 2)
     assert len(messages) == 2
     start = deployment_starter("score-upload/score-upload")
@@ -173,7 +175,7 @@ def test_a_burst_through_the_running_trigger_gives_one_run_per_upload_and_emptie
         resources, deployment_id):
     ids = [submit(resources, customers_csv(5)) for _ in range(12)]
     for prediction_id in ids[:3]:  # duplicates, received in the same or a later batch
-        resources.queue.send({"prediction_id": prediction_id, "account": "acme", "model": "churn"})
+        resources.queue.send(prediction_id, "acme", "churn")
     start = deployment_starter("score-upload/score-upload")
     stop = threading.Event()
     trigger = threading.Thread(target=run_trigger, args=(resources, start, stop),

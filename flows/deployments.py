@@ -1,0 +1,48 @@
+"""The four deployments, defined once: the local runner serves these and prefect.yaml must match.
+
+prefect.yaml adds what only the ECS pool needs (work pool, task size, concurrency limits);
+tests/deployments/test_prefect_yaml.py fails when its name, entrypoint, tags, description or
+schedule differ from the definitions here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DeploymentDefinition:
+    name: str  # also the flow's name: the deployment is `<name>/<name>`
+    entrypoint: str  # `path.py:function`, as prefect.yaml writes it
+    tags: tuple[str, ...]
+    description: str
+    interval_seconds: int | None = None  # run on this schedule; None: only when asked
+
+    def flow(self) -> Any:
+        path, function = self.entrypoint.split(":")
+        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+        return getattr(module, function)
+
+    def to_deployment(self) -> Any:
+        return self.flow().to_deployment(name=self.name, tags=list(self.tags),
+                                         description=self.description,
+                                         interval=self.interval_seconds)
+
+
+DEPLOYMENTS = (
+    DeploymentDefinition(
+        "score-upload", "flows/score_upload.py:score_upload", ("scoring",),
+        "One run per uploaded file; started by the SQS trigger, never on a schedule."),
+    DeploymentDefinition(
+        "train-model", "flows/train_model.py:train_model", ("training",),
+        "Fit a churn model on a labeled CSV and register it as the challenger."),
+    DeploymentDefinition(
+        "migrate", "flows/migrate.py:migrate", ("ops",),
+        "alembic upgrade; CI runs it with `retainwise migrate --deployment` before deploying."),
+    DeploymentDefinition(
+        "reap-stale", "flows/reap_stale.py:reap_stale", ("ops",),
+        "Hands uploads whose run died back to the queue, or fails them with a reason.",
+        interval_seconds=300),
+)
