@@ -45,7 +45,14 @@ def child_main(prediction_id: str) -> None:
                       "wall_s": round(time.perf_counter() - started, 2),
                       "cpu_s": round(time.process_time() - cpu, 2),
                       "cpu_s_with_start": round(usage.ru_utime + usage.ru_stime, 2),
-                      "peak_rss_mb": round(usage.ru_maxrss / 1024)}))
+                      "peak_rss_mb": round(peak_rss_kib() / 1024)}))
+
+
+def peak_rss_kib() -> int:
+    """This process's own peak RSS: VmHWM starts afresh at exec, while ru_maxrss carries the
+    forking parent's peak over (the harness, which generated the file)."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
 
 
 def run_worker(prediction_id: str, env: dict[str, str]) -> dict:

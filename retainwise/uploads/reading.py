@@ -222,7 +222,7 @@ def read_exact(text: str, delimiter: str, max_columns: int = Limits.max_columns)
     header, width, row, last_start, line = None, 0, 0, 0, 0
     malformed: list[tuple[int, str]] = []
     kept = io.StringIO()
-    writer = csv.writer(kept, delimiter=",", lineterminator="\n")
+    writer = csv.writer(kept, delimiter=",", lineterminator="\r\n")  # quotes a lone CR too
     try:
         for record in records:
             line, last_start = records.line_num, line
@@ -247,7 +247,13 @@ def read_exact(text: str, delimiter: str, max_columns: int = Limits.max_columns)
     if row and unclosed_quote(text, delimiter, last_start):
         raise UploadRejected(parser_message("unexpected end of data", row))
     regular = read_regular(kept.getvalue().encode("utf-8"), ",", header)
-    frame = regular.frame if regular is not None else pd.DataFrame(columns=header, dtype=object)
+    if regular is None or len(regular.frame) != row - len(malformed):
+        # a safety net: if Arrow reads the rewritten rows differently, build the frame from
+        # the records themselves rather than lose a row
+        records = list(csv.reader(io.StringIO(kept.getvalue(), newline="")))[1:]
+        frame = pd.DataFrame(records, columns=header, dtype=object).replace("", np.nan)
+    else:
+        frame = regular.frame
     return TextTable(frame, {"delimiter": DELIMITER_NAMES[delimiter]}, malformed)
 
 
