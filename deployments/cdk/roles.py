@@ -86,7 +86,8 @@ class JobRoles(Construct):
     @classmethod
     def _score(cls, role: iam.IRole, uploads: s3.IBucket, models: s3.IBucket) -> None:
         cls._objects(role, ["s3:GetObject"], uploads, UPLOADS_PREFIX)
-        cls._objects(role, ["s3:PutObject"], uploads, RESULTS_PREFIX)
+        # the flow reads its results back to store the per-upload monitoring figures
+        cls._objects(role, ["s3:GetObject", "s3:PutObject"], uploads, RESULTS_PREFIX)
         cls._read_models(role, models)
 
     @classmethod

@@ -22,7 +22,6 @@ from flows.score_upload import score_upload
 from retainwise.adapters import db
 from retainwise.adapters import prefect_api
 from retainwise.local.stack import stop_group
-from retainwise.uploads import reaper
 from retainwise.runtime.trigger import deployment_starter, handle_message
 from tests.conftest import REPO
 from tests.helpers import customers_csv, results_of, submit, wait_for

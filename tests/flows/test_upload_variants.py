@@ -29,7 +29,7 @@ from retainwise.uploads.pipeline import score_file
 from retainwise.uploads.reading import Limits
 from retainwise.local.sample import synthetic_customers
 from retainwise.config.settings import Settings
-from retainwise.uploads.validation import unknown_categories, validate_upload
+from retainwise.uploads.validation import unknown_categories
 from tests.conftest import telco_path
 
 NUMERIC = ["SeniorCitizen", "tenure", "MonthlyCharges", "TotalCharges"]
