@@ -16,7 +16,8 @@ from retainwise.config.errors import NoChampion
 from retainwise.adapters.resources import Resources
 from tasks.scoring import load_champion, score_customers, validate_upload
 from tasks.retry import describe_failure
-from tasks.status import claim_upload, finish_upload, tag_run
+from retainwise.uploads.reaper import time_limit
+from tasks.status import UploadTimedOut, claim_upload, finish_upload, keep_claim, tag_run
 from tasks.uploads import check_upload, read_upload, score_in_chunks, write_results
 
 CUSTOMER_ERRORS = (UploadRejected, NoChampion)
@@ -33,16 +34,21 @@ def score_upload(prediction_id: str) -> dict[str, Any]:
                     prediction_id)
         return {"prediction_id": prediction_id, "status": "SKIPPED"}
     try:
-        model = load_champion(prediction["model_name"], settings)
-        tag_run(run_id, f"model-version:{model.version}")
         key = prediction["input_key"]
-        if check_upload(env.s3, settings, key):  # a large file
-            report, keys = score_in_chunks(env.s3, settings, key, prediction_id, model)
-        else:
-            report, keys = score_whole_file(env, key, prediction_id, model)
-        publish_summary(prediction_id, report, keys.report_html)
+        size, chunked = check_upload(env.s3, settings, key)
+        with keep_claim(env.engine, prediction_id, run_id, time_limit(size, settings),
+                        settings.claim_refresh_seconds):
+            model = load_champion(prediction["model_name"], settings)
+            tag_run(run_id, f"model-version:{model.version}")
+            if chunked:
+                report, keys = score_in_chunks(env.s3, settings, key, prediction_id, model)
+            else:
+                report, keys = score_whole_file(env, key, prediction_id, model)
+            publish_summary(prediction_id, report, keys.report_html)
         if report["error"]:  # too many rows rejected: the report and rejects say which and why
             raise UploadRejected(report["error"])
+    except UploadTimedOut:
+        raise  # the claim stays: the run ends TimedOut and the reaper requeues the upload
     except CUSTOMER_ERRORS as exc:
         logger.warning("upload %s failed: %s", prediction_id, exc)
         finish_upload(env.engine, prediction_id, run_id, Status.FAILED, error=str(exc))

@@ -28,11 +28,12 @@ __all__ = ["ResultKeys", "result_keys", "check_upload", "read_upload", "score_in
 
 
 @task(name="check-upload", cache_policy=NO_CACHE, retry_condition_fn=is_transient, **IO_TASK)
-def check_upload(s3, settings: Settings, key: str) -> bool:
-    """Refuse a file over the size limit; True if it is large enough to score in chunks."""
+def check_upload(s3, settings: Settings, key: str) -> tuple[int, bool]:
+    """Refuse a file over the size limit; its size, and True if it is large enough to score in
+    chunks."""
     size = aws.object_size(s3, settings.bucket, key)
     large = streaming.is_large(size, settings.max_upload_bytes, settings.chunked_above_bytes)
-    return large and streaming.streamable(aws.head_bytes(s3, settings.bucket, key))
+    return size, large and streaming.streamable(aws.head_bytes(s3, settings.bucket, key))
 
 
 @task(name="read-upload", cache_policy=NO_CACHE, retry_condition_fn=is_transient, **IO_TASK)

@@ -33,7 +33,12 @@ class Settings(BaseSettings):
     max_rejected_share: float = 0.5
     chunked_above_bytes: int = 64 * 2**20  # larger files are scored chunk by chunk
     chunk_bytes: int = 8 * 2**20           # ~60k Telco rows per chunk
-    stale_after_seconds: int = 900
+    # a running upload refreshes its claim every claim_refresh_seconds; the reaper hands back one
+    # silent for stale_after_seconds, or whose run outlived its time limit (base + size / rate)
+    stale_after_seconds: int = 300
+    claim_refresh_seconds: float = 30.0
+    run_timeout_base_seconds: float = 120.0
+    run_timeout_bytes_per_second: float = 1_000_000.0
     # the SQS trigger: flow runs created at once, and how long it keeps retrying a busy Prefect
     # API (503) for one message; below the queue's 30 s visibility timeout, so a message it gives
     # up on is redelivered rather than handled twice at the same time
