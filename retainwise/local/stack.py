@@ -44,8 +44,9 @@ def stack_environment(settings: Settings) -> dict[str, str]:
 def services(settings: Settings) -> list[Service]:
     py = sys.executable
     return [
-        Service("moto", [py, "-m", "moto.server", "-H", "127.0.0.1", "-p",
-                         str(settings.stack_aws_port)],
+        Service("moto", [py, "-m", "retainwise.local.aws_server", "--host", "127.0.0.1",
+                         "--port", str(settings.stack_aws_port),
+                         "--data", str(settings.home_dir / "aws")],
                 f"http://127.0.0.1:{settings.stack_aws_port}/moto-api/"),
         Service("prefect", [py, "-m", "retainwise.runtime.prefect_server", "--host", "127.0.0.1",
                             "--port", str(settings.stack_prefect_port)],
@@ -108,12 +109,31 @@ def up(settings: Settings, timeout: float = 180) -> dict[str, str]:
     for name, (service, process) in servers.items():
         wait_healthy(service.health_url, timeout, process, home / "logs" / f"{name}.log")
     aws.ensure_resources(Settings())
+    if "moto" in servers:
+        restore_queue(Settings())
     registry.ensure_store(Settings())  # before the runner's warm workers open it together
     for service in pending:
         if not service.health_url:
             start(service, home, env)
     wait_for_deployment(settings.deployment_name, timeout)
     return env
+
+
+def restore_queue(settings: Settings) -> int:
+    """A restarted moto has empty queues: send every PENDING upload's message again, from the
+    database (the record of what is queued), as the reaper does for a lost message."""
+    import sqlalchemy as sa
+
+    from retainwise.adapters.resources import Resources
+    from retainwise.uploads.reaper import resend_lost_messages
+
+    env = Resources(settings)
+    try:
+        return len(resend_lost_messages(env, 0))
+    except sa.exc.DBAPIError:  # not migrated yet: nothing can be queued
+        return 0
+    finally:
+        env.engine.dispose()
 
 
 def wait_for_deployment(name: str, timeout: float) -> None:
