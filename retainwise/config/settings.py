@@ -28,7 +28,8 @@ class Settings(BaseSettings):
 
     default_model: str = "churn"
     default_account: str = "default"
-    deployment_name: str = "score-upload/score-upload"
+    deployment_name: str = "score-upload/score-upload"  # the warm runners
+    large_deployment_name: str = "score-upload/score-upload-large"  # above chunked_above_bytes
     max_upload_bytes: int = 200_000_000  # 200 MB, as messages to customers say it
     max_rejected_share: float = 0.5
     chunked_above_bytes: int = 64 * 2**20  # larger files are scored chunk by chunk

@@ -5,7 +5,8 @@ from prefect.flows import load_flow_from_entrypoint
 
 from deployments.ecs import PREFECT_YAML, load_deployments
 
-EXPECTED = {"score-upload", "train-model", "migrate", "reap-stale"}
+EXPECTED = {"score-upload-large", "train-model", "migrate"}  # on the ecs pool
+WARM = {"score-upload", "reap-stale"}  # served by `retainwise runner`
 
 
 @pytest.fixture(scope="module")
@@ -16,11 +17,15 @@ def deployments():
     return {d["name"]: d for d in load_deployments({n: f"value-of-{n}" for n in names})}
 
 
-def test_the_four_deployments_point_at_flows_that_load(deployments):
+def test_the_ecs_deployments_point_at_flows_that_load(deployments):
+    from retainwise.config.settings import Settings
+
     assert set(deployments) == EXPECTED
-    for name, deployment in deployments.items():
-        flow = load_flow_from_entrypoint(deployment["entrypoint"])
-        assert flow.name == name  # the deployment is `<flow>/<flow>`, as the trigger and CLI expect
+    full_names = {f"{load_flow_from_entrypoint(d['entrypoint']).name}/{name}"
+                  for name, d in deployments.items()}
+    # the names the trigger and the CLI use
+    assert full_names == {Settings().large_deployment_name, "train-model/train-model",
+                          "migrate/migrate"}
 
 
 def test_job_variables_are_all_known_to_the_ecs_worker(deployments):
@@ -35,9 +40,8 @@ def test_job_variables_are_all_known_to_the_ecs_worker(deployments):
         assert job["configure_cloudwatch_logs"] and job["execution_role_arn"]
 
 
-def test_only_the_reaper_runs_on_a_schedule(deployments):
-    scheduled = {n for n, d in deployments.items() if d.get("schedules")}
-    assert scheduled == {"reap-stale"}
+def test_nothing_on_the_ecs_pool_runs_on_a_schedule(deployments):
+    assert not any(d.get("schedules") for d in deployments.values())  # the runner's reaper does
 
 
 def test_a_missing_environment_variable_is_named():
@@ -45,15 +49,11 @@ def test_a_missing_environment_variable_is_named():
         load_deployments({})
 
 
-def test_the_local_runner_serves_the_same_deployments():
-    import ast
-    from pathlib import Path
+def test_the_local_runner_serves_every_deployment_and_the_production_runner_the_warm_ones():
+    from retainwise.runtime import serve
 
-    source = (Path(__file__).resolve().parents[2] / "retainwise" / "runtime" / "serve.py").read_text()
-    served = {kw.value.value for node in ast.walk(ast.parse(source))
-              if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "to_deployment"
-              for kw in node.keywords if kw.arg == "name"}
-    assert served == EXPECTED
+    assert {d.name for _, d in serve.deployments()} == EXPECTED | WARM
+    assert {d.name for _, d in serve.deployments(list(serve.RUNNER_DEPLOYMENTS))} == WARM
 
 
 def test_the_deploy_workflow_migrates_by_deployment_before_it_deploys():
