@@ -6,6 +6,12 @@ For each upload: submit -> COMPLETED, and where the time went: SQS send -> flow 
 (flow start-up, imports), claimed -> COMPLETED (reading, validating, scoring, writing).
 
     python benchmarks/latency.py [--uploads 50] [--skip-one-by-one]
+    python benchmarks/latency.py --compare [--uploads 20]
+
+`--compare` runs only the burst, four times: 1 and 2 warm runner services (RETAINWISE_RUNNERS,
+sharing the cores), each with the Prefect server on SQLite and on PostgreSQL (a throwaway
+database on 127.0.0.1:5432, RETAINWISE_PREFECT_DATABASE_URL), and reports the CPU seconds the
+stack's processes used beside the latencies.
 
 Uses its own RETAINWISE_HOME and free ports, and stops every process it started. The last line
 printed is one JSON object.
@@ -99,7 +105,24 @@ def summarise(label: str, rows: list[dict]) -> dict:
     return out
 
 
-def run(uploads: int, timeout: float, skip_one_by_one: bool = False) -> dict:
+def stack_cpu_seconds(settings) -> float:
+    """User + system CPU of every stack process and its children so far (psutil)."""
+    import psutil
+
+    total = 0.0
+    for pid_file in (settings.home_dir / "pids").glob("*.pid"):
+        try:
+            leader = psutil.Process(int(pid_file.read_text()))
+            for process in [leader, *leader.children(recursive=True)]:
+                times = process.cpu_times()
+                total += times.user + times.system + times.children_user + times.children_system
+        except psutil.Error:
+            continue
+    return total
+
+
+def run(uploads: int, timeout: float, skip_one_by_one: bool = False, runners: int = 1,
+        prefect_database_url: str | None = None) -> dict:
     import migrations
     from retainwise.local import stack
     from retainwise.adapters.resources import Resources
@@ -108,7 +131,11 @@ def run(uploads: int, timeout: float, skip_one_by_one: bool = False) -> dict:
     home = common.fresh_home("latency")
     os.environ.update({"RETAINWISE_HOME": str(home),
                        "RETAINWISE_STACK_AWS_PORT": str(common.free_port()),
-                       "RETAINWISE_STACK_PREFECT_PORT": str(common.free_port())})
+                       "RETAINWISE_STACK_PREFECT_PORT": str(common.free_port()),
+                       "RETAINWISE_RUNNERS": str(runners)})
+    os.environ.pop("RETAINWISE_PREFECT_DATABASE_URL", None)
+    if prefect_database_url:
+        os.environ["RETAINWISE_PREFECT_DATABASE_URL"] = prefect_database_url
     settings = Settings()
     data = upload_bytes()
     started = time.monotonic()
@@ -123,15 +150,68 @@ def run(uploads: int, timeout: float, skip_one_by_one: bool = False) -> dict:
         common.log(f"first upload after stack up: {json.dumps(first)}")
         one_by_one = [] if skip_one_by_one else [
             breakdown(env, submit_and_wait(env, data, timeout)) for _ in range(uploads)]
+        cpu_before, burst_started = stack_cpu_seconds(settings), time.monotonic()
         with ThreadPoolExecutor(max_workers=uploads) as pool:
             outcomes = list(pool.map(lambda _: submit_and_wait(env, data, timeout), range(uploads)))
+        burst_wall = time.monotonic() - burst_started
+        burst_cpu = stack_cpu_seconds(settings) - cpu_before
         at_once = [breakdown(env, outcome) for outcome in outcomes]
     finally:
         stack.down(settings)
     return {"benchmark": "latency", "rows_per_upload": ROWS, "stack_up_s": round(stack_seconds, 1),
+            "runners": runners, "prefect_db": "postgresql" if prefect_database_url else "sqlite",
+            "burst_wall_s": round(burst_wall, 1), "burst_stack_cpu_s": round(burst_cpu, 1),
             "first_upload_s": round(first["total"], 2),
             "one_by_one": summarise("one by one", one_by_one) if one_by_one else None,
             "at_once": summarise("at once", at_once)}
+
+
+def throwaway_postgres():
+    """A fresh database on the machine's PostgreSQL for the Prefect server; drop it after."""
+    import contextlib
+    import uuid
+
+    import sqlalchemy as sa
+
+    admin_url = os.environ.get("RETAINWISE_TEST_POSTGRES_URL",
+                               "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+    @contextlib.contextmanager
+    def database():
+        admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        name = f"retainwise_bench_{uuid.uuid4().hex[:10]}"
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+        finally:
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            admin.dispose()
+
+    return database()
+
+
+def compare(uploads: int, timeout: float) -> dict:
+    """The burst with 1 and 2 runner services, the Prefect server on SQLite and PostgreSQL."""
+    results = []
+    for prefect_db in ("sqlite", "postgresql"):
+        for runners in (1, 2):
+            common.log(f"burst of {uploads}: {runners} runner(s), Prefect on {prefect_db}")
+            if prefect_db == "sqlite":
+                outcome = run(uploads, timeout, True, runners)
+            else:
+                with throwaway_postgres() as url:
+                    outcome = run(uploads, timeout, True, runners, url)
+            burst = outcome["at_once"]
+            results.append({k: outcome[k] for k in ("runners", "prefect_db", "burst_wall_s",
+                                                     "burst_stack_cpu_s", "stack_up_s")}
+                           | {"completed": burst["completed"],
+                              "p50_s": burst.get("total", {}).get("p50"),
+                              "p95_s": burst.get("total", {}).get("p95")})
+            common.log(json.dumps(results[-1]))
+    return {"benchmark": "latency-compare", "uploads": uploads, "rows_per_upload": ROWS,
+            "results": results}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -140,8 +220,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--skip-one-by-one", action="store_true",
                         help="only the burst (faster when iterating on it)")
+    parser.add_argument("--compare", action="store_true",
+                        help="the burst with 1 vs 2 runners, Prefect on SQLite vs PostgreSQL")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))  # still stop the stack
+    if args.compare:
+        print(json.dumps(compare(args.uploads, args.timeout)))
+        return
     print(json.dumps(run(args.uploads, args.timeout, args.skip_one_by_one)))
 
 

@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     # the local stack (`retainwise stack up`): moto and a Prefect server on loopback
     stack_aws_port: int = 4566
     stack_prefect_port: int = 4200
+    # the Prefect server's own database (default: SQLite under PREFECT_HOME) and how many warm
+    # runner services the stack starts, each with its share of the cores
+    prefect_database_url: str | None = None
+    runners: int = 1
 
     @property
     def stack_env_file(self) -> Path:

@@ -43,17 +43,29 @@ def stack_environment(settings: Settings) -> dict[str, str]:
 
 def services(settings: Settings) -> list[Service]:
     py = sys.executable
+    prefect_db = (["--database-url", settings.prefect_database_url]
+                  if settings.prefect_database_url else [])
     return [
         Service("moto", [py, "-m", "retainwise.local.aws_server", "--host", "127.0.0.1",
                          "--port", str(settings.stack_aws_port),
                          "--data", str(settings.home_dir / "aws")],
                 f"http://127.0.0.1:{settings.stack_aws_port}/moto-api/"),
         Service("prefect", [py, "-m", "retainwise.runtime.prefect_server", "--host", "127.0.0.1",
-                            "--port", str(settings.stack_prefect_port)],
+                            "--port", str(settings.stack_prefect_port), *prefect_db],
                 f"http://127.0.0.1:{settings.stack_prefect_port}/api/health"),
-        Service("runner", [py, "-m", "retainwise.runtime.serve"]),
+        *runner_services(settings),
         Service("trigger", [py, "-m", "retainwise.entrypoints.cli", "trigger"]),
     ]
+
+
+def runner_services(settings: Settings) -> list[Service]:
+    """RETAINWISE_RUNNERS warm runners as separate services, sharing the cores between them."""
+    count = max(1, settings.runners)
+    processes = str(max(1, min(os.cpu_count() or 2, 4) // count))
+    argv = [sys.executable, "-m", "retainwise.runtime.serve", "--processes", processes]
+    if count == 1:
+        return [Service("runner", argv)]
+    return [Service(f"runner-{i}", argv) for i in range(1, count + 1)]
 
 
 def load_stack_env(settings: Settings) -> None:
