@@ -166,32 +166,6 @@ def run(uploads: int, timeout: float, skip_one_by_one: bool = False, runners: in
             "at_once": summarise("at once", at_once)}
 
 
-def throwaway_postgres():
-    """A fresh database on the machine's PostgreSQL for the Prefect server; drop it after."""
-    import contextlib
-    import uuid
-
-    import sqlalchemy as sa
-
-    admin_url = os.environ.get("RETAINWISE_TEST_POSTGRES_URL",
-                               "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-
-    @contextlib.contextmanager
-    def database():
-        admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-        name = f"retainwise_bench_{uuid.uuid4().hex[:10]}"
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        try:
-            yield admin_url.rsplit("/", 1)[0] + f"/{name}"
-        finally:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
-
-    return database()
-
-
 def compare(uploads: int, timeout: float) -> dict:
     """The burst with 1 and 2 runner services, the Prefect server on SQLite and PostgreSQL."""
     results = []
@@ -201,7 +175,9 @@ def compare(uploads: int, timeout: float) -> dict:
             if prefect_db == "sqlite":
                 outcome = run(uploads, timeout, True, runners)
             else:
-                with throwaway_postgres() as url:
+                from tests.conftest import throwaway_postgres  # the tests' throwaway database
+
+                with throwaway_postgres("retainwise_bench") as url:
                     outcome = run(uploads, timeout, True, runners, url)
             burst = outcome["at_once"]
             results.append({k: outcome[k] for k in ("runners", "prefect_db", "burst_wall_s",

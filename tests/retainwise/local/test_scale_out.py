@@ -11,15 +11,13 @@ import sys
 import threading
 import time
 import urllib.request
-import uuid
 
 import pytest
-import sqlalchemy as sa
 
 from retainwise.adapters import db
 from retainwise.local.stack import runner_services
 from retainwise.runtime.trigger import deployment_starter, run_trigger
-from tests.conftest import POSTGRES_ADMIN_URL, REPO, free_port
+from tests.conftest import REPO, free_port, throwaway_postgres
 from tests.helpers import customers_csv, submit
 
 UPLOADS = 8
@@ -27,19 +25,8 @@ UPLOADS = 8
 
 @pytest.fixture
 def prefect_database():
-    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"retainwise_prefect_{uuid.uuid4().hex[:10]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as exc:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {exc.orig}")
-    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with throwaway_postgres("retainwise_prefect") as url:
+        yield url
 
 
 def spawn(argv, log, env) -> subprocess.Popen:
