@@ -169,12 +169,14 @@ def status(settings: Settings) -> dict[str, bool]:
 
 def down(settings: Settings) -> list[str]:
     stopped = []
-    for service in reversed(services(settings)):  # trigger first, moto last
-        pid = _pid(settings.home_dir, service.name)
+    names = [s.name for s in reversed(services(settings))]  # trigger first, moto last
+    recorded = sorted(p.stem for p in (settings.home_dir / "pids").glob("runner*.pid"))
+    for name in names[:1] + [n for n in recorded if n not in names] + names[1:]:
+        pid = _pid(settings.home_dir, name)  # runners started with another RETAINWISE_RUNNERS too
         if pid and _alive(pid):
             _stop_group(pid)
-            stopped.append(service.name)
-        (settings.home_dir / "pids" / f"{service.name}.pid").unlink(missing_ok=True)
+            stopped.append(name)
+        (settings.home_dir / "pids" / f"{name}.pid").unlink(missing_ok=True)
     settings.stack_env_file.unlink(missing_ok=True)
     return stopped
 
