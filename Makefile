@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test bench stack-up stack-down clean
+.PHONY: venv demo test test-fast bench stack-up stack-down clean
 
 venv: $(STAMP)
 
@@ -19,6 +19,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# the unit tests only (no moto, Prefect API, MLflow or stack): under a minute
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not e2e"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

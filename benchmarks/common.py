@@ -52,13 +52,10 @@ def peak_rss_mb() -> float:
 
 
 def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    rank = share * (len(ordered) - 1)
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+    """Linear between the closest ranks (numpy's default), e.g. share 0.95 for p95."""
+    if len(values) < 2 or share in (0, 1):
+        return (min(values) if share < 1 else max(values)) if values else float("nan")
+    return statistics.quantiles(values, n=100, method="inclusive")[round(share * 100) - 1]
 
 
 def median(values: list[float]) -> float:

@@ -1,4 +1,4 @@
-"""Work pools and prefect.yaml, read the way `prefect deploy` reads them.
+"""The work pools that prefect.yaml's deployments run on.
 
 `python -m deployments.ecs` creates the `local` (process) and `ecs` (prefect-aws ECS) work pools
 if they are missing; CI runs it before `prefect deploy --all`.
@@ -6,28 +6,9 @@ if they are missing; CI runs it before `prefect deploy --all`.
 
 from __future__ import annotations
 
-import os
-import re
-from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
-PREFECT_YAML = Path(__file__).resolve().parents[1] / "prefect.yaml"
 WORK_POOL_TYPES = {"local": "process", "ecs": "ecs"}
-_ENV_PLACEHOLDER = re.compile(r"\{\{\s*\$(\w+)\s*\}\}")
-
-
-def load_deployments(environ: Mapping[str, str] | None = None,
-                     path: Path = PREFECT_YAML) -> list[dict[str, Any]]:
-    """prefect.yaml's deployments with every `{{ $NAME }}` filled from `environ`; names any missing."""
-    environ = os.environ if environ is None else environ
-    text = path.read_text()
-    missing = sorted({name for name in _ENV_PLACEHOLDER.findall(text) if name not in environ})
-    if missing:
-        raise KeyError(f"prefect.yaml needs these environment variables: {', '.join(missing)}")
-    filled = _ENV_PLACEHOLDER.sub(lambda m: environ[m.group(1)], text)
-    return yaml.safe_load(filled)["deployments"]
 
 
 def ensure_work_pools(types: Mapping[str, str] = WORK_POOL_TYPES) -> list[str]:

@@ -3,6 +3,7 @@ old runs) or fails them; a run that is alive, however slow, is left alone."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -16,16 +17,18 @@ from tasks.retry import IO_TASK, is_transient
 
 @task(name="sweep-stale-uploads", cache_policy=NO_CACHE, retry_condition_fn=is_transient,
       **IO_TASK)
-def sweep_stale(env: Resources, max_attempts: int,
-                stale_after_seconds: float | None) -> list[reaper.Reaped]:
+def sweep_stale(env: Resources, max_attempts: int, stale_after_seconds: float | None,
+                now: datetime | None) -> list[reaper.Reaped]:
     return reaper.sweep(env, prefect_api.prefect_run_states, prefect_api.cancel_flow_run,
-                        max_attempts, stale_after_seconds)
+                        max_attempts, stale_after_seconds, now)
 
 
 @flow(name="reap-stale")
-def reap_stale(max_attempts: int = 3, stale_after_seconds: float | None = None) -> dict[str, Any]:
+def reap_stale(max_attempts: int = 3, stale_after_seconds: float | None = None,
+               now: datetime | None = None) -> dict[str, Any]:
+    """`now` (default: the clock) is when upload ages are measured from."""
     env = Resources.from_env()
-    reaped = sweep_stale(env, max_attempts, stale_after_seconds)
+    reaped = sweep_stale(env, max_attempts, stale_after_seconds, now)
     logger = get_run_logger()
     for item in reaped:
         logger.warning("%s %s: %s", item.prediction_id, item.action, item.reason)

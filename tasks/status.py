@@ -40,11 +40,6 @@ def finish_upload(engine, prediction_id: str, flow_run_id: str | None, status: d
     return finished
 
 
-@task(name="set-status", cache_policy=NO_CACHE, retry_condition_fn=is_transient, **IO_TASK)
-def set_status(engine, prediction_id: str, status: db.Status, **fields: Any) -> None:
-    db.set_status(engine, prediction_id, status, **fields)
-
-
 @task(name="tag-run", cache_policy=NO_CACHE, retry_condition_fn=is_transient, **IO_TASK)
 def tag_run(flow_run_id: str, *tags: str) -> None:
     """Add tags (the model version) to this run, known only once the champion is loaded."""

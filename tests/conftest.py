@@ -25,6 +25,23 @@ POSTGRES_ADMIN_URL = os.environ.get(
 logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request access log
 
 
+# a test is end-to-end (`e2e`) when it needs a running service (moto, a Prefect API, MLflow, the
+# stack) or lives where every test drives processes; the rest are `unit` (`make test-fast`)
+E2E_FIXTURES = {"moto_endpoint", "prefect_api", "mlflow_store", "stack_env", "resources"}
+E2E_PATHS = ("tests/flows/", "tests/ui/", "tests/deployments/test_mocked_ecs.py",
+             "tests/retainwise/runtime/test_worker.py",
+             "tests/retainwise/runtime/test_prefect_server.py",
+             "tests/retainwise/entrypoints/test_migrate_deployment.py", "tests/test_fresh_clone.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = Path(item.fspath).relative_to(REPO).as_posix()
+        e2e = (item.get_closest_marker("e2e") or E2E_FIXTURES & set(item.fixturenames)
+               or path.startswith(E2E_PATHS))
+        item.add_marker(pytest.mark.e2e if e2e else pytest.mark.unit)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -97,7 +114,7 @@ def _reset_postgres(url: str) -> None:
 def database_url(request, tmp_path):
     """An empty database of each kind the product supports."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'retainwise.adapters.db'}"
+        return f"sqlite:///{tmp_path / 'retainwise.db'}"
     url = request.getfixturevalue("postgres_server_url")
     _reset_postgres(url)
     return url

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+from typing import Any, Callable
 
 import pandas as pd
+import tenacity
 
 from retainwise.adapters import aws
 
@@ -12,6 +14,16 @@ from retainwise.adapters import db
 
 from retainwise.entrypoints import service
 from retainwise.local.sample import synthetic_customers
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, poll: float = 0.05) -> Any:
+    """predicate()'s first truthy value, tried every `poll` s; fails the test after `timeout` s."""
+    try:
+        return tenacity.Retrying(retry=tenacity.retry_if_result(lambda value: not value),
+                                 stop=tenacity.stop_after_delay(timeout),
+                                 wait=tenacity.wait_fixed(poll))(predicate)
+    except tenacity.RetryError:
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}") from None
 
 
 def customers_csv(rows: int = 200, seed: int = 21) -> bytes:

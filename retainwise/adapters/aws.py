@@ -17,11 +17,34 @@ from retainwise.config.settings import Settings
 UPLOAD_CONFIG = TransferConfig(max_concurrency=3, multipart_chunksize=8 * 2**20)
 READ_BLOCK = 4 * 2**20
 _RETRIES = Config(retries={"mode": "standard"}, connect_timeout=5, read_timeout=30)
+# how long a received message stays hidden; the trigger gives up on a busy Prefect API well before
+# (Settings.trigger_create_timeout), so a message is never handled twice at the same time
+VISIBILITY_TIMEOUT_SECONDS = 30
 
 
 def client(service: str, settings: Settings) -> Any:
     return boto3.client(service, region_name=settings.aws_region,
                         endpoint_url=settings.aws_endpoint_url, config=_RETRIES)
+
+
+def upload_message(prediction_id: str, account: str, model: str,
+                   attempt: int | None = None) -> str:
+    """The body of an upload message; `attempt` is set when the reaper sends it again."""
+    body: dict[str, Any] = {"prediction_id": prediction_id, "account": account, "model": model}
+    if attempt is not None:
+        body["attempt"] = attempt
+    return json.dumps(body)
+
+
+def parse_upload_message(body: str) -> dict[str, Any] | None:
+    """The fields of an upload message, or None if it is not one (left for the DLQ)."""
+    try:
+        payload = json.loads(body)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(payload, dict) or not isinstance(payload.get("prediction_id"), str):
+        return None
+    return payload
 
 
 @dataclass(frozen=True)
@@ -32,8 +55,10 @@ class Queue:
     url: str
     dead_letter_url: str
 
-    def send(self, body: dict[str, Any]) -> str:
-        return self.sqs.send_message(QueueUrl=self.url, MessageBody=json.dumps(body))["MessageId"]
+    def send(self, prediction_id: str, account: str, model: str, attempt: int | None = None) -> str:
+        """Queue an upload for scoring; returns the SQS message id."""
+        body = upload_message(prediction_id, account, model, attempt)
+        return self.sqs.send_message(QueueUrl=self.url, MessageBody=body)["MessageId"]
 
     def receive(self, wait_seconds: int = 1, max_messages: int = 10) -> list[dict[str, Any]]:
         response = self.sqs.receive_message(
@@ -66,7 +91,7 @@ def ensure_resources(settings: Settings) -> Queue:
     redrive = json.dumps({"deadLetterTargetArn": dlq_arn,
                           "maxReceiveCount": str(settings.max_receive_count)})
     sqs.create_queue(QueueName=settings.queue_name,
-                     Attributes={"RedrivePolicy": redrive, "VisibilityTimeout": "30"})
+                     Attributes={"RedrivePolicy": redrive, "VisibilityTimeout": str(VISIBILITY_TIMEOUT_SECONDS)})
     return open_queue(settings, sqs)
 
 
@@ -126,11 +151,8 @@ def _release(queue: Queue, messages: list[dict[str, Any]]) -> None:
 
 
 def prediction_id_of(message: dict[str, Any]) -> str | None:
-    try:
-        body = json.loads(message.get("Body", ""))
-    except json.JSONDecodeError:
-        return None
-    return body.get("prediction_id") if isinstance(body, dict) else None
+    payload = parse_upload_message(message.get("Body", ""))
+    return payload["prediction_id"] if payload else None
 
 
 def list_dead_letters(queue: Queue, max_messages: int = 100) -> list[dict[str, Any]]:

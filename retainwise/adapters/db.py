@@ -200,13 +200,6 @@ def _same_run(flow_run_id: str | None):
     return predictions.c.flow_run_id == flow_run_id
 
 
-def set_status(engine: Engine, prediction_id: str, status: Status, **fields: Any) -> None:
-    """Move a prediction to `status`, storing counts, keys or the error alongside."""
-    if status in FINAL_STATUSES:
-        fields.setdefault("completed_at", utcnow())
-    _update(engine, prediction_id, status=Status(status).value, **fields)
-
-
 def _update(engine: Engine, prediction_id: str, **fields: Any) -> None:
     with engine.begin() as conn:
         conn.execute(

@@ -41,7 +41,8 @@ class Settings(BaseSettings):
     run_timeout_base_seconds: float = 120.0
     run_timeout_bytes_per_second: float = 1_000_000.0
     # the SQS trigger: flow runs created at once, and how long it keeps retrying a busy Prefect
-    # API (503) for one message; below the queue's 30 s visibility timeout, so a message it gives
+    # API (503) for one message; below the queue's visibility timeout
+    # (adapters.aws.VISIBILITY_TIMEOUT_SECONDS), so a message it gives
     # up on is redelivered rather than handled twice at the same time
     trigger_concurrency: int = 4
     trigger_create_timeout: float = 20.0
@@ -53,7 +54,7 @@ class Settings(BaseSettings):
 
     @property
     def db_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.home_dir / 'retainwise.adapters.db'}"
+        return self.database_url or f"sqlite:///{self.home_dir / 'retainwise.db'}"
 
     @property
     def tracking_uri(self) -> str:

@@ -103,8 +103,9 @@ def cmd_score(args) -> int:
     from retainwise.adapters import mlflow_registry as registry
     from retainwise.config import errors
     from retainwise.config.errors import UploadRejected
-    from retainwise.uploads.output import build_report, to_csv_bytes
+    from retainwise.uploads.output import to_csv_bytes
     from retainwise.uploads.reading import read_upload
+    from retainwise.uploads.report import build_report
     from retainwise.uploads.validation import validate_upload
 
     settings = Settings()

@@ -5,6 +5,11 @@ provisions, Running, AwaitingRetry): it is printed with the elapsed time, never 
 error. Only Completed succeeds; Failed, Crashed and Cancelled fail with the run's last log lines;
 running out of time fails with a message saying so (the run is left alone: a half-cancelled
 migration is worse than a slow one).
+
+Prefect's own `prefect.flow_runs.wait_for_flow_run` was considered: it waits on the events
+websocket and, with log_states, logs only each state's type (`State(type=...)`), so it cannot say
+a state's own name (Late, InfrastructurePending), its message ("ECS task is provisioning", the
+exit code) or the elapsed time, which is what CI's log needs. Hence this small read loop.
 """
 
 from __future__ import annotations

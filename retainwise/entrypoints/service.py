@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import datetime, timezone
 from typing import Any
+
+import tenacity
 
 from retainwise.adapters import aws
 
@@ -26,24 +27,30 @@ def submit_upload(env: Resources, data: bytes, *, filename: str | None, account:
     aws.put_bytes(env.s3, env.settings.bucket, key, data, content_type="application/octet-stream")
     db.create_prediction(env.engine, prediction_id=prediction_id, account=account,
                          model_name=model_name, input_key=key, original_filename=filename)
-    message_id = env.queue.send({"prediction_id": prediction_id, "account": account,
-                                 "model": model_name})
+    message_id = env.queue.send(prediction_id, account, model_name)
     db.record_queued(env.engine, prediction_id, message_id, datetime.now(timezone.utc))
     return prediction_id
 
 
 def wait_for_final(env: Resources, prediction_id: str, timeout: float = 300,
                    poll: float = 0.25) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
+    """The upload's row once it is COMPLETED or FAILED; polls the database every `poll` s."""
+    final = {s.value for s in db.FINAL_STATUSES}
+
+    def read() -> dict[str, Any]:
         row = db.get_prediction(env.engine, prediction_id)
         if row is None:
             raise LookupError(f"no upload with id {prediction_id}")
-        if row["status"] in {s.value for s in db.FINAL_STATUSES}:
-            return row
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"upload {prediction_id} still {row['status']} after {timeout:.0f} s")
-        time.sleep(poll)
+        return row
+
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_result(lambda row: row["status"] not in final),
+        stop=tenacity.stop_after_delay(timeout), wait=tenacity.wait_fixed(poll))
+    try:
+        return retrying(read)
+    except tenacity.RetryError as exc:
+        row = exc.last_attempt.result()
+        raise TimeoutError(f"upload {prediction_id} still {row['status']} after {timeout:.0f} s")
 
 
 def download_results(env: Resources, prediction_id: str) -> bytes:

@@ -10,10 +10,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+import dotenv
+import tenacity
 
 from retainwise.config.settings import Settings
 
@@ -68,29 +70,33 @@ def runner_services(settings: Settings) -> list[Service]:
     return [Service(f"runner-{i}", argv) for i in range(1, count + 1)]
 
 
+def write_stack_env(settings: Settings, env: dict[str, str]) -> None:
+    """stack.env, a dotenv file, so later CLI calls find the local endpoints."""
+    path = settings.stack_env_file
+    path.write_text("")
+    for key, value in env.items():
+        dotenv.set_key(path, key, value)
+
+
 def load_stack_env(settings: Settings) -> None:
     """Let CLI calls after `stack up` find the local endpoints; real variables still win."""
-    path = settings.stack_env_file
-    if not path.exists():
-        return
-    for line in path.read_text().splitlines():
-        key, _, value = line.partition("=")
-        if key:
-            os.environ.setdefault(key, value)
+    dotenv.load_dotenv(settings.stack_env_file, override=False)
 
 
 def wait_healthy(url: str, timeout: float, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """Until `url` answers (an HTTP error or a refused connection is tried again every 0.3 s)."""
+    def answers() -> None:
         if process.poll() is not None:
             raise RuntimeError(f"{url} exited early; see {log}:\n{log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status < 500:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError(f"{url} not healthy after {timeout:.0f} s; see {log}")
+        with urllib.request.urlopen(url, timeout=2):
+            pass
+
+    try:
+        tenacity.Retrying(retry=tenacity.retry_if_exception_type(OSError),
+                          stop=tenacity.stop_after_delay(timeout),
+                          wait=tenacity.wait_fixed(0.3))(answers)
+    except tenacity.RetryError:
+        raise TimeoutError(f"{url} not healthy after {timeout:.0f} s; see {log}") from None
 
 
 def start(service: Service, home: Path, env: dict[str, str]) -> subprocess.Popen:
@@ -113,7 +119,7 @@ def up(settings: Settings, timeout: float = 180) -> dict[str, str]:
     home = settings.home_dir
     env = stack_environment(settings)
     home.mkdir(parents=True, exist_ok=True)
-    settings.stack_env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+    write_stack_env(settings, env)
     os.environ.update(env)
     running = status(settings)
     pending = [s for s in services(settings) if not running.get(s.name)]
@@ -149,18 +155,15 @@ def restore_queue(settings: Settings) -> int:
 
 
 def wait_for_deployment(name: str, timeout: float) -> None:
+    """Until the runner has registered `name` (or the Prefect API answers at all)."""
     from prefect.client.orchestration import get_client
 
-    deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
-        while True:
-            try:
-                client.read_deployment_by_name(name)
-                return
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"deployment {name} not registered after {timeout:.0f} s")
-                time.sleep(0.5)
+        try:
+            tenacity.Retrying(stop=tenacity.stop_after_delay(timeout),
+                              wait=tenacity.wait_fixed(0.5))(client.read_deployment_by_name, name)
+        except tenacity.RetryError:
+            raise TimeoutError(f"deployment {name} not registered after {timeout:.0f} s") from None
 
 
 def status(settings: Settings) -> dict[str, bool]:
@@ -174,7 +177,7 @@ def down(settings: Settings) -> list[str]:
     for name in names[:1] + [n for n in recorded if n not in names] + names[1:]:
         pid = _pid(settings.home_dir, name)  # runners started with another RETAINWISE_RUNNERS too
         if pid and _alive(pid):
-            _stop_group(pid)
+            stop_group(pid)
             stopped.append(name)
         (settings.home_dir / "pids" / f"{name}.pid").unlink(missing_ok=True)
     settings.stack_env_file.unlink(missing_ok=True)
@@ -201,16 +204,18 @@ def _alive(pid: int | None) -> bool:
     return True
 
 
-def _stop_group(pid: int, grace: float = 10) -> None:
-    """SIGTERM the service's process group (it may have children), SIGKILL what is left."""
+def stop_group(pid: int, grace: float = 10) -> None:
+    """SIGTERM a process group (a service and its children), SIGKILL it if the leader outlives
+    `grace` s (0: at once). The one way the stack and the tests stop what they started."""
     try:
-        os.killpg(pid, signal.SIGTERM)
+        os.killpg(pid, signal.SIGTERM if grace > 0 else signal.SIGKILL)
     except ProcessLookupError:
         return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and _alive(pid):
-        time.sleep(0.2)
-    if _alive(pid):
+    try:
+        tenacity.Retrying(retry=tenacity.retry_if_result(bool),
+                          stop=tenacity.stop_after_delay(grace),
+                          wait=tenacity.wait_fixed(0.2))(_alive, pid)
+    except tenacity.RetryError:
         try:
             os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:

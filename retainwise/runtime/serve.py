@@ -2,33 +2,23 @@
 
 In production `retainwise runner` (an ECS service) serves RUNNER_DEPLOYMENTS, score-upload and
 reap-stale; large uploads, training and migrations run on the `ecs` work pool (prefect.yaml). The
-local stack serves all of them here, since it has no ECS. `python -m retainwise.runtime.serve`
-forks warm workers (retainwise.runtime.worker) that execute runs in-process; `--cold` falls back to
-Prefect's `serve`, which starts a fresh interpreter per run.
+local stack serves all of them here, since it has no ECS. Every deployment is defined once in
+flows/deployments.py. `python -m retainwise.runtime.serve` forks warm workers
+(retainwise.runtime.worker) that execute runs in-process; `--cold` falls back to Prefect's
+`serve`, which starts a fresh interpreter per run.
 """
 
 import argparse
 import os
 
-from flows.migrate import migrate
-from flows.reap_stale import reap_stale
-from flows.score_upload import score_upload
-from flows.train_model import train_model
+from flows.deployments import DEPLOYMENTS
 
-REAP_EVERY_SECONDS = 60
-RUNNER_DEPLOYMENTS = ("score-upload", "reap-stale")
+RUNNER_DEPLOYMENTS = tuple(d.name for d in DEPLOYMENTS if d.warm)  # `retainwise runner`
 
 
 def deployments(only: list[str] | None = None) -> list:
     """(flow, deployment) pairs: the warm runner executes the flow objects themselves."""
-    every = [
-        (score_upload, score_upload.to_deployment(name="score-upload", tags=["scoring"])),
-        (score_upload, score_upload.to_deployment(name="score-upload-large", tags=["scoring"])),
-        (migrate, migrate.to_deployment(name="migrate")),
-        (train_model, train_model.to_deployment(name="train-model")),
-        (reap_stale, reap_stale.to_deployment(name="reap-stale", interval=REAP_EVERY_SECONDS)),
-    ]
-    return [pair for pair in every if only is None or pair[1].name in only]
+    return [(d.flow(), d.to_deployment()) for d in DEPLOYMENTS if only is None or d.name in only]
 
 
 def main(argv: list[str] | None = None) -> None:

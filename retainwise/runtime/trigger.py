@@ -7,13 +7,13 @@ reaches the dead-letter queue after `maxReceiveCount` receives.
 from __future__ import annotations
 
 import contextvars
-import json
 import logging
-import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
+
+import tenacity
 
 from retainwise.adapters import aws, db
 from retainwise.adapters.resources import Resources
@@ -21,16 +21,6 @@ from retainwise.config.settings import Settings
 
 log = logging.getLogger("retainwise.runtime.trigger")
 StartRun = Callable[[dict[str, Any]], str]
-
-
-def parse_message(body: str) -> dict[str, Any] | None:
-    try:
-        payload = json.loads(body)
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(payload, dict) or not isinstance(payload.get("prediction_id"), str):
-        return None
-    return payload
 
 
 def idempotency_key(prediction: dict[str, Any]) -> str:
@@ -67,19 +57,14 @@ def retry_busy(call: Callable[[], Any], timeout: float, base: float = 0.05, cap:
     The local Prefect server answers 503 when a SQLite write conflicts with another (it fails at
     once; its busy timeout does not apply). Prefect's client then waits 2, 4, 8, 16, 32 s, which
     was most of a burst's latency; a conflict clears in milliseconds, so short waits suffice.
-    Gives up (re-raises) once `timeout` s have passed, leaving the message to be redelivered.
+    Gives up (re-raises) before a wait would pass `timeout` s, leaving the message to be
+    redelivered.
     """
-    deadline = time.monotonic() + timeout
-    attempt = 0
-    while True:
-        try:
-            return call()
-        except Exception as exc:
-            wait = random.uniform(0, min(cap, base * 2 ** attempt))
-            if not is_busy(exc) or time.monotonic() + wait > deadline:
-                raise
-        attempt += 1
-        sleep(wait)
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(is_busy),
+        wait=tenacity.wait_random_exponential(multiplier=base, max=cap),
+        stop=tenacity.stop_before_delay(timeout), sleep=sleep, reraise=True)
+    return retrying(call)
 
 
 def raise_if_busy(response: Any) -> None:
@@ -199,7 +184,7 @@ def routed_by_size(env: Resources, starters: dict[str, StartRun]) -> StartRun:
 
 def handle_message(env: Resources, message: dict[str, Any], start_run: StartRun) -> str:
     """Returns what happened: 'started', or why the message was left for redrive."""
-    payload = parse_message(message.get("Body", ""))
+    payload = aws.parse_upload_message(message.get("Body", ""))
     if payload is None:
         log.warning("message %s is not a valid upload message; leaving it for the DLQ",
                     message.get("MessageId"))

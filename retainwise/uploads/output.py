@@ -82,16 +82,3 @@ def _arrow_values(column: pd.Series):
 def _quoted(text: str) -> str:
     needs = any(c in text for c in ',"\r\n')
     return '"' + text.replace('"', '""') + '"' if needs else text
-
-
-def risk_counts(results: pd.DataFrame) -> dict[str, int]:
-    counts = results["churn_risk"].value_counts()
-    return {tier: int(counts.get(tier, 0)) for tier in ("HIGH", "MEDIUM", "LOW")}
-
-
-def build_report(upload, results: pd.DataFrame, model) -> dict:
-    """The JSON summary stored beside the results (kept here for callers of the first version)."""
-    from retainwise.uploads.report import build_report as full_report
-
-    return full_report(upload, results, model)
-

@@ -158,11 +158,8 @@ def sniff(text: str) -> tuple[str, list[str]]:
     return best, best_header
 
 
-def sniff_delimiter(text: str) -> str:
-    return sniff(text)[0]
-
-
 def normalise_header(name: str) -> str:
+    """A header as matched against the model's columns: case, spaces, `_` and `-` ignored."""
     return re.sub(r"[\s_\-]+", "", str(name)).lower()
 
 

@@ -62,7 +62,8 @@ def stale_reason(row: dict[str, Any], run_state: str | None, stale_after_seconds
 def sweep(env: Resources, run_states: RunStates, cancel_run: CancelRun, max_attempts: int = 3,
           stale_after_seconds: float | None = None, now: datetime | None = None) -> list[Reaped]:
     """Requeue or fail every stale PROCESSING row and cancel its old run; each change is
-    conditional, so two reapers are safe."""
+    conditional, so two reapers are safe. `now` (default: the clock) is when ages are
+    measured from: tests need not wait."""
     limit = env.settings.stale_after_seconds if stale_after_seconds is None else stale_after_seconds
     now = now or db.utcnow()
     rows = db.processing(env.engine)
@@ -105,8 +106,8 @@ def resend_lost_messages(env: Resources, stale_after_seconds: float,
 
 
 def _send(env: Resources, row: dict[str, Any], now: datetime) -> None:
-    message_id = env.queue.send({"prediction_id": row["id"], "account": row["account"],
-                                 "model": row["model_name"], "attempt": row["attempts"] + 1})
+    message_id = env.queue.send(row["id"], row["account"], row["model_name"],
+                                attempt=row["attempts"] + 1)
     db.record_queued(env.engine, row["id"], message_id, now)
 
 

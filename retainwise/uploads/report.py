@@ -6,15 +6,17 @@ each feature against the training profile (PSI, flagged above 0.2).
 
 from __future__ import annotations
 
-import html
+import functools
 import math
 from typing import Any
 
+import jinja2
 import numpy as np
 import pandas as pd
 
 from models.features import bin_shares
 from models.profile import FeatureProfile, ModelProfile
+from retainwise.uploads.validation import top_counts, unknown_categories
 
 PSI_FLAG = 0.2  # population stability index above this: the feature has drifted
 PSI_FLOOR = 1e-4  # share given to empty buckets, so the log stays finite
@@ -83,7 +85,7 @@ def merge_counts(parts: list[dict[str, Any]]) -> dict[str, Any]:
     merged = dict(parts[0])
     for part in parts[1:]:
         merged = {key: _add(value, part.get(key)) for key, value in merged.items()}
-    merged["columns"] = {name: {**column, "unknown_values": _top(column["unknown_values"])}
+    merged["columns"] = {name: {**column, "unknown_values": top_counts(column["unknown_values"])}
                          if "unknown_values" in column else column
                          for name, column in merged["columns"].items()}
     return merged
@@ -100,16 +102,8 @@ def _add(mine: Any, theirs: Any) -> Any:
     return mine
 
 
-def _top(counts: dict[str, int], keep: int = 10) -> dict[str, int]:
-    return dict(sorted(counts.items(), key=lambda kv: -kv[1])[:keep])
-
-
-def drift(upload, profile: ModelProfile) -> dict[str, float]:
-    """PSI of the scored rows per feature for which the profile holds a training distribution."""
-    return drift_from_counts(upload_counts(upload, None, profile), profile)
-
-
 def drift_from_counts(counts: dict[str, Any], profile: ModelProfile) -> dict[str, float]:
+    """PSI of the scored rows per feature for which the profile holds a training distribution."""
     scores = {}
     for feature in profile.features:
         numeric = counts["numeric_counts"].get(feature.name)
@@ -154,8 +148,7 @@ def report_from_counts(counts: dict[str, Any], model, prediction_id: str | None 
         "rows_rejected": counts["rows_rejected"],
         "reject_reasons": counts["reject_kinds"],
         "risk_counts": counts["risk_counts"],
-        "unknown_categories": {name: q["unknown"] for name, q in counts["columns"].items()
-                               if q.get("unknown")},
+        "unknown_categories": unknown_categories(counts["columns"]),
         "out_of_range": {n: c["out_of_range"] for n, c in columns.items() if c.get("out_of_range")},
         "drift_threshold": PSI_FLAG,
         "drifted_features": [n for n, c in columns.items() if c["drifted"]],
@@ -166,27 +159,27 @@ def report_from_counts(counts: dict[str, Any], model, prediction_id: str | None 
 
 
 def _cell(value: Any) -> str:
-    if value is None:
-        return "&ndash;"
+    """A table cell's text; empty where nothing was measured (the page shows a dash)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
     if isinstance(value, float):
-        return "&ndash;" if math.isnan(value) else f"{value:.3g}"
+        return f"{value:.3g}"
     if isinstance(value, dict):
-        return html.escape(", ".join(f"{k} ({v})" for k, v in value.items())) or "&ndash;"
-    return html.escape(str(value))
+        return ", ".join(f"{k} ({v})" for k, v in value.items())
+    return str(value)
 
 
-def _table(header: list[str], rows: list[list[Any]], classes: list[str] | None = None) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join(
-        f"<tr class=\"{(classes or [''] * len(rows))[i]}\">"
-        + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>" for i, row in enumerate(rows))
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+@functools.cache
+def _template() -> jinja2.Template:
+    env = jinja2.Environment(loader=jinja2.PackageLoader("retainwise.uploads", "templates"),
+                             autoescape=True, undefined=jinja2.StrictUndefined)
+    env.filters["cell"] = _cell
+    return env.get_template("report.html")
 
 
 def render_html(report: dict[str, Any]) -> str:
-    """A self-contained page; every value from the customer's file is HTML-escaped."""
-    status = report["status"]
-    summary = [["status", status], ["rows in the file", report["rows_total"]],
+    """A self-contained page (templates/report.html); Jinja2 escapes every value."""
+    summary = [["status", report["status"]], ["rows in the file", report["rows_total"]],
                ["rows scored", report["rows_scored"]], ["rows rejected", report["rows_rejected"]],
                ["model", f"{report['model_name']} v{report['model_version']}"],
                ["read as", ", ".join(f"{k}: {v}" for k, v in report["source"].items())]]
@@ -202,28 +195,8 @@ def render_html(report: dict[str, Any]) -> str:
                         c.get("out_of_range"), c.get("unknown_values") or c.get("unknown"),
                         c.get("psi")])
         classes.append("drift" if c["drifted"] else "")
-    ignored = report.get("ignored_columns") or []
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>RetainWise data-quality report</title>
-<style>body{{font-family:sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse;
-margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}
-th{{background:#f3f3f3}}tr.drift td{{background:#fff1d6}}.FAILED{{color:#b00}}</style></head>
-<body><h1>Data-quality report</h1>
-<p class="{html.escape(status)}">Upload {html.escape(str(report.get('prediction_id') or ''))}:
-<strong>{html.escape(status)}</strong></p>
-<h2>Summary</h2>{_table(["", ""], summary)}
-<h2>Rejected rows by reason</h2>
-{_table(["reason", "rows"], reasons) if reasons else "<p>No rows were rejected.</p>"}
-<p>Each rejected row is listed with its row number, reason and original values in
-<code>rejects.csv</code>.</p>
-<h2>Columns</h2>
-<p>Drift is the population stability index (PSI) of the scored rows against the training data;
-rows above {report['drift_threshold']} are highlighted. &ndash; means not measured.</p>
-{_table(["column", "kind", "missing", "missing in training", "not a number", "out of range",
-         "unknown categories", "PSI"], columns, classes)}
-{"<p>Columns not used by the model: " + html.escape(", ".join(ignored)) + "</p>" if ignored else ""}
-</body></html>
-"""
+    return _template().render(report={"ignored_columns": [], **report}, summary=summary,
+                              reasons=reasons, columns=columns, classes=classes) + "\n"
 
 
 def summary_markdown(report: dict[str, Any], report_key: str) -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import difflib
 import logging
-import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import islice
@@ -29,9 +28,8 @@ import pyarrow.compute as pc
 
 from models.profile import FeatureProfile, ModelProfile
 from retainwise.config.errors import UploadRejected
-from retainwise.uploads.reading import TextTable, match_columns
+from retainwise.uploads.reading import TextTable, match_columns, normalise_header
 
-ID = "customer_id"
 ID_PRESENT = "customer id present"  # check-frame column: 1.0 where the row has an id, else NaN
 RANGE_MARGIN = 0.5  # numbers may stray this share of the training span beyond its min and max
 MISSING_MARKERS = {"na", "n/a", "nan", "null", "none", "#n/a", "-", "?"}
@@ -64,11 +62,14 @@ class ValidatedUpload:
     def rows_rejected(self) -> int:
         return len(self.rejects)
 
-    @property
-    def report(self) -> dict[str, Any]:
-        return {"rows_total": self.rows_total, "rows_rejected": self.rows_rejected,
-                "unknown_categories": {name: q["unknown"] for name, q in
-                                       self.quality.get("columns", {}).items() if q.get("unknown")}}
+def unknown_categories(columns: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """Per column, the rows whose category training never saw (scored, but counted)."""
+    return {name: quality["unknown"] for name, quality in columns.items() if quality.get("unknown")}
+
+
+def top_counts(counts: dict[str, int], keep: int = 10) -> dict[str, int]:
+    """The `keep` largest counts, largest first: what the report lists of unseen values."""
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1])[:keep])
 
 
 def require_columns(frame: pd.DataFrame, profile: ModelProfile) -> pd.DataFrame:
@@ -78,9 +79,8 @@ def require_columns(frame: pd.DataFrame, profile: ModelProfile) -> pd.DataFrame:
     present = [c for c in frame.columns if c not in required]
 
     def hint(name: str) -> str:
-        keys = {re.sub(r"[\s_\-]+", "", c).lower(): c for c in present}
-        close = difflib.get_close_matches(re.sub(r"[\s_\-]+", "", name).lower(), list(keys),
-                                          n=1, cutoff=0.6)
+        keys = {normalise_header(c): c for c in present}
+        close = difflib.get_close_matches(normalise_header(name), list(keys), n=1, cutoff=0.6)
         return f" (did you mean {keys[close[0]]!r}?)" if close else ""
 
     if profile.id_column and profile.id_column not in frame.columns:
@@ -224,10 +224,10 @@ def parse_categories(raw: pd.Series,
             missing += int(count)
         elif value not in known and count:
             unknown[value] = unknown.get(value, 0) + int(count)
-    top = dict(sorted(unknown.items(), key=lambda kv: -kv[1])[:10])
     return (pd.Series(values, index=raw.index, dtype=object),
             {"kind": "categorical", "missing": missing,
-             "unknown": sum(unknown.values()), "unknown_values": top}, (codes, canonical))
+             "unknown": sum(unknown.values()), "unknown_values": top_counts(unknown)},
+            (codes, canonical))
 
 
 def value_counts(codes: np.ndarray, canonical: list) -> dict[str | None, int]:

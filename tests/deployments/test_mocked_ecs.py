@@ -8,7 +8,6 @@ RUNNING -> STOPPED to prefect-aws's observer handlers itself, as EventBridge wou
 import asyncio
 import re
 import threading
-import time
 import uuid
 from datetime import datetime, timezone
 
@@ -17,9 +16,11 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.states import Running
 
-from deployments.ecs import default_job_template, load_deployments
+from deployments.ecs import default_job_template
 from retainwise.adapters import aws
 from retainwise.entrypoints import follow
+from tests.deployments.prefect_yaml import load_deployments
+from tests.helpers import wait_for
 
 
 @pytest.fixture
@@ -127,13 +128,13 @@ def test_mocked_ecs_job_renders_a_valid_run_task_and_the_follower_sees_every_sta
     watcher = threading.Thread(target=lambda: result.update(outcome=follow.follow(
         flow_run_id, timeout=60, say=seen.append, poll_seconds=0.1)))
     watcher.start()
-    for status in ("PROVISIONING", "PENDING"):
-        asyncio.run(replicate_ecs_event(ecs_event(status, task), tags))
-        time.sleep(0.4)
+    asyncio.run(replicate_ecs_event(ecs_event("PROVISIONING", task), tags))
+    wait_for(lambda: "ECS task is provisioning" in "\n".join(seen), 30, "the follower to say so")
+    asyncio.run(replicate_ecs_event(ecs_event("PENDING", task), tags))
     with get_client(sync_client=True) as client:  # the flow engine inside the container starts
         client.set_flow_run_state(uuid.UUID(flow_run_id), Running(), force=True)
     asyncio.run(replicate_ecs_event(ecs_event("RUNNING", task), tags))
-    time.sleep(0.4)
+    wait_for(lambda: seen and "] RUNNING" in seen[-1], 30, "the follower to see RUNNING")
     asyncio.run(mark_runs_as_crashed(ecs_event("STOPPED", task, exit_code=137), tags))
     watcher.join(30)
 

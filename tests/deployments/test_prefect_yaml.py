@@ -3,7 +3,9 @@
 import pytest
 from prefect.flows import load_flow_from_entrypoint
 
-from deployments.ecs import PREFECT_YAML, load_deployments
+from flows.deployments import DEPLOYMENTS
+from retainwise.runtime import serve
+from tests.deployments.prefect_yaml import load_deployments, placeholders
 
 EXPECTED = {"score-upload-large", "train-model", "migrate"}  # on the ecs pool
 WARM = {"score-upload", "reap-stale"}  # served by `retainwise runner`
@@ -11,10 +13,7 @@ WARM = {"score-upload", "reap-stale"}  # served by `retainwise runner`
 
 @pytest.fixture(scope="module")
 def deployments():
-    import re
-
-    names = set(re.findall(r"\{\{\s*\$(\w+)\s*\}\}", PREFECT_YAML.read_text()))
-    return {d["name"]: d for d in load_deployments({n: f"value-of-{n}" for n in names})}
+    return {d["name"]: d for d in load_deployments({n: f"value-of-{n}" for n in placeholders()})}
 
 
 def test_the_ecs_deployments_point_at_flows_that_load(deployments):
@@ -49,11 +48,27 @@ def test_a_missing_environment_variable_is_named():
         load_deployments({})
 
 
-def test_the_local_runner_serves_every_deployment_and_the_production_runner_the_warm_ones():
-    from retainwise.runtime import serve
+def test_prefect_yaml_matches_the_one_definition_of_the_deployments(deployments):
+    defined = {d.name: d for d in DEPLOYMENTS if not d.warm}
+    assert set(defined) == EXPECTED == set(deployments)
+    assert {d.name for d in DEPLOYMENTS if d.warm} == WARM
+    for name, deployment in deployments.items():
+        definition = defined[name]
+        assert deployment["entrypoint"] == definition.entrypoint
+        assert tuple(deployment["tags"]) == definition.tags
+        assert deployment["description"] == definition.description
+        intervals = [s["interval"] for s in deployment.get("schedules") or []]
+        assert intervals == ([definition.interval_seconds] if definition.interval_seconds else [])
 
-    assert {d.name for _, d in serve.deployments()} == EXPECTED | WARM
+
+def test_the_local_runner_serves_every_deployment_and_the_production_runner_the_warm_ones():
+    served = serve.deployments()
+    assert [(flow.name, d.name) for flow, d in served] == [
+        (d.name.removesuffix("-large"), d.name) for d in DEPLOYMENTS]
     assert {d.name for _, d in serve.deployments(list(serve.RUNNER_DEPLOYMENTS))} == WARM
+    by_name = {d.name: d for _, d in served}
+    assert by_name["reap-stale"].schedules[0].schedule.interval.total_seconds() == 300
+    assert by_name["score-upload"].tags == ["scoring"] and not by_name["score-upload"].schedules
 
 
 def test_the_deploy_workflow_migrates_by_deployment_before_it_deploys():
@@ -69,3 +84,16 @@ def test_the_deploy_workflow_migrates_by_deployment_before_it_deploys():
     assert "retainwise migrate --deployment --timeout 600" in migrate_steps
     deploy_steps = " ".join(step.get("run", "") for step in jobs["deploy"]["steps"])
     assert "prefect --no-prompt deploy --all" in deploy_steps
+
+
+def test_the_deployment_guide_gives_the_queue_the_visibility_timeout_the_code_uses():
+    from pathlib import Path
+
+    from retainwise.adapters.aws import VISIBILITY_TIMEOUT_SECONDS
+    from retainwise.config.settings import Settings
+
+    guide = (Path(__file__).resolve().parents[2] / "deployments" / "README.md").read_text()
+    stated = f"`VisibilityTimeout={VISIBILITY_TIMEOUT_SECONDS}`"
+    assert stated in guide and "VisibilityTimeout=" not in guide.replace(stated, "")
+    # the trigger gives up on a busy Prefect API before the message could be received again
+    assert Settings().trigger_create_timeout < VISIBILITY_TIMEOUT_SECONDS

@@ -12,12 +12,12 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from uuid import UUID
 
+import psutil
 import pytest
 from prefect.settings import PREFECT_API_URL
 
@@ -26,11 +26,12 @@ from flows.score_upload import score_upload
 from retainwise.adapters import db
 from retainwise.adapters import prefect_api
 from retainwise.adapters.resources import Resources
+from retainwise.local.stack import stop_group
 from retainwise.uploads import reaper
 from retainwise.runtime.trigger import deployment_starter, handle_message
 from tasks.status import UploadTimedOut
 from tests.conftest import REPO
-from tests.helpers import customers_csv, results_of, submit
+from tests.helpers import customers_csv, results_of, submit, wait_for
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 DEPLOYMENT = "score-upload/kill-test"
@@ -48,26 +49,7 @@ def spawn(code: str, log: Path) -> subprocess.Popen:
 
 
 def descendants(pid: int) -> list[int]:
-    children = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                children.append(int(entry.name))
-    return children + [d for c in children for d in descendants(c)]
-
-
-def wait_for(predicate, timeout: float, what: str, poll: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    return [child.pid for child in psutil.Process(pid).children(recursive=True)]
 
 
 def status_of(resources, prediction_id) -> str:
@@ -85,10 +67,7 @@ def runner(resources, tmp_path):
             f"score_upload.serve(name={DEPLOYMENT.split('/')[1]!r}, limit=2)")
     process = spawn(code, tmp_path / "runner.log")
     yield process
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    stop_group(process.pid, grace=0)
     process.wait(10)
 
 

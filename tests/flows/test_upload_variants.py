@@ -15,6 +15,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,7 +29,7 @@ from retainwise.uploads.output import result_keys
 from retainwise.uploads.reading import read_upload
 from retainwise.local.sample import synthetic_customers
 from retainwise.config.settings import Settings
-from retainwise.uploads.validation import validate_upload
+from retainwise.uploads.validation import unknown_categories, validate_upload
 from tests.conftest import telco_path
 
 NUMERIC = ["SeniorCitizen", "tenure", "MonthlyCharges", "TotalCharges"]
@@ -144,7 +145,7 @@ def test_variant_scores_exactly_like_the_clean_file(variant, telco, clean):
     status, upload, results = score_bytes(VARIANTS[variant](frame), trained)
     assert status == "COMPLETED", upload
     assert upload.rows_rejected == 0, upload.rejects["reason"].head().tolist()
-    assert upload.report["unknown_categories"] == {}
+    assert unknown_categories(upload.quality["columns"]) == {}
     assert results["customer_id"].tolist() == clean["customer_id"].tolist()
     np.testing.assert_allclose(results["churn_probability"], clean["churn_probability"],
                                rtol=0, atol=1e-9)
@@ -345,7 +346,7 @@ def test_flow_fails_a_mostly_invalid_upload_but_leaves_report_and_rejects(resour
     report = json.loads(s3_object(resources, keys.report))
     assert (report["status"], report["rows_rejected"], report["rows_scored"]) == ("FAILED", 200, 0)
     assert len(pd.read_csv(io.BytesIO(s3_object(resources, keys.rejects)))) == 200
-    with pytest.raises(Exception, match="NoSuchKey|Not Found|404"):
+    with pytest.raises(ClientError, match="NoSuchKey|Not Found|404"):
         s3_object(resources, keys.results)
 
 

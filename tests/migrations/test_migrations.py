@@ -59,7 +59,7 @@ def test_constraints_are_named(database_url):
     migrations.upgrade(database_url)
     engine = sa.create_engine(database_url)
     inspector = sa.inspect(engine)
-    assert inspector.get_pk_constraint("predictions")["name"] in ("pk_predictions", None)
+    assert inspector.get_pk_constraint("predictions")["name"] == "pk_predictions"
     checks = {c["name"] for c in inspector.get_check_constraints("predictions")}
     engine.dispose()
     assert "ck_predictions_status_known" in checks

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import signal
 import shutil
 import subprocess
 import tempfile
-import time
 import urllib.request
 from contextlib import contextmanager
 from typing import Any, Iterator
+
+from retainwise.local.stack import stop_group
+from tests.helpers import wait_for
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -40,13 +40,12 @@ class Page:
         return self.evaluate("document.body ? document.body.innerText : ''") or ""
 
     def wait_for_text(self, needle: str, timeout: float = 30) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            text = self.text()
-            if needle in text:
-                return text
-            time.sleep(0.2)
-        raise AssertionError(f"{needle!r} never appeared; the page shows:\n{self.text()[-1500:]}")
+        try:
+            return wait_for(lambda: (text := self.text()) if needle in text else None, timeout,
+                            repr(needle), poll=0.2)
+        except AssertionError:
+            raise AssertionError(f"{needle!r} never appeared; the page shows:\n"
+                                 f"{self.text()[-1500:]}") from None
 
 
 @contextmanager
@@ -65,32 +64,16 @@ def headless_page(port: int) -> Iterator[Page]:
             with connect(target["webSocketDebuggerUrl"], max_size=None) as ws:
                 yield Page(ws)
         finally:  # the browser and its renderer/zygote helpers: the whole process group
-            _stop_group(process)
-
-
-def _stop_group(process: subprocess.Popen) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
+            stop_group(process.pid)
             process.wait(10)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    process.poll()
 
 
 def _first_page(port: int, timeout: float = 20) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def pages() -> list[dict[str, Any]]:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=2) as r:
-                pages = [t for t in json.load(r) if t["type"] == "page"]
-            if pages:
-                return pages[0]
+                return [t for t in json.load(r) if t["type"] == "page"]
         except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("chromium did not open its DevTools port")
+            return []
+
+    return wait_for(pages, timeout, "chromium to open its DevTools port", poll=0.1)[0]

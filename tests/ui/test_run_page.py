@@ -5,11 +5,8 @@ serves the API only, no UI).
 """
 
 import os
-import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from uuid import UUID
 
 import pytest
@@ -18,6 +15,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.score_upload import score_upload
 from retainwise.adapters import db
+from retainwise.local.stack import stop_group, wait_healthy
 from tests.conftest import free_port
 from tests.helpers import customers_csv, submit
 from tests.ui.browser import CHROMIUM, headless_page
@@ -41,23 +39,11 @@ def prefect_server_with_ui(tmp_path_factory):
              "--port", str(port), "--no-services"],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        _wait_healthy(f"{url}/api/health", server)
+        wait_healthy(f"{url}/api/health", 120, server, home / "server.log")
         yield url
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(20)
-
-
-def _wait_healthy(url, server, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert server.poll() is None, "prefect server exited"
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.3)
-    raise AssertionError(f"{url} not healthy after {timeout} s")
+        stop_group(server.pid, grace=20)
+        server.wait(10)
 
 
 def test_a_completed_runs_page_shows_its_summary(resources, prefect_server_with_ui):

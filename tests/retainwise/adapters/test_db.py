@@ -35,8 +35,8 @@ def test_only_one_of_many_concurrent_claims_wins(migrated_engine):
 def test_a_finished_prediction_cannot_be_claimed_again(migrated_engine):
     prediction_id = new_prediction(migrated_engine)
     assert db.claim_prediction(migrated_engine, prediction_id)
-    db.set_status(migrated_engine, prediction_id, db.Status.COMPLETED, rows_total=3,
-                  rows_scored=2, rows_rejected=1)
+    assert db.finish_prediction(migrated_engine, prediction_id, None, db.Status.COMPLETED,
+                                rows_total=3, rows_scored=2, rows_rejected=1)
     assert not db.claim_prediction(migrated_engine, prediction_id)
     row = db.get_prediction(migrated_engine, prediction_id)
     assert row["status"] == "COMPLETED" and row["completed_at"] is not None

@@ -20,7 +20,7 @@ def test_revision_upgrades_reruns_downgrades_with_named_constraints(database_url
     inspector = sa.inspect(engine)
     checks = {c["name"] for c in inspector.get_check_constraints("model_promotions")}
     assert "ck_model_promotions_action_known" in checks
-    assert inspector.get_pk_constraint("model_promotions")["name"] in ("pk_model_promotions", None)
+    assert inspector.get_pk_constraint("model_promotions")["name"] == "pk_model_promotions"
     migrations.downgrade(database_url, "0002_add_sqs_columns")
     assert not sa.inspect(engine).has_table("model_promotions")
     assert sa.inspect(engine).has_table("predictions")

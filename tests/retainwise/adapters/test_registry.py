@@ -30,7 +30,7 @@ def labeled_table():
 def store(tmp_path_factory):
     home = tmp_path_factory.mktemp("registry")
     settings = Settings(home=home, mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}",
-                        database_url=f"sqlite:///{home / 'retainwise.adapters.db'}")
+                        database_url=f"sqlite:///{home / 'retainwise.db'}")
     migrations.upgrade(settings.db_url)
     engine = make_engine(settings.db_url)
     table = labeled_table()

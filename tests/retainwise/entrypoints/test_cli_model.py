@@ -17,7 +17,7 @@ def model_env(monkeypatch, tmp_path, prefect_api):
     monkeypatch.delenv("RETAINWISE_DATABASE_URL", raising=False)
     monkeypatch.setenv("USER", "dana")
     home.mkdir()
-    migrations.upgrade(f"sqlite:///{home / 'retainwise.adapters.db'}")
+    migrations.upgrade(f"sqlite:///{home / 'retainwise.db'}")
     data = tmp_path / "customers.csv"
     table = synthetic_customers(800, seed=9).drop(columns=["customer_id"])
     table.rename(columns={"Churn": "Churn Flag"}).to_csv(data, index=False)

@@ -1,9 +1,66 @@
-"""The stack's services: N runner services, and `down` stops every one it recorded."""
+"""The local stack's own plumbing: its dotenv file, stopping a process group, waiting for health,
+N runner services."""
 
 import subprocess
+import sys
+
+import psutil
+import pytest
 
 from retainwise.config.settings import Settings
 from retainwise.local import stack
+from tests.conftest import free_port
+
+
+def test_stack_env_round_trips_and_real_variables_win(tmp_path, monkeypatch):
+    settings = Settings(home=tmp_path)
+    env = {**stack.stack_environment(settings), "RETAINWISE_ODD": "a b=c'\"#d"}
+    stack.write_stack_env(settings, env)
+    for key in env:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("PREFECT_LOGGING_LEVEL", "DEBUG")  # set by the user: kept
+    stack.load_stack_env(settings)
+    import os
+
+    assert os.environ["RETAINWISE_ODD"] == "a b=c'\"#d"
+    assert os.environ["AWS_ENDPOINT_URL"] == env["AWS_ENDPOINT_URL"]
+    assert os.environ["PREFECT_LOGGING_LEVEL"] == "DEBUG"
+
+
+def test_a_missing_stack_env_changes_nothing(tmp_path):
+    stack.load_stack_env(Settings(home=tmp_path))  # no file: no error
+
+
+@pytest.mark.parametrize("grace", [0, 5])
+def test_stop_group_stops_the_leader_and_its_children(grace):
+    leader = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
+                               "subprocess.Popen([sys.executable, '-c', 'import time; "
+                               "time.sleep(60)']); print('up', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, start_new_session=True)
+    assert leader.stdout.readline() == b"up\n"
+    [child] = psutil.Process(leader.pid).children(recursive=True)
+    stack.stop_group(leader.pid, grace=grace)
+    assert leader.wait(10) is not None
+    assert psutil.wait_procs([child], timeout=10)[1] == []  # none left alive
+
+
+def test_wait_healthy_names_a_server_that_exited(tmp_path):
+    log = tmp_path / "server.log"
+    log.write_text("address already in use\n")
+    process = subprocess.Popen([sys.executable, "-c", "raise SystemExit(1)"])
+    process.wait()
+    with pytest.raises(RuntimeError, match="exited early(.|\n)*address already in use"):
+        stack.wait_healthy(f"http://127.0.0.1:{free_port()}/", 30, process, log)
+
+
+def test_wait_healthy_gives_up_after_its_timeout(tmp_path):
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        with pytest.raises(TimeoutError, match="not healthy after 1 s"):
+            stack.wait_healthy(f"http://127.0.0.1:{free_port()}/", 1, process, tmp_path / "log")
+    finally:
+        process.kill()
+        process.wait()
 
 
 def test_runners_setting_gives_that_many_runner_services_sharing_the_cores():

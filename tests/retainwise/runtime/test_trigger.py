@@ -54,7 +54,7 @@ def test_one_message_starts_one_named_flow_run(resources, deployment_id):
 
 def test_the_same_message_twice_gives_one_run_and_one_result(resources, deployment_id):
     prediction_id = submit(resources, customers_csv(30))
-    resources.queue.send({"prediction_id": prediction_id, "account": "acme", "model": "churn"})
+    resources.queue.send(prediction_id, "acme", "churn")
     messages = receive_all(resources.queue, 2)
     assert len(messages) == 2
     start = deployment_starter("score-upload/score-upload")
@@ -173,7 +173,7 @@ def test_a_burst_through_the_running_trigger_gives_one_run_per_upload_and_emptie
         resources, deployment_id):
     ids = [submit(resources, customers_csv(5)) for _ in range(12)]
     for prediction_id in ids[:3]:  # duplicates, received in the same or a later batch
-        resources.queue.send({"prediction_id": prediction_id, "account": "acme", "model": "churn"})
+        resources.queue.send(prediction_id, "acme", "churn")
     start = deployment_starter("score-upload/score-upload")
     stop = threading.Event()
     trigger = threading.Thread(target=run_trigger, args=(resources, start, stop),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from prefect import flow, task
@@ -12,6 +11,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from retainwise.runtime import worker
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -88,11 +88,11 @@ def test_a_poll_reads_only_due_scheduled_runs_and_the_heartbeat_poll_finds_the_s
         assert worker.claim(client, taken)  # Pending now: no longer offered
         polled = [run.id for run in worker.next_runs(client, served)]
         beat = [run.id for run in worker.next_runs(client, served, heartbeat=True)]
-        for _ in range(100):  # the server marks the deployment ready in a background task
-            if client.read_deployment(deployment_id).status.value == "READY":
-                break
-            time.sleep(0.1)
-        status = client.read_deployment(deployment_id).status.value
+        try:  # the server marks the deployment ready in a background task
+            status = wait_for(lambda: (client.read_deployment(deployment_id).status.value
+                                       == "READY") and "READY", 10, "READY", poll=0.1)
+        except AssertionError:
+            status = client.read_deployment(deployment_id).status.value
         for left in [future.id, *due[1:]]:  # not for the next test's worker to find
             client.set_flow_run_state(left, Cancelled(), force=True)
     assert taken.id == due[0]

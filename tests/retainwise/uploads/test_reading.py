@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from retainwise.config.errors import UploadRejected
-from retainwise.uploads.reading import match_columns, read_upload, sniff_delimiter
+from retainwise.uploads.reading import match_columns, read_upload, sniff
 
 ROWS = [["customer_id", "Name", "Tenure Months", "Monthly Charges"],
         ["C1", "Zoë Müller", "5", "29.85"],
@@ -45,7 +45,7 @@ def test_each_delimiter_is_detected(delimiter, name):
 
 def test_semicolon_file_with_decimal_commas_is_not_mistaken_for_comma_separated():
     text = "customer_id;tenure;charges\nC1;1;29,85\nC2;34;1889,50\nC3;2;53,85\n"
-    assert sniff_delimiter(text) == ";"
+    assert sniff(text)[0] == ";"
     assert read_upload(text.encode()).frame["charges"].tolist() == ["29,85", "1889,50", "53,85"]
 
 

@@ -7,7 +7,8 @@ import pytest
 from models.profile import FeatureProfile, ModelProfile
 from retainwise.config.errors import UploadRejected
 from retainwise.uploads.reading import read_upload
-from retainwise.uploads.validation import build_expectations, numeric_bounds, validate_upload
+from retainwise.uploads.validation import (build_expectations, numeric_bounds, unknown_categories,
+                                           validate_upload)
 
 PROFILE = ModelProfile(
     id_column="customer_id", target="Churn",
@@ -66,7 +67,7 @@ def test_booleans_and_case_map_to_the_training_spelling(cell, category):
     upload = validate(f"C1,5,29.85,0,one  YEAR,{cell}\n")
     assert upload.accepted["Partner"].tolist() == [category]
     assert upload.accepted["Contract"].tolist() == ["One year"]
-    assert upload.report["unknown_categories"] == {}
+    assert unknown_categories(upload.quality["columns"]) == {}
 
 
 def test_blank_whitespace_and_na_markers_are_missing_not_errors():
@@ -80,7 +81,7 @@ def test_unknown_categories_are_scored_but_counted():
     upload = validate("C1,5,29.85,0,Three year,Yes\nC2,5,29.85,0,Three year,Yes\n"
                       "C3,5,29.85,0,Monthly,Yes\n")
     assert upload.rows_rejected == 0 and len(upload.accepted) == 3
-    assert upload.report["unknown_categories"] == {"Contract": 3}
+    assert unknown_categories(upload.quality["columns"]) == {"Contract": 3}
     assert upload.quality["columns"]["Contract"]["unknown_values"] == {"Three year": 2,
                                                                       "Monthly": 1}
 
