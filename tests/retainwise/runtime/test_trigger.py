@@ -157,7 +157,8 @@ def test_after_the_reaper_requeues_a_crashed_upload_a_fresh_run_finishes_it(
     [first] = runs_for(deployment_id, prediction_id)
     assert db.claim_prediction(resources.engine, prediction_id, str(first.id))  # then it "dies"
 
-    [reaped] = reaper.sweep(resources, lambda ids: {str(first.id): "CRASHED"})
+    [reaped] = reaper.sweep(resources, lambda ids: {str(first.id): "CRASHED"},
+                            lambda run, why: None)
     assert reaped.action == "requeued"
     [again] = receive_all(resources.queue, 1)
     assert handle_message(resources, again, start) == "started"
