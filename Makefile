@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast bench stack-up stack-down clean
+.PHONY: venv demo test test-fast fuzz bench stack-up stack-down clean
 
 venv: $(STAMP)
 
@@ -23,6 +23,11 @@ test: $(STAMP)
 # the unit tests only (no moto, Prefect API, MLflow or stack): under a minute
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not e2e"
+
+# the readers under hypothesis for longer than `make test` does (figures in README.md)
+fuzz: $(STAMP)
+	RETAINWISE_FUZZ_EXAMPLES=$${RETAINWISE_FUZZ_EXAMPLES:-2000} $(BIN)/python -m pytest -q \
+		tests/retainwise/uploads/test_fuzz.py -p no:cacheprovider --hypothesis-show-statistics
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

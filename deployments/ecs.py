@@ -30,17 +30,26 @@ def ensure_work_pools(types: Mapping[str, str] = WORK_POOL_TYPES) -> list[str]:
 
 
 def default_job_template(pool_type: str) -> dict[str, Any]:
-    """The worker type's own template; for ECS the one container also gets the task's memory.
+    """The worker type's own template; for ECS the container also gets the task's memory and `secrets`.
 
     A single-container task whose container has the whole task memory as its hard limit (this
-    also keeps moto's RunTask, which insists on a container memory, working in the tests).
+    also keeps moto's RunTask, which insists on a container memory, working in the tests). The
+    `secrets` variable puts Secrets Manager values (the RDS secret) into the task definition, where
+    ECS injects them at start; prefect-aws's own template has no place for them.
     """
     if pool_type == "ecs":
         from prefect_aws.workers import ECSWorker
 
         template = ECSWorker.get_default_base_job_template()
-        task_definition = template["job_configuration"]["task_definition"]
-        task_definition["containerDefinitions"][0]["memory"] = "{{ memory }}"
+        container = template["job_configuration"]["task_definition"]["containerDefinitions"][0]
+        container["memory"] = "{{ memory }}"
+        container["secrets"] = "{{ secrets }}"
+        template["variables"]["properties"]["secrets"] = {
+            "title": "Secrets", "type": "array", "default": [],
+            "description": "ECS container secrets: [{name, valueFrom}], valueFrom a Secrets "
+                           "Manager ARN the execution role may read; never plain `env`.",
+            "items": {"type": "object", "required": ["name", "valueFrom"],
+                      "properties": {"name": {"type": "string"}, "valueFrom": {"type": "string"}}}}
         return template
     from prefect.workers.process import ProcessWorker
 

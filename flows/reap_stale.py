@@ -6,17 +6,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow, get_run_logger
 
 from retainwise.adapters import prefect_api
 from retainwise.uploads import reaper
 from retainwise.adapters.resources import Resources
-from tasks.retry import IO_TASK, is_transient
+from tasks.retry import io_task
 
 
-@task(name="sweep-stale-uploads", cache_policy=NO_CACHE, retry_condition_fn=is_transient,
-      **IO_TASK)
+@io_task("sweep-stale-uploads")
 def sweep_stale(env: Resources, max_attempts: int, stale_after_seconds: float | None,
                 now: datetime | None) -> list[reaper.Reaped]:
     return reaper.sweep(env, prefect_api.prefect_run_states, prefect_api.cancel_flow_run,

@@ -8,19 +8,14 @@ from prefect import flow, get_run_logger, runtime
 from prefect.artifacts import create_markdown_artifact
 
 from retainwise.adapters.db import Status
-from retainwise.config.errors import UploadRejected
-from retainwise.uploads.report import build_report, summary_markdown
-from retainwise.uploads.output import ResultKeys
-from retainwise.adapters.mlflow_registry import LoadedModel
-from retainwise.config.errors import NoChampion
+from retainwise.config.errors import CUSTOMER_ERRORS, UploadRejected
+from retainwise.uploads.report import summary_markdown
 from retainwise.adapters.resources import Resources
-from tasks.scoring import load_champion, score_customers, validate_upload
+from tasks.scoring import load_champion
 from tasks.retry import describe_failure
 from retainwise.uploads.reaper import time_limit
 from tasks.status import UploadTimedOut, claim_upload, finish_upload, keep_claim, tag_run
-from tasks.uploads import check_upload, read_upload, score_in_chunks, write_results
-
-CUSTOMER_ERRORS = (UploadRejected, NoChampion)
+from tasks.uploads import check_upload, score_in_chunks, score_whole_file
 
 
 @flow(name="score-upload", flow_run_name="score-{prediction_id}")
@@ -43,7 +38,7 @@ def score_upload(prediction_id: str) -> dict[str, Any]:
             if chunked:
                 report, keys = score_in_chunks(env.s3, settings, key, prediction_id, model)
             else:
-                report, keys = score_whole_file(env, key, prediction_id, model)
+                report, keys = score_whole_file(env.s3, settings, key, prediction_id, model)
             publish_summary(prediction_id, report, keys.report_html)
         if report["error"]:  # too many rows rejected: the report and rejects say which and why
             raise UploadRejected(report["error"])
@@ -66,19 +61,6 @@ def score_upload(prediction_id: str) -> dict[str, Any]:
                   result_key=keys.results, report_key=keys.report, error=None)
     return {"prediction_id": prediction_id, "status": Status.COMPLETED.value, **report,
             "result_key": keys.results}
-
-
-def score_whole_file(env: Resources, key: str, prediction_id: str,
-                     model: LoadedModel) -> tuple[dict[str, Any], ResultKeys]:
-    """Files up to 64 MB: one task per stage, so the Prefect UI shows where the time went
-    (larger ones go through the same stages chunk by chunk in one task, score-upload-in-chunks)."""
-    settings = env.settings
-    table = read_upload(env.s3, settings.bucket, key, settings.max_upload_bytes)
-    upload = validate_upload(table, model.profile, settings.max_rejected_share)
-    results = None if upload.failure else score_customers(model, upload, settings.top_reasons)
-    report = build_report(upload, results, model, prediction_id)
-    keys = write_results(env.s3, settings.bucket, prediction_id, results, upload.rejects, report)
-    return report, keys
 
 
 def publish_summary(prediction_id: str, report: dict[str, Any], report_key: str) -> None:

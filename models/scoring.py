@@ -8,8 +8,10 @@ import pandas as pd
 from models.features import prepare_features
 from models.profile import ModelProfile, RiskCutoffs
 
+# the contract customers' integrations read, in this order; optional columns come after it
 RESULT_COLUMNS = ["customer_id", "churn_probability", "churn_risk", "predicted_churn"]
 REASONS_COLUMN = "top_reasons"
+OPTIONAL_COLUMNS = [REASONS_COLUMN]
 
 
 def risk_tiers(probabilities: np.ndarray, cutoffs: RiskCutoffs) -> np.ndarray:
@@ -20,13 +22,15 @@ def risk_tiers(probabilities: np.ndarray, cutoffs: RiskCutoffs) -> np.ndarray:
 def score_frame(pipeline, profile: ModelProfile, frame: pd.DataFrame,
                 customer_ids: pd.Series, reasons: bool = False) -> pd.DataFrame:
     """One result row per input row, in input order; `reasons` adds the top_reasons column."""
+    if not len(frame):  # every row rejected: the header alone (the trees refuse zero rows)
+        return pd.DataFrame({name: [] for name in RESULT_COLUMNS + ([REASONS_COLUMN] * reasons)})
     features = prepare_features(frame, profile.features)
     probabilities = pipeline.predict_proba(features)[:, 1]
     results = pd.DataFrame({
         "customer_id": customer_ids.to_numpy(),
         "churn_probability": probabilities,
         "churn_risk": risk_tiers(probabilities, profile.cutoffs),
-        "predicted_churn": probabilities >= profile.threshold,
+        "predicted_churn": (probabilities >= profile.threshold).astype("int8"),  # 1/0
     })
     if reasons:
         from models.explain import top_reasons

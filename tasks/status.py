@@ -8,11 +8,10 @@ import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import get_run_logger
 
 from retainwise.adapters import db
-from tasks.retry import IO_TASK, is_transient
+from tasks.retry import io_task
 
 log = logging.getLogger("retainwise.tasks.status")
 
@@ -22,13 +21,13 @@ class UploadTimedOut(TimeoutError):
     upload to a fresh run."""
 
 
-@task(name="claim-upload", cache_policy=NO_CACHE, retry_condition_fn=is_transient, **IO_TASK)
+@io_task("claim-upload")
 def claim_upload(engine, prediction_id: str, flow_run_id: str | None) -> dict[str, Any] | None:
     """The prediction row if this run holds the claim (PENDING -> PROCESSING), else None."""
     return db.claim_or_resume(engine, prediction_id, flow_run_id)
 
 
-@task(name="finish-upload", cache_policy=NO_CACHE, retry_condition_fn=is_transient, **IO_TASK)
+@io_task("finish-upload")
 def finish_upload(engine, prediction_id: str, flow_run_id: str | None, status: db.Status,
                   **fields: Any) -> bool:
     """COMPLETED or FAILED, only while this run still holds the claim; False if it lost it."""
@@ -40,7 +39,7 @@ def finish_upload(engine, prediction_id: str, flow_run_id: str | None, status: d
     return finished
 
 
-@task(name="tag-run", cache_policy=NO_CACHE, retry_condition_fn=is_transient, **IO_TASK)
+@io_task("tag-run")
 def tag_run(flow_run_id: str, *tags: str) -> None:
     """Add tags (the model version) to this run, known only once the champion is loaded."""
     from uuid import UUID

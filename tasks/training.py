@@ -13,7 +13,7 @@ from models.training import TrainedModel, train
 from retainwise.adapters import mlflow_registry as registry
 from retainwise.uploads.reading import read_table
 from retainwise.config.settings import Settings
-from tasks.retry import IO_TASK, is_transient
+from tasks.retry import io_task
 
 
 @task(name="load-training-table", cache_policy=NO_CACHE)
@@ -27,7 +27,7 @@ def fit_model(frame: pd.DataFrame, target: str, id_column: str | None,
     return train(frame, target, id_column, positive, allow_columns or [])
 
 
-@task(name="register-model", cache_policy=NO_CACHE, retry_condition_fn=is_transient, **IO_TASK)
+@io_task("register-model")
 def register_model(trained: TrainedModel, name: str, settings: Settings,
                    params: dict[str, Any], source: str | None = None) -> str:
     return registry.register(trained, name, settings, params, source)

@@ -7,42 +7,46 @@ import logging
 import tempfile
 import time
 
-import pandas as pd
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from retainwise.adapters import aws
 
-from retainwise.uploads import streaming
-from retainwise.uploads.output import (ResultKeys, neutralise_results, neutralise_text_columns,
-                               result_keys, to_csv_bytes)
-from retainwise.uploads.reading import TextTable, read_upload as read_upload_bytes
-from retainwise.uploads.report import render_html, report_from_counts
+from retainwise.uploads import pipeline, streaming
+from retainwise.uploads.output import ResultKeys, result_keys
+from retainwise.config.errors import UploadRejected
+from retainwise.uploads.compression import GZIP_MAGIC, expanded_head
+from retainwise.uploads.reading import Limits
+from retainwise.uploads.report import build_report, render_html, report_from_counts
 from retainwise.config.settings import Settings
-from tasks.retry import IO_TASK, is_transient
+from tasks.retry import io_task
 
-stage_log = logging.getLogger("retainwise.chunked")  # benchmarks read its stage_seconds
+stage_log = logging.getLogger("retainwise.chunked")  # benchmarks read its stage_seconds (both paths)
 
-__all__ = ["ResultKeys", "result_keys", "check_upload", "read_upload", "score_in_chunks",
-           "write_results"]
+__all__ = ["ResultKeys", "result_keys", "check_upload", "score_in_chunks", "score_whole_file"]
 
 
-@task(name="check-upload", cache_policy=NO_CACHE, retry_condition_fn=is_transient, **IO_TASK)
+@io_task("check-upload")
 def check_upload(s3, settings: Settings, key: str) -> tuple[int, bool]:
-    """Refuse a file over the size limit; its size, and True if it is large enough to score in
-    chunks."""
+    """Refuse a file over the size limit; its (decompressed) size, and True if it is large enough
+    to score in chunks.
+
+    Both decisions go by the decompressed size: a gzip file is inflated once, as a stream and
+    thrown away (about 1 s per 200 MB), so one that expands past the limit fails here, before
+    anything is scored, and one that expands past the threshold is read in chunks.
+    """
     size = aws.object_size(s3, settings.bucket, key)
+    if size == 0:
+        raise UploadRejected("the file is empty")
+    head = aws.head_bytes(s3, settings.bucket, key)
+    if head.startswith(GZIP_MAGIC):
+        size, head = expanded_head(aws.iter_blocks(s3, settings.bucket, key),
+                                   settings.max_upload_bytes, settings.max_upload_bytes)
     large = streaming.is_large(size, settings.max_upload_bytes, settings.chunked_above_bytes)
-    return size, large and streaming.streamable(aws.head_bytes(s3, settings.bucket, key))
+    if large and not streaming.streamable(head) and not head.startswith(b"PK\x03\x04"):
+        streaming.refuse_unstreamable(head)
+    return size, large and streaming.streamable(head)
 
 
-@task(name="read-upload", cache_policy=NO_CACHE, retry_condition_fn=is_transient, **IO_TASK)
-def read_upload(s3, bucket: str, key: str, max_bytes: int) -> TextTable:
-    return read_upload_bytes(aws.get_bytes(s3, bucket, key), max_bytes)
-
-
-@task(name="score-upload-in-chunks", cache_policy=NO_CACHE, retry_condition_fn=is_transient,
-      **IO_TASK)
+@io_task("score-upload-in-chunks")
 def score_in_chunks(s3, settings: Settings, key: str, prediction_id: str,
                     model) -> tuple[dict, ResultKeys]:
     """Read, validate, score and write a large file chunk by chunk, in bounded memory; a retry
@@ -51,7 +55,8 @@ def score_in_chunks(s3, settings: Settings, key: str, prediction_id: str,
     with tempfile.TemporaryFile() as results_file, tempfile.TemporaryFile() as rejects_file:
         counts, totals = streaming.score_stream(
             aws.iter_blocks(s3, settings.bucket, key), model, settings.max_rejected_share,
-            results_file, rejects_file, settings.chunk_bytes, settings.top_reasons)
+            results_file, rejects_file, settings.chunk_bytes, settings.top_reasons,
+            Limits.from_settings(settings))
         started = time.perf_counter()
         aws.upload_file(s3, settings.bucket, keys.rejects, rejects_file)
         if counts["failure"] is None:
@@ -64,16 +69,22 @@ def score_in_chunks(s3, settings: Settings, key: str, prediction_id: str,
     return stored, keys
 
 
-@task(name="write-results", cache_policy=NO_CACHE, retry_condition_fn=is_transient, **IO_TASK)
-def write_results(s3, bucket: str, prediction_id: str, results: pd.DataFrame | None,
-                  rejects: pd.DataFrame, report: dict) -> ResultKeys:
-    """Results (unless the upload failed), rejects and the report, all spreadsheet-safe."""
+@io_task("score-whole-file")
+def score_whole_file(s3, settings: Settings, key: str, prediction_id: str,
+                     model) -> tuple[dict, ResultKeys]:
+    """Files under the chunked threshold: the one pipeline (read, validate, score, neutralised
+    CSV) on the whole object; results (unless the upload failed), rejects and the report to S3."""
     keys = result_keys(prediction_id)
-    if results is not None:
-        aws.put_bytes(s3, bucket, keys.results, to_csv_bytes(neutralise_results(results)))
-    aws.put_bytes(s3, bucket, keys.rejects, to_csv_bytes(neutralise_text_columns(rejects)))
-    put_report(s3, bucket, keys, report, with_results=results is not None)
-    return keys
+    scored = pipeline.score_file(aws.get_bytes(s3, settings.bucket, key), model,
+                                 Limits.from_settings(settings), settings.max_rejected_share,
+                                 settings.top_reasons)
+    report = build_report(scored.upload, scored.results, model, prediction_id)
+    if scored.results_csv is not None:
+        aws.put_bytes(s3, settings.bucket, keys.results, scored.results_csv)
+    aws.put_bytes(s3, settings.bucket, keys.rejects, scored.rejects_csv)
+    stage_log.info("scored %d rows whole; seconds per stage %s", scored.upload.rows_total,
+                   scored.seconds, extra={"stage_seconds": scored.seconds})
+    return put_report(s3, settings.bucket, keys, report, scored.results_csv is not None), keys
 
 
 def put_report(s3, bucket: str, keys: ResultKeys, report: dict, with_results: bool) -> dict:

@@ -19,3 +19,19 @@ class PromotionRefused(RuntimeError):
     def __init__(self, message: str, details: dict[str, object]):
         super().__init__(message)
         self.details = details
+
+
+class MissingSetting(RuntimeError):
+    """A production process lacks a URL it must not guess (database, MLflow); names the variable."""
+
+
+# Failures come in three kinds, told apart here and nowhere else:
+# - customer errors: the file or the request is at fault; the message is shown as-is;
+# - transient faults: the network or a service blinked; retrying may cure them
+#   (retainwise.adapters.faults.is_transient knows each client library's errors);
+# - everything else is permanent (a bug, a missing object, a refused write): fail at once.
+CUSTOMER_ERRORS = (UploadRejected, NoChampion)
+
+
+def is_customer_error(error: BaseException) -> bool:
+    return isinstance(error, CUSTOMER_ERRORS)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
+from urllib.parse import quote
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from retainwise.config.errors import MissingSetting
 
 
 class Settings(BaseSettings):
@@ -14,8 +19,14 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="RETAINWISE_", extra="ignore")
 
+    # `production` has no local fallbacks: a missing URL stops the process, naming the variable
+    env: Literal["local", "production"] = "local"
     home: Path = Field(default=Path(".retainwise"), description="all local state lives here")
     database_url: str | None = None
+    # on ECS: the RDS secret's JSON (username, password, host, port, dbname), injected by the task
+    # definition's `secrets`; the URLs of the app's and MLflow's databases are built from it
+    database_secret: str | None = None
+    mlflow_database: str = "mlflow"
     mlflow_tracking_uri: str | None = None
     mlflow_artifact_root: str | None = None
 
@@ -34,6 +45,8 @@ class Settings(BaseSettings):
     max_rejected_share: float = 0.5
     chunked_above_bytes: int = 64 * 2**20  # larger files are scored chunk by chunk
     chunk_bytes: int = 8 * 2**20           # ~60k Telco rows per chunk
+    max_columns: int = 1000                # fields in a file's header
+    max_record_bytes: int = 4 * 2**20      # one row, in the chunked reader
     # a running upload refreshes its claim every claim_refresh_seconds; the reaper hands back one
     # silent for stale_after_seconds, or whose run outlived its time limit (base + size / rate)
     stale_after_seconds: int = 300
@@ -52,17 +65,40 @@ class Settings(BaseSettings):
     def home_dir(self) -> Path:
         return self.home.expanduser().resolve()
 
+    def _or_local(self, value: str | None, variable: str, local: str) -> str:
+        """The configured value; outside production the local stack's default stands in."""
+        if value:
+            return value
+        if self.env == "production":
+            raise MissingSetting(f"{variable} is not set; RETAINWISE_ENV=production has no local "
+                                 "fallback")
+        return local
+
+    def _from_secret(self, database: str | None = None) -> str | None:
+        """A PostgreSQL URL from the RDS secret, for its own database or another on the server."""
+        if not self.database_secret:
+            return None
+        secret = json.loads(self.database_secret)
+        user, password = (quote(secret[key], safe="") for key in ("username", "password"))
+        return (f"postgresql+psycopg://{user}:{password}@{secret['host']}:"
+                f"{secret.get('port', 5432)}/{database or secret['dbname']}")
+
     @property
     def db_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.home_dir / 'retainwise.db'}"
+        return self._or_local(self.database_url or self._from_secret(),
+                              "RETAINWISE_DATABASE_URL (or RETAINWISE_DATABASE_SECRET)",
+                              f"sqlite:///{self.home_dir / 'retainwise.db'}")
 
     @property
     def tracking_uri(self) -> str:
-        return self.mlflow_tracking_uri or f"sqlite:///{self.home_dir / 'mlflow.db'}"
+        return self._or_local(self.mlflow_tracking_uri or self._from_secret(self.mlflow_database),
+                              "RETAINWISE_MLFLOW_TRACKING_URI (or RETAINWISE_DATABASE_SECRET)",
+                              f"sqlite:///{self.home_dir / 'mlflow.db'}")
 
     @property
     def artifact_root(self) -> str:
-        return self.mlflow_artifact_root or (self.home_dir / "mlartifacts").as_uri()
+        return self._or_local(self.mlflow_artifact_root, "RETAINWISE_MLFLOW_ARTIFACT_ROOT",
+                              (self.home_dir / "mlartifacts").as_uri())
 
     # the local stack (`retainwise stack up`): moto and a Prefect server on loopback
     stack_aws_port: int = 4566

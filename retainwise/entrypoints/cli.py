@@ -98,15 +98,13 @@ def cmd_report(args) -> int:
 
 
 def cmd_score(args) -> int:
-    """Local scoring for data scientists: the same validate -> score -> write steps, no queue."""
-    from models.scoring import score_frame
+    """Local scoring for data scientists: the flow's own pipeline on a local file, no queue."""
     from retainwise.adapters import mlflow_registry as registry
     from retainwise.config import errors
     from retainwise.config.errors import UploadRejected
-    from retainwise.uploads.output import to_csv_bytes
-    from retainwise.uploads.reading import read_upload
     from retainwise.uploads.report import build_report
-    from retainwise.uploads.validation import validate_upload
+    from retainwise.uploads.pipeline import score_file
+    from retainwise.uploads.reading import Limits
 
     settings = Settings()
     summary: dict[str, Any] = {"status": "FAILED", "rows_total": 0, "rows_scored": 0,
@@ -114,19 +112,16 @@ def cmd_score(args) -> int:
     try:
         model = registry.load_champion(args.model or settings.default_model, settings)
         summary["model_version"] = model.version
-        upload = validate_upload(read_upload(Path(args.file).read_bytes(),
-                                             settings.max_upload_bytes),
-                                 model.profile, settings.max_rejected_share)
-        if upload.failure:
-            raise UploadRejected(upload.failure)
-        results = score_frame(model.pipeline, model.profile, upload.accepted, upload.customer_ids,
-                              reasons=settings.top_reasons)
+        scored = score_file(Path(args.file).read_bytes(), model, Limits.from_settings(settings),
+                            settings.max_rejected_share, settings.top_reasons)
+        if scored.upload.failure:
+            raise UploadRejected(scored.upload.failure)
         out = Path(args.output)
-        out.write_bytes(to_csv_bytes(results))
-        out.with_name(out.stem + ".rejects.csv").write_bytes(to_csv_bytes(upload.rejects))
-        report = build_report(upload, results, model)
-        summary.update(status="COMPLETED", rows_total=upload.rows_total,
-                       rows_scored=len(results), rows_rejected=upload.rows_rejected,
+        out.write_bytes(scored.results_csv)
+        out.with_name(out.stem + ".rejects.csv").write_bytes(scored.rejects_csv)
+        report = build_report(scored.upload, scored.results, model)
+        summary.update(status="COMPLETED", rows_total=scored.upload.rows_total,
+                       rows_scored=len(scored.results), rows_rejected=scored.upload.rows_rejected,
                        risk_counts=report["risk_counts"], output=str(out))
     except (UploadRejected, errors.NoChampion, OSError) as exc:
         summary["error"] = str(exc)

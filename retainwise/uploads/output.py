@@ -36,10 +36,13 @@ def neutralise_formulas(values: pd.Series) -> pd.Series:
 
 
 def neutralise_text_columns(frame: pd.DataFrame) -> pd.DataFrame:
-    """Every text column neutralised: rejects echo the customer's cells back verbatim."""
+    """Every text column and every header neutralised: rejects echo the customer's cells and
+    column names back verbatim."""
     text = [c for c in frame.columns if frame[c].dtype == object or pd.api.types.is_string_dtype(
         frame[c])]
-    return frame.assign(**{c: neutralise_formulas(frame[c]) for c in text}) if text else frame
+    safe = frame.assign(**{c: neutralise_formulas(frame[c]) for c in text}) if text else frame
+    names = neutralise_formulas(pd.Series([str(c) for c in frame.columns], dtype=object))
+    return safe.set_axis(names.tolist(), axis="columns") if len(frame.columns) else safe
 
 
 def neutralise_results(results: pd.DataFrame) -> pd.DataFrame:

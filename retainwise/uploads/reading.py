@@ -10,10 +10,9 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 import re
-import warnings
 import zipfile
-import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +21,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from retainwise.config.errors import UploadRejected
+from retainwise.uploads.compression import GZIP_MAGIC, gunzip
 
 DELIMITERS = [",", ";", "\t", "|"]
 DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
@@ -36,7 +36,25 @@ BINARY_SIGNATURES = {
     b"Rar!": "a RAR archive",
 }
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0e-\x1f]")
-BAD_LINE = re.compile(r"Skipping line (\d+): expected (\d+) fields, saw (\d+)")
+FIELD_CHARS = csv.field_size_limit()  # 131072: the csv module's own cap on one field
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one upload may cost; each cap ends the upload FAILED with a message naming it."""
+
+    max_bytes: int = 200_000_000          # decompressed size (Settings.max_upload_bytes)
+    max_columns: int = 1000               # fields in the header
+    max_record_bytes: int = 4 * 2**20     # one record (row) in the chunked reader
+    max_workbook_bytes: int = 64 * 2**20  # an .xlsx expanded (workbooks are read whole)
+    max_cells: int = 20_000_000           # an .xlsx sheet's declared rows x columns
+    max_shared_strings: int = 2_000_000   # distinct texts an .xlsx declares
+
+    @classmethod
+    def from_settings(cls, settings) -> "Limits":
+        return cls(max_bytes=settings.max_upload_bytes, max_columns=settings.max_columns,
+                   max_record_bytes=settings.max_record_bytes,
+                   max_workbook_bytes=settings.chunked_above_bytes)
 
 
 @dataclass
@@ -57,47 +75,33 @@ def read_table(data: bytes, max_bytes: int | None = None) -> pd.DataFrame:
     return read_upload(data, max_bytes).frame
 
 
-def read_upload(data: bytes, max_bytes: int | None = None) -> TextTable:
+def read_upload(data: bytes, max_bytes: int | None = None,
+                limits: Limits | None = None) -> TextTable:
     """Detect the container (gzip, xlsx, plain text), then the encoding and the delimiter."""
+    limits = limits or (Limits(max_bytes=max_bytes) if max_bytes else Limits())
     if not data.strip():
         raise UploadRejected("the file is empty")
     compression = None
-    if data[:2] == b"\x1f\x8b":
-        data, compression = gunzip(data, max_bytes), "gzip"
+    if data[:2] == GZIP_MAGIC:
+        data, compression = gunzip(data, limits.max_bytes), "gzip"
         if not data.strip():
             raise UploadRejected("the file is empty (the gzip archive holds no data)")
     if data[:4] == b"PK\x03\x04":
-        return read_workbook(data, max_bytes)
-    for signature, what in BINARY_SIGNATURES.items():
-        if data.startswith(signature):
-            raise UploadRejected(f"the file is not a CSV text file (it looks like {what})")
+        return read_workbook(data, limits)
+    refuse_binary(data)
     text, encoding = decode(data)
     utf8 = data[len(codecs.BOM_UTF8):] if encoding == "utf-8-sig" else (
         data if encoding == "utf-8" else None)
-    table = read_text(text, utf8)
+    table = read_text(text, utf8, limits.max_columns)
     table.source.update(format="csv" + ("+gzip" if compression else ""), encoding=encoding)
     return table
 
 
-def gunzip(data: bytes, max_bytes: int | None) -> bytes:
-    """Decompress, refusing archives that expand beyond the upload limit (zip bombs included)."""
-    limit = max_bytes or 1 << 40
-    out, stream = bytearray(), zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        while data:
-            out += stream.decompress(data, limit + 1 - len(out))
-            if len(out) > limit:
-                raise UploadRejected(f"the file expands to more than {limit / 1e6:.0f} MB when "
-                                     "decompressed; the limit is the same as for plain files")
-            data = stream.unconsumed_tail
-            if stream.eof:  # concatenated gzip members
-                data = stream.unused_data
-                if data[:2] != b"\x1f\x8b":
-                    break
-                stream = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    except zlib.error:
-        raise UploadRejected("the file looks gzip-compressed but the archive is damaged") from None
-    return bytes(out)
+def refuse_binary(head: bytes) -> None:
+    """Images, PDFs and other formats people rename to .csv, named by their signature."""
+    for signature, what in BINARY_SIGNATURES.items():
+        if head.startswith(signature):
+            raise UploadRejected(f"the file is not a CSV text file (it looks like {what})")
 
 
 def decode(data: bytes) -> tuple[str, str]:
@@ -163,17 +167,24 @@ def normalise_header(name: str) -> str:
     return re.sub(r"[\s_\-]+", "", str(name)).lower()
 
 
-def read_text(text: str, utf8: bytes | None = None) -> TextTable:
-    """Arrow's multithreaded reader when the file is regular; pandas' when a row needs a number.
+def read_text(text: str, utf8: bytes | None = None,
+              max_columns: int = Limits.max_columns) -> TextTable:
+    """Arrow's multithreaded reader when every row fits the header; the csv module's when not.
 
     `utf8` is the file's bytes when they already are UTF-8 (saves re-encoding a large file).
     """
     delimiter, header = sniff(text)
-    data = utf8 if utf8 is not None else text.encode("utf-8")
+    refuse_wide(len(header), max_columns)
     table = None
     if len(set(header)) == len(header) and all(header) and text.count('"') % 2 == 0:
+        data = utf8 if utf8 is not None else text.encode("utf-8")
         table = read_regular(data, delimiter, header)
-    return check_shape(table or read_exact(data, delimiter))
+    return check_shape(table or read_exact(text, delimiter, max_columns), max_columns)
+
+
+def refuse_wide(columns: int, max_columns: int) -> None:
+    if columns > max_columns:
+        raise UploadRejected(f"the file has {columns} columns; the limit is {max_columns} columns")
 
 
 def read_regular(data: bytes, delimiter: str, header: list[str]) -> TextTable | None:
@@ -200,40 +211,91 @@ def read_regular(data: bytes, delimiter: str, header: list[str]) -> TextTable | 
     return TextTable(arrow.to_pandas(), {"delimiter": DELIMITER_NAMES[delimiter]})
 
 
-def read_exact(data: bytes, delimiter: str) -> TextTable:
-    """pandas' C reader: slower, but names the row that does not fit or the quote left open."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", pd.errors.ParserWarning)
-        try:
-            frame = pd.read_csv(io.BytesIO(data), encoding="utf-8",
-                                sep=delimiter, dtype=object, index_col=False,
-                                keep_default_na=False, na_values=[""], on_bad_lines="warn",
-                                skip_blank_lines=True, engine="c")
-        except pd.errors.EmptyDataError:
-            raise UploadRejected("the file is empty") from None
-        except (pd.errors.ParserError, csv.Error) as exc:
-            raise UploadRejected(parser_message(str(exc))) from None
-    if any("Length of header" in str(w.message) for w in caught):
-        raise UploadRejected("the first data row has more fields than the header; check the "
-                             "delimiter and the quoting")
-    # pandas counts records from 1 at the header, so its "line N" is data row N - 1
-    malformed = [(int(line) - 1, f"{saw} fields where the header has {expected}")
-                 for warning in caught
-                 for line, expected, saw in BAD_LINE.findall(str(warning.message))]
+def read_exact(text: str, delimiter: str, max_columns: int = Limits.max_columns) -> TextTable:
+    """Record by record with the csv module: slower, but names every row that does not fit the
+    header (fewer fields, or more that are not just trailing empty ones) and the quote left open.
+
+    The rows that fit are written back out as regular CSV and read by Arrow, so cells come out
+    exactly as on the fast path.
+    """
+    records = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    header, width, row, last_start, line = None, 0, 0, 0, 0
+    malformed: list[tuple[int, str]] = []
+    kept = io.StringIO()
+    writer = csv.writer(kept, delimiter=",", lineterminator="\n")
+    try:
+        for record in records:
+            line, last_start = records.line_num, line
+            if not record:
+                continue  # a blank line is not a row
+            if header is None:
+                header, width = unique_names(record), len(record)
+                refuse_wide(width, max_columns)
+                writer.writerow(header)
+                continue
+            row += 1
+            if len(record) > width and not any(record[width:]):
+                record = record[:width]  # trailing empty fields, as spreadsheets export them
+            if len(record) == width:
+                writer.writerow(record)
+            else:
+                malformed.append((row, misfit_reason(len(record), width)))
+    except csv.Error as exc:
+        raise UploadRejected(parser_message(str(exc), row + 1)) from None
+    if header is None:
+        raise UploadRejected("the file is empty")
+    if row and unclosed_quote(text, delimiter, last_start):
+        raise UploadRejected(parser_message("unexpected end of data", row))
+    regular = read_regular(kept.getvalue().encode("utf-8"), ",", header)
+    frame = regular.frame if regular is not None else pd.DataFrame(columns=header, dtype=object)
     return TextTable(frame, {"delimiter": DELIMITER_NAMES[delimiter]}, malformed)
 
 
-def parser_message(error: str) -> str:
-    """pandas' tokenizer errors, said in terms of the customer's file."""
-    if match := re.search(r"EOF inside string starting at row (\d+)", error):
-        return (f"the file ends inside a quoted field that starts in data row {match[1]}; "
+def misfit_reason(fields: int, width: int) -> str:
+    """The one wording for a row that does not fit the header, on both paths."""
+    return f"{fields} fields where the header has {width}"
+
+
+def unique_names(header: list[str]) -> list[str]:
+    """Blank header cells named by position, repeats numbered (as pandas did): `a`, `a.1`."""
+    names, seen = [], {}
+    for i, name in enumerate(header):
+        name = name.strip() or f"Unnamed: {i}"
+        count = seen.get(name, 0)
+        seen[name] = count + 1
+        names.append(name if not count else f"{name}.{count}")
+    return names
+
+
+def unclosed_quote(text: str, delimiter: str, start_line: int) -> bool:
+    """True if the last record, which starts after `start_line` physical lines, ends inside a
+    quoted field (the lenient reader keeps such a field; the strict one says so)."""
+    tail = "".join(itertools.islice(io.StringIO(text, newline=""), start_line, None))
+    if '"' not in tail:
+        return False
+    try:
+        for _ in csv.reader(io.StringIO(tail, newline=""), delimiter=delimiter, strict=True):
+            pass
+    except csv.Error as exc:
+        return "unexpected end of data" in str(exc)
+    return False
+
+
+def parser_message(error: str, row: int) -> str:
+    """The csv module's errors, said in terms of the customer's file."""
+    if "unexpected end of data" in error:
+        return (f"the file ends inside a quoted field that starts in data row {row}; "
                 "a closing quote (\") is missing")
-    return f"the file is not a readable CSV table: {error.strip()}"
+    if "field larger than field limit" in error:
+        return (f"data row {row} has a field longer than {FIELD_CHARS} characters (the limit), "
+                "or a quote (\") that is never closed")
+    return f"the file is not a readable CSV table (data row {row}): {error.strip()}"
 
 
-def check_shape(table: TextTable) -> TextTable:
+def check_shape(table: TextTable, max_columns: int = Limits.max_columns) -> TextTable:
     frame = table.frame
     frame.columns = [str(c).strip() or f"Unnamed: {i}" for i, c in enumerate(frame.columns)]
+    refuse_wide(len(frame.columns), max_columns)
     if len(frame.columns) < 2:
         raise UploadRejected(
             "the file is not a table: found a single column; expected comma, semicolon, tab or "
@@ -243,39 +305,85 @@ def check_shape(table: TextTable) -> TextTable:
     return table
 
 
-def read_workbook(data: bytes, max_bytes: int | None = None) -> TextTable:
+def read_workbook(data: bytes, limits: Limits | None = None) -> TextTable:
     """The first sheet of an .xlsx workbook; the first non-empty row is the header."""
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-        is_workbook = "xl/workbook.xml" in archive.namelist()
-        expanded = sum(info.file_size for info in archive.infolist())
-    except zipfile.BadZipFile:
-        raise UploadRejected("the file looks like a ZIP or Excel file but is damaged") from None
-    if max_bytes and expanded > max_bytes:
-        raise UploadRejected(f"the workbook expands to {expanded / 1e6:.0f} MB; the limit is "
-                             f"{max_bytes / 1e6:.0f} MB")
-    if not is_workbook:
-        raise UploadRejected("the file is a ZIP archive, not a CSV or Excel (.xlsx) file; "
-                             "upload the CSV inside it")
+    limits = limits or Limits()
+    archive = open_workbook(data, limits)
     import openpyxl
 
     try:
         book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-        rows = [row for row in book.worksheets[0].iter_rows(values_only=True)
-                if any(cell is not None and str(cell).strip() for cell in row)]
+        sheet = book.worksheets[0]
+        declared = (sheet.max_row or 0) * (sheet.max_column or 0)
+        if declared > limits.max_cells:
+            raise UploadRejected(
+                f"the workbook's first sheet declares {sheet.max_row} rows x {sheet.max_column} "
+                f"columns; the limit is {limits.max_cells:,} cells; save it as CSV")
+        rows = list(sheet_rows(sheet, limits.max_cells))
         book.close()
+    except UploadRejected:
+        raise
     except Exception as exc:  # openpyxl raises many types for broken workbooks
         raise UploadRejected(f"the Excel workbook cannot be read ({type(exc).__name__})") from None
+    finally:
+        archive.close()
     if not rows:
         raise UploadRejected("the file is empty (the first sheet has no cells)")
     header = [cell_text(cell) for cell in rows[0]]
     width = max(i + 1 for i, name in enumerate(header) if name is not np.nan)
-    body = [[cell_text(cell) for cell in row[:width]] + [np.nan] * (width - len(row))
-            for row in rows[1:]]
+    refuse_wide(width, limits.max_columns)
+    body, malformed = [], []
+    for row_number, row in enumerate(rows[1:], start=1):
+        cells = [cell_text(cell) for cell in row]
+        if any(cell is not np.nan for cell in cells[width:]):  # cells right of the header
+            last = max(i + 1 for i, cell in enumerate(cells) if cell is not np.nan)
+            malformed.append((row_number, misfit_reason(last, width)))
+            continue
+        body.append(cells[:width] + [np.nan] * (width - len(cells)))
     frame = pd.DataFrame(body, columns=[str(h) if h is not np.nan else f"Unnamed: {i}"
                                         for i, h in enumerate(header[:width])], dtype=object)
-    table = TextTable(frame, {"format": "xlsx", "encoding": "n/a", "delimiter": "n/a"})
-    return check_shape(table)
+    table = TextTable(frame, {"format": "xlsx", "encoding": "n/a", "delimiter": "n/a"}, malformed)
+    return check_shape(table, limits.max_columns)
+
+
+def open_workbook(data: bytes, limits: Limits) -> zipfile.ZipFile:
+    """The .xlsx zip, checked before anything is decompressed: total expanded size (Python's
+    zipfile never inflates a member past its declared size) and the declared shared strings."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        names = set(archive.namelist())
+        expanded = sum(info.file_size for info in archive.infolist())
+        cap = min(limits.max_bytes, limits.max_workbook_bytes)
+        if expanded > cap:
+            raise UploadRejected(
+                f"the workbook expands to {expanded / 1e6:.0f} MB; workbooks are read whole and "
+                f"the limit is {cap / 1e6:.0f} MB; save it as CSV (CSV files may be larger)")
+        if "xl/workbook.xml" not in names:
+            raise UploadRejected("the file is a ZIP archive, not a CSV or Excel (.xlsx) file; "
+                                 "upload the CSV inside it")
+        if "xl/sharedStrings.xml" in names:
+            with archive.open("xl/sharedStrings.xml") as part:
+                head = part.read(1024).decode("utf-8", "replace")
+            declared = re.search(r'(?:uniqueCount|count)="(\d+)"', head)
+            if declared and int(declared[1]) > limits.max_shared_strings:
+                raise UploadRejected(
+                    f"the workbook declares {int(declared[1]):,} shared strings; the limit is "
+                    f"{limits.max_shared_strings:,}; save it as CSV")
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError):
+        raise UploadRejected("the file looks like a ZIP or Excel file but is damaged") from None
+    return archive
+
+
+def sheet_rows(sheet, max_cells: int):
+    """Non-empty rows of a read-only sheet, stopping at `max_cells` cells (empty ones count)."""
+    cells = 0
+    for row in sheet.iter_rows(values_only=True):
+        cells += max(len(row), 1)
+        if cells > max_cells:
+            raise UploadRejected(f"the workbook's first sheet holds more than {max_cells:,} "
+                                 "cells (the limit); save it as CSV")
+        if any(cell is not None and str(cell).strip() for cell in row):
+            yield row
 
 
 def cell_text(value) -> object:

@@ -9,9 +9,7 @@ order, so S3, parsing and the trees keep both cores busy.
 
 from __future__ import annotations
 
-import csv
 import time
-import zlib
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -20,10 +18,12 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 import pandas as pd
 
-from models.scoring import RESULT_COLUMNS, score_frame
+from models.scoring import score_frame
 from retainwise.config.errors import UploadRejected
-from retainwise.uploads.output import ResultKeys, neutralise_results, neutralise_text_columns, to_csv_bytes
-from retainwise.uploads.reading import DELIMITER_NAMES, TextTable, read_upload, sniff
+from retainwise.uploads.output import neutralise_results, neutralise_text_columns, to_csv_bytes
+from retainwise.uploads.compression import decompressed
+from retainwise.uploads.reading import (Limits, TextTable, read_upload, refuse_binary,
+                                        utf16_without_bom)
 from retainwise.uploads.report import merge_counts, upload_counts
 from retainwise.uploads.validation import (ValidatedUpload, reject_rows, row_numbers, too_many_rejected,
                                    validate_upload)
@@ -31,7 +31,6 @@ from retainwise.uploads.validation import (ValidatedUpload, reject_rows, row_num
 CHUNK_BYTES = 8 * 2**20           # the default of Settings.chunk_bytes
 SCORERS = 2                       # chunks scored at once (one per core here)
 IN_FLIGHT = SCORERS               # chunks validated but not yet written: bounds memory
-GZIP_MAGIC = b"\x1f\x8b"
 
 
 def streamable(head: bytes) -> bool:
@@ -39,23 +38,14 @@ def streamable(head: bytes) -> bool:
     return head[:2] not in (b"\xff\xfe", b"\xfe\xff") and b"\x00" not in head[:4096]
 
 
-def gunzipped(blocks: Iterable[bytes]) -> Iterator[bytes]:
-    """The blocks unchanged, or decompressed on the fly if they start as gzip."""
-    iterator = iter(blocks)
-    first = next(iterator, b"")
-    if not first.startswith(GZIP_MAGIC):
-        yield first
-        yield from iterator
-        return
-    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    for block in _chain(first, iterator):
-        yield inflate.decompress(block)
-    yield inflate.flush()
-
-
-def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
-    yield first
-    yield from rest
+def refuse_unstreamable(head: bytes) -> None:
+    """A large file that cannot be cut into records is refused from its first bytes, before it
+    is downloaded whole: binary formats by name, UTF-16 with a hint."""
+    refuse_binary(head)
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff") or utf16_without_bom(head) is not None:
+        raise UploadRejected("UTF-16 files over the chunked size are not read; save the file as "
+                             "UTF-8 CSV (it is also half the size)")
+    raise UploadRejected("the file is not a CSV text file (it contains binary data)")
 
 
 def record_end(buffer: bytes | bytearray, start: int = 0) -> int | None:
@@ -73,8 +63,13 @@ def record_end(buffer: bytes | bytearray, start: int = 0) -> int | None:
     return cut + 1 if cut >= 0 else None
 
 
-def record_chunks(blocks: Iterable[bytes], chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
-    """Re-cut a byte stream into pieces of about `chunk_bytes`, each the header plus whole records."""
+def record_chunks(blocks: Iterable[bytes], chunk_bytes: int = CHUNK_BYTES,
+                  max_record_bytes: int = Limits.max_record_bytes) -> Iterator[bytes]:
+    """Re-cut a byte stream into pieces of about `chunk_bytes`, each the header plus whole records.
+
+    The bytes held are bounded: a record (or header) longer than `max_record_bytes`, which is
+    what a quote never closed or a file without newlines looks like, ends the upload.
+    """
     header: bytes | None = None
     buffer = bytearray()
     yielded = False
@@ -83,19 +78,30 @@ def record_chunks(blocks: Iterable[bytes], chunk_bytes: int = CHUNK_BYTES) -> It
         if header is None:
             end = _first_record_end(buffer)
             if end is None:
+                refuse_long_record(len(buffer), max_record_bytes, "the header")
                 continue
             header, buffer = bytes(buffer[:end]), buffer[end:]
         while len(buffer) >= chunk_bytes:
             end = record_end(buffer)
             if end is None:
                 break
-            yield header + bytes(buffer[:end])
+            if buffer[:end].strip():  # a run of blank lines is no chunk
+                yield header + bytes(buffer[:end])
+                yielded = True
             del buffer[:end]
-            yielded = True
+        if len(buffer) >= chunk_bytes:  # no record ends in a whole chunk's worth of bytes
+            refuse_long_record(len(buffer), max(max_record_bytes, chunk_bytes), "a row")
     if header is None:
         yield bytes(buffer)  # one line or empty: read_table says what is wrong with it
     elif buffer.strip() or not yielded:
         yield header + bytes(buffer)
+
+
+def refuse_long_record(held: int, max_record_bytes: int, what: str) -> None:
+    if held > max_record_bytes:
+        raise UploadRejected(
+            f"{what} of the file is longer than {max_record_bytes / 2**20:.0f} MiB (the limit for "
+            "one row): a quote (\") is never closed, or the file has no line breaks")
 
 
 def _first_record_end(buffer: bytearray) -> int | None:
@@ -169,29 +175,15 @@ class Totals:
         self.seconds[stage] += time.perf_counter() - started
 
 
-def read_piece(piece: bytes, first: bool) -> TextTable:
-    """One chunk as text cells; a later chunk's first row that is too long is a bad row, not a
-    bad file (pandas only reports an overlong *first* row as a header problem)."""
+def read_piece(piece: bytes, first: bool, limits: Limits = Limits()) -> TextTable:
+    """One chunk as text cells, read exactly as a whole file is (rows that do not fit the header
+    are set aside the same way); a fault in a later chunk says where it is."""
     try:
-        return read_upload(piece)
+        return read_upload(piece, limits=limits)
     except UploadRejected as exc:
         if first:
             raise
-        if "first data row has more fields" not in str(exc):
-            raise UploadRejected(f"{exc} (in the part of the file after the first rows)") from None
-    header_end = _first_record_end(bytearray(piece))
-    row_length = _first_record_end(bytearray(piece[header_end:]))
-    row_end = len(piece) if row_length is None else header_end + row_length
-    delimiter, names = sniff(piece[:header_end].decode("utf-8-sig", "replace"))
-    line = piece[header_end:row_end].decode("utf-8", "replace")
-    fields = len(next(csv.reader([line], delimiter=delimiter), []))
-    bad_row = (1, f"{fields} fields where the header has {len(names)}")
-    if not piece[row_end:].strip():
-        return TextTable(pd.DataFrame(columns=[n.strip() for n in names], dtype=object),
-                         {"delimiter": DELIMITER_NAMES[delimiter]}, [bad_row])
-    rest = read_piece(piece[:header_end] + piece[row_end:], first=False)
-    rest.malformed = [bad_row] + [(row + 1, why) for row, why in rest.malformed]
-    return rest
+        raise UploadRejected(f"{exc} (in the part of the file after the first rows)") from None
 
 
 def validate_piece(table: TextTable, profile, offset: int, seen: SeenIds) -> ValidatedUpload:
@@ -233,11 +225,8 @@ def drop_accepted(upload: ValidatedUpload, drop: np.ndarray, rejects: pd.DataFra
 def score_piece(model, upload: ValidatedUpload, reasons: bool) -> tuple[pd.DataFrame, dict]:
     """Results and report counts of one validated chunk; runs in a scorer thread (the trees
     release the GIL, so two chunks score at once while the next one is validated)."""
-    if len(upload.accepted):
-        results = score_frame(model.pipeline, model.profile, upload.accepted,
-                              upload.customer_ids, reasons=reasons)
-    else:
-        results = pd.DataFrame({name: [] for name in RESULT_COLUMNS})
+    results = score_frame(model.pipeline, model.profile, upload.accepted, upload.customer_ids,
+                          reasons=reasons)
     return results, upload_counts(upload, results, model.profile)
 
 
@@ -253,8 +242,8 @@ def write_piece(scored: Future, rejects: pd.DataFrame, files: tuple, first: bool
 
 
 def score_stream(blocks: Iterable[bytes], model, max_rejected_share: float, results_file,
-                 rejects_file, chunk_bytes: int = CHUNK_BYTES,
-                 reasons: bool = False) -> tuple[dict[str, Any], Totals]:
+                 rejects_file, chunk_bytes: int = CHUNK_BYTES, reasons: bool = False,
+                 limits: Limits = Limits()) -> tuple[dict[str, Any], Totals]:
     """Score a byte stream into two open binary files; returns the report counts and timings.
 
     Chunks are read and validated in order (row numbers and duplicate ids span chunks), scored
@@ -264,10 +253,11 @@ def score_stream(blocks: Iterable[bytes], model, max_rejected_share: float, resu
     with ThreadPoolExecutor(SCORERS, thread_name_prefix="score-chunk") as scorers, \
             ThreadPoolExecutor(1, thread_name_prefix="write-results") as writer:
         pending: deque[Future] = deque()
-        for index, piece in enumerate(_prefetched(record_chunks(gunzipped(blocks), chunk_bytes),
-                                                  totals)):
+        pieces = record_chunks(decompressed(blocks, limits.max_bytes), chunk_bytes,
+                               limits.max_record_bytes)
+        for index, piece in enumerate(_prefetched(pieces, totals)):
             started = time.perf_counter()
-            table = read_piece(piece, first=index == 0)
+            table = read_piece(piece, index == 0, limits)
             totals.timed("reading", started)
             started = time.perf_counter()
             upload = validate_piece(table, model.profile, totals.rows_total, seen)

@@ -38,19 +38,27 @@ def mocked_ecs_network(stack_env):
             "ecs": ecs}
 
 
+DATABASE_SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:retainwise-db-AbCdEf"
+PREFECT_KEY_SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prefect-key-AbCdEf"
+
+
 def prefect_yaml_environment(net, settings) -> dict[str, str]:
     return {
         "RETAINWISE_IMAGE": "123456789012.dkr.ecr.us-east-1.amazonaws.com/retainwise:abc123",
         "RETAINWISE_ECS_CLUSTER": net["cluster"],
         "RETAINWISE_ECS_EXECUTION_ROLE_ARN": "arn:aws:iam::123456789012:role/retainwise-exec",
-        "RETAINWISE_ECS_TASK_ROLE_ARN": "arn:aws:iam::123456789012:role/retainwise-flows",
+        "RETAINWISE_SCORING_ROLE_ARN": "arn:aws:iam::123456789012:role/retainwise-scoring",
+        "RETAINWISE_TRAINING_ROLE_ARN": "arn:aws:iam::123456789012:role/retainwise-training",
+        "RETAINWISE_MIGRATE_ROLE_ARN": "arn:aws:iam::123456789012:role/retainwise-migrate",
+        "RETAINWISE_REAPER_ROLE_ARN": "arn:aws:iam::123456789012:role/retainwise-reaper",
+        "RETAINWISE_DATABASE_SECRET_ARN": DATABASE_SECRET_ARN,
+        "RETAINWISE_PREFECT_API_KEY_SECRET_ARN": PREFECT_KEY_SECRET_ARN,
         "RETAINWISE_VPC_ID": net["vpc"], "RETAINWISE_SUBNET_A": net["subnets"][0],
         "RETAINWISE_SUBNET_B": net["subnets"][1], "RETAINWISE_SECURITY_GROUP": net["group"],
         "RETAINWISE_LOG_GROUP": "/retainwise/flows", "AWS_DEFAULT_REGION": "us-east-1",
         "RETAINWISE_BUCKET": settings.bucket, "RETAINWISE_QUEUE_NAME": settings.queue_name,
         "RETAINWISE_DEAD_LETTER_QUEUE_NAME": settings.dead_letter_queue_name,
-        "RETAINWISE_MLFLOW_TRACKING_URI": "postgresql://mlflow", "RETAINWISE_MLFLOW_ARTIFACT_ROOT":
-            "s3://retainwise-models/mlartifacts",
+        "RETAINWISE_MLFLOW_ARTIFACT_ROOT": "s3://retainwise-models/mlartifacts",
     }
 
 
@@ -77,7 +85,13 @@ def submit_migrate_run_to_ecs_worker(job_variables) -> tuple[str, str]:
                     break
                 await asyncio.sleep(0.1)
 
-    asyncio.run(one_poll())
+    # the production worker has PREFECT_API_KEY (from its own ECS secret); with the job's
+    # prefect_api_key_secret_arn set, prefect-aws 0.7.12 deletes the key from the flow's env
+    # and fails with KeyError when the worker has none, so the worker here gets one too
+    from prefect.settings import PREFECT_API_KEY, temporary_settings
+
+    with temporary_settings({PREFECT_API_KEY: "pnu_worker_key"}):
+        asyncio.run(one_poll())
     return pool, str(run.id)
 
 
@@ -115,12 +129,16 @@ def test_mocked_ecs_job_renders_a_valid_run_task_and_the_follower_sees_every_sta
     assert definition["executionRoleArn"].endswith("role/retainwise-exec")
     assert definition["networkMode"] == "awsvpc"
     assert container["logConfiguration"]["options"]["awslogs-group"] == "/retainwise/flows"
+    # the database and the Prefect key reach the flow as ECS secrets, not as environment
+    assert sorted((s["name"], s["valueFrom"]) for s in container["secrets"]) == [
+        ("PREFECT_API_KEY", PREFECT_KEY_SECRET_ARN), ("RETAINWISE_DATABASE_SECRET", DATABASE_SECRET_ARN)]
     overrides = task["overrides"]
-    assert overrides["taskRoleArn"].endswith("role/retainwise-flows")
+    assert overrides["taskRoleArn"].endswith("role/retainwise-migrate")
     [override] = overrides["containerOverrides"]
     env = {e["name"]: e["value"] for e in override["environment"]}
     assert env["PREFECT__FLOW_RUN_ID"] == flow_run_id
     assert env["RETAINWISE_BUCKET"] == stack_env.bucket
+    assert env["RETAINWISE_ENV"] == "production" and "PREFECT_API_KEY" not in env
 
     # ECS state changes, fed by hand; the follower must treat provisioning as normal
     seen: list[str] = []

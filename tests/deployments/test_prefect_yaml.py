@@ -27,20 +27,41 @@ def test_the_ecs_deployments_point_at_flows_that_load(deployments):
                           "migrate/migrate"}
 
 
-def test_job_variables_are_all_known_to_the_ecs_worker(deployments):
+def test_job_variables_are_all_known_to_the_ecs_pool(deployments):
+    """Every job variable is one the `ecs` pool's template declares (prefect-aws's plus `secrets`)."""
     from prefect_aws.workers.ecs_worker import ECSVariables
 
-    known = set(ECSVariables.model_fields)
+    from deployments.ecs import default_job_template
+
+    known = set(default_job_template("ecs")["variables"]["properties"])
     for deployment in deployments.values():
         assert deployment["work_pool"]["name"] == "ecs"
         job = deployment["work_pool"]["job_variables"]
         assert set(job) <= known, set(job) - known
-        ECSVariables(**{k: v for k, v in job.items() if k != "env"}, env=job["env"])
+        ECSVariables(**{k: v for k, v in job.items() if k not in ("env", "secrets")}, env=job["env"])
         assert job["configure_cloudwatch_logs"] and job["execution_role_arn"]
 
 
 def test_nothing_on_the_ecs_pool_runs_on_a_schedule(deployments):
     assert not any(d.get("schedules") for d in deployments.values())  # the runner's reaper does
+
+
+def test_each_deployment_has_its_own_task_role(deployments):
+    roles = {name: d["work_pool"]["job_variables"]["task_role_arn"] for name, d in deployments.items()}
+    assert roles == {"score-upload-large": "value-of-RETAINWISE_SCORING_ROLE_ARN",
+                     "train-model": "value-of-RETAINWISE_TRAINING_ROLE_ARN",
+                     "migrate": "value-of-RETAINWISE_MIGRATE_ROLE_ARN"}
+
+
+def test_secrets_are_injected_by_ecs_never_through_env(deployments):
+    """The review found no `secrets` block: a flow on ECS fell back to SQLite under /tmp."""
+    for name, deployment in deployments.items():
+        job = deployment["work_pool"]["job_variables"]
+        assert job["secrets"] == [{"name": "RETAINWISE_DATABASE_SECRET",
+                                   "valueFrom": "value-of-RETAINWISE_DATABASE_SECRET_ARN"}], name
+        assert job["prefect_api_key_secret_arn"] == "value-of-RETAINWISE_PREFECT_API_KEY_SECRET_ARN"
+        assert job["env"]["RETAINWISE_ENV"] == "production"  # a missing URL stops, never SQLite
+        assert not [k for k in job["env"] if "SECRET" in k or "KEY" in k or k.endswith("DATABASE_URL")]
 
 
 def test_a_missing_environment_variable_is_named():
@@ -69,21 +90,6 @@ def test_the_local_runner_serves_every_deployment_and_the_production_runner_the_
     by_name = {d.name: d for _, d in served}
     assert by_name["reap-stale"].schedules[0].schedule.interval.total_seconds() == 300
     assert by_name["score-upload"].tags == ["scoring"] and not by_name["score-upload"].schedules
-
-
-def test_the_deploy_workflow_migrates_by_deployment_before_it_deploys():
-    from pathlib import Path
-
-    import yaml
-
-    workflow = yaml.safe_load((Path(__file__).resolve().parents[2] / ".github" / "workflows"
-                               / "deploy.yml").read_text())
-    jobs = workflow["jobs"]
-    assert jobs["migrate"]["needs"] == "build" and "migrate" in jobs["deploy"]["needs"]
-    migrate_steps = " ".join(step.get("run", "") for step in jobs["migrate"]["steps"])
-    assert "retainwise migrate --deployment --timeout 600" in migrate_steps
-    deploy_steps = " ".join(step.get("run", "") for step in jobs["deploy"]["steps"])
-    assert "prefect --no-prompt deploy --all" in deploy_steps
 
 
 def test_the_deployment_guide_gives_the_queue_the_visibility_timeout_the_code_uses():

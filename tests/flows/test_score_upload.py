@@ -1,10 +1,15 @@
 """score-upload on a moto server, a real Prefect API and SQLite: outcomes a customer sees."""
 
+import csv
+import io
+import re
+
 import pytest
 
 from flows.score_upload import score_upload
 from retainwise.adapters import db
 from retainwise.adapters.mlflow_registry import load_champion
+from retainwise.adapters import aws
 from tests.helpers import customers_csv, results_of, submit
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -27,6 +32,21 @@ def test_good_csv_completes_with_every_row_once(resources):
     expected = results["churn_probability"].map(
         lambda p: "HIGH" if p >= cutoffs.high else "MEDIUM" if p >= cutoffs.medium else "LOW")
     assert (results["churn_risk"] == expected).all()
+
+
+def test_results_file_keeps_the_contract_as_plain_csv(resources):
+    """What an integration built on the old service reads: the seed's columns in order, 1/0."""
+    prediction_id = submit(resources, customers_csv(120))
+    score_upload(prediction_id)
+
+    key = db.get_prediction(resources.engine, prediction_id)["result_key"]
+    text = aws.get_bytes(resources.s3, resources.settings.bucket, key).decode("utf-8")
+    header, *rows = list(csv.reader(io.StringIO(text)))
+    assert header == ["customer_id", "churn_probability", "churn_risk", "predicted_churn"]
+    assert len(rows) == 120 and {len(row) for row in rows} == {4}
+    assert {row[3] for row in rows} <= {"1", "0"} and {row[2] for row in rows} <= {
+        "HIGH", "MEDIUM", "LOW"}
+    assert all(re.fullmatch(r"0|1|0\.\d+|1\.0+", row[1]) for row in rows), rows[:3]
 
 
 def test_missing_required_column_fails_naming_it(resources):

@@ -19,14 +19,14 @@ from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from models.scoring import score_frame
 from models.training import train
 from retainwise.adapters import aws
 from retainwise.adapters import db
 from retainwise.adapters import mlflow_registry as registry
 from retainwise.config.errors import UploadRejected
 from retainwise.uploads.output import result_keys
-from retainwise.uploads.reading import read_upload
+from retainwise.uploads.pipeline import score_file
+from retainwise.uploads.reading import Limits
 from retainwise.local.sample import synthetic_customers
 from retainwise.config.settings import Settings
 from retainwise.uploads.validation import unknown_categories, validate_upload
@@ -56,13 +56,12 @@ def clean(telco):
 def score_bytes(data: bytes, trained, share: float = 0.5):
     """The flow's path without S3 and Prefect: ('FAILED', message, None) or the scored upload."""
     try:
-        upload = validate_upload(read_upload(data, 10_000_000), trained.profile, share)
+        scored = score_file(data, trained, Limits(max_bytes=10_000_000), share)
     except UploadRejected as exc:
         return "FAILED", str(exc), None
-    if upload.failure:
-        return "FAILED", upload, None
-    results = score_frame(trained.pipeline, trained.profile, upload.accepted, upload.customer_ids)
-    return "COMPLETED", upload, results
+    if scored.upload.failure:
+        return "FAILED", scored.upload, None
+    return "COMPLETED", scored.upload, scored.results
 
 
 def to_csv(frame: pd.DataFrame, sep: str = ",", encoding: str = "utf-8", **kwargs) -> bytes:

@@ -34,3 +34,12 @@ def test_result_keys_derive_from_the_prediction_id():
     assert (keys.results, keys.rejects, keys.report, keys.report_html) == (
         "results/abc/results.csv", "results/abc/rejects.csv", "results/abc/report.json",
         "results/abc/report.html")
+
+
+def test_reject_headers_are_neutralised_like_their_cells():
+    from retainwise.uploads.output import neutralise_text_columns, to_csv_bytes
+
+    rejects = pd.DataFrame({"row_number": [1], "reason": ["x"], "=HYPERLINK(\"a\")": ["=1+1"]})
+    text = to_csv_bytes(neutralise_text_columns(rejects)).decode()
+    assert text.splitlines()[0].split(",")[2].startswith("\"'=HYPERLINK")
+    assert "'=1+1" in text.splitlines()[1]

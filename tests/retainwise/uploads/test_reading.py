@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from retainwise.config.errors import UploadRejected
-from retainwise.uploads.reading import match_columns, read_upload, sniff
+from retainwise.uploads.reading import Limits, match_columns, read_upload, sniff
 
 ROWS = [["customer_id", "Name", "Tenure Months", "Monthly Charges"],
         ["C1", "Zoë Müller", "5", "29.85"],
@@ -108,11 +108,12 @@ def test_xlsx_first_sheet_is_read_with_numbers_as_csv_text():
     (b"abc\x00def\x00\x01\x02\x03" * 50, "contains binary data"),
     (bytes(range(1, 32)) * 40, "contains binary data"),
     (b'customer_id,note\nC1,"never closed\nC2,x\n', 'a closing quote (") is missing'),
-    (b"customer_id,tenure\nC1,1,extra\n", "first data row has more fields than the header"),
+    (b'customer_id,note\nC1,x\nC2,"' + b"y\n" * 100_000, "longer than 131072 characters"),
+    (b"a,b,c\n1,2,3\n", "the limit is 2 columns"),
 ])
 def test_unreadable_files_are_rejected_with_a_specific_message(data, message):
     with pytest.raises(UploadRejected, match=message.replace("(", r"\(").replace(")", r"\)")):
-        read_upload(data)
+        read_upload(data, limits=Limits(max_columns=2))
 
 
 def test_zip_that_is_not_a_workbook_is_rejected():
@@ -123,6 +124,26 @@ def test_zip_that_is_not_a_workbook_is_rejected():
         archive.writestr("customers.csv", csv_text())
     with pytest.raises(UploadRejected, match="ZIP archive, not a CSV or Excel"):
         read_upload(buffer.getvalue())
+
+
+def test_rows_shorter_than_the_header_are_set_aside_not_padded():
+    table = read_upload(b"customer_id,tenure,plan\nC1,1,a\nC2,2\nC3\nC4,4,d\n")
+    assert table.frame["customer_id"].tolist() == ["C1", "C4"]
+    assert table.malformed == [(2, "2 fields where the header has 3"),
+                               (3, "1 fields where the header has 3")]
+    assert table.rows_total == 4
+
+
+def test_trailing_empty_fields_are_not_extra_fields_but_text_after_them_is():
+    table = read_upload(b"customer_id,tenure\nC1,1,,\nC2,2,,x\nC3,3,\n")
+    assert table.frame["customer_id"].tolist() == ["C1", "C3"]
+    assert table.malformed == [(2, "4 fields where the header has 2")]
+
+
+def test_an_overlong_first_data_row_is_a_bad_row_not_a_bad_file():
+    table = read_upload(b"customer_id,tenure\nC1,1,extra\nC2,2\n")
+    assert table.malformed == [(1, "3 fields where the header has 2")]
+    assert table.frame["customer_id"].tolist() == ["C2"]
 
 
 def test_rows_wider_than_the_header_are_set_aside_with_their_row_number():

@@ -9,15 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.scoring import score_frame
 from models.training import train
 from retainwise.uploads import streaming
 from retainwise.config.errors import UploadRejected
-from retainwise.uploads.reading import read_upload
+from retainwise.uploads.pipeline import score_file
+from retainwise.uploads.reading import Limits
 from retainwise.uploads.report import build_report, report_from_counts
 from retainwise.adapters.mlflow_registry import LoadedModel
 from retainwise.local.sample import synthetic_customers
-from retainwise.uploads.validation import validate_upload
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +39,11 @@ def messy_upload(rows: int = 600) -> bytes:
 
 def whole_file(data: bytes, model: LoadedModel, share: float = 1.0):
     """(results, rejects, report) as the whole-file path makes them."""
-    upload = validate_upload(read_upload(data), model.profile, share)
-    results = score_frame(model.pipeline, model.profile, upload.accepted, upload.customer_ids)
-    return results, upload.rejects, build_report(upload, None if upload.failure else results, model)
+    scored = score_file(data, model, Limits(), share)
+    read = lambda b: pd.read_csv(io.BytesIO(b), dtype=str)  # noqa: E731
+    results = read(scored.results_csv).astype({"churn_probability": float})
+    rejects = read(scored.rejects_csv).astype({"row_number": int})
+    return results, rejects, build_report(scored.upload, scored.results, model)
 
 
 def chunked(data: bytes, model: LoadedModel, chunk_bytes: int, share: float = 1.0):
@@ -124,7 +125,33 @@ def test_an_overlong_row_at_the_start_of_a_later_chunk_is_a_bad_row_not_a_bad_fi
     table = streaming.read_piece(header + b"1,a,EXTRA\n2,b\n3,c\n", first=False)
     assert table.malformed == [(1, "3 fields where the header has 2")]
     assert table.frame["id"].tolist() == ["2", "3"]
-    with pytest.raises(UploadRejected, match="more fields than the header"):
-        streaming.read_piece(header + b"1,a,EXTRA\n2,b\n", first=True)
+    first = streaming.read_piece(header + b"1,a,EXTRA\n2,b\n", first=True)
+    assert first.malformed == [(1, "3 fields where the header has 2")]
     alone = streaming.read_piece(header + b"1,a,EXTRA", first=False)  # no final newline
     assert alone.malformed == [(1, "3 fields where the header has 2")] and alone.frame.empty
+
+
+def test_short_and_overlong_rows_are_rejected_alike_on_both_paths(model):
+    frame = synthetic_customers(300, seed=4, labeled=False).astype(str)
+    lines = frame.to_csv(index=False).splitlines(keepends=True)
+    lines[5] = ",".join(lines[5].split(",")[:-3]) + "\n"     # data row 5: cut off mid-line
+    lines[120] = lines[120].rstrip("\n") + ",,\n"            # data row 120: trailing empties, kept
+    lines[200] = lines[200].rstrip("\n") + ",x\n"            # data row 200: one field too many
+    data = "".join(lines).encode()
+    _, expected_rejects, expected_report = whole_file(data, model)
+    _, rejects, report = chunked(data, model, 3_000)
+    width = len(frame.columns)
+    assert expected_rejects["row_number"].tolist() == rejects["row_number"].tolist() == [5, 200]
+    assert expected_rejects["reason"].tolist() == rejects["reason"].tolist() == [
+        f"{width - 3} fields where the header has {width}",
+        f"{width + 1} fields where the header has {width}"]
+    assert report == expected_report and report["rows_total"] == 300
+    assert report["rows_rejected"] == 2
+
+
+def test_a_record_that_never_ends_is_refused_naming_the_limit():
+    endless = (b"id,note\n1,a\n2,\"" + b"x" * 5000 + b"\n") * 3
+    with pytest.raises(UploadRejected, match="longer than 0 MiB .*quote"):
+        list(streaming.record_chunks([endless], chunk_bytes=1000, max_record_bytes=2000))
+    with pytest.raises(UploadRejected, match="the header of the file is longer"):
+        list(streaming.record_chunks([b"a" * 10_000], chunk_bytes=1000, max_record_bytes=2000))

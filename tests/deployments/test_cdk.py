@@ -1,0 +1,252 @@
+"""The CDK app, synthesised offline once per session (jsii on the machine's Node.js) and checked.
+
+cdk-nag's AwsSolutions pack runs on the same synthesis: an unsuppressed error fails here.
+"""
+
+import json
+import os
+import re
+
+import pytest
+
+# jsii warns on every start that Node 20 is past end of life; the synthesis itself works
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+import aws_cdk as cdk  # noqa: E402
+from aws_cdk.assertions import Annotations, Match, Template  # noqa: E402
+
+from deployments.cdk.app import build  # noqa: E402
+from deployments.cdk.outputs import OUTPUT_KEY  # noqa: E402
+from retainwise.adapters.aws import VISIBILITY_TIMEOUT_SECONDS  # noqa: E402
+from tests.deployments.prefect_yaml import placeholders  # noqa: E402
+
+CONTEXT = {"imageTag": "abc123", "region": "eu-west-1", "maxRunners": 6,
+           "prefectApiUrl": "https://api.prefect.cloud/api/accounts/a/workspaces/w",
+           "certificateArn": "arn:aws:acm:eu-west-1:123456789012:certificate/test"}
+
+
+@pytest.fixture(scope="session")
+def synthesised():
+    """(stack, template): the one synthesis every test here reads (~20 s of CPU)."""
+    stack = build(cdk.App(context=CONTEXT))
+    return stack, Template.from_stack(stack)
+
+
+@pytest.fixture(scope="session")
+def stack(synthesised):
+    return synthesised[0]
+
+
+@pytest.fixture(scope="session")
+def template(synthesised):
+    return synthesised[1]
+
+
+def resources(template, kind: str) -> dict:
+    return template.find_resources(kind)
+
+
+def logical_id(stack, construct) -> str:
+    return stack.resolve(stack.get_logical_id(construct.node.default_child))
+
+
+def statements_of(template, stack, role) -> list[dict]:
+    """Every policy statement attached to `role` (its inline default policy)."""
+    ref = {"Ref": logical_id(stack, role)}
+    return [statement for policy in resources(template, "AWS::IAM::Policy").values()
+            if ref in policy["Properties"]["Roles"]
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]]
+
+
+def grants(statements) -> set[tuple[str, str]]:
+    """(action, resource rendered as text) pairs, so prefixes like `uploads/*` can be matched."""
+    listed = lambda v: v if isinstance(v, list) else [v]  # noqa: E731
+    return {(action, json.dumps(resource)) for s in statements if s["Effect"] == "Allow"
+            for action in listed(s["Action"]) for resource in listed(s["Resource"])}
+
+
+def test_cdk_nag_finds_no_unsuppressed_error(stack, template):
+    errors = Annotations.from_stack(stack).find_error("*", Match.string_like_regexp("AwsSolutions-.*"))
+    assert errors == [], "\n".join(f"{e.id}: {str(e.entry.data)[:160]}" for e in errors)
+
+
+def test_every_suppression_says_why(template):
+    suppressions = [rule for body in template.to_json()["Resources"].values()
+                    for rule in body.get("Metadata", {}).get("cdk_nag", {}).get("rules_to_suppress", [])]
+    assert suppressions, "the nag suppressions are not attached"
+    for rule in suppressions:
+        assert rule["id"].startswith("AwsSolutions-") and len(rule["reason"]) > 40, rule
+
+
+def test_buckets_are_encrypted_private_tls_only_with_lifecycle(stack, template):
+    buckets = resources(template, "AWS::S3::Bucket")
+    assert len(buckets) == 3  # uploads, models, access logs
+    for bucket in buckets.values():
+        props = bucket["Properties"]
+        assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        assert props["PublicAccessBlockConfiguration"] == {
+            "BlockPublicAcls": True, "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True, "RestrictPublicBuckets": True}
+        assert props["LifecycleConfiguration"]["Rules"]
+    uploads = buckets[logical_id(stack, stack.storage.uploads)]["Properties"]
+    expiring = {rule.get("Prefix"): rule.get("ExpirationInDays")
+                for rule in uploads["LifecycleConfiguration"]["Rules"]}
+    assert expiring["uploads/"] == expiring["results/"] == 30
+    for policy in resources(template, "AWS::S3::BucketPolicy").values():
+        denies = [s for s in policy["Properties"]["PolicyDocument"]["Statement"]
+                  if s["Effect"] == "Deny"]
+        assert any(s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for s in denies)
+
+
+def test_the_queue_dead_letters_after_three_receives_and_the_dlq_alarms(stack, template):
+    dlq = logical_id(stack, stack.queue.dead_letters)
+    template.has_resource_properties("AWS::SQS::Queue", {
+        "QueueName": "retainwise-uploads", "VisibilityTimeout": VISIBILITY_TIMEOUT_SECONDS,
+        "RedrivePolicy": {"deadLetterTargetArn": {"Fn::GetAtt": [dlq, "Arn"]}, "maxReceiveCount": 3},
+        "SqsManagedSseEnabled": True})
+    template.has_resource_properties("AWS::CloudWatch::Alarm", {
+        "MetricName": "ApproximateNumberOfMessagesVisible", "Namespace": "AWS/SQS",
+        "Dimensions": [{"Name": "QueueName", "Value": {"Fn::GetAtt": [dlq, "QueueName"]}}],
+        "ComparisonOperator": "GreaterThanThreshold", "Threshold": 0,
+        "AlarmActions": Match.any_value()})
+
+
+def test_postgres_is_private_encrypted_multi_az_with_a_generated_secret(template):
+    template.has_resource_properties("AWS::RDS::DBInstance", {
+        "Engine": "postgres", "StorageEncrypted": True, "MultiAZ": True,
+        "PubliclyAccessible": False, "DeletionProtection": True})
+    template.has_resource_properties("AWS::SecretsManager::Secret", {
+        "GenerateSecretString": Match.object_like({"SecretStringTemplate": '{"username":"retainwise"}'})})
+
+
+def container(template, command_start: list[str]) -> dict:
+    found = [c for d in resources(template, "AWS::ECS::TaskDefinition").values()
+             for c in d["Properties"]["ContainerDefinitions"]
+             if c.get("Command", [])[:len(command_start)] == command_start]
+    assert len(found) == 1, (command_start, len(found))
+    return found[0]
+
+
+SERVICES = {"trigger": ["retainwise", "trigger"], "runner": ["retainwise", "runner"],
+            "worker": ["prefect", "worker", "start", "--pool", "ecs"],
+            "api": ["retainwise", "api"]}
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_secrets_come_through_ecs_secrets_never_plain_environment(template, service):
+    definition = container(template, SERVICES[service])
+    injected = {s["Name"] for s in definition["Secrets"]}
+    # the worker only talks to Prefect and ECS: it never gets the database secret
+    assert injected == ({"PREFECT_API_KEY"} if service == "worker"
+                        else {"RETAINWISE_DATABASE_SECRET", "PREFECT_API_KEY"})
+    environment = {e["Name"]: e["Value"] for e in definition["Environment"]}
+    assert environment["RETAINWISE_ENV"] == "production"
+    assert not [n for n in environment if re.search("KEY|PASSWORD|SECRET|DATABASE_URL|TOKEN", n)]
+    assert "postgresql" not in json.dumps(environment)
+    assert definition["LogConfiguration"]["LogDriver"] == "awslogs"
+
+
+def test_each_service_runs_with_its_own_task_role(stack, template):
+    roles = {logical_id(stack, role) for role in stack.roles.by_job().values()}
+    assert len(roles) == 8
+    by_command = {}
+    for definition in resources(template, "AWS::ECS::TaskDefinition").values():
+        [c] = definition["Properties"]["ContainerDefinitions"]
+        by_command[c["Command"][1]] = definition["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
+    assert by_command == {
+        "trigger": logical_id(stack, stack.roles.trigger),
+        "runner": logical_id(stack, stack.roles.runner),
+        "worker": logical_id(stack, stack.roles.worker),
+        "api": logical_id(stack, stack.roles.api)}
+
+
+@pytest.mark.parametrize("job", ["scoring", "runner"])
+def test_scoring_reads_uploads_and_models_and_writes_only_results(stack, template, job):
+    allowed = grants(statements_of(template, stack, stack.roles.by_job()[job]))
+    writes = {resource for action, resource in allowed if action == "s3:PutObject"}
+    reads = {resource for action, resource in allowed if action == "s3:GetObject"}
+    assert len(writes) == 1 and "/results/*" in writes.pop()
+    assert {"/uploads/*" in r or "/mlartifacts/*" in r for r in reads} == {True}
+    assert not [a for a, _ in allowed if a.startswith("iam:")]
+    sqs = {a for a, _ in allowed if a.startswith("sqs:")}
+    # the runner also sweeps stale uploads (reap-stale), which sends their messages again
+    assert sqs == (set() if job == "scoring" else
+                   {"sqs:SendMessage", "sqs:GetQueueUrl", "sqs:GetQueueAttributes"})
+
+
+def test_training_writes_models_and_never_results(stack, template):
+    allowed = grants(statements_of(template, stack, stack.roles.training))
+    writes = {resource for action, resource in allowed if action == "s3:PutObject"}
+    assert len(writes) == 1 and "/mlartifacts/*" in writes.pop()
+    assert not [r for _, r in allowed if "/results/" in r]
+
+
+def test_migrate_has_no_aws_permission_only_the_database_secret(stack, template):
+    assert statements_of(template, stack, stack.roles.migrate) == []
+
+
+def test_the_trigger_reads_and_deletes_messages_and_only_sizes_uploads(stack, template):
+    allowed = grants(statements_of(template, stack, stack.roles.trigger))
+    actions = {action for action, _ in allowed}
+    assert {"sqs:ReceiveMessage", "sqs:DeleteMessage"} <= actions and "sqs:SendMessage" not in actions
+    s3 = {(a, r) for a, r in allowed if a.startswith("s3:")}
+    [(action, resource)] = s3  # HEAD, to route by the object's size
+    assert action == "s3:GetObject" and "/uploads/*" in resource
+    assert {a.split(":")[0] for a in actions} == {"sqs", "s3"}
+
+
+def test_the_worker_may_pass_only_the_flow_roles(stack, template):
+    passed = {json.loads(resource)["Fn::GetAtt"][0] for action, resource
+              in grants(statements_of(template, stack, stack.roles.worker)) if action == "iam:PassRole"}
+    roles = stack.roles
+    assert passed == {logical_id(stack, r) for r in (roles.scoring, roles.training, roles.migrate,
+                                                     roles.reaper, stack.services.flow_execution_role)}
+
+
+def test_runners_scale_on_queue_backlog_and_waiting_prefect_runs(template):
+    template.has_resource_properties("AWS::ApplicationAutoScaling::ScalableTarget", {
+        "MinCapacity": 1, "MaxCapacity": 6, "ScalableDimension": "ecs:service:DesiredCount"})
+    tracked = [p["Properties"]["TargetTrackingScalingPolicyConfiguration"]
+               ["CustomizedMetricSpecification"]
+               for p in resources(template, "AWS::ApplicationAutoScaling::ScalingPolicy").values()
+               if p["Properties"]["PolicyType"] == "TargetTrackingScaling"]
+    metrics = {(m["Namespace"], m["MetricName"]) for m in tracked}
+    assert metrics == {("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
+                       ("RetainWise", "ScoreUploadRunsWaiting")}
+
+
+def test_the_api_is_served_over_tls_and_http_redirects(template):
+    template.has_resource_properties("AWS::ElasticLoadBalancingV2::Listener", {
+        "Port": 443, "Protocol": "HTTPS", "Certificates": [{"CertificateArn": CONTEXT["certificateArn"]}]})
+    template.has_resource_properties("AWS::ElasticLoadBalancingV2::Listener", {
+        "Port": 80, "DefaultActions": [Match.object_like({
+            "Type": "redirect", "RedirectConfig": Match.object_like({"Protocol": "HTTPS", "Port": "443"})})]})
+
+
+def test_log_groups_keep_thirty_days(template):
+    groups = {g["Properties"].get("LogGroupName"): g["Properties"]["RetentionInDays"]
+              for g in resources(template, "AWS::Logs::LogGroup").values()}
+    assert groups["/retainwise/flows"] == groups["/retainwise/services"] == 30
+
+
+def test_the_stack_output_fills_every_variable_prefect_yaml_reads(stack, template):
+    """prefect.yaml's `{{ $NAME }}` come from this output, except the image and the region."""
+    assert set(template.find_outputs(OUTPUT_KEY)) == {OUTPUT_KEY}
+    assert set(stack.prefect_yaml_environment) == placeholders() - {"RETAINWISE_IMAGE",
+                                                                    "AWS_DEFAULT_REGION"}
+
+
+def test_a_missing_context_value_is_named():
+    with pytest.raises(SystemExit, match="certificateArn"):
+        build(cdk.App(context={k: v for k, v in CONTEXT.items() if k != "certificateArn"}))
+
+
+def test_only_the_services_that_use_the_database_can_reach_it(stack, template):
+    def group(connectable) -> str:
+        return logical_id(stack, connectable.connections.security_groups[0])
+
+    services, database = stack.services, group(stack.database.instance)
+    sources = {rule["Properties"]["SourceSecurityGroupId"]["Fn::GetAtt"][0]
+               for rule in resources(template, "AWS::EC2::SecurityGroupIngress").values()
+               if rule["Properties"]["GroupId"] == {"Fn::GetAtt": [database, "GroupId"]}}
+    assert sources == {group(services.trigger), group(services.runner), group(services.api.service),
+                       logical_id(stack, services.flow_tasks_security_group)}

@@ -1,0 +1,93 @@
+"""Production settings never fall back to the local stack's SQLite or file-based MLflow."""
+
+import pytest
+from pydantic import ValidationError
+
+from retainwise.config.errors import MissingSetting
+from retainwise.config.settings import Settings
+
+URL_VARIABLES = {
+    "db_url": "RETAINWISE_DATABASE_URL",
+    "tracking_uri": "RETAINWISE_MLFLOW_TRACKING_URI",
+    "artifact_root": "RETAINWISE_MLFLOW_ARTIFACT_ROOT",
+}
+
+
+@pytest.fixture
+def bare_environment(monkeypatch, tmp_path):
+    for name in (*URL_VARIABLES.values(), "RETAINWISE_ENV", "RETAINWISE_DATABASE_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RETAINWISE_HOME", str(tmp_path))
+    return monkeypatch
+
+
+@pytest.mark.parametrize("prop, variable", URL_VARIABLES.items())
+def test_production_names_the_missing_variable(bare_environment, prop, variable):
+    bare_environment.setenv("RETAINWISE_ENV", "production")
+    with pytest.raises(MissingSetting, match=variable):
+        getattr(Settings(), prop)
+
+
+def test_production_uses_the_urls_it_is_given(bare_environment):
+    bare_environment.setenv("RETAINWISE_ENV", "production")
+    bare_environment.setenv("RETAINWISE_DATABASE_URL", "postgresql+psycopg://u@db:5432/retainwise")
+    bare_environment.setenv("RETAINWISE_MLFLOW_TRACKING_URI", "postgresql+psycopg://u@db:5432/mlflow")
+    bare_environment.setenv("RETAINWISE_MLFLOW_ARTIFACT_ROOT", "s3://models/mlartifacts")
+    settings = Settings()
+    assert settings.db_url == "postgresql+psycopg://u@db:5432/retainwise"
+    assert settings.tracking_uri == "postgresql+psycopg://u@db:5432/mlflow"
+    assert settings.artifact_root == "s3://models/mlartifacts"
+
+
+def test_locally_the_urls_fall_back_under_home(bare_environment, tmp_path):
+    settings = Settings()
+    assert settings.env == "local"
+    assert settings.db_url.startswith("sqlite:///") and str(tmp_path) in settings.db_url
+    assert settings.tracking_uri.startswith("sqlite:///")
+    assert settings.artifact_root.startswith("file://")
+
+
+def test_an_unknown_environment_name_is_refused(bare_environment):
+    bare_environment.setenv("RETAINWISE_ENV", "prod")
+    with pytest.raises(ValidationError, match="production"):
+        Settings()
+
+
+def test_the_database_urls_are_built_from_the_rds_secret(bare_environment):
+    """ECS injects the RDS secret's JSON; a password with URL-special characters survives."""
+    import json
+
+    from sqlalchemy.engine import make_url
+
+    bare_environment.setenv("RETAINWISE_ENV", "production")
+    bare_environment.setenv("RETAINWISE_DATABASE_SECRET", json.dumps({
+        "username": "retainwise", "password": "p@ss:w/rd%", "host": "db.internal", "port": 5432,
+        "dbname": "retainwise", "engine": "postgres"}))
+    settings = Settings()
+    app, mlflow = make_url(settings.db_url), make_url(settings.tracking_uri)
+    assert (app.drivername, app.host, app.database) == ("postgresql+psycopg", "db.internal", "retainwise")
+    assert app.password == "p@ss:w/rd%" and mlflow.password == "p@ss:w/rd%"
+    assert mlflow.database == "mlflow"
+    with pytest.raises(MissingSetting, match="RETAINWISE_MLFLOW_ARTIFACT_ROOT"):
+        settings.artifact_root
+
+
+def test_the_url_from_the_secret_connects_to_postgres(bare_environment):
+    """The URL built from an RDS-shaped secret opens a real connection (local trust auth)."""
+    import json
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from tests.conftest import POSTGRES_ADMIN_URL
+
+    admin = make_url(POSTGRES_ADMIN_URL)
+    bare_environment.setenv("RETAINWISE_DATABASE_SECRET", json.dumps({
+        "username": admin.username, "password": admin.password or "any p@ss", "host": admin.host,
+        "port": admin.port or 5432, "dbname": admin.database}))
+    engine = create_engine(Settings().db_url)
+    try:
+        with engine.connect() as connection:
+            assert connection.execute(text("select current_database()")).scalar() == admin.database
+    finally:
+        engine.dispose()

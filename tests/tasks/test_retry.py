@@ -1,0 +1,73 @@
+"""Only transient faults are retried, and the failure message counts the tries that happened."""
+
+import pytest
+import sqlalchemy.exc as sql
+from botocore.exceptions import ClientError, EndpointConnectionError
+from prefect import flow
+
+from retainwise.adapters.faults import is_transient
+from retainwise.config.errors import NoChampion, UploadRejected
+from tasks.retry import describe_failure, io_task
+
+
+def client_error(code: str, status: int) -> ClientError:
+    return ClientError({"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}},
+                       "GetObject")
+
+
+@pytest.mark.parametrize("error", [
+    ConnectionRefusedError(), TimeoutError(), EndpointConnectionError(endpoint_url="http://x"),
+    client_error("SlowDown", 503), client_error("Throttling", 400), client_error("Boom", 500),
+    sql.OperationalError("SELECT 1", {}, Exception("server closed the connection")),
+])
+def test_connection_throttling_5xx_and_dropped_connections_are_transient(error):
+    assert is_transient(error)
+
+
+@pytest.mark.parametrize("error", [
+    KeyError("x"), MemoryError(), ValueError(), UploadRejected("bad"), NoChampion("none"),
+    client_error("NoSuchKey", 404), client_error("AccessDenied", 403),
+    sql.IntegrityError("INSERT", {}, Exception("duplicate key")),
+])
+def test_bugs_and_refusals_are_not(error):
+    assert not is_transient(error)
+
+
+def test_a_transient_cause_behind_a_wrapper_is_transient():
+    try:
+        try:
+            raise ConnectionResetError()
+        except ConnectionResetError as exc:
+            raise RuntimeError("mlflow call failed") from exc
+    except RuntimeError as wrapped:
+        assert is_transient(wrapped)
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_a_bug_fails_at_once_and_a_network_fault_after_every_try():
+    calls = {"bug": 0, "network": 0}
+
+    @io_task("buggy", retry_delay_seconds=0)
+    def buggy():
+        calls["bug"] += 1
+        raise KeyError("column")
+
+    @io_task("flaky", retry_delay_seconds=0, retry_jitter_factor=None)
+    def flaky():
+        calls["network"] += 1
+        raise ConnectionRefusedError("refused")
+
+    @flow
+    def both():
+        messages = []
+        for step in (buggy, flaky):
+            try:
+                step()
+            except Exception as exc:
+                messages.append(describe_failure(exc, "run-1"))
+        return messages
+
+    bug, network = both()
+    assert calls == {"bug": 1, "network": 4}
+    assert bug.startswith("internal error while scoring (KeyError)")
+    assert network.startswith("a service could not be reached after 4 tries")
