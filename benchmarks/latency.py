@@ -142,7 +142,7 @@ def run(uploads: int, timeout: float, skip_one_by_one: bool = False, runners: in
     try:
         migrations.upgrade(settings.db_url)
         common.train_champion(settings)
-        stack.up(settings)
+        stack.up(settings, timeout=600)  # a loaded shared machine: minutes, not seconds
         stack_seconds = time.monotonic() - started
         env = Resources.from_env()
         common.log(f"stack up after {stack_seconds:.1f} s; warming up with one upload")
@@ -166,11 +166,12 @@ def run(uploads: int, timeout: float, skip_one_by_one: bool = False, runners: in
             "at_once": summarise("at once", at_once)}
 
 
-def compare(uploads: int, timeout: float) -> dict:
+def compare(uploads: int, timeout: float, runner_counts=(1, 2),
+            prefect_dbs=("sqlite", "postgresql")) -> dict:
     """The burst with 1 and 2 runner services, the Prefect server on SQLite and PostgreSQL."""
     results = []
-    for prefect_db in ("sqlite", "postgresql"):
-        for runners in (1, 2):
+    for prefect_db in prefect_dbs:
+        for runners in runner_counts:
             common.log(f"burst of {uploads}: {runners} runner(s), Prefect on {prefect_db}")
             if prefect_db == "sqlite":
                 outcome = run(uploads, timeout, True, runners)
@@ -198,10 +199,14 @@ def main(argv: list[str] | None = None) -> None:
                         help="only the burst (faster when iterating on it)")
     parser.add_argument("--compare", action="store_true",
                         help="the burst with 1 vs 2 runners, Prefect on SQLite vs PostgreSQL")
+    parser.add_argument("--runner-counts", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--prefect-dbs", nargs="+", default=["sqlite", "postgresql"],
+                        choices=["sqlite", "postgresql"])
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))  # still stop the stack
     if args.compare:
-        print(json.dumps(compare(args.uploads, args.timeout)))
+        print(json.dumps(compare(args.uploads, args.timeout, args.runner_counts,
+                                 args.prefect_dbs)))
         return
     print(json.dumps(run(args.uploads, args.timeout, args.skip_one_by_one)))
 
