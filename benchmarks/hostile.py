@@ -59,10 +59,12 @@ def run_worker(prediction_id: str, env: dict[str, str]) -> dict:
 
 def harness(only: str | None) -> list[dict]:
     import migrations
-    from benchmarks.data import load_telco
+    from models.training import train
     from retainwise.adapters import aws, db
+    from retainwise.adapters import mlflow_registry as registry
     from retainwise.adapters.resources import Resources
     from retainwise.config.settings import Settings
+    from retainwise.local.sample import synthetic_customers
     from tests.hostile import ChunkReader, Scale, corpus
 
     home = bench.fresh_home("hostile")
@@ -73,10 +75,12 @@ def harness(only: str | None) -> list[dict]:
     try:
         settings = Settings()
         migrations.upgrade(settings.db_url)
-        bench.train_champion(settings)
+        trained = train(synthetic_customers(3000, seed=5).astype(str), "Churn", "customer_id")
+        registry.promote(bench.MODEL, registry.register(trained, bench.MODEL, settings), settings)
         aws.ensure_resources(settings)
         resources = Resources(settings)
-        sample = load_telco().drop(columns=["Churn"]).head(SAMPLE_ROWS).to_csv(index=False).encode()
+        sample = synthetic_customers(SAMPLE_ROWS, seed=9, labeled=False).to_csv(
+            index=False).encode()
         cases = [c for c in corpus(sample, Scale.REAL) if not only or only in c.name]
         normal = type(cases[0])("normal upload afterwards", lambda: iter([sample]), "COMPLETED", "")
         for case in cases + [normal]:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, get_run_logger, runtime
+from prefect import flow, get_run_logger, runtime, tags
 from prefect.artifacts import create_markdown_artifact
 
 from retainwise.adapters.db import Status
 from retainwise.config.errors import CUSTOMER_ERRORS, UploadRejected
+from retainwise.uploads.output import result_keys
 from retainwise.uploads.report import summary_markdown
 from retainwise.adapters.resources import Resources
 from tasks.scoring import load_champion
@@ -20,25 +21,31 @@ from tasks.uploads import check_upload, score_in_chunks, score_whole_file
 
 @flow(name="score-upload", flow_run_name="score-{prediction_id}")
 def score_upload(prediction_id: str) -> dict[str, Any]:
-    env = Resources.from_env()
-    settings, logger = env.settings, get_run_logger()
+    env, logger = Resources.from_env(), get_run_logger()
     run_id = str(runtime.flow_run.id or "")
     prediction = claim_upload(env.engine, prediction_id, run_id)
     if prediction is None:
         logger.info("prediction %s is not PENDING (already claimed or finished); nothing to do",
                     prediction_id)
         return {"prediction_id": prediction_id, "status": "SKIPPED"}
+    with tags(f"account:{prediction['account']}"):  # the account's tag concurrency limit
+        return score_claimed(env, prediction, run_id)
+
+
+def score_claimed(env: Resources, prediction: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """The claimed upload scored, its results written and its row finished, or FAILED."""
+    settings, logger, prediction_id = env.settings, get_run_logger(), prediction["id"]
     try:
-        key = prediction["input_key"]
+        key, keys = prediction["input_key"], result_keys(prediction["account"], prediction_id)
         size, chunked = check_upload(env.s3, settings, key)
         with keep_claim(env.engine, prediction_id, run_id, time_limit(size, settings),
                         settings.claim_refresh_seconds):
             model = load_champion(prediction["model_name"], settings)
             tag_run(run_id, f"model-version:{model.version}")
             if chunked:
-                report, keys = score_in_chunks(env.s3, settings, key, prediction_id, model)
+                report, keys = score_in_chunks(env.s3, settings, key, keys, prediction_id, model)
             else:
-                report, keys = score_whole_file(env.s3, settings, key, prediction_id, model)
+                report, keys = score_whole_file(env.s3, settings, key, keys, prediction_id, model)
             publish_summary(prediction_id, report, keys.report_html)
         if report["error"]:  # too many rows rejected: the report and rejects say which and why
             raise UploadRejected(report["error"])

@@ -4,6 +4,7 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 
 import retainwise.adapters.promotions  # noqa: F401  (puts model_promotions on the shared metadata)
+import retainwise.adapters.accounts  # noqa: F401  (accounts and api_keys, likewise)
 from retainwise.adapters.db import metadata
 
 config = context.config

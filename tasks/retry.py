@@ -1,25 +1,67 @@
-"""Retry policy shared by every task that touches S3, SQS, MLflow or the database.
+"""Which failures are worth retrying, and the retry policy of every task that touches S3, SQS,
+MLflow or the database: the one place failures are classified.
 
-Only transient faults (retainwise.config.faults.is_transient: connection errors, throttling, 5xx
-answers, a dropped database connection) are retried, with backoff; everything else, a bad file
-and a bug alike, fails at once. Each failure carries the number of tries that really happened.
+Customer errors (config.errors.CUSTOMER_ERRORS) are the file's fault and shown as-is. Transient
+faults (connection errors, timeouts, throttling, 5xx answers, a dropped database connection) are
+retried with backoff. Everything else, a bug included, fails at once. Each failure carries the
+number of tries that really happened.
 """
 
 from __future__ import annotations
 
 import functools
 
+import botocore.exceptions as boto
+import httpx
+import requests
+import sqlalchemy.exc as sql
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from retainwise.adapters import faults
+from retainwise.config.errors import NoChampion, PermanentError, UploadRejected
 
 IO_TASK = dict(retries=3, retry_delay_seconds=[1, 2, 4], retry_jitter_factor=0.5)
+THROTTLING_CODES = {"Throttling", "ThrottlingException", "ThrottledException", "SlowDown",
+                    "RequestLimitExceeded", "TooManyRequestsException",
+                    "ProvisionedThroughputExceededException", "RequestThrottled",
+                    "RequestTimeout", "RequestTimeoutException", "ServiceUnavailable",
+                    "InternalError"}
+NETWORK = (ConnectionError, TimeoutError, requests.ConnectionError, requests.Timeout,
+           httpx.TransportError, sql.DisconnectionError, sql.TimeoutError, boto.ConnectionError,
+           boto.HTTPClientError)
+
+
+def is_transient_error(error: BaseException | None) -> bool:
+    """Worth retrying: a connection refused or dropped, a timeout, throttling, a 5xx answer, a
+    dropped database connection; also when any of these is the cause of what was raised."""
+    seen = 0
+    while error is not None and seen < 8:
+        if _transient_itself(error):
+            return True
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False
+
+
+def _transient_itself(error: BaseException) -> bool:
+    if isinstance(error, (UploadRejected, NoChampion, PermanentError)):
+        return False
+    if isinstance(error, NETWORK):
+        return True
+    if isinstance(error, boto.ClientError):
+        code = error.response.get("Error", {}).get("Code")
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        return code in THROTTLING_CODES or status >= 500 or status == 429
+    if isinstance(error, (httpx.HTTPStatusError, requests.HTTPError)):
+        status = getattr(error.response, "status_code", 0) or 0
+        return status >= 500 or status == 429
+    if isinstance(error, sql.DBAPIError):
+        return bool(error.connection_invalidated) or isinstance(error, sql.OperationalError)
+    return False
 
 
 def is_transient(task, task_run, state) -> bool:
-    """Prefect's retry_condition_fn: retry only what faults.is_transient calls transient."""
-    return faults.is_transient(state.result(raise_on_failure=False))
+    """Prefect's retry_condition_fn: retry only what is_transient_error calls transient."""
+    return is_transient_error(state.result(raise_on_failure=False))
 
 
 def io_task(name: str, **options):
@@ -44,12 +86,9 @@ def io_task(name: str, **options):
 def describe_failure(error: BaseException, flow_run_id: str | None) -> str:
     """What a customer reads on a FAILED upload that was not their file's fault; no traceback."""
     tries = getattr(error, "tries", 1)
-    if not faults.is_transient(error):
+    if not is_transient_error(error):
         return (f"internal error while scoring ({type(error).__name__}); "
                 f"support has the details under flow run {flow_run_id}")
-    import botocore.exceptions as boto
-    import sqlalchemy.exc as sql
-
     cause = ("the database could not be reached" if isinstance(error, sql.SQLAlchemyError)
              else "the file store (S3) could not be reached"
              if isinstance(error, (boto.BotoCoreError, boto.ClientError))

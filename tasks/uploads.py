@@ -47,11 +47,10 @@ def check_upload(s3, settings: Settings, key: str) -> tuple[int, bool]:
 
 
 @io_task("score-upload-in-chunks")
-def score_in_chunks(s3, settings: Settings, key: str, prediction_id: str,
+def score_in_chunks(s3, settings: Settings, key: str, keys: ResultKeys, prediction_id: str,
                     model) -> tuple[dict, ResultKeys]:
     """Read, validate, score and write a large file chunk by chunk, in bounded memory; a retry
     rewrites the same keys."""
-    keys = result_keys(prediction_id)
     with tempfile.TemporaryFile() as results_file, tempfile.TemporaryFile() as rejects_file:
         counts, totals = streaming.score_stream(
             aws.iter_blocks(s3, settings.bucket, key), model, settings.max_rejected_share,
@@ -70,11 +69,10 @@ def score_in_chunks(s3, settings: Settings, key: str, prediction_id: str,
 
 
 @io_task("score-whole-file")
-def score_whole_file(s3, settings: Settings, key: str, prediction_id: str,
+def score_whole_file(s3, settings: Settings, key: str, keys: ResultKeys, prediction_id: str,
                      model) -> tuple[dict, ResultKeys]:
     """Files under the chunked threshold: the one pipeline (read, validate, score, neutralised
     CSV) on the whole object; results (unless the upload failed), rejects and the report to S3."""
-    keys = result_keys(prediction_id)
     scored = pipeline.score_file(aws.get_bytes(s3, settings.bucket, key), model,
                                  Limits.from_settings(settings), settings.max_rejected_share,
                                  settings.top_reasons)

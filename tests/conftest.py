@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+SHARED_DATA = Path(os.environ.get("RETAINWISE_TEST_DATA") or REPO.parent / "shared" / "data")  
 TELCO = SHARED_DATA / "telco_churn.csv"
 POSTGRES_ADMIN_URL = os.environ.get(
     "RETAINWISE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

@@ -1,6 +1,7 @@
 """`make demo` from a fresh clone: a new venv, the local stack, train, promote, upload, results."""
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -23,13 +24,16 @@ def test_make_demo_from_a_fresh_clone(tmp_path):
     env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep)
                                   if not p.startswith(str(REPO / ".venv")))
     env.update(RETAINWISE_STACK_AWS_PORT=str(free_port()),
-               RETAINWISE_STACK_PREFECT_PORT=str(free_port()))
+               RETAINWISE_STACK_PREFECT_PORT=str(free_port()),
+               RETAINWISE_STACK_API_PORT=str(free_port()))
     started = time.monotonic()
     demo = subprocess.run(["make", "--no-print-directory", "demo"], cwd=clone, env=env, capture_output=True, text=True,
                           timeout=600)
     elapsed = time.monotonic() - started
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     results = Path(demo.stdout.strip().splitlines()[-1])
+    assert re.search(r"web app: http://127\.0\.0\.1:\d+/app", demo.stdout)
+    assert re.search(r"sign in as demo with the API key rw_[0-9a-f]{12}_\S{43}\n", demo.stdout)
     assert results.is_file() and results.is_relative_to(clone)
     frame = pd.read_csv(results)
     assert list(frame.columns) == ["customer_id", "churn_probability", "churn_risk",

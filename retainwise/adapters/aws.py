@@ -179,3 +179,33 @@ def redrive_dead_letters(queue: Queue, ids: set[str] | None = None,
         queue.sqs.send_message(QueueUrl=queue.url, MessageBody=m["Body"])
         queue.sqs.delete_message(QueueUrl=queue.dead_letter_url, ReceiptHandle=m["ReceiptHandle"])
     return [m["MessageId"] for m in chosen]
+
+
+class MultipartWriter:
+    """One S3 object written part by part as the bytes arrive (an HTTP body), so nothing holds
+    the whole file; `abort` drops the parts of an upload that went wrong."""
+
+    PART_BYTES = UPLOAD_CONFIG.multipart_chunksize  # S3 needs >= 5 MB for every part but the last
+
+    def __init__(self, s3: Any, bucket: str, key: str,
+                 content_type: str = "application/octet-stream") -> None:
+        self.s3, self.bucket, self.key = s3, bucket, key
+        self.upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key,
+                                                    ContentType=content_type)["UploadId"]
+        self.parts: list[dict[str, Any]] = []
+
+    def write_part(self, data: bytes) -> None:
+        number = len(self.parts) + 1
+        etag = self.s3.upload_part(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
+                                   PartNumber=number, Body=data)["ETag"]
+        self.parts.append({"PartNumber": number, "ETag": etag})
+
+    def complete(self) -> None:
+        if not self.parts:  # S3 refuses a multipart upload of no parts
+            self.write_part(b"")
+        self.s3.complete_multipart_upload(Bucket=self.bucket, Key=self.key,
+                                          UploadId=self.upload_id,
+                                          MultipartUpload={"Parts": self.parts})
+
+    def abort(self) -> None:
+        self.s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)

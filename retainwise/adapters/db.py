@@ -60,6 +60,7 @@ predictions = sa.Table(
         "status IN ('PENDING', 'PROCESSING', 'COMPLETED', 'FAILED')", name="status_known"
     ),
     sa.Index("ix_predictions_status", "status"),
+    sa.Index("ix_predictions_account_created_at", "account", "created_at"),
 )
 
 
@@ -94,6 +95,38 @@ def get_prediction(engine: Engine, prediction_id: str) -> dict[str, Any] | None:
             sa.select(predictions).where(predictions.c.id == prediction_id)
         ).mappings().first()
     return dict(row) if row else None
+
+
+def get_prediction_of(engine: Engine, account: str, prediction_id: str) -> dict[str, Any] | None:
+    """The row only if it belongs to `account`: another account's id reads as a missing one."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(predictions).where(predictions.c.id == prediction_id,
+                                         predictions.c.account == account)
+        ).mappings().first()
+    return dict(row) if row else None
+
+
+def list_predictions(engine: Engine, account: str, limit: int = 50,
+                     offset: int = 0) -> list[dict[str, Any]]:
+    """One account's uploads, newest first."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(predictions).where(predictions.c.account == account)
+            .order_by(predictions.c.created_at.desc(), predictions.c.id)
+            .limit(limit).offset(offset)
+        ).mappings().all()
+    return [dict(row) for row in rows]
+
+
+def count_active(engine: Engine, account: str) -> int:
+    """Uploads of `account` waiting or running: what the per-account cap counts."""
+    active = (Status.PENDING.value, Status.PROCESSING.value)
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.select(sa.func.count()).select_from(predictions)
+            .where(predictions.c.account == account, predictions.c.status.in_(active))
+        ).scalar_one()
 
 
 def record_queued(engine: Engine, prediction_id: str, message_id: str, queued_at: datetime) -> None:

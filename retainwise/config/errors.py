@@ -25,13 +25,7 @@ class MissingSetting(RuntimeError):
     """A production process lacks a URL it must not guess (database, MLflow); names the variable."""
 
 
-# Failures come in three kinds, told apart here and nowhere else:
-# - customer errors: the file or the request is at fault; the message is shown as-is;
-# - transient faults: the network or a service blinked; retrying may cure them
-#   (retainwise.adapters.faults.is_transient knows each client library's errors);
-# - everything else is permanent (a bug, a missing object, a refused write): fail at once.
+# Failures come in three kinds: customer errors (the file or request is at fault; the message is
+# shown as-is), transient faults (tasks/retry.py is_transient_error: retrying may cure them) and
+# everything else, permanent (a bug, a missing object, a refused write): fail at once.
 CUSTOMER_ERRORS = (UploadRejected, NoChampion)
-
-
-def is_customer_error(error: BaseException) -> bool:
-    return isinstance(error, CUSTOMER_ERRORS)

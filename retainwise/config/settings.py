@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     deployment_name: str = "score-upload/score-upload"  # the warm runners
     large_deployment_name: str = "score-upload/score-upload-large"  # above chunked_above_bytes
     max_upload_bytes: int = 200_000_000  # 200 MB, as messages to customers say it
+    # uploads one account may have PENDING or PROCESSING (an account row may set its own);
+    # the API answers 429 above it and the trigger sets the same Prefect tag concurrency limit
+    max_active_uploads: int = 4
+    # signs the web app's session cookies; set it in production (else a random one per process)
+    session_secret: str | None = None
+    session_https_only: bool = False  # Secure cookies: set true where TLS terminates in front
     max_rejected_share: float = 0.5
     chunked_above_bytes: int = 64 * 2**20  # larger files are scored chunk by chunk
     chunk_bytes: int = 8 * 2**20           # ~60k Telco rows per chunk
@@ -103,6 +109,7 @@ class Settings(BaseSettings):
     # the local stack (`retainwise stack up`): moto and a Prefect server on loopback
     stack_aws_port: int = 4566
     stack_prefect_port: int = 4200
+    stack_api_port: int = 8000
     # the Prefect server's own database (default: SQLite under PREFECT_HOME) and how many warm
     # runner services the stack starts, each with its share of the cores
     prefect_database_url: str | None = None

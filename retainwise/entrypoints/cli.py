@@ -86,7 +86,8 @@ def cmd_report(args) -> int:
         print(f"no upload with id {args.id}", file=sys.stderr)
         return 2
     try:
-        data = aws.get_bytes(env.s3, env.settings.bucket, result_keys(args.id).report_html)
+        key = result_keys(row["account"], args.id).report_html
+        data = aws.get_bytes(env.s3, env.settings.bucket, key)
     except ClientError:  # NoSuchKey: the upload failed before a report could be built
         print(f"upload {args.id} has no report ({row['status']}"
               + (f": {row['error']})" if row.get("error") else ")"), file=sys.stderr)
@@ -135,7 +136,8 @@ def cmd_trigger(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     env = _resources()
     stop = threading.Event()
-    starters = {name: deployment_starter(name, env.settings.trigger_create_timeout)
+    starters = {name: deployment_starter(name, env.settings.trigger_create_timeout,
+                                         account_limit=env.settings.max_active_uploads)
                 for name in (env.settings.deployment_name, env.settings.large_deployment_name)}
     try:
         run_trigger(env, routed_by_size(env, starters), stop,
@@ -173,6 +175,7 @@ def cmd_stack(args) -> int:
         env = stack.up(settings)
         print(f"stack up: S3/SQS {env['AWS_ENDPOINT_URL']}, Prefect UI "
               f"{env['PREFECT_API_URL'].removesuffix('/api')}; state in {settings.home_dir}")
+        print(f"web app and API: {stack.app_url(settings)} (API docs at /docs)")
     elif args.action == "down":
         print("stopped:", ", ".join(stack.down(settings)) or "nothing was running")
     else:
@@ -278,6 +281,42 @@ def _model_train(args) -> int:
     return 0
 
 
+def cmd_account(args) -> int:
+    """Operators manage customer accounts and keys; a key is printed once, at creation."""
+    from retainwise.adapters import accounts
+
+    def create(engine):
+        accounts.create_account(engine, args.name, allowed_models=args.models)
+        return [accounts.create_key(engine, args.name)]
+
+    def changed(done: bool, otherwise: str):
+        if not done:
+            raise accounts.AccountError(otherwise)
+        return []
+
+    actions = {
+        "create": create,
+        "list": accounts.list_accounts,
+        "disable": lambda e: changed(accounts.disable_account(e, args.name),
+                                     f"no enabled account {args.name}"),
+        "key create": lambda e: [accounts.create_key(e, args.name)],
+        "key list": lambda e: accounts.list_keys(e, args.name),
+        "key revoke": lambda e: changed(accounts.revoke_key(e, args.key_id),
+                                        f"no live key {args.key_id}"),
+    }
+    engine = _resources().engine
+    try:
+        for row in actions[" ".join(filter(None, [args.action, getattr(args, "key_action", None)]))](
+                engine):
+            _print_json(row)
+    except accounts.AccountError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="retainwise", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -345,6 +384,21 @@ def parser() -> argparse.ArgumentParser:
     drd.add_argument("--id", action="append",
                      help="message id or prediction id (repeatable); default: all")
     dq.set_defaults(run=cmd_dlq)
+
+    ac = sub.add_parser("account", help="customer accounts and their API keys (operators)")
+    asub = ac.add_subparsers(dest="action", required=True)
+    acc = asub.add_parser("create", help="a new account and its first key, as one JSON line")
+    acc.add_argument("name")
+    acc.add_argument("--models", default="churn",
+                     help="comma-separated models the account may use (default: churn)")
+    asub.add_parser("list", help="one JSON line per account")
+    asub.add_parser("disable", help="stop every key of the account").add_argument("name")
+    ak = asub.add_parser("key", help="create, revoke and list an account's keys")
+    aksub = ak.add_subparsers(dest="key_action", required=True)
+    aksub.add_parser("create", help="a new key; printed once").add_argument("name")
+    aksub.add_parser("revoke", help="stop one key").add_argument("key_id")
+    aksub.add_parser("list", help="key ids and dates, never secrets").add_argument("name")
+    ac.set_defaults(run=cmd_account)
 
     md = sub.add_parser("model", help="train, promote, roll back and list models")
     msub = md.add_subparsers(dest="action", required=True)

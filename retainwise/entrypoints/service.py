@@ -1,4 +1,5 @@
-"""What the CLI (and later an HTTP API) does for a customer: submit an upload, ask about it."""
+"""What the CLI, the HTTP API and the web app do for a customer: submit an upload, ask about it,
+fetch its files."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from retainwise.adapters import aws
 
 from retainwise.adapters import db
 from retainwise.adapters.resources import Resources
+from retainwise.uploads.output import result_keys
 
 
 def input_key(account: str, prediction_id: str) -> str:
@@ -19,17 +21,29 @@ def input_key(account: str, prediction_id: str) -> str:
     return f"uploads/{account}/{prediction_id}/input"
 
 
+def new_upload(account: str) -> tuple[str, str]:
+    """A fresh prediction id and the S3 key its input goes to."""
+    prediction_id = str(uuid.uuid4())
+    return prediction_id, input_key(account, prediction_id)
+
+
 def submit_upload(env: Resources, data: bytes, *, filename: str | None, account: str,
                   model_name: str) -> str:
     """File to S3, row PENDING, message on SQS, message id on the row; returns the prediction id."""
-    prediction_id = str(uuid.uuid4())
-    key = input_key(account, prediction_id)
+    prediction_id, key = new_upload(account)
     aws.put_bytes(env.s3, env.settings.bucket, key, data, content_type="application/octet-stream")
+    enqueue_upload(env, prediction_id, key, filename=filename, account=account,
+                   model_name=model_name)
+    return prediction_id
+
+
+def enqueue_upload(env: Resources, prediction_id: str, key: str, *, filename: str | None,
+                   account: str, model_name: str) -> None:
+    """For a file already in S3 at `key`: the PENDING row, then the SQS message."""
     db.create_prediction(env.engine, prediction_id=prediction_id, account=account,
                          model_name=model_name, input_key=key, original_filename=filename)
     message_id = env.queue.send(prediction_id, account, model_name)
     db.record_queued(env.engine, prediction_id, message_id, datetime.now(timezone.utc))
-    return prediction_id
 
 
 def wait_for_final(env: Resources, prediction_id: str, timeout: float = 300,
@@ -61,3 +75,39 @@ def download_results(env: Resources, prediction_id: str) -> bytes:
         raise LookupError(f"upload {prediction_id} is {row['status']}"
                           + (f": {row['error']}" if row.get("error") else ""))
     return aws.get_bytes(env.s3, env.settings.bucket, row["result_key"])
+
+
+class NotReady(LookupError):
+    """The upload exists but this file of it does not (yet, or because the upload failed)."""
+
+
+OUTPUT_FILES = {"results": "results", "rejects": "rejects", "report": "report_html",
+                "report.json": "report"}
+
+
+def output_key(row: dict[str, Any], which: str) -> str:
+    """The S3 key of one of an upload's files, or NotReady saying why there is none."""
+    status = row["status"]
+    if status not in {s.value for s in db.FINAL_STATUSES} or (
+            which == "results" and status != db.Status.COMPLETED.value):
+        raise _no_file(row, which)
+    return getattr(result_keys(row["account"], row["id"]), OUTPUT_FILES[which])
+
+
+def open_output(env: Resources, row: dict[str, Any], which: str):
+    """The file's blocks from S3 (streamed, never read whole); NotReady if it was never written."""
+    from botocore.exceptions import ClientError
+
+    key = output_key(row, which)
+    try:
+        aws.object_size(env.s3, env.settings.bucket, key)
+    except ClientError:  # a run that failed before writing it
+        raise _no_file(row, which) from None
+    return aws.iter_blocks(env.s3, env.settings.bucket, key)
+
+
+def _no_file(row: dict[str, Any], which: str) -> NotReady:
+    final = row["status"] in {s.value for s in db.FINAL_STATUSES}
+    return NotReady(f"upload {row['id']} is {row['status']}"
+                    + (f": {row['error']}" if row.get("error") else "")
+                    + f"; it has no {which} file" + ("" if final else " yet"))

@@ -6,6 +6,8 @@ import time
 
 from retainwise.config.settings import Settings
 
+DEMO_ACCOUNT = "demo"
+
 
 def main() -> None:
     from retainwise.local import stack
@@ -27,6 +29,7 @@ def main() -> None:
 def run_story(settings: Settings, step):
     import pandas as pd
 
+    from retainwise.local import stack
     from retainwise.entrypoints import cli
     from retainwise.local.sample import synthetic_customers
 
@@ -44,14 +47,32 @@ def run_story(settings: Settings, step):
     step(f"uploading {upload.name} and waiting for the result")
     out = data_dir / "results.csv"
     upload_started = time.monotonic()
-    if cli.main(["upload", str(upload), "--wait", "-o", str(out)]) != 0:
+    if cli.main(["upload", str(upload), "--account", DEMO_ACCOUNT, "--wait", "-o",
+                 str(out)]) != 0:
         raise SystemExit("the demo upload did not complete")
     step(f"upload -> COMPLETED in {time.monotonic() - upload_started:.1f}s")
     counts = pd.read_csv(out)["churn_risk"].value_counts()
     print("\nchurn_risk  customers")
     for tier in ("HIGH", "MEDIUM", "LOW"):
         print(f"{tier:<10} {int(counts.get(tier, 0)):>10}")
+    key = demo_key(settings)
+    print(f"\nweb app: {stack.app_url(settings)} (`retainwise stack up` serves it again)\n"
+          f"sign in as {DEMO_ACCOUNT} with the API key {key}")
     return out.resolve()
+
+
+def demo_key(settings: Settings) -> str:
+    """A fresh key for the demo account (created on the first demo): keys are shown only once."""
+    from retainwise.adapters import accounts
+    from retainwise.adapters.db import make_engine
+
+    engine = make_engine(settings.db_url)
+    try:
+        if accounts.get_account(engine, DEMO_ACCOUNT) is None:
+            accounts.create_account(engine, DEMO_ACCOUNT)
+        return accounts.create_key(engine, DEMO_ACCOUNT)["api_key"]
+    finally:
+        engine.dispose()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The local stack on loopback: moto (S3 + SQS), a Prefect server, the flow runner, the SQS trigger.
+"""The local stack on loopback: moto (S3 + SQS), a Prefect server, the API and web app, the flow
+runner, the SQS trigger.
 
 `up` starts each as a detached process with its pid and log under $RETAINWISE_HOME; `down` stops
 exactly the pids it recorded.
@@ -43,6 +44,10 @@ def stack_environment(settings: Settings) -> dict[str, str]:
     }
 
 
+def app_url(settings: Settings) -> str:
+    return f"http://127.0.0.1:{settings.stack_api_port}/app"
+
+
 def services(settings: Settings) -> list[Service]:
     py = sys.executable
     prefect_db = (["--database-url", settings.prefect_database_url]
@@ -55,6 +60,9 @@ def services(settings: Settings) -> list[Service]:
         Service("prefect", [py, "-m", "retainwise.runtime.prefect_server", "--host", "127.0.0.1",
                             "--port", str(settings.stack_prefect_port), *prefect_db],
                 f"http://127.0.0.1:{settings.stack_prefect_port}/api/health"),
+        Service("api", [py, "-m", "retainwise.entrypoints.cli", "api", "--port",
+                        str(settings.stack_api_port)],
+                f"http://127.0.0.1:{settings.stack_api_port}/openapi.json"),
         *runner_services(settings),
         Service("trigger", [py, "-m", "retainwise.entrypoints.cli", "trigger"]),
     ]

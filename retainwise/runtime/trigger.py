@@ -89,7 +89,8 @@ class DeploymentStarter:
     the deployment looked up once rather than per message as `run_deployment` does.
     """
 
-    def __init__(self, deployment_name: str, timeout: float = 20.0) -> None:
+    def __init__(self, deployment_name: str, timeout: float = 20.0,
+                 account_limit: int | None = None) -> None:
         import prefect.context
         from prefect.settings import PREFECT_CLIENT_MAX_RETRIES
 
@@ -102,6 +103,8 @@ class DeploymentStarter:
         self._lock = threading.Lock()
         self._client: Any = None
         self._deployment_id: Any = None
+        self.account_limit = account_limit
+        self._limited: set[str] = set()
 
     def _settings_context(self):
         import prefect.context
@@ -127,6 +130,7 @@ class DeploymentStarter:
 
     def __call__(self, prediction: dict[str, Any]) -> str:
         client, deployment_id = self._open()
+        self._limit_account(client, f"account:{prediction['account']}")
 
         def create() -> Any:
             with self._settings_context():
@@ -145,6 +149,16 @@ class DeploymentStarter:
                     self._deployment_id = None
             raise
 
+    def _limit_account(self, client: Any, tag: str) -> None:
+        """The tag concurrency limit on `account:<name>` (an upsert), once per account and process:
+        Prefect runs at most that many of the account's tasks at once, whatever the queue holds."""
+        if self.account_limit is None or tag in self._limited:
+            return
+        with self._settings_context():
+            retry_busy(lambda: client.create_concurrency_limit(tag, self.account_limit),
+                       self.timeout)
+        self._limited.add(tag)
+
     def close(self) -> None:
         with self._lock:
             if self._client is not None:
@@ -152,9 +166,10 @@ class DeploymentStarter:
                 self._client = None
 
 
-def deployment_starter(deployment_name: str, timeout: float = 20.0) -> DeploymentStarter:
+def deployment_starter(deployment_name: str, timeout: float = 20.0,
+                       account_limit: int | None = None) -> DeploymentStarter:
     """The StartRun the trigger uses; close() it when done."""
-    return DeploymentStarter(deployment_name, timeout)
+    return DeploymentStarter(deployment_name, timeout, account_limit)
 
 
 def deployment_for(size_bytes: int, settings: Settings) -> str:

@@ -19,9 +19,9 @@ class ResultKeys:
     report_html: str
 
 
-def result_keys(prediction_id: str) -> ResultKeys:
-    """Derived from the prediction id alone, so a rerun overwrites instead of duplicating."""
-    prefix = f"results/{prediction_id}"
+def result_keys(account: str, prediction_id: str) -> ResultKeys:
+    """Under the account, derived from the prediction id: a rerun overwrites, never duplicates."""
+    prefix = f"results/{account}/{prediction_id}"
     return ResultKeys(f"{prefix}/results.csv", f"{prefix}/rejects.csv", f"{prefix}/report.json",
                       f"{prefix}/report.html")
 

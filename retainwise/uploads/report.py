@@ -18,6 +18,7 @@ from models.features import bin_shares
 from models.profile import FeatureProfile, ModelProfile
 from retainwise.uploads.validation import top_counts, unknown_categories
 
+PROBABILITY_BINS = 10
 PSI_FLAG = 0.2  # population stability index above this: the feature has drifted
 PSI_FLOOR = 1e-4  # share given to empty buckets, so the log stays finite
 OTHER, MISSING = "(other)", "(missing)"
@@ -77,6 +78,9 @@ def upload_counts(upload, results: pd.DataFrame | None, profile: ModelProfile) -
         "ignored_columns": upload.quality.get("ignored_columns", []),
         "source": dict(upload.source), "failure": upload.failure,
         "category_counts": upload.category_counts, "numeric_counts": numeric,
+        "probability_counts": np.histogram(
+            [] if results is None else results["churn_probability"], bins=PROBABILITY_BINS,
+            range=(0.0, 1.0))[0],
     }
 
 
@@ -148,6 +152,8 @@ def report_from_counts(counts: dict[str, Any], model, prediction_id: str | None 
         "rows_rejected": counts["rows_rejected"],
         "reject_reasons": counts["reject_kinds"],
         "risk_counts": counts["risk_counts"],
+        # scored rows per tenth of churn probability, [0, 0.1) first: the web app's histogram
+        "probability_histogram": [int(n) for n in counts.get("probability_counts", [])],
         "unknown_categories": unknown_categories(counts["columns"]),
         "out_of_range": {n: c["out_of_range"] for n, c in columns.items() if c.get("out_of_range")},
         "drift_threshold": PSI_FLAG,

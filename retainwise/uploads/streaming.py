@@ -105,14 +105,16 @@ def refuse_long_record(held: int, max_record_bytes: int, what: str) -> None:
 
 
 def _first_record_end(buffer: bytearray) -> int | None:
-    position = 0
-    while True:
-        newline = buffer.find(b"\n", position)
-        if newline < 0:
-            return None
-        if buffer.count(b'"', 0, newline) % 2 == 0:
-            return newline + 1
-        position = newline + 1
+    """Index after the first newline outside quotes (one vectorised pass, however many lines
+    an open quote spans)."""
+    first = buffer.find(b"\n")
+    if first < 0 or buffer.count(b'"', 0, first) % 2 == 0:
+        return None if first < 0 else first + 1
+    data = np.frombuffer(buffer, dtype=np.uint8)
+    newlines = np.flatnonzero(data == ord("\n"))
+    quotes_before = np.cumsum(data == ord('"'))[newlines]
+    even = np.flatnonzero(quotes_before % 2 == 0)
+    return int(newlines[even[0]]) + 1 if len(even) else None
 
 
 class SeenIds:

@@ -307,7 +307,7 @@ def test_flow_scores_a_european_gzip_upload_and_writes_the_report(resources, tel
 
     assert row["status"] == "COMPLETED", row["error"]
     assert (row["rows_total"], row["rows_scored"], row["rows_rejected"]) == (7044, 7042, 2)
-    keys = result_keys(prediction_id)
+    keys = result_keys(row["account"], prediction_id)
     results = pd.read_csv(io.BytesIO(s3_object(resources, keys.results)),
                           dtype={"customer_id": str})
     expected = clean.drop(index=8).reset_index(drop=True)
@@ -341,7 +341,7 @@ def test_flow_fails_a_mostly_invalid_upload_but_leaves_report_and_rejects(resour
     prediction_id, row = run_flow(resources, data, telco_champion)
     assert row["status"] == "FAILED"
     assert row["error"].startswith("200 of 300 rows are invalid (more than 50%)")
-    keys = result_keys(prediction_id)
+    keys = result_keys(row["account"], prediction_id)
     report = json.loads(s3_object(resources, keys.report))
     assert (report["status"], report["rows_rejected"], report["rows_scored"]) == ("FAILED", 200, 0)
     assert len(pd.read_csv(io.BytesIO(s3_object(resources, keys.rejects)))) == 200

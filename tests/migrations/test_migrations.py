@@ -80,3 +80,22 @@ def test_attempts_revision_adds_a_counter_starting_at_zero(database_url):
     engine.dispose()
     migrations.downgrade(database_url, "0002_add_sqs_columns")
     assert "attempts" not in columns(database_url)
+
+
+def test_accounts_revision_creates_named_tables_and_reruns(database_url):
+    migrations.upgrade(database_url, "0006_create_accounts")
+    migrations.upgrade(database_url, "0006_create_accounts")  # a rerun is a no-op
+    engine = sa.create_engine(database_url)
+    inspector = sa.inspect(engine)
+    assert inspector.get_pk_constraint("api_keys")["name"] in ("pk_api_keys", None)
+    [fk] = inspector.get_foreign_keys("api_keys")
+    assert fk["referred_table"] == "accounts" and fk["name"] in (
+        "fk_api_keys_account_accounts", None)
+    engine.dispose()
+    migrations.upgrade(database_url)
+    migrations.downgrade(database_url, "0005_add_attempts")
+    engine = sa.create_engine(database_url)
+    assert not sa.inspect(engine).has_table("accounts")
+    assert "ix_predictions_account_created_at" not in {
+        i["name"] for i in sa.inspect(engine).get_indexes("predictions")}
+    engine.dispose()

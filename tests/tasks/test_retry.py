@@ -5,9 +5,9 @@ import sqlalchemy.exc as sql
 from botocore.exceptions import ClientError, EndpointConnectionError
 from prefect import flow
 
-from retainwise.adapters.faults import is_transient
 from retainwise.config.errors import NoChampion, UploadRejected
 from tasks.retry import describe_failure, io_task
+from tasks.retry import is_transient_error as is_transient
 
 
 def client_error(code: str, status: int) -> ClientError:

@@ -58,15 +58,17 @@ def test_a_completed_runs_page_shows_its_summary(resources, prefect_server_with_
     assert run.name == f"score-{prediction_id}"
     assert f"model-version:{row['model_version']}" in run.tags
 
-    with headless_page(free_port()) as page:
+    with headless_page() as page:
         page.goto(f"{ui}/v2/runs/flow-run/{row['flow_run_id']}?tab=Artifacts")
-        text = page.wait_for_text("score-upload data-quality summary")
+        page.get_by_text("score-upload data-quality summary").first.wait_for(timeout=60_000)
+        text = page.inner_text("body")
         assert f"score-{prediction_id}" in text and "Completed" in text
 
         link = page.evaluate("[...document.querySelectorAll('a')].map(a => a.href)"
                              ".find(h => h.includes('/artifacts/artifact/'))")
         page.goto(link)
-        summary = page.wait_for_text("rows total")
+        page.get_by_text("rows total").first.wait_for(timeout=60_000)
+        summary = page.inner_text("body")
     assert f"Upload {prediction_id}" in summary
     for label in ("rows scored", "rows rejected", "HIGH / MEDIUM / LOW", "drifted features"):
         assert label in summary

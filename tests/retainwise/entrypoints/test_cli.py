@@ -24,6 +24,22 @@ def test_score_writes_results_and_prints_a_json_summary(stack_env, tmp_path, cap
     assert len(pd.read_csv(out)) == 120
 
 
+def test_score_writes_what_the_flow_writes_neutralised(stack_env, tmp_path, capsys):
+    """The same pipeline as the flow: ids that would run as formulas come back quoted."""
+    source, out = tmp_path / "customers.csv", tmp_path / "scored.csv"
+    lines = customers_csv(30).decode().splitlines()
+    lines[1] = "=HYPERLINK(1)" + lines[1][lines[1].index(","):]
+    lines[2] = lines[2] + ",surplus"  # a row wider than the header goes to the rejects
+    source.write_text("\n".join(lines) + "\n")
+    assert cli.main(["score", str(source), "-o", str(out)]) == 0
+    results = pd.read_csv(out, dtype=str)
+    assert results["customer_id"].iloc[0] == "'=HYPERLINK(1)"
+    assert set(results["predicted_churn"]) <= {"0", "1"}
+    rejects = pd.read_csv(tmp_path / "scored.rejects.csv", dtype=str)
+    assert rejects["row_number"].tolist() == ["2"] and "fields where the header has" in rejects[
+        "reason"].iloc[0]
+
+
 def test_score_reports_a_bad_file_in_the_summary(stack_env, tmp_path, capsys):
     source = tmp_path / "empty.csv"
     source.write_bytes(b"")

@@ -43,13 +43,15 @@ def receive_all(queue, expected: int):
 def test_one_message_starts_one_named_flow_run(resources, deployment_id):
     prediction_id = submit(resources, customers_csv(20))
     [message] = receive_all(resources.queue, 1)
-    start = deployment_starter("score-upload/score-upload")
+    start = deployment_starter("score-upload/score-upload", account_limit=3)
     assert handle_message(resources, message, start) == "started"
 
     [run] = runs_for(deployment_id, prediction_id)
     assert run.name == f"score-{prediction_id}"
     assert "account:acme" in run.tags
     assert resources.queue.receive(wait_seconds=0) == []  # deleted once the run existed
+    with get_client(sync_client=True) as client:  # the account's cap, on the Prefect side too
+        assert client.read_concurrency_limit_by_tag("account:acme").concurrency_limit == 3
 
 
 def test_the_same_message_twice_gives_one_run_and_one_result(resources, deployment_id):

@@ -29,11 +29,11 @@ def test_every_text_column_of_the_rejects_is_neutralised():
     assert safe["row_number"][0] == 1
 
 
-def test_result_keys_derive_from_the_prediction_id():
-    keys = result_keys("abc")
+def test_result_keys_live_under_the_account_and_derive_from_the_prediction_id():
+    keys = result_keys("acme", "abc")
     assert (keys.results, keys.rejects, keys.report, keys.report_html) == (
-        "results/abc/results.csv", "results/abc/rejects.csv", "results/abc/report.json",
-        "results/abc/report.html")
+        "results/acme/abc/results.csv", "results/acme/abc/rejects.csv",
+        "results/acme/abc/report.json", "results/acme/abc/report.html")
 
 
 def test_reject_headers_are_neutralised_like_their_cells():

@@ -1,0 +1,259 @@
+"""The customers' web app, served by the API's FastAPI app under /app.
+
+Sign in with an API key: the session cookie (signed by Starlette's SessionMiddleware, HttpOnly,
+SameSite=Lax, Secure when `session_https_only`) holds the key's id, never the key, and every page
+checks that the key and its account are still live. Every POST carries the session's CSRF token.
+Pages are Jinja2 templates with autoescaping; charts are server-rendered SVG (charts.py).
+"""
+
+from __future__ import annotations
+
+import hmac
+import io
+import json
+import secrets
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
+from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException
+from starlette.middleware.sessions import SessionMiddleware
+
+from retainwise.adapters import accounts, db
+from retainwise.adapters.resources import Resources
+from retainwise.entrypoints import api, service
+from retainwise.entrypoints.charts import bar_chart
+
+TEMPLATES = Jinja2Templates(directory=Path(__file__).with_name("templates"))
+SESSION_COOKIE = "retainwise_session"
+SESSION_SECONDS = 8 * 3600
+REJECTS_SHOWN = 50
+DASHBOARD_REPORTS = 12
+TIER_CSS = {"HIGH": "high", "MEDIUM": "medium", "LOW": "low"}
+DOWNLOADS = {"results": ("text/csv", "results.csv"), "rejects": ("text/csv", "rejects.csv"),
+             "report": ("text/html; charset=utf-8", "report.html")}
+NEXT_STEPS = {401: ("Sign in with your API key", "/app/signin"),
+              403: ("Reload the page and try again", "/app"),
+              404: ("Back to your uploads", "/app/uploads")}
+
+
+class SignInRequired(Exception):
+    """No live session: the page sends the browser to the sign-in form."""
+
+
+def csrf_token(request: Request) -> str:
+    return request.session.setdefault("csrf", secrets.token_urlsafe(32))
+
+
+def check_csrf(request: Request, sent: str | None) -> None:
+    expected = request.session.get("csrf")
+    if not expected or not sent or not hmac.compare_digest(expected, sent):
+        raise HTTPException(403, "This form has expired (its security token does not match).")
+
+
+def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    return TEMPLATES.TemplateResponse(request, template, {
+        "csrf": csrf_token(request), "account": request.session.get("account"), **context},
+        status_code=status)
+
+
+def session_account(resources: Resources):
+    def signed_in(request: Request) -> dict[str, Any]:
+        key_id = request.session.get("key_id")
+        account = accounts.account_of_key(resources.engine, key_id) if key_id else None
+        if account is None:
+            request.session.pop("key_id", None)
+            raise SignInRequired()
+        return account
+
+    return signed_in
+
+
+def first_rejects(resources: Resources, row: dict[str, Any]) -> pd.DataFrame | None:
+    """The first rejected rows, reading only the start of the file."""
+    try:
+        blocks = service.open_output(resources, row, "rejects")
+    except service.NotReady:
+        return None
+    head = b""
+    for block in blocks:
+        head += block
+        if head.count(b"\n") > REJECTS_SHOWN * 4:
+            break
+    blocks.close()
+    frame = pd.read_csv(io.BytesIO(head), dtype=str, nrows=REJECTS_SHOWN, keep_default_na=False,
+                        on_bad_lines="skip")
+    return frame[[c for c in ("row_number", "reason") if c in frame.columns]]
+
+
+def stored_report(resources: Resources, row: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        return json.loads(b"".join(service.open_output(resources, row, "report.json")))
+    except service.NotReady:
+        return None
+
+
+def upload_charts(report: dict[str, Any]) -> list:
+    tiers = [(tier, report["risk_counts"].get(tier, 0)) for tier in TIER_CSS]
+    histogram = report.get("probability_histogram") or []
+    bins = [(f"{100 * i // len(histogram)}%", n) for i, n in enumerate(histogram)]
+    drift = sorted(((name, column["psi"]) for name, column in report["columns"].items()
+                    if column.get("psi") is not None), key=lambda item: -item[1])
+    threshold = report["drift_threshold"]
+    return [
+        bar_chart("risk-tiers", "Customers by churn risk", tiers, css=TIER_CSS),
+        bar_chart("probability", "Churn probability (customers from each % up)", bins),
+        bar_chart("drift", f"Drift per column (PSI; above {threshold} is an alert)", drift,
+                  horizontal=True, value_format="{:.3f}", threshold=threshold,
+                  css={name: "alert" for name, value in drift if value > threshold}),
+    ]
+
+
+def dashboard_charts(resources: Resources, rows: list[dict[str, Any]],
+                     today: datetime) -> list:
+    days = [(today - timedelta(days=n)).date() for n in range(13, -1, -1)]
+    per_day = Counter(row["created_at"].date() for row in rows)
+    completed = [r for r in rows if r["status"] == db.Status.COMPLETED.value][:DASHBOARD_REPORTS]
+    reports = [(r, stored_report(resources, r)) for r in reversed(completed)]
+    reports = [(r, rep) for r, rep in reports if rep and rep["rows_scored"]]
+    high = [(f"{r['created_at']:%d %b %H:%M}", rep["risk_counts"]["HIGH"] / rep["rows_scored"])
+            for r, rep in reports]
+    drifted = Counter(name for _, rep in reports for name in rep["drifted_features"])
+    return [
+        bar_chart("uploads-per-day", f"Uploads per day, the 14 days to {today:%d %b}",
+                  [(f"{day:%d}", per_day.get(day, 0)) for day in days]),
+        bar_chart("high-share", "Share of HIGH risk per upload", high, horizontal=True,
+                  value_format="{:.0%}"),
+        bar_chart("drifted-columns", "Columns whose drift crossed the alert level "
+                                     "(uploads, of the last scored)", drifted.most_common(),
+                  horizontal=True, empty="No column crossed the alert level (PSI above "
+                                         f"0.2) in the last {len(reports)} scored uploads."
+                  if reports else "No data yet."),
+    ]
+
+
+def web_router(resources: Resources) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+    signed_in = session_account(resources)
+
+    def owned(prediction_id: str, account: dict[str, Any]) -> dict[str, Any]:
+        row = db.get_prediction_of(resources.engine, account["name"], prediction_id)
+        if row is None:
+            raise HTTPException(404, "There is no upload with this id in your account.")
+        return row
+
+    @router.get("/")
+    def home() -> RedirectResponse:
+        return RedirectResponse("/app", 303)
+
+    @router.get("/app/signin")
+    def signin_form(request: Request) -> HTMLResponse:
+        return render(request, "signin.html")
+
+    @router.post("/app/signin")
+    async def signin(request: Request):
+        form = await request.form()
+        check_csrf(request, form.get("csrf"))
+        key = str(form.get("api_key") or "").strip()
+        account = accounts.authenticate(resources.engine, key)
+        if account is None:
+            return render(request, "signin.html", 401,
+                          error="That API key is not valid. Check it for typos, or ask your "
+                                "operator for a new one.")
+        request.session.clear()  # a fresh session (and CSRF token) on every sign-in
+        request.session.update(key_id=accounts.parse_key(key)[0], account=account["name"])
+        return RedirectResponse("/app", 303)
+
+    @router.post("/app/signout")
+    async def signout(request: Request) -> RedirectResponse:
+        check_csrf(request, (await request.form()).get("csrf"))
+        request.session.clear()
+        return RedirectResponse("/app/signin", 303)
+
+    @router.get("/app")
+    def dashboard(request: Request, account: dict = Depends(signed_in)) -> HTMLResponse:
+        rows = db.list_predictions(resources.engine, account["name"], 500)
+        return render(request, "dashboard.html", uploads=len(rows),
+                      charts=dashboard_charts(resources, rows, datetime.now(timezone.utc)))
+
+    @router.get("/app/uploads")
+    def uploads(request: Request, offset: int = 0,
+                account: dict = Depends(signed_in)) -> HTMLResponse:
+        offset = max(offset, 0)
+        rows = db.list_predictions(resources.engine, account["name"], 51, offset)
+        return render(request, "uploads.html", rows=rows[:50], offset=offset,
+                      more=len(rows) > 50, final=[s.value for s in db.FINAL_STATUSES])
+
+    @router.get("/app/uploads.json")
+    def upload_statuses(offset: int = 0, account: dict = Depends(signed_in)) -> JSONResponse:
+        rows = db.list_predictions(resources.engine, account["name"], 50, max(offset, 0))
+        return JSONResponse([api.public(r).model_dump(mode="json") for r in rows])
+
+    @router.get("/app/uploads/new")
+    def new_upload(request: Request, account: dict = Depends(signed_in)) -> HTMLResponse:
+        return render(request, "new.html", limit_mb=resources.settings.max_upload_bytes // 10**6)
+
+    @router.post("/app/uploads")
+    async def create_upload(request: Request, account: dict = Depends(signed_in)) -> JSONResponse:
+        check_csrf(request, request.headers.get("x-csrf-token"))
+        prediction_id = await api.receive_upload(
+            resources, request, account,
+            accounts.default_model(account, resources.settings.default_model))
+        return JSONResponse({"prediction_id": prediction_id,
+                             "url": f"/app/uploads/{prediction_id}"}, 202)
+
+    @router.get("/app/uploads/{prediction_id}")
+    def upload_detail(request: Request, prediction_id: str,
+                      account: dict = Depends(signed_in)) -> HTMLResponse:
+        row = owned(prediction_id, account)
+        report = stored_report(resources, row)
+        return render(request, "detail.html", row=row, report=report,
+                      charts=upload_charts(report) if report else [],
+                      rejects=first_rejects(resources, row), shown=REJECTS_SHOWN,
+                      final=row["status"] in {s.value for s in db.FINAL_STATUSES})
+
+    @router.get("/app/uploads/{prediction_id}/files/{which}")
+    def download(prediction_id: str, which: str,
+                 account: dict = Depends(signed_in)) -> StreamingResponse:
+        if which not in DOWNLOADS:
+            raise HTTPException(404, "There is no such file for an upload.")
+        row = owned(prediction_id, account)
+        try:
+            blocks = service.open_output(resources, row, which)
+        except service.NotReady as exc:
+            raise HTTPException(409, str(exc)) from None
+        media_type, name = DOWNLOADS[which]
+        return StreamingResponse(blocks, media_type=media_type, headers={
+            "Content-Disposition": f'attachment; filename="{prediction_id}-{name}"'})
+
+    return router
+
+
+def mount(app: FastAPI, resources: Resources) -> None:
+    """Sessions, the pages, and error pages for people (the API keeps its JSON errors)."""
+    settings = resources.settings
+    app.add_middleware(SessionMiddleware, secret_key=settings.session_secret
+                       or secrets.token_urlsafe(32), session_cookie=SESSION_COOKIE,
+                       max_age=SESSION_SECONDS, same_site="lax",
+                       https_only=settings.session_https_only)
+    app.include_router(web_router(resources))
+
+    @app.exception_handler(SignInRequired)
+    async def to_signin(request: Request, exc: SignInRequired):
+        if request.method != "GET":
+            return JSONResponse({"detail": "your session has ended; sign in again"}, 401)
+        return RedirectResponse("/app/signin", 303)
+
+    @app.exception_handler(HTTPException)
+    async def error_page(request: Request, exc: HTTPException):
+        if not request.url.path.startswith("/app") or request.method != "GET":
+            return await http_exception_handler(request, exc)
+        label, href = NEXT_STEPS.get(exc.status_code, ("Back to your uploads", "/app/uploads"))
+        return render(request, "error.html", exc.status_code, message=exc.detail,
+                      next_label=label, next_href=href)

@@ -1,0 +1,44 @@
+"""`retainwise account`: the operator creates, lists, disables accounts and their keys."""
+
+import json
+
+from retainwise.adapters import accounts
+from retainwise.adapters.resources import Resources
+from retainwise.entrypoints import cli
+
+
+def lines(capsys) -> list[dict]:
+    return [json.loads(line) for line in capsys.readouterr().out.strip().splitlines() if line]
+
+
+def test_account_lifecycle_from_the_command_line(stack_env, capsys):
+    engine = Resources(stack_env).engine
+    assert cli.main(["account", "create", "acme"]) == 0
+    [created] = lines(capsys)
+    assert created["account"] == "acme" and created["api_key"].startswith("rw_")
+    assert accounts.authenticate(engine, created["api_key"])["name"] == "acme"
+
+    assert cli.main(["account", "key", "create", "acme"]) == 0
+    [second] = lines(capsys)
+    assert cli.main(["account", "key", "list", "acme"]) == 0
+    listed = lines(capsys)
+    assert {k["key_id"] for k in listed} == {created["key_id"], second["key_id"]}
+    assert "api_key" not in capsys.readouterr().out
+
+    assert cli.main(["account", "key", "revoke", second["key_id"]]) == 0
+    assert accounts.authenticate(engine, second["api_key"]) is None
+    assert cli.main(["account", "key", "revoke", second["key_id"]]) == 2  # already revoked
+
+    assert cli.main(["account", "disable", "acme"]) == 0
+    assert accounts.authenticate(engine, created["api_key"]) is None
+    assert cli.main(["account", "list"]) == 0
+    assert lines(capsys)[0]["disabled_at"] is not None
+    engine.dispose()
+
+
+def test_bad_names_and_duplicates_exit_2_with_a_message(stack_env, capsys):
+    assert cli.main(["account", "create", "Not_OK"]) == 2
+    assert "must match" in capsys.readouterr().err
+    assert cli.main(["account", "create", "acme"]) == 0
+    assert cli.main(["account", "create", "acme"]) == 2
+    assert "exists" in capsys.readouterr().err
