@@ -3,7 +3,8 @@
 import pytest
 from prefect.flows import load_flow_from_entrypoint
 
-from flows.deployments import DEPLOYMENTS
+from deployments.ecs import default_job_template  # before loading flows/ entrypoints, which put
+from flows.deployments import DEPLOYMENTS          # flows/deployments.py on the path as `deployments`
 from retainwise.runtime import serve
 from tests.deployments.prefect_yaml import load_deployments, placeholders
 
@@ -30,8 +31,6 @@ def test_the_ecs_deployments_point_at_flows_that_load(deployments):
 def test_job_variables_are_all_known_to_the_ecs_pool(deployments):
     """Every job variable is one the `ecs` pool's template declares (prefect-aws's plus `secrets`)."""
     from prefect_aws.workers.ecs_worker import ECSVariables
-
-    from deployments.ecs import default_job_template
 
     known = set(default_job_template("ecs")["variables"]["properties"])
     for deployment in deployments.values():
