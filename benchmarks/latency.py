@@ -6,6 +6,12 @@ For each upload: submit -> COMPLETED, and where the time went: SQS send -> flow 
 (flow start-up, imports), claimed -> COMPLETED (reading, validating, scoring, writing).
 
     python benchmarks/latency.py [--uploads 50] [--skip-one-by-one]
+    python benchmarks/latency.py --compare [--uploads 20]
+
+`--compare` runs only the burst, four times: 1 and 2 warm runner services (RETAINWISE_RUNNERS,
+sharing the cores), each with the Prefect server on SQLite and on PostgreSQL (a throwaway
+database on 127.0.0.1:5432, RETAINWISE_PREFECT_DATABASE_URL), and reports the CPU seconds the
+stack's processes used beside the latencies.
 
 Uses its own RETAINWISE_HOME and free ports, and stops every process it started. The last line
 printed is one JSON object.
@@ -99,7 +105,24 @@ def summarise(label: str, rows: list[dict]) -> dict:
     return out
 
 
-def run(uploads: int, timeout: float, skip_one_by_one: bool = False) -> dict:
+def stack_cpu_seconds(settings) -> float:
+    """User + system CPU of every stack process and its children so far (psutil)."""
+    import psutil
+
+    total = 0.0
+    for pid_file in (settings.home_dir / "pids").glob("*.pid"):
+        try:
+            leader = psutil.Process(int(pid_file.read_text()))
+            for process in [leader, *leader.children(recursive=True)]:
+                times = process.cpu_times()
+                total += times.user + times.system + times.children_user + times.children_system
+        except psutil.Error:
+            continue
+    return total
+
+
+def run(uploads: int, timeout: float, skip_one_by_one: bool = False, runners: int = 1,
+        prefect_database_url: str | None = None) -> dict:
     import migrations
     from retainwise.local import stack
     from retainwise.adapters.resources import Resources
@@ -108,14 +131,18 @@ def run(uploads: int, timeout: float, skip_one_by_one: bool = False) -> dict:
     home = common.fresh_home("latency")
     os.environ.update({"RETAINWISE_HOME": str(home),
                        "RETAINWISE_STACK_AWS_PORT": str(common.free_port()),
-                       "RETAINWISE_STACK_PREFECT_PORT": str(common.free_port())})
+                       "RETAINWISE_STACK_PREFECT_PORT": str(common.free_port()),
+                       "RETAINWISE_RUNNERS": str(runners)})
+    os.environ.pop("RETAINWISE_PREFECT_DATABASE_URL", None)
+    if prefect_database_url:
+        os.environ["RETAINWISE_PREFECT_DATABASE_URL"] = prefect_database_url
     settings = Settings()
     data = upload_bytes()
     started = time.monotonic()
     try:
         migrations.upgrade(settings.db_url)
         common.train_champion(settings)
-        stack.up(settings)
+        stack.up(settings, timeout=600)  # a loaded shared machine: minutes, not seconds
         stack_seconds = time.monotonic() - started
         env = Resources.from_env()
         common.log(f"stack up after {stack_seconds:.1f} s; warming up with one upload")
@@ -125,13 +152,18 @@ def run(uploads: int, timeout: float, skip_one_by_one: bool = False) -> dict:
         one_by_one = [] if skip_one_by_one else [
             breakdown(env, submit_and_wait(env, data, timeout)) for _ in range(uploads)]
         cpu_one_by_one = cpu.per_run(uploads)
+        cpu_before, burst_started = stack_cpu_seconds(settings), time.monotonic()
         with ThreadPoolExecutor(max_workers=uploads) as pool:
             outcomes = list(pool.map(lambda _: submit_and_wait(env, data, timeout), range(uploads)))
+        burst_wall = time.monotonic() - burst_started
+        burst_cpu = stack_cpu_seconds(settings) - cpu_before
         cpu_at_once = cpu.per_run(uploads)
         at_once = [breakdown(env, outcome) for outcome in outcomes]
     finally:
         stack.down(settings)
     return {"benchmark": "latency", "rows_per_upload": ROWS, "stack_up_s": round(stack_seconds, 1),
+            "runners": runners, "prefect_db": "postgresql" if prefect_database_url else "sqlite",
+            "burst_wall_s": round(burst_wall, 1), "burst_stack_cpu_s": round(burst_cpu, 1),
             "first_upload_s": round(first["total"], 2),
             "one_by_one": ({**summarise("one by one", one_by_one), "cpu_per_run_s": cpu_one_by_one}
                            if one_by_one else None),
@@ -162,14 +194,48 @@ class StackCpu:
         return {name: round(value, 3) for name, value in spent.items()}
 
 
+def compare(uploads: int, timeout: float, runner_counts=(1, 2),
+            prefect_dbs=("sqlite", "postgresql")) -> dict:
+    """The burst with 1 and 2 runner services, the Prefect server on SQLite and PostgreSQL."""
+    results = []
+    for prefect_db in prefect_dbs:
+        for runners in runner_counts:
+            common.log(f"burst of {uploads}: {runners} runner(s), Prefect on {prefect_db}")
+            if prefect_db == "sqlite":
+                outcome = run(uploads, timeout, True, runners)
+            else:
+                from tests.conftest import throwaway_postgres  # the tests' throwaway database
+
+                with throwaway_postgres("retainwise_bench") as url:
+                    outcome = run(uploads, timeout, True, runners, url)
+            burst = outcome["at_once"]
+            results.append({k: outcome[k] for k in ("runners", "prefect_db", "burst_wall_s",
+                                                     "burst_stack_cpu_s", "stack_up_s")}
+                           | {"completed": burst["completed"],
+                              "p50_s": burst.get("total", {}).get("p50"),
+                              "p95_s": burst.get("total", {}).get("p95")})
+            common.log(json.dumps(results[-1]))
+    return {"benchmark": "latency-compare", "uploads": uploads, "rows_per_upload": ROWS,
+            "results": results}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--uploads", type=int, default=50)
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--skip-one-by-one", action="store_true",
                         help="only the burst (faster when iterating on it)")
+    parser.add_argument("--compare", action="store_true",
+                        help="the burst with 1 vs 2 runners, Prefect on SQLite vs PostgreSQL")
+    parser.add_argument("--runner-counts", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--prefect-dbs", nargs="+", default=["sqlite", "postgresql"],
+                        choices=["sqlite", "postgresql"])
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))  # still stop the stack
+    if args.compare:
+        print(json.dumps(compare(args.uploads, args.timeout, args.runner_counts,
+                                 args.prefect_dbs)))
+        return
     print(json.dumps(run(args.uploads, args.timeout, args.skip_one_by_one)))
 
 

@@ -1,4 +1,5 @@
-"""The deployments, defined once: the local runner serves these and prefect.yaml must match.
+"""The deployments, defined once: the local runner serves all of them, `retainwise runner` the
+`warm` ones (score-upload, reap-stale), and prefect.yaml must match the others (the ecs pool).
 
 prefect.yaml adds what only the ECS pool needs (work pool, task size, concurrency limits);
 tests/deployments/test_prefect_yaml.py fails when its name, entrypoint, tags, description or
@@ -14,12 +15,13 @@ from typing import Any, Callable
 
 @dataclass(frozen=True)
 class DeploymentDefinition:
-    name: str  # also the flow's name: the deployment is `<name>/<name>`
+    name: str  # the deployment is `<flow name>/<name>`; the flow's name but for score-upload-large
     entrypoint: str  # `path.py:function`, as prefect.yaml writes it
     tags: tuple[str, ...]
     description: str
     interval_seconds: int | None = None  # run on this schedule; None: only when asked
     triggers: Callable[[], list] | None = None  # automations that start it (built lazily)
+    warm: bool = False  # served by the warm runner service, not the ecs work pool
 
     def flow(self) -> Any:
         path, function = self.entrypoint.split(":")
@@ -47,7 +49,11 @@ def retrain_when_degraded() -> list:
 DEPLOYMENTS = (
     DeploymentDefinition(
         "score-upload", "flows/score_upload.py:score_upload", ("scoring",),
-        "One run per uploaded file; started by the SQS trigger, never on a schedule."),
+        "One run per uploaded file; started by the SQS trigger, never on a schedule.", warm=True),
+    DeploymentDefinition(
+        "score-upload-large", "flows/score_upload.py:score_upload", ("scoring",),
+        "One run per file above the chunked threshold, in its own Fargate task; the SQS trigger "
+        "routes here by the object's size."),
     DeploymentDefinition(
         "train-model", "flows/train_model.py:train_model", ("training",),
         "Fit a churn model on a labeled CSV and register it as the challenger.",
@@ -58,7 +64,7 @@ DEPLOYMENTS = (
     DeploymentDefinition(
         "reap-stale", "flows/reap_stale.py:reap_stale", ("ops",),
         "Hands uploads whose run died back to the queue, or fails them with a reason.",
-        interval_seconds=300),
+        interval_seconds=300, warm=True),
     DeploymentDefinition(
         "monitor", "flows/monitor.py:monitor", ("monitoring",),
         "Estimated and realised performance and drift per model version; emits "

@@ -1,4 +1,5 @@
-"""reap-stale: scheduled sweep that hands crashed uploads back to the queue or fails them."""
+"""reap-stale: scheduled sweep that hands dead or hung uploads back to the queue (cancelling their
+old runs) or fails them; a run that is alive, however slow, is left alone."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from tasks.retry import io_task
 @io_task("sweep-stale-uploads")
 def sweep_stale(env: Resources, max_attempts: int, stale_after_seconds: float | None,
                 now: datetime | None) -> list[reaper.Reaped]:
-    return reaper.sweep(env, prefect_api.prefect_run_states, max_attempts, stale_after_seconds,
-                        now)
+    return reaper.sweep(env, prefect_api.prefect_run_states, prefect_api.cancel_flow_run,
+                        max_attempts, stale_after_seconds, now)
 
 
 @flow(name="reap-stale")

@@ -15,7 +15,8 @@ from retainwise.adapters.resources import Resources
 from tasks.monitoring import record_upload_figures
 from tasks.scoring import load_champion
 from tasks.retry import describe_failure
-from tasks.status import claim_upload, finish_upload, tag_run
+from retainwise.uploads.reaper import time_limit
+from tasks.status import UploadTimedOut, claim_upload, finish_upload, keep_claim, tag_run
 from tasks.uploads import check_upload, score_in_chunks, score_whole_file
 
 
@@ -36,18 +37,23 @@ def score_claimed(env: Resources, prediction: dict[str, Any], run_id: str) -> di
     """The claimed upload scored, its results written and its row finished, or FAILED."""
     settings, logger, prediction_id = env.settings, get_run_logger(), prediction["id"]
     try:
-        model = load_champion(prediction["model_name"], settings)
-        if f"model-version:{model.version}" not in (runtime.flow_run.tags or []):
-            # the trigger did not know the version, or a promotion came in between
-            tag_run(run_id, f"model-version:{model.version}", replacing="model-version:")
         key, keys = prediction["input_key"], result_keys(prediction["account"], prediction_id)
-        if check_upload(env.s3, settings, key):  # a large file
-            report, keys = score_in_chunks(env.s3, settings, key, keys, prediction_id, model)
-        else:
-            report, keys = score_whole_file(env.s3, settings, key, keys, prediction_id, model)
-        publish_summary(prediction_id, report, keys.report_html)
+        size, chunked = check_upload(env.s3, settings, key)
+        with keep_claim(env.engine, prediction_id, run_id, time_limit(size, settings),
+                        settings.claim_refresh_seconds):
+            model = load_champion(prediction["model_name"], settings)
+            if f"model-version:{model.version}" not in (runtime.flow_run.tags or []):
+                # the trigger did not know the version, or a promotion came in between
+                tag_run(run_id, f"model-version:{model.version}", replacing="model-version:")
+            if chunked:
+                report, keys = score_in_chunks(env.s3, settings, key, keys, prediction_id, model)
+            else:
+                report, keys = score_whole_file(env.s3, settings, key, keys, prediction_id, model)
+            publish_summary(prediction_id, report, keys.report_html)
         if report["error"]:  # too many rows rejected: the report and rejects say which and why
             raise UploadRejected(report["error"])
+    except UploadTimedOut:
+        raise  # the claim stays: the run ends TimedOut and the reaper requeues the upload
     except CUSTOMER_ERRORS as exc:
         logger.warning("upload %s failed: %s", prediction_id, exc)
         finish_upload(env.engine, prediction_id, run_id, Status.FAILED, error=str(exc))

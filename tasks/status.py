@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import threading
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from prefect import get_run_logger
 
 from retainwise.adapters import db
 from tasks.retry import io_task
+
+log = logging.getLogger("retainwise.tasks.status")
+
+
+class UploadTimedOut(TimeoutError):
+    """The run outlived its time limit; Prefect records it TimedOut and the reaper hands the
+    upload to a fresh run."""
 
 
 @io_task("claim-upload")
@@ -40,3 +51,43 @@ def tag_run(flow_run_id: str, *tags: str, replacing: str | None = None) -> None:
         run = client.read_flow_run(UUID(flow_run_id))
         kept = {t for t in run.tags if not (replacing and t.startswith(replacing))}
         client.update_flow_run(run.id, tags=sorted(kept | set(tags)))
+
+
+@contextmanager
+def keep_claim(engine, prediction_id: str, flow_run_id: str | None, limit_seconds: float,
+               refresh_seconds: float) -> Iterator[None]:
+    """Refresh the claim every `refresh_seconds` while the body runs, so the reaper sees a slow
+    run is alive; stop the body with UploadTimedOut after `limit_seconds`, so a hung one ends.
+
+    The refreshes also stop at the limit: a run stuck where the timeout cannot reach it falls
+    silent, and the reaper treats it as dead. Uses Prefect's own timeout (SIGALRM on the main
+    thread, an exception sent to the thread otherwise), as a flow's `timeout_seconds` does.
+    """
+    from prefect.utilities.timeout import timeout
+
+    stop = threading.Event()
+    deadline = time.monotonic() + limit_seconds
+
+    def refresh() -> None:
+        while not stop.wait(refresh_seconds) and time.monotonic() < deadline:
+            try:
+                if not db.refresh_claim(engine, prediction_id, flow_run_id):
+                    log.warning("prediction %s: claim of flow run %s is gone; no more refreshes",
+                                prediction_id, flow_run_id)
+                    return
+            except Exception:  # a database blip: the next refresh may get through
+                log.warning("prediction %s: refreshing the claim failed", prediction_id,
+                            exc_info=True)
+
+    refresher = threading.Thread(target=refresh, name=f"claim-{prediction_id}", daemon=True)
+    refresher.start()
+    try:
+        with timeout(limit_seconds, UploadTimedOut):
+            yield
+    except UploadTimedOut:
+        raise UploadTimedOut(f"upload {prediction_id} was still being scored after its "
+                             f"{limit_seconds:.0f} s limit; the reaper will hand it to a new "
+                             "run") from None
+    finally:
+        stop.set()
+        refresher.join()

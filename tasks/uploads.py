@@ -25,8 +25,9 @@ __all__ = ["ResultKeys", "result_keys", "check_upload", "score_in_chunks", "scor
 
 
 @io_task("check-upload")
-def check_upload(s3, settings: Settings, key: str) -> bool:
-    """Refuse a file over the size limit; True if it is large enough to score in chunks.
+def check_upload(s3, settings: Settings, key: str) -> tuple[int, bool]:
+    """Refuse a file over the size limit; its (decompressed) size, and True if it is large enough
+    to score in chunks.
 
     Both decisions go by the decompressed size: a gzip file is inflated once, as a stream and
     thrown away (about 1 s per 200 MB), so one that expands past the limit fails here, before
@@ -42,7 +43,7 @@ def check_upload(s3, settings: Settings, key: str) -> bool:
     large = streaming.is_large(size, settings.max_upload_bytes, settings.chunked_above_bytes)
     if large and not streaming.streamable(head) and not head.startswith(b"PK\x03\x04"):
         streaming.refuse_unstreamable(head)
-    return large and streaming.streamable(head)
+    return size, large and streaming.streamable(head)
 
 
 @io_task("score-upload-in-chunks")

@@ -5,6 +5,7 @@ Each test gets its own RETAINWISE_HOME, bucket and queues, so tests never see ea
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -78,11 +79,11 @@ def prefect_api():
         yield
 
 
-@pytest.fixture(scope="session")
-def postgres_server_url():
-    """A throwaway database on the machine's PostgreSQL, dropped after the session."""
+@contextlib.contextmanager
+def throwaway_postgres(prefix: str = "retainwise_test"):
+    """A fresh database on the machine's PostgreSQL, dropped afterwards (skips if unreachable)."""
     admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"retainwise_test_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     try:
         with admin.connect() as conn:
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
@@ -90,11 +91,19 @@ def postgres_server_url():
         if os.environ.get("CI"):
             raise
         pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {exc.orig}")
-    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    yield url
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url():
+    """A throwaway database on the machine's PostgreSQL, dropped after the session."""
+    with throwaway_postgres() as url:
+        yield url
 
 
 def _reset_postgres(url: str) -> None:

@@ -19,7 +19,8 @@ TASKS = iam.ServicePrincipal("ecs-tasks.amazonaws.com")
 
 
 class JobRoles(Construct):
-    """`scoring`, `runner`, `training`, `migrate`, `reaper`, `trigger`, `api`, `worker` task roles."""
+    """`scoring`, `runner`, `training`, `migrate`, `trigger`, `api`, `worker` task roles (reap-stale
+    runs in the runner, under its role)."""
 
     def __init__(self, scope: Construct, id: str, *, uploads: s3.IBucket, models: s3.IBucket,
                  queue: sqs.IQueue, dead_letters: sqs.IQueue) -> None:
@@ -49,11 +50,6 @@ class JobRoles(Construct):
 
         # migrate only talks to PostgreSQL (alembic DDL): no AWS permission at all
         self.migrate = self._role("Migrate", "migrate (alembic upgrade)")
-
-        # the reaper hands a crashed upload back to the queue
-        self.reaper = self._role("Reaper", "reap-stale")
-        queue.grant_send_messages(self.reaper)
-        self.reaper.add_to_policy(self._open_queues)
 
         # the trigger reads each message and deletes it once its flow run exists; it routes by the
         # object's size (HEAD, which IAM grants through s3:GetObject)
@@ -100,5 +96,5 @@ class JobRoles(Construct):
 
     def by_job(self) -> dict[str, iam.Role]:
         return {"scoring": self.scoring, "runner": self.runner, "training": self.training, "migrate": self.migrate,
-                "reaper": self.reaper, "trigger": self.trigger, "api": self.api,
+                "trigger": self.trigger, "api": self.api,
                 "worker": self.worker}

@@ -174,7 +174,7 @@ class Services(Construct):
             resources=["*"], conditions={"ArnEquals": {"ecs:cluster": self.cluster.cluster_arn}}))
         worker.add_to_policy(iam.PolicyStatement(
             actions=["logs:GetLogEvents"], resources=[f"{self.flow_logs.log_group_arn}"]))
-        flow_roles = [self.roles.scoring, self.roles.training, self.roles.migrate, self.roles.reaper,
+        flow_roles = [self.roles.scoring, self.roles.training, self.roles.migrate,
                       self.flow_execution_role]
         worker.add_to_policy(iam.PolicyStatement(
             actions=["iam:PassRole"], resources=[role.role_arn for role in flow_roles]))

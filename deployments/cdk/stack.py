@@ -74,7 +74,6 @@ class RetainWiseStack(Stack):
             "RETAINWISE_SCORING_ROLE_ARN": roles.scoring.role_arn,
             "RETAINWISE_TRAINING_ROLE_ARN": roles.training.role_arn,
             "RETAINWISE_MIGRATE_ROLE_ARN": roles.migrate.role_arn,
-            "RETAINWISE_REAPER_ROLE_ARN": roles.reaper.role_arn,
             "RETAINWISE_DATABASE_SECRET_ARN": self.database.secret.secret_arn,
             "RETAINWISE_PREFECT_API_KEY_SECRET_ARN": self.prefect_api_key.secret_arn,
             "RETAINWISE_VPC_ID": self.network.vpc.vpc_id,

@@ -193,28 +193,37 @@ def pending_since(engine: Engine, before: datetime) -> list[dict[str, Any]]:
     return [dict(row) for row in rows]
 
 
-def release_claim(engine: Engine, prediction_id: str, flow_run_id: str | None) -> bool:
-    """PROCESSING -> PENDING for a run that died, so a new run can claim it; only if unchanged."""
-    return _move_if_held(engine, prediction_id, flow_run_id, status=Status.PENDING.value,
-                         started_at=None)
+def refresh_claim(engine: Engine, prediction_id: str, flow_run_id: str | None) -> bool:
+    """The holding run's sign of life: `updated_at` moves on; False once the claim is gone."""
+    return _move_if_held(engine, prediction_id, flow_run_id)
 
 
-def fail_claim(engine: Engine, prediction_id: str, flow_run_id: str | None, error: str) -> bool:
+def release_claim(engine: Engine, prediction_id: str, flow_run_id: str | None,
+                  refreshed_at: datetime | None = None) -> bool:
+    """PROCESSING -> PENDING for a run that died, so a new run can claim it; only if unchanged
+    (same run and, given `refreshed_at`, no refresh since the reaper read the row)."""
+    return _move_if_held(engine, prediction_id, flow_run_id, refreshed_at,
+                         status=Status.PENDING.value, started_at=None)
+
+
+def fail_claim(engine: Engine, prediction_id: str, flow_run_id: str | None, error: str,
+               refreshed_at: datetime | None = None) -> bool:
     """PROCESSING -> FAILED with a reason, for a run that died once too often; only if unchanged."""
-    return finish_prediction(engine, prediction_id, flow_run_id, Status.FAILED, error=error)
+    return _move_if_held(engine, prediction_id, flow_run_id, refreshed_at,
+                         status=Status.FAILED.value, completed_at=utcnow(), error=error)
 
 
 def _move_if_held(engine: Engine, prediction_id: str, flow_run_id: str | None,
-                  **values: Any) -> bool:
-    """One conditional UPDATE of a PROCESSING row, applied only while `flow_run_id` holds it."""
+                  refreshed_at: datetime | None = None, **values: Any) -> bool:
+    """One conditional UPDATE of a PROCESSING row, applied only while `flow_run_id` holds it
+    (and, given `refreshed_at`, only if its `updated_at` is still that)."""
+    conditions = [predictions.c.id == prediction_id,
+                  predictions.c.status == Status.PROCESSING.value, _same_run(flow_run_id)]
+    if refreshed_at is not None:
+        conditions.append(predictions.c.updated_at == refreshed_at)
     with engine.begin() as conn:
         result = conn.execute(
-            predictions.update()
-            .where(predictions.c.id == prediction_id,
-                   predictions.c.status == Status.PROCESSING.value,
-                   _same_run(flow_run_id))
-            .values(updated_at=utcnow(), **values)
-        )
+            predictions.update().where(*conditions).values(updated_at=utcnow(), **values))
     return result.rowcount == 1
 
 

@@ -23,3 +23,20 @@ def prefect_run_states(flow_run_ids: Iterable[str]) -> dict[str, str]:
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)))
     return {str(run.id): run.state.type.value for run in runs if run.state}
+
+
+def cancel_flow_run(flow_run_id: str, message: str) -> str | None:
+    """Ask Prefect to cancel a run, as the UI's Cancel does; returns the state type it ended in.
+
+    Cancelling tells the run's worker (ECS, `serve`) to stop its process; a run with nothing
+    left to stop is moved to Cancelled by the server (at once if it never started, else after
+    its cancelling timeout). A run already in a final state is left as it is.
+    """
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelling
+
+    with get_client(sync_client=True) as client:
+        result = client.set_flow_run_state(UUID(flow_run_id), Cancelling(message=message))
+    return result.state.type.value if result.state else None

@@ -39,7 +39,8 @@ class Settings(BaseSettings):
 
     default_model: str = "churn"
     default_account: str = "default"
-    deployment_name: str = "score-upload/score-upload"
+    deployment_name: str = "score-upload/score-upload"  # the warm runners
+    large_deployment_name: str = "score-upload/score-upload-large"  # above chunked_above_bytes
     max_upload_bytes: int = 200_000_000  # 200 MB, as messages to customers say it
     # uploads one account may have PENDING or PROCESSING (an account row may set its own);
     # the API answers 429 above it and the trigger sets the same Prefect tag concurrency limit
@@ -52,7 +53,12 @@ class Settings(BaseSettings):
     chunk_bytes: int = 8 * 2**20           # ~60k Telco rows per chunk
     max_columns: int = 1000                # fields in a file's header
     max_record_bytes: int = 4 * 2**20      # one row, in the chunked reader
-    stale_after_seconds: int = 900
+    # a running upload refreshes its claim every claim_refresh_seconds; the reaper hands back one
+    # silent for stale_after_seconds, or whose run outlived its time limit (base + size / rate)
+    stale_after_seconds: int = 300
+    claim_refresh_seconds: float = 30.0
+    run_timeout_base_seconds: float = 120.0
+    run_timeout_bytes_per_second: float = 1_000_000.0
     # the SQS trigger: flow runs created at once, and how long it keeps retrying a busy Prefect
     # API (503) for one message; below the queue's visibility timeout
     # (adapters.aws.VISIBILITY_TIMEOUT_SECONDS), so a message it gives
@@ -104,6 +110,10 @@ class Settings(BaseSettings):
     stack_aws_port: int = 4566
     stack_prefect_port: int = 4200
     stack_api_port: int = 8000
+    # the Prefect server's own database (default: SQLite under PREFECT_HOME) and how many warm
+    # runner services the stack starts, each with its share of the cores
+    prefect_database_url: str | None = None
+    runners: int = 1
 
     @property
     def stack_env_file(self) -> Path:

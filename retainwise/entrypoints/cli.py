@@ -172,21 +172,33 @@ def _start_monitor(model: str) -> str | None:
 
 def cmd_trigger(args) -> int:
     from retainwise.adapters import mlflow_registry as registry
-    from retainwise.runtime.trigger import champion_versions, deployment_starter, run_trigger
+    from retainwise.runtime.trigger import (champion_versions, deployment_starter, routed_by_size,
+                                            run_trigger)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     env = _resources()
     stop = threading.Event()
-    start = deployment_starter(env.settings.deployment_name, env.settings.trigger_create_timeout,
-                               account_limit=env.settings.max_active_uploads,
-                               model_version=champion_versions(
-                                   lambda name: registry.champion_version(name, env.settings)))
+    model_version = champion_versions(lambda name: registry.champion_version(name, env.settings))
+    starters = {name: deployment_starter(name, env.settings.trigger_create_timeout,
+                                         account_limit=env.settings.max_active_uploads,
+                                         model_version=model_version)
+                for name in (env.settings.deployment_name, env.settings.large_deployment_name)}
     try:
-        run_trigger(env, start, stop, concurrency=env.settings.trigger_concurrency)
+        run_trigger(env, routed_by_size(env, starters), stop,
+                    concurrency=env.settings.trigger_concurrency)
     except KeyboardInterrupt:
         stop.set()
     finally:
-        start.close()
+        for starter in starters.values():
+            starter.close()
+    return 0
+
+
+def cmd_runner(args) -> int:
+    from retainwise.runtime import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    serve.main(["--only", *serve.RUNNER_DEPLOYMENTS, "--processes", str(args.processes)])
     return 0
 
 
@@ -417,6 +429,11 @@ def parser() -> argparse.ArgumentParser:
 
     sub.add_parser("trigger", help="run the SQS trigger (long-running)").set_defaults(
         run=cmd_trigger)
+    rn = sub.add_parser("runner", help="the warm runner: serve score-upload and reap-stale "
+                                       "(long-running; an ECS service in production)")
+    rn.add_argument("--processes", type=int, default=min(os.cpu_count() or 2, 4),
+                    help="warm worker processes, i.e. uploads scored at once")
+    rn.set_defaults(run=cmd_runner)
 
     api = sub.add_parser("api", help="serve the HTTP upload API")
     api.add_argument("--host", default="127.0.0.1")

@@ -50,19 +50,32 @@ def app_url(settings: Settings) -> str:
 
 def services(settings: Settings) -> list[Service]:
     py = sys.executable
+    prefect_db = (["--database-url", settings.prefect_database_url]
+                  if settings.prefect_database_url else [])
     return [
-        Service("moto", [py, "-m", "moto.server", "-H", "127.0.0.1", "-p",
-                         str(settings.stack_aws_port)],
+        Service("moto", [py, "-m", "retainwise.local.aws_server", "--host", "127.0.0.1",
+                         "--port", str(settings.stack_aws_port),
+                         "--data", str(settings.home_dir / "aws")],
                 f"http://127.0.0.1:{settings.stack_aws_port}/moto-api/"),
         Service("prefect", [py, "-m", "retainwise.runtime.prefect_server", "--host", "127.0.0.1",
-                            "--port", str(settings.stack_prefect_port)],
+                            "--port", str(settings.stack_prefect_port), *prefect_db],
                 f"http://127.0.0.1:{settings.stack_prefect_port}/api/health"),
         Service("api", [py, "-m", "retainwise.entrypoints.cli", "api", "--port",
                         str(settings.stack_api_port)],
                 f"http://127.0.0.1:{settings.stack_api_port}/openapi.json"),
-        Service("runner", [py, "-m", "retainwise.runtime.serve"]),
+        *runner_services(settings),
         Service("trigger", [py, "-m", "retainwise.entrypoints.cli", "trigger"]),
     ]
+
+
+def runner_services(settings: Settings) -> list[Service]:
+    """RETAINWISE_RUNNERS warm runners as separate services, sharing the cores between them."""
+    count = max(1, settings.runners)
+    processes = str(max(1, min(os.cpu_count() or 2, 4) // count))
+    argv = [sys.executable, "-m", "retainwise.runtime.serve", "--processes", processes]
+    if count == 1:
+        return [Service("runner", argv)]
+    return [Service(f"runner-{i}", argv) for i in range(1, count + 1)]
 
 
 def write_stack_env(settings: Settings, env: dict[str, str]) -> None:
@@ -122,12 +135,31 @@ def up(settings: Settings, timeout: float = 180) -> dict[str, str]:
     for name, (service, process) in servers.items():
         wait_healthy(service.health_url, timeout, process, home / "logs" / f"{name}.log")
     aws.ensure_resources(Settings())
+    if "moto" in servers:
+        restore_queue(Settings())
     registry.ensure_store(Settings())  # before the runner's warm workers open it together
     for service in pending:
         if not service.health_url:
             start(service, home, env)
     wait_for_deployment(settings.deployment_name, timeout)
     return env
+
+
+def restore_queue(settings: Settings) -> int:
+    """A restarted moto has empty queues: send every PENDING upload's message again, from the
+    database (the record of what is queued), as the reaper does for a lost message."""
+    import sqlalchemy as sa
+
+    from retainwise.adapters.resources import Resources
+    from retainwise.uploads.reaper import resend_lost_messages
+
+    env = Resources(settings)
+    try:
+        return len(resend_lost_messages(env, 0))
+    except sa.exc.DBAPIError:  # not migrated yet: nothing can be queued
+        return 0
+    finally:
+        env.engine.dispose()
 
 
 def wait_for_deployment(name: str, timeout: float) -> None:
@@ -148,12 +180,14 @@ def status(settings: Settings) -> dict[str, bool]:
 
 def down(settings: Settings) -> list[str]:
     stopped = []
-    for service in reversed(services(settings)):  # trigger first, moto last
-        pid = _pid(settings.home_dir, service.name)
+    names = [s.name for s in reversed(services(settings))]  # trigger first, moto last
+    recorded = sorted(p.stem for p in (settings.home_dir / "pids").glob("runner*.pid"))
+    for name in names[:1] + [n for n in recorded if n not in names] + names[1:]:
+        pid = _pid(settings.home_dir, name)  # runners started with another RETAINWISE_RUNNERS too
         if pid and _alive(pid):
             stop_group(pid)
-            stopped.append(service.name)
-        (settings.home_dir / "pids" / f"{service.name}.pid").unlink(missing_ok=True)
+            stopped.append(name)
+        (settings.home_dir / "pids" / f"{name}.pid").unlink(missing_ok=True)
     settings.stack_env_file.unlink(missing_ok=True)
     return stopped
 

@@ -1,7 +1,9 @@
-"""The local flow runner: serves the deployments and runs their flow runs in warm processes.
+"""The warm runner: serves deployments and runs their flow runs in warm processes.
 
-Serves the deployments of flows/deployments.py (which prefect.yaml matches) for the `local` stack;
-on AWS the `ecs` work pool runs them. `python -m retainwise.runtime.serve` forks warm workers
+In production `retainwise runner` (an ECS service) serves RUNNER_DEPLOYMENTS, score-upload and
+reap-stale; large uploads, training and migrations run on the `ecs` work pool (prefect.yaml). The
+local stack serves all of them here, since it has no ECS. Every deployment is defined once in
+flows/deployments.py. `python -m retainwise.runtime.serve` forks warm workers
 (retainwise.runtime.worker) that execute runs in-process; `--cold` falls back to Prefect's
 `serve`, which starts a fresh interpreter per run.
 """
@@ -11,10 +13,12 @@ import os
 
 from flows.deployments import DEPLOYMENTS
 
+RUNNER_DEPLOYMENTS = tuple(d.name for d in DEPLOYMENTS if d.warm)  # `retainwise runner`
 
-def deployments() -> list:
+
+def deployments(only: list[str] | None = None) -> list:
     """(flow, deployment) pairs: the warm runner executes the flow objects themselves."""
-    return [(definition.flow(), definition.to_deployment()) for definition in DEPLOYMENTS]
+    return [(d.flow(), d.to_deployment()) for d in DEPLOYMENTS if only is None or d.name in only]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -22,18 +26,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--processes", type=int, default=min(os.cpu_count() or 2, 4),
                         help="warm worker processes, i.e. flow runs at once "
                              "(default: cores, at most 4)")
+    parser.add_argument("--only", nargs="+", metavar="DEPLOYMENT",
+                        help="serve only these deployments (default: all)")
     parser.add_argument("--cold", action="store_true",
                         help="use Prefect's serve: a fresh interpreter per flow run")
     args = parser.parse_args(argv)
     if args.cold:
         from prefect import serve
 
-        serve(*(deployment for _, deployment in deployments()), limit=4)
+        serve(*(deployment for _, deployment in deployments(args.only)), limit=4)
         return
     from retainwise.config.settings import Settings
     from retainwise.runtime.worker import serve_warm
 
-    serve_warm(deployments(), args.processes, Settings().home_dir / "worker")
+    serve_warm(deployments(args.only), args.processes, Settings().home_dir / "worker")
 
 
 if __name__ == "__main__":

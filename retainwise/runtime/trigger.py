@@ -17,6 +17,7 @@ import tenacity
 
 from retainwise.adapters import aws, db
 from retainwise.adapters.resources import Resources
+from retainwise.config.settings import Settings
 
 log = logging.getLogger("retainwise.runtime.trigger")
 StartRun = Callable[[dict[str, Any]], str]
@@ -200,6 +201,31 @@ def champion_versions(read: Callable[[str], str], ttl: float = 5.0,
         return value
 
     return version
+
+
+def deployment_for(size_bytes: int, settings: Settings) -> str:
+    """Files the flow would score in chunks get their own Fargate task (`score-upload-large`);
+    the rest go to the warm runners (`score-upload`)."""
+    if size_bytes > settings.chunked_above_bytes:
+        return settings.large_deployment_name
+    return settings.deployment_name
+
+
+def routed_by_size(env: Resources, starters: dict[str, StartRun]) -> StartRun:
+    """A StartRun that picks the deployment by the uploaded object's size (one HEAD request).
+
+    An object that cannot be found goes to the warm runners, whose run records the failure.
+    """
+    from botocore.exceptions import ClientError
+
+    def start(prediction: dict[str, Any]) -> str:
+        try:
+            size = aws.object_size(env.s3, env.settings.bucket, prediction["input_key"])
+        except ClientError:
+            size = 0
+        return starters[deployment_for(size, env.settings)](prediction)
+
+    return start
 
 
 def handle_message(env: Resources, message: dict[str, Any], start_run: StartRun) -> str:

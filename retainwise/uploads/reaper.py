@@ -1,10 +1,12 @@
-"""The reaper: no upload stays PROCESSING forever.
+"""The reaper: no upload stays PROCESSING forever, and no live run is ever run twice.
 
-A row is stale when the flow run holding it has ended (Crashed, Failed, Cancelled: the worker died
-or could not record an outcome) or when it has held it longer than `stale_after_seconds` (the
-whole worker vanished, so nothing told Prefect). A stale row goes back to PENDING with its SQS
-message sent again, so a fresh run finishes the job; after `max_attempts` claims it is FAILED with
-the reason instead.
+A PROCESSING row is stale when the flow run holding it has ended (Crashed, Failed, Cancelled, or
+TimedOut: the run's time limit, `time_limit`, passed) or when its claim has not been refreshed for
+`stale_after_seconds` (the run refreshes it every `claim_refresh_seconds` while it works, so
+silence means the process vanished and nothing told Prefect). A run that is slow but alive keeps
+refreshing and is left alone however long it has been going. A stale row goes back to PENDING
+with its SQS message sent again and its old flow run cancelled through the Prefect API, so a fresh
+run finishes the job; after `max_attempts` claims it is FAILED with the reason instead.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from typing import Any, Callable, Iterable
 
 from retainwise.adapters import db
 from retainwise.adapters.resources import Resources
+from retainwise.config.settings import Settings
 
 log = logging.getLogger("retainwise.uploads.reaper")
 ENDED_RUN_STATES = frozenset({"CRASHED", "FAILED", "CANCELLED", "COMPLETED"})
 RunStates = Callable[[Iterable[str]], dict[str, str]]
+CancelRun = Callable[[str, str], None]  # (flow run id, why)
 
 
 @dataclass(frozen=True)
@@ -29,46 +33,72 @@ class Reaped:
     reason: str
 
 
+def time_limit(size_bytes: int, settings: Settings) -> float:
+    """Seconds a run may spend on a file of this size: a fixed allowance plus a floor throughput.
+
+    The floor (1 MB/s by default) is about 14x below the chunked path's measured 14 MB/s, so a
+    slow machine never hits it; a run past it is hung, and Prefect records it TimedOut.
+    """
+    return settings.run_timeout_base_seconds + size_bytes / settings.run_timeout_bytes_per_second
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)  # SQLite: naive
+
+
 def stale_reason(row: dict[str, Any], run_state: str | None, stale_after_seconds: float,
                  now: datetime) -> str | None:
     """Why this PROCESSING row is stale, or None while its run may still be working on it."""
     if run_state in ENDED_RUN_STATES:
         return f"flow run {row['flow_run_id']} ended {run_state} while the upload was PROCESSING"
-    started = row["started_at"] or row["updated_at"]
-    if started.tzinfo is None:  # SQLite hands back naive datetimes
-        started = started.replace(tzinfo=timezone.utc)
-    age = (now - started).total_seconds()
-    if age > stale_after_seconds:
-        return f"PROCESSING for {age:.0f} s with no outcome (limit {stale_after_seconds:.0f} s)"
+    refreshed = _aware(row["updated_at"] or row["started_at"])  # the claim's last refresh
+    silent = (now - refreshed).total_seconds()
+    if silent > stale_after_seconds:
+        return (f"PROCESSING with no sign of life for {silent:.0f} s "
+                f"(limit {stale_after_seconds:.0f} s)")
     return None
 
 
-def sweep(env: Resources, run_states: RunStates, max_attempts: int = 3,
+def sweep(env: Resources, run_states: RunStates, cancel_run: CancelRun, max_attempts: int = 3,
           stale_after_seconds: float | None = None, now: datetime | None = None) -> list[Reaped]:
-    """Requeue or fail every stale PROCESSING row; each change is conditional, so two reapers
-    are safe. `now` (default: the clock) is when ages are measured from: tests need not wait."""
+    """Requeue or fail every stale PROCESSING row and cancel its old run; each change is
+    conditional, so two reapers are safe. `now` (default: the clock) is when ages are
+    measured from: tests need not wait."""
     limit = env.settings.stale_after_seconds if stale_after_seconds is None else stale_after_seconds
+    now = now or db.utcnow()
     rows = db.processing(env.engine)
     states = run_states([r["flow_run_id"] for r in rows if r["flow_run_id"]]) if rows else {}
-    now = now or db.utcnow()
     reaped = []
     for row in rows:
-        reason = stale_reason(row, states.get(row["flow_run_id"] or ""), limit, now)
+        state = states.get(row["flow_run_id"] or "")
+        reason = stale_reason(row, state, limit, now)
         if reason is None:
             continue
         outcome = _requeue_or_fail(env, row, reason, max_attempts, now)
-        if outcome:
-            log.warning("prediction %s %s: %s", row["id"], outcome.action, reason)
-            reaped.append(outcome)
+        if outcome is None:
+            continue
+        log.warning("prediction %s %s: %s", row["id"], outcome.action, reason)
+        reaped.append(outcome)
+        if row["flow_run_id"] and state not in ENDED_RUN_STATES:
+            _cancel(cancel_run, row["flow_run_id"], f"the reaper {outcome.action} upload "
+                                                    f"{row['id']}: {reason}")
     return reaped + resend_lost_messages(env, limit, now)
 
 
+def _cancel(cancel_run: CancelRun, flow_run_id: str, why: str) -> None:
+    """Best effort: the claim is already released, so a run that lingers cannot record anything."""
+    try:
+        cancel_run(flow_run_id, why)
+    except Exception:
+        log.exception("could not cancel flow run %s", flow_run_id)
+
+
 def resend_lost_messages(env: Resources, stale_after_seconds: float,
-                         now: datetime) -> list[Reaped]:
+                         now: datetime | None = None) -> list[Reaped]:
     """PENDING long after its message was sent: send it again (a duplicate is harmless)."""
-    before = now - timedelta(seconds=stale_after_seconds)
+    now = now or db.utcnow()
     resent = []
-    for row in db.pending_since(env.engine, before):
+    for row in db.pending_since(env.engine, now - timedelta(seconds=stale_after_seconds)):
         _send(env, row, now)
         resent.append(Reaped(row["id"], "resent", "PENDING with no run after "
                                                   f"{stale_after_seconds:.0f} s"))
@@ -87,10 +117,10 @@ def _requeue_or_fail(env: Resources, row: dict[str, Any], reason: str, max_attem
         error = (f"scoring was started {row['attempts']} times and never finished (last: "
                  f"{reason}); upload the file again, or ask support about flow run "
                  f"{row['flow_run_id']}")
-        if db.fail_claim(env.engine, row["id"], row["flow_run_id"], error):
+        if db.fail_claim(env.engine, row["id"], row["flow_run_id"], error, row["updated_at"]):
             return Reaped(row["id"], "failed", reason)
         return None
-    if not db.release_claim(env.engine, row["id"], row["flow_run_id"]):
-        return None  # the run finished (or another reaper acted) since we read the row
+    if not db.release_claim(env.engine, row["id"], row["flow_run_id"], row["updated_at"]):
+        return None  # the run finished, refreshed its claim, or another reaper acted meanwhile
     _send(env, row, now)  # if this fails, the row is PENDING and the next sweep resends it
     return Reaped(row["id"], "requeued", reason)

@@ -50,7 +50,6 @@ def prefect_yaml_environment(net, settings) -> dict[str, str]:
         "RETAINWISE_SCORING_ROLE_ARN": "arn:aws:iam::123456789012:role/retainwise-scoring",
         "RETAINWISE_TRAINING_ROLE_ARN": "arn:aws:iam::123456789012:role/retainwise-training",
         "RETAINWISE_MIGRATE_ROLE_ARN": "arn:aws:iam::123456789012:role/retainwise-migrate",
-        "RETAINWISE_REAPER_ROLE_ARN": "arn:aws:iam::123456789012:role/retainwise-reaper",
         "RETAINWISE_DATABASE_SECRET_ARN": DATABASE_SECRET_ARN,
         "RETAINWISE_PREFECT_API_KEY_SECRET_ARN": PREFECT_KEY_SECRET_ARN,
         "RETAINWISE_VPC_ID": net["vpc"], "RETAINWISE_SUBNET_A": net["subnets"][0],

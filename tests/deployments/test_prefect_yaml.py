@@ -3,12 +3,13 @@
 import pytest
 from prefect.flows import load_flow_from_entrypoint
 
-from deployments.ecs import default_job_template  # before load_flow_from_entrypoint puts flows/
-from flows.deployments import DEPLOYMENTS           # on sys.path, where deployments.py would shadow it
+from deployments.ecs import default_job_template  # before loading flows/ entrypoints, which put
+from flows.deployments import DEPLOYMENTS          # flows/deployments.py on the path as `deployments`
 from retainwise.runtime import serve
 from tests.deployments.prefect_yaml import load_deployments, placeholders
 
-EXPECTED = {"score-upload", "train-model", "migrate", "reap-stale", "monitor"}
+EXPECTED = {"score-upload-large", "train-model", "migrate", "monitor"}  # on the ecs pool
+WARM = {"score-upload", "reap-stale"}  # served by `retainwise runner`
 
 
 @pytest.fixture(scope="module")
@@ -16,11 +17,15 @@ def deployments():
     return {d["name"]: d for d in load_deployments({n: f"value-of-{n}" for n in placeholders()})}
 
 
-def test_the_deployments_point_at_flows_that_load(deployments):
+def test_the_ecs_deployments_point_at_flows_that_load(deployments):
+    from retainwise.config.settings import Settings
+
     assert set(deployments) == EXPECTED
-    for name, deployment in deployments.items():
-        flow = load_flow_from_entrypoint(deployment["entrypoint"])
-        assert flow.name == name  # the deployment is `<flow>/<flow>`, as the trigger and CLI expect
+    full_names = {f"{load_flow_from_entrypoint(d['entrypoint']).name}/{name}"
+                  for name, d in deployments.items()}
+    # the names the trigger and the CLI use
+    assert full_names == {Settings().large_deployment_name, "train-model/train-model",
+                          "migrate/migrate", "monitor/monitor"}
 
 
 def test_job_variables_are_all_known_to_the_ecs_pool(deployments):
@@ -38,10 +43,9 @@ def test_job_variables_are_all_known_to_the_ecs_pool(deployments):
 
 def test_each_deployment_has_its_own_task_role(deployments):
     roles = {name: d["work_pool"]["job_variables"]["task_role_arn"] for name, d in deployments.items()}
-    assert roles == {"score-upload": "value-of-RETAINWISE_SCORING_ROLE_ARN",
+    assert roles == {"score-upload-large": "value-of-RETAINWISE_SCORING_ROLE_ARN",
                      "train-model": "value-of-RETAINWISE_TRAINING_ROLE_ARN",
                      "migrate": "value-of-RETAINWISE_MIGRATE_ROLE_ARN",
-                     "reap-stale": "value-of-RETAINWISE_REAPER_ROLE_ARN",
                      # reads the database and model profiles; no role of its own yet
                      "monitor": "value-of-RETAINWISE_TRAINING_ROLE_ARN"}
 
@@ -57,9 +61,9 @@ def test_secrets_are_injected_by_ecs_never_through_env(deployments):
         assert not [k for k in job["env"] if "SECRET" in k or "KEY" in k or k.endswith("DATABASE_URL")]
 
 
-def test_only_the_reaper_and_the_monitor_run_on_a_schedule(deployments):
+def test_only_the_monitor_runs_on_a_schedule_on_the_ecs_pool(deployments):
     scheduled = {n for n, d in deployments.items() if d.get("schedules")}
-    assert scheduled == {"reap-stale", "monitor"}
+    assert scheduled == {"monitor"}  # reap-stale's schedule is served by the warm runner
 
 
 def test_degraded_retrains_on_outcomes_here_and_in_the_local_runner(deployments):
@@ -79,8 +83,9 @@ def test_a_missing_environment_variable_is_named():
 
 
 def test_prefect_yaml_matches_the_one_definition_of_the_deployments(deployments):
-    defined = {d.name: d for d in DEPLOYMENTS}
+    defined = {d.name: d for d in DEPLOYMENTS if not d.warm}
     assert set(defined) == EXPECTED == set(deployments)
+    assert {d.name for d in DEPLOYMENTS if d.warm} == WARM
     for name, deployment in deployments.items():
         definition = defined[name]
         assert deployment["entrypoint"] == definition.entrypoint
@@ -90,9 +95,11 @@ def test_prefect_yaml_matches_the_one_definition_of_the_deployments(deployments)
         assert intervals == ([definition.interval_seconds] if definition.interval_seconds else [])
 
 
-def test_the_local_runner_serves_the_same_deployments():
+def test_the_local_runner_serves_every_deployment_and_the_production_runner_the_warm_ones():
     served = serve.deployments()
-    assert [(flow.name, d.name) for flow, d in served] == [(d.name, d.name) for d in DEPLOYMENTS]
+    assert [(flow.name, d.name) for flow, d in served] == [
+        (d.name.removesuffix("-large"), d.name) for d in DEPLOYMENTS]
+    assert {d.name for _, d in serve.deployments(list(serve.RUNNER_DEPLOYMENTS))} == WARM
     by_name = {d.name: d for _, d in served}
     assert by_name["reap-stale"].schedules[0].schedule.interval.total_seconds() == 300
     assert by_name["score-upload"].tags == ["scoring"] and not by_name["score-upload"].schedules

@@ -1,17 +1,21 @@
-"""A worker SIGKILLed mid-run must not strand the upload (real runner, Prefect API, moto, SQLite).
+"""No upload is stranded and no live run is run twice (real runner, Prefect API, moto, SQLite).
 
 Killed under a live runner, Prefect marks the run Crashed and the reaper requeues it at once, so
-a fresh run finishes the upload. Killed with no one left to notice (the run stays RUNNING in
-Prefect), the row is stale after `stale_after_seconds` and the reaper requeues it, or fails it
-with a reason after max attempts.
+a fresh run finishes the upload. Killed with no one left to notice (dead: the run stays RUNNING in
+Prefect, its claim falls silent), the reaper requeues it after `stale_after_seconds` and cancels
+the old run, or fails it after max attempts. Hung past its time limit, the run is TimedOut and
+requeued once; slow but alive (refreshing its claim), it is left alone. Time is passed in.
 """
 
 import os
 import signal
 import subprocess
 import sys
-from datetime import timedelta, timezone
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
+from uuid import UUID
 
 import psutil
 import pytest
@@ -21,8 +25,11 @@ from flows.reap_stale import reap_stale
 from flows.score_upload import score_upload
 from retainwise.adapters import db
 from retainwise.adapters import prefect_api
+from retainwise.adapters.resources import Resources
 from retainwise.local.stack import stop_group
 from retainwise.runtime.trigger import deployment_starter, handle_message
+from retainwise.uploads import reaper
+from tasks.status import UploadTimedOut
 from tests.conftest import REPO
 from tests.helpers import customers_csv, results_of, submit, wait_for
 
@@ -47,12 +54,6 @@ def descendants(pid: int) -> list[int]:
 
 def status_of(resources, prediction_id) -> str:
     return db.get_prediction(resources.engine, prediction_id)["status"]
-
-
-def claimed_at(resources, prediction_id, plus_seconds: float):
-    """When the row was claimed, plus some seconds, as the reaper's clock (UTC-aware)."""
-    started = db.get_prediction(resources.engine, prediction_id)["started_at"]
-    return started.replace(tzinfo=started.tzinfo or timezone.utc) + timedelta(seconds=plus_seconds)
 
 
 def next_message(queue):
@@ -97,8 +98,19 @@ def test_sigkill_under_a_live_runner_is_crashed_requeued_and_completed(resources
     assert len(results_of(resources, prediction_id)) == 150
 
 
-def test_a_run_that_vanished_while_running_is_reaped_after_the_stale_timeout(resources):
-    """A worker killed with nobody left to tell Prefect: the run stays RUNNING, the row goes stale."""
+def sweep(**options):
+    """One reaper sweep against the real Prefect API (states and cancels), at the `now` given."""
+    return reaper.sweep(Resources.from_env(), prefect_api.prefect_run_states,
+                        prefect_api.cancel_flow_run, **options)
+
+
+def later(seconds: float):
+    return db.utcnow() + timedelta(seconds=seconds)
+
+
+def test_dead_a_run_that_vanished_while_running_is_requeued_and_cancelled(resources):
+    """A worker killed with nobody left to tell Prefect: the run stays RUNNING and its claim falls
+    silent; the reaper hands the upload back and cancels the old run."""
     from prefect.client.orchestration import get_client
     from prefect.states import Running
 
@@ -108,22 +120,93 @@ def test_a_run_that_vanished_while_running_is_reaped_after_the_stale_timeout(res
         client.set_flow_run_state(run.id, Running(), force=True)
     assert db.claim_prediction(resources.engine, prediction_id, str(run.id))
 
-    assert reap_stale(stale_after_seconds=60, now=claimed_at(resources, prediction_id, 59)) == {
-        "requeued": [], "failed": []}  # not yet stale
-    later = claimed_at(resources, prediction_id, 61)
-    assert reap_stale(stale_after_seconds=60, now=later)["requeued"] == [prediction_id]
+    assert sweep(stale_after_seconds=60, now=later(30)) == []  # not silent long enough yet
+    [reaped] = sweep(stale_after_seconds=60, now=later(90))
+    assert (reaped.prediction_id, reaped.action) == (prediction_id, "requeued")
     assert status_of(resources, prediction_id) == "PENDING"
+    state = prefect_api.prefect_run_states([str(run.id)])[str(run.id)]
+    assert state in {"CANCELLING", "CANCELLED"}  # the old run is told to stop
 
     # the next attempt vanishes too; with max_attempts=2 the reaper gives up with a reason
     assert db.claim_prediction(resources.engine, prediction_id, str(run.id))
-    later = claimed_at(resources, prediction_id, 61)
-    reaped = reap_stale(max_attempts=2, stale_after_seconds=60, now=later)
-    assert reaped["failed"] == [prediction_id]
+    [reaped] = sweep(max_attempts=2, stale_after_seconds=60, now=later(90))
+    assert reaped.action == "failed"
     row = db.get_prediction(resources.engine, prediction_id)
     assert row["status"] == "FAILED"
     assert row["error"].startswith("scoring was started 2 times and never finished")
-    assert "PROCESSING for" in row["error"]
+    assert "no sign of life for" in row["error"]
     assert score_upload(prediction_id)["status"] == "SKIPPED"
+
+
+@pytest.fixture
+def stalled_scoring(monkeypatch):
+    """score-upload's first step blocks until released: a run that is slow, or hung."""
+    import flows.score_upload as module
+
+    release = threading.Event()
+    real = module.load_champion
+
+    def load_champion_slowly(*args, **kwargs):
+        release.wait()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, "load_champion", load_champion_slowly)
+    yield release
+    release.set()
+
+
+def test_hung_a_run_past_its_time_limit_is_timed_out_then_requeued_once(
+        resources, stalled_scoring, monkeypatch):
+    from prefect.client.orchestration import get_client
+
+    prediction_id = submit(resources, customers_csv(20))
+    monkeypatch.setenv("RETAINWISE_RUN_TIMEOUT_BASE_SECONDS", "0.5")  # limit for 20 rows: ~0.5 s
+    with pytest.raises(UploadTimedOut):
+        score_upload(prediction_id)
+    row = db.get_prediction(resources.engine, prediction_id)
+    assert row["status"] == "PROCESSING"  # left for the reaper, not failed in the customer's face
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(UUID(row["flow_run_id"])).state
+    assert (state.type.value, state.name) == ("FAILED", "TimedOut")
+
+    [reaped] = sweep(stale_after_seconds=600)
+    assert (reaped.prediction_id, reaped.action) == (prediction_id, "requeued")
+    assert sweep(stale_after_seconds=600) == []  # once
+    assert len(resources.queue.receive(wait_seconds=0)) == 2  # the upload's message and one resend
+
+    stalled_scoring.set()
+    monkeypatch.delenv("RETAINWISE_RUN_TIMEOUT_BASE_SECONDS")
+    assert score_upload(prediction_id)["status"] == "COMPLETED"
+    assert db.get_prediction(resources.engine, prediction_id)["attempts"] == 2
+
+
+def test_slow_but_alive_a_long_run_that_keeps_refreshing_its_claim_is_left_alone(
+        resources, stalled_scoring, monkeypatch):
+    prediction_id = submit(resources, customers_csv(20))
+    monkeypatch.setenv("RETAINWISE_CLAIM_REFRESH_SECONDS", "0.05")
+    with ThreadPoolExecutor(1) as pool:
+        outcome = pool.submit(score_upload, prediction_id)
+        first = wait_for(lambda: _processing(resources, prediction_id), 60, "the claim")
+        refreshed = wait_for(lambda: _refreshed_since(resources, prediction_id, first), 30,
+                             "a claim refresh")
+        with resources.engine.begin() as conn:  # it has been going for two hours
+            conn.execute(db.predictions.update().where(db.predictions.c.id == prediction_id)
+                         .values(started_at=refreshed["updated_at"] - timedelta(hours=2)))
+        assert sweep(stale_after_seconds=60, now=later(10)) == []
+        stalled_scoring.set()
+        assert outcome.result(timeout=120)["status"] == "COMPLETED"
+    row = db.get_prediction(resources.engine, prediction_id)
+    assert row["attempts"] == 1 and row["flow_run_id"] == first["flow_run_id"]
+
+
+def _processing(resources, prediction_id):
+    row = db.get_prediction(resources.engine, prediction_id)
+    return row if row["status"] == "PROCESSING" else None
+
+
+def _refreshed_since(resources, prediction_id, first):
+    row = db.get_prediction(resources.engine, prediction_id)
+    return row if row["updated_at"] > first["updated_at"] else None
 
 
 def _deployment_exists() -> bool:

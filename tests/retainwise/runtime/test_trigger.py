@@ -186,7 +186,8 @@ def test_after_the_reaper_requeues_a_crashed_upload_a_fresh_run_finishes_it(
     [first] = runs_for(deployment_id, prediction_id)
     assert db.claim_prediction(resources.engine, prediction_id, str(first.id))  # then it "dies"
 
-    [reaped] = reaper.sweep(resources, lambda ids: {str(first.id): "CRASHED"})
+    [reaped] = reaper.sweep(resources, lambda ids: {str(first.id): "CRASHED"},
+                            lambda run, why: None)
     assert reaped.action == "requeued"
     [again] = receive_all(resources.queue, 1)
     assert handle_message(resources, again, start) == "started"
@@ -339,3 +340,34 @@ def test_a_recreated_deployment_is_looked_up_again_after_one_refusal(resources, 
     assert handle_message(resources, message, start) == "started"  # the redelivery
     assert [r.parameters["prediction_id"] for r in runs_of(new_id)] == [second]
     assert first != second
+
+
+def test_deployment_for_sends_files_above_the_chunked_threshold_to_the_large_deployment():
+    from retainwise.config.settings import Settings
+    from retainwise.runtime.trigger import deployment_for
+
+    settings = Settings(chunked_above_bytes=1000)
+    assert deployment_for(1000, settings) == "score-upload/score-upload"
+    assert deployment_for(1001, settings) == "score-upload/score-upload-large"
+
+
+def test_the_trigger_routes_each_upload_by_its_objects_size(resources, prefect_api):
+    """Real S3 objects on moto and real runs of two deployments: small to the warm runner's
+    score-upload, large to score-upload-large (its own Fargate task in production)."""
+    from retainwise.runtime.trigger import routed_by_size
+
+    small_id = score_upload.to_deployment(name="score-upload").apply()
+    large_id = score_upload.to_deployment(name="score-upload-large").apply()
+    resources.settings.chunked_above_bytes = len(customers_csv(30))
+    small, large = submit(resources, customers_csv(30)), submit(resources, customers_csv(31))
+    starters = {name: deployment_starter(name) for name in
+                ("score-upload/score-upload", "score-upload/score-upload-large")}
+    try:
+        start = routed_by_size(resources, starters)
+        outcomes = [handle_message(resources, m, start) for m in receive_all(resources.queue, 2)]
+    finally:
+        for starter in starters.values():
+            starter.close()
+    assert outcomes == ["started", "started"]
+    assert len(runs_for(small_id, small)) == 1 and runs_for(small_id, large) == []
+    assert len(runs_for(large_id, large)) == 1 and runs_for(large_id, small) == []

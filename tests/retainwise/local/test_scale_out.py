@@ -1,0 +1,121 @@
+"""Scale-out: a burst of uploads through the trigger to two warm runner services on a Prefect
+server backed by PostgreSQL (a throwaway database on the machine's server): every upload runs
+exactly once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from retainwise.adapters import db
+from retainwise.local.stack import runner_services
+from retainwise.runtime.trigger import deployment_starter, run_trigger
+from tests.conftest import REPO, free_port, throwaway_postgres
+from tests.helpers import customers_csv, submit
+
+UPLOADS = 8
+
+
+@pytest.fixture
+def prefect_database():
+    with throwaway_postgres("retainwise_prefect") as url:
+        yield url
+
+
+def spawn(argv, log, env) -> subprocess.Popen:
+    return subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def wait_until(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.25)  # polling for an outcome, not waiting for time to pass
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def test_a_burst_to_two_runners_on_a_postgresql_prefect_server_runs_each_upload_once(
+        resources, prefect_database, tmp_path, monkeypatch):
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    monkeypatch.setenv("RETAINWISE_RUNNERS", "2")
+    from retainwise.config.settings import Settings
+
+    runners = runner_services(Settings())
+    assert [r.name for r in runners] == ["runner-1", "runner-2"]
+    env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_HOME": str(tmp_path / "prefect"),
+           "PREFECT_LOGGING_LEVEL": "WARNING", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    processes = []
+    try:
+        with open(tmp_path / "services.log", "ab") as log:
+            processes.append(spawn([sys.executable, "-m", "retainwise.runtime.prefect_server",
+                                    "--port", str(port), "--database-url", prefect_database],
+                                   log, env))
+            wait_until(lambda: healthy(f"{api}/health"), 180, "the Prefect server")
+            for runner in runners:
+                processes.append(spawn([*runner.argv, "--only", "score-upload"], log, env))
+        with temporary_settings({PREFECT_API_URL: api}):
+            with get_client(sync_client=True) as client:
+                wait_until(lambda: _deployment(client), 180, "the runners' deployment")
+            uploads = [submit(resources, customers_csv(10 + i, seed=i)) for i in range(UPLOADS)]
+            stop = threading.Event()
+            start = deployment_starter("score-upload/score-upload")
+            trigger = threading.Thread(target=run_trigger, args=(resources, start, stop))
+            trigger.start()
+            try:
+                wait_until(lambda: all(_final(resources, p) for p in uploads), 300,
+                           "every upload to finish")
+            finally:
+                stop.set()
+                trigger.join(30)
+                start.close()
+            with get_client(sync_client=True) as client:
+                runs = client.read_flow_runs()
+    finally:
+        for process in reversed(processes):
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            process.wait(30)
+    rows = [db.get_prediction(resources.engine, p) for p in uploads]
+    assert [(r["status"], r["attempts"]) for r in rows] == [("COMPLETED", 1)] * UPLOADS
+    by_upload = {}
+    for run in runs:
+        by_upload.setdefault(run.parameters["prediction_id"], []).append(run)
+    assert sorted(by_upload) == sorted(uploads)
+    assert all(len(r) == 1 and r[0].run_count == 1 and r[0].state.is_completed()
+               for r in by_upload.values())
+
+
+def _deployment(client) -> bool:
+    try:
+        client.read_deployment_by_name("score-upload/score-upload")
+        return True
+    except Exception:
+        return False
+
+
+def _final(resources, prediction_id) -> bool:
+    return db.get_prediction(resources.engine, prediction_id)["status"] in {"COMPLETED", "FAILED"}
