@@ -100,6 +100,8 @@ def test_report_accounts_for_rows_and_describes_each_column():
     assert report["columns"]["plan"]["psi"] is None
     assert report["risk_counts"] == {"HIGH": 49, "MEDIUM": 0, "LOW": 50}
     assert report["model_version"] == "3" and report["status"] == "COMPLETED"
+    histogram = report["probability_histogram"]  # the web app's chart: every scored row once
+    assert len(histogram) == 10 and sum(histogram) == 99
 
 
 def test_failed_upload_report_has_no_scores_but_the_reason():
@@ -108,6 +110,7 @@ def test_failed_upload_report_has_no_scores_but_the_reason():
     report = build_report(upload, None, MODEL, "p-2")
     assert report["status"] == "FAILED" and report["error"].startswith("1 of 1 rows are invalid")
     assert report["rows_scored"] == 0 and report["rows_rejected"] == 1
+    assert report["probability_histogram"] == [0] * 10
 
 
 def test_html_escapes_everything_from_the_customers_file():
