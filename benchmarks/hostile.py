@@ -75,7 +75,8 @@ def harness(only: str | None) -> list[dict]:
     from tests.hostile import ChunkReader, Scale, corpus
 
     home = bench.fresh_home("hostile")
-    env, pids = start_backends(home)
+    pids: list[int] = []
+    env = start_backends(home, pids)
     env = {**env, **Scale.REAL.environment(), "PREFECT_LOGGING_LEVEL": "ERROR"}
     os.environ.update(env)
     rows: list[dict] = []
