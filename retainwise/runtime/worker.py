@@ -12,6 +12,7 @@ replaced.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -204,17 +205,25 @@ def mark_crashed(served: Served, pid: int) -> None:
         log.exception("could not mark flow run %s Crashed", flow_run_id)
 
 
-def serve_warm(deployments: list[tuple[Any, Any]], processes: int, state_dir: Path) -> None:
-    """Register the deployments, fork the children, replace any that die, stop on SIGTERM."""
+def serve_warm(deployments: list[tuple[Any, Any]], processes: int, state_dir: Path,
+               reporter: Any = None) -> None:
+    """Register the deployments, fork the children, replace any that die, stop on SIGTERM.
+
+    `reporter` (runtime.scaling_reporter), if given, starts after the first fork; a replacement
+    child is forked while it is paused, so no report is in flight at the fork.
+    """
     state_dir.mkdir(parents=True, exist_ok=True)
     served = Served(register(deployments), state_dir)
     if threading.active_count() > 1:  # forking with live threads could copy a held lock
         log.warning("threads alive before fork: %s", [t.name for t in threading.enumerate()])
     stopping = threading.Event()
     children = {fork_child(served) for _ in range(processes)}
+    paused = reporter.start().paused if reporter is not None else contextlib.nullcontext
 
     def stop(*_: Any) -> None:
         stopping.set()
+        if reporter is not None:
+            reporter.stop.set()
         for child in children:
             _signal(child, signal.SIGTERM)
 
@@ -232,7 +241,8 @@ def serve_warm(deployments: list[tuple[Any, Any]], processes: int, state_dir: Pa
         if not stopping.is_set():
             log.warning("worker %s exited (status %s); starting a new one", pid, status)
             time.sleep(1)
-            children.add(fork_child(served))
+            with paused():
+                children.add(fork_child(served))
 
 
 def _signal(pid: int, sig: int) -> None:
