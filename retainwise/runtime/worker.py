@@ -40,7 +40,29 @@ class Served:
 
 def register(deployments: list[tuple[Any, Any]]) -> dict[UUID, Any]:
     """Create or update each (flow, RunnerDeployment) pair; no work pool, only this runner runs them."""
-    return {deployment.apply(): flow for flow, deployment in deployments}
+    return {deployment.apply(): without_result_storage_reads(flow) for flow, deployment in deployments}
+
+
+def without_result_storage_reads(flow):
+    """The flow with its result storage and persistence stated, so a run never asks the server.
+
+    A flow that states neither makes Prefect read the server's default result storage
+    (`GET /admin/storage`) each time it builds a run's result store or picks the persistence
+    default: 3 reads per score-upload run (2 per run of a flow without `flow_run_name`). Prefect
+    caches the storage it builds, not the read. Stating them on the flow (Prefect's public
+    `with_options`) skips the read and keeps today's behaviour: results are not persisted, and the
+    storage is the local default Prefect would fall back to. Our flows keep what they produce in
+    S3 and the database, never in Prefect results, so a server-side default result storage an
+    operator might set is deliberately not used by the warm runs. A flow that states either keeps
+    its own choice.
+    """
+    if flow.result_storage is not None or flow.persist_result is not None:
+        return flow
+    from prefect.settings import get_current_settings
+
+    # a Path, not a LocalFileSystem block: Prefect accepts an unsaved block only as a Path
+    storage = Path(get_current_settings().results.local_storage_path)
+    return flow.with_options(persist_result=False, result_storage=storage)
 
 
 def claim(client, flow_run) -> bool:

@@ -1,0 +1,53 @@
+"""Count /admin/storage reads and client CPU per in-process flow run on a real local Prefect API."""
+import json, os, sys, time, collections, traceback
+import psutil
+from prefect import flow, task
+from prefect.testing.utilities import prefect_test_harness
+
+MODE = sys.argv[1] if len(sys.argv) > 1 else "before"
+N = int(sys.argv[2]) if len(sys.argv) > 2 else 20
+
+@task
+def a(x): return x + 1
+@task
+def b(x): return x * 2
+
+@flow(name="storage-probe", flow_run_name="probe-{x}")
+def probe(x: int) -> int:
+    return b(a(a(b(a(x)))))
+
+def main():
+    import httpx
+    paths = collections.Counter()
+    callers = collections.Counter()
+    from prefect.client.orchestration import SyncPrefectClient, PrefectClient
+    orig_s, orig_a = SyncPrefectClient.read_server_default_result_storage, PrefectClient.read_server_default_result_storage
+    def count_s(self):
+        callers[" <- ".join(f"{f.name}" for f in traceback.extract_stack()[-6:-1])] += 1
+        return orig_s(self)
+    async def count_a(self):
+        callers["async " + " <- ".join(f"{f.name}" for f in traceback.extract_stack()[-6:-1])] += 1
+        return await orig_a(self)
+    SyncPrefectClient.read_server_default_result_storage = count_s
+    PrefectClient.read_server_default_result_storage = count_a
+    with prefect_test_harness(server_startup_timeout=120):
+        global probe
+        if MODE == "after":
+            from retainwise.runtime.worker import without_result_storage_reads
+            probe = without_result_storage_reads(probe)
+        server = [p for p in psutil.Process().children(recursive=True)]
+        probe(0)  # warm
+        callers.clear()
+        t0, c0 = time.process_time(), time.perf_counter()
+        s0 = sum(sum(p.cpu_times()[:2]) for p in server)
+        for i in range(N):
+            probe(i)
+        cpu, wall = time.process_time() - t0, time.perf_counter() - c0
+        s1 = sum(sum(p.cpu_times()[:2]) for p in server)
+    print(json.dumps({"mode": MODE, "runs": N, "client_cpu_per_run": round(cpu / N, 4),
+                      "server_cpu_per_run": round((s1 - s0) / N, 4),
+                      "wall_per_run": round(wall / N, 4),
+                      "storage_reads_per_run": sum(callers.values()) / N,
+                      "callers": dict(callers)}))
+
+main()
