@@ -1,5 +1,17 @@
-"""Count /admin/storage reads and client CPU per in-process flow run on a real local Prefect API."""
-import json, os, sys, time, collections, traceback
+"""Per-run reads of /admin/storage and CPU seconds of in-process flow runs, on a real Prefect API.
+
+`python benchmarks/storage_reads.py before|after [RUNS]`: a flow of 5 task runs with a
+`flow_run_name` (as score-upload has), run RUNS times in this process against a temporary Prefect
+server; `after` runs it as the warm worker does (`worker.without_result_storage_reads`). Prints
+the reads per run and their callers, this process's CPU seconds per run (user+sys), the server's
+(psutil) and wall seconds, as one JSON line.
+"""
+import collections
+import json
+import sys
+import time
+import traceback
+
 import psutil
 from prefect import flow, task
 from prefect.testing.utilities import prefect_test_harness
@@ -17,7 +29,6 @@ def probe(x: int) -> int:
     return b(a(a(b(a(x)))))
 
 def main():
-    import httpx
     paths = collections.Counter()
     callers = collections.Counter()
     from prefect.client.orchestration import SyncPrefectClient, PrefectClient
