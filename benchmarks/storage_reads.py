@@ -4,7 +4,7 @@
 `flow_run_name` (as score-upload has), run RUNS times in this process against a temporary Prefect
 server; `after` runs it as the warm worker does (`worker.without_result_storage_reads`). Prints
 the reads per run and their callers, this process's CPU seconds per run (user+sys), the server's
-(psutil) and wall seconds, as one JSON line.
+(psutil) and wall seconds, as one JSON line. `cost [READS]` times the read itself instead.
 """
 import collections
 import json
@@ -27,6 +27,25 @@ def b(x): return x * 2
 @flow(name="storage-probe", flow_run_name="probe-{x}")
 def probe(x: int) -> int:
     return b(a(a(b(a(x)))))
+
+def read_cost(n: int) -> None:
+    """CPU (client, server) and wall milliseconds of one `GET /admin/storage`."""
+    from prefect.client.orchestration import get_client
+
+    with prefect_test_harness(server_startup_timeout=120):
+        server = psutil.Process().children(recursive=True)
+        with get_client(sync_client=True) as client:
+            client.read_server_default_result_storage()
+            s0 = sum(sum(p.cpu_times()[:2]) for p in server)
+            c0, w0 = time.process_time(), time.perf_counter()
+            for _ in range(n):
+                client.read_server_default_result_storage()
+            c1, w1 = time.process_time(), time.perf_counter()
+            s1 = sum(sum(p.cpu_times()[:2]) for p in server)
+    print(json.dumps({"reads": n, "client_cpu_ms_per_read": round((c1 - c0) / n * 1000, 2),
+                      "server_cpu_ms_per_read": round((s1 - s0) / n * 1000, 2),
+                      "wall_ms_per_read": round((w1 - w0) / n * 1000, 2)}))
+
 
 def main():
     paths = collections.Counter()
@@ -61,4 +80,7 @@ def main():
                       "storage_reads_per_run": sum(callers.values()) / N,
                       "callers": dict(callers)}))
 
-main()
+if MODE == "cost":
+    read_cost(N)
+else:
+    main()
