@@ -51,7 +51,8 @@ def main():
     paths = collections.Counter()
     callers = collections.Counter()
     from prefect.client.orchestration import SyncPrefectClient, PrefectClient
-    orig_s, orig_a = SyncPrefectClient.read_server_default_result_storage, PrefectClient.read_server_default_result_storage
+    orig_s = SyncPrefectClient.read_server_default_result_storage
+    orig_a = PrefectClient.read_server_default_result_storage
     def count_s(self):
         callers[" <- ".join(f"{f.name}" for f in traceback.extract_stack()[-6:-1])] += 1
         return orig_s(self)

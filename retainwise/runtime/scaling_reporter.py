@@ -19,7 +19,7 @@ INTERVAL_SECONDS = 60.0
 
 
 class WaitingRunsReporter:
-    """Calls `report(now)` every `interval` seconds in a daemon thread; errors are logged, never raised.
+    """Calls `report(now)` every `interval` seconds in a daemon thread; errors are logged only.
 
     `paused()` holds the lock a report runs under, so the runner can fork a worker child while no
     report is in flight (a fork must not copy a lock or a connection held mid-request).

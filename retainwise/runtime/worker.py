@@ -40,7 +40,8 @@ class Served:
 
 def register(deployments: list[tuple[Any, Any]]) -> dict[UUID, Any]:
     """Create or update each (flow, RunnerDeployment) pair; no work pool, only this runner runs them."""
-    return {deployment.apply(): without_result_storage_reads(flow) for flow, deployment in deployments}
+    return {deployment.apply(): without_result_storage_reads(flow)
+            for flow, deployment in deployments}
 
 
 def without_result_storage_reads(flow):
