@@ -2,7 +2,8 @@
 
 Application Auto Scaling tracks it beside the SQS backlog (deployments/cdk/services.py): a message
 leaves the queue as soon as its flow run exists, so runs waiting for a free runner show only in
-Prefect. `retainwise runner` calls `report_waiting_runs` about once a minute.
+Prefect. `retainwise runner` calls `report_waiting_runs` about once a minute
+(runtime.scaling_reporter).
 """
 
 from __future__ import annotations

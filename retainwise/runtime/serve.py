@@ -37,9 +37,12 @@ def main(argv: list[str] | None = None) -> None:
         serve(*(deployment for _, deployment in deployments(args.only)), limit=4)
         return
     from retainwise.config.settings import Settings
+    from retainwise.runtime import scaling_reporter
     from retainwise.runtime.worker import serve_warm
 
-    serve_warm(deployments(args.only), args.processes, Settings().home_dir / "worker")
+    settings = Settings()
+    serve_warm(deployments(args.only), args.processes, settings.home_dir / "worker",
+               reporter=scaling_reporter.for_settings(settings))  # production only
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ replaced.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -39,7 +40,30 @@ class Served:
 
 def register(deployments: list[tuple[Any, Any]]) -> dict[UUID, Any]:
     """Create or update each (flow, RunnerDeployment) pair; no work pool, only this runner runs them."""
-    return {deployment.apply(): flow for flow, deployment in deployments}
+    return {deployment.apply(): without_result_storage_reads(flow)
+            for flow, deployment in deployments}
+
+
+def without_result_storage_reads(flow):
+    """The flow with its result storage and persistence stated, so a run never asks the server.
+
+    A flow that states neither makes Prefect read the server's default result storage
+    (`GET /admin/storage`) each time it builds a run's result store or picks the persistence
+    default: 3 reads per score-upload run (2 per run of a flow without `flow_run_name`). Prefect
+    caches the storage it builds, not the read. Stating them on the flow (Prefect's public
+    `with_options`) skips the read and keeps today's behaviour: results are not persisted, and the
+    storage is the local default Prefect would fall back to. Our flows keep what they produce in
+    S3 and the database, never in Prefect results, so a server-side default result storage an
+    operator might set is deliberately not used by the warm runs. A flow that states either keeps
+    its own choice.
+    """
+    if flow.result_storage is not None or flow.persist_result is not None:
+        return flow
+    from prefect.settings import get_current_settings
+
+    # a Path, not a LocalFileSystem block: Prefect accepts an unsaved block only as a Path
+    storage = Path(get_current_settings().results.local_storage_path)
+    return flow.with_options(persist_result=False, result_storage=storage)
 
 
 def claim(client, flow_run) -> bool:
@@ -204,17 +228,25 @@ def mark_crashed(served: Served, pid: int) -> None:
         log.exception("could not mark flow run %s Crashed", flow_run_id)
 
 
-def serve_warm(deployments: list[tuple[Any, Any]], processes: int, state_dir: Path) -> None:
-    """Register the deployments, fork the children, replace any that die, stop on SIGTERM."""
+def serve_warm(deployments: list[tuple[Any, Any]], processes: int, state_dir: Path,
+               reporter: Any = None) -> None:
+    """Register the deployments, fork the children, replace any that die, stop on SIGTERM.
+
+    `reporter` (runtime.scaling_reporter), if given, starts after the first fork; a replacement
+    child is forked while it is paused, so no report is in flight at the fork.
+    """
     state_dir.mkdir(parents=True, exist_ok=True)
     served = Served(register(deployments), state_dir)
     if threading.active_count() > 1:  # forking with live threads could copy a held lock
         log.warning("threads alive before fork: %s", [t.name for t in threading.enumerate()])
     stopping = threading.Event()
     children = {fork_child(served) for _ in range(processes)}
+    paused = reporter.start().paused if reporter is not None else contextlib.nullcontext
 
     def stop(*_: Any) -> None:
         stopping.set()
+        if reporter is not None:
+            reporter.stop.set()
         for child in children:
             _signal(child, signal.SIGTERM)
 
@@ -232,7 +264,8 @@ def serve_warm(deployments: list[tuple[Any, Any]], processes: int, state_dir: Pa
         if not stopping.is_set():
             log.warning("worker %s exited (status %s); starting a new one", pid, status)
             time.sleep(1)
-            children.add(fork_child(served))
+            with paused():
+                children.add(fork_child(served))
 
 
 def _signal(pid: int, sig: int) -> None:

@@ -118,3 +118,37 @@ def test_a_child_runs_flows_without_the_heartbeat_thread(served, monkeypatch, in
         worker.execute(echo, scheduled)
     # Prefect's engine beats once as a run starts; a warm child's runs do not beat at all
     assert beats == ([] if in_child else [created.id])
+
+
+@flow(name="worker-test-named", flow_run_name="named-{value}")
+def named(value: int) -> int:
+    return double(value)
+
+
+def storage_reads_of_a_run(flow_, served_, monkeypatch) -> int:
+    """Runs `flow_` as the warm worker does, counting the client's reads of /admin/storage."""
+    from prefect.client.orchestration import SyncPrefectClient
+
+    reads, read = [], SyncPrefectClient.read_server_default_result_storage
+    monkeypatch.setattr(SyncPrefectClient, "read_server_default_result_storage",
+                        lambda self: reads.append(1) or read(self))
+    (deployment_id,) = served_.flows
+    with get_client(sync_client=True) as client:
+        run = client.create_flow_run_from_deployment(deployment_id, parameters={"value": 2})
+        worker.execute(flow_, run)
+        assert client.read_flow_run(run.id).state.is_completed()
+    return len(reads)
+
+
+def test_warm_runs_never_read_the_servers_default_result_storage(tmp_path, monkeypatch):
+    served_ = worker.Served(worker.register([(named, named.to_deployment(name="named"))]), tmp_path)
+    (warm,) = served_.flows.values()
+    assert warm.persist_result is False and warm.flow_run_name == "named-{value}"
+    assert storage_reads_of_a_run(named, served_, monkeypatch) == 3  # Prefect's own, per run
+    monkeypatch.undo()
+    assert storage_reads_of_a_run(warm, served_, monkeypatch) == 0
+
+
+def test_a_flow_that_states_its_persistence_keeps_it():
+    persisted = echo.with_options(persist_result=True)
+    assert worker.without_result_storage_reads(persisted) is persisted
