@@ -18,7 +18,9 @@ from retainwise.config.errors import PromotionRefused
 from retainwise.config.settings import Settings
 
 
-def _evaluate(name: str, version: str, rows, labels, settings: Settings) -> dict[str, float]:
+def evaluate_version(name: str, version: str, rows, labels,
+                     settings: Settings) -> dict[str, float]:
+    """A version's gate figures on labelled rows; one that cannot read them is refused."""
     loaded = load_version(name, str(version), settings.tracking_uri)
     try:
         return evaluate_model(loaded.pipeline, loaded.profile, rows, labels)
@@ -52,8 +54,8 @@ def promote_version(name: str, settings: Settings, engine, version: str | None =
     try:
         rows, labels = evaluation_set(name, version, settings)
         details["evaluated_on"] = f"test split stored with version {version} ({len(labels)} rows)"
-        details["challenger_metrics"] = _evaluate(name, version, rows, labels, settings)
-        details["champion_metrics"] = (_evaluate(name, current, rows, labels, settings)
+        details["challenger_metrics"] = evaluate_version(name, version, rows, labels, settings)
+        details["champion_metrics"] = (evaluate_version(name, current, rows, labels, settings)
                                        if current else None)
     except PromotionRefused as exc:
         if not force:
