@@ -111,9 +111,9 @@ def test_shadow_is_off_by_default_and_its_failure_leaves_the_upload_completed(
 
     # the challenger's model files are gone: loading it fails inside the shadow task
     mlflow_client = registry.client(two_versions)
-    source = mlflow_client.get_logged_model(
-        mlflow_client.get_model_version("churn", "2").model_id).artifact_location
-    shutil.rmtree(url2pathname(urlparse(source).path))
+    model_id = mlflow_client.get_model_version("churn", "2").source.removeprefix("models:/")
+    location = mlflow_client.get_logged_model(model_id).artifact_location
+    shutil.rmtree(url2pathname(urlparse(location).path))
     monkeypatch.setenv("RETAINWISE_SHADOW", "challenger")
     upload, _ = labelled_upload(resources, 200, seed=13)
     assert score_upload(upload)["status"] == "COMPLETED"
