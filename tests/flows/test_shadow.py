@@ -139,3 +139,9 @@ def test_shadow_scores_large_files_chunk_by_chunk(two_versions, resources, monke
     assert chunked["customer_id"].tolist() == whole["customer_id"].tolist()
     assert chunked["churn_probability"].to_numpy() == pytest.approx(
         whole["churn_probability"].to_numpy(), abs=1e-6)
+
+
+def test_compare_without_a_champion_says_so(stack_env, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("RETAINWISE_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'empty.db'}")
+    assert cli.main(["model", "compare", "churn"]) == 2
+    assert "'churn' has no champion to compare" in capsys.readouterr().err
