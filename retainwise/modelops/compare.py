@@ -59,15 +59,33 @@ def compare_on_outcomes(labelled: pd.DataFrame, versions: list[str],
                                     if len(both) else {})}}
 
 
+def outcomes_comparison(engine, s3, settings, name: str, versions: list[str],
+                        account: str | None = None) -> dict[str, Any]:
+    """compare_on_outcomes on the stored outcomes, shadow files and version profiles."""
+    from retainwise.adapters import aws
+    from retainwise.adapters.mlflow_registry import load_version
+    from retainwise.adapters.outcomes import labelled_rows
+    from retainwise.uploads.output import shadow_key
+
+    def shadow_of(upload_account: str, prediction_id: str, version: str) -> pd.DataFrame | None:
+        key = shadow_key(upload_account, prediction_id, version)
+        if not aws.object_exists(s3, settings.bucket, key):
+            return None
+        return pd.read_csv(io.BytesIO(aws.get_bytes(s3, settings.bucket, key)),
+                           usecols=["customer_id", "churn_probability"],
+                           dtype={"customer_id": str})
+
+    return compare_on_outcomes(
+        labelled_rows(engine, name, account), versions, shadow_of,
+        lambda version: load_version(name, version, settings.tracking_uri).profile)
+
+
 def compare_models(engine, s3, settings, name: str, account: str | None = None) -> dict[str, Any]:
     """Everything `retainwise model compare` shows, read from MLflow, the database and S3."""
-    from retainwise.adapters import aws
     from retainwise.adapters.mlflow_registry import (CHALLENGER, CHAMPION, alias_version,
-                                                     evaluation_set, load_version)
-    from retainwise.adapters.outcomes import labelled_rows
+                                                     evaluation_set)
     from retainwise.config.errors import NoChampion
     from retainwise.modelops.promotion import evaluate_version
-    from retainwise.uploads.output import shadow_key
 
     champion = alias_version(name, CHAMPION, settings)
     challenger = alias_version(name, CHALLENGER, settings)
@@ -80,17 +98,7 @@ def compare_models(engine, s3, settings, name: str, account: str | None = None) 
                "versions": {v: evaluate_version(name, v, rows, labels, settings)
                             for v in versions}}
 
-    def shadow_of(upload_account: str, prediction_id: str, version: str) -> pd.DataFrame | None:
-        key = shadow_key(upload_account, prediction_id, version)
-        if not aws.object_exists(s3, settings.bucket, key):
-            return None
-        return pd.read_csv(io.BytesIO(aws.get_bytes(s3, settings.bucket, key)),
-                           usecols=["customer_id", "churn_probability"],
-                           dtype={"customer_id": str})
-
-    outcomes = compare_on_outcomes(
-        labelled_rows(engine, name, account), versions, shadow_of,
-        lambda version: load_version(name, version, settings.tracking_uri).profile)
+    outcomes = outcomes_comparison(engine, s3, settings, name, versions, account)
     return {"model": name, "account": account, "champion": champion,
             "challenger": versions[1] if len(versions) > 1 else None,
             "holdout": holdout, **outcomes}

@@ -145,3 +145,38 @@ def test_compare_without_a_champion_says_so(stack_env, monkeypatch, tmp_path, ca
     monkeypatch.setenv("RETAINWISE_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'empty.db'}")
     assert cli.main(["model", "compare", "churn"]) == 2
     assert "'churn' has no champion to compare" in capsys.readouterr().err
+
+
+def test_the_gate_judges_shadow_outcomes_from_enough_labelled_rows(two_versions, resources,
+                                                                   tmp_path, monkeypatch, capsys):
+    """Outcomes that follow the champion's ranking exactly: on them the challenger is clearly
+    worse, so the gate refuses once it uses outcomes, whatever the holdout says."""
+    monkeypatch.setenv("RETAINWISE_SHADOW", "challenger")
+    upload, _ = labelled_upload(resources, 600, seed=15)
+    assert score_upload(upload)["status"] == "COMPLETED"
+    champion = results_of(resources, upload)
+    outcomes = tmp_path / "outcomes.csv"
+    champion.assign(churned=(champion["churn_probability"].rank(method="first") > 300).astype(int))[
+        ["customer_id", "churned"]].to_csv(outcomes, index=False)
+    assert cli.main(["outcomes", "upload", str(outcomes), "--prediction", upload,
+                     "--account", "acme"]) == 0
+    capsys.readouterr()
+
+    monkeypatch.setenv("RETAINWISE_PROMOTION_OUTCOME_ROWS", "601")
+    code = cli.main(["model", "promote", "churn"])
+    captured = capsys.readouterr()
+    details = json.loads(captured.out.strip().splitlines()[-1])
+    assert details["outcomes"]["used"] is False and details["outcomes"]["labelled_rows"] == 600
+    assert "on outcomes" not in captured.out + captured.err
+    if code == 0:  # the holdout let it through: put v1 back to try the outcomes gate
+        assert cli.main(["model", "rollback", "churn"]) == 0
+        registry.client(two_versions).set_registered_model_alias("churn", registry.CHALLENGER, "2")
+
+    monkeypatch.setenv("RETAINWISE_PROMOTION_OUTCOME_ROWS", "600")
+    assert cli.main(["model", "promote", "churn"]) == 1
+    captured = capsys.readouterr()
+    details = json.loads(captured.out.strip().splitlines()[-1])
+    assert details["outcomes"]["used"] is True and details["outcomes"]["labelled_rows"] == 600
+    assert details["outcomes"]["champion_metrics"]["roc_auc"] == pytest.approx(1.0)
+    assert "on outcomes: ROC AUC" in captured.err
+    assert registry.alias_version("churn", registry.CHAMPION, two_versions) == "1"
