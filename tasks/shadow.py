@@ -37,6 +37,7 @@ def shadow_score(env, prediction: dict[str, Any], champion_version: str,
 @io_task("shadow-score")
 def score_with_challenger(env, prediction: dict[str, Any], champion_version: str,
                           chunked: bool) -> str | None:
+    """The challenger's results written to the shadow key; None when nothing was written."""
     settings, logger, name = env.settings, get_run_logger(), prediction["model_name"]
     version = registry.alias_version(name, registry.CHALLENGER, settings)
     if version is None or str(version) == champion_version:
