@@ -67,6 +67,8 @@ def test_a_completed_runs_page_shows_its_summary(resources, prefect_server_with_
         link = page.evaluate("[...document.querySelectorAll('a')].map(a => a.href)"
                              ".find(h => h.includes('/artifacts/artifact/'))")
         page.goto(link)
+        # wait for what is asserted: the heading renders with the table, not with the page frame
+        page.get_by_text(f"Upload {prediction_id}").first.wait_for(timeout=60_000)
         page.get_by_text("rows total").first.wait_for(timeout=60_000)
         summary = page.inner_text("body")
     assert f"Upload {prediction_id}" in summary
