@@ -14,6 +14,7 @@ from retainwise.uploads.report import summary_markdown
 from retainwise.adapters.resources import Resources
 from tasks.monitoring import record_upload_figures
 from tasks.scoring import load_champion
+from tasks.shadow import shadow_score
 from tasks.retry import describe_failure
 from retainwise.uploads.reaper import time_limit
 from tasks.status import UploadTimedOut, claim_upload, finish_upload, keep_claim, tag_run
@@ -73,6 +74,7 @@ def score_claimed(env: Resources, prediction: dict[str, Any], run_id: str) -> di
                                     return_state=True)
     if figures.is_failed():  # the customer's results stand; only the trend misses a point
         logger.warning("monitoring figures for %s not stored: %s", prediction_id, figures.message)
+    shadow_score(env, prediction, model.version, chunked)  # the challenger's, kept apart
     return {"prediction_id": prediction_id, "status": Status.COMPLETED.value, **report,
             "result_key": keys.results}
 

@@ -107,6 +107,18 @@ def object_size(s3: Any, bucket: str, key: str) -> int:
     return s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
 
 
+def object_exists(s3: Any, bucket: str, key: str) -> bool:
+    from botocore.exceptions import ClientError
+
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+    return True
+
+
 def head_bytes(s3: Any, bucket: str, key: str, size: int = 4096) -> bytes:
     return s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{size - 1}")["Body"].read()
 

@@ -284,6 +284,8 @@ def cmd_model(args) -> int:
         return _model_train(args)
     if args.action == "monitor":
         return _model_monitor(args, settings)
+    if args.action == "compare":
+        return _model_compare(args, settings)
     if args.action == "list":
         for row in registry.list_versions(args.name, settings):
             _print_json(row)
@@ -321,6 +323,25 @@ def _model_monitor(args, settings: Settings) -> int:
         figures = model_figures(engine, settings, args.name, args.account)
     finally:
         engine.dispose()
+    print(terminal_table(figures))
+    _print_json(figures)
+    return 0
+
+
+def _model_compare(args, settings: Settings) -> int:
+    """Champion beside challenger on the holdout and on every upload with outcomes; JSON last."""
+    from retainwise.adapters.resources import Resources
+    from retainwise.config.errors import NoChampion, PromotionRefused
+    from retainwise.modelops.compare import compare_models, terminal_table
+
+    env = Resources(settings)
+    try:
+        figures = compare_models(env.engine, env.s3, settings, args.name, args.account)
+    except (NoChampion, PromotionRefused) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        env.engine.dispose()
     print(terminal_table(figures))
     _print_json(figures)
     return 0
@@ -499,6 +520,10 @@ def parser() -> argparse.ArgumentParser:
                                          "alerts; one JSON line last")
     mo.add_argument("name")
     mo.add_argument("--account")
+    co = msub.add_parser("compare", help="champion beside challenger on the holdout and on "
+                                         "uploads with outcomes; one JSON line last")
+    co.add_argument("name")
+    co.add_argument("--account")
     ls = msub.add_parser("list", help="versions, aliases and key figures")
     ls.add_argument("name")
     md.set_defaults(run=cmd_model)

@@ -18,13 +18,41 @@ from retainwise.config.errors import PromotionRefused
 from retainwise.config.settings import Settings
 
 
-def _evaluate(name: str, version: str, rows, labels, settings: Settings) -> dict[str, float]:
+def evaluate_version(name: str, version: str, rows, labels,
+                     settings: Settings) -> dict[str, float]:
+    """A version's gate figures on labelled rows; one that cannot read them is refused."""
     loaded = load_version(name, str(version), settings.tracking_uri)
     try:
         return evaluate_model(loaded.pipeline, loaded.profile, rows, labels)
     except ValueError as exc:
         raise PromotionRefused(f"cannot evaluate version {version} on the challenger's test set: "
                                f"{exc}", {"version": str(version)}) from None
+
+
+def outcomes_gate(name: str, champion: str, challenger: str, settings: Settings,
+                  engine) -> dict[str, Any]:
+    """The gate on production outcomes both versions scored (one of them in shadow), used once
+    there are settings.promotion_outcome_rows such rows; its problems say `on outcomes`."""
+    import sqlalchemy as sa
+
+    from retainwise.adapters import aws
+    from retainwise.adapters.outcomes import outcomes
+    from retainwise.modelops.compare import outcomes_comparison
+
+    needed = settings.promotion_outcome_rows
+    if not sa.inspect(engine).has_table(outcomes.name):
+        return {"used": False, "labelled_rows": 0, "why": "no outcomes table", "problems": []}
+    paired = outcomes_comparison(engine, aws.client("s3", settings), settings, name,
+                                 [champion, challenger])["paired"]
+    rows, figures = paired["labelled_rows"], paired["versions"]
+    if rows < needed or any(figures[v]["roc_auc"] is None for v in (champion, challenger)):
+        return {"used": False, "labelled_rows": rows, "problems": [],
+                "why": f"{rows} labelled rows scored by both (the gate uses outcomes from {needed},"
+                       f" with both classes)"}
+    decision = judge(figures[challenger], figures[champion])
+    return {"used": True, "labelled_rows": rows, "challenger_metrics": figures[challenger],
+            "champion_metrics": figures[champion],
+            "problems": [f"on outcomes: {problem}" for problem in decision.problems]}
 
 
 def current_actor() -> str:
@@ -52,17 +80,20 @@ def promote_version(name: str, settings: Settings, engine, version: str | None =
     try:
         rows, labels = evaluation_set(name, version, settings)
         details["evaluated_on"] = f"test split stored with version {version} ({len(labels)} rows)"
-        details["challenger_metrics"] = _evaluate(name, version, rows, labels, settings)
-        details["champion_metrics"] = (_evaluate(name, current, rows, labels, settings)
+        details["challenger_metrics"] = evaluate_version(name, version, rows, labels, settings)
+        details["champion_metrics"] = (evaluate_version(name, current, rows, labels, settings)
                                        if current else None)
     except PromotionRefused as exc:
         if not force:
             raise PromotionRefused(str(exc), details) from None
         details["gate"] = f"not evaluated: {exc}"
     else:
-        decision = judge(details["challenger_metrics"], details["champion_metrics"])
-        details["gate"] = "passed" if decision.passed else "; ".join(decision.problems)
-        if not decision.passed and not force:
+        problems = judge(details["challenger_metrics"], details["champion_metrics"]).problems
+        if current:
+            details["outcomes"] = outcomes_gate(name, current, version, settings, engine)
+            problems = problems + details["outcomes"].pop("problems")
+        details["gate"] = "; ".join(problems) or "passed"
+        if problems and not force:
             raise PromotionRefused(f"refused to promote {name} v{version}: {details['gate']}",
                                    details)
         if current is None:

@@ -26,6 +26,11 @@ def result_keys(account: str, prediction_id: str) -> ResultKeys:
                       f"{prefix}/report.html")
 
 
+def shadow_key(account: str, prediction_id: str, version: str) -> str:
+    """Where a shadow model's results go: beside the customer's, never named by the upload's row."""
+    return f"results/{account}/{prediction_id}/shadow-v{version}.csv"
+
+
 def neutralise_formulas(values: pd.Series) -> pd.Series:
     """Prefix a quote to text a spreadsheet would run as a formula (CSV injection)."""
     risky = _starts_with_formula(values)

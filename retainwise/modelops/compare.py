@@ -1,0 +1,135 @@
+"""Champion and challenger side by side: on the stored evaluation set (as the promotion gate scores
+them) and on every upload with outcomes, from the version that scored it and from shadow files.
+
+On an upload, the version that scored it has its probabilities in the outcomes table; the other
+version has them only if it scored the upload in shadow (results/<account>/<id>/shadow-v<N>.csv).
+`paired` pools the labelled rows both versions scored: the like-for-like comparison.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any, Callable
+
+import pandas as pd
+
+from models.monitoring import realised_performance
+from models.profile import ModelProfile
+
+SHOWN = ("roc_auc", "pr_auc", "brier", "precision_at_threshold", "recall_at_threshold")
+
+
+def _figures(rows: pd.DataFrame, column: str, profile: ModelProfile) -> dict[str, Any]:
+    realised = realised_performance(rows["churned"].to_numpy(int), rows[column].to_numpy(float),
+                                    profile.threshold, profile.cutoffs)
+    return {"rows": realised["rows"], **{name: realised.get(name) for name in SHOWN}}
+
+
+def compare_on_outcomes(labelled: pd.DataFrame, versions: list[str],
+                        shadow_of: Callable[[str, str, str], pd.DataFrame | None],
+                        profile_of: Callable[[str], ModelProfile]) -> dict[str, Any]:
+    """Per labelled upload, each version's realised figures where it scored the rows (itself or
+    in shadow); `paired`: pooled over the rows every version scored. Pure but for the callbacks."""
+    uploads, paired = [], []
+    for (prediction_id, account, scored_by), rows in labelled.groupby(
+            ["prediction_id", "account", "model_version"], sort=False):
+        rows = rows[["customer_id", "churned"]].assign(
+            **{f"p{scored_by}": rows["churn_probability"].astype(float)})
+        sources = {str(scored_by): "scored"}
+        for version in versions:
+            if version == str(scored_by):
+                continue
+            shadow = shadow_of(account, prediction_id, version)
+            if shadow is not None:
+                rows = rows.merge(shadow.rename(columns={"churn_probability": f"p{version}"}),
+                                  on="customer_id", how="left")
+                sources[version] = "shadow"
+        figures = {v: {"source": sources[v], **_figures(rows.dropna(subset=[f"p{v}"]), f"p{v}",
+                                                        profile_of(v))}
+                   for v in sources}
+        uploads.append({"prediction_id": prediction_id, "account": account,
+                        "scored_by": str(scored_by), "labelled_rows": len(rows),
+                        "versions": figures})
+        if all(v in sources for v in versions):
+            paired.append(rows.dropna(subset=[f"p{v}" for v in versions]))
+    both = pd.concat(paired) if paired else pd.DataFrame(columns=["churned"])
+    return {"uploads": uploads,
+            "paired": {"labelled_rows": len(both),
+                       "versions": ({v: _figures(both, f"p{v}", profile_of(v)) for v in versions}
+                                    if len(both) else {})}}
+
+
+def outcomes_comparison(engine, s3, settings, name: str, versions: list[str],
+                        account: str | None = None) -> dict[str, Any]:
+    """compare_on_outcomes on the stored outcomes, shadow files and version profiles."""
+    from retainwise.adapters import aws
+    from retainwise.adapters.mlflow_registry import load_version
+    from retainwise.adapters.outcomes import labelled_rows
+    from retainwise.uploads.output import shadow_key
+
+    def shadow_of(upload_account: str, prediction_id: str, version: str) -> pd.DataFrame | None:
+        key = shadow_key(upload_account, prediction_id, version)
+        if not aws.object_exists(s3, settings.bucket, key):
+            return None
+        return pd.read_csv(io.BytesIO(aws.get_bytes(s3, settings.bucket, key)),
+                           usecols=["customer_id", "churn_probability"],
+                           dtype={"customer_id": str})
+
+    return compare_on_outcomes(
+        labelled_rows(engine, name, account), versions, shadow_of,
+        lambda version: load_version(name, version, settings.tracking_uri).profile)
+
+
+def compare_models(engine, s3, settings, name: str, account: str | None = None) -> dict[str, Any]:
+    """Everything `retainwise model compare` shows, read from MLflow, the database and S3."""
+    from retainwise.adapters.mlflow_registry import (CHALLENGER, CHAMPION, alias_version,
+                                                     evaluation_set)
+    from retainwise.config.errors import NoChampion
+    from retainwise.modelops.promotion import evaluate_version
+
+    champion = alias_version(name, CHAMPION, settings)
+    challenger = alias_version(name, CHALLENGER, settings)
+    if champion is None:
+        raise NoChampion(f"{name!r} has no champion to compare")
+    versions = [champion] + ([challenger] if challenger and challenger != champion else [])
+    rows, labels = evaluation_set(name, versions[-1], settings)
+    holdout = {"evaluated_on": f"test split stored with version {versions[-1]} "
+                               f"({len(labels)} rows)",
+               "versions": {v: evaluate_version(name, v, rows, labels, settings)
+                            for v in versions}}
+
+    outcomes = outcomes_comparison(engine, s3, settings, name, versions, account)
+    return {"model": name, "account": account, "champion": champion,
+            "challenger": versions[1] if len(versions) > 1 else None,
+            "holdout": holdout, **outcomes}
+
+
+def terminal_table(figures: dict[str, Any]) -> str:
+    """One line per comparison (holdout, each labelled upload, the paired pool): ROC AUC and Brier
+    of champion and challenger, '-' where a version did not score those rows."""
+    versions = [figures["champion"]] + ([figures["challenger"]] if figures["challenger"] else [])
+    header = ["on", "rows"] + [f"{role} v{v} {metric}" for metric in ("AUC", "Brier")
+                               for role, v in zip(("champion", "challenger"), versions)]
+
+    def cells(what: str, rows, by_version: dict[str, Any], note=lambda v: "") -> list[str]:
+        shown = []
+        for metric in ("roc_auc", "brier"):
+            for v in versions:
+                value = by_version.get(v, {}).get(metric)
+                shown.append("-" if value is None else f"{value:.3f}{note(v)}")
+        return [what, str(rows)] + shown
+
+    holdout = figures["holdout"]
+    lines = [cells("holdout", int(next(iter(holdout["versions"].values()))["rows"]),
+                   holdout["versions"])]
+    for u in figures["uploads"]:
+        lines.append(cells(f"upload {u['prediction_id'][:8]} ({u['account']})", u["labelled_rows"],
+                           u["versions"],
+                           lambda v, u=u: " s" if u["versions"].get(v, {}).get("source")
+                           == "shadow" else ""))
+    paired = figures["paired"]
+    lines.append(cells("outcomes both scored", paired["labelled_rows"], paired["versions"]))
+    widths = [max(len(row[i]) for row in [header] + lines) for i in range(len(header))]
+    text = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in [header] + lines]
+    text.append(f"holdout: {holdout['evaluated_on']}; 's': scored in shadow")
+    return "\n".join(text)
