@@ -48,7 +48,6 @@ def read_cost(n: int) -> None:
 
 
 def main():
-    paths = collections.Counter()
     callers = collections.Counter()
     from prefect.client.orchestration import SyncPrefectClient, PrefectClient
     orig_s = SyncPrefectClient.read_server_default_result_storage
