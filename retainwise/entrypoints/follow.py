@@ -74,8 +74,24 @@ def last_log_lines(client, flow_run_id: str, count: int) -> list[str]:
     return [f"{log.timestamp:%H:%M:%S} {log.name}: {log.message}" for log in reversed(logs)]
 
 
+def final_log_lines(client, flow_run_id: str, count: int, wait_seconds: float = 15) -> list[str]:
+    """The last lines once the engine's closing line has arrived: a run ships its logs in batches
+    after its state, so the final state can be read before the lines that explain it."""
+    from tenacity import RetryError, retry, retry_if_result, stop_after_delay, wait_fixed
+
+    @retry(retry=retry_if_result(lambda lines: not any("Finished in state" in l for l in lines)),
+           stop=stop_after_delay(wait_seconds), wait=wait_fixed(0.5))
+    def read() -> list[str]:
+        return last_log_lines(client, flow_run_id, count)
+
+    try:
+        return read()
+    except RetryError as exc:  # a crashed run may never log its end: show what did arrive
+        return exc.last_attempt.result()
+
+
 def _ending(client, flow_run_id: str, state, log_lines: int) -> Outcome:
     if state.is_completed():
         return Outcome(EXIT_COMPLETED, state.type.value, flow_run_id)
     return Outcome(EXIT_FAILED, state.type.value, flow_run_id,
-                   last_log_lines(client, flow_run_id, log_lines))
+                   final_log_lines(client, flow_run_id, log_lines))
