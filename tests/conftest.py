@@ -32,6 +32,7 @@ logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request ac
 # stack) or lives where every test drives processes; the rest are `unit` (`make test-fast`)
 E2E_FIXTURES = {"moto_endpoint", "prefect_api", "mlflow_store", "stack_env", "resources"}
 E2E_PATHS = ("tests/flows/", "tests/ui/", "tests/deployments/test_mocked_ecs.py",
+             "tests/deployments/test_cdk.py",  # synthesises through jsii: a Node.js process
              "tests/retainwise/adapters/test_registry.py",  # a real MLflow store of its own
              "tests/retainwise/runtime/test_worker.py",
              "tests/retainwise/runtime/test_prefect_server.py",
