@@ -22,7 +22,7 @@ test: $(STAMP)
 
 # the unit tests only (no moto, Prefect API, MLflow or stack): under a minute
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not e2e"
+	$(BIN)/python -m pytest -q -m "not e2e" -n 2
 
 # the readers under hypothesis for longer than `make test` does (figures in README.md)
 fuzz: $(STAMP)
