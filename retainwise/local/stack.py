@@ -141,7 +141,7 @@ def up(settings: Settings, timeout: float = 180) -> dict[str, str]:
     for service in pending:
         if not service.health_url:
             start(service, home, env)
-    wait_for_deployment(settings.deployment_name, timeout)
+    wait_for_deployment(settings.deployment_name, timeout, env["PREFECT_API_URL"])
     return env
 
 
@@ -162,11 +162,15 @@ def restore_queue(settings: Settings) -> int:
         env.engine.dispose()
 
 
-def wait_for_deployment(name: str, timeout: float) -> None:
-    """Until the runner has registered `name` (or the Prefect API answers at all)."""
+def wait_for_deployment(name: str, timeout: float, api_url: str | None = None) -> None:
+    """Until the runner has registered `name` on `api_url` (default: this process's Prefect
+    API). Prefect reads its settings once per process, so a second `up` in one process must
+    name its server: setting PREFECT_API_URL in os.environ would not reach the client."""
     from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with get_client(sync_client=True) as client:
+    updates = {PREFECT_API_URL: api_url} if api_url else {}
+    with temporary_settings(updates=updates), get_client(sync_client=True) as client:
         try:
             tenacity.Retrying(stop=tenacity.stop_after_delay(timeout),
                               wait=tenacity.wait_fixed(0.5))(client.read_deployment_by_name, name)
