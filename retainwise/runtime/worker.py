@@ -126,34 +126,71 @@ def due_runs_filter(deployment_ids: list[UUID], now: datetime) -> dict[str, Any]
     }
 
 
-def child_loop(served: Served, stop: threading.Event) -> None:
+class StopRequested(BaseException):
+    """SIGTERM or SIGINT reached an idle child: it has nothing to finish, so it stops at once.
+
+    A BaseException, like KeyboardInterrupt, so the polling loop's `except Exception` (which
+    retries a failed API call) cannot swallow it.
+    """
+
+
+class ChildStop:
+    """A child's SIGTERM/SIGINT handler. Idle (polling, waiting or warming up), it stops at once,
+    even inside an API call that the server is slow to answer (retries included, that can take
+    longer than ECS's stop timeout); holding a claimed run, it only sets `event`, and the loop
+    ends when the run does."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.holding_run = False
+
+    def __call__(self, *_: Any) -> None:
+        self.event.set()
+        if not self.holding_run:
+            raise StopRequested
+
+    @contextlib.contextmanager
+    def holding(self):
+        self.holding_run = True
+        try:
+            yield
+        finally:
+            self.holding_run = False
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self)
+        signal.signal(signal.SIGINT, self)
+
+
+def child_loop(served: Served, stop: ChildStop) -> None:
     """Poll, claim, execute, until asked to stop; one run at a time per child."""
     from prefect.client.orchestration import get_client
 
     marker = served.state_dir / f"{os.getpid()}.run"
     next_heartbeat = 0.0
     with get_client(sync_client=True) as client:
-        while not stop.is_set():
+        while not stop.event.is_set():
             heartbeat = time.monotonic() >= next_heartbeat
             try:
                 runs = next_runs(client, served, heartbeat)
             except Exception:
                 log.exception("polling the Prefect API failed; retrying")
-                stop.wait(2)
+                stop.event.wait(2)
                 continue
             if heartbeat:
                 next_heartbeat = time.monotonic() + HEARTBEAT_SECONDS
             ran = False
             for flow_run in runs:
-                if stop.is_set() or not claim(client, flow_run):
-                    continue
-                marker.write_text(str(flow_run.id))
-                execute(served.flows[flow_run.deployment_id], flow_run)
-                marker.unlink(missing_ok=True)
+                with stop.holding():
+                    if stop.event.is_set() or not claim(client, flow_run):
+                        continue
+                    marker.write_text(str(flow_run.id))
+                    execute(served.flows[flow_run.deployment_id], flow_run)
+                    marker.unlink(missing_ok=True)
                 ran = True
                 break  # poll again, so sibling children share a burst
             if not ran:
-                stop.wait(POLL_SECONDS)
+                stop.event.wait(POLL_SECONDS)
 
 
 def warm_up() -> None:
@@ -184,15 +221,17 @@ def without_flow_heartbeats():
 
 
 def run_child(served: Served) -> None:
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop = ChildStop()
+    stop.install()
     try:
-        warm_up()
-    except Exception:
-        log.exception("warm-up failed; runs will load what they need")
-    with without_flow_heartbeats():
-        child_loop(served, stop)
+        try:
+            warm_up()
+        except Exception:
+            log.exception("warm-up failed; runs will load what they need")
+        with without_flow_heartbeats():
+            child_loop(served, stop)
+    except StopRequested:
+        log.info("worker %s stopping: asked to while idle", os.getpid())
 
 
 def fork_child(served: Served) -> int:

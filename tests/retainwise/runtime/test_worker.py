@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 
 import pytest
@@ -53,7 +55,7 @@ def test_two_polling_loops_run_each_flow_run_exactly_once(served):
     with get_client(sync_client=True) as client:
         ids = [client.create_flow_run_from_deployment(deployment_id, parameters={"value": i}).id
                for i in range(6)]
-    stop = threading.Event()
+    stop = worker.ChildStop()  # two threads' loops share it; only the event is used here
     loops = [threading.Thread(target=worker.child_loop, args=(served, stop)) for _ in range(2)]
     for loop in loops:
         loop.start()
@@ -63,9 +65,9 @@ def test_two_polling_loops_run_each_flow_run_exactly_once(served):
                 runs = [client.read_flow_run(i) for i in ids]
                 if all(run.state.is_final() for run in runs):
                     break
-                stop.wait(0.2)
+                stop.event.wait(0.2)
     finally:
-        stop.set()
+        stop.event.set()
         for loop in loops:
             loop.join(timeout=30)
     assert all(run.state.is_completed() for run in runs)
@@ -152,3 +154,32 @@ def test_warm_runs_never_read_the_servers_default_result_storage(tmp_path, monke
 def test_a_flow_that_states_its_persistence_keeps_it():
     persisted = echo.with_options(persist_result=True)
     assert worker.without_result_storage_reads(persisted) is persisted
+
+
+def test_sigterm_stops_an_idle_child_at_once_even_inside_a_slow_call():
+    """The CI failure: a child waiting on a slow API call outlived the 30 s stop timeout."""
+    stop = worker.ChildStop()
+    previous = signal.getsignal(signal.SIGTERM)
+    stop.install()
+    try:
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        with pytest.raises(worker.StopRequested):
+            threading.Event().wait(10)  # stands for an API call the server is slow to answer
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    assert stop.event.is_set()
+
+
+def test_sigterm_lets_a_child_holding_a_run_finish_it():
+    stop = worker.ChildStop()
+    previous = signal.getsignal(signal.SIGTERM)
+    stop.install()
+    try:
+        with stop.holding():
+            os.kill(os.getpid(), signal.SIGTERM)  # handled here, raising nothing
+            finished = True
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    assert finished and stop.event.is_set()
