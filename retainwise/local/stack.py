@@ -216,19 +216,22 @@ def _alive(pid: int | None) -> bool:
     return True
 
 
-def stop_group(pid: int, grace: float = 10) -> None:
+def stop_group(pid: int, grace: float = 10) -> bool:
     """SIGTERM a process group (a service and its children), SIGKILL it if the leader outlives
-    `grace` s (0: at once). The one way the stack and the tests stop what they started."""
+    `grace` s (0: at once). The one way the stack and the tests stop what they started.
+    False when it took SIGKILL."""
     try:
         os.killpg(pid, signal.SIGTERM if grace > 0 else signal.SIGKILL)
     except ProcessLookupError:
-        return
+        return True
     try:
         tenacity.Retrying(retry=tenacity.retry_if_result(bool),
                           stop=tenacity.stop_after_delay(grace),
                           wait=tenacity.wait_fixed(0.2))(_alive, pid)
+        return grace > 0
     except tenacity.RetryError:
         try:
             os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        return False
