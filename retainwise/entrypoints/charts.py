@@ -86,7 +86,8 @@ class Series:
 
     @property
     def path(self) -> str:
-        return " ".join(f"{'L' if i else 'M'}{p.x:.1f},{p.y:.1f}" for i, p in enumerate(self.points))
+        return " ".join(f"{'L' if i else 'M'}{p.x:.1f},{p.y:.1f}"
+                        for i, p in enumerate(self.points))
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,8 @@ def drift_table(uploads: list[dict[str, Any]]) -> dict[str, Any]:
     heads = [{"id": u["prediction_id"], "version": u["model_version"],
               "when": f"{_when(u['completed_at']):%d %b %H:%M}" if u["completed_at"] else "–"}
              for u in shown]
-    drifted = [row["name"] for row in rows if row["cells"] and row["cells"][-1]["css"] == "psi-high"]
+    drifted = [row["name"] for row in rows
+               if row["cells"] and row["cells"][-1]["css"] == "psi-high"]
     return {"heads": heads, "rows": rows, "drifted_latest": drifted}
 
 
