@@ -29,6 +29,10 @@ class UnknownModel(LookupError):
     """The account has no monitoring figures for the model asked for (or it is another's)."""
 
 
+class RegistryUnavailable(RuntimeError):
+    """MLflow could not give a version: realised figures need its threshold and tier cutoffs."""
+
+
 def account_figures(resources: Resources, account: str,
                     model: str | None = None) -> tuple[list[str], dict[str, Any] | None]:
     """The account's monitored models and the figures of `model` (else the latest used), every
@@ -41,7 +45,12 @@ def account_figures(resources: Resources, account: str,
     model = model or (models[0] if models else None)
     if model is None:
         return models, None
-    return models, model_figures(resources.engine, resources.settings, model, account)
+    from mlflow.exceptions import MlflowException  # model_figures reads MLflow anyway
+
+    try:
+        return models, model_figures(resources.engine, resources.settings, model, account)
+    except (MlflowException, OSError) as exc:
+        raise RegistryUnavailable(str(exc)) from exc
 
 
 def page_context(figures: dict[str, Any]) -> dict[str, Any]:

@@ -40,7 +40,8 @@ DOWNLOADS = {"results": ("text/csv", "results.csv"), "rejects": ("text/csv", "re
              "report": ("text/html; charset=utf-8", "report.html")}
 NEXT_STEPS = {401: ("Sign in with your API key", "/app/signin"),
               403: ("Reload the page and try again", "/app"),
-              404: ("Back to your uploads", "/app/uploads")}
+              404: ("Back to your uploads", "/app/uploads"),
+              503: ("Back to the dashboard", "/app")}
 
 
 class SignInRequired(Exception):
@@ -201,6 +202,10 @@ def web_router(resources: Resources) -> APIRouter:
         except monitoring_page.UnknownModel:
             raise HTTPException(404, "There are no monitoring figures for this model in your "
                                      "account.") from None
+        except monitoring_page.RegistryUnavailable:
+            raise HTTPException(503, "The model registry could not be read (the realised "
+                                     "figures need each model version's thresholds). Try again "
+                                     "in a minute; if it persists, tell your operator.") from None
 
     @router.get("/app/monitoring")
     def monitoring(request: Request, model: str | None = None,

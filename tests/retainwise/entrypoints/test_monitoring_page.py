@@ -156,3 +156,22 @@ def test_the_page_and_its_json_twin_over_http_are_scoped_by_the_session(resource
     assert web["carol"].get(f"/app/monitoring?model={model}").status_code == 404
     assert TestClient(create_app(resources), follow_redirects=False).get(
         "/app/monitoring.json").headers["location"] == "/app/signin"
+
+
+def test_a_version_missing_from_the_registry_is_a_503_page_not_a_stack_trace(resources,
+                                                                              mlflow_store):
+    from retainwise.adapters import mlflow_registry as registry
+
+    settings, model = resources.settings, f"gone-{uuid.uuid4().hex[:8]}"
+    (version,) = copied_versions(settings, f"models:/churn/{mlflow_store['version']}", model, 1)
+    profile = load_version("churn", mlflow_store["version"], settings.tracking_uri).profile
+    p, y = scores(5)
+    monitored_upload(resources.engine, "acme", model, version, p, START, profile=profile,
+                     column_psi={"tenure": 0.1}, churned=y)
+    registry.client(settings).delete_model_version(model, version)
+    accounts.create_account(resources.engine, "acme")
+    web = TestClient(create_app(resources), follow_redirects=False)
+    sign_in(web, accounts.create_key(resources.engine, "acme")["api_key"])
+    page = web.get("/app/monitoring")
+    assert page.status_code == 503 and "model registry could not be read" in page.text
+    assert web.get("/app/monitoring.json").status_code == 503
