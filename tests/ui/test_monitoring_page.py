@@ -69,7 +69,7 @@ def test_a_data_scientist_reads_auc_drift_and_tier_churn_and_another_account_see
         assert auc.locator("g[data-series='v2 realised'] circle").count() == 1
         assert auc.locator("g[data-series='v2 estimated'] circle").count() == 3
         assert {"upload completed", "ROC AUC", "floor 0.70"} <= set(
-            auc.locator("svg text").all_inner_texts())
+            auc.locator("svg text").all_text_contents())
         rows = page.locator("#drift-table tbody tr").evaluate_all(
             "rows => rows.map(r => r.dataset.column)")
         assert rows[:2] == ["scores (churn probability)", "Contract"]
@@ -77,7 +77,7 @@ def test_a_data_scientist_reads_auc_drift_and_tier_churn_and_another_account_see
         assert "Drifted on the latest upload: Contract" in page.inner_text("#drift")
         assert [c.get_attribute("data-chart") for c in
                 page.locator("#tiers figure").all()] == ["tiers-v1", "tiers-v2"]
-        tiers = page.locator("figure[data-chart=tiers-v1] rect title").all_inner_texts()
+        tiers = page.locator("figure[data-chart=tiers-v1] rect title").all_text_contents()
         assert [t.split(" ")[0] for t in tiers] == ["HIGH", "MEDIUM", "LOW"]
         assert "HIGH should churn ≥ 50%" in page.inner_text("figure[data-chart=tiers-v1]")
         assert "bravo_secret_column" not in page.content()
