@@ -39,3 +39,46 @@ def results_of(resources, prediction_id: str) -> pd.DataFrame:
     row = db.get_prediction(resources.engine, prediction_id)
     data = aws.get_bytes(resources.s3, resources.settings.bucket, row["result_key"])
     return pd.read_csv(io.BytesIO(data), dtype={"customer_id": str})
+
+
+def copied_versions(settings, source: str, name: str, copies: int) -> list[str]:
+    """`copies` versions of model `name`, each a copy of the registered model `source` (e.g.
+    models:/churn/1): several versions to monitor without training again."""
+    from retainwise.adapters import mlflow_registry as registry
+
+    mlflow_client = registry.client(settings)
+    return [str(mlflow_client.copy_model_version(source, name).version) for _ in range(copies)]
+
+
+def monitored_upload(engine, account: str, model: str, version: str, probabilities,
+                     completed_at, *, profile, column_psi: dict[str, float],
+                     churned=None) -> str:
+    """A COMPLETED upload with its stored monitoring figures (the score-upload flow's
+    `upload_figures`), and its outcomes when `churned` (0/1 per probability) is given."""
+    import numpy as np
+    import sqlalchemy as sa
+
+    from models.scoring import risk_tiers
+    from retainwise.adapters import monitoring, outcomes
+    from retainwise.modelops.monitoring import upload_figures
+
+    prediction_id = db.create_prediction(engine, account=account, model_name=model,
+                                         input_key=f"uploads/{account}/in")
+    assert db.claim_prediction(engine, prediction_id, "run")
+    assert db.finish_prediction(engine, prediction_id, "run", db.Status.COMPLETED,
+                                model_version=version, rows_scored=len(probabilities))
+    with engine.begin() as conn:
+        conn.execute(sa.update(db.predictions).where(db.predictions.c.id == prediction_id)
+                     .values(completed_at=completed_at))
+    p = np.asarray(probabilities, dtype=float)
+    report = {"prediction_id": prediction_id, "model_name": model, "model_version": version,
+              "rows_scored": len(p), "unknown_categories": {},
+              "columns": {name: {"psi": psi} for name, psi in column_psi.items()}}
+    monitoring.record_upload(engine, *upload_figures(report, p, account, profile))
+    if churned is not None:
+        ids = [f"c{i}" for i in range(len(p))]
+        outcomes.replace_outcomes(engine, prediction_id, account, pd.DataFrame({
+            "customer_id": ids, "churned": churned, "churn_probability": p,
+            "churn_risk": risk_tiers(p, profile.cutoffs),
+            "observed_at": pd.Series([pd.NaT] * len(p), dtype="datetime64[ns, UTC]")}))
+    return prediction_id

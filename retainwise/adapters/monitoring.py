@@ -83,3 +83,15 @@ def drift_rows(engine: Engine, model_name: str | None = None,
     with engine.connect() as conn:
         result = conn.execute(_filtered(query, upload_metrics, model_name, account))
         return pd.DataFrame(result.mappings().all(), columns=list(result.keys()))
+
+
+def monitored_models(engine: Engine, account: str) -> list[str]:
+    """The models whose uploads of this account have stored figures, most recently used first."""
+    latest = sa.func.max(predictions.c.completed_at)
+    query = (sa.select(upload_metrics.c.model_name, latest.label("latest"))
+             .join(predictions, predictions.c.id == upload_metrics.c.prediction_id)
+             .where(upload_metrics.c.account == account)
+             .group_by(upload_metrics.c.model_name)
+             .order_by(latest.desc(), upload_metrics.c.model_name))
+    with engine.connect() as conn:
+        return [row.model_name for row in conn.execute(query)]

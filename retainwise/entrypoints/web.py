@@ -27,7 +27,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from retainwise.adapters import accounts, db
 from retainwise.adapters.resources import Resources
-from retainwise.entrypoints import api, service
+from retainwise.entrypoints import api, monitoring_page, service
 from retainwise.entrypoints.charts import bar_chart
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).with_name("templates"))
@@ -40,7 +40,8 @@ DOWNLOADS = {"results": ("text/csv", "results.csv"), "rejects": ("text/csv", "re
              "report": ("text/html; charset=utf-8", "report.html")}
 NEXT_STEPS = {401: ("Sign in with your API key", "/app/signin"),
               403: ("Reload the page and try again", "/app"),
-              404: ("Back to your uploads", "/app/uploads")}
+              404: ("Back to your uploads", "/app/uploads"),
+              503: ("Back to the dashboard", "/app")}
 
 
 class SignInRequired(Exception):
@@ -194,6 +195,32 @@ def web_router(resources: Resources) -> APIRouter:
     def upload_statuses(offset: int = 0, account: dict = Depends(signed_in)) -> JSONResponse:
         rows = db.list_predictions(resources.engine, account["name"], 50, max(offset, 0))
         return JSONResponse([api.public(r).model_dump(mode="json") for r in rows])
+
+    def monitored(account: dict[str, Any], model: str | None):
+        try:
+            return monitoring_page.account_figures(resources, account["name"], model)
+        except monitoring_page.UnknownModel:
+            raise HTTPException(404, "There are no monitoring figures for this model in your "
+                                     "account.") from None
+        except monitoring_page.RegistryUnavailable:
+            raise HTTPException(503, "The model registry could not be read (the realised "
+                                     "figures need each model version's thresholds). Try again "
+                                     "in a minute; if it persists, tell your operator.") from None
+
+    @router.get("/app/monitoring")
+    def monitoring(request: Request, model: str | None = None,
+                   account: dict = Depends(signed_in)) -> HTMLResponse:
+        models, figures = monitored(account, model)
+        return render(request, "monitoring.html", models=models,
+                      model=figures["model"] if figures else None,
+                      page=monitoring_page.page_context(figures) if figures else None)
+
+    @router.get("/app/monitoring.json")
+    def monitoring_figures(model: str | None = None,
+                           account: dict = Depends(signed_in)) -> JSONResponse:
+        models, figures = monitored(account, model)
+        return JSONResponse(monitoring_page.plain(
+            {"models": models, **(figures or {"model": None, "account": account["name"]})}))
 
     @router.get("/app/uploads/new")
     def new_upload(request: Request, account: dict = Depends(signed_in)) -> HTMLResponse:

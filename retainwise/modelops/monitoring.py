@@ -62,10 +62,12 @@ def realised_by(labelled: pd.DataFrame, keys: list[str],
 
 def monitor_model(metrics: pd.DataFrame, drift: pd.DataFrame, labelled: pd.DataFrame,
                   profile_of: Callable[[str], ModelProfile]) -> dict[str, Any]:
-    """Per upload: estimate beside realised; per version and per account: realised on pooled
-    labels; per column: the latest PSI; and the alerts these raise."""
+    """Per upload: estimate beside realised and each column's PSI; per version and per account:
+    realised on pooled labels; per column: the latest PSI; and the alerts these raise."""
     realised_uploads = {row["prediction_id"]: row for row in
                         realised_by(labelled, ["prediction_id", "model_version"], profile_of)}
+    column_psi = {prediction_id: dict(zip(rows["column_name"], rows["psi"].map(_rounded)))
+                  for prediction_id, rows in drift.groupby("prediction_id", sort=False)}
     uploads = []
     for row in metrics.to_dict("records"):
         realised = realised_uploads.get(row["prediction_id"], {})
@@ -79,7 +81,8 @@ def monitor_model(metrics: pd.DataFrame, drift: pd.DataFrame, labelled: pd.DataF
             "labelled_rows": realised.get("rows", 0),
             "realised_roc_auc": realised.get("roc_auc"),
             "realised_churn_count": realised.get("churned"),
-            "realised_calibration_error": realised.get("expected_calibration_error")})
+            "realised_calibration_error": realised.get("expected_calibration_error"),
+            "column_psi": column_psi.get(row["prediction_id"], {})})
     latest = (drift.drop_duplicates("column_name", keep="last").set_index("column_name")
               if len(drift) else pd.DataFrame(columns=["psi", "unseen_share"]))
     figures = {"uploads": uploads,

@@ -38,10 +38,12 @@ def test_realised_degradation_on_the_latest_upload_alerts_but_few_labels_do_not(
                              "completed_at": None, "rows_scored": 300, "score_psi": 0.01,
                              "est_roc_auc": 0.8, "est_roc_auc_low": 0.75, "est_roc_auc_high": 0.85,
                              "est_churn_count": p.sum()}])
-    drift = pd.DataFrame({"column_name": ["plan"], "psi": [0.1], "unseen_share": [0.0]})
+    drift = pd.DataFrame({"prediction_id": ["p1"], "column_name": ["plan"], "psi": [0.1],
+                          "unseen_share": [0.0]})
     good = monitor_model(metrics, drift, labelled("p1", (rng.random(300) < p).astype(int), p),
                          lambda version: PROFILE)
     assert good["alerts"] == [] and good["uploads"][0]["labelled_rows"] == 300
+    assert good["uploads"][0]["column_psi"] == {"plan": 0.1}  # the page's drift over time
     inverted = monitor_model(metrics, drift, labelled("p1", (p < 0.3).astype(int), p),
                              lambda version: PROFILE)
     assert {a["event"] for a in inverted["alerts"]} == {"retainwise.model.degraded"}
