@@ -59,10 +59,12 @@ def grant_rows_only(engine: Engine, username: str, password: str) -> bool:
         # no NOSUPERUSER etc.: only a superuser may name those attributes, and CREATE ROLE's
         # defaults already deny them
         verb = "ALTER" if found else "CREATE"
-        conn.execute(sa.text(f"{verb} ROLE {role} WITH LOGIN PASSWORD '{verifier}'"))
+        # straight to the driver: text() would read the verifier's `:` as bind parameters
+        conn.exec_driver_sql(f"{verb} ROLE {role} WITH LOGIN PASSWORD '{verifier}'")
         database = conn.execute(sa.text("SELECT current_database()")).scalar_one()
-        for statement in _rows_only(role, f'"{database}"'):
-            conn.execute(sa.text(statement))
+        quoted = conn.dialect.identifier_preparer.quote_identifier(database)
+        for statement in _rows_only(role, quoted):
+            conn.exec_driver_sql(statement)
     return True
 
 
