@@ -33,6 +33,8 @@ def accepted_findings(stack) -> list[tuple[object, str, str, list | None]]:
          "non-default port would add no protection there.", None),
         (services.flow_execution_role, "AwsSolutions-IAM5",
          "ecr:GetAuthorizationToken (to pull the flow image) has no resource ARN.", NO_RESOURCE_ARN),
+        (services.migrate_execution_role, "AwsSolutions-IAM5",
+         "ecr:GetAuthorizationToken (to pull the flow image) has no resource ARN.", NO_RESOURCE_ARN),
         (services.observer_queue, "AwsSolutions-SQS3",
          "prefect-aws's observer queue holds ECS task-state events for an hour; an event it misses "
          "is not retried by design, and the reaper catches the run it concerned.", None),

@@ -67,7 +67,10 @@ class Services(Construct):
         # the flow tasks the ECS worker starts reach the database through this group
         self.flow_tasks_security_group = ec2.SecurityGroup(
             self, "FlowTasks", vpc=vpc, description="flow tasks started by the prefect-aws worker")
-        self.flow_execution_role = self._flow_execution_role(repository, owner_secret)
+        self.flow_execution_role = self._flow_execution_role("FlowExecutionRole", repository)
+        # migrate's task alone is started with a role that may inject the owner's secret
+        self.migrate_execution_role = self._flow_execution_role(
+            "MigrateExecutionRole", repository, owner_secret)
 
         self.trigger = self._service("Trigger", roles.trigger, ["retainwise", "trigger"])
         self.runner = self._service("Runner", roles.runner, ["retainwise", "runner"],
@@ -153,17 +156,19 @@ class Services(Construct):
                                      period=Duration.minutes(1), statistic="Maximum"),
             **cooldowns)
 
-    def _flow_execution_role(self, repository: ecr.IRepository,
-                             owner_secret: secretsmanager.ISecret) -> iam.Role:
+    def _flow_execution_role(self, id: str, repository: ecr.IRepository,
+                             owner_secret: secretsmanager.ISecret | None = None) -> iam.Role:
         """Used by ECS (not the flow code) to pull the image, write logs and inject the secrets:
-        the app user's and the Prefect key for every flow, the owner's for migrate's task."""
-        role = iam.Role(self, "FlowExecutionRole", assumed_by=iam.ServicePrincipal(
-            "ecs-tasks.amazonaws.com"), description="RetainWise execution role for flow tasks")
+        the app user's and the Prefect key, and for migrate's task the owner's too."""
+        role = iam.Role(self, id, assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+                        description="RetainWise execution role for "
+                                    + ("the migrate flow task" if owner_secret else "flow tasks"))
         repository.grant_pull(role)
         self.flow_logs.grant_write(role)
         for secret in self.secrets.values():
             secret.grant_read(role)
-        owner_secret.grant_read(role)
+        if owner_secret is not None:
+            owner_secret.grant_read(role)
         return role
 
     def _let_worker_start_flow_tasks(self) -> None:
@@ -180,7 +185,7 @@ class Services(Construct):
         worker.add_to_policy(iam.PolicyStatement(
             actions=["logs:GetLogEvents"], resources=[f"{self.flow_logs.log_group_arn}"]))
         flow_roles = [self.roles.scoring, self.roles.training, self.roles.monitor,
-                      self.roles.migrate, self.flow_execution_role]
+                      self.roles.migrate, self.flow_execution_role, self.migrate_execution_role]
         worker.add_to_policy(iam.PolicyStatement(
             actions=["iam:PassRole"], resources=[role.role_arn for role in flow_roles]))
 

@@ -48,7 +48,7 @@ class RetainWiseStack(Stack):
             "PREFECT_API_URL": release.prefect_api_url,
         }
         # every container connects as the rows-only app user; only the migrate flow task gets the
-        # owner's secret (prefect.yaml), which the flow execution role may therefore also read
+        # owner's secret (prefect.yaml), through an execution role of its own
         self.secrets = {
             "RETAINWISE_DATABASE_SECRET": ecs.Secret.from_secrets_manager(database.app_login),
             "PREFECT_API_KEY": ecs.Secret.from_secrets_manager(self.prefect_api_key),
@@ -73,6 +73,7 @@ class RetainWiseStack(Stack):
         return {
             "RETAINWISE_ECS_CLUSTER": services.cluster.cluster_name,
             "RETAINWISE_ECS_EXECUTION_ROLE_ARN": services.flow_execution_role.role_arn,
+            "RETAINWISE_MIGRATE_EXECUTION_ROLE_ARN": services.migrate_execution_role.role_arn,
             "RETAINWISE_SCORING_ROLE_ARN": roles.scoring.role_arn,
             "RETAINWISE_TRAINING_ROLE_ARN": roles.training.role_arn,
             "RETAINWISE_MONITOR_ROLE_ARN": roles.monitor.role_arn,

@@ -171,15 +171,19 @@ def secrets_readable_by(template, stack, role) -> set[str]:
             if action == "secretsmanager:GetSecretValue"}
 
 
-def test_only_the_flow_execution_role_can_read_the_owner_secret(stack, template):
-    """Services' execution roles inject the app user's secret; migrate's task (started through the
-    flow execution role) is the one place the owner's secret is injected."""
+def test_only_migrate_execution_role_can_read_the_owner_secret(stack, template):
+    """Services and other flow tasks inject the app user's secret; migrate's task, started with an
+    execution role of its own (prefect.yaml), is the one place the owner's secret is injected."""
     owner = logical_id(stack, stack.database.secret)
     app = app_secret_ref(stack)["Ref"]
-    for definition in stack.services.task_definitions:
-        readable = secrets_readable_by(template, stack, definition.execution_role)
+    services = stack.services
+    worker = logical_id(stack, services.worker.task_definition.execution_role)
+    for role in [d.execution_role for d in services.task_definitions] + [services.flow_execution_role]:
+        readable = secrets_readable_by(template, stack, role)
         assert owner not in readable
-    assert {owner, app} <= secrets_readable_by(template, stack, stack.services.flow_execution_role)
+        # the worker's container gets only the Prefect key
+        assert (app in readable) == (logical_id(stack, role) != worker)
+    assert {owner, app} <= secrets_readable_by(template, stack, services.migrate_execution_role)
     for role in stack.roles.by_job().values():  # no job's code may fetch any secret itself
         assert not secrets_readable_by(template, stack, role)
 
@@ -252,7 +256,8 @@ def test_the_worker_may_pass_only_the_flow_roles(stack, template):
     roles = stack.roles
     assert passed == {logical_id(stack, r) for r in (roles.scoring, roles.training, roles.monitor,
                                                      roles.migrate,
-                                                     stack.services.flow_execution_role)}
+                                                     stack.services.flow_execution_role,
+                                                     stack.services.migrate_execution_role)}
 
 
 def test_runners_scale_on_queue_backlog_and_waiting_prefect_runs(template):

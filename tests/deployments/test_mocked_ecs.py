@@ -48,6 +48,8 @@ def prefect_yaml_environment(net, settings) -> dict[str, str]:
         "RETAINWISE_IMAGE": "123456789012.dkr.ecr.us-east-1.amazonaws.com/retainwise:abc123",
         "RETAINWISE_ECS_CLUSTER": net["cluster"],
         "RETAINWISE_ECS_EXECUTION_ROLE_ARN": "arn:aws:iam::123456789012:role/retainwise-exec",
+        "RETAINWISE_MIGRATE_EXECUTION_ROLE_ARN":
+            "arn:aws:iam::123456789012:role/retainwise-migrate-exec",
         "RETAINWISE_SCORING_ROLE_ARN": "arn:aws:iam::123456789012:role/retainwise-scoring",
         "RETAINWISE_TRAINING_ROLE_ARN": "arn:aws:iam::123456789012:role/retainwise-training",
         "RETAINWISE_MONITOR_ROLE_ARN": "arn:aws:iam::123456789012:role/retainwise-monitor",
@@ -128,7 +130,7 @@ def test_mocked_ecs_job_renders_a_valid_run_task_and_the_follower_sees_every_sta
     [container] = definition["containerDefinitions"]
     assert container["image"].endswith("/retainwise:abc123")
     assert (definition["cpu"], definition["memory"]) == ("1024", "2048")
-    assert definition["executionRoleArn"].endswith("role/retainwise-exec")
+    assert definition["executionRoleArn"].endswith("role/retainwise-migrate-exec")
     assert definition["networkMode"] == "awsvpc"
     assert container["logConfiguration"]["options"]["awslogs-group"] == "/retainwise/flows"
     # the database logins and the Prefect key reach the flow as ECS secrets, not as environment;

@@ -49,6 +49,13 @@ def test_each_deployment_has_its_own_task_role(deployments):
                      "monitor": "value-of-RETAINWISE_MONITOR_ROLE_ARN"}
 
 
+def test_only_migrate_starts_with_the_execution_role_that_reads_the_owner_secret(deployments):
+    roles = {name: d["work_pool"]["job_variables"]["execution_role_arn"]
+             for name, d in deployments.items()}
+    assert roles.pop("migrate") == "value-of-RETAINWISE_MIGRATE_EXECUTION_ROLE_ARN"
+    assert set(roles.values()) == {"value-of-RETAINWISE_ECS_EXECUTION_ROLE_ARN"}
+
+
 def test_secrets_are_injected_by_ecs_never_through_env(deployments):
     """The review found no `secrets` block: a flow on ECS fell back to SQLite under /tmp."""
     for name, deployment in deployments.items():
