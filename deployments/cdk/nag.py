@@ -25,9 +25,9 @@ def accepted_findings(stack) -> list[tuple[object, str, str, list | None]]:
          "ECS injects the password when a task starts; automatic rotation would break the new "
          "connections of running tasks until they restart. Rotate with a rolling deploy.", None),
         (stack.database.app_secret, "AwsSolutions-SMG4",
-         "The app user's password, set by `migrate` (ALTER ROLE) and read by tasks when they start; "
-         "rotation would need migrate to run first. Rotate with a new value, migrate, then a "
-         "rolling deploy.", None),
+         "The app user's password, set by `migrate` (ALTER ROLE) and read by tasks when they "
+         "start; rotation would need migrate to run first. Rotate with a new value, migrate, "
+         "then a rolling deploy.", None),
         (database, "AwsSolutions-RDS11",
          "The instance is in isolated subnets, reachable only from the task security groups; a "
          "non-default port would add no protection there.", None),

@@ -7,6 +7,7 @@ server itself computes.
 
 from __future__ import annotations
 
+import base64
 import uuid
 
 import pytest
@@ -143,9 +144,8 @@ def test_the_stored_password_is_the_scram_verifier_the_server_computes(owner, ap
         conn.execute(sa.text(f"CREATE ROLE \"{app_role}\" LOGIN PASSWORD '{PASSWORD}'"))
     server_hashed = stored_password(owner, app_role)
     iterations, salt = server_hashed.split("$")[1].split(":")
-    import base64
-
-    assert db_roles.scram_sha_256(PASSWORD, base64.b64decode(salt), int(iterations)) == server_hashed
+    ours_with_its_salt = db_roles.scram_sha_256(PASSWORD, base64.b64decode(salt), int(iterations))
+    assert ours_with_its_salt == server_hashed
 
     db_roles.grant_rows_only(owner, app_role, "another-password")  # ALTER ROLE: the hash we sent
     ours = stored_password(owner, app_role)
