@@ -53,7 +53,8 @@ def owner(owned_database):
 @pytest.fixture
 def as_app(owned_database, app_role):
     """The database as the app role sees it (trust auth: the password is not checked here)."""
-    engine = db.make_engine(make_url(owned_database).set(username=app_role, password="unchecked"))
+    engine = db.make_engine(make_url(owned_database).set(
+        username=app_role, password="unchecked").render_as_string(hide_password=False))
     yield engine
     engine.dispose()
 
