@@ -88,3 +88,14 @@ def test_migrate_twice_then_the_jobs_login_has_rows_but_no_ddl(on_postgres, tmp_
     assert client.get_experiment(experiment).name == "rows-only"
     assert denied(tracking, "DROP TABLE experiments") == "42501"
     assert denied(tracking, "CREATE TABLE intruder (id int)") == "42501"
+
+
+def test_locally_on_sqlite_migrate_only_upgrades(monkeypatch, tmp_path):
+    """The local stack's path (`retainwise migrate`, the demo): no roles, MLflow left to itself."""
+    for name in ("RETAINWISE_DATABASE_URL", "RETAINWISE_MLFLOW_TRACKING_URI",
+                 "RETAINWISE_DATABASE_SECRET", "RETAINWISE_DATABASE_APP_SECRET", "RETAINWISE_ENV"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RETAINWISE_HOME", str(tmp_path / "home"))
+    assert migrate() == head_revision()
+    assert (tmp_path / "home" / "retainwise.db").exists()
+    assert not (tmp_path / "home" / "mlflow.db").exists()  # created by MLflow on first use
