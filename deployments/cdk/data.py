@@ -98,8 +98,14 @@ class UploadQueue(Construct):
         self.dead_letter_alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.alarms))
 
 
+DATABASE_NAME = "retainwise"
+OWNER_USER = "retainwise"      # the master user: owns the tables; only `migrate` logs in with it
+APP_USER = "retainwise_app"    # every other job: rows (DML), no DDL; `migrate` creates the role
+
+
 class Database(Construct):
-    """RDS PostgreSQL in the isolated subnets; its generated secret is the only way in."""
+    """RDS PostgreSQL in the isolated subnets; two generated secrets are the only ways in: the
+    owner's (migrate) and the app user's (every other job)."""
 
     def __init__(self, scope: Construct, id: str, *, vpc: ec2.IVpc) -> None:
         super().__init__(scope, id)
@@ -108,10 +114,15 @@ class Database(Construct):
             engine=rds.DatabaseInstanceEngine.postgres(version=rds.PostgresEngineVersion.VER_16),
             instance_type=ec2.InstanceType.of(ec2.InstanceClass.T4G, ec2.InstanceSize.MEDIUM),
             vpc=vpc, vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED),
-            credentials=rds.Credentials.from_generated_secret("retainwise"),
-            database_name="retainwise", allocated_storage=50, max_allocated_storage=500,
+            credentials=rds.Credentials.from_generated_secret(OWNER_USER),
+            database_name=DATABASE_NAME, allocated_storage=50, max_allocated_storage=500,
             storage_encrypted=True, multi_az=True, deletion_protection=True,
             backup_retention=Duration.days(14), removal_policy=RemovalPolicy.SNAPSHOT,
             cloudwatch_logs_exports=["postgresql"], auto_minor_version_upgrade=True,
             publicly_accessible=False)
         self.secret = self.instance.secret
+        # CloudFormation cannot run SQL: `migrate` creates this role (and sets its password) from
+        # the secret; attaching it adds the instance's host and port, as in the owner's secret
+        self.app_secret = rds.DatabaseSecret(self, "AppUser", username=APP_USER,
+                                             dbname=DATABASE_NAME)
+        self.app_login = self.app_secret.attach(self.instance)

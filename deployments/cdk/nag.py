@@ -24,10 +24,16 @@ def accepted_findings(stack) -> list[tuple[object, str, str, list | None]]:
         (database, "AwsSolutions-SMG4",
          "ECS injects the password when a task starts; automatic rotation would break the new "
          "connections of running tasks until they restart. Rotate with a rolling deploy.", None),
+        (stack.database.app_secret, "AwsSolutions-SMG4",
+         "The app user's password, set by `migrate` (ALTER ROLE) and read by tasks when they "
+         "start; rotation would need migrate to run first. Rotate with a new value, migrate, "
+         "then a rolling deploy.", None),
         (database, "AwsSolutions-RDS11",
          "The instance is in isolated subnets, reachable only from the task security groups; a "
          "non-default port would add no protection there.", None),
         (services.flow_execution_role, "AwsSolutions-IAM5",
+         "ecr:GetAuthorizationToken (to pull the flow image) has no resource ARN.", NO_RESOURCE_ARN),
+        (services.migrate_execution_role, "AwsSolutions-IAM5",
          "ecr:GetAuthorizationToken (to pull the flow image) has no resource ARN.", NO_RESOURCE_ARN),
         (services.observer_queue, "AwsSolutions-SQS3",
          "prefect-aws's observer queue holds ECS task-state events for an hour; an event it misses "
@@ -50,7 +56,8 @@ def accepted_findings(stack) -> list[tuple[object, str, str, list | None]]:
         accepted.append((definition.execution_role, "AwsSolutions-IAM5",
                          "ecr:GetAuthorizationToken (CDK's grant to pull the image) has no "
                          "resource ARN.", NO_RESOURCE_ARN))
-    for role in (roles.scoring, roles.runner, roles.training, roles.trigger, roles.api):
+    for role in (roles.scoring, roles.runner, roles.training, roles.monitor, roles.trigger,
+                 roles.api):
         accepted.append((role, "AwsSolutions-IAM5",
                          "Object-level access to one key prefix (uploads/, results/ or "
                          "mlartifacts/); the wildcard stands for the object keys below it.",

@@ -1,7 +1,8 @@
 """One task role per job, each allowed exactly what its job does and nothing else.
 
-Database access is not IAM: a job reaches PostgreSQL only if its task definition injects the RDS
-secret (through its execution role), so every role here is about S3, SQS, ECS and CloudWatch.
+Database access is not IAM: a job reaches PostgreSQL only if its task definition injects a
+database secret (through its execution role): the owner's for `migrate`, the rows-only app user's
+for every other job. So every role here is about S3, SQS, ECS and CloudWatch.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ TASKS = iam.ServicePrincipal("ecs-tasks.amazonaws.com")
 
 
 class JobRoles(Construct):
-    """`scoring`, `runner`, `training`, `migrate`, `trigger`, `api`, `worker` task roles (reap-stale
-    runs in the runner, under its role)."""
+    """`scoring`, `runner`, `training`, `monitor`, `migrate`, `trigger`, `api`, `worker` task roles
+    (reap-stale runs in the runner, under its role)."""
 
     def __init__(self, scope: Construct, id: str, *, uploads: s3.IBucket, models: s3.IBucket,
                  queue: sqs.IQueue, dead_letters: sqs.IQueue) -> None:
@@ -47,6 +48,11 @@ class JobRoles(Construct):
         self._objects(self.training, ["s3:GetObject"], uploads, UPLOADS_PREFIX)
         self._read_models(self.training, models)
         self._objects(self.training, ["s3:PutObject"], models, MODELS_PREFIX)
+
+        # monitor reads rows (metrics, drift, outcomes) from the database and each version's
+        # profile from MLflow's artifact store; it reads no upload or result and writes no object
+        self.monitor = self._role("Monitor", "monitor")
+        self._read_models(self.monitor, models)
 
         # migrate only talks to PostgreSQL (alembic DDL): no AWS permission at all
         self.migrate = self._role("Migrate", "migrate (alembic upgrade)")
@@ -95,6 +101,6 @@ class JobRoles(Construct):
             conditions={"StringLike": {"s3:prefix": [f"{MODELS_PREFIX}*"]}}))
 
     def by_job(self) -> dict[str, iam.Role]:
-        return {"scoring": self.scoring, "runner": self.runner, "training": self.training, "migrate": self.migrate,
-                "trigger": self.trigger, "api": self.api,
-                "worker": self.worker}
+        return {"scoring": self.scoring, "runner": self.runner, "training": self.training,
+                "monitor": self.monitor, "migrate": self.migrate, "trigger": self.trigger,
+                "api": self.api, "worker": self.worker}

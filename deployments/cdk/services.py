@@ -1,7 +1,8 @@
 """The ECS cluster and its long-running services: trigger, warm runners, ECS worker, API behind TLS.
 
-Every container gets its configuration as plain environment and its secrets (the RDS secret, the
-Prefect API key) through the task definition's `secrets`, which its own execution role may read.
+Every container gets its configuration as plain environment and its secrets (the app user's RDS
+secret, the Prefect API key) through the task definition's `secrets`, which its own execution
+role may read. No service gets the database owner's secret: only the migrate flow task does.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -51,7 +53,7 @@ class Services(Construct):
     def __init__(self, scope: Construct, id: str, *, release: Release, vpc: ec2.IVpc,
                  roles: JobRoles, environment: dict[str, str], secrets: dict[str, ecs.Secret],
                  queue: sqs.IQueue, database: ec2.IConnectable,
-                 access_logs: s3.IBucket) -> None:
+                 owner_secret: secretsmanager.ISecret, access_logs: s3.IBucket) -> None:
         super().__init__(scope, id)
         self.release, self.roles = release, roles
         self.environment, self.secrets = environment, secrets
@@ -65,7 +67,10 @@ class Services(Construct):
         # the flow tasks the ECS worker starts reach the database through this group
         self.flow_tasks_security_group = ec2.SecurityGroup(
             self, "FlowTasks", vpc=vpc, description="flow tasks started by the prefect-aws worker")
-        self.flow_execution_role = self._flow_execution_role(repository)
+        self.flow_execution_role = self._flow_execution_role("FlowExecutionRole", repository)
+        # migrate's task alone is started with a role that may inject the owner's secret
+        self.migrate_execution_role = self._flow_execution_role(
+            "MigrateExecutionRole", repository, owner_secret)
 
         self.trigger = self._service("Trigger", roles.trigger, ["retainwise", "trigger"])
         self.runner = self._service("Runner", roles.runner, ["retainwise", "runner"],
@@ -151,14 +156,19 @@ class Services(Construct):
                                      period=Duration.minutes(1), statistic="Maximum"),
             **cooldowns)
 
-    def _flow_execution_role(self, repository: ecr.IRepository) -> iam.Role:
-        """Used by ECS (not the flow code) to pull the image, write logs and inject the secrets."""
-        role = iam.Role(self, "FlowExecutionRole", assumed_by=iam.ServicePrincipal(
-            "ecs-tasks.amazonaws.com"), description="RetainWise execution role for flow tasks")
+    def _flow_execution_role(self, id: str, repository: ecr.IRepository,
+                             owner_secret: secretsmanager.ISecret | None = None) -> iam.Role:
+        """Used by ECS (not the flow code) to pull the image, write logs and inject the secrets:
+        the app user's and the Prefect key, and for migrate's task the owner's too."""
+        role = iam.Role(self, id, assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+                        description="RetainWise execution role for "
+                                    + ("the migrate flow task" if owner_secret else "flow tasks"))
         repository.grant_pull(role)
         self.flow_logs.grant_write(role)
         for secret in self.secrets.values():
             secret.grant_read(role)
+        if owner_secret is not None:
+            owner_secret.grant_read(role)
         return role
 
     def _let_worker_start_flow_tasks(self) -> None:
@@ -174,8 +184,8 @@ class Services(Construct):
             resources=["*"], conditions={"ArnEquals": {"ecs:cluster": self.cluster.cluster_arn}}))
         worker.add_to_policy(iam.PolicyStatement(
             actions=["logs:GetLogEvents"], resources=[f"{self.flow_logs.log_group_arn}"]))
-        flow_roles = [self.roles.scoring, self.roles.training, self.roles.migrate,
-                      self.flow_execution_role]
+        flow_roles = [self.roles.scoring, self.roles.training, self.roles.monitor,
+                      self.roles.migrate, self.flow_execution_role, self.migrate_execution_role]
         worker.add_to_policy(iam.PolicyStatement(
             actions=["iam:PassRole"], resources=[role.role_arn for role in flow_roles]))
 

@@ -47,14 +47,16 @@ class RetainWiseStack(Stack):
             "AWS_DEFAULT_REGION": self.region,
             "PREFECT_API_URL": release.prefect_api_url,
         }
+        # every container connects as the rows-only app user; only the migrate flow task gets the
+        # owner's secret (prefect.yaml), through an execution role of its own
         self.secrets = {
-            "RETAINWISE_DATABASE_SECRET": ecs.Secret.from_secrets_manager(database.secret),
+            "RETAINWISE_DATABASE_SECRET": ecs.Secret.from_secrets_manager(database.app_login),
             "PREFECT_API_KEY": ecs.Secret.from_secrets_manager(self.prefect_api_key),
         }
         self.services = Services(
             self, "Services", release=release, vpc=network.vpc, roles=self.roles,
             environment=self.container_environment, secrets=self.secrets, queue=uploads.queue,
-            database=database.instance,
+            database=database.instance, owner_secret=database.secret,
             access_logs=storage.access_logs)
         self.network, self.storage, self.queue, self.database = network, storage, uploads, database
 
@@ -71,10 +73,13 @@ class RetainWiseStack(Stack):
         return {
             "RETAINWISE_ECS_CLUSTER": services.cluster.cluster_name,
             "RETAINWISE_ECS_EXECUTION_ROLE_ARN": services.flow_execution_role.role_arn,
+            "RETAINWISE_MIGRATE_EXECUTION_ROLE_ARN": services.migrate_execution_role.role_arn,
             "RETAINWISE_SCORING_ROLE_ARN": roles.scoring.role_arn,
             "RETAINWISE_TRAINING_ROLE_ARN": roles.training.role_arn,
+            "RETAINWISE_MONITOR_ROLE_ARN": roles.monitor.role_arn,
             "RETAINWISE_MIGRATE_ROLE_ARN": roles.migrate.role_arn,
-            "RETAINWISE_DATABASE_SECRET_ARN": self.database.secret.secret_arn,
+            "RETAINWISE_DATABASE_SECRET_ARN": self.database.secret.secret_arn,  # migrate only
+            "RETAINWISE_APP_DATABASE_SECRET_ARN": self.database.app_login.secret_arn,
             "RETAINWISE_PREFECT_API_KEY_SECRET_ARN": self.prefect_api_key.secret_arn,
             "RETAINWISE_VPC_ID": self.network.vpc.vpc_id,
             "RETAINWISE_SUBNET_A": private[0].subnet_id,

@@ -79,6 +79,17 @@ def ensure_store(settings: Settings) -> None:
     _experiment_id(settings)
 
 
+def upgrade_store(tracking_uri: str) -> bool:
+    """`mlflow db upgrade` on a PostgreSQL tracking store (creating its tables when empty), run by
+    `migrate`: the other jobs' login may not create tables. False (nothing done) for SQLite."""
+    if not tracking_uri.startswith("postgresql"):
+        return False
+    from mlflow.db import upgrade
+
+    upgrade.callback(tracking_uri)
+    return True
+
+
 def _experiment_id(settings: Settings) -> str:
     mlflow_client = client(settings)
     experiment = mlflow_client.get_experiment_by_name(EXPERIMENT)

@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     # on ECS: the RDS secret's JSON (username, password, host, port, dbname), injected by the task
     # definition's `secrets`; the URLs of the app's and MLflow's databases are built from it
     database_secret: str | None = None
+    # `migrate` only: the login every other job connects with (JSON with username and password;
+    # on ECS the app user's RDS secret). migrate creates or updates that PostgreSQL role with row
+    # access (DML) and no DDL; the other jobs get it as their RETAINWISE_DATABASE_SECRET
+    database_app_secret: str | None = None
     mlflow_database: str = "mlflow"
     mlflow_tracking_uri: str | None = None
     mlflow_artifact_root: str | None = None
@@ -98,6 +102,17 @@ class Settings(BaseSettings):
         return self._or_local(self.database_url or self._from_secret(),
                               "RETAINWISE_DATABASE_URL (or RETAINWISE_DATABASE_SECRET)",
                               f"sqlite:///{self.home_dir / 'retainwise.db'}")
+
+    @property
+    def app_login(self) -> tuple[str, str] | None:
+        """(username, password) of the jobs' rows-only role; None locally when unset."""
+        if self.database_app_secret:
+            secret = json.loads(self.database_app_secret)
+            return secret["username"], secret["password"]
+        if self.env == "production":
+            raise MissingSetting("RETAINWISE_DATABASE_APP_SECRET is not set; in production "
+                                 "`migrate` gives the other jobs a login without DDL rights")
+        return None
 
     @property
     def tracking_uri(self) -> str:

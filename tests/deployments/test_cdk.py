@@ -118,6 +118,19 @@ def test_postgres_is_private_encrypted_multi_az_with_a_generated_secret(template
         "GenerateSecretString": Match.object_like({"SecretStringTemplate": '{"username":"retainwise"}'})})
 
 
+def test_the_app_user_has_its_own_generated_secret_attached_to_the_instance(stack, template):
+    """migrate creates the role from it; the attachment adds the host and port tasks connect to."""
+    app = logical_id(stack, stack.database.app_secret)
+    template_of_app = resources(template, "AWS::SecretsManager::Secret")[app]["Properties"]
+    assert json.loads(template_of_app["GenerateSecretString"]["SecretStringTemplate"]) == {
+        "username": "retainwise_app", "dbname": "retainwise"}
+    template.has_resource_properties("AWS::SecretsManager::SecretTargetAttachment", {
+        "SecretId": {"Ref": app}, "TargetType": "AWS::RDS::DBInstance",
+        "TargetId": {"Ref": logical_id(stack, stack.database.instance)}})
+    # the owner's secret is another one (RDS's generated master secret, attached the same way)
+    assert logical_id(stack, stack.database.secret) != logical_id(stack, stack.database.app_login)
+
+
 def container(template, command_start: list[str]) -> dict:
     found = [c for d in resources(template, "AWS::ECS::TaskDefinition").values()
              for c in d["Properties"]["ContainerDefinitions"]
@@ -131,13 +144,19 @@ SERVICES = {"trigger": ["retainwise", "trigger"], "runner": ["retainwise", "runn
             "api": ["retainwise", "api"]}
 
 
+def app_secret_ref(stack) -> dict:
+    return {"Ref": logical_id(stack, stack.database.app_login)}
+
+
 @pytest.mark.parametrize("service", SERVICES)
-def test_secrets_come_through_ecs_secrets_never_plain_environment(template, service):
+def test_secrets_come_through_ecs_secrets_never_plain_environment(stack, template, service):
     definition = container(template, SERVICES[service])
-    injected = {s["Name"] for s in definition["Secrets"]}
-    # the worker only talks to Prefect and ECS: it never gets the database secret
-    assert injected == ({"PREFECT_API_KEY"} if service == "worker"
-                        else {"RETAINWISE_DATABASE_SECRET", "PREFECT_API_KEY"})
+    injected = {s["Name"]: s["ValueFrom"] for s in definition["Secrets"]}
+    # the worker only talks to Prefect and ECS: it never gets a database secret
+    assert set(injected) == ({"PREFECT_API_KEY"} if service == "worker"
+                             else {"RETAINWISE_DATABASE_SECRET", "PREFECT_API_KEY"})
+    if service != "worker":  # the rows-only app user, never the owner
+        assert injected["RETAINWISE_DATABASE_SECRET"] == app_secret_ref(stack)
     environment = {e["Name"]: e["Value"] for e in definition["Environment"]}
     assert environment["RETAINWISE_ENV"] == "production"
     assert not [n for n in environment if re.search("KEY|PASSWORD|SECRET|DATABASE_URL|TOKEN", n)]
@@ -145,9 +164,33 @@ def test_secrets_come_through_ecs_secrets_never_plain_environment(template, serv
     assert definition["LogConfiguration"]["LogDriver"] == "awslogs"
 
 
+def secrets_readable_by(template, stack, role) -> set[str]:
+    """Logical ids of the secrets (or their attachments) `role` may read."""
+    return {json.loads(resource).get("Ref") for action, resource
+            in grants(statements_of(template, stack, role))
+            if action == "secretsmanager:GetSecretValue"}
+
+
+def test_only_migrate_execution_role_can_read_the_owner_secret(stack, template):
+    """Services and other flow tasks inject the app user's secret; migrate's task, started with an
+    execution role of its own (prefect.yaml), is the one place the owner's secret is injected."""
+    owner = logical_id(stack, stack.database.secret)
+    app = app_secret_ref(stack)["Ref"]
+    services = stack.services
+    worker = logical_id(stack, services.worker.task_definition.execution_role)
+    for role in [d.execution_role for d in services.task_definitions] + [services.flow_execution_role]:
+        readable = secrets_readable_by(template, stack, role)
+        assert owner not in readable
+        # the worker's container gets only the Prefect key
+        assert (app in readable) == (logical_id(stack, role) != worker)
+    assert {owner, app} <= secrets_readable_by(template, stack, services.migrate_execution_role)
+    for role in stack.roles.by_job().values():  # no job's code may fetch any secret itself
+        assert not secrets_readable_by(template, stack, role)
+
+
 def test_each_service_runs_with_its_own_task_role(stack, template):
     roles = {logical_id(stack, role) for role in stack.roles.by_job().values()}
-    assert len(roles) == 7  # reap-stale runs in the runner, under its role
+    assert len(roles) == 8  # reap-stale runs in the runner, under its role
     by_command = {}
     for definition in resources(template, "AWS::ECS::TaskDefinition").values():
         [c] = definition["Properties"]["ContainerDefinitions"]
@@ -181,6 +224,18 @@ def test_training_writes_models_and_never_results(stack, template):
     assert not [r for _, r in allowed if "/results/" in r]
 
 
+def test_monitor_reads_model_artifacts_and_writes_nothing(stack, template):
+    """It reads rows through the database and each version's profile from MLflow's artifacts."""
+    allowed = grants(statements_of(template, stack, stack.roles.monitor))
+    actions = {action for action, _ in allowed}
+    assert actions == {"s3:GetObject", "s3:ListBucket"}
+    models = logical_id(stack, stack.storage.models)
+    assert {r for a, r in allowed if a == "s3:GetObject"} == {json.dumps(
+        {"Fn::Join": ["", [{"Fn::GetAtt": [models, "Arn"]}, "/mlartifacts/*"]]})}
+    assert not [r for _, r in allowed if "/uploads/" in r or "/results/" in r]
+    assert logical_id(stack, stack.roles.monitor) != logical_id(stack, stack.roles.training)
+
+
 def test_migrate_has_no_aws_permission_only_the_database_secret(stack, template):
     assert statements_of(template, stack, stack.roles.migrate) == []
 
@@ -199,8 +254,10 @@ def test_the_worker_may_pass_only_the_flow_roles(stack, template):
     passed = {json.loads(resource)["Fn::GetAtt"][0] for action, resource
               in grants(statements_of(template, stack, stack.roles.worker)) if action == "iam:PassRole"}
     roles = stack.roles
-    assert passed == {logical_id(stack, r) for r in (roles.scoring, roles.training, roles.migrate,
-                                                     stack.services.flow_execution_role)}
+    assert passed == {logical_id(stack, r) for r in (roles.scoring, roles.training, roles.monitor,
+                                                     roles.migrate,
+                                                     stack.services.flow_execution_role,
+                                                     stack.services.migrate_execution_role)}
 
 
 def test_runners_scale_on_queue_backlog_and_waiting_prefect_runs(template):

@@ -39,6 +39,7 @@ def mocked_ecs_network(stack_env):
 
 
 DATABASE_SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:retainwise-db-AbCdEf"
+APP_SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:retainwise-app-AbCdEf"
 PREFECT_KEY_SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prefect-key-AbCdEf"
 
 
@@ -47,10 +48,14 @@ def prefect_yaml_environment(net, settings) -> dict[str, str]:
         "RETAINWISE_IMAGE": "123456789012.dkr.ecr.us-east-1.amazonaws.com/retainwise:abc123",
         "RETAINWISE_ECS_CLUSTER": net["cluster"],
         "RETAINWISE_ECS_EXECUTION_ROLE_ARN": "arn:aws:iam::123456789012:role/retainwise-exec",
+        "RETAINWISE_MIGRATE_EXECUTION_ROLE_ARN":
+            "arn:aws:iam::123456789012:role/retainwise-migrate-exec",
         "RETAINWISE_SCORING_ROLE_ARN": "arn:aws:iam::123456789012:role/retainwise-scoring",
         "RETAINWISE_TRAINING_ROLE_ARN": "arn:aws:iam::123456789012:role/retainwise-training",
+        "RETAINWISE_MONITOR_ROLE_ARN": "arn:aws:iam::123456789012:role/retainwise-monitor",
         "RETAINWISE_MIGRATE_ROLE_ARN": "arn:aws:iam::123456789012:role/retainwise-migrate",
         "RETAINWISE_DATABASE_SECRET_ARN": DATABASE_SECRET_ARN,
+        "RETAINWISE_APP_DATABASE_SECRET_ARN": APP_SECRET_ARN,
         "RETAINWISE_PREFECT_API_KEY_SECRET_ARN": PREFECT_KEY_SECRET_ARN,
         "RETAINWISE_VPC_ID": net["vpc"], "RETAINWISE_SUBNET_A": net["subnets"][0],
         "RETAINWISE_SUBNET_B": net["subnets"][1], "RETAINWISE_SECURITY_GROUP": net["group"],
@@ -125,12 +130,14 @@ def test_mocked_ecs_job_renders_a_valid_run_task_and_the_follower_sees_every_sta
     [container] = definition["containerDefinitions"]
     assert container["image"].endswith("/retainwise:abc123")
     assert (definition["cpu"], definition["memory"]) == ("1024", "2048")
-    assert definition["executionRoleArn"].endswith("role/retainwise-exec")
+    assert definition["executionRoleArn"].endswith("role/retainwise-migrate-exec")
     assert definition["networkMode"] == "awsvpc"
     assert container["logConfiguration"]["options"]["awslogs-group"] == "/retainwise/flows"
-    # the database and the Prefect key reach the flow as ECS secrets, not as environment
+    # the database logins and the Prefect key reach the flow as ECS secrets, not as environment;
+    # migrate connects as the owner and sets up the app user's role
     assert sorted((s["name"], s["valueFrom"]) for s in container["secrets"]) == [
-        ("PREFECT_API_KEY", PREFECT_KEY_SECRET_ARN), ("RETAINWISE_DATABASE_SECRET", DATABASE_SECRET_ARN)]
+        ("PREFECT_API_KEY", PREFECT_KEY_SECRET_ARN), ("RETAINWISE_DATABASE_APP_SECRET", APP_SECRET_ARN),
+        ("RETAINWISE_DATABASE_SECRET", DATABASE_SECRET_ARN)]
     overrides = task["overrides"]
     assert overrides["taskRoleArn"].endswith("role/retainwise-migrate")
     [override] = overrides["containerOverrides"]

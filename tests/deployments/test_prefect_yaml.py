@@ -46,16 +46,28 @@ def test_each_deployment_has_its_own_task_role(deployments):
     assert roles == {"score-upload-large": "value-of-RETAINWISE_SCORING_ROLE_ARN",
                      "train-model": "value-of-RETAINWISE_TRAINING_ROLE_ARN",
                      "migrate": "value-of-RETAINWISE_MIGRATE_ROLE_ARN",
-                     # reads the database and model profiles; no role of its own yet
-                     "monitor": "value-of-RETAINWISE_TRAINING_ROLE_ARN"}
+                     "monitor": "value-of-RETAINWISE_MONITOR_ROLE_ARN"}
+
+
+def test_only_migrate_starts_with_the_execution_role_that_reads_the_owner_secret(deployments):
+    roles = {name: d["work_pool"]["job_variables"]["execution_role_arn"]
+             for name, d in deployments.items()}
+    assert roles.pop("migrate") == "value-of-RETAINWISE_MIGRATE_EXECUTION_ROLE_ARN"
+    assert set(roles.values()) == {"value-of-RETAINWISE_ECS_EXECUTION_ROLE_ARN"}
 
 
 def test_secrets_are_injected_by_ecs_never_through_env(deployments):
     """The review found no `secrets` block: a flow on ECS fell back to SQLite under /tmp."""
     for name, deployment in deployments.items():
         job = deployment["work_pool"]["job_variables"]
-        assert job["secrets"] == [{"name": "RETAINWISE_DATABASE_SECRET",
-                                   "valueFrom": "value-of-RETAINWISE_DATABASE_SECRET_ARN"}], name
+        injected = {s["name"]: s["valueFrom"] for s in job["secrets"]}
+        # only migrate connects as the owner (DDL), and sets the app user's role up
+        assert injected == ({"RETAINWISE_DATABASE_SECRET": "value-of-RETAINWISE_DATABASE_SECRET_ARN",
+                             "RETAINWISE_DATABASE_APP_SECRET":
+                                 "value-of-RETAINWISE_APP_DATABASE_SECRET_ARN"}
+                            if name == "migrate" else
+                            {"RETAINWISE_DATABASE_SECRET":
+                                 "value-of-RETAINWISE_APP_DATABASE_SECRET_ARN"}), name
         assert job["prefect_api_key_secret_arn"] == "value-of-RETAINWISE_PREFECT_API_KEY_SECRET_ARN"
         assert job["env"]["RETAINWISE_ENV"] == "production"  # a missing URL stops, never SQLite
         assert not [k for k in job["env"] if "SECRET" in k or "KEY" in k or k.endswith("DATABASE_URL")]

@@ -15,7 +15,8 @@ URL_VARIABLES = {
 
 @pytest.fixture
 def bare_environment(monkeypatch, tmp_path):
-    for name in (*URL_VARIABLES.values(), "RETAINWISE_ENV", "RETAINWISE_DATABASE_SECRET"):
+    for name in (*URL_VARIABLES.values(), "RETAINWISE_ENV", "RETAINWISE_DATABASE_SECRET",
+                 "RETAINWISE_DATABASE_APP_SECRET"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("RETAINWISE_HOME", str(tmp_path))
     return monkeypatch
@@ -91,3 +92,16 @@ def test_the_url_from_the_secret_connects_to_postgres(bare_environment):
             assert connection.execute(text("select current_database()")).scalar() == admin.database
     finally:
         engine.dispose()
+
+
+def test_the_app_login_comes_from_its_secret_and_production_needs_it(bare_environment):
+    """migrate reads the jobs' login (username, password) to create their rows-only role."""
+    import json
+
+    assert Settings().app_login is None  # locally: every job may share one login
+    bare_environment.setenv("RETAINWISE_ENV", "production")
+    with pytest.raises(MissingSetting, match="RETAINWISE_DATABASE_APP_SECRET"):
+        Settings().app_login
+    bare_environment.setenv("RETAINWISE_DATABASE_APP_SECRET", json.dumps({
+        "username": "retainwise_app", "password": "p@ss", "host": "db.internal", "port": 5432}))
+    assert Settings().app_login == ("retainwise_app", "p@ss")
