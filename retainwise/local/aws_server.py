@@ -1,11 +1,21 @@
-"""The local stack's S3 and SQS: moto's server, with S3 writes kept on disk by moto's recorder.
+"""The local stack's S3 and SQS: moto's server, with its S3 objects and its queues kept on disk.
 
-moto keeps everything in memory, so `stack down` (or a reboot) lost every upload and result while
-the database still pointed at them. Here moto's own recorder appends each S3 write (PUT, POST,
-DELETE: objects and buckets) to `recording.jsonl` under the stack's home, and on start the
-recording is replayed into the fresh server, in-process and before it listens, so no client ever
-sees a half-restored store. Reads and SQS calls (the trigger polls every second) are not
-recorded; queued messages are restored from the database instead (`stack.restore_queue`).
+moto keeps everything in memory, so `stack down` (or a reboot) lost every upload, result and
+queued message while the database still pointed at them. Two kept pieces of moto bring them back,
+both before the restarted server listens, so no client ever sees a half-restored store:
+
+- S3: moto's own recorder appends each S3 write (PUT, POST, DELETE: objects and buckets) to
+  `recording.jsonl`, and on start the recording is replayed into the fresh server. An S3 request
+  replays exactly: the key and the bytes are in it.
+- SQS: SQS requests do not replay. A receipt handle is random, so a recorded DeleteMessage finds
+  nothing to delete on replay; visibility timeouts and the redrive to the dead-letter queue
+  depend on the clock at each receive; and the trigger's long poll every second would grow the
+  recording forever. So after each SQS request that changed them, moto's own queue and message
+  objects (`moto.sqs.models.Queue`, `Message`: id, body, receive count, first receive, sent
+  time, visibility deadline, receipt handles) are written to `queues.json`, and on start they are
+  put back into moto's backend. Messages in the queue and in the dead-letter queue keep their ids
+  and receive counts; one in flight becomes visible when its visibility timeout runs out, as on
+  AWS.
 """
 
 from __future__ import annotations
@@ -19,6 +29,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 WRITE_METHODS = {"PUT", "POST", "DELETE"}
+QUEUES_FILE = "queues.json"
+# what CreateQueue accepts back (the rest of `Queue.attributes` is computed: counts, ARN, times)
+QUEUE_SETTINGS = ("DelaySeconds", "MaximumMessageSize", "MessageRetentionPeriod", "Policy",
+                  "ReceiveMessageWaitTimeSeconds", "RedrivePolicy", "VisibilityTimeout",
+                  "FifoQueue", "ContentBasedDeduplication", "DeduplicationScope",
+                  "FifoThroughputLimit", "KmsMasterKeyId", "KmsDataKeyReusePeriodSeconds",
+                  "SqsManagedSseEnabled")
 
 
 def service_of(headers) -> str:
@@ -41,6 +58,87 @@ def keep_s3_writes_only() -> None:
                 record(self, request, body)
 
     Recorder._record_request = record_s3_write
+
+
+def queue_state() -> dict:
+    """Every queue in moto's SQS backends with its settings and its messages, as JSON values."""
+    from moto.sqs.models import sqs_backends
+
+    queues = []
+    for account, regions in list(dict.items(sqs_backends)):
+        for region, backend in list(dict.items(regions)):
+            for queue in list(backend.queues.values()):
+                attributes = queue.attributes
+                queues.append({
+                    "account": account, "region": region, "name": queue.name,
+                    "settings": {k: attributes[k] for k in QUEUE_SETTINGS
+                                 if attributes.get(k) is not None},
+                    "tags": dict(queue.tags),
+                    "messages": [dict(vars(m)) for m in list(queue._messages)]})
+    return {"queues": queues}
+
+
+def restore_queues(state: dict) -> int:
+    """Put kept queues and their messages back into moto's SQS backends; returns the messages.
+
+    Queues without a redrive policy come first: a queue's dead-letter queue must exist before it.
+    """
+    from moto.sqs.models import Message, sqs_backends
+
+    count = 0
+    for kept in sorted(state["queues"], key=lambda q: "RedrivePolicy" in q["settings"]):
+        backend = sqs_backends[kept["account"]][kept["region"]]
+        queue = backend.create_queue(kept["name"], tags=kept["tags"] or None, **kept["settings"])
+        for fields in kept["messages"]:
+            message = Message.__new__(Message)
+            message.__dict__.update(fields)
+            queue._messages.append(message)
+            count += 1
+    return count
+
+
+def _json_bytes(value):
+    if isinstance(value, bytes):  # a Binary message attribute
+        return {"__bytes__": base64.b64encode(value).decode("ascii")}
+    raise TypeError(f"cannot keep {type(value).__name__}")
+
+
+def _bytes_json(value: dict):
+    return base64.b64decode(value["__bytes__"]) if set(value) == {"__bytes__"} else value
+
+
+class QueueKeeper:
+    """Writes `queue_state()` to a file whenever it changed (a new file, then a rename, so a
+    crash leaves the old state or the new one); the trigger's empty polls write nothing."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lock = threading.Lock()
+        self.written = path.read_text() if path.exists() else None
+
+    def load(self) -> int:
+        if self.written is None:
+            return 0
+        return restore_queues(json.loads(self.written, object_hook=_bytes_json))
+
+    def save(self) -> None:
+        with self.lock:
+            text = json.dumps(queue_state(), default=_json_bytes)
+            if text != self.written:
+                partial = self.path.with_suffix(".partial")
+                partial.write_text(text)
+                os.replace(partial, self.path)
+                self.written = text
+
+    def wrap(self, app):
+        """The WSGI app, saving the queues after each SQS request and before its answer is sent:
+        a message the client was told is sent (or deleted) is on disk by then."""
+        def keeping_queues(environ, start_response):
+            response = app(environ, start_response)
+            if service_of({"Authorization": environ.get("HTTP_AUTHORIZATION", "")}) == "sqs":
+                self.save()
+            return response
+        return keeping_queues
 
 
 def replay(app, recording: Path) -> int:
@@ -82,10 +180,13 @@ def main(argv: list[str] | None = None) -> None:
     from werkzeug.serving import run_simple
 
     app = DomainDispatcherApplication(create_backend_app)
+    keeper = QueueKeeper(args.data / QUEUES_FILE)
+    print(f"restored {keeper.load()} queued messages from {keeper.path}", flush=True)
     recorder.stop_recording()
     print(f"replayed {replay(app, recording)} recorded S3 writes from {recording}", flush=True)
     recorder.start_recording()
-    run_simple(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
+    run_simple(args.host, args.port, keeper.wrap(app), threaded=True,
+               request_handler=MotoRequestHandler)
 
 
 if __name__ == "__main__":
