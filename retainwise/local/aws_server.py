@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
 import json
 import os
 import threading
@@ -45,15 +46,49 @@ def service_of(headers) -> str:
     return scope[3] if len(scope) > 3 else ""
 
 
+_upload_id = threading.local()  # the multipart upload id the current request's upload gets
+
+
+def upload_id_of(request) -> str | None:
+    """For CreateMultipartUpload, an upload id derived from the signed request itself (its
+    signature, SDK invocation id and attempt), so a replay of the recording gets the same id."""
+    if request.method != "POST" or "uploads" not in request.args:
+        return None
+    signed = "|".join(request.headers.get(h, "") for h in (
+        "Authorization", "amz-sdk-invocation-id", "amz-sdk-request", "X-Amz-Date"))
+    return hashlib.sha256(f"{signed}|{request.path}".encode()).hexdigest()
+
+
+def pin_upload_ids() -> None:
+    """moto draws multipart upload ids from os.urandom, so a replayed CreateMultipartUpload got a
+    new id and the recorded UploadPart/Complete that followed failed (NoSuchUpload): every file
+    the API or the web app streamed in was lost on restart. Use `upload_id_of` instead."""
+    from moto.s3.models import FakeMultipart
+
+    init = FakeMultipart.__init__
+
+    def init_with_pinned_id(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.id = getattr(_upload_id, "value", None) or self.id
+
+    FakeMultipart.__init__ = init_with_pinned_id
+
+
 def keep_s3_writes_only() -> None:
-    """Filter moto's recorder to S3 writes, one whole line at a time across server threads."""
+    """Filter moto's recorder to S3 writes, one whole line at a time across server threads.
+
+    The hook runs for every request (replayed ones too) on the thread that then handles it, so
+    it is also where the upload id of a CreateMultipartUpload is pinned.
+    """
     from moto.moto_api._internal.recorder.models import Recorder
 
     record = Recorder._record_request
     lock = threading.Lock()
 
     def record_s3_write(self, request, body=None):
+        _upload_id.value = None
         if request.method in WRITE_METHODS and service_of(request.headers) == "s3":
+            _upload_id.value = upload_id_of(request)
             with lock:
                 record(self, request, body)
 
@@ -142,7 +177,8 @@ class QueueKeeper:
 
 
 def replay(app, recording: Path) -> int:
-    """Send each recorded request to the app in order, as moto's replay does but without HTTP."""
+    """Send each recorded request to the app in order, as moto's replay does but without HTTP;
+    one that fails is skipped with a line in the log rather than keeping the server down."""
     if not recording.exists():
         return 0
     from werkzeug.test import Client
@@ -158,8 +194,12 @@ def replay(app, recording: Path) -> int:
             url = urlsplit(entry["url"])
             headers = {k: v for k, v in entry["headers"].items()
                        if k.lower() not in {"transfer-encoding", "content-length"}}
-            client.open(url.path, method=entry["method"], query_string=url.query,
-                        headers=headers, data=body)
+            try:
+                client.open(url.path, method=entry["method"], query_string=url.query,
+                            headers=headers, data=body)
+            except Exception as exc:  # e.g. a part of an upload recorded before pin_upload_ids
+                print(f"skipped recorded {entry['method']} {url.path}: {exc!r}", flush=True)
+                continue
             count += 1
     return count
 
@@ -175,6 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ["MOTO_RECORDER_FILEPATH"] = str(recording)
     os.environ.setdefault("MOTO_PORT", str(args.port))
     keep_s3_writes_only()
+    pin_upload_ids()
     from moto.moto_api import recorder
     from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import run_simple
