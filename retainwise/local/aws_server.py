@@ -6,7 +6,8 @@ both before the restarted server listens, so no client ever sees a half-restored
 
 - S3: moto's own recorder appends each S3 write (PUT, POST, DELETE: objects and buckets) to
   `recording.jsonl`, and on start the recording is replayed into the fresh server. An S3 request
-  replays exactly: the key and the bytes are in it.
+  replays exactly: the key and the bytes are in it (and a multipart upload's id is derived from
+  the signed request, `pin_upload_ids`, so its replayed parts find their upload).
 - SQS: SQS requests do not replay. A receipt handle is random, so a recorded DeleteMessage finds
   nothing to delete on replay; visibility timeouts and the redrive to the dead-letter queue
   depend on the clock at each receive; and the trigger's long poll every second would grow the
