@@ -150,3 +150,66 @@ def test_a_queued_upload_runs_once_after_a_restart_even_if_sent_again(local_aws,
     assert env.queue.receive(wait_seconds=0) == []
     assert score_upload(queued)["status"] == "COMPLETED"
     assert score_upload(queued)["status"] == "SKIPPED"  # the claim: a second run scores nothing
+
+
+def in_process_queues():
+    """moto in-process (no server): the backends QueueKeeper reads and fills are the same."""
+    import boto3
+    from moto import mock_aws
+
+    mock = mock_aws()
+    mock.start()
+    sqs = boto3.client("sqs", region_name="us-east-1", aws_access_key_id="x",
+                       aws_secret_access_key="x")
+    return mock, sqs
+
+
+def test_kept_queues_come_back_with_ids_receive_counts_and_redrive(tmp_path):
+    from retainwise.local.aws_server import QueueKeeper
+
+    mock, sqs = in_process_queues()
+    try:
+        dlq = sqs.create_queue(QueueName="dlq")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])[
+            "Attributes"]["QueueArn"]
+        url = sqs.create_queue(QueueName="main", Attributes={"RedrivePolicy": json.dumps(
+            {"deadLetterTargetArn": arn, "maxReceiveCount": "2"}), "VisibilityTimeout": "0"})[
+            "QueueUrl"]
+        sent = sqs.send_message(QueueUrl=url, MessageBody="b\u00e9")["MessageId"]
+        sqs.receive_message(QueueUrl=url)
+        QueueKeeper(tmp_path / "queues.json").save()
+    finally:
+        mock.stop()  # moto forgets everything, as a killed server does
+
+    mock, sqs = in_process_queues()
+    try:
+        assert QueueKeeper(tmp_path / "queues.json").load() == 1
+        url = sqs.get_queue_url(QueueName="main")["QueueUrl"]
+        [message] = sqs.receive_message(QueueUrl=url, MessageSystemAttributeNames=["All"])[
+            "Messages"]
+        assert (message["MessageId"], message["Body"]) == (sent, "b\u00e9")
+        assert message["Attributes"]["ApproximateReceiveCount"] == "2"
+        assert "Messages" not in sqs.receive_message(QueueUrl=url)  # moved by the redrive
+        dlq = sqs.get_queue_url(QueueName="dlq")["QueueUrl"]
+        assert sqs.receive_message(QueueUrl=dlq)["Messages"][0]["MessageId"] == sent
+    finally:
+        mock.stop()
+
+
+def test_the_keeper_writes_only_when_the_queues_changed(tmp_path):
+    from retainwise.local.aws_server import QueueKeeper
+
+    mock, sqs = in_process_queues()
+    try:
+        url = sqs.create_queue(QueueName="main")["QueueUrl"]
+        keeper = QueueKeeper(tmp_path / "queues.json")
+        keeper.save()
+        keeper.path.unlink()
+        sqs.receive_message(QueueUrl=url)  # an empty poll, as the trigger's every second
+        keeper.save()
+        assert not keeper.path.exists()
+        sqs.send_message(QueueUrl=url, MessageBody="x")
+        keeper.save()
+        assert json.loads(keeper.path.read_text())["queues"][0]["messages"][0]["body"] == "x"
+    finally:
+        mock.stop()
