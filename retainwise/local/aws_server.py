@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 WRITE_METHODS = {"PUT", "POST", "DELETE"}
 QUEUES_FILE = "queues.json"
+READ_ONLY_ACTIONS = ("Get", "List")  # SQS actions that change no queue: nothing to save
 # what CreateQueue accepts back (the rest of `Queue.attributes` is computed: counts, ARN, times)
 QUEUE_SETTINGS = ("DelaySeconds", "MaximumMessageSize", "MessageRetentionPeriod", "Policy",
                   "ReceiveMessageWaitTimeSeconds", "RedrivePolicy", "VisibilityTimeout",
@@ -171,7 +172,9 @@ class QueueKeeper:
         a message the client was told is sent (or deleted) is on disk by then."""
         def keeping_queues(environ, start_response):
             response = app(environ, start_response)
-            if service_of({"Authorization": environ.get("HTTP_AUTHORIZATION", "")}) == "sqs":
+            action = environ.get("HTTP_X_AMZ_TARGET", "").rpartition(".")[2]
+            if (service_of({"Authorization": environ.get("HTTP_AUTHORIZATION", "")}) == "sqs"
+                    and not action.startswith(READ_ONLY_ACTIONS)):
                 self.save()
             return response
         return keeping_queues
