@@ -19,6 +19,7 @@ import dotenv
 import tenacity
 
 from retainwise.config.settings import Settings
+from retainwise.local import aws_server
 
 
 @dataclass(frozen=True)
@@ -131,11 +132,12 @@ def up(settings: Settings, timeout: float = 180) -> dict[str, str]:
     os.environ.update(env)
     running = status(settings)
     pending = [s for s in services(settings) if not running.get(s.name)]
+    queues_kept = (home / "aws" / aws_server.QUEUES_FILE).exists()
     servers = {s.name: (s, start(s, home, env)) for s in pending if s.health_url}
     for name, (service, process) in servers.items():
         wait_healthy(service.health_url, timeout, process, home / "logs" / f"{name}.log")
     aws.ensure_resources(Settings())
-    if "moto" in servers:
+    if "moto" in servers and not queues_kept:
         restore_queue(Settings())
     registry.ensure_store(Settings())  # before the runner's warm workers open it together
     for service in pending:
@@ -146,8 +148,10 @@ def up(settings: Settings, timeout: float = 180) -> dict[str, str]:
 
 
 def restore_queue(settings: Settings) -> int:
-    """A restarted moto has empty queues: send every PENDING upload's message again, from the
-    database (the record of what is queued), as the reaper does for a lost message."""
+    """For a home whose queues were never kept (made before `queues.json`, or the file deleted):
+    send every PENDING upload's message again, from the database, as the reaper does for a lost
+    message. Never a second flow run: the trigger's idempotency key gives a duplicate message the
+    same run, and the claim (`db.claim_prediction`) lets only one run score the upload."""
     import sqlalchemy as sa
 
     from retainwise.adapters.resources import Resources
