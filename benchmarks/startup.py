@@ -1,10 +1,13 @@
-"""Start-up of the commands: `retainwise --help`, and `retainwise score` on a 10-row file.
+"""Start-up of the commands: `retainwise --help`, `retainwise score` on a 10-row file, and the
+imports of a cold worker (a fresh interpreter running a score-upload flow run imports its flow).
 
 Trains a champion on Telco in a private home first (not timed), then alternates the commands
 with the bare imports that set their floor (`python -c pass`, `import pandas`, `import mlflow`,
 `import sklearn.ensemble`, the GX validator). Prints one JSON line: median wall and CPU
 (user+sys) seconds per command, with the floors measured in the same run.
-Usage: benchmarks/startup.py [--repeats 5]
+With `--baseline DIR` (a checkout of an earlier commit) each command also runs from DIR's code
+(PYTHONPATH=DIR, same venv) in the same repeats, for before/after figures on the same load.
+Usage: benchmarks/startup.py [--repeats 5] [--baseline /tmp/checkout-of-main]
 """
 
 from __future__ import annotations
@@ -33,6 +36,10 @@ FLOORS = {
 }
 
 
+COMMANDS_WITH_BASELINE = ("retainwise --help", "retainwise score (10 rows)",
+                          "cold worker: import flows.score_upload")
+
+
 def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
     """Wall and CPU (user+sys) seconds of one child, from this process's children's rusage."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -48,6 +55,7 @@ def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--baseline", help="a checkout whose code to time beside this one's")
     args = parser.parse_args()
     from benchmarks.data import load_telco
     from retainwise.config.settings import Settings
@@ -62,16 +70,23 @@ def main() -> None:
     commands = {"retainwise --help": [RETAINWISE, "--help"],
                 "retainwise score (10 rows)": [RETAINWISE, "score", str(small), "-o",
                                                str(home / "scored.csv")],
+                "cold worker: import flows.score_upload": [PYTHON, "-c",
+                                                           "import flows.score_upload"],
                 **{name: [PYTHON, "-c", code] for name, code in FLOORS.items()}}
+    envs = {name: env for name in commands}
+    if args.baseline:
+        for name in COMMANDS_WITH_BASELINE:
+            commands[f"baseline: {name}"] = commands[name]
+            envs[f"baseline: {name}"] = {**env, "PYTHONPATH": args.baseline}
     timed(commands["retainwise score (10 rows)"], env)  # a first run warms the page cache
     runs: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
     for repeat in range(args.repeats):
         for name, argv in commands.items():
-            runs[name].append(timed(argv, env))
+            runs[name].append(timed(argv, envs[name]))
         log(f"repeat {repeat + 1}/{args.repeats} done")
     result = {name: {"wall_s": round(median([w for w, _ in r]), 2),
                      "cpu_s": round(median([c for _, c in r]), 2)} for name, r in runs.items()}
-    print(json.dumps({"median_of": args.repeats, "commands": result,
+    print(json.dumps({"median_of": args.repeats, "baseline": args.baseline, "commands": result,
                       "load_average": round(os.getloadavg()[0], 2)}), file=sys.stdout)
 
 
