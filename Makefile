@@ -8,10 +8,15 @@ STAMP  := $(VENV)/.installed
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+# Bytecode is compiled once here: uv does not, and with PYTHONDONTWRITEBYTECODE=1 (set on this
+# machine, and in the image) Python never caches it, so every command compiled ~4,000 modules
+# again on every start: `retainwise score` took 10 CPU s instead of 5.5 (benchmarks/README.md).
+# One file in a dependency is Python 3.12 syntax, so compileall's exit status is ignored.
+$(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv
 	$(BIN)/uv pip install -q --system-certs --python $(BIN)/python -c constraints.txt -e '.[dev,local]'
+	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib > /dev/null || true
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+LABEL_COLUMN = "__retainwise_label__"  # the 0/1 label stored beside the raw rows of the test set
+
 
 @dataclass(frozen=True)
 class FeatureProfile:

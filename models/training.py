@@ -30,14 +30,13 @@ from models.evaluation import holdout_metrics, reliability_curve, roc_points
 from models.features import infer_features, prepare_features
 from models.leakage import leaking_columns
 from models.monitoring import score_shares
-from models.profile import ModelProfile
+from models.profile import LABEL_COLUMN, ModelProfile
 from models.thresholds import choose_threshold_and_cutoffs
 
 SEED = 42
 TEST_SHARE = 0.2
 CV_FOLDS = 5
 MIN_PER_CLASS = 10
-LABEL_COLUMN = "__retainwise_label__"  # the 0/1 label stored beside the raw rows of the test set
 TRUE_LABELS = {"yes", "true", "1", "y", "t", "churn", "churned"}
 MAX_CATEGORIES = 250  # histogram trees take at most 255 bins per feature
 

@@ -13,20 +13,21 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from importlib.metadata import version as installed_version
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from mlflow.models import infer_signature
 
 from models.features import prepare_features
-from models.profile import ModelProfile
-from models.training import LABEL_COLUMN, TrainedModel
+from models.profile import LABEL_COLUMN, ModelProfile
 from retainwise.config.errors import NoChampion, PromotionRefused
 from retainwise.config.settings import Settings
+
+if TYPE_CHECKING:  # loading and scoring never import the training code (scikit-learn's CV, metrics)
+    from models.training import TrainedModel
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -121,6 +122,8 @@ def register(trained: TrainedModel, name: str, settings: Settings,
     Serialised with cloudpickle: MLflow 3's default skops format refuses the boosted trees and our
     CalibratedModel unless each type is trusted by hand. Loading needs this code base installed.
     """
+    from mlflow.models import infer_signature
+
     _use_store(settings)
     example = prepare_features(trained.evaluation.head(5), trained.profile.features)
     signature = infer_signature(example, trained.pipeline.predict_proba(example)[:, 1])

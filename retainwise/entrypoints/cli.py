@@ -1,4 +1,9 @@
-"""`retainwise`: upload files, follow them, train and promote models, run the local stack."""
+"""`retainwise`: upload files, follow them, train and promote models, run the local stack.
+
+Each command imports what it needs inside its function, so `--help` and quick commands never
+load pydantic, MLflow, Prefect, GX or scikit-learn they do not use (tests/retainwise/entrypoints/
+test_cli_imports.py keeps this).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,10 @@ import os
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from retainwise.config.settings import Settings
+if TYPE_CHECKING:
+    from retainwise.config.settings import Settings
 
 
 def _resources():
@@ -106,6 +112,7 @@ def cmd_score(args) -> int:
     from retainwise.uploads.report import build_report
     from retainwise.uploads.pipeline import score_file
     from retainwise.uploads.reading import Limits
+    from retainwise.config.settings import Settings
 
     settings = Settings()
     summary: dict[str, Any] = {"status": "FAILED", "rows_total": 0, "rows_scored": 0,
@@ -212,6 +219,7 @@ def cmd_api(args) -> int:
 
 
 def cmd_stack(args) -> int:
+    from retainwise.config.settings import Settings
     from retainwise.local import stack
 
     settings = Settings()
@@ -275,23 +283,25 @@ def cmd_dlq(args) -> int:
 
 
 def cmd_model(args) -> int:
-    from retainwise.adapters import mlflow_registry as registry
-    from retainwise.config import errors
-    from retainwise.modelops import promotion
+    from retainwise.config.settings import Settings
 
-    settings = Settings()
-    if args.action == "train":
+    if args.action == "train":  # imports nothing it does not need before fitting starts
         return _model_train(args)
+    settings = Settings()
     if args.action == "monitor":
         return _model_monitor(args, settings)
     if args.action == "compare":
         return _model_compare(args, settings)
+    from retainwise.adapters import mlflow_registry as registry
+
     if args.action == "list":
         for row in registry.list_versions(args.name, settings):
             _print_json(row)
         return 0
     from retainwise.adapters.db import make_engine
     from retainwise.adapters.promotions import PromotionsTableMissing
+    from retainwise.config import errors
+    from retainwise.modelops import promotion
 
     engine = make_engine(settings.db_url)
     try:
@@ -535,6 +545,7 @@ def main(argv: list[str] | None = None) -> int:
     # without a Prefect server, flows start a temporary one; on a busy 2-core box it needs > 20 s
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     if args.command != "stack":
+        from retainwise.config.settings import Settings
         from retainwise.local.stack import load_stack_env
 
         load_stack_env(Settings())
