@@ -446,24 +446,29 @@ def validate_upload(table: TextTable | pd.DataFrame, profile: ModelProfile,
 
 
 def add_duplicates(reasons: Reasons, ids: pd.Series, numbers: np.ndarray) -> None:
-    """Among rows otherwise fit to score, the first copy of an id is scored, later ones rejected."""
-    column = pa.array(ids)
+    """Among rows otherwise fit to score, the first copy of an id is scored, later ones rejected.
+
+    Only rows whose id hash repeats are compared as text (most files have no duplicate at all)."""
+    valid = np.flatnonzero(ids.notna().to_numpy() & ~reasons.rejected)
+    repeats = pd.Series(id_hashes(ids.iloc[valid])).duplicated(keep=False).to_numpy()
+    if not repeats.any():
+        return
+    candidates = valid[repeats]  # rows whose id may occur twice, in row order
+    column = pa.array(ids.iloc[candidates])
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
-    codes = pc.fill_null(pc.dictionary_encode(column).indices, -1).to_numpy(zero_copy_only=False)
-    valid = np.flatnonzero((codes >= 0) & ~reasons.rejected)
-    if not len(valid):
-        return
-    first_of_code = np.full(codes.max() + 1, len(codes))
-    np.minimum.at(first_of_code, codes[valid], valid)  # each id's first fit row: integers only
-    later = first_of_code[codes[valid]] != valid
+    codes = pc.dictionary_encode(column).indices.to_numpy(zero_copy_only=False)
+    first = np.full(codes.max() + 1, len(candidates))
+    np.minimum.at(first, codes, np.arange(len(candidates)))  # first candidate per id: integers
+    later = first[codes] != np.arange(len(candidates))
     if not later.any():
         return
-    duplicate = np.zeros(len(codes), dtype=bool)
-    duplicate[valid[later]] = True
+    first_row = np.zeros(len(reasons.rejected), dtype=np.int64)
+    first_row[candidates[later]] = candidates[first[codes[later]]]
+    duplicate = np.zeros(len(reasons.rejected), dtype=bool)
+    duplicate[candidates[later]] = True
     reasons.add(duplicate, "duplicate id", lambda pos: [
-        f"duplicate customer id; already scored from row {numbers[first_of_code[c]]}"
-        for c in codes[pos]])
+        f"duplicate customer id; already scored from row {numbers[first_row[p]]}" for p in pos])
 
 
 MIX1, MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)  # splitmix64's finaliser
