@@ -13,6 +13,8 @@ loaded from `git show` as modules, so both sides run in one process on the same 
    stage and validation's share of them, the figure `make bench` reports (target <= 15%; wall
    seconds, so inflated by other load), and validation's share of the path's CPU seconds
    (step 1's chunked CPU over the path's CPU, all threads), which load barely moves.
+4. Files under 64 MiB (400k Telco rows): the whole-file path (`pipeline.score_file`) `--repeats`
+   times per side, alternating; seconds per stage of the run with the median validation share.
 
 The upload is benchmarks/data.py's Telco-schema table (`ensure(rows)`) with faults added so
 every reject path runs: 1% unparseable tenure, 0.1% duplicate ids, 0.05% missing ids, 0.05%
@@ -171,6 +173,29 @@ def stream_seconds(stream, data: bytes, model, chunk_bytes: int) -> dict:
             "validation_share_of_busy": round(seconds["validating"] / sum(seconds.values()), 3)}
 
 
+def whole_file_seconds(module, data: bytes, model) -> dict:
+    """Seconds per stage of the whole-file path (`pipeline.score_file`, what uploads under the
+    chunked threshold take) with `module`'s validator, and validation's share of its CPU."""
+    from retainwise.uploads import pipeline
+    from retainwise.uploads.reading import Limits
+
+    saved, pipeline.validate_upload = pipeline.validate_upload, module.validate_upload
+    try:
+        cpu = time.process_time()
+        scored = pipeline.score_file(data, model, Limits(max_bytes=1 << 40), 0.5)
+        cpu = time.process_time() - cpu
+    finally:
+        pipeline.validate_upload = saved
+    seconds = {k: round(v, 2) for k, v in scored.seconds.items()}
+    return {"busy_s": seconds, "cpu_s": round(cpu, 2),
+            "validation_share_of_busy": round(seconds["validating"] / sum(seconds.values()), 3)}
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The run with the median validation share (its own seconds, not a mix of runs)."""
+    return sorted(runs, key=lambda r: r["validation_share_of_busy"])[len(runs) // 2]
+
+
 def run(rows: int, repeats: int, ref: str, compiled: bool, clean: bool,
         chunk_bytes: int = streaming.CHUNK_BYTES) -> dict:
     data = ensure(rows).read_bytes() if clean else faulty_upload(rows)
@@ -219,7 +244,18 @@ def run(rows: int, repeats: int, ref: str, compiled: bool, clean: bool,
               f"validation {stream[side]['validation_share_of_busy']:.0%} of them "
               f"(target <= {TARGET_SHARE:.0%}); CPU {stream[side]['cpu_s']} s, of which "
               f"validation {stream[side]['validation_share_of_cpu']:.0%}")
-    return {"benchmark": "validation_cpu", "rows": rows, "clean": clean, "bytes": len(data),
+    whole_file = {}
+    if len(data) <= 64 * 2**20:  # Settings.chunked_above_bytes: larger uploads are streamed
+        runs = {side: [] for side in sides}
+        for repeat in range(repeats):
+            for side in (list(sides) if repeat % 2 == 0 else list(sides)[::-1]):
+                runs[side].append(whole_file_seconds(sides[side][0], data, model))
+        for side in sides:
+            whole_file[side] = median_run(runs[side])
+            print(f"whole-file scoring path, {side}: seconds {whole_file[side]['busy_s']}, "
+                  f"validation {whole_file[side]['validation_share_of_busy']:.0%} of them; "
+                  f"CPU {whole_file[side]['cpu_s']} s")
+    return {"benchmark": "validation_cpu", "whole_file": whole_file, "rows": rows, "clean": clean, "bytes": len(data),
             "chunk_mib": round(chunk_bytes / 2**20, 1), "chunks": len(tables), "repeats": repeats,
             "baseline": ref, "scorer": "compiled" if hasattr(model, "scorer") else "scikit-learn",
             "rows_rejected": outputs["now", "whole"].rows_rejected, "cpu": summary,
