@@ -499,6 +499,8 @@ def id_hashes(ids: pd.Series) -> np.ndarray:
     words = np.lib.stride_tricks.as_strided(  # words[i] = the 8 bytes from byte i on
         padded, shape=(len(padded) - 7, 8), strides=(1, 1)).view("<u8")[:, 0]
     starts, lengths = offsets[:-1] - base, np.diff(offsets)
+    if text.null_count:  # Arrow lets a null slot hold bytes; a missing id hashes as ""
+        lengths = np.where(pc.is_null(text).to_numpy(zero_copy_only=False), 0, lengths)
     hashes = lengths.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
     for k in range(0, int(lengths.max(initial=0)), 8):
         rows = None if int(lengths.min()) >= k + 8 else np.flatnonzero(lengths > k)

@@ -256,3 +256,13 @@ def test_id_hashes_depend_on_the_text_alone():
     assert id_hashes(ids.iloc[4:7]).tolist() == hashes[4:7].tolist()  # an offset Arrow slice
     assert id_hashes(pd.Series(texts, dtype=object)).tolist() == hashes.tolist()
     assert id_hashes(pd.Series([], dtype="str")).tolist() == []
+
+
+def test_a_missing_id_hashes_as_blank_even_where_arrow_kept_bytes_under_the_null():
+    import pyarrow as pa
+
+    text = pa.array(["C1", "C2", "C3"])
+    masked = pa.Array.from_buffers(pa.string(), 3, [pa.py_buffer(b"\x05")] + text.buffers()[1:])
+    assert masked.to_pylist() == ["C1", None, "C3"]
+    hashes = id_hashes(pd.Series(pd.arrays.ArrowStringArray(masked)))
+    assert hashes.tolist() == id_hashes(pd.Series(["C1", "", "C3"], dtype="str")).tolist()
