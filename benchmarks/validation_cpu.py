@@ -72,8 +72,8 @@ def faulty_upload(rows: int) -> bytes:
     frame.loc[pick(0.0005), ID] = ""
     frame.loc[pick(0.0005), "MonthlyCharges"] = "99999"
     grouped = pick(0.005)
-    frame.loc[grouped, "TotalCharges"] = ["1,234.5", "2 345,75", "29,85", "n/a"] * (len(grouped) // 4) \
-        + ["1,234.5"] * (len(grouped) % 4)
+    spellings = ["1,234.5", "2 345,75", "29,85", "n/a"]
+    frame.loc[grouped, "TotalCharges"] = [spellings[i % 4] for i in range(len(grouped))]
     respelled = pick(0.01)
     frame.loc[respelled, "Partner"] = frame.loc[respelled, "Partner"].str.lower() + " "
     frame.loc[pick(0.01), "PaperlessBilling"] = "TRUE"
@@ -131,7 +131,7 @@ def cpu_of(function, *args) -> tuple[float, float, object]:
 
 
 def validate_chunks(stream, tables, profile) -> list:
-    """The chunks validated as `stream`.score_stream does (row numbers, duplicates across chunks)."""
+    """The pieces validated as `stream`.score_stream does (row numbers, ids across pieces)."""
     seen, offset, out = stream.SeenIds(), 0, []
     for table in tables:
         upload = stream.validate_piece(table, profile, offset, seen)
@@ -255,7 +255,8 @@ def run(rows: int, repeats: int, ref: str, compiled: bool, clean: bool,
             print(f"whole-file scoring path, {side}: seconds {whole_file[side]['busy_s']}, "
                   f"validation {whole_file[side]['validation_share_of_busy']:.0%} of them; "
                   f"CPU {whole_file[side]['cpu_s']} s")
-    return {"benchmark": "validation_cpu", "whole_file": whole_file, "rows": rows, "clean": clean, "bytes": len(data),
+    return {"benchmark": "validation_cpu", "whole_file": whole_file, "rows": rows, "clean": clean,
+            "bytes": len(data),
             "chunk_mib": round(chunk_bytes / 2**20, 1), "chunks": len(tables), "repeats": repeats,
             "baseline": ref, "scorer": "compiled" if hasattr(model, "scorer") else "scikit-learn",
             "rows_rejected": outputs["now", "whole"].rows_rejected, "cpu": summary,

@@ -134,7 +134,7 @@ class SeenIds:
     def first_rows(self, hashes: np.ndarray) -> np.ndarray:
         """Row each hash was first seen on, or 0 where it is new."""
         found = np.zeros(len(hashes), dtype=np.int64)
-        order = np.argsort(hashes)  # sorted needles: searchsorted walks each run in order, 2x faster
+        order = np.argsort(hashes)  # sorted needles: searchsorted walks each run in order (2x)
         hashes = hashes[order]
         for keys, rows in self.runs:
             at = np.minimum(np.searchsorted(keys, hashes), len(keys) - 1)

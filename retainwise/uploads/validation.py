@@ -309,7 +309,8 @@ def failing_rows(checked: pd.DataFrame, profile: ModelProfile) -> dict[str, np.n
         return {}
     validator = Validator(_batch_definition(), result_format={"result_format": "BOOLEAN_ONLY"},
                           batch_parameters={"dataframe": checked})
-    failed = {check for check, outcome in run_suite(validator, profile, None) if not outcome.success}
+    failed = {check for check, outcome in run_suite(validator, profile, None)
+              if not outcome.success}
     if not failed:
         return {}
     validator.result_format = {"result_format": "COMPLETE", "partial_unexpected_count": 0,
