@@ -26,8 +26,8 @@ from retainwise.uploads.compression import decompressed
 from retainwise.uploads.reading import (Limits, TextTable, read_upload, refuse_binary,
                                         utf16_without_bom)
 from retainwise.uploads.report import merge_counts, upload_counts
-from retainwise.uploads.validation import (ValidatedUpload, reject_rows, row_numbers, too_many_rejected,
-                                   validate_upload)
+from retainwise.uploads.validation import (ValidatedUpload, id_hashes, reject_rows, row_numbers,
+                                           too_many_rejected, validate_upload)
 
 CHUNK_BYTES = 8 * 2**20           # the default of Settings.chunk_bytes
 SCORERS = 2                       # chunks scored at once (one per core here)
@@ -134,10 +134,12 @@ class SeenIds:
     def first_rows(self, hashes: np.ndarray) -> np.ndarray:
         """Row each hash was first seen on, or 0 where it is new."""
         found = np.zeros(len(hashes), dtype=np.int64)
+        order = np.argsort(hashes)  # sorted needles: searchsorted walks each run in order (2x)
+        hashes = hashes[order]
         for keys, rows in self.runs:
             at = np.minimum(np.searchsorted(keys, hashes), len(keys) - 1)
-            hit = (keys[at] == hashes) & (found == 0)
-            found[hit] = rows[at[hit]]
+            hit = (keys[at] == hashes) & (found[order] == 0)
+            found[order[hit]] = rows[at[hit]]
         return found
 
     def add(self, hashes: np.ndarray, rows: np.ndarray) -> None:
@@ -153,7 +155,7 @@ class SeenIds:
     def duplicates(self, ids: pd.Series, rows: np.ndarray) -> np.ndarray:
         """For each row: the row its id was first seen on (earlier chunk or this one), else 0."""
         present = ids.notna().to_numpy()
-        hashes = pd.util.hash_pandas_object(ids.astype("object"), index=False).to_numpy()
+        hashes = id_hashes(ids)
         first = np.where(present, self.first_rows(hashes), 0)
         new = present & (first == 0)
         local = pd.Series(hashes[new])
@@ -198,7 +200,7 @@ def validate_piece(table: TextTable, profile, offset: int, seen: SeenIds) -> Val
         return replace(upload, rejects=rejects)
     numbers = row_numbers(len(table.frame), table.malformed) + offset
     positions = np.asarray(upload.accepted.index, dtype=np.int64)  # rows of the parsed chunk
-    first_seen = seen.duplicates(upload.customer_ids.astype("object"), numbers[positions])
+    first_seen = seen.duplicates(upload.customer_ids, numbers[positions])
     duplicate = first_seen > 0
     if not duplicate.any():
         return replace(upload, rejects=rejects)

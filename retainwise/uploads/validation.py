@@ -205,21 +205,32 @@ def category_lookup(feature: FeatureProfile) -> dict[str, str]:
     return lookup
 
 
+def factorize_text(raw: pd.Series) -> tuple[np.ndarray, list]:
+    """(int32 code per cell, -1 for missing; distinct values in order of first appearance), as
+    pd.factorize gives them, from one Arrow dictionary encoding (no int64 copies of the codes)."""
+    text = arrow_column(raw)
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    encoded = pc.dictionary_encode(text)
+    return (pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False),
+            encoded.dictionary.to_pylist())
+
+
 def parse_categories(raw: pd.Series,
                      feature: FeatureProfile) -> tuple[pd.Series, dict[str, Any], tuple]:
-    """(training spelling of each value, counts for the report, (codes, spellings) for drift);
-    Python runs per distinct value, not per cell."""
-    codes, uniques = pd.factorize(raw, use_na_sentinel=True)
+    """(training spelling of each value, counts for the report, (codes, spellings, rows per
+    code) for drift); Python runs per distinct value, not per cell."""
+    codes, uniques = factorize_text(raw)
     lookup, known = category_lookup(feature), set(feature.categories)
     canonical = []
     for value in uniques:
         text = " ".join(str(value).split())
         canonical.append(lookup.get(text.lower(), str(value).strip()) if text else np.nan)
     values = category_column(codes, canonical, raw.index)
-    per_value = np.bincount(codes[codes >= 0], minlength=len(canonical))
+    rows_per_code = code_counts(codes, len(canonical))
     unknown: dict[str, int] = {}
-    missing = int((codes < 0).sum())
-    for value, count in zip(canonical, per_value):
+    missing = int(rows_per_code[-1])
+    for value, count in zip(canonical, rows_per_code[:-1]):
         if value is np.nan:
             missing += int(count)
         elif value not in known and count:
@@ -227,24 +238,30 @@ def parse_categories(raw: pd.Series,
     return (values,
             {"kind": "categorical", "missing": missing,
              "unknown": sum(unknown.values()), "unknown_values": top_counts(unknown)},
-            (codes, canonical))
+            (codes, canonical, rows_per_code))
+
+
+def code_counts(codes: np.ndarray, distinct: int) -> np.ndarray:
+    """Rows per code, the missing rows (code -1) last: one integer pass."""
+    return np.bincount(np.where(codes < 0, distinct, codes), minlength=distinct + 1)
 
 
 def category_column(codes: np.ndarray, canonical: list, index: pd.Index) -> pd.Series:
     """The training spellings as a pandas Categorical (NaN = missing): the encoder reads its
     integer codes instead of hashing every cell's text again."""
     position: dict[str, int] = {}  # several spellings may map to one training category
-    table = np.array([-1 if value is np.nan else position.setdefault(value, len(position))
-                      for value in canonical] + [-1], dtype=np.int64)  # code -1 -> last, missing
+    table = [-1 if value is np.nan else position.setdefault(value, len(position))
+             for value in canonical] + [-1]  # code -1 -> last, missing
+    table = np.array(table, dtype=np.int8 if len(position) < 127 else np.int32)
     categories = pd.Index(list(position), dtype=object)
     return pd.Series(pd.Categorical.from_codes(table[codes], categories=categories,
                                                validate=False), index=index, copy=False)
 
 
-def value_counts(codes: np.ndarray, canonical: list) -> dict[str | None, int]:
-    """Rows per training-spelled value from factorize codes: integer counting, no string hashing."""
-    counts: dict[str | None, int] = {None: int((codes < 0).sum())}
-    for value, count in zip(canonical, np.bincount(codes[codes >= 0], minlength=len(canonical))):
+def value_counts(rows_per_code: np.ndarray, canonical: list) -> dict[str | None, int]:
+    """Rows per training-spelled value from the rows per code (missing last): no string hashing."""
+    counts: dict[str | None, int] = {None: int(rows_per_code[-1])}
+    for value, count in zip(canonical, rows_per_code[:-1]):
         key = None if value is np.nan else value
         counts[key] = counts.get(key, 0) + int(count)
     return counts
@@ -279,25 +296,41 @@ def _batch_definition():
 
 
 def failing_rows(checked: pd.DataFrame, profile: ModelProfile) -> dict[str, np.ndarray]:
-    """Run the suite on the float64 check frame; the failing row indices per check."""
+    """Run the suite on the float64 check frame; the failing row indices per check.
+
+    Two passes on one GX validator: pass/fail of every expectation (BOOLEAN_ONLY: GX resolves
+    about half the metrics, and most uploads pass them all), then the row indices (COMPLETE) of
+    the failed ones only. One validator fetches and fingerprints the frame once (Batch.validate
+    would build a validator, and fetch the frame again, per call).
+    """
+    from great_expectations.validator.v1_validator import Validator
+
+    if checked.empty or not build_expectations(profile):
+        return {}
+    validator = Validator(_batch_definition(), result_format={"result_format": "BOOLEAN_ONLY"},
+                          batch_parameters={"dataframe": checked})
+    failed = {check for check, outcome in run_suite(validator, profile, None)
+              if not outcome.success}
+    if not failed:
+        return {}
+    validator.result_format = {"result_format": "COMPLETE", "partial_unexpected_count": 0,
+                               "return_unexpected_index_query": False}
+    return {check: np.asarray(outcome.result.get("unexpected_index_list") or [], dtype=np.int64)
+            for check, outcome in run_suite(validator, profile, failed) if not outcome.success}
+
+
+def run_suite(validator, profile: ModelProfile, only: set[str] | None) -> list[tuple[str, Any]]:
+    """(check name, GX result) of the profile's expectations (those named in `only`, if given)."""
     import great_expectations as gx
 
-    checks = build_expectations(profile)
-    if not checks or checked.empty:
-        return {}
+    checks = [(e, check) for e, check in build_expectations(profile)
+              if only is None or check in only]
     suite = gx.ExpectationSuite(name="upload", expectations=[e for e, _ in checks])
-    batch = _batch_definition().get_batch(batch_parameters={"dataframe": checked})
-    result = batch.validate(suite, result_format={
-        "result_format": "COMPLETE", "partial_unexpected_count": 0,
-        "return_unexpected_index_query": False})
-    failing = {}
-    for (_, check), outcome in zip(checks, result.results):
+    result = validator.validate_expectation_suite(suite)
+    for outcome in result.results:
         if outcome.exception_info.get("raised_exception"):
             raise RuntimeError(f"validation could not run: {outcome.exception_info}")
-        if not outcome.success:
-            failing[check] = np.asarray(outcome.result.get("unexpected_index_list") or [],
-                                        dtype=np.int64)
-    return failing
+    return [(check, outcome) for (_, check), outcome in zip(checks, result.results)]
 
 
 class Reasons:
@@ -402,8 +435,10 @@ def validate_upload(table: TextTable | pd.DataFrame, profile: ModelProfile,
     accepted = pd.DataFrame({  # Series keep their dtype: pandas 3 would infer `str` from arrays
         name: values if every_row else values.iloc[keep].set_axis(index)
         for name, values in prepared.items()}, index=index)
-    counts = {name: value_counts(c if every_row else c[keep], spellings)
-              for name, (c, spellings) in codes.items()}
+    rejected = np.flatnonzero(reasons.rejected)
+    counts = {name: value_counts(per_code if every_row else  # all rows less the rejected ones
+                                 per_code - code_counts(c[rejected], len(spellings)), spellings)
+              for name, (c, spellings, per_code) in codes.items()}
     return ValidatedUpload(accepted, ids if every_row else ids.iloc[keep], rejects, rows_total,
                            too_many_rejected(
                                len(rejects), rows_total, max_rejected_share,
@@ -412,22 +447,72 @@ def validate_upload(table: TextTable | pd.DataFrame, profile: ModelProfile,
 
 
 def add_duplicates(reasons: Reasons, ids: pd.Series, numbers: np.ndarray) -> None:
-    """Among rows otherwise fit to score, the first copy of an id is scored, later ones rejected."""
-    column = pa.array(ids)
+    """Among rows otherwise fit to score, the first copy of an id is scored, later ones rejected.
+
+    Only rows whose id hash repeats are compared as text (most files have no duplicate at all)."""
+    valid = np.flatnonzero(ids.notna().to_numpy() & ~reasons.rejected)
+    repeats = pd.Series(id_hashes(ids.iloc[valid])).duplicated(keep=False).to_numpy()
+    if not repeats.any():
+        return
+    candidates = valid[repeats]  # rows whose id may occur twice, in row order
+    column = pa.array(ids.iloc[candidates])
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
-    codes = pc.fill_null(pc.dictionary_encode(column).indices, -1).to_numpy(zero_copy_only=False)
-    valid = np.flatnonzero((codes >= 0) & ~reasons.rejected)
-    later = pd.Series(codes[valid]).duplicated().to_numpy()  # hashing ints, not strings
+    codes = pc.dictionary_encode(column).indices.to_numpy(zero_copy_only=False)
+    first = np.full(codes.max() + 1, len(candidates))
+    np.minimum.at(first, codes, np.arange(len(candidates)))  # first candidate per id: integers
+    later = first[codes] != np.arange(len(candidates))
     if not later.any():
         return
-    first_of_code = np.full(codes.max() + 1, -1)
-    first_of_code[codes[valid[~later]]] = valid[~later]
-    duplicate = np.zeros(len(codes), dtype=bool)
-    duplicate[valid[later]] = True
+    first_row = np.zeros(len(reasons.rejected), dtype=np.int64)
+    first_row[candidates[later]] = candidates[first[codes[later]]]
+    duplicate = np.zeros(len(reasons.rejected), dtype=bool)
+    duplicate[candidates[later]] = True
     reasons.add(duplicate, "duplicate id", lambda pos: [
-        f"duplicate customer id; already scored from row {numbers[first_of_code[c]]}"
-        for c in codes[pos]])
+        f"duplicate customer id; already scored from row {numbers[first_row[p]]}" for p in pos])
+
+
+MIX1, MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)  # splitmix64's finaliser
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    x ^= x >> np.uint64(30)
+    x *= MIX1
+    x ^= x >> np.uint64(27)
+    x *= MIX2
+    x ^= x >> np.uint64(31)
+    return x
+
+
+def id_hashes(ids: pd.Series) -> np.ndarray:
+    """A 64-bit hash of each id's UTF-8 bytes, read 8 bytes at a time from the Arrow buffers:
+    no Python string per cell (pandas hashes object columns ~20x slower). Missing ids hash as ""."""
+    text = pa.array(ids)
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    text = text.cast(pa.large_string())
+    offsets = np.frombuffer(text.buffers()[1], dtype=np.int64)[
+        text.offset:text.offset + len(text) + 1]
+    base, end = int(offsets[0]), int(offsets[-1])
+    padded = np.zeros(end - base + 8, dtype=np.uint8)  # 8 spare bytes: every read is in bounds
+    if end > base:
+        padded[:end - base] = np.frombuffer(text.buffers()[2], dtype=np.uint8)[base:end]
+    words = np.lib.stride_tricks.as_strided(  # words[i] = the 8 bytes from byte i on
+        padded, shape=(len(padded) - 7, 8), strides=(1, 1)).view("<u8")[:, 0]
+    starts, lengths = offsets[:-1] - base, np.diff(offsets)
+    if text.null_count:  # Arrow lets a null slot hold bytes; a missing id hashes as ""
+        lengths = np.where(pc.is_null(text).to_numpy(zero_copy_only=False), 0, lengths)
+    hashes = lengths.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    for k in range(0, int(lengths.max(initial=0)), 8):
+        rows = None if int(lengths.min()) >= k + 8 else np.flatnonzero(lengths > k)
+        if rows is None:  # every id has 8 more bytes (the usual fixed-width ids)
+            hashes = _mix(hashes ^ words[starts + k])
+            continue
+        bits = np.minimum(lengths[rows] - k, 8).astype(np.uint64) * np.uint64(8)
+        keep = np.where(bits == 64, np.uint64(2**64 - 1),
+                        (np.uint64(1) << (bits & np.uint64(63))) - np.uint64(1))
+        hashes[rows] = _mix(hashes[rows] ^ (words[starts[rows] + k] & keep))
+    return hashes
 
 
 def row_numbers(rows: int, malformed: list[tuple[int, str]]) -> np.ndarray:

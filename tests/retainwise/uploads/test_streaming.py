@@ -155,3 +155,12 @@ def test_a_record_that_never_ends_is_refused_naming_the_limit():
         list(streaming.record_chunks([endless], chunk_bytes=1000, max_record_bytes=2000))
     with pytest.raises(UploadRejected, match="the header of the file is longer"):
         list(streaming.record_chunks([b"a" * 10_000], chunk_bytes=1000, max_record_bytes=2000))
+
+def test_seen_ids_name_the_first_row_across_pieces_whatever_the_order():
+    seen = streaming.SeenIds()
+    first = pd.Series(["C9", "C1", "C5", "C1"], dtype="str")
+    assert seen.duplicates(first, np.array([1, 2, 3, 4])).tolist() == [0, 0, 0, 2]
+    second = pd.Series(["C7", "C5", None, "C9", "C7", "C1"], dtype="str")
+    assert seen.duplicates(second, np.array([5, 6, 7, 8, 9, 10])).tolist() == [0, 3, 0, 1, 5, 2]
+    third = pd.Series(["C7", "C2", "C9"], dtype="str")
+    assert seen.duplicates(third, np.array([11, 12, 13])).tolist() == [5, 0, 1]

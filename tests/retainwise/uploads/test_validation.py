@@ -7,8 +7,8 @@ import pytest
 from models.profile import FeatureProfile, ModelProfile
 from retainwise.config.errors import UploadRejected
 from retainwise.uploads.reading import read_upload
-from retainwise.uploads.validation import (build_expectations, numeric_bounds, unknown_categories,
-                                           validate_upload)
+from retainwise.uploads.validation import (build_expectations, failing_rows, id_hashes,
+                                           numeric_bounds, unknown_categories, validate_upload)
 
 PROFILE = ModelProfile(
     id_column="customer_id", target="Churn",
@@ -211,3 +211,58 @@ def test_thousands_of_rows_accounting_holds_with_random_faults():
     upload = validate_upload(frame, PROFILE)
     assert accounted(upload) and upload.customer_ids.is_unique
     assert set(upload.customer_ids) == set(ids[tenure != "bad"])
+
+
+def test_category_counts_are_those_of_the_accepted_rows_only():
+    upload = validate("C1,5,29.85,0,one year,Yes\nC2,x,29.85,0,One year,No\n"
+                      "C3,5,29.85,0,,No\nC3,5,29.85,0,Two year,No\nC4,5,29.85,0,Ten year,No\n")
+    assert upload.rejects["row_number"].tolist() == [2, 4]
+    assert upload.category_counts["Contract"] == {None: 1, "One year": 1, "Two year": 0,
+                                                  "Ten year": 1}
+    assert upload.category_counts["Partner"] == {None: 0, "Yes": 1, "No": 2}
+    assert upload.accepted["Contract"].cat.codes.tolist() == [0, -1, 2]
+    assert upload.quality["columns"]["Contract"] == {
+        "kind": "categorical", "missing": 1, "unknown": 1, "unknown_values": {"Ten year": 1}}
+
+
+def test_later_copies_of_an_id_name_the_first_fit_row_among_many():
+    ids = ["C1", "C2", "C1", "C3", "C2", "C1"]
+    upload = validate("".join(f"{i},5,29.85,0,One year,Yes\n" for i in ids))
+    assert upload.customer_ids.tolist() == ["C1", "C2", "C3"]
+    assert upload.rejects[["row_number", "reason"]].values.tolist() == [
+        [3, "duplicate customer id; already scored from row 1"],
+        [5, "duplicate customer id; already scored from row 2"],
+        [6, "duplicate customer id; already scored from row 1"]]
+
+
+def test_gx_reports_rows_only_for_the_checks_that_failed():
+    checked = pd.DataFrame({"customer id present": [1.0, np.nan, 1.0, 1.0],
+                            "Tenure Months": [5.0, 6.0, 200.0, np.nan],
+                            "MonthlyCharges": [30.0, 30.0, 30.0, 30.0],
+                            "SeniorCitizen": [0.0, 1.0, 0.0, 1.0]})
+    failing = failing_rows(checked, PROFILE)
+    assert {k: v.tolist() for k, v in failing.items()} == {
+        "missing id": [1], "out of range: Tenure Months": [2]}
+    assert failing_rows(checked.fillna(1.0).clip(upper=50.0), PROFILE) == {}
+
+
+def test_id_hashes_depend_on_the_text_alone():
+    texts = ["C1", "C1 ", "", "é", "a" * 8, "a" * 9, "abcdefgh12345678", "abcdefgh1234567",
+             "x" * 300, "C1"]
+    ids = pd.Series(texts, dtype="str")
+    hashes = id_hashes(ids)
+    assert hashes[0] == hashes[-1]
+    assert len(set(hashes[:-1].tolist())) == len(texts) - 1
+    assert id_hashes(ids.iloc[4:7]).tolist() == hashes[4:7].tolist()  # an offset Arrow slice
+    assert id_hashes(pd.Series(texts, dtype=object)).tolist() == hashes.tolist()
+    assert id_hashes(pd.Series([], dtype="str")).tolist() == []
+
+
+def test_a_missing_id_hashes_as_blank_even_where_arrow_kept_bytes_under_the_null():
+    import pyarrow as pa
+
+    text = pa.array(["C1", "C2", "C3"])
+    masked = pa.Array.from_buffers(pa.string(), 3, [pa.py_buffer(b"\x05")] + text.buffers()[1:])
+    assert masked.to_pylist() == ["C1", None, "C3"]
+    hashes = id_hashes(pd.Series(pd.arrays.ArrowStringArray(masked)))
+    assert hashes.tolist() == id_hashes(pd.Series(["C1", "", "C3"], dtype="str")).tolist()
