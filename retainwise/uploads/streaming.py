@@ -25,7 +25,7 @@ from retainwise.uploads.output import neutralise_results, neutralise_text_column
 from retainwise.uploads.compression import decompressed
 from retainwise.uploads.reading import (Limits, TextTable, read_upload, refuse_binary,
                                         utf16_without_bom)
-from retainwise.uploads.report import merge_counts, upload_counts
+from retainwise.uploads.report import add_counts, merge_counts, upload_counts
 from retainwise.uploads.validation import (ValidatedUpload, reject_rows, row_numbers, too_many_rejected,
                                    validate_upload)
 
@@ -170,12 +170,15 @@ class Totals:
     rows_total: int = 0
     rows_rejected: int = 0
     examples: list[tuple[int, str]] = field(default_factory=list)  # first rejects, for the message
-    counts: list[dict[str, Any]] = field(default_factory=list)     # per chunk, for the report
+    counts: dict[str, Any] | None = None  # the report counts of the chunks so far, added up
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
         ("reading", "validating", "scoring", "writing"), 0.0))
 
     def timed(self, stage: str, started: float) -> None:
         self.seconds[stage] += time.perf_counter() - started
+
+    def add(self, counts: dict[str, Any]) -> None:
+        self.counts = add_counts(self.counts, counts)
 
 
 def read_piece(piece: bytes, first: bool, limits: Limits = Limits()) -> TextTable:
@@ -276,9 +279,10 @@ def score_stream(blocks: Iterable[bytes], model, max_rejected_share: float, resu
                                          index == 0, totals))
             del table, upload, rejects
             while len(pending) > IN_FLIGHT:
-                totals.counts.append(pending.popleft().result())
-        totals.counts += [job.result() for job in pending]
-    counts = merge_counts(totals.counts)
+                totals.add(pending.popleft().result())
+        for job in pending:
+            totals.add(job.result())
+    counts = merge_counts([totals.counts])
     counts["failure"] = too_many_rejected(totals.rows_rejected, totals.rows_total,
                                           max_rejected_share, sorted(totals.examples))
     return counts, totals
