@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -42,6 +43,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chunk-mib", type=float, default=None,
                         help="chunk size (default: Settings.chunk_bytes)")
     parser.add_argument("--trace", action="store_true")
+    parser.add_argument("--home", help="a home whose MLflow store has the champion (else one is "
+                        "trained in a child process, so training stays out of this one's RSS)")
+    parser.add_argument("--train-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     import flows.score_upload  # noqa: F401  (what the worker's process holds)
@@ -54,9 +58,14 @@ def main(argv: list[str] | None = None) -> None:
     from retainwise.uploads.validation import _batch_definition
 
     path = ensure(args.rows)
-    home = fresh_home(f"stream-memory-{args.rows}")
-    settings = Settings(home=home)
-    common.train_champion(settings)
+    if args.train_only:
+        common.train_champion(Settings(home=args.home))
+        return
+    if not args.home:
+        args.home = str(fresh_home(f"stream-memory-{args.rows}"))
+        subprocess.run([sys.executable, __file__, "--train-only", "--home", args.home,
+                        "--rows", str(args.rows)], check=True, capture_output=True)
+    settings = Settings(home=args.home)
     model = registry.load_champion(common.MODEL, settings)
     _batch_definition()
     chunk = int(args.chunk_mib * 2**20) if args.chunk_mib else settings.chunk_bytes

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from models.scoring import score_frame
-from retainwise.uploads import pipeline
+from retainwise.uploads import memory, pipeline
 from retainwise.config.errors import UploadRejected
 from retainwise.uploads.output import neutralise_results, neutralise_text_columns, to_csv_bytes
 from retainwise.uploads.compression import decompressed
@@ -145,10 +145,8 @@ class SeenIds:
         self.runs.append((hashes[order], rows[order].astype(np.int32)))
         while (len(self.runs) > 1 and len(self.runs[-1][0]) >= len(self.runs[-2][0])
                and len(self.runs[-1][0]) + len(self.runs[-2][0]) <= self.MERGE_LIMIT):
-            (k2, r2), (k1, r1) = self.runs.pop(), self.runs.pop()
-            keys, rows = np.concatenate([k1, k2]), np.concatenate([r1, r2])
-            order = np.argsort(keys, kind="stable")
-            self.runs.append((keys[order], rows[order]))
+            newer, older = self.runs.pop(), self.runs.pop()
+            self.runs.append(merge_sorted(older, newer))
 
     def duplicates(self, ids: pd.Series, rows: np.ndarray) -> np.ndarray:
         """For each row: the row its id was first seen on (earlier chunk or this one), else 0."""
@@ -163,6 +161,21 @@ class SeenIds:
         first[new_index[repeat]] = first_of[repeat]
         self.add(hashes[new_index[~repeat]], rows[new_index[~repeat]])
         return first
+
+
+def merge_sorted(first: tuple[np.ndarray, np.ndarray],
+                 second: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Two sorted runs of (keys, rows) as one, by placing the second's entries among the
+    first's: no sort, and only an index per entry of the second beside the result."""
+    (k1, r1), (k2, r2) = first, second
+    at = np.searchsorted(k1, k2, side="right")
+    at += np.arange(len(k2))  # where each of the second's entries lands in the merged run
+    keys, rows = np.empty(len(k1) + len(k2), k1.dtype), np.empty(len(k1) + len(k2), r1.dtype)
+    keys[at], rows[at] = k2, r2
+    rest = np.ones(len(keys), dtype=bool)
+    rest[at] = False
+    keys[rest], rows[rest] = k1, r1
+    return keys, rows
 
 
 @dataclass
@@ -244,6 +257,7 @@ def write_piece(scored: Future, rejects: pd.DataFrame, files: tuple, first: bool
     started = time.perf_counter()
     files[0].write(to_csv_bytes(neutralise_results(results), header=first))
     files[1].write(to_csv_bytes(neutralise_text_columns(rejects), header=first))
+    memory.release_free_memory()
     totals.timed("writing", started)
     return counts
 
@@ -257,6 +271,7 @@ def score_stream(blocks: Iterable[bytes], model, max_rejected_share: float, resu
     by SCORERS threads, and written in order by one writer thread.
     """
     totals, seen, columns = Totals(), SeenIds(), None
+    memory.bound_allocator()
     with ThreadPoolExecutor(SCORERS, thread_name_prefix="score-chunk") as scorers, \
             ThreadPoolExecutor(1, thread_name_prefix="write-results") as writer:
         pending: deque[Future] = deque()
@@ -265,6 +280,7 @@ def score_stream(blocks: Iterable[bytes], model, max_rejected_share: float, resu
         for index, piece in enumerate(_prefetched(pieces, totals)):
             started = time.perf_counter()
             table = read_piece(piece, index == 0, limits)
+            del piece  # the text table has what it held
             totals.timed("reading", started)
             started = time.perf_counter()
             upload = validate_piece(table, model.profile, totals.rows_total, seen)

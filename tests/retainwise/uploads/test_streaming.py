@@ -155,3 +155,16 @@ def test_a_record_that_never_ends_is_refused_naming_the_limit():
         list(streaming.record_chunks([endless], chunk_bytes=1000, max_record_bytes=2000))
     with pytest.raises(UploadRejected, match="the header of the file is longer"):
         list(streaming.record_chunks([b"a" * 10_000], chunk_bytes=1000, max_record_bytes=2000))
+
+@pytest.mark.parametrize("sizes", [(0, 4), (4, 0), (1000, 700), (3, 3000)])
+def test_merging_two_runs_of_seen_ids_equals_sorting_them_together(sizes):
+    rng = np.random.default_rng(sum(sizes))
+    runs = []
+    for size in sizes:
+        keys = np.sort(rng.integers(0, 2**63, size, dtype=np.uint64))
+        runs.append((keys, rng.integers(1, 10**6, size).astype(np.int32)))
+    keys, rows = streaming.merge_sorted(*runs)
+    everything = np.concatenate([runs[0][0], runs[1][0]])
+    order = np.argsort(everything, kind="stable")
+    assert keys.tolist() == everything[order].tolist()
+    assert rows.tolist() == np.concatenate([runs[0][1], runs[1][1]])[order].tolist()
