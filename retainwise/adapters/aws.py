@@ -6,13 +6,16 @@ import json
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
 from retainwise.config.settings import Settings
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # max_attempts is left to botocore (3, or AWS_MAX_ATTEMPTS) so an operator or a test can change it
 # boto3's default (10 parts of 8 MB in flight) alone would take 80 MB of a 1 GB budget
@@ -146,6 +149,23 @@ def iter_blocks(s3: Any, bucket: str, key: str) -> Iterator[bytes]:
         yield from body.iter_chunks(READ_BLOCK)
     finally:
         body.close()
+
+
+def csv_column(s3: Any, bucket: str, key: str, column: str) -> np.ndarray:
+    """One float column of a CSV object, parsed by Arrow as the object streams in: a 10M-row
+    results file is ~250 MB of text, its probabilities 80 MB of float64."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    try:
+        reader = pa_csv.open_csv(body, read_options=pa_csv.ReadOptions(block_size=READ_BLOCK),
+                                 convert_options=pa_csv.ConvertOptions(
+                                     include_columns=[column], column_types={column: pa.float64()}))
+        batches = [batch.column(0) for batch in reader]
+    finally:
+        body.close()
+    return pa.chunked_array(batches, pa.float64()).to_numpy()
 
 
 def upload_file(s3: Any, bucket: str, key: str, handle, content_type: str = "text/csv") -> None:

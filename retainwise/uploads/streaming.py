@@ -9,6 +9,7 @@ order, so S3, parsing and the trees keep both cores busy.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -32,6 +33,7 @@ from retainwise.uploads.validation import (ValidatedUpload, reject_rows, row_num
 CHUNK_BYTES = 8 * 2**20           # the default of Settings.chunk_bytes
 SCORERS = 2                       # chunks scored at once (one per core here)
 IN_FLIGHT = SCORERS               # chunks validated but not yet written: bounds memory
+NOT_BLANK = re.compile(rb"\S")
 
 
 def streamable(head: bytes) -> bool:
@@ -86,16 +88,26 @@ def record_chunks(blocks: Iterable[bytes], chunk_bytes: int = CHUNK_BYTES,
             end = record_end(buffer)
             if end is None:
                 break
-            if buffer[:end].strip():  # a run of blank lines is no chunk
-                yield header + bytes(buffer[:end])
+            if NOT_BLANK.search(buffer, 0, end):  # a run of blank lines is no chunk
+                piece = _with_header(header, buffer, end)
+                del buffer[:end]
+                yield piece
                 yielded = True
-            del buffer[:end]
+                del piece
+            else:
+                del buffer[:end]
         if len(buffer) >= chunk_bytes:  # no record ends in a whole chunk's worth of bytes
             refuse_long_record(len(buffer), max(max_record_bytes, chunk_bytes), "a row")
     if header is None:
         yield bytes(buffer)  # one line or empty: read_table says what is wrong with it
     elif buffer.strip() or not yielded:
         yield header + bytes(buffer)
+
+
+def _with_header(header: bytes, buffer: bytearray, end: int) -> bytes:
+    """The header and the buffer's first `end` bytes in one copy (no slice copies between)."""
+    with memoryview(buffer) as view, view[:end] as records:
+        return header + records
 
 
 def refuse_long_record(held: int, max_record_bytes: int, what: str) -> None:

@@ -77,3 +77,14 @@ def test_put_objects_puts_each_with_its_content_type(s3):
 def test_put_objects_raises_a_failed_put_after_the_others_ran(s3):
     with pytest.raises(s3.exceptions.NoSuchBucket):
         aws.put_objects(s3, "no-such-bucket", [("a", b"1", "text/csv"), ("b", b"2", "text/csv")])
+
+
+def test_a_csv_column_is_read_as_floats_while_the_object_streams(s3):
+    lines = ["customer_id,churn_probability,churn_risk"] + [
+        f"c{i},{i / 300_000:.6f},LOW" for i in range(300_000)]  # ~7 MB: several read blocks
+    aws.put_bytes(s3, "writes", "results.csv", ("\n".join(lines) + "\n").encode())
+    column = aws.csv_column(s3, "writes", "results.csv", "churn_probability")
+    assert column.dtype == "float64" and len(column) == 300_000
+    assert column[12345] == float(f"{12345 / 300_000:.6f}")
+    aws.put_bytes(s3, "writes", "header-only.csv", b"customer_id,churn_probability\n")
+    assert len(aws.csv_column(s3, "writes", "header-only.csv", "churn_probability")) == 0
