@@ -109,6 +109,7 @@ def project_child(rows: int) -> dict:
     prediction_id = db.create_prediction(env.engine, account="bench", model_name=common.MODEL,
                                          input_key=INPUT_KEY.format(rows=rows))
     stage_log = StageLog.install()
+    rss = RssTrace.start()  # RSS before the timed span (imports, model, GX) and its course
     profile_to = os.environ.get("RETAINWISE_BENCH_PROFILE")  # a cProfile file of the timed span
     profiler = __import__("cProfile").Profile() if profile_to else None
     started, cpu = time.perf_counter(), common.cpu_seconds()
@@ -116,6 +117,7 @@ def project_child(rows: int) -> dict:
         profiler.enable()
     state = score_upload(prediction_id, return_state=True)
     seconds, cpu = time.perf_counter() - started, common.cpu_seconds() - cpu
+    rss.stop()
     if profiler:
         profiler.disable()
         profiler.dump_stats(profile_to)
@@ -124,7 +126,41 @@ def project_child(rows: int) -> dict:
         raise SystemExit(f"the scoring path did not complete: {row['status']} {row['error']}")
     stages = stage_log.seconds or task_seconds(state.state_details.flow_run_id)
     return {"seconds": seconds, "cpu_s": cpu, "rows": row["rows_total"],
-            "rows_scored": row["rows_scored"], "stages": stages}
+            "rows_scored": row["rows_scored"], "stages": stages,
+            "rss_before_mb": round(rss.before_mb), "rss_course_mb": rss.course()}
+
+
+class RssTrace:
+    """RSS before the timed span, then sampled every 50 ms in a thread (psutil)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        import psutil
+
+        self.process, self.samples = psutil.Process(), []
+        self.before_mb = self.process.memory_info().rss / 2**20
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.sample, daemon=True)
+
+    @classmethod
+    def start(cls) -> "RssTrace":
+        trace = cls()
+        trace.thread.start()
+        return trace
+
+    def sample(self) -> None:
+        while not self.done.wait(0.05):
+            self.samples.append(self.process.memory_info().rss / 2**20)
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join()
+
+    def course(self, points: int = 10) -> list[int]:
+        """The highest RSS in each tenth of the span, MB."""
+        step = max(1, -(-len(self.samples) // points))
+        return [round(max(self.samples[i:i + step])) for i in range(0, len(self.samples), step)]
 
 
 class StageLog:

@@ -64,15 +64,17 @@ def expected_roc_auc(p) -> float:
     A pair (i, j) counts when j churns and i does not: weight p_j (1 - p_i); it is concordant when
     p_j > p_i, half when tied. O(n log n) by sorting and cumulative sums.
     """
-    p = np.sort(np.asarray(p, dtype=float))
-    values, starts, counts = np.unique(p, return_index=True, return_counts=True)
-    negatives = 1.0 - p
-    below = np.r_[0.0, np.cumsum(negatives)][starts]           # sum of (1 - p_i) strictly below
-    tied = np.add.reduceat(negatives, starts)                   # sum of (1 - p_i) at this value
+    p = np.sort(np.asarray(p, dtype=float))  # one copy of p; the rest is per distinct value
+    if not len(p):
+        return float("nan")
+    starts = np.flatnonzero(np.r_[True, p[1:] != p[:-1]])
+    values, counts = p[starts], np.diff(np.r_[starts, len(p)])
+    tied = counts - np.add.reduceat(p, starts)                     # sum of (1 - p_i) per value
+    below = np.r_[0.0, np.cumsum(tied)[:-1]]                          # ... strictly below it
     group_positive = values * counts
     concordant = np.sum(group_positive * below) + 0.5 * np.sum(
         group_positive * tied - values * (1 - values) * counts)  # ties, minus the i == j pairs
-    pairs = p.sum() * negatives.sum() - np.sum(p * negatives)
+    pairs = p.sum() * (len(p) - p.sum()) - np.sum(values * (1 - values) * counts)
     return float(concordant / pairs) if pairs > 0 else float("nan")
 
 

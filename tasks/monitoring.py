@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import pandas as pd
@@ -31,10 +30,8 @@ def record_upload_figures(env, report: dict[str, Any], account: str, model: Load
         get_run_logger().warning("no upload_metrics table: run `retainwise migrate`; "
                                  "this upload's monitoring figures are not stored")
         return None
-    results = pd.read_csv(io.BytesIO(aws.get_bytes(env.s3, env.settings.bucket, results_key)),
-                          usecols=["churn_probability"])
-    metrics, drift = upload_figures(report, results["churn_probability"].to_numpy(float),
-                                    account, model.profile)
+    probabilities = aws.csv_column(env.s3, env.settings.bucket, results_key, "churn_probability")
+    metrics, drift = upload_figures(report, probabilities, account, model.profile)
     monitoring_tables.record_upload(env.engine, metrics, drift)
     return metrics
 

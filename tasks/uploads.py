@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 import time
-
+from concurrent.futures import ThreadPoolExecutor
 
 from retainwise.adapters import aws
 
@@ -49,41 +48,56 @@ def check_upload(s3, settings: Settings, key: str) -> tuple[int, bool]:
 @io_task("score-upload-in-chunks")
 def score_in_chunks(s3, settings: Settings, key: str, keys: ResultKeys, prediction_id: str,
                     model) -> tuple[dict, ResultKeys]:
-    """Read, validate, score and write a large file chunk by chunk, in bounded memory; a retry
-    rewrites the same keys."""
-    with tempfile.TemporaryFile() as results_file, tempfile.TemporaryFile() as rejects_file:
+    """Read, validate, score and write a large file chunk by chunk, in bounded memory; results
+    and rejects go to S3 as multipart uploads while later chunks are scored (parts in flight
+    beside the scoring). A failed upload's results are dropped; a retry rewrites the same keys."""
+    bucket = settings.bucket
+    with aws.MultipartWriter(s3, bucket, keys.results, "text/csv") as results_object, \
+            aws.MultipartWriter(s3, bucket, keys.rejects, "text/csv") as rejects_object:
         counts, totals = streaming.score_stream(
-            aws.iter_blocks(s3, settings.bucket, key), model, settings.max_rejected_share,
-            results_file, rejects_file, settings.chunk_bytes, settings.top_reasons,
+            aws.iter_blocks(s3, bucket, key), model, settings.max_rejected_share,
+            results_object, rejects_object, settings.chunk_bytes, settings.top_reasons,
             Limits.from_settings(settings))
         started = time.perf_counter()
-        aws.upload_file(s3, settings.bucket, keys.rejects, rejects_file)
-        if counts["failure"] is None:
-            aws.upload_file(s3, settings.bucket, keys.results, results_file)
+        if counts["failure"] is not None:
+            results_object.abort()
+        finish_objects([results_object, rejects_object])
         totals.timed("writing", started)
     stage_log.info("scored %d rows in chunks; seconds per stage %s", totals.rows_total,
                    dict(totals.seconds), extra={"stage_seconds": dict(totals.seconds)})
     report = report_from_counts(counts, model, prediction_id)
-    stored = put_report(s3, settings.bucket, keys, report, with_results=counts["failure"] is None)
+    stored = put_report(s3, bucket, keys, report, with_results=counts["failure"] is None)
     return stored, keys
+
+
+def finish_objects(writers: list) -> None:
+    """Complete the multipart uploads not aborted, at once (each sends its last part)."""
+    open_writers = [w for w in writers if not w.closed]
+    with ThreadPoolExecutor(max(1, len(open_writers)), thread_name_prefix="s3-complete") as pool:
+        done = [pool.submit(w.complete) for w in open_writers]
+    for finished in done:
+        finished.result()
 
 
 @io_task("score-whole-file")
 def score_whole_file(s3, settings: Settings, key: str, keys: ResultKeys, prediction_id: str,
                      model) -> tuple[dict, ResultKeys]:
     """Files under the chunked threshold: the one pipeline (read, validate, score, neutralised
-    CSV) on the whole object; results (unless the upload failed), rejects and the report to S3."""
+    CSV) on the whole object; results (unless the upload failed), rejects and the report to S3,
+    the four puts at once."""
     scored = pipeline.score_file(aws.get_bytes(s3, settings.bucket, key), model,
                                  Limits.from_settings(settings), settings.max_rejected_share,
                                  settings.top_reasons)
     report = build_report(scored.upload, scored.results, model, prediction_id)
+    csv_files = [(keys.rejects, scored.rejects_csv, "text/csv")]
     if scored.results_csv is not None:
-        aws.put_bytes(s3, settings.bucket, keys.results, scored.results_csv)
-    aws.put_bytes(s3, settings.bucket, keys.rejects, scored.rejects_csv)
+        csv_files.append((keys.results, scored.results_csv, "text/csv"))
+    stored = put_report(s3, settings.bucket, keys, report, scored.results_csv is not None,
+                        also=csv_files)
     stage_log.info("scored %d rows whole; seconds per stage %s", scored.upload.rows_total,
                    scored.seconds, extra={"stage_seconds": scored.seconds})
     log_stages(scored, model, f"s3://{settings.bucket}/{keys.results}")
-    return put_report(s3, settings.bucket, keys, report, scored.results_csv is not None), keys
+    return stored, keys
 
 
 def log_stages(scored, model, results_at: str) -> None:
@@ -105,12 +119,14 @@ def log_stages(scored, model, results_at: str) -> None:
                 seconds.get("writing", 0.0))
 
 
-def put_report(s3, bucket: str, keys: ResultKeys, report: dict, with_results: bool) -> dict:
-    """The JSON and HTML report, naming the files beside them; returns the stored report."""
+def put_report(s3, bucket: str, keys: ResultKeys, report: dict, with_results: bool,
+               also: list[tuple[str, bytes, str]] = ()) -> dict:
+    """The JSON and HTML report, naming the files beside them, sent to S3 at once with the
+    objects in `also` ((key, body, content type)); returns the stored report."""
     report = {**report, "files": {"results": keys.results if with_results else None,
                                   "rejects": keys.rejects, "report_html": keys.report_html}}
-    aws.put_bytes(s3, bucket, keys.report, json.dumps(report, indent=2, default=str).encode(),
-                  content_type="application/json")
-    aws.put_bytes(s3, bucket, keys.report_html, render_html(report).encode("utf-8"),
-                  content_type="text/html; charset=utf-8")
+    aws.put_objects(s3, bucket, [
+        *also,
+        (keys.report, json.dumps(report, indent=2, default=str).encode(), "application/json"),
+        (keys.report_html, render_html(report).encode("utf-8"), "text/html; charset=utf-8")])
     return report

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
 from retainwise.config.settings import Settings
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # max_attempts is left to botocore (3, or AWS_MAX_ATTEMPTS) so an operator or a test can change it
 # boto3's default (10 parts of 8 MB in flight) alone would take 80 MB of a 1 GB budget
@@ -99,6 +104,20 @@ def put_bytes(s3: Any, bucket: str, key: str, body: bytes, content_type: str = "
     s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
 
 
+def put_objects(s3: Any, bucket: str, objects: list[tuple[str, bytes, str]]) -> None:
+    """Several (key, body, content type) objects sent at once: each put is a round trip, and
+    the bodies are in memory already. Raises the first failure once every put has ended."""
+    if len(objects) < 2:
+        for key, body, content_type in objects:
+            put_bytes(s3, bucket, key, body, content_type)
+        return
+    with ThreadPoolExecutor(len(objects), thread_name_prefix="s3-put") as pool:
+        puts = [pool.submit(put_bytes, s3, bucket, key, body, content_type)
+                for key, body, content_type in objects]
+    for put in puts:
+        put.result()
+
+
 def get_bytes(s3: Any, bucket: str, key: str) -> bytes:
     return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
 
@@ -130,6 +149,26 @@ def iter_blocks(s3: Any, bucket: str, key: str) -> Iterator[bytes]:
         yield from body.iter_chunks(READ_BLOCK)
     finally:
         body.close()
+
+
+def csv_column(s3: Any, bucket: str, key: str, column: str) -> np.ndarray:
+    """One float column of a CSV object, parsed by Arrow as the object streams in: a 10M-row
+    results file is ~250 MB of text, its probabilities 80 MB of float64."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    try:
+        reader = pa_csv.open_csv(
+            body, read_options=pa_csv.ReadOptions(block_size=READ_BLOCK, use_threads=False),
+            convert_options=pa_csv.ConvertOptions(include_columns=[column],
+                                                  column_types={column: pa.float64()}),
+            memory_pool=pa.system_memory_pool())  # returned to the OS, not kept in a pool
+        parts = [batch.column(0).to_numpy(zero_copy_only=False) for batch in reader]
+    finally:
+        body.close()
+    return np.concatenate(parts) if parts else np.empty(0)
 
 
 def upload_file(s3: Any, bucket: str, key: str, handle, content_type: str = "text/csv") -> None:
@@ -194,30 +233,93 @@ def redrive_dead_letters(queue: Queue, ids: set[str] | None = None,
 
 
 class MultipartWriter:
-    """One S3 object written part by part as the bytes arrive (an HTTP body), so nothing holds
-    the whole file; `abort` drops the parts of an upload that went wrong."""
+    """One S3 object written part by part as the bytes arrive (an HTTP body, or results as
+    chunks are scored), so nothing holds the whole file.
+
+    Up to `parts_in_flight` parts are sent at once in threads while the caller makes the next
+    one, so the bytes held stay under (parts_in_flight + 1) x PART_BYTES. `write` cuts parts
+    itself (file-like); `write_part` sends one as given. As a context manager it completes the
+    object on success and `abort`s it (drops the parts) on an exception.
+    """
 
     PART_BYTES = UPLOAD_CONFIG.multipart_chunksize  # S3 needs >= 5 MB for every part but the last
 
     def __init__(self, s3: Any, bucket: str, key: str,
-                 content_type: str = "application/octet-stream") -> None:
+                 content_type: str = "application/octet-stream", parts_in_flight: int = 2) -> None:
         self.s3, self.bucket, self.key = s3, bucket, key
         self.upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key,
                                                     ContentType=content_type)["UploadId"]
         self.parts: list[dict[str, Any]] = []
+        self.parts_in_flight = max(1, parts_in_flight)
+        self._sending: deque[Future] = deque()
+        self._pool = (ThreadPoolExecutor(self.parts_in_flight, thread_name_prefix="s3-part")
+                      if self.parts_in_flight > 1 else None)
+        self._buffer = bytearray()
+        self._numbered = 0
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        """Buffer `data`; each PART_BYTES gathered goes out as a part."""
+        self._buffer += data
+        if len(self._buffer) >= self.PART_BYTES:
+            part, self._buffer = bytes(self._buffer), bytearray()
+            self.write_part(part)
+        return len(data)
 
     def write_part(self, data: bytes) -> None:
-        number = len(self.parts) + 1
+        """Send one part; returns once it is under way, or, with parts_in_flight parts already
+        on the wire, once the oldest has arrived."""
+        self._numbered += 1
+        if self._pool is None:
+            self.parts.append(self._upload(self._numbered, data))
+            return
+        while len(self._sending) >= self.parts_in_flight:
+            self.parts.append(self._sending.popleft().result())
+        self._sending.append(self._pool.submit(self._upload, self._numbered, data))
+
+    def _upload(self, number: int, data: bytes) -> dict[str, Any]:
         etag = self.s3.upload_part(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
                                    PartNumber=number, Body=data)["ETag"]
-        self.parts.append({"PartNumber": number, "ETag": etag})
+        return {"PartNumber": number, "ETag": etag}
+
+    def _drain(self) -> None:
+        try:
+            while self._sending:
+                self.parts.append(self._sending.popleft().result())
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
 
     def complete(self) -> None:
-        if not self.parts:  # S3 refuses a multipart upload of no parts
-            self.write_part(b"")
-        self.s3.complete_multipart_upload(Bucket=self.bucket, Key=self.key,
-                                          UploadId=self.upload_id,
-                                          MultipartUpload={"Parts": self.parts})
+        """Send what is buffered as the last part and join the parts; on failure, `abort`."""
+        try:
+            if self._buffer or not self._numbered:  # S3 refuses an upload of no parts
+                part, self._buffer = bytes(self._buffer), bytearray()
+                self.write_part(part)
+            self._drain()
+            self.s3.complete_multipart_upload(
+                Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
+                MultipartUpload={"Parts": sorted(self.parts, key=lambda p: p["PartNumber"])})
+        except BaseException:
+            self.abort()
+            raise
+        self.closed = True
 
     def abort(self) -> None:
+        if self.closed:
+            return
+        self.closed, self._buffer = True, bytearray()
+        try:
+            self._drain()
+        except Exception:  # noqa: BLE001  the parts are dropped below whatever became of them
+            pass
         self.s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
+
+    def __enter__(self) -> "MultipartWriter":
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if kind is not None:
+            self.abort()
+        elif not self.closed:
+            self.complete()

@@ -84,11 +84,19 @@ def upload_counts(upload, results: pd.DataFrame | None, profile: ModelProfile) -
     }
 
 
+def add_counts(total: dict[str, Any] | None, part: dict[str, Any]) -> dict[str, Any]:
+    """Numbers add up (nested dicts key by key); anything else is the first part's. The chunked
+    path keeps this running sum, not every chunk's counts."""
+    if total is None:
+        return dict(part)
+    return {key: _add(value, part.get(key)) for key, value in total.items()}
+
+
 def merge_counts(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    """Numbers add up (nested dicts key by key); anything else is the first part's."""
-    merged = dict(parts[0])
-    for part in parts[1:]:
-        merged = {key: _add(value, part.get(key)) for key, value in merged.items()}
+    """The parts added up (add_counts), each column's unseen values cut to the largest."""
+    merged = None
+    for part in parts:
+        merged = add_counts(merged, part)
     merged["columns"] = {name: {**column, "unknown_values": top_counts(column["unknown_values"])}
                          if "unknown_values" in column else column
                          for name, column in merged["columns"].items()}

@@ -9,6 +9,7 @@ order, so S3, parsing and the trees keep both cores busy.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,19 +20,20 @@ import numpy as np
 import pandas as pd
 
 from models.scoring import score_frame
-from retainwise.uploads import pipeline
+from retainwise.uploads import memory, pipeline
 from retainwise.config.errors import UploadRejected
 from retainwise.uploads.output import neutralise_results, neutralise_text_columns, to_csv_bytes
 from retainwise.uploads.compression import decompressed
 from retainwise.uploads.reading import (Limits, TextTable, read_upload, refuse_binary,
                                         utf16_without_bom)
-from retainwise.uploads.report import merge_counts, upload_counts
+from retainwise.uploads.report import add_counts, merge_counts, upload_counts
 from retainwise.uploads.validation import (ValidatedUpload, id_hashes, reject_rows, row_numbers,
                                            too_many_rejected, validate_upload)
 
 CHUNK_BYTES = 8 * 2**20           # the default of Settings.chunk_bytes
 SCORERS = 2                       # chunks scored at once (one per core here)
 IN_FLIGHT = SCORERS               # chunks validated but not yet written: bounds memory
+NOT_BLANK = re.compile(rb"\S")
 
 
 def streamable(head: bytes) -> bool:
@@ -86,16 +88,26 @@ def record_chunks(blocks: Iterable[bytes], chunk_bytes: int = CHUNK_BYTES,
             end = record_end(buffer)
             if end is None:
                 break
-            if buffer[:end].strip():  # a run of blank lines is no chunk
-                yield header + bytes(buffer[:end])
+            if NOT_BLANK.search(buffer, 0, end):  # a run of blank lines is no chunk
+                piece = _with_header(header, buffer, end)
+                del buffer[:end]
+                yield piece
                 yielded = True
-            del buffer[:end]
+                del piece
+            else:
+                del buffer[:end]
         if len(buffer) >= chunk_bytes:  # no record ends in a whole chunk's worth of bytes
             refuse_long_record(len(buffer), max(max_record_bytes, chunk_bytes), "a row")
     if header is None:
         yield bytes(buffer)  # one line or empty: read_table says what is wrong with it
     elif buffer.strip() or not yielded:
         yield header + bytes(buffer)
+
+
+def _with_header(header: bytes, buffer: bytearray, end: int) -> bytes:
+    """The header and the buffer's first `end` bytes in one copy (no slice copies between)."""
+    with memoryview(buffer) as view, view[:end] as records:
+        return header + records
 
 
 def refuse_long_record(held: int, max_record_bytes: int, what: str) -> None:
@@ -147,10 +159,8 @@ class SeenIds:
         self.runs.append((hashes[order], rows[order].astype(np.int32)))
         while (len(self.runs) > 1 and len(self.runs[-1][0]) >= len(self.runs[-2][0])
                and len(self.runs[-1][0]) + len(self.runs[-2][0]) <= self.MERGE_LIMIT):
-            (k2, r2), (k1, r1) = self.runs.pop(), self.runs.pop()
-            keys, rows = np.concatenate([k1, k2]), np.concatenate([r1, r2])
-            order = np.argsort(keys, kind="stable")
-            self.runs.append((keys[order], rows[order]))
+            newer, older = self.runs.pop(), self.runs.pop()
+            self.runs.append(merge_sorted(older, newer))
 
     def duplicates(self, ids: pd.Series, rows: np.ndarray) -> np.ndarray:
         """For each row: the row its id was first seen on (earlier chunk or this one), else 0."""
@@ -167,17 +177,35 @@ class SeenIds:
         return first
 
 
+def merge_sorted(first: tuple[np.ndarray, np.ndarray],
+                 second: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Two sorted runs of (keys, rows) as one, by placing the second's entries among the
+    first's: no sort, and only an index per entry of the second beside the result."""
+    (k1, r1), (k2, r2) = first, second
+    at = np.searchsorted(k1, k2, side="right")
+    at += np.arange(len(k2))  # where each of the second's entries lands in the merged run
+    keys, rows = np.empty(len(k1) + len(k2), k1.dtype), np.empty(len(k1) + len(k2), r1.dtype)
+    keys[at], rows[at] = k2, r2
+    rest = np.ones(len(keys), dtype=bool)
+    rest[at] = False
+    keys[rest], rows[rest] = k1, r1
+    return keys, rows
+
+
 @dataclass
 class Totals:
     rows_total: int = 0
     rows_rejected: int = 0
     examples: list[tuple[int, str]] = field(default_factory=list)  # first rejects, for the message
-    counts: list[dict[str, Any]] = field(default_factory=list)     # per chunk, for the report
+    counts: dict[str, Any] | None = None  # the report counts of the chunks so far, added up
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
         ("reading", "validating", "scoring", "writing"), 0.0))
 
     def timed(self, stage: str, started: float) -> None:
         self.seconds[stage] += time.perf_counter() - started
+
+    def add(self, counts: dict[str, Any]) -> None:
+        self.counts = add_counts(self.counts, counts)
 
 
 def read_piece(piece: bytes, first: bool, limits: Limits = Limits()) -> TextTable:
@@ -243,6 +271,7 @@ def write_piece(scored: Future, rejects: pd.DataFrame, files: tuple, first: bool
     started = time.perf_counter()
     files[0].write(to_csv_bytes(neutralise_results(results), header=first))
     files[1].write(to_csv_bytes(neutralise_text_columns(rejects), header=first))
+    memory.release_free_memory()
     totals.timed("writing", started)
     return counts
 
@@ -256,6 +285,7 @@ def score_stream(blocks: Iterable[bytes], model, max_rejected_share: float, resu
     by SCORERS threads, and written in order by one writer thread.
     """
     totals, seen, columns = Totals(), SeenIds(), None
+    memory.bound_allocator()
     with ThreadPoolExecutor(SCORERS, thread_name_prefix="score-chunk") as scorers, \
             ThreadPoolExecutor(1, thread_name_prefix="write-results") as writer:
         pending: deque[Future] = deque()
@@ -264,6 +294,7 @@ def score_stream(blocks: Iterable[bytes], model, max_rejected_share: float, resu
         for index, piece in enumerate(_prefetched(pieces, totals)):
             started = time.perf_counter()
             table = read_piece(piece, index == 0, limits)
+            del piece  # the text table has what it held
             totals.timed("reading", started)
             started = time.perf_counter()
             upload = validate_piece(table, model.profile, totals.rows_total, seen)
@@ -278,9 +309,10 @@ def score_stream(blocks: Iterable[bytes], model, max_rejected_share: float, resu
                                          index == 0, totals))
             del table, upload, rejects
             while len(pending) > IN_FLIGHT:
-                totals.counts.append(pending.popleft().result())
-        totals.counts += [job.result() for job in pending]
-    counts = merge_counts(totals.counts)
+                totals.add(pending.popleft().result())
+        for job in pending:
+            totals.add(job.result())
+    counts = merge_counts([totals.counts])
     counts["failure"] = too_many_rejected(totals.rows_rejected, totals.rows_total,
                                           max_rejected_share, sorted(totals.examples))
     return counts, totals

@@ -164,3 +164,17 @@ def test_seen_ids_name_the_first_row_across_pieces_whatever_the_order():
     assert seen.duplicates(second, np.array([5, 6, 7, 8, 9, 10])).tolist() == [0, 3, 0, 1, 5, 2]
     third = pd.Series(["C7", "C2", "C9"], dtype="str")
     assert seen.duplicates(third, np.array([11, 12, 13])).tolist() == [5, 0, 1]
+
+
+@pytest.mark.parametrize("sizes", [(0, 4), (4, 0), (1000, 700), (3, 3000)])
+def test_merging_two_runs_of_seen_ids_equals_sorting_them_together(sizes):
+    rng = np.random.default_rng(sum(sizes))
+    runs = []
+    for size in sizes:
+        keys = np.sort(rng.integers(0, 2**63, size, dtype=np.uint64))
+        runs.append((keys, rng.integers(1, 10**6, size).astype(np.int32)))
+    keys, rows = streaming.merge_sorted(*runs)
+    everything = np.concatenate([runs[0][0], runs[1][0]])
+    order = np.argsort(everything, kind="stable")
+    assert keys.tolist() == everything[order].tolist()
+    assert rows.tolist() == np.concatenate([runs[0][1], runs[1][1]])[order].tolist()
