@@ -9,6 +9,7 @@ import contextlib
 import logging
 import os
 import socket
+import sys
 import uuid
 from pathlib import Path
 
@@ -69,6 +70,19 @@ def moto_endpoint():
     server.start()
     yield f"http://127.0.0.1:{port}"
     server.stop()
+
+
+@pytest.fixture(autouse=True)
+def no_prefect_service_outlives_its_test():
+    """Prefect caches its background services (events, logs, concurrency-slot leases) per
+    process, each bound to the API it first talked to. One left by a test on another Prefect
+    server made a later test's flow fail to take its `account:` slot (ConnectError to the gone
+    server, in CI). Drained after every test, a later use starts a fresh one."""
+    yield
+    if "prefect._internal.concurrency.services" in sys.modules:
+        from prefect._internal.concurrency.services import _QueueServiceBase
+
+        _QueueServiceBase.drain_all(timeout=30, at_exit=False)
 
 
 @pytest.fixture(scope="session")
