@@ -13,6 +13,7 @@ replaced.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import logging
 import os
 import signal
@@ -126,6 +127,15 @@ def due_runs_filter(deployment_ids: list[UUID], now: datetime) -> dict[str, Any]
     }
 
 
+STOP_REPORT_SECONDS = 20  # ECS sends SIGKILL 30 s after SIGTERM
+
+
+def tell_why_if_still_alive() -> None:
+    """After SIGTERM: if this process still runs STOP_REPORT_SECONDS later, write every thread's
+    stack to stderr (the service log), so a stop that hangs says where before SIGKILL comes."""
+    faulthandler.dump_traceback_later(STOP_REPORT_SECONDS, exit=False)
+
+
 class StopRequested(BaseException):
     """SIGTERM or SIGINT reached an idle child: it has nothing to finish, so it stops at once.
 
@@ -146,6 +156,7 @@ class ChildStop:
 
     def __call__(self, *_: Any) -> None:
         self.event.set()
+        tell_why_if_still_alive()
         if not self.holding_run:
             raise StopRequested
 
@@ -284,6 +295,7 @@ def serve_warm(deployments: list[tuple[Any, Any]], processes: int, state_dir: Pa
 
     def stop(*_: Any) -> None:
         stopping.set()
+        tell_why_if_still_alive()
         if reporter is not None:
             reporter.stop.set()
         for child in children:

@@ -95,12 +95,12 @@ def test_a_burst_to_two_runners_on_a_postgresql_prefect_server_runs_each_upload_
                 # the runs too, so none is cut short by the teardown's SIGTERM
                 runs = wait_until(lambda: _final_runs(client, UPLOADS), 120, "every flow run to end")
     finally:
-        stopped = {process.args[2]: stop_group(process.pid, grace=30)
+        stopped = {f"{process.args[2]} (pid {process.pid})": stop_group(process.pid, grace=30)
                    for process in reversed(processes)}
         for process in processes:
             process.poll()  # stop_group reaped it; let Popen know
     if not all(stopped.values()):  # the worker's own tests pin SIGTERM; here it only warns
-        log = (tmp_path / "services.log").read_text(errors="replace")[-3000:]
+        log = (tmp_path / "services.log").read_text(errors="replace")[-8000:]
         warnings.warn(f"needed SIGKILL after 30 s: {stopped}; services.log ends:\n{log}")
     rows = [db.get_prediction(resources.engine, p) for p in uploads]
     assert [(r["status"], r["attempts"]) for r in rows] == [("COMPLETED", 1)] * UPLOADS

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import signal
 import threading
@@ -166,6 +167,7 @@ def test_sigterm_stops_an_idle_child_at_once_even_inside_a_slow_call():
         with pytest.raises(worker.StopRequested):
             threading.Event().wait(10)  # stands for an API call the server is slow to answer
     finally:
+        faulthandler.cancel_dump_traceback_later()  # the stop's watchdog, armed by the handler
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, signal.default_int_handler)
     assert stop.event.is_set()
@@ -180,6 +182,7 @@ def test_sigterm_lets_a_child_holding_a_run_finish_it():
             os.kill(os.getpid(), signal.SIGTERM)  # handled here, raising nothing
             finished = True
     finally:
+        faulthandler.cancel_dump_traceback_later()  # the stop's watchdog, armed by the handler
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, signal.default_int_handler)
     assert finished and stop.event.is_set()
