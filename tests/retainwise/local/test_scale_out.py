@@ -8,17 +8,16 @@ import os
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
 import warnings
 
 import pytest
 
 from retainwise.adapters import db
-from retainwise.local.stack import runner_services, stop_group
+from retainwise.local.stack import (runner_services, stop_group, wait_for_deployment,
+                                    wait_healthy)
 from retainwise.runtime.trigger import deployment_starter, run_trigger
 from tests.conftest import REPO, free_port, throwaway_postgres
-from tests.helpers import customers_csv, submit
+from tests.helpers import customers_csv, submit, wait_for
 
 UPLOADS = 8
 
@@ -32,24 +31,6 @@ def prefect_database():
 def spawn(argv, log, env) -> subprocess.Popen:
     return subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
-
-
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.25)  # polling for an outcome, not waiting for time to pass
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 def test_a_burst_to_two_runners_on_a_postgresql_prefect_server_runs_each_upload_once(
@@ -69,23 +50,22 @@ def test_a_burst_to_two_runners_on_a_postgresql_prefect_server_runs_each_upload_
     processes = []
     try:
         with open(tmp_path / "services.log", "ab") as log:
-            processes.append(spawn([sys.executable, "-m", "retainwise.runtime.prefect_server",
-                                    "--port", str(port), "--database-url", prefect_database],
-                                   log, env))
-            wait_until(lambda: healthy(f"{api}/health"), 180, "the Prefect server")
+            server = spawn([sys.executable, "-m", "retainwise.runtime.prefect_server",
+                            "--port", str(port), "--database-url", prefect_database], log, env)
+            processes.append(server)
+            wait_healthy(f"{api}/health", 180, server, tmp_path / "services.log")
             for runner in runners:
                 processes.append(spawn([*runner.argv, "--only", "score-upload"], log, env))
         with temporary_settings({PREFECT_API_URL: api}):
-            with get_client(sync_client=True) as client:
-                wait_until(lambda: _deployment(client), 180, "the runners' deployment")
+            wait_for_deployment("score-upload/score-upload", 180, api)
             uploads = [submit(resources, customers_csv(10 + i, seed=i)) for i in range(UPLOADS)]
             stop = threading.Event()
             start = deployment_starter("score-upload/score-upload")
             trigger = threading.Thread(target=run_trigger, args=(resources, start, stop))
             trigger.start()
             try:
-                wait_until(lambda: all(_final(resources, p) for p in uploads), 300,
-                           "every upload to finish")
+                wait_for(lambda: all(_final(resources, p) for p in uploads), 300,
+                         "every upload to finish", poll=0.25)
             finally:
                 stop.set()
                 trigger.join(30)
@@ -93,7 +73,8 @@ def test_a_burst_to_two_runners_on_a_postgresql_prefect_server_runs_each_upload_
             with get_client(sync_client=True) as client:
                 # a row is COMPLETED before its run ends (monitoring figures follow): wait for
                 # the runs too, so none is cut short by the teardown's SIGTERM
-                runs = wait_until(lambda: _final_runs(client, UPLOADS), 120, "every flow run to end")
+                runs = wait_for(lambda: _final_runs(client, UPLOADS), 120, "every flow run to end",
+                                poll=0.25)
     finally:
         stopped = {f"{process.args[2]} (pid {process.pid})": stop_group(process.pid, grace=30)
                    for process in reversed(processes)}
@@ -110,14 +91,6 @@ def test_a_burst_to_two_runners_on_a_postgresql_prefect_server_runs_each_upload_
     assert sorted(by_upload) == sorted(uploads)
     assert all(len(r) == 1 and r[0].run_count == 1 and r[0].state.is_completed()
                for r in by_upload.values())
-
-
-def _deployment(client) -> bool:
-    try:
-        client.read_deployment_by_name("score-upload/score-upload")
-        return True
-    except Exception:
-        return False
 
 
 def _final_runs(client, count: int) -> list | None:
