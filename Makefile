@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast fuzz bench stack-up stack-down clean
+.PHONY: venv demo lint test test-fast fuzz bench stack-up stack-down clean
 
 venv: $(STAMP)
 
@@ -21,6 +21,12 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 
 demo: $(STAMP)
 	$(BIN)/python -m retainwise.local.demo
+
+# ruff (lint and format check) and mypy (pyproject.toml says how strict, per package)
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -21,9 +21,14 @@ import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-TELCO = next((p / "shared" / "data" / "telco_churn.csv" for p in REPO.parents  # or a worktree's
-              if (p / "shared" / "data" / "telco_churn.csv").exists()),
-             REPO.parent / "shared" / "data" / "telco_churn.csv")
+TELCO = next(
+    (
+        p / "shared" / "data" / "telco_churn.csv"
+        for p in REPO.parents  # or a worktree's
+        if (p / "shared" / "data" / "telco_churn.csv").exists()
+    ),
+    REPO.parent / "shared" / "data" / "telco_churn.csv",
+)
 DATA_DIR = HERE / "data"
 SEED = 2024
 BLOCK = 200_000
@@ -48,8 +53,9 @@ def load_telco() -> pd.DataFrame:
     return pd.read_csv(TELCO, dtype=str, keep_default_na=False)
 
 
-def jittered_block(source: pd.DataFrame, start: int, rows: int,
-                   rng: np.random.Generator) -> pd.DataFrame:
+def jittered_block(
+    source: pd.DataFrame, start: int, rows: int, rng: np.random.Generator
+) -> pd.DataFrame:
     """`rows` resampled rows with ids C{start..}; charges move by ~1%, tenure by at most a month."""
     block = source.iloc[rng.integers(0, len(source), rows)].reset_index(drop=True)
     block[ID] = [f"C{i:09d}" for i in range(start, start + rows)]
@@ -71,8 +77,12 @@ def generate(rows: int, gzip_too: bool = True) -> dict:
     target, started = csv_path(rows), time.monotonic()
     partial = target.with_suffix(".csv.partial")
     gz_partial = target.with_suffix(".csv.gz.partial")
-    with open(partial, "wb") as out, (gzip.open(gz_partial, "wb", compresslevel=4)
-                                      if gzip_too else open("/dev/null", "wb")) as gz_out:
+    with (
+        open(partial, "wb") as out,
+        (
+            gzip.open(gz_partial, "wb", compresslevel=4) if gzip_too else open("/dev/null", "wb")
+        ) as gz_out,
+    ):
         for start in range(0, rows, BLOCK):
             block = jittered_block(source, start, min(BLOCK, rows - start), rng)
             data = block.to_csv(index=False, header=start == 0).encode()
@@ -81,8 +91,12 @@ def generate(rows: int, gzip_too: bool = True) -> dict:
     partial.rename(target)
     if gzip_too:
         gz_partial.rename(csv_path(rows, gz=True))
-    return {"rows": rows, "path": str(target), "mb": round(target.stat().st_size / 1e6, 1),
-            "seconds": round(time.monotonic() - started, 1)}
+    return {
+        "rows": rows,
+        "path": str(target),
+        "mb": round(target.stat().st_size / 1e6, 1),
+        "seconds": round(time.monotonic() - started, 1),
+    }
 
 
 def ensure(rows: int, gzip_too: bool = False) -> Path:
@@ -95,12 +109,14 @@ def ensure(rows: int, gzip_too: bool = False) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, action="append",
-                        help="row count (repeatable); default 10k, 100k and 1M")
+    parser.add_argument(
+        "--rows", type=int, action="append", help="row count (repeatable); default 10k, 100k and 1M"
+    )
     parser.add_argument("--no-gzip", action="store_true")
     args = parser.parse_args(argv)
-    results = [generate(rows, not args.no_gzip)
-               for rows in args.rows or [10_000, 100_000, 1_000_000]]
+    results = [
+        generate(rows, not args.no_gzip) for rows in args.rows or [10_000, 100_000, 1_000_000]
+    ]
     print(json.dumps({"generated": results}))
 
 

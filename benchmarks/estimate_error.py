@@ -20,8 +20,14 @@ from models.monitoring import estimated_performance, realised_performance
 from models.training import LABEL_COLUMN, train
 
 REPO = Path(__file__).resolve().parents[1]
-TELCO = next((root / "shared/data/telco_churn.csv" for root in (REPO.parent, REPO.parents[1])
-              if (root / "shared/data/telco_churn.csv").exists()), REPO.parent / "shared/data")
+TELCO = next(
+    (
+        root / "shared/data/telco_churn.csv"
+        for root in (REPO.parent, REPO.parents[1])
+        if (root / "shared/data/telco_churn.csv").exists()
+    ),
+    REPO.parent / "shared/data",
+)
 FIGURES = ("roc_auc", "precision_at_threshold", "recall_at_threshold")
 
 
@@ -34,13 +40,19 @@ def compare(trained, rows: pd.DataFrame) -> dict:
     out = {"rows": len(y), "churn_rate": round(float(y.mean()), 4)}
     for name in FIGURES:
         e = estimated[name]
-        out[name] = {"realised": round(realised[name], 4), "estimated": round(e["value"], 4),
-                     "error": round(e["value"] - realised[name], 4),
-                     "band": [round(e["low"], 4), round(e["high"], 4)],
-                     "inside_band": bool(e["low"] <= realised[name] <= e["high"])}
+        out[name] = {
+            "realised": round(realised[name], 4),
+            "estimated": round(e["value"], 4),
+            "error": round(e["value"] - realised[name], 4),
+            "band": [round(e["low"], 4), round(e["high"], 4)],
+            "inside_band": bool(e["low"] <= realised[name] <= e["high"]),
+        }
     e = estimated["churn_count"]
-    out["churn_count"] = {"realised": int(y.sum()), "estimated": round(e["value"], 1),
-                          "band": [round(e["low"], 1), round(e["high"], 1)]}
+    out["churn_count"] = {
+        "realised": int(y.sum()),
+        "estimated": round(e["value"], 1),
+        "band": [round(e["low"], 1), round(e["high"], 1)],
+    }
     out["calibration_error"] = round(realised["expected_calibration_error"], 4)
     return out
 

@@ -40,12 +40,21 @@ def child_main(prediction_id: str) -> None:
         crashed = f"{type(exc).__name__}: {exc}"[:200]
     row = db.get_prediction(env.engine, prediction_id)
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    print(json.dumps({"status": row["status"], "error": row["error"], "crashed": crashed,
-                      "rows_total": row["rows_total"], "rows_scored": row["rows_scored"],
-                      "wall_s": round(time.perf_counter() - started, 2),
-                      "cpu_s": round(time.process_time() - cpu, 2),
-                      "cpu_s_with_start": round(usage.ru_utime + usage.ru_stime, 2),
-                      "peak_rss_mb": round(peak_rss_kib() / 1024)}))
+    print(
+        json.dumps(
+            {
+                "status": row["status"],
+                "error": row["error"],
+                "crashed": crashed,
+                "rows_total": row["rows_total"],
+                "rows_scored": row["rows_scored"],
+                "wall_s": round(time.perf_counter() - started, 2),
+                "cpu_s": round(time.process_time() - cpu, 2),
+                "cpu_s_with_start": round(usage.ru_utime + usage.ru_stime, 2),
+                "peak_rss_mb": round(peak_rss_kib() / 1024),
+            }
+        )
+    )
 
 
 def peak_rss_kib() -> int:
@@ -56,8 +65,12 @@ def peak_rss_kib() -> int:
 
 
 def run_worker(prediction_id: str, env: dict[str, str]) -> dict:
-    done = subprocess.run([sys.executable, __file__, "--child", prediction_id],
-                          env={**os.environ, **env}, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", prediction_id],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+    )
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
         return {"status": "WORKER DIED", "error": (done.stderr or done.stdout)[-400:]}
@@ -87,8 +100,9 @@ def harness(only: str | None) -> list[dict]:
         registry.promote(bench.MODEL, registry.register(trained, bench.MODEL, settings), settings)
         aws.ensure_resources(settings)
         resources = Resources(settings)
-        sample = synthetic_customers(SAMPLE_ROWS, seed=9, labeled=False).to_csv(
-            index=False).encode()
+        sample = (
+            synthetic_customers(SAMPLE_ROWS, seed=9, labeled=False).to_csv(index=False).encode()
+        )
         cases = [c for c in corpus(sample, Scale.REAL) if not only or only in c.name]
         normal = type(cases[0])("normal upload afterwards", lambda: iter([sample]), "COMPLETED", "")
         for case in cases + [normal]:
@@ -98,13 +112,18 @@ def harness(only: str | None) -> list[dict]:
             resources.s3.upload_fileobj(reader, settings.bucket, key)
             size = resources.s3.head_object(Bucket=settings.bucket, Key=key)["ContentLength"]
             prepared = time.perf_counter() - started
-            prediction_id = db.create_prediction(resources.engine, account="bench",
-                                                 model_name=bench.MODEL, input_key=key)
+            prediction_id = db.create_prediction(
+                resources.engine, account="bench", model_name=bench.MODEL, input_key=key
+            )
             outcome = run_worker(prediction_id, env)
-            outcome.update(file=case.name, bytes=size, generate_upload_s=round(prepared, 1),
-                           expected=case.status,
-                           as_expected=outcome["status"] == case.status and case.message in (
-                               outcome.get("error") or ""))
+            outcome.update(
+                file=case.name,
+                bytes=size,
+                generate_upload_s=round(prepared, 1),
+                expected=case.status,
+                as_expected=outcome["status"] == case.status
+                and case.message in (outcome.get("error") or ""),
+            )
             bench.log(json.dumps(outcome))
             rows.append(outcome)
     finally:
@@ -113,13 +132,17 @@ def harness(only: str | None) -> list[dict]:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| file | size | outcome | message | wall s | CPU s | peak RSS MB |",
-             "|---|---:|---|---|---:|---:|---:|"]
+    lines = [
+        "| file | size | outcome | message | wall s | CPU s | peak RSS MB |",
+        "|---|---:|---|---|---:|---:|---:|",
+    ]
     for r in rows:
         message = (r.get("error") or "").split(";")[0][:90]
-        lines.append(f"| {r['file']} | {r['bytes'] / 1e6:.1f} MB | {r['status']} | {message} | "
-                     f"{r.get('wall_s', '-')} | {r.get('cpu_s', '-')} | "
-                     f"{r.get('peak_rss_mb', '-')} |")
+        lines.append(
+            f"| {r['file']} | {r['bytes'] / 1e6:.1f} MB | {r['status']} | {message} | "
+            f"{r.get('wall_s', '-')} | {r.get('cpu_s', '-')} | "
+            f"{r.get('peak_rss_mb', '-')} |"
+        )
     return "\n".join(lines)
 
 
@@ -133,9 +156,16 @@ def main(argv: list[str] | None = None) -> None:
         return
     rows = harness(args.only)
     print(table(rows))
-    print(json.dumps({"benchmark": "hostile", "files": rows,
-                      "all_as_expected": all(r["as_expected"] for r in rows),
-                      "max_peak_rss_mb": max(r.get("peak_rss_mb", 0) for r in rows)}))
+    print(
+        json.dumps(
+            {
+                "benchmark": "hostile",
+                "files": rows,
+                "all_as_expected": all(r["as_expected"] for r in rows),
+                "max_peak_rss_mb": max(r.get("peak_rss_mb", 0) for r in rows),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import signal
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -48,11 +48,17 @@ def submit_and_wait(env, data: bytes, timeout: float) -> dict:
     from retainwise.entrypoints import service
 
     started = time.time()
-    prediction_id = service.submit_upload(env, data, filename="bench.csv", account="bench",
-                                          model_name=common.MODEL)
+    prediction_id = service.submit_upload(
+        env, data, filename="bench.csv", account="bench", model_name=common.MODEL
+    )
     row = service.wait_for_final(env, prediction_id, timeout=timeout, poll=0.05)
-    return {"id": prediction_id, "submitted": started, "finished": time.time(),
-            "status": row["status"], "error": row["error"]}
+    return {
+        "id": prediction_id,
+        "submitted": started,
+        "finished": time.time(),
+        "status": row["status"],
+        "error": row["error"],
+    }
 
 
 def breakdown(env, outcome: dict) -> dict:
@@ -70,18 +76,22 @@ def breakdown(env, outcome: dict) -> dict:
             run = client.read_flow_run(row["flow_run_id"])
         created, started = stamp(run.created), stamp(run.start_time)
     total = outcome["finished"] - outcome["submitted"]
-    return {"total": total, "queue_to_created": _gap(queued, created),
-            "created_to_started": _gap(created, started),
-            "queue_to_flow_start": _gap(queued, started), "started_to_claimed": _gap(started, claimed),
-            "claimed_to_completed": _gap(claimed, outcome["finished"]),
-            "status": outcome["status"], "error": outcome["error"]}
+    return {
+        "total": total,
+        "queue_to_created": _gap(queued, created),
+        "created_to_started": _gap(created, started),
+        "queue_to_flow_start": _gap(queued, started),
+        "started_to_claimed": _gap(started, claimed),
+        "claimed_to_completed": _gap(claimed, outcome["finished"]),
+        "status": outcome["status"],
+        "error": outcome["error"],
+    }
 
 
 def _utc(value):
-    from datetime import timezone
 
     if isinstance(value, datetime) and value.tzinfo is None:  # SQLite drops the zone
-        return value.replace(tzinfo=timezone.utc)
+        return value.replace(tzinfo=UTC)
     return value
 
 
@@ -92,13 +102,21 @@ def _gap(start, end):
 def summarise(label: str, rows: list[dict]) -> dict:
     done = [r for r in rows if r["status"] == "COMPLETED"]
     out = {"uploads": len(rows), "completed": len(done)}
-    for key in ("total", "queue_to_created", "created_to_started", "queue_to_flow_start",
-                "started_to_claimed", "claimed_to_completed"):
+    for key in (
+        "total",
+        "queue_to_created",
+        "created_to_started",
+        "queue_to_flow_start",
+        "started_to_claimed",
+        "claimed_to_completed",
+    ):
         values = [r[key] for r in done if r[key] is not None]
         if values:
-            out[key] = {"p50": round(common.percentile(values, 0.5), 2),
-                        "p95": round(common.percentile(values, 0.95), 2),
-                        "max": round(max(values), 2)}
+            out[key] = {
+                "p50": round(common.percentile(values, 0.5), 2),
+                "p95": round(common.percentile(values, 0.95), 2),
+                "max": round(max(values), 2),
+            }
     failed = [r["error"] for r in rows if r["status"] != "COMPLETED"]
     if failed:
         out["first_failure"] = failed[0]
@@ -122,19 +140,29 @@ def stack_cpu_seconds(settings) -> float:
     return total
 
 
-def run(uploads: int, timeout: float, skip_one_by_one: bool = False, runners: int = 1,
-        prefect_database_url: str | None = None) -> dict:
-    import migrations
-    from retainwise.local import stack
-    from retainwise.adapters.resources import Resources
-    from retainwise.config.settings import Settings
+def run(
+    uploads: int,
+    timeout: float,
+    skip_one_by_one: bool = False,
+    runners: int = 1,
+    prefect_database_url: str | None = None,
+) -> dict:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    import migrations
+    from retainwise.adapters.resources import Resources
+    from retainwise.config.settings import Settings
+    from retainwise.local import stack
+
     home = common.fresh_home("latency")
-    os.environ.update({"RETAINWISE_HOME": str(home),
-                       "RETAINWISE_STACK_AWS_PORT": str(common.free_port()),
-                       "RETAINWISE_STACK_PREFECT_PORT": str(common.free_port()),
-                       "RETAINWISE_RUNNERS": str(runners)})
+    os.environ.update(
+        {
+            "RETAINWISE_HOME": str(home),
+            "RETAINWISE_STACK_AWS_PORT": str(common.free_port()),
+            "RETAINWISE_STACK_PREFECT_PORT": str(common.free_port()),
+            "RETAINWISE_RUNNERS": str(runners),
+        }
+    )
     os.environ.pop("RETAINWISE_PREFECT_DATABASE_URL", None)
     if prefect_database_url:
         os.environ["RETAINWISE_PREFECT_DATABASE_URL"] = prefect_database_url
@@ -148,15 +176,19 @@ def run(uploads: int, timeout: float, skip_one_by_one: bool = False, runners: in
         stack_env = stack.up(settings, timeout=600)  # a loaded machine: minutes, not seconds
         stack_seconds = time.monotonic() - started
         # Prefect read its settings once, at import: point this process at this stack's server
-        scope.enter_context(temporary_settings(
-            updates={PREFECT_API_URL: stack_env["PREFECT_API_URL"]}))
+        scope.enter_context(
+            temporary_settings(updates={PREFECT_API_URL: stack_env["PREFECT_API_URL"]})
+        )
         env = Resources.from_env()
         common.log(f"stack up after {stack_seconds:.1f} s; warming up with one upload")
         first = breakdown(env, submit_and_wait(env, data, timeout))
         common.log(f"first upload after stack up: {json.dumps(first)}")
         cpu = StackCpu(home)
-        one_by_one = [] if skip_one_by_one else [
-            breakdown(env, submit_and_wait(env, data, timeout)) for _ in range(uploads)]
+        one_by_one = (
+            []
+            if skip_one_by_one
+            else [breakdown(env, submit_and_wait(env, data, timeout)) for _ in range(uploads)]
+        )
         cpu_one_by_one = cpu.per_run(uploads)
         cpu_before, burst_started = stack_cpu_seconds(settings), time.monotonic()
         with ThreadPoolExecutor(max_workers=uploads) as pool:
@@ -168,13 +200,22 @@ def run(uploads: int, timeout: float, skip_one_by_one: bool = False, runners: in
     finally:
         scope.close()
         stack.down(settings)
-    return {"benchmark": "latency", "rows_per_upload": ROWS, "stack_up_s": round(stack_seconds, 1),
-            "runners": runners, "prefect_db": "postgresql" if prefect_database_url else "sqlite",
-            "burst_wall_s": round(burst_wall, 1), "burst_stack_cpu_s": round(burst_cpu, 1),
-            "first_upload_s": round(first["total"], 2),
-            "one_by_one": ({**summarise("one by one", one_by_one), "cpu_per_run_s": cpu_one_by_one}
-                           if one_by_one else None),
-            "at_once": {**summarise("at once", at_once), "cpu_per_run_s": cpu_at_once}}
+    return {
+        "benchmark": "latency",
+        "rows_per_upload": ROWS,
+        "stack_up_s": round(stack_seconds, 1),
+        "runners": runners,
+        "prefect_db": "postgresql" if prefect_database_url else "sqlite",
+        "burst_wall_s": round(burst_wall, 1),
+        "burst_stack_cpu_s": round(burst_cpu, 1),
+        "first_upload_s": round(first["total"], 2),
+        "one_by_one": (
+            {**summarise("one by one", one_by_one), "cpu_per_run_s": cpu_one_by_one}
+            if one_by_one
+            else None
+        ),
+        "at_once": {**summarise("at once", at_once), "cpu_per_run_s": cpu_at_once},
+    }
 
 
 class StackCpu:
@@ -196,13 +237,15 @@ class StackCpu:
         now = self._now()
         spent = {name: (now[name] - self.last.get(name, 0.0)) / runs for name in now}
         self.last = now
-        spent["worker+server+trigger"] = sum(spent.get(n, 0.0)
-                                             for n in ("runner", "prefect", "trigger"))
+        spent["worker+server+trigger"] = sum(
+            spent.get(n, 0.0) for n in ("runner", "prefect", "trigger")
+        )
         return {name: round(value, 3) for name, value in spent.items()}
 
 
-def compare(uploads: int, timeout: float, runner_counts=(1, 2),
-            prefect_dbs=("sqlite", "postgresql")) -> dict:
+def compare(
+    uploads: int, timeout: float, runner_counts=(1, 2), prefect_dbs=("sqlite", "postgresql")
+) -> dict:
     """The burst with 1 and 2 runner services, the Prefect server on SQLite and PostgreSQL."""
     results = []
     for prefect_db in prefect_dbs:
@@ -216,32 +259,57 @@ def compare(uploads: int, timeout: float, runner_counts=(1, 2),
                 with throwaway_postgres("retainwise_bench") as url:
                     outcome = run(uploads, timeout, True, runners, url)
             burst = outcome["at_once"]
-            results.append({k: outcome[k] for k in ("runners", "prefect_db", "burst_wall_s",
-                                                     "burst_stack_cpu_s", "stack_up_s")}
-                           | {"completed": burst["completed"],
-                              "p50_s": burst.get("total", {}).get("p50"),
-                              "p95_s": burst.get("total", {}).get("p95")})
+            results.append(
+                {
+                    k: outcome[k]
+                    for k in (
+                        "runners",
+                        "prefect_db",
+                        "burst_wall_s",
+                        "burst_stack_cpu_s",
+                        "stack_up_s",
+                    )
+                }
+                | {
+                    "completed": burst["completed"],
+                    "p50_s": burst.get("total", {}).get("p50"),
+                    "p95_s": burst.get("total", {}).get("p95"),
+                }
+            )
             common.log(json.dumps(results[-1]))
-    return {"benchmark": "latency-compare", "uploads": uploads, "rows_per_upload": ROWS,
-            "results": results}
+    return {
+        "benchmark": "latency-compare",
+        "uploads": uploads,
+        "rows_per_upload": ROWS,
+        "results": results,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--uploads", type=int, default=50)
     parser.add_argument("--timeout", type=float, default=600)
-    parser.add_argument("--skip-one-by-one", action="store_true",
-                        help="only the burst (faster when iterating on it)")
-    parser.add_argument("--compare", action="store_true",
-                        help="the burst with 1 vs 2 runners, Prefect on SQLite vs PostgreSQL")
+    parser.add_argument(
+        "--skip-one-by-one",
+        action="store_true",
+        help="only the burst (faster when iterating on it)",
+    )
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="the burst with 1 vs 2 runners, Prefect on SQLite vs PostgreSQL",
+    )
     parser.add_argument("--runner-counts", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--prefect-dbs", nargs="+", default=["sqlite", "postgresql"],
-                        choices=["sqlite", "postgresql"])
+    parser.add_argument(
+        "--prefect-dbs",
+        nargs="+",
+        default=["sqlite", "postgresql"],
+        choices=["sqlite", "postgresql"],
+    )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))  # still stop the stack
     if args.compare:
-        print(json.dumps(compare(args.uploads, args.timeout, args.runner_counts,
-                                 args.prefect_dbs)))
+        print(json.dumps(compare(args.uploads, args.timeout, args.runner_counts, args.prefect_dbs)))
         return
     print(json.dumps(run(args.uploads, args.timeout, args.skip_one_by_one)))
 

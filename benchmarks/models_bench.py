@@ -35,9 +35,17 @@ def main() -> None:
     frame = read_table(TELCO.read_bytes())
     started = time.perf_counter()
     default = training.train(frame, "Churn", "customerID")
-    print(json.dumps({"figure": "telco_train_seconds", "value": round(time.perf_counter() - started, 2),
-                      "target": "< 60", "kind": default.kind,
-                      "roc_auc": round(default.metrics["roc_auc"], 4)}))
+    print(
+        json.dumps(
+            {
+                "figure": "telco_train_seconds",
+                "value": round(time.perf_counter() - started, 2),
+                "target": "< 60",
+                "kind": default.kind,
+                "roc_auc": round(default.metrics["roc_auc"], 4),
+            }
+        )
+    )
     batch = frame.sample(args.rows, replace=True, random_state=1).reset_index(drop=True)
     ids = batch["customerID"]
     for kind in training.CANDIDATES:
@@ -48,13 +56,22 @@ def main() -> None:
         finally:
             training.pick_best = chosen
         plain = best_of(3, lambda: score_frame(trained.pipeline, trained.profile, batch, ids))
-        with_reasons = best_of(3, lambda: score_frame(trained.pipeline, trained.profile, batch,
-                                                      ids, reasons=True))
-        print(json.dumps({"figure": f"top_reasons_cost_{kind}", "rows": args.rows,
-                          "scoring_seconds": round(plain, 3),
-                          "with_reasons_seconds": round(with_reasons, 3),
-                          "extra_share": round(with_reasons / plain - 1, 3), "target": "<= 0.25",
-                          "roc_auc": round(trained.metrics["roc_auc"], 4)}))
+        with_reasons = best_of(
+            3, lambda: score_frame(trained.pipeline, trained.profile, batch, ids, reasons=True)
+        )
+        print(
+            json.dumps(
+                {
+                    "figure": f"top_reasons_cost_{kind}",
+                    "rows": args.rows,
+                    "scoring_seconds": round(plain, 3),
+                    "with_reasons_seconds": round(with_reasons, 3),
+                    "extra_share": round(with_reasons / plain - 1, 3),
+                    "target": "<= 0.25",
+                    "roc_auc": round(trained.metrics["roc_auc"], 4),
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

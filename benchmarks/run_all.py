@@ -19,14 +19,25 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-TARGETS = {"ratio_vs_naive": 4.0, "ratio_vs_expert": 3.0, "validation_share": 0.15,
-           "rss_10m_mb": 700, "cpu_per_run_s": 0.3, "burst_p95_s": 10.0, "one_p50_s": 0.5}
+TARGETS = {
+    "ratio_vs_naive": 4.0,
+    "ratio_vs_expert": 3.0,
+    "validation_share": 0.15,
+    "rss_10m_mb": 700,
+    "cpu_per_run_s": 0.3,
+    "burst_p95_s": 10.0,
+    "one_p50_s": 0.5,
+}
 
 
 def run(script: str, *args: str) -> dict:
     print(f"$ python benchmarks/{script} {' '.join(args)}", flush=True)
-    done = subprocess.run([sys.executable, str(HERE / script), *args], stdout=subprocess.PIPE,
-                          stderr=sys.stderr, text=True)
+    done = subprocess.run(
+        [sys.executable, str(HERE / script), *args],
+        stdout=subprocess.PIPE,
+        stderr=sys.stderr,
+        text=True,
+    )
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
         return {"error": f"{script} exited with {done.returncode}"}
@@ -36,66 +47,112 @@ def run(script: str, *args: str) -> dict:
 def throughput_rows(result: dict) -> list[tuple[str, str, str, str]]:
     rows = result.get("rows")
     if "ratio_vs_naive" not in result:
-        return [(f"throughput at {rows or '?'} rows", "failed: " + json.dumps(result)[:100], "",
-                 "missed")]
+        return [
+            (
+                f"throughput at {rows or '?'} rows",
+                "failed: " + json.dumps(result)[:100],
+                "",
+                "missed",
+            )
+        ]
     naive, expert, project = result["naive"], result.get("expert", {}), result["project"]
-    sides = "; ".join(f"{name} {side['median_s']} s wall, {side['cpu_s']} CPU s, "
-                      f"{side['peak_rss_mb']} MB" for name, side in
-                      (("naive", naive), ("expert", expert), ("project", project))
-                      if "median_s" in side)
-    out = [(f"{rows:,} rows: naive / expert / project (median of {project['runs']})", sides, "", "")]
+    sides = "; ".join(
+        f"{name} {side['median_s']} s wall, {side['cpu_s']} CPU s, {side['peak_rss_mb']} MB"
+        for name, side in (("naive", naive), ("expert", expert), ("project", project))
+        if "median_s" in side
+    )
+    out = [
+        (f"{rows:,} rows: naive / expert / project (median of {project['runs']})", sides, "", "")
+    ]
     for anchor in ("naive", "expert"):
         key = f"ratio_vs_{anchor}"
         if key in result:
-            out.append((f"{rows:,} rows: throughput vs the {anchor} script",
-                         f"{result[key]:.2f}x (CPU s ratio {result[f'cpu_ratio_vs_{anchor}']:.2f}x)",
-                         f">= {TARGETS[key]:.1f}x", _met(result[key] >= TARGETS[key])))
+            out.append(
+                (
+                    f"{rows:,} rows: throughput vs the {anchor} script",
+                    f"{result[key]:.2f}x (CPU s ratio {result[f'cpu_ratio_vs_{anchor}']:.2f}x)",
+                    f">= {TARGETS[key]:.1f}x",
+                    _met(result[key] >= TARGETS[key]),
+                )
+            )
     share = project.get("validation_share_of_busy")
     if share is not None:
-        out.append((f"{rows:,} rows: validation share of busy seconds", f"{share:.0%} of "
-                    f"{sum(project['busy_s'].values()):.2f} s ({project['busy_s']})",
-                    f"<= {TARGETS['validation_share']:.0%}",
-                    _met(share <= TARGETS["validation_share"])))
+        out.append(
+            (
+                f"{rows:,} rows: validation share of busy seconds",
+                f"{share:.0%} of {sum(project['busy_s'].values()):.2f} s ({project['busy_s']})",
+                f"<= {TARGETS['validation_share']:.0%}",
+                _met(share <= TARGETS["validation_share"]),
+            )
+        )
     return out
 
 
 def memory_rows(result: dict | None) -> list[tuple[str, str, str, str]]:
     target = f"<= {TARGETS['rss_10m_mb']} MB"
     if result is None:
-        return [("10M rows: peak RSS of the scoring path", "not run (--memory-rows 10000000)",
-                 target, "not run")]
+        return [
+            (
+                "10M rows: peak RSS of the scoring path",
+                "not run (--memory-rows 10000000)",
+                target,
+                "not run",
+            )
+        ]
     project = result.get("project", {})
     if "peak_rss_mb" not in project:
         return [("10M rows: peak RSS", "failed: " + json.dumps(result)[:100], target, "missed")]
-    return [(f"{result['rows']:,} rows: peak RSS of the scoring path",
-             f"{project['peak_rss_mb']} MB ({project['median_s']} s)", target,
-             _met(project["peak_rss_mb"] <= TARGETS["rss_10m_mb"]))]
+    return [
+        (
+            f"{result['rows']:,} rows: peak RSS of the scoring path",
+            f"{project['peak_rss_mb']} MB ({project['median_s']} s)",
+            target,
+            _met(project["peak_rss_mb"] <= TARGETS["rss_10m_mb"]),
+        )
+    ]
 
 
 def latency_rows(latency: dict) -> list[tuple[str, str, str, str]]:
     out = []
-    for label, key in (("1k-row uploads one by one", "one_by_one"),
-                       ("50 1k-row uploads at once", "at_once")):
+    for label, key in (
+        ("1k-row uploads one by one", "one_by_one"),
+        ("50 1k-row uploads at once", "at_once"),
+    ):
         part = latency.get(key) or {}
         total = part.get("total")
         if not total:
             out.append((label, "not run or failed: " + json.dumps(latency)[:80], "", "missed"))
             continue
-        cpu = (part.get("cpu_per_run_s") or {})
+        cpu = part.get("cpu_per_run_s") or {}
         measured = f"p50 {total['p50']} s, p95 {total['p95']} s, max {total['max']} s"
         if key == "one_by_one":
-            out.append((f"{label}: upload -> COMPLETED", measured,
-                        f"p50 <= {TARGETS['one_p50_s']} s", _met(total["p50"] <= TARGETS["one_p50_s"])))
+            out.append(
+                (
+                    f"{label}: upload -> COMPLETED",
+                    measured,
+                    f"p50 <= {TARGETS['one_p50_s']} s",
+                    _met(total["p50"] <= TARGETS["one_p50_s"]),
+                )
+            )
         else:
-            out.append((f"{label}: upload -> COMPLETED", measured,
-                        f"p95 <= {TARGETS['burst_p95_s']:.0f} s",
-                        _met(total["p95"] <= TARGETS["burst_p95_s"])))
+            out.append(
+                (
+                    f"{label}: upload -> COMPLETED",
+                    measured,
+                    f"p95 <= {TARGETS['burst_p95_s']:.0f} s",
+                    _met(total["p95"] <= TARGETS["burst_p95_s"]),
+                )
+            )
         if cpu:
             summed = cpu.get("worker+server+trigger", float("nan"))
-            out.append((f"{label}: CPU per run, worker + Prefect server + trigger",
-                        f"{summed:.3f} s ({', '.join(f'{k} {v:.3f}' for k, v in cpu.items())})",
-                        f"<= {TARGETS['cpu_per_run_s']} s",
-                        _met(summed <= TARGETS["cpu_per_run_s"]) if key == "at_once" else ""))
+            out.append(
+                (
+                    f"{label}: CPU per run, worker + Prefect server + trigger",
+                    f"{summed:.3f} s ({', '.join(f'{k} {v:.3f}' for k, v in cpu.items())})",
+                    f"<= {TARGETS['cpu_per_run_s']} s",
+                    _met(summed <= TARGETS["cpu_per_run_s"]) if key == "at_once" else "",
+                )
+            )
     return out
 
 
@@ -117,17 +174,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--memory-rows", default="", help="e.g. 10000000 (slow; 1 repeat)")
     parser.add_argument("--skip-latency", action="store_true")
     args = parser.parse_args(argv)
-    throughput = [run("throughput.py", "--rows", rows, "--repeats", args.repeats)
-                  for rows in args.rows.split(",") if rows]
-    memory = (run("throughput.py", "--rows", args.memory_rows, "--repeats", "1", "--sides",
-                  "project") if args.memory_rows else None)
+    throughput = [
+        run("throughput.py", "--rows", rows, "--repeats", args.repeats)
+        for rows in args.rows.split(",")
+        if rows
+    ]
+    memory = (
+        run("throughput.py", "--rows", args.memory_rows, "--repeats", "1", "--sides", "project")
+        if args.memory_rows
+        else None
+    )
     latency = {} if args.skip_latency else run("latency.py", "--uploads", args.uploads)
     results = {"throughput": throughput, "memory": memory, "latency": latency}
     out = HERE / "out"
     out.mkdir(exist_ok=True)
     (out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(results, indent=2))
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, text=True,
-                            capture_output=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=HERE, text=True, capture_output=True
+    ).stdout.strip()
     rows = [row for result in throughput for row in throughput_rows(result)]
     rows += memory_rows(memory) + latency_rows(latency)
     print(f"\n{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {commit}\n")

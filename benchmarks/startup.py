@@ -36,8 +36,11 @@ FLOORS = {
 }
 
 
-COMMANDS_WITH_BASELINE = ("retainwise --help", "retainwise score (10 rows)",
-                          "cold worker: import flows.score_upload")
+COMMANDS_WITH_BASELINE = (
+    "retainwise --help",
+    "retainwise score (10 rows)",
+    "cold worker: import flows.score_upload",
+)
 
 
 def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
@@ -62,17 +65,25 @@ def main() -> None:
 
     home = fresh_home("startup")
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    env.update(RETAINWISE_HOME=str(home), RETAINWISE_MLFLOW_TRACKING_URI=f"sqlite:///{home}/mlflow.db")
+    env.update(
+        RETAINWISE_HOME=str(home), RETAINWISE_MLFLOW_TRACKING_URI=f"sqlite:///{home}/mlflow.db"
+    )
     log("training a champion on Telco (not timed)")
     train_champion(Settings(home=home, mlflow_tracking_uri=env["RETAINWISE_MLFLOW_TRACKING_URI"]))
     small = home / "ten_rows.csv"
     load_telco().head(10).drop(columns=["Churn"]).to_csv(small, index=False)
-    commands = {"retainwise --help": [RETAINWISE, "--help"],
-                "retainwise score (10 rows)": [RETAINWISE, "score", str(small), "-o",
-                                               str(home / "scored.csv")],
-                "cold worker: import flows.score_upload": [PYTHON, "-c",
-                                                           "import flows.score_upload"],
-                **{name: [PYTHON, "-c", code] for name, code in FLOORS.items()}}
+    commands = {
+        "retainwise --help": [RETAINWISE, "--help"],
+        "retainwise score (10 rows)": [
+            RETAINWISE,
+            "score",
+            str(small),
+            "-o",
+            str(home / "scored.csv"),
+        ],
+        "cold worker: import flows.score_upload": [PYTHON, "-c", "import flows.score_upload"],
+        **{name: [PYTHON, "-c", code] for name, code in FLOORS.items()},
+    }
     envs = {name: env for name in commands}
     if args.baseline:
         for name in COMMANDS_WITH_BASELINE:
@@ -84,10 +95,24 @@ def main() -> None:
         for name, argv in commands.items():
             runs[name].append(timed(argv, envs[name]))
         log(f"repeat {repeat + 1}/{args.repeats} done")
-    result = {name: {"wall_s": round(median([w for w, _ in r]), 2),
-                     "cpu_s": round(median([c for _, c in r]), 2)} for name, r in runs.items()}
-    print(json.dumps({"median_of": args.repeats, "baseline": args.baseline, "commands": result,
-                      "load_average": round(os.getloadavg()[0], 2)}), file=sys.stdout)
+    result = {
+        name: {
+            "wall_s": round(median([w for w, _ in r]), 2),
+            "cpu_s": round(median([c for _, c in r]), 2),
+        }
+        for name, r in runs.items()
+    }
+    print(
+        json.dumps(
+            {
+                "median_of": args.repeats,
+                "baseline": args.baseline,
+                "commands": result,
+                "load_average": round(os.getloadavg()[0], 2),
+            }
+        ),
+        file=sys.stdout,
+    )
 
 
 if __name__ == "__main__":

@@ -32,19 +32,28 @@ def sampler(stop: threading.Event, samples: list[tuple[float, float, float]]) ->
 
     process, started = psutil.Process(), time.perf_counter()
     while not stop.is_set():
-        samples.append((time.perf_counter() - started, process.memory_info().rss / 2**20,
-                        pa.total_allocated_bytes() / 2**20))
+        samples.append(
+            (
+                time.perf_counter() - started,
+                process.memory_info().rss / 2**20,
+                pa.total_allocated_bytes() / 2**20,
+            )
+        )
         time.sleep(0.01)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--chunk-mib", type=float, default=None,
-                        help="chunk size (default: Settings.chunk_bytes)")
+    parser.add_argument(
+        "--chunk-mib", type=float, default=None, help="chunk size (default: Settings.chunk_bytes)"
+    )
     parser.add_argument("--trace", action="store_true")
-    parser.add_argument("--home", help="a home whose MLflow store has the champion (else one is "
-                        "trained in a child process, so training stays out of this one's RSS)")
+    parser.add_argument(
+        "--home",
+        help="a home whose MLflow store has the champion (else one is "
+        "trained in a child process, so training stays out of this one's RSS)",
+    )
     parser.add_argument("--train-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -63,8 +72,19 @@ def main(argv: list[str] | None = None) -> None:
         return
     if not args.home:
         args.home = str(fresh_home(f"stream-memory-{args.rows}"))
-        subprocess.run([sys.executable, __file__, "--train-only", "--home", args.home,
-                        "--rows", str(args.rows)], check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--train-only",
+                "--home",
+                args.home,
+                "--rows",
+                str(args.rows),
+            ],
+            check=True,
+            capture_output=True,
+        )
     settings = Settings(home=args.home)
     model = registry.load_champion(common.MODEL, settings)
     _batch_definition()
@@ -87,8 +107,15 @@ def main(argv: list[str] | None = None) -> None:
     started, cpu = time.perf_counter(), cpu_seconds()
     with tempfile.TemporaryFile() as results, tempfile.TemporaryFile() as rejects:
         counts, totals = streaming.score_stream(
-            blocks(), model, settings.max_rejected_share, results, rejects, chunk,
-            settings.top_reasons, Limits(max_bytes=16 * 2**30))
+            blocks(),
+            model,
+            settings.max_rejected_share,
+            results,
+            rejects,
+            chunk,
+            settings.top_reasons,
+            Limits(max_bytes=16 * 2**30),
+        )
         seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu
         results_mb = results.tell() / 2**20
     stop.set()
@@ -102,18 +129,26 @@ def main(argv: list[str] | None = None) -> None:
         tracemalloc.stop()
     peak_at = max(samples, key=lambda s: s[1]) if samples else (0, 0, 0)
     result = {
-        "benchmark": "stream_memory", "rows": args.rows, "chunk_mib": chunk / 2**20,
-        "rows_total": counts["rows_total"], "rows_scored": counts["rows_scored"],
-        "rows_rejected": counts["rows_rejected"], "results_mb": round(results_mb, 1),
-        "baseline_rss_mb": round(baseline), "peak_rss_mb": round(peak_rss_mb()),
+        "benchmark": "stream_memory",
+        "rows": args.rows,
+        "chunk_mib": chunk / 2**20,
+        "rows_total": counts["rows_total"],
+        "rows_scored": counts["rows_scored"],
+        "rows_rejected": counts["rows_rejected"],
+        "results_mb": round(results_mb, 1),
+        "baseline_rss_mb": round(baseline),
+        "peak_rss_mb": round(peak_rss_mb()),
         "peak_above_baseline_mb": round(peak_rss_mb() - baseline),
         "arrow_peak_mb": round(max((s[2] for s in samples), default=0)),
-        "arrow_at_rss_peak_mb": round(peak_at[2]), "rss_peak_at_s": round(peak_at[0], 1),
-        "seconds": round(seconds, 2), "cpu_s": round(cpu, 2),
-        "busy_s": {k: round(v, 2) for k, v in totals.seconds.items()}, "trace": trace,
+        "arrow_at_rss_peak_mb": round(peak_at[2]),
+        "rss_peak_at_s": round(peak_at[0], 1),
+        "seconds": round(seconds, 2),
+        "cpu_s": round(cpu, 2),
+        "busy_s": {k: round(v, 2) for k, v in totals.seconds.items()},
+        "trace": trace,
         "pid": os.getpid(),
     }
-    log(" ".join(f"{t:.0f}s:{r:.0f}" for t, r, _ in samples[::max(1, len(samples) // 40)]))
+    log(" ".join(f"{t:.0f}s:{r:.0f}" for t, r, _ in samples[:: max(1, len(samples) // 40)]))
     print(json.dumps(result))
 
 

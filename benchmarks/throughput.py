@@ -33,8 +33,12 @@ from benchmarks import common  # noqa: E402
 from benchmarks.data import ID, ensure  # noqa: E402
 
 INPUT_KEY = "uploads/bench/{rows}/input"
-STAGES = {"read-upload": "reading", "validate-upload": "validating",
-          "score-customers": "scoring", "write-results": "writing"}
+STAGES = {
+    "read-upload": "reading",
+    "validate-upload": "validating",
+    "score-customers": "scoring",
+    "write-results": "writing",
+}
 
 
 # ---------------------------------------------------------------- (a) the naive script, a child
@@ -56,14 +60,23 @@ def naive_child(path: str, model_dir: str, out: str) -> dict:
     categorical = [n for n in features if n not in numeric]
     X[categorical] = X[categorical].astype(object)
     probability = pipeline.predict_proba(X)[:, 1]
-    pd.DataFrame({
-        "customer_id": frame[ID], "churn_probability": probability,
-        "churn_risk": np.where(probability >= cutoffs["high"], "HIGH",
-                               np.where(probability >= cutoffs["medium"], "MEDIUM", "LOW")),
-        "predicted_churn": probability >= profile["threshold"],
-    }).to_csv(out, index=False)
-    return {"seconds": time.perf_counter() - started, "cpu_s": common.cpu_seconds() - cpu,
-            "rows": len(frame)}
+    pd.DataFrame(
+        {
+            "customer_id": frame[ID],
+            "churn_probability": probability,
+            "churn_risk": np.where(
+                probability >= cutoffs["high"],
+                "HIGH",
+                np.where(probability >= cutoffs["medium"], "MEDIUM", "LOW"),
+            ),
+            "predicted_churn": probability >= profile["threshold"],
+        }
+    ).to_csv(out, index=False)
+    return {
+        "seconds": time.perf_counter() - started,
+        "cpu_s": common.cpu_seconds() - cpu,
+        "rows": len(frame),
+    }
 
 
 # ---------------------------------------------------------------- (e) the expert script, a child
@@ -79,17 +92,33 @@ def expert_child(path: str, model_dir: str, out: str) -> dict:
     features = [f["name"] for f in profile["features"]]
     cutoffs = profile["cutoffs"]
     started, cpu = time.perf_counter(), common.cpu_seconds()
-    table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
-        include_columns=[ID, *features], null_values=["", " "], strings_can_be_null=True))
+    table = pacsv.read_csv(
+        path,
+        convert_options=pacsv.ConvertOptions(
+            include_columns=[ID, *features], null_values=["", " "], strings_can_be_null=True
+        ),
+    )
     probability = pipeline.predict_proba(table.select(features).to_pandas())[:, 1]
-    pacsv.write_csv(pa.table({
-        "customer_id": table[ID], "churn_probability": probability,
-        "churn_risk": np.where(probability >= cutoffs["high"], "HIGH",
-                               np.where(probability >= cutoffs["medium"], "MEDIUM", "LOW")),
-        "predicted_churn": probability >= profile["threshold"],
-    }), out)
-    return {"seconds": time.perf_counter() - started, "cpu_s": common.cpu_seconds() - cpu,
-            "rows": table.num_rows}
+    pacsv.write_csv(
+        pa.table(
+            {
+                "customer_id": table[ID],
+                "churn_probability": probability,
+                "churn_risk": np.where(
+                    probability >= cutoffs["high"],
+                    "HIGH",
+                    np.where(probability >= cutoffs["medium"], "MEDIUM", "LOW"),
+                ),
+                "predicted_churn": probability >= profile["threshold"],
+            }
+        ),
+        out,
+    )
+    return {
+        "seconds": time.perf_counter() - started,
+        "cpu_s": common.cpu_seconds() - cpu,
+        "rows": table.num_rows,
+    }
 
 
 SCRIPTS = {"naive": naive_child, "expert": expert_child}
@@ -106,8 +135,9 @@ def project_child(rows: int) -> dict:
     env = Resources.from_env()
     registry.load_champion(common.MODEL, env.settings)  # a warm worker has it cached
     _batch_definition()
-    prediction_id = db.create_prediction(env.engine, account="bench", model_name=common.MODEL,
-                                         input_key=INPUT_KEY.format(rows=rows))
+    prediction_id = db.create_prediction(
+        env.engine, account="bench", model_name=common.MODEL, input_key=INPUT_KEY.format(rows=rows)
+    )
     stage_log = StageLog.install()
     rss = RssTrace.start()  # RSS before the timed span (imports, model, GX) and its course
     profile_to = os.environ.get("RETAINWISE_BENCH_PROFILE")  # a cProfile file of the timed span
@@ -125,9 +155,15 @@ def project_child(rows: int) -> dict:
     if row["status"] != "COMPLETED":
         raise SystemExit(f"the scoring path did not complete: {row['status']} {row['error']}")
     stages = stage_log.seconds or task_seconds(state.state_details.flow_run_id)
-    return {"seconds": seconds, "cpu_s": cpu, "rows": row["rows_total"],
-            "rows_scored": row["rows_scored"], "stages": stages,
-            "rss_before_mb": round(rss.before_mb), "rss_course_mb": rss.course()}
+    return {
+        "seconds": seconds,
+        "cpu_s": cpu,
+        "rows": row["rows_total"],
+        "rows_scored": row["rows_scored"],
+        "stages": stages,
+        "rss_before_mb": round(rss.before_mb),
+        "rss_course_mb": rss.course(),
+    }
 
 
 class RssTrace:
@@ -144,7 +180,7 @@ class RssTrace:
         self.thread = threading.Thread(target=self.sample, daemon=True)
 
     @classmethod
-    def start(cls) -> "RssTrace":
+    def start(cls) -> RssTrace:
         trace = cls()
         trace.thread.start()
         return trace
@@ -160,7 +196,7 @@ class RssTrace:
     def course(self, points: int = 10) -> list[int]:
         """The highest RSS in each tenth of the span, MB."""
         step = max(1, -(-len(self.samples) // points))
-        return [round(max(self.samples[i:i + step])) for i in range(0, len(self.samples), step)]
+        return [round(max(self.samples[i : i + step])) for i in range(0, len(self.samples), step)]
 
 
 class StageLog:
@@ -169,7 +205,7 @@ class StageLog:
     seconds: dict[str, float] = {}
 
     @classmethod
-    def install(cls) -> type["StageLog"]:
+    def install(cls) -> type[StageLog]:
         import logging
 
         class Handler(logging.Handler):
@@ -190,11 +226,14 @@ def task_seconds(flow_run_id) -> dict[str, float]:
 
     with get_client(sync_client=True) as client:
         runs = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
     seconds: dict[str, float] = {}
     for run in runs:
-        stage = STAGES.get(run.task_key.rsplit("-", 1)[0] if run.task_key else "",
-                           STAGES.get(run.name.rsplit("-", 1)[0], "other"))
+        stage = STAGES.get(
+            run.task_key.rsplit("-", 1)[0] if run.task_key else "",
+            STAGES.get(run.name.rsplit("-", 1)[0], "other"),
+        )
         seconds[stage] = seconds.get(stage, 0.0) + run.total_run_time.total_seconds()
     return seconds
 
@@ -217,8 +256,9 @@ def export_model(settings, target: Path) -> None:
 
     model = registry.load_champion(common.MODEL, settings)
     mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.artifacts.download_artifacts(f"models:/{common.MODEL}/{model.version}",
-                                        dst_path=str(target))
+    mlflow.artifacts.download_artifacts(
+        f"models:/{common.MODEL}/{model.version}", dst_path=str(target)
+    )
     (target / "profile.json").write_text(json.dumps(model.profile.to_dict()))
 
 
@@ -227,13 +267,18 @@ def start_backends(home: Path, pids: list[int]) -> dict[str, str]:
 
     Each pid goes into `pids` as soon as its process exists, so the caller's `finally` stops it
     even when a later start or health wait fails."""
-    from retainwise.local import stack
     from retainwise.config.settings import Settings
+    from retainwise.local import stack
 
-    settings = Settings(home=home, stack_aws_port=common.free_port(),
-                        stack_prefect_port=common.free_port())
-    env = {**stack.stack_environment(settings), "RETAINWISE_HOME": str(home),
-           "RETAINWISE_MAX_UPLOAD_BYTES": str(16 * 2**30), "PREFECT_LOGGING_LEVEL": "ERROR"}
+    settings = Settings(
+        home=home, stack_aws_port=common.free_port(), stack_prefect_port=common.free_port()
+    )
+    env = {
+        **stack.stack_environment(settings),
+        "RETAINWISE_HOME": str(home),
+        "RETAINWISE_MAX_UPLOAD_BYTES": str(16 * 2**30),
+        "PREFECT_LOGGING_LEVEL": "ERROR",
+    }
     started = []
     for service in stack.services(settings):
         if service.name in ("moto", "prefect"):
@@ -259,8 +304,13 @@ def run_child(kind: str, args: argparse.Namespace, env: dict[str, str], extra: l
 
     limit = int(args.memory_limit_gb * 2**30)
     argv = [sys.executable, __file__, "--child", kind, "--rows", str(args.rows), *extra]
-    done = subprocess.run(argv, env={**os.environ, **env}, capture_output=True, text=True,
-                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
+    done = subprocess.run(
+        argv,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)),
+    )
     if done.returncode != 0:
         tail = (done.stderr or done.stdout)[-1500:]
         if "MemoryError" in tail or "bad_alloc" in tail or "Cannot allocate" in tail:
@@ -288,11 +338,17 @@ def harness(args: argparse.Namespace) -> dict:
         s3 = aws.client("s3", settings)
         aws.ensure_resources(settings)
         s3.upload_file(str(path), settings.bucket, INPUT_KEY.format(rows=args.rows))
-        script_args = ["--file", str(path), "--model-dir", str(home / "model"),
-                       "--out", str(home / "results.csv")]
+        script_args = [
+            "--file",
+            str(path),
+            "--model-dir",
+            str(home / "model"),
+            "--out",
+            str(home / "results.csv"),
+        ]
         sides = [side for side in SIDES if side in args.sides.split(",")]
         for repeat in range(args.repeats):
-            for side in sides[repeat % len(sides):] + sides[:repeat % len(sides)]:  # rotate
+            for side in sides[repeat % len(sides) :] + sides[: repeat % len(sides)]:  # rotate
                 if side == "project":
                     backend_cpu = common.tree_cpu_seconds(pids)
                     result = run_child(side, args, env, [])
@@ -315,24 +371,35 @@ def summarise(rows: int, runs: dict[str, list[dict]]) -> dict:
     def side(results: list[dict]) -> dict:
         good = [r for r in results if "seconds" in r]
         if not good:
-            return {"error": (results[-1].get("error", "no run completed") if results
-                              else "no run")[-300:]}
+            return {
+                "error": (results[-1].get("error", "no run completed") if results else "no run")[
+                    -300:
+                ]
+            }
         seconds = common.median([r["seconds"] for r in good])
-        return {"runs": len(good), "median_s": round(seconds, 2),
-                "min_s": round(min(r["seconds"] for r in good), 2),
-                "max_s": round(max(r["seconds"] for r in good), 2),
-                "rows_per_s": round(rows / seconds),
-                "cpu_s": round(common.median([r["cpu_s"] for r in good]), 2),
-                "peak_rss_mb": round(max(r["peak_rss_mb"] for r in good))}
+        return {
+            "runs": len(good),
+            "median_s": round(seconds, 2),
+            "min_s": round(min(r["seconds"] for r in good), 2),
+            "max_s": round(max(r["seconds"] for r in good), 2),
+            "rows_per_s": round(rows / seconds),
+            "cpu_s": round(common.median([r["cpu_s"] for r in good]), 2),
+            "peak_rss_mb": round(max(r["peak_rss_mb"] for r in good)),
+        }
 
-    result = {"benchmark": "throughput", "rows": rows,
-              **{name: side(results) for name, results in runs.items()}}
+    result = {
+        "benchmark": "throughput",
+        "rows": rows,
+        **{name: side(results) for name, results in runs.items()},
+    }
     project = result.get("project", {})
     if "median_s" not in project:
         return result
     for anchor in ("naive", "expert"):
         if "median_s" in result.get(anchor, {}):
-            result[f"ratio_vs_{anchor}"] = round(result[anchor]["median_s"] / project["median_s"], 3)
+            result[f"ratio_vs_{anchor}"] = round(
+                result[anchor]["median_s"] / project["median_s"], 3
+            )
             result[f"cpu_ratio_vs_{anchor}"] = round(result[anchor]["cpu_s"] / project["cpu_s"], 3)
     result["throughput_ratio_b_over_a"] = result.get("ratio_vs_naive")
     good = [r for r in runs["project"] if "seconds" in r]
@@ -343,8 +410,9 @@ def summarise(rows: int, runs: dict[str, list[dict]]) -> dict:
         project["busy_s"] = {k: round(v, 2) for k, v in busy.items()}
         project["share_of_wall"] = {k: round(v / project["median_s"], 3) for k, v in busy.items()}
         total = sum(busy.values())
-        project["validation_share_of_busy"] = round(busy.get("validating", 0.0) / total, 3) \
-            if total else None
+        project["validation_share_of_busy"] = (
+            round(busy.get("validating", 0.0) / total, 3) if total else None
+        )
     return result
 
 
@@ -352,10 +420,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--memory-limit-gb", type=float, default=12,
-                        help="address-space cap per timed run (default 12)")
-    parser.add_argument("--sides", default=",".join(SIDES),
-                        help="comma-separated sides to run (default all three)")
+    parser.add_argument(
+        "--memory-limit-gb",
+        type=float,
+        default=12,
+        help="address-space cap per timed run (default 12)",
+    )
+    parser.add_argument(
+        "--sides", default=",".join(SIDES), help="comma-separated sides to run (default all three)"
+    )
     parser.add_argument("--child", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--file", help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)

@@ -17,8 +17,14 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-TELCO = next((root / "shared/data/telco_churn.csv" for root in (REPO.parent, REPO.parents[1])
-              if (root / "shared/data/telco_churn.csv").exists()), REPO.parent / "shared/data")
+TELCO = next(
+    (
+        root / "shared/data/telco_churn.csv"
+        for root in (REPO.parent, REPO.parents[1])
+        if (root / "shared/data/telco_churn.csv").exists()
+    ),
+    REPO.parent / "shared/data",
+)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -33,9 +39,25 @@ def one_run(data: Path) -> dict[str, float]:
         env["RETAINWISE_HOME"] = home
         started = time.perf_counter()
         child = subprocess.Popen(
-            [str(REPO / ".venv/bin/retainwise"), "model", "train", "--data", str(data),
-             "--target", "Churn", "--id", "customerID", "--name", "bench"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=home)
+            [
+                str(REPO / ".venv/bin/retainwise"),
+                "model",
+                "train",
+                "--data",
+                str(data),
+                "--target",
+                "Churn",
+                "--id",
+                "customerID",
+                "--name",
+                "bench",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=home,
+        )
         figures: dict[str, float] = {}
         lines = []
         for line in child.stderr:

@@ -77,9 +77,14 @@ def main() -> None:
     home, aws_port, api_port = fresh_home("upload-memory"), free_port(), free_port()
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=aws_port, verbose=False)
     moto.start()
-    env = {**os.environ, "RETAINWISE_HOME": str(home), "AWS_ACCESS_KEY_ID": "bench",
-           "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_ENDPOINT_URL": f"http://127.0.0.1:{aws_port}"}
+    env = {
+        **os.environ,
+        "RETAINWISE_HOME": str(home),
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{aws_port}",
+    }
     os.environ.update({k: v for k, v in env.items() if k.startswith(("RETAINWISE_", "AWS_"))})
     settings = Settings()
     aws.ensure_resources(settings)
@@ -91,8 +96,11 @@ def main() -> None:
     data = home / "upload.csv"
     size = write_csv(data, args.mb)
 
-    api = subprocess.Popen([sys.executable, "-m", "retainwise.entrypoints.cli", "api", "--port",
-                            str(api_port)], env=env, cwd=REPO)
+    api = subprocess.Popen(
+        [sys.executable, "-m", "retainwise.entrypoints.cli", "api", "--port", str(api_port)],
+        env=env,
+        cwd=REPO,
+    )
     try:
         url = f"http://127.0.0.1:{api_port}"
         wait_up(f"{url}/openapi.json")
@@ -106,27 +114,36 @@ def main() -> None:
             sampler.start()
             started = time.perf_counter()
             with open(data, "rb") as body:
-                response = client.post(f"{url}/uploads", content=body,
-                                       headers={**headers, "Content-Length": str(size)})
+                response = client.post(
+                    f"{url}/uploads", content=body, headers={**headers, "Content-Length": str(size)}
+                )
             wall = time.perf_counter() - started
             stop.set()
             sampler.join()
         cpu = sum(psutil.Process(api.pid).cpu_times()[:2]) - cpu_before
         assert response.status_code == 202, response.text
-        stored = aws.object_size(aws.client("s3", settings), settings.bucket,
-                                 f"uploads/bench/{response.json()['prediction_id']}/input")
+        stored = aws.object_size(
+            aws.client("s3", settings),
+            settings.bucket,
+            f"uploads/bench/{response.json()['prediction_id']}/input",
+        )
         assert stored == size, (stored, size)
     finally:
         api.terminate()
         api.wait(20)
         moto.stop()
     mb = 2**20
-    result = {"upload_mb": round(size / 10**6, 1), "api_baseline_rss_mb": round(baseline / mb, 1),
-              "api_peak_rss_mb": round(peak[0] / mb, 1),
-              "peak_over_baseline": round(peak[0] / baseline, 2),
-              "target_peak_mb": TARGET_MB, "within_target": peak[0] / mb < TARGET_MB,
-              "wall_s": round(wall, 1), "api_cpu_s": round(cpu, 1),
-              "throughput_mb_s": round(size / 10**6 / wall, 1)}
+    result = {
+        "upload_mb": round(size / 10**6, 1),
+        "api_baseline_rss_mb": round(baseline / mb, 1),
+        "api_peak_rss_mb": round(peak[0] / mb, 1),
+        "peak_over_baseline": round(peak[0] / baseline, 2),
+        "target_peak_mb": TARGET_MB,
+        "within_target": peak[0] / mb < TARGET_MB,
+        "wall_s": round(wall, 1),
+        "api_cpu_s": round(cpu, 1),
+        "throughput_mb_s": round(size / 10**6 / wall, 1),
+    }
     print(json.dumps(result))
 
 

@@ -55,7 +55,7 @@ BLOCK = 4 << 20  # bytes per S3 read, as retainwise.adapters.aws.iter_blocks yie
 
 
 def blocks(data: bytes) -> list[bytes]:
-    return [data[i:i + BLOCK] for i in range(0, len(data), BLOCK)]
+    return [data[i : i + BLOCK] for i in range(0, len(data), BLOCK)]
 
 
 def faulty_upload(rows: int) -> bytes:
@@ -83,8 +83,12 @@ def faulty_upload(rows: int) -> bytes:
 
 def module_at(ref: str, path: str, name: str) -> types.ModuleType:
     """`path` as it was at `ref`, importable beside today's."""
-    source = subprocess.run(["git", "-C", str(REPO), "show", f"{ref}:{path}"], check=True,
-                            capture_output=True, text=True).stdout
+    source = subprocess.run(
+        ["git", "-C", str(REPO), "show", f"{ref}:{path}"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     module = types.ModuleType(f"{name}_{ref}")
     module.__file__ = f"{ref}:{path}"
     sys.modules[module.__name__] = module  # dataclasses look their module up
@@ -97,8 +101,13 @@ def baseline_modules(ref: str) -> tuple[types.ModuleType, types.ModuleType]:
     duplicate-id check across chunks counts as validation in the streamed path's busy seconds)."""
     old_validation = module_at(ref, MODULE, "validation")
     old_streaming = module_at(ref, STREAMING, "streaming")
-    for name in ("ValidatedUpload", "reject_rows", "row_numbers", "too_many_rejected",
-                 "validate_upload"):
+    for name in (
+        "ValidatedUpload",
+        "reject_rows",
+        "row_numbers",
+        "too_many_rejected",
+        "validate_upload",
+    ):
         setattr(old_streaming, name, getattr(old_validation, name))
     return old_validation, old_streaming
 
@@ -108,8 +117,9 @@ def trained_model(compiled: bool):
     from models.training import train
 
     trained = train(load_telco(), TARGET, ID)
-    model = types.SimpleNamespace(name="benchmark", version="1", pipeline=trained.pipeline,
-                                  profile=trained.profile)
+    model = types.SimpleNamespace(
+        name="benchmark", version="1", pipeline=trained.pipeline, profile=trained.profile
+    )
     if compiled:
         import tempfile
 
@@ -143,9 +153,11 @@ def validate_chunks(stream, tables, profile) -> list:
 def differences(before, after) -> list[str]:
     """What differs between two ValidatedUploads (empty when nothing does)."""
     found = []
-    for name, check in (("accepted", pd.testing.assert_frame_equal),
-                        ("customer_ids", pd.testing.assert_series_equal),
-                        ("rejects", pd.testing.assert_frame_equal)):
+    for name, check in (
+        ("accepted", pd.testing.assert_frame_equal),
+        ("customer_ids", pd.testing.assert_series_equal),
+        ("rejects", pd.testing.assert_frame_equal),
+    ):
         try:
             check(getattr(before, name), getattr(after, name), check_exact=True)
         except AssertionError as exc:
@@ -166,11 +178,15 @@ def categorical(frame: pd.DataFrame) -> list[str]:
 def stream_seconds(stream, data: bytes, model, chunk_bytes: int) -> dict:
     """Busy seconds per stage of `stream`.score_stream on the file."""
     cpu = time.process_time()
-    _, totals = stream.score_stream(iter(blocks(data)), model, 0.5, io.BytesIO(), io.BytesIO(),
-                                    chunk_bytes)
+    _, totals = stream.score_stream(
+        iter(blocks(data)), model, 0.5, io.BytesIO(), io.BytesIO(), chunk_bytes
+    )
     seconds = {k: round(v, 2) for k, v in totals.seconds.items()}
-    return {"busy_s": seconds, "cpu_s": round(time.process_time() - cpu, 2),
-            "validation_share_of_busy": round(seconds["validating"] / sum(seconds.values()), 3)}
+    return {
+        "busy_s": seconds,
+        "cpu_s": round(time.process_time() - cpu, 2),
+        "validation_share_of_busy": round(seconds["validating"] / sum(seconds.values()), 3),
+    }
 
 
 def whole_file_seconds(module, data: bytes, model) -> dict:
@@ -187,8 +203,11 @@ def whole_file_seconds(module, data: bytes, model) -> dict:
     finally:
         pipeline.validate_upload = saved
     seconds = {k: round(v, 2) for k, v in scored.seconds.items()}
-    return {"busy_s": seconds, "cpu_s": round(cpu, 2),
-            "validation_share_of_busy": round(seconds["validating"] / sum(seconds.values()), 3)}
+    return {
+        "busy_s": seconds,
+        "cpu_s": round(cpu, 2),
+        "validation_share_of_busy": round(seconds["validating"] / sum(seconds.values()), 3),
+    }
 
 
 def median_run(runs: list[dict]) -> dict:
@@ -196,15 +215,23 @@ def median_run(runs: list[dict]) -> dict:
     return sorted(runs, key=lambda r: r["validation_share_of_busy"])[len(runs) // 2]
 
 
-def run(rows: int, repeats: int, ref: str, compiled: bool, clean: bool,
-        chunk_bytes: int = streaming.CHUNK_BYTES) -> dict:
+def run(
+    rows: int,
+    repeats: int,
+    ref: str,
+    compiled: bool,
+    clean: bool,
+    chunk_bytes: int = streaming.CHUNK_BYTES,
+) -> dict:
     data = ensure(rows).read_bytes() if clean else faulty_upload(rows)
     sides = {"baseline": baseline_modules(ref), "now": (validation, streaming)}
     model = trained_model(compiled)
     profile = model.profile
     whole = read_upload(data, 1 << 40)
-    tables = [streaming.read_piece(piece, i == 0)
-              for i, piece in enumerate(streaming.record_chunks(iter(blocks(data)), chunk_bytes))]
+    tables = [
+        streaming.read_piece(piece, i == 0)
+        for i, piece in enumerate(streaming.record_chunks(iter(blocks(data)), chunk_bytes))
+    ]
     for module, _ in sides.values():  # GX's context and first-call imports are start-up
         module._batch_definition()
         module.validate_upload(tables[0], profile, 1.0)
@@ -225,43 +252,67 @@ def run(rows: int, repeats: int, ref: str, compiled: bool, clean: bool,
     for i, (b, a) in enumerate(zip(outputs["baseline", "chunked"], outputs["now", "chunked"])):
         found += [f"chunk {i}: {d}" for d in differences(b, a)]
     per_million = 1e6 / rows
-    summary = {side: {kind: {"cpu_s_per_1m_rows": round(statistics.median(cpu[side][kind])
-                                                         * per_million, 3),
-                             "wall_s": round(statistics.median(wall[side][kind]), 3)}
-                      for kind in ("whole", "chunked")} for side in sides}
+    summary = {
+        side: {
+            kind: {
+                "cpu_s_per_1m_rows": round(statistics.median(cpu[side][kind]) * per_million, 3),
+                "wall_s": round(statistics.median(wall[side][kind]), 3),
+            }
+            for kind in ("whole", "chunked")
+        }
+        for side in sides
+    }
     for kind in ("whole", "chunked"):
         b = summary["baseline"][kind]["cpu_s_per_1m_rows"]
         a = summary["now"][kind]["cpu_s_per_1m_rows"]
-        print(f"validate_upload, {kind} ({rows:,} rows, {len(tables)} chunks): baseline {b:.2f} "
-              f"CPU s per 1M rows, now {a:.2f} ({b / a:.1f}x less)")
+        print(
+            f"validate_upload, {kind} ({rows:,} rows, {len(tables)} chunks): baseline {b:.2f} "
+            f"CPU s per 1M rows, now {a:.2f} ({b / a:.1f}x less)"
+        )
     print(f"outputs identical: {not found}" + "".join(f"\n  differs: {d}" for d in found[:20]))
     stream = {}
     for side in sides:
         stream[side] = stream_seconds(sides[side][1], data, model, chunk_bytes)
         stream[side]["validation_share_of_cpu"] = round(  # robust on a shared machine
-            statistics.median(cpu[side]["chunked"]) / stream[side]["cpu_s"], 3)
-        print(f"streamed scoring path, {side}: busy seconds {stream[side]['busy_s']}, "
-              f"validation {stream[side]['validation_share_of_busy']:.0%} of them "
-              f"(target <= {TARGET_SHARE:.0%}); CPU {stream[side]['cpu_s']} s, of which "
-              f"validation {stream[side]['validation_share_of_cpu']:.0%}")
+            statistics.median(cpu[side]["chunked"]) / stream[side]["cpu_s"], 3
+        )
+        print(
+            f"streamed scoring path, {side}: busy seconds {stream[side]['busy_s']}, "
+            f"validation {stream[side]['validation_share_of_busy']:.0%} of them "
+            f"(target <= {TARGET_SHARE:.0%}); CPU {stream[side]['cpu_s']} s, of which "
+            f"validation {stream[side]['validation_share_of_cpu']:.0%}"
+        )
     whole_file = {}
     if len(data) <= 64 * 2**20:  # Settings.chunked_above_bytes: larger uploads are streamed
         runs = {side: [] for side in sides}
         for repeat in range(repeats):
-            for side in (list(sides) if repeat % 2 == 0 else list(sides)[::-1]):
+            for side in list(sides) if repeat % 2 == 0 else list(sides)[::-1]:
                 runs[side].append(whole_file_seconds(sides[side][0], data, model))
         for side in sides:
             whole_file[side] = median_run(runs[side])
-            print(f"whole-file scoring path, {side}: seconds {whole_file[side]['busy_s']}, "
-                  f"validation {whole_file[side]['validation_share_of_busy']:.0%} of them; "
-                  f"CPU {whole_file[side]['cpu_s']} s")
-    return {"benchmark": "validation_cpu", "whole_file": whole_file, "rows": rows, "clean": clean,
-            "bytes": len(data),
-            "chunk_mib": round(chunk_bytes / 2**20, 1), "chunks": len(tables), "repeats": repeats,
-            "baseline": ref, "scorer": "compiled" if hasattr(model, "scorer") else "scikit-learn",
-            "rows_rejected": outputs["now", "whole"].rows_rejected, "cpu": summary,
-            "stream": stream, "identical": not found, "differences": found[:20],
-            "meets_target": stream["now"]["validation_share_of_busy"] <= TARGET_SHARE}
+            print(
+                f"whole-file scoring path, {side}: seconds {whole_file[side]['busy_s']}, "
+                f"validation {whole_file[side]['validation_share_of_busy']:.0%} of them; "
+                f"CPU {whole_file[side]['cpu_s']} s"
+            )
+    return {
+        "benchmark": "validation_cpu",
+        "whole_file": whole_file,
+        "rows": rows,
+        "clean": clean,
+        "bytes": len(data),
+        "chunk_mib": round(chunk_bytes / 2**20, 1),
+        "chunks": len(tables),
+        "repeats": repeats,
+        "baseline": ref,
+        "scorer": "compiled" if hasattr(model, "scorer") else "scikit-learn",
+        "rows_rejected": outputs["now", "whole"].rows_rejected,
+        "cpu": summary,
+        "stream": stream,
+        "identical": not found,
+        "differences": found[:20],
+        "meets_target": stream["now"]["validation_share_of_busy"] <= TARGET_SHARE,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -269,15 +320,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--baseline", default="8ee2d77", help="git ref of the baseline validator")
-    parser.add_argument("--sklearn", action="store_true",
-                        help="score with scikit-learn rather than the compiled trees")
-    parser.add_argument("--clean", action="store_true",
-                        help="benchmarks/data.py's table without added faults")
-    parser.add_argument("--chunk-mib", type=float, default=streaming.CHUNK_BYTES / 2**20,
-                        help="piece size of the streamed path (Settings.chunk_bytes)")
+    parser.add_argument(
+        "--sklearn",
+        action="store_true",
+        help="score with scikit-learn rather than the compiled trees",
+    )
+    parser.add_argument(
+        "--clean", action="store_true", help="benchmarks/data.py's table without added faults"
+    )
+    parser.add_argument(
+        "--chunk-mib",
+        type=float,
+        default=streaming.CHUNK_BYTES / 2**20,
+        help="piece size of the streamed path (Settings.chunk_bytes)",
+    )
     args = parser.parse_args(argv)
-    summary = run(args.rows, args.repeats, args.baseline, not args.sklearn, args.clean,
-                  int(args.chunk_mib * 2**20))
+    summary = run(
+        args.rows,
+        args.repeats,
+        args.baseline,
+        not args.sklearn,
+        args.clean,
+        int(args.chunk_mib * 2**20),
+    )
     print(json.dumps(summary))
     return 0 if summary["identical"] else 1
 

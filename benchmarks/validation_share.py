@@ -24,11 +24,11 @@ import pandas as pd
 
 from models.scoring import score_frame
 from models.training import train
+from retainwise.local.sample import synthetic_customers
 from retainwise.uploads import validation
 from retainwise.uploads.output import neutralise_formulas, neutralise_text_columns, to_csv_bytes
 from retainwise.uploads.reading import read_upload
 from retainwise.uploads.report import build_report, render_html
-from retainwise.local.sample import synthetic_customers
 
 TELCO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "telco_churn.csv"
 TARGET_SHARE = 0.25
@@ -78,8 +78,12 @@ class LoadedModel:
 def write_outputs(results, upload, report) -> int:
     """Serialise what write_results puts in S3 (without the network)."""
     safe = results.assign(customer_id=neutralise_formulas(results["customer_id"]))
-    blobs = [to_csv_bytes(safe), to_csv_bytes(neutralise_text_columns(upload.rejects)),
-             json.dumps(report, default=str).encode(), render_html(report).encode()]
+    blobs = [
+        to_csv_bytes(safe),
+        to_csv_bytes(neutralise_text_columns(upload.rejects)),
+        json.dumps(report, default=str).encode(),
+        render_html(report).encode(),
+    ]
     return sum(len(b) for b in blobs)
 
 
@@ -104,35 +108,65 @@ def run(rows: int, repeats: int, style: str) -> dict:
         t = Timer()
         text_table = t("read", read_upload, data, 1 << 40)
         upload = t("validate", validation.validate_upload, text_table, model.profile, 0.5)
-        results = t("score", score_frame, model.pipeline, model.profile, upload.accepted,
-                    upload.customer_ids)
+        results = t(
+            "score",
+            score_frame,
+            model.pipeline,
+            model.profile,
+            upload.accepted,
+            upload.customer_ids,
+        )
         report = t("report", build_report, upload, results, model, "benchmark")
         t("write", write_outputs, results, upload, report)
         total = sum(t.seconds.values())
         share = (t.seconds["read"] + t.seconds["validate"]) / total
         shares.append(share)
-        runs.append({**{k: round(v, 3) for k, v in t.seconds.items()}, "total": round(total, 3),
-                     "gx": round(gx_seconds[-1], 3), "rows_rejected": upload.rows_rejected})
-        print(f"rows {rows:,} ({len(data) / 1e6:.0f} MB, {source}, {style}): " + ", ".join(
-            f"{k} {v:.2f} s" for k, v in t.seconds.items()) + f"; total {total:.2f} s; "
-            f"of which GX {gx_seconds[-1]:.2f} s; rejected {upload.rows_rejected:,}")
-        print(f"  read + validate = {share:.1%} of the scoring path "
-              f"(target <= {TARGET_SHARE:.0%}); read + validate + report = "
-              f"{(t.seconds['read'] + t.seconds['validate'] + t.seconds['report']) / total:.1%}")
+        runs.append(
+            {
+                **{k: round(v, 3) for k, v in t.seconds.items()},
+                "total": round(total, 3),
+                "gx": round(gx_seconds[-1], 3),
+                "rows_rejected": upload.rows_rejected,
+            }
+        )
+        print(
+            f"rows {rows:,} ({len(data) / 1e6:.0f} MB, {source}, {style}): "
+            + ", ".join(f"{k} {v:.2f} s" for k, v in t.seconds.items())
+            + f"; total {total:.2f} s; "
+            f"of which GX {gx_seconds[-1]:.2f} s; rejected {upload.rows_rejected:,}"
+        )
+        print(
+            f"  read + validate = {share:.1%} of the scoring path "
+            f"(target <= {TARGET_SHARE:.0%}); read + validate + report = "
+            f"{(t.seconds['read'] + t.seconds['validate'] + t.seconds['report']) / total:.1%}"
+        )
     share = float(np.median(shares))
-    return {"benchmark": "validation_share", "rows": rows, "style": style, "bytes": len(data),
-            "source": source,
-            "repeats": repeats, "share": round(share, 4), "target": TARGET_SHARE,
-            "meets_target": share <= TARGET_SHARE, "runs": runs,
-            "python": platform.python_version(), "pandas": pd.__version__}
+    return {
+        "benchmark": "validation_share",
+        "rows": rows,
+        "style": style,
+        "bytes": len(data),
+        "source": source,
+        "repeats": repeats,
+        "share": round(share, 4),
+        "target": TARGET_SHARE,
+        "meets_target": share <= TARGET_SHARE,
+        "runs": runs,
+        "python": platform.python_version(),
+        "pandas": pd.__version__,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--style", choices=["plain", "european"], default="plain",
-                        help="plain: comma, decimal point; european: semicolon, decimal comma")
+    parser.add_argument(
+        "--style",
+        choices=["plain", "european"],
+        default="plain",
+        help="plain: comma, decimal point; european: semicolon, decimal comma",
+    )
     args = parser.parse_args(argv)
     summary = run(args.rows, args.repeats, args.style)
     print(json.dumps(summary))

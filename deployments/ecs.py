@@ -6,7 +6,8 @@ if they are missing; CI runs it before `prefect deploy --all`.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 WORK_POOL_TYPES = {"local": "process", "ecs": "ecs"}
 
@@ -21,8 +22,11 @@ def ensure_work_pools(types: Mapping[str, str] = WORK_POOL_TYPES) -> list[str]:
     with get_client(sync_client=True) as client:
         for name, pool_type in types.items():
             try:
-                client.create_work_pool(WorkPoolCreate(
-                    name=name, type=pool_type, base_job_template=default_job_template(pool_type)))
+                client.create_work_pool(
+                    WorkPoolCreate(
+                        name=name, type=pool_type, base_job_template=default_job_template(pool_type)
+                    )
+                )
                 created.append(name)
             except ObjectAlreadyExists:
                 pass
@@ -45,11 +49,17 @@ def default_job_template(pool_type: str) -> dict[str, Any]:
         container["memory"] = "{{ memory }}"
         container["secrets"] = "{{ secrets }}"
         template["variables"]["properties"]["secrets"] = {
-            "title": "Secrets", "type": "array", "default": [],
+            "title": "Secrets",
+            "type": "array",
+            "default": [],
             "description": "ECS container secrets: [{name, valueFrom}], valueFrom a Secrets "
-                           "Manager ARN the execution role may read; never plain `env`.",
-            "items": {"type": "object", "required": ["name", "valueFrom"],
-                      "properties": {"name": {"type": "string"}, "valueFrom": {"type": "string"}}}}
+            "Manager ARN the execution role may read; never plain `env`.",
+            "items": {
+                "type": "object",
+                "required": ["name", "valueFrom"],
+                "properties": {"name": {"type": "string"}, "valueFrom": {"type": "string"}},
+            },
+        }
         return template
     from prefect.workers.process import ProcessWorker
 

@@ -9,8 +9,9 @@ schedule differ from the definitions here.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -29,10 +30,13 @@ class DeploymentDefinition:
         return getattr(module, function)
 
     def to_deployment(self) -> Any:
-        return self.flow().to_deployment(name=self.name, tags=list(self.tags),
-                                         description=self.description,
-                                         interval=self.interval_seconds,
-                                         triggers=self.triggers() if self.triggers else None)
+        return self.flow().to_deployment(
+            name=self.name,
+            tags=list(self.tags),
+            description=self.description,
+            interval=self.interval_seconds,
+            triggers=self.triggers() if self.triggers else None,
+        )
 
 
 def retrain_when_degraded() -> list:
@@ -41,33 +45,57 @@ def retrain_when_degraded() -> list:
     from prefect.events import DeploymentEventTrigger
 
     model = "{{ event.resource['retainwise.model'] }}"
-    return [DeploymentEventTrigger(match={"prefect.resource.id": "retainwise.model.*"},
-                                   expect={"retainwise.model.degraded"},
-                                   parameters={"name": model, "outcomes_of": model})]
+    return [
+        DeploymentEventTrigger(
+            match={"prefect.resource.id": "retainwise.model.*"},
+            expect={"retainwise.model.degraded"},
+            parameters={"name": model, "outcomes_of": model},
+        )
+    ]
 
 
 DEPLOYMENTS = (
     DeploymentDefinition(
-        "score-upload", "flows/score_upload.py:score_upload", ("scoring",),
-        "One run per uploaded file; started by the SQS trigger, never on a schedule.", warm=True),
+        "score-upload",
+        "flows/score_upload.py:score_upload",
+        ("scoring",),
+        "One run per uploaded file; started by the SQS trigger, never on a schedule.",
+        warm=True,
+    ),
     DeploymentDefinition(
-        "score-upload-large", "flows/score_upload.py:score_upload", ("scoring",),
+        "score-upload-large",
+        "flows/score_upload.py:score_upload",
+        ("scoring",),
         "One run per file above the chunked threshold, in its own Fargate task; the SQS trigger "
-        "routes here by the object's size."),
+        "routes here by the object's size.",
+    ),
     DeploymentDefinition(
-        "train-model", "flows/train_model.py:train_model", ("training",),
+        "train-model",
+        "flows/train_model.py:train_model",
+        ("training",),
         "Fit a churn model on a labeled CSV and register it as the challenger.",
-        triggers=retrain_when_degraded),
+        triggers=retrain_when_degraded,
+    ),
     DeploymentDefinition(
-        "migrate", "flows/migrate.py:migrate", ("ops",),
-        "alembic upgrade; CI runs it with `retainwise migrate --deployment` before deploying."),
+        "migrate",
+        "flows/migrate.py:migrate",
+        ("ops",),
+        "alembic upgrade; CI runs it with `retainwise migrate --deployment` before deploying.",
+    ),
     DeploymentDefinition(
-        "reap-stale", "flows/reap_stale.py:reap_stale", ("ops",),
+        "reap-stale",
+        "flows/reap_stale.py:reap_stale",
+        ("ops",),
         "Hands uploads whose run died back to the queue, or fails them with a reason.",
-        interval_seconds=300, warm=True),
+        interval_seconds=300,
+        warm=True,
+    ),
     DeploymentDefinition(
-        "monitor", "flows/monitor.py:monitor", ("monitoring",),
+        "monitor",
+        "flows/monitor.py:monitor",
+        ("monitoring",),
         "Estimated and realised performance and drift per model version; emits "
         "retainwise.model.degraded and retainwise.data.drifted.",
-        interval_seconds=3600),
+        interval_seconds=3600,
+    ),
 )

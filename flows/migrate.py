@@ -45,5 +45,10 @@ def grant_app_login(settings: Settings, databases: list[str]) -> None:
         finally:
             engine.dispose()
         where = engine.url.render_as_string(hide_password=True)
-        logger.info("%s: %s", where, f"{login[0]!r} may read and write rows, not change tables"
-                    if granted else "no database roles (SQLite); nothing to grant")
+        logger.info(
+            "%s: %s",
+            where,
+            f"{login[0]!r} may read and write rows, not change tables"
+            if granted
+            else "no database roles (SQLite); nothing to grant",
+        )

@@ -26,8 +26,13 @@ def monitor(name: str = "churn", account: str | None = None) -> dict[str, Any]:
     publish(name, figures)
     for alert in figures["alerts"]:
         emit_alert(name, alert)
-        logger.warning("%s on %s v%s: %s", alert["event"], name, alert["model_version"],
-                       alert.get("reasons") or alert.get("columns"))
+        logger.warning(
+            "%s on %s v%s: %s",
+            alert["event"],
+            name,
+            alert["model_version"],
+            alert.get("reasons") or alert.get("columns"),
+        )
     return {"model": name, "uploads": len(figures["uploads"]), "alerts": figures["alerts"]}
 
 
@@ -36,14 +41,21 @@ def publish(name: str, figures: dict[str, Any]) -> None:
     for version, rows in version_table(figures).items():
         key = f"monitor-{name}-v{version}".lower().replace("_", "-")[:60]
         create_table_artifact(rows, key=key, description=f"{name} v{version}: per upload")
-        create_markdown_artifact(auc_chart(name, version, rows), key=f"{key}-chart",
-                                 description=f"{name} v{version}: estimated vs realised ROC AUC")
+        create_markdown_artifact(
+            auc_chart(name, version, rows),
+            key=f"{key}-chart",
+            description=f"{name} v{version}: estimated vs realised ROC AUC",
+        )
 
 
 def emit_alert(name: str, alert: dict[str, Any]) -> None:
     """The event the train-model automation listens to; the resource names model and version."""
-    emit_event(event=alert["event"],
-               resource={"prefect.resource.id": f"retainwise.model.{name}",
-                         "retainwise.model": name,
-                         "retainwise.model.version": str(alert["model_version"])},
-               payload=alert)
+    emit_event(
+        event=alert["event"],
+        resource={
+            "prefect.resource.id": f"retainwise.model.{name}",
+            "retainwise.model": name,
+            "retainwise.model.version": str(alert["model_version"]),
+        },
+        payload=alert,
+    )

@@ -9,21 +9,29 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from retainwise.adapters import prefect_api
-from retainwise.uploads import reaper
 from retainwise.adapters.resources import Resources
+from retainwise.uploads import reaper
 from tasks.retry import io_task
 
 
 @io_task("sweep-stale-uploads")
-def sweep_stale(env: Resources, max_attempts: int, stale_after_seconds: float | None,
-                now: datetime | None) -> list[reaper.Reaped]:
-    return reaper.sweep(env, prefect_api.prefect_run_states, prefect_api.cancel_flow_run,
-                        max_attempts, stale_after_seconds, now)
+def sweep_stale(
+    env: Resources, max_attempts: int, stale_after_seconds: float | None, now: datetime | None
+) -> list[reaper.Reaped]:
+    return reaper.sweep(
+        env,
+        prefect_api.prefect_run_states,
+        prefect_api.cancel_flow_run,
+        max_attempts,
+        stale_after_seconds,
+        now,
+    )
 
 
 @flow(name="reap-stale")
-def reap_stale(max_attempts: int = 3, stale_after_seconds: float | None = None,
-               now: datetime | None = None) -> dict[str, Any]:
+def reap_stale(
+    max_attempts: int = 3, stale_after_seconds: float | None = None, now: datetime | None = None
+) -> dict[str, Any]:
     """`now` (default: the clock) is when upload ages are measured from."""
     env = Resources.from_env()
     reaped = sweep_stale(env, max_attempts, stale_after_seconds, now)
@@ -31,5 +39,7 @@ def reap_stale(max_attempts: int = 3, stale_after_seconds: float | None = None,
     for item in reaped:
         logger.warning("%s %s: %s", item.prediction_id, item.action, item.reason)
     logger.info("reaped %d stale upload(s)", len(reaped))
-    return {"requeued": [r.prediction_id for r in reaped if r.action == "requeued"],
-            "failed": [r.prediction_id for r in reaped if r.action == "failed"]}
+    return {
+        "requeued": [r.prediction_id for r in reaped if r.action == "requeued"],
+        "failed": [r.prediction_id for r in reaped if r.action == "failed"],
+    }

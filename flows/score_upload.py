@@ -8,15 +8,15 @@ from prefect import flow, get_run_logger, runtime, tags
 from prefect.artifacts import create_markdown_artifact
 
 from retainwise.adapters.db import Status
+from retainwise.adapters.resources import Resources
 from retainwise.config.errors import CUSTOMER_ERRORS, UploadRejected
 from retainwise.uploads.output import result_keys
+from retainwise.uploads.reaper import time_limit
 from retainwise.uploads.report import summary_markdown
-from retainwise.adapters.resources import Resources
 from tasks.monitoring import record_upload_figures
+from tasks.retry import describe_failure
 from tasks.scoring import load_champion
 from tasks.shadow import shadow_score
-from tasks.retry import describe_failure
-from retainwise.uploads.reaper import time_limit
 from tasks.status import UploadTimedOut, claim_upload, finish_upload, keep_claim, tag_run
 from tasks.uploads import check_upload, score_in_chunks, score_whole_file
 
@@ -27,8 +27,10 @@ def score_upload(prediction_id: str) -> dict[str, Any]:
     run_id = str(runtime.flow_run.id or "")
     prediction = claim_upload(env.engine, prediction_id, run_id)
     if prediction is None:
-        logger.info("prediction %s is not PENDING (already claimed or finished); nothing to do",
-                    prediction_id)
+        logger.info(
+            "prediction %s is not PENDING (already claimed or finished); nothing to do",
+            prediction_id,
+        )
         return {"prediction_id": prediction_id, "status": "SKIPPED"}
     with tags(f"account:{prediction['account']}"):  # the account's tag concurrency limit
         return score_claimed(env, prediction, run_id)
@@ -40,8 +42,13 @@ def score_claimed(env: Resources, prediction: dict[str, Any], run_id: str) -> di
     try:
         key, keys = prediction["input_key"], result_keys(prediction["account"], prediction_id)
         size, chunked = check_upload(env.s3, settings, key)
-        with keep_claim(env.engine, prediction_id, run_id, time_limit(size, settings),
-                        settings.claim_refresh_seconds):
+        with keep_claim(
+            env.engine,
+            prediction_id,
+            run_id,
+            time_limit(size, settings),
+            settings.claim_refresh_seconds,
+        ):
             model = load_champion(prediction["model_name"], settings)
             if f"model-version:{model.version}" not in (runtime.flow_run.tags or []):
                 # the trigger did not know the version, or a promotion came in between
@@ -62,25 +69,42 @@ def score_claimed(env: Resources, prediction: dict[str, Any], run_id: str) -> di
     except Exception as exc:
         # transient faults were already retried inside the tasks; if even recording FAILED
         # fails, the row stays PROCESSING and the reaper hands it back to the queue
-        finish_upload(env.engine, prediction_id, run_id, Status.FAILED,
-                      error=describe_failure(exc, run_id))
+        finish_upload(
+            env.engine, prediction_id, run_id, Status.FAILED, error=describe_failure(exc, run_id)
+        )
         raise
     # the objects exist (the writing returned), so COMPLETED cannot point at nothing
-    finish_upload(env.engine, prediction_id, run_id, Status.COMPLETED,
-                  model_version=model.version, rows_total=report["rows_total"],
-                  rows_scored=report["rows_scored"], rows_rejected=report["rows_rejected"],
-                  result_key=keys.results, report_key=keys.report, error=None)
-    figures = record_upload_figures(env, report, prediction["account"], model, keys.results,
-                                    return_state=True)
+    finish_upload(
+        env.engine,
+        prediction_id,
+        run_id,
+        Status.COMPLETED,
+        model_version=model.version,
+        rows_total=report["rows_total"],
+        rows_scored=report["rows_scored"],
+        rows_rejected=report["rows_rejected"],
+        result_key=keys.results,
+        report_key=keys.report,
+        error=None,
+    )
+    figures = record_upload_figures(
+        env, report, prediction["account"], model, keys.results, return_state=True
+    )
     if figures.is_failed():  # the customer's results stand; only the trend misses a point
         logger.warning("monitoring figures for %s not stored: %s", prediction_id, figures.message)
     shadow_score(env, prediction, model.version, chunked)  # the challenger's, kept apart
-    return {"prediction_id": prediction_id, "status": Status.COMPLETED.value, **report,
-            "result_key": keys.results}
+    return {
+        "prediction_id": prediction_id,
+        "status": Status.COMPLETED.value,
+        **report,
+        "result_key": keys.results,
+    }
 
 
 def publish_summary(prediction_id: str, report: dict[str, Any], report_key: str) -> None:
     """A markdown artifact on the run, so operators see the outcome in the Prefect UI."""
-    create_markdown_artifact(summary_markdown(report, report_key),
-                             key=f"score-{prediction_id}".lower()[:60],
-                             description="score-upload data-quality summary")
+    create_markdown_artifact(
+        summary_markdown(report, report_key),
+        key=f"score-{prediction_id}".lower()[:60],
+        description="score-upload data-quality summary",
+    )

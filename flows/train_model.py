@@ -20,15 +20,24 @@ from tasks.training import fit_model, load_training_table, register_model
 
 
 @flow(name="train-model", flow_run_name="train-{name}")
-def train_model(data: str | None = None, target: str | None = None,
-                id_column: str | None = None, name: str = "churn",
-                positive: str | None = None, allow_columns: list[str] | None = None,
-                outcomes_of: str | None = None) -> dict[str, Any]:
+def train_model(
+    data: str | None = None,
+    target: str | None = None,
+    id_column: str | None = None,
+    name: str = "churn",
+    positive: str | None = None,
+    allow_columns: list[str] | None = None,
+    outcomes_of: str | None = None,
+) -> dict[str, Any]:
     settings = Settings()
     logger = get_run_logger()
     if outcomes_of:
         frame = pool_labelled_outcomes(Resources(settings), outcomes_of)
-        data, target, id_column = f"outcomes of {outcomes_of} ({len(frame)} rows)", TARGET, ID_COLUMN
+        data, target, id_column = (
+            f"outcomes of {outcomes_of} ({len(frame)} rows)",
+            TARGET,
+            ID_COLUMN,
+        )
         logger.info("retraining %s on %s", name, data)
     elif data is None or target is None:
         raise ValueError("pass data and target, or outcomes_of")
@@ -40,6 +49,12 @@ def train_model(data: str | None = None, target: str | None = None,
     for note in trained.notes:
         logger.warning(note)
     summary = summarise(name, version, trained)
-    logger.info("registered %s v%s (%s), holdout ROC AUC %.4f, Brier %.4f", name, version,
-                trained.kind, summary["roc_auc"], summary["brier"])
+    logger.info(
+        "registered %s v%s (%s), holdout ROC AUC %.4f, Brier %.4f",
+        name,
+        version,
+        trained.kind,
+        summary["roc_auc"],
+        summary["brier"],
+    )
     return summary

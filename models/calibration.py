@@ -28,7 +28,9 @@ class CalibratedModel(ClassifierMixin, BaseEstimator):
         return np.array([0, 1])
 
     def fit(self, X, y):  # pragma: no cover - the parts are fitted separately by training
-        raise NotImplementedError("built from a fitted pipeline and fit_platt(); see models.training")
+        raise NotImplementedError(
+            "built from a fitted pipeline and fit_platt(); see models.training"
+        )
 
     def decision_function(self, X) -> np.ndarray:
         # One OpenMP thread: on a shared 2-core box the boosted trees' threads spin-wait and a

@@ -44,8 +44,13 @@ def compile_trees(model, directory: Path, check_rows) -> Path | None:
         return None
     directory.mkdir(parents=True, exist_ok=True)
     library = directory / LIBRARY
-    tl2cgen.export_lib(treelite.sklearn.import_model(parts[1]), toolchain="gcc", libpath=library,
-                       params={"parallel_comp": 8}, nthread=1)
+    tl2cgen.export_lib(
+        treelite.sklearn.import_model(parts[1]),
+        toolchain="gcc",
+        libpath=library,
+        params={"parallel_comp": 8},
+        nthread=1,
+    )
     expected = model.predict_proba(check_rows)[:, 1]
     got = CompiledModel(model, library).predict_proba(check_rows)[:, 1]
     difference = float(np.max(np.abs(expected - got))) if len(got) else 0.0

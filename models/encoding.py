@@ -38,7 +38,10 @@ class CategoryEncoder(TransformerMixin, BaseEstimator):
             kept, rare = counts.index, counts.index[:0]
             if self.max_categories and len(counts) > self.max_categories:
                 ranked = counts.sort_index().sort_values(ascending=False, kind="stable")
-                kept, rare = ranked.index[: self.max_categories - 1], ranked.index[self.max_categories - 1:]
+                kept, rare = (
+                    ranked.index[: self.max_categories - 1],
+                    ranked.index[self.max_categories - 1 :],
+                )
             self.categories_.append(np.array(sorted(kept), dtype=object))
             self.infrequent_.append(np.array(sorted(rare), dtype=object))
         return self
@@ -63,16 +66,21 @@ class CategoryEncoder(TransformerMixin, BaseEstimator):
         rows, columns = np.nonzero(codes >= 0)
         return sparse.csr_matrix(
             (np.ones(len(rows)), (rows, codes[rows, columns] + offsets[columns])),
-            shape=(codes.shape[0], int(sum(widths))))
+            shape=(codes.shape[0], int(sum(widths))),
+        )
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         names = list(self.feature_names_in_)
         if self.output == "ordinal":
             return np.asarray(names, dtype=object)
-        return np.asarray([f"{name}_{value}" for name, kept, rare
-                           in zip(names, self.categories_, self.infrequent_)
-                           for value in [*kept, *(["infrequent"] if len(rare) else [])]],
-                          dtype=object)
+        return np.asarray(
+            [
+                f"{name}_{value}"
+                for name, kept, rare in zip(names, self.categories_, self.infrequent_)
+                for value in [*kept, *(["infrequent"] if len(rare) else [])]
+            ],
+            dtype=object,
+        )
 
 
 def _as_frame(X) -> pd.DataFrame:

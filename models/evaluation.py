@@ -37,8 +37,9 @@ def holdout_metrics(y, p, threshold: float) -> dict[str, float]:
 
 def reliability_curve(y, p, bins: int = 10) -> dict[str, list[float]]:
     """Mean predicted vs observed churn rate per equal-count bin (a calibrated model lies on y=x)."""
-    observed, predicted = calibration_curve(np.asarray(y), np.asarray(p), n_bins=bins,
-                                            strategy="quantile")
+    observed, predicted = calibration_curve(
+        np.asarray(y), np.asarray(p), n_bins=bins, strategy="quantile"
+    )
     return {"predicted": [float(v) for v in predicted], "observed": [float(v) for v in observed]}
 
 
@@ -47,13 +48,19 @@ def roc_points(y, p) -> dict[str, list[float]]:
     return {"fpr": [float(v) for v in fpr], "tpr": [float(v) for v in tpr]}
 
 
-def evaluate_model(pipeline: Any, profile: ModelProfile, rows: pd.DataFrame,
-                   labels: np.ndarray) -> dict[str, float]:
+def evaluate_model(
+    pipeline: Any, profile: ModelProfile, rows: pd.DataFrame, labels: np.ndarray
+) -> dict[str, float]:
     """ROC AUC and Brier of one version on labeled raw rows (the promotion gate's figures)."""
     missing = [name for name in profile.feature_names if name not in rows.columns]
     if missing:
-        raise ValueError(f"the evaluation set lacks columns this version needs: {', '.join(missing)}")
+        raise ValueError(
+            f"the evaluation set lacks columns this version needs: {', '.join(missing)}"
+        )
     p = pipeline.predict_proba(prepare_features(rows, profile.features))[:, 1]
     labels = np.asarray(labels, dtype=int)
-    return {"roc_auc": float(roc_auc_score(labels, p)), "brier": float(brier_score_loss(labels, p)),
-            "rows": float(len(labels))}
+    return {
+        "roc_auc": float(roc_auc_score(labels, p)),
+        "brier": float(brier_score_loss(labels, p)),
+        "rows": float(len(labels)),
+    }

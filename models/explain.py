@@ -15,8 +15,8 @@ import pandas as pd
 from scipy import sparse
 from sklearn.linear_model import LogisticRegression
 
-from models.profile import ModelProfile
 from models.encoding import MISSING
+from models.profile import ModelProfile
 
 TOP = 3
 
@@ -53,8 +53,9 @@ def linear_contributions(model, profile: ModelProfile, X: pd.DataFrame) -> np.nd
             owner.append(len(profile.numeric) + offset)
             means.append(shares.get(str(category), 0.0))
     order = profile.numeric + profile.categorical
-    grouping = sparse.csr_matrix((coef, (np.arange(len(coef)), owner)),
-                                 shape=(len(coef), len(order)))
+    grouping = sparse.csr_matrix(
+        (coef, (np.arange(len(coef)), owner)), shape=(len(coef), len(order))
+    )
     transformed = columns.transform(X)
     shift = (np.asarray(means) * coef) @ grouping
     contributions = np.asarray(transformed @ grouping) - np.asarray(shift).ravel()

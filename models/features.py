@@ -8,7 +8,9 @@ import pandas as pd
 from models.profile import FeatureProfile
 
 NUMERIC_SHARE = 0.95  # a column is numeric when this share of its non-blank cells parse as numbers
-MIN_ROWS_FOR_IDENTIFIER = 50  # below this a column of distinct text values may just be a small table
+MIN_ROWS_FOR_IDENTIFIER = (
+    50  # below this a column of distinct text values may just be a small table
+)
 FEW_VALUES = 10  # numeric columns with at most this many values get one bin per value
 
 
@@ -53,8 +55,9 @@ def bin_shares(values: pd.Series, edges: list[float]) -> list[float]:
         return [0.0] * len(edges)
     inner = np.asarray(edges[1:-1], dtype=float)
     present = numbers.dropna().to_numpy()
-    counts = np.bincount(np.searchsorted(inner, present, side="right"),
-                         minlength=max(len(edges) - 1, 1))
+    counts = np.bincount(
+        np.searchsorted(inner, present, side="right"), minlength=max(len(edges) - 1, 1)
+    )
     shares = list(counts / len(numbers)) + [float(numbers.isna().mean())]
     return [float(s) for s in shares]
 
@@ -65,17 +68,30 @@ def profile_column(name: str, raw: pd.Series) -> FeatureProfile:
     if is_numeric(raw):
         values = to_number(raw)
         edges = numeric_bin_edges(values)
-        return FeatureProfile(name, "numeric", float(values.min()), float(values.max()),
-                              missing_share=missing, bin_edges=edges,
-                              bin_shares=bin_shares(values, edges), median=float(values.median()))
+        return FeatureProfile(
+            name,
+            "numeric",
+            float(values.min()),
+            float(values.max()),
+            missing_share=missing,
+            bin_edges=edges,
+            bin_shares=bin_shares(values, edges),
+            median=float(values.median()),
+        )
     text = raw.dropna().astype(str)
     shares = text.value_counts(normalize=False) / len(raw)
-    return FeatureProfile(name, "categorical", categories=sorted(text.unique()),
-                          missing_share=missing,
-                          category_shares={str(k): float(v) for k, v in sorted(shares.items())})
+    return FeatureProfile(
+        name,
+        "categorical",
+        categories=sorted(text.unique()),
+        missing_share=missing,
+        category_shares={str(k): float(v) for k, v in sorted(shares.items())},
+    )
 
 
-def infer_features(frame: pd.DataFrame, exclude: set[str]) -> tuple[list[FeatureProfile], list[str]]:
+def infer_features(
+    frame: pd.DataFrame, exclude: set[str]
+) -> tuple[list[FeatureProfile], list[str]]:
     """Profile every usable column; return the profiles and notes on the columns dropped."""
     profiles, notes = [], []
     for name in frame.columns:
@@ -89,7 +105,9 @@ def infer_features(frame: pd.DataFrame, exclude: set[str]) -> tuple[list[Feature
             notes.append(f"{name}: dropped, it has a single value")
             continue
         if not is_numeric(raw) and looks_like_identifier(raw):
-            notes.append(f"{name}: dropped, every value is distinct (an identifier? pass it as --id)")
+            notes.append(
+                f"{name}: dropped, every value is distinct (an identifier? pass it as --id)"
+            )
             continue
         profiles.append(profile_column(name, raw))
     return profiles, notes
@@ -112,9 +130,11 @@ def as_category_text(column: pd.Series) -> pd.Series:
 
     A Categorical of clean text (what upload validation hands over) passes through as it is."""
     if isinstance(column.dtype, pd.CategoricalDtype) and all(
-            isinstance(value, str) and value.strip() for value in column.cat.categories):
+        isinstance(value, str) and value.strip() for value in column.cat.categories
+    ):
         return column
     codes, uniques = pd.factorize(column, use_na_sentinel=True)
     text = [str(value) if str(value).strip() else np.nan for value in uniques]
-    return pd.Series(np.array(text + [np.nan], dtype=object)[codes], index=column.index,
-                     dtype="object")
+    return pd.Series(
+        np.array(text + [np.nan], dtype=object)[codes], index=column.index, dtype="object"
+    )

@@ -9,8 +9,8 @@ from sklearn.model_selection import StratifiedKFold
 
 from models.profile import FeatureProfile
 
-LEAKAGE_AUC = 0.98      # single-feature ROC AUC on the training split at or above this is leakage
-COPY_AGREEMENT = 0.98   # balanced accuracy at which a column of <= 3 values is a copy of the label
+LEAKAGE_AUC = 0.98  # single-feature ROC AUC on the training split at or above this is leakage
+COPY_AGREEMENT = 0.98  # balanced accuracy at which a column of <= 3 values is a copy of the label
 COPY_MAX_VALUES = 3
 SEED = 42
 
@@ -52,7 +52,9 @@ def copies_label(values: pd.Series, y: np.ndarray) -> bool:
     return float(np.mean(recalls)) >= COPY_AGREEMENT
 
 
-def leaking_columns(X: pd.DataFrame, y: np.ndarray, features: list[FeatureProfile]) -> dict[str, str]:
+def leaking_columns(
+    X: pd.DataFrame, y: np.ndarray, features: list[FeatureProfile]
+) -> dict[str, str]:
     """Columns to exclude, each with the reason in words and numbers."""
     y = np.asarray(y, dtype=int)
     found = {}
@@ -60,8 +62,10 @@ def leaking_columns(X: pd.DataFrame, y: np.ndarray, features: list[FeatureProfil
         column = X[feature.name]
         auc = single_feature_auc(column, y, feature.kind)
         if auc >= LEAKAGE_AUC:
-            found[feature.name] = (f"leakage: alone it predicts the target with ROC AUC {auc:.3f} "
-                                   f"(limit {LEAKAGE_AUC})")
+            found[feature.name] = (
+                f"leakage: alone it predicts the target with ROC AUC {auc:.3f} "
+                f"(limit {LEAKAGE_AUC})"
+            )
         elif copies_label(column, y):
             found[feature.name] = "leakage: a near copy of the target"
     return found

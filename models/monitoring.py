@@ -21,18 +21,22 @@ from models.profile import RiskCutoffs
 from models.scoring import risk_tiers
 
 TIERS = ("HIGH", "MEDIUM", "LOW")
-DRAWS = 200           # simulated label sets for the bands
+DRAWS = 200  # simulated label sets for the bands
 MAX_DRAW_ROWS = 20_000  # bands on a fixed-seed sample of larger uploads (their width is what
-                        # shrinks with size, so a sample gives a slightly wider, honest band)
+# shrinks with size, so a sample gives a slightly wider, honest band)
 SEED = 15
 
 
 def tier_churn_rates(y, p, cutoffs: RiskCutoffs) -> dict[str, dict[str, float | None]]:
     """Observed churn rate and row count per risk tier (HIGH should churn >= 50% by definition)."""
     y, tiers = np.asarray(y, dtype=int), risk_tiers(np.asarray(p, dtype=float), cutoffs)
-    return {tier: {"rows": int((tiers == tier).sum()),
-                   "churn_rate": float(y[tiers == tier].mean()) if (tiers == tier).any() else None}
-            for tier in TIERS}
+    return {
+        tier: {
+            "rows": int((tiers == tier).sum()),
+            "churn_rate": float(y[tiers == tier].mean()) if (tiers == tier).any() else None,
+        }
+        for tier in TIERS
+    }
 
 
 def realised_performance(y, p, threshold: float, cutoffs: RiskCutoffs) -> dict[str, Any]:
@@ -43,8 +47,13 @@ def realised_performance(y, p, threshold: float, cutoffs: RiskCutoffs) -> dict[s
         figures.update(holdout_metrics(y, p, threshold))
         figures["reliability"] = reliability_curve(y, p)
     else:
-        figures.update(roc_auc=None, pr_auc=None, brier=float(np.mean((p - y) ** 2)),
-                       threshold=float(threshold), reliability=None)
+        figures.update(
+            roc_auc=None,
+            pr_auc=None,
+            brier=float(np.mean((p - y) ** 2)),
+            threshold=float(threshold),
+            reliability=None,
+        )
     figures["expected_calibration_error"] = calibration_error(y, p)
     figures["tiers"] = tier_churn_rates(y, p, cutoffs)
     return figures
@@ -69,25 +78,29 @@ def expected_roc_auc(p) -> float:
         return float("nan")
     starts = np.flatnonzero(np.r_[True, p[1:] != p[:-1]])
     values, counts = p[starts], np.diff(np.r_[starts, len(p)])
-    tied = counts - np.add.reduceat(p, starts)                     # sum of (1 - p_i) per value
-    below = np.r_[0.0, np.cumsum(tied)[:-1]]                          # ... strictly below it
+    tied = counts - np.add.reduceat(p, starts)  # sum of (1 - p_i) per value
+    below = np.r_[0.0, np.cumsum(tied)[:-1]]  # ... strictly below it
     group_positive = values * counts
     concordant = np.sum(group_positive * below) + 0.5 * np.sum(
-        group_positive * tied - values * (1 - values) * counts)  # ties, minus the i == j pairs
+        group_positive * tied - values * (1 - values) * counts
+    )  # ties, minus the i == j pairs
     pairs = p.sum() * (len(p) - p.sum()) - np.sum(values * (1 - values) * counts)
     return float(concordant / pairs) if pairs > 0 else float("nan")
 
 
-def estimated_performance(p, threshold: float, draws: int = DRAWS,
-                          seed: int = SEED) -> dict[str, Any]:
+def estimated_performance(
+    p, threshold: float, draws: int = DRAWS, seed: int = SEED
+) -> dict[str, Any]:
     """Expected ROC AUC, precision and recall at the threshold and churn count, each with a
     95% band, from calibrated probabilities alone."""
     p = np.asarray(p, dtype=float)
     flagged = p >= threshold
-    expected = {"roc_auc": expected_roc_auc(p),
-                "precision_at_threshold": float(p[flagged].mean()) if flagged.any() else 0.0,
-                "recall_at_threshold": float(p[flagged].sum() / max(p.sum(), 1e-12)),
-                "churn_count": float(p.sum())}
+    expected = {
+        "roc_auc": expected_roc_auc(p),
+        "precision_at_threshold": float(p[flagged].mean()) if flagged.any() else 0.0,
+        "recall_at_threshold": float(p[flagged].sum() / max(p.sum(), 1e-12)),
+        "churn_count": float(p.sum()),
+    }
     rng = np.random.default_rng(seed)
     sample = p if len(p) <= MAX_DRAW_ROWS else rng.choice(p, MAX_DRAW_ROWS, replace=False)
     scale = len(p) / len(sample)
@@ -97,9 +110,12 @@ def estimated_performance(p, threshold: float, draws: int = DRAWS,
         y = rng.random(len(sample)) < sample
         positives = int(y.sum())
         if 0 < positives < len(y):  # Mann-Whitney: the same figure as roc_auc_score, in O(n)
-            simulated["roc_auc"].append(float(
-                (ranks[y].sum() - positives * (positives + 1) / 2)
-                / (positives * (len(y) - positives))))
+            simulated["roc_auc"].append(
+                float(
+                    (ranks[y].sum() - positives * (positives + 1) / 2)
+                    / (positives * (len(y) - positives))
+                )
+            )
         hit = y & (sample >= threshold)
         simulated["precision_at_threshold"].append(hit.sum() / max((sample >= threshold).sum(), 1))
         simulated["recall_at_threshold"].append(hit.sum() / max(y.sum(), 1))
@@ -108,7 +124,7 @@ def estimated_performance(p, threshold: float, draws: int = DRAWS,
     for name, value in expected.items():
         spread = np.asarray(simulated[name], dtype=float)
         centred = spread - spread.mean() if spread.size else spread  # the band is the chance
-        low, high = (np.quantile(centred, [0.025, 0.975]) if spread.size else (np.nan, np.nan))
+        low, high = np.quantile(centred, [0.025, 0.975]) if spread.size else (np.nan, np.nan)
         figures[name] = {"value": value, "low": float(value + low), "high": float(value + high)}
     return figures
 
@@ -122,10 +138,16 @@ def score_shares(p) -> np.ndarray:
     return counts / max(counts.sum(), 1)
 
 
-def labelled_frame_figures(rows: pd.DataFrame, threshold: float, cutoffs: RiskCutoffs,
-                           ) -> dict[str, Any]:
+def labelled_frame_figures(
+    rows: pd.DataFrame,
+    threshold: float,
+    cutoffs: RiskCutoffs,
+) -> dict[str, Any]:
     """Realised beside estimated figures for labelled rows (churned, churn_probability)."""
     p = rows["churn_probability"].to_numpy(dtype=float)
-    return {"realised": realised_performance(rows["churned"].to_numpy(dtype=int), p, threshold,
-                                             cutoffs),
-            "estimated": estimated_performance(p, threshold)}
+    return {
+        "realised": realised_performance(
+            rows["churned"].to_numpy(dtype=int), p, threshold, cutoffs
+        ),
+        "estimated": estimated_performance(p, threshold),
+    }

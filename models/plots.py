@@ -19,9 +19,18 @@ def calibration_figure(reliability: dict[str, list[float]], brier: float) -> Fig
     figure = Figure(figsize=(4.5, 4.5))
     axes = figure.subplots()
     axes.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
-    axes.plot(reliability["predicted"], reliability["observed"], marker="o",
-              label=f"model (Brier {brier:.3f})")
-    axes.set(xlabel="mean predicted probability", ylabel="observed churn rate",
-             title="Reliability, held-out test", xlim=(0, 1), ylim=(0, 1))
+    axes.plot(
+        reliability["predicted"],
+        reliability["observed"],
+        marker="o",
+        label=f"model (Brier {brier:.3f})",
+    )
+    axes.set(
+        xlabel="mean predicted probability",
+        ylabel="observed churn rate",
+        title="Reliability, held-out test",
+        xlim=(0, 1),
+        ylim=(0, 1),
+    )
     axes.legend(loc="upper left")
     return figure

@@ -30,7 +30,7 @@ class FeatureProfile:
     median: float | None = None  # the typical value a tree explanation compares against
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "FeatureProfile":
+    def from_dict(cls, data: dict[str, Any]) -> FeatureProfile:
         """Unknown keys are ignored and missing ones defaulted, so older versions still load."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
@@ -75,10 +75,11 @@ class ModelProfile:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelProfile":
+    def from_dict(cls, data: dict[str, Any]) -> ModelProfile:
         """Tolerant of keys older versions did not write (and of keys newer ones may add)."""
         return cls(
-            id_column=data.get("id_column"), target=data.get("target", ""),
+            id_column=data.get("id_column"),
+            target=data.get("target", ""),
             features=[FeatureProfile.from_dict(f) for f in data.get("features", [])],
             threshold=float(data.get("threshold", 0.5)),
             cutoffs=RiskCutoffs(**(data.get("cutoffs") or {})),

@@ -15,23 +15,33 @@ OPTIONAL_COLUMNS = [REASONS_COLUMN]
 
 
 def risk_tiers(probabilities: np.ndarray, cutoffs: RiskCutoffs) -> np.ndarray:
-    return np.where(probabilities >= cutoffs.high, "HIGH",
-                    np.where(probabilities >= cutoffs.medium, "MEDIUM", "LOW"))
+    return np.where(
+        probabilities >= cutoffs.high,
+        "HIGH",
+        np.where(probabilities >= cutoffs.medium, "MEDIUM", "LOW"),
+    )
 
 
-def score_frame(pipeline, profile: ModelProfile, frame: pd.DataFrame,
-                customer_ids: pd.Series, reasons: bool = False) -> pd.DataFrame:
+def score_frame(
+    pipeline,
+    profile: ModelProfile,
+    frame: pd.DataFrame,
+    customer_ids: pd.Series,
+    reasons: bool = False,
+) -> pd.DataFrame:
     """One result row per input row, in input order; `reasons` adds the top_reasons column."""
     if not len(frame):  # every row rejected: the header alone (the trees refuse zero rows)
         return pd.DataFrame({name: [] for name in RESULT_COLUMNS + ([REASONS_COLUMN] * reasons)})
     features = prepare_features(frame, profile.features)
     probabilities = pipeline.predict_proba(features)[:, 1]
-    results = pd.DataFrame({
-        "customer_id": customer_ids.to_numpy(),
-        "churn_probability": probabilities,
-        "churn_risk": risk_tiers(probabilities, profile.cutoffs),
-        "predicted_churn": (probabilities >= profile.threshold).astype("int8"),  # 1/0
-    })
+    results = pd.DataFrame(
+        {
+            "customer_id": customer_ids.to_numpy(),
+            "churn_probability": probabilities,
+            "churn_risk": risk_tiers(probabilities, profile.cutoffs),
+            "predicted_churn": (probabilities >= profile.threshold).astype("int8"),  # 1/0
+        }
+    )
     if reasons:
         from models.explain import top_reasons
 

@@ -9,8 +9,9 @@ out-of-fold probabilities, and report on the untouched test set.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,9 +42,15 @@ TRUE_LABELS = {"yes", "true", "1", "y", "t", "churn", "churned"}
 MAX_CATEGORIES = 250  # histogram trees take at most 255 bins per feature
 
 LINEAR_PARAMS = {"C": 1.0, "max_iter": 2000}
-BOOSTED_PARAMS = {"learning_rate": 0.05, "max_iter": 200, "max_leaf_nodes": 8,
-                  "min_samples_leaf": 40, "l2_regularization": 1.0, "early_stopping": False,
-                  "random_state": SEED}
+BOOSTED_PARAMS = {
+    "learning_rate": 0.05,
+    "max_iter": 200,
+    "max_leaf_nodes": 8,
+    "min_samples_leaf": 40,
+    "l2_regularization": 1.0,
+    "early_stopping": False,
+    "random_state": SEED,
+}
 
 
 class TrainingError(ValueError):
@@ -52,15 +59,17 @@ class TrainingError(ValueError):
 
 @dataclass
 class TrainedModel:
-    pipeline: Any                      # CalibratedModel: predict_proba on prepare_features output
+    pipeline: Any  # CalibratedModel: predict_proba on prepare_features output
     profile: ModelProfile
     metrics: dict[str, float]
-    notes: list[str] = field(default_factory=list)        # dropped columns, warnings
-    evaluation: pd.DataFrame | None = None                # raw test rows + LABEL_COLUMN
+    notes: list[str] = field(default_factory=list)  # dropped columns, warnings
+    evaluation: pd.DataFrame | None = None  # raw test rows + LABEL_COLUMN
     kind: str = "logistic_regression"
     candidates: dict[str, dict[str, float]] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
-    curves: dict[str, Any] = field(default_factory=dict)  # roc and reliability points on the test set
+    curves: dict[str, Any] = field(
+        default_factory=dict
+    )  # roc and reliability points on the test set
 
     @property
     def excluded(self) -> dict[str, str]:
@@ -75,13 +84,17 @@ def encode_target(values: pd.Series, positive: str | None = None) -> pd.Series:
         raise TrainingError(f"target column {values.name!r} has {empty} empty values")
     if positive is not None:
         if not (text == str(positive)).any():
-            raise TrainingError(f"--positive {positive!r} does not occur in {values.name!r}; "
-                                f"values are {sorted(text.unique())[:10]}")
+            raise TrainingError(
+                f"--positive {positive!r} does not occur in {values.name!r}; "
+                f"values are {sorted(text.unique())[:10]}"
+            )
         return (text == str(positive)).astype(int)
     labels = set(text.str.lower().unique())
     if len(labels) != 2:
-        raise TrainingError(f"target column {values.name!r} must have two values, found "
-                            f"{sorted(labels)[:10]}; pass --positive VALUE to name the churn label")
+        raise TrainingError(
+            f"target column {values.name!r} must have two values, found "
+            f"{sorted(labels)[:10]}; pass --positive VALUE to name the churn label"
+        )
     if len(labels & TRUE_LABELS) != 1:
         raise TrainingError(f"cannot tell which of {sorted(labels)} means churn; pass --positive")
     return text.str.lower().isin(TRUE_LABELS).astype(int)
@@ -90,16 +103,24 @@ def encode_target(values: pd.Series, positive: str | None = None) -> pd.Series:
 def build_linear(profile: ModelProfile) -> Pipeline:
     """L2-regularised logistic regression on standardised numbers and one-hot categories."""
     numeric = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
-    columns = ColumnTransformer([("numeric", numeric, profile.numeric),
-                                 ("categorical", CategoryEncoder("onehot"), profile.categorical)])
+    columns = ColumnTransformer(
+        [
+            ("numeric", numeric, profile.numeric),
+            ("categorical", CategoryEncoder("onehot"), profile.categorical),
+        ]
+    )
     return Pipeline([("columns", columns), ("classifier", LogisticRegression(**LINEAR_PARAMS))])
 
 
 def build_boosted(profile: ModelProfile) -> Pipeline:
     """Histogram gradient boosting with native categorical splits (unknown categories -> missing)."""
     categorical = CategoryEncoder("ordinal", max_categories=MAX_CATEGORIES)
-    columns = ColumnTransformer([("numeric", "passthrough", profile.numeric),
-                                 ("categorical", categorical, profile.categorical)])
+    columns = ColumnTransformer(
+        [
+            ("numeric", "passthrough", profile.numeric),
+            ("categorical", categorical, profile.categorical),
+        ]
+    )
     mask = [False] * len(profile.numeric) + [True] * len(profile.categorical)
     booster = HistGradientBoostingClassifier(categorical_features=mask or None, **BOOSTED_PARAMS)
     return Pipeline([("columns", columns), ("classifier", booster)])
@@ -123,33 +144,46 @@ def out_of_fold_scores(build, profile, X, y, folds) -> tuple[np.ndarray, list[fl
 
 def pick_best(candidates: dict[str, dict[str, float]]) -> str:
     """Highest mean CV ROC AUC; on a tie the first listed (the simpler, linear model) wins."""
-    return max(candidates, key=lambda name: (round(candidates[name]["cv_roc_auc"], 6),
-                                             -list(candidates).index(name)))
+    return max(
+        candidates,
+        key=lambda name: (round(candidates[name]["cv_roc_auc"], 6), -list(candidates).index(name)),
+    )
 
 
-def check_columns(frame: pd.DataFrame, target: str, id_column: str | None,
-                  allow_columns: list[str]) -> None:
+def check_columns(
+    frame: pd.DataFrame, target: str, id_column: str | None, allow_columns: list[str]
+) -> None:
     for column in [target] + ([id_column] if id_column else []) + list(allow_columns):
         if column not in frame.columns:
-            raise TrainingError(f"column {column!r} is not in the table; columns are "
-                                f"{', '.join(map(str, frame.columns))}")
+            raise TrainingError(
+                f"column {column!r} is not in the table; columns are "
+                f"{', '.join(map(str, frame.columns))}"
+            )
 
 
 def split(frame: pd.DataFrame, y: pd.Series):
     counts = y.value_counts()
     if len(counts) < 2 or counts.min() < MIN_PER_CLASS:
-        raise TrainingError(f"need at least {MIN_PER_CLASS} rows of each label to train and test; "
-                            f"found {counts.to_dict()}")
+        raise TrainingError(
+            f"need at least {MIN_PER_CLASS} rows of each label to train and test; "
+            f"found {counts.to_dict()}"
+        )
     return train_test_split(frame, y, test_size=TEST_SHARE, stratify=y, random_state=SEED)
 
 
-def select_features(rows: pd.DataFrame, y: np.ndarray, target: str, id_column: str | None,
-                    allow_columns) -> tuple[list, dict[str, str], list[str]]:
+def select_features(
+    rows: pd.DataFrame, y: np.ndarray, target: str, id_column: str | None, allow_columns
+) -> tuple[list, dict[str, str], list[str]]:
     """Typed features of the training split minus useless and leaking columns, with the why."""
     features, notes = infer_features(rows, exclude={target, id_column} - {None})
     kept = {f.name for f in features}
-    excluded = {str(column): note[len(str(column)) + 2:] for column in rows.columns
-                if column not in kept for note in notes if note.startswith(f"{column}: ")}
+    excluded = {
+        str(column): note[len(str(column)) + 2 :]
+        for column in rows.columns
+        if column not in kept
+        for note in notes
+        if note.startswith(f"{column}: ")
+    }
     for name, reason in leaking_columns(prepare_features(rows, features), y, features).items():
         if name in allow_columns:
             notes.append(f"{name}: kept by --allow-column despite {reason}")
@@ -172,46 +206,74 @@ def compare_candidates(profile: ModelProfile, X: pd.DataFrame, y: np.ndarray):
     with threadpool_limits(limits=1, user_api="openmp"):  # OpenMP spin-waits on a busy 2-core box
         for name, build in CANDIDATES.items():
             scores[name], aucs = out_of_fold_scores(build, profile, X, y, folds)
-            candidates[name] = {"cv_roc_auc": float(np.mean(aucs)),
-                                "cv_roc_auc_std": float(np.std(aucs))}
+            candidates[name] = {
+                "cv_roc_auc": float(np.mean(aucs)),
+                "cv_roc_auc_std": float(np.std(aucs)),
+            }
         kind = pick_best(candidates)
         return candidates, scores[kind], kind, CANDIDATES[kind](profile).fit(X, y)
 
 
 def run_params(kind: str) -> dict[str, Any]:
-    return {"model_kind": kind, "seed": SEED, "test_share": TEST_SHARE, "cv_folds": CV_FOLDS,
-            "calibration": "platt (sigmoid) on out-of-fold scores",
-            **{f"linear_{k}": v for k, v in LINEAR_PARAMS.items()},
-            **{f"boosted_{k}": v for k, v in BOOSTED_PARAMS.items() if k != "random_state"}}
+    return {
+        "model_kind": kind,
+        "seed": SEED,
+        "test_share": TEST_SHARE,
+        "cv_folds": CV_FOLDS,
+        "calibration": "platt (sigmoid) on out-of-fold scores",
+        **{f"linear_{k}": v for k, v in LINEAR_PARAMS.items()},
+        **{f"boosted_{k}": v for k, v in BOOSTED_PARAMS.items() if k != "random_state"},
+    }
 
 
-def train(frame: pd.DataFrame, target: str, id_column: str | None = None,
-          positive: str | None = None, allow_columns: list[str] | tuple = ()) -> TrainedModel:
+def train(
+    frame: pd.DataFrame,
+    target: str,
+    id_column: str | None = None,
+    positive: str | None = None,
+    allow_columns: list[str] | tuple = (),
+) -> TrainedModel:
     """Fit, calibrate and evaluate; see the module docstring for the steps."""
     started = time.perf_counter()
     check_columns(frame, target, id_column, allow_columns)
     y_all = encode_target(frame[target], positive)
     train_rows, test_rows, y_train, y_test = split(frame, y_all)
     y_train, y_test = y_train.to_numpy(), y_test.to_numpy()
-    features, excluded, notes = select_features(train_rows, y_train, target, id_column,
-                                                allow_columns)
+    features, excluded, notes = select_features(
+        train_rows, y_train, target, id_column, allow_columns
+    )
     if not id_column:
         notes.insert(0, "no --id given: results will use the 1-based row number as customer_id")
-    profile = ModelProfile(id_column=id_column, target=target, features=features,
-                           positive=positive, excluded=excluded)
+    profile = ModelProfile(
+        id_column=id_column, target=target, features=features, positive=positive, excluded=excluded
+    )
     X_train = prepare_features(train_rows, features)
     candidates, oof_scores, kind, base = compare_candidates(profile, X_train, y_train)
     model = CalibratedModel(base, *fit_platt(oof_scores, y_train))
     oof_p = model.predict_proba_from_scores(oof_scores)
     threshold, cutoffs = choose_threshold_and_cutoffs(y_train, oof_p)
-    profile = replace(profile, threshold=threshold, cutoffs=cutoffs,
-                      score_shares=score_shares(oof_p).tolist())
+    profile = replace(
+        profile, threshold=threshold, cutoffs=cutoffs, score_shares=score_shares(oof_p).tolist()
+    )
     test_p = model.predict_proba(prepare_features(test_rows, features))[:, 1]
     metrics = holdout_metrics(y_test, test_p, threshold)
-    metrics.update({f"cv_roc_auc_{name}": c["cv_roc_auc"] for name, c in candidates.items()},
-                   rows_train=float(len(y_train)), rows_test=float(len(y_test)),
-                   churn_rate=float(np.mean(y_all)), n_features=float(len(features)),
-                   train_seconds=time.perf_counter() - started)
+    metrics.update(
+        {f"cv_roc_auc_{name}": c["cv_roc_auc"] for name, c in candidates.items()},
+        rows_train=float(len(y_train)),
+        rows_test=float(len(y_test)),
+        churn_rate=float(np.mean(y_all)),
+        n_features=float(len(features)),
+        train_seconds=time.perf_counter() - started,
+    )
     curves = {"roc": roc_points(y_test, test_p), "reliability": reliability_curve(y_test, test_p)}
-    return TrainedModel(model, profile, metrics, notes, test_rows.assign(**{LABEL_COLUMN: y_test}),
-                        kind, candidates, run_params(kind), curves)
+    return TrainedModel(
+        model,
+        profile,
+        metrics,
+        notes,
+        test_rows.assign(**{LABEL_COLUMN: y_test}),
+        kind,
+        candidates,
+        run_params(kind),
+        curves,
+    )

@@ -15,10 +15,12 @@ from retainwise.modelops.monitoring import upload_figures
 from tasks.retry import IO_TASK, is_transient
 
 
-@task(name="record-upload-figures", cache_policy=NO_CACHE, retry_condition_fn=is_transient,
-      **IO_TASK)
-def record_upload_figures(env, report: dict[str, Any], account: str, model: LoadedModel,
-                          results_key: str) -> dict[str, Any] | None:
+@task(
+    name="record-upload-figures", cache_policy=NO_CACHE, retry_condition_fn=is_transient, **IO_TASK
+)
+def record_upload_figures(
+    env, report: dict[str, Any], account: str, model: LoadedModel, results_key: str
+) -> dict[str, Any] | None:
     """Score PSI, the label-free estimate and per-column drift, in upload_metrics/upload_drift.
 
     A database without those tables (not migrated yet) skips this with a warning: monitoring
@@ -27,8 +29,10 @@ def record_upload_figures(env, report: dict[str, Any], account: str, model: Load
     import sqlalchemy as sa
 
     if not sa.inspect(env.engine).has_table(monitoring_tables.upload_metrics.name):
-        get_run_logger().warning("no upload_metrics table: run `retainwise migrate`; "
-                                 "this upload's monitoring figures are not stored")
+        get_run_logger().warning(
+            "no upload_metrics table: run `retainwise migrate`; "
+            "this upload's monitoring figures are not stored"
+        )
         return None
     probabilities = aws.csv_column(env.s3, env.settings.bucket, results_key, "churn_probability")
     metrics, drift = upload_figures(report, probabilities, account, model.profile)
@@ -43,8 +47,9 @@ def monitor_figures(env, name: str, account: str | None) -> dict[str, Any]:
     return model_figures(env.engine, env.settings, name, account)
 
 
-@task(name="pool-labelled-outcomes", cache_policy=NO_CACHE, retry_condition_fn=is_transient,
-      **IO_TASK)
+@task(
+    name="pool-labelled-outcomes", cache_policy=NO_CACHE, retry_condition_fn=is_transient, **IO_TASK
+)
 def pool_labelled_outcomes(env, name: str) -> pd.DataFrame:
     """Every labelled scored row of `name`'s uploads, read back from the uploads' input files."""
     from retainwise.adapters import db

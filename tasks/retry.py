@@ -21,14 +21,31 @@ from prefect.cache_policies import NO_CACHE
 from retainwise.config.errors import NoChampion, PermanentError, UploadRejected
 
 IO_TASK = dict(retries=3, retry_delay_seconds=[1, 2, 4], retry_jitter_factor=0.5)
-THROTTLING_CODES = {"Throttling", "ThrottlingException", "ThrottledException", "SlowDown",
-                    "RequestLimitExceeded", "TooManyRequestsException",
-                    "ProvisionedThroughputExceededException", "RequestThrottled",
-                    "RequestTimeout", "RequestTimeoutException", "ServiceUnavailable",
-                    "InternalError"}
-NETWORK = (ConnectionError, TimeoutError, requests.ConnectionError, requests.Timeout,
-           httpx.TransportError, sql.DisconnectionError, sql.TimeoutError, boto.ConnectionError,
-           boto.HTTPClientError)
+THROTTLING_CODES = {
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "SlowDown",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "RequestThrottled",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "ServiceUnavailable",
+    "InternalError",
+}
+NETWORK = (
+    ConnectionError,
+    TimeoutError,
+    requests.ConnectionError,
+    requests.Timeout,
+    httpx.TransportError,
+    sql.DisconnectionError,
+    sql.TimeoutError,
+    boto.ConnectionError,
+    boto.HTTPClientError,
+)
 
 
 def is_transient_error(error: BaseException | None) -> bool:
@@ -67,6 +84,7 @@ def is_transient(task, task_run, state) -> bool:
 def io_task(name: str, **options):
     """A Prefect task with the retry policy, whose exceptions carry `tries` (the run_count of
     the task run when it gave up), so the failure message counts tries that happened."""
+
     def decorate(function):
         @functools.wraps(function)
         def counted(*args, **kwargs):
@@ -78,8 +96,13 @@ def io_task(name: str, **options):
                 exc.tries = task_run.run_count or 1
                 raise
 
-        return task(name=name, cache_policy=NO_CACHE, retry_condition_fn=is_transient,
-                    **{**IO_TASK, **options})(counted)
+        return task(
+            name=name,
+            cache_policy=NO_CACHE,
+            retry_condition_fn=is_transient,
+            **{**IO_TASK, **options},
+        )(counted)
+
     return decorate
 
 
@@ -87,12 +110,19 @@ def describe_failure(error: BaseException, flow_run_id: str | None) -> str:
     """What a customer reads on a FAILED upload that was not their file's fault; no traceback."""
     tries = getattr(error, "tries", 1)
     if not is_transient_error(error):
-        return (f"internal error while scoring ({type(error).__name__}); "
-                f"support has the details under flow run {flow_run_id}")
-    cause = ("the database could not be reached" if isinstance(error, sql.SQLAlchemyError)
-             else "the file store (S3) could not be reached"
-             if isinstance(error, (boto.BotoCoreError, boto.ClientError))
-             else "a service could not be reached")
+        return (
+            f"internal error while scoring ({type(error).__name__}); "
+            f"support has the details under flow run {flow_run_id}"
+        )
+    cause = (
+        "the database could not be reached"
+        if isinstance(error, sql.SQLAlchemyError)
+        else "the file store (S3) could not be reached"
+        if isinstance(error, (boto.BotoCoreError, boto.ClientError))
+        else "a service could not be reached"
+    )
     tried = "1 try" if tries == 1 else f"{tries} tries"
-    return (f"{cause} after {tried} ({type(error).__name__}); nothing was scored. "
-            f"Upload the file again; support has the details under flow run {flow_run_id}")
+    return (
+        f"{cause} after {tried} ({type(error).__name__}); nothing was scored. "
+        f"Upload the file again; support has the details under flow run {flow_run_id}"
+    )

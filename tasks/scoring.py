@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from retainwise.adapters import mlflow_registry as registry
 from retainwise.config.settings import Settings
 from tasks.retry import io_task

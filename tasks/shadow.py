@@ -20,23 +20,29 @@ from retainwise.uploads.reading import Limits
 from tasks.retry import io_task
 
 
-def shadow_score(env, prediction: dict[str, Any], champion_version: str,
-                 chunked: bool) -> str | None:
+def shadow_score(
+    env, prediction: dict[str, Any], champion_version: str, chunked: bool
+) -> str | None:
     """Score the upload with the challenger when RETAINWISE_SHADOW=challenger; its key, or None."""
     if env.settings.shadow != "challenger":
         return None
-    state = score_with_challenger(env, prediction, str(champion_version), chunked,
-                                  return_state=True)
+    state = score_with_challenger(
+        env, prediction, str(champion_version), chunked, return_state=True
+    )
     if state.is_failed():
-        get_run_logger().warning("shadow scoring of %s failed (the upload is unaffected): %s",
-                                 prediction["id"], state.message)
+        get_run_logger().warning(
+            "shadow scoring of %s failed (the upload is unaffected): %s",
+            prediction["id"],
+            state.message,
+        )
         return None
     return state.result()
 
 
 @io_task("shadow-score")
-def score_with_challenger(env, prediction: dict[str, Any], champion_version: str,
-                          chunked: bool) -> str | None:
+def score_with_challenger(
+    env, prediction: dict[str, Any], champion_version: str, chunked: bool
+) -> str | None:
     """The challenger's results written to the shadow key; None when nothing was written."""
     settings, logger, name = env.settings, get_run_logger(), prediction["model_name"]
     version = registry.alias_version(name, registry.CHALLENGER, settings)
@@ -49,8 +55,15 @@ def score_with_challenger(env, prediction: dict[str, Any], champion_version: str
     if chunked:
         with tempfile.TemporaryFile() as results, tempfile.TemporaryFile() as rejects:
             counts, _ = streaming.score_stream(
-                aws.iter_blocks(env.s3, settings.bucket, prediction["input_key"]), model,
-                settings.max_rejected_share, results, rejects, settings.chunk_bytes, False, limits)
+                aws.iter_blocks(env.s3, settings.bucket, prediction["input_key"]),
+                model,
+                settings.max_rejected_share,
+                results,
+                rejects,
+                settings.chunk_bytes,
+                False,
+                limits,
+            )
             if counts["failure"] is None:
                 aws.upload_file(env.s3, settings.bucket, key, results)
             failure = counts["failure"]
@@ -61,8 +74,9 @@ def score_with_challenger(env, prediction: dict[str, Any], champion_version: str
             aws.put_bytes(env.s3, settings.bucket, key, scored.results_csv)
         failure = scored.upload.failure
     if failure:
-        logger.warning("challenger %s v%s rejected upload %s: %s", name, version,
-                       prediction["id"], failure)
+        logger.warning(
+            "challenger %s v%s rejected upload %s: %s", name, version, prediction["id"], failure
+        )
         return None
     logger.info("shadow: %s v%s scored upload %s to %s", name, version, prediction["id"], key)
     return key

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from prefect import get_run_logger
 
@@ -28,14 +29,18 @@ def claim_upload(engine, prediction_id: str, flow_run_id: str | None) -> dict[st
 
 
 @io_task("finish-upload")
-def finish_upload(engine, prediction_id: str, flow_run_id: str | None, status: db.Status,
-                  **fields: Any) -> bool:
+def finish_upload(
+    engine, prediction_id: str, flow_run_id: str | None, status: db.Status, **fields: Any
+) -> bool:
     """COMPLETED or FAILED, only while this run still holds the claim; False if it lost it."""
     finished = db.finish_prediction(engine, prediction_id, flow_run_id, status, **fields)
     if not finished:
         get_run_logger().warning(
             "prediction %s is no longer held by flow run %s (the reaper handed it to another "
-            "run); leaving its status alone", prediction_id, flow_run_id)
+            "run); leaving its status alone",
+            prediction_id,
+            flow_run_id,
+        )
     return finished
 
 
@@ -54,8 +59,13 @@ def tag_run(flow_run_id: str, *tags: str, replacing: str | None = None) -> None:
 
 
 @contextmanager
-def keep_claim(engine, prediction_id: str, flow_run_id: str | None, limit_seconds: float,
-               refresh_seconds: float) -> Iterator[None]:
+def keep_claim(
+    engine,
+    prediction_id: str,
+    flow_run_id: str | None,
+    limit_seconds: float,
+    refresh_seconds: float,
+) -> Iterator[None]:
     """Refresh the claim every `refresh_seconds` while the body runs, so the reaper sees a slow
     run is alive; stop the body with UploadTimedOut after `limit_seconds`, so a hung one ends.
 
@@ -72,12 +82,16 @@ def keep_claim(engine, prediction_id: str, flow_run_id: str | None, limit_second
         while not stop.wait(refresh_seconds) and time.monotonic() < deadline:
             try:
                 if not db.refresh_claim(engine, prediction_id, flow_run_id):
-                    log.warning("prediction %s: claim of flow run %s is gone; no more refreshes",
-                                prediction_id, flow_run_id)
+                    log.warning(
+                        "prediction %s: claim of flow run %s is gone; no more refreshes",
+                        prediction_id,
+                        flow_run_id,
+                    )
                     return
             except Exception:  # a database blip: the next refresh may get through
-                log.warning("prediction %s: refreshing the claim failed", prediction_id,
-                            exc_info=True)
+                log.warning(
+                    "prediction %s: refreshing the claim failed", prediction_id, exc_info=True
+                )
 
     refresher = threading.Thread(target=refresh, name=f"claim-{prediction_id}", daemon=True)
     refresher.start()
@@ -85,9 +99,11 @@ def keep_claim(engine, prediction_id: str, flow_run_id: str | None, limit_second
         with timeout(limit_seconds, UploadTimedOut):
             yield
     except UploadTimedOut:
-        raise UploadTimedOut(f"upload {prediction_id} was still being scored after its "
-                             f"{limit_seconds:.0f} s limit; the reaper will hand it to a new "
-                             "run") from None
+        raise UploadTimedOut(
+            f"upload {prediction_id} was still being scored after its "
+            f"{limit_seconds:.0f} s limit; the reaper will hand it to a new "
+            "run"
+        ) from None
     finally:
         stop.set()
         refresher.join()

@@ -11,8 +11,8 @@ from prefect.cache_policies import NO_CACHE
 
 from models.training import TrainedModel, train
 from retainwise.adapters import mlflow_registry as registry
-from retainwise.uploads.reading import read_table
 from retainwise.config.settings import Settings
+from retainwise.uploads.reading import read_table
 from tasks.retry import io_task
 
 
@@ -22,12 +22,22 @@ def load_training_table(path: str) -> pd.DataFrame:
 
 
 @task(name="fit-model", cache_policy=NO_CACHE)
-def fit_model(frame: pd.DataFrame, target: str, id_column: str | None,
-              positive: str | None, allow_columns: list[str] | None = None) -> TrainedModel:
+def fit_model(
+    frame: pd.DataFrame,
+    target: str,
+    id_column: str | None,
+    positive: str | None,
+    allow_columns: list[str] | None = None,
+) -> TrainedModel:
     return train(frame, target, id_column, positive, allow_columns or [])
 
 
 @io_task("register-model")
-def register_model(trained: TrainedModel, name: str, settings: Settings,
-                   params: dict[str, Any], source: str | None = None) -> str:
+def register_model(
+    trained: TrainedModel,
+    name: str,
+    settings: Settings,
+    params: dict[str, Any],
+    source: str | None = None,
+) -> str:
     return registry.register(trained, name, settings, params, source)

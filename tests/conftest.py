@@ -18,12 +18,21 @@ import sqlalchemy as sa
 
 REPO = Path(__file__).resolve().parents[1]
 # RETAINWISE_TEST_DATA, else ../shared beside the checkout (one level further up from a worktree)
-SHARED_DATA = Path(os.environ.get("RETAINWISE_TEST_DATA") or next(
-    (root / "shared" / "data" for root in (REPO.parent, REPO.parents[1])
-     if (root / "shared" / "data").is_dir()), REPO.parent / "shared" / "data"))
+SHARED_DATA = Path(
+    os.environ.get("RETAINWISE_TEST_DATA")
+    or next(
+        (
+            root / "shared" / "data"
+            for root in (REPO.parent, REPO.parents[1])
+            if (root / "shared" / "data").is_dir()
+        ),
+        REPO.parent / "shared" / "data",
+    )
+)
 TELCO = SHARED_DATA / "telco_churn.csv"
 POSTGRES_ADMIN_URL = os.environ.get(
-    "RETAINWISE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    "RETAINWISE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 
 
 logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request access log
@@ -32,19 +41,27 @@ logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request ac
 # a test is end-to-end (`e2e`) when it needs a running service (moto, a Prefect API, MLflow, the
 # stack) or lives where every test drives processes; the rest are `unit` (`make test-fast`)
 E2E_FIXTURES = {"moto_endpoint", "prefect_api", "mlflow_store", "stack_env", "resources"}
-E2E_PATHS = ("tests/flows/", "tests/ui/", "tests/deployments/test_mocked_ecs.py",
-             "tests/deployments/test_cdk.py",  # synthesises through jsii: a Node.js process
-             "tests/retainwise/adapters/test_registry.py",  # a real MLflow store of its own
-             "tests/retainwise/runtime/test_worker.py",
-             "tests/retainwise/runtime/test_prefect_server.py",
-             "tests/retainwise/entrypoints/test_migrate_deployment.py", "tests/test_fresh_clone.py")
+E2E_PATHS = (
+    "tests/flows/",
+    "tests/ui/",
+    "tests/deployments/test_mocked_ecs.py",
+    "tests/deployments/test_cdk.py",  # synthesises through jsii: a Node.js process
+    "tests/retainwise/adapters/test_registry.py",  # a real MLflow store of its own
+    "tests/retainwise/runtime/test_worker.py",
+    "tests/retainwise/runtime/test_prefect_server.py",
+    "tests/retainwise/entrypoints/test_migrate_deployment.py",
+    "tests/test_fresh_clone.py",
+)
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
         path = Path(item.fspath).relative_to(REPO).as_posix()
-        e2e = (item.get_closest_marker("e2e") or E2E_FIXTURES & set(item.fixturenames)
-               or path.startswith(E2E_PATHS))
+        e2e = (
+            item.get_closest_marker("e2e")
+            or E2E_FIXTURES & set(item.fixturenames)
+            or path.startswith(E2E_PATHS)
+        )
         item.add_marker(pytest.mark.e2e if e2e else pytest.mark.unit)
 
 
@@ -155,8 +172,8 @@ def mlflow_store(tmp_path_factory):
     """One MLflow store per session with a champion trained on a small synthetic table."""
     from models.training import train
     from retainwise.adapters import mlflow_registry as registry
-    from retainwise.local.sample import synthetic_customers
     from retainwise.config.settings import Settings
+    from retainwise.local.sample import synthetic_customers
 
     home = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{home / 'mlflow.db'}"
@@ -181,7 +198,8 @@ def stack_env(monkeypatch, tmp_path, moto_endpoint, mlflow_store):
         "RETAINWISE_QUEUE_NAME": f"uploads-{suffix}",
         "RETAINWISE_DEAD_LETTER_QUEUE_NAME": f"uploads-dlq-{suffix}",
         "AWS_ENDPOINT_URL": moto_endpoint,
-        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
     }
     for key, value in values.items():

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import io
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
 import tenacity
 
-from retainwise.adapters import aws
-
-from retainwise.adapters import db
-
+from retainwise.adapters import aws, db
 from retainwise.entrypoints import service
 from retainwise.local.sample import synthetic_customers
 
@@ -19,9 +17,11 @@ from retainwise.local.sample import synthetic_customers
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, poll: float = 0.05) -> Any:
     """predicate()'s first truthy value, tried every `poll` s; fails the test after `timeout` s."""
     try:
-        return tenacity.Retrying(retry=tenacity.retry_if_result(lambda value: not value),
-                                 stop=tenacity.stop_after_delay(timeout),
-                                 wait=tenacity.wait_fixed(poll))(predicate)
+        return tenacity.Retrying(
+            retry=tenacity.retry_if_result(lambda value: not value),
+            stop=tenacity.stop_after_delay(timeout),
+            wait=tenacity.wait_fixed(poll),
+        )(predicate)
     except tenacity.RetryError:
         raise AssertionError(f"timed out after {timeout} s waiting for {what}") from None
 
@@ -31,8 +31,9 @@ def customers_csv(rows: int = 200, seed: int = 21) -> bytes:
 
 
 def submit(resources, data: bytes, account: str = "acme") -> str:
-    return service.submit_upload(resources, data, filename="customers.csv", account=account,
-                                 model_name="churn")
+    return service.submit_upload(
+        resources, data, filename="customers.csv", account=account, model_name="churn"
+    )
 
 
 def results_of(resources, prediction_id: str) -> pd.DataFrame:
@@ -50,9 +51,18 @@ def copied_versions(settings, source: str, name: str, copies: int) -> list[str]:
     return [str(mlflow_client.copy_model_version(source, name).version) for _ in range(copies)]
 
 
-def monitored_upload(engine, account: str, model: str, version: str, probabilities,
-                     completed_at, *, profile, column_psi: dict[str, float],
-                     churned=None) -> str:
+def monitored_upload(
+    engine,
+    account: str,
+    model: str,
+    version: str,
+    probabilities,
+    completed_at,
+    *,
+    profile,
+    column_psi: dict[str, float],
+    churned=None,
+) -> str:
     """A COMPLETED upload with its stored monitoring figures (the score-upload flow's
     `upload_figures`), and its outcomes when `churned` (0/1 per probability) is given."""
     import numpy as np
@@ -62,23 +72,48 @@ def monitored_upload(engine, account: str, model: str, version: str, probabiliti
     from retainwise.adapters import monitoring, outcomes
     from retainwise.modelops.monitoring import upload_figures
 
-    prediction_id = db.create_prediction(engine, account=account, model_name=model,
-                                         input_key=f"uploads/{account}/in")
+    prediction_id = db.create_prediction(
+        engine, account=account, model_name=model, input_key=f"uploads/{account}/in"
+    )
     assert db.claim_prediction(engine, prediction_id, "run")
-    assert db.finish_prediction(engine, prediction_id, "run", db.Status.COMPLETED,
-                                model_version=version, rows_scored=len(probabilities))
+    assert db.finish_prediction(
+        engine,
+        prediction_id,
+        "run",
+        db.Status.COMPLETED,
+        model_version=version,
+        rows_scored=len(probabilities),
+    )
     with engine.begin() as conn:
-        conn.execute(sa.update(db.predictions).where(db.predictions.c.id == prediction_id)
-                     .values(completed_at=completed_at))
+        conn.execute(
+            sa.update(db.predictions)
+            .where(db.predictions.c.id == prediction_id)
+            .values(completed_at=completed_at)
+        )
     p = np.asarray(probabilities, dtype=float)
-    report = {"prediction_id": prediction_id, "model_name": model, "model_version": version,
-              "rows_scored": len(p), "unknown_categories": {},
-              "columns": {name: {"psi": psi} for name, psi in column_psi.items()}}
+    report = {
+        "prediction_id": prediction_id,
+        "model_name": model,
+        "model_version": version,
+        "rows_scored": len(p),
+        "unknown_categories": {},
+        "columns": {name: {"psi": psi} for name, psi in column_psi.items()},
+    }
     monitoring.record_upload(engine, *upload_figures(report, p, account, profile))
     if churned is not None:
         ids = [f"c{i}" for i in range(len(p))]
-        outcomes.replace_outcomes(engine, prediction_id, account, pd.DataFrame({
-            "customer_id": ids, "churned": churned, "churn_probability": p,
-            "churn_risk": risk_tiers(p, profile.cutoffs),
-            "observed_at": pd.Series([pd.NaT] * len(p), dtype="datetime64[ns, UTC]")}))
+        outcomes.replace_outcomes(
+            engine,
+            prediction_id,
+            account,
+            pd.DataFrame(
+                {
+                    "customer_id": ids,
+                    "churned": churned,
+                    "churn_probability": p,
+                    "churn_risk": risk_tiers(p, profile.cutoffs),
+                    "observed_at": pd.Series([pd.NaT] * len(p), dtype="datetime64[ns, UTC]"),
+                }
+            ),
+        )
     return prediction_id

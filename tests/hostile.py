@@ -11,47 +11,63 @@ from __future__ import annotations
 import io
 import zipfile
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 PIECE = 16 * 2**20
 
 
 @dataclass(frozen=True)
 class Scale:
-    chunked_above: int        # RETAINWISE_CHUNKED_ABOVE_BYTES
-    max_bytes: int            # RETAINWISE_MAX_UPLOAD_BYTES
-    max_record: int           # RETAINWISE_MAX_RECORD_BYTES
-    chunk_bytes: int          # RETAINWISE_CHUNK_BYTES
-    member_bytes: int         # zeros (newlines) in each member of the gzip bomb
+    chunked_above: int  # RETAINWISE_CHUNKED_ABOVE_BYTES
+    max_bytes: int  # RETAINWISE_MAX_UPLOAD_BYTES
+    max_record: int  # RETAINWISE_MAX_RECORD_BYTES
+    chunk_bytes: int  # RETAINWISE_CHUNK_BYTES
+    member_bytes: int  # zeros (newlines) in each member of the gzip bomb
     members: int
-    past_limit: int           # what the small gzip expands to
-    long_line: int            # the line with no newline, and the text after an open quote
+    past_limit: int  # what the small gzip expands to
+    long_line: int  # the line with no newline, and the text after an open quote
 
     def environment(self) -> dict[str, str]:
-        return {"RETAINWISE_CHUNKED_ABOVE_BYTES": str(self.chunked_above),
-                "RETAINWISE_MAX_UPLOAD_BYTES": str(self.max_bytes),
-                "RETAINWISE_MAX_RECORD_BYTES": str(self.max_record),
-                "RETAINWISE_CHUNK_BYTES": str(self.chunk_bytes)}
+        return {
+            "RETAINWISE_CHUNKED_ABOVE_BYTES": str(self.chunked_above),
+            "RETAINWISE_MAX_UPLOAD_BYTES": str(self.max_bytes),
+            "RETAINWISE_MAX_RECORD_BYTES": str(self.max_record),
+            "RETAINWISE_CHUNK_BYTES": str(self.chunk_bytes),
+        }
 
     @classmethod
-    def small(cls) -> "Scale":
-        return cls(chunked_above=2**20, max_bytes=4_000_000, max_record=256 * 2**10,
-                   chunk_bytes=256 * 2**10, member_bytes=2 * 2**20, members=3,
-                   past_limit=6_000_000, long_line=3_000_000)
+    def small(cls) -> Scale:
+        return cls(
+            chunked_above=2**20,
+            max_bytes=4_000_000,
+            max_record=256 * 2**10,
+            chunk_bytes=256 * 2**10,
+            member_bytes=2 * 2**20,
+            members=3,
+            past_limit=6_000_000,
+            long_line=3_000_000,
+        )
 
 
-Scale.REAL = Scale(chunked_above=64 * 2**20, max_bytes=200_000_000, max_record=4 * 2**20,
-                   chunk_bytes=8 * 2**20, member_bytes=2**30, members=65,
-                   past_limit=300_000_000, long_line=100_000_000)
+Scale.REAL = Scale(
+    chunked_above=64 * 2**20,
+    max_bytes=200_000_000,
+    max_record=4 * 2**20,
+    chunk_bytes=8 * 2**20,
+    member_bytes=2**30,
+    members=65,
+    past_limit=300_000_000,
+    long_line=100_000_000,
+)
 
 
 @dataclass(frozen=True)
 class Case:
     name: str
     chunks: Callable[[], Iterator[bytes]]
-    status: str     # the prediction's final status
-    message: str    # a fragment its error must hold ("" for COMPLETED)
+    status: str  # the prediction's final status
+    message: str  # a fragment its error must hold ("" for COMPLETED)
 
     def data(self) -> bytes:
         return b"".join(self.chunks())
@@ -62,29 +78,66 @@ def corpus(sample: bytes, scale: Scale) -> list[Case]:
     header += b"\n"
     first_row = body.split(b"\n", 1)[0] + b"\n"
     return [
-        Case("gzip bomb, concatenated members", lambda: gzip_bomb(sample, scale),
-             "FAILED", "expands to more than"),
-        Case("small gzip expanding past the limit",
-             lambda: gzip_members([repeated(header, body, scale.past_limit)]),
-             "FAILED", "expands to more than"),
-        Case("xlsx zip bomb", lambda: iter([xlsx_bomb(scale.max_bytes * 2)]),
-             "FAILED", "the workbook expands to"),
-        Case("xlsx with a huge declared sheet", lambda: iter([xlsx_declaring(sample)]),
-             "FAILED", "declares 1048576 rows x 16384 columns"),
-        Case("line without a newline", lambda: endless(header.split(b",")[0] + b",",
-                                                       scale.long_line),
-             "FAILED", "the header of the file is longer than"),
-        Case("unclosed quote at row 2",
-             lambda: endless(header + first_row + b'X,"', scale.long_line),
-             "FAILED", "a quote (\") is never closed"),
-        Case("5,000 columns", lambda: iter([wide(5000)]), "FAILED",
-             "the file has 5000 columns; the limit is 1000 columns"),
-        Case("NUL bytes", lambda: iter([sample.replace(b",", b",\x00", 200)]),
-             "FAILED", "contains binary data"),
-        Case("UTF-16 without a BOM", lambda: iter([sample.decode().encode("utf-16-le")]),
-             "COMPLETED", ""),
-        Case("PNG renamed .csv", lambda: iter([b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40]),
-             "FAILED", "it looks like a PNG image"),
+        Case(
+            "gzip bomb, concatenated members",
+            lambda: gzip_bomb(sample, scale),
+            "FAILED",
+            "expands to more than",
+        ),
+        Case(
+            "small gzip expanding past the limit",
+            lambda: gzip_members([repeated(header, body, scale.past_limit)]),
+            "FAILED",
+            "expands to more than",
+        ),
+        Case(
+            "xlsx zip bomb",
+            lambda: iter([xlsx_bomb(scale.max_bytes * 2)]),
+            "FAILED",
+            "the workbook expands to",
+        ),
+        Case(
+            "xlsx with a huge declared sheet",
+            lambda: iter([xlsx_declaring(sample)]),
+            "FAILED",
+            "declares 1048576 rows x 16384 columns",
+        ),
+        Case(
+            "line without a newline",
+            lambda: endless(header.split(b",")[0] + b",", scale.long_line),
+            "FAILED",
+            "the header of the file is longer than",
+        ),
+        Case(
+            "unclosed quote at row 2",
+            lambda: endless(header + first_row + b'X,"', scale.long_line),
+            "FAILED",
+            'a quote (") is never closed',
+        ),
+        Case(
+            "5,000 columns",
+            lambda: iter([wide(5000)]),
+            "FAILED",
+            "the file has 5000 columns; the limit is 1000 columns",
+        ),
+        Case(
+            "NUL bytes",
+            lambda: iter([sample.replace(b",", b",\x00", 200)]),
+            "FAILED",
+            "contains binary data",
+        ),
+        Case(
+            "UTF-16 without a BOM",
+            lambda: iter([sample.decode().encode("utf-16-le")]),
+            "COMPLETED",
+            "",
+        ),
+        Case(
+            "PNG renamed .csv",
+            lambda: iter([b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40]),
+            "FAILED",
+            "it looks like a PNG image",
+        ),
         Case("empty file", lambda: iter([b""]), "FAILED", "the file is empty"),
         Case("header only", lambda: iter([header]), "FAILED", "header but no data rows"),
     ]
@@ -112,7 +165,7 @@ def gzip_bomb(sample: bytes, scale: Scale) -> Iterator[bytes]:
 def blank_lines(size: int) -> Iterator[bytes]:
     piece = b"\n" * min(PIECE, size)
     for start in range(0, size, len(piece)):
-        yield piece[:size - start]
+        yield piece[: size - start]
 
 
 def repeated(header: bytes, body: bytes, size: int) -> Iterator[bytes]:
@@ -128,7 +181,7 @@ def endless(prefix: bytes, size: int) -> Iterator[bytes]:
     yield prefix
     piece = b"x" * min(PIECE, size)
     for start in range(0, size, len(piece)):
-        yield piece[:size - start]
+        yield piece[: size - start]
 
 
 def wide(columns: int) -> bytes:
@@ -165,7 +218,7 @@ def xlsx_declaring(sample: bytes) -> bytes:
             data = source.read(info.filename)
             if info.filename == "xl/worksheets/sheet1.xml":
                 start = data.index(b'<dimension ref="') + len(b'<dimension ref="')
-                data = data[:start] + b"A1:XFD1048576" + data[data.index(b'"', start):]
+                data = data[:start] + b"A1:XFD1048576" + data[data.index(b'"', start) :]
             out.writestr(info, data)
     return patched.getvalue()
 

@@ -24,9 +24,11 @@ LAYERS = {
     "retainwise.local": 5,
 }
 # third-party packages a layer must not touch: the upload pipeline gets its S3 I/O passed in
-FORBIDDEN = {"models": {"prefect", "boto3", "botocore", "mlflow", "sqlalchemy"},
-             "retainwise.uploads": {"prefect", "boto3", "botocore", "mlflow", "sqlalchemy"},
-             "retainwise.config": {"prefect", "boto3", "mlflow", "sqlalchemy"}}
+FORBIDDEN = {
+    "models": {"prefect", "boto3", "botocore", "mlflow", "sqlalchemy"},
+    "retainwise.uploads": {"prefect", "boto3", "botocore", "mlflow", "sqlalchemy"},
+    "retainwise.config": {"prefect", "boto3", "mlflow", "sqlalchemy"},
+}
 
 
 def layer_of(module: str) -> str | None:
@@ -53,8 +55,12 @@ def module_name(path: Path) -> str:
 
 def source_files() -> list[Path]:
     roots = ["models", "retainwise", "tasks", "flows", "migrations"]
-    return sorted(p for root in roots for p in (REPO / root).rglob("*.py")
-                  if p != REPO / "retainwise" / "__init__.py")
+    return sorted(
+        p
+        for root in roots
+        for p in (REPO / root).rglob("*.py")
+        if p != REPO / "retainwise" / "__init__.py"
+    )
 
 
 def violations(path: Path) -> list[str]:
@@ -81,11 +87,17 @@ def test_retainwise_has_no_modules_outside_the_layer_packages():
     assert loose == []
 
 
-@pytest.mark.parametrize("source, expected", [
-    ("from retainwise.runtime import trigger\n", "imports retainwise.runtime"),
-    ("import boto3\n", "imports boto3"),
-    ("def f():\n    from flows.score_upload import score_upload\n", "imports flows.score_upload"),
-])
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("from retainwise.runtime import trigger\n", "imports retainwise.runtime"),
+        ("import boto3\n", "imports boto3"),
+        (
+            "def f():\n    from flows.score_upload import score_upload\n",
+            "imports flows.score_upload",
+        ),
+    ],
+)
 def test_the_rule_catches_an_upward_or_forbidden_import(tmp_path, monkeypatch, source, expected):
     fake = REPO / "retainwise" / "uploads" / "_layer_probe.py"
     monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: source)

@@ -19,18 +19,23 @@ from deployments.cdk.stack import RetainWiseStack
 
 def build(app: cdk.App) -> RetainWiseStack:
     """The stack from the app's context; a missing required value is named."""
+
     def need(name: str) -> str:
         value = app.node.try_get_context(name)
         if not value:
             raise SystemExit(f"cdk context `{name}` is required: cdk deploy -c {name}=...")
         return str(value)
 
-    release = Release(image_tag=need("imageTag"), prefect_api_url=need("prefectApiUrl"),
-                      certificate_arn=need("certificateArn"),
-                      max_runners=int(app.node.try_get_context("maxRunners") or 4))
+    release = Release(
+        image_tag=need("imageTag"),
+        prefect_api_url=need("prefectApiUrl"),
+        certificate_arn=need("certificateArn"),
+        max_runners=int(app.node.try_get_context("maxRunners") or 4),
+    )
     region = app.node.try_get_context("region") or os.environ.get("CDK_DEFAULT_REGION")
-    stack = RetainWiseStack(app, STACK_NAME, release=release,
-                            env=cdk.Environment(region=region) if region else None)
+    stack = RetainWiseStack(
+        app, STACK_NAME, release=release, env=cdk.Environment(region=region) if region else None
+    )
     cdk.Aspects.of(app).add(AwsSolutionsChecks(verbose=True))
     return stack
 

@@ -15,7 +15,6 @@ from constructs import Construct
 from deployments.cdk.data import MODELS_PREFIX, RESULTS_PREFIX, UPLOADS_PREFIX
 from retainwise.adapters import scaling
 
-
 TASKS = iam.ServicePrincipal("ecs-tasks.amazonaws.com")
 
 
@@ -23,12 +22,21 @@ class JobRoles(Construct):
     """`scoring`, `runner`, `training`, `monitor`, `migrate`, `trigger`, `api`, `worker` task roles
     (reap-stale runs in the runner, under its role)."""
 
-    def __init__(self, scope: Construct, id: str, *, uploads: s3.IBucket, models: s3.IBucket,
-                 queue: sqs.IQueue, dead_letters: sqs.IQueue) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        uploads: s3.IBucket,
+        models: s3.IBucket,
+        queue: sqs.IQueue,
+        dead_letters: sqs.IQueue,
+    ) -> None:
         super().__init__(scope, id)
         # every queue user opens both queues by name (retainwise.adapters.aws.open_queue)
         self._open_queues = iam.PolicyStatement(
-            actions=["sqs:GetQueueUrl"], resources=[queue.queue_arn, dead_letters.queue_arn])
+            actions=["sqs:GetQueueUrl"], resources=[queue.queue_arn, dead_letters.queue_arn]
+        )
         # scoring parses untrusted uploads: it reads uploads and models, writes results, no more
         self.scoring = self._role("Scoring", "score-upload-large (one Fargate task per file)")
         self._score(self.scoring, uploads, models)
@@ -37,9 +45,13 @@ class JobRoles(Construct):
         # grants, its waiting-runs metric, and sending a crashed upload's message again
         self.runner = self._role("Runner", "the warm runner (score-upload, reap-stale)")
         self._score(self.runner, uploads, models)
-        self.runner.add_to_policy(iam.PolicyStatement(
-            actions=["cloudwatch:PutMetricData"], resources=["*"],
-            conditions={"StringEquals": {"cloudwatch:namespace": scaling.NAMESPACE}}))
+        self.runner.add_to_policy(
+            iam.PolicyStatement(
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringEquals": {"cloudwatch:namespace": scaling.NAMESPACE}},
+            )
+        )
         queue.grant_send_messages(self.runner)
         self.runner.add_to_policy(self._open_queues)
 
@@ -61,10 +73,17 @@ class JobRoles(Construct):
         # object's size (HEAD, which IAM grants through s3:GetObject)
         self.trigger = self._role("Trigger", "the SQS trigger")
         self._objects(self.trigger, ["s3:GetObject"], uploads, UPLOADS_PREFIX)
-        self.trigger.add_to_policy(iam.PolicyStatement(
-            actions=["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
-                     "sqs:GetQueueAttributes"],
-            resources=[queue.queue_arn]))
+        self.trigger.add_to_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "sqs:ReceiveMessage",
+                    "sqs:DeleteMessage",
+                    "sqs:ChangeMessageVisibility",
+                    "sqs:GetQueueAttributes",
+                ],
+                resources=[queue.queue_arn],
+            )
+        )
         self.trigger.add_to_policy(self._open_queues)
 
         # the API/web app stores uploads, queues them and serves results
@@ -82,8 +101,9 @@ class JobRoles(Construct):
 
     @staticmethod
     def _objects(role: iam.IRole, actions: list[str], bucket: s3.IBucket, prefix: str) -> None:
-        role.add_to_principal_policy(iam.PolicyStatement(
-            actions=actions, resources=[bucket.arn_for_objects(f"{prefix}*")]))
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=actions, resources=[bucket.arn_for_objects(f"{prefix}*")])
+        )
 
     @classmethod
     def _score(cls, role: iam.IRole, uploads: s3.IBucket, models: s3.IBucket) -> None:
@@ -96,11 +116,22 @@ class JobRoles(Construct):
     def _read_models(cls, role: iam.IRole, models: s3.IBucket) -> None:
         """MLflow lists a version's artifacts before it downloads them."""
         cls._objects(role, ["s3:GetObject"], models, MODELS_PREFIX)
-        role.add_to_principal_policy(iam.PolicyStatement(
-            actions=["s3:ListBucket"], resources=[models.bucket_arn],
-            conditions={"StringLike": {"s3:prefix": [f"{MODELS_PREFIX}*"]}}))
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[models.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{MODELS_PREFIX}*"]}},
+            )
+        )
 
     def by_job(self) -> dict[str, iam.Role]:
-        return {"scoring": self.scoring, "runner": self.runner, "training": self.training,
-                "monitor": self.monitor, "migrate": self.migrate, "trigger": self.trigger,
-                "api": self.api, "worker": self.worker}
+        return {
+            "scoring": self.scoring,
+            "runner": self.runner,
+            "training": self.training,
+            "monitor": self.monitor,
+            "migrate": self.migrate,
+            "trigger": self.trigger,
+            "api": self.api,
+            "worker": self.worker,
+        }

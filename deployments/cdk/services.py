@@ -43,45 +43,63 @@ class Release:
     prefect_api_url: str
     certificate_arn: str
     max_runners: int = 4
-    backlog_per_runner: int = 5       # queued uploads one warm runner is expected to absorb
+    backlog_per_runner: int = 5  # queued uploads one warm runner is expected to absorb
     waiting_runs_per_runner: int = 5  # late or scheduled score-upload runs per runner
 
 
 class Services(Construct):
     """The cluster, the log groups and the four services."""
 
-    def __init__(self, scope: Construct, id: str, *, release: Release, vpc: ec2.IVpc,
-                 roles: JobRoles, environment: dict[str, str], secrets: dict[str, ecs.Secret],
-                 queue: sqs.IQueue, database: ec2.IConnectable,
-                 owner_secret: secretsmanager.ISecret, access_logs: s3.IBucket) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        release: Release,
+        vpc: ec2.IVpc,
+        roles: JobRoles,
+        environment: dict[str, str],
+        secrets: dict[str, ecs.Secret],
+        queue: sqs.IQueue,
+        database: ec2.IConnectable,
+        owner_secret: secretsmanager.ISecret,
+        access_logs: s3.IBucket,
+    ) -> None:
         super().__init__(scope, id)
         self.release, self.roles = release, roles
         self.environment, self.secrets = environment, secrets
         self.task_definitions: list[ecs.FargateTaskDefinition] = []
         repository = ecr.Repository.from_repository_name(self, "Repository", "retainwise")
         self.image = ecs.ContainerImage.from_ecr_repository(repository, release.image_tag)
-        self.cluster = ecs.Cluster(self, "Cluster", vpc=vpc,
-                                   container_insights_v2=ecs.ContainerInsights.ENABLED)
+        self.cluster = ecs.Cluster(
+            self, "Cluster", vpc=vpc, container_insights_v2=ecs.ContainerInsights.ENABLED
+        )
         self.service_logs = self._log_group("ServiceLogs", "/retainwise/services")
         self.flow_logs = self._log_group("FlowLogs", "/retainwise/flows")
         # the flow tasks the ECS worker starts reach the database through this group
         self.flow_tasks_security_group = ec2.SecurityGroup(
-            self, "FlowTasks", vpc=vpc, description="flow tasks started by the prefect-aws worker")
+            self, "FlowTasks", vpc=vpc, description="flow tasks started by the prefect-aws worker"
+        )
         self.flow_execution_role = self._flow_execution_role("FlowExecutionRole", repository)
         # migrate's task alone is started with a role that may inject the owner's secret
         self.migrate_execution_role = self._flow_execution_role(
-            "MigrateExecutionRole", repository, owner_secret)
+            "MigrateExecutionRole", repository, owner_secret
+        )
 
         self.trigger = self._service("Trigger", roles.trigger, ["retainwise", "trigger"])
-        self.runner = self._service("Runner", roles.runner, ["retainwise", "runner"],
-                                    cpu=1024, memory=4096)
+        self.runner = self._service(
+            "Runner", roles.runner, ["retainwise", "runner"], cpu=1024, memory=4096
+        )
         # the worker only talks to Prefect and ECS: no database secret, no database ingress
         self.worker = self._service(
-            "EcsWorker", roles.worker,
+            "EcsWorker",
+            roles.worker,
             ["prefect", "worker", "start", "--pool", ECS_WORK_POOL, "--type", "ecs"],
-            extra_environment={"PREFECT_INTEGRATIONS_AWS_ECS_OBSERVER_SQS_QUEUE_NAME":
-                               OBSERVER_QUEUE_NAME},
-            secrets={"PREFECT_API_KEY": secrets["PREFECT_API_KEY"]})
+            extra_environment={
+                "PREFECT_INTEGRATIONS_AWS_ECS_OBSERVER_SQS_QUEUE_NAME": OBSERVER_QUEUE_NAME
+            },
+            secrets={"PREFECT_API_KEY": secrets["PREFECT_API_KEY"]},
+        )
         self.api = self._api(access_logs)
         for service in (self.trigger, self.runner, self.api.service):
             database.connections.allow_default_port_from(service)
@@ -91,78 +109,149 @@ class Services(Construct):
         self._let_worker_start_flow_tasks()
 
     def _log_group(self, id: str, name: str) -> logs.LogGroup:
-        return logs.LogGroup(self, id, log_group_name=name, retention=logs.RetentionDays.ONE_MONTH,
-                             removal_policy=RemovalPolicy.RETAIN)
+        return logs.LogGroup(
+            self,
+            id,
+            log_group_name=name,
+            retention=logs.RetentionDays.ONE_MONTH,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
 
-    def _task_definition(self, id: str, role: iam.IRole, command: list[str], *, cpu: int,
-                         memory: int, extra_environment: dict[str, str] | None = None,
-                         secrets: dict[str, ecs.Secret] | None = None,
-                         port: int | None = None) -> ecs.FargateTaskDefinition:
+    def _task_definition(
+        self,
+        id: str,
+        role: iam.IRole,
+        command: list[str],
+        *,
+        cpu: int,
+        memory: int,
+        extra_environment: dict[str, str] | None = None,
+        secrets: dict[str, ecs.Secret] | None = None,
+        port: int | None = None,
+    ) -> ecs.FargateTaskDefinition:
         """The flow image running `command`; CDK gives each task definition its execution role."""
-        definition = ecs.FargateTaskDefinition(self, f"{id}Task", cpu=cpu, memory_limit_mib=memory,
-                                               task_role=role)
+        definition = ecs.FargateTaskDefinition(
+            self, f"{id}Task", cpu=cpu, memory_limit_mib=memory, task_role=role
+        )
         definition.add_container(
-            id, image=self.image, command=command,
+            id,
+            image=self.image,
+            command=command,
             environment={**self.environment, **(extra_environment or {})},
             secrets=self.secrets if secrets is None else secrets,
             logging=ecs.LogDrivers.aws_logs(stream_prefix=id.lower(), log_group=self.service_logs),
-            port_mappings=[ecs.PortMapping(container_port=port)] if port else None)
+            port_mappings=[ecs.PortMapping(container_port=port)] if port else None,
+        )
         self.task_definitions.append(definition)
         return definition
 
-    def _service(self, id: str, role: iam.IRole, command: list[str], *, cpu: int = 512,
-                 memory: int = 1024, extra_environment: dict[str, str] | None = None,
-                 secrets: dict[str, ecs.Secret] | None = None) -> ecs.FargateService:
-        definition = self._task_definition(id, role, command, cpu=cpu, memory=memory,
-                                           extra_environment=extra_environment, secrets=secrets)
+    def _service(
+        self,
+        id: str,
+        role: iam.IRole,
+        command: list[str],
+        *,
+        cpu: int = 512,
+        memory: int = 1024,
+        extra_environment: dict[str, str] | None = None,
+        secrets: dict[str, ecs.Secret] | None = None,
+    ) -> ecs.FargateService:
+        definition = self._task_definition(
+            id,
+            role,
+            command,
+            cpu=cpu,
+            memory=memory,
+            extra_environment=extra_environment,
+            secrets=secrets,
+        )
         return ecs.FargateService(
-            self, id, cluster=self.cluster, task_definition=definition, desired_count=1,
-            min_healthy_percent=100, circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
-            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS))
+            self,
+            id,
+            cluster=self.cluster,
+            task_definition=definition,
+            desired_count=1,
+            min_healthy_percent=100,
+            circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+        )
 
     def _api(self, access_logs: s3.IBucket) -> ecs_patterns.ApplicationLoadBalancedFargateService:
         """The API and web app on HTTPS (HTTP redirects), the ALB logging to the access-log bucket."""
         definition = self._task_definition(
-            "Api", self.roles.api,
+            "Api",
+            self.roles.api,
             ["retainwise", "api", "--host", "0.0.0.0", "--port", str(API_PORT)],
-            cpu=512, memory=1024, port=API_PORT)
+            cpu=512,
+            memory=1024,
+            port=API_PORT,
+        )
         api = ecs_patterns.ApplicationLoadBalancedFargateService(
-            self, "ApiService", cluster=self.cluster, task_definition=definition, desired_count=2,
-            min_healthy_percent=100, public_load_balancer=True,
-            protocol=elbv2.ApplicationProtocol.HTTPS, redirect_http=True,
+            self,
+            "ApiService",
+            cluster=self.cluster,
+            task_definition=definition,
+            desired_count=2,
+            min_healthy_percent=100,
+            public_load_balancer=True,
+            protocol=elbv2.ApplicationProtocol.HTTPS,
+            redirect_http=True,
             ssl_policy=elbv2.SslPolicy.RECOMMENDED_TLS,
-            certificate=acm.Certificate.from_certificate_arn(self, "Certificate",
-                                                             self.release.certificate_arn),
-            circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True))
+            certificate=acm.Certificate.from_certificate_arn(
+                self, "Certificate", self.release.certificate_arn
+            ),
+            circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
+        )
         api.target_group.configure_health_check(path="/openapi.json")
         api.load_balancer.log_access_logs(access_logs, prefix="alb")
         return api
 
     def _scale_runners(self, queue: sqs.IQueue) -> None:
         """Target tracking on the queue backlog and on Prefect's waiting runs; min 1, max configured."""
-        capacity = self.runner.auto_scale_task_count(min_capacity=1,
-                                                    max_capacity=self.release.max_runners)
-        cooldowns = {"scale_out_cooldown": Duration.seconds(30),
-                     "scale_in_cooldown": Duration.minutes(5)}
+        capacity = self.runner.auto_scale_task_count(
+            min_capacity=1, max_capacity=self.release.max_runners
+        )
+        cooldowns = {
+            "scale_out_cooldown": Duration.seconds(30),
+            "scale_in_cooldown": Duration.minutes(5),
+        }
         capacity.scale_to_track_custom_metric(
-            "QueueBacklog", target_value=self.release.backlog_per_runner,
+            "QueueBacklog",
+            target_value=self.release.backlog_per_runner,
             metric=queue.metric_approximate_number_of_messages_visible(
-                period=Duration.minutes(1), statistic="Maximum"), **cooldowns)
+                period=Duration.minutes(1), statistic="Maximum"
+            ),
+            **cooldowns,
+        )
         capacity.scale_to_track_custom_metric(
-            "PrefectWaitingRuns", target_value=self.release.waiting_runs_per_runner,
+            "PrefectWaitingRuns",
+            target_value=self.release.waiting_runs_per_runner,
             # published by the runner (retainwise.adapters.scaling.report_waiting_runs)
-            metric=cloudwatch.Metric(namespace=scaling.NAMESPACE, metric_name=scaling.METRIC,
-                                     dimensions_map={scaling.DIMENSION: "score-upload"},
-                                     period=Duration.minutes(1), statistic="Maximum"),
-            **cooldowns)
+            metric=cloudwatch.Metric(
+                namespace=scaling.NAMESPACE,
+                metric_name=scaling.METRIC,
+                dimensions_map={scaling.DIMENSION: "score-upload"},
+                period=Duration.minutes(1),
+                statistic="Maximum",
+            ),
+            **cooldowns,
+        )
 
-    def _flow_execution_role(self, id: str, repository: ecr.IRepository,
-                             owner_secret: secretsmanager.ISecret | None = None) -> iam.Role:
+    def _flow_execution_role(
+        self,
+        id: str,
+        repository: ecr.IRepository,
+        owner_secret: secretsmanager.ISecret | None = None,
+    ) -> iam.Role:
         """Used by ECS (not the flow code) to pull the image, write logs and inject the secrets:
         the app user's and the Prefect key, and for migrate's task the owner's too."""
-        role = iam.Role(self, id, assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
-                        description="RetainWise execution role for "
-                                    + ("the migrate flow task" if owner_secret else "flow tasks"))
+        role = iam.Role(
+            self,
+            id,
+            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+            description="RetainWise execution role for "
+            + ("the migrate flow task" if owner_secret else "flow tasks"),
+        )
         repository.grant_pull(role)
         self.flow_logs.grant_write(role)
         for secret in self.secrets.values():
@@ -174,26 +263,61 @@ class Services(Construct):
     def _let_worker_start_flow_tasks(self) -> None:
         """What prefect-aws's ECSWorker calls, PassRole on the flow roles only, and its observer."""
         worker = self.roles.worker
-        worker.add_to_policy(iam.PolicyStatement(
-            actions=["ecs:RegisterTaskDefinition", "ecs:DeregisterTaskDefinition",
-                     "ecs:DescribeTaskDefinition", "ecs:ListTaskDefinitions",
-                     "ec2:DescribeVpcs", "ec2:DescribeSubnets"],
-            resources=["*"]))  # these ECS/EC2 actions support no resource-level permission
-        worker.add_to_policy(iam.PolicyStatement(
-            actions=["ecs:RunTask", "ecs:StopTask", "ecs:DescribeTasks", "ecs:TagResource"],
-            resources=["*"], conditions={"ArnEquals": {"ecs:cluster": self.cluster.cluster_arn}}))
-        worker.add_to_policy(iam.PolicyStatement(
-            actions=["logs:GetLogEvents"], resources=[f"{self.flow_logs.log_group_arn}"]))
-        flow_roles = [self.roles.scoring, self.roles.training, self.roles.monitor,
-                      self.roles.migrate, self.flow_execution_role, self.migrate_execution_role]
-        worker.add_to_policy(iam.PolicyStatement(
-            actions=["iam:PassRole"], resources=[role.role_arn for role in flow_roles]))
+        worker.add_to_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "ecs:RegisterTaskDefinition",
+                    "ecs:DeregisterTaskDefinition",
+                    "ecs:DescribeTaskDefinition",
+                    "ecs:ListTaskDefinitions",
+                    "ec2:DescribeVpcs",
+                    "ec2:DescribeSubnets",
+                ],
+                resources=["*"],
+            )
+        )  # these ECS/EC2 actions support no resource-level permission
+        worker.add_to_policy(
+            iam.PolicyStatement(
+                actions=["ecs:RunTask", "ecs:StopTask", "ecs:DescribeTasks", "ecs:TagResource"],
+                resources=["*"],
+                conditions={"ArnEquals": {"ecs:cluster": self.cluster.cluster_arn}},
+            )
+        )
+        worker.add_to_policy(
+            iam.PolicyStatement(
+                actions=["logs:GetLogEvents"], resources=[f"{self.flow_logs.log_group_arn}"]
+            )
+        )
+        flow_roles = [
+            self.roles.scoring,
+            self.roles.training,
+            self.roles.monitor,
+            self.roles.migrate,
+            self.flow_execution_role,
+            self.migrate_execution_role,
+        ]
+        worker.add_to_policy(
+            iam.PolicyStatement(
+                actions=["iam:PassRole"], resources=[role.role_arn for role in flow_roles]
+            )
+        )
 
-        self.observer_queue = observer = sqs.Queue(self, "EcsTaskEvents", queue_name=OBSERVER_QUEUE_NAME,
-                             retention_period=Duration.hours(1), enforce_ssl=True,
-                             encryption=sqs.QueueEncryption.SQS_MANAGED)
+        self.observer_queue = observer = sqs.Queue(
+            self,
+            "EcsTaskEvents",
+            queue_name=OBSERVER_QUEUE_NAME,
+            retention_period=Duration.hours(1),
+            enforce_ssl=True,
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+        )
         observer.grant_consume_messages(worker)
-        events.Rule(self, "EcsTaskStateChanges", event_pattern=events.EventPattern(
-            source=["aws.ecs"], detail_type=["ECS Task State Change"],
-            detail={"clusterArn": [self.cluster.cluster_arn]}),
-            targets=[targets.SqsQueue(observer)])
+        events.Rule(
+            self,
+            "EcsTaskStateChanges",
+            event_pattern=events.EventPattern(
+                source=["aws.ecs"],
+                detail_type=["ECS Task State Change"],
+                detail={"clusterArn": [self.cluster.cluster_arn]},
+            ),
+            targets=[targets.SqsQueue(observer)],
+        )

@@ -7,15 +7,15 @@ from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from deployments.cdk.nag import accept_findings
 from deployments.cdk.data import MODELS_PREFIX, Database, Network, Storage, UploadQueue
+from deployments.cdk.nag import accept_findings
 from deployments.cdk.outputs import OUTPUT_KEY
 from deployments.cdk.roles import JobRoles
 from deployments.cdk.services import Release, Services
 from retainwise.config.settings import Settings
 
 MAX_RECEIVE_COUNT = Settings.model_fields["max_receive_count"].default
-RETENTION_DAYS = 30    # uploads and results
+RETENTION_DAYS = 30  # uploads and results
 # container settings prefect.yaml writes itself (or leaves to the default) rather than reading
 NOT_IN_PREFECT_YAML = {"RETAINWISE_ENV", "RETAINWISE_MAX_RECEIVE_COUNT"}
 
@@ -30,10 +30,19 @@ class RetainWiseStack(Stack):
         uploads = UploadQueue(self, "Queue", max_receive_count=MAX_RECEIVE_COUNT)
         database = Database(self, "Database", vpc=network.vpc)
         self.prefect_api_key = secretsmanager.Secret(
-            self, "PrefectApiKey", description="PREFECT_API_KEY for every RetainWise process; "
-            "put the real key in after the first deploy (deployments/README.md)")
-        self.roles = JobRoles(self, "Roles", uploads=storage.uploads, models=storage.models,
-                              queue=uploads.queue, dead_letters=uploads.dead_letters)
+            self,
+            "PrefectApiKey",
+            description="PREFECT_API_KEY for every RetainWise process; "
+            "put the real key in after the first deploy (deployments/README.md)",
+        )
+        self.roles = JobRoles(
+            self,
+            "Roles",
+            uploads=storage.uploads,
+            models=storage.models,
+            queue=uploads.queue,
+            dead_letters=uploads.dead_letters,
+        )
 
         # configuration for every container; secrets are never in here
         self.container_environment = {
@@ -43,7 +52,8 @@ class RetainWiseStack(Stack):
             "RETAINWISE_DEAD_LETTER_QUEUE_NAME": uploads.dead_letters.queue_name,
             "RETAINWISE_MAX_RECEIVE_COUNT": str(MAX_RECEIVE_COUNT),
             "RETAINWISE_MLFLOW_ARTIFACT_ROOT": storage.models.s3_url_for_object(
-                MODELS_PREFIX.rstrip("/")),
+                MODELS_PREFIX.rstrip("/")
+            ),
             "AWS_DEFAULT_REGION": self.region,
             "PREFECT_API_URL": release.prefect_api_url,
         }
@@ -54,18 +64,29 @@ class RetainWiseStack(Stack):
             "PREFECT_API_KEY": ecs.Secret.from_secrets_manager(self.prefect_api_key),
         }
         self.services = Services(
-            self, "Services", release=release, vpc=network.vpc, roles=self.roles,
-            environment=self.container_environment, secrets=self.secrets, queue=uploads.queue,
-            database=database.instance, owner_secret=database.secret,
-            access_logs=storage.access_logs)
+            self,
+            "Services",
+            release=release,
+            vpc=network.vpc,
+            roles=self.roles,
+            environment=self.container_environment,
+            secrets=self.secrets,
+            queue=uploads.queue,
+            database=database.instance,
+            owner_secret=database.secret,
+            access_logs=storage.access_logs,
+        )
         self.network, self.storage, self.queue, self.database = network, storage, uploads, database
 
         # what `prefect deploy` fills prefect.yaml's `{{ $NAME }}` with (the deploy workflow reads
         # this output); RETAINWISE_IMAGE comes from the build, AWS_DEFAULT_REGION from the workflow
         self.prefect_yaml_environment = self._prefect_yaml_environment()
-        CfnOutput(self, OUTPUT_KEY,
-                  value=self.to_json_string(self.prefect_yaml_environment),
-                  description="prefect.yaml's variables as JSON, read by the deploy workflow")
+        CfnOutput(
+            self,
+            OUTPUT_KEY,
+            value=self.to_json_string(self.prefect_yaml_environment),
+            description="prefect.yaml's variables as JSON, read by the deploy workflow",
+        )
         accept_findings(self)
 
     def _prefect_yaml_environment(self) -> dict[str, str]:
@@ -86,6 +107,9 @@ class RetainWiseStack(Stack):
             "RETAINWISE_SUBNET_B": private[1].subnet_id,
             "RETAINWISE_SECURITY_GROUP": services.flow_tasks_security_group.security_group_id,
             "RETAINWISE_LOG_GROUP": services.flow_logs.log_group_name,
-            **{name: value for name, value in self.container_environment.items()
-               if name.startswith("RETAINWISE_") and name not in NOT_IN_PREFECT_YAML},
+            **{
+                name: value
+                for name, value in self.container_environment.items()
+                if name.startswith("RETAINWISE_") and name not in NOT_IN_PREFECT_YAML
+            },
         }

@@ -3,6 +3,7 @@
 Revision ID: 0001_create_predictions
 Revises:
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -36,8 +37,10 @@ def upgrade() -> None:
         sa.Column("started_at", sa.DateTime(timezone=True)),
         sa.Column("completed_at", sa.DateTime(timezone=True)),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_predictions")),
-        sa.CheckConstraint("status IN ('PENDING', 'PROCESSING', 'COMPLETED', 'FAILED')",
-                           name=op.f("ck_predictions_status_known")),
+        sa.CheckConstraint(
+            "status IN ('PENDING', 'PROCESSING', 'COMPLETED', 'FAILED')",
+            name=op.f("ck_predictions_status_known"),
+        ),
     )
     op.create_index("ix_predictions_status", "predictions", ["status"])
 

@@ -5,6 +5,7 @@ Checks for each column first, so it is safe on a database where someone added th
 Revision ID: 0002_add_sqs_columns
 Revises: 0001_create_predictions
 """
+
 import sqlalchemy as sa
 from alembic import op
 

@@ -7,6 +7,7 @@ Checks for the column first, so it is safe to rerun.
 Revision ID: 0005_add_attempts
 Revises: 0003_create_model_promotions
 """
+
 import sqlalchemy as sa
 from alembic import op
 

@@ -6,6 +6,7 @@ is enough). Skips tables that exist, so it is safe to rerun.
 Revision ID: 0006_create_accounts
 Revises: 0005_add_attempts
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -26,8 +27,7 @@ def upgrade() -> None:
             sa.Column("name", sa.String(63), nullable=False),
             sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
             sa.Column("disabled_at", sa.DateTime(timezone=True)),
-            sa.Column("allowed_models", sa.String(1024), nullable=False,
-                      server_default="churn"),
+            sa.Column("allowed_models", sa.String(1024), nullable=False, server_default="churn"),
             sa.Column("max_active_uploads", sa.Integer),
             sa.PrimaryKeyConstraint("name", name=op.f("pk_accounts")),
         )
@@ -41,8 +41,9 @@ def upgrade() -> None:
             sa.Column("last_used_at", sa.DateTime(timezone=True)),
             sa.Column("revoked_at", sa.DateTime(timezone=True)),
             sa.PrimaryKeyConstraint("key_id", name=op.f("pk_api_keys")),
-            sa.ForeignKeyConstraint(["account"], ["accounts.name"],
-                                    name=op.f("fk_api_keys_account_accounts")),
+            sa.ForeignKeyConstraint(
+                ["account"], ["accounts.name"], name=op.f("fk_api_keys_account_accounts")
+            ),
         )
         op.create_index("ix_api_keys_account", "api_keys", ["account"])
 

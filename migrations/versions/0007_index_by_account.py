@@ -5,6 +5,7 @@ Checks for the index first, so it is safe to rerun.
 Revision ID: 0007_index_by_account
 Revises: 0006_create_accounts
 """
+
 import sqlalchemy as sa
 from alembic import op
 

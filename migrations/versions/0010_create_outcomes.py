@@ -7,6 +7,7 @@ when the table exists, so it is safe to rerun.
 Revision ID: 0010_create_outcomes
 Revises: 0007_index_by_account
 """
+
 import sqlalchemy as sa
 from alembic import op
 

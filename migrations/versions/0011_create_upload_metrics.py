@@ -8,6 +8,7 @@ values never seen in training. Trends over time are then a query. Safe to rerun.
 Revision ID: 0011_create_upload_metrics
 Revises: 0010_create_outcomes
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -30,13 +31,19 @@ def upgrade() -> None:
             sa.Column("model_version", sa.String(64), nullable=False),
             sa.Column("rows_scored", sa.Integer, nullable=False),
             sa.Column("score_psi", sa.Float),
-            *[sa.Column(f"est_{name}{part}", sa.Float)
-              for name in ESTIMATES for part in ("", "_low", "_high")],
+            *[
+                sa.Column(f"est_{name}{part}", sa.Float)
+                for name in ESTIMATES
+                for part in ("", "_low", "_high")
+            ],
             sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
             sa.PrimaryKeyConstraint("prediction_id", name=op.f("pk_upload_metrics")),
         )
-        op.create_index("ix_upload_metrics_model_name_model_version", "upload_metrics",
-                        ["model_name", "model_version"])
+        op.create_index(
+            "ix_upload_metrics_model_name_model_version",
+            "upload_metrics",
+            ["model_name", "model_version"],
+        )
     if "upload_drift" not in tables:
         op.create_table(
             "upload_drift",

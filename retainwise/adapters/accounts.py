@@ -22,8 +22,8 @@ from retainwise.adapters.db import metadata, utcnow
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 KEY_PREFIX = "rw"
-KEY_ID_HEX = 12      # 48 bits: unique enough to name a key, not a secret
-SECRET_BYTES = 32    # 256 bits
+KEY_ID_HEX = 12  # 48 bits: unique enough to name a key, not a secret
+SECRET_BYTES = 32  # 256 bits
 _KEY_PATTERN = re.compile(rf"^{KEY_PREFIX}_([0-9a-f]{{{KEY_ID_HEX}}})_([A-Za-z0-9_-]{{43}})$")
 LAST_USED_RESOLUTION = timedelta(minutes=1)  # at most one write per key per minute
 
@@ -70,14 +70,18 @@ def parse_key(token: str) -> tuple[str, str] | None:
     return (match.group(1), match.group(2)) if match else None
 
 
-def create_account(engine: Engine, name: str, now: datetime | None = None,
-                   allowed_models: str = "churn") -> dict[str, Any]:
+def create_account(
+    engine: Engine, name: str, now: datetime | None = None, allowed_models: str = "churn"
+) -> dict[str, Any]:
     check_name(name)
     with engine.begin() as conn:
         if conn.execute(sa.select(accounts.c.name).where(accounts.c.name == name)).first():
             raise AccountError(f"account {name} exists")
-        conn.execute(accounts.insert().values(name=name, created_at=now or utcnow(),
-                                              allowed_models=allowed_models))
+        conn.execute(
+            accounts.insert().values(
+                name=name, created_at=now or utcnow(), allowed_models=allowed_models
+            )
+        )
     return get_account(engine, name)
 
 
@@ -89,8 +93,9 @@ def get_account(engine: Engine, name: str) -> dict[str, Any] | None:
 
 def list_accounts(engine: Engine) -> list[dict[str, Any]]:
     with engine.connect() as conn:
-        return [dict(r) for r in conn.execute(
-            sa.select(accounts).order_by(accounts.c.name)).mappings()]
+        return [
+            dict(r) for r in conn.execute(sa.select(accounts).order_by(accounts.c.name)).mappings()
+        ]
 
 
 def disable_account(engine: Engine, name: str, now: datetime | None = None) -> bool:
@@ -105,11 +110,15 @@ def create_key(engine: Engine, account: str, now: datetime | None = None) -> dic
         raise AccountError(f"no enabled account named {account}")
     key_id, secret = secrets.token_hex(KEY_ID_HEX // 2), secrets.token_urlsafe(SECRET_BYTES)
     with engine.begin() as conn:
-        conn.execute(api_keys.insert().values(key_id=key_id, account=account,
-                                              key_hash=hash_secret(secret),
-                                              created_at=now or utcnow()))
-    return {"account": account, "key_id": key_id,
-            "api_key": f"{KEY_PREFIX}_{key_id}_{secret}"}
+        conn.execute(
+            api_keys.insert().values(
+                key_id=key_id,
+                account=account,
+                key_hash=hash_secret(secret),
+                created_at=now or utcnow(),
+            )
+        )
+    return {"account": account, "key_id": key_id, "api_key": f"{KEY_PREFIX}_{key_id}_{secret}"}
 
 
 def revoke_key(engine: Engine, key_id: str, now: datetime | None = None) -> bool:
@@ -119,8 +128,11 @@ def revoke_key(engine: Engine, key_id: str, now: datetime | None = None) -> bool
 def _stamp_once(engine: Engine, row: Any, column: sa.Column, now: datetime | None) -> bool:
     """Set a still-empty timestamp column (disabled_at, revoked_at); False if already set."""
     with engine.begin() as conn:
-        result = conn.execute(column.table.update().where(row, column.is_(None))
-                              .values({column.name: now or utcnow()}))
+        result = conn.execute(
+            column.table.update()
+            .where(row, column.is_(None))
+            .values({column.name: now or utcnow()})
+        )
     return result.rowcount == 1
 
 
@@ -128,9 +140,14 @@ def list_keys(engine: Engine, account: str) -> list[dict[str, Any]]:
     """Key ids and dates, never hashes."""
     columns = [c for c in api_keys.c if c.name != "key_hash"]
     with engine.connect() as conn:
-        return [dict(r) for r in conn.execute(
-            sa.select(*columns).where(api_keys.c.account == account)
-            .order_by(api_keys.c.created_at)).mappings()]
+        return [
+            dict(r)
+            for r in conn.execute(
+                sa.select(*columns)
+                .where(api_keys.c.account == account)
+                .order_by(api_keys.c.created_at)
+            ).mappings()
+        ]
 
 
 def authenticate(engine: Engine, token: str, now: datetime | None = None) -> dict[str, Any] | None:
@@ -156,12 +173,19 @@ def account_of_key(engine: Engine, key_id: str) -> dict[str, Any] | None:
 
 def _live_key(engine: Engine, key_id: str) -> dict[str, Any] | None:
     with engine.connect() as conn:
-        row = conn.execute(
-            sa.select(api_keys.c.key_hash, api_keys.c.last_used_at, accounts)
-            .join(accounts, accounts.c.name == api_keys.c.account)
-            .where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None),
-                   accounts.c.disabled_at.is_(None))
-        ).mappings().first()
+        row = (
+            conn.execute(
+                sa.select(api_keys.c.key_hash, api_keys.c.last_used_at, accounts)
+                .join(accounts, accounts.c.name == api_keys.c.account)
+                .where(
+                    api_keys.c.key_id == key_id,
+                    api_keys.c.revoked_at.is_(None),
+                    accounts.c.disabled_at.is_(None),
+                )
+            )
+            .mappings()
+            .first()
+        )
     return dict(row) if row else None
 
 
@@ -172,8 +196,7 @@ def _touch(engine: Engine, key_id: str, last_used: datetime | None, now: datetim
         if now - last_used < LAST_USED_RESOLUTION:
             return
     with engine.begin() as conn:
-        conn.execute(api_keys.update().where(api_keys.c.key_id == key_id)
-                     .values(last_used_at=now))
+        conn.execute(api_keys.update().where(api_keys.c.key_id == key_id).values(last_used_at=now))
 
 
 def models_allowed(account: dict[str, Any]) -> list[str]:

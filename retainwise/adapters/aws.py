@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from boto3.s3.transfer import TransferConfig
@@ -28,12 +29,15 @@ VISIBILITY_TIMEOUT_SECONDS = 30
 
 
 def client(service: str, settings: Settings) -> Any:
-    return boto3.client(service, region_name=settings.aws_region,
-                        endpoint_url=settings.aws_endpoint_url, config=_RETRIES)
+    return boto3.client(
+        service,
+        region_name=settings.aws_region,
+        endpoint_url=settings.aws_endpoint_url,
+        config=_RETRIES,
+    )
 
 
-def upload_message(prediction_id: str, account: str, model: str,
-                   attempt: int | None = None) -> str:
+def upload_message(prediction_id: str, account: str, model: str, attempt: int | None = None) -> str:
     """The body of an upload message; `attempt` is set when the reaper sends it again."""
     body: dict[str, Any] = {"prediction_id": prediction_id, "account": account, "model": model}
     if attempt is not None:
@@ -67,7 +71,9 @@ class Queue:
 
     def receive(self, wait_seconds: int = 1, max_messages: int = 10) -> list[dict[str, Any]]:
         response = self.sqs.receive_message(
-            QueueUrl=self.url, WaitTimeSeconds=wait_seconds, MaxNumberOfMessages=max_messages,
+            QueueUrl=self.url,
+            WaitTimeSeconds=wait_seconds,
+            MaxNumberOfMessages=max_messages,
             MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
         )
         return response.get("Messages", [])
@@ -91,12 +97,16 @@ def ensure_resources(settings: Settings) -> Queue:
         s3.create_bucket(Bucket=settings.bucket)
     sqs = client("sqs", settings)
     dlq_url = sqs.create_queue(QueueName=settings.dead_letter_queue_name)["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
-        "Attributes"]["QueueArn"]
-    redrive = json.dumps({"deadLetterTargetArn": dlq_arn,
-                          "maxReceiveCount": str(settings.max_receive_count)})
-    sqs.create_queue(QueueName=settings.queue_name,
-                     Attributes={"RedrivePolicy": redrive, "VisibilityTimeout": str(VISIBILITY_TIMEOUT_SECONDS)})
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    redrive = json.dumps(
+        {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(settings.max_receive_count)}
+    )
+    sqs.create_queue(
+        QueueName=settings.queue_name,
+        Attributes={"RedrivePolicy": redrive, "VisibilityTimeout": str(VISIBILITY_TIMEOUT_SECONDS)},
+    )
     return open_queue(settings, sqs)
 
 
@@ -112,8 +122,10 @@ def put_objects(s3: Any, bucket: str, objects: list[tuple[str, bytes, str]]) -> 
             put_bytes(s3, bucket, key, body, content_type)
         return
     with ThreadPoolExecutor(len(objects), thread_name_prefix="s3-put") as pool:
-        puts = [pool.submit(put_bytes, s3, bucket, key, body, content_type)
-                for key, body, content_type in objects]
+        puts = [
+            pool.submit(put_bytes, s3, bucket, key, body, content_type)
+            for key, body, content_type in objects
+        ]
     for put in puts:
         put.result()
 
@@ -161,10 +173,13 @@ def csv_column(s3: Any, bucket: str, key: str, column: str) -> np.ndarray:
     body = s3.get_object(Bucket=bucket, Key=key)["Body"]
     try:
         reader = pa_csv.open_csv(
-            body, read_options=pa_csv.ReadOptions(block_size=READ_BLOCK, use_threads=False),
-            convert_options=pa_csv.ConvertOptions(include_columns=[column],
-                                                  column_types={column: pa.float64()}),
-            memory_pool=pa.system_memory_pool())  # returned to the OS, not kept in a pool
+            body,
+            read_options=pa_csv.ReadOptions(block_size=READ_BLOCK, use_threads=False),
+            convert_options=pa_csv.ConvertOptions(
+                include_columns=[column], column_types={column: pa.float64()}
+            ),
+            memory_pool=pa.system_memory_pool(),
+        )  # returned to the OS, not kept in a pool
         parts = [batch.column(0).to_numpy(zero_copy_only=False) for batch in reader]
     finally:
         body.close()
@@ -174,8 +189,9 @@ def csv_column(s3: Any, bucket: str, key: str, column: str) -> np.ndarray:
 def upload_file(s3: Any, bucket: str, key: str, handle, content_type: str = "text/csv") -> None:
     """A file of any size, as a multipart upload with a few parts in flight (bounded memory)."""
     handle.seek(0)
-    s3.upload_fileobj(handle, bucket, key, ExtraArgs={"ContentType": content_type},
-                      Config=UPLOAD_CONFIG)
+    s3.upload_fileobj(
+        handle, bucket, key, ExtraArgs={"ContentType": content_type}, Config=UPLOAD_CONFIG
+    )
 
 
 def _take_dead_letters(queue: Queue, max_messages: int) -> list[dict[str, Any]]:
@@ -184,7 +200,9 @@ def _take_dead_letters(queue: Queue, max_messages: int) -> list[dict[str, Any]]:
     empty_receives = 0
     while len(taken) < max_messages and empty_receives < 2:
         batch = queue.sqs.receive_message(
-            QueueUrl=queue.dead_letter_url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
+            QueueUrl=queue.dead_letter_url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=0,
             VisibilityTimeout=60,
             MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
         ).get("Messages", [])
@@ -197,8 +215,9 @@ def _take_dead_letters(queue: Queue, max_messages: int) -> list[dict[str, Any]]:
 def _release(queue: Queue, messages: list[dict[str, Any]]) -> None:
     """Looked at, not taken: visible again in the DLQ right away."""
     for m in messages:
-        queue.sqs.change_message_visibility(QueueUrl=queue.dead_letter_url,
-                                            ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0)
+        queue.sqs.change_message_visibility(
+            QueueUrl=queue.dead_letter_url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0
+        )
 
 
 def prediction_id_of(message: dict[str, Any]) -> str | None:
@@ -210,21 +229,27 @@ def list_dead_letters(queue: Queue, max_messages: int = 100) -> list[dict[str, A
     """What sits in the DLQ: message id, prediction id (if parseable), receives, body."""
     messages = _take_dead_letters(queue, max_messages)
     _release(queue, messages)
-    return [{"message_id": m["MessageId"], "prediction_id": prediction_id_of(m),
-             "receive_count": int(m.get("Attributes", {}).get("ApproximateReceiveCount", 0)),
-             "sent_timestamp": m.get("Attributes", {}).get("SentTimestamp"),
-             "body": m["Body"][:500]} for m in messages]
+    return [
+        {
+            "message_id": m["MessageId"],
+            "prediction_id": prediction_id_of(m),
+            "receive_count": int(m.get("Attributes", {}).get("ApproximateReceiveCount", 0)),
+            "sent_timestamp": m.get("Attributes", {}).get("SentTimestamp"),
+            "body": m["Body"][:500],
+        }
+        for m in messages
+    ]
 
 
-def redrive_dead_letters(queue: Queue, ids: set[str] | None = None,
-                         max_messages: int = 1000) -> list[str]:
+def redrive_dead_letters(
+    queue: Queue, ids: set[str] | None = None, max_messages: int = 1000
+) -> list[str]:
     """Move DLQ messages (all, or those whose message or prediction id is in `ids`) back.
 
     Sent to the upload queue before it is deleted from the DLQ, so a crash duplicates, never loses.
     """
     messages = _take_dead_letters(queue, max_messages)
-    chosen = [m for m in messages
-              if ids is None or {m["MessageId"], prediction_id_of(m)} & ids]
+    chosen = [m for m in messages if ids is None or {m["MessageId"], prediction_id_of(m)} & ids]
     _release(queue, [m for m in messages if m not in chosen])
     for m in chosen:
         queue.sqs.send_message(QueueUrl=queue.url, MessageBody=m["Body"])
@@ -244,16 +269,26 @@ class MultipartWriter:
 
     PART_BYTES = UPLOAD_CONFIG.multipart_chunksize  # S3 needs >= 5 MB for every part but the last
 
-    def __init__(self, s3: Any, bucket: str, key: str,
-                 content_type: str = "application/octet-stream", parts_in_flight: int = 2) -> None:
+    def __init__(
+        self,
+        s3: Any,
+        bucket: str,
+        key: str,
+        content_type: str = "application/octet-stream",
+        parts_in_flight: int = 2,
+    ) -> None:
         self.s3, self.bucket, self.key = s3, bucket, key
-        self.upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key,
-                                                    ContentType=content_type)["UploadId"]
+        self.upload_id = s3.create_multipart_upload(
+            Bucket=bucket, Key=key, ContentType=content_type
+        )["UploadId"]
         self.parts: list[dict[str, Any]] = []
         self.parts_in_flight = max(1, parts_in_flight)
         self._sending: deque[Future] = deque()
-        self._pool = (ThreadPoolExecutor(self.parts_in_flight, thread_name_prefix="s3-part")
-                      if self.parts_in_flight > 1 else None)
+        self._pool = (
+            ThreadPoolExecutor(self.parts_in_flight, thread_name_prefix="s3-part")
+            if self.parts_in_flight > 1
+            else None
+        )
         self._buffer = bytearray()
         self._numbered = 0
         self.closed = False
@@ -278,8 +313,9 @@ class MultipartWriter:
         self._sending.append(self._pool.submit(self._upload, self._numbered, data))
 
     def _upload(self, number: int, data: bytes) -> dict[str, Any]:
-        etag = self.s3.upload_part(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
-                                   PartNumber=number, Body=data)["ETag"]
+        etag = self.s3.upload_part(
+            Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=data
+        )["ETag"]
         return {"PartNumber": number, "ETag": etag}
 
     def _drain(self) -> None:
@@ -298,8 +334,11 @@ class MultipartWriter:
                 self.write_part(part)
             self._drain()
             self.s3.complete_multipart_upload(
-                Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
-                MultipartUpload={"Parts": sorted(self.parts, key=lambda p: p["PartNumber"])})
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                MultipartUpload={"Parts": sorted(self.parts, key=lambda p: p["PartNumber"])},
+            )
         except BaseException:
             self.abort()
             raise
@@ -315,7 +354,7 @@ class MultipartWriter:
             pass
         self.s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
 
-    def __enter__(self) -> "MultipartWriter":
+    def __enter__(self) -> MultipartWriter:
         return self
 
     def __exit__(self, kind, error, traceback) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -72,50 +72,77 @@ def make_engine(url: str) -> Engine:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def create_prediction(
-    engine: Engine, *, account: str, model_name: str, input_key: str,
-    original_filename: str | None = None, prediction_id: str | None = None,
+    engine: Engine,
+    *,
+    account: str,
+    model_name: str,
+    input_key: str,
+    original_filename: str | None = None,
+    prediction_id: str | None = None,
 ) -> str:
     prediction_id = prediction_id or str(uuid.uuid4())
     now = utcnow()
     with engine.begin() as conn:
-        conn.execute(predictions.insert().values(
-            id=prediction_id, account=account, model_name=model_name, status=Status.PENDING.value,
-            input_key=input_key, original_filename=original_filename, created_at=now, updated_at=now,
-        ))
+        conn.execute(
+            predictions.insert().values(
+                id=prediction_id,
+                account=account,
+                model_name=model_name,
+                status=Status.PENDING.value,
+                input_key=input_key,
+                original_filename=original_filename,
+                created_at=now,
+                updated_at=now,
+            )
+        )
     return prediction_id
 
 
 def get_prediction(engine: Engine, prediction_id: str) -> dict[str, Any] | None:
     with engine.connect() as conn:
-        row = conn.execute(
-            sa.select(predictions).where(predictions.c.id == prediction_id)
-        ).mappings().first()
+        row = (
+            conn.execute(sa.select(predictions).where(predictions.c.id == prediction_id))
+            .mappings()
+            .first()
+        )
     return dict(row) if row else None
 
 
 def get_prediction_of(engine: Engine, account: str, prediction_id: str) -> dict[str, Any] | None:
     """The row only if it belongs to `account`: another account's id reads as a missing one."""
     with engine.connect() as conn:
-        row = conn.execute(
-            sa.select(predictions).where(predictions.c.id == prediction_id,
-                                         predictions.c.account == account)
-        ).mappings().first()
+        row = (
+            conn.execute(
+                sa.select(predictions).where(
+                    predictions.c.id == prediction_id, predictions.c.account == account
+                )
+            )
+            .mappings()
+            .first()
+        )
     return dict(row) if row else None
 
 
-def list_predictions(engine: Engine, account: str, limit: int = 50,
-                     offset: int = 0) -> list[dict[str, Any]]:
+def list_predictions(
+    engine: Engine, account: str, limit: int = 50, offset: int = 0
+) -> list[dict[str, Any]]:
     """One account's uploads, newest first."""
     with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(predictions).where(predictions.c.account == account)
-            .order_by(predictions.c.created_at.desc(), predictions.c.id)
-            .limit(limit).offset(offset)
-        ).mappings().all()
+        rows = (
+            conn.execute(
+                sa.select(predictions)
+                .where(predictions.c.account == account)
+                .order_by(predictions.c.created_at.desc(), predictions.c.id)
+                .limit(limit)
+                .offset(offset)
+            )
+            .mappings()
+            .all()
+        )
     return [dict(row) for row in rows]
 
 
@@ -124,7 +151,8 @@ def count_active(engine: Engine, account: str) -> int:
     active = (Status.PENDING.value, Status.PROCESSING.value)
     with engine.connect() as conn:
         return conn.execute(
-            sa.select(sa.func.count()).select_from(predictions)
+            sa.select(sa.func.count())
+            .select_from(predictions)
             .where(predictions.c.account == account, predictions.c.status.in_(active))
         ).scalar_one()
 
@@ -143,14 +171,20 @@ def claim_prediction(engine: Engine, prediction_id: str, flow_run_id: str | None
         result = conn.execute(
             predictions.update()
             .where(predictions.c.id == prediction_id, predictions.c.status == Status.PENDING.value)
-            .values(status=Status.PROCESSING.value, started_at=now, updated_at=now,
-                    flow_run_id=flow_run_id, attempts=predictions.c.attempts + 1)
+            .values(
+                status=Status.PROCESSING.value,
+                started_at=now,
+                updated_at=now,
+                flow_run_id=flow_run_id,
+                attempts=predictions.c.attempts + 1,
+            )
         )
     return result.rowcount == 1
 
 
-def claim_or_resume(engine: Engine, prediction_id: str,
-                    flow_run_id: str | None) -> dict[str, Any] | None:
+def claim_or_resume(
+    engine: Engine, prediction_id: str, flow_run_id: str | None
+) -> dict[str, Any] | None:
     """The prediction row if this run holds it (won now, or won before a lost reply), else None.
 
     A retried claim whose first UPDATE committed finds the row PROCESSING under its own run id.
@@ -162,23 +196,35 @@ def claim_or_resume(engine: Engine, prediction_id: str,
     return row if ours and row["status"] == Status.PROCESSING.value else None
 
 
-def finish_prediction(engine: Engine, prediction_id: str, flow_run_id: str | None,
-                      status: Status, **fields: Any) -> bool:
+def finish_prediction(
+    engine: Engine, prediction_id: str, flow_run_id: str | None, status: Status, **fields: Any
+) -> bool:
     """PROCESSING -> COMPLETED/FAILED, only for the run holding the claim (a fencing token).
 
     A run the reaper already gave up on finds its claim gone and changes nothing.
     """
-    return _move_if_held(engine, prediction_id, flow_run_id, status=Status(status).value,
-                         completed_at=utcnow(), **fields)
+    return _move_if_held(
+        engine,
+        prediction_id,
+        flow_run_id,
+        status=Status(status).value,
+        completed_at=utcnow(),
+        **fields,
+    )
 
 
 def processing(engine: Engine) -> list[dict[str, Any]]:
     """Every row a run holds right now: the reaper's candidates."""
     with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(predictions).where(predictions.c.status == Status.PROCESSING.value)
-            .order_by(predictions.c.started_at)
-        ).mappings().all()
+        rows = (
+            conn.execute(
+                sa.select(predictions)
+                .where(predictions.c.status == Status.PROCESSING.value)
+                .order_by(predictions.c.started_at)
+            )
+            .mappings()
+            .all()
+        )
     return [dict(row) for row in rows]
 
 
@@ -186,10 +232,15 @@ def pending_since(engine: Engine, before: datetime) -> list[dict[str, Any]]:
     """PENDING rows last queued before `before`: their message may be lost (or in the DLQ)."""
     queued = sa.func.coalesce(predictions.c.sqs_queued_at, predictions.c.created_at)
     with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(predictions).where(predictions.c.status == Status.PENDING.value,
-                                         queued < before)
-        ).mappings().all()
+        rows = (
+            conn.execute(
+                sa.select(predictions).where(
+                    predictions.c.status == Status.PENDING.value, queued < before
+                )
+            )
+            .mappings()
+            .all()
+        )
     return [dict(row) for row in rows]
 
 
@@ -198,32 +249,63 @@ def refresh_claim(engine: Engine, prediction_id: str, flow_run_id: str | None) -
     return _move_if_held(engine, prediction_id, flow_run_id)
 
 
-def release_claim(engine: Engine, prediction_id: str, flow_run_id: str | None,
-                  refreshed_at: datetime | None = None) -> bool:
+def release_claim(
+    engine: Engine,
+    prediction_id: str,
+    flow_run_id: str | None,
+    refreshed_at: datetime | None = None,
+) -> bool:
     """PROCESSING -> PENDING for a run that died, so a new run can claim it; only if unchanged
     (same run and, given `refreshed_at`, no refresh since the reaper read the row)."""
-    return _move_if_held(engine, prediction_id, flow_run_id, refreshed_at,
-                         status=Status.PENDING.value, started_at=None)
+    return _move_if_held(
+        engine,
+        prediction_id,
+        flow_run_id,
+        refreshed_at,
+        status=Status.PENDING.value,
+        started_at=None,
+    )
 
 
-def fail_claim(engine: Engine, prediction_id: str, flow_run_id: str | None, error: str,
-               refreshed_at: datetime | None = None) -> bool:
+def fail_claim(
+    engine: Engine,
+    prediction_id: str,
+    flow_run_id: str | None,
+    error: str,
+    refreshed_at: datetime | None = None,
+) -> bool:
     """PROCESSING -> FAILED with a reason, for a run that died once too often; only if unchanged."""
-    return _move_if_held(engine, prediction_id, flow_run_id, refreshed_at,
-                         status=Status.FAILED.value, completed_at=utcnow(), error=error)
+    return _move_if_held(
+        engine,
+        prediction_id,
+        flow_run_id,
+        refreshed_at,
+        status=Status.FAILED.value,
+        completed_at=utcnow(),
+        error=error,
+    )
 
 
-def _move_if_held(engine: Engine, prediction_id: str, flow_run_id: str | None,
-                  refreshed_at: datetime | None = None, **values: Any) -> bool:
+def _move_if_held(
+    engine: Engine,
+    prediction_id: str,
+    flow_run_id: str | None,
+    refreshed_at: datetime | None = None,
+    **values: Any,
+) -> bool:
     """One conditional UPDATE of a PROCESSING row, applied only while `flow_run_id` holds it
     (and, given `refreshed_at`, only if its `updated_at` is still that)."""
-    conditions = [predictions.c.id == prediction_id,
-                  predictions.c.status == Status.PROCESSING.value, _same_run(flow_run_id)]
+    conditions = [
+        predictions.c.id == prediction_id,
+        predictions.c.status == Status.PROCESSING.value,
+        _same_run(flow_run_id),
+    ]
     if refreshed_at is not None:
         conditions.append(predictions.c.updated_at == refreshed_at)
     with engine.begin() as conn:
         result = conn.execute(
-            predictions.update().where(*conditions).values(updated_at=utcnow(), **values))
+            predictions.update().where(*conditions).values(updated_at=utcnow(), **values)
+        )
     return result.rowcount == 1
 
 
@@ -236,6 +318,7 @@ def _same_run(flow_run_id: str | None):
 def _update(engine: Engine, prediction_id: str, **fields: Any) -> None:
     with engine.begin() as conn:
         conn.execute(
-            predictions.update().where(predictions.c.id == prediction_id)
+            predictions.update()
+            .where(predictions.c.id == prediction_id)
             .values(updated_at=utcnow(), **fields)
         )

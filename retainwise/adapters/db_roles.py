@@ -51,11 +51,14 @@ def grant_rows_only(engine: Engine, username: str, password: str) -> bool:
     role = f'"{username}"'
     with engine.begin() as conn:
         owner = conn.execute(sa.text("SELECT current_user")).scalar_one()
-        found = conn.execute(sa.text("SELECT rolsuper FROM pg_roles WHERE rolname = :name"),
-                             {"name": username}).first()
+        found = conn.execute(
+            sa.text("SELECT rolsuper FROM pg_roles WHERE rolname = :name"), {"name": username}
+        ).first()
         if username == owner or (found is not None and found.rolsuper):
-            raise RoleRefused(f"the app user {username!r} must not be the owner or a superuser: "
-                              "it would keep every DDL right")
+            raise RoleRefused(
+                f"the app user {username!r} must not be the owner or a superuser: "
+                "it would keep every DDL right"
+            )
         # no NOSUPERUSER etc.: only a superuser may name those attributes, and CREATE ROLE's
         # defaults already deny them
         verb = "ALTER" if found else "CREATE"
@@ -100,8 +103,10 @@ def ensure_database(url: str) -> bool:
     engine = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as conn:
-            if conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :name"),
-                            {"name": target.database}).first():
+            if conn.execute(
+                sa.text("SELECT 1 FROM pg_database WHERE datname = :name"),
+                {"name": target.database},
+            ).first():
                 return False
             conn.execute(sa.text(f'CREATE DATABASE "{target.database}"'))
             return True

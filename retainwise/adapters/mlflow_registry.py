@@ -11,8 +11,8 @@ import logging
 import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from importlib.metadata import version as installed_version
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import mlflow
@@ -59,8 +59,10 @@ def pip_requirements() -> list[str]:
 
     Written explicitly because MLflow's automatic detection costs seconds per log_model.
     """
-    return [f"{package}=={installed_version(package)}"
-            for package in ("scikit-learn", "pandas", "numpy", "scipy", "cloudpickle")]
+    return [
+        f"{package}=={installed_version(package)}"
+        for package in ("scikit-learn", "pandas", "numpy", "scipy", "cloudpickle")
+    ]
 
 
 def client(settings: Settings) -> MlflowClient:
@@ -104,19 +106,34 @@ def _log_run_artifacts(trained: TrainedModel, name: str, source: str | None) -> 
     from models.plots import calibration_figure, roc_figure
 
     mlflow.log_dict(trained.profile.to_dict(), "profile.json")
-    mlflow.log_dict({"candidates": trained.candidates, "chosen": trained.kind,
-                     "excluded_columns": trained.excluded}, "candidates.json")
+    mlflow.log_dict(
+        {
+            "candidates": trained.candidates,
+            "chosen": trained.kind,
+            "excluded_columns": trained.excluded,
+        },
+        "candidates.json",
+    )
     mlflow.log_dict(trained.curves, "evaluation/curves.json")
     mlflow.log_text("\n".join(trained.notes) or "no columns dropped", "notes.txt")
     mlflow.log_text(model_card(trained, name, source), "model_card.md")
     mlflow.log_text(trained.evaluation.to_csv(index=False), EVALUATION_ARTIFACT)
-    mlflow.log_figure(roc_figure(trained.curves["roc"], trained.metrics["roc_auc"]), "plots/roc.png")
-    mlflow.log_figure(calibration_figure(trained.curves["reliability"], trained.metrics["brier"]),
-                      "plots/calibration.png")
+    mlflow.log_figure(
+        roc_figure(trained.curves["roc"], trained.metrics["roc_auc"]), "plots/roc.png"
+    )
+    mlflow.log_figure(
+        calibration_figure(trained.curves["reliability"], trained.metrics["brier"]),
+        "plots/calibration.png",
+    )
 
 
-def register(trained: TrainedModel, name: str, settings: Settings,
-             params: dict[str, Any] | None = None, source: str | None = None) -> str:
+def register(
+    trained: TrainedModel,
+    name: str,
+    settings: Settings,
+    params: dict[str, Any] | None = None,
+    source: str | None = None,
+) -> str:
     """Log the calibrated model with its profile, card, plots and test rows; alias it `challenger`.
 
     Serialised with cloudpickle: MLflow 3's default skops format refuses the boosted trees and our
@@ -132,7 +149,9 @@ def register(trained: TrainedModel, name: str, settings: Settings,
         mlflow.log_metrics(trained.metrics)
         _log_run_artifacts(trained, name, source)
         info = mlflow.sklearn.log_model(
-            trained.pipeline, name="model", signature=signature,
+            trained.pipeline,
+            name="model",
+            signature=signature,
             serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
             pip_requirements=pip_requirements(),
             metadata={"retainwise_profile": json.dumps(trained.profile.to_dict())},
@@ -158,8 +177,9 @@ def _log_compiled_trees(trained: TrainedModel) -> str | None:
         try:
             library = compile_trees(trained.pipeline, Path(directory), check_rows)
         except Exception as exc:  # no compiler, treelite refusing a model: scoring falls back
-            log.warning("could not compile the model's trees, scoring will use scikit-learn: %s",
-                        exc)
+            log.warning(
+                "could not compile the model's trees, scoring will use scikit-learn: %s", exc
+            )
             return None
         if library is None:
             return None
@@ -177,21 +197,30 @@ def _load_compiled_trees(name: str, version: str, pipeline: Any) -> Any:
     tags = client_for_current_store().get_model_version(name, version).tags or {}
     artifact, run_id = tags.get(COMPILED_TAG), tags.get("run_id")
     if not artifact or not run_id:
-        log.warning("%s version %s has no compiled trees; scoring with scikit-learn (slower). "
-                    "Registering the model again compiles them.", name, version)
+        log.warning(
+            "%s version %s has no compiled trees; scoring with scikit-learn (slower). "
+            "Registering the model again compiles them.",
+            name,
+            version,
+        )
         return None
     try:
         library = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact)
         return CompiledModel(pipeline, Path(library))
     except Exception as exc:
-        log.warning("%s version %s: compiled trees could not be loaded, scoring with "
-                    "scikit-learn: %s", name, version, exc)
+        log.warning(
+            "%s version %s: compiled trees could not be loaded, scoring with scikit-learn: %s",
+            name,
+            version,
+            exc,
+        )
         return None
 
 
 def client_for_current_store() -> MlflowClient:
-    return MlflowClient(tracking_uri=mlflow.get_tracking_uri(),
-                        registry_uri=mlflow.get_registry_uri())
+    return MlflowClient(
+        tracking_uri=mlflow.get_tracking_uri(), registry_uri=mlflow.get_registry_uri()
+    )
 
 
 def promote(name: str, version: str, settings: Settings) -> None:
@@ -233,20 +262,28 @@ def load_version(name: str, version: str, tracking_uri: str) -> LoadedModel:
     pipeline = mlflow.sklearn.load_model(local)
     metadata = mlflow.models.Model.load(local).metadata or {}
     profile = ModelProfile.from_dict(json.loads(metadata["retainwise_profile"]))
-    return LoadedModel(name=name, version=str(version), pipeline=pipeline, profile=profile,
-                       compiled=_load_compiled_trees(name, str(version), pipeline))
+    return LoadedModel(
+        name=name,
+        version=str(version),
+        pipeline=pipeline,
+        profile=profile,
+        compiled=_load_compiled_trees(name, str(version), pipeline),
+    )
 
 
 def evaluation_set(name: str, version: str, settings: Settings) -> tuple[pd.DataFrame, np.ndarray]:
     """The held-out test rows (raw text, as read) and their 0/1 labels stored with a version."""
     run_id = client(settings).get_model_version(name, str(version)).run_id
     try:
-        local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=EVALUATION_ARTIFACT,
-                                                    tracking_uri=settings.tracking_uri)
+        local = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=EVALUATION_ARTIFACT, tracking_uri=settings.tracking_uri
+        )
     except (MlflowException, OSError) as exc:
-        raise PromotionRefused(f"version {version} of {name!r} has no stored evaluation set "
-                               f"(trained before the promotion gate existed?): {exc}",
-                               {"version": str(version)}) from None
+        raise PromotionRefused(
+            f"version {version} of {name!r} has no stored evaluation set "
+            f"(trained before the promotion gate existed?): {exc}",
+            {"version": str(version)},
+        ) from None
     rows = pd.read_csv(local, dtype=str, keep_default_na=False, na_values=[""])
     labels = rows.pop(LABEL_COLUMN).astype(int).to_numpy()
     return rows, labels
@@ -259,12 +296,19 @@ def list_versions(name: str, settings: Settings) -> list[dict[str, Any]]:
     for alias, version in mlflow_client.get_registered_model(name).aliases.items():
         aliases.setdefault(str(version), []).append(alias)
     rows = []
-    for mv in sorted(mlflow_client.search_model_versions(f"name='{name}'"),
-                     key=lambda v: int(v.version)):
+    for mv in sorted(
+        mlflow_client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version)
+    ):
         metrics = mlflow_client.get_run(mv.run_id).data.metrics if mv.run_id else {}
-        rows.append({"version": str(mv.version), "aliases": sorted(aliases.get(str(mv.version), [])),
-                     "kind": (mv.tags or {}).get("model_kind"),
-                     **{key: (round(metrics[key], 4) if key in metrics else None)
-                        for key in KEY_METRICS},
-                     "created": mv.creation_timestamp})
+        rows.append(
+            {
+                "version": str(mv.version),
+                "aliases": sorted(aliases.get(str(mv.version), [])),
+                "kind": (mv.tags or {}).get("model_kind"),
+                **{
+                    key: (round(metrics[key], 4) if key in metrics else None) for key in KEY_METRICS
+                },
+                "created": mv.creation_timestamp,
+            }
+        )
     return rows

@@ -24,8 +24,11 @@ upload_metrics = sa.Table(
     sa.Column("model_version", sa.String(64), nullable=False),
     sa.Column("rows_scored", sa.Integer, nullable=False),
     sa.Column("score_psi", sa.Float),
-    *[sa.Column(f"est_{name}{part}", sa.Float) for name in ESTIMATES
-      for part in ("", "_low", "_high")],
+    *[
+        sa.Column(f"est_{name}{part}", sa.Float)
+        for name in ESTIMATES
+        for part in ("", "_low", "_high")
+    ],
     sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
     sa.Index("ix_upload_metrics_model_name_model_version", "model_name", "model_version"),
 )
@@ -45,12 +48,12 @@ def record_upload(engine: Engine, metrics: dict[str, Any], drift: list[dict[str,
     prediction_id = metrics["prediction_id"]
     with engine.begin() as conn:
         conn.execute(upload_drift.delete().where(upload_drift.c.prediction_id == prediction_id))
-        conn.execute(upload_metrics.delete().where(
-            upload_metrics.c.prediction_id == prediction_id))
+        conn.execute(upload_metrics.delete().where(upload_metrics.c.prediction_id == prediction_id))
         conn.execute(upload_metrics.insert(), [{**metrics, "computed_at": utcnow()}])
         if drift:
-            conn.execute(upload_drift.insert(),
-                         [{**row, "prediction_id": prediction_id} for row in drift])
+            conn.execute(
+                upload_drift.insert(), [{**row, "prediction_id": prediction_id} for row in drift]
+            )
 
 
 def _filtered(query, table, model_name: str | None, account: str | None):
@@ -61,25 +64,35 @@ def _filtered(query, table, model_name: str | None, account: str | None):
     return query
 
 
-def metrics_rows(engine: Engine, model_name: str | None = None,
-                 account: str | None = None) -> pd.DataFrame:
+def metrics_rows(
+    engine: Engine, model_name: str | None = None, account: str | None = None
+) -> pd.DataFrame:
     """Per-upload figures in completion order (the trend), with the upload's completion time."""
-    query = (sa.select(upload_metrics, predictions.c.completed_at)
-             .join(predictions, predictions.c.id == upload_metrics.c.prediction_id)
-             .order_by(predictions.c.completed_at, upload_metrics.c.prediction_id))
+    query = (
+        sa.select(upload_metrics, predictions.c.completed_at)
+        .join(predictions, predictions.c.id == upload_metrics.c.prediction_id)
+        .order_by(predictions.c.completed_at, upload_metrics.c.prediction_id)
+    )
     with engine.connect() as conn:
         result = conn.execute(_filtered(query, upload_metrics, model_name, account))
         return pd.DataFrame(result.mappings().all(), columns=list(result.keys()))
 
 
-def drift_rows(engine: Engine, model_name: str | None = None,
-               account: str | None = None) -> pd.DataFrame:
+def drift_rows(
+    engine: Engine, model_name: str | None = None, account: str | None = None
+) -> pd.DataFrame:
     """Per-upload, per-column PSI and unseen share, oldest upload first."""
-    query = (sa.select(upload_drift, upload_metrics.c.model_version, upload_metrics.c.account,
-                       predictions.c.completed_at)
-             .join(upload_metrics, upload_metrics.c.prediction_id == upload_drift.c.prediction_id)
-             .join(predictions, predictions.c.id == upload_drift.c.prediction_id)
-             .order_by(predictions.c.completed_at, upload_drift.c.column_name))
+    query = (
+        sa.select(
+            upload_drift,
+            upload_metrics.c.model_version,
+            upload_metrics.c.account,
+            predictions.c.completed_at,
+        )
+        .join(upload_metrics, upload_metrics.c.prediction_id == upload_drift.c.prediction_id)
+        .join(predictions, predictions.c.id == upload_drift.c.prediction_id)
+        .order_by(predictions.c.completed_at, upload_drift.c.column_name)
+    )
     with engine.connect() as conn:
         result = conn.execute(_filtered(query, upload_metrics, model_name, account))
         return pd.DataFrame(result.mappings().all(), columns=list(result.keys()))
@@ -88,10 +101,12 @@ def drift_rows(engine: Engine, model_name: str | None = None,
 def monitored_models(engine: Engine, account: str) -> list[str]:
     """The models whose uploads of this account have stored figures, most recently used first."""
     latest = sa.func.max(predictions.c.completed_at)
-    query = (sa.select(upload_metrics.c.model_name, latest.label("latest"))
-             .join(predictions, predictions.c.id == upload_metrics.c.prediction_id)
-             .where(upload_metrics.c.account == account)
-             .group_by(upload_metrics.c.model_name)
-             .order_by(latest.desc(), upload_metrics.c.model_name))
+    query = (
+        sa.select(upload_metrics.c.model_name, latest.label("latest"))
+        .join(predictions, predictions.c.id == upload_metrics.c.prediction_id)
+        .where(upload_metrics.c.account == account)
+        .group_by(upload_metrics.c.model_name)
+        .order_by(latest.desc(), upload_metrics.c.model_name)
+    )
     with engine.connect() as conn:
         return [row.model_name for row in conn.execute(query)]

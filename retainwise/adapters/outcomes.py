@@ -29,20 +29,37 @@ outcomes = sa.Table(
     sa.Index("ix_outcomes_account", "account"),
 )
 
-LABELLED_COLUMNS = ["prediction_id", "account", "model_name", "model_version", "customer_id",
-                    "churned", "churn_probability", "churn_risk", "observed_at", "completed_at"]
+LABELLED_COLUMNS = [
+    "prediction_id",
+    "account",
+    "model_name",
+    "model_version",
+    "customer_id",
+    "churned",
+    "churn_probability",
+    "churn_risk",
+    "observed_at",
+    "completed_at",
+]
 
 
-def replace_outcomes(engine: Engine, prediction_id: str, account: str,
-                     joined: pd.DataFrame) -> int:
+def replace_outcomes(engine: Engine, prediction_id: str, account: str, joined: pd.DataFrame) -> int:
     """Store an upload's labelled rows (customer_id, churned, churn_probability, churn_risk,
     observed_at), replacing any earlier file's rows for that upload."""
     now = utcnow()
-    rows = [{"prediction_id": prediction_id, "account": account, "created_at": now,
-             "customer_id": str(r.customer_id), "churned": int(r.churned),
-             "churn_probability": float(r.churn_probability), "churn_risk": str(r.churn_risk),
-             "observed_at": None if pd.isna(r.observed_at) else r.observed_at.to_pydatetime()}
-            for r in joined.itertuples(index=False)]
+    rows = [
+        {
+            "prediction_id": prediction_id,
+            "account": account,
+            "created_at": now,
+            "customer_id": str(r.customer_id),
+            "churned": int(r.churned),
+            "churn_probability": float(r.churn_probability),
+            "churn_risk": str(r.churn_risk),
+            "observed_at": None if pd.isna(r.observed_at) else r.observed_at.to_pydatetime(),
+        }
+        for r in joined.itertuples(index=False)
+    ]
     with engine.begin() as conn:
         conn.execute(outcomes.delete().where(outcomes.c.prediction_id == prediction_id))
         if rows:
@@ -50,18 +67,34 @@ def replace_outcomes(engine: Engine, prediction_id: str, account: str,
     return len(rows)
 
 
-def labelled_rows(engine: Engine, model_name: str | None = None, account: str | None = None,
-                  prediction_id: str | None = None) -> pd.DataFrame:
+def labelled_rows(
+    engine: Engine,
+    model_name: str | None = None,
+    account: str | None = None,
+    prediction_id: str | None = None,
+) -> pd.DataFrame:
     """Labelled scored rows with their upload's model version, filtered as asked."""
-    query = (sa.select(outcomes.c.prediction_id, outcomes.c.account, predictions.c.model_name,
-                       predictions.c.model_version, outcomes.c.customer_id, outcomes.c.churned,
-                       outcomes.c.churn_probability, outcomes.c.churn_risk,
-                       outcomes.c.observed_at, predictions.c.completed_at)
-             .join(predictions, predictions.c.id == outcomes.c.prediction_id)
-             .order_by(predictions.c.completed_at, outcomes.c.prediction_id,
-                       outcomes.c.customer_id))
-    filters: dict[str, Any] = {predictions.c.model_name: model_name, outcomes.c.account: account,
-                               outcomes.c.prediction_id: prediction_id}
+    query = (
+        sa.select(
+            outcomes.c.prediction_id,
+            outcomes.c.account,
+            predictions.c.model_name,
+            predictions.c.model_version,
+            outcomes.c.customer_id,
+            outcomes.c.churned,
+            outcomes.c.churn_probability,
+            outcomes.c.churn_risk,
+            outcomes.c.observed_at,
+            predictions.c.completed_at,
+        )
+        .join(predictions, predictions.c.id == outcomes.c.prediction_id)
+        .order_by(predictions.c.completed_at, outcomes.c.prediction_id, outcomes.c.customer_id)
+    )
+    filters: dict[str, Any] = {
+        predictions.c.model_name: model_name,
+        outcomes.c.account: account,
+        outcomes.c.prediction_id: prediction_id,
+    }
     for column, value in filters.items():
         if value is not None:
             query = query.where(column == value)

@@ -20,7 +20,7 @@ class Resources:
     settings: Settings
 
     @classmethod
-    def from_env(cls) -> "Resources":
+    def from_env(cls) -> Resources:
         return cls(Settings())
 
     @cached_property

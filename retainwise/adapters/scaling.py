@@ -22,8 +22,15 @@ def waiting_runs(deployment_name: str, now: datetime) -> int:
     """Runs of `flow/deployment` that are due and not yet taken: Scheduled or Late, start <= now."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
-        DeploymentFilter, DeploymentFilterName, FlowFilter, FlowFilterName, FlowRunFilter,
-        FlowRunFilterExpectedStartTime, FlowRunFilterState, FlowRunFilterStateType)
+        DeploymentFilter,
+        DeploymentFilterName,
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterExpectedStartTime,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
     from prefect.client.schemas.objects import StateType
 
     flow, deployment = deployment_name.split("/", 1)
@@ -33,14 +40,25 @@ def waiting_runs(deployment_name: str, now: datetime) -> int:
             deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[deployment])),
             flow_run_filter=FlowRunFilter(
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])),
-                expected_start_time=FlowRunFilterExpectedStartTime(before_=now)))
+                expected_start_time=FlowRunFilterExpectedStartTime(before_=now),
+            ),
+        )
 
 
 def publish_waiting_runs(cloudwatch: Any, deployment_name: str, count: int, now: datetime) -> None:
     """One datapoint of RetainWise/ScoreUploadRunsWaiting, dimension Deployment=<deployment>."""
-    cloudwatch.put_metric_data(Namespace=NAMESPACE, MetricData=[{
-        "MetricName": METRIC, "Timestamp": now, "Value": float(count), "Unit": "Count",
-        "Dimensions": [{"Name": DIMENSION, "Value": deployment_name.split("/", 1)[1]}]}])
+    cloudwatch.put_metric_data(
+        Namespace=NAMESPACE,
+        MetricData=[
+            {
+                "MetricName": METRIC,
+                "Timestamp": now,
+                "Value": float(count),
+                "Unit": "Count",
+                "Dimensions": [{"Name": DIMENSION, "Value": deployment_name.split("/", 1)[1]}],
+            }
+        ],
+    )
 
 
 def report_waiting_runs(settings: Settings, cloudwatch: Any, now: datetime) -> int:

@@ -54,9 +54,9 @@ class Settings(BaseSettings):
     session_https_only: bool = False  # Secure cookies: set true where TLS terminates in front
     max_rejected_share: float = 0.5
     chunked_above_bytes: int = 64 * 2**20  # larger files are scored chunk by chunk
-    chunk_bytes: int = 8 * 2**20           # ~60k Telco rows per chunk
-    max_columns: int = 1000                # fields in a file's header
-    max_record_bytes: int = 4 * 2**20      # one row, in the chunked reader
+    chunk_bytes: int = 8 * 2**20  # ~60k Telco rows per chunk
+    max_columns: int = 1000  # fields in a file's header
+    max_record_bytes: int = 4 * 2**20  # one row, in the chunked reader
     # a running upload refreshes its claim every claim_refresh_seconds; the reaper hands back one
     # silent for stale_after_seconds, or whose run outlived its time limit (base + size / rate)
     stale_after_seconds: int = 300
@@ -84,8 +84,9 @@ class Settings(BaseSettings):
         if value:
             return value
         if self.env == "production":
-            raise MissingSetting(f"{variable} is not set; RETAINWISE_ENV=production has no local "
-                                 "fallback")
+            raise MissingSetting(
+                f"{variable} is not set; RETAINWISE_ENV=production has no local fallback"
+            )
         return local
 
     def _from_secret(self, database: str | None = None) -> str | None:
@@ -94,14 +95,18 @@ class Settings(BaseSettings):
             return None
         secret = json.loads(self.database_secret)
         user, password = (quote(secret[key], safe="") for key in ("username", "password"))
-        return (f"postgresql+psycopg://{user}:{password}@{secret['host']}:"
-                f"{secret.get('port', 5432)}/{database or secret['dbname']}")
+        return (
+            f"postgresql+psycopg://{user}:{password}@{secret['host']}:"
+            f"{secret.get('port', 5432)}/{database or secret['dbname']}"
+        )
 
     @property
     def db_url(self) -> str:
-        return self._or_local(self.database_url or self._from_secret(),
-                              "RETAINWISE_DATABASE_URL (or RETAINWISE_DATABASE_SECRET)",
-                              f"sqlite:///{self.home_dir / 'retainwise.db'}")
+        return self._or_local(
+            self.database_url or self._from_secret(),
+            "RETAINWISE_DATABASE_URL (or RETAINWISE_DATABASE_SECRET)",
+            f"sqlite:///{self.home_dir / 'retainwise.db'}",
+        )
 
     @property
     def app_login(self) -> tuple[str, str] | None:
@@ -110,20 +115,27 @@ class Settings(BaseSettings):
             secret = json.loads(self.database_app_secret)
             return secret["username"], secret["password"]
         if self.env == "production":
-            raise MissingSetting("RETAINWISE_DATABASE_APP_SECRET is not set; in production "
-                                 "`migrate` gives the other jobs a login without DDL rights")
+            raise MissingSetting(
+                "RETAINWISE_DATABASE_APP_SECRET is not set; in production "
+                "`migrate` gives the other jobs a login without DDL rights"
+            )
         return None
 
     @property
     def tracking_uri(self) -> str:
-        return self._or_local(self.mlflow_tracking_uri or self._from_secret(self.mlflow_database),
-                              "RETAINWISE_MLFLOW_TRACKING_URI (or RETAINWISE_DATABASE_SECRET)",
-                              f"sqlite:///{self.home_dir / 'mlflow.db'}")
+        return self._or_local(
+            self.mlflow_tracking_uri or self._from_secret(self.mlflow_database),
+            "RETAINWISE_MLFLOW_TRACKING_URI (or RETAINWISE_DATABASE_SECRET)",
+            f"sqlite:///{self.home_dir / 'mlflow.db'}",
+        )
 
     @property
     def artifact_root(self) -> str:
-        return self._or_local(self.mlflow_artifact_root, "RETAINWISE_MLFLOW_ARTIFACT_ROOT",
-                              (self.home_dir / "mlartifacts").as_uri())
+        return self._or_local(
+            self.mlflow_artifact_root,
+            "RETAINWISE_MLFLOW_ARTIFACT_ROOT",
+            (self.home_dir / "mlartifacts").as_uri(),
+        )
 
     # the local stack (`retainwise stack up`): moto and a Prefect server on loopback
     stack_aws_port: int = 4566

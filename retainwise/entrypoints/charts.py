@@ -14,7 +14,7 @@ from datetime import datetime
 @dataclass(frozen=True)
 class Bar:
     label: str
-    text: str      # the value as a person reads it
+    text: str  # the value as a person reads it
     x: float
     y: float
     width: float
@@ -24,7 +24,7 @@ class Bar:
 
 @dataclass(frozen=True)
 class Chart:
-    name: str      # a stable id for tests and styles
+    name: str  # a stable id for tests and styles
     title: str
     width: int
     height: int
@@ -38,11 +38,21 @@ class Chart:
 LABEL_SPACE = 130  # room for labels left of horizontal bars / below vertical ones (px)
 
 
-def bar_chart(name: str, title: str, items: list[tuple[str, float | None]], *,
-              horizontal: bool = False, value_format: str = "{:,.0f}",
-              css: dict[str, str] | None = None, threshold: float | None = None,
-              threshold_label: str = "", top: float | None = None, width: int = 420,
-              empty: str = "No data yet.", missing: str = "none") -> Chart:
+def bar_chart(
+    name: str,
+    title: str,
+    items: list[tuple[str, float | None]],
+    *,
+    horizontal: bool = False,
+    value_format: str = "{:,.0f}",
+    css: dict[str, str] | None = None,
+    threshold: float | None = None,
+    threshold_label: str = "",
+    top: float | None = None,
+    width: int = 420,
+    empty: str = "No data yet.",
+    missing: str = "none",
+) -> Chart:
     """Bars scaled to `top`, else to the largest value (or the threshold, if larger); `css`
     classes by label; a None value is an empty slot labelled `missing`."""
     css = css or {}
@@ -52,17 +62,34 @@ def bar_chart(name: str, title: str, items: list[tuple[str, float | None]], *,
     if horizontal:
         row, span = 22, width - LABEL_SPACE - 60
         height = max(row * len(items) + 10, 40)
-        bars = [Bar(label, texts[i], LABEL_SPACE, 5 + i * row,
-                    span * value / top, row - 6, css.get(label, ""))
-                for i, (label, value) in enumerate(items)]
+        bars = [
+            Bar(
+                label,
+                texts[i],
+                LABEL_SPACE,
+                5 + i * row,
+                span * value / top,
+                row - 6,
+                css.get(label, ""),
+            )
+            for i, (label, value) in enumerate(items)
+        ]
         line = LABEL_SPACE + span * threshold / top if threshold is not None else None
     else:
         height, plot = 220, 220 - 50
         slot = (width - 20) / max(len(items), 1)
-        bars = [Bar(label, texts[i], 10 + i * slot + slot * 0.1,
-                    20 + plot * (1 - value / top), slot * 0.8, plot * value / top,
-                    css.get(label, ""))
-                for i, (label, value) in enumerate(items)]
+        bars = [
+            Bar(
+                label,
+                texts[i],
+                10 + i * slot + slot * 0.1,
+                20 + plot * (1 - value / top),
+                slot * 0.8,
+                plot * value / top,
+                css.get(label, ""),
+            )
+            for i, (label, value) in enumerate(items)
+        ]
         line = 20 + plot * (1 - threshold / top) if threshold is not None else None
     if not any(value for _, value in items):
         bars = []
@@ -73,21 +100,22 @@ def bar_chart(name: str, title: str, items: list[tuple[str, float | None]], *,
 class Point:
     x: float
     y: float
-    text: str                    # when and the value, as a person reads them
-    low: float | None = None     # the band's ends (y, px), drawn as an error bar
+    text: str  # when and the value, as a person reads them
+    low: float | None = None  # the band's ends (y, px), drawn as an error bar
     high: float | None = None
 
 
 @dataclass(frozen=True)
 class Series:
     label: str
-    css: str       # colour and line-style classes (the legend uses the same)
+    css: str  # colour and line-style classes (the legend uses the same)
     points: list[Point]
 
     @property
     def path(self) -> str:
-        return " ".join(f"{'L' if i else 'M'}{p.x:.1f},{p.y:.1f}"
-                        for i, p in enumerate(self.points))
+        return " ".join(
+            f"{'L' if i else 'M'}{p.x:.1f},{p.y:.1f}" for i, p in enumerate(self.points)
+        )
 
 
 @dataclass(frozen=True)
@@ -113,17 +141,43 @@ TimePoint = tuple[datetime, float, float | None, float | None]  # when, value, b
 TICKS = 5
 
 
-def line_chart(name: str, title: str, series: list[tuple[str, str, list[TimePoint]]], *,
-               x_label: str, y_label: str, y_range: tuple[float, float], y_step: float,
-               y_format: str = "{:.2f}", reference: tuple[float, str] | None = None,
-               width: int = 760, height: int = 300, empty: str = "No data yet.") -> LineChart:
+def line_chart(
+    name: str,
+    title: str,
+    series: list[tuple[str, str, list[TimePoint]]],
+    *,
+    x_label: str,
+    y_label: str,
+    y_range: tuple[float, float],
+    y_step: float,
+    y_format: str = "{:.2f}",
+    reference: tuple[float, str] | None = None,
+    width: int = 760,
+    height: int = 300,
+    empty: str = "No data yet.",
+) -> LineChart:
     """Values over time, one line per (label, css, points); the y range grows to fit every value
     and band, in whole steps."""
     points = [p for _, _, ps in series for p in ps]
     left, top, right, bottom = 64.0, 14.0, width - 16.0, height - 48.0
     if not points:
-        return LineChart(name, title, x_label, y_label, width, height, left, top, right, bottom,
-                         [], [], [], None, empty)
+        return LineChart(
+            name,
+            title,
+            x_label,
+            y_label,
+            width,
+            height,
+            left,
+            top,
+            right,
+            bottom,
+            [],
+            [],
+            [],
+            None,
+            empty,
+        )
     values = [v for _, value, low, high in points for v in (value, low, high) if v is not None]
     low_y = math.floor(min([y_range[0], *values]) / y_step + 1e-9) * y_step
     high_y = math.ceil(max([y_range[1], *values]) / y_step - 1e-9) * y_step
@@ -139,18 +193,51 @@ def line_chart(name: str, title: str, series: list[tuple[str, str, list[TimePoin
         return bottom - (bottom - top) * (value - low_y) / (high_y - low_y)
 
     shown = "%d %b" if last - first >= 2 * 86400 else "%d %b %H:%M"
-    drawn = [Series(label, css, [Point(x(when), y(value),
-                                       f"{label}, {when:%Y-%m-%d %H:%M}: {y_format.format(value)}",
-                                       None if low is None else y(low),
-                                       None if high is None else y(high))
-                                 for when, value, low, high in sorted(ps, key=lambda p: p[0])])
-             for label, css, ps in series if ps]
+    drawn = [
+        Series(
+            label,
+            css,
+            [
+                Point(
+                    x(when),
+                    y(value),
+                    f"{label}, {when:%Y-%m-%d %H:%M}: {y_format.format(value)}",
+                    None if low is None else y(low),
+                    None if high is None else y(high),
+                )
+                for when, value, low, high in sorted(ps, key=lambda p: p[0])
+            ],
+        )
+        for label, css, ps in series
+        if ps
+    ]
     ticks = sorted({first + (last - first) * i / (TICKS - 1) for i in range(TICKS)})
-    x_ticks = [(x(datetime.fromtimestamp(t, points[0][0].tzinfo)),
-                f"{datetime.fromtimestamp(t, points[0][0].tzinfo):{shown}}") for t in ticks]
+    x_ticks = [
+        (
+            x(datetime.fromtimestamp(t, points[0][0].tzinfo)),
+            f"{datetime.fromtimestamp(t, points[0][0].tzinfo):{shown}}",
+        )
+        for t in ticks
+    ]
     steps = round((high_y - low_y) / y_step)
-    y_ticks = [(y(low_y + i * y_step), y_format.format(low_y + i * y_step))
-               for i in range(steps + 1)]
+    y_ticks = [
+        (y(low_y + i * y_step), y_format.format(low_y + i * y_step)) for i in range(steps + 1)
+    ]
     line = (y(reference[0]), reference[1]) if reference is not None else None
-    return LineChart(name, title, x_label, y_label, width, height, left, top, right, bottom,
-                     drawn, x_ticks, y_ticks, line, empty)
+    return LineChart(
+        name,
+        title,
+        x_label,
+        y_label,
+        width,
+        height,
+        left,
+        top,
+        right,
+        bottom,
+        drawn,
+        x_ticks,
+        y_ticks,
+        line,
+        empty,
+    )

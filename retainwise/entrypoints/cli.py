@@ -35,9 +35,13 @@ def cmd_upload(args) -> int:
 
     env = _resources()
     path = Path(args.file)
-    prediction_id = service.submit_upload(env, path.read_bytes(), filename=path.name,
-                                          account=args.account or env.settings.default_account,
-                                          model_name=args.model or env.settings.default_model)
+    prediction_id = service.submit_upload(
+        env,
+        path.read_bytes(),
+        filename=path.name,
+        account=args.account or env.settings.default_account,
+        model_name=args.model or env.settings.default_model,
+    )
     print(prediction_id)
     if not args.wait:
         return 0
@@ -81,9 +85,7 @@ def cmd_report(args) -> int:
     """The upload's HTML data-quality report, from the key derived from its prediction id."""
     from botocore.exceptions import ClientError
 
-    from retainwise.adapters import aws
-
-    from retainwise.adapters import db
+    from retainwise.adapters import aws, db
     from retainwise.uploads.output import result_keys
 
     env = _resources()
@@ -95,8 +97,11 @@ def cmd_report(args) -> int:
         key = result_keys(row["account"], args.id).report_html
         data = aws.get_bytes(env.s3, env.settings.bucket, key)
     except ClientError:  # NoSuchKey: the upload failed before a report could be built
-        print(f"upload {args.id} has no report ({row['status']}"
-              + (f": {row['error']})" if row.get("error") else ")"), file=sys.stderr)
+        print(
+            f"upload {args.id} has no report ({row['status']}"
+            + (f": {row['error']})" if row.get("error") else ")"),
+            file=sys.stderr,
+        )
         return 1
     out = Path(args.output or f"{args.id}.report.html")
     out.write_bytes(data)
@@ -109,28 +114,44 @@ def cmd_score(args) -> int:
     from retainwise.adapters import mlflow_registry as registry
     from retainwise.config import errors
     from retainwise.config.errors import UploadRejected
-    from retainwise.uploads.report import build_report
+    from retainwise.config.settings import Settings
     from retainwise.uploads.pipeline import score_file
     from retainwise.uploads.reading import Limits
-    from retainwise.config.settings import Settings
+    from retainwise.uploads.report import build_report
 
     settings = Settings()
-    summary: dict[str, Any] = {"status": "FAILED", "rows_total": 0, "rows_scored": 0,
-                               "rows_rejected": 0, "model_version": None, "error": None}
+    summary: dict[str, Any] = {
+        "status": "FAILED",
+        "rows_total": 0,
+        "rows_scored": 0,
+        "rows_rejected": 0,
+        "model_version": None,
+        "error": None,
+    }
     try:
         model = registry.load_champion(args.model or settings.default_model, settings)
         summary["model_version"] = model.version
-        scored = score_file(Path(args.file).read_bytes(), model, Limits.from_settings(settings),
-                            settings.max_rejected_share, settings.top_reasons)
+        scored = score_file(
+            Path(args.file).read_bytes(),
+            model,
+            Limits.from_settings(settings),
+            settings.max_rejected_share,
+            settings.top_reasons,
+        )
         if scored.upload.failure:
             raise UploadRejected(scored.upload.failure)
         out = Path(args.output)
         out.write_bytes(scored.results_csv)
         out.with_name(out.stem + ".rejects.csv").write_bytes(scored.rejects_csv)
         report = build_report(scored.upload, scored.results, model)
-        summary.update(status="COMPLETED", rows_total=scored.upload.rows_total,
-                       rows_scored=len(scored.results), rows_rejected=scored.upload.rows_rejected,
-                       risk_counts=report["risk_counts"], output=str(out))
+        summary.update(
+            status="COMPLETED",
+            rows_total=scored.upload.rows_total,
+            rows_scored=len(scored.results),
+            rows_rejected=scored.upload.rows_rejected,
+            risk_counts=report["risk_counts"],
+            output=str(out),
+        )
     except (UploadRejected, errors.NoChampion, OSError) as exc:
         summary["error"] = str(exc)
     _print_json(summary)
@@ -144,16 +165,21 @@ def cmd_outcomes(args) -> int:
 
     env = _resources()
     try:
-        summary = service.record_outcomes(env, args.prediction,
-                                          args.account or env.settings.default_account,
-                                          Path(args.file).read_bytes())
+        summary = service.record_outcomes(
+            env,
+            args.prediction,
+            args.account or env.settings.default_account,
+            Path(args.file).read_bytes(),
+        )
     except (LookupError, UploadRejected, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if summary["unmatched"] or summary["invalid"] or summary["duplicate"]:
-        print(f"note: {summary['unmatched']} id(s) match no scored customer, {summary['invalid']} "
-              f"invalid and {summary['duplicate']} duplicate row(s) were not stored",
-              file=sys.stderr)
+        print(
+            f"note: {summary['unmatched']} id(s) match no scored customer, {summary['invalid']} "
+            f"invalid and {summary['duplicate']} duplicate row(s) were not stored",
+            file=sys.stderr,
+        )
     summary["monitor_run"] = _start_monitor(summary["model"])
     _print_json(summary)
     return 0
@@ -172,27 +198,40 @@ def _start_monitor(model: str) -> str | None:
     try:
         return follow.start_run("monitor/monitor", {"name": model})
     except ObjectNotFound:
-        print("note: no monitor deployment registered; run `retainwise model monitor` to see the "
-              "figures", file=sys.stderr)
+        print(
+            "note: no monitor deployment registered; run `retainwise model monitor` to see the "
+            "figures",
+            file=sys.stderr,
+        )
         return None
 
 
 def cmd_trigger(args) -> int:
     from retainwise.adapters import mlflow_registry as registry
-    from retainwise.runtime.trigger import (champion_versions, deployment_starter, routed_by_size,
-                                            run_trigger)
+    from retainwise.runtime.trigger import (
+        champion_versions,
+        deployment_starter,
+        routed_by_size,
+        run_trigger,
+    )
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     env = _resources()
     stop = threading.Event()
     model_version = champion_versions(lambda name: registry.champion_version(name, env.settings))
-    starters = {name: deployment_starter(name, env.settings.trigger_create_timeout,
-                                         account_limit=env.settings.max_active_uploads,
-                                         model_version=model_version)
-                for name in (env.settings.deployment_name, env.settings.large_deployment_name)}
+    starters = {
+        name: deployment_starter(
+            name,
+            env.settings.trigger_create_timeout,
+            account_limit=env.settings.max_active_uploads,
+            model_version=model_version,
+        )
+        for name in (env.settings.deployment_name, env.settings.large_deployment_name)
+    }
     try:
-        run_trigger(env, routed_by_size(env, starters), stop,
-                    concurrency=env.settings.trigger_concurrency)
+        run_trigger(
+            env, routed_by_size(env, starters), stop, concurrency=env.settings.trigger_concurrency
+        )
     except KeyboardInterrupt:
         stop.set()
     finally:
@@ -225,8 +264,10 @@ def cmd_stack(args) -> int:
     settings = Settings()
     if args.action == "up":
         env = stack.up(settings)
-        print(f"stack up: S3/SQS {env['AWS_ENDPOINT_URL']}, Prefect UI "
-              f"{env['PREFECT_API_URL'].removesuffix('/api')}; state in {settings.home_dir}")
+        print(
+            f"stack up: S3/SQS {env['AWS_ENDPOINT_URL']}, Prefect UI "
+            f"{env['PREFECT_API_URL'].removesuffix('/api')}; state in {settings.home_dir}"
+        )
         print(f"web app and API: {stack.app_url(settings)} (API docs at /docs)")
     elif args.action == "down":
         print("stopped:", ", ".join(stack.down(settings)) or "nothing was running")
@@ -253,17 +294,23 @@ def migrate_by_deployment(deployment: str, revision: str, timeout: float) -> int
     try:
         flow_run_id = follow.start_run(deployment, {"revision": revision})
     except ObjectNotFound:
-        print(f"no deployment named {deployment}; register it first (`prefect deploy --name "
-              f"migrate`, or `retainwise stack up` locally)", file=sys.stderr)
+        print(
+            f"no deployment named {deployment}; register it first (`prefect deploy --name "
+            f"migrate`, or `retainwise stack up` locally)",
+            file=sys.stderr,
+        )
         return follow.EXIT_FAILED
-    print(f"started flow run {flow_run_id} of {deployment}; waiting up to {timeout:.0f} s",
-          flush=True)
+    print(
+        f"started flow run {flow_run_id} of {deployment}; waiting up to {timeout:.0f} s", flush=True
+    )
     outcome = follow.follow(flow_run_id, timeout, say=lambda text: print(text, flush=True))
     if outcome.exit_code == follow.EXIT_COMPLETED:
         print(f"migration completed (flow run {flow_run_id})")
     elif outcome.exit_code == follow.EXIT_FAILED:
-        print(f"migration {outcome.state} (flow run {flow_run_id}); its last log lines:",
-              file=sys.stderr)
+        print(
+            f"migration {outcome.state} (flow run {flow_run_id}); its last log lines:",
+            file=sys.stderr,
+        )
         for line in outcome.lines:
             print(f"  {line}", file=sys.stderr)
     return outcome.exit_code
@@ -306,8 +353,14 @@ def cmd_model(args) -> int:
     engine = make_engine(settings.db_url)
     try:
         if args.action == "promote":
-            outcome = promotion.promote_version(args.name, settings, engine, version=args.version,
-                                               force=args.force, reason=args.reason)
+            outcome = promotion.promote_version(
+                args.name,
+                settings,
+                engine,
+                version=args.version,
+                force=args.force,
+                reason=args.reason,
+            )
         else:
             outcome = promotion.rollback(args.name, settings, engine, reason=args.reason)
     except errors.PromotionRefused as exc:
@@ -365,12 +418,14 @@ def _model_train(args) -> int:
     if prefect_server_answers():
         from flows.train_model import train_model as run
     else:
+
         def run(*a):
-            return train_in_process(*a, say=lambda text: print(f"note: {text}", file=sys.stderr,
-                                                                flush=True))
+            return train_in_process(
+                *a, say=lambda text: print(f"note: {text}", file=sys.stderr, flush=True)
+            )
+
     try:
-        summary = run(args.data, args.target, args.id, args.name, args.positive,
-                      args.allow_column)
+        summary = run(args.data, args.target, args.id, args.name, args.positive, args.allow_column)
     except (TrainingError, OSError) as exc:
         print(f"error: cannot train on {args.data}: {exc}", file=sys.stderr)
         return 2
@@ -396,17 +451,20 @@ def cmd_account(args) -> int:
     actions = {
         "create": create,
         "list": accounts.list_accounts,
-        "disable": lambda e: changed(accounts.disable_account(e, args.name),
-                                     f"no enabled account {args.name}"),
+        "disable": lambda e: changed(
+            accounts.disable_account(e, args.name), f"no enabled account {args.name}"
+        ),
         "key create": lambda e: [accounts.create_key(e, args.name)],
         "key list": lambda e: accounts.list_keys(e, args.name),
-        "key revoke": lambda e: changed(accounts.revoke_key(e, args.key_id),
-                                        f"no live key {args.key_id}"),
+        "key revoke": lambda e: changed(
+            accounts.revoke_key(e, args.key_id), f"no live key {args.key_id}"
+        ),
     }
     engine = _resources().engine
     try:
-        for row in actions[" ".join(filter(None, [args.action, getattr(args, "key_action", None)]))](
-                engine):
+        for row in actions[
+            " ".join(filter(None, [args.action, getattr(args, "key_action", None)]))
+        ](engine):
             _print_json(row)
     except accounts.AccountError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -451,19 +509,30 @@ def parser() -> argparse.ArgumentParser:
 
     oc = sub.add_parser("outcomes", help="what really happened: churned 1/0 per scored customer")
     osub = oc.add_subparsers(dest="action", required=True)
-    ocu = osub.add_parser("upload", help="join customer_id, churned[, observed_at] to an upload's "
-                                         "scores; replaces an earlier file for that upload")
+    ocu = osub.add_parser(
+        "upload",
+        help="join customer_id, churned[, observed_at] to an upload's "
+        "scores; replaces an earlier file for that upload",
+    )
     ocu.add_argument("file")
     ocu.add_argument("--prediction", required=True, metavar="ID")
     ocu.add_argument("--account")
     oc.set_defaults(run=cmd_outcomes)
 
     sub.add_parser("trigger", help="run the SQS trigger (long-running)").set_defaults(
-        run=cmd_trigger)
-    rn = sub.add_parser("runner", help="the warm runner: serve score-upload and reap-stale "
-                                       "(long-running; an ECS service in production)")
-    rn.add_argument("--processes", type=int, default=min(os.cpu_count() or 2, 4),
-                    help="warm worker processes, i.e. uploads scored at once")
+        run=cmd_trigger
+    )
+    rn = sub.add_parser(
+        "runner",
+        help="the warm runner: serve score-upload and reap-stale "
+        "(long-running; an ECS service in production)",
+    )
+    rn.add_argument(
+        "--processes",
+        type=int,
+        default=min(os.cpu_count() or 2, 4),
+        help="warm worker processes, i.e. uploads scored at once",
+    )
     rn.set_defaults(run=cmd_runner)
 
     api = sub.add_parser("api", help="serve the HTTP upload API")
@@ -477,11 +546,20 @@ def parser() -> argparse.ArgumentParser:
 
     mg = sub.add_parser("migrate", help="run the migrate flow (alembic upgrade)")
     mg.add_argument("--revision", default="head")
-    mg.add_argument("--deployment", nargs="?", const="migrate/migrate", metavar="NAME",
-                    help="run the migrate deployment (default migrate/migrate) on its work pool "
-                         "and follow it to the end; exit 0 only on Completed")
-    mg.add_argument("--timeout", type=float, default=600,
-                    help="with --deployment: seconds to wait before giving up (exit 2)")
+    mg.add_argument(
+        "--deployment",
+        nargs="?",
+        const="migrate/migrate",
+        metavar="NAME",
+        help="run the migrate deployment (default migrate/migrate) on its work pool "
+        "and follow it to the end; exit 0 only on Completed",
+    )
+    mg.add_argument(
+        "--timeout",
+        type=float,
+        default=600,
+        help="with --deployment: seconds to wait before giving up (exit 2)",
+    )
     mg.set_defaults(run=cmd_migrate)
 
     dq = sub.add_parser("dlq", help="the dead-letter queue: list messages, send them back")
@@ -489,16 +567,20 @@ def parser() -> argparse.ArgumentParser:
     dls = dsub.add_parser("list", help="one JSON line per message in the DLQ")
     dls.add_argument("--max", type=int, default=100)
     drd = dsub.add_parser("redrive", help="move messages back to the upload queue")
-    drd.add_argument("--id", action="append",
-                     help="message id or prediction id (repeatable); default: all")
+    drd.add_argument(
+        "--id", action="append", help="message id or prediction id (repeatable); default: all"
+    )
     dq.set_defaults(run=cmd_dlq)
 
     ac = sub.add_parser("account", help="customer accounts and their API keys (operators)")
     asub = ac.add_subparsers(dest="action", required=True)
     acc = asub.add_parser("create", help="a new account and its first key, as one JSON line")
     acc.add_argument("name")
-    acc.add_argument("--models", default="churn",
-                     help="comma-separated models the account may use (default: churn)")
+    acc.add_argument(
+        "--models",
+        default="churn",
+        help="comma-separated models the account may use (default: churn)",
+    )
     asub.add_parser("list", help="one JSON line per account")
     asub.add_parser("disable", help="stop every key of the account").add_argument("name")
     ak = asub.add_parser("key", help="create, revoke and list an account's keys")
@@ -516,8 +598,13 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--id", help="customer id column (default: the 1-based row number)")
     tr.add_argument("--name", default="churn")
     tr.add_argument("--positive", help="the target value that means churn, for text labels")
-    tr.add_argument("--allow-column", action="append", default=[], metavar="COLUMN",
-                    help="keep a column the leakage guard would exclude (repeatable)")
+    tr.add_argument(
+        "--allow-column",
+        action="append",
+        default=[],
+        metavar="COLUMN",
+        help="keep a column the leakage guard would exclude (repeatable)",
+    )
     pr = msub.add_parser("promote", help="make the challenger (or --version) champion, gated")
     pr.add_argument("name")
     pr.add_argument("--version")
@@ -526,12 +613,17 @@ def parser() -> argparse.ArgumentParser:
     rb = msub.add_parser("rollback", help="return to the champion before the current one")
     rb.add_argument("name")
     rb.add_argument("--reason")
-    mo = msub.add_parser("monitor", help="estimated vs realised performance per upload, drift, "
-                                         "alerts; one JSON line last")
+    mo = msub.add_parser(
+        "monitor",
+        help="estimated vs realised performance per upload, drift, alerts; one JSON line last",
+    )
     mo.add_argument("name")
     mo.add_argument("--account")
-    co = msub.add_parser("compare", help="champion beside challenger on the holdout and on "
-                                         "uploads with outcomes; one JSON line last")
+    co = msub.add_parser(
+        "compare",
+        help="champion beside challenger on the holdout and on "
+        "uploads with outcomes; one JSON line last",
+    )
     co.add_argument("name")
     co.add_argument("--account")
     ls = msub.add_parser("list", help="versions, aliases and key figures")

@@ -15,8 +15,9 @@ exit code) or the elapsed time, which is what CI's log needs. Hence this small r
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 from uuid import UUID
 
 EXIT_COMPLETED, EXIT_FAILED, EXIT_TIMEOUT = 0, 1, 2
@@ -33,13 +34,17 @@ class Outcome:
 def start_run(deployment_name: str, parameters: dict[str, Any] | None = None) -> str:
     from prefect.deployments import run_deployment
 
-    run = run_deployment(deployment_name, parameters=parameters or {}, timeout=0,
-                         as_subflow=False)
+    run = run_deployment(deployment_name, parameters=parameters or {}, timeout=0, as_subflow=False)
     return str(run.id)
 
 
-def follow(flow_run_id: str, timeout: float, say: Callable[[str], None] = print,
-           poll_seconds: float = 2.0, log_lines: int = 20) -> Outcome:
+def follow(
+    flow_run_id: str,
+    timeout: float,
+    say: Callable[[str], None] = print,
+    poll_seconds: float = 2.0,
+    log_lines: int = 20,
+) -> Outcome:
     """Poll the run, saying each new state and the time since start; return how it ended."""
     from prefect.client.orchestration import get_client
 
@@ -49,17 +54,22 @@ def follow(flow_run_id: str, timeout: float, say: Callable[[str], None] = print,
         while True:
             state = client.read_flow_run(UUID(flow_run_id)).state
             elapsed = time.monotonic() - started
-            label = f"{state.type.value} ({state.name})" if state.name.upper() != \
-                state.type.value else state.type.value
+            label = (
+                f"{state.type.value} ({state.name})"
+                if state.name.upper() != state.type.value
+                else state.type.value
+            )
             if label != last:
                 say(f"[{elapsed:6.1f}s] {label}" + (f": {state.message}" if state.message else ""))
                 last = label
             if state.is_final():
                 return _ending(client, flow_run_id, state, log_lines)
             if elapsed > timeout:
-                say(f"timed out after {timeout:.0f} s with flow run {flow_run_id} still "
+                say(
+                    f"timed out after {timeout:.0f} s with flow run {flow_run_id} still "
                     f"{state.name}; it was not cancelled: check it in the Prefect UI (is a "
-                    f"worker polling the work pool?) before running again")
+                    f"worker polling the work pool?) before running again"
+                )
                 return Outcome(EXIT_TIMEOUT, state.type.value, flow_run_id)
             time.sleep(poll_seconds)
 
@@ -70,7 +80,9 @@ def last_log_lines(client, flow_run_id: str, count: int) -> list[str]:
 
     logs = client.read_logs(
         log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(flow_run_id)])),
-        limit=count, sort=LogSort.TIMESTAMP_DESC)
+        limit=count,
+        sort=LogSort.TIMESTAMP_DESC,
+    )
     return [f"{log.timestamp:%H:%M:%S} {log.name}: {log.message}" for log in reversed(logs)]
 
 
@@ -79,8 +91,11 @@ def final_log_lines(client, flow_run_id: str, count: int, wait_seconds: float = 
     after its state, so the final state can be read before the lines that explain it."""
     from tenacity import RetryError, retry, retry_if_result, stop_after_delay, wait_fixed
 
-    @retry(retry=retry_if_result(lambda lines: not any("Finished in state" in l for l in lines)),
-           stop=stop_after_delay(wait_seconds), wait=wait_fixed(0.5))
+    @retry(
+        retry=retry_if_result(lambda lines: not any("Finished in state" in l for l in lines)),
+        stop=stop_after_delay(wait_seconds),
+        wait=wait_fixed(0.5),
+    )
     def read() -> list[str]:
         return last_log_lines(client, flow_run_id, count)
 
@@ -93,5 +108,6 @@ def final_log_lines(client, flow_run_id: str, count: int, wait_seconds: float = 
 def _ending(client, flow_run_id: str, state, log_lines: int) -> Outcome:
     if state.is_completed():
         return Outcome(EXIT_COMPLETED, state.type.value, flow_run_id)
-    return Outcome(EXIT_FAILED, state.type.value, flow_run_id,
-                   final_log_lines(client, flow_run_id, log_lines))
+    return Outcome(
+        EXIT_FAILED, state.type.value, flow_run_id, final_log_lines(client, flow_run_id, log_lines)
+    )

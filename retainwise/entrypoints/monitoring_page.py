@@ -8,7 +8,7 @@ the monitor flow, always called with the account; this module only shapes them i
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -19,9 +19,9 @@ from retainwise.adapters.resources import Resources
 from retainwise.entrypoints.charts import bar_chart, line_chart
 from retainwise.modelops.monitoring import AUC_FLOOR, DRIFT_PSI, model_figures
 
-VERSION_COLOURS = 6       # colour classes v0..v5 in base.html, reused in turn
+VERSION_COLOURS = 6  # colour classes v0..v5 in base.html, reused in turn
 DRIFT_UPLOADS_SHOWN = 12  # the latest uploads in the drift table (the JSON twin has them all)
-HIGH_TIER_RATE = 0.5      # HIGH means "more likely to churn than not": it should churn >= 50%
+HIGH_TIER_RATE = 0.5  # HIGH means "more likely to churn than not": it should churn >= 50%
 TIER_CSS = {"HIGH": "high", "MEDIUM": "medium", "LOW": "low"}
 
 
@@ -33,8 +33,9 @@ class RegistryUnavailable(RuntimeError):
     """MLflow could not give a version: realised figures need its threshold and tier cutoffs."""
 
 
-def account_figures(resources: Resources, account: str,
-                    model: str | None = None) -> tuple[list[str], dict[str, Any] | None]:
+def account_figures(
+    resources: Resources, account: str, model: str | None = None
+) -> tuple[list[str], dict[str, Any] | None]:
     """The account's monitored models and the figures of `model` (else the latest used), every
     read scoped by the account."""
     if not account:
@@ -59,10 +60,17 @@ def page_context(figures: dict[str, Any]) -> dict[str, Any]:
     versions = sorted({str(u["model_version"]) for u in uploads}, key=_version_order)
     css = {version: f"v{i % VERSION_COLOURS}" for i, version in enumerate(versions)}
     labelled = sum(u["labelled_rows"] for u in uploads)
-    return {"auc": auc_over_time(uploads, versions, css), "drift": drift_table(uploads),
-            "tiers": tier_charts(figures["versions"]), "labelled_rows": labelled,
-            "uploads_shown": min(len(uploads), DRIFT_UPLOADS_SHOWN), "drift_psi": DRIFT_PSI,
-            "alerts": figures["alerts"], "uploads": len(uploads), "auc_floor": AUC_FLOOR}
+    return {
+        "auc": auc_over_time(uploads, versions, css),
+        "drift": drift_table(uploads),
+        "tiers": tier_charts(figures["versions"]),
+        "labelled_rows": labelled,
+        "uploads_shown": min(len(uploads), DRIFT_UPLOADS_SHOWN),
+        "drift_psi": DRIFT_PSI,
+        "alerts": figures["alerts"],
+        "uploads": len(uploads),
+        "auc_floor": AUC_FLOOR,
+    }
 
 
 def auc_over_time(uploads: list[dict[str, Any]], versions: list[str], css: dict[str, str]):
@@ -71,16 +79,43 @@ def auc_over_time(uploads: list[dict[str, Any]], versions: list[str], css: dict[
     series = []
     for version in versions:
         mine = [u for u in uploads if str(u["model_version"]) == version and u["completed_at"]]
-        series.append((f"v{version} estimated", f"{css[version]} estimated", [
-            (_when(u["completed_at"]), u["estimated_roc_auc"], *_band(u["estimated_roc_auc_band"]))
-            for u in mine if _number(u["estimated_roc_auc"])]))
-        series.append((f"v{version} realised", f"{css[version]} realised", [
-            (_when(u["completed_at"]), u["realised_roc_auc"], None, None)
-            for u in mine if _number(u["realised_roc_auc"])]))
-    return line_chart("auc", "ROC AUC per upload: realised (solid) and estimated before labels "
-                             "(dashed, with its 95% band)", series,
-                      x_label="upload completed", y_label="ROC AUC", y_range=(0.6, 1.0),
-                      y_step=0.05, reference=(AUC_FLOOR, f"floor {AUC_FLOOR:.2f}"))
+        series.append(
+            (
+                f"v{version} estimated",
+                f"{css[version]} estimated",
+                [
+                    (
+                        _when(u["completed_at"]),
+                        u["estimated_roc_auc"],
+                        *_band(u["estimated_roc_auc_band"]),
+                    )
+                    for u in mine
+                    if _number(u["estimated_roc_auc"])
+                ],
+            )
+        )
+        series.append(
+            (
+                f"v{version} realised",
+                f"{css[version]} realised",
+                [
+                    (_when(u["completed_at"]), u["realised_roc_auc"], None, None)
+                    for u in mine
+                    if _number(u["realised_roc_auc"])
+                ],
+            )
+        )
+    return line_chart(
+        "auc",
+        "ROC AUC per upload: realised (solid) and estimated before labels "
+        "(dashed, with its 95% band)",
+        series,
+        x_label="upload completed",
+        y_label="ROC AUC",
+        y_range=(0.6, 1.0),
+        y_step=0.05,
+        reference=(AUC_FLOOR, f"floor {AUC_FLOOR:.2f}"),
+    )
 
 
 def drift_table(uploads: list[dict[str, Any]]) -> dict[str, Any]:
@@ -88,18 +123,32 @@ def drift_table(uploads: list[dict[str, Any]]) -> dict[str, Any]:
     cells above DRIFT_PSI are marked. Columns that drifted most come first."""
     shown = uploads[-DRIFT_UPLOADS_SHOWN:]
     names = {name for u in shown for name in u["column_psi"]}
-    worst = {name: max([psi for u in shown if _number(psi := u["column_psi"].get(name))],
-                       default=0.0) for name in names}
-    rows = [{"name": "scores (churn probability)", "css": "scores",
-             "cells": [_psi_cell(u["score_psi"]) for u in shown]}]
-    rows += [{"name": name, "css": "", "cells": [_psi_cell(u["column_psi"].get(name))
-                                                 for u in shown]}
-             for name in sorted(names, key=lambda n: (-worst[n], n))]
-    heads = [{"id": u["prediction_id"], "version": u["model_version"],
-              "when": f"{_when(u['completed_at']):%d %b %H:%M}" if u["completed_at"] else "–"}
-             for u in shown]
-    drifted = [row["name"] for row in rows
-               if row["cells"] and row["cells"][-1]["css"] == "psi-high"]
+    worst = {
+        name: max([psi for u in shown if _number(psi := u["column_psi"].get(name))], default=0.0)
+        for name in names
+    }
+    rows = [
+        {
+            "name": "scores (churn probability)",
+            "css": "scores",
+            "cells": [_psi_cell(u["score_psi"]) for u in shown],
+        }
+    ]
+    rows += [
+        {"name": name, "css": "", "cells": [_psi_cell(u["column_psi"].get(name)) for u in shown]}
+        for name in sorted(names, key=lambda n: (-worst[n], n))
+    ]
+    heads = [
+        {
+            "id": u["prediction_id"],
+            "version": u["model_version"],
+            "when": f"{_when(u['completed_at']):%d %b %H:%M}" if u["completed_at"] else "–",
+        }
+        for u in shown
+    ]
+    drifted = [
+        row["name"] for row in rows if row["cells"] and row["cells"][-1]["css"] == "psi-high"
+    ]
     return {"heads": heads, "rows": rows, "drifted_latest": drifted}
 
 
@@ -111,18 +160,27 @@ def tier_charts(versions: list[dict[str, Any]]) -> list[dict[str, Any]]:
         tiers = figures["tiers"]
         labels = {tier: f"{tier} ({tiers[tier]['rows']:,})" for tier in TIER_CSS}
         high = tiers["HIGH"]["churn_rate"]
-        charts.append({
-            "version": str(figures["model_version"]), "rows": figures["rows"],
-            "high_rate": high, "meets": high is not None and high >= HIGH_TIER_RATE,
-            "chart": bar_chart(
-                f"tiers-v{figures['model_version']}",
-                f"v{figures['model_version']}: churn rate per risk tier "
-                f"({figures['rows']:,} customers with outcomes)",
-                [(labels[tier], tiers[tier]["churn_rate"]) for tier in TIER_CSS],
-                value_format="{:.0%}", top=1.0, threshold=HIGH_TIER_RATE,
-                threshold_label="HIGH should churn ≥ 50%", missing="no customers",
-                css={labels[tier]: css for tier, css in TIER_CSS.items()},
-                empty="No customer with outcomes churned.")})
+        charts.append(
+            {
+                "version": str(figures["model_version"]),
+                "rows": figures["rows"],
+                "high_rate": high,
+                "meets": high is not None and high >= HIGH_TIER_RATE,
+                "chart": bar_chart(
+                    f"tiers-v{figures['model_version']}",
+                    f"v{figures['model_version']}: churn rate per risk tier "
+                    f"({figures['rows']:,} customers with outcomes)",
+                    [(labels[tier], tiers[tier]["churn_rate"]) for tier in TIER_CSS],
+                    value_format="{:.0%}",
+                    top=1.0,
+                    threshold=HIGH_TIER_RATE,
+                    threshold_label="HIGH should churn ≥ 50%",
+                    missing="no customers",
+                    css={labels[tier]: css for tier, css in TIER_CSS.items()},
+                    empty="No customer with outcomes churned.",
+                ),
+            }
+        )
     return charts
 
 
@@ -153,7 +211,7 @@ def _when(value) -> datetime:
     """An aware UTC time (SQLite hands back naive ones, which are UTC here)."""
     stamp = pd.Timestamp(value)
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    return stamp.to_pydatetime().astimezone(timezone.utc)
+    return stamp.to_pydatetime().astimezone(UTC)
 
 
 def _band(band) -> tuple[float | None, float | None]:

@@ -4,14 +4,12 @@ fetch its files."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import tenacity
 
-from retainwise.adapters import aws
-
-from retainwise.adapters import db
+from retainwise.adapters import aws, db
 from retainwise.adapters.resources import Resources
 from retainwise.uploads.output import result_keys
 
@@ -27,27 +25,43 @@ def new_upload(account: str) -> tuple[str, str]:
     return prediction_id, input_key(account, prediction_id)
 
 
-def submit_upload(env: Resources, data: bytes, *, filename: str | None, account: str,
-                  model_name: str) -> str:
+def submit_upload(
+    env: Resources, data: bytes, *, filename: str | None, account: str, model_name: str
+) -> str:
     """File to S3, row PENDING, message on SQS, message id on the row; returns the prediction id."""
     prediction_id, key = new_upload(account)
     aws.put_bytes(env.s3, env.settings.bucket, key, data, content_type="application/octet-stream")
-    enqueue_upload(env, prediction_id, key, filename=filename, account=account,
-                   model_name=model_name)
+    enqueue_upload(
+        env, prediction_id, key, filename=filename, account=account, model_name=model_name
+    )
     return prediction_id
 
 
-def enqueue_upload(env: Resources, prediction_id: str, key: str, *, filename: str | None,
-                   account: str, model_name: str) -> None:
+def enqueue_upload(
+    env: Resources,
+    prediction_id: str,
+    key: str,
+    *,
+    filename: str | None,
+    account: str,
+    model_name: str,
+) -> None:
     """For a file already in S3 at `key`: the PENDING row, then the SQS message."""
-    db.create_prediction(env.engine, prediction_id=prediction_id, account=account,
-                         model_name=model_name, input_key=key, original_filename=filename)
+    db.create_prediction(
+        env.engine,
+        prediction_id=prediction_id,
+        account=account,
+        model_name=model_name,
+        input_key=key,
+        original_filename=filename,
+    )
     message_id = env.queue.send(prediction_id, account, model_name)
-    db.record_queued(env.engine, prediction_id, message_id, datetime.now(timezone.utc))
+    db.record_queued(env.engine, prediction_id, message_id, datetime.now(UTC))
 
 
-def wait_for_final(env: Resources, prediction_id: str, timeout: float = 300,
-                   poll: float = 0.25) -> dict[str, Any]:
+def wait_for_final(
+    env: Resources, prediction_id: str, timeout: float = 300, poll: float = 0.25
+) -> dict[str, Any]:
     """The upload's row once it is COMPLETED or FAILED; polls the database every `poll` s."""
     final = {s.value for s in db.FINAL_STATUSES}
 
@@ -59,7 +73,9 @@ def wait_for_final(env: Resources, prediction_id: str, timeout: float = 300,
 
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_result(lambda row: row["status"] not in final),
-        stop=tenacity.stop_after_delay(timeout), wait=tenacity.wait_fixed(poll))
+        stop=tenacity.stop_after_delay(timeout),
+        wait=tenacity.wait_fixed(poll),
+    )
     try:
         return retrying(read)
     except tenacity.RetryError as exc:
@@ -72,8 +88,10 @@ def download_results(env: Resources, prediction_id: str) -> bytes:
     if row is None:
         raise LookupError(f"no upload with id {prediction_id}")
     if row["status"] != db.Status.COMPLETED.value:
-        raise LookupError(f"upload {prediction_id} is {row['status']}"
-                          + (f": {row['error']}" if row.get("error") else ""))
+        raise LookupError(
+            f"upload {prediction_id} is {row['status']}"
+            + (f": {row['error']}" if row.get("error") else "")
+        )
     return aws.get_bytes(env.s3, env.settings.bucket, row["result_key"])
 
 
@@ -81,15 +99,20 @@ class NotReady(LookupError):
     """The upload exists but this file of it does not (yet, or because the upload failed)."""
 
 
-OUTPUT_FILES = {"results": "results", "rejects": "rejects", "report": "report_html",
-                "report.json": "report"}
+OUTPUT_FILES = {
+    "results": "results",
+    "rejects": "rejects",
+    "report": "report_html",
+    "report.json": "report",
+}
 
 
 def output_key(row: dict[str, Any], which: str) -> str:
     """The S3 key of one of an upload's files, or NotReady saying why there is none."""
     status = row["status"]
     if status not in {s.value for s in db.FINAL_STATUSES} or (
-            which == "results" and status != db.Status.COMPLETED.value):
+        which == "results" and status != db.Status.COMPLETED.value
+    ):
         raise _no_file(row, which)
     return getattr(result_keys(row["account"], row["id"]), OUTPUT_FILES[which])
 
@@ -108,12 +131,17 @@ def open_output(env: Resources, row: dict[str, Any], which: str):
 
 def _no_file(row: dict[str, Any], which: str) -> NotReady:
     final = row["status"] in {s.value for s in db.FINAL_STATUSES}
-    return NotReady(f"upload {row['id']} is {row['status']}"
-                    + (f": {row['error']}" if row.get("error") else "")
-                    + f"; it has no {which} file" + ("" if final else " yet"))
+    return NotReady(
+        f"upload {row['id']} is {row['status']}"
+        + (f": {row['error']}" if row.get("error") else "")
+        + f"; it has no {which} file"
+        + ("" if final else " yet")
+    )
 
 
-def record_outcomes(env: Resources, prediction_id: str, account: str, data: bytes) -> dict[str, Any]:
+def record_outcomes(
+    env: Resources, prediction_id: str, account: str, data: bytes
+) -> dict[str, Any]:
     """Join an outcomes file to the upload's stored results and store it (replacing an earlier one).
 
     Another account's upload answers exactly like a missing one.
@@ -128,5 +156,10 @@ def record_outcomes(env: Resources, prediction_id: str, account: str, data: byte
     results = read_table(download_results(env, prediction_id))
     joined = join_outcomes(read_table(data, env.settings.max_upload_bytes), results)
     stored = outcomes_table.replace_outcomes(env.engine, prediction_id, account, joined.rows)
-    return {"prediction_id": prediction_id, "model": row["model_name"],
-            "model_version": row["model_version"], "stored": stored, **joined.summary()}
+    return {
+        "prediction_id": prediction_id,
+        "model": row["model_name"],
+        "model_version": row["model_version"],
+        "stored": stored,
+        **joined.summary(),
+    }

@@ -13,7 +13,7 @@ import io
 import json
 import secrets
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +36,17 @@ SESSION_SECONDS = 8 * 3600
 REJECTS_SHOWN = 50
 DASHBOARD_REPORTS = 12
 TIER_CSS = {"HIGH": "high", "MEDIUM": "medium", "LOW": "low"}
-DOWNLOADS = {"results": ("text/csv", "results.csv"), "rejects": ("text/csv", "rejects.csv"),
-             "report": ("text/html; charset=utf-8", "report.html")}
-NEXT_STEPS = {401: ("Sign in with your API key", "/app/signin"),
-              403: ("Reload the page and try again", "/app"),
-              404: ("Back to your uploads", "/app/uploads"),
-              503: ("Back to the dashboard", "/app")}
+DOWNLOADS = {
+    "results": ("text/csv", "results.csv"),
+    "rejects": ("text/csv", "rejects.csv"),
+    "report": ("text/html; charset=utf-8", "report.html"),
+}
+NEXT_STEPS = {
+    401: ("Sign in with your API key", "/app/signin"),
+    403: ("Reload the page and try again", "/app"),
+    404: ("Back to your uploads", "/app/uploads"),
+    503: ("Back to the dashboard", "/app"),
+}
 
 
 class SignInRequired(Exception):
@@ -59,9 +64,12 @@ def check_csrf(request: Request, sent: str | None) -> None:
 
 
 def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
-    return TEMPLATES.TemplateResponse(request, template, {
-        "csrf": csrf_token(request), "account": request.session.get("account"), **context},
-        status_code=status)
+    return TEMPLATES.TemplateResponse(
+        request,
+        template,
+        {"csrf": csrf_token(request), "account": request.session.get("account"), **context},
+        status_code=status,
+    )
 
 
 def session_account(resources: Resources):
@@ -88,8 +96,9 @@ def first_rejects(resources: Resources, row: dict[str, Any]) -> pd.DataFrame | N
         if head.count(b"\n") > REJECTS_SHOWN * 4:
             break
     blocks.close()
-    frame = pd.read_csv(io.BytesIO(head), dtype=str, nrows=REJECTS_SHOWN, keep_default_na=False,
-                        on_bad_lines="skip")
+    frame = pd.read_csv(
+        io.BytesIO(head), dtype=str, nrows=REJECTS_SHOWN, keep_default_na=False, on_bad_lines="skip"
+    )
     return frame[[c for c in ("row_number", "reason") if c in frame.columns]]
 
 
@@ -104,38 +113,64 @@ def upload_charts(report: dict[str, Any]) -> list:
     tiers = [(tier, report["risk_counts"].get(tier, 0)) for tier in TIER_CSS]
     histogram = report.get("probability_histogram") or []
     bins = [(f"{100 * i // len(histogram)}%", n) for i, n in enumerate(histogram)]
-    drift = sorted(((name, column["psi"]) for name, column in report["columns"].items()
-                    if column.get("psi") is not None), key=lambda item: -item[1])
+    drift = sorted(
+        (
+            (name, column["psi"])
+            for name, column in report["columns"].items()
+            if column.get("psi") is not None
+        ),
+        key=lambda item: -item[1],
+    )
     threshold = report["drift_threshold"]
     return [
         bar_chart("risk-tiers", "Customers by churn risk", tiers, css=TIER_CSS),
         bar_chart("probability", "Churn probability (customers from each % up)", bins),
-        bar_chart("drift", f"Drift per column (PSI; above {threshold} is an alert)", drift,
-                  horizontal=True, value_format="{:.3f}", threshold=threshold,
-                  css={name: "alert" for name, value in drift if value > threshold}),
+        bar_chart(
+            "drift",
+            f"Drift per column (PSI; above {threshold} is an alert)",
+            drift,
+            horizontal=True,
+            value_format="{:.3f}",
+            threshold=threshold,
+            css={name: "alert" for name, value in drift if value > threshold},
+        ),
     ]
 
 
-def dashboard_charts(resources: Resources, rows: list[dict[str, Any]],
-                     today: datetime) -> list:
+def dashboard_charts(resources: Resources, rows: list[dict[str, Any]], today: datetime) -> list:
     days = [(today - timedelta(days=n)).date() for n in range(13, -1, -1)]
     per_day = Counter(row["created_at"].date() for row in rows)
     completed = [r for r in rows if r["status"] == db.Status.COMPLETED.value][:DASHBOARD_REPORTS]
     reports = [(r, stored_report(resources, r)) for r in reversed(completed)]
     reports = [(r, rep) for r, rep in reports if rep and rep["rows_scored"]]
-    high = [(f"{r['created_at']:%d %b %H:%M}", rep["risk_counts"]["HIGH"] / rep["rows_scored"])
-            for r, rep in reports]
+    high = [
+        (f"{r['created_at']:%d %b %H:%M}", rep["risk_counts"]["HIGH"] / rep["rows_scored"])
+        for r, rep in reports
+    ]
     drifted = Counter(name for _, rep in reports for name in rep["drifted_features"])
     return [
-        bar_chart("uploads-per-day", f"Uploads per day, the 14 days to {today:%d %b}",
-                  [(f"{day:%d}", per_day.get(day, 0)) for day in days]),
-        bar_chart("high-share", "Share of HIGH risk per upload", high, horizontal=True,
-                  value_format="{:.0%}"),
-        bar_chart("drifted-columns", "Columns whose drift crossed the alert level "
-                                     "(uploads, of the last scored)", drifted.most_common(),
-                  horizontal=True, empty="No column crossed the alert level (PSI above "
-                                         f"0.2) in the last {len(reports)} scored uploads."
-                  if reports else "No data yet."),
+        bar_chart(
+            "uploads-per-day",
+            f"Uploads per day, the 14 days to {today:%d %b}",
+            [(f"{day:%d}", per_day.get(day, 0)) for day in days],
+        ),
+        bar_chart(
+            "high-share",
+            "Share of HIGH risk per upload",
+            high,
+            horizontal=True,
+            value_format="{:.0%}",
+        ),
+        bar_chart(
+            "drifted-columns",
+            "Columns whose drift crossed the alert level (uploads, of the last scored)",
+            drifted.most_common(),
+            horizontal=True,
+            empty="No column crossed the alert level (PSI above "
+            f"0.2) in the last {len(reports)} scored uploads."
+            if reports
+            else "No data yet.",
+        ),
     ]
 
 
@@ -164,9 +199,13 @@ def web_router(resources: Resources) -> APIRouter:
         key = str(form.get("api_key") or "").strip()
         account = accounts.authenticate(resources.engine, key)
         if account is None:
-            return render(request, "signin.html", 401,
-                          error="That API key is not valid. Check it for typos, or ask your "
-                                "operator for a new one.")
+            return render(
+                request,
+                "signin.html",
+                401,
+                error="That API key is not valid. Check it for typos, or ask your "
+                "operator for a new one.",
+            )
         request.session.clear()  # a fresh session (and CSRF token) on every sign-in
         request.session.update(key_id=accounts.parse_key(key)[0], account=account["name"])
         return RedirectResponse("/app", 303)
@@ -180,16 +219,27 @@ def web_router(resources: Resources) -> APIRouter:
     @router.get("/app")
     def dashboard(request: Request, account: dict = Depends(signed_in)) -> HTMLResponse:
         rows = db.list_predictions(resources.engine, account["name"], 500)
-        return render(request, "dashboard.html", uploads=len(rows),
-                      charts=dashboard_charts(resources, rows, datetime.now(timezone.utc)))
+        return render(
+            request,
+            "dashboard.html",
+            uploads=len(rows),
+            charts=dashboard_charts(resources, rows, datetime.now(UTC)),
+        )
 
     @router.get("/app/uploads")
-    def uploads(request: Request, offset: int = 0,
-                account: dict = Depends(signed_in)) -> HTMLResponse:
+    def uploads(
+        request: Request, offset: int = 0, account: dict = Depends(signed_in)
+    ) -> HTMLResponse:
         offset = max(offset, 0)
         rows = db.list_predictions(resources.engine, account["name"], 51, offset)
-        return render(request, "uploads.html", rows=rows[:50], offset=offset,
-                      more=len(rows) > 50, final=[s.value for s in db.FINAL_STATUSES])
+        return render(
+            request,
+            "uploads.html",
+            rows=rows[:50],
+            offset=offset,
+            more=len(rows) > 50,
+            final=[s.value for s in db.FINAL_STATUSES],
+        )
 
     @router.get("/app/uploads.json")
     def upload_statuses(offset: int = 0, account: dict = Depends(signed_in)) -> JSONResponse:
@@ -200,27 +250,40 @@ def web_router(resources: Resources) -> APIRouter:
         try:
             return monitoring_page.account_figures(resources, account["name"], model)
         except monitoring_page.UnknownModel:
-            raise HTTPException(404, "There are no monitoring figures for this model in your "
-                                     "account.") from None
+            raise HTTPException(
+                404, "There are no monitoring figures for this model in your account."
+            ) from None
         except monitoring_page.RegistryUnavailable:
-            raise HTTPException(503, "The model registry could not be read (the realised "
-                                     "figures need each model version's thresholds). Try again "
-                                     "in a minute; if it persists, tell your operator.") from None
+            raise HTTPException(
+                503,
+                "The model registry could not be read (the realised "
+                "figures need each model version's thresholds). Try again "
+                "in a minute; if it persists, tell your operator.",
+            ) from None
 
     @router.get("/app/monitoring")
-    def monitoring(request: Request, model: str | None = None,
-                   account: dict = Depends(signed_in)) -> HTMLResponse:
+    def monitoring(
+        request: Request, model: str | None = None, account: dict = Depends(signed_in)
+    ) -> HTMLResponse:
         models, figures = monitored(account, model)
-        return render(request, "monitoring.html", models=models,
-                      model=figures["model"] if figures else None,
-                      page=monitoring_page.page_context(figures) if figures else None)
+        return render(
+            request,
+            "monitoring.html",
+            models=models,
+            model=figures["model"] if figures else None,
+            page=monitoring_page.page_context(figures) if figures else None,
+        )
 
     @router.get("/app/monitoring.json")
-    def monitoring_figures(model: str | None = None,
-                           account: dict = Depends(signed_in)) -> JSONResponse:
+    def monitoring_figures(
+        model: str | None = None, account: dict = Depends(signed_in)
+    ) -> JSONResponse:
         models, figures = monitored(account, model)
-        return JSONResponse(monitoring_page.plain(
-            {"models": models, **(figures or {"model": None, "account": account["name"]})}))
+        return JSONResponse(
+            monitoring_page.plain(
+                {"models": models, **(figures or {"model": None, "account": account["name"]})}
+            )
+        )
 
     @router.get("/app/uploads/new")
     def new_upload(request: Request, account: dict = Depends(signed_in)) -> HTMLResponse:
@@ -230,24 +293,36 @@ def web_router(resources: Resources) -> APIRouter:
     async def create_upload(request: Request, account: dict = Depends(signed_in)) -> JSONResponse:
         check_csrf(request, request.headers.get("x-csrf-token"))
         prediction_id = await api.receive_upload(
-            resources, request, account,
-            accounts.default_model(account, resources.settings.default_model))
-        return JSONResponse({"prediction_id": prediction_id,
-                             "url": f"/app/uploads/{prediction_id}"}, 202)
+            resources,
+            request,
+            account,
+            accounts.default_model(account, resources.settings.default_model),
+        )
+        return JSONResponse(
+            {"prediction_id": prediction_id, "url": f"/app/uploads/{prediction_id}"}, 202
+        )
 
     @router.get("/app/uploads/{prediction_id}")
-    def upload_detail(request: Request, prediction_id: str,
-                      account: dict = Depends(signed_in)) -> HTMLResponse:
+    def upload_detail(
+        request: Request, prediction_id: str, account: dict = Depends(signed_in)
+    ) -> HTMLResponse:
         row = owned(prediction_id, account)
         report = stored_report(resources, row)
-        return render(request, "detail.html", row=row, report=report,
-                      charts=upload_charts(report) if report else [],
-                      rejects=first_rejects(resources, row), shown=REJECTS_SHOWN,
-                      final=row["status"] in {s.value for s in db.FINAL_STATUSES})
+        return render(
+            request,
+            "detail.html",
+            row=row,
+            report=report,
+            charts=upload_charts(report) if report else [],
+            rejects=first_rejects(resources, row),
+            shown=REJECTS_SHOWN,
+            final=row["status"] in {s.value for s in db.FINAL_STATUSES},
+        )
 
     @router.get("/app/uploads/{prediction_id}/files/{which}")
-    def download(prediction_id: str, which: str,
-                 account: dict = Depends(signed_in)) -> StreamingResponse:
+    def download(
+        prediction_id: str, which: str, account: dict = Depends(signed_in)
+    ) -> StreamingResponse:
         if which not in DOWNLOADS:
             raise HTTPException(404, "There is no such file for an upload.")
         row = owned(prediction_id, account)
@@ -256,8 +331,11 @@ def web_router(resources: Resources) -> APIRouter:
         except service.NotReady as exc:
             raise HTTPException(409, str(exc)) from None
         media_type, name = DOWNLOADS[which]
-        return StreamingResponse(blocks, media_type=media_type, headers={
-            "Content-Disposition": f'attachment; filename="{prediction_id}-{name}"'})
+        return StreamingResponse(
+            blocks,
+            media_type=media_type,
+            headers={"Content-Disposition": f'attachment; filename="{prediction_id}-{name}"'},
+        )
 
     return router
 
@@ -265,10 +343,14 @@ def web_router(resources: Resources) -> APIRouter:
 def mount(app: FastAPI, resources: Resources) -> None:
     """Sessions, the pages, and error pages for people (the API keeps its JSON errors)."""
     settings = resources.settings
-    app.add_middleware(SessionMiddleware, secret_key=settings.session_secret
-                       or secrets.token_urlsafe(32), session_cookie=SESSION_COOKIE,
-                       max_age=SESSION_SECONDS, same_site="lax",
-                       https_only=settings.session_https_only)
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=settings.session_secret or secrets.token_urlsafe(32),
+        session_cookie=SESSION_COOKIE,
+        max_age=SESSION_SECONDS,
+        same_site="lax",
+        https_only=settings.session_https_only,
+    )
     app.include_router(web_router(resources))
 
     @app.exception_handler(SignInRequired)
@@ -282,5 +364,11 @@ def mount(app: FastAPI, resources: Resources) -> None:
         if not request.url.path.startswith("/app") or request.method != "GET":
             return await http_exception_handler(request, exc)
         label, href = NEXT_STEPS.get(exc.status_code, ("Back to your uploads", "/app/uploads"))
-        return render(request, "error.html", exc.status_code, message=exc.detail,
-                      next_label=label, next_href=href)
+        return render(
+            request,
+            "error.html",
+            exc.status_code,
+            message=exc.detail,
+            next_label=label,
+            next_href=href,
+        )

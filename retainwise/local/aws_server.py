@@ -34,11 +34,22 @@ WRITE_METHODS = {"PUT", "POST", "DELETE"}
 QUEUES_FILE = "queues.json"
 READ_ONLY_ACTIONS = ("Get", "List")  # SQS actions that change no queue: nothing to save
 # what CreateQueue accepts back (the rest of `Queue.attributes` is computed: counts, ARN, times)
-QUEUE_SETTINGS = ("DelaySeconds", "MaximumMessageSize", "MessageRetentionPeriod", "Policy",
-                  "ReceiveMessageWaitTimeSeconds", "RedrivePolicy", "VisibilityTimeout",
-                  "FifoQueue", "ContentBasedDeduplication", "DeduplicationScope",
-                  "FifoThroughputLimit", "KmsMasterKeyId", "KmsDataKeyReusePeriodSeconds",
-                  "SqsManagedSseEnabled")
+QUEUE_SETTINGS = (
+    "DelaySeconds",
+    "MaximumMessageSize",
+    "MessageRetentionPeriod",
+    "Policy",
+    "ReceiveMessageWaitTimeSeconds",
+    "RedrivePolicy",
+    "VisibilityTimeout",
+    "FifoQueue",
+    "ContentBasedDeduplication",
+    "DeduplicationScope",
+    "FifoThroughputLimit",
+    "KmsMasterKeyId",
+    "KmsDataKeyReusePeriodSeconds",
+    "SqsManagedSseEnabled",
+)
 
 
 def service_of(headers) -> str:
@@ -56,8 +67,10 @@ def upload_id_of(request) -> str | None:
     signature, SDK invocation id and attempt), so a replay of the recording gets the same id."""
     if request.method != "POST" or "uploads" not in request.args:
         return None
-    signed = "|".join(request.headers.get(h, "") for h in (
-        "Authorization", "amz-sdk-invocation-id", "amz-sdk-request", "X-Amz-Date"))
+    signed = "|".join(
+        request.headers.get(h, "")
+        for h in ("Authorization", "amz-sdk-invocation-id", "amz-sdk-request", "X-Amz-Date")
+    )
     return hashlib.sha256(f"{signed}|{request.path}".encode()).hexdigest()
 
 
@@ -106,12 +119,20 @@ def queue_state() -> dict:
         for region, backend in list(dict.items(regions)):
             for queue in list(backend.queues.values()):
                 attributes = queue.attributes
-                queues.append({
-                    "account": account, "region": region, "name": queue.name,
-                    "settings": {k: attributes[k] for k in QUEUE_SETTINGS
-                                 if attributes.get(k) is not None},
-                    "tags": dict(queue.tags),
-                    "messages": [dict(vars(m)) for m in list(queue._messages)]})
+                queues.append(
+                    {
+                        "account": account,
+                        "region": region,
+                        "name": queue.name,
+                        "settings": {
+                            k: attributes[k]
+                            for k in QUEUE_SETTINGS
+                            if attributes.get(k) is not None
+                        },
+                        "tags": dict(queue.tags),
+                        "messages": [dict(vars(m)) for m in list(queue._messages)],
+                    }
+                )
     return {"queues": queues}
 
 
@@ -170,13 +191,16 @@ class QueueKeeper:
     def wrap(self, app):
         """The WSGI app, saving the queues after each SQS request and before its answer is sent:
         a message the client was told is sent (or deleted) is on disk by then."""
+
         def keeping_queues(environ, start_response):
             response = app(environ, start_response)
             action = environ.get("HTTP_X_AMZ_TARGET", "").rpartition(".")[2]
-            if (service_of({"Authorization": environ.get("HTTP_AUTHORIZATION", "")}) == "sqs"
-                    and not action.startswith(READ_ONLY_ACTIONS)):
+            if service_of(
+                {"Authorization": environ.get("HTTP_AUTHORIZATION", "")}
+            ) == "sqs" and not action.startswith(READ_ONLY_ACTIONS):
                 self.save()
             return response
+
         return keeping_queues
 
 
@@ -196,11 +220,19 @@ def replay(app, recording: Path) -> int:
             if entry.get("body_encoded"):
                 body = base64.b64decode(body)
             url = urlsplit(entry["url"])
-            headers = {k: v for k, v in entry["headers"].items()
-                       if k.lower() not in {"transfer-encoding", "content-length"}}
+            headers = {
+                k: v
+                for k, v in entry["headers"].items()
+                if k.lower() not in {"transfer-encoding", "content-length"}
+            }
             try:
-                client.open(url.path, method=entry["method"], query_string=url.query,
-                            headers=headers, data=body)
+                client.open(
+                    url.path,
+                    method=entry["method"],
+                    query_string=url.query,
+                    headers=headers,
+                    data=body,
+                )
             except Exception as exc:  # e.g. a part of an upload recorded before pin_upload_ids
                 print(f"skipped recorded {entry['method']} {url.path}: {exc!r}", flush=True)
                 continue
@@ -230,8 +262,9 @@ def main(argv: list[str] | None = None) -> None:
     recorder.stop_recording()
     print(f"replayed {replay(app, recording)} recorded S3 writes from {recording}", flush=True)
     recorder.start_recording()
-    run_simple(args.host, args.port, keeper.wrap(app), threaded=True,
-               request_handler=MotoRequestHandler)
+    run_simple(
+        args.host, args.port, keeper.wrap(app), threaded=True, request_handler=MotoRequestHandler
+    )
 
 
 if __name__ == "__main__":

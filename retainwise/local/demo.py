@@ -29,8 +29,8 @@ def main() -> None:
 def run_story(settings: Settings, step):
     import pandas as pd
 
-    from retainwise.local import stack
     from retainwise.entrypoints import cli
+    from retainwise.local import stack
     from retainwise.local.sample import synthetic_customers
 
     step("migrating the database")
@@ -41,14 +41,25 @@ def run_story(settings: Settings, step):
     synthetic_customers(5000, seed=7).to_csv(training, index=False)
     synthetic_customers(1000, seed=11, labeled=False).to_csv(upload, index=False)
     step(f"training on {training.name} (5000 synthetic customers)")
-    cli.main(["model", "train", "--data", str(training), "--target", "Churn",
-              "--id", "customer_id", "--name", "churn"])
+    cli.main(
+        [
+            "model",
+            "train",
+            "--data",
+            str(training),
+            "--target",
+            "Churn",
+            "--id",
+            "customer_id",
+            "--name",
+            "churn",
+        ]
+    )
     cli.main(["model", "promote", "churn"])
     step(f"uploading {upload.name} and waiting for the result")
     out = data_dir / "results.csv"
     upload_started = time.monotonic()
-    if cli.main(["upload", str(upload), "--account", DEMO_ACCOUNT, "--wait", "-o",
-                 str(out)]) != 0:
+    if cli.main(["upload", str(upload), "--account", DEMO_ACCOUNT, "--wait", "-o", str(out)]) != 0:
         raise SystemExit("the demo upload did not complete")
     step(f"upload -> COMPLETED in {time.monotonic() - upload_started:.1f}s")
     counts = pd.read_csv(out)["churn_risk"].value_counts()
@@ -56,8 +67,10 @@ def run_story(settings: Settings, step):
     for tier in ("HIGH", "MEDIUM", "LOW"):
         print(f"{tier:<10} {int(counts.get(tier, 0)):>10}")
     key = demo_key(settings)
-    print(f"\nweb app: {stack.app_url(settings)} (`retainwise stack up` serves it again)\n"
-          f"sign in as {DEMO_ACCOUNT} with the API key {key}")
+    print(
+        f"\nweb app: {stack.app_url(settings)} (`retainwise stack up` serves it again)\n"
+        f"sign in as {DEMO_ACCOUNT} with the API key {key}"
+    )
     return out.resolve()
 
 

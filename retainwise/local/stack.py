@@ -35,7 +35,8 @@ def stack_environment(settings: Settings) -> dict[str, str]:
     return {
         "RETAINWISE_HOME": str(home),
         "AWS_ENDPOINT_URL": f"http://127.0.0.1:{settings.stack_aws_port}",
-        "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
         "AWS_DEFAULT_REGION": settings.aws_region,
         "PREFECT_API_URL": f"http://127.0.0.1:{settings.stack_prefect_port}/api",
         "PREFECT_HOME": str(home / "prefect"),
@@ -51,19 +52,44 @@ def app_url(settings: Settings) -> str:
 
 def services(settings: Settings) -> list[Service]:
     py = sys.executable
-    prefect_db = (["--database-url", settings.prefect_database_url]
-                  if settings.prefect_database_url else [])
+    prefect_db = (
+        ["--database-url", settings.prefect_database_url] if settings.prefect_database_url else []
+    )
     return [
-        Service("moto", [py, "-m", "retainwise.local.aws_server", "--host", "127.0.0.1",
-                         "--port", str(settings.stack_aws_port),
-                         "--data", str(settings.home_dir / "aws")],
-                f"http://127.0.0.1:{settings.stack_aws_port}/moto-api/"),
-        Service("prefect", [py, "-m", "retainwise.runtime.prefect_server", "--host", "127.0.0.1",
-                            "--port", str(settings.stack_prefect_port), *prefect_db],
-                f"http://127.0.0.1:{settings.stack_prefect_port}/api/health"),
-        Service("api", [py, "-m", "retainwise.entrypoints.cli", "api", "--port",
-                        str(settings.stack_api_port)],
-                f"http://127.0.0.1:{settings.stack_api_port}/openapi.json"),
+        Service(
+            "moto",
+            [
+                py,
+                "-m",
+                "retainwise.local.aws_server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(settings.stack_aws_port),
+                "--data",
+                str(settings.home_dir / "aws"),
+            ],
+            f"http://127.0.0.1:{settings.stack_aws_port}/moto-api/",
+        ),
+        Service(
+            "prefect",
+            [
+                py,
+                "-m",
+                "retainwise.runtime.prefect_server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(settings.stack_prefect_port),
+                *prefect_db,
+            ],
+            f"http://127.0.0.1:{settings.stack_prefect_port}/api/health",
+        ),
+        Service(
+            "api",
+            [py, "-m", "retainwise.entrypoints.cli", "api", "--port", str(settings.stack_api_port)],
+            f"http://127.0.0.1:{settings.stack_api_port}/openapi.json",
+        ),
         *runner_services(settings),
         Service("trigger", [py, "-m", "retainwise.entrypoints.cli", "trigger"]),
     ]
@@ -94,6 +120,7 @@ def load_stack_env(settings: Settings) -> None:
 
 def wait_healthy(url: str, timeout: float, process: subprocess.Popen, log: Path) -> None:
     """Until `url` answers (an HTTP error or a refused connection is tried again every 0.3 s)."""
+
     def answers() -> None:
         if process.poll() is not None:
             raise RuntimeError(f"{url} exited early; see {log}:\n{log.read_text()[-2000:]}")
@@ -101,9 +128,11 @@ def wait_healthy(url: str, timeout: float, process: subprocess.Popen, log: Path)
             pass
 
     try:
-        tenacity.Retrying(retry=tenacity.retry_if_exception_type(OSError),
-                          stop=tenacity.stop_after_delay(timeout),
-                          wait=tenacity.wait_fixed(0.3))(answers)
+        tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(OSError),
+            stop=tenacity.stop_after_delay(timeout),
+            wait=tenacity.wait_fixed(0.3),
+        )(answers)
     except tenacity.RetryError:
         raise TimeoutError(f"{url} not healthy after {timeout:.0f} s; see {log}") from None
 
@@ -112,9 +141,14 @@ def start(service: Service, home: Path, env: dict[str, str]) -> subprocess.Popen
     (home / "logs").mkdir(parents=True, exist_ok=True)
     (home / "pids").mkdir(parents=True, exist_ok=True)
     with open(home / "logs" / f"{service.name}.log", "ab") as out:
-        process = subprocess.Popen(service.argv, stdout=out, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, env={**os.environ, **env},
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            service.argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **env},
+            start_new_session=True,
+        )
     (home / "pids" / f"{service.name}.pid").write_text(str(process.pid))
     return process
 
@@ -176,8 +210,9 @@ def wait_for_deployment(name: str, timeout: float, api_url: str | None = None) -
     updates = {PREFECT_API_URL: api_url} if api_url else {}
     with temporary_settings(updates=updates), get_client(sync_client=True) as client:
         try:
-            tenacity.Retrying(stop=tenacity.stop_after_delay(timeout),
-                              wait=tenacity.wait_fixed(0.5))(client.read_deployment_by_name, name)
+            tenacity.Retrying(
+                stop=tenacity.stop_after_delay(timeout), wait=tenacity.wait_fixed(0.5)
+            )(client.read_deployment_by_name, name)
         except tenacity.RetryError:
             raise TimeoutError(f"deployment {name} not registered after {timeout:.0f} s") from None
 
@@ -229,9 +264,11 @@ def stop_group(pid: int, grace: float = 10) -> bool:
     except ProcessLookupError:
         return True
     try:
-        tenacity.Retrying(retry=tenacity.retry_if_result(bool),
-                          stop=tenacity.stop_after_delay(grace),
-                          wait=tenacity.wait_fixed(0.2))(_alive, pid)
+        tenacity.Retrying(
+            retry=tenacity.retry_if_result(bool),
+            stop=tenacity.stop_after_delay(grace),
+            wait=tenacity.wait_fixed(0.2),
+        )(_alive, pid)
         return grace > 0
     except tenacity.RetryError:
         try:

@@ -9,7 +9,8 @@ version has them only if it scored the upload in shadow (results/<account>/<id>/
 from __future__ import annotations
 
 import io
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
 
@@ -20,47 +21,75 @@ SHOWN = ("roc_auc", "pr_auc", "brier", "precision_at_threshold", "recall_at_thre
 
 
 def _figures(rows: pd.DataFrame, column: str, profile: ModelProfile) -> dict[str, Any]:
-    realised = realised_performance(rows["churned"].to_numpy(int), rows[column].to_numpy(float),
-                                    profile.threshold, profile.cutoffs)
+    realised = realised_performance(
+        rows["churned"].to_numpy(int),
+        rows[column].to_numpy(float),
+        profile.threshold,
+        profile.cutoffs,
+    )
     return {"rows": realised["rows"], **{name: realised.get(name) for name in SHOWN}}
 
 
-def compare_on_outcomes(labelled: pd.DataFrame, versions: list[str],
-                        shadow_of: Callable[[str, str, str], pd.DataFrame | None],
-                        profile_of: Callable[[str], ModelProfile]) -> dict[str, Any]:
+def compare_on_outcomes(
+    labelled: pd.DataFrame,
+    versions: list[str],
+    shadow_of: Callable[[str, str, str], pd.DataFrame | None],
+    profile_of: Callable[[str], ModelProfile],
+) -> dict[str, Any]:
     """Per labelled upload, each version's realised figures where it scored the rows (itself or
     in shadow); `paired`: pooled over the rows every version scored. Pure but for the callbacks."""
     uploads, paired = [], []
     for (prediction_id, account, scored_by), rows in labelled.groupby(
-            ["prediction_id", "account", "model_version"], sort=False):
+        ["prediction_id", "account", "model_version"], sort=False
+    ):
         rows = rows[["customer_id", "churned"]].assign(
-            **{f"p{scored_by}": rows["churn_probability"].astype(float)})
+            **{f"p{scored_by}": rows["churn_probability"].astype(float)}
+        )
         sources = {str(scored_by): "scored"}
         for version in versions:
             if version == str(scored_by):
                 continue
             shadow = shadow_of(account, prediction_id, version)
             if shadow is not None:
-                rows = rows.merge(shadow.rename(columns={"churn_probability": f"p{version}"}),
-                                  on="customer_id", how="left")
+                rows = rows.merge(
+                    shadow.rename(columns={"churn_probability": f"p{version}"}),
+                    on="customer_id",
+                    how="left",
+                )
                 sources[version] = "shadow"
-        figures = {v: {"source": sources[v], **_figures(rows.dropna(subset=[f"p{v}"]), f"p{v}",
-                                                        profile_of(v))}
-                   for v in sources}
-        uploads.append({"prediction_id": prediction_id, "account": account,
-                        "scored_by": str(scored_by), "labelled_rows": len(rows),
-                        "versions": figures})
+        figures = {
+            v: {
+                "source": sources[v],
+                **_figures(rows.dropna(subset=[f"p{v}"]), f"p{v}", profile_of(v)),
+            }
+            for v in sources
+        }
+        uploads.append(
+            {
+                "prediction_id": prediction_id,
+                "account": account,
+                "scored_by": str(scored_by),
+                "labelled_rows": len(rows),
+                "versions": figures,
+            }
+        )
         if all(v in sources for v in versions):
             paired.append(rows.dropna(subset=[f"p{v}" for v in versions]))
     both = pd.concat(paired) if paired else pd.DataFrame(columns=["churned"])
-    return {"uploads": uploads,
-            "paired": {"labelled_rows": len(both),
-                       "versions": ({v: _figures(both, f"p{v}", profile_of(v)) for v in versions}
-                                    if len(both) else {})}}
+    return {
+        "uploads": uploads,
+        "paired": {
+            "labelled_rows": len(both),
+            "versions": (
+                {v: _figures(both, f"p{v}", profile_of(v)) for v in versions} if len(both) else {}
+            ),
+        },
+    }
 
 
-def outcomes_comparison(engine, s3, settings, name: str, versions: list[str],
-                        account: str | None = None) -> dict[str, Any]:
+def outcomes_comparison(
+    engine, s3, settings, name: str, versions: list[str], account: str | None = None
+) -> dict[str, Any]:
     """compare_on_outcomes on the stored outcomes, shadow files and version profiles."""
     from retainwise.adapters import aws
     from retainwise.adapters.mlflow_registry import load_version
@@ -71,19 +100,28 @@ def outcomes_comparison(engine, s3, settings, name: str, versions: list[str],
         key = shadow_key(upload_account, prediction_id, version)
         if not aws.object_exists(s3, settings.bucket, key):
             return None
-        return pd.read_csv(io.BytesIO(aws.get_bytes(s3, settings.bucket, key)),
-                           usecols=["customer_id", "churn_probability"],
-                           dtype={"customer_id": str})
+        return pd.read_csv(
+            io.BytesIO(aws.get_bytes(s3, settings.bucket, key)),
+            usecols=["customer_id", "churn_probability"],
+            dtype={"customer_id": str},
+        )
 
     return compare_on_outcomes(
-        labelled_rows(engine, name, account), versions, shadow_of,
-        lambda version: load_version(name, version, settings.tracking_uri).profile)
+        labelled_rows(engine, name, account),
+        versions,
+        shadow_of,
+        lambda version: load_version(name, version, settings.tracking_uri).profile,
+    )
 
 
 def compare_models(engine, s3, settings, name: str, account: str | None = None) -> dict[str, Any]:
     """Everything `retainwise model compare` shows, read from MLflow, the database and S3."""
-    from retainwise.adapters.mlflow_registry import (CHALLENGER, CHAMPION, alias_version,
-                                                     evaluation_set)
+    from retainwise.adapters.mlflow_registry import (
+        CHALLENGER,
+        CHAMPION,
+        alias_version,
+        evaluation_set,
+    )
     from retainwise.config.errors import NoChampion
     from retainwise.modelops.promotion import evaluate_version
 
@@ -93,23 +131,31 @@ def compare_models(engine, s3, settings, name: str, account: str | None = None) 
         raise NoChampion(f"{name!r} has no champion to compare")
     versions = [champion] + ([challenger] if challenger and challenger != champion else [])
     rows, labels = evaluation_set(name, versions[-1], settings)
-    holdout = {"evaluated_on": f"test split stored with version {versions[-1]} "
-                               f"({len(labels)} rows)",
-               "versions": {v: evaluate_version(name, v, rows, labels, settings)
-                            for v in versions}}
+    holdout = {
+        "evaluated_on": f"test split stored with version {versions[-1]} ({len(labels)} rows)",
+        "versions": {v: evaluate_version(name, v, rows, labels, settings) for v in versions},
+    }
 
     outcomes = outcomes_comparison(engine, s3, settings, name, versions, account)
-    return {"model": name, "account": account, "champion": champion,
-            "challenger": versions[1] if len(versions) > 1 else None,
-            "holdout": holdout, **outcomes}
+    return {
+        "model": name,
+        "account": account,
+        "champion": champion,
+        "challenger": versions[1] if len(versions) > 1 else None,
+        "holdout": holdout,
+        **outcomes,
+    }
 
 
 def terminal_table(figures: dict[str, Any]) -> str:
     """One line per comparison (holdout, each labelled upload, the paired pool): ROC AUC and Brier
     of champion and challenger, '-' where a version did not score those rows."""
     versions = [figures["champion"]] + ([figures["challenger"]] if figures["challenger"] else [])
-    header = ["on", "rows"] + [f"{role} v{v} {metric}" for metric in ("AUC", "Brier")
-                               for role, v in zip(("champion", "challenger"), versions)]
+    header = ["on", "rows"] + [
+        f"{role} v{v} {metric}"
+        for metric in ("AUC", "Brier")
+        for role, v in zip(("champion", "challenger"), versions)
+    ]
 
     def cells(what: str, rows, by_version: dict[str, Any], note=lambda v: "") -> list[str]:
         shown = []
@@ -120,13 +166,18 @@ def terminal_table(figures: dict[str, Any]) -> str:
         return [what, str(rows)] + shown
 
     holdout = figures["holdout"]
-    lines = [cells("holdout", int(next(iter(holdout["versions"].values()))["rows"]),
-                   holdout["versions"])]
+    lines = [
+        cells("holdout", int(next(iter(holdout["versions"].values()))["rows"]), holdout["versions"])
+    ]
     for u in figures["uploads"]:
-        lines.append(cells(f"upload {u['prediction_id'][:8]} ({u['account']})", u["labelled_rows"],
-                           u["versions"],
-                           lambda v, u=u: " s" if u["versions"].get(v, {}).get("source")
-                           == "shadow" else ""))
+        lines.append(
+            cells(
+                f"upload {u['prediction_id'][:8]} ({u['account']})",
+                u["labelled_rows"],
+                u["versions"],
+                lambda v, u=u: " s" if u["versions"].get(v, {}).get("source") == "shadow" else "",
+            )
+        )
     paired = figures["paired"]
     lines.append(cells("outcomes both scored", paired["labelled_rows"], paired["versions"]))
     widths = [max(len(row[i]) for row in [header] + lines) for i in range(len(header))]

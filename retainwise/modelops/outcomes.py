@@ -28,9 +28,14 @@ class JoinedOutcomes:
     examples: dict[str, list[str]] = field(default_factory=dict)
 
     def summary(self) -> dict:
-        return {"rows_total": self.rows_total, "matched": len(self.rows),
-                "unmatched": self.unmatched, "invalid": self.invalid,
-                "duplicate": self.duplicate, "examples": self.examples}
+        return {
+            "rows_total": self.rows_total,
+            "matched": len(self.rows),
+            "unmatched": self.unmatched,
+            "invalid": self.invalid,
+            "duplicate": self.duplicate,
+            "examples": self.examples,
+        }
 
 
 def parse_outcomes(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
@@ -38,20 +43,30 @@ def parse_outcomes(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     columns = {str(c).strip().lower(): c for c in frame.columns}
     missing = [c for c in ("customer_id", "churned") if c not in columns]
     if missing:
-        raise UploadRejected(f"the outcomes file needs columns customer_id and churned; missing "
-                             f"{', '.join(missing)} (columns are {', '.join(map(str, frame.columns))})")
+        raise UploadRejected(
+            f"the outcomes file needs columns customer_id and churned; missing "
+            f"{', '.join(missing)} (columns are {', '.join(map(str, frame.columns))})"
+        )
     ids = frame[columns["customer_id"]].astype("string").str.strip()
     churned = frame[columns["churned"]].astype("string").str.strip().str.lower().map(CHURNED)
-    observed_text = (frame[columns["observed_at"]] if "observed_at" in columns
-                     else pd.Series(pd.NA, index=frame.index, dtype="string"))
+    observed_text = (
+        frame[columns["observed_at"]]
+        if "observed_at" in columns
+        else pd.Series(pd.NA, index=frame.index, dtype="string")
+    )
     observed = pd.to_datetime(observed_text, errors="coerce", utc=True, format="mixed")
     reason = pd.Series("", index=frame.index, dtype=object)
     reason[observed.isna() & observed_text.notna()] = "observed_at is not a date"
     reason[churned.isna()] = "churned is not 1/0, yes/no or true/false"
     reason[ids.isna() | (ids == "")] = "customer_id is empty"
     reason[(reason == "") & ids.duplicated()] = "duplicate customer_id"
-    parsed = pd.DataFrame({"customer_id": neutralise_formulas(ids.astype(object)),
-                           "churned": churned, "observed_at": observed})
+    parsed = pd.DataFrame(
+        {
+            "customer_id": neutralise_formulas(ids.astype(object)),
+            "churned": churned,
+            "observed_at": observed,
+        }
+    )
     return parsed, reason
 
 
@@ -64,9 +79,16 @@ def join_outcomes(frame: pd.DataFrame, results: pd.DataFrame) -> JoinedOutcomes:
     matched = usable["customer_id"].isin(scored.index)
     joined = usable[matched].join(scored[["churn_probability", "churn_risk"]], on="customer_id")
     joined["churn_probability"] = joined["churn_probability"].astype(float)
-    examples = {"unmatched": usable.loc[~matched, "customer_id"].astype(str).head(EXAMPLES).tolist()}
+    examples = {
+        "unmatched": usable.loc[~matched, "customer_id"].astype(str).head(EXAMPLES).tolist()
+    }
     for why in sorted(set(reason) - {""}):
         examples[why] = [str(i + 2) for i in reason.index[reason == why][:EXAMPLES]]  # file lines
-    return JoinedOutcomes(joined.reset_index(drop=True), len(frame), int((~matched).sum()),
-                          int(((reason != "") & (reason != "duplicate customer_id")).sum()),
-                          int((reason == "duplicate customer_id").sum()), examples)
+    return JoinedOutcomes(
+        joined.reset_index(drop=True),
+        len(frame),
+        int((~matched).sum()),
+        int(((reason != "") & (reason != "duplicate customer_id")).sum()),
+        int((reason == "duplicate customer_id").sum()),
+        examples,
+    )

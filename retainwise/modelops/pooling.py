@@ -27,6 +27,13 @@ def labelled_upload_rows(data: bytes, profile: ModelProfile, labels: pd.DataFram
 def pooled_table(parts: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """All uploads' labelled rows; ids are prefixed by upload so repeats across uploads stay rows."""
     if not parts:
-        raise ValueError("no upload has outcomes yet: upload them with `retainwise outcomes upload`")
-    return pd.concat([rows.assign(**{ID_COLUMN: prediction_id[:8] + ":" + rows[ID_COLUMN]})
-                      for prediction_id, rows in parts.items()], ignore_index=True)
+        raise ValueError(
+            "no upload has outcomes yet: upload them with `retainwise outcomes upload`"
+        )
+    return pd.concat(
+        [
+            rows.assign(**{ID_COLUMN: prediction_id[:8] + ":" + rows[ID_COLUMN]})
+            for prediction_id, rows in parts.items()
+        ],
+        ignore_index=True,
+    )

@@ -12,25 +12,34 @@ from typing import Any
 from models.evaluation import evaluate_model
 from models.gate import judge
 from retainwise.adapters import promotions
-from retainwise.adapters.mlflow_registry import (CHALLENGER, CHAMPION, alias_version, champion_version,
-                                                 client, evaluation_set, load_version)
+from retainwise.adapters.mlflow_registry import (
+    CHALLENGER,
+    CHAMPION,
+    alias_version,
+    champion_version,
+    client,
+    evaluation_set,
+    load_version,
+)
 from retainwise.config.errors import PromotionRefused
 from retainwise.config.settings import Settings
 
 
-def evaluate_version(name: str, version: str, rows, labels,
-                     settings: Settings) -> dict[str, float]:
+def evaluate_version(name: str, version: str, rows, labels, settings: Settings) -> dict[str, float]:
     """A version's gate figures on labelled rows; one that cannot read them is refused."""
     loaded = load_version(name, str(version), settings.tracking_uri)
     try:
         return evaluate_model(loaded.pipeline, loaded.profile, rows, labels)
     except ValueError as exc:
-        raise PromotionRefused(f"cannot evaluate version {version} on the challenger's test set: "
-                               f"{exc}", {"version": str(version)}) from None
+        raise PromotionRefused(
+            f"cannot evaluate version {version} on the challenger's test set: {exc}",
+            {"version": str(version)},
+        ) from None
 
 
-def outcomes_gate(name: str, champion: str, challenger: str, settings: Settings,
-                  engine) -> dict[str, Any]:
+def outcomes_gate(
+    name: str, champion: str, challenger: str, settings: Settings, engine
+) -> dict[str, Any]:
     """The gate on production outcomes both versions scored (one of them in shadow), used once
     there are settings.promotion_outcome_rows such rows; its problems say `on outcomes`."""
     import sqlalchemy as sa
@@ -42,26 +51,41 @@ def outcomes_gate(name: str, champion: str, challenger: str, settings: Settings,
     needed = settings.promotion_outcome_rows
     if not sa.inspect(engine).has_table(outcomes.name):
         return {"used": False, "labelled_rows": 0, "why": "no outcomes table", "problems": []}
-    paired = outcomes_comparison(engine, aws.client("s3", settings), settings, name,
-                                 [champion, challenger])["paired"]
+    paired = outcomes_comparison(
+        engine, aws.client("s3", settings), settings, name, [champion, challenger]
+    )["paired"]
     rows, figures = paired["labelled_rows"], paired["versions"]
     if rows < needed or any(figures[v]["roc_auc"] is None for v in (champion, challenger)):
-        return {"used": False, "labelled_rows": rows, "problems": [],
-                "why": f"{rows} labelled rows scored by both (the gate uses outcomes from {needed},"
-                       f" with both classes)"}
+        return {
+            "used": False,
+            "labelled_rows": rows,
+            "problems": [],
+            "why": f"{rows} labelled rows scored by both (the gate uses outcomes from {needed},"
+            f" with both classes)",
+        }
     decision = judge(figures[challenger], figures[champion])
-    return {"used": True, "labelled_rows": rows, "challenger_metrics": figures[challenger],
-            "champion_metrics": figures[champion],
-            "problems": [f"on outcomes: {problem}" for problem in decision.problems]}
+    return {
+        "used": True,
+        "labelled_rows": rows,
+        "challenger_metrics": figures[challenger],
+        "champion_metrics": figures[champion],
+        "problems": [f"on outcomes: {problem}" for problem in decision.problems],
+    }
 
 
 def current_actor() -> str:
     return os.environ.get("USER") or getpass.getuser() or "unknown"
 
 
-def promote_version(name: str, settings: Settings, engine, version: str | None = None,
-                    force: bool = False, reason: str | None = None,
-                    actor: str | None = None) -> dict[str, Any]:
+def promote_version(
+    name: str,
+    settings: Settings,
+    engine,
+    version: str | None = None,
+    force: bool = False,
+    reason: str | None = None,
+    actor: str | None = None,
+) -> dict[str, Any]:
     """Gate a challenger against the champion on the challenger's test rows, move the alias, record.
 
     Raises PromotionRefused with both versions' figures when the gate fails and `force` is off.
@@ -75,14 +99,18 @@ def promote_version(name: str, settings: Settings, engine, version: str | None =
     current = alias_version(name, CHAMPION, settings)
     if current == version:
         return {"model": name, "status": "unchanged", "champion": version}
-    details: dict[str, Any] = {"model": name, "challenger_version": version,
-                               "champion_version": current}
+    details: dict[str, Any] = {
+        "model": name,
+        "challenger_version": version,
+        "champion_version": current,
+    }
     try:
         rows, labels = evaluation_set(name, version, settings)
         details["evaluated_on"] = f"test split stored with version {version} ({len(labels)} rows)"
         details["challenger_metrics"] = evaluate_version(name, version, rows, labels, settings)
-        details["champion_metrics"] = (evaluate_version(name, current, rows, labels, settings)
-                                       if current else None)
+        details["champion_metrics"] = (
+            evaluate_version(name, current, rows, labels, settings) if current else None
+        )
     except PromotionRefused as exc:
         if not force:
             raise PromotionRefused(str(exc), details) from None
@@ -94,40 +122,82 @@ def promote_version(name: str, settings: Settings, engine, version: str | None =
             problems = problems + details["outcomes"].pop("problems")
         details["gate"] = "; ".join(problems) or "passed"
         if problems and not force:
-            raise PromotionRefused(f"refused to promote {name} v{version}: {details['gate']}",
-                                   details)
+            raise PromotionRefused(
+                f"refused to promote {name} v{version}: {details['gate']}", details
+            )
         if current is None:
             details["gate"] = "first champion"
-    _move_champion(engine, name, current, version, action=promotions.PROMOTE, settings=settings,
-                   actor=actor or current_actor(), reason=reason, forced=force, metrics=details)
+    _move_champion(
+        engine,
+        name,
+        current,
+        version,
+        action=promotions.PROMOTE,
+        settings=settings,
+        actor=actor or current_actor(),
+        reason=reason,
+        forced=force,
+        metrics=details,
+    )
     return {**details, "status": "promoted", "champion": version, "forced": force}
 
 
-def rollback(name: str, settings: Settings, engine, reason: str | None = None,
-             actor: str | None = None) -> dict[str, Any]:
+def rollback(
+    name: str, settings: Settings, engine, reason: str | None = None, actor: str | None = None
+) -> dict[str, Any]:
     """Undo the promotion that made the current champion: the version it replaced is champion again."""
     promotions.require_table(engine)
     current = champion_version(name, settings)
     previous = promotions.rollback_target(engine, name, current)
     if previous is None:
-        raise PromotionRefused(f"no earlier champion of {name!r} to return to (the promotion "
-                               f"history has none before version {current})",
-                               {"model": name, "champion_version": current})
-    _move_champion(engine, name, current, previous, action=promotions.ROLLBACK, settings=settings,
-                   actor=actor or current_actor(), reason=reason, forced=False, metrics={})
+        raise PromotionRefused(
+            f"no earlier champion of {name!r} to return to (the promotion "
+            f"history has none before version {current})",
+            {"model": name, "champion_version": current},
+        )
+    _move_champion(
+        engine,
+        name,
+        current,
+        previous,
+        action=promotions.ROLLBACK,
+        settings=settings,
+        actor=actor or current_actor(),
+        reason=reason,
+        forced=False,
+        metrics={},
+    )
     return {"model": name, "status": "rolled back", "champion": previous, "from_version": current}
 
 
-def _move_champion(engine, name: str, current: str | None, version: str, *, action: str,
-                   settings: Settings, actor: str, reason: str | None, forced: bool,
-                   metrics: dict[str, Any]) -> None:
+def _move_champion(
+    engine,
+    name: str,
+    current: str | None,
+    version: str,
+    *,
+    action: str,
+    settings: Settings,
+    actor: str,
+    reason: str | None,
+    forced: bool,
+    metrics: dict[str, Any],
+) -> None:
     """Alias then record; if recording fails the alias goes back, so the record never misses one."""
     mlflow_client = client(settings)
     mlflow_client.set_registered_model_alias(name, CHAMPION, str(version))
     try:
-        promotions.record(engine, model_name=name, action=action, from_version=current,
-                          to_version=str(version), actor=actor, reason=reason, forced=forced,
-                          metrics=metrics)
+        promotions.record(
+            engine,
+            model_name=name,
+            action=action,
+            from_version=current,
+            to_version=str(version),
+            actor=actor,
+            reason=reason,
+            forced=forced,
+            metrics=metrics,
+        )
     except Exception:
         if current is None:
             mlflow_client.delete_registered_model_alias(name, CHAMPION)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import os
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from retainwise.config.settings import Settings
 
@@ -22,17 +23,34 @@ log = logging.getLogger(__name__)
 def summarise(name: str, version: str, trained) -> dict[str, Any]:
     """The one-line summary `retainwise model train` prints last."""
     m = trained.metrics
-    return {"model": name, "version": version, "kind": trained.kind,
-            "roc_auc": round(m["roc_auc"], 4), "pr_auc": round(m["pr_auc"], 4),
-            "brier": round(m["brier"], 4), "threshold": round(trained.profile.threshold, 4),
-            "excluded_columns": trained.excluded, "notes": trained.notes}
+    return {
+        "model": name,
+        "version": version,
+        "kind": trained.kind,
+        "roc_auc": round(m["roc_auc"], 4),
+        "pr_auc": round(m["pr_auc"], 4),
+        "brier": round(m["brier"], 4),
+        "threshold": round(trained.profile.threshold, 4),
+        "excluded_columns": trained.excluded,
+        "notes": trained.notes,
+    }
 
 
-def run_params(data: str, target: str, id_column: str | None, positive: str | None,
-               allow_columns: list[str] | None) -> dict[str, str]:
+def run_params(
+    data: str,
+    target: str,
+    id_column: str | None,
+    positive: str | None,
+    allow_columns: list[str] | None,
+) -> dict[str, str]:
     """What the MLflow run records about the command that trained it."""
-    return {"data": data, "target": target, "id_column": id_column or "(row number)",
-            "positive": positive or "(auto)", "allow_columns": ",".join(allow_columns or [])}
+    return {
+        "data": data,
+        "target": target,
+        "id_column": id_column or "(row number)",
+        "positive": positive or "(auto)",
+        "allow_columns": ",".join(allow_columns or []),
+    }
 
 
 def prefect_server_answers(api_url: str | None = None, timeout: float = 1.0) -> bool:
@@ -47,10 +65,16 @@ def prefect_server_answers(api_url: str | None = None, timeout: float = 1.0) -> 
         return False
 
 
-def train_in_process(data: str, target: str, id_column: str | None = None, name: str = "churn",
-                     positive: str | None = None, allow_columns: list[str] | None = None,
-                     settings: Settings | None = None,
-                     say: Callable[[str], None] = log.info) -> dict[str, Any]:
+def train_in_process(
+    data: str,
+    target: str,
+    id_column: str | None = None,
+    name: str = "churn",
+    positive: str | None = None,
+    allow_columns: list[str] | None = None,
+    settings: Settings | None = None,
+    say: Callable[[str], None] = log.info,
+) -> dict[str, Any]:
     """Read, fit, register as `challenger`: the train-model flow's steps with no Prefect run."""
     from models.training import train
     from retainwise.uploads.reading import read_table
@@ -61,6 +85,7 @@ def train_in_process(data: str, target: str, id_column: str | None = None, name:
     trained = train(frame, target, id_column, positive, allow_columns or [])
     from retainwise.adapters import mlflow_registry as registry
 
-    version = registry.register(trained, name, settings,
-                                run_params(data, target, id_column, positive, allow_columns), data)
+    version = registry.register(
+        trained, name, settings, run_params(data, target, id_column, positive, allow_columns), data
+    )
     return summarise(name, version, trained)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from datetime import datetime, timezone
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 
 log = logging.getLogger("retainwise.runtime.scaling_reporter")
 INTERVAL_SECONDS = 60.0
@@ -38,17 +38,19 @@ class WaitingRunsReporter:
             try:
                 return self.report(now)
             except Exception:
-                log.exception("publishing the runners' scaling metric failed; retrying in %.0f s",
-                              self.interval)
+                log.exception(
+                    "publishing the runners' scaling metric failed; retrying in %.0f s",
+                    self.interval,
+                )
                 return None
 
     def run(self) -> None:
         while True:
-            self.tick(datetime.now(timezone.utc))
+            self.tick(datetime.now(UTC))
             if self.stop.wait(self.interval):
                 return
 
-    def start(self) -> "WaitingRunsReporter":
+    def start(self) -> WaitingRunsReporter:
         self._thread = threading.Thread(target=self.run, name="scaling-reporter", daemon=True)
         self._thread.start()
         return self

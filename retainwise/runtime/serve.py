@@ -23,13 +23,21 @@ def deployments(only: list[str] | None = None) -> list:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="serve the RetainWise deployments")
-    parser.add_argument("--processes", type=int, default=min(os.cpu_count() or 2, 4),
-                        help="warm worker processes, i.e. flow runs at once "
-                             "(default: cores, at most 4)")
-    parser.add_argument("--only", nargs="+", metavar="DEPLOYMENT",
-                        help="serve only these deployments (default: all)")
-    parser.add_argument("--cold", action="store_true",
-                        help="use Prefect's serve: a fresh interpreter per flow run")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=min(os.cpu_count() or 2, 4),
+        help="warm worker processes, i.e. flow runs at once (default: cores, at most 4)",
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="DEPLOYMENT",
+        help="serve only these deployments (default: all)",
+    )
+    parser.add_argument(
+        "--cold", action="store_true", help="use Prefect's serve: a fresh interpreter per flow run"
+    )
     args = parser.parse_args(argv)
     if args.cold:
         from prefect import serve
@@ -41,8 +49,12 @@ def main(argv: list[str] | None = None) -> None:
     from retainwise.runtime.worker import serve_warm
 
     settings = Settings()
-    serve_warm(deployments(args.only), args.processes, settings.home_dir / "worker",
-               reporter=scaling_reporter.for_settings(settings))  # production only
+    serve_warm(
+        deployments(args.only),
+        args.processes,
+        settings.home_dir / "worker",
+        reporter=scaling_reporter.for_settings(settings),
+    )  # production only
 
 
 if __name__ == "__main__":

@@ -10,8 +10,9 @@ import contextvars
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 import tenacity
 
@@ -47,11 +48,17 @@ def is_not_found(exc: BaseException) -> bool:
     from prefect.exceptions import ObjectNotFound
 
     return isinstance(exc, ObjectNotFound) or (
-        isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code == 404)
+        isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code == 404
+    )
 
 
-def retry_busy(call: Callable[[], Any], timeout: float, base: float = 0.05, cap: float = 1.0,
-               sleep: Callable[[float], None] = time.sleep) -> Any:
+def retry_busy(
+    call: Callable[[], Any],
+    timeout: float,
+    base: float = 0.05,
+    cap: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Any:
     """Call until it is not refused as busy, waiting a jittered 0-`cap` s between tries.
 
     The local Prefect server answers 503 when a SQLite write conflicts with another (it fails at
@@ -63,7 +70,10 @@ def retry_busy(call: Callable[[], Any], timeout: float, base: float = 0.05, cap:
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception(is_busy),
         wait=tenacity.wait_random_exponential(multiplier=base, max=cap),
-        stop=tenacity.stop_before_delay(timeout), sleep=sleep, reraise=True)
+        stop=tenacity.stop_before_delay(timeout),
+        sleep=sleep,
+        reraise=True,
+    )
     return retrying(call)
 
 
@@ -76,8 +86,11 @@ def raise_if_busy(response: Any) -> None:
     import httpx
 
     if response.status_code in RETRYABLE_STATUS:
-        raise httpx.HTTPStatusError(f"Prefect API busy ({response.status_code})",
-                                    request=response.request, response=response)
+        raise httpx.HTTPStatusError(
+            f"Prefect API busy ({response.status_code})",
+            request=response.request,
+            response=response,
+        )
 
 
 class DeploymentStarter:
@@ -89,16 +102,19 @@ class DeploymentStarter:
     the deployment looked up once rather than per message as `run_deployment` does.
     """
 
-    def __init__(self, deployment_name: str, timeout: float = 20.0,
-                 account_limit: int | None = None,
-                 model_version: Callable[[str], str | None] | None = None) -> None:
+    def __init__(
+        self,
+        deployment_name: str,
+        timeout: float = 20.0,
+        account_limit: int | None = None,
+        model_version: Callable[[str], str | None] | None = None,
+    ) -> None:
         import prefect.context
         from prefect.settings import PREFECT_CLIENT_MAX_RETRIES
 
         current = prefect.context.get_settings_context()
         self._profile = current.profile
-        self._settings = current.settings.copy_with_update(
-            updates={PREFECT_CLIENT_MAX_RETRIES: 0})
+        self._settings = current.settings.copy_with_update(updates={PREFECT_CLIENT_MAX_RETRIES: 0})
         self.deployment_name = deployment_name
         self.timeout = timeout
         self.model_version = model_version
@@ -119,15 +135,18 @@ class DeploymentStarter:
                 from prefect.client.orchestration import get_client
 
                 with self._settings_context():
-                    client = get_client(sync_client=True, httpx_settings={
-                        "event_hooks": {"response": [raise_if_busy]}})
+                    client = get_client(
+                        sync_client=True,
+                        httpx_settings={"event_hooks": {"response": [raise_if_busy]}},
+                    )
                     client.__enter__()
                 self._client = client
             if self._deployment_id is None:  # first use, or forgotten after a 404 (recreated)
                 with self._settings_context():
                     self._deployment_id = retry_busy(
                         lambda: self._client.read_deployment_by_name(self.deployment_name),
-                        self.timeout).id
+                        self.timeout,
+                    ).id
             return self._client, self._deployment_id
 
     def __call__(self, prediction: dict[str, Any]) -> str:
@@ -141,10 +160,12 @@ class DeploymentStarter:
         def create() -> Any:
             with self._settings_context():
                 return client.create_flow_run_from_deployment(
-                    deployment_id, parameters={"prediction_id": prediction["id"]},
+                    deployment_id,
+                    parameters={"prediction_id": prediction["id"]},
                     name=f"score-{prediction['id']}",
                     idempotency_key=idempotency_key(prediction),
-                    tags=tags)
+                    tags=tags,
+                )
 
         try:
             return str(retry_busy(create, self.timeout).id)
@@ -160,8 +181,9 @@ class DeploymentStarter:
         if self.account_limit is None or tag in self._limited:
             return
         with self._settings_context():
-            retry_busy(lambda: client.create_concurrency_limit(tag, self.account_limit),
-                       self.timeout)
+            retry_busy(
+                lambda: client.create_concurrency_limit(tag, self.account_limit), self.timeout
+            )
         self._limited.add(tag)
 
     def close(self) -> None:
@@ -171,16 +193,19 @@ class DeploymentStarter:
                 self._client = None
 
 
-def deployment_starter(deployment_name: str, timeout: float = 20.0,
-                       account_limit: int | None = None,
-                       model_version: Callable[[str], str | None] | None = None
-                       ) -> DeploymentStarter:
+def deployment_starter(
+    deployment_name: str,
+    timeout: float = 20.0,
+    account_limit: int | None = None,
+    model_version: Callable[[str], str | None] | None = None,
+) -> DeploymentStarter:
     """The StartRun the trigger uses; close() it when done."""
     return DeploymentStarter(deployment_name, timeout, account_limit, model_version)
 
 
-def champion_versions(read: Callable[[str], str], ttl: float = 5.0,
-                      now: Callable[[], float] = time.monotonic) -> Callable[[str], str | None]:
+def champion_versions(
+    read: Callable[[str], str], ttl: float = 5.0, now: Callable[[], float] = time.monotonic
+) -> Callable[[str], str | None]:
     """`read(name)` (the champion's version) at most once per `ttl` seconds per model; None when
     it fails, so the run tags itself. Saves each run a read and an update of its tags."""
     cache: dict[str, tuple[str | None, float]] = {}
@@ -232,25 +257,38 @@ def handle_message(env: Resources, message: dict[str, Any], start_run: StartRun)
     """Returns what happened: 'started', or why the message was left for redrive."""
     payload = aws.parse_upload_message(message.get("Body", ""))
     if payload is None:
-        log.warning("message %s is not a valid upload message; leaving it for the DLQ",
-                    message.get("MessageId"))
+        log.warning(
+            "message %s is not a valid upload message; leaving it for the DLQ",
+            message.get("MessageId"),
+        )
         return "unparseable"
     prediction = db.get_prediction(env.engine, payload["prediction_id"])
     if prediction is None:
-        log.warning("message %s names unknown prediction %s; leaving it for the DLQ",
-                    message.get("MessageId"), payload["prediction_id"])
+        log.warning(
+            "message %s names unknown prediction %s; leaving it for the DLQ",
+            message.get("MessageId"),
+            payload["prediction_id"],
+        )
         return "unknown-prediction"
     if prediction["status"] != db.Status.PENDING.value:
         # a late duplicate: a run already holds or finished the upload, so there is nothing to do
         env.queue.delete(message["ReceiptHandle"])
-        log.info("message %s: prediction %s is already %s; deleted", message.get("MessageId"),
-                 prediction["id"], prediction["status"])
+        log.info(
+            "message %s: prediction %s is already %s; deleted",
+            message.get("MessageId"),
+            prediction["id"],
+            prediction["status"],
+        )
         return "already-" + prediction["status"].lower()
     started = time.monotonic()
     flow_run_id = start_run(prediction)
     env.queue.delete(message["ReceiptHandle"])
-    log.info("prediction %s -> flow run %s (created in %.2f s)", prediction["id"], flow_run_id,
-             time.monotonic() - started)
+    log.info(
+        "prediction %s -> flow run %s (created in %.2f s)",
+        prediction["id"],
+        flow_run_id,
+        time.monotonic() - started,
+    )
     return "started"
 
 
@@ -263,8 +301,9 @@ def handle_safely(env: Resources, message: dict[str, Any], start_run: StartRun) 
         return "failed"
 
 
-def handle_batch(env: Resources, messages: list[dict[str, Any]], start_run: StartRun,
-                 pool: ThreadPoolExecutor) -> list[str]:
+def handle_batch(
+    env: Resources, messages: list[dict[str, Any]], start_run: StartRun, pool: ThreadPoolExecutor
+) -> list[str]:
     """Handle a received batch at once and wait for all of it.
 
     One message after another, a burst waited on each flow run creation in turn. Each message
@@ -272,13 +311,20 @@ def handle_batch(env: Resources, messages: list[dict[str, Any]], start_run: Star
     (handle_message). Each task runs in a copy of the caller's context, so Prefect settings set
     there (e.g. a test's API URL) hold on the pool's threads too.
     """
-    futures = [pool.submit(contextvars.copy_context().run, handle_safely, env, message, start_run)
-               for message in messages]
+    futures = [
+        pool.submit(contextvars.copy_context().run, handle_safely, env, message, start_run)
+        for message in messages
+    ]
     return [future.result() for future in futures]
 
 
-def run_trigger(env: Resources, start_run: StartRun, stop: threading.Event,
-                wait_seconds: int = 1, concurrency: int | None = None) -> None:
+def run_trigger(
+    env: Resources,
+    start_run: StartRun,
+    stop: threading.Event,
+    wait_seconds: int = 1,
+    concurrency: int | None = None,
+) -> None:
     """Receive up to 10 messages a call and create their flow runs `concurrency` at a time."""
     workers = concurrency or env.settings.trigger_concurrency
     env.engine  # built here, not raced for by the pool's threads (cached_property)

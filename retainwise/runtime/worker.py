@@ -20,7 +20,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -41,8 +41,9 @@ class Served:
 
 def register(deployments: list[tuple[Any, Any]]) -> dict[UUID, Any]:
     """Create or update each (flow, RunnerDeployment) pair; no work pool, only this runner runs them."""
-    return {deployment.apply(): without_result_storage_reads(flow)
-            for flow, deployment in deployments}
+    return {
+        deployment.apply(): without_result_storage_reads(flow) for flow, deployment in deployments
+    }
 
 
 def without_result_storage_reads(flow):
@@ -100,14 +101,17 @@ def next_runs(client, served: Served, heartbeat: bool = False) -> list[Any]:
     endpoint is used only as a `heartbeat` every HEARTBEAT_SECONDS, to keep the deployments
     Ready in the UI (the server marks them Not Ready after 60 s without one).
     """
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     if heartbeat:
         runs = client.get_scheduled_flow_runs_for_deployments(
-            deployment_ids=list(served.flows), scheduled_before=now)
+            deployment_ids=list(served.flows), scheduled_before=now
+        )
     else:
         runs = client.read_flow_runs(**due_runs_filter(list(served.flows), now))
-    return sorted(runs, key=lambda run: run.next_scheduled_start_time or datetime.min.replace(
-        tzinfo=timezone.utc))
+    return sorted(
+        runs,
+        key=lambda run: run.next_scheduled_start_time or datetime.min.replace(tzinfo=UTC),
+    )
 
 
 def due_runs_filter(deployment_ids: list[UUID], now: datetime) -> dict[str, Any]:
@@ -117,11 +121,14 @@ def due_runs_filter(deployment_ids: list[UUID], now: datetime) -> dict[str, Any]
 
     return {
         "deployment_filter": filters.DeploymentFilter(
-            id=filters.DeploymentFilterId(any_=deployment_ids)),
+            id=filters.DeploymentFilterId(any_=deployment_ids)
+        ),
         "flow_run_filter": filters.FlowRunFilter(
             state=filters.FlowRunFilterState(
-                type=filters.FlowRunFilterStateType(any_=[StateType.SCHEDULED])),
-            next_scheduled_start_time=filters.FlowRunFilterNextScheduledStartTime(before_=now)),
+                type=filters.FlowRunFilterStateType(any_=[StateType.SCHEDULED])
+            ),
+            next_scheduled_start_time=filters.FlowRunFilterNextScheduledStartTime(before_=now),
+        ),
         "sort": sorting.FlowRunSort.NEXT_SCHEDULED_START_TIME_ASC,
         "limit": POLL_LIMIT,
     }
@@ -271,15 +278,19 @@ def mark_crashed(served: Served, pid: int) -> None:
     marker.unlink(missing_ok=True)
     try:
         with get_client(sync_client=True) as client:
-            client.set_flow_run_state(flow_run_id, Crashed(
-                message=f"the worker process {pid} running it exited"), force=True)
+            client.set_flow_run_state(
+                flow_run_id,
+                Crashed(message=f"the worker process {pid} running it exited"),
+                force=True,
+            )
         log.warning("flow run %s marked Crashed: worker %s exited", flow_run_id, pid)
     except Exception:
         log.exception("could not mark flow run %s Crashed", flow_run_id)
 
 
-def serve_warm(deployments: list[tuple[Any, Any]], processes: int, state_dir: Path,
-               reporter: Any = None) -> None:
+def serve_warm(
+    deployments: list[tuple[Any, Any]], processes: int, state_dir: Path, reporter: Any = None
+) -> None:
     """Register the deployments, fork the children, replace any that die, stop on SIGTERM.
 
     `reporter` (runtime.scaling_reporter), if given, starts after the first fork; a replacement
@@ -324,4 +335,3 @@ def _signal(pid: int, sig: int) -> None:
         os.kill(pid, sig)
     except ProcessLookupError:
         pass
-

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import zlib
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from retainwise.config.errors import UploadRejected
 
@@ -18,8 +18,10 @@ PIECE_BYTES = 1 << 20  # decompressed bytes handed on at a time
 
 
 def expands_past(limit: int) -> UploadRejected:
-    return UploadRejected(f"the file expands to more than {limit / 1e6:.0f} MB when decompressed; "
-                          "the limit is the same as for plain files")
+    return UploadRejected(
+        f"the file expands to more than {limit / 1e6:.0f} MB when decompressed; "
+        "the limit is the same as for plain files"
+    )
 
 
 def damaged() -> UploadRejected:
@@ -69,13 +71,14 @@ def gunzip(data: bytes, limit: int) -> bytes:
     return b"".join(gunzip_blocks([data], limit))
 
 
-def expanded_head(blocks: Iterable[bytes], stop_after: int, limit: int,
-                  head_bytes: int = 4096) -> tuple[int, bytes]:
+def expanded_head(
+    blocks: Iterable[bytes], stop_after: int, limit: int, head_bytes: int = 4096
+) -> tuple[int, bytes]:
     """Decompressed size of a gzip stream, counted only up to `stop_after` (enough to route it),
     and its first `head_bytes` decompressed bytes (to tell text from binary)."""
     size, head = 0, b""
     for piece in gunzip_blocks(blocks, limit):
-        head += piece[:head_bytes - len(head)]
+        head += piece[: head_bytes - len(head)]
         size += len(piece)
         if size > stop_after:
             break

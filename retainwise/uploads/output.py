@@ -22,8 +22,12 @@ class ResultKeys:
 def result_keys(account: str, prediction_id: str) -> ResultKeys:
     """Under the account, derived from the prediction id: a rerun overwrites, never duplicates."""
     prefix = f"results/{account}/{prediction_id}"
-    return ResultKeys(f"{prefix}/results.csv", f"{prefix}/rejects.csv", f"{prefix}/report.json",
-                      f"{prefix}/report.html")
+    return ResultKeys(
+        f"{prefix}/results.csv",
+        f"{prefix}/rejects.csv",
+        f"{prefix}/report.json",
+        f"{prefix}/report.html",
+    )
 
 
 def shadow_key(account: str, prediction_id: str, version: str) -> str:
@@ -48,8 +52,12 @@ def _starts_with_formula(values: pd.Series) -> np.ndarray:
     try:
         text = pa.array(values, type=pa.string(), from_pandas=True)
     except (pa.ArrowInvalid, pa.ArrowTypeError):  # not all text: Python's str methods cope
-        return values.astype("object").str.startswith(FORMULA_PREFIXES).fillna(False).to_numpy(
-            dtype=bool)
+        return (
+            values.astype("object")
+            .str.startswith(FORMULA_PREFIXES)
+            .fillna(False)
+            .to_numpy(dtype=bool)
+        )
     risky = np.zeros(len(text), dtype=bool)
     for prefix in FORMULA_PREFIXES:
         risky |= pc.fill_null(pc.starts_with(text, prefix), False).to_numpy(zero_copy_only=False)
@@ -59,8 +67,11 @@ def _starts_with_formula(values: pd.Series) -> np.ndarray:
 def neutralise_text_columns(frame: pd.DataFrame) -> pd.DataFrame:
     """Every text column and every header neutralised: rejects echo the customer's cells and
     column names back verbatim."""
-    text = [c for c in frame.columns if frame[c].dtype == object or pd.api.types.is_string_dtype(
-        frame[c])]
+    text = [
+        c
+        for c in frame.columns
+        if frame[c].dtype == object or pd.api.types.is_string_dtype(frame[c])
+    ]
     safe = frame.assign(**{c: neutralise_formulas(frame[c]) for c in text}) if text else frame
     names = neutralise_formulas(pd.Series([str(c) for c in frame.columns], dtype=object))
     return safe.set_axis(names.tolist(), axis="columns") if len(frame.columns) else safe
@@ -78,14 +89,22 @@ def to_csv_bytes(frame: pd.DataFrame, header: bool = True) -> bytes:
     import pyarrow as pa
     import pyarrow.csv as pa_csv
 
-    table = pa.table({str(name): pa.array(_arrow_values(column), from_pandas=True)
-                      for name, column in frame.items()})
-    head = (",".join(_quoted(str(name)) for name in frame.columns) + "\n").encode() if header else b""
+    table = pa.table(
+        {
+            str(name): pa.array(_arrow_values(column), from_pandas=True)
+            for name, column in frame.items()
+        }
+    )
+    head = (
+        (",".join(_quoted(str(name)) for name in frame.columns) + "\n").encode() if header else b""
+    )
     if not len(frame):
         return head
     out = io.BytesIO()
     try:
-        pa_csv.write_csv(table, out, pa_csv.WriteOptions(include_header=False, quoting_style="none"))
+        pa_csv.write_csv(
+            table, out, pa_csv.WriteOptions(include_header=False, quoting_style="none")
+        )
     except pa.ArrowInvalid:  # some value needs quoting: quote every text cell instead
         out = io.BytesIO()
         pa_csv.write_csv(table, out, pa_csv.WriteOptions(include_header=False))

@@ -32,8 +32,9 @@ def scorer(model):
     return getattr(model, "scorer", model.pipeline)
 
 
-def score_file(data: bytes, model, limits: Limits, max_rejected_share: float,
-               reasons: bool = False) -> ScoredFile:
+def score_file(
+    data: bytes, model, limits: Limits, max_rejected_share: float, reasons: bool = False
+) -> ScoredFile:
     """`model` has .pipeline and .profile (a registry LoadedModel or a freshly TrainedModel).
 
     File-level faults raise UploadRejected; too many bad rows leave results None.
@@ -43,12 +44,22 @@ def score_file(data: bytes, model, limits: Limits, max_rejected_share: float,
     marks.append(time.perf_counter())
     upload = validate_upload(table, model.profile, max_rejected_share)
     marks.append(time.perf_counter())
-    results = None if upload.failure else score_frame(
-        scorer(model), model.profile, upload.accepted, upload.customer_ids, reasons=reasons)
+    results = (
+        None
+        if upload.failure
+        else score_frame(
+            scorer(model), model.profile, upload.accepted, upload.customer_ids, reasons=reasons
+        )
+    )
     marks.append(time.perf_counter())
     results_csv = None if results is None else to_csv_bytes(neutralise_results(results))
     rejects_csv = to_csv_bytes(neutralise_text_columns(upload.rejects))
     marks.append(time.perf_counter())
     stages = ("reading", "validating", "scoring", "writing")
-    return ScoredFile(upload, results, results_csv, rejects_csv,
-                      {stage: marks[i + 1] - marks[i] for i, stage in enumerate(stages)})
+    return ScoredFile(
+        upload,
+        results,
+        results_csv,
+        rejects_csv,
+        {stage: marks[i + 1] - marks[i] for i, stage in enumerate(stages)},
+    )

@@ -43,18 +43,21 @@ FIELD_CHARS = csv.field_size_limit()  # 131072: the csv module's own cap on one 
 class Limits:
     """What one upload may cost; each cap ends the upload FAILED with a message naming it."""
 
-    max_bytes: int = 200_000_000          # decompressed size (Settings.max_upload_bytes)
-    max_columns: int = 1000               # fields in the header
-    max_record_bytes: int = 4 * 2**20     # one record (row) in the chunked reader
+    max_bytes: int = 200_000_000  # decompressed size (Settings.max_upload_bytes)
+    max_columns: int = 1000  # fields in the header
+    max_record_bytes: int = 4 * 2**20  # one record (row) in the chunked reader
     max_workbook_bytes: int = 64 * 2**20  # an .xlsx expanded (workbooks are read whole)
-    max_cells: int = 20_000_000           # an .xlsx sheet's declared rows x columns
-    max_shared_strings: int = 2_000_000   # distinct texts an .xlsx declares
+    max_cells: int = 20_000_000  # an .xlsx sheet's declared rows x columns
+    max_shared_strings: int = 2_000_000  # distinct texts an .xlsx declares
 
     @classmethod
-    def from_settings(cls, settings) -> "Limits":
-        return cls(max_bytes=settings.max_upload_bytes, max_columns=settings.max_columns,
-                   max_record_bytes=settings.max_record_bytes,
-                   max_workbook_bytes=settings.chunked_above_bytes)
+    def from_settings(cls, settings) -> Limits:
+        return cls(
+            max_bytes=settings.max_upload_bytes,
+            max_columns=settings.max_columns,
+            max_record_bytes=settings.max_record_bytes,
+            max_workbook_bytes=settings.chunked_above_bytes,
+        )
 
 
 @dataclass
@@ -75,8 +78,9 @@ def read_table(data: bytes, max_bytes: int | None = None) -> pd.DataFrame:
     return read_upload(data, max_bytes).frame
 
 
-def read_upload(data: bytes, max_bytes: int | None = None,
-                limits: Limits | None = None) -> TextTable:
+def read_upload(
+    data: bytes, max_bytes: int | None = None, limits: Limits | None = None
+) -> TextTable:
     """Detect the container (gzip, xlsx, plain text), then the encoding and the delimiter."""
     limits = limits or (Limits(max_bytes=max_bytes) if max_bytes else Limits())
     if not data.strip():
@@ -90,8 +94,11 @@ def read_upload(data: bytes, max_bytes: int | None = None,
         return read_workbook(data, limits)
     refuse_binary(data)
     text, encoding = decode(data)
-    utf8 = data[len(codecs.BOM_UTF8):] if encoding == "utf-8-sig" else (
-        data if encoding == "utf-8" else None)
+    utf8 = (
+        data[len(codecs.BOM_UTF8) :]
+        if encoding == "utf-8-sig"
+        else (data if encoding == "utf-8" else None)
+    )
     table = read_text(text, utf8, limits.max_columns)
     table.source.update(format="csv" + ("+gzip" if compression else ""), encoding=encoding)
     return table
@@ -145,7 +152,7 @@ def sniff(text: str) -> tuple[str, list[str]]:
     and the header it gives."""
     lines = text[:SNIFF_CHARS]
     if len(text) > SNIFF_CHARS:  # drop the last, probably cut, record
-        lines = lines[:lines.rfind("\n") + 1] or lines
+        lines = lines[: lines.rfind("\n") + 1] or lines
     best, best_score, best_header = ",", (0.0, 1), []
     for delimiter in DELIMITERS:
         try:
@@ -167,8 +174,9 @@ def normalise_header(name: str) -> str:
     return re.sub(r"[\s_\-]+", "", str(name)).lower()
 
 
-def read_text(text: str, utf8: bytes | None = None,
-              max_columns: int = Limits.max_columns) -> TextTable:
+def read_text(
+    text: str, utf8: bytes | None = None, max_columns: int = Limits.max_columns
+) -> TextTable:
     """Arrow's multithreaded reader when every row fits the header; the csv module's when not.
 
     `utf8` is the file's bytes when they already are UTF-8 (saves re-encoding a large file).
@@ -198,15 +206,19 @@ def read_regular(data: bytes, delimiter: str, header: list[str]) -> TextTable | 
     try:
         arrow = pa_csv.read_csv(
             io.BytesIO(data),
-            parse_options=pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=True,
-                                              invalid_row_handler=on_misfit),
+            parse_options=pa_csv.ParseOptions(
+                delimiter=delimiter, newlines_in_values=True, invalid_row_handler=on_misfit
+            ),
             convert_options=pa_csv.ConvertOptions(
-                column_types={name: pa.string() for name in header}, null_values=[""],
-                strings_can_be_null=True, quoted_strings_can_be_null=True))
+                column_types={name: pa.string() for name in header},
+                null_values=[""],
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=True,
+            ),
+        )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
-    if misfits or arrow.column_names != header or any(
-            t != pa.string() for t in arrow.schema.types):
+    if misfits or arrow.column_names != header or any(t != pa.string() for t in arrow.schema.types):
         return None
     return TextTable(arrow.to_pandas(), {"delimiter": DELIMITER_NAMES[delimiter]})
 
@@ -290,11 +302,15 @@ def unclosed_quote(text: str, delimiter: str, start_line: int) -> bool:
 def parser_message(error: str, row: int) -> str:
     """The csv module's errors, said in terms of the customer's file."""
     if "unexpected end of data" in error:
-        return (f"the file ends inside a quoted field that starts in data row {row}; "
-                "a closing quote (\") is missing")
+        return (
+            f"the file ends inside a quoted field that starts in data row {row}; "
+            'a closing quote (") is missing'
+        )
     if "field larger than field limit" in error:
-        return (f"data row {row} has a field longer than {FIELD_CHARS} characters (the limit), "
-                "or a quote (\") that is never closed")
+        return (
+            f"data row {row} has a field longer than {FIELD_CHARS} characters (the limit), "
+            'or a quote (") that is never closed'
+        )
     return f"the file is not a readable CSV table (data row {row}): {error.strip()}"
 
 
@@ -305,7 +321,8 @@ def check_shape(table: TextTable, max_columns: int = Limits.max_columns) -> Text
     if len(frame.columns) < 2:
         raise UploadRejected(
             "the file is not a table: found a single column; expected comma, semicolon, tab or "
-            "pipe separated columns")
+            "pipe separated columns"
+        )
     if frame.empty and not table.malformed:
         raise UploadRejected("the file has a header but no data rows")
     return table
@@ -324,7 +341,8 @@ def read_workbook(data: bytes, limits: Limits | None = None) -> TextTable:
         if declared > limits.max_cells:
             raise UploadRejected(
                 f"the workbook's first sheet declares {sheet.max_row} rows x {sheet.max_column} "
-                f"columns; the limit is {limits.max_cells:,} cells; save it as CSV")
+                f"columns; the limit is {limits.max_cells:,} cells; save it as CSV"
+            )
         rows = list(sheet_rows(sheet, limits.max_cells))
         book.close()
     except UploadRejected:
@@ -346,8 +364,13 @@ def read_workbook(data: bytes, limits: Limits | None = None) -> TextTable:
             malformed.append((row_number, misfit_reason(last, width)))
             continue
         body.append(cells[:width] + [np.nan] * (width - len(cells)))
-    frame = pd.DataFrame(body, columns=[str(h) if h is not np.nan else f"Unnamed: {i}"
-                                        for i, h in enumerate(header[:width])], dtype=object)
+    frame = pd.DataFrame(
+        body,
+        columns=[
+            str(h) if h is not np.nan else f"Unnamed: {i}" for i, h in enumerate(header[:width])
+        ],
+        dtype=object,
+    )
     table = TextTable(frame, {"format": "xlsx", "encoding": "n/a", "delimiter": "n/a"}, malformed)
     return check_shape(table, limits.max_columns)
 
@@ -363,10 +386,13 @@ def open_workbook(data: bytes, limits: Limits) -> zipfile.ZipFile:
         if expanded > cap:
             raise UploadRejected(
                 f"the workbook expands to {expanded / 1e6:.0f} MB; workbooks are read whole and "
-                f"the limit is {cap / 1e6:.0f} MB; save it as CSV (CSV files may be larger)")
+                f"the limit is {cap / 1e6:.0f} MB; save it as CSV (CSV files may be larger)"
+            )
         if "xl/workbook.xml" not in names:
-            raise UploadRejected("the file is a ZIP archive, not a CSV or Excel (.xlsx) file; "
-                                 "upload the CSV inside it")
+            raise UploadRejected(
+                "the file is a ZIP archive, not a CSV or Excel (.xlsx) file; "
+                "upload the CSV inside it"
+            )
         if "xl/sharedStrings.xml" in names:
             with archive.open("xl/sharedStrings.xml") as part:
                 head = part.read(1024).decode("utf-8", "replace")
@@ -374,7 +400,8 @@ def open_workbook(data: bytes, limits: Limits) -> zipfile.ZipFile:
             if declared and int(declared[1]) > limits.max_shared_strings:
                 raise UploadRejected(
                     f"the workbook declares {int(declared[1]):,} shared strings; the limit is "
-                    f"{limits.max_shared_strings:,}; save it as CSV")
+                    f"{limits.max_shared_strings:,}; save it as CSV"
+                )
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError):
         raise UploadRejected("the file looks like a ZIP or Excel file but is damaged") from None
     return archive
@@ -386,8 +413,10 @@ def sheet_rows(sheet, max_cells: int):
     for row in sheet.iter_rows(values_only=True):
         cells += max(len(row), 1)
         if cells > max_cells:
-            raise UploadRejected(f"the workbook's first sheet holds more than {max_cells:,} "
-                                 "cells (the limit); save it as CSV")
+            raise UploadRejected(
+                f"the workbook's first sheet holds more than {max_cells:,} "
+                "cells (the limit); save it as CSV"
+            )
         if any(cell is not None and str(cell).strip() for cell in row):
             yield row
 
@@ -405,8 +434,9 @@ def cell_text(value) -> object:
     return str(value)
 
 
-def match_columns(frame: pd.DataFrame, required: list[str],
-                  aliases: dict[str, str] | None = None) -> pd.DataFrame:
+def match_columns(
+    frame: pd.DataFrame, required: list[str], aliases: dict[str, str] | None = None
+) -> pd.DataFrame:
     """Rename headers to the model's names, ignoring case, spaces, underscores and hyphens.
 
     `aliases` maps other header spellings to a required name; two headers for one name is an error.
@@ -421,8 +451,9 @@ def match_columns(frame: pd.DataFrame, required: list[str],
         if name is None:
             continue
         if name in seen:
-            raise UploadRejected(f"columns {seen[name]!r} and {column!r} both match "
-                                 f"{name!r}; keep one of them")
+            raise UploadRejected(
+                f"columns {seen[name]!r} and {column!r} both match {name!r}; keep one of them"
+            )
         seen[name] = column
         renames[column] = name
     return frame.rename(columns=renames)

@@ -12,9 +12,10 @@ run finishes the job; after `max_attempts` claims it is FAILED with the reason i
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from retainwise.adapters import db
 from retainwise.adapters.resources import Resources
@@ -43,24 +44,33 @@ def time_limit(size_bytes: int, settings: Settings) -> float:
 
 
 def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)  # SQLite: naive
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # SQLite: naive
 
 
-def stale_reason(row: dict[str, Any], run_state: str | None, stale_after_seconds: float,
-                 now: datetime) -> str | None:
+def stale_reason(
+    row: dict[str, Any], run_state: str | None, stale_after_seconds: float, now: datetime
+) -> str | None:
     """Why this PROCESSING row is stale, or None while its run may still be working on it."""
     if run_state in ENDED_RUN_STATES:
         return f"flow run {row['flow_run_id']} ended {run_state} while the upload was PROCESSING"
     refreshed = _aware(row["updated_at"] or row["started_at"])  # the claim's last refresh
     silent = (now - refreshed).total_seconds()
     if silent > stale_after_seconds:
-        return (f"PROCESSING with no sign of life for {silent:.0f} s "
-                f"(limit {stale_after_seconds:.0f} s)")
+        return (
+            f"PROCESSING with no sign of life for {silent:.0f} s "
+            f"(limit {stale_after_seconds:.0f} s)"
+        )
     return None
 
 
-def sweep(env: Resources, run_states: RunStates, cancel_run: CancelRun, max_attempts: int = 3,
-          stale_after_seconds: float | None = None, now: datetime | None = None) -> list[Reaped]:
+def sweep(
+    env: Resources,
+    run_states: RunStates,
+    cancel_run: CancelRun,
+    max_attempts: int = 3,
+    stale_after_seconds: float | None = None,
+    now: datetime | None = None,
+) -> list[Reaped]:
     """Requeue or fail every stale PROCESSING row and cancel its old run; each change is
     conditional, so two reapers are safe. `now` (default: the clock) is when ages are
     measured from: tests need not wait."""
@@ -80,8 +90,11 @@ def sweep(env: Resources, run_states: RunStates, cancel_run: CancelRun, max_atte
         log.warning("prediction %s %s: %s", row["id"], outcome.action, reason)
         reaped.append(outcome)
         if row["flow_run_id"] and state not in ENDED_RUN_STATES:
-            _cancel(cancel_run, row["flow_run_id"], f"the reaper {outcome.action} upload "
-                                                    f"{row['id']}: {reason}")
+            _cancel(
+                cancel_run,
+                row["flow_run_id"],
+                f"the reaper {outcome.action} upload {row['id']}: {reason}",
+            )
     return reaped + resend_lost_messages(env, limit, now)
 
 
@@ -93,30 +106,36 @@ def _cancel(cancel_run: CancelRun, flow_run_id: str, why: str) -> None:
         log.exception("could not cancel flow run %s", flow_run_id)
 
 
-def resend_lost_messages(env: Resources, stale_after_seconds: float,
-                         now: datetime | None = None) -> list[Reaped]:
+def resend_lost_messages(
+    env: Resources, stale_after_seconds: float, now: datetime | None = None
+) -> list[Reaped]:
     """PENDING long after its message was sent: send it again (a duplicate is harmless)."""
     now = now or db.utcnow()
     resent = []
     for row in db.pending_since(env.engine, now - timedelta(seconds=stale_after_seconds)):
         _send(env, row, now)
-        resent.append(Reaped(row["id"], "resent", "PENDING with no run after "
-                                                  f"{stale_after_seconds:.0f} s"))
+        resent.append(
+            Reaped(row["id"], "resent", f"PENDING with no run after {stale_after_seconds:.0f} s")
+        )
     return resent
 
 
 def _send(env: Resources, row: dict[str, Any], now: datetime) -> None:
-    message_id = env.queue.send(row["id"], row["account"], row["model_name"],
-                                attempt=row["attempts"] + 1)
+    message_id = env.queue.send(
+        row["id"], row["account"], row["model_name"], attempt=row["attempts"] + 1
+    )
     db.record_queued(env.engine, row["id"], message_id, now)
 
 
-def _requeue_or_fail(env: Resources, row: dict[str, Any], reason: str, max_attempts: int,
-                     now: datetime) -> Reaped | None:
+def _requeue_or_fail(
+    env: Resources, row: dict[str, Any], reason: str, max_attempts: int, now: datetime
+) -> Reaped | None:
     if row["attempts"] >= max_attempts:
-        error = (f"scoring was started {row['attempts']} times and never finished (last: "
-                 f"{reason}); upload the file again, or ask support about flow run "
-                 f"{row['flow_run_id']}")
+        error = (
+            f"scoring was started {row['attempts']} times and never finished (last: "
+            f"{reason}); upload the file again, or ask support about flow run "
+            f"{row['flow_run_id']}"
+        )
         if db.fail_claim(env.engine, row["id"], row["flow_run_id"], error, row["updated_at"]):
             return Reaped(row["id"], "failed", reason)
         return None

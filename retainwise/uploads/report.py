@@ -39,8 +39,9 @@ def numeric_shares(values: pd.Series, feature: FeatureProfile) -> np.ndarray | N
     return np.asarray(shares) if len(shares) == len(feature.bin_shares) else None
 
 
-def categorical_buckets(counts: dict[str | None, int],
-                        feature: FeatureProfile) -> tuple[np.ndarray, np.ndarray] | None:
+def categorical_buckets(
+    counts: dict[str | None, int], feature: FeatureProfile
+) -> tuple[np.ndarray, np.ndarray] | None:
     """(training shares, upload shares) over the training categories, unseen values and missing.
 
     `counts`: rows per value, None for missing (ValidatedUpload.category_counts)."""
@@ -68,19 +69,26 @@ def upload_counts(upload, results: pd.DataFrame | None, profile: ModelProfile) -
                 numeric[feature.name] = shares * len(values)
     tiers = ("HIGH", "MEDIUM", "LOW")
     return {
-        "rows_total": upload.rows_total, "rows_read": upload.quality.get("rows_read", upload.rows_total),
+        "rows_total": upload.rows_total,
+        "rows_read": upload.quality.get("rows_read", upload.rows_total),
         "rows_scored": 0 if results is None else len(results),
         "rows_rejected": upload.rows_rejected,
-        "risk_counts": {tier: 0 if results is None else int((results["churn_risk"] == tier).sum())
-                        for tier in tiers},
+        "risk_counts": {
+            tier: 0 if results is None else int((results["churn_risk"] == tier).sum())
+            for tier in tiers
+        },
         "columns": upload.quality.get("columns", {}),
         "reject_kinds": upload.quality.get("reject_kinds", {}),
         "ignored_columns": upload.quality.get("ignored_columns", []),
-        "source": dict(upload.source), "failure": upload.failure,
-        "category_counts": upload.category_counts, "numeric_counts": numeric,
+        "source": dict(upload.source),
+        "failure": upload.failure,
+        "category_counts": upload.category_counts,
+        "numeric_counts": numeric,
         "probability_counts": np.histogram(
-            [] if results is None else results["churn_probability"], bins=PROBABILITY_BINS,
-            range=(0.0, 1.0))[0],
+            [] if results is None else results["churn_probability"],
+            bins=PROBABILITY_BINS,
+            range=(0.0, 1.0),
+        )[0],
     }
 
 
@@ -97,9 +105,12 @@ def merge_counts(parts: list[dict[str, Any]]) -> dict[str, Any]:
     merged = None
     for part in parts:
         merged = add_counts(merged, part)
-    merged["columns"] = {name: {**column, "unknown_values": top_counts(column["unknown_values"])}
-                         if "unknown_values" in column else column
-                         for name, column in merged["columns"].items()}
+    merged["columns"] = {
+        name: {**column, "unknown_values": top_counts(column["unknown_values"])}
+        if "unknown_values" in column
+        else column
+        for name, column in merged["columns"].items()
+    }
     return merged
 
 
@@ -109,8 +120,10 @@ def _add(mine: Any, theirs: Any) -> Any:
     if isinstance(mine, (int, float, np.ndarray)):
         return mine + theirs
     if isinstance(mine, dict):
-        return {key: _add(mine.get(key), theirs.get(key)) if key in mine else theirs[key]
-                for key in {**mine, **theirs}}
+        return {
+            key: _add(mine.get(key), theirs.get(key)) if key in mine else theirs[key]
+            for key in {**mine, **theirs}
+        }
     return mine
 
 
@@ -128,15 +141,25 @@ def drift_from_counts(counts: dict[str, Any], profile: ModelProfile) -> dict[str
     return scores
 
 
-def build_report(upload, results: pd.DataFrame | None, model, prediction_id: str | None = None,
-                 keys: dict[str, str] | None = None) -> dict[str, Any]:
+def build_report(
+    upload,
+    results: pd.DataFrame | None,
+    model,
+    prediction_id: str | None = None,
+    keys: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """The JSON summary: accounting, risk counts, per-column quality and drift, the model used."""
-    return report_from_counts(upload_counts(upload, results, model.profile), model,
-                              prediction_id, keys)
+    return report_from_counts(
+        upload_counts(upload, results, model.profile), model, prediction_id, keys
+    )
 
 
-def report_from_counts(counts: dict[str, Any], model, prediction_id: str | None = None,
-                       keys: dict[str, str] | None = None) -> dict[str, Any]:
+def report_from_counts(
+    counts: dict[str, Any],
+    model,
+    prediction_id: str | None = None,
+    keys: dict[str, str] | None = None,
+) -> dict[str, Any]:
     rows, profile = counts["rows_read"], model.profile
     scores = drift_from_counts(counts, profile)
     columns = {}
@@ -144,7 +167,8 @@ def report_from_counts(counts: dict[str, Any], model, prediction_id: str | None 
         quality = dict(counts["columns"].get(feature.name, {}))
         missing = quality.pop("missing", 0)
         columns[feature.name] = {
-            **quality, "missing": missing,
+            **quality,
+            "missing": missing,
             "missing_share": round(missing / rows, 6) if rows else 0.0,
             "training_missing_share": round(feature.missing_share, 6),
             "psi": round(scores[feature.name], 6) if feature.name in scores else None,
@@ -154,9 +178,11 @@ def report_from_counts(counts: dict[str, Any], model, prediction_id: str | None 
         "prediction_id": prediction_id,
         "status": "FAILED" if counts["failure"] else "COMPLETED",
         "error": counts["failure"],
-        "model_name": model.name, "model_version": model.version,
+        "model_name": model.name,
+        "model_version": model.version,
         "source": counts["source"],
-        "rows_total": counts["rows_total"], "rows_scored": counts["rows_scored"],
+        "rows_total": counts["rows_total"],
+        "rows_scored": counts["rows_scored"],
         "rows_rejected": counts["rows_rejected"],
         "reject_reasons": counts["reject_kinds"],
         "risk_counts": counts["risk_counts"],
@@ -185,18 +211,25 @@ def _cell(value: Any) -> str:
 
 @functools.cache
 def _template() -> jinja2.Template:
-    env = jinja2.Environment(loader=jinja2.PackageLoader("retainwise.uploads", "templates"),
-                             autoescape=True, undefined=jinja2.StrictUndefined)
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("retainwise.uploads", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
     env.filters["cell"] = _cell
     return env.get_template("report.html")
 
 
 def render_html(report: dict[str, Any]) -> str:
     """A self-contained page (templates/report.html); Jinja2 escapes every value."""
-    summary = [["status", report["status"]], ["rows in the file", report["rows_total"]],
-               ["rows scored", report["rows_scored"]], ["rows rejected", report["rows_rejected"]],
-               ["model", f"{report['model_name']} v{report['model_version']}"],
-               ["read as", ", ".join(f"{k}: {v}" for k, v in report["source"].items())]]
+    summary = [
+        ["status", report["status"]],
+        ["rows in the file", report["rows_total"]],
+        ["rows scored", report["rows_scored"]],
+        ["rows rejected", report["rows_rejected"]],
+        ["model", f"{report['model_name']} v{report['model_version']}"],
+        ["read as", ", ".join(f"{k}: {v}" for k, v in report["source"].items())],
+    ]
     if report.get("error"):
         summary.append(["why it failed", report["error"]])
     risk = report["risk_counts"]
@@ -204,28 +237,48 @@ def render_html(report: dict[str, Any]) -> str:
     reasons = [[k, v] for k, v in sorted(report["reject_reasons"].items(), key=lambda kv: -kv[1])]
     columns, classes = [], []
     for name, c in report["columns"].items():
-        columns.append([name, c.get("kind"), f"{c['missing_share']:.1%}",
-                        f"{c['training_missing_share']:.1%}", c.get("unparseable"),
-                        c.get("out_of_range"), c.get("unknown_values") or c.get("unknown"),
-                        c.get("psi")])
+        columns.append(
+            [
+                name,
+                c.get("kind"),
+                f"{c['missing_share']:.1%}",
+                f"{c['training_missing_share']:.1%}",
+                c.get("unparseable"),
+                c.get("out_of_range"),
+                c.get("unknown_values") or c.get("unknown"),
+                c.get("psi"),
+            ]
+        )
         classes.append("drift" if c["drifted"] else "")
-    return _template().render(report={"ignored_columns": [], **report}, summary=summary,
-                              reasons=reasons, columns=columns, classes=classes) + "\n"
+    return (
+        _template().render(
+            report={"ignored_columns": [], **report},
+            summary=summary,
+            reasons=reasons,
+            columns=columns,
+            classes=classes,
+        )
+        + "\n"
+    )
 
 
 def summary_markdown(report: dict[str, Any], report_key: str) -> str:
     """The Prefect artifact: the summary as a markdown table and where the full report is."""
     risk = report["risk_counts"]
-    rows = [("status", report["status"]), ("rows total", report["rows_total"]),
-            ("rows scored", report["rows_scored"]), ("rows rejected", report["rows_rejected"]),
-            ("model", f"{report['model_name']} v{report['model_version']}"),
-            ("HIGH / MEDIUM / LOW", f"{risk['HIGH']} / {risk['MEDIUM']} / {risk['LOW']}"),
-            ("unknown categories", _plain(report["unknown_categories"])),
-            ("out of range", _plain(report["out_of_range"])),
-            ("drifted features (PSI > 0.2)", ", ".join(report["drifted_features"]) or "none"),
-            ("report", f"`{report_key}` (`retainwise report {report.get('prediction_id')}`)")]
+    rows = [
+        ("status", report["status"]),
+        ("rows total", report["rows_total"]),
+        ("rows scored", report["rows_scored"]),
+        ("rows rejected", report["rows_rejected"]),
+        ("model", f"{report['model_name']} v{report['model_version']}"),
+        ("HIGH / MEDIUM / LOW", f"{risk['HIGH']} / {risk['MEDIUM']} / {risk['LOW']}"),
+        ("unknown categories", _plain(report["unknown_categories"])),
+        ("out of range", _plain(report["out_of_range"])),
+        ("drifted features (PSI > 0.2)", ", ".join(report["drifted_features"]) or "none"),
+        ("report", f"`{report_key}` (`retainwise report {report.get('prediction_id')}`)"),
+    ]
     table = "\n".join(f"| {k} | {str(v).replace('|', '/')} |" for k, v in rows)
-    return (f"## Upload {report.get('prediction_id')}\n\n| | |\n|---|---|\n{table}\n")
+    return f"## Upload {report.get('prediction_id')}\n\n| | |\n|---|---|\n{table}\n"
 
 
 def _plain(counts: dict[str, int]) -> str:

@@ -12,27 +12,39 @@ from __future__ import annotations
 import re
 import time
 from collections import deque
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from models.scoring import score_frame
-from retainwise.uploads import memory, pipeline
 from retainwise.config.errors import UploadRejected
-from retainwise.uploads.output import neutralise_results, neutralise_text_columns, to_csv_bytes
+from retainwise.uploads import memory, pipeline
 from retainwise.uploads.compression import decompressed
-from retainwise.uploads.reading import (Limits, TextTable, read_upload, refuse_binary,
-                                        utf16_without_bom)
+from retainwise.uploads.output import neutralise_results, neutralise_text_columns, to_csv_bytes
+from retainwise.uploads.reading import (
+    Limits,
+    TextTable,
+    read_upload,
+    refuse_binary,
+    utf16_without_bom,
+)
 from retainwise.uploads.report import add_counts, merge_counts, upload_counts
-from retainwise.uploads.validation import (ValidatedUpload, id_hashes, reject_rows, row_numbers,
-                                           too_many_rejected, validate_upload)
+from retainwise.uploads.validation import (
+    ValidatedUpload,
+    id_hashes,
+    reject_rows,
+    row_numbers,
+    too_many_rejected,
+    validate_upload,
+)
 
-CHUNK_BYTES = 8 * 2**20           # the default of Settings.chunk_bytes
-SCORERS = 2                       # chunks scored at once (one per core here)
-IN_FLIGHT = SCORERS               # chunks validated but not yet written: bounds memory
+CHUNK_BYTES = 8 * 2**20  # the default of Settings.chunk_bytes
+SCORERS = 2  # chunks scored at once (one per core here)
+IN_FLIGHT = SCORERS  # chunks validated but not yet written: bounds memory
 NOT_BLANK = re.compile(rb"\S")
 
 
@@ -46,8 +58,10 @@ def refuse_unstreamable(head: bytes) -> None:
     is downloaded whole: binary formats by name, UTF-16 with a hint."""
     refuse_binary(head)
     if head[:2] in (b"\xff\xfe", b"\xfe\xff") or utf16_without_bom(head) is not None:
-        raise UploadRejected("UTF-16 files over the chunked size are not read; save the file as "
-                             "UTF-8 CSV (it is also half the size)")
+        raise UploadRejected(
+            "UTF-16 files over the chunked size are not read; save the file as "
+            "UTF-8 CSV (it is also half the size)"
+        )
     raise UploadRejected("the file is not a CSV text file (it contains binary data)")
 
 
@@ -66,8 +80,11 @@ def record_end(buffer: bytes | bytearray, start: int = 0) -> int | None:
     return cut + 1 if cut >= 0 else None
 
 
-def record_chunks(blocks: Iterable[bytes], chunk_bytes: int = CHUNK_BYTES,
-                  max_record_bytes: int = Limits.max_record_bytes) -> Iterator[bytes]:
+def record_chunks(
+    blocks: Iterable[bytes],
+    chunk_bytes: int = CHUNK_BYTES,
+    max_record_bytes: int = Limits.max_record_bytes,
+) -> Iterator[bytes]:
     """Re-cut a byte stream into pieces of about `chunk_bytes`, each the header plus whole records.
 
     The bytes held are bounded: a record (or header) longer than `max_record_bytes`, which is
@@ -114,7 +131,8 @@ def refuse_long_record(held: int, max_record_bytes: int, what: str) -> None:
     if held > max_record_bytes:
         raise UploadRejected(
             f"{what} of the file is longer than {max_record_bytes / 2**20:.0f} MiB (the limit for "
-            "one row): a quote (\") is never closed, or the file has no line breaks")
+            'one row): a quote (") is never closed, or the file has no line breaks'
+        )
 
 
 def _first_record_end(buffer: bytearray) -> int | None:
@@ -157,8 +175,11 @@ class SeenIds:
     def add(self, hashes: np.ndarray, rows: np.ndarray) -> None:
         order = np.argsort(hashes, kind="stable")
         self.runs.append((hashes[order], rows[order].astype(np.int32)))
-        while (len(self.runs) > 1 and len(self.runs[-1][0]) >= len(self.runs[-2][0])
-               and len(self.runs[-1][0]) + len(self.runs[-2][0]) <= self.MERGE_LIMIT):
+        while (
+            len(self.runs) > 1
+            and len(self.runs[-1][0]) >= len(self.runs[-2][0])
+            and len(self.runs[-1][0]) + len(self.runs[-2][0]) <= self.MERGE_LIMIT
+        ):
             newer, older = self.runs.pop(), self.runs.pop()
             self.runs.append(merge_sorted(older, newer))
 
@@ -177,8 +198,9 @@ class SeenIds:
         return first
 
 
-def merge_sorted(first: tuple[np.ndarray, np.ndarray],
-                 second: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def merge_sorted(
+    first: tuple[np.ndarray, np.ndarray], second: tuple[np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
     """Two sorted runs of (keys, rows) as one, by placing the second's entries among the
     first's: no sort, and only an index per entry of the second beside the result."""
     (k1, r1), (k2, r2) = first, second
@@ -198,8 +220,9 @@ class Totals:
     rows_rejected: int = 0
     examples: list[tuple[int, str]] = field(default_factory=list)  # first rejects, for the message
     counts: dict[str, Any] | None = None  # the report counts of the chunks so far, added up
-    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
-        ("reading", "validating", "scoring", "writing"), 0.0))
+    seconds: dict[str, float] = field(
+        default_factory=lambda: dict.fromkeys(("reading", "validating", "scoring", "writing"), 0.0)
+    )
 
     def timed(self, stage: str, started: float) -> None:
         self.seconds[stage] += time.perf_counter() - started
@@ -232,15 +255,24 @@ def validate_piece(table: TextTable, profile, offset: int, seen: SeenIds) -> Val
     duplicate = first_seen > 0
     if not duplicate.any():
         return replace(upload, rejects=rejects)
-    later = reject_rows(table.frame.reset_index(drop=True), positions[duplicate],
-                        numbers[positions[duplicate]],
-                        [f"duplicate customer id; already scored from row {row}"
-                         for row in first_seen[duplicate]])
-    return drop_accepted(upload, duplicate, pd.concat([rejects, later], ignore_index=True)
-                         .sort_values("row_number", kind="stable", ignore_index=True))
+    later = reject_rows(
+        table.frame.reset_index(drop=True),
+        positions[duplicate],
+        numbers[positions[duplicate]],
+        [f"duplicate customer id; already scored from row {row}" for row in first_seen[duplicate]],
+    )
+    return drop_accepted(
+        upload,
+        duplicate,
+        pd.concat([rejects, later], ignore_index=True).sort_values(
+            "row_number", kind="stable", ignore_index=True
+        ),
+    )
 
 
-def drop_accepted(upload: ValidatedUpload, drop: np.ndarray, rejects: pd.DataFrame) -> ValidatedUpload:
+def drop_accepted(
+    upload: ValidatedUpload, drop: np.ndarray, rejects: pd.DataFrame
+) -> ValidatedUpload:
     """The upload without the accepted rows in `drop` (now in `rejects`), its counts kept true."""
     dropped = upload.accepted.loc[drop]
     counts = {name: dict(per_value) for name, per_value in upload.category_counts.items()}
@@ -250,22 +282,28 @@ def drop_accepted(upload: ValidatedUpload, drop: np.ndarray, rejects: pd.DataFra
             per_value[key] = per_value.get(key, 0) - int(count)
     kinds = dict(upload.quality.get("reject_kinds", {}))
     kinds["duplicate id"] = kinds.get("duplicate id", 0) + int(drop.sum())
-    return replace(upload, accepted=upload.accepted.loc[~drop],
-                   customer_ids=upload.customer_ids[~drop], rejects=rejects,
-                   quality={**upload.quality, "reject_kinds": kinds}, category_counts=counts)
+    return replace(
+        upload,
+        accepted=upload.accepted.loc[~drop],
+        customer_ids=upload.customer_ids[~drop],
+        rejects=rejects,
+        quality={**upload.quality, "reject_kinds": kinds},
+        category_counts=counts,
+    )
 
 
 def score_piece(model, upload: ValidatedUpload, reasons: bool) -> tuple[pd.DataFrame, dict]:
     """Results and report counts of one validated chunk; runs in a scorer thread (the trees
     release the GIL, so two chunks score at once while the next one is validated)."""
-    results = score_frame(pipeline.scorer(model), model.profile, upload.accepted,
-                          upload.customer_ids,
-                          reasons=reasons)
+    results = score_frame(
+        pipeline.scorer(model), model.profile, upload.accepted, upload.customer_ids, reasons=reasons
+    )
     return results, upload_counts(upload, results, model.profile)
 
 
-def write_piece(scored: Future, rejects: pd.DataFrame, files: tuple, first: bool,
-                totals: Totals) -> dict:
+def write_piece(
+    scored: Future, rejects: pd.DataFrame, files: tuple, first: bool, totals: Totals
+) -> dict:
     """Append one chunk's results and rejects, in file order (one writer thread)."""
     results, counts = scored.result()
     started = time.perf_counter()
@@ -276,9 +314,16 @@ def write_piece(scored: Future, rejects: pd.DataFrame, files: tuple, first: bool
     return counts
 
 
-def score_stream(blocks: Iterable[bytes], model, max_rejected_share: float, results_file,
-                 rejects_file, chunk_bytes: int = CHUNK_BYTES, reasons: bool = False,
-                 limits: Limits = Limits()) -> tuple[dict[str, Any], Totals]:
+def score_stream(
+    blocks: Iterable[bytes],
+    model,
+    max_rejected_share: float,
+    results_file,
+    rejects_file,
+    chunk_bytes: int = CHUNK_BYTES,
+    reasons: bool = False,
+    limits: Limits = Limits(),
+) -> tuple[dict[str, Any], Totals]:
     """Score a byte stream into two open binary files; returns the report counts and timings.
 
     Chunks are read and validated in order (row numbers and duplicate ids span chunks), scored
@@ -286,11 +331,14 @@ def score_stream(blocks: Iterable[bytes], model, max_rejected_share: float, resu
     """
     totals, seen, columns = Totals(), SeenIds(), None
     memory.bound_allocator()
-    with ThreadPoolExecutor(SCORERS, thread_name_prefix="score-chunk") as scorers, \
-            ThreadPoolExecutor(1, thread_name_prefix="write-results") as writer:
+    with (
+        ThreadPoolExecutor(SCORERS, thread_name_prefix="score-chunk") as scorers,
+        ThreadPoolExecutor(1, thread_name_prefix="write-results") as writer,
+    ):
         pending: deque[Future] = deque()
-        pieces = record_chunks(decompressed(blocks, limits.max_bytes), chunk_bytes,
-                               limits.max_record_bytes)
+        pieces = record_chunks(
+            decompressed(blocks, limits.max_bytes), chunk_bytes, limits.max_record_bytes
+        )
         for index, piece in enumerate(_prefetched(pieces, totals)):
             started = time.perf_counter()
             table = read_piece(piece, index == 0, limits)
@@ -305,16 +353,20 @@ def score_stream(blocks: Iterable[bytes], model, max_rejected_share: float, resu
             totals.rows_rejected += len(rejects)
             totals.examples += list(zip(rejects["row_number"][:3], rejects["reason"][:3]))
             scored = scorers.submit(_timed, totals, "scoring", score_piece, model, upload, reasons)
-            pending.append(writer.submit(write_piece, scored, rejects, (results_file, rejects_file),
-                                         index == 0, totals))
+            pending.append(
+                writer.submit(
+                    write_piece, scored, rejects, (results_file, rejects_file), index == 0, totals
+                )
+            )
             del table, upload, rejects
             while len(pending) > IN_FLIGHT:
                 totals.add(pending.popleft().result())
         for job in pending:
             totals.add(job.result())
     counts = merge_counts([totals.counts])
-    counts["failure"] = too_many_rejected(totals.rows_rejected, totals.rows_total,
-                                          max_rejected_share, sorted(totals.examples))
+    counts["failure"] = too_many_rejected(
+        totals.rows_rejected, totals.rows_total, max_rejected_share, sorted(totals.examples)
+    )
     return counts, totals
 
 
@@ -328,6 +380,7 @@ def _timed(totals: Totals, stage: str, function, *args):
 
 def _prefetched(pieces: Iterator[bytes], totals: Totals) -> Iterator[bytes]:
     """Read and cut the next chunk in a thread while the current one is validated."""
+
     def take() -> bytes | None:
         started = time.perf_counter()
         piece = next(pieces, None)
@@ -347,5 +400,7 @@ def _prefetched(pieces: Iterator[bytes], totals: Totals) -> Iterator[bytes]:
 def is_large(size: int, max_bytes: int, above_bytes: int) -> bool:
     """True if a file of `size` bytes should be scored in chunks; refuses one over the limit."""
     if size > max_bytes:
-        raise UploadRejected(f"the file is {size / 1e6:.0f} MB; the limit is {max_bytes / 1e6:.0f} MB")
+        raise UploadRejected(
+            f"the file is {size / 1e6:.0f} MB; the limit is {max_bytes / 1e6:.0f} MB"
+        )
     return size > above_bytes

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import difflib
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import islice
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -48,19 +49,20 @@ CAST_SAMPLE = 2000  # cells tried before casting a whole column, so a doomed cas
 
 @dataclass
 class ValidatedUpload:
-    accepted: pd.DataFrame           # features ready to score (numbers float64); index = data row
-    customer_ids: pd.Series          # aligned with `accepted`
-    rejects: pd.DataFrame            # row_number, reason, then the row's original cells
+    accepted: pd.DataFrame  # features ready to score (numbers float64); index = data row
+    customer_ids: pd.Series  # aligned with `accepted`
+    rejects: pd.DataFrame  # row_number, reason, then the row's original cells
     rows_total: int
-    failure: str | None = None       # set when too many rows were rejected: the upload FAILS
+    failure: str | None = None  # set when too many rows were rejected: the upload FAILS
     quality: dict[str, Any] = field(default_factory=dict)  # per-column counts for the report
-    source: dict[str, str] = field(default_factory=dict)   # how the file was read
+    source: dict[str, str] = field(default_factory=dict)  # how the file was read
     # per categorical feature, accepted rows per training-spelled value (None: missing), for drift
     category_counts: dict[str, dict[str | None, int]] = field(default_factory=dict)
 
     @property
     def rows_rejected(self) -> int:
         return len(self.rejects)
+
 
 def unknown_categories(columns: dict[str, dict[str, Any]]) -> dict[str, int]:
     """Per column, the rows whose category training never saw (scored, but counted)."""
@@ -84,12 +86,15 @@ def require_columns(frame: pd.DataFrame, profile: ModelProfile) -> pd.DataFrame:
         return f" (did you mean {keys[close[0]]!r}?)" if close else ""
 
     if profile.id_column and profile.id_column not in frame.columns:
-        raise UploadRejected(f"no customer id column: expected a column named "
-                             f"{profile.id_column!r}{hint(profile.id_column)}")
+        raise UploadRejected(
+            f"no customer id column: expected a column named "
+            f"{profile.id_column!r}{hint(profile.id_column)}"
+        )
     missing = [name for name in profile.feature_names if name not in frame.columns]
     if missing:
-        raise UploadRejected("missing required columns: "
-                             + ", ".join(f"{name}{hint(name)}" for name in missing))
+        raise UploadRejected(
+            "missing required columns: " + ", ".join(f"{name}{hint(name)}" for name in missing)
+        )
     return frame
 
 
@@ -98,15 +103,21 @@ def numeric_bounds(profile: ModelProfile) -> dict[str, tuple[float, float]]:
     for feature in profile.features:
         if feature.kind == "numeric" and feature.minimum is not None:
             span = max(feature.maximum - feature.minimum, 1.0)
-            bounds[feature.name] = (feature.minimum - RANGE_MARGIN * span,
-                                    feature.maximum + RANGE_MARGIN * span)
+            bounds[feature.name] = (
+                feature.minimum - RANGE_MARGIN * span,
+                feature.maximum + RANGE_MARGIN * span,
+            )
     return bounds
 
 
 def is_flag(feature: FeatureProfile) -> bool:
     """A 0/1 numeric feature, where Yes/No, True/False and Y/N mean 1/0."""
-    return (feature.kind == "numeric" and feature.minimum is not None
-            and feature.minimum >= 0 and feature.maximum <= 1)
+    return (
+        feature.kind == "numeric"
+        and feature.minimum is not None
+        and feature.minimum >= 0
+        and feature.maximum <= 1
+    )
 
 
 def clean_text(column: pd.Series) -> pd.Series:
@@ -133,8 +144,12 @@ def to_float(text: pa.Array) -> pa.Array:
     try:
         return pc.cast(text, pa.float64())
     except pa.ArrowInvalid:
-        return pa.array(pd.to_numeric(pd.Series(text.to_pylist(), dtype=object),
-                                      errors="coerce").astype("float64"), from_pandas=True)
+        return pa.array(
+            pd.to_numeric(pd.Series(text.to_pylist(), dtype=object), errors="coerce").astype(
+                "float64"
+            ),
+            from_pandas=True,
+        )
 
 
 def cast_whole(column, comma_decimal: bool) -> np.ndarray | None:
@@ -160,8 +175,9 @@ def parse_numbers(raw: pd.Series, comma_decimal: bool, flag: bool) -> tuple[pd.S
     if values is not None:
         return pd.Series(values, index=raw.index), pd.Series(False, index=raw.index)
     plain = pc.fill_null(pc.match_substring_regex(text, PLAIN_NUMBER), True)
-    values = np.array(to_float(pc.if_else(plain, text, pa.scalar(None, text.type))),
-                      dtype="float64")  # a writable copy
+    values = np.array(
+        to_float(pc.if_else(plain, text, pa.scalar(None, text.type))), dtype="float64"
+    )  # a writable copy
     pending = np.flatnonzero(~plain.to_numpy(zero_copy_only=False))
     parsed, bad = parse_notations(text.take(pending), comma_decimal, flag)
     values[pending] = parsed
@@ -170,8 +186,9 @@ def parse_numbers(raw: pd.Series, comma_decimal: bool, flag: bool) -> tuple[pd.S
     return pd.Series(values, index=raw.index), pd.Series(unparseable, index=raw.index)
 
 
-def parse_notations(text: pa.Array, comma_decimal: bool,
-                    flag: bool) -> tuple[np.ndarray, np.ndarray]:
+def parse_notations(
+    text: pa.Array, comma_decimal: bool, flag: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """Numbers from grouped, decimal-comma, boolean or missing-marker text: (values, unparseable)."""
     null = pa.scalar(None, text.type)
     lower = pc.utf8_lower(text)
@@ -189,8 +206,10 @@ def parse_notations(text: pa.Array, comma_decimal: bool,
             hit = pc.is_in(lower, value_set=pa.array(sorted(spelling), text.type))
             parsed = pc.if_else(hit, pa.scalar(number), parsed)
     bad = pc.and_(pc.invert(missing), pc.is_null(parsed))
-    return (parsed.to_numpy(zero_copy_only=False),
-            pc.fill_null(bad, False).to_numpy(zero_copy_only=False))
+    return (
+        parsed.to_numpy(zero_copy_only=False),
+        pc.fill_null(bad, False).to_numpy(zero_copy_only=False),
+    )
 
 
 def category_lookup(feature: FeatureProfile) -> dict[str, str]:
@@ -212,12 +231,15 @@ def factorize_text(raw: pd.Series) -> tuple[np.ndarray, list]:
     if isinstance(text, pa.ChunkedArray):
         text = text.combine_chunks()
     encoded = pc.dictionary_encode(text)
-    return (pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False),
-            encoded.dictionary.to_pylist())
+    return (
+        pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False),
+        encoded.dictionary.to_pylist(),
+    )
 
 
-def parse_categories(raw: pd.Series,
-                     feature: FeatureProfile) -> tuple[pd.Series, dict[str, Any], tuple]:
+def parse_categories(
+    raw: pd.Series, feature: FeatureProfile
+) -> tuple[pd.Series, dict[str, Any], tuple]:
     """(training spelling of each value, counts for the report, (codes, spellings, rows per
     code) for drift); Python runs per distinct value, not per cell."""
     codes, uniques = factorize_text(raw)
@@ -235,10 +257,16 @@ def parse_categories(raw: pd.Series,
             missing += int(count)
         elif value not in known and count:
             unknown[value] = unknown.get(value, 0) + int(count)
-    return (values,
-            {"kind": "categorical", "missing": missing,
-             "unknown": sum(unknown.values()), "unknown_values": top_counts(unknown)},
-            (codes, canonical, rows_per_code))
+    return (
+        values,
+        {
+            "kind": "categorical",
+            "missing": missing,
+            "unknown": sum(unknown.values()),
+            "unknown_values": top_counts(unknown),
+        },
+        (codes, canonical, rows_per_code),
+    )
 
 
 def code_counts(codes: np.ndarray, distinct: int) -> np.ndarray:
@@ -250,12 +278,16 @@ def category_column(codes: np.ndarray, canonical: list, index: pd.Index) -> pd.S
     """The training spellings as a pandas Categorical (NaN = missing): the encoder reads its
     integer codes instead of hashing every cell's text again."""
     position: dict[str, int] = {}  # several spellings may map to one training category
-    table = [-1 if value is np.nan else position.setdefault(value, len(position))
-             for value in canonical] + [-1]  # code -1 -> last, missing
+    table = [
+        -1 if value is np.nan else position.setdefault(value, len(position)) for value in canonical
+    ] + [-1]  # code -1 -> last, missing
     table = np.array(table, dtype=np.int8 if len(position) < 127 else np.int32)
     categories = pd.Index(list(position), dtype=object)
-    return pd.Series(pd.Categorical.from_codes(table[codes], categories=categories,
-                                               validate=False), index=index, copy=False)
+    return pd.Series(
+        pd.Categorical.from_codes(table[codes], categories=categories, validate=False),
+        index=index,
+        copy=False,
+    )
 
 
 def value_counts(rows_per_code: np.ndarray, canonical: list) -> dict[str | None, int]:
@@ -273,11 +305,18 @@ def build_expectations(profile: ModelProfile) -> list[tuple[Any, str]]:
 
     checks = []
     if profile.id_column:
-        checks.append((gx.expectations.ExpectColumnValuesToNotBeNull(column=ID_PRESENT),
-                       "missing id"))
+        checks.append(
+            (gx.expectations.ExpectColumnValuesToNotBeNull(column=ID_PRESENT), "missing id")
+        )
     for name, (low, high) in numeric_bounds(profile).items():
-        checks.append((gx.expectations.ExpectColumnValuesToBeBetween(
-            column=name, min_value=low, max_value=high), f"out of range: {name}"))
+        checks.append(
+            (
+                gx.expectations.ExpectColumnValuesToBeBetween(
+                    column=name, min_value=low, max_value=high
+                ),
+                f"out of range: {name}",
+            )
+        )
     return checks
 
 
@@ -307,24 +346,35 @@ def failing_rows(checked: pd.DataFrame, profile: ModelProfile) -> dict[str, np.n
 
     if checked.empty or not build_expectations(profile):
         return {}
-    validator = Validator(_batch_definition(), result_format={"result_format": "BOOLEAN_ONLY"},
-                          batch_parameters={"dataframe": checked})
-    failed = {check for check, outcome in run_suite(validator, profile, None)
-              if not outcome.success}
+    validator = Validator(
+        _batch_definition(),
+        result_format={"result_format": "BOOLEAN_ONLY"},
+        batch_parameters={"dataframe": checked},
+    )
+    failed = {
+        check for check, outcome in run_suite(validator, profile, None) if not outcome.success
+    }
     if not failed:
         return {}
-    validator.result_format = {"result_format": "COMPLETE", "partial_unexpected_count": 0,
-                               "return_unexpected_index_query": False}
-    return {check: np.asarray(outcome.result.get("unexpected_index_list") or [], dtype=np.int64)
-            for check, outcome in run_suite(validator, profile, failed) if not outcome.success}
+    validator.result_format = {
+        "result_format": "COMPLETE",
+        "partial_unexpected_count": 0,
+        "return_unexpected_index_query": False,
+    }
+    return {
+        check: np.asarray(outcome.result.get("unexpected_index_list") or [], dtype=np.int64)
+        for check, outcome in run_suite(validator, profile, failed)
+        if not outcome.success
+    }
 
 
 def run_suite(validator, profile: ModelProfile, only: set[str] | None) -> list[tuple[str, Any]]:
     """(check name, GX result) of the profile's expectations (those named in `only`, if given)."""
     import great_expectations as gx
 
-    checks = [(e, check) for e, check in build_expectations(profile)
-              if only is None or check in only]
+    checks = [
+        (e, check) for e, check in build_expectations(profile) if only is None or check in only
+    ]
     suite = gx.ExpectationSuite(name="upload", expectations=[e for e, _ in checks])
     result = validator.validate_expectation_suite(suite)
     for outcome in result.results:
@@ -352,8 +402,9 @@ class Reasons:
         self.rejected |= new
 
 
-def cast_features(frame: pd.DataFrame, profile: ModelProfile, ids: pd.Series,
-                  comma_decimal: bool) -> tuple[dict, pd.DataFrame, dict, dict, dict]:
+def cast_features(
+    frame: pd.DataFrame, profile: ModelProfile, ids: pd.Series, comma_decimal: bool
+) -> tuple[dict, pd.DataFrame, dict, dict, dict]:
     """(features to score, float64 check frame for GX, per-column counts, unparseable masks,
     category codes)."""
     checked = pd.DataFrame({ID_PRESENT: np.where(ids.notna(), 1.0, np.nan)}, index=frame.index)
@@ -363,16 +414,24 @@ def cast_features(frame: pd.DataFrame, profile: ModelProfile, ids: pd.Series,
         if feature.kind == "numeric":
             values, unparseable[feature.name] = parse_numbers(raw, comma_decimal, is_flag(feature))
             checked[feature.name] = values
-            columns[feature.name] = {"kind": "numeric", "missing": int(values.isna().sum()),
-                                     "unparseable": int(unparseable[feature.name].sum())}
+            columns[feature.name] = {
+                "kind": "numeric",
+                "missing": int(values.isna().sum()),
+                "unparseable": int(unparseable[feature.name].sum()),
+            }
         else:
             values, columns[feature.name], codes[feature.name] = parse_categories(raw, feature)
         prepared[feature.name] = values
     return prepared, checked, columns, unparseable, codes
 
 
-def row_reasons(frame: pd.DataFrame, profile: ModelProfile, checked: pd.DataFrame,
-                columns: dict, unparseable: dict) -> Reasons:
+def row_reasons(
+    frame: pd.DataFrame,
+    profile: ModelProfile,
+    checked: pd.DataFrame,
+    columns: dict,
+    unparseable: dict,
+) -> Reasons:
     """Missing id, then unparseable, then out-of-range (the last two from the GX suite)."""
     rows = len(frame)
     failing = failing_rows(checked, profile)
@@ -385,40 +444,57 @@ def row_reasons(frame: pd.DataFrame, profile: ModelProfile, checked: pd.DataFram
     reasons = Reasons(rows)
     reasons.add(mask_of("missing id"), "missing id", "customer id is missing")
     for name, mask in unparseable.items():
-        reasons.add(mask.to_numpy(), f"not a number: {name}", lambda pos, raw=frame[name], n=name: [
-            f"{n}: {v!r} is not a number" for v in raw.iloc[pos]])
+        reasons.add(
+            mask.to_numpy(),
+            f"not a number: {name}",
+            lambda pos, raw=frame[name], n=name: [
+                f"{n}: {v!r} is not a number" for v in raw.iloc[pos]
+            ],
+        )
     for name, (low, high) in numeric_bounds(profile).items():
         mask = mask_of(f"out of range: {name}")
         columns[name]["out_of_range"] = int(mask.sum())
         values = checked[name].to_numpy()
-        reasons.add(mask, f"out of range: {name}", lambda pos, v=values, n=name, lo=low, hi=high: [
-            f"{n}: {x:g} is outside the plausible range {lo:g} to {hi:g}" for x in v[pos]])
+        reasons.add(
+            mask,
+            f"out of range: {name}",
+            lambda pos, v=values, n=name, lo=low, hi=high: [
+                f"{n}: {x:g} is outside the plausible range {lo:g} to {hi:g}" for x in v[pos]
+            ],
+        )
     return reasons
 
 
-def too_many_rejected(rejected: int, rows_total: int, share: float,
-                      examples: Iterable[tuple[int, str]]) -> str | None:
+def too_many_rejected(
+    rejected: int, rows_total: int, share: float, examples: Iterable[tuple[int, str]]
+) -> str | None:
     """The upload's failure when more than `share` of its rows were rejected, else None."""
     if not rows_total or rejected / rows_total <= share:
         return None
     sample = "; ".join(f"row {row}: {why}" for row, why in islice(examples, REJECT_SAMPLE))
-    return (f"{rejected} of {rows_total} rows are invalid (more than {share:.0%}); "
-            f"for example {sample}")
+    return (
+        f"{rejected} of {rows_total} rows are invalid (more than {share:.0%}); for example {sample}"
+    )
 
 
-def validate_upload(table: TextTable | pd.DataFrame, profile: ModelProfile,
-                    max_rejected_share: float = 0.5) -> ValidatedUpload:
+def validate_upload(
+    table: TextTable | pd.DataFrame, profile: ModelProfile, max_rejected_share: float = 0.5
+) -> ValidatedUpload:
     """Cast, check, reject rows with reasons; `failure` is set when too many rows are rejected."""
     if isinstance(table, pd.DataFrame):
         table = TextTable(table)
     original = table.frame.reset_index(drop=True)
     frame = require_columns(original, profile)
     rows = len(frame)
-    ids = (clean_text(frame[profile.id_column]) if profile.id_column
-           else pd.Series(np.arange(1, rows + 1).astype(str), dtype=TEXT))
+    ids = (
+        clean_text(frame[profile.id_column])
+        if profile.id_column
+        else pd.Series(np.arange(1, rows + 1).astype(str), dtype=TEXT)
+    )
     comma_decimal = table.source.get("delimiter", "comma") != "comma"
-    prepared, checked, columns, unparseable, codes = cast_features(frame, profile, ids,
-                                                                   comma_decimal)
+    prepared, checked, columns, unparseable, codes = cast_features(
+        frame, profile, ids, comma_decimal
+    )
     reasons = row_reasons(frame, profile, checked, columns, unparseable)
     numbers = row_numbers(rows, table.malformed)
     add_duplicates(reasons, ids, numbers)
@@ -426,24 +502,48 @@ def validate_upload(table: TextTable | pd.DataFrame, profile: ModelProfile,
     rejects = reject_table(original, reasons, numbers, table.malformed)
     rows_total = rows + len(table.malformed)
     known = set(profile.feature_names) | {profile.id_column}
-    quality = {"rows_read": rows, "columns": columns,
-               "reject_kinds": reject_kinds(reasons, table.malformed),
-               "ignored_columns": [c for c in frame.columns if c not in known]}
+    quality = {
+        "rows_read": rows,
+        "columns": columns,
+        "reject_kinds": reject_kinds(reasons, table.malformed),
+        "ignored_columns": [c for c in frame.columns if c not in known],
+    }
     keep = np.flatnonzero(~reasons.rejected)
     every_row = len(keep) == rows
     index = frame.index if every_row else frame.index[keep]
-    accepted = pd.DataFrame({  # Series keep their dtype: pandas 3 would infer `str` from arrays
-        name: values if every_row else values.iloc[keep].set_axis(index)
-        for name, values in prepared.items()}, index=index)
+    accepted = pd.DataFrame(
+        {  # Series keep their dtype: pandas 3 would infer `str` from arrays
+            name: values if every_row else values.iloc[keep].set_axis(index)
+            for name, values in prepared.items()
+        },
+        index=index,
+    )
     rejected = np.flatnonzero(reasons.rejected)
-    counts = {name: value_counts(per_code if every_row else  # all rows less the rejected ones
-                                 per_code - code_counts(c[rejected], len(spellings)), spellings)
-              for name, (c, spellings, per_code) in codes.items()}
-    return ValidatedUpload(accepted, ids if every_row else ids.iloc[keep], rejects, rows_total,
-                           too_many_rejected(
-                               len(rejects), rows_total, max_rejected_share,
-                               zip(rejects["row_number"], rejects["reason"])), quality,
-                           dict(table.source), counts)
+    counts = {
+        name: value_counts(
+            per_code
+            if every_row
+            # all rows less the rejected ones
+            else per_code - code_counts(c[rejected], len(spellings)),
+            spellings,
+        )
+        for name, (c, spellings, per_code) in codes.items()
+    }
+    return ValidatedUpload(
+        accepted,
+        ids if every_row else ids.iloc[keep],
+        rejects,
+        rows_total,
+        too_many_rejected(
+            len(rejects),
+            rows_total,
+            max_rejected_share,
+            zip(rejects["row_number"], rejects["reason"]),
+        ),
+        quality,
+        dict(table.source),
+        counts,
+    )
 
 
 def add_duplicates(reasons: Reasons, ids: pd.Series, numbers: np.ndarray) -> None:
@@ -468,8 +568,13 @@ def add_duplicates(reasons: Reasons, ids: pd.Series, numbers: np.ndarray) -> Non
     first_row[candidates[later]] = candidates[first[codes[later]]]
     duplicate = np.zeros(len(reasons.rejected), dtype=bool)
     duplicate[candidates[later]] = True
-    reasons.add(duplicate, "duplicate id", lambda pos: [
-        f"duplicate customer id; already scored from row {numbers[first_row[p]]}" for p in pos])
+    reasons.add(
+        duplicate,
+        "duplicate id",
+        lambda pos: [
+            f"duplicate customer id; already scored from row {numbers[first_row[p]]}" for p in pos
+        ],
+    )
 
 
 MIX1, MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)  # splitmix64's finaliser
@@ -492,13 +597,15 @@ def id_hashes(ids: pd.Series) -> np.ndarray:
         text = text.combine_chunks()
     text = text.cast(pa.large_string())
     offsets = np.frombuffer(text.buffers()[1], dtype=np.int64)[
-        text.offset:text.offset + len(text) + 1]
+        text.offset : text.offset + len(text) + 1
+    ]
     base, end = int(offsets[0]), int(offsets[-1])
     padded = np.zeros(end - base + 8, dtype=np.uint8)  # 8 spare bytes: every read is in bounds
     if end > base:
-        padded[:end - base] = np.frombuffer(text.buffers()[2], dtype=np.uint8)[base:end]
+        padded[: end - base] = np.frombuffer(text.buffers()[2], dtype=np.uint8)[base:end]
     words = np.lib.stride_tricks.as_strided(  # words[i] = the 8 bytes from byte i on
-        padded, shape=(len(padded) - 7, 8), strides=(1, 1)).view("<u8")[:, 0]
+        padded, shape=(len(padded) - 7, 8), strides=(1, 1)
+    ).view("<u8")[:, 0]
     starts, lengths = offsets[:-1] - base, np.diff(offsets)
     if text.null_count:  # Arrow lets a null slot hold bytes; a missing id hashes as ""
         lengths = np.where(pc.is_null(text).to_numpy(zero_copy_only=False), 0, lengths)
@@ -509,8 +616,11 @@ def id_hashes(ids: pd.Series) -> np.ndarray:
             hashes = _mix(hashes ^ words[starts + k])
             continue
         bits = np.minimum(lengths[rows] - k, 8).astype(np.uint64) * np.uint64(8)
-        keep = np.where(bits == 64, np.uint64(2**64 - 1),
-                        (np.uint64(1) << (bits & np.uint64(63))) - np.uint64(1))
+        keep = np.where(
+            bits == 64,
+            np.uint64(2**64 - 1),
+            (np.uint64(1) << (bits & np.uint64(63))) - np.uint64(1),
+        )
         hashes[rows] = _mix(hashes[rows] ^ (words[starts[rows] + k] & keep))
     return hashes
 
@@ -523,27 +633,40 @@ def row_numbers(rows: int, malformed: list[tuple[int, str]]) -> np.ndarray:
     return numbers[~np.isin(numbers, [row for row, _ in malformed])][:rows]
 
 
-def reject_table(original: pd.DataFrame, reasons: Reasons, numbers: np.ndarray,
-                 malformed: list[tuple[int, str]]) -> pd.DataFrame:
+def reject_table(
+    original: pd.DataFrame, reasons: Reasons, numbers: np.ndarray, malformed: list[tuple[int, str]]
+) -> pd.DataFrame:
     """Row number, reason, then the row's cells exactly as uploaded; in file order."""
     positions = np.flatnonzero(reasons.rejected)
     rejects = reject_rows(original, positions, numbers[positions], reasons.text[positions])
     if malformed:
-        lines = pd.DataFrame({"row_number": [row for row, _ in malformed],
-                              "reason": [why for _, why in malformed]})
+        lines = pd.DataFrame(
+            {"row_number": [row for row, _ in malformed], "reason": [why for _, why in malformed]}
+        )
         rejects = pd.concat([rejects, lines], ignore_index=True).sort_values(
-            "row_number", kind="stable", ignore_index=True)
+            "row_number", kind="stable", ignore_index=True
+        )
     return rejects.astype({"row_number": "int64"})
 
 
 def reject_rows(original: pd.DataFrame, positions: np.ndarray, numbers, reasons) -> pd.DataFrame:
     """Row number, reason, then the rows' cells exactly as uploaded (a clashing name gets a suffix)."""
     cells = original.iloc[positions].reset_index(drop=True)
-    head = pd.DataFrame({"row_number": np.asarray(numbers, dtype=np.int64),
-                         "reason": np.asarray(reasons, dtype=object)})
-    return pd.concat([head, cells.set_axis(
-        [c if c not in head.columns else f"{c} (uploaded)" for c in cells.columns], axis=1)],
-        axis=1)
+    head = pd.DataFrame(
+        {
+            "row_number": np.asarray(numbers, dtype=np.int64),
+            "reason": np.asarray(reasons, dtype=object),
+        }
+    )
+    return pd.concat(
+        [
+            head,
+            cells.set_axis(
+                [c if c not in head.columns else f"{c} (uploaded)" for c in cells.columns], axis=1
+            ),
+        ],
+        axis=1,
+    )
 
 
 def reject_kinds(reasons: Reasons, malformed: list[tuple[int, str]]) -> dict[str, int]:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -16,8 +17,7 @@ def placeholders(path: Path = PREFECT_YAML) -> set[str]:
     return set(_ENV_PLACEHOLDER.findall(path.read_text()))
 
 
-def load_deployments(environ: Mapping[str, str],
-                     path: Path = PREFECT_YAML) -> list[dict[str, Any]]:
+def load_deployments(environ: Mapping[str, str], path: Path = PREFECT_YAML) -> list[dict[str, Any]]:
     """prefect.yaml's deployments with every `{{ $NAME }}` filled from `environ`; names any missing."""
     missing = sorted(placeholders(path) - set(environ))
     if missing:

@@ -19,9 +19,13 @@ from deployments.cdk.outputs import OUTPUT_KEY  # noqa: E402
 from retainwise.adapters.aws import VISIBILITY_TIMEOUT_SECONDS  # noqa: E402
 from tests.deployments.prefect_yaml import placeholders  # noqa: E402
 
-CONTEXT = {"imageTag": "abc123", "region": "eu-west-1", "maxRunners": 6,
-           "prefectApiUrl": "https://api.prefect.cloud/api/accounts/a/workspaces/w",
-           "certificateArn": "arn:aws:acm:eu-west-1:123456789012:certificate/test"}
+CONTEXT = {
+    "imageTag": "abc123",
+    "region": "eu-west-1",
+    "maxRunners": 6,
+    "prefectApiUrl": "https://api.prefect.cloud/api/accounts/a/workspaces/w",
+    "certificateArn": "arn:aws:acm:eu-west-1:123456789012:certificate/test",
+}
 
 
 @pytest.fixture(scope="session")
@@ -52,26 +56,39 @@ def logical_id(stack, construct) -> str:
 def statements_of(template, stack, role) -> list[dict]:
     """Every policy statement attached to `role` (its inline default policy)."""
     ref = {"Ref": logical_id(stack, role)}
-    return [statement for policy in resources(template, "AWS::IAM::Policy").values()
-            if ref in policy["Properties"]["Roles"]
-            for statement in policy["Properties"]["PolicyDocument"]["Statement"]]
+    return [
+        statement
+        for policy in resources(template, "AWS::IAM::Policy").values()
+        if ref in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
 
 
 def grants(statements) -> set[tuple[str, str]]:
     """(action, resource rendered as text) pairs, so prefixes like `uploads/*` can be matched."""
     listed = lambda v: v if isinstance(v, list) else [v]  # noqa: E731
-    return {(action, json.dumps(resource)) for s in statements if s["Effect"] == "Allow"
-            for action in listed(s["Action"]) for resource in listed(s["Resource"])}
+    return {
+        (action, json.dumps(resource))
+        for s in statements
+        if s["Effect"] == "Allow"
+        for action in listed(s["Action"])
+        for resource in listed(s["Resource"])
+    }
 
 
 def test_cdk_nag_finds_no_unsuppressed_error(stack, template):
-    errors = Annotations.from_stack(stack).find_error("*", Match.string_like_regexp("AwsSolutions-.*"))
+    errors = Annotations.from_stack(stack).find_error(
+        "*", Match.string_like_regexp("AwsSolutions-.*")
+    )
     assert errors == [], "\n".join(f"{e.id}: {str(e.entry.data)[:160]}" for e in errors)
 
 
 def test_every_suppression_says_why(template):
-    suppressions = [rule for body in template.to_json()["Resources"].values()
-                    for rule in body.get("Metadata", {}).get("cdk_nag", {}).get("rules_to_suppress", [])]
+    suppressions = [
+        rule
+        for body in template.to_json()["Resources"].values()
+        for rule in body.get("Metadata", {}).get("cdk_nag", {}).get("rules_to_suppress", [])
+    ]
     assert suppressions, "the nag suppressions are not attached"
     for rule in suppressions:
         assert rule["id"].startswith("AwsSolutions-") and len(rule["reason"]) > 40, rule
@@ -84,38 +101,71 @@ def test_buckets_are_encrypted_private_tls_only_with_lifecycle(stack, template):
         props = bucket["Properties"]
         assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
         assert props["PublicAccessBlockConfiguration"] == {
-            "BlockPublicAcls": True, "BlockPublicPolicy": True,
-            "IgnorePublicAcls": True, "RestrictPublicBuckets": True}
+            "BlockPublicAcls": True,
+            "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True,
+        }
         assert props["LifecycleConfiguration"]["Rules"]
     uploads = buckets[logical_id(stack, stack.storage.uploads)]["Properties"]
-    expiring = {rule.get("Prefix"): rule.get("ExpirationInDays")
-                for rule in uploads["LifecycleConfiguration"]["Rules"]}
+    expiring = {
+        rule.get("Prefix"): rule.get("ExpirationInDays")
+        for rule in uploads["LifecycleConfiguration"]["Rules"]
+    }
     assert expiring["uploads/"] == expiring["results/"] == 30
     for policy in resources(template, "AWS::S3::BucketPolicy").values():
-        denies = [s for s in policy["Properties"]["PolicyDocument"]["Statement"]
-                  if s["Effect"] == "Deny"]
+        denies = [
+            s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"
+        ]
         assert any(s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for s in denies)
 
 
 def test_the_queue_dead_letters_after_three_receives_and_the_dlq_alarms(stack, template):
     dlq = logical_id(stack, stack.queue.dead_letters)
-    template.has_resource_properties("AWS::SQS::Queue", {
-        "QueueName": "retainwise-uploads", "VisibilityTimeout": VISIBILITY_TIMEOUT_SECONDS,
-        "RedrivePolicy": {"deadLetterTargetArn": {"Fn::GetAtt": [dlq, "Arn"]}, "maxReceiveCount": 3},
-        "SqsManagedSseEnabled": True})
-    template.has_resource_properties("AWS::CloudWatch::Alarm", {
-        "MetricName": "ApproximateNumberOfMessagesVisible", "Namespace": "AWS/SQS",
-        "Dimensions": [{"Name": "QueueName", "Value": {"Fn::GetAtt": [dlq, "QueueName"]}}],
-        "ComparisonOperator": "GreaterThanThreshold", "Threshold": 0,
-        "AlarmActions": Match.any_value()})
+    template.has_resource_properties(
+        "AWS::SQS::Queue",
+        {
+            "QueueName": "retainwise-uploads",
+            "VisibilityTimeout": VISIBILITY_TIMEOUT_SECONDS,
+            "RedrivePolicy": {
+                "deadLetterTargetArn": {"Fn::GetAtt": [dlq, "Arn"]},
+                "maxReceiveCount": 3,
+            },
+            "SqsManagedSseEnabled": True,
+        },
+    )
+    template.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {
+            "MetricName": "ApproximateNumberOfMessagesVisible",
+            "Namespace": "AWS/SQS",
+            "Dimensions": [{"Name": "QueueName", "Value": {"Fn::GetAtt": [dlq, "QueueName"]}}],
+            "ComparisonOperator": "GreaterThanThreshold",
+            "Threshold": 0,
+            "AlarmActions": Match.any_value(),
+        },
+    )
 
 
 def test_postgres_is_private_encrypted_multi_az_with_a_generated_secret(template):
-    template.has_resource_properties("AWS::RDS::DBInstance", {
-        "Engine": "postgres", "StorageEncrypted": True, "MultiAZ": True,
-        "PubliclyAccessible": False, "DeletionProtection": True})
-    template.has_resource_properties("AWS::SecretsManager::Secret", {
-        "GenerateSecretString": Match.object_like({"SecretStringTemplate": '{"username":"retainwise"}'})})
+    template.has_resource_properties(
+        "AWS::RDS::DBInstance",
+        {
+            "Engine": "postgres",
+            "StorageEncrypted": True,
+            "MultiAZ": True,
+            "PubliclyAccessible": False,
+            "DeletionProtection": True,
+        },
+    )
+    template.has_resource_properties(
+        "AWS::SecretsManager::Secret",
+        {
+            "GenerateSecretString": Match.object_like(
+                {"SecretStringTemplate": '{"username":"retainwise"}'}
+            )
+        },
+    )
 
 
 def test_the_app_user_has_its_own_generated_secret_attached_to_the_instance(stack, template):
@@ -123,25 +173,38 @@ def test_the_app_user_has_its_own_generated_secret_attached_to_the_instance(stac
     app = logical_id(stack, stack.database.app_secret)
     template_of_app = resources(template, "AWS::SecretsManager::Secret")[app]["Properties"]
     assert json.loads(template_of_app["GenerateSecretString"]["SecretStringTemplate"]) == {
-        "username": "retainwise_app", "dbname": "retainwise"}
-    template.has_resource_properties("AWS::SecretsManager::SecretTargetAttachment", {
-        "SecretId": {"Ref": app}, "TargetType": "AWS::RDS::DBInstance",
-        "TargetId": {"Ref": logical_id(stack, stack.database.instance)}})
+        "username": "retainwise_app",
+        "dbname": "retainwise",
+    }
+    template.has_resource_properties(
+        "AWS::SecretsManager::SecretTargetAttachment",
+        {
+            "SecretId": {"Ref": app},
+            "TargetType": "AWS::RDS::DBInstance",
+            "TargetId": {"Ref": logical_id(stack, stack.database.instance)},
+        },
+    )
     # the owner's secret is another one (RDS's generated master secret, attached the same way)
     assert logical_id(stack, stack.database.secret) != logical_id(stack, stack.database.app_login)
 
 
 def container(template, command_start: list[str]) -> dict:
-    found = [c for d in resources(template, "AWS::ECS::TaskDefinition").values()
-             for c in d["Properties"]["ContainerDefinitions"]
-             if c.get("Command", [])[:len(command_start)] == command_start]
+    found = [
+        c
+        for d in resources(template, "AWS::ECS::TaskDefinition").values()
+        for c in d["Properties"]["ContainerDefinitions"]
+        if c.get("Command", [])[: len(command_start)] == command_start
+    ]
     assert len(found) == 1, (command_start, len(found))
     return found[0]
 
 
-SERVICES = {"trigger": ["retainwise", "trigger"], "runner": ["retainwise", "runner"],
-            "worker": ["prefect", "worker", "start", "--pool", "ecs"],
-            "api": ["retainwise", "api"]}
+SERVICES = {
+    "trigger": ["retainwise", "trigger"],
+    "runner": ["retainwise", "runner"],
+    "worker": ["prefect", "worker", "start", "--pool", "ecs"],
+    "api": ["retainwise", "api"],
+}
 
 
 def app_secret_ref(stack) -> dict:
@@ -153,8 +216,11 @@ def test_secrets_come_through_ecs_secrets_never_plain_environment(stack, templat
     definition = container(template, SERVICES[service])
     injected = {s["Name"]: s["ValueFrom"] for s in definition["Secrets"]}
     # the worker only talks to Prefect and ECS: it never gets a database secret
-    assert set(injected) == ({"PREFECT_API_KEY"} if service == "worker"
-                             else {"RETAINWISE_DATABASE_SECRET", "PREFECT_API_KEY"})
+    assert set(injected) == (
+        {"PREFECT_API_KEY"}
+        if service == "worker"
+        else {"RETAINWISE_DATABASE_SECRET", "PREFECT_API_KEY"}
+    )
     if service != "worker":  # the rows-only app user, never the owner
         assert injected["RETAINWISE_DATABASE_SECRET"] == app_secret_ref(stack)
     environment = {e["Name"]: e["Value"] for e in definition["Environment"]}
@@ -166,9 +232,11 @@ def test_secrets_come_through_ecs_secrets_never_plain_environment(stack, templat
 
 def secrets_readable_by(template, stack, role) -> set[str]:
     """Logical ids of the secrets (or their attachments) `role` may read."""
-    return {json.loads(resource).get("Ref") for action, resource
-            in grants(statements_of(template, stack, role))
-            if action == "secretsmanager:GetSecretValue"}
+    return {
+        json.loads(resource).get("Ref")
+        for action, resource in grants(statements_of(template, stack, role))
+        if action == "secretsmanager:GetSecretValue"
+    }
 
 
 def test_only_migrate_execution_role_can_read_the_owner_secret(stack, template):
@@ -178,7 +246,9 @@ def test_only_migrate_execution_role_can_read_the_owner_secret(stack, template):
     app = app_secret_ref(stack)["Ref"]
     services = stack.services
     worker = logical_id(stack, services.worker.task_definition.execution_role)
-    for role in [d.execution_role for d in services.task_definitions] + [services.flow_execution_role]:
+    for role in [d.execution_role for d in services.task_definitions] + [
+        services.flow_execution_role
+    ]:
         readable = secrets_readable_by(template, stack, role)
         assert owner not in readable
         # the worker's container gets only the Prefect key
@@ -199,7 +269,8 @@ def test_each_service_runs_with_its_own_task_role(stack, template):
         "trigger": logical_id(stack, stack.roles.trigger),
         "runner": logical_id(stack, stack.roles.runner),
         "worker": logical_id(stack, stack.roles.worker),
-        "api": logical_id(stack, stack.roles.api)}
+        "api": logical_id(stack, stack.roles.api),
+    }
 
 
 @pytest.mark.parametrize("job", ["scoring", "runner"])
@@ -209,12 +280,17 @@ def test_scoring_reads_uploads_models_and_results_and_writes_only_results(stack,
     reads = {resource for action, resource in allowed if action == "s3:GetObject"}
     assert len(writes) == 1 and "/results/*" in writes.pop()
     # results are read back for the per-upload monitoring figures (flows/score_upload.py)
-    assert {any(f"/{p}/*" in r for p in ("uploads", "mlartifacts", "results")) for r in reads} == {True}
+    assert {any(f"/{p}/*" in r for p in ("uploads", "mlartifacts", "results")) for r in reads} == {
+        True
+    }
     assert not [a for a, _ in allowed if a.startswith("iam:")]
     sqs = {a for a, _ in allowed if a.startswith("sqs:")}
     # the runner also sweeps stale uploads (reap-stale), which sends their messages again
-    assert sqs == (set() if job == "scoring" else
-                   {"sqs:SendMessage", "sqs:GetQueueUrl", "sqs:GetQueueAttributes"})
+    assert sqs == (
+        set()
+        if job == "scoring"
+        else {"sqs:SendMessage", "sqs:GetQueueUrl", "sqs:GetQueueAttributes"}
+    )
 
 
 def test_training_writes_models_and_never_results(stack, template):
@@ -230,8 +306,9 @@ def test_monitor_reads_model_artifacts_and_writes_nothing(stack, template):
     actions = {action for action, _ in allowed}
     assert actions == {"s3:GetObject", "s3:ListBucket"}
     models = logical_id(stack, stack.storage.models)
-    assert {r for a, r in allowed if a == "s3:GetObject"} == {json.dumps(
-        {"Fn::Join": ["", [{"Fn::GetAtt": [models, "Arn"]}, "/mlartifacts/*"]]})}
+    assert {r for a, r in allowed if a == "s3:GetObject"} == {
+        json.dumps({"Fn::Join": ["", [{"Fn::GetAtt": [models, "Arn"]}, "/mlartifacts/*"]]})
+    }
     assert not [r for _, r in allowed if "/uploads/" in r or "/results/" in r]
     assert logical_id(stack, stack.roles.monitor) != logical_id(stack, stack.roles.training)
 
@@ -243,7 +320,10 @@ def test_migrate_has_no_aws_permission_only_the_database_secret(stack, template)
 def test_the_trigger_reads_and_deletes_messages_and_only_sizes_uploads(stack, template):
     allowed = grants(statements_of(template, stack, stack.roles.trigger))
     actions = {action for action, _ in allowed}
-    assert {"sqs:ReceiveMessage", "sqs:DeleteMessage"} <= actions and "sqs:SendMessage" not in actions
+    assert {
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+    } <= actions and "sqs:SendMessage" not in actions
     s3 = {(a, r) for a, r in allowed if a.startswith("s3:")}
     [(action, resource)] = s3  # HEAD, to route by the object's size
     assert action == "s3:GetObject" and "/uploads/*" in resource
@@ -251,46 +331,82 @@ def test_the_trigger_reads_and_deletes_messages_and_only_sizes_uploads(stack, te
 
 
 def test_the_worker_may_pass_only_the_flow_roles(stack, template):
-    passed = {json.loads(resource)["Fn::GetAtt"][0] for action, resource
-              in grants(statements_of(template, stack, stack.roles.worker)) if action == "iam:PassRole"}
+    passed = {
+        json.loads(resource)["Fn::GetAtt"][0]
+        for action, resource in grants(statements_of(template, stack, stack.roles.worker))
+        if action == "iam:PassRole"
+    }
     roles = stack.roles
-    assert passed == {logical_id(stack, r) for r in (roles.scoring, roles.training, roles.monitor,
-                                                     roles.migrate,
-                                                     stack.services.flow_execution_role,
-                                                     stack.services.migrate_execution_role)}
+    assert passed == {
+        logical_id(stack, r)
+        for r in (
+            roles.scoring,
+            roles.training,
+            roles.monitor,
+            roles.migrate,
+            stack.services.flow_execution_role,
+            stack.services.migrate_execution_role,
+        )
+    }
 
 
 def test_runners_scale_on_queue_backlog_and_waiting_prefect_runs(template):
-    template.has_resource_properties("AWS::ApplicationAutoScaling::ScalableTarget", {
-        "MinCapacity": 1, "MaxCapacity": 6, "ScalableDimension": "ecs:service:DesiredCount"})
-    tracked = [p["Properties"]["TargetTrackingScalingPolicyConfiguration"]
-               ["CustomizedMetricSpecification"]
-               for p in resources(template, "AWS::ApplicationAutoScaling::ScalingPolicy").values()
-               if p["Properties"]["PolicyType"] == "TargetTrackingScaling"]
+    template.has_resource_properties(
+        "AWS::ApplicationAutoScaling::ScalableTarget",
+        {"MinCapacity": 1, "MaxCapacity": 6, "ScalableDimension": "ecs:service:DesiredCount"},
+    )
+    tracked = [
+        p["Properties"]["TargetTrackingScalingPolicyConfiguration"]["CustomizedMetricSpecification"]
+        for p in resources(template, "AWS::ApplicationAutoScaling::ScalingPolicy").values()
+        if p["Properties"]["PolicyType"] == "TargetTrackingScaling"
+    ]
     metrics = {(m["Namespace"], m["MetricName"]) for m in tracked}
-    assert metrics == {("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
-                       ("RetainWise", "ScoreUploadRunsWaiting")}
+    assert metrics == {
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
+        ("RetainWise", "ScoreUploadRunsWaiting"),
+    }
 
 
 def test_the_api_is_served_over_tls_and_http_redirects(template):
-    template.has_resource_properties("AWS::ElasticLoadBalancingV2::Listener", {
-        "Port": 443, "Protocol": "HTTPS", "Certificates": [{"CertificateArn": CONTEXT["certificateArn"]}]})
-    template.has_resource_properties("AWS::ElasticLoadBalancingV2::Listener", {
-        "Port": 80, "DefaultActions": [Match.object_like({
-            "Type": "redirect", "RedirectConfig": Match.object_like({"Protocol": "HTTPS", "Port": "443"})})]})
+    template.has_resource_properties(
+        "AWS::ElasticLoadBalancingV2::Listener",
+        {
+            "Port": 443,
+            "Protocol": "HTTPS",
+            "Certificates": [{"CertificateArn": CONTEXT["certificateArn"]}],
+        },
+    )
+    template.has_resource_properties(
+        "AWS::ElasticLoadBalancingV2::Listener",
+        {
+            "Port": 80,
+            "DefaultActions": [
+                Match.object_like(
+                    {
+                        "Type": "redirect",
+                        "RedirectConfig": Match.object_like({"Protocol": "HTTPS", "Port": "443"}),
+                    }
+                )
+            ],
+        },
+    )
 
 
 def test_log_groups_keep_thirty_days(template):
-    groups = {g["Properties"].get("LogGroupName"): g["Properties"]["RetentionInDays"]
-              for g in resources(template, "AWS::Logs::LogGroup").values()}
+    groups = {
+        g["Properties"].get("LogGroupName"): g["Properties"]["RetentionInDays"]
+        for g in resources(template, "AWS::Logs::LogGroup").values()
+    }
     assert groups["/retainwise/flows"] == groups["/retainwise/services"] == 30
 
 
 def test_the_stack_output_fills_every_variable_prefect_yaml_reads(stack, template):
     """prefect.yaml's `{{ $NAME }}` come from this output, except the image and the region."""
     assert set(template.find_outputs(OUTPUT_KEY)) == {OUTPUT_KEY}
-    assert set(stack.prefect_yaml_environment) == placeholders() - {"RETAINWISE_IMAGE",
-                                                                    "AWS_DEFAULT_REGION"}
+    assert set(stack.prefect_yaml_environment) == placeholders() - {
+        "RETAINWISE_IMAGE",
+        "AWS_DEFAULT_REGION",
+    }
 
 
 def test_a_missing_context_value_is_named():
@@ -303,8 +419,14 @@ def test_only_the_services_that_use_the_database_can_reach_it(stack, template):
         return logical_id(stack, connectable.connections.security_groups[0])
 
     services, database = stack.services, group(stack.database.instance)
-    sources = {rule["Properties"]["SourceSecurityGroupId"]["Fn::GetAtt"][0]
-               for rule in resources(template, "AWS::EC2::SecurityGroupIngress").values()
-               if rule["Properties"]["GroupId"] == {"Fn::GetAtt": [database, "GroupId"]}}
-    assert sources == {group(services.trigger), group(services.runner), group(services.api.service),
-                       logical_id(stack, services.flow_tasks_security_group)}
+    sources = {
+        rule["Properties"]["SourceSecurityGroupId"]["Fn::GetAtt"][0]
+        for rule in resources(template, "AWS::EC2::SecurityGroupIngress").values()
+        if rule["Properties"]["GroupId"] == {"Fn::GetAtt": [database, "GroupId"]}
+    }
+    assert sources == {
+        group(services.trigger),
+        group(services.runner),
+        group(services.api.service),
+        logical_id(stack, services.flow_tasks_security_group),
+    }

@@ -56,8 +56,12 @@ def test_the_migration_gates_the_deploy(workflow):
     migrate_steps = " ".join(step.get("run", "") for step in jobs["migrate"]["steps"])
     assert "retainwise migrate --deployment --timeout 600" in migrate_steps
     deploy_runs = [step.get("run", "") for step in jobs["deploy"]["steps"]]
-    flows = next(i for i, run in enumerate(deploy_runs) if "prefect --no-prompt deploy --all" in run)
-    services = next(i for i, run in enumerate(deploy_runs) if "aws-cdk@" in run and " deploy " in run)
+    flows = next(
+        i for i, run in enumerate(deploy_runs) if "prefect --no-prompt deploy --all" in run
+    )
+    services = next(
+        i for i, run in enumerate(deploy_runs) if "aws-cdk@" in run and " deploy " in run
+    )
     assert flows < services  # flows point at the new image before the runners roll onto it
     assert re.search(r"aws-cdk@\d+\.\d+\.\d+ ", deploy_runs[services])  # the CLI version is pinned
 
@@ -70,8 +74,13 @@ def test_the_jobs_read_the_stack_this_repository_deploys(workflow):
 
 
 def test_stack_outputs_become_github_env_lines():
-    outputs = [{"OutputKey": "Other", "OutputValue": "x"},
-               {"OutputKey": OUTPUT_KEY, "OutputValue": '{"RETAINWISE_BUCKET": "b", "RETAINWISE_VPC_ID": "vpc-1"}'}]
+    outputs = [
+        {"OutputKey": "Other", "OutputValue": "x"},
+        {
+            "OutputKey": OUTPUT_KEY,
+            "OutputValue": '{"RETAINWISE_BUCKET": "b", "RETAINWISE_VPC_ID": "vpc-1"}',
+        },
+    ]
     assert env_lines(outputs) == "RETAINWISE_BUCKET=b\nRETAINWISE_VPC_ID=vpc-1\n"
     with pytest.raises(SystemExit, match=OUTPUT_KEY):
         env_lines(outputs[:1])

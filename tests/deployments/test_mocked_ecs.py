@@ -9,7 +9,7 @@ import asyncio
 import re
 import threading
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -29,13 +29,21 @@ def mocked_ecs_network(stack_env):
     ec2, ecs = aws.client("ec2", stack_env), aws.client("ecs", stack_env)
     vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
     ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
-    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.9.{i}.0/24")["Subnet"]["SubnetId"]
-               for i in (1, 2)]
-    group = ec2.create_security_group(GroupName=f"flows-{uuid.uuid4().hex[:6]}",
-                                      Description="flows", VpcId=vpc)["GroupId"]
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.9.{i}.0/24")["Subnet"]["SubnetId"]
+        for i in (1, 2)
+    ]
+    group = ec2.create_security_group(
+        GroupName=f"flows-{uuid.uuid4().hex[:6]}", Description="flows", VpcId=vpc
+    )["GroupId"]
     cluster = ecs.create_cluster(clusterName=f"retainwise-{uuid.uuid4().hex[:6]}")["cluster"]
-    return {"vpc": vpc, "subnets": subnets, "group": group, "cluster": cluster["clusterName"],
-            "ecs": ecs}
+    return {
+        "vpc": vpc,
+        "subnets": subnets,
+        "group": group,
+        "cluster": cluster["clusterName"],
+        "ecs": ecs,
+    }
 
 
 DATABASE_SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:retainwise-db-AbCdEf"
@@ -48,8 +56,7 @@ def prefect_yaml_environment(net, settings) -> dict[str, str]:
         "RETAINWISE_IMAGE": "123456789012.dkr.ecr.us-east-1.amazonaws.com/retainwise:abc123",
         "RETAINWISE_ECS_CLUSTER": net["cluster"],
         "RETAINWISE_ECS_EXECUTION_ROLE_ARN": "arn:aws:iam::123456789012:role/retainwise-exec",
-        "RETAINWISE_MIGRATE_EXECUTION_ROLE_ARN":
-            "arn:aws:iam::123456789012:role/retainwise-migrate-exec",
+        "RETAINWISE_MIGRATE_EXECUTION_ROLE_ARN": "arn:aws:iam::123456789012:role/retainwise-migrate-exec",
         "RETAINWISE_SCORING_ROLE_ARN": "arn:aws:iam::123456789012:role/retainwise-scoring",
         "RETAINWISE_TRAINING_ROLE_ARN": "arn:aws:iam::123456789012:role/retainwise-training",
         "RETAINWISE_MONITOR_ROLE_ARN": "arn:aws:iam::123456789012:role/retainwise-monitor",
@@ -57,10 +64,14 @@ def prefect_yaml_environment(net, settings) -> dict[str, str]:
         "RETAINWISE_DATABASE_SECRET_ARN": DATABASE_SECRET_ARN,
         "RETAINWISE_APP_DATABASE_SECRET_ARN": APP_SECRET_ARN,
         "RETAINWISE_PREFECT_API_KEY_SECRET_ARN": PREFECT_KEY_SECRET_ARN,
-        "RETAINWISE_VPC_ID": net["vpc"], "RETAINWISE_SUBNET_A": net["subnets"][0],
-        "RETAINWISE_SUBNET_B": net["subnets"][1], "RETAINWISE_SECURITY_GROUP": net["group"],
-        "RETAINWISE_LOG_GROUP": "/retainwise/flows", "AWS_DEFAULT_REGION": "us-east-1",
-        "RETAINWISE_BUCKET": settings.bucket, "RETAINWISE_QUEUE_NAME": settings.queue_name,
+        "RETAINWISE_VPC_ID": net["vpc"],
+        "RETAINWISE_SUBNET_A": net["subnets"][0],
+        "RETAINWISE_SUBNET_B": net["subnets"][1],
+        "RETAINWISE_SECURITY_GROUP": net["group"],
+        "RETAINWISE_LOG_GROUP": "/retainwise/flows",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "RETAINWISE_BUCKET": settings.bucket,
+        "RETAINWISE_QUEUE_NAME": settings.queue_name,
         "RETAINWISE_DEAD_LETTER_QUEUE_NAME": settings.dead_letter_queue_name,
         "RETAINWISE_MLFLOW_ARTIFACT_ROOT": "s3://retainwise-models/mlartifacts",
     }
@@ -72,12 +83,17 @@ def submit_migrate_run_to_ecs_worker(job_variables) -> tuple[str, str]:
 
     pool = f"ecs-mocked-{uuid.uuid4().hex[:6]}"
     with get_client(sync_client=True) as client:
-        client.create_work_pool(WorkPoolCreate(name=pool, type="ecs",
-                                               base_job_template=default_job_template("ecs")))
+        client.create_work_pool(
+            WorkPoolCreate(name=pool, type="ecs", base_job_template=default_job_template("ecs"))
+        )
         flow_id = client.create_flow_from_name("migrate")
         deployment_id = client.create_deployment(
-            flow_id=flow_id, name=pool, work_pool_name=pool, job_variables=job_variables,
-            entrypoint="flows/migrate.py:migrate")
+            flow_id=flow_id,
+            name=pool,
+            work_pool_name=pool,
+            job_variables=job_variables,
+            entrypoint="flows/migrate.py:migrate",
+        )
         run = client.create_flow_run_from_deployment(deployment_id, parameters={})
 
     async def one_poll():
@@ -100,22 +116,37 @@ def submit_migrate_run_to_ecs_worker(job_variables) -> tuple[str, str]:
 
 
 def ecs_event(status: str, task: dict, exit_code: int | None = None) -> dict:
-    detail = {"taskArn": task["taskArn"], "clusterArn": task["clusterArn"],
-              "taskDefinitionArn": task["taskDefinitionArn"], "lastStatus": status}
+    detail = {
+        "taskArn": task["taskArn"],
+        "clusterArn": task["clusterArn"],
+        "taskDefinitionArn": task["taskDefinitionArn"],
+        "lastStatus": status,
+    }
     if status == "STOPPED":
-        detail.update(stopCode="EssentialContainerExited", stoppedReason="Essential container exited",
-                      containers=[{"name": "prefect", "exitCode": exit_code, "lastStatus": "STOPPED"}])
-    return {"id": str(uuid.uuid4()), "detail-type": "ECS Task State Change",
-            "time": datetime.now(timezone.utc).isoformat(), "detail": detail}
+        detail.update(
+            stopCode="EssentialContainerExited",
+            stoppedReason="Essential container exited",
+            containers=[{"name": "prefect", "exitCode": exit_code, "lastStatus": "STOPPED"}],
+        )
+    return {
+        "id": str(uuid.uuid4()),
+        "detail-type": "ECS Task State Change",
+        "time": datetime.now(UTC).isoformat(),
+        "detail": detail,
+    }
 
 
 def test_mocked_ecs_job_renders_a_valid_run_task_and_the_follower_sees_every_state(
-        prefect_api, stack_env, mocked_ecs_network):
+    prefect_api, stack_env, mocked_ecs_network
+):
     from prefect_aws.observers.ecs import mark_runs_as_crashed, replicate_ecs_event
 
     net = mocked_ecs_network
-    [migrate] = [d for d in load_deployments(prefect_yaml_environment(net, stack_env))
-                 if d["name"] == "migrate"]
+    [migrate] = [
+        d
+        for d in load_deployments(prefect_yaml_environment(net, stack_env))
+        if d["name"] == "migrate"
+    ]
     pool, flow_run_id = submit_migrate_run_to_ecs_worker(migrate["work_pool"]["job_variables"])
 
     # what moto received is a RunTask request AWS would accept: check what ECS would run
@@ -125,8 +156,9 @@ def test_mocked_ecs_job_renders_a_valid_run_task_and_the_follower_sees_every_sta
     tags = {t["key"]: t["value"] for t in task.get("tags", [])}
     assert tags["prefect.io/flow-run-id"] == flow_run_id
     assert task["launchType"] == "FARGATE"
-    definition = ecs.describe_task_definition(
-        taskDefinition=task["taskDefinitionArn"])["taskDefinition"]
+    definition = ecs.describe_task_definition(taskDefinition=task["taskDefinitionArn"])[
+        "taskDefinition"
+    ]
     [container] = definition["containerDefinitions"]
     assert container["image"].endswith("/retainwise:abc123")
     assert (definition["cpu"], definition["memory"]) == ("1024", "2048")
@@ -136,8 +168,10 @@ def test_mocked_ecs_job_renders_a_valid_run_task_and_the_follower_sees_every_sta
     # the database logins and the Prefect key reach the flow as ECS secrets, not as environment;
     # migrate connects as the owner and sets up the app user's role
     assert sorted((s["name"], s["valueFrom"]) for s in container["secrets"]) == [
-        ("PREFECT_API_KEY", PREFECT_KEY_SECRET_ARN), ("RETAINWISE_DATABASE_APP_SECRET", APP_SECRET_ARN),
-        ("RETAINWISE_DATABASE_SECRET", DATABASE_SECRET_ARN)]
+        ("PREFECT_API_KEY", PREFECT_KEY_SECRET_ARN),
+        ("RETAINWISE_DATABASE_APP_SECRET", APP_SECRET_ARN),
+        ("RETAINWISE_DATABASE_SECRET", DATABASE_SECRET_ARN),
+    ]
     overrides = task["overrides"]
     assert overrides["taskRoleArn"].endswith("role/retainwise-migrate")
     [override] = overrides["containerOverrides"]
@@ -149,8 +183,11 @@ def test_mocked_ecs_job_renders_a_valid_run_task_and_the_follower_sees_every_sta
     # ECS state changes, fed by hand; the follower must treat provisioning as normal
     seen: list[str] = []
     result = {}
-    watcher = threading.Thread(target=lambda: result.update(outcome=follow.follow(
-        flow_run_id, timeout=60, say=seen.append, poll_seconds=0.1)))
+    watcher = threading.Thread(
+        target=lambda: result.update(
+            outcome=follow.follow(flow_run_id, timeout=60, say=seen.append, poll_seconds=0.1)
+        )
+    )
     watcher.start()
     asyncio.run(replicate_ecs_event(ecs_event("PROVISIONING", task), tags))
     wait_for(lambda: "ECS task is provisioning" in "\n".join(seen), 30, "the follower to say so")

@@ -4,7 +4,7 @@ import pytest
 from prefect.flows import load_flow_from_entrypoint
 
 from deployments.ecs import default_job_template  # before loading flows/ entrypoints, which put
-from flows.deployments import DEPLOYMENTS          # flows/deployments.py on the path as `deployments`
+from flows.deployments import DEPLOYMENTS  # flows/deployments.py on the path as `deployments`
 from retainwise.runtime import serve
 from tests.deployments.prefect_yaml import load_deployments, placeholders
 
@@ -21,11 +21,17 @@ def test_the_ecs_deployments_point_at_flows_that_load(deployments):
     from retainwise.config.settings import Settings
 
     assert set(deployments) == EXPECTED
-    full_names = {f"{load_flow_from_entrypoint(d['entrypoint']).name}/{name}"
-                  for name, d in deployments.items()}
+    full_names = {
+        f"{load_flow_from_entrypoint(d['entrypoint']).name}/{name}"
+        for name, d in deployments.items()
+    }
     # the names the trigger and the CLI use
-    assert full_names == {Settings().large_deployment_name, "train-model/train-model",
-                          "migrate/migrate", "monitor/monitor"}
+    assert full_names == {
+        Settings().large_deployment_name,
+        "train-model/train-model",
+        "migrate/migrate",
+        "monitor/monitor",
+    }
 
 
 def test_job_variables_are_all_known_to_the_ecs_pool(deployments):
@@ -37,21 +43,29 @@ def test_job_variables_are_all_known_to_the_ecs_pool(deployments):
         assert deployment["work_pool"]["name"] == "ecs"
         job = deployment["work_pool"]["job_variables"]
         assert set(job) <= known, set(job) - known
-        ECSVariables(**{k: v for k, v in job.items() if k not in ("env", "secrets")}, env=job["env"])
+        ECSVariables(
+            **{k: v for k, v in job.items() if k not in ("env", "secrets")}, env=job["env"]
+        )
         assert job["configure_cloudwatch_logs"] and job["execution_role_arn"]
 
 
 def test_each_deployment_has_its_own_task_role(deployments):
-    roles = {name: d["work_pool"]["job_variables"]["task_role_arn"] for name, d in deployments.items()}
-    assert roles == {"score-upload-large": "value-of-RETAINWISE_SCORING_ROLE_ARN",
-                     "train-model": "value-of-RETAINWISE_TRAINING_ROLE_ARN",
-                     "migrate": "value-of-RETAINWISE_MIGRATE_ROLE_ARN",
-                     "monitor": "value-of-RETAINWISE_MONITOR_ROLE_ARN"}
+    roles = {
+        name: d["work_pool"]["job_variables"]["task_role_arn"] for name, d in deployments.items()
+    }
+    assert roles == {
+        "score-upload-large": "value-of-RETAINWISE_SCORING_ROLE_ARN",
+        "train-model": "value-of-RETAINWISE_TRAINING_ROLE_ARN",
+        "migrate": "value-of-RETAINWISE_MIGRATE_ROLE_ARN",
+        "monitor": "value-of-RETAINWISE_MONITOR_ROLE_ARN",
+    }
 
 
 def test_only_migrate_starts_with_the_execution_role_that_reads_the_owner_secret(deployments):
-    roles = {name: d["work_pool"]["job_variables"]["execution_role_arn"]
-             for name, d in deployments.items()}
+    roles = {
+        name: d["work_pool"]["job_variables"]["execution_role_arn"]
+        for name, d in deployments.items()
+    }
     assert roles.pop("migrate") == "value-of-RETAINWISE_MIGRATE_EXECUTION_ROLE_ARN"
     assert set(roles.values()) == {"value-of-RETAINWISE_ECS_EXECUTION_ROLE_ARN"}
 
@@ -62,15 +76,19 @@ def test_secrets_are_injected_by_ecs_never_through_env(deployments):
         job = deployment["work_pool"]["job_variables"]
         injected = {s["name"]: s["valueFrom"] for s in job["secrets"]}
         # only migrate connects as the owner (DDL), and sets the app user's role up
-        assert injected == ({"RETAINWISE_DATABASE_SECRET": "value-of-RETAINWISE_DATABASE_SECRET_ARN",
-                             "RETAINWISE_DATABASE_APP_SECRET":
-                                 "value-of-RETAINWISE_APP_DATABASE_SECRET_ARN"}
-                            if name == "migrate" else
-                            {"RETAINWISE_DATABASE_SECRET":
-                                 "value-of-RETAINWISE_APP_DATABASE_SECRET_ARN"}), name
+        assert injected == (
+            {
+                "RETAINWISE_DATABASE_SECRET": "value-of-RETAINWISE_DATABASE_SECRET_ARN",
+                "RETAINWISE_DATABASE_APP_SECRET": "value-of-RETAINWISE_APP_DATABASE_SECRET_ARN",
+            }
+            if name == "migrate"
+            else {"RETAINWISE_DATABASE_SECRET": "value-of-RETAINWISE_APP_DATABASE_SECRET_ARN"}
+        ), name
         assert job["prefect_api_key_secret_arn"] == "value-of-RETAINWISE_PREFECT_API_KEY_SECRET_ARN"
         assert job["env"]["RETAINWISE_ENV"] == "production"  # a missing URL stops, never SQLite
-        assert not [k for k in job["env"] if "SECRET" in k or "KEY" in k or k.endswith("DATABASE_URL")]
+        assert not [
+            k for k in job["env"] if "SECRET" in k or "KEY" in k or k.endswith("DATABASE_URL")
+        ]
 
 
 def test_only_the_monitor_runs_on_a_schedule_on_the_ecs_pool(deployments):
@@ -110,7 +128,8 @@ def test_prefect_yaml_matches_the_one_definition_of_the_deployments(deployments)
 def test_the_local_runner_serves_every_deployment_and_the_production_runner_the_warm_ones():
     served = serve.deployments()
     assert [(flow.name, d.name) for flow, d in served] == [
-        (d.name.removesuffix("-large"), d.name) for d in DEPLOYMENTS]
+        (d.name.removesuffix("-large"), d.name) for d in DEPLOYMENTS
+    ]
     assert {d.name for _, d in serve.deployments(list(serve.RUNNER_DEPLOYMENTS))} == WARM
     by_name = {d.name: d for _, d in served}
     assert by_name["reap-stale"].schedules[0].schedule.interval.total_seconds() == 300

@@ -39,12 +39,18 @@ def test_twenty_uploads_at_once_each_complete_exactly_once(resources_on):
     assert sorted(outcomes) == ["COMPLETED"] * 20 + ["SKIPPED"] * 20
 
     with resources_on.engine.connect() as conn:
-        rows = conn.execute(sa.select(db.predictions.c.id, db.predictions.c.status,
-                                      db.predictions.c.attempts, db.predictions.c.rows_scored)
-                            ).all()
+        rows = conn.execute(
+            sa.select(
+                db.predictions.c.id,
+                db.predictions.c.status,
+                db.predictions.c.attempts,
+                db.predictions.c.rows_scored,
+            )
+        ).all()
     assert len(rows) == 20
     assert {r.id: (r.status, r.attempts, r.rows_scored) for r in rows} == {
-        pid: ("COMPLETED", 1, n) for pid, n in uploads.items()}
+        pid: ("COMPLETED", 1, n) for pid, n in uploads.items()
+    }
     for pid, n in list(uploads.items())[:3]:
         assert len(results_of(resources_on, pid)) == n
 
@@ -66,8 +72,12 @@ def test_s3_going_away_mid_run_is_retried_then_fails_clearly(monkeypatch, stack_
     prediction_id = submit(env, customers_csv(20))
 
     def stop_once_processing():
-        wait_for(lambda: db.get_prediction(env.engine, prediction_id)["status"] != "PENDING", 60,
-                 "the run to claim the upload", poll=0.02)
+        wait_for(
+            lambda: db.get_prediction(env.engine, prediction_id)["status"] != "PENDING",
+            60,
+            "the run to claim the upload",
+            poll=0.02,
+        )
         moto.stop()
 
     stopper = threading.Thread(target=stop_once_processing)
@@ -93,11 +103,15 @@ def retry_waits(flow_run_id: str) -> list[float]:
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(
-            id=FlowRunFilterId(any_=[UUID(flow_run_id)])))
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)]))
+        )
         states = [state for run in runs for state in client.read_task_run_states(run.id)]
-    return [(s.state_details.scheduled_time - s.timestamp).total_seconds()
-            for s in states if s.name == "AwaitingRetry"]
+    return [
+        (s.state_details.scheduled_time - s.timestamp).total_seconds()
+        for s in states
+        if s.name == "AwaitingRetry"
+    ]
 
 
 def run_counts(flow_run_id: str) -> dict[str, int]:
@@ -105,6 +119,7 @@ def run_counts(flow_run_id: str) -> dict[str, int]:
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(
-            id=FlowRunFilterId(any_=[UUID(flow_run_id)])))
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)]))
+        )
     return {run.name: run.run_count for run in runs}

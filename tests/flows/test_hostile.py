@@ -15,7 +15,8 @@ pytestmark = pytest.mark.usefixtures("prefect_api")
 
 
 def test_every_hostile_file_ends_with_a_specific_outcome_and_the_next_upload_completes(
-        resources, monkeypatch):
+    resources, monkeypatch
+):
     scale = Scale.small()
     for name, value in scale.environment().items():
         monkeypatch.setenv(name, value)
@@ -26,8 +27,11 @@ def test_every_hostile_file_ends_with_a_specific_outcome_and_the_next_upload_com
         score_upload(prediction_id)  # never raises for a customer's file
         row = db.get_prediction(resources.engine, prediction_id)
         message = row["error"] or ""
-        outcomes[case.name] = (row["status"], case.message in message and "Traceback" not in
-                               message, message if case.message not in message else "")
+        outcomes[case.name] = (
+            row["status"],
+            case.message in message and "Traceback" not in message,
+            message if case.message not in message else "",
+        )
         expected[case.name] = (case.status, True, "")
         if row["status"] == "COMPLETED":
             assert row["rows_total"] == row["rows_scored"] + row["rows_rejected"] > 0

@@ -24,15 +24,19 @@ pytestmark = pytest.mark.usefixtures("prefect_api")
 
 
 def as_role(url: str, role: str) -> str:
-    return make_url(url).set(username=role, password="unchecked").render_as_string(
-        hide_password=False)
+    return (
+        make_url(url).set(username=role, password="unchecked").render_as_string(hide_password=False)
+    )
 
 
 def drop(kind: str, name: str) -> None:
     admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP {kind} IF EXISTS "{name}"'
-                             + (" WITH (FORCE)" if kind == "DATABASE" else "")))
+        conn.execute(
+            sa.text(
+                f'DROP {kind} IF EXISTS "{name}"' + (" WITH (FORCE)" if kind == "DATABASE" else "")
+            )
+        )
     admin.dispose()
 
 
@@ -46,8 +50,10 @@ def on_postgres(monkeypatch, tmp_path):
             monkeypatch.setenv("RETAINWISE_HOME", str(tmp_path / "home"))
             monkeypatch.setenv("RETAINWISE_DATABASE_URL", url)
             monkeypatch.setenv("RETAINWISE_MLFLOW_TRACKING_URI", tracking)
-            monkeypatch.setenv("RETAINWISE_DATABASE_APP_SECRET",
-                               json.dumps({"username": role, "password": "from-the-app-secret"}))
+            monkeypatch.setenv(
+                "RETAINWISE_DATABASE_APP_SECRET",
+                json.dumps({"username": role, "password": "from-the-app-secret"}),
+            )
             try:
                 yield {"db": url, "tracking": tracking, "role": role}
             finally:
@@ -73,8 +79,9 @@ def test_migrate_twice_then_the_jobs_login_has_rows_but_no_ddl(on_postgres, tmp_
     role = on_postgres["role"]
     app = db.make_engine(as_role(on_postgres["db"], role))
     try:
-        prediction_id = db.create_prediction(app, account="acme", model_name="churn",
-                                             input_key="uploads/acme/a.csv")
+        prediction_id = db.create_prediction(
+            app, account="acme", model_name="churn", input_key="uploads/acme/a.csv"
+        )
         assert db.get_prediction(app, prediction_id)["account"] == "acme"
     finally:
         app.dispose()
@@ -92,8 +99,13 @@ def test_migrate_twice_then_the_jobs_login_has_rows_but_no_ddl(on_postgres, tmp_
 
 def test_locally_on_sqlite_migrate_only_upgrades(monkeypatch, tmp_path):
     """The local stack's path (`retainwise migrate`, the demo): no roles, MLflow left to itself."""
-    for name in ("RETAINWISE_DATABASE_URL", "RETAINWISE_MLFLOW_TRACKING_URI",
-                 "RETAINWISE_DATABASE_SECRET", "RETAINWISE_DATABASE_APP_SECRET", "RETAINWISE_ENV"):
+    for name in (
+        "RETAINWISE_DATABASE_URL",
+        "RETAINWISE_MLFLOW_TRACKING_URI",
+        "RETAINWISE_DATABASE_SECRET",
+        "RETAINWISE_DATABASE_APP_SECRET",
+        "RETAINWISE_ENV",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("RETAINWISE_HOME", str(tmp_path / "home"))
     assert migrate() == head_revision()

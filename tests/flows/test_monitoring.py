@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from flows.deployments import retrain_when_degraded
 from flows.monitor import monitor
 from flows.score_upload import score_upload
 from flows.train_model import train_model
@@ -16,7 +17,6 @@ from retainwise.adapters import mlflow_registry as registry
 from retainwise.adapters.monitoring import drift_rows, metrics_rows
 from retainwise.config.settings import Settings
 from retainwise.entrypoints import cli, service
-from flows.deployments import retrain_when_degraded
 from retainwise.uploads.reading import read_table
 from tests.conftest import telco_path
 from tests.helpers import submit
@@ -45,8 +45,9 @@ def monitor_json(capsys, *args) -> dict:
 
 
 @pytest.mark.usefixtures("prefect_api")
-def test_realised_auc_equals_the_files_and_a_shift_is_flagged(telco_model, resources, tmp_path,
-                                                               capsys):
+def test_realised_auc_equals_the_files_and_a_shift_is_flagged(
+    telco_model, resources, tmp_path, capsys
+):
     holdout = telco_model.evaluation
     features = holdout.drop(columns=[LABEL_COLUMN, "Churn"])
     upload = submit(resources, csv_bytes(features), account="acme")
@@ -55,15 +56,25 @@ def test_realised_auc_equals_the_files_and_a_shift_is_flagged(telco_model, resou
     assert stored["rows_scored"] == len(holdout) and stored["score_psi"] < 0.1
 
     outcomes = tmp_path / "outcomes.csv"
-    outcomes.write_bytes(csv_bytes(pd.DataFrame({
-        "customer_id": holdout["customerID"],
-        "churned": holdout[LABEL_COLUMN].map({1: "yes", 0: "no"})})))
-    assert cli.main(["outcomes", "upload", str(outcomes), "--prediction", upload,
-                     "--account", "acme"]) == 0
+    outcomes.write_bytes(
+        csv_bytes(
+            pd.DataFrame(
+                {
+                    "customer_id": holdout["customerID"],
+                    "churned": holdout[LABEL_COLUMN].map({1: "yes", 0: "no"}),
+                }
+            )
+        )
+    )
+    assert (
+        cli.main(["outcomes", "upload", str(outcomes), "--prediction", upload, "--account", "acme"])
+        == 0
+    )
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["matched"] == len(holdout)
 
-    results = pd.read_csv(io.BytesIO(service.download_results(resources, upload)),
-                          dtype={"customer_id": str})
+    results = pd.read_csv(
+        io.BytesIO(service.download_results(resources, upload)), dtype={"customer_id": str}
+    )
     labels = pd.read_csv(outcomes, dtype={"customer_id": str})
     merged = results.merge(labels, on="customer_id")
     direct_auc = roc_auc_score(merged["churned"] == "yes", merged["churn_probability"])
@@ -73,14 +84,18 @@ def test_realised_auc_equals_the_files_and_a_shift_is_flagged(telco_model, resou
     assert row["realised_roc_auc"] == pytest.approx(direct_auc, abs=1e-9)
     assert figures["versions"][0]["roc_auc"] == pytest.approx(direct_auc, abs=1e-9)
     assert abs(row["estimated_roc_auc"] - row["realised_roc_auc"]) < 0.03
-    assert row["estimated_roc_auc_band"][0] <= row["realised_roc_auc"] <= \
-        row["estimated_roc_auc_band"][1]
+    assert (
+        row["estimated_roc_auc_band"][0]
+        <= row["realised_roc_auc"]
+        <= row["estimated_roc_auc_band"][1]
+    )
     high = figures["versions"][0]["tiers"]["HIGH"]
     assert high["rows"] > 0 and high["churn_rate"] >= 0.5
     assert figures["alerts"] == []
 
     shifted = features[features["Contract"] == "Month-to-month"].assign(
-        MonthlyCharges=lambda f: f["MonthlyCharges"].astype(float) * 1.6)
+        MonthlyCharges=lambda f: f["MonthlyCharges"].astype(float) * 1.6
+    )
     later = submit(resources, csv_bytes(shifted), account="acme")
     assert score_upload(later)["status"] == "COMPLETED"
     drift = drift_rows(resources.engine, "churn").set_index(["prediction_id", "column_name"])
@@ -92,17 +107,28 @@ def test_realised_auc_equals_the_files_and_a_shift_is_flagged(telco_model, resou
     assert monitor_json(capsys, "--account", "globex")["uploads"] == []
 
     # concept shift: on the shifted customers the old scores no longer rank who churns
-    later_results = pd.read_csv(io.BytesIO(service.download_results(resources, later)),
-                                dtype={"customer_id": str})
+    later_results = pd.read_csv(
+        io.BytesIO(service.download_results(resources, later)), dtype={"customer_id": str}
+    )
     flipped = tmp_path / "flipped.csv"
-    flipped.write_bytes(csv_bytes(pd.DataFrame({
-        "customer_id": later_results["customer_id"],
-        "churned": (later_results["churn_probability"] < 0.3).astype(int)})))
-    assert cli.main(["outcomes", "upload", str(flipped), "--prediction", later,
-                     "--account", "acme"]) == 0
+    flipped.write_bytes(
+        csv_bytes(
+            pd.DataFrame(
+                {
+                    "customer_id": later_results["customer_id"],
+                    "churned": (later_results["churn_probability"] < 0.3).astype(int),
+                }
+            )
+        )
+    )
+    assert (
+        cli.main(["outcomes", "upload", str(flipped), "--prediction", later, "--account", "acme"])
+        == 0
+    )
     capsys.readouterr()
     automation_deployment = train_model.to_deployment(
-        name="train-model", triggers=retrain_when_degraded()).apply()
+        name="train-model", triggers=retrain_when_degraded()
+    ).apply()
     summary = monitor("churn")
     events = {alert["event"] for alert in summary["alerts"]}
     assert events == {"retainwise.model.degraded", "retainwise.data.drifted"}
@@ -129,8 +155,9 @@ def wait_for_run_of(deployment_id, timeout: float = 90.0):
     deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
         while time.monotonic() < deadline:
-            runs = client.read_flow_runs(deployment_filter=DeploymentFilter(
-                id=DeploymentFilterId(any_=[deployment_id])))
+            runs = client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
+            )
             if runs:
                 return runs[0]
             time.sleep(0.5)
@@ -150,8 +177,9 @@ def emitted_events(expected: set[str], timeout: float = 60.0) -> set[str]:
     deadline, names = time.monotonic() + timeout, set()
     with get_client(sync_client=True) as client:
         while time.monotonic() < deadline and not expected <= names:
-            page = client.read_events(EventFilter(event=EventNameFilter(prefix=["retainwise."])),
-                                      limit=50)  # the server caps it at 50; the default is 100
+            page = client.read_events(
+                EventFilter(event=EventNameFilter(prefix=["retainwise."])), limit=50
+            )  # the server caps it at 50; the default is 100
             names = {event.event for event in page.events}
             time.sleep(0.5)
     return names

@@ -23,8 +23,7 @@ from prefect.settings import PREFECT_API_URL
 
 from flows.reap_stale import reap_stale
 from flows.score_upload import score_upload
-from retainwise.adapters import db
-from retainwise.adapters import prefect_api
+from retainwise.adapters import db, prefect_api
 from retainwise.adapters.resources import Resources
 from retainwise.local.stack import stop_group
 from retainwise.runtime.trigger import deployment_starter, handle_message
@@ -38,14 +37,24 @@ DEPLOYMENT = "score-upload/kill-test"
 
 
 def child_env() -> dict[str, str]:
-    return {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(),
-            "PREFECT_RUNNER_POLL_FREQUENCY": "1", "PREFECT_LOGGING_LEVEL": "WARNING"}
+    return {
+        **os.environ,
+        "PREFECT_API_URL": PREFECT_API_URL.value(),
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    }
 
 
 def spawn(code: str, log: Path) -> subprocess.Popen:
     with open(log, "wb") as out:
-        return subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=child_env(),
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-c", code],
+            cwd=REPO,
+            env=child_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def descendants(pid: int) -> list[int]:
@@ -63,8 +72,10 @@ def next_message(queue):
 @pytest.fixture
 def runner(resources, tmp_path):
     """A real `serve` process for score-upload, in its own process group."""
-    code = ("from flows.score_upload import score_upload; "
-            f"score_upload.serve(name={DEPLOYMENT.split('/')[1]!r}, limit=2)")
+    code = (
+        "from flows.score_upload import score_upload; "
+        f"score_upload.serve(name={DEPLOYMENT.split('/')[1]!r}, limit=2)"
+    )
     process = spawn(code, tmp_path / "runner.log")
     yield process
     stop_group(process.pid, grace=0)
@@ -85,13 +96,21 @@ def test_sigkill_under_a_live_runner_is_crashed_requeued_and_completed(resources
     first_run = db.get_prediction(resources.engine, prediction_id)["flow_run_id"]
 
     # the runner sees its child die and marks the run Crashed; the reaper acts on that at once
-    wait_for(lambda: prefect_api.prefect_run_states([first_run]).get(first_run) == "CRASHED", 30,
-             "Prefect to mark the killed run Crashed", 0.5)
+    wait_for(
+        lambda: prefect_api.prefect_run_states([first_run]).get(first_run) == "CRASHED",
+        30,
+        "Prefect to mark the killed run Crashed",
+        0.5,
+    )
     assert reap_stale(stale_after_seconds=3600)["requeued"] == [prediction_id]
     assert handle_message(resources, next_message(resources.queue), start) == "started"
 
-    wait_for(lambda: status_of(resources, prediction_id) in {"COMPLETED", "FAILED"}, 90,
-             "the rerun to finish", 0.25)
+    wait_for(
+        lambda: status_of(resources, prediction_id) in {"COMPLETED", "FAILED"},
+        90,
+        "the rerun to finish",
+        0.25,
+    )
     row = db.get_prediction(resources.engine, prediction_id)
     assert row["status"] == "COMPLETED", row["error"]
     assert row["attempts"] == 2 and row["flow_run_id"] != first_run
@@ -100,8 +119,9 @@ def test_sigkill_under_a_live_runner_is_crashed_requeued_and_completed(resources
 
 def sweep(**options):
     """One reaper sweep against the real Prefect API (states and cancels), at the `now` given."""
-    return reaper.sweep(Resources.from_env(), prefect_api.prefect_run_states,
-                        prefect_api.cancel_flow_run, **options)
+    return reaper.sweep(
+        Resources.from_env(), prefect_api.prefect_run_states, prefect_api.cancel_flow_run, **options
+    )
 
 
 def later(seconds: float):
@@ -156,7 +176,8 @@ def stalled_scoring(monkeypatch):
 
 
 def test_hung_a_run_past_its_time_limit_is_timed_out_then_requeued_once(
-        resources, stalled_scoring, monkeypatch):
+    resources, stalled_scoring, monkeypatch
+):
     from prefect.client.orchestration import get_client
 
     prediction_id = submit(resources, customers_csv(20))
@@ -181,17 +202,22 @@ def test_hung_a_run_past_its_time_limit_is_timed_out_then_requeued_once(
 
 
 def test_slow_but_alive_a_long_run_that_keeps_refreshing_its_claim_is_left_alone(
-        resources, stalled_scoring, monkeypatch):
+    resources, stalled_scoring, monkeypatch
+):
     prediction_id = submit(resources, customers_csv(20))
     monkeypatch.setenv("RETAINWISE_CLAIM_REFRESH_SECONDS", "0.05")
     with ThreadPoolExecutor(1) as pool:
         outcome = pool.submit(score_upload, prediction_id)
         first = wait_for(lambda: _processing(resources, prediction_id), 60, "the claim")
-        refreshed = wait_for(lambda: _refreshed_since(resources, prediction_id, first), 30,
-                             "a claim refresh")
+        refreshed = wait_for(
+            lambda: _refreshed_since(resources, prediction_id, first), 30, "a claim refresh"
+        )
         with resources.engine.begin() as conn:  # it has been going for two hours
-            conn.execute(db.predictions.update().where(db.predictions.c.id == prediction_id)
-                         .values(started_at=refreshed["updated_at"] - timedelta(hours=2)))
+            conn.execute(
+                db.predictions.update()
+                .where(db.predictions.c.id == prediction_id)
+                .values(started_at=refreshed["updated_at"] - timedelta(hours=2))
+            )
         assert sweep(stale_after_seconds=60, now=later(10)) == []
         stalled_scoring.set()
         assert outcome.result(timeout=120)["status"] == "COMPLETED"

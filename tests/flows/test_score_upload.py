@@ -7,9 +7,8 @@ import re
 import pytest
 
 from flows.score_upload import score_upload
-from retainwise.adapters import db
+from retainwise.adapters import aws, db
 from retainwise.adapters.mlflow_registry import load_champion
-from retainwise.adapters import aws
 from tests.helpers import customers_csv, results_of, submit
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -24,13 +23,18 @@ def test_good_csv_completes_with_every_row_once(resources):
     assert (row["rows_total"], row["rows_scored"], row["rows_rejected"]) == (300, 300, 0)
     assert row["model_version"] and row["result_key"].endswith(f"{prediction_id}/results.csv")
     results = results_of(resources, prediction_id)
-    assert list(results.columns) == ["customer_id", "churn_probability", "churn_risk",
-                                     "predicted_churn"]
+    assert list(results.columns) == [
+        "customer_id",
+        "churn_probability",
+        "churn_risk",
+        "predicted_churn",
+    ]
     assert results["customer_id"].is_unique and len(results) == 300
     assert results["churn_probability"].between(0, 1).all()
     cutoffs = load_champion("churn", resources.settings).profile.cutoffs
     expected = results["churn_probability"].map(
-        lambda p: "HIGH" if p >= cutoffs.high else "MEDIUM" if p >= cutoffs.medium else "LOW")
+        lambda p: "HIGH" if p >= cutoffs.high else "MEDIUM" if p >= cutoffs.medium else "LOW"
+    )
     assert (results["churn_risk"] == expected).all()
 
 
@@ -45,7 +49,10 @@ def test_results_file_keeps_the_contract_as_plain_csv(resources):
     assert header == ["customer_id", "churn_probability", "churn_risk", "predicted_churn"]
     assert len(rows) == 120 and {len(row) for row in rows} == {4}
     assert {row[3] for row in rows} <= {"1", "0"} and {row[2] for row in rows} <= {
-        "HIGH", "MEDIUM", "LOW"}
+        "HIGH",
+        "MEDIUM",
+        "LOW",
+    }
     assert all(re.fullmatch(r"0|1|0\.\d+|1\.0+", row[1]) for row in rows), rows[:3]
 
 
@@ -62,12 +69,15 @@ def test_missing_required_column_fails_naming_it(resources):
     assert row["error"].startswith("missing required columns: Contract")
 
 
-@pytest.mark.parametrize("data, message", [
-    (b"", "the file is empty"),
-    (b"   \n\n", "the file is empty"),
-    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00", "not a CSV text file"),
-    (b"customer_id,gender\n", "no data rows"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"", "the file is empty"),
+        (b"   \n\n", "the file is empty"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00", "not a CSV text file"),
+        (b"customer_id,gender\n", "no data rows"),
+    ],
+)
 def test_unusable_file_fails_with_a_clear_message(resources, data, message):
     prediction_id = submit(resources, data)
     score_upload(prediction_id)
@@ -88,12 +98,16 @@ def test_a_second_run_for_the_same_upload_is_a_no_op(resources):
 def test_no_champion_fails_at_once_with_the_promote_hint(resources):
     from retainwise.entrypoints import service
 
-    prediction_id = service.submit_upload(resources, customers_csv(10), filename="c.csv",
-                                          account="acme", model_name="no-such-model")
+    prediction_id = service.submit_upload(
+        resources, customers_csv(10), filename="c.csv", account="acme", model_name="no-such-model"
+    )
     score_upload(prediction_id)
     row = db.get_prediction(resources.engine, prediction_id)
     assert row["status"] == "FAILED"
-    assert "no champion for 'no-such-model'; promote one with `retainwise model promote" in row["error"]
+    assert (
+        "no champion for 'no-such-model'; promote one with `retainwise model promote"
+        in row["error"]
+    )
 
 
 def test_large_file_is_scored_in_chunks_with_the_same_outcome(resources, monkeypatch):
@@ -105,8 +119,8 @@ def test_large_file_is_scored_in_chunks_with_the_same_outcome(resources, monkeyp
     from retainwise.adapters import aws
 
     text = customers_csv(900, seed=33).decode().splitlines()
-    text[450] = text[3]                                   # a duplicate id, far from its first copy
-    text[600] = text[600] + ",one,too,many"               # a malformed line
+    text[450] = text[3]  # a duplicate id, far from its first copy
+    text[600] = text[600] + ",one,too,many"  # a malformed line
     data = ("\n".join(text) + "\n").encode()
     outcomes = {}
     for chunked in (False, True):
@@ -117,14 +131,23 @@ def test_large_file_is_scored_in_chunks_with_the_same_outcome(resources, monkeyp
         outcome = score_upload(prediction_id)
         row = db.get_prediction(resources.engine, prediction_id)
         assert row["status"] == "COMPLETED", row["error"]
-        rejects = pd.read_csv(io.BytesIO(aws.get_bytes(
-            resources.s3, resources.settings.bucket, row["result_key"].replace(
-                "results.csv", "rejects.csv"))))
+        rejects = pd.read_csv(
+            io.BytesIO(
+                aws.get_bytes(
+                    resources.s3,
+                    resources.settings.bucket,
+                    row["result_key"].replace("results.csv", "rejects.csv"),
+                )
+            )
+        )
         outcomes[chunked] = (row, results_of(resources, prediction_id), rejects, outcome)
 
     (row, results, rejects, report), (c_row, c_results, c_rejects, c_report) = outcomes.values()
-    assert (c_row["rows_total"], c_row["rows_scored"], c_row["rows_rejected"]) == \
-        (row["rows_total"], row["rows_scored"], row["rows_rejected"]) == (900, 898, 2)
+    assert (
+        (c_row["rows_total"], c_row["rows_scored"], c_row["rows_rejected"])
+        == (row["rows_total"], row["rows_scored"], row["rows_rejected"])
+        == (900, 898, 2)
+    )
     assert c_rejects["row_number"].tolist() == rejects["row_number"].tolist() == [450, 600]
     assert c_rejects["reason"].tolist() == rejects["reason"].tolist()
     assert c_results["customer_id"].tolist() == results["customer_id"].tolist()
@@ -140,6 +163,7 @@ def task_names(flow_run_id: str) -> set[str]:
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[
-            flow_run_id])))
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
     return {run.name.rsplit("-", 1)[0] for run in runs}

@@ -44,12 +44,15 @@ def labelled_upload(resources, rows: int, seed: int) -> tuple[str, pd.DataFrame]
 
 
 def shadow_results(resources, upload: str, version: str = "2") -> pd.DataFrame:
-    data = aws.get_bytes(resources.s3, resources.settings.bucket, shadow_key("acme", upload, version))
+    data = aws.get_bytes(
+        resources.s3, resources.settings.bucket, shadow_key("acme", upload, version)
+    )
     return pd.read_csv(io.BytesIO(data), dtype={"customer_id": str})
 
 
-def test_challenger_scores_in_shadow_and_compare_shows_both(two_versions, resources, tmp_path,
-                                                            monkeypatch, capsys):
+def test_challenger_scores_in_shadow_and_compare_shows_both(
+    two_versions, resources, tmp_path, monkeypatch, capsys
+):
     monkeypatch.setenv("RETAINWISE_SHADOW", "challenger")
     upload, table = labelled_upload(resources, 600, seed=11)
     assert score_upload(upload)["status"] == "COMPLETED"
@@ -62,52 +65,68 @@ def test_challenger_scores_in_shadow_and_compare_shows_both(two_versions, resour
     assert sorted(shadow["customer_id"]) == sorted(champion["customer_id"])
     assert not shadow["churn_probability"].equals(champion["churn_probability"])  # another model
     # the customer downloads the champion's results, never the shadow's
-    downloaded = pd.read_csv(io.BytesIO(service.download_results(resources, upload)),
-                             dtype={"customer_id": str})
+    downloaded = pd.read_csv(
+        io.BytesIO(service.download_results(resources, upload)), dtype={"customer_id": str}
+    )
     assert downloaded.equals(champion)
 
     outcomes = tmp_path / "outcomes.csv"
-    table[["customer_id", "Churn"]].rename(columns={"Churn": "churned"}).to_csv(outcomes,
-                                                                               index=False)
-    assert cli.main(["outcomes", "upload", str(outcomes), "--prediction", upload,
-                     "--account", "acme"]) == 0
+    table[["customer_id", "Churn"]].rename(columns={"Churn": "churned"}).to_csv(
+        outcomes, index=False
+    )
+    assert (
+        cli.main(["outcomes", "upload", str(outcomes), "--prediction", upload, "--account", "acme"])
+        == 0
+    )
     capsys.readouterr()
 
     assert cli.main(["model", "compare", "churn"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0].startswith("on ") and "champion v1 AUC" in lines[0] and \
-        "challenger v2 AUC" in lines[0]
+    assert (
+        lines[0].startswith("on ")
+        and "champion v1 AUC" in lines[0]
+        and "challenger v2 AUC" in lines[0]
+    )
     assert any(line.startswith(f"upload {upload[:8]}") for line in lines)
     figures = json.loads(lines[-1])
     assert (figures["champion"], figures["challenger"]) == ("1", "2")
 
     labels = table.set_index("customer_id")["Churn"].map({"Yes": 1, "No": 0})
-    direct = {version: roc_auc_score(labels.loc[frame["customer_id"]], frame["churn_probability"])
-              for version, frame in (("1", champion), ("2", shadow))}
+    direct = {
+        version: roc_auc_score(labels.loc[frame["customer_id"]], frame["churn_probability"])
+        for version, frame in (("1", champion), ("2", shadow))
+    }
     [seen] = figures["uploads"]
     assert seen["scored_by"] == "1" and seen["labelled_rows"] == 600
-    assert seen["versions"]["1"]["source"] == "scored" and seen["versions"]["2"]["source"] == "shadow"
+    assert (
+        seen["versions"]["1"]["source"] == "scored" and seen["versions"]["2"]["source"] == "shadow"
+    )
     for version in ("1", "2"):
         assert seen["versions"][version]["roc_auc"] == pytest.approx(direct[version], abs=1e-9)
         assert figures["paired"]["versions"][version]["roc_auc"] == pytest.approx(
-            direct[version], abs=1e-9)
+            direct[version], abs=1e-9
+        )
     assert figures["paired"]["labelled_rows"] == 600
 
     rows, holdout_labels = registry.evaluation_set("churn", "2", two_versions)
     holdout = figures["holdout"]
     assert holdout["evaluated_on"].startswith("test split stored with version 2")
     assert {v: holdout["versions"][v]["rows"] for v in ("1", "2")} == {
-        "1": len(holdout_labels), "2": len(holdout_labels)}
+        "1": len(holdout_labels),
+        "2": len(holdout_labels),
+    }
     assert holdout["versions"]["1"]["roc_auc"] != holdout["versions"]["2"]["roc_auc"]
 
 
 def test_shadow_is_off_by_default_and_its_failure_leaves_the_upload_completed(
-        two_versions, resources, monkeypatch, caplog):
+    two_versions, resources, monkeypatch, caplog
+):
     monkeypatch.delenv("RETAINWISE_SHADOW", raising=False)
     upload, _ = labelled_upload(resources, 200, seed=12)
     assert score_upload(upload)["status"] == "COMPLETED"
-    assert not aws.object_exists(resources.s3, resources.settings.bucket,
-                                 shadow_key("acme", upload, "2"))
+    assert not aws.object_exists(
+        resources.s3, resources.settings.bucket, shadow_key("acme", upload, "2")
+    )
 
     # the challenger's model files are gone: loading it fails inside the shadow task
     mlflow_client = registry.client(two_versions)
@@ -119,10 +138,12 @@ def test_shadow_is_off_by_default_and_its_failure_leaves_the_upload_completed(
     assert score_upload(upload)["status"] == "COMPLETED"
     row = db.get_prediction(resources.engine, upload)
     assert row["status"] == "COMPLETED" and row["error"] is None
-    assert not aws.object_exists(resources.s3, resources.settings.bucket,
-                                 shadow_key("acme", upload, "2"))
-    assert any("shadow scoring of" in r.getMessage() and r.levelname == "WARNING"
-               for r in caplog.records)
+    assert not aws.object_exists(
+        resources.s3, resources.settings.bucket, shadow_key("acme", upload, "2")
+    )
+    assert any(
+        "shadow scoring of" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records
+    )
 
 
 def test_shadow_scores_large_files_chunk_by_chunk(two_versions, resources, monkeypatch):
@@ -138,7 +159,8 @@ def test_shadow_scores_large_files_chunk_by_chunk(two_versions, resources, monke
     chunked = shadow_results(resources, again)
     assert chunked["customer_id"].tolist() == whole["customer_id"].tolist()
     assert chunked["churn_probability"].to_numpy() == pytest.approx(
-        whole["churn_probability"].to_numpy(), abs=1e-6)
+        whole["churn_probability"].to_numpy(), abs=1e-6
+    )
 
 
 def test_compare_without_a_champion_says_so(stack_env, monkeypatch, tmp_path, capsys):
@@ -147,8 +169,9 @@ def test_compare_without_a_champion_says_so(stack_env, monkeypatch, tmp_path, ca
     assert "'churn' has no champion to compare" in capsys.readouterr().err
 
 
-def test_the_gate_judges_shadow_outcomes_from_enough_labelled_rows(two_versions, resources,
-                                                                   tmp_path, monkeypatch, capsys):
+def test_the_gate_judges_shadow_outcomes_from_enough_labelled_rows(
+    two_versions, resources, tmp_path, monkeypatch, capsys
+):
     """Outcomes that follow the champion's ranking exactly: on them the challenger is clearly
     worse, so the gate refuses once it uses outcomes, whatever the holdout says."""
     monkeypatch.setenv("RETAINWISE_SHADOW", "challenger")
@@ -157,9 +180,12 @@ def test_the_gate_judges_shadow_outcomes_from_enough_labelled_rows(two_versions,
     champion = results_of(resources, upload)
     outcomes = tmp_path / "outcomes.csv"
     champion.assign(churned=(champion["churn_probability"].rank(method="first") > 300).astype(int))[
-        ["customer_id", "churned"]].to_csv(outcomes, index=False)
-    assert cli.main(["outcomes", "upload", str(outcomes), "--prediction", upload,
-                     "--account", "acme"]) == 0
+        ["customer_id", "churned"]
+    ].to_csv(outcomes, index=False)
+    assert (
+        cli.main(["outcomes", "upload", str(outcomes), "--prediction", upload, "--account", "acme"])
+        == 0
+    )
     capsys.readouterr()
 
     monkeypatch.setenv("RETAINWISE_PROMOTION_OUTCOME_ROWS", "601")

@@ -20,15 +20,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from models.training import train
-from retainwise.adapters import aws
-from retainwise.adapters import db
+from retainwise.adapters import aws, db
 from retainwise.adapters import mlflow_registry as registry
 from retainwise.config.errors import UploadRejected
+from retainwise.config.settings import Settings
+from retainwise.local.sample import synthetic_customers
 from retainwise.uploads.output import result_keys
 from retainwise.uploads.pipeline import score_file
 from retainwise.uploads.reading import Limits
-from retainwise.local.sample import synthetic_customers
-from retainwise.config.settings import Settings
 from retainwise.uploads.validation import unknown_categories
 from tests.conftest import telco_path
 
@@ -85,11 +84,13 @@ def euro_thousands(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def booleans(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.assign(SeniorCitizen=frame["SeniorCitizen"].map({"0": "No", "1": "Yes"}),
-                        Partner=frame["Partner"].map({"Yes": "Y", "No": "N"}),
-                        Dependents=frame["Dependents"].map({"Yes": "True", "No": "False"}),
-                        PhoneService=frame["PhoneService"].map({"Yes": "1", "No": "0"}),
-                        PaperlessBilling=" " + frame["PaperlessBilling"].str.lower() + " ")
+    return frame.assign(
+        SeniorCitizen=frame["SeniorCitizen"].map({"0": "No", "1": "Yes"}),
+        Partner=frame["Partner"].map({"Yes": "Y", "No": "N"}),
+        Dependents=frame["Dependents"].map({"Yes": "True", "No": "False"}),
+        PhoneService=frame["PhoneService"].map({"Yes": "1", "No": "0"}),
+        PaperlessBilling=" " + frame["PaperlessBilling"].str.lower() + " ",
+    )
 
 
 def header_style(style):
@@ -97,9 +98,13 @@ def header_style(style):
         import re
 
         words = {c: re.sub(r"(?<=[a-z])(?=[A-Z])", " ", c).replace("ID", " ID") for c in frame}
-        styles = {"spaced": lambda w: w.title(), "snake": lambda w: "_".join(w.lower().split()),
-                  "kebab": lambda w: "-".join(w.upper().split())}
+        styles = {
+            "spaced": lambda w: w.title(),
+            "snake": lambda w: "_".join(w.lower().split()),
+            "kebab": lambda w: "-".join(w.upper().split()),
+        }
         return frame.rename(columns={c: styles[style](w) for c, w in words.items()})
+
     return rename
 
 
@@ -116,8 +121,9 @@ VARIANTS = {
     "utf-8 BOM": lambda f: to_csv(f, encoding="utf-8-sig"),
     "utf-16": lambda f: to_csv(f, encoding="utf-16"),
     "utf-16-le without BOM": lambda f: to_csv(f, encoding="utf-16-le"),
-    "cp1252 with euro sign": lambda f: to_csv(f.assign(Notes=f["Notes"] + " 5 €"),
-                                              encoding="cp1252"),
+    "cp1252 with euro sign": lambda f: to_csv(
+        f.assign(Notes=f["Notes"] + " 5 €"), encoding="cp1252"
+    ),
     "latin-1": lambda f: to_csv(f, encoding="latin-1"),
     "semicolon, decimal comma": lambda f: to_csv(decimal_comma(f), ";"),
     "semicolon, decimal point": lambda f: to_csv(f, ";"),
@@ -133,7 +139,8 @@ VARIANTS = {
     "columns reordered": lambda f: to_csv(f[list(reversed(f.columns))]),
     "gzip": lambda f: gzip.compress(to_csv(f)),
     "gzip of utf-16 semicolon decimal comma": lambda f: gzip.compress(
-        to_csv(decimal_comma(f), ";", "utf-16")),
+        to_csv(decimal_comma(f), ";", "utf-16")
+    ),
     "xlsx": xlsx,
 }
 
@@ -146,8 +153,9 @@ def test_variant_scores_exactly_like_the_clean_file(variant, telco, clean):
     assert upload.rows_rejected == 0, upload.rejects["reason"].head().tolist()
     assert unknown_categories(upload.quality["columns"]) == {}
     assert results["customer_id"].tolist() == clean["customer_id"].tolist()
-    np.testing.assert_allclose(results["churn_probability"], clean["churn_probability"],
-                               rtol=0, atol=1e-9)
+    np.testing.assert_allclose(
+        results["churn_probability"], clean["churn_probability"], rtol=0, atol=1e-9
+    )
 
 
 def garbage(frame: pd.DataFrame, rows: list[int], column: str = "tenure") -> pd.DataFrame:
@@ -157,20 +165,30 @@ def garbage(frame: pd.DataFrame, rows: list[int], column: str = "tenure") -> pd.
 
 
 FAILING = {
-    "dropped column": (lambda f: to_csv(f.drop(columns="Contract")),
-                       "missing required columns: Contract"),
-    "renamed column": (lambda f: to_csv(f.rename(columns={"tenure": "Tenure Months"})),
-                       "missing required columns: tenure (did you mean 'Tenure Months'?)"),
-    "no id column": (lambda f: to_csv(f.drop(columns="customerID")),
-                     "no customer id column: expected a column named 'customerID'"),
-    "binary file": (lambda f: b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)) * 8,
-                    "the file is not a CSV text file (it contains binary data)"),
-    "truncated quote": (lambda f: to_csv(f.head(50))[:-40] + b'"unfinished, note\n',
-                        'a closing quote (") is missing'),
-    "most rows garbage": (lambda f: to_csv(garbage(f, list(range(0, len(f), 3)) +
-                                                   list(range(1, len(f), 3)))),
-                          "rows are invalid (more than 50%); for example row 1: tenure: "
-                          "'n/k yet' is not a number"),
+    "dropped column": (
+        lambda f: to_csv(f.drop(columns="Contract")),
+        "missing required columns: Contract",
+    ),
+    "renamed column": (
+        lambda f: to_csv(f.rename(columns={"tenure": "Tenure Months"})),
+        "missing required columns: tenure (did you mean 'Tenure Months'?)",
+    ),
+    "no id column": (
+        lambda f: to_csv(f.drop(columns="customerID")),
+        "no customer id column: expected a column named 'customerID'",
+    ),
+    "binary file": (
+        lambda f: b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)) * 8,
+        "the file is not a CSV text file (it contains binary data)",
+    ),
+    "truncated quote": (
+        lambda f: to_csv(f.head(50))[:-40] + b'"unfinished, note\n',
+        'a closing quote (") is missing',
+    ),
+    "most rows garbage": (
+        lambda f: to_csv(garbage(f, list(range(0, len(f), 3)) + list(range(1, len(f), 3)))),
+        "rows are invalid (more than 50%); for example row 1: tenure: 'n/k yet' is not a number",
+    ),
     "header only": (lambda f: to_csv(f.head(0)), "the file has a header but no data rows"),
 }
 
@@ -204,24 +222,34 @@ def test_duplicate_ids_are_scored_once_and_later_copies_rejected(telco, clean):
     assert upload.rejects["reason"].tolist() == [
         "duplicate customer id; already scored from row 1",
         "duplicate customer id; already scored from row 10",
-        "duplicate customer id; already scored from row 10"]
+        "duplicate customer id; already scored from row 10",
+    ]
     np.testing.assert_allclose(results["churn_probability"], clean["churn_probability"], atol=1e-9)
 
 
 def test_out_of_range_and_over_wide_rows_are_rejected_and_counted(telco):
     frame, trained = telco
-    data = to_csv(garbage(frame, [5], "tenure").assign(
-        tenure=lambda f: f["tenure"].where(f.index != 5, "5000"))).decode().splitlines()
+    data = (
+        to_csv(
+            garbage(frame, [5], "tenure").assign(
+                tenure=lambda f: f["tenure"].where(f.index != 5, "5000")
+            )
+        )
+        .decode()
+        .splitlines()
+    )
     data[20] += ",surplus"  # physical line 21 is data row 17: rows 1, 8, 15 hold a newline
     status, upload, results = score_bytes("\n".join(data).encode(), trained)
     assert status == "COMPLETED"
     assert upload.rejects[["row_number", "reason"]].values.tolist() == [
         [6, "tenure: 5000 is outside the plausible range -36 to 108"],
-        [17, "23 fields where the header has 22"]]
+        [17, "23 fields where the header has 22"],
+    ]
     assert upload.rows_total == len(results) + upload.rows_rejected == len(frame)
 
 
 # -- random bytes never crash: pure path (many examples) and the real flow (a handful) -----------
+
 
 @pytest.fixture(scope="module")
 def small_model():
@@ -230,9 +258,31 @@ def small_model():
 
 HEADER = list(synthetic_customers(1, labeled=False).columns)
 CELLS = st.one_of(
-    st.sampled_from(["", " ", "Yes", "No", "0", "1", "29,85", '"1,889.50"', "abc", "=1+2",
-                     '"', '""', '"a\nb"', "Month-to-month", "nan", "-1e9", "Zoë", "C1", "\t"]),
-    st.text(max_size=6))
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "Yes",
+            "No",
+            "0",
+            "1",
+            "29,85",
+            '"1,889.50"',
+            "abc",
+            "=1+2",
+            '"',
+            '""',
+            '"a\nb"',
+            "Month-to-month",
+            "nan",
+            "-1e9",
+            "Zoë",
+            "C1",
+            "\t",
+        ]
+    ),
+    st.text(max_size=6),
+)
 
 
 @st.composite
@@ -240,19 +290,31 @@ def csvish_bytes(draw) -> bytes:
     """Mostly table-shaped text with the model's headers, broken in random ways; sometimes noise."""
     if draw(st.integers(0, 9)) == 0:
         return draw(st.binary(max_size=300))
-    header = draw(st.one_of(st.just(HEADER), st.permutations(HEADER),
-                            st.lists(st.sampled_from(HEADER + ["x", "Customer ID"]), max_size=14)))
+    header = draw(
+        st.one_of(
+            st.just(HEADER),
+            st.permutations(HEADER),
+            st.lists(st.sampled_from(HEADER + ["x", "Customer ID"]), max_size=14),
+        )
+    )
     delimiter = draw(st.sampled_from([",", ";", "\t", "|"]))
     width = len(header)
-    rows = draw(st.lists(st.lists(CELLS, min_size=max(width - 1, 0), max_size=width + 1),
-                         max_size=25))
+    rows = draw(
+        st.lists(st.lists(CELLS, min_size=max(width - 1, 0), max_size=width + 1), max_size=25)
+    )
     newline = draw(st.sampled_from(["\n", "\r\n"]))
     text = newline.join(delimiter.join(row) for row in [header] + rows)
-    data = text.encode(draw(st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "cp1252"])),
-                       errors="replace")
+    data = text.encode(
+        draw(st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "cp1252"])), errors="replace"
+    )
     wrap = draw(st.sampled_from(["plain", "gzip", "cut"]))
-    return gzip.compress(data) if wrap == "gzip" else data[:len(data) * 2 // 3] if wrap == "cut" \
+    return (
+        gzip.compress(data)
+        if wrap == "gzip"
+        else data[: len(data) * 2 // 3]
+        if wrap == "cut"
         else data
+    )
 
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -272,6 +334,7 @@ def test_random_csvish_bytes_never_crash_the_pure_path(data, small_model):
 
 # -- through the real flow ------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def telco_champion(telco, mlflow_store):
     """The Telco model as champion of its own name in the session's MLflow store."""
@@ -285,8 +348,9 @@ def run_flow(resources, data: bytes, model_name: str):
     from flows.score_upload import score_upload
     from retainwise.entrypoints import service
 
-    prediction_id = service.submit_upload(resources, data, filename="upload", account="acme",
-                                          model_name=model_name)
+    prediction_id = service.submit_upload(
+        resources, data, filename="upload", account="acme", model_name=model_name
+    )
     score_upload(prediction_id)
     return prediction_id, db.get_prediction(resources.engine, prediction_id)
 
@@ -296,11 +360,12 @@ def s3_object(resources, key: str) -> bytes:
 
 
 @pytest.mark.usefixtures("prefect_api")
-def test_flow_scores_a_european_gzip_upload_and_writes_the_report(resources, telco,
-                                                                  telco_champion, clean, tmp_path):
+def test_flow_scores_a_european_gzip_upload_and_writes_the_report(
+    resources, telco, telco_champion, clean, tmp_path
+):
     frame, _ = telco
     doubled = pd.concat([frame, frame.iloc[[4]]], ignore_index=True)
-    doubled.loc[7, "customerID"] = "=HYPERLINK(\"http://evil\")"
+    doubled.loc[7, "customerID"] = '=HYPERLINK("http://evil")'
     doubled.loc[8, "tenure"] = "soon"
     data = gzip.compress(to_csv(decimal_comma(doubled), ";", "cp1252"))
     prediction_id, row = run_flow(resources, data, telco_champion)
@@ -308,21 +373,27 @@ def test_flow_scores_a_european_gzip_upload_and_writes_the_report(resources, tel
     assert row["status"] == "COMPLETED", row["error"]
     assert (row["rows_total"], row["rows_scored"], row["rows_rejected"]) == (7044, 7042, 2)
     keys = result_keys(row["account"], prediction_id)
-    results = pd.read_csv(io.BytesIO(s3_object(resources, keys.results)),
-                          dtype={"customer_id": str})
+    results = pd.read_csv(
+        io.BytesIO(s3_object(resources, keys.results)), dtype={"customer_id": str}
+    )
     expected = clean.drop(index=8).reset_index(drop=True)
-    np.testing.assert_allclose(results["churn_probability"], expected["churn_probability"],
-                               atol=1e-6)  # results.csv holds 6 decimals
-    assert results["customer_id"][7] == "'=HYPERLINK(\"http://evil\")"
+    np.testing.assert_allclose(
+        results["churn_probability"], expected["churn_probability"], atol=1e-6
+    )  # results.csv holds 6 decimals
+    assert results["customer_id"][7] == '\'=HYPERLINK("http://evil")'
     rejects = pd.read_csv(io.BytesIO(s3_object(resources, keys.rejects)), dtype=str)
     assert rejects[["row_number", "reason"]].values.tolist() == [
         ["9", "tenure: 'soon' is not a number"],
-        ["7044", "duplicate customer id; already scored from row 5"]]
+        ["7044", "duplicate customer id; already scored from row 5"],
+    ]
     assert rejects["tenure"][0] == "soon"  # the cell as uploaded
     report = json.loads(s3_object(resources, keys.report))
     assert row["report_key"] == keys.report
-    assert report["source"] == {"delimiter": "semicolon", "format": "csv+gzip",
-                                "encoding": "cp1252"}
+    assert report["source"] == {
+        "delimiter": "semicolon",
+        "format": "csv+gzip",
+        "encoding": "cp1252",
+    }
     assert report["rows_total"] == report["rows_scored"] + report["rows_rejected"] == 7044
     assert report["reject_reasons"] == {"not a number: tenure": 1, "duplicate id": 1}
 
@@ -334,8 +405,9 @@ def test_flow_scores_a_european_gzip_upload_and_writes_the_report(resources, tel
 
 
 @pytest.mark.usefixtures("prefect_api")
-def test_flow_fails_a_mostly_invalid_upload_but_leaves_report_and_rejects(resources, telco,
-                                                                          telco_champion):
+def test_flow_fails_a_mostly_invalid_upload_but_leaves_report_and_rejects(
+    resources, telco, telco_champion
+):
     frame, _ = telco
     data = FAILING["most rows garbage"][0](frame.head(300))
     prediction_id, row = run_flow(resources, data, telco_champion)
@@ -359,8 +431,11 @@ def test_flow_completes_other_formats(resources, telco, telco_champion, variant)
 
 
 @pytest.mark.usefixtures("prefect_api")
-@settings(max_examples=5, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=5,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(data=csvish_bytes())
 def test_random_csvish_bytes_end_completed_or_failed_through_the_flow(data, resources):
     _, row = run_flow(resources, data, "churn")

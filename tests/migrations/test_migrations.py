@@ -69,10 +69,13 @@ def test_attempts_revision_adds_a_counter_starting_at_zero(database_url):
     migrations.upgrade(database_url, "0002_add_sqs_columns")
     engine = sa.create_engine(database_url)
     with engine.begin() as conn:
-        conn.execute(sa.text(
-            "INSERT INTO predictions (id, account, model_name, status, input_key, created_at, "
-            "updated_at) VALUES ('p1', 'a', 'churn', 'PENDING', 'k', CURRENT_TIMESTAMP, "
-            "CURRENT_TIMESTAMP)"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO predictions (id, account, model_name, status, input_key, created_at, "
+                "updated_at) VALUES ('p1', 'a', 'churn', 'PENDING', 'k', CURRENT_TIMESTAMP, "
+                "CURRENT_TIMESTAMP)"
+            )
+        )
     migrations.upgrade(database_url, "0005_add_attempts")
     migrations.upgrade(database_url, "0005_add_attempts")  # a rerun is a no-op
     with engine.connect() as conn:
@@ -96,5 +99,6 @@ def test_accounts_revision_creates_named_tables_and_reruns(database_url):
     engine = sa.create_engine(database_url)
     assert not sa.inspect(engine).has_table("accounts")
     assert "ix_predictions_account_created_at" not in {
-        i["name"] for i in sa.inspect(engine).get_indexes("predictions")}
+        i["name"] for i in sa.inspect(engine).get_indexes("predictions")
+    }
     engine.dispose()

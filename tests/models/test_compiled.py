@@ -20,31 +20,35 @@ def telco_model(tmp_path_factory):
     frame = read_table(Path(telco_path()).read_bytes())
     trained = train(frame, "Churn", "customerID")
     assert trained.kind == "gradient_boosting"  # what Telco picks; the rest of the module needs it
-    check = prepare_features(trained.evaluation.drop(columns=[LABEL_COLUMN]),
-                             trained.profile.features)
+    check = prepare_features(
+        trained.evaluation.drop(columns=[LABEL_COLUMN]), trained.profile.features
+    )
     library = compile_trees(trained.pipeline, tmp_path_factory.mktemp("compiled"), check)
     return frame, trained, CompiledModel(trained.pipeline, library)
 
 
 def scored_both_ways(trained, compiled, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     ids = frame[ID]
-    return (score_frame(trained.pipeline, trained.profile, frame, ids),
-            score_frame(compiled, trained.profile, frame, ids))
+    return (
+        score_frame(trained.pipeline, trained.profile, frame, ids),
+        score_frame(compiled, trained.profile, frame, ids),
+    )
 
 
 def test_scoring_with_compiled_trees_matches_scikit_learn_on_the_telco_file(telco_model):
     frame, trained, compiled = telco_model
     expected, got = scored_both_ways(trained, compiled, frame)
     assert np.max(np.abs(expected["churn_probability"] - got["churn_probability"])) <= TOLERANCE
-    pd.testing.assert_frame_equal(expected.drop(columns="churn_probability"),
-                                  got.drop(columns="churn_probability"))
+    pd.testing.assert_frame_equal(
+        expected.drop(columns="churn_probability"), got.drop(columns="churn_probability")
+    )
 
 
 def test_scoring_with_compiled_trees_matches_scikit_learn_on_benchmark_data(telco_model):
     _, trained, compiled = telco_model
     rows = jittered_block(load_telco(), 0, 30_000, np.random.default_rng(2024))
     rows.loc[rows.index[:50], "Contract"] = "Two-year plus"  # unseen category: missing branch
-    rows.loc[rows.index[50:100], "MonthlyCharges"] = ""      # missing number
+    rows.loc[rows.index[50:100], "MonthlyCharges"] = ""  # missing number
     expected, got = scored_both_ways(trained, compiled, rows)
     assert np.max(np.abs(expected["churn_probability"] - got["churn_probability"])) <= TOLERANCE
     assert (expected["predicted_churn"] == got["predicted_churn"]).all()

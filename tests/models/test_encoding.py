@@ -8,21 +8,29 @@ from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
 
 from models.encoding import MISSING, CategoryEncoder
 
-TRAIN = pd.DataFrame({
-    "contract": ["Month-to-month", "Two year", "One year", np.nan, "Two year", "One year"],
-    "internet": ["DSL", "Fiber optic", "No", "DSL", "DSL", "No"],
-}, dtype=object)
-NEW = pd.DataFrame({
-    "contract": ["One year", "Ten year", np.nan, "Month-to-month"],  # "Ten year" is unknown
-    "internet": ["No", "Fiber optic", "Satellite", np.nan],          # NaN unseen in training
-}, dtype=object)
+TRAIN = pd.DataFrame(
+    {
+        "contract": ["Month-to-month", "Two year", "One year", np.nan, "Two year", "One year"],
+        "internet": ["DSL", "Fiber optic", "No", "DSL", "DSL", "No"],
+    },
+    dtype=object,
+)
+NEW = pd.DataFrame(
+    {
+        "contract": ["One year", "Ten year", np.nan, "Month-to-month"],  # "Ten year" is unknown
+        "internet": ["No", "Fiber optic", "Satellite", np.nan],  # NaN unseen in training
+    },
+    dtype=object,
+)
 
 
 def sklearn_ordinal():
     return make_pipeline(
         SimpleImputer(strategy="constant", fill_value=MISSING),
-        OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
-                       encoded_missing_value=-1)).fit(TRAIN)
+        OrdinalEncoder(
+            handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-1
+        ),
+    ).fit(TRAIN)
 
 
 def test_ordinal_codes_match_sklearn_with_unknown_as_missing():
@@ -36,8 +44,14 @@ def test_ordinal_codes_match_sklearn_with_unknown_as_missing():
 
 def test_one_hot_matches_sklearn_and_unknown_rows_are_all_zero():
     ours = CategoryEncoder("onehot").fit(TRAIN).transform(NEW).toarray()
-    theirs = make_pipeline(SimpleImputer(strategy="constant", fill_value=MISSING),
-                           OneHotEncoder(handle_unknown="ignore")).fit(TRAIN).transform(NEW)
+    theirs = (
+        make_pipeline(
+            SimpleImputer(strategy="constant", fill_value=MISSING),
+            OneHotEncoder(handle_unknown="ignore"),
+        )
+        .fit(TRAIN)
+        .transform(NEW)
+    )
     np.testing.assert_array_equal(ours, theirs.toarray())
     assert ours[1, :4].sum() == 0  # "Ten year": no contract column set
 

@@ -19,10 +19,12 @@ def data():
     rows = 400
     tenure = rng.integers(0, 72, rows)
     contract = rng.choice(["Month-to-month", "Two year"], rows)
-    y = (rng.random(rows) < 1 / (1 + np.exp(-(1.5 * (contract == "Month-to-month")
-                                               - 0.05 * tenure)))).astype(int)
-    table = pd.DataFrame({"tenure": tenure.astype(str), "Contract": contract,
-                          "gender": rng.choice(["F", "M"], rows)})
+    y = (
+        rng.random(rows) < 1 / (1 + np.exp(-(1.5 * (contract == "Month-to-month") - 0.05 * tenure)))
+    ).astype(int)
+    table = pd.DataFrame(
+        {"tenure": tenure.astype(str), "Contract": contract, "gender": rng.choice(["F", "M"], rows)}
+    )
     features, _ = infer_features(table, exclude=set())
     profile = ModelProfile(id_column=None, target="Churn", features=features)
     return table, prepare_features(table, features), y, profile

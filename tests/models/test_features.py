@@ -10,23 +10,30 @@ from models.profile import FeatureProfile, ModelProfile
 
 def frame(rows: int = 60) -> pd.DataFrame:
     rng = np.random.default_rng(0)
-    return pd.DataFrame({
-        "customer id": [f"C{i}" for i in range(rows)],
-        "Tenure Months": [str(v) for v in rng.integers(0, 72, rows)],
-        "Total Charges": [" " if i % 10 == 0 else f"{v:.2f}" for i, v in
-                          enumerate(rng.uniform(10, 5000, rows))],
-        "Contract": rng.choice(["Month-to-month", "Two year"], rows),
-        "Always": ["same"] * rows,
-        "Nothing": [None] * rows,
-        "Email": [f"user{i}@example.com" for i in range(rows)],
-    })
+    return pd.DataFrame(
+        {
+            "customer id": [f"C{i}" for i in range(rows)],
+            "Tenure Months": [str(v) for v in rng.integers(0, 72, rows)],
+            "Total Charges": [
+                " " if i % 10 == 0 else f"{v:.2f}"
+                for i, v in enumerate(rng.uniform(10, 5000, rows))
+            ],
+            "Contract": rng.choice(["Month-to-month", "Two year"], rows),
+            "Always": ["same"] * rows,
+            "Nothing": [None] * rows,
+            "Email": [f"user{i}@example.com" for i in range(rows)],
+        }
+    )
 
 
 def test_types_are_inferred_and_useless_columns_dropped_with_a_note():
     features, notes = infer_features(frame(), exclude={"customer id"})
     kinds = {f.name: f.kind for f in features}
-    assert kinds == {"Tenure Months": "numeric", "Total Charges": "numeric",
-                     "Contract": "categorical"}
+    assert kinds == {
+        "Tenure Months": "numeric",
+        "Total Charges": "numeric",
+        "Contract": "categorical",
+    }
     assert any(n.startswith("Always: dropped") for n in notes)
     assert any(n.startswith("Nothing: dropped") for n in notes)
     assert any(n.startswith("Email: dropped") and "identifier" in n for n in notes)
@@ -65,10 +72,22 @@ def test_categories_carry_their_training_shares():
 
 
 def test_profile_from_an_older_version_without_new_keys_still_loads():
-    old = {"id_column": "id", "target": "Churn", "threshold": 0.4,
-           "cutoffs": {"high": 0.7, "medium": 0.4},
-           "features": [{"name": "tenure", "kind": "numeric", "minimum": 0, "maximum": 72,
-                         "categories": [], "missing_share": 0.0}]}
+    old = {
+        "id_column": "id",
+        "target": "Churn",
+        "threshold": 0.4,
+        "cutoffs": {"high": 0.7, "medium": 0.4},
+        "features": [
+            {
+                "name": "tenure",
+                "kind": "numeric",
+                "minimum": 0,
+                "maximum": 72,
+                "categories": [],
+                "missing_share": 0.0,
+            }
+        ],
+    }
     profile = ModelProfile.from_dict(old)
     assert profile.features[0].bin_edges == [] and profile.features[0].category_shares == {}
     assert profile.threshold == 0.4 and profile.cutoffs.high == 0.7

@@ -10,14 +10,16 @@ from models.leakage import leaking_columns
 def labeled(rows: int = 400, seed: int = 1):
     rng = np.random.default_rng(seed)
     y = (rng.random(rows) < 0.3).astype(int)
-    table = pd.DataFrame({
-        "honest": (y * 0.8 + rng.normal(0, 1, rows)).round(3).astype(str),
-        "Churn Label": np.where(y == 1, "Yes", "No"),
-        "days_since_cancel": np.where(y == 1, rng.integers(1, 30, rows).astype(str), ""),
-        "noisy copy": np.where(rng.random(rows) < 0.995, y, 1 - y).astype(str),
-        "ticket": [f"T{i:05d}x" for i in rng.permutation(rows)],
-        "plan": rng.choice(["a", "b", "c"], rows),
-    })
+    table = pd.DataFrame(
+        {
+            "honest": (y * 0.8 + rng.normal(0, 1, rows)).round(3).astype(str),
+            "Churn Label": np.where(y == 1, "Yes", "No"),
+            "days_since_cancel": np.where(y == 1, rng.integers(1, 30, rows).astype(str), ""),
+            "noisy copy": np.where(rng.random(rows) < 0.995, y, 1 - y).astype(str),
+            "ticket": [f"T{i:05d}x" for i in rng.permutation(rows)],
+            "plan": rng.choice(["a", "b", "c"], rows),
+        }
+    )
     return table, y
 
 

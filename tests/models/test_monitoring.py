@@ -5,8 +5,12 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from models.evaluation import holdout_metrics
-from models.monitoring import (calibration_error, estimated_performance, expected_roc_auc,
-                               realised_performance)
+from models.monitoring import (
+    calibration_error,
+    estimated_performance,
+    expected_roc_auc,
+    realised_performance,
+)
 from models.profile import RiskCutoffs
 
 CUTOFFS = RiskCutoffs(high=0.6, medium=0.3)
@@ -52,7 +56,7 @@ def test_an_overconfident_model_is_flagged_by_its_realised_figures():
 
 
 def test_realised_figures_are_the_holdout_figures_plus_tiers():
-    y, p = np.array([0, 0, 1, 1, 0, 1, 0, 1]), np.array([.1, .2, .35, .7, .65, .9, .3, .2])
+    y, p = np.array([0, 0, 1, 1, 0, 1, 0, 1]), np.array([0.1, 0.2, 0.35, 0.7, 0.65, 0.9, 0.3, 0.2])
     realised = realised_performance(y, p, 0.3, CUTOFFS)
     for name, value in holdout_metrics(y, p, 0.3).items():
         assert realised[name] == value

@@ -49,8 +49,10 @@ def test_month_to_month_raises_risk_over_two_year_all_else_equal(telco):
     rows = trained.evaluation.drop(columns=[LABEL_COLUMN])
     features = trained.profile.features
     monthly = trained.pipeline.predict_proba(
-        prepare_features(rows.assign(Contract="Month-to-month"), features))[:, 1]
+        prepare_features(rows.assign(Contract="Month-to-month"), features)
+    )[:, 1]
     two_year = trained.pipeline.predict_proba(
-        prepare_features(rows.assign(Contract="Two year"), features))[:, 1]
+        prepare_features(rows.assign(Contract="Two year"), features)
+    )[:, 1]
     assert np.mean(monthly > two_year) > 0.95
     assert np.mean(monthly - two_year) > 0.1

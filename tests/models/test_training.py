@@ -56,8 +56,9 @@ def test_the_held_out_rows_are_kept_raw_with_their_labels(trained):
 
 
 def test_allow_column_keeps_a_flagged_column():
-    kept = train(other_schema(300), "Customer Status", positive="Churned",
-                 allow_columns=["Churn Reason"])
+    kept = train(
+        other_schema(300), "Customer Status", positive="Churned", allow_columns=["Churn Reason"]
+    )
     assert "Churn Reason" in kept.profile.feature_names
     assert any("kept by --allow-column" in note for note in kept.notes)
 

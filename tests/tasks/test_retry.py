@@ -11,24 +11,40 @@ from tasks.retry import is_transient_error as is_transient
 
 
 def client_error(code: str, status: int) -> ClientError:
-    return ClientError({"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}},
-                       "GetObject")
+    return ClientError(
+        {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "GetObject"
+    )
 
 
-@pytest.mark.parametrize("error", [
-    ConnectionRefusedError(), TimeoutError(), EndpointConnectionError(endpoint_url="http://x"),
-    client_error("SlowDown", 503), client_error("Throttling", 400), client_error("Boom", 500),
-    sql.OperationalError("SELECT 1", {}, Exception("server closed the connection")),
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        ConnectionRefusedError(),
+        TimeoutError(),
+        EndpointConnectionError(endpoint_url="http://x"),
+        client_error("SlowDown", 503),
+        client_error("Throttling", 400),
+        client_error("Boom", 500),
+        sql.OperationalError("SELECT 1", {}, Exception("server closed the connection")),
+    ],
+)
 def test_connection_throttling_5xx_and_dropped_connections_are_transient(error):
     assert is_transient(error)
 
 
-@pytest.mark.parametrize("error", [
-    KeyError("x"), MemoryError(), ValueError(), UploadRejected("bad"), NoChampion("none"),
-    client_error("NoSuchKey", 404), client_error("AccessDenied", 403),
-    sql.IntegrityError("INSERT", {}, Exception("duplicate key")),
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        KeyError("x"),
+        MemoryError(),
+        ValueError(),
+        UploadRejected("bad"),
+        NoChampion("none"),
+        client_error("NoSuchKey", 404),
+        client_error("AccessDenied", 403),
+        sql.IntegrityError("INSERT", {}, Exception("duplicate key")),
+    ],
+)
 def test_bugs_and_refusals_are_not(error):
     assert not is_transient(error)
 

@@ -21,8 +21,9 @@ from tests.helpers import customers_csv, submit
 from tests.ui.browser import CHROMIUM, headless_page
 
 pytestmark = [
-    pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed "
-                       "(apt-get install -y chromium)"),
+    pytest.mark.skipif(
+        CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)"
+    ),
 ]
 
 
@@ -31,13 +32,32 @@ def prefect_server_with_ui(tmp_path_factory):
     """`prefect server start` with the UI, on a free loopback port and its own database."""
     home, port = tmp_path_factory.mktemp("prefect-ui"), free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_UI_API_URL": f"{url}/api",
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_API_URL": f"{url}/api"}
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_UI_API_URL": f"{url}/api",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_API_URL": f"{url}/api",
+    }
     with open(home / "server.log", "wb") as log:
         server = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-             "--port", str(port), "--no-services"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "prefect",
+                "server",
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-services",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         wait_healthy(f"{url}/api/health", 120, server, home / "server.log")
         yield url
@@ -52,8 +72,9 @@ def test_a_completed_runs_page_shows_its_summary(resources, prefect_server_with_
     with temporary_settings(updates={PREFECT_API_URL: f"{ui}/api"}):
         assert score_upload(prediction_id)["status"] == "COMPLETED"
         with get_client(sync_client=True) as client:
-            run = client.read_flow_run(UUID(
-                db.get_prediction(resources.engine, prediction_id)["flow_run_id"]))
+            run = client.read_flow_run(
+                UUID(db.get_prediction(resources.engine, prediction_id)["flow_run_id"])
+            )
     row = db.get_prediction(resources.engine, prediction_id)
     assert run.name == f"score-{prediction_id}"
     assert f"model-version:{row['model_version']}" in run.tags
@@ -64,8 +85,10 @@ def test_a_completed_runs_page_shows_its_summary(resources, prefect_server_with_
         text = page.inner_text("body")
         assert f"score-{prediction_id}" in text and "Completed" in text
 
-        link = page.evaluate("[...document.querySelectorAll('a')].map(a => a.href)"
-                             ".find(h => h.includes('/artifacts/artifact/'))")
+        link = page.evaluate(
+            "[...document.querySelectorAll('a')].map(a => a.href)"
+            ".find(h => h.includes('/artifacts/artifact/'))"
+        )
         page.goto(link)
         # wait for what is asserted: the heading renders with the table, not with the page frame
         page.get_by_text(f"Upload {prediction_id}").first.wait_for(timeout=60_000)

@@ -23,8 +23,9 @@ from tests.helpers import wait_for
 from tests.ui.browser import CHROMIUM, browser
 
 pytestmark = [
-    pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed "
-                       "(apt-get install -y chromium)"),
+    pytest.mark.skipif(
+        CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)"
+    ),
     pytest.mark.usefixtures("prefect_api"),
 ]
 
@@ -34,8 +35,9 @@ def telco_model(mlflow_store):
     """A model trained on Telco, champion of `telco` in the session's MLflow store."""
     frame = pd.read_csv(telco_path(), dtype=str, keep_default_na=False)
     settings = Settings(home=mlflow_store["home"], mlflow_tracking_uri=mlflow_store["uri"])
-    registry.promote("telco", registry.register(train(frame, "Churn", "customerID"), "telco",
-                                                settings), settings)
+    registry.promote(
+        "telco", registry.register(train(frame, "Churn", "customerID"), "telco", settings), settings
+    )
     return "telco"
 
 
@@ -45,10 +47,12 @@ def app_url(resources):
     import uvicorn
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(resources), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(resources), host="127.0.0.1", port=port, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
+
     def started() -> bool:
         assert thread.is_alive(), "uvicorn exited"
         return server.started
@@ -98,7 +102,8 @@ def sign_in(context, url: str, key: str):
 
 
 def test_a_customer_uploads_sees_it_complete_reads_charts_and_another_cannot_see_it(
-        resources, app_url, scorer, telco_model, tmp_path):
+    resources, app_url, scorer, telco_model, tmp_path
+):
     engine, screens = resources.engine, tmp_path / "screens"
     accounts.create_account(engine, "acme", allowed_models=telco_model)
     accounts.create_account(engine, "bravo")
@@ -119,8 +124,10 @@ def test_a_customer_uploads_sees_it_complete_reads_charts_and_another_cannot_see
         page.screenshot(path=screens / "dashboard-empty.png", full_page=True)
         page.goto(f"{app_url}/app/uploads/new")
         page.screenshot(path=screens / "new-upload.png", full_page=True)
-        page.set_input_files("#file", {"name": "telco_churn.csv", "mimeType": "text/csv",
-                                       "buffer": telco_with_bad_rows()})
+        page.set_input_files(
+            "#file",
+            {"name": "telco_churn.csv", "mimeType": "text/csv", "buffer": telco_with_bad_rows()},
+        )
         page.wait_for_url(f"{app_url}/app/uploads")
 
         page.evaluate("window.notReloaded = true")

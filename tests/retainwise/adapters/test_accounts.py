@@ -1,13 +1,13 @@
 """Accounts and API keys on SQLite and PostgreSQL: only a hash is stored, every bad key is None."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 
 from retainwise.adapters import accounts, db
 
-NOW = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 
 def test_a_key_authenticates_its_account_and_only_its_hash_is_stored(migrated_engine):
@@ -28,7 +28,7 @@ def test_last_used_is_written_at_most_once_a_minute(migrated_engine):
     for seconds in (0, 30, 90):
         accounts.authenticate(migrated_engine, key, NOW + timedelta(seconds=seconds))
     [row] = accounts.list_keys(migrated_engine, "acme")
-    assert row["last_used_at"].replace(tzinfo=timezone.utc) == NOW + timedelta(seconds=90)
+    assert row["last_used_at"].replace(tzinfo=UTC) == NOW + timedelta(seconds=90)
 
 
 def test_every_bad_key_is_refused_alike(migrated_engine):
@@ -39,9 +39,18 @@ def test_every_bad_key_is_refused_alike(migrated_engine):
     disabled = accounts.create_key(migrated_engine, "other", NOW)
     assert accounts.revoke_key(migrated_engine, revoked["key_id"], NOW)
     assert accounts.disable_account(migrated_engine, "other", NOW)
-    wrong_secret = good["api_key"][:-4] + ("AAAA" if not good["api_key"].endswith("AAAA") else "BBBB")
-    for token in ("", "Bearer x", "rw_nothex_secret", good["api_key"] + "x", wrong_secret,
-                  revoked["api_key"], disabled["api_key"]):
+    wrong_secret = good["api_key"][:-4] + (
+        "AAAA" if not good["api_key"].endswith("AAAA") else "BBBB"
+    )
+    for token in (
+        "",
+        "Bearer x",
+        "rw_nothex_secret",
+        good["api_key"] + "x",
+        wrong_secret,
+        revoked["api_key"],
+        disabled["api_key"],
+    ):
         assert accounts.authenticate(migrated_engine, token, NOW) is None, token
     assert accounts.authenticate(migrated_engine, good["api_key"], NOW)["name"] == "acme"
 
@@ -62,10 +71,12 @@ def test_duplicate_accounts_and_keys_for_disabled_accounts_are_refused(migrated_
 
 
 def test_reads_are_scoped_by_account(migrated_engine):
-    ours = db.create_prediction(migrated_engine, account="acme", model_name="churn",
-                                input_key="uploads/acme/x/input")
-    theirs = db.create_prediction(migrated_engine, account="other", model_name="churn",
-                                  input_key="uploads/other/y/input")
+    ours = db.create_prediction(
+        migrated_engine, account="acme", model_name="churn", input_key="uploads/acme/x/input"
+    )
+    theirs = db.create_prediction(
+        migrated_engine, account="other", model_name="churn", input_key="uploads/other/y/input"
+    )
     assert db.get_prediction_of(migrated_engine, "acme", ours)["id"] == ours
     assert db.get_prediction_of(migrated_engine, "acme", theirs) is None
     assert [r["id"] for r in db.list_predictions(migrated_engine, "acme")] == [ours]

@@ -12,8 +12,13 @@ MIB = 2**20
 
 @pytest.fixture
 def s3(moto_endpoint):
-    client = boto3.client("s3", region_name="us-east-1", endpoint_url=moto_endpoint,
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    client = boto3.client(
+        "s3",
+        region_name="us-east-1",
+        endpoint_url=moto_endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     client.create_bucket(Bucket="writes")
     return client
 
@@ -29,8 +34,9 @@ def open_uploads(s3) -> list:
 @pytest.mark.parametrize("parts_in_flight", [1, 2, 3])
 def test_written_bytes_arrive_whole_and_in_order_with_parts_in_flight(s3, parts_in_flight):
     pieces = [bytes([65 + i % 26]) * (MIB + i) for i in range(17)]  # 17 MiB in uneven writes
-    with aws.MultipartWriter(s3, "writes", "many.csv", "text/csv",
-                             parts_in_flight=parts_in_flight) as writer:
+    with aws.MultipartWriter(
+        s3, "writes", "many.csv", "text/csv", parts_in_flight=parts_in_flight
+    ) as writer:
         writer.PART_BYTES = 5 * MIB  # S3's smallest part, so the object has several
         for piece in pieces:
             writer.write(piece)
@@ -66,8 +72,10 @@ def test_an_aborted_writer_is_not_completed_on_exit(s3):
 
 
 def test_put_objects_puts_each_with_its_content_type(s3):
-    objects = [(f"report-{i}", f"body {i}".encode(), kind)
-               for i, kind in enumerate(["text/csv", "application/json", "text/html"])]
+    objects = [
+        (f"report-{i}", f"body {i}".encode(), kind)
+        for i, kind in enumerate(["text/csv", "application/json", "text/html"])
+    ]
     aws.put_objects(s3, "writes", objects)
     for key, data, kind in objects:
         assert body(s3, key) == data
@@ -81,7 +89,8 @@ def test_put_objects_raises_a_failed_put_after_the_others_ran(s3):
 
 def test_a_csv_column_is_read_as_floats_while_the_object_streams(s3):
     lines = ["customer_id,churn_probability,churn_risk"] + [
-        f"c{i},{i / 300_000:.6f},LOW" for i in range(300_000)]  # ~7 MB: several read blocks
+        f"c{i},{i / 300_000:.6f},LOW" for i in range(300_000)
+    ]  # ~7 MB: several read blocks
     aws.put_bytes(s3, "writes", "results.csv", ("\n".join(lines) + "\n").encode())
     column = aws.csv_column(s3, "writes", "results.csv", "churn_probability")
     assert column.dtype == "float64" and len(column) == 300_000

@@ -1,32 +1,40 @@
 """The predictions repository on SQLite and PostgreSQL: the claim that makes results exactly-once."""
 
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from retainwise.adapters import db
 
 
 def new_prediction(engine) -> str:
-    return db.create_prediction(engine, account="acme", model_name="churn",
-                                input_key="uploads/acme/x/input", original_filename="x.csv")
+    return db.create_prediction(
+        engine,
+        account="acme",
+        model_name="churn",
+        input_key="uploads/acme/x/input",
+        original_filename="x.csv",
+    )
 
 
 def test_a_new_prediction_is_pending_with_its_queue_receipt(migrated_engine):
     prediction_id = new_prediction(migrated_engine)
-    queued_at = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
+    queued_at = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
     db.record_queued(migrated_engine, prediction_id, "msg-1", queued_at)
 
     row = db.get_prediction(migrated_engine, prediction_id)
     assert row["status"] == "PENDING"
     assert row["sqs_message_id"] == "msg-1"
-    assert row["sqs_queued_at"].replace(tzinfo=timezone.utc) == queued_at
+    assert row["sqs_queued_at"].replace(tzinfo=UTC) == queued_at
 
 
 def test_only_one_of_many_concurrent_claims_wins(migrated_engine):
     prediction_id = new_prediction(migrated_engine)
     with ThreadPoolExecutor(max_workers=8) as pool:
-        wins = list(pool.map(lambda i: db.claim_prediction(migrated_engine, prediction_id, f"run-{i}"),
-                             range(8)))
+        wins = list(
+            pool.map(
+                lambda i: db.claim_prediction(migrated_engine, prediction_id, f"run-{i}"), range(8)
+            )
+        )
     assert wins.count(True) == 1
     row = db.get_prediction(migrated_engine, prediction_id)
     assert row["status"] == "PROCESSING" and row["started_at"] is not None
@@ -35,8 +43,15 @@ def test_only_one_of_many_concurrent_claims_wins(migrated_engine):
 def test_a_finished_prediction_cannot_be_claimed_again(migrated_engine):
     prediction_id = new_prediction(migrated_engine)
     assert db.claim_prediction(migrated_engine, prediction_id)
-    assert db.finish_prediction(migrated_engine, prediction_id, None, db.Status.COMPLETED,
-                                rows_total=3, rows_scored=2, rows_rejected=1)
+    assert db.finish_prediction(
+        migrated_engine,
+        prediction_id,
+        None,
+        db.Status.COMPLETED,
+        rows_total=3,
+        rows_scored=2,
+        rows_rejected=1,
+    )
     assert not db.claim_prediction(migrated_engine, prediction_id)
     row = db.get_prediction(migrated_engine, prediction_id)
     assert row["status"] == "COMPLETED" and row["completed_at"] is not None
@@ -50,5 +65,8 @@ def test_an_unknown_status_is_refused_by_the_database(migrated_engine):
     prediction_id = new_prediction(migrated_engine)
     with pytest.raises(sa.exc.IntegrityError):
         with migrated_engine.begin() as conn:
-            conn.execute(db.predictions.update().where(db.predictions.c.id == prediction_id)
-                         .values(status="LOST"))
+            conn.execute(
+                db.predictions.update()
+                .where(db.predictions.c.id == prediction_id)
+                .values(status="LOST")
+            )

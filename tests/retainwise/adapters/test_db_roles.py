@@ -53,8 +53,11 @@ def owner(owned_database):
 @pytest.fixture
 def as_app(owned_database, app_role):
     """The database as the app role sees it (trust auth: the password is not checked here)."""
-    engine = db.make_engine(make_url(owned_database).set(
-        username=app_role, password="unchecked").render_as_string(hide_password=False))
+    engine = db.make_engine(
+        make_url(owned_database)
+        .set(username=app_role, password="unchecked")
+        .render_as_string(hide_password=False)
+    )
     yield engine
     engine.dispose()
 
@@ -67,16 +70,20 @@ def refused(engine: sa.Engine, statement: str) -> str:
 
 
 def test_the_app_role_reads_and_writes_rows_but_cannot_create_alter_or_drop_tables(
-        owned_database, owner, as_app, app_role):
+    owned_database, owner, as_app, app_role
+):
     migrations.upgrade(owned_database)
     assert db_roles.grant_rows_only(owner, app_role, PASSWORD) is True
 
-    prediction_id = db.create_prediction(as_app, account="acme", model_name="churn",
-                                         input_key="uploads/acme/x.csv")
+    prediction_id = db.create_prediction(
+        as_app, account="acme", model_name="churn", input_key="uploads/acme/x.csv"
+    )
     assert db.get_prediction(as_app, prediction_id)["status"] == "PENDING"
     with as_app.begin() as conn:
-        conn.execute(sa.text("UPDATE predictions SET status = 'FAILED' WHERE id = :id"),
-                     {"id": prediction_id})
+        conn.execute(
+            sa.text("UPDATE predictions SET status = 'FAILED' WHERE id = :id"),
+            {"id": prediction_id},
+        )
         conn.execute(sa.text("DELETE FROM predictions WHERE id = :id"), {"id": prediction_id})
     assert db.get_prediction(as_app, prediction_id) is None
 
@@ -90,9 +97,15 @@ def test_the_app_role_reads_and_writes_rows_but_cannot_create_alter_or_drop_tabl
 
 def granted(engine: sa.Engine, role: str) -> set[tuple[str, str]]:
     with engine.connect() as conn:
-        return set(conn.execute(sa.text(
-            "SELECT table_name, privilege_type FROM information_schema.role_table_grants "
-            "WHERE grantee = :role"), {"role": role}).tuples())
+        return set(
+            conn.execute(
+                sa.text(
+                    "SELECT table_name, privilege_type FROM information_schema.role_table_grants "
+                    "WHERE grantee = :role"
+                ),
+                {"role": role},
+            ).tuples()
+        )
 
 
 def test_granting_again_is_safe_and_leaves_exactly_row_privileges(owned_database, owner, app_role):
@@ -106,12 +119,16 @@ def test_granting_again_is_safe_and_leaves_exactly_row_privileges(owned_database
 
     tables = set(sa.inspect(owner).get_table_names())
     assert {"predictions", "outcomes", "model_promotions", "alembic_version"} <= tables
-    assert granted(owner, app_role) == {(table, privilege) for table in tables
-                                        for privilege in ("SELECT", "INSERT", "UPDATE", "DELETE")}
+    assert granted(owner, app_role) == {
+        (table, privilege)
+        for table in tables
+        for privilege in ("SELECT", "INSERT", "UPDATE", "DELETE")
+    }
 
 
 def test_tables_a_later_migration_adds_are_usable_without_granting_again(
-        owned_database, owner, as_app, app_role):
+    owned_database, owner, as_app, app_role
+):
     migrations.upgrade(owned_database, "0007_index_by_account")
     db_roles.grant_rows_only(owner, app_role, PASSWORD)
     assert not sa.inspect(owner).has_table("outcomes")
@@ -120,13 +137,17 @@ def test_tables_a_later_migration_adds_are_usable_without_granting_again(
         conn.execute(sa.text("CREATE TABLE later_notes (id serial PRIMARY KEY, note text)"))
 
     with as_app.begin() as conn:
-        conn.execute(sa.text(
-            "INSERT INTO outcomes (prediction_id, customer_id, account, churned, "
-            "churn_probability, churn_risk, created_at) "
-            "VALUES ('p1', 'c1', 'acme', 1, 0.9, 'HIGH', CURRENT_TIMESTAMP)"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO outcomes (prediction_id, customer_id, account, churned, "
+                "churn_probability, churn_risk, created_at) "
+                "VALUES ('p1', 'c1', 'acme', 1, 0.9, 'HIGH', CURRENT_TIMESTAMP)"
+            )
+        )
         assert conn.execute(sa.text("SELECT churned FROM outcomes")).scalar_one() == 1
-        new_id = conn.execute(sa.text(
-            "INSERT INTO later_notes (note) VALUES ('uses the sequence') RETURNING id")).scalar_one()
+        new_id = conn.execute(
+            sa.text("INSERT INTO later_notes (note) VALUES ('uses the sequence') RETURNING id")
+        ).scalar_one()
     assert new_id == 1
     assert refused(as_app, "DROP TABLE later_notes") == TABLE_DENIED
 
@@ -157,8 +178,9 @@ def test_the_stored_password_is_the_scram_verifier_the_server_computes(owner, ap
 
 def stored_password(engine: sa.Engine, role: str) -> str:
     with engine.connect() as conn:  # pg_authid is readable by superusers (the test's admin)
-        return conn.execute(sa.text("SELECT rolpassword FROM pg_authid WHERE rolname = :r"),
-                            {"r": role}).scalar_one()
+        return conn.execute(
+            sa.text("SELECT rolpassword FROM pg_authid WHERE rolname = :r"), {"r": role}
+        ).scalar_one()
 
 
 def test_sqlite_has_no_roles_so_granting_is_a_no_op(tmp_path):

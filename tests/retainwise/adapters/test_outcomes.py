@@ -7,24 +7,31 @@ from retainwise.adapters.outcomes import labelled_rows, replace_outcomes
 
 
 def joined(ids, churned):
-    return pd.DataFrame({"customer_id": ids, "churned": churned,
-                         "churn_probability": [0.5 + i / 100 for i in range(len(ids))],
-                         "churn_risk": ["MEDIUM"] * len(ids),
-                         "observed_at": pd.Series([pd.NaT] * len(ids), dtype="datetime64[ns, UTC]")})
+    return pd.DataFrame(
+        {
+            "customer_id": ids,
+            "churned": churned,
+            "churn_probability": [0.5 + i / 100 for i in range(len(ids))],
+            "churn_risk": ["MEDIUM"] * len(ids),
+            "observed_at": pd.Series([pd.NaT] * len(ids), dtype="datetime64[ns, UTC]"),
+        }
+    )
 
 
 def completed(engine, account: str, version: str = "1") -> str:
-    prediction_id = db.create_prediction(engine, account=account, model_name="churn",
-                                         input_key="k")
+    prediction_id = db.create_prediction(engine, account=account, model_name="churn", input_key="k")
     assert db.claim_prediction(engine, prediction_id, "run")
-    assert db.finish_prediction(engine, prediction_id, "run", db.Status.COMPLETED,
-                                model_version=version)
+    assert db.finish_prediction(
+        engine, prediction_id, "run", db.Status.COMPLETED, model_version=version
+    )
     return prediction_id
 
 
 def test_a_second_file_replaces_the_first(migrated_engine):
     upload = completed(migrated_engine, "acme")
-    assert replace_outcomes(migrated_engine, upload, "acme", joined(["a", "b", "c"], [1, 0, 1])) == 3
+    assert (
+        replace_outcomes(migrated_engine, upload, "acme", joined(["a", "b", "c"], [1, 0, 1])) == 3
+    )
     assert replace_outcomes(migrated_engine, upload, "acme", joined(["a", "d"], [0, 1])) == 2
     rows = labelled_rows(migrated_engine, "churn")
     assert rows["customer_id"].tolist() == ["a", "d"] and rows["churned"].tolist() == [0, 1]

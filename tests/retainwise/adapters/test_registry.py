@@ -10,16 +10,16 @@ import pytest
 import sqlalchemy as sa
 
 import migrations
-from models.features import prepare_features
 from models.calibration import CalibratedModel
+from models.features import prepare_features
 from models.training import LABEL_COLUMN, build_boosted, encode_target, train
-from retainwise.adapters import promotions
 from retainwise.adapters import mlflow_registry as registry
-from retainwise.config import errors
-from retainwise.modelops import promotion
+from retainwise.adapters import promotions
 from retainwise.adapters.db import make_engine
-from retainwise.local.sample import synthetic_customers
+from retainwise.config import errors
 from retainwise.config.settings import Settings
+from retainwise.local.sample import synthetic_customers
+from retainwise.modelops import promotion
 
 NAME = "churn-test"
 
@@ -32,8 +32,11 @@ def labeled_table():
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     home = tmp_path_factory.mktemp("registry")
-    settings = Settings(home=home, mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}",
-                        database_url=f"sqlite:///{home / 'retainwise.db'}")
+    settings = Settings(
+        home=home,
+        mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}",
+        database_url=f"sqlite:///{home / 'retainwise.db'}",
+    )
     migrations.upgrade(settings.db_url)
     engine = make_engine(settings.db_url)
     table = labeled_table()
@@ -55,15 +58,29 @@ def test_a_registered_version_loads_back_with_the_same_scores_and_profile(store)
 
     client = registry.client(settings)
     run_id = client.get_model_version(NAME, version).run_id
-    paths = {a.path for folder in ("", "plots", "evaluation")
-             for a in client.list_artifacts(run_id, folder or None)}
-    assert {"model_card.md", "profile.json", "plots/roc.png", "plots/calibration.png",
-            "evaluation/holdout.csv"} <= paths
+    paths = {
+        a.path
+        for folder in ("", "plots", "evaluation")
+        for a in client.list_artifacts(run_id, folder or None)
+    }
+    assert {
+        "model_card.md",
+        "profile.json",
+        "plots/roc.png",
+        "plots/calibration.png",
+        "evaluation/holdout.csv",
+    } <= paths
     run = client.get_run(run_id)
-    assert {"roc_auc", "pr_auc", "brier", "lift_top_decile", "recall_at_threshold",
-            "precision_at_threshold"} <= set(run.data.metrics)
+    assert {
+        "roc_auc",
+        "pr_auc",
+        "brier",
+        "lift_top_decile",
+        "recall_at_threshold",
+        "precision_at_threshold",
+    } <= set(run.data.metrics)
     assert run.data.params["model_kind"] == trained.kind
-    card = (client.download_artifacts(run_id, "model_card.md", str(settings.home_dir)))
+    card = client.download_artifacts(run_id, "model_card.md", str(settings.home_dir))
     assert "Churn Label" in open(card).read()
 
     rows_back, labels = registry.evaluation_set(NAME, version, settings)
@@ -76,8 +93,9 @@ def boosted(trained):
     rows = labeled_table()
     X = prepare_features(rows, trained.profile.features)
     base = build_boosted(trained.profile).fit(X, encode_target(rows["Churn"]).to_numpy())
-    return dataclasses.replace(trained, pipeline=CalibratedModel(base, 1.3, -0.2),
-                               kind="gradient_boosting")
+    return dataclasses.replace(
+        trained, pipeline=CalibratedModel(base, 1.3, -0.2), kind="gradient_boosting"
+    )
 
 
 def test_a_boosted_version_scores_with_its_compiled_trees(store):
@@ -90,8 +108,7 @@ def test_a_boosted_version_scores_with_its_compiled_trees(store):
     assert np.max(np.abs(loaded.scorer.predict_proba(X)[:, 1] - expected)) <= 1e-6
 
 
-def test_a_version_registered_before_compiling_loads_with_scikit_learn_and_a_warning(
-        store, caplog):
+def test_a_version_registered_before_compiling_loads_with_scikit_learn_and_a_warning(store, caplog):
     settings, trained = store["settings"], boosted(store["honest"])
     version = registry.register(trained, NAME, settings)
     registry.client(settings).delete_model_version_tag(NAME, version, registry.COMPILED_TAG)
@@ -120,8 +137,9 @@ def test_gate_accepts_refuses_forces_and_rollback_walks_back(store):
 
     with pytest.raises(ValueError, match="--reason"):
         promotion.promote_version(name, settings, engine, force=True)
-    forced = promotion.promote_version(name, settings, engine, force=True,
-                                      reason="champion leaks Churn Label", actor="ana")
+    forced = promotion.promote_version(
+        name, settings, engine, force=True, reason="champion leaks Churn Label", actor="ana"
+    )
     assert forced["forced"] and registry.champion_version(name, settings) == honest
 
     again = registry.register(store["honest"], name, settings)
@@ -137,9 +155,12 @@ def test_gate_accepts_refuses_forces_and_rollback_walks_back(store):
 
     history = promotions.history(engine, name)
     assert [(h["action"], h["from_version"], h["to_version"], h["forced"]) for h in history] == [
-        ("promote", None, leaky, False), ("promote", leaky, honest, True),
-        ("promote", honest, again, False), ("rollback", again, honest, False),
-        ("rollback", honest, leaky, False)]
+        ("promote", None, leaky, False),
+        ("promote", leaky, honest, True),
+        ("promote", honest, again, False),
+        ("rollback", again, honest, False),
+        ("rollback", honest, leaky, False),
+    ]
     assert history[1]["reason"] == "champion leaks Churn Label"
     assert history[1]["metrics"]["champion_metrics"]["roc_auc"] > 0.98
     assert promotions.champion_at(engine, name, history[2]["created_at"]) == again
@@ -171,8 +192,9 @@ def test_versions_without_a_stored_evaluation_set_are_refused(store):
     name = NAME + "-old"
     version = registry.register(store["honest"], name, settings)
     client = registry.client(settings)
-    artifact_root = urlparse(client.get_run(client.get_model_version(name, version).run_id)
-                             .info.artifact_uri).path
+    artifact_root = urlparse(
+        client.get_run(client.get_model_version(name, version).run_id).info.artifact_uri
+    ).path
     (Path(artifact_root) / registry.EVALUATION_ARTIFACT).unlink()  # as a pre-gate version
     with pytest.raises(errors.PromotionRefused, match="no stored evaluation set"):
         promotion.promote_version(name, settings, store["engine"])

@@ -1,7 +1,7 @@
 """The runners' scaling signal, counted on a real Prefect API and published to moto's CloudWatch."""
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from prefect.client.orchestration import get_client
 from prefect.states import Running, Scheduled
@@ -14,16 +14,18 @@ def make_runs(deployment: str, now: datetime) -> None:
     """Two due (one of them late), one scheduled for later, one already running."""
     flow, name = deployment.split("/")
     with get_client(sync_client=True) as client:
-        deployment_id = client.create_deployment(flow_id=client.create_flow_from_name(flow),
-                                                 name=name, entrypoint="flows/x.py:x")
+        deployment_id = client.create_deployment(
+            flow_id=client.create_flow_from_name(flow), name=name, entrypoint="flows/x.py:x"
+        )
         for start in (now - timedelta(minutes=10), now, now + timedelta(hours=1), now):
             run = client.create_flow_run_from_deployment(
-                deployment_id, state=Scheduled(scheduled_time=start - timedelta(seconds=1)))
+                deployment_id, state=Scheduled(scheduled_time=start - timedelta(seconds=1))
+            )
         client.set_flow_run_state(run.id, Running(), force=True)
 
 
 def test_due_runs_of_the_deployment_are_counted_and_others_are_not(prefect_api):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     mine, other = (f"score-{uuid.uuid4().hex[:8]}/score-upload" for _ in range(2))
     make_runs(mine, now)
     make_runs(other, now)
@@ -32,9 +34,10 @@ def test_due_runs_of_the_deployment_are_counted_and_others_are_not(prefect_api):
     assert scaling.waiting_runs(f"score-{uuid.uuid4().hex[:8]}/score-upload", now) == 0
 
 
-def test_the_count_reaches_cloudwatch_under_the_name_the_stack_scales_on(prefect_api, stack_env,
-                                                                        monkeypatch):
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+def test_the_count_reaches_cloudwatch_under_the_name_the_stack_scales_on(
+    prefect_api, stack_env, monkeypatch
+):
+    now = datetime.now(UTC).replace(microsecond=0)
     deployment = f"score-{uuid.uuid4().hex[:8]}/score-upload"
     make_runs(deployment, now)
     monkeypatch.setenv("RETAINWISE_DEPLOYMENT_NAME", deployment)
@@ -43,7 +46,12 @@ def test_the_count_reaches_cloudwatch_under_the_name_the_stack_scales_on(prefect
     assert scaling.report_waiting_runs(settings, cloudwatch, now) == 2
     dimensions = [{"Name": "Deployment", "Value": "score-upload"}]
     stats = cloudwatch.get_metric_statistics(
-        Namespace="RetainWise", MetricName="ScoreUploadRunsWaiting", Dimensions=dimensions,
-        StartTime=now - timedelta(minutes=1), EndTime=now + timedelta(minutes=1), Period=60,
-        Statistics=["Maximum"])
+        Namespace="RetainWise",
+        MetricName="ScoreUploadRunsWaiting",
+        Dimensions=dimensions,
+        StartTime=now - timedelta(minutes=1),
+        EndTime=now + timedelta(minutes=1),
+        Period=60,
+        Statistics=["Maximum"],
+    )
     assert [point["Maximum"] for point in stats["Datapoints"]] == [2.0]

@@ -15,8 +15,12 @@ URL_VARIABLES = {
 
 @pytest.fixture
 def bare_environment(monkeypatch, tmp_path):
-    for name in (*URL_VARIABLES.values(), "RETAINWISE_ENV", "RETAINWISE_DATABASE_SECRET",
-                 "RETAINWISE_DATABASE_APP_SECRET"):
+    for name in (
+        *URL_VARIABLES.values(),
+        "RETAINWISE_ENV",
+        "RETAINWISE_DATABASE_SECRET",
+        "RETAINWISE_DATABASE_APP_SECRET",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("RETAINWISE_HOME", str(tmp_path))
     return monkeypatch
@@ -32,7 +36,9 @@ def test_production_names_the_missing_variable(bare_environment, prop, variable)
 def test_production_uses_the_urls_it_is_given(bare_environment):
     bare_environment.setenv("RETAINWISE_ENV", "production")
     bare_environment.setenv("RETAINWISE_DATABASE_URL", "postgresql+psycopg://u@db:5432/retainwise")
-    bare_environment.setenv("RETAINWISE_MLFLOW_TRACKING_URI", "postgresql+psycopg://u@db:5432/mlflow")
+    bare_environment.setenv(
+        "RETAINWISE_MLFLOW_TRACKING_URI", "postgresql+psycopg://u@db:5432/mlflow"
+    )
     bare_environment.setenv("RETAINWISE_MLFLOW_ARTIFACT_ROOT", "s3://models/mlartifacts")
     settings = Settings()
     assert settings.db_url == "postgresql+psycopg://u@db:5432/retainwise"
@@ -61,12 +67,26 @@ def test_the_database_urls_are_built_from_the_rds_secret(bare_environment):
     from sqlalchemy.engine import make_url
 
     bare_environment.setenv("RETAINWISE_ENV", "production")
-    bare_environment.setenv("RETAINWISE_DATABASE_SECRET", json.dumps({
-        "username": "retainwise", "password": "p@ss:w/rd%", "host": "db.internal", "port": 5432,
-        "dbname": "retainwise", "engine": "postgres"}))
+    bare_environment.setenv(
+        "RETAINWISE_DATABASE_SECRET",
+        json.dumps(
+            {
+                "username": "retainwise",
+                "password": "p@ss:w/rd%",
+                "host": "db.internal",
+                "port": 5432,
+                "dbname": "retainwise",
+                "engine": "postgres",
+            }
+        ),
+    )
     settings = Settings()
     app, mlflow = make_url(settings.db_url), make_url(settings.tracking_uri)
-    assert (app.drivername, app.host, app.database) == ("postgresql+psycopg", "db.internal", "retainwise")
+    assert (app.drivername, app.host, app.database) == (
+        "postgresql+psycopg",
+        "db.internal",
+        "retainwise",
+    )
     assert app.password == "p@ss:w/rd%" and mlflow.password == "p@ss:w/rd%"
     assert mlflow.database == "mlflow"
     with pytest.raises(MissingSetting, match="RETAINWISE_MLFLOW_ARTIFACT_ROOT"):
@@ -83,9 +103,18 @@ def test_the_url_from_the_secret_connects_to_postgres(bare_environment):
     from tests.conftest import POSTGRES_ADMIN_URL
 
     admin = make_url(POSTGRES_ADMIN_URL)
-    bare_environment.setenv("RETAINWISE_DATABASE_SECRET", json.dumps({
-        "username": admin.username, "password": admin.password or "any p@ss", "host": admin.host,
-        "port": admin.port or 5432, "dbname": admin.database}))
+    bare_environment.setenv(
+        "RETAINWISE_DATABASE_SECRET",
+        json.dumps(
+            {
+                "username": admin.username,
+                "password": admin.password or "any p@ss",
+                "host": admin.host,
+                "port": admin.port or 5432,
+                "dbname": admin.database,
+            }
+        ),
+    )
     engine = create_engine(Settings().db_url)
     try:
         with engine.connect() as connection:
@@ -102,6 +131,10 @@ def test_the_app_login_comes_from_its_secret_and_production_needs_it(bare_enviro
     bare_environment.setenv("RETAINWISE_ENV", "production")
     with pytest.raises(MissingSetting, match="RETAINWISE_DATABASE_APP_SECRET"):
         Settings().app_login
-    bare_environment.setenv("RETAINWISE_DATABASE_APP_SECRET", json.dumps({
-        "username": "retainwise_app", "password": "p@ss", "host": "db.internal", "port": 5432}))
+    bare_environment.setenv(
+        "RETAINWISE_DATABASE_APP_SECRET",
+        json.dumps(
+            {"username": "retainwise_app", "password": "p@ss", "host": "db.internal", "port": 5432}
+        ),
+    )
     assert Settings().app_login == ("retainwise_app", "p@ss")

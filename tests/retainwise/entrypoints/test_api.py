@@ -23,8 +23,10 @@ def keys(resources):
     engine = resources.engine
     for name in ("acme", "bravo", "gone"):
         accounts.create_account(engine, name)
-    issued = {"a": accounts.create_key(engine, "acme")["api_key"],
-              "b": accounts.create_key(engine, "bravo")["api_key"]}
+    issued = {
+        "a": accounts.create_key(engine, "acme")["api_key"],
+        "b": accounts.create_key(engine, "bravo")["api_key"],
+    }
     revoked = accounts.create_key(engine, "acme")
     accounts.revoke_key(engine, revoked["key_id"])
     issued["revoked"] = revoked["api_key"]
@@ -38,8 +40,9 @@ def bearer(key: str) -> dict[str, str]:
 
 
 def upload(http, key: str, rows: int = 25, **headers) -> str:
-    response = http.post("/uploads", content=customers_csv(rows),
-                         headers={**bearer(key), **headers})
+    response = http.post(
+        "/uploads", content=customers_csv(rows), headers={**bearer(key), **headers}
+    )
     assert response.status_code == 202, response.text
     return response.json()["prediction_id"]
 
@@ -47,8 +50,10 @@ def upload(http, key: str, rows: int = 25, **headers) -> str:
 @pytest.mark.usefixtures("prefect_api")
 def test_upload_with_a_key_then_status_results_rejects_and_report(http, resources, keys):
     prediction_id = upload(http, keys["a"], **{"x-filename": "../../etc/passwd"})
-    assert http.get(f"/uploads/{prediction_id}", headers=bearer(keys["a"])).json()[
-        "status"] == "PENDING"
+    assert (
+        http.get(f"/uploads/{prediction_id}", headers=bearer(keys["a"])).json()["status"]
+        == "PENDING"
+    )
     pending = http.get(f"/uploads/{prediction_id}/results", headers=bearer(keys["a"]))
     assert pending.status_code == 409 and "PENDING" in pending.json()["detail"]
 
@@ -68,30 +73,41 @@ def test_upload_with_a_key_then_status_results_rejects_and_report(http, resource
     assert rejects.status_code == 200 and rejects.text.startswith("row_number")
     html = http.get(f"/uploads/{prediction_id}/report", headers=bearer(keys["a"]))
     assert html.headers["content-type"].startswith("text/html") and "COMPLETED" in html.text
-    report = http.get(f"/uploads/{prediction_id}/report",
-                      headers={**bearer(keys["a"]), "Accept": "application/json"}).json()
+    report = http.get(
+        f"/uploads/{prediction_id}/report",
+        headers={**bearer(keys["a"]), "Accept": "application/json"},
+    ).json()
     assert report["rows_scored"] == 25
     listed = http.get("/uploads", headers=bearer(keys["a"])).json()
     assert [u["id"] for u in listed["uploads"]] == [prediction_id]
 
     ids = results.text.strip().splitlines()[1:]
-    outcomes = "customer_id,churned\n" + "".join(
-        f"{line.split(',')[0]},{n % 2}\n" for n, line in enumerate(ids[:10])) + "ghost,1\n"
-    stored = http.post(f"/uploads/{prediction_id}/outcomes", content=outcomes.encode(),
-                       headers={**bearer(keys["a"]), "Content-Type": "text/csv"})
+    outcomes = (
+        "customer_id,churned\n"
+        + "".join(f"{line.split(',')[0]},{n % 2}\n" for n, line in enumerate(ids[:10]))
+        + "ghost,1\n"
+    )
+    stored = http.post(
+        f"/uploads/{prediction_id}/outcomes",
+        content=outcomes.encode(),
+        headers={**bearer(keys["a"]), "Content-Type": "text/csv"},
+    )
     assert stored.status_code == 200, stored.text
     assert (stored.json()["matched"], stored.json()["unmatched"]) == (10, 1)
-    theirs = http.post(f"/uploads/{prediction_id}/outcomes", content=outcomes.encode(),
-                       headers=bearer(keys["b"]))
+    theirs = http.post(
+        f"/uploads/{prediction_id}/outcomes", content=outcomes.encode(), headers=bearer(keys["b"])
+    )
     assert theirs.status_code == 404
-    bad = http.post(f"/uploads/{prediction_id}/outcomes", content=b"who,what\n1,2\n",
-                    headers=bearer(keys["a"]))
+    bad = http.post(
+        f"/uploads/{prediction_id}/outcomes", content=b"who,what\n1,2\n", headers=bearer(keys["a"])
+    )
     assert bad.status_code == 400 and "customer_id" in bad.json()["detail"]
 
 
 def endpoints(prediction_id: str) -> list[tuple[str, str]]:
     return [("POST", "/uploads"), ("GET", "/uploads"), ("GET", f"/uploads/{prediction_id}")] + [
-        ("GET", f"/uploads/{prediction_id}/{part}") for part in ("results", "rejects", "report")]
+        ("GET", f"/uploads/{prediction_id}/{part}") for part in ("results", "rejects", "report")
+    ]
 
 
 @pytest.mark.usefixtures("prefect_api")
@@ -99,9 +115,13 @@ def test_every_endpoint_refuses_every_bad_key_and_never_shows_another_tenant(htt
     prediction_id = upload(http, keys["a"])
     score_upload(prediction_id)
     a_bytes = http.get(f"/uploads/{prediction_id}/results", headers=bearer(keys["a"])).content
-    bad = {"no key": {}, "malformed": {"Authorization": "Bearer nope"},
-           "not bearer": {"Authorization": f"Basic {keys['a']}"},
-           "revoked": bearer(keys["revoked"]), "disabled account": bearer(keys["disabled"])}
+    bad = {
+        "no key": {},
+        "malformed": {"Authorization": "Bearer nope"},
+        "not bearer": {"Authorization": f"Basic {keys['a']}"},
+        "revoked": bearer(keys["revoked"]),
+        "disabled account": bearer(keys["disabled"]),
+    }
     for method, path in endpoints(prediction_id):
         for case, headers in bad.items():
             response = http.request(method, path, headers=headers, content=b"x,y\n1,2\n")
@@ -116,15 +136,18 @@ def test_every_endpoint_refuses_every_bad_key_and_never_shows_another_tenant(htt
             assert prediction_id not in other.text
             continue
         assert other.status_code == 404, (method, path)
-        missing = http.request(method, path.replace(prediction_id, "0" * 36),
-                               headers=bearer(keys["b"]))
-        assert other.json()["detail"].replace(prediction_id, "0" * 36) == missing.json()[
-            "detail"]  # indistinguishable from an id that does not exist
+        missing = http.request(
+            method, path.replace(prediction_id, "0" * 36), headers=bearer(keys["b"])
+        )
+        assert (
+            other.json()["detail"].replace(prediction_id, "0" * 36) == missing.json()["detail"]
+        )  # indistinguishable from an id that does not exist
         assert a_bytes[:200] not in other.content
 
 
 def test_uploads_are_refused_before_reading_when_too_large_unsized_or_over_the_cap(
-        http, resources, keys):
+    http, resources, keys
+):
     resources.settings.max_upload_bytes = 1000
     too_big = http.post("/uploads", content=b"x" * 1001, headers=bearer(keys["a"]))
     assert too_big.status_code == 413 and "MB" in too_big.json()["detail"]
@@ -142,22 +165,28 @@ def test_uploads_are_refused_before_reading_when_too_large_unsized_or_over_the_c
 
 
 def test_a_form_upload_streams_the_file_field(http, resources, keys):
-    response = http.post("/uploads", files={"file": ("mine.csv", customers_csv(10), "text/csv")},
-                         headers=bearer(keys["a"]))
+    response = http.post(
+        "/uploads",
+        files={"file": ("mine.csv", customers_csv(10), "text/csv")},
+        headers=bearer(keys["a"]),
+    )
     assert response.status_code == 202
     row = db.get_prediction(resources.engine, response.json()["prediction_id"])
     assert row["original_filename"] == "mine.csv"
     from retainwise.adapters import aws
 
-    assert aws.get_bytes(resources.s3, resources.settings.bucket, row["input_key"]) == \
-        customers_csv(10)
+    assert aws.get_bytes(
+        resources.s3, resources.settings.bucket, row["input_key"]
+    ) == customers_csv(10)
 
 
 def test_the_openapi_document_declares_the_bearer_scheme(http):
     document = http.get("/openapi.json").json()
     assert document["components"]["securitySchemes"]["apiKey"] == {
-        "type": "http", "scheme": "bearer",
-        "description": "An API key from your operator: `rw_<key id>_<secret>`."}
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key from your operator: `rw_<key id>_<secret>`.",
+    }
     for path, operations in document["paths"].items():
         for operation in operations.values():
             assert operation["security"] == [{"apiKey": []}], path

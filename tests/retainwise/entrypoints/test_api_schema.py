@@ -21,9 +21,15 @@ def test_the_api_keeps_to_its_schema_and_never_answers_500(resources):
     assert len(operations) == 7
 
     for operation in operations:
+
         @given(case=operation.as_strategy())
-        @settings(max_examples=15, deadline=None, derandomize=True, database=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=15,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
         def keeps_to_schema(case):
             case.call_and_validate(headers={"Authorization": f"Bearer {key}"})
 

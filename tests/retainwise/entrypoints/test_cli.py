@@ -20,7 +20,11 @@ def test_score_writes_results_and_prints_a_json_summary(stack_env, tmp_path, cap
     assert cli.main(["score", str(source), "-o", str(out)]) == 0
     summary = last_json_line(capsys)
     assert summary["status"] == "COMPLETED" and summary["error"] is None
-    assert (summary["rows_total"], summary["rows_scored"], summary["rows_rejected"]) == (120, 120, 0)
+    assert (summary["rows_total"], summary["rows_scored"], summary["rows_rejected"]) == (
+        120,
+        120,
+        0,
+    )
     assert len(pd.read_csv(out)) == 120
 
 
@@ -28,7 +32,7 @@ def test_score_writes_what_the_flow_writes_neutralised(stack_env, tmp_path, caps
     """The same pipeline as the flow: ids that would run as formulas come back quoted."""
     source, out = tmp_path / "customers.csv", tmp_path / "scored.csv"
     lines = customers_csv(30).decode().splitlines()
-    lines[1] = "=HYPERLINK(1)" + lines[1][lines[1].index(","):]
+    lines[1] = "=HYPERLINK(1)" + lines[1][lines[1].index(",") :]
     lines[2] = lines[2] + ",surplus"  # a row wider than the header goes to the rejects
     source.write_text("\n".join(lines) + "\n")
     assert cli.main(["score", str(source), "-o", str(out)]) == 0
@@ -36,8 +40,10 @@ def test_score_writes_what_the_flow_writes_neutralised(stack_env, tmp_path, caps
     assert results["customer_id"].iloc[0] == "'=HYPERLINK(1)"
     assert set(results["predicted_churn"]) <= {"0", "1"}
     rejects = pd.read_csv(tmp_path / "scored.rejects.csv", dtype=str)
-    assert rejects["row_number"].tolist() == ["2"] and "fields where the header has" in rejects[
-        "reason"].iloc[0]
+    assert (
+        rejects["row_number"].tolist() == ["2"]
+        and "fields where the header has" in rejects["reason"].iloc[0]
+    )
 
 
 def test_score_reports_a_bad_file_in_the_summary(stack_env, tmp_path, capsys):

@@ -30,13 +30,19 @@ def last_json(capsys) -> dict:
 
 
 def test_train_promote_rollback_list(model_env, capsys):
-    train = ["model", "train", "--data", str(model_env), "--target", "Churn Flag",
-             "--name", "cli"]
+    train = ["model", "train", "--data", str(model_env), "--target", "Churn Flag", "--name", "cli"]
     assert cli.main(train) == 0
     captured = capsys.readouterr()
     summary = json.loads(captured.out.strip().splitlines()[-1])
-    assert {"model", "version", "roc_auc", "pr_auc", "brier", "threshold",
-            "excluded_columns"} <= set(summary)
+    assert {
+        "model",
+        "version",
+        "roc_auc",
+        "pr_auc",
+        "brier",
+        "threshold",
+        "excluded_columns",
+    } <= set(summary)
     assert summary["version"] == "1" and 0.6 < summary["roc_auc"] < 1
     assert "row number" in captured.err
 

@@ -20,10 +20,14 @@ def test_outcomes_upload_joins_counts_and_replaces(resources, tmp_path, capsys):
     score_upload(prediction_id)
     ids = results_of(resources, prediction_id)["customer_id"].tolist()
     first = tmp_path / "outcomes.csv"
-    first.write_text("customer_id,churned,observed_at\n"
-                     + "".join(f"{i},{'yes' if n % 3 == 0 else 'no'},2026-11-0{1 + n % 9}\n"
-                               for n, i in enumerate(ids[:20]))
-                     + "ghost-1,1,\nghost-2,0,\n")
+    first.write_text(
+        "customer_id,churned,observed_at\n"
+        + "".join(
+            f"{i},{'yes' if n % 3 == 0 else 'no'},2026-11-0{1 + n % 9}\n"
+            for n, i in enumerate(ids[:20])
+        )
+        + "ghost-1,1,\nghost-2,0,\n"
+    )
     args = ["outcomes", "upload", str(first), "--prediction", prediction_id, "--account", "acme"]
     assert cli.main(args) == 0
     captured = capsys.readouterr()
@@ -34,12 +38,28 @@ def test_outcomes_upload_joins_counts_and_replaces(resources, tmp_path, capsys):
 
     second = tmp_path / "again.csv"
     second.write_text("customer_id,churned\n" + "".join(f"{i},1\n" for i in ids[:5]))
-    assert cli.main(["outcomes", "upload", str(second), "--prediction", prediction_id,
-                     "--account", "acme"]) == 0
+    assert (
+        cli.main(
+            ["outcomes", "upload", str(second), "--prediction", prediction_id, "--account", "acme"]
+        )
+        == 0
+    )
     assert last_json(capsys)["stored"] == 5
     stored = labelled_rows(resources.engine, prediction_id=prediction_id)
     assert sorted(stored["customer_id"]) == sorted(ids[:5]) and stored["churned"].sum() == 5
 
-    assert cli.main(["outcomes", "upload", str(second), "--prediction", prediction_id,
-                     "--account", "globex"]) == 2
+    assert (
+        cli.main(
+            [
+                "outcomes",
+                "upload",
+                str(second),
+                "--prediction",
+                prediction_id,
+                "--account",
+                "globex",
+            ]
+        )
+        == 2
+    )
     assert f"no upload with id {prediction_id}" in capsys.readouterr().err

@@ -20,12 +20,20 @@ from tests.conftest import REPO
 @pytest.fixture(scope="module")
 def served(prefect_api, tmp_path_factory):
     log = tmp_path_factory.mktemp("runner") / "runner.log"
-    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(),
-           "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": PREFECT_API_URL.value(),
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+    }
     with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "tests.retainwise.entrypoints.migrate_flows"],
-                                   cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.retainwise.entrypoints.migrate_flows"],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     for name in ["migrate-slow/test", "migrate-broken/test", "migrate-stuck/test"]:
         wait_for_deployment(name, timeout=60)
     yield process

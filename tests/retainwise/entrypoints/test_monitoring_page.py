@@ -2,7 +2,7 @@
 accounts on the same model, outcomes for one; each sees only its own uploads, labels and drift."""
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -19,7 +19,7 @@ from retainwise.modelops.monitoring import model_figures
 from tests.helpers import copied_versions, monitored_upload
 from tests.retainwise.entrypoints.test_web import sign_in
 
-START = datetime(2026, 10, 1, 9, 0, tzinfo=timezone.utc)
+START = datetime(2026, 10, 1, 9, 0, tzinfo=UTC)
 
 
 def scores(seed: int, rows: int = 400):
@@ -34,21 +34,37 @@ def seed_two_accounts(engine, settings, model: str, versions: list[str]) -> dict
     outcomes, one column drifted far (it must never show on acme's page)."""
     profile = load_version(model, versions[0], settings.tracking_uri).profile
     data = {"acme": [], "bravo": [], "labels": {}}
-    for day, (version, seed, labelled) in enumerate([(versions[0], 1, True),
-                                                      (versions[0], 2, True),
-                                                      (versions[1], 3, False)]):
+    for day, (version, seed, labelled) in enumerate(
+        [(versions[0], 1, True), (versions[0], 2, True), (versions[1], 3, False)]
+    ):
         p, y = scores(seed)
-        upload = monitored_upload(engine, "acme", model, version, p,
-                                  START + timedelta(days=7 * day), profile=profile,
-                                  column_psi={"tenure": 0.02 * (day + 1), "Contract": 0.1 * day},
-                                  churned=y if labelled else None)
+        upload = monitored_upload(
+            engine,
+            "acme",
+            model,
+            version,
+            p,
+            START + timedelta(days=7 * day),
+            profile=profile,
+            column_psi={"tenure": 0.02 * (day + 1), "Contract": 0.1 * day},
+            churned=y if labelled else None,
+        )
         data["acme"].append(upload)
         data["labels"][upload] = (p, y) if labelled else None
     for day in range(2):
         p, _ = scores(10 + day)
-        data["bravo"].append(monitored_upload(
-            engine, "bravo", model, versions[1], p, START + timedelta(days=3 + 7 * day),
-            profile=profile, column_psi={"tenure": 0.01, "bravo_only_column": 0.9}))
+        data["bravo"].append(
+            monitored_upload(
+                engine,
+                "bravo",
+                model,
+                versions[1],
+                p,
+                START + timedelta(days=3 + 7 * day),
+                profile=profile,
+                column_psi={"tenure": 0.01, "bravo_only_column": 0.9},
+            )
+        )
     data["cutoffs"] = profile.cutoffs
     return data
 
@@ -58,8 +74,9 @@ def monitored(database_url, mlflow_store, tmp_path):
     import migrations
 
     migrations.upgrade(database_url)
-    settings = Settings(home=tmp_path, database_url=database_url,
-                        mlflow_tracking_uri=mlflow_store["uri"])
+    settings = Settings(
+        home=tmp_path, database_url=database_url, mlflow_tracking_uri=mlflow_store["uri"]
+    )
     model = f"monitored-{uuid.uuid4().hex[:8]}"
     versions = copied_versions(settings, f"models:/churn/{mlflow_store['version']}", model, 2)
     env = Resources(settings)
@@ -77,8 +94,9 @@ def test_each_account_sees_its_own_uploads_labels_and_drift_only(monitored):
         if labels is None:
             assert upload["realised_roc_auc"] is None and upload["labelled_rows"] == 0
         else:
-            assert upload["realised_roc_auc"] == pytest.approx(roc_auc_score(labels[1], labels[0]),
-                                                               abs=1e-9)
+            assert upload["realised_roc_auc"] == pytest.approx(
+                roc_auc_score(labels[1], labels[0]), abs=1e-9
+            )
         assert 0.5 < upload["estimated_roc_auc"] < 1.0
     assert acme["uploads"][2]["column_psi"] == {"tenure": 0.06, "Contract": 0.2}
 
@@ -87,15 +105,23 @@ def test_each_account_sees_its_own_uploads_labels_and_drift_only(monitored):
     y = np.concatenate([data["labels"][u][1] for u in data["acme"][:2]])
     high = p >= data["cutoffs"].high
     assert (version["model_version"], version["rows"]) == (versions[0], 800)
-    assert version["tiers"]["HIGH"] == {"rows": int(high.sum()),
-                                        "churn_rate": pytest.approx(y[high].mean())}
+    assert version["tiers"]["HIGH"] == {
+        "rows": int(high.sum()),
+        "churn_rate": pytest.approx(y[high].mean()),
+    }
 
     page = monitoring_page.page_context(acme)
     series = {s.label: len(s.points) for s in page["auc"].series}
-    assert series == {f"v{versions[0]} estimated": 2, f"v{versions[0]} realised": 2,
-                      f"v{versions[1]} estimated": 1}  # no outcomes: the estimate alone
+    assert series == {
+        f"v{versions[0]} estimated": 2,
+        f"v{versions[0]} realised": 2,
+        f"v{versions[1]} estimated": 1,
+    }  # no outcomes: the estimate alone
     assert [row["name"] for row in page["drift"]["rows"]] == [
-        "scores (churn probability)", "Contract", "tenure"]
+        "scores (churn probability)",
+        "Contract",
+        "tenure",
+    ]
     assert [t["version"] for t in page["tiers"]] == [versions[0]]
 
     models, bravo = monitoring_page.account_figures(env, "bravo", model)
@@ -130,8 +156,10 @@ def test_the_page_and_its_json_twin_over_http_are_scoped_by_the_session(resource
     data = seed_two_accounts(resources.engine, settings, model, versions)
     for name in ("acme", "bravo", "carol"):
         accounts.create_account(resources.engine, name)
-    web = {name: TestClient(create_app(resources), follow_redirects=False)
-           for name in ("acme", "bravo", "carol")}
+    web = {
+        name: TestClient(create_app(resources), follow_redirects=False)
+        for name in ("acme", "bravo", "carol")
+    }
     for name, client in web.items():
         sign_in(client, accounts.create_key(resources.engine, name)["api_key"])
 
@@ -151,23 +179,40 @@ def test_the_page_and_its_json_twin_over_http_are_scoped_by_the_session(resource
     assert web["bravo"].get("/app/monitoring?model=nope").status_code == 404
 
     assert web["carol"].get("/app/monitoring.json").json() == {
-        "models": [], "model": None, "account": "carol"}
+        "models": [],
+        "model": None,
+        "account": "carol",
+    }
     assert "No monitoring figures yet" in web["carol"].get("/app/monitoring").text
     assert web["carol"].get(f"/app/monitoring?model={model}").status_code == 404
-    assert TestClient(create_app(resources), follow_redirects=False).get(
-        "/app/monitoring.json").headers["location"] == "/app/signin"
+    assert (
+        TestClient(create_app(resources), follow_redirects=False)
+        .get("/app/monitoring.json")
+        .headers["location"]
+        == "/app/signin"
+    )
 
 
-def test_a_version_missing_from_the_registry_is_a_503_page_not_a_stack_trace(resources,
-                                                                              mlflow_store):
+def test_a_version_missing_from_the_registry_is_a_503_page_not_a_stack_trace(
+    resources, mlflow_store
+):
     from retainwise.adapters import mlflow_registry as registry
 
     settings, model = resources.settings, f"gone-{uuid.uuid4().hex[:8]}"
     (version,) = copied_versions(settings, f"models:/churn/{mlflow_store['version']}", model, 1)
     profile = load_version("churn", mlflow_store["version"], settings.tracking_uri).profile
     p, y = scores(5)
-    monitored_upload(resources.engine, "acme", model, version, p, START, profile=profile,
-                     column_psi={"tenure": 0.1}, churned=y)
+    monitored_upload(
+        resources.engine,
+        "acme",
+        model,
+        version,
+        p,
+        START,
+        profile=profile,
+        column_psi={"tenure": 0.1},
+        churned=y,
+    )
     registry.client(settings).delete_model_version(model, version)
     accounts.create_account(resources.engine, "acme")
     web = TestClient(create_app(resources), follow_redirects=False)

@@ -54,8 +54,10 @@ def test_every_post_needs_the_sessions_csrf_token(web, resources):
     token = re.search(r'"X-CSRF-Token", "([^"]+)"', page).group(1)
     upload = {"file": ("c.csv", b"customer_id\n1\n", "text/csv")}
     assert web.post("/app/uploads", files=upload).status_code == 403
-    assert web.post("/app/uploads", files=upload,
-                    headers={"X-CSRF-Token": "forged"}).status_code == 403
+    assert (
+        web.post("/app/uploads", files=upload, headers={"X-CSRF-Token": "forged"}).status_code
+        == 403
+    )
     accepted = web.post("/app/uploads", files=upload, headers={"X-CSRF-Token": token})
     assert accepted.status_code == 202
     assert web.post("/app/signout", data={}).status_code == 403
@@ -66,8 +68,9 @@ def test_every_post_needs_the_sessions_csrf_token(web, resources):
 def test_another_tenants_upload_is_a_404_page_with_a_way_back(web, resources):
     accounts.create_account(resources.engine, "acme")
     accounts.create_account(resources.engine, "bravo")
-    theirs = db.create_prediction(resources.engine, account="acme", model_name="churn",
-                                  input_key="uploads/acme/x/input")
+    theirs = db.create_prediction(
+        resources.engine, account="acme", model_name="churn", input_key="uploads/acme/x/input"
+    )
     sign_in(web, accounts.create_key(resources.engine, "bravo")["api_key"])
     for path in (f"/app/uploads/{theirs}", f"/app/uploads/{theirs}/files/results"):
         page = web.get(path)

@@ -29,9 +29,20 @@ from tests.helpers import customers_csv, submit
 
 def start_server(port: int, data, log) -> subprocess.Popen:
     process = subprocess.Popen(
-        [sys.executable, "-m", "retainwise.local.aws_server", "--port", str(port),
-         "--data", str(data)], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "retainwise.local.aws_server",
+            "--port",
+            str(port),
+            "--data",
+            str(data),
+        ],
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         assert process.poll() is None, "the server exited early"
@@ -77,14 +88,16 @@ def deployment_id(prefect_api):
 def runs_for(deployment_id, prediction_id):
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(
-            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])))
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
+        )
     return [r for r in runs if r.parameters.get("prediction_id") == prediction_id]
 
 
 def expire(queue, url, message):
     """Visible again now, as if its visibility timeout had run out."""
-    queue.sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"],
-                                        VisibilityTimeout=0)
+    queue.sqs.change_message_visibility(
+        QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+    )
 
 
 @pytest.mark.usefixtures("prefect_api")
@@ -159,8 +172,9 @@ def in_process_queues():
 
     mock = mock_aws()
     mock.start()
-    sqs = boto3.client("sqs", region_name="us-east-1", aws_access_key_id="x",
-                       aws_secret_access_key="x")
+    sqs = boto3.client(
+        "sqs", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
     return mock, sqs
 
 
@@ -170,11 +184,16 @@ def test_kept_queues_come_back_with_ids_receive_counts_and_redrive(tmp_path):
     mock, sqs = in_process_queues()
     try:
         dlq = sqs.create_queue(QueueName="dlq")["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])[
-            "Attributes"]["QueueArn"]
-        url = sqs.create_queue(QueueName="main", Attributes={"RedrivePolicy": json.dumps(
-            {"deadLetterTargetArn": arn, "maxReceiveCount": "2"}), "VisibilityTimeout": "0"})[
-            "QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        url = sqs.create_queue(
+            QueueName="main",
+            Attributes={
+                "RedrivePolicy": json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": "2"}),
+                "VisibilityTimeout": "0",
+            },
+        )["QueueUrl"]
         sent = sqs.send_message(QueueUrl=url, MessageBody="b\u00e9")["MessageId"]
         sqs.receive_message(QueueUrl=url)
         QueueKeeper(tmp_path / "queues.json").save()
@@ -186,7 +205,8 @@ def test_kept_queues_come_back_with_ids_receive_counts_and_redrive(tmp_path):
         assert QueueKeeper(tmp_path / "queues.json").load() == 1
         url = sqs.get_queue_url(QueueName="main")["QueueUrl"]
         [message] = sqs.receive_message(QueueUrl=url, MessageSystemAttributeNames=["All"])[
-            "Messages"]
+            "Messages"
+        ]
         assert (message["MessageId"], message["Body"]) == (sent, "b\u00e9")
         assert message["Attributes"]["ApproximateReceiveCount"] == "2"
         assert "Messages" not in sqs.receive_message(QueueUrl=url)  # moved by the redrive

@@ -13,8 +13,7 @@ import warnings
 import pytest
 
 from retainwise.adapters import db
-from retainwise.local.stack import (runner_services, stop_group, wait_for_deployment,
-                                    wait_healthy)
+from retainwise.local.stack import runner_services, stop_group, wait_for_deployment, wait_healthy
 from retainwise.runtime.trigger import deployment_starter, run_trigger
 from tests.conftest import REPO, free_port, throwaway_postgres
 from tests.helpers import customers_csv, submit, wait_for
@@ -29,12 +28,14 @@ def prefect_database():
 
 
 def spawn(argv, log, env) -> subprocess.Popen:
-    return subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    return subprocess.Popen(
+        argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def test_a_burst_to_two_runners_on_a_postgresql_prefect_server_runs_each_upload_once(
-        resources, prefect_database, tmp_path, monkeypatch):
+    resources, prefect_database, tmp_path, monkeypatch
+):
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -45,13 +46,29 @@ def test_a_burst_to_two_runners_on_a_postgresql_prefect_server_runs_each_upload_
 
     runners = runner_services(Settings())
     assert [r.name for r in runners] == ["runner-1", "runner-2"]
-    env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_HOME": str(tmp_path / "prefect"),
-           "PREFECT_LOGGING_LEVEL": "WARNING", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": api,
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
     processes = []
     try:
         with open(tmp_path / "services.log", "ab") as log:
-            server = spawn([sys.executable, "-m", "retainwise.runtime.prefect_server",
-                            "--port", str(port), "--database-url", prefect_database], log, env)
+            server = spawn(
+                [
+                    sys.executable,
+                    "-m",
+                    "retainwise.runtime.prefect_server",
+                    "--port",
+                    str(port),
+                    "--database-url",
+                    prefect_database,
+                ],
+                log,
+                env,
+            )
             processes.append(server)
             wait_healthy(f"{api}/health", 180, server, tmp_path / "services.log")
             for runner in runners:
@@ -64,8 +81,12 @@ def test_a_burst_to_two_runners_on_a_postgresql_prefect_server_runs_each_upload_
             trigger = threading.Thread(target=run_trigger, args=(resources, start, stop))
             trigger.start()
             try:
-                wait_for(lambda: all(_final(resources, p) for p in uploads), 300,
-                         "every upload to finish", poll=0.25)
+                wait_for(
+                    lambda: all(_final(resources, p) for p in uploads),
+                    300,
+                    "every upload to finish",
+                    poll=0.25,
+                )
             finally:
                 stop.set()
                 trigger.join(30)
@@ -73,11 +94,14 @@ def test_a_burst_to_two_runners_on_a_postgresql_prefect_server_runs_each_upload_
             with get_client(sync_client=True) as client:
                 # a row is COMPLETED before its run ends (monitoring figures follow): wait for
                 # the runs too, so none is cut short by the teardown's SIGTERM
-                runs = wait_for(lambda: _final_runs(client, UPLOADS), 120, "every flow run to end",
-                                poll=0.25)
+                runs = wait_for(
+                    lambda: _final_runs(client, UPLOADS), 120, "every flow run to end", poll=0.25
+                )
     finally:
-        stopped = {f"{process.args[2]} (pid {process.pid})": stop_group(process.pid, grace=30)
-                   for process in reversed(processes)}
+        stopped = {
+            f"{process.args[2]} (pid {process.pid})": stop_group(process.pid, grace=30)
+            for process in reversed(processes)
+        }
         for process in processes:
             process.poll()  # stop_group reaped it; let Popen know
     if not all(stopped.values()):  # the worker's own tests pin SIGTERM; here it only warns
@@ -89,8 +113,10 @@ def test_a_burst_to_two_runners_on_a_postgresql_prefect_server_runs_each_upload_
     for run in runs:
         by_upload.setdefault(run.parameters["prediction_id"], []).append(run)
     assert sorted(by_upload) == sorted(uploads)
-    assert all(len(r) == 1 and r[0].run_count == 1 and r[0].state.is_completed()
-               for r in by_upload.values())
+    assert all(
+        len(r) == 1 and r[0].run_count == 1 and r[0].state.is_completed()
+        for r in by_upload.values()
+    )
 
 
 def _final_runs(client, count: int) -> list | None:

@@ -33,10 +33,17 @@ def test_a_missing_stack_env_changes_nothing(tmp_path):
 
 @pytest.mark.parametrize("grace", [0, 5])
 def test_stop_group_stops_the_leader_and_its_children(grace):
-    leader = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
-                               "subprocess.Popen([sys.executable, '-c', 'import time; "
-                               "time.sleep(60)']); print('up', flush=True); time.sleep(60)"],
-                              stdout=subprocess.PIPE, start_new_session=True)
+    leader = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time; "
+            "subprocess.Popen([sys.executable, '-c', 'import time; "
+            "time.sleep(60)']); print('up', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
     assert leader.stdout.readline() == b"up\n"
     [child] = psutil.Process(leader.pid).children(recursive=True)
     stack.stop_group(leader.pid, grace=grace)

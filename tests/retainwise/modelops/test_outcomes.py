@@ -6,19 +6,34 @@ import pytest
 from retainwise.config.errors import UploadRejected
 from retainwise.modelops.outcomes import join_outcomes
 
-RESULTS = pd.DataFrame({"customer_id": ["a", "b", "c", "'=d", "dup", "dup"],
-                        "churn_probability": ["0.9", "0.2", "0.6", "0.1", "0.5", "0.4"],
-                        "churn_risk": ["HIGH", "LOW", "MEDIUM", "LOW", "MEDIUM", "MEDIUM"]})
+RESULTS = pd.DataFrame(
+    {
+        "customer_id": ["a", "b", "c", "'=d", "dup", "dup"],
+        "churn_probability": ["0.9", "0.2", "0.6", "0.1", "0.5", "0.4"],
+        "churn_risk": ["HIGH", "LOW", "MEDIUM", "LOW", "MEDIUM", "MEDIUM"],
+    }
+)
 
 
 def test_rows_are_matched_or_counted():
-    outcomes = pd.DataFrame({"Customer_ID": ["a", "b", "zz", "a", "c", "", "b2", "=d"],
-                             "churned": ["Yes", "0", "1", "1", "maybe", "1", "no", "TRUE"]})
+    outcomes = pd.DataFrame(
+        {
+            "Customer_ID": ["a", "b", "zz", "a", "c", "", "b2", "=d"],
+            "churned": ["Yes", "0", "1", "1", "maybe", "1", "no", "TRUE"],
+        }
+    )
     joined = join_outcomes(outcomes, RESULTS)
     summary = joined.summary()
-    assert (summary["rows_total"], summary["matched"], summary["unmatched"], summary["invalid"],
-            summary["duplicate"]) == (8, 3, 2, 2, 1)
-    assert summary["matched"] + summary["unmatched"] + summary["invalid"] + summary["duplicate"] == 8
+    assert (
+        summary["rows_total"],
+        summary["matched"],
+        summary["unmatched"],
+        summary["invalid"],
+        summary["duplicate"],
+    ) == (8, 3, 2, 2, 1)
+    assert (
+        summary["matched"] + summary["unmatched"] + summary["invalid"] + summary["duplicate"] == 8
+    )
     assert summary["examples"]["unmatched"] == ["zz", "b2"]
     assert summary["examples"]["churned is not 1/0, yes/no or true/false"] == ["6"]
     rows = joined.rows.set_index("customer_id")
@@ -33,11 +48,17 @@ def test_an_id_scored_twice_is_not_guessed():
 
 
 def test_observed_at_is_parsed_and_checked():
-    outcomes = pd.DataFrame({"customer_id": ["a", "b"], "churned": ["1", "0"],
-                             "observed_at": ["2026-10-01", "last spring"]})
+    outcomes = pd.DataFrame(
+        {
+            "customer_id": ["a", "b"],
+            "churned": ["1", "0"],
+            "observed_at": ["2026-10-01", "last spring"],
+        }
+    )
     joined = join_outcomes(outcomes, RESULTS)
     assert joined.invalid == 1 and joined.rows["observed_at"].iloc[0] == pd.Timestamp(
-        "2026-10-01", tz="UTC")
+        "2026-10-01", tz="UTC"
+    )
 
 
 def test_missing_columns_are_named():

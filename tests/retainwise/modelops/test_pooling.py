@@ -6,9 +6,14 @@ import pytest
 from models.profile import FeatureProfile, ModelProfile
 from retainwise.modelops.pooling import labelled_upload_rows, pooled_table
 
-PROFILE = ModelProfile(id_column="id", target="Churn", features=[
-    FeatureProfile("plan", "categorical", categories=["a", "b"]),
-    FeatureProfile("tenure", "numeric", minimum=0, maximum=100)])
+PROFILE = ModelProfile(
+    id_column="id",
+    target="Churn",
+    features=[
+        FeatureProfile("plan", "categorical", categories=["a", "b"]),
+        FeatureProfile("tenure", "numeric", minimum=0, maximum=100),
+    ],
+)
 
 
 def test_rows_with_outcomes_are_kept_with_their_label_and_pooled_per_upload():

@@ -32,29 +32,38 @@ def begin_modes() -> list[str | None]:
 
 
 def test_default_transactions_begin_immediate_once_patched(monkeypatch):
-    monkeypatch.setattr(configurations.AioSqliteConfiguration, "begin_transaction",
-                        configurations.AioSqliteConfiguration.begin_transaction)  # undone after
+    monkeypatch.setattr(
+        configurations.AioSqliteConfiguration,
+        "begin_transaction",
+        configurations.AioSqliteConfiguration.begin_transaction,
+    )  # undone after
     assert begin_modes() == ["DEFERRED"]  # Prefect's own: a later write can be refused at once
     begin_writes_immediately()
     assert begin_modes() == ["IMMEDIATE"]
 
 
-@pytest.mark.parametrize("database_url, immediate", [
-    (None, True),
-    ("postgresql+psycopg://postgres@127.0.0.1:5432/prefect", False)])
-def test_the_patch_applies_only_while_the_server_is_on_sqlite(monkeypatch, database_url,
-                                                              immediate):
+@pytest.mark.parametrize(
+    "database_url, immediate",
+    [(None, True), ("postgresql+psycopg://postgres@127.0.0.1:5432/prefect", False)],
+)
+def test_the_patch_applies_only_while_the_server_is_on_sqlite(monkeypatch, database_url, immediate):
     import uvicorn
     from prefect.server.api import server
 
-    monkeypatch.setattr(configurations.AioSqliteConfiguration, "begin_transaction",
-                        configurations.AioSqliteConfiguration.begin_transaction)  # undone after
+    monkeypatch.setattr(
+        configurations.AioSqliteConfiguration,
+        "begin_transaction",
+        configurations.AioSqliteConfiguration.begin_transaction,
+    )  # undone after
     monkeypatch.setenv("PREFECT_SERVER_DATABASE_CONNECTION_URL", "")  # restored after, as main
-    monkeypatch.delenv("PREFECT_SERVER_DATABASE_CONNECTION_URL")    # sets it in os.environ
+    monkeypatch.delenv("PREFECT_SERVER_DATABASE_CONNECTION_URL")  # sets it in os.environ
     monkeypatch.setattr(server, "create_app", lambda final: "app")
     monkeypatch.setattr(uvicorn, "run", lambda app, **_: None)
-    prefect_server.main(["--port", "0"] + (["--database-url", database_url] if database_url else []))
+    prefect_server.main(
+        ["--port", "0"] + (["--database-url", database_url] if database_url else [])
+    )
     assert begin_modes() == (["IMMEDIATE"] if immediate else ["DEFERRED"])
     if database_url:
         assert os.environ["PREFECT_SERVER_DATABASE_CONNECTION_URL"] == (
-            "postgresql+asyncpg://postgres@127.0.0.1:5432/prefect")
+            "postgresql+asyncpg://postgres@127.0.0.1:5432/prefect"
+        )

@@ -3,7 +3,7 @@
 import socket
 import threading
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from retainwise.adapters import aws
 from retainwise.config.settings import Settings
@@ -13,15 +13,19 @@ from tests.retainwise.adapters.test_scaling import make_runs
 
 def datapoints(cloudwatch, now):
     stats = cloudwatch.get_metric_statistics(
-        Namespace="RetainWise", MetricName="ScoreUploadRunsWaiting",
+        Namespace="RetainWise",
+        MetricName="ScoreUploadRunsWaiting",
         Dimensions=[{"Name": "Deployment", "Value": "score-upload"}],
-        StartTime=now - timedelta(minutes=1), EndTime=now + timedelta(minutes=1), Period=60,
-        Statistics=["Maximum"])
+        StartTime=now - timedelta(minutes=1),
+        EndTime=now + timedelta(minutes=1),
+        Period=60,
+        Statistics=["Maximum"],
+    )
     return [point["Maximum"] for point in stats["Datapoints"]]
 
 
 def test_in_production_a_tick_publishes_the_waiting_runs(prefect_api, stack_env, monkeypatch):
-    now = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=1)  # own datapoint
+    now = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)  # own datapoint
     deployment = f"score-{uuid.uuid4().hex[:8]}/score-upload"
     make_runs(deployment, now)
     monkeypatch.setenv("RETAINWISE_DEPLOYMENT_NAME", deployment)
@@ -44,7 +48,7 @@ def test_a_cloudwatch_error_is_logged_not_raised(prefect_api, stack_env, monkeyp
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     monkeypatch.setenv("RETAINWISE_ENV", "production")
     reporter = scaling_reporter.for_settings(Settings())
-    assert reporter.tick(datetime.now(timezone.utc)) is None
+    assert reporter.tick(datetime.now(UTC)) is None
     assert "scaling metric failed" in caplog.text
 
 
@@ -71,7 +75,7 @@ def test_the_thread_keeps_reporting_after_a_failure():
 def test_paused_holds_reports_back():
     reporter = scaling_reporter.WaitingRunsReporter(lambda now: 1)
     with reporter.paused():
-        ticked = threading.Thread(target=reporter.tick, args=(datetime.now(timezone.utc),))
+        ticked = threading.Thread(target=reporter.tick, args=(datetime.now(UTC),))
         ticked.start()
         ticked.join(0.2)
         assert ticked.is_alive()  # waits for the lock the fork holds

@@ -11,8 +11,15 @@ from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
 from flows.score_upload import score_upload
 from retainwise.adapters import db
-from retainwise.runtime.trigger import (champion_versions, deployment_starter, handle_batch,
-                                        handle_message, raise_if_busy, retry_busy, run_trigger)
+from retainwise.runtime.trigger import (
+    champion_versions,
+    deployment_starter,
+    handle_batch,
+    handle_message,
+    raise_if_busy,
+    retry_busy,
+    run_trigger,
+)
 from tests.helpers import customers_csv, results_of, submit
 
 
@@ -24,7 +31,8 @@ def deployment_id(prefect_api):
 def runs_of(deployment_id):
     with get_client(sync_client=True) as client:
         return client.read_flow_runs(
-            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])))
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
+        )
 
 
 def runs_for(deployment_id, prediction_id):
@@ -62,7 +70,8 @@ def test_one_message_starts_one_named_flow_run(resources, deployment_id):
 
 
 def test_a_run_is_created_with_the_champion_version_tag_when_the_trigger_knows_it(
-        resources, deployment_id):
+    resources, deployment_id
+):
     prediction_id = submit(resources, customers_csv(20))
     [message] = receive_all(resources.queue, 1)
     start = deployment_starter("score-upload/score-upload", model_version=lambda name: "7")
@@ -116,14 +125,17 @@ def test_redelivery_after_a_crash_before_delete_starts_no_second_run(resources, 
     with pytest.raises(ConnectionError):
         handle_message(resources, message, start_then_crash)
     resources.queue.sqs.change_message_visibility(
-        QueueUrl=resources.queue.url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
+        QueueUrl=resources.queue.url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+    )
     [again] = receive_all(resources.queue, 1)
     assert handle_message(resources, again, real_start) == "started"
     assert len(runs_for(deployment_id, prediction_id)) == 1
 
 
-@pytest.mark.parametrize("body", ["not json", json.dumps({"no": "id"}),
-                                  json.dumps({"prediction_id": "00000000-dead-beef"})])
+@pytest.mark.parametrize(
+    "body",
+    ["not json", json.dumps({"no": "id"}), json.dumps({"prediction_id": "00000000-dead-beef"})],
+)
 def test_a_message_it_cannot_act_on_is_left_for_the_dead_letter_queue(resources, body):
     resources.queue.sqs.send_message(QueueUrl=resources.queue.url, MessageBody=body)
     [message] = receive_all(resources.queue, 1)
@@ -131,19 +143,22 @@ def test_a_message_it_cannot_act_on_is_left_for_the_dead_letter_queue(resources,
     assert outcome in {"unparseable", "unknown-prediction"}
     # not deleted: after its visibility timeout it comes back, and SQS redrives it to the DLQ
     resources.queue.sqs.change_message_visibility(
-        QueueUrl=resources.queue.url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
+        QueueUrl=resources.queue.url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+    )
     assert len(receive_all(resources.queue, 1)) == 1
     assert db.get_prediction(resources.engine, "00000000-dead-beef") is None
 
 
 def expire(queue, message):
     """Make a received message visible again now, as if its visibility timeout had run out."""
-    queue.sqs.change_message_visibility(QueueUrl=queue.url, ReceiptHandle=message["ReceiptHandle"],
-                                        VisibilityTimeout=0)
+    queue.sqs.change_message_visibility(
+        QueueUrl=queue.url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+    )
 
 
 def test_a_malformed_message_reaches_the_dlq_after_three_receives_and_can_be_redriven(
-        resources, deployment_id, capsys):
+    resources, deployment_id, capsys
+):
     from retainwise.entrypoints import cli
 
     queue = resources.queue
@@ -178,12 +193,15 @@ def test_a_late_duplicate_of_a_finished_upload_is_deleted_without_a_run(resource
     prediction_id = submit(resources, customers_csv(5))
     [message] = receive_all(resources.queue, 1)
     assert score_upload(prediction_id)["status"] == "COMPLETED"
-    assert handle_message(resources, message, lambda p: pytest.fail("no run")) == "already-completed"
+    assert (
+        handle_message(resources, message, lambda p: pytest.fail("no run")) == "already-completed"
+    )
     assert resources.queue.receive(wait_seconds=0) == []
 
 
 def test_after_the_reaper_requeues_a_crashed_upload_a_fresh_run_finishes_it(
-        resources, deployment_id):
+    resources, deployment_id
+):
     from retainwise.uploads import reaper
 
     prediction_id = submit(resources, customers_csv(8))
@@ -193,8 +211,9 @@ def test_after_the_reaper_requeues_a_crashed_upload_a_fresh_run_finishes_it(
     [first] = runs_for(deployment_id, prediction_id)
     assert db.claim_prediction(resources.engine, prediction_id, str(first.id))  # then it "dies"
 
-    [reaped] = reaper.sweep(resources, lambda ids: {str(first.id): "CRASHED"},
-                            lambda run, why: None)
+    [reaped] = reaper.sweep(
+        resources, lambda ids: {str(first.id): "CRASHED"}, lambda run, why: None
+    )
     assert reaped.action == "requeued"
     [again] = receive_all(resources.queue, 1)
     assert handle_message(resources, again, start) == "started"
@@ -207,14 +226,18 @@ def test_after_the_reaper_requeues_a_crashed_upload_a_fresh_run_finishes_it(
 
 
 def test_a_burst_through_the_running_trigger_gives_one_run_per_upload_and_empties_the_queue(
-        resources, deployment_id):
+    resources, deployment_id
+):
     ids = [submit(resources, customers_csv(5)) for _ in range(12)]
     for prediction_id in ids[:3]:  # duplicates, received in the same or a later batch
         resources.queue.send(prediction_id, "acme", "churn")
     start = deployment_starter("score-upload/score-upload")
     stop = threading.Event()
-    trigger = threading.Thread(target=run_trigger, args=(resources, start, stop),
-                               kwargs={"wait_seconds": 0, "concurrency": 4})
+    trigger = threading.Thread(
+        target=run_trigger,
+        args=(resources, start, stop),
+        kwargs={"wait_seconds": 0, "concurrency": 4},
+    )
     trigger.start()
     try:
         for _ in range(300):
@@ -231,13 +254,15 @@ def test_a_burst_through_the_running_trigger_gives_one_run_per_upload_and_emptie
 
 def queue_depth(queue) -> int:
     attributes = queue.sqs.get_queue_attributes(
-        QueueUrl=queue.url, AttributeNames=["ApproximateNumberOfMessages",
-                                            "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+        QueueUrl=queue.url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
     return sum(int(value) for value in attributes.values())
 
 
 def test_in_a_batch_each_message_is_deleted_only_once_its_run_exists(
-        resources, deployment_id, monkeypatch):
+    resources, deployment_id, monkeypatch
+):
     ids = [submit(resources, customers_csv(5)) for _ in range(6)]
     messages = receive_all(resources.queue, len(ids))
     prediction_of = {m["ReceiptHandle"]: json.loads(m["Body"])["prediction_id"] for m in messages}
@@ -260,7 +285,8 @@ def test_in_a_batch_each_message_is_deleted_only_once_its_run_exists(
 
 
 def test_one_failing_creation_in_a_batch_leaves_only_its_message_on_the_queue(
-        resources, deployment_id):
+    resources, deployment_id
+):
     ids = [submit(resources, customers_csv(5)) for _ in range(4)]
     messages = receive_all(resources.queue, len(ids))
     real_start = deployment_starter("score-upload/score-upload")
@@ -284,8 +310,9 @@ def test_one_failing_creation_in_a_batch_leaves_only_its_message_on_the_queue(
 
 def busy(status: int = 503) -> httpx.HTTPStatusError:
     request = httpx.Request("POST", "http://prefect.invalid/api/deployments/x/create_flow_run")
-    return httpx.HTTPStatusError("busy", request=request,
-                                 response=httpx.Response(status, request=request))
+    return httpx.HTTPStatusError(
+        "busy", request=request, response=httpx.Response(status, request=request)
+    )
 
 
 def test_retry_busy_retries_a_busy_api_with_short_waits_until_it_answers():
@@ -367,8 +394,10 @@ def test_the_trigger_routes_each_upload_by_its_objects_size(resources, prefect_a
     large_id = score_upload.to_deployment(name="score-upload-large").apply()
     resources.settings.chunked_above_bytes = len(customers_csv(30))
     small, large = submit(resources, customers_csv(30)), submit(resources, customers_csv(31))
-    starters = {name: deployment_starter(name) for name in
-                ("score-upload/score-upload", "score-upload/score-upload-large")}
+    starters = {
+        name: deployment_starter(name)
+        for name in ("score-upload/score-upload", "score-upload/score-upload-large")
+    }
     try:
         start = routed_by_size(resources, starters)
         outcomes = [handle_message(resources, m, start) for m in receive_all(resources.queue, 2)]

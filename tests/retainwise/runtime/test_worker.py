@@ -6,6 +6,7 @@ import faulthandler
 import os
 import signal
 import threading
+from datetime import UTC
 
 import pytest
 from prefect import flow, task
@@ -45,7 +46,8 @@ def test_a_run_is_claimed_once_and_runs_in_process_with_its_task_runs(served):
         worker.execute(echo, scheduled)
         finished = client.read_flow_run(created.id)
         task_runs = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[created.id])))
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[created.id]))
+        )
         assert worker.next_runs(client, served) == []
     assert finished.state.is_completed()
     assert [run.name.split("-")[0] for run in task_runs] == ["double"]
@@ -54,8 +56,10 @@ def test_a_run_is_claimed_once_and_runs_in_process_with_its_task_runs(served):
 def test_two_polling_loops_run_each_flow_run_exactly_once(served):
     (deployment_id,) = served.flows
     with get_client(sync_client=True) as client:
-        ids = [client.create_flow_run_from_deployment(deployment_id, parameters={"value": i}).id
-               for i in range(6)]
+        ids = [
+            client.create_flow_run_from_deployment(deployment_id, parameters={"value": i}).id
+            for i in range(6)
+        ]
     stop = worker.ChildStop()  # two threads' loops share it; only the event is used here
     loops = [threading.Thread(target=worker.child_loop, args=(served, stop)) for _ in range(2)]
     for loop in loops:
@@ -76,24 +80,31 @@ def test_two_polling_loops_run_each_flow_run_exactly_once(served):
 
 
 def test_a_poll_reads_only_due_scheduled_runs_and_the_heartbeat_poll_finds_the_same(served):
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from prefect.states import Cancelled, Scheduled
 
     (deployment_id,) = served.flows
     with get_client(sync_client=True) as client:
-        later = datetime.now(timezone.utc) + timedelta(hours=1)
+        later = datetime.now(UTC) + timedelta(hours=1)
         future = client.create_flow_run_from_deployment(
-            deployment_id, parameters={"value": 1}, state=Scheduled(scheduled_time=later))
-        due = [client.create_flow_run_from_deployment(deployment_id, parameters={"value": i}).id
-               for i in range(3)]
+            deployment_id, parameters={"value": 1}, state=Scheduled(scheduled_time=later)
+        )
+        due = [
+            client.create_flow_run_from_deployment(deployment_id, parameters={"value": i}).id
+            for i in range(3)
+        ]
         taken = worker.next_runs(client, served)[0]
         assert worker.claim(client, taken)  # Pending now: no longer offered
         polled = [run.id for run in worker.next_runs(client, served)]
         beat = [run.id for run in worker.next_runs(client, served, heartbeat=True)]
         try:  # the server marks the deployment ready in a background task
-            status = wait_for(lambda: (client.read_deployment(deployment_id).status.value
-                                       == "READY") and "READY", 10, "READY", poll=0.1)
+            status = wait_for(
+                lambda: (client.read_deployment(deployment_id).status.value == "READY") and "READY",
+                10,
+                "READY",
+                poll=0.1,
+            )
         except AssertionError:
             status = client.read_deployment(deployment_id).status.value
         for left in [future.id, *due[1:]]:  # not for the next test's worker to find
@@ -110,8 +121,11 @@ def test_a_child_runs_flows_without_the_heartbeat_thread(served, monkeypatch, in
     from prefect.flow_engine import BaseFlowRunEngine
 
     beats = []
-    monkeypatch.setattr(BaseFlowRunEngine, "_emit_flow_run_heartbeat",
-                        lambda engine, *args: beats.append(engine.flow_run.id))
+    monkeypatch.setattr(
+        BaseFlowRunEngine,
+        "_emit_flow_run_heartbeat",
+        lambda engine, *args: beats.append(engine.flow_run.id),
+    )
     (deployment_id,) = served.flows
     with get_client(sync_client=True) as client:
         created = client.create_flow_run_from_deployment(deployment_id, parameters={"value": 2})
@@ -133,8 +147,11 @@ def storage_reads_of_a_run(flow_, served_, monkeypatch) -> int:
     from prefect.client.orchestration import SyncPrefectClient
 
     reads, read = [], SyncPrefectClient.read_server_default_result_storage
-    monkeypatch.setattr(SyncPrefectClient, "read_server_default_result_storage",
-                        lambda self: reads.append(1) or read(self))
+    monkeypatch.setattr(
+        SyncPrefectClient,
+        "read_server_default_result_storage",
+        lambda self: reads.append(1) or read(self),
+    )
     (deployment_id,) = served_.flows
     with get_client(sync_client=True) as client:
         run = client.create_flow_run_from_deployment(deployment_id, parameters={"value": 2})

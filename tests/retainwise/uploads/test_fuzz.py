@@ -25,12 +25,24 @@ from retainwise.uploads.pipeline import score_file
 from retainwise.uploads.reading import Limits, read_upload
 
 EXAMPLES = int(os.environ.get("RETAINWISE_FUZZ_EXAMPLES", "40"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES <= 40,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                       HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=EXAMPLES <= 40,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+    ],
+)
 SAMPLE = synthetic_customers(30, seed=8, labeled=False).astype(str)
-LIMITS = Limits(max_bytes=2_000_000, max_columns=50, max_record_bytes=4096,
-                max_workbook_bytes=1_000_000, max_cells=100_000)
+LIMITS = Limits(
+    max_bytes=2_000_000,
+    max_columns=50,
+    max_record_bytes=4096,
+    max_workbook_bytes=1_000_000,
+    max_cells=100_000,
+)
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +55,15 @@ def model():
 cells = st.one_of(
     st.sampled_from(sorted(set(SAMPLE.to_numpy().ravel())) + ["", " ", "NA", "-", "=1+1"]),
     st.text(alphabet=st.sampled_from(list(',;"\n\r\t|x9.\x00é\ufeff ')), max_size=8),
-    st.text(max_size=6))
+    st.text(max_size=6),
+)
 rows = st.lists(cells, min_size=0, max_size=len(SAMPLE.columns) + 2)
-headers = st.one_of(st.just(list(SAMPLE.columns)), st.lists(
-    st.sampled_from(list(SAMPLE.columns) + ["", "x", "customer_id"]), min_size=1, max_size=14))
+headers = st.one_of(
+    st.just(list(SAMPLE.columns)),
+    st.lists(
+        st.sampled_from(list(SAMPLE.columns) + ["", "x", "customer_id"]), min_size=1, max_size=14
+    ),
+)
 
 
 @st.composite
@@ -56,17 +73,21 @@ def uploads(draw) -> bytes:
     if draw(st.integers(0, 9)) == 0:
         return draw(st.binary(max_size=400))
     delimiter = draw(st.sampled_from([",", ";", "\t", "|"]))
-    quote = lambda cell: ('"' + cell.replace('"', '""') + '"'  # noqa: E731
-                          if draw(st.booleans()) else cell)
+    quote = lambda cell: (
+        '"' + cell.replace('"', '""') + '"'  # noqa: E731
+        if draw(st.booleans())
+        else cell
+    )
     lines = [delimiter.join(draw(headers))]
     for _ in range(draw(st.integers(0, 12))):
         lines.append(delimiter.join(quote(c) for c in draw(rows)))
     newline = draw(st.sampled_from(["\n", "\r\n"]))
     text = newline.join(lines) + draw(st.sampled_from(["", newline, newline * 3]))
-    data = text.encode(draw(st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "cp1252"])),
-                       errors="replace")
+    data = text.encode(
+        draw(st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "cp1252"])), errors="replace"
+    )
     if draw(st.booleans()):
-        data = data[:draw(st.integers(0, len(data)))]  # cut off anywhere
+        data = data[: draw(st.integers(0, len(data)))]  # cut off anywhere
     return gzip.compress(data) if draw(st.integers(0, 4)) == 0 else data
 
 
@@ -121,11 +142,12 @@ def test_whole_file_pipeline_scores_plus_rejects_equals_rows(model, data):
 @FUZZ
 @given(data=uploads(), chunk_bytes=st.integers(20, 400), block=st.integers(1, 97))
 def test_chunked_reader_scores_plus_rejects_equals_rows(model, data, chunk_bytes, block):
-    blocks = (data[i:i + block] for i in range(0, len(data), block))
+    blocks = (data[i : i + block] for i in range(0, len(data), block))
     results, rejects = io.BytesIO(), io.BytesIO()
     try:
-        counts, totals = streaming.score_stream(blocks, model, 1.0, results, rejects,
-                                                chunk_bytes, limits=LIMITS)
+        counts, totals = streaming.score_stream(
+            blocks, model, 1.0, results, rejects, chunk_bytes, limits=LIMITS
+        )
     except UploadRejected as exc:
         assert str(exc)
         return

@@ -9,9 +9,11 @@ import pytest
 from retainwise.config.errors import UploadRejected
 from retainwise.uploads.reading import Limits, match_columns, read_upload, sniff
 
-ROWS = [["customer_id", "Name", "Tenure Months", "Monthly Charges"],
-        ["C1", "Zoë Müller", "5", "29.85"],
-        ["C2", "Ana Sánchez", "12", "56.95"]]
+ROWS = [
+    ["customer_id", "Name", "Tenure Months", "Monthly Charges"],
+    ["C1", "Zoë Müller", "5", "29.85"],
+    ["C2", "Ana Sánchez", "12", "56.95"],
+]
 
 
 def csv_text(delimiter: str = ",", newline: str = "\n", rows=ROWS) -> str:
@@ -23,8 +25,9 @@ def cells(data: bytes, **kwargs) -> list[list[str]]:
     return [list(frame.columns)] + frame.astype(object).where(frame.notna(), None).values.tolist()
 
 
-@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-16-be",
-                                      "cp1252", "latin-1"])
+@pytest.mark.parametrize(
+    "encoding", ["utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "cp1252", "latin-1"]
+)
 def test_each_encoding_reads_to_the_same_cells(encoding):
     assert cells(csv_text().encode(encoding)) == ROWS
 
@@ -35,8 +38,9 @@ def test_cp1252_only_characters_are_read_as_windows_text():
     assert table.frame["price"].tolist() == ["5 €", "“quoted”"]
 
 
-@pytest.mark.parametrize("delimiter, name", [(",", "comma"), (";", "semicolon"), ("\t", "tab"),
-                                             ("|", "pipe")])
+@pytest.mark.parametrize(
+    "delimiter, name", [(",", "comma"), (";", "semicolon"), ("\t", "tab"), ("|", "pipe")]
+)
 def test_each_delimiter_is_detected(delimiter, name):
     table = read_upload(csv_text(delimiter).encode())
     assert table.source["delimiter"] == name
@@ -50,8 +54,7 @@ def test_semicolon_file_with_decimal_commas_is_not_mistaken_for_comma_separated(
 
 
 def test_quoted_fields_keep_embedded_delimiters_newlines_and_quotes_with_crlf():
-    text = ('customer_id,note,tenure\r\nC1,"Smith, John\r\nsecond line",5\r\n'
-            'C2,"say ""hi""",7\r\n')
+    text = 'customer_id,note,tenure\r\nC1,"Smith, John\r\nsecond line",5\r\nC2,"say ""hi""",7\r\n'
     frame = read_upload(text.encode()).frame
     assert frame["note"].tolist() == ["Smith, John\r\nsecond line", 'say "hi"']
     assert frame["tenure"].tolist() == ["5", "7"]
@@ -92,25 +95,30 @@ def test_xlsx_first_sheet_is_read_with_numbers_as_csv_text():
     book.save(buffer)
     table = read_upload(buffer.getvalue())
     assert table.source["format"] == "xlsx"
-    assert cells(buffer.getvalue()) == [["customer_id", "tenure", "charges", "senior"],
-                                        ["C1", "5", "29.85", "True"],
-                                        ["C2", "12", "1889.5", "False"]]
+    assert cells(buffer.getvalue()) == [
+        ["customer_id", "tenure", "charges", "senior"],
+        ["C1", "5", "29.85", "True"],
+        ["C2", "12", "1889.5", "False"],
+    ]
 
 
-@pytest.mark.parametrize("data, message", [
-    (b"", "the file is empty"),
-    (b" \r\n\t\n", "the file is empty"),
-    (b"customer_id,tenure\n", "header but no data rows"),
-    (b"just one column\nvalue\n", "found a single column"),
-    (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj", "it looks like a PDF document"),
-    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "it looks like a PNG image"),
-    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1\x00\x00", "old-format Excel (.xls)"),
-    (b"abc\x00def\x00\x01\x02\x03" * 50, "contains binary data"),
-    (bytes(range(1, 32)) * 40, "contains binary data"),
-    (b'customer_id,note\nC1,"never closed\nC2,x\n', 'a closing quote (") is missing'),
-    (b'customer_id,note\nC1,x\nC2,"' + b"y\n" * 100_000, "longer than 131072 characters"),
-    (b"a,b,c\n1,2,3\n", "the limit is 2 columns"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"", "the file is empty"),
+        (b" \r\n\t\n", "the file is empty"),
+        (b"customer_id,tenure\n", "header but no data rows"),
+        (b"just one column\nvalue\n", "found a single column"),
+        (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj", "it looks like a PDF document"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "it looks like a PNG image"),
+        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1\x00\x00", "old-format Excel (.xls)"),
+        (b"abc\x00def\x00\x01\x02\x03" * 50, "contains binary data"),
+        (bytes(range(1, 32)) * 40, "contains binary data"),
+        (b'customer_id,note\nC1,"never closed\nC2,x\n', 'a closing quote (") is missing'),
+        (b'customer_id,note\nC1,x\nC2,"' + b"y\n" * 100_000, "longer than 131072 characters"),
+        (b"a,b,c\n1,2,3\n", "the limit is 2 columns"),
+    ],
+)
 def test_unreadable_files_are_rejected_with_a_specific_message(data, message):
     with pytest.raises(UploadRejected, match=message.replace("(", r"\(").replace(")", r"\)")):
         read_upload(data, limits=Limits(max_columns=2))
@@ -129,8 +137,10 @@ def test_zip_that_is_not_a_workbook_is_rejected():
 def test_rows_shorter_than_the_header_are_set_aside_not_padded():
     table = read_upload(b"customer_id,tenure,plan\nC1,1,a\nC2,2\nC3\nC4,4,d\n")
     assert table.frame["customer_id"].tolist() == ["C1", "C4"]
-    assert table.malformed == [(2, "2 fields where the header has 3"),
-                               (3, "1 fields where the header has 3")]
+    assert table.malformed == [
+        (2, "2 fields where the header has 3"),
+        (3, "1 fields where the header has 3"),
+    ]
     assert table.rows_total == 4
 
 
@@ -153,8 +163,9 @@ def test_rows_wider_than_the_header_are_set_aside_with_their_row_number():
     assert table.rows_total == 3
 
 
-@pytest.mark.parametrize("header", ["customer_id", "Customer ID", "customerID", "CUSTOMER-ID",
-                                    " customer_id "])
+@pytest.mark.parametrize(
+    "header", ["customer_id", "Customer ID", "customerID", "CUSTOMER-ID", " customer_id "]
+)
 def test_header_matching_ignores_case_spaces_underscores_and_hyphens(header):
     frame = pd.DataFrame({header: ["C1"], "tenure": ["1"]})
     assert "customer_id" in match_columns(frame, ["customer_id", "tenure"]).columns
@@ -162,8 +173,9 @@ def test_header_matching_ignores_case_spaces_underscores_and_hyphens(header):
 
 def test_alias_map_renames_other_spellings():
     frame = pd.DataFrame({"Client Number": ["C1"], "months": ["1"]})
-    renamed = match_columns(frame, ["customer_id", "tenure"],
-                            {"client number": "customer_id", "Months": "tenure"})
+    renamed = match_columns(
+        frame, ["customer_id", "tenure"], {"client number": "customer_id", "Months": "tenure"}
+    )
     assert list(renamed.columns) == ["customer_id", "tenure"]
 
 
@@ -181,8 +193,10 @@ def test_regular_files_take_the_arrow_reader_and_irregular_ones_the_exact_reader
     irregular = read_upload((csv_text() + "C3,x,1,2,surplus\n").encode())
     assert set(map(str, regular.frame.dtypes)) == {"str"}  # Arrow-backed text, zero-copy later
     assert irregular.malformed == [(3, "5 fields where the header has 4")]
-    assert regular.frame.astype(object).values.tolist() == \
-        irregular.frame.astype(object).values.tolist()
+    assert (
+        regular.frame.astype(object).values.tolist()
+        == irregular.frame.astype(object).values.tolist()
+    )
 
 
 def test_a_stray_quote_mark_is_read_by_the_exact_reader():

@@ -8,9 +8,8 @@ import pytest
 import sqlalchemy as sa
 
 from retainwise.adapters import db
-
-from retainwise.uploads import reaper
 from retainwise.runtime.trigger import idempotency_key
+from retainwise.uploads import reaper
 
 
 @pytest.fixture
@@ -23,15 +22,21 @@ def env(resources, migrated_engine):
 def claimed(env, run_id="run-1", started_ago=0.0, refreshed_ago=None) -> str:
     """A PROCESSING row claimed `started_ago` s ago, its claim last refreshed `refreshed_ago` s
     ago (by default at the claim)."""
-    prediction_id = db.create_prediction(env.engine, account="acme", model_name="churn",
-                                         input_key="uploads/acme/x/input")
+    prediction_id = db.create_prediction(
+        env.engine, account="acme", model_name="churn", input_key="uploads/acme/x/input"
+    )
     assert db.claim_prediction(env.engine, prediction_id, run_id)
     now = db.utcnow()
     refreshed_ago = started_ago if refreshed_ago is None else refreshed_ago
     with env.engine.begin() as conn:
-        conn.execute(db.predictions.update().where(db.predictions.c.id == prediction_id)
-                     .values(started_at=now - timedelta(seconds=started_ago),
-                             updated_at=now - timedelta(seconds=refreshed_ago)))
+        conn.execute(
+            db.predictions.update()
+            .where(db.predictions.c.id == prediction_id)
+            .values(
+                started_at=now - timedelta(seconds=started_ago),
+                updated_at=now - timedelta(seconds=refreshed_ago),
+            )
+        )
     return prediction_id
 
 
@@ -65,8 +70,9 @@ def test_a_crashed_run_is_requeued_at_once_with_a_new_attempt(env):
 
     row = db.get_prediction(env.engine, prediction_id)
     assert row["status"] == "PENDING" and row["attempts"] == 1
-    assert queued_bodies(env) == [{"prediction_id": prediction_id, "account": "acme",
-                                   "model": "churn", "attempt": 2}]
+    assert queued_bodies(env) == [
+        {"prediction_id": prediction_id, "account": "acme", "model": "churn", "attempt": 2}
+    ]
     assert idempotency_key(row) == f"score-{prediction_id}-attempt-2"
     assert db.claim_prediction(env.engine, prediction_id, "run-2")  # the next run can claim it
 
@@ -93,10 +99,10 @@ def test_dead_silent_past_the_limit_is_requeued_and_its_old_run_cancelled(env):
 def test_the_same_row_later_is_judged_by_the_now_passed_in(env):
     prediction_id = claimed(env, "run-1")
     running = states({"run-1": "RUNNING"})
-    assert sweep(env, running, stale_after_seconds=60,
-                 now=db.utcnow() + timedelta(seconds=30)) == []
-    [reaped] = sweep(env, running, stale_after_seconds=60,
-                     now=db.utcnow() + timedelta(seconds=90))
+    assert (
+        sweep(env, running, stale_after_seconds=60, now=db.utcnow() + timedelta(seconds=30)) == []
+    )
+    [reaped] = sweep(env, running, stale_after_seconds=60, now=db.utcnow() + timedelta(seconds=90))
     assert reaped.prediction_id == prediction_id and reaped.action == "requeued"
 
 
@@ -155,16 +161,18 @@ def test_a_run_the_reaper_gave_up_on_cannot_overwrite_the_new_runs_outcome(env):
     prediction_id = claimed(env, "run-slow", started_ago=120)
     sweep(env, states({}), stale_after_seconds=60)
     assert db.claim_prediction(env.engine, prediction_id, "run-new")
-    assert not db.finish_prediction(env.engine, prediction_id, "run-slow", db.Status.FAILED,
-                                    error="late")
+    assert not db.finish_prediction(
+        env.engine, prediction_id, "run-slow", db.Status.FAILED, error="late"
+    )
     assert db.finish_prediction(env.engine, prediction_id, "run-new", db.Status.COMPLETED)
     row = db.get_prediction(env.engine, prediction_id)
     assert row["status"] == "COMPLETED" and row["error"] is None
 
 
 def test_a_pending_upload_whose_message_was_lost_is_sent_again(env):
-    prediction_id = db.create_prediction(env.engine, account="acme", model_name="churn",
-                                         input_key="k")
+    prediction_id = db.create_prediction(
+        env.engine, account="acme", model_name="churn", input_key="k"
+    )
     db.record_queued(env.engine, prediction_id, "lost", db.utcnow() - timedelta(seconds=120))
     fresh = db.create_prediction(env.engine, account="acme", model_name="churn", input_key="k")
     db.record_queued(env.engine, fresh, "fine", db.utcnow())

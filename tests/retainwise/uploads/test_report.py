@@ -10,8 +10,16 @@ import pytest
 
 from models.profile import FeatureProfile, ModelProfile
 from retainwise.uploads.reading import read_upload
-from retainwise.uploads.report import (PSI_FLAG, build_report, drift_from_counts, numeric_shares,
-                                       psi, render_html, summary_markdown, upload_counts)
+from retainwise.uploads.report import (
+    PSI_FLAG,
+    build_report,
+    drift_from_counts,
+    numeric_shares,
+    psi,
+    render_html,
+    summary_markdown,
+    upload_counts,
+)
 from retainwise.uploads.validation import validate_upload
 
 
@@ -19,8 +27,9 @@ def training_bins(values: np.ndarray) -> tuple[list[float], list[float]]:
     """Decile edges (outer ones included) and the share per bin, missing share last."""
     present = values[~np.isnan(values)]
     edges = np.unique(np.quantile(present, np.linspace(0, 1, 11)))
-    counts = np.bincount(np.searchsorted(edges[1:-1], present, side="right"),
-                         minlength=len(edges) - 1)
+    counts = np.bincount(
+        np.searchsorted(edges[1:-1], present, side="right"), minlength=len(edges) - 1
+    )
     shares = list(counts / len(values)) + [float(np.isnan(values).mean())]
     return list(edges), shares
 
@@ -28,29 +37,46 @@ def training_bins(values: np.ndarray) -> tuple[list[float], list[float]]:
 RNG = np.random.default_rng(11)
 TRAIN_TENURE = RNG.uniform(0, 72, 5000)
 EDGES, SHARES = training_bins(TRAIN_TENURE)
-PROFILE = ModelProfile("customer_id", "Churn", [
-    FeatureProfile("tenure", "numeric", 0.0, 72.0, bin_edges=EDGES, bin_shares=SHARES),
-    FeatureProfile("contract", "categorical", categories=["Monthly", "Yearly"],
-                   category_shares={"Monthly": 0.6, "Yearly": 0.4}),
-    FeatureProfile("plan", "categorical", categories=["a", "b"]),  # no training shares
-])
+PROFILE = ModelProfile(
+    "customer_id",
+    "Churn",
+    [
+        FeatureProfile("tenure", "numeric", 0.0, 72.0, bin_edges=EDGES, bin_shares=SHARES),
+        FeatureProfile(
+            "contract",
+            "categorical",
+            categories=["Monthly", "Yearly"],
+            category_shares={"Monthly": 0.6, "Yearly": 0.4},
+        ),
+        FeatureProfile("plan", "categorical", categories=["a", "b"]),  # no training shares
+    ],
+)
 MODEL = SimpleNamespace(name="churn", version="3", profile=PROFILE)
 
 
 def upload_of(tenure, contract, plan=None):
     n = len(tenure)
-    frame = pd.DataFrame({"customer_id": [f"C{i}" for i in range(n)],
-                          "tenure": [("" if np.isnan(t) else f"{t:.3f}") for t in tenure],
-                          "contract": contract, "plan": plan if plan is not None else ["a"] * n})
+    frame = pd.DataFrame(
+        {
+            "customer_id": [f"C{i}" for i in range(n)],
+            "tenure": [("" if np.isnan(t) else f"{t:.3f}") for t in tenure],
+            "contract": contract,
+            "plan": plan if plan is not None else ["a"] * n,
+        }
+    )
     return validate_upload(read_upload(frame.to_csv(index=False).encode()), PROFILE)
 
 
 def results_for(upload):
     n = len(upload.accepted)
-    return pd.DataFrame({"customer_id": upload.customer_ids.to_numpy(),
-                         "churn_probability": np.full(n, 0.5),
-                         "churn_risk": ["HIGH"] * (n // 2) + ["LOW"] * (n - n // 2),
-                         "predicted_churn": True})
+    return pd.DataFrame(
+        {
+            "customer_id": upload.customer_ids.to_numpy(),
+            "churn_probability": np.full(n, 0.5),
+            "churn_risk": ["HIGH"] * (n // 2) + ["LOW"] * (n - n // 2),
+            "predicted_churn": True,
+        }
+    )
 
 
 def test_psi_is_zero_for_the_same_distribution_and_grows_with_shift():
@@ -61,8 +87,9 @@ def test_psi_is_zero_for_the_same_distribution_and_grows_with_shift():
 
 
 def test_numeric_shares_use_the_training_bins_open_ended_and_count_missing_last():
-    feature = FeatureProfile("x", "numeric", 0.0, 10.0, bin_edges=[0.0, 5.0, 10.0],
-                             bin_shares=[0.5, 0.5, 0.0])
+    feature = FeatureProfile(
+        "x", "numeric", 0.0, 10.0, bin_edges=[0.0, 5.0, 10.0], bin_shares=[0.5, 0.5, 0.0]
+    )
     values = pd.Series([-1.0, 1.0, 6.0, 99.0, np.nan])
     assert numeric_shares(values, feature).tolist() == [0.4, 0.4, 0.2]
     assert numeric_shares(values, replace(feature, bin_edges=[], bin_shares=[])) is None
@@ -73,7 +100,9 @@ def drift(upload) -> dict[str, float]:
 
 
 def test_same_population_is_not_drift_and_a_shifted_one_is_flagged():
-    same = upload_of(RNG.uniform(0, 72, 3000), RNG.choice(["Monthly", "Yearly"], 3000, p=[.6, .4]))
+    same = upload_of(
+        RNG.uniform(0, 72, 3000), RNG.choice(["Monthly", "Yearly"], 3000, p=[0.6, 0.4])
+    )
     shifted = upload_of(RNG.uniform(50, 72, 3000), ["Yearly"] * 3000)
     assert all(score < 0.05 for score in drift(same).values())
     scores = drift(shifted)
@@ -105,8 +134,9 @@ def test_report_accounts_for_rows_and_describes_each_column():
 
 
 def test_failed_upload_report_has_no_scores_but_the_reason():
-    upload = validate_upload(read_upload(b"customer_id,tenure,contract,plan\nC1,x,Monthly,a\n"),
-                             PROFILE)
+    upload = validate_upload(
+        read_upload(b"customer_id,tenure,contract,plan\nC1,x,Monthly,a\n"), PROFILE
+    )
     report = build_report(upload, None, MODEL, "p-2")
     assert report["status"] == "FAILED" and report["error"].startswith("1 of 1 rows are invalid")
     assert report["rows_scored"] == 0 and report["rows_rejected"] == 1

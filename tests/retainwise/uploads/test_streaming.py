@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 
 from models.training import train
-from retainwise.uploads import streaming
+from retainwise.adapters.mlflow_registry import LoadedModel
 from retainwise.config.errors import UploadRejected
+from retainwise.local.sample import synthetic_customers
+from retainwise.uploads import streaming
 from retainwise.uploads.pipeline import score_file
 from retainwise.uploads.reading import Limits
 from retainwise.uploads.report import build_report, report_from_counts
-from retainwise.adapters.mlflow_registry import LoadedModel
-from retainwise.local.sample import synthetic_customers
 
 
 @pytest.fixture(scope="module")
@@ -28,12 +28,12 @@ def model() -> LoadedModel:
 def messy_upload(rows: int = 600) -> bytes:
     """Duplicates within and across chunks, blank ids, bad numbers, quoted commas and newlines."""
     frame = synthetic_customers(rows, seed=9, labeled=False).astype(str)
-    frame.loc[10, "customer_id"] = frame.loc[3, "customer_id"]     # near duplicate
-    frame.loc[500, "customer_id"] = frame.loc[20, "customer_id"]   # far duplicate
-    frame.loc[30, "customer_id"] = ""                              # missing id
-    frame.loc[40, "MonthlyCharges"] = "lots"                       # not a number
-    frame.loc[50, "Tenure Months"] = "9999"                        # out of range
-    frame.loc[60, "PaymentMethod"] = 'Cheque, "paper"\nby post'    # quoted, spans two lines
+    frame.loc[10, "customer_id"] = frame.loc[3, "customer_id"]  # near duplicate
+    frame.loc[500, "customer_id"] = frame.loc[20, "customer_id"]  # far duplicate
+    frame.loc[30, "customer_id"] = ""  # missing id
+    frame.loc[40, "MonthlyCharges"] = "lots"  # not a number
+    frame.loc[50, "Tenure Months"] = "9999"  # out of range
+    frame.loc[60, "PaymentMethod"] = 'Cheque, "paper"\nby post'  # quoted, spans two lines
     return frame.to_csv(index=False).encode()
 
 
@@ -48,7 +48,7 @@ def whole_file(data: bytes, model: LoadedModel, share: float = 1.0):
 
 def chunked(data: bytes, model: LoadedModel, chunk_bytes: int, share: float = 1.0):
     results, rejects = io.BytesIO(), io.BytesIO()
-    blocks = (data[i:i + 1000] for i in range(0, len(data), 1000))
+    blocks = (data[i : i + 1000] for i in range(0, len(data), 1000))
     counts, _ = streaming.score_stream(blocks, model, share, results, rejects, chunk_bytes)
     read = lambda b: pd.read_csv(io.BytesIO(b.getvalue()), dtype=str)  # noqa: E731
     scored = read(results).astype({"churn_probability": float})
@@ -64,8 +64,9 @@ def test_chunked_equals_whole_file(model, chunk_bytes):
     assert report["rows_total"] == expected_report["rows_total"] == 600
     assert report["rows_total"] == report["rows_scored"] + report["rows_rejected"]
     assert results["customer_id"].tolist() == expected["customer_id"].tolist()
-    np.testing.assert_allclose(results["churn_probability"],
-                               expected["churn_probability"], atol=5e-7)
+    np.testing.assert_allclose(
+        results["churn_probability"], expected["churn_probability"], atol=5e-7
+    )
     assert results["churn_risk"].tolist() == expected["churn_risk"].tolist()
     assert rejects["row_number"].tolist() == expected_rejects["row_number"].tolist()
     assert rejects["reason"].tolist() == expected_rejects["reason"].tolist()
@@ -86,7 +87,7 @@ def test_record_chunks_never_split_a_quoted_newline():
     data = b'id,note\n1,"a\nb"\n2,plain\n3,"x\n\ny"\n4,z\n'
     pieces = list(streaming.record_chunks([data], chunk_bytes=10))
     assert all(piece.startswith(b"id,note\n") for piece in pieces)
-    assert b"".join(piece[len(b"id,note\n"):] for piece in pieces) == data[len(b"id,note\n"):]
+    assert b"".join(piece[len(b"id,note\n") :] for piece in pieces) == data[len(b"id,note\n") :]
     assert all(piece.count(b'"') % 2 == 0 for piece in pieces)
 
 
@@ -95,7 +96,9 @@ def test_too_many_rejected_rows_fail_the_whole_stream(model):
     frame.loc[:150, "MonthlyCharges"] = "lots"
     _, rejects, report = chunked(frame.to_csv(index=False).encode(), model, 3_000, share=0.5)
     assert report["status"] == "FAILED" and len(rejects) == 151
-    assert report["error"].startswith("151 of 200 rows are invalid (more than 50%); for example row 1:")
+    assert report["error"].startswith(
+        "151 of 200 rows are invalid (more than 50%); for example row 1:"
+    )
 
 
 def test_utf16_is_not_streamed():
@@ -108,15 +111,16 @@ def test_bad_lines_and_decimal_commas_keep_their_file_row_numbers_across_chunks(
     text = frame.to_csv(index=False, sep=";").replace(".", ",")  # a European export
     lines = text.splitlines(keepends=True)
     lines[101] = lines[101].rstrip("\n") + ";extra;cells\n"  # data row 101: too many fields
-    lines[250] = "only;three;fields\n"                        # data row 250: too few
+    lines[250] = "only;three;fields\n"  # data row 250: too few
     data = "".join(lines).encode()
     expected, expected_rejects, expected_report = whole_file(data, model)
     results, rejects, report = chunked(data, model, 3_000)
     assert rejects["row_number"].tolist() == expected_rejects["row_number"].tolist() == [101, 250]
     assert rejects["reason"].tolist() == expected_rejects["reason"].tolist()
     assert results["customer_id"].tolist() == expected["customer_id"].tolist()
-    np.testing.assert_allclose(results["churn_probability"], expected["churn_probability"],
-                               atol=5e-7)
+    np.testing.assert_allclose(
+        results["churn_probability"], expected["churn_probability"], atol=5e-7
+    )
     assert report == expected_report and report["source"]["delimiter"] == "semicolon"
 
 
@@ -134,27 +138,33 @@ def test_an_overlong_row_at_the_start_of_a_later_chunk_is_a_bad_row_not_a_bad_fi
 def test_short_and_overlong_rows_are_rejected_alike_on_both_paths(model):
     frame = synthetic_customers(300, seed=4, labeled=False).astype(str)
     lines = frame.to_csv(index=False).splitlines(keepends=True)
-    lines[5] = ",".join(lines[5].split(",")[:-3]) + "\n"     # data row 5: cut off mid-line
-    lines[120] = lines[120].rstrip("\n") + ",,\n"            # data row 120: trailing empties, kept
-    lines[200] = lines[200].rstrip("\n") + ",x\n"            # data row 200: one field too many
+    lines[5] = ",".join(lines[5].split(",")[:-3]) + "\n"  # data row 5: cut off mid-line
+    lines[120] = lines[120].rstrip("\n") + ",,\n"  # data row 120: trailing empties, kept
+    lines[200] = lines[200].rstrip("\n") + ",x\n"  # data row 200: one field too many
     data = "".join(lines).encode()
     _, expected_rejects, expected_report = whole_file(data, model)
     _, rejects, report = chunked(data, model, 3_000)
     width = len(frame.columns)
     assert expected_rejects["row_number"].tolist() == rejects["row_number"].tolist() == [5, 200]
-    assert expected_rejects["reason"].tolist() == rejects["reason"].tolist() == [
-        f"{width - 3} fields where the header has {width}",
-        f"{width + 1} fields where the header has {width}"]
+    assert (
+        expected_rejects["reason"].tolist()
+        == rejects["reason"].tolist()
+        == [
+            f"{width - 3} fields where the header has {width}",
+            f"{width + 1} fields where the header has {width}",
+        ]
+    )
     assert report == expected_report and report["rows_total"] == 300
     assert report["rows_rejected"] == 2
 
 
 def test_a_record_that_never_ends_is_refused_naming_the_limit():
-    endless = (b"id,note\n1,a\n2,\"" + b"x" * 5000 + b"\n") * 3
+    endless = (b'id,note\n1,a\n2,"' + b"x" * 5000 + b"\n") * 3
     with pytest.raises(UploadRejected, match="longer than 0 MiB .*quote"):
         list(streaming.record_chunks([endless], chunk_bytes=1000, max_record_bytes=2000))
     with pytest.raises(UploadRejected, match="the header of the file is longer"):
         list(streaming.record_chunks([b"a" * 10_000], chunk_bytes=1000, max_record_bytes=2000))
+
 
 def test_seen_ids_name_the_first_row_across_pieces_whatever_the_order():
     seen = streaming.SeenIds()
