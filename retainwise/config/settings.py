@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     # the promotion gate also judges production outcomes both versions scored, from this many rows
     promotion_outcome_rows: int = 500
     top_reasons: bool = False  # add a top_reasons column to results (costs 1x-17x scoring time)
+    # webhooks: Fernet key(s) encrypting the signing secrets (comma-separated, the first
+    # encrypts; required in production) and the API's address for the links in each event
+    webhook_key: str | None = None
+    public_url: str | None = None
 
     @cached_property
     def home_dir(self) -> Path:

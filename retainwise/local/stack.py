@@ -1,5 +1,5 @@
 """The local stack on loopback: moto (S3 + SQS), a Prefect server, the API and web app, the flow
-runner, the SQS trigger.
+runner, the webhook deliverer, the SQS trigger.
 
 `up` starts each as a detached process with its pid and log under $RETAINWISE_HOME; `down` stops
 exactly the pids it recorded.
@@ -91,6 +91,7 @@ def services(settings: Settings) -> list[Service]:
             f"http://127.0.0.1:{settings.stack_api_port}/openapi.json",
         ),
         *runner_services(settings),
+        Service("webhooks", [py, "-m", "retainwise.runtime.webhooks"]),  # docs/webhooks.md
         Service("trigger", [py, "-m", "retainwise.entrypoints.cli", "trigger"]),
     ]
 
