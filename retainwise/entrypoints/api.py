@@ -323,7 +323,7 @@ def api_router(resources: Resources) -> APIRouter:
 
 
 def create_app(resources: Resources) -> FastAPI:
-    from retainwise.entrypoints import web
+    from retainwise.entrypoints import web, webhooks
 
     app = FastAPI(
         title="RetainWise",
@@ -332,5 +332,6 @@ def create_app(resources: Resources) -> FastAPI:
         "`Authorization: Bearer <API key>`.",
     )
     app.include_router(api_router(resources))
+    app.include_router(webhooks.router(resources, account_dependency(resources)))
     web.mount(app, resources)
     return app

@@ -474,6 +474,23 @@ def cmd_account(args) -> int:
     return 0
 
 
+def cmd_webhook(args) -> int:
+    """One JSON line: the secret once on `set`, the last 50 deliveries on `show`."""
+    from retainwise.entrypoints import webhooks
+
+    env = _resources()
+    try:
+        _print_json(
+            webhooks.command(env, args.webhook_action, args.name, getattr(args, "url", None))
+        )
+    except (LookupError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        env.engine.dispose()
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="retainwise", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -589,6 +606,14 @@ def parser() -> argparse.ArgumentParser:
     aksub.add_parser("revoke", help="stop one key").add_argument("key_id")
     aksub.add_parser("list", help="key ids and dates, never secrets").add_argument("name")
     ac.set_defaults(run=cmd_account)
+    aw = asub.add_parser("webhook", help="the account's signed webhook (docs/webhooks.md)")
+    awsub = aw.add_subparsers(dest="webhook_action", required=True)
+    aws = awsub.add_parser("set", help="send events to URL; prints the signing secret once")
+    aws.add_argument("name")
+    aws.add_argument("url")
+    awsub.add_parser("show", help="the URL and the last 50 deliveries").add_argument("name")
+    awsub.add_parser("remove", help="stop sending events").add_argument("name")
+    aw.set_defaults(run=cmd_webhook)
 
     md = sub.add_parser("model", help="train, promote, roll back and list models")
     msub = md.add_subparsers(dest="action", required=True)

@@ -50,11 +50,7 @@ class DestinationRefused(ValueError):
 def checked_address(url: str, production: bool) -> tuple[httpx.URL, str]:
     """The URL and the one address to connect to; in production HTTPS and public addresses
     only, judged on every address the name resolves to now."""
-    parsed = httpx.URL(url)
-    if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise DestinationRefused(f"{url!r} is not an http(s) URL")
-    if production and parsed.scheme != "https":
-        raise DestinationRefused("webhook URLs must be https:// in production")
+    parsed = _parsed(url, production)
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     try:
         found = socket.getaddrinfo(parsed.host, port, type=socket.SOCK_STREAM)
@@ -65,6 +61,28 @@ def checked_address(url: str, production: bool) -> tuple[httpx.URL, str]:
     if refused:
         raise DestinationRefused(f"{parsed.host} resolves to {refused[0]}, not a public address")
     return parsed, str(addresses[0])
+
+
+def acceptable(url: str, production: bool) -> str:
+    """A URL `webhook set` takes: http(s); in production HTTPS to public addresses now (and
+    checked again at every attempt, as DNS may change)."""
+    if production:
+        checked_address(url, production)
+    else:
+        _parsed(url, production)
+    return url
+
+
+def _parsed(url: str, production: bool) -> httpx.URL:
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise DestinationRefused(f"{url!r} is not a URL: {exc}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise DestinationRefused(f"{url!r} is not an http(s) URL")
+    if production and parsed.scheme != "https":
+        raise DestinationRefused("webhook URLs must be https:// in production")
+    return parsed
 
 
 def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
