@@ -323,7 +323,7 @@ def api_router(resources: Resources) -> APIRouter:
 
 
 def create_app(resources: Resources) -> FastAPI:
-    from retainwise.entrypoints import web, webhooks
+    from retainwise.entrypoints import web, webhook_page, webhooks
 
     app = FastAPI(
         title="RetainWise",
@@ -334,4 +334,5 @@ def create_app(resources: Resources) -> FastAPI:
     app.include_router(api_router(resources))
     app.include_router(webhooks.router(resources, account_dependency(resources)))
     web.mount(app, resources)
+    app.include_router(webhook_page.router(resources))
     return app

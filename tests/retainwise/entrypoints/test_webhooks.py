@@ -98,3 +98,35 @@ def test_production_refuses_plain_http_and_private_addresses_at_once(resources, 
     put = http.put("/account/webhook", json={"url": url}, headers=bearer(keys["acme"]))
     assert put.status_code == 422 and isinstance(put.json()["detail"], str)
     assert webhooks.get_endpoint(resources.engine, "acme") is None
+
+
+def test_the_web_page_sets_shows_the_secret_once_and_removes(resources, keys):
+    import re
+
+    web = TestClient(create_app(resources), follow_redirects=False)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', web.get("/app/signin").text).group(1)
+    web.post("/app/signin", data={"csrf": csrf, "api_key": keys["acme"]})
+    empty = web.get("/app/webhook").text
+    assert "None yet" not in empty and "Remove" not in empty
+    csrf = re.search(r'name="csrf" value="([^"]+)"', empty).group(1)  # a new session's token
+    url = "http://127.0.0.1:9/hooks"
+    assert web.post("/app/webhook", data={"url": url, "action": "set"}).status_code == 403
+
+    made = web.post("/app/webhook", data={"csrf": csrf, "url": url, "action": "set"})
+    secret = re.search(r'<code id="secret">(whsec_[^<]+)</code>', made.text).group(1)
+    box = webhooks.secret_box(resources.settings)
+    assert box.decrypt(_stored_secret(resources).encode()).decode() == secret
+    again = web.get("/app/webhook").text
+    assert url in again and secret not in again and "None yet" in again
+
+    bad = web.post("/app/webhook", data={"csrf": csrf, "url": "ftp://x", "action": "set"})
+    assert bad.status_code == 422 and "not an http(s) URL" in bad.text
+    gone = web.post("/app/webhook", data={"csrf": csrf, "action": "remove"})
+    assert gone.status_code == 303 and webhooks.get_endpoint(resources.engine, "acme") is None
+
+
+def _stored_secret(resources) -> str:
+    import sqlalchemy as sa
+
+    with resources.engine.connect() as conn:
+        return conn.execute(sa.select(webhooks.webhook_endpoints.c.secret_encrypted)).scalar_one()
