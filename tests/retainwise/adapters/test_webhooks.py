@@ -191,3 +191,18 @@ def test_production_needs_a_key_and_locally_one_is_made_private(tmp_path):
     old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     rotated = webhooks.secret_box(Settings(home=tmp_path, webhook_key=f"{new},{old}"))
     assert rotated.decrypt(Fernet(old).encrypt(b"whsec_y")) == b"whsec_y"
+
+
+def test_deliverers_claiming_at_once_never_share_an_event(migrated_engine):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with_webhook(migrated_engine)
+    made = {finished(migrated_engine) for _ in range(24)}
+    now = datetime.now(UTC)
+
+    def claim(worker: str) -> list[str]:
+        return [e.id for e in webhooks.claim_due(migrated_engine, worker, BOX, now, LEASE, 24)]
+
+    with ThreadPoolExecutor(4) as pool:
+        claimed = [i for ids in pool.map(claim, "abcd") for i in ids]
+    assert len(claimed) == len(set(claimed)) == len(made)
