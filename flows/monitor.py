@@ -16,6 +16,7 @@ from prefect.events import emit_event
 from retainwise.adapters.resources import Resources
 from retainwise.modelops.monitoring import auc_chart, version_table
 from tasks.monitoring import monitor_figures
+from tasks.webhooks import notify_accounts
 
 
 @flow(name="monitor", flow_run_name="monitor-{name}")
@@ -23,6 +24,7 @@ def monitor(name: str = "churn", account: str | None = None) -> dict[str, Any]:
     env = Resources.from_env()
     logger = get_run_logger()
     figures = monitor_figures(env, name, account)
+    notify_accounts(env, name, figures["alerts"])  # the accounts' webhooks
     publish(name, figures)
     for alert in figures["alerts"]:
         emit_alert(name, alert)

@@ -2,7 +2,8 @@
 
 `webhook_endpoints`: one URL per account and its signing secret, encrypted (Fernet) with
 RETAINWISE_WEBHOOK_KEY. `webhook_events`: the outbox, written in the transaction that makes an
-upload COMPLETED or FAILED; unique per prediction and type, so a redelivered run cannot write one
+upload COMPLETED or FAILED (subject: the upload's id; for model.degraded the model and
+version); unique per account, subject and type, so a redelivered run cannot write one
 twice; claimed by one deliverer at a time. `webhook_deliveries`: every attempt and its outcome,
 what the customer sees. Safe to rerun.
 
@@ -40,7 +41,7 @@ def upgrade() -> None:
             "webhook_events",
             sa.Column("id", sa.String(40), nullable=False),
             sa.Column("account", sa.String(63), nullable=False),
-            sa.Column("prediction_id", sa.String(36), nullable=False),
+            sa.Column("subject", sa.String(255), nullable=False),
             sa.Column("type", sa.String(64), nullable=False),
             sa.Column("payload", sa.Text, nullable=False),
             sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
@@ -52,7 +53,7 @@ def upgrade() -> None:
             sa.Column("given_up_at", sa.DateTime(timezone=True)),
             sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_events")),
             sa.UniqueConstraint(
-                "prediction_id", "type", name=op.f("uq_webhook_events_prediction_id")
+                "account", "subject", "type", name=op.f("uq_webhook_events_account")
             ),
         )
         op.create_index("ix_webhook_events_next_attempt_at", "webhook_events", ["next_attempt_at"])

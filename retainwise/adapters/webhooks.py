@@ -14,7 +14,7 @@ import json
 import os
 import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -47,7 +47,7 @@ webhook_events = sa.Table(
     metadata,
     sa.Column("id", sa.String(40), primary_key=True),
     sa.Column("account", sa.String(63), nullable=False),
-    sa.Column("prediction_id", sa.String(36), nullable=False),
+    sa.Column("subject", sa.String(255), nullable=False),  # the upload, or model/vN
     sa.Column("type", sa.String(64), nullable=False),
     sa.Column("payload", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
@@ -57,7 +57,7 @@ webhook_events = sa.Table(
     sa.Column("claimed_until", sa.DateTime(timezone=True)),
     sa.Column("delivered_at", sa.DateTime(timezone=True)),
     sa.Column("given_up_at", sa.DateTime(timezone=True)),
-    sa.UniqueConstraint("prediction_id", "type"),
+    sa.UniqueConstraint("account", "subject", "type"),
     sa.Index("ix_webhook_events_next_attempt_at", "next_attempt_at"),
 )
 
@@ -79,6 +79,8 @@ webhook_deliveries = sa.Table(
 class EventType(enum.StrEnum):
     UPLOAD_COMPLETED = "upload.completed"
     UPLOAD_FAILED = "upload.failed"
+    MODEL_DEGRADED = "model.degraded"
+    DATA_DRIFTED = "data.drifted"
 
 
 EVENT_OF_STATUS = {
@@ -203,21 +205,66 @@ def enqueue_final(conn: Connection, prediction_id: str) -> None:
         return
     event = EVENT_OF_STATUS[Status(row.status)]
     now = utcnow()
-    values = {
+    payload = upload_payload(row._mapping, event, now)
+    _insert_once(conn, _outbox_row(row.account, prediction_id, event, payload, now))
+
+
+def _insert_once(conn: Connection, values: dict[str, Any]) -> bool:
+    """Insert an outbox row unless the account has one of the same subject and type."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    inserted = conn.execute(
+        dialect.insert(webhook_events)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["account", "subject", "type"])
+        .returning(webhook_events.c.id)  # rowcount is -1 here on psycopg
+    )
+    return inserted.first() is not None
+
+
+def enqueue_alert(engine: Engine, model: str, alert: dict[str, Any]) -> int:
+    """A monitoring alert to the accounts it concerns that have a webhook: `data.drifted` to the
+    drifted upload's account, `model.degraded` to every account the version scored uploads for;
+    once per upload (drift) or model version (degradation). Returns the events written."""
+    now, version = utcnow(), str(alert["model_version"])
+    if alert["event"].startswith("retainwise.model.degraded"):
+        event, subject = EventType.MODEL_DEGRADED, f"{model}/v{version}"
+        scope = (predictions.c.model_name == model) & (predictions.c.model_version == version)
+        data = {"model": model, "model_version": version, "reasons": alert.get("reasons", [])}
+        links: dict[str, str] = {}
+    elif alert["event"] == "retainwise.data.drifted":
+        event = EventType.DATA_DRIFTED
+        subject = alert["prediction_id"]
+        scope = predictions.c.id == subject
+        data = {"prediction_id": subject, "model": model, "model_version": version}
+        data["columns"] = alert.get("columns", {})
+        links = {"upload": f"/uploads/{subject}"}
+    else:
+        return 0
+    payload = {"type": event.value, "timestamp": now.isoformat(), "data": {**data, "links": links}}
+    with engine.begin() as conn:
+        targets = conn.execute(
+            sa.select(webhook_endpoints.c.account)
+            .where(webhook_endpoints.c.account.in_(sa.select(predictions.c.account).where(scope)))
+            .order_by(webhook_endpoints.c.account)
+        ).scalars()
+        return sum(
+            _insert_once(conn, _outbox_row(account, subject, event, payload, now))
+            for account in list(targets)
+        )
+
+
+def _outbox_row(
+    account: str, subject: str, event: EventType, payload: dict[str, Any], now: datetime
+) -> dict[str, Any]:
+    return {
         "id": f"msg_{uuid.uuid4().hex}",
-        "account": row.account,
-        "prediction_id": prediction_id,
+        "account": account,
+        "subject": subject,
         "type": event.value,
-        "payload": json.dumps(upload_payload(row._mapping, event, now)),
+        "payload": json.dumps(payload),
         "created_at": now,
         "next_attempt_at": now,
     }
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    conn.execute(
-        dialect.insert(webhook_events)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["prediction_id", "type"])
-    )
 
 
 def upload_payload(row: Any, event: EventType, now: datetime) -> dict[str, Any]:
@@ -290,14 +337,10 @@ def _events(engine: Engine, ids: list[str], box: MultiFernet) -> list[Event]:
             .where(webhook_events.c.id.in_(ids))
             .order_by(webhook_events.c.next_attempt_at)
         ).all()
+    stored = ("id", "account", "type", "payload", "attempts", "url")
     return [
         Event(
-            id=r.id,
-            account=r.account,
-            type=r.type,
-            payload=r.payload,
-            attempts=r.attempts,
-            url=r.url,
+            **{name: r._mapping[name] for name in stored},
             secret=box.decrypt(r.secret_encrypted.encode()).decode(),
         )
         for r in rows
@@ -325,17 +368,7 @@ def record_attempt(
     else:
         values["next_attempt_at"] = retry_at
     with engine.begin() as conn:
-        conn.execute(
-            webhook_deliveries.insert().values(
-                event_id=event.id,
-                account=event.account,
-                url=delivery.url,
-                attempted_at=delivery.attempted_at,
-                status_code=delivery.status_code,
-                error=delivery.error,
-                duration_ms=delivery.duration_ms,
-            )
-        )
+        conn.execute(webhook_deliveries.insert().values(account=event.account, **asdict(delivery)))
         held = sa.and_(webhook_events.c.id == event.id, webhook_events.c.claimed_by == worker)
         return conn.execute(webhook_events.update().where(held).values(**values)).rowcount == 1
 
@@ -347,7 +380,7 @@ def deliveries(engine: Engine, account: str, limit: int = 50) -> list[dict[str, 
             sa.select(
                 webhook_deliveries.c.event_id,
                 webhook_events.c.type,
-                webhook_events.c.prediction_id,
+                webhook_events.c.subject,
                 webhook_deliveries.c.url,
                 webhook_deliveries.c.attempted_at,
                 webhook_deliveries.c.status_code,

@@ -37,7 +37,7 @@ class WebhookSet(BaseModel):
 class Attempt(BaseModel):
     event_id: str
     type: str
-    prediction_id: str
+    subject: str = Field(description="the upload's id; for model.degraded, model/vN")
     url: str
     attempted_at: datetime
     status_code: int | None

@@ -63,7 +63,7 @@ def test_completing_an_upload_writes_its_event_in_the_same_transaction(migrated_
         migrated_engine, rows_total=10, rows_scored=9, rows_rejected=1, model_version="3"
     )
     [event] = events(migrated_engine)
-    assert (event["prediction_id"], event["type"]) == (prediction_id, "upload.completed")
+    assert (event["subject"], event["type"]) == (prediction_id, "upload.completed")
     assert event["id"].startswith("msg_") and event["delivered_at"] is None
     payload = json.loads(event["payload"])
     assert payload["type"] == "upload.completed"
@@ -92,7 +92,7 @@ def test_a_failure_and_a_reaper_give_up_write_upload_failed(migrated_engine):
     )
     assert db.claim_prediction(migrated_engine, reaped, "run-2")
     assert db.fail_claim(migrated_engine, reaped, "run-2", "died three times")
-    by_prediction = {e["prediction_id"]: json.loads(e["payload"]) for e in events(migrated_engine)}
+    by_prediction = {e["subject"]: json.loads(e["payload"]) for e in events(migrated_engine)}
     assert {p["type"] for p in by_prediction.values()} == {"upload.failed"}
     assert by_prediction[failed]["data"]["error"] == "column tenure is missing"
     assert list(by_prediction[reaped]["data"]["links"]) == ["upload"]
@@ -206,3 +206,41 @@ def test_deliverers_claiming_at_once_never_share_an_event(migrated_engine):
     with ThreadPoolExecutor(4) as pool:
         claimed = [i for ids in pool.map(claim, "abcd") for i in ids]
     assert len(claimed) == len(set(claimed)) == len(made)
+
+
+def test_monitoring_alerts_reach_the_accounts_they_concern_once(migrated_engine):
+    with_webhook(migrated_engine)
+    with_webhook(migrated_engine, "bravo")
+    accounts.create_account(migrated_engine, "quiet", NOW)
+    acme = finished(migrated_engine, model_version="3")
+    finished(migrated_engine, account="bravo", model_version="3")
+    finished(migrated_engine, account="quiet", model_version="3")
+    before = {e["id"] for e in events(migrated_engine)}
+    degraded = {"event": "retainwise.model.degraded", "model_version": 3, "reasons": ["AUC"]}
+    drifted = {
+        "event": "retainwise.data.drifted",
+        "model_version": "3",
+        "prediction_id": acme,
+        "columns": {"tenure": 0.41},
+    }
+    written = [
+        [webhooks.enqueue_alert(migrated_engine, "churn", alert) for alert in (degraded, drifted)]
+        for _ in range(2)
+    ]
+    assert written == [[2, 1], [0, 0]]  # the monitor running again writes nothing new
+    assert webhooks.enqueue_alert(migrated_engine, "churn", {"event": "x", "model_version": 3}) == 0
+    new = [e for e in events(migrated_engine) if e["id"] not in before]
+    assert sorted((e["account"], e["type"], e["subject"]) for e in new) == [
+        ("acme", "data.drifted", acme),
+        ("acme", "model.degraded", "churn/v3"),
+        ("bravo", "model.degraded", "churn/v3"),
+    ]
+    payloads = {e["type"]: json.loads(e["payload"]) for e in new if e["account"] == "acme"}
+    assert payloads["model.degraded"]["data"] == {
+        "model": "churn",
+        "model_version": "3",
+        "reasons": ["AUC"],
+        "links": {},
+    }
+    assert payloads["data.drifted"]["data"]["columns"] == {"tenure": 0.41}
+    assert payloads["data.drifted"]["data"]["links"] == {"upload": f"/uploads/{acme}"}
