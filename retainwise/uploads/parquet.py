@@ -6,7 +6,10 @@ scores are the same. Results go out as Parquet on request, typed.
 from __future__ import annotations
 
 import io
+import tempfile
 from collections.abc import Iterator
+from functools import cached_property
+from typing import Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -22,8 +25,76 @@ MEDIA_TYPE = "application/vnd.apache.parquet"
 RESULT_TYPES = {"churn_probability": pa.float64(), "predicted_churn": pa.int8()}
 
 
+class ByteSource(Protocol):
+    """What an upload's bytes offer (retainwise.uploads.scoring.Source)."""
+
+    def size(self) -> int: ...
+
+    def head(self, size: int = 4096) -> bytes: ...
+
+    def blocks(self) -> Iterator[bytes]: ...
+
+    def read(self) -> bytes: ...
+
+
 def is_parquet(head: bytes) -> bool:
     return head[:4] == PARQUET_MAGIC
+
+
+def as_csv_source(source: ByteSource, limits: Limits) -> ByteSource:
+    """A Parquet upload seen as the CSV of the same rows (others unchanged), so the whole-file
+    and the chunked paths, the validation and the rejects are the CSV ones."""
+    return CsvOfParquet(source, limits) if is_parquet(source.head(4)) else source
+
+
+class CsvOfParquet:
+    """A Parquet source as CSV: a header, then the rows of each row group as one block.
+
+    The file is spooled to a temporary file (Parquet needs its footer first); memory holds one
+    row group at a time. `size` is the data's size as the footer declares it, uncompressed.
+    """
+
+    def __init__(self, source: ByteSource, limits: Limits) -> None:
+        self.source, self.limits = source, limits
+
+    @cached_property
+    def file(self) -> pq.ParquetFile:
+        spool = tempfile.TemporaryFile()
+        for block in self.source.blocks():
+            spool.write(block)
+        spool.seek(0)
+        return open_parquet(pa.PythonFile(spool, mode="r"), self.limits)
+
+    def size(self) -> int:
+        meta = self.file.metadata
+        return sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+
+    def head(self, size: int = 4096) -> bytes:
+        head = b""
+        for block in self.blocks():
+            head += block
+            if len(head) >= size:
+                break
+        return head[:size]
+
+    def blocks(self) -> Iterator[bytes]:
+        first = True
+        for table in row_groups(self.file, self.limits):
+            yield csv_bytes(text_columns(table), header=first)
+            first = False
+        if first:  # no row group: the header alone
+            yield csv_bytes(text_columns(self.file.schema_arrow.empty_table()))
+
+    def read(self) -> bytes:
+        return b"".join(self.blocks())
+
+
+def csv_bytes(table: pa.Table, header: bool = True) -> bytes:
+    """Text columns as CSV, every value quoted (a cell may hold a delimiter or a newline)."""
+    out = io.BytesIO()
+    options = pa_csv.WriteOptions(include_header=header, quoting_style="all_valid")
+    pa_csv.write_csv(table, out, options)
+    return out.getvalue()
 
 
 def open_parquet(source: pa.NativeFile | bytes, limits: Limits) -> pq.ParquetFile:
@@ -42,22 +113,18 @@ def open_parquet(source: pa.NativeFile | bytes, limits: Limits) -> pq.ParquetFil
 def read_parquet(data: bytes, limits: Limits) -> TextTable:
     """The whole file as text cells."""
     file = open_parquet(data, limits)
-    tables, size = [], 0
-    for index in range(file.num_row_groups):
-        tables.append(_read(file, index))
-        size += _text_bytes(tables[-1])
-        refuse_large(size, limits)
+    tables = list(row_groups(file, limits))
     return text_table(pa.concat_tables(tables) if tables else file.schema_arrow.empty_table())
 
 
-def row_groups(file: pq.ParquetFile, limits: Limits) -> Iterator[TextTable]:
-    """One text table per row group: the chunks of a large Parquet upload."""
+def row_groups(file: pq.ParquetFile, limits: Limits) -> Iterator[pa.Table]:
+    """The file's row groups one by one, refused once their data passes the size limit."""
     size = 0
     for index in range(file.num_row_groups):
         table = _read(file, index)
         size += _text_bytes(table)
         refuse_large(size, limits)
-        yield text_table(table)
+        yield table
 
 
 def refuse_large(size: int, limits: Limits) -> None:
@@ -95,11 +162,14 @@ def _texts(kind: pa.DataType) -> bool:
 
 
 def text_table(table: pa.Table) -> TextTable:
+    return check_shape(TextTable(text_columns(table).to_pandas(), {"format": "parquet"}))
+
+
+def text_columns(table: pa.Table) -> pa.Table:
     """Every column as text, as the CSV reader gives it: numbers in their shortest form, nulls
     missing."""
     columns = [as_text(name, table.column(name)) for name in table.column_names]
-    frame = pa.table(columns, names=table.column_names).to_pandas()
-    return check_shape(TextTable(frame, {"format": "parquet"}))
+    return pa.table(columns, names=table.column_names)
 
 
 def as_text(name: str, column: pa.ChunkedArray) -> pa.ChunkedArray:

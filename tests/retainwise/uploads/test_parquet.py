@@ -51,11 +51,37 @@ def test_cells_match_the_csv_of_the_same_rows():
             assert got.tolist() == expected.tolist(), name
 
 
-def test_row_groups_are_the_chunks():
+class BytesSource:
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def size(self) -> int:
+        return len(self.data)
+
+    def head(self, size: int = 4096) -> bytes:
+        return self.data[:size]
+
+    def blocks(self):
+        yield from (self.data[i : i + 1000] for i in range(0, len(self.data), 1000))
+
+    def read(self) -> bytes:
+        return self.data
+
+
+def test_a_parquet_source_reads_as_the_csv_of_its_rows_one_block_per_row_group():
     frame = customers(250, seed=6)
-    file = parquet.open_parquet(parquet_of(frame, row_group_size=100), LIMITS)
-    sizes = [len(t.frame) for t in parquet.row_groups(file, LIMITS)]
-    assert sizes == [100, 100, 50]
+    source = parquet.as_csv_source(BytesSource(parquet_of(frame, row_group_size=100)), LIMITS)
+    blocks = list(source.blocks())
+    assert len(blocks) == 3 and blocks[0].startswith(b'"customer_id",')
+    assert not blocks[1].startswith(b'"customer_id"')  # the header once
+    assert source.read() == b"".join(blocks) and source.head(50) == blocks[0][:50]
+    assert source.size() > 0
+    from_blocks = read_upload(source.read(), limits=LIMITS).frame
+    pd.testing.assert_frame_equal(
+        from_blocks, parquet.read_parquet(parquet_of(frame), LIMITS).frame
+    )
+    csv = BytesSource(frame.to_csv(index=False).encode())
+    assert parquet.as_csv_source(csv, LIMITS) is csv
 
 
 @pytest.mark.parametrize(
