@@ -34,7 +34,7 @@ def customers(rows: int, seed: int) -> pd.DataFrame:
 
 def test_cells_match_the_csv_of_the_same_rows():
     frame = customers(300, seed=5)
-    frame.loc[3, "tenure"] = np.nan  # a null stays missing, as an empty CSV cell
+    frame.loc[3, "Tenure Months"] = np.nan  # a null stays missing, as an empty CSV cell
     from_csv = read_upload(frame.to_csv(index=False).encode(), limits=LIMITS).frame
     data = parquet_of(frame)
     assert parquet.is_parquet(data)
@@ -121,3 +121,25 @@ def test_results_go_out_typed_with_ids_as_text():
         "churn_risk": "HIGH",
         "predicted_churn": 1,
     }
+
+
+def test_parquet_scores_to_the_same_probabilities_and_rejects_as_the_csv_of_its_rows():
+    from models.training import train
+    from retainwise.uploads.pipeline import score_file
+
+    trained = train(synthetic_customers(1500, seed=3).astype(str), "Churn", "customer_id")
+    frame = customers(400, seed=9)
+    frame["Tenure Months"] = frame["Tenure Months"].astype(object)
+    frame.loc[[5, 77], "Tenure Months"] = "many"  # rejected rows, the same in both
+    frame.loc[12, "MonthlyCharges"] = np.nan
+    csv = frame.to_csv(index=False).encode()
+    data = parquet_of(frame.astype({"Tenure Months": str}), row_group_size=128)
+
+    scored = [
+        score_file(body, trained, LIMITS, 0.5)
+        for body in (csv, parquet.as_csv_source(BytesSource(data), LIMITS).read())
+    ]
+    from_csv, from_parquet = scored
+    assert from_csv.upload.rows_rejected == 2
+    pd.testing.assert_frame_equal(from_parquet.results, from_csv.results)
+    assert from_parquet.rejects_csv == from_csv.rejects_csv
