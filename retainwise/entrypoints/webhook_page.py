@@ -28,14 +28,14 @@ def router(resources: Resources) -> APIRouter:
 
     @routes.post("/app/webhook")
     async def change_webhook(request: Request, account: dict = Depends(signed_in)):
-        form = await request.form()
+        form = {key: str(value) for key, value in (await request.form()).items()}
         web.check_csrf(request, form.get("csrf"))
         name = account["name"]
         if form.get("action") == "remove":
             await run_in_threadpool(webhooks.remove_endpoint, resources.engine, name)
             return RedirectResponse("/app/webhook", 303)
         try:
-            made = await run_in_threadpool(set_webhook, resources, name, str(form.get("url", "")))
+            made = await run_in_threadpool(set_webhook, resources, name, form.get("url", ""))
         except DestinationRefused as exc:
             return await run_in_threadpool(page, request, name, 422, error=str(exc))
         return await run_in_threadpool(page, request, name, secret=made.secret)
