@@ -1,0 +1,90 @@
+"""Parquet against CSV on the whole-file scoring path: the same Telco-schema rows as a CSV file
+and as a Parquet file (typed as Arrow infers them from the CSV, zstd, row groups of 128k rows),
+each read -> validated -> scored -> written by `score_file` in this process, alternating.
+
+Prints one JSON line last: seconds and rows/s per format (median of --repeats), the file sizes,
+and whether the probabilities are identical.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import time
+
+import pandas as pd
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from benchmarks.common import log, median
+from benchmarks.data import ensure, load_telco
+from models.training import train
+from retainwise.uploads import parquet
+from retainwise.uploads.pipeline import score_file
+from retainwise.uploads.reading import Limits
+
+
+class Bytes:
+    """An upload held in memory, as a scoring source."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def size(self) -> int:
+        return len(self.data)
+
+    def head(self, size: int = 4096) -> bytes:
+        return self.data[:size]
+
+    def blocks(self):
+        step = 4 * 2**20
+        yield from (self.data[i : i + step] for i in range(0, len(self.data), step))
+
+    def read(self) -> bytes:
+        return self.data
+
+
+def parquet_of(csv_path) -> bytes:
+    out = io.BytesIO()
+    pq.write_table(pa_csv.read_csv(csv_path), out, compression="zstd", row_group_size=131072)
+    return out.getvalue()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeats", type=int, default=1)
+    args = parser.parse_args(argv)
+    path = ensure(args.rows)
+    csv, data = path.read_bytes(), parquet_of(path)
+    limits = Limits(max_bytes=2 * len(csv) + 2**20)
+    log("training on Telco")
+    model = train(load_telco(), "Churn", "customerID")
+    inputs = {
+        "csv": lambda: csv,
+        "parquet": lambda: parquet.as_csv_source(Bytes(data), limits).read(),
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in inputs}
+    results: dict[str, pd.DataFrame] = {}
+    for _ in range(args.repeats):
+        for name, body in inputs.items():
+            started = time.perf_counter()
+            scored = score_file(body(), model, limits, 0.5)
+            seconds[name].append(time.perf_counter() - started)
+            results[name] = scored.results
+            log(f"{name}: {seconds[name][-1]:.1f} s")
+    summary = {
+        "rows": args.rows,
+        "bytes": {"csv": len(csv), "parquet": len(data)},
+        "seconds": {name: round(median(s), 2) for name, s in seconds.items()},
+        "rows_per_second": {name: round(args.rows / median(s)) for name, s in seconds.items()},
+        "identical_probabilities": results["csv"]["churn_probability"].equals(
+            results["parquet"]["churn_probability"]
+        ),
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
