@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from cryptography.fernet import Fernet, MultiFernet
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
@@ -106,7 +106,7 @@ class Event:
     payload: str
     attempts: int
     url: str
-    secret: str
+    secret: str | None  # None: not readable with the configured keys
 
 
 @dataclass(frozen=True)
@@ -341,10 +341,17 @@ def _events(engine: Engine, ids: list[str], box: MultiFernet) -> list[Event]:
     return [
         Event(
             **{name: r._mapping[name] for name in stored},
-            secret=box.decrypt(r.secret_encrypted.encode()).decode(),
+            secret=_decrypted(box, r.secret_encrypted),
         )
         for r in rows
     ]
+
+
+def _decrypted(box: MultiFernet, token: str) -> str | None:
+    try:
+        return box.decrypt(token.encode()).decode()
+    except InvalidToken:
+        return None
 
 
 def record_attempt(

@@ -43,8 +43,18 @@ BATCH = 8  # events claimed and sent (in parallel) per round
 USER_AGENT = "RetainWise-Webhooks/1"
 
 
-class DestinationRefused(ValueError):
+class Undeliverable(ValueError):
+    """An attempt that cannot be made; recorded as the attempt's error."""
+
+
+class DestinationRefused(Undeliverable):
     """A URL the deliverer will not send to (scheme, or an address that is not public)."""
+
+
+SECRET_UNREADABLE = (
+    "the signing secret cannot be decrypted with RETAINWISE_WEBHOOK_KEY (the key it was "
+    "encrypted with is gone); set the webhook again"
+)
 
 
 def checked_address(url: str, production: bool) -> tuple[httpx.URL, str]:
@@ -56,7 +66,10 @@ def checked_address(url: str, production: bool) -> tuple[httpx.URL, str]:
         found = socket.getaddrinfo(parsed.host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise DestinationRefused(f"cannot resolve {parsed.host}: {exc.strerror}") from None
-    addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in found]
+    addresses = sorted(
+        {ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in found},
+        key=lambda a: (a.version, int(a)),  # IPv4 first, where most receivers listen
+    )
     refused = [a for a in addresses if not _public(a)] if production else []
     if refused:
         raise DestinationRefused(f"{parsed.host} resolves to {refused[0]}, not a public address")
@@ -116,6 +129,8 @@ def send(
     started = time.monotonic()
     status, error = None, None
     try:
+        if event.secret is None:
+            raise Undeliverable(SECRET_UNREADABLE)
         url, address = checked_address(event.url, production)
         request = client.build_request(
             "POST",
@@ -128,7 +143,7 @@ def send(
             extensions={"sni_hostname": url.host},  # TLS checks the name, not the address
         )
         status, error = _post(client, request)
-    except (DestinationRefused, httpx.HTTPError) as exc:
+    except (Undeliverable, httpx.HTTPError) as exc:
         error = f"{type(exc).__name__}: {exc}"[:500]
     duration = round((time.monotonic() - started) * 1000)
     return webhooks.Delivery(event.id, event.url, now, status, error, duration)

@@ -264,3 +264,16 @@ def test_an_upload_scored_on_the_stack_is_delivered_signed_within_15_s(
     assert (event["type"], event["data"]["prediction_id"]) == ("upload.completed", prediction_id)
     assert event["data"]["status"] == "COMPLETED" and event["data"]["rows_scored"] == 50
     assert took < 15
+
+
+def test_a_secret_no_key_can_read_is_a_recorded_failure_not_a_stuck_outbox(
+    migrated_engine, receiver_of, client
+):
+    receiver = receiver_of()
+    account_with_webhook(migrated_engine, receiver.url)
+    completed_upload(migrated_engine)
+    other_key = MultiFernet([Fernet(Fernet.generate_key())])
+    [delivery] = deliverer.deliver_due(
+        migrated_engine, other_key, client, "w", datetime.now(UTC), production=False, base_url=""
+    )
+    assert delivery.error.endswith(deliverer.SECRET_UNREADABLE) and receiver.got == []
