@@ -8,7 +8,8 @@ from fastapi.testclient import TestClient
 
 from flows.score_upload import score_upload
 from retainwise.adapters import accounts, db
-from retainwise.entrypoints.api import UNAUTHORIZED, create_app
+from retainwise.entrypoints.app import create_app
+from retainwise.entrypoints.deps import UNAUTHORIZED
 from tests.helpers import customers_csv
 
 

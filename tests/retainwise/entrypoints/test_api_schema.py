@@ -9,7 +9,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from retainwise.adapters import accounts
-from retainwise.entrypoints.api import create_app
+from retainwise.entrypoints.app import create_app
 
 
 def test_the_api_keeps_to_its_schema_and_never_answers_500(resources):
