@@ -13,7 +13,6 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -63,7 +62,7 @@ class Account:
     max_active_uploads: int | None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Account:
+    def from_row(cls, row: RowMapping) -> Account:
         models = [m.strip() for m in (row["allowed_models"] or "").split(",") if m.strip()]
         return cls(
             name=row["name"],

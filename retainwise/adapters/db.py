@@ -9,12 +9,11 @@ from __future__ import annotations
 import dataclasses
 import enum
 import uuid
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, RowMapping
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_name)s",
@@ -94,9 +93,9 @@ class Prediction:
     attempts: int
 
     @classmethod
-    def from_row(cls, row: Mapping[str, object]) -> Prediction:
+    def from_row(cls, row: RowMapping) -> Prediction:
         values = {f.name: row[f.name] for f in dataclasses.fields(cls)}
-        return cls(**{**values, "status": Status(row["status"])})  # type: ignore[arg-type]
+        return cls(**{**values, "status": Status(row["status"])})
 
     @property
     def final(self) -> bool:

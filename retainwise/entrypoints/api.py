@@ -7,6 +7,7 @@ exactly like an id that does not exist.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -56,12 +57,13 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 def public(row: db.Prediction) -> Upload:
     """The customer's view of a row; SQLite's naive datetimes are the UTC they were written in."""
-    return Upload(**{name: _utc(getattr(row, name)) for name in Upload.model_fields})
+    completed = row.completed_at and _utc(row.completed_at)
+    utc = dataclasses.replace(row, created_at=_utc(row.created_at), completed_at=completed)
+    return Upload.model_validate(utc, from_attributes=True)
 
 
-def _utc(value: object) -> object:
-    naive = isinstance(value, datetime) and value.tzinfo is None
-    return value.replace(tzinfo=UTC) if naive else value
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def owned_upload(prediction_id: str, account: CurrentAccount, env: Env) -> db.Prediction:

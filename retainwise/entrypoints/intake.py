@@ -90,7 +90,8 @@ async def receive_upload(
         model,
         int(length) if length and length.isdigit() else None,
     )
-    filename, chunks = request.headers.get("x-filename"), request.stream()
+    filename = request.headers.get("x-filename")
+    chunks: AsyncIterator[bytes] = request.stream()
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         form = await request.form(max_files=1, max_fields=5)
         file = form.get("file")

@@ -88,7 +88,7 @@ def download_results(env: Resources, prediction_id: str) -> bytes:
     row = db.get_prediction(env.engine, prediction_id)
     if row is None:
         raise LookupError(f"no upload with id {prediction_id}")
-    if row.status is not db.Status.COMPLETED:
+    if row.status is not db.Status.COMPLETED or row.result_key is None:
         raise LookupError(
             f"upload {prediction_id} is {row.status}" + (f": {row.error}" if row.error else "")
         )
