@@ -155,7 +155,7 @@ def set_endpoint(
 ) -> str:
     """Point the account's webhook at `url` with a new secret; returns the secret (shown once)."""
     found = get_account(engine, account)
-    if found is None or found["disabled_at"] is not None:
+    if found is None or found.disabled_at is not None:
         raise AccountError(f"no enabled account named {account}")
     secret = new_secret()
     values = {

@@ -3,41 +3,41 @@ once, and the last 50 deliveries with their response codes."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from typing import Any
+
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from retainwise.adapters import webhooks
 from retainwise.adapters.resources import Resources
-from retainwise.entrypoints import web
+from retainwise.entrypoints.deps import Env
+from retainwise.entrypoints.web import SignedIn, check_csrf, render
 from retainwise.entrypoints.webhooks import set_webhook, show_webhook
 from retainwise.runtime.webhooks import DestinationRefused
 
+router = APIRouter(include_in_schema=False)
 
-def router(resources: Resources) -> APIRouter:
-    routes = APIRouter(include_in_schema=False)
-    signed_in = web.session_account(resources)
 
-    def page(request: Request, account: str, status: int = 200, **context) -> HTMLResponse:
-        shown = show_webhook(resources, account)
-        return web.render(request, "webhook.html", status, webhook=shown, **context)
+def page(request: Request, env: Resources, account: str, status: int = 200, **context: Any):
+    shown = show_webhook(env, account)
+    return render(request, "webhook.html", status, webhook=shown, **context)
 
-    @routes.get("/app/webhook")
-    def webhook_page(request: Request, account: dict = Depends(signed_in)) -> HTMLResponse:
-        return page(request, account["name"])
 
-    @routes.post("/app/webhook")
-    async def change_webhook(request: Request, account: dict = Depends(signed_in)):
-        form = {key: str(value) for key, value in (await request.form()).items()}
-        web.check_csrf(request, form.get("csrf"))
-        name = account["name"]
-        if form.get("action") == "remove":
-            await run_in_threadpool(webhooks.remove_endpoint, resources.engine, name)
-            return RedirectResponse("/app/webhook", 303)
-        try:
-            made = await run_in_threadpool(set_webhook, resources, name, form.get("url", ""))
-        except DestinationRefused as exc:
-            return await run_in_threadpool(page, request, name, 422, error=str(exc))
-        return await run_in_threadpool(page, request, name, secret=made.secret)
+@router.get("/app/webhook")
+def webhook_page(request: Request, env: Env, account: SignedIn) -> HTMLResponse:
+    return page(request, env, account.name)
 
-    return routes
+
+@router.post("/app/webhook")
+async def change_webhook(request: Request, env: Env, account: SignedIn):
+    form = {key: str(value) for key, value in (await request.form()).items()}
+    check_csrf(request, form.get("csrf"))
+    if form.get("action") == "remove":
+        await run_in_threadpool(webhooks.remove_endpoint, env.engine, account.name)
+        return RedirectResponse("/app/webhook", 303)
+    try:
+        made = await run_in_threadpool(set_webhook, env, account.name, form.get("url", ""))
+    except DestinationRefused as exc:
+        return await run_in_threadpool(page, request, env, account.name, 422, error=str(exc))
+    return await run_in_threadpool(page, request, env, account.name, secret=made.secret)

@@ -6,22 +6,19 @@ The signing secret is returned once, when the URL is set; setting it again makes
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Response
+from fastapi import APIRouter, HTTPException, Response
 from pydantic import BaseModel, Field
 
 from retainwise.adapters import webhooks
 from retainwise.adapters.resources import Resources
+from retainwise.entrypoints.api import errors
+from retainwise.entrypoints.deps import CurrentAccount, Env
 from retainwise.runtime.webhooks import DestinationRefused, acceptable
 
 SHOWN_DELIVERIES = 50
-
-
-class Problem(BaseModel):
-    detail: str
 
 
 class WebhookIn(BaseModel):
@@ -87,36 +84,32 @@ def command(resources: Resources, action: str, account: str, url: str | None) ->
     return {"account": account, "removed": True}
 
 
-def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": Problem} for code in (401, *codes)}
+router = APIRouter(prefix="/account/webhook", tags=["webhooks"])
 
 
-def router(resources: Resources, current_account: Callable[..., dict[str, Any]]) -> APIRouter:
-    """The routes, given the API's dependency that names the bearer key's account."""
-    routes = APIRouter(prefix="/account/webhook", tags=["webhooks"])
+@router.put("", response_model=WebhookSet, responses=errors(422))
+def put_webhook(body: WebhookIn, env: Env, account: CurrentAccount) -> WebhookSet:
+    """Send this account's events (`upload.completed`, `upload.failed`, `model.degraded`,
+    `data.drifted`) to `url`, signed to the Standard Webhooks spec with the returned secret,
+    which replaces any earlier one."""
+    try:
+        return set_webhook(env, account.name, body.url)
+    except DestinationRefused as exc:
+        raise HTTPException(422, str(exc)) from None
 
-    @routes.put("", response_model=WebhookSet, responses=errors(422))
-    def put_webhook(body: WebhookIn, account: dict = Depends(current_account)) -> WebhookSet:
-        """Send this account's events (`upload.completed`, `upload.failed`) to `url`, signed to
-        the Standard Webhooks spec with the returned secret, which replaces any earlier one."""
-        try:
-            return set_webhook(resources, account["name"], body.url)
-        except DestinationRefused as exc:
-            raise HTTPException(422, str(exc)) from None
 
-    @routes.get("", response_model=Webhook, responses=errors(404))
-    def get_webhook(account: dict = Depends(current_account)) -> Webhook:
-        """The URL and the last 50 delivery attempts with their response codes."""
-        shown = show_webhook(resources, account["name"])
-        if shown is None:
-            raise HTTPException(404, "no webhook is set for this account")
-        return shown
+@router.get("", response_model=Webhook, responses=errors(404))
+def get_webhook(env: Env, account: CurrentAccount) -> Webhook:
+    """The URL and the last 50 delivery attempts with their response codes."""
+    shown = show_webhook(env, account.name)
+    if shown is None:
+        raise HTTPException(404, "no webhook is set for this account")
+    return shown
 
-    @routes.delete("", status_code=204, responses=errors(404))
-    def delete_webhook(account: dict = Depends(current_account)) -> Response:
-        """No more events; undelivered ones are dropped."""
-        if not webhooks.remove_endpoint(resources.engine, account["name"]):
-            raise HTTPException(404, "no webhook is set for this account")
-        return Response(status_code=204)
 
-    return routes
+@router.delete("", status_code=204, responses=errors(404))
+def delete_webhook(env: Env, account: CurrentAccount) -> Response:
+    """No more events; undelivered ones are dropped."""
+    if not webhooks.remove_endpoint(env.engine, account.name):
+        raise HTTPException(404, "no webhook is set for this account")
+    return Response(status_code=204)

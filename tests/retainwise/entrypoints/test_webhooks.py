@@ -10,7 +10,7 @@ from retainwise.adapters import accounts, webhooks
 from retainwise.adapters.resources import Resources
 from retainwise.config.settings import Settings
 from retainwise.entrypoints import cli
-from retainwise.entrypoints.api import create_app
+from retainwise.entrypoints.app import create_app
 
 
 def lines(capsys) -> list[dict]:
