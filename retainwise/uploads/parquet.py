@@ -42,13 +42,14 @@ def is_parquet(head: bytes) -> bool:
 
 
 def as_csv_source(source: ByteSource, limits: Limits) -> ByteSource:
-    """A Parquet upload seen as the CSV of the same rows (others unchanged), so the whole-file
-    and the chunked paths, the validation and the rejects are the CSV ones."""
+    """A Parquet upload whose blocks are the CSV of its rows (others unchanged), so the chunked
+    path, the validation and the rejects are the CSV ones."""
     return CsvOfParquet(source, limits) if is_parquet(source.head(4)) else source
 
 
 class CsvOfParquet:
-    """A Parquet source as CSV: a header, then the rows of each row group as one block.
+    """A Parquet source for the chunked path as CSV: a header, then each row group's rows as
+    one block; the whole-file path `read`s the Parquet itself (reading.read_upload reads it).
 
     The file is spooled to a temporary file (Parquet needs its footer first); memory holds one
     row group at a time. `size` is the data's size as the footer declares it, uncompressed.
@@ -86,7 +87,7 @@ class CsvOfParquet:
             yield csv_bytes(text_columns(self.file.schema_arrow.empty_table()))
 
     def read(self) -> bytes:
-        return b"".join(self.blocks())
+        return self.source.read()
 
 
 def csv_bytes(table: pa.Table, header: bool = True) -> bytes:
