@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> None:
             parquet.as_csv_source(Bytes(data), limits).blocks()
         ),
     }
+    score_file(b"".join(csv.splitlines(keepends=True)[:2001]), model, limits, 0.5)  # warm-up
     seconds: dict[str, list[float]] = {name: [] for name in inputs}
     results: dict[str, pd.DataFrame] = {}
     for _ in range(args.repeats):
