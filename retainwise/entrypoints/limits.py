@@ -1,0 +1,141 @@
+"""Every request body bounded before anything parses it: an ASGI middleware in front of the app.
+
+Each route has a byte limit (a few KB unless it takes files); the middleware refuses a larger
+`Content-Length` at once and counts the bytes of every body as they arrive, so a chunked body, or
+one longer than its `Content-Length` said, is cut off at the limit too. A request that carries
+both `Content-Length` and `Transfer-Encoding` is refused: the two can disagree about where the
+body ends. Forms are parsed with explicit field, file and part limits and closed (`small_form`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+SMALL_BODY_BYTES = 16 * 1024  # a sign-in form, a JSON call: far below this
+FORM_FIELDS = 8
+FORM_PART_BYTES = 4096
+MULTIPART_OVERHEAD_BYTES = 64 * 1024  # boundaries and part headers around an uploaded file
+CLOSE = (b"connection", b"close")
+
+
+class BodyTooLarge(HTTPException):
+    """The body passed its route's limit; raised from `receive`, answered 413."""
+
+    def __init__(self, limit: int):
+        super().__init__(413, f"the request body is larger than {describe(limit)}; it was refused")
+
+
+def describe(limit: int) -> str:
+    """A limit as customers read it: MB when it is one, else KB."""
+    if limit >= 1_000_000:
+        return f"{limit // 1_000_000} MB"
+    return f"{limit // 1024} KB"
+
+
+@dataclass(frozen=True)
+class RouteLimit:
+    """Bodies of `method` requests whose path matches `path` (a regex, whole path) up to `bytes`."""
+
+    method: str
+    path: str
+    bytes: int
+
+    def matches(self, method: str, path: str) -> bool:
+        return method == self.method and re.fullmatch(self.path, path) is not None
+
+
+def upload_limits(max_upload_bytes: int, max_outcomes_bytes: int) -> list[RouteLimit]:
+    """The routes that take files: uploads (raw or a form around the file) and outcomes."""
+    form_bytes = max_upload_bytes + MULTIPART_OVERHEAD_BYTES
+    return [
+        RouteLimit("POST", "/uploads", form_bytes),
+        RouteLimit("POST", "/app/uploads", form_bytes),
+        RouteLimit("POST", "/uploads/[^/]+/outcomes", max_outcomes_bytes),
+    ]
+
+
+class BodyLimits:
+    """ASGI middleware: 400 for a doubly framed body, 413 past the route's limit."""
+
+    def __init__(
+        self, app: ASGIApp, routes: Sequence[RouteLimit] = (), default: int = SMALL_BODY_BYTES
+    ) -> None:
+        self.app, self.routes, self.default = app, tuple(routes), default
+
+    def limit_for(self, method: str, path: str) -> int:
+        return next((r.bytes for r in self.routes if r.matches(method, path)), self.default)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {name.lower(): value for name, value in scope["headers"]}
+        limit = self.limit_for(scope["method"], scope["path"])
+        refusal = _refusal(headers, limit)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        await self._counted(scope, receive, send, limit)
+
+    async def _counted(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        received, overflowed, started = 0, False, False
+
+        async def counting_receive() -> Message:
+            nonlocal received, overflowed
+            message = await receive()
+            received += len(message.get("body", b""))
+            overflowed = received > limit
+            if overflowed:
+                raise BodyTooLarge(limit)
+            return message
+
+        async def closing_send(message: Message) -> None:
+            """After an overflow the rest of the body is never read: the connection must end."""
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                if overflowed:
+                    message = {**message, "headers": [*message["headers"], CLOSE]}
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, closing_send)
+        except BodyTooLarge as exc:
+            if started:
+                raise
+            await _problem(413, exc.detail)(scope, receive, send)
+
+
+def _refusal(headers: dict[bytes, bytes], limit: int) -> JSONResponse | None:
+    """The answer a request gets from its headers alone, or None to read its body."""
+    length = headers.get(b"content-length")
+    if length is not None and b"transfer-encoding" in headers:
+        return _problem(400, "send Content-Length or Transfer-Encoding, not both")
+    if length is None:
+        return None
+    if not length.isdigit():
+        return _problem(400, "Content-Length is not a number")
+    if int(length) > limit:
+        return _problem(413, BodyTooLarge(limit).detail)
+    return None
+
+
+def _problem(status: int, detail: str) -> JSONResponse:
+    """A JSON error like the API's own; the connection ends, leaving the body unread."""
+    return JSONResponse({"detail": detail}, status, headers={"Connection": "close"})
+
+
+@asynccontextmanager
+async def small_form(request: Request, fields: int = FORM_FIELDS) -> AsyncIterator[FormData]:
+    """A form of a few short text fields and no files (sign-in, sign-out), closed after use."""
+    async with request.form(max_files=0, max_fields=fields, max_part_size=FORM_PART_BYTES) as form:
+        yield form
