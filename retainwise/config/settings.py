@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     # on ECS the app user's RDS secret). migrate creates or updates that PostgreSQL role with row
     # access (DML) and no DDL; the other jobs get it as their RETAINWISE_DATABASE_SECRET
     database_app_secret: str | None = None
+    # `migrate` only: the API's login (JSON with username and password), rows in every table; the
+    # app login above may not write accounts or read api_keys. Unset: the API uses the app login
+    database_api_secret: str | None = None
     mlflow_database: str = "mlflow"
     mlflow_tracking_uri: str | None = None
     mlflow_artifact_root: str | None = None
@@ -126,6 +129,14 @@ class Settings(BaseSettings):
                 "`migrate` gives the other jobs a login without DDL rights"
             )
         return None
+
+    @property
+    def api_login(self) -> tuple[str, str] | None:
+        """(username, password) of the API's rows role; None when it shares the app login."""
+        if not self.database_api_secret:
+            return None
+        secret = json.loads(self.database_api_secret)
+        return secret["username"], secret["password"]
 
     @property
     def tracking_uri(self) -> str:
