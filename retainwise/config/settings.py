@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     # signs the web app's session cookies; set it in production (else a random one per process)
     session_secret: str | None = None
     session_https_only: bool = False  # Secure cookies: set true where TLS terminates in front
+    # requests per API key (per API task): a minute's average, and the burst allowed above it
+    rate_limit_per_minute: int = 300
+    rate_limit_burst: int = 60
     max_outcomes_bytes: int = 10_000_000  # an outcomes file: ~500k rows of customer_id, churned
     max_rejected_share: float = 0.5
     chunked_above_bytes: int = 64 * 2**20  # larger files are scored chunk by chunk

@@ -5,14 +5,17 @@ Each route has a byte limit (a few KB unless it takes files); the middleware ref
 one longer than its `Content-Length` said, is cut off at the limit too. A request that carries
 both `Content-Length` and `Transfer-Encoding` is refused: the two can disagree about where the
 body ends. Forms are parsed with explicit field, file and part limits and closed (`small_form`).
+Each API key gets a request rate (`RateLimit`), answered 429 with `Retry-After` past it.
 """
 
 from __future__ import annotations
 
+import math
 import re
+import threading
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
@@ -139,3 +142,37 @@ async def small_form(request: Request, fields: int = FORM_FIELDS) -> AsyncIterat
     """A form of a few short text fields and no files (sign-in, sign-out), closed after use."""
     async with request.form(max_files=0, max_fields=fields, max_part_size=FORM_PART_BYTES) as form:
         yield form
+
+
+@dataclass
+class RateLimit:
+    """A token bucket per API key: `per_minute` requests on average, bursts up to `burst`. In
+    memory, so each API task keeps its own (the load balancer spreads a key's requests)."""
+
+    per_minute: int
+    burst: int
+    _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)  # tokens, when
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def retry_after(self, key: str, now: float) -> int | None:
+        """None when this request of `key` may go (and takes a token); else whole seconds until
+        one is there."""
+        rate = self.per_minute / 60
+        with self._lock:
+            tokens, then = self._buckets.get(key, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - then) * rate)
+            if tokens >= 1:
+                self._buckets[key] = (tokens - 1, now)
+                return None
+            self._buckets[key] = (tokens, now)
+        return max(1, math.ceil((1 - tokens) / rate))
+
+    def check(self, key: str, now: float) -> None:
+        """Raise 429 with Retry-After when `key` is over its rate."""
+        wait = self.retry_after(key, now)
+        if wait is not None:
+            raise HTTPException(
+                429,
+                f"too many requests for this API key; retry in {wait} s",
+                headers={"Retry-After": str(wait)},
+            )

@@ -7,12 +7,13 @@ import socket
 
 import pytest
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from retainwise.entrypoints.limits import BodyLimits, RouteLimit, describe, small_form
+from retainwise.entrypoints.limits import BodyLimits, RateLimit, RouteLimit, describe, small_form
 from tests.conftest import free_port
 from tests.helpers import served
 
@@ -144,3 +145,22 @@ def test_uvicorn_reads_a_chunked_body_within_the_limit(address):
 def test_limits_read_in_units_customers_know():
     assert describe(200_000_000) == "200 MB"
     assert describe(16 * 1024) == "16 KB"
+
+
+def test_a_key_over_its_rate_waits_and_others_do_not():
+    limit = RateLimit(per_minute=60, burst=3)
+    assert [limit.retry_after("a", now=100.0) for _ in range(3)] == [None, None, None]
+    assert limit.retry_after("a", now=100.0) == 1
+    assert limit.retry_after("b", now=100.0) is None
+    assert limit.retry_after("a", now=101.0) is None  # one token a second
+    with pytest.raises(HTTPException) as refused:
+        limit.check("a", now=101.0)
+    assert refused.value.status_code == 429 and refused.value.headers["Retry-After"] == "1"
+
+
+def test_the_burst_refills_to_its_cap_only():
+    limit = RateLimit(per_minute=6, burst=2)
+    assert limit.retry_after("a", 0.0) is None and limit.retry_after("a", 0.0) is None
+    assert limit.retry_after("a", 0.0) == 10
+    assert limit.retry_after("a", 3600.0) is None and limit.retry_after("a", 3600.0) is None
+    assert limit.retry_after("a", 3600.0) == 10
