@@ -142,6 +142,7 @@ def main() -> None:
     env = {
         **os.environ,
         "RETAINWISE_HOME": str(home),
+        "RETAINWISE_MAX_ACTIVE_UPLOADS": "4",
         "AWS_ACCESS_KEY_ID": "bench",
         "AWS_SECRET_ACCESS_KEY": "bench",
         "AWS_DEFAULT_REGION": "us-east-1",
@@ -152,7 +153,7 @@ def main() -> None:
     aws.ensure_resources(settings)
     migrations.upgrade(settings.db_url)
     resources = Resources(settings)
-    accounts.create_account(resources.engine, "bench", max_active_uploads=4)
+    accounts.create_account(resources.engine, "bench")
     key = accounts.create_key(resources.engine, "bench")["api_key"]
     small, large = (completed_upload(resources, "bench", n) for n in (7_000, args.rows))
 
