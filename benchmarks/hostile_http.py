@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from common import REPO, free_port, fresh_home  # noqa: E402  (puts the repo on sys.path)
 from upload_memory import sample_rss, wait_up  # noqa: E402
 
-from tests.rawhttp import MB, completed_upload, flood, head, held_uploads  # noqa: E402
+from tests.rawhttp import FORM_FIELD, MB, completed_upload, flood, head, held_uploads  # noqa: E402
 
 FLOOD_GROWTH_LIMIT_MB = 100
 PRODUCTION = {
@@ -63,7 +63,7 @@ def sign_in_flood(url: str, pid: int, megabytes: int) -> dict:
         "Content-Type: application/x-www-form-urlencoded\n"
     )
     with peak_rss(pid) as rss:
-        status, sent = flood(url, request, blocks=megabytes, block=b"f=" + b"x" * (MB - 2))
+        status, sent = flood(url, request, blocks=megabytes, block=FORM_FIELD)
     return {"status": status, "sent_mb": round(sent / MB, 1), "rss_mb": rss}
 
 
