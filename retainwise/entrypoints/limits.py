@@ -13,16 +13,26 @@ from __future__ import annotations
 import math
 import re
 import threading
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from retainwise.adapters import admission
+from retainwise.adapters.db import utcnow
+from retainwise.config.settings import Settings
+from retainwise.entrypoints.headers import SecurityHeaders
+
+MAX_OFFSET = 10**9  # paging further answers 422 (a larger number overflows the database's)
+CAP_RETRY_AFTER_SECONDS = 30
 SMALL_BODY_BYTES = 16 * 1024  # a sign-in form, a JSON call: far below this
 FORM_FIELDS = 8
 FORM_PART_BYTES = 4096
@@ -176,3 +186,38 @@ class RateLimit:
                 f"too many requests for this API key; retry in {wait} s",
                 headers={"Retry-After": str(wait)},
             )
+
+
+def install(app: Starlette, settings: Settings) -> None:
+    """Body limits inside, security headers outermost (so a 413 carries them too), and the
+    per-key rate on app.state for `check_rate`."""
+    limits = upload_limits(settings.max_upload_bytes, settings.max_outcomes_bytes)
+    app.add_middleware(BodyLimits, routes=limits)
+    app.add_middleware(SecurityHeaders, production=settings.env == "production")
+    app.state.rate_limit = RateLimit(settings.rate_limit_per_minute, settings.rate_limit_burst)
+
+
+def check_rate(request: Request, key_id: str) -> None:
+    """429 with Retry-After when this API key is over its rate (none set: no limit)."""
+    limit: RateLimit | None = getattr(request.app.state, "rate_limit", None)
+    if limit is not None:
+        limit.check(key_id, time.monotonic())
+
+
+@asynccontextmanager
+async def upload_slot(engine, account: str, prediction_id: str, cap: int) -> AsyncIterator[None]:
+    """Hold one of the account's `cap` active-upload slots while the body streams, or 429."""
+    taken = await run_in_threadpool(
+        admission.take_slot, engine, account, prediction_id, cap, utcnow()
+    )
+    if not taken:
+        raise HTTPException(
+            429,
+            f"{cap} uploads of this account are arriving, waiting or running; retry when one "
+            "finishes",
+            headers={"Retry-After": str(CAP_RETRY_AFTER_SECONDS)},
+        )
+    try:
+        yield
+    finally:
+        await run_in_threadpool(admission.release_slot, engine, prediction_id)

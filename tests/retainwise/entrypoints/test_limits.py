@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
 import pytest
@@ -13,7 +14,16 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from retainwise.entrypoints.limits import BodyLimits, RateLimit, RouteLimit, describe, small_form
+from retainwise.config.settings import Settings
+from retainwise.entrypoints.limits import (
+    BodyLimits,
+    RateLimit,
+    RouteLimit,
+    describe,
+    install,
+    small_form,
+    upload_slot,
+)
 from tests.conftest import free_port
 from tests.helpers import served
 
@@ -164,3 +174,26 @@ def test_the_burst_refills_to_its_cap_only():
     assert limit.retry_after("a", 0.0) == 10
     assert limit.retry_after("a", 3600.0) is None and limit.retry_after("a", 3600.0) is None
     assert limit.retry_after("a", 3600.0) == 10
+
+
+def test_installed_limits_answer_with_the_security_headers():
+    app = Starlette(routes=[Route("/small", length, methods=["POST"])])
+    install(app, Settings(rate_limit_per_minute=60, rate_limit_burst=1))
+    with TestClient(app) as client:
+        refused = client.post("/small", content=b"x" * 20_000)
+        assert refused.status_code == 413 and refused.headers["x-frame-options"] == "DENY"
+        assert client.post("/small", content=b"x").status_code == 200
+    assert app.state.rate_limit.burst == 1
+
+
+def test_an_upload_holds_its_slot_until_it_ends(migrated_engine):
+    async def two_at_once():
+        async with upload_slot(migrated_engine, "acme", "u1", cap=1):
+            with pytest.raises(HTTPException) as refused:
+                async with upload_slot(migrated_engine, "acme", "u2", cap=1):
+                    pass
+            assert refused.value.status_code == 429 and refused.value.headers["Retry-After"]
+        async with upload_slot(migrated_engine, "acme", "u3", cap=1):
+            return True
+
+    assert asyncio.run(two_at_once())
