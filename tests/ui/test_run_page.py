@@ -73,7 +73,7 @@ def test_a_completed_runs_page_shows_its_summary(resources, prefect_server_with_
         assert score_upload(prediction_id)["status"] == "COMPLETED"
         with get_client(sync_client=True) as client:
             run = client.read_flow_run(
-                UUID(db.get_prediction(resources.engine, prediction_id)["flow_run_id"])
+                UUID(db.get_prediction(resources.engine, prediction_id).flow_run_id)
             )
     row = db.get_prediction(resources.engine, prediction_id)
     assert run.name == f"score-{prediction_id}"
