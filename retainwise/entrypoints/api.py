@@ -53,7 +53,8 @@ class UploadPage(BaseModel):
 
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": Problem} for code in (401, *codes)}
+    """Every keyed route may answer 401 (the key) and 429 (the key's request rate)."""
+    return {code: {"model": Problem} for code in (401, 429, *codes)}
 
 
 def public(row: db.Prediction) -> Upload:
