@@ -25,7 +25,7 @@ import time
 from contextlib import contextmanager
 
 from common import REPO, free_port, fresh_home  # noqa: E402  (puts the repo on sys.path)
-from upload_memory import sample_rss, wait_up  # noqa: E402
+from upload_memory import api_backends, sample_rss, wait_up  # noqa: E402
 
 from tests.rawhttp import FORM_FIELD, MB, completed_upload, flood, head, held_uploads  # noqa: E402
 
@@ -129,32 +129,12 @@ def main() -> None:
     args = parser.parse_args()
 
     import httpx
-    from moto.server import ThreadedMotoServer
 
-    import migrations
-    from retainwise.adapters import accounts, aws
     from retainwise.adapters.resources import Resources
-    from retainwise.config.settings import Settings
 
-    home, aws_port, api_port = fresh_home("hostile-http"), free_port(), free_port()
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=aws_port, verbose=False)
-    moto.start()
-    env = {
-        **os.environ,
-        "RETAINWISE_HOME": str(home),
-        "RETAINWISE_MAX_ACTIVE_UPLOADS": "4",
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{aws_port}",
-    }
-    os.environ.update({k: v for k, v in env.items() if k.startswith(("RETAINWISE_", "AWS_"))})
-    settings = Settings()
-    aws.ensure_resources(settings)
-    migrations.upgrade(settings.db_url)
+    home, api_port = fresh_home("hostile-http"), free_port()
+    moto, env, settings, key = api_backends(home, RETAINWISE_MAX_ACTIVE_UPLOADS="4")
     resources = Resources(settings)
-    accounts.create_account(resources.engine, "bench")
-    key = accounts.create_key(resources.engine, "bench")["api_key"]
     small, large = (completed_upload(resources, "bench", n) for n in (7_000, args.rows))
 
     api = subprocess.Popen(
