@@ -37,6 +37,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import tenacity
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import common, prefect_calls  # noqa: E402
@@ -91,8 +93,18 @@ def naive_seconds(settings, home: Path, repeats: int, rows: int = 100_000) -> fl
     return round(common.median(seconds), 3)
 
 
-def idle_calls(api_url: str, seconds: float) -> dict:
-    """Calls per second, per route, of the stack doing nothing (the workers' polls)."""
+def idle_calls(api_url: str, seconds: float, after_run: str | None) -> dict:
+    """Calls per second, per route, of the stack doing nothing (the workers' polls), once the
+    run `after_run` has ended (its tail after COMPLETED included)."""
+    if after_run:
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as client:
+            tenacity.Retrying(
+                retry=tenacity.retry_if_result(lambda state: not state.is_final()),
+                stop=tenacity.stop_after_delay(60),
+                wait=tenacity.wait_fixed(0.2),
+            )(lambda: client.read_flow_run(after_run).state)
     before = prefect_calls.calls(api_url)
     time.sleep(seconds)
     spent = prefect_calls.diff(prefect_calls.calls(api_url), before)
@@ -140,6 +152,7 @@ def breakdown(env, outcome: dict) -> dict:
         "claimed_to_completed": _gap(claimed, outcome["finished"]),
         "status": outcome["status"],
         "error": outcome["error"],
+        "flow_run_id": row["flow_run_id"],
     }
 
 
@@ -217,6 +230,7 @@ def run(
             "RETAINWISE_HOME": str(home),
             "RETAINWISE_STACK_AWS_PORT": str(common.free_port()),
             "RETAINWISE_STACK_PREFECT_PORT": str(common.free_port()),
+            "RETAINWISE_STACK_API_PORT": str(common.free_port()),  # runs side by side
             "RETAINWISE_RUNNERS": str(runners),
             # the counting server imports `benchmarks`, which is not an installed package
             "PYTHONPATH": os.pathsep.join(
@@ -249,7 +263,7 @@ def run(
         common.log(f"stack up after {stack_seconds:.1f} s; warming up with one upload")
         first = breakdown(env, submit_and_wait(env, data, timeout))
         common.log(f"first upload after stack up: {json.dumps(first)}")
-        idle = idle_calls(api_url, 5.0)
+        idle = idle_calls(api_url, 5.0, first["flow_run_id"])
         cpu, calls, profiled = StackCpu(home), prefect_calls.calls(api_url), Profiled(home)
         one_by_one = (
             [] if skip_one_by_one else [submit_and_wait(env, data, timeout) for _ in range(uploads)]

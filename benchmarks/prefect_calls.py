@@ -95,12 +95,16 @@ def diff(after: dict, before: dict) -> dict[str, dict[str, float]]:
 
 
 def per_run(spent: dict, runs: int) -> dict[str, Any]:
-    """Calls per run, in total and per route (most first), with the server's seconds per run."""
+    """Calls per run, in total and per route (most first), with the server's seconds per run
+    (wall, from request to answer; a websocket's messages have none)."""
     calls_by_route = sorted(spent["calls"].items(), key=lambda item: -item[1])
     return {
         "total": round(sum(spent["calls"].values()) / runs, 1),
         "server_s": round(sum(spent["seconds"].values()) / runs, 3),
         "by_route": {k: round(v / runs, 2) for k, v in calls_by_route},
+        "server_s_by_route": {
+            k: round(spent["seconds"].get(k, 0.0) / runs, 4) for k, _ in calls_by_route
+        },
     }
 
 
