@@ -4,10 +4,10 @@
 
 Runs `retainwise.runtime.prefect_server` unchanged, its app wrapped in `CountingApp`: each HTTP
 request is counted under its method and path with ids replaced by `{id}`, with the seconds it took
-to answer; each message a client sends over a websocket (`/api/events/in`: Prefect 3's clients send
-task run states and other events that way) counts as one call of `WS <path>`. `GET /__calls`
-answers the counts so far as JSON and is not counted itself. `calls(url)` reads them and `diff`
-subtracts two readings.
+to answer; each message a client sends over a websocket (`/api/events/in`: Prefect 3's clients
+send task run states and other events that way) counts as one call of `WS <path> <event name>`.
+`GET /__calls` answers the counts so far as JSON and is not counted itself. `calls(url)` reads
+them and `diff` subtracts two readings.
 """
 
 from __future__ import annotations
@@ -27,6 +27,15 @@ COUNTS_PATH = "/__calls"
 def route(method: str, path: str) -> str:
     """`POST /api/flow_runs/{id}/set_state`: the route, whatever run it named."""
     return f"{method} {ID.sub('{id}', path)}"
+
+
+def event_name(message: dict) -> str:
+    """The event a client sent (`prefect.task-run.Running` -> `task-run.Running`), else ''."""
+    try:
+        name = json.loads(message.get("text") or message.get("bytes") or b"").get("event", "")
+    except (ValueError, AttributeError):
+        return ""
+    return re.sub(r"^prefect\.", "", str(name))
 
 
 class CountingApp:
@@ -60,7 +69,7 @@ class CountingApp:
         async def counted() -> dict:
             message = await receive()
             if message["type"] == "websocket.receive":
-                self.calls[key] += 1
+                self.calls[f"{key} {event_name(message)}".rstrip()] += 1
             return message
 
         return counted
