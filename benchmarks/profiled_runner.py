@@ -18,7 +18,7 @@ from pathlib import Path
 
 # what a score-upload run does, by the function whose cumulative time it is
 COMPONENTS = {
-    "flow run, whole (engine included)": ("flow_engine.py", "run_flow"),
+    "flow run, whole (engine included)": ("flow_engine.py", "run_flow_sync"),
     "engine: begin run (Running state, name, context)": ("flow_engine.py", "begin_run"),
     "engine: set final state": ("flow_engine.py", "set_state"),
     "claim-upload": ("status.py", "claim_upload"),
@@ -32,7 +32,15 @@ COMPONENTS = {
     "record-upload-figures (monitoring)": ("monitoring.py", "record_upload_figures"),
     "shadow score": ("shadow.py", "shadow_score"),
     "keep_claim (refresher thread join)": ("status.py", "keep_claim"),
+    "engine: suspension observer (events/out subscription)": (
+        "_flow_run_suspension.py",
+        "observe_flow_run_suspension",
+    ),
+    "engine: a new API client per run (its SSL context)": ("ssl.py", "create_default_context"),
     "task engine: run_task_sync (all task runs)": ("task_engine.py", "run_task_sync"),
+    "task engine: account tag concurrency slot (all)": ("concurrency/_sync.py", "concurrency"),
+    "  of which acquire": ("concurrency/_sync.py", "acquire_concurrency_slots_with_lease"),
+    "  of which release": ("concurrency/_sync.py", "release_concurrency_slots_with_lease"),
     "task engine: set_state (all task runs)": ("task_engine.py", "set_state"),
     "HTTP to the Prefect API (httpx send)": ("_client.py", "send"),
     "logs flushed to the API": ("handlers.py", "flush"),
@@ -49,7 +57,9 @@ def profiled(execute, directory: Path):
             execute(flow, flow_run)
         finally:
             profiler.disable()
-            profiler.dump_stats(directory / f"runner-{os.getpid()}.prof")
+            partial = directory / f"runner-{os.getpid()}.prof.part"
+            profiler.dump_stats(partial)  # then renamed, so a reader never sees half a file
+            partial.replace(directory / f"runner-{os.getpid()}.prof")
 
     return run
 
@@ -72,8 +82,13 @@ def totals(directory: Path) -> dict[str, tuple[float, int]]:
     return out
 
 
+WHOLE = "flow run, whole (engine included)"
+
+
 def per_run(after: dict, before: dict, runs: int) -> dict[str, dict[str, float]]:
-    """Wall seconds and calls per run of each component between two `totals`."""
+    """Wall seconds and calls per flow run of each component between two `totals`; divided by
+    the runs the profiles hold (a run still in its tail is not in them yet), else by `runs`."""
+    runs = (after.get(WHOLE, (0, 0))[1] - before.get(WHOLE, (0, 0))[1]) or runs
     out = {}
     for label, (seconds, calls) in after.items():
         was_s, was_n = before.get(label, (0.0, 0))
