@@ -77,8 +77,11 @@ def counted_services(services):
     return with_counting
 
 
-def naive_seconds(settings, home: Path, repeats: int, rows: int = 100_000) -> float:
-    """Median wall seconds of the naive script (benchmarks/throughput.py) on `rows` rows."""
+def naive_seconds(settings, home: Path, repeats: int, rows: int = 100_000) -> dict[str, float]:
+    """Median wall and CPU seconds of the naive script (benchmarks/throughput.py) on `rows` rows.
+
+    On a loaded machine the wall time also counts waiting for a core; the CPU seconds do not,
+    so they are the fairer scale for CPU figures."""
     from benchmarks import throughput
 
     throughput.export_model(settings, home / "model")
@@ -88,9 +91,12 @@ def naive_seconds(settings, home: Path, repeats: int, rows: int = 100_000) -> fl
         throughput.run_child("naive", args, {}, [*paths, "--out", str(home / "naive.csv")])
         for _ in range(repeats)
     ]
-    seconds = [r["seconds"] for r in runs if "seconds" in r]
-    common.log(f"naive script, {rows:,} rows: {[round(s, 2) for s in seconds]} s")
-    return round(common.median(seconds), 3)
+    done = [r for r in runs if "seconds" in r]
+    common.log(f"naive script, {rows:,} rows: {done}")
+    return {
+        "naive_100k_s": round(common.median([r["seconds"] for r in done]), 3),
+        "naive_100k_cpu_s": round(common.median([r["cpu_s"] for r in done]), 3),
+    }
 
 
 def idle_calls(api_url: str, seconds: float, after_run: str | None) -> dict:
@@ -252,7 +258,7 @@ def run(
     try:
         migrations.upgrade(settings.db_url)
         common.train_champion(settings)
-        naive_100k = naive_seconds(settings, home, naive_repeats) if naive_repeats else None
+        naive_100k = naive_seconds(settings, home, naive_repeats) if naive_repeats else {}
         started = time.monotonic()
         stack_env = stack.up(settings, timeout=600)  # a loaded machine: minutes, not seconds
         stack_seconds = time.monotonic() - started
@@ -288,7 +294,8 @@ def run(
     return {
         "benchmark": "latency",
         "rows_per_upload": ROWS,
-        "naive_100k_s": naive_100k,
+        "naive_100k_s": naive_100k.get("naive_100k_s"),
+        "naive_100k_cpu_s": naive_100k.get("naive_100k_cpu_s"),
         "stack_up_s": round(stack_seconds, 1),
         "runners": runners,
         "prefect_db": "postgresql" if prefect_database_url else "sqlite",
