@@ -99,22 +99,27 @@ def naive_seconds(settings, home: Path, repeats: int, rows: int = 100_000) -> di
     }
 
 
-def idle_calls(api_url: str, seconds: float, after_run: str | None) -> dict:
-    """Calls per second, per route, of the stack doing nothing (the workers' polls), once the
-    run `after_run` has ended (its tail after COMPLETED included)."""
-    if after_run:
-        from prefect.client.orchestration import get_client
-
-        with get_client(sync_client=True) as client:
-            tenacity.Retrying(
-                retry=tenacity.retry_if_result(lambda state: not state.is_final()),
-                stop=tenacity.stop_after_delay(60),
-                wait=tenacity.wait_fixed(0.2),
-            )(lambda: client.read_flow_run(after_run).state)
+def idle_calls(api_url: str, seconds: float) -> dict:
+    """Calls per second, per route, of the stack doing nothing (the workers' polls)."""
     before = prefect_calls.calls(api_url)
     time.sleep(seconds)
     spent = prefect_calls.diff(prefect_calls.calls(api_url), before)
     return prefect_calls.per_run(spent, seconds)
+
+
+def wait_ended(env, outcomes: list[dict], timeout: float = 120) -> None:
+    """Until these uploads' flow runs have ended: their work after COMPLETED (the monitoring
+    figures, the final state) belongs to their phase, not the next one."""
+    from retainwise.adapters import db
+
+    run_ids = [db.get_prediction(env.engine, o["id"])["flow_run_id"] for o in outcomes]
+    with prefect_calls.uncounted_client() as client:
+        for run_id in filter(None, run_ids):
+            tenacity.Retrying(
+                retry=tenacity.retry_if_result(lambda state: not (state and state.is_final())),
+                stop=tenacity.stop_after_delay(timeout),
+                wait=tenacity.wait_fixed(0.1),
+            )(lambda run_id=run_id: client.read_flow_run(run_id).state)
 
 
 def submit_and_wait(env, data: bytes, timeout: float) -> dict:
@@ -136,8 +141,6 @@ def submit_and_wait(env, data: bytes, timeout: float) -> dict:
 
 def breakdown(env, outcome: dict) -> dict:
     """Seconds between the milestones the database and the Prefect API recorded."""
-    from prefect.client.orchestration import get_client
-
     from retainwise.adapters import db
 
     row = db.get_prediction(env.engine, outcome["id"])
@@ -145,7 +148,7 @@ def breakdown(env, outcome: dict) -> dict:
     queued, claimed = stamp(_utc(row["sqs_queued_at"])), stamp(_utc(row["started_at"]))
     created = started = None
     if row["flow_run_id"]:
-        with get_client(sync_client=True) as client:
+        with prefect_calls.uncounted_client() as client:
             run = client.read_flow_run(row["flow_run_id"])
         created, started = stamp(run.created), stamp(run.start_time)
     total = outcome["finished"] - outcome["submitted"]
@@ -158,7 +161,6 @@ def breakdown(env, outcome: dict) -> dict:
         "claimed_to_completed": _gap(claimed, outcome["finished"]),
         "status": outcome["status"],
         "error": outcome["error"],
-        "flow_run_id": row["flow_run_id"],
     }
 
 
@@ -267,26 +269,29 @@ def run(
         scope.enter_context(temporary_settings(updates={PREFECT_API_URL: api_url}))
         env = Resources.from_env()
         common.log(f"stack up after {stack_seconds:.1f} s; warming up with one upload")
-        first = breakdown(env, submit_and_wait(env, data, timeout))
+        warm_up = submit_and_wait(env, data, timeout)
+        first = breakdown(env, warm_up)
         common.log(f"first upload after stack up: {json.dumps(first)}")
-        idle = idle_calls(api_url, 5.0, first["flow_run_id"])
+        wait_ended(env, [warm_up])
+        idle = idle_calls(api_url, 5.0)
         cpu, calls, profiled = StackCpu(home), prefect_calls.calls(api_url), Profiled(home)
         one_by_one = (
             [] if skip_one_by_one else [submit_and_wait(env, data, timeout) for _ in range(uploads)]
         )
+        wait_ended(env, one_by_one[-1:])
         cpu_one_by_one = cpu.per_run(uploads)
         calls, calls_one_by_one = calls_since(api_url, calls, uploads)
         profile_one_by_one = profiled.per_run(uploads)
-        one_by_one = [breakdown(env, outcome) for outcome in one_by_one]
-        calls = prefect_calls.calls(api_url)  # breakdown's reads are the benchmark's, not a run's
         cpu_before, burst_started = stack_cpu_seconds(settings), time.monotonic()
         with ThreadPoolExecutor(max_workers=uploads) as pool:
             outcomes = list(pool.map(lambda _: submit_and_wait(env, data, timeout), range(uploads)))
         burst_wall = time.monotonic() - burst_started
+        wait_ended(env, outcomes)
         burst_cpu = stack_cpu_seconds(settings) - cpu_before
         cpu_at_once = cpu.per_run(uploads)
         _, calls_at_once = calls_since(api_url, calls, uploads)
         profile_at_once = profiled.per_run(uploads)
+        one_by_one = [breakdown(env, outcome) for outcome in one_by_one]
         at_once = [breakdown(env, outcome) for outcome in outcomes]
     finally:
         scope.close()

@@ -6,7 +6,8 @@ Runs `retainwise.runtime.prefect_server` unchanged, its app wrapped in `Counting
 request is counted under its method and path with ids replaced by `{id}`, with the seconds it took
 to answer; each message a client sends over a websocket (`/api/events/in`: Prefect 3's clients
 send task run states and other events that way) counts as one call of `WS <path> <event name>`.
-`GET /__calls` answers the counts so far as JSON and is not counted itself. `calls(url)` reads
+`GET /__calls` answers the counts so far as JSON and is not counted itself, nor is a request
+carrying the header UNCOUNTED (`uncounted_client`: the benchmark's own reads). `calls(url)` reads
 them and `diff` subtracts two readings.
 """
 
@@ -20,6 +21,9 @@ import urllib.request
 from collections import Counter
 from typing import Any
 
+UNCOUNTED = (
+    "x-benchmark-uncounted"  # a request with this header is the benchmark's own, not a run's
+)
 ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|(?<=/)\d+(?=/|$)")
 COUNTS_PATH = "/__calls"
 
@@ -53,7 +57,7 @@ class CountingApp:
         if scope["type"] == "websocket":
             await self.app(scope, self._counting_receive(scope, receive), send)
             return
-        if scope["type"] != "http":
+        if scope["type"] != "http" or any(k == UNCOUNTED.encode() for k, _ in scope["headers"]):
             await self.app(scope, receive, send)
             return
         key, started = route(scope["method"], scope["path"]), time.perf_counter()
@@ -84,6 +88,13 @@ class CountingApp:
         headers = [(b"content-type", b"application/json")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def uncounted_client():
+    """A sync Prefect client whose calls the counting server leaves out."""
+    from prefect.client.orchestration import get_client
+
+    return get_client(sync_client=True, httpx_settings={"headers": {UNCOUNTED: "1"}})
 
 
 def calls(api_url: str) -> dict[str, dict[str, float]]:
