@@ -112,7 +112,7 @@ def wait_ended(env, outcomes: list[dict], timeout: float = 120) -> None:
     figures, the final state) belongs to their phase, not the next one."""
     from retainwise.adapters import db
 
-    run_ids = [db.get_prediction(env.engine, o["id"])["flow_run_id"] for o in outcomes]
+    run_ids = [db.get_prediction(env.engine, o["id"]).flow_run_id for o in outcomes]
     with prefect_calls.uncounted_client() as client:
         for run_id in filter(None, run_ids):
             tenacity.Retrying(
@@ -134,8 +134,8 @@ def submit_and_wait(env, data: bytes, timeout: float) -> dict:
         "id": prediction_id,
         "submitted": started,
         "finished": time.time(),
-        "status": row["status"],
-        "error": row["error"],
+        "status": row.status.value,
+        "error": row.error,
     }
 
 
@@ -145,11 +145,11 @@ def breakdown(env, outcome: dict) -> dict:
 
     row = db.get_prediction(env.engine, outcome["id"])
     stamp = lambda value: value.timestamp() if isinstance(value, datetime) else None  # noqa: E731
-    queued, claimed = stamp(_utc(row["sqs_queued_at"])), stamp(_utc(row["started_at"]))
+    queued, claimed = stamp(_utc(row.sqs_queued_at)), stamp(_utc(row.started_at))
     created = started = None
-    if row["flow_run_id"]:
+    if row.flow_run_id:
         with prefect_calls.uncounted_client() as client:
-            run = client.read_flow_run(row["flow_run_id"])
+            run = client.read_flow_run(row.flow_run_id)
         created, started = stamp(run.created), stamp(run.start_time)
     total = outcome["finished"] - outcome["submitted"]
     return {
