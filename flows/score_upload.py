@@ -11,6 +11,7 @@ from retainwise.adapters.db import Status
 from retainwise.adapters.resources import Resources
 from retainwise.config.errors import CUSTOMER_ERRORS, UploadRejected
 from retainwise.uploads.output import result_keys
+from retainwise.uploads.policy import ScoringPolicy
 from retainwise.uploads.reaper import time_limit
 from retainwise.uploads.report import summary_markdown
 from tasks.monitoring import record_upload_figures
@@ -41,7 +42,8 @@ def score_claimed(env: Resources, prediction: dict[str, Any], run_id: str) -> di
     settings, logger, prediction_id = env.settings, get_run_logger(), prediction["id"]
     try:
         key, keys = prediction["input_key"], result_keys(prediction["account"], prediction_id)
-        size, chunked = check_upload(env.s3, settings, key)
+        policy = ScoringPolicy.from_settings(settings)
+        size, chunked = check_upload(env.s3, settings.bucket, key, policy)
         with keep_claim(
             env.engine,
             prediction_id,
@@ -53,10 +55,8 @@ def score_claimed(env: Resources, prediction: dict[str, Any], run_id: str) -> di
             if f"model-version:{model.version}" not in (runtime.flow_run.tags or []):
                 # the trigger did not know the version, or a promotion came in between
                 tag_run(run_id, f"model-version:{model.version}", replacing="model-version:")
-            if chunked:
-                report, keys = score_in_chunks(env.s3, settings, key, keys, prediction_id, model)
-            else:
-                report, keys = score_whole_file(env.s3, settings, key, keys, prediction_id, model)
+            score = score_in_chunks if chunked else score_whole_file
+            report, keys = score(env.s3, settings.bucket, key, keys, prediction_id, model, policy)
             publish_summary(prediction_id, report, keys.report_html)
         if report["error"]:  # too many rows rejected: the report and rejects say which and why
             raise UploadRejected(report["error"])

@@ -8,6 +8,7 @@ A failure here logs a warning and never changes the upload's status.
 from __future__ import annotations
 
 import tempfile
+from dataclasses import replace
 from typing import Any
 
 from prefect import get_run_logger
@@ -16,7 +17,7 @@ from retainwise.adapters import aws
 from retainwise.adapters import mlflow_registry as registry
 from retainwise.uploads import pipeline, streaming
 from retainwise.uploads.output import shadow_key
-from retainwise.uploads.reading import Limits
+from retainwise.uploads.policy import ScoringPolicy
 from tasks.retry import io_task
 
 
@@ -51,25 +52,22 @@ def score_with_challenger(
         return None
     model = registry.load_version(name, str(version), settings.tracking_uri)
     key = shadow_key(prediction["account"], prediction["id"], str(version))
-    limits = Limits.from_settings(settings)
+    policy = replace(ScoringPolicy.from_settings(settings), reasons=False)
     if chunked:
         with tempfile.TemporaryFile() as results, tempfile.TemporaryFile() as rejects:
             counts, _ = streaming.score_stream(
                 aws.iter_blocks(env.s3, settings.bucket, prediction["input_key"]),
                 model,
-                settings.max_rejected_share,
+                policy,
                 results,
                 rejects,
-                settings.chunk_bytes,
-                False,
-                limits,
             )
             if counts["failure"] is None:
                 aws.upload_file(env.s3, settings.bucket, key, results)
             failure = counts["failure"]
     else:
         data = aws.get_bytes(env.s3, settings.bucket, prediction["input_key"])
-        scored = pipeline.score_file(data, model, limits, settings.max_rejected_share)
+        scored = pipeline.score_file(data, model, policy)
         if scored.results_csv is not None:
             aws.put_bytes(env.s3, settings.bucket, key, scored.results_csv)
         failure = scored.upload.failure

@@ -9,11 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 from retainwise.adapters import aws
 from retainwise.config.errors import UploadRejected
-from retainwise.config.settings import Settings
 from retainwise.uploads import pipeline, streaming
 from retainwise.uploads.compression import GZIP_MAGIC, expanded_head
 from retainwise.uploads.output import ResultKeys, result_keys
-from retainwise.uploads.reading import Limits
+from retainwise.uploads.policy import ScoringPolicy
 from retainwise.uploads.report import build_report, render_html, report_from_counts
 from tasks.retry import io_task
 
@@ -25,7 +24,7 @@ __all__ = ["ResultKeys", "result_keys", "check_upload", "score_in_chunks", "scor
 
 
 @io_task("check-upload")
-def check_upload(s3, settings: Settings, key: str) -> tuple[int, bool]:
+def check_upload(s3, bucket: str, key: str, policy: ScoringPolicy) -> tuple[int, bool]:
     """Refuse a file over the size limit; its (decompressed) size, and True if it is large enough
     to score in chunks.
 
@@ -33,17 +32,14 @@ def check_upload(s3, settings: Settings, key: str) -> tuple[int, bool]:
     thrown away (about 1 s per 200 MB), so one that expands past the limit fails here, before
     anything is scored, and one that expands past the threshold is read in chunks.
     """
-    size = aws.object_size(s3, settings.bucket, key)
+    size = aws.object_size(s3, bucket, key)
     if size == 0:
         raise UploadRejected("the file is empty")
-    head = aws.head_bytes(s3, settings.bucket, key)
+    head = aws.head_bytes(s3, bucket, key)
     if head.startswith(GZIP_MAGIC):
-        size, head = expanded_head(
-            aws.iter_blocks(s3, settings.bucket, key),
-            settings.max_upload_bytes,
-            settings.max_upload_bytes,
-        )
-    large = streaming.is_large(size, settings.max_upload_bytes, settings.chunked_above_bytes)
+        limit = policy.limits.max_bytes
+        size, head = expanded_head(aws.iter_blocks(s3, bucket, key), limit, limit)
+    large = policy.is_large(size)
     if large and not streaming.streamable(head) and not head.startswith(b"PK\x03\x04"):
         streaming.refuse_unstreamable(head)
     return size, large and streaming.streamable(head)
@@ -51,25 +47,17 @@ def check_upload(s3, settings: Settings, key: str) -> tuple[int, bool]:
 
 @io_task("score-upload-in-chunks")
 def score_in_chunks(
-    s3, settings: Settings, key: str, keys: ResultKeys, prediction_id: str, model
+    s3, bucket: str, key: str, keys: ResultKeys, prediction_id: str, model, policy: ScoringPolicy
 ) -> tuple[dict, ResultKeys]:
     """Read, validate, score and write a large file chunk by chunk, in bounded memory; results
     and rejects go to S3 as multipart uploads while later chunks are scored (parts in flight
     beside the scoring). A failed upload's results are dropped; a retry rewrites the same keys."""
-    bucket = settings.bucket
     with (
         aws.MultipartWriter(s3, bucket, keys.results, "text/csv") as results_object,
         aws.MultipartWriter(s3, bucket, keys.rejects, "text/csv") as rejects_object,
     ):
         counts, totals = streaming.score_stream(
-            aws.iter_blocks(s3, bucket, key),
-            model,
-            settings.max_rejected_share,
-            results_object,
-            rejects_object,
-            settings.chunk_bytes,
-            settings.top_reasons,
-            Limits.from_settings(settings),
+            aws.iter_blocks(s3, bucket, key), model, policy, results_object, rejects_object
         )
         started = time.perf_counter()
         if counts["failure"] is not None:
@@ -98,32 +86,24 @@ def finish_objects(writers: list) -> None:
 
 @io_task("score-whole-file")
 def score_whole_file(
-    s3, settings: Settings, key: str, keys: ResultKeys, prediction_id: str, model
+    s3, bucket: str, key: str, keys: ResultKeys, prediction_id: str, model, policy: ScoringPolicy
 ) -> tuple[dict, ResultKeys]:
     """Files under the chunked threshold: the one pipeline (read, validate, score, neutralised
     CSV) on the whole object; results (unless the upload failed), rejects and the report to S3,
     the four puts at once."""
-    scored = pipeline.score_file(
-        aws.get_bytes(s3, settings.bucket, key),
-        model,
-        Limits.from_settings(settings),
-        settings.max_rejected_share,
-        settings.top_reasons,
-    )
+    scored = pipeline.score_file(aws.get_bytes(s3, bucket, key), model, policy)
     report = build_report(scored.upload, scored.results, model, prediction_id)
     csv_files = [(keys.rejects, scored.rejects_csv, "text/csv")]
     if scored.results_csv is not None:
         csv_files.append((keys.results, scored.results_csv, "text/csv"))
-    stored = put_report(
-        s3, settings.bucket, keys, report, scored.results_csv is not None, also=csv_files
-    )
+    stored = put_report(s3, bucket, keys, report, scored.results_csv is not None, also=csv_files)
     stage_log.info(
         "scored %d rows whole; seconds per stage %s",
         scored.upload.rows_total,
         scored.seconds,
         extra={"stage_seconds": scored.seconds},
     )
-    log_stages(scored, model, f"s3://{settings.bucket}/{keys.results}")
+    log_stages(scored, model, f"s3://{bucket}/{keys.results}")
     return stored, keys
 
 

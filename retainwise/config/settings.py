@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import quote
 
 from pydantic import Field
@@ -149,3 +149,9 @@ class Settings(BaseSettings):
     @property
     def stack_env_file(self) -> Path:
         return self.home_dir / "stack.env"
+
+
+def setting_default(name: str) -> Any:
+    """A setting's default, read without the environment: domain objects (Limits, ScoringPolicy)
+    default to it rather than writing the number a second time."""
+    return Settings.model_fields[name].default

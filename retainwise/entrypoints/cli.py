@@ -116,7 +116,7 @@ def cmd_score(args) -> int:
     from retainwise.config.errors import UploadRejected
     from retainwise.config.settings import Settings
     from retainwise.uploads.pipeline import score_file
-    from retainwise.uploads.reading import Limits
+    from retainwise.uploads.policy import ScoringPolicy
     from retainwise.uploads.report import build_report
 
     settings = Settings()
@@ -132,11 +132,7 @@ def cmd_score(args) -> int:
         model = registry.load_champion(args.model or settings.default_model, settings)
         summary["model_version"] = model.version
         scored = score_file(
-            Path(args.file).read_bytes(),
-            model,
-            Limits.from_settings(settings),
-            settings.max_rejected_share,
-            settings.top_reasons,
+            Path(args.file).read_bytes(), model, ScoringPolicy.from_settings(settings)
         )
         if scored.upload.failure:
             raise UploadRejected(scored.upload.failure)

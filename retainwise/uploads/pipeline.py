@@ -14,7 +14,8 @@ import pandas as pd
 
 from models.scoring import score_frame
 from retainwise.uploads.output import neutralise_results, neutralise_text_columns, to_csv_bytes
-from retainwise.uploads.reading import Limits, read_upload
+from retainwise.uploads.policy import ScoringPolicy
+from retainwise.uploads.reading import read_upload
 from retainwise.uploads.validation import ValidatedUpload, validate_upload
 
 
@@ -32,23 +33,25 @@ def scorer(model):
     return getattr(model, "scorer", model.pipeline)
 
 
-def score_file(
-    data: bytes, model, limits: Limits, max_rejected_share: float, reasons: bool = False
-) -> ScoredFile:
+def score_file(data: bytes, model, policy: ScoringPolicy) -> ScoredFile:
     """`model` has .pipeline and .profile (a registry LoadedModel or a freshly TrainedModel).
 
     File-level faults raise UploadRejected; too many bad rows leave results None.
     """
     marks = [time.perf_counter()]
-    table = read_upload(data, limits=limits)
+    table = read_upload(data, limits=policy.limits)
     marks.append(time.perf_counter())
-    upload = validate_upload(table, model.profile, max_rejected_share)
+    upload = validate_upload(table, model.profile, policy.max_rejected_share)
     marks.append(time.perf_counter())
     results = (
         None
         if upload.failure
         else score_frame(
-            scorer(model), model.profile, upload.accepted, upload.customer_ids, reasons=reasons
+            scorer(model),
+            model.profile,
+            upload.accepted,
+            upload.customer_ids,
+            reasons=policy.reasons,
         )
     )
     marks.append(time.perf_counter())

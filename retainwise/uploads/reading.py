@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from retainwise.config.errors import UploadRejected
+from retainwise.config.settings import Settings, setting_default
 from retainwise.uploads.compression import GZIP_MAGIC, gunzip
 
 DELIMITERS = [",", ";", "\t", "|"]
@@ -43,15 +44,16 @@ FIELD_CHARS = csv.field_size_limit()  # 131072: the csv module's own cap on one 
 class Limits:
     """What one upload may cost; each cap ends the upload FAILED with a message naming it."""
 
-    max_bytes: int = 200_000_000  # decompressed size (Settings.max_upload_bytes)
-    max_columns: int = 1000  # fields in the header
-    max_record_bytes: int = 4 * 2**20  # one record (row) in the chunked reader
-    max_workbook_bytes: int = 64 * 2**20  # an .xlsx expanded (workbooks are read whole)
+    max_bytes: int = setting_default("max_upload_bytes")  # decompressed size
+    max_columns: int = setting_default("max_columns")  # fields in the header
+    max_record_bytes: int = setting_default("max_record_bytes")  # one row, chunked reader
+    # an .xlsx expanded (workbooks are read whole, so no larger than a whole-file upload)
+    max_workbook_bytes: int = setting_default("chunked_above_bytes")
     max_cells: int = 20_000_000  # an .xlsx sheet's declared rows x columns
     max_shared_strings: int = 2_000_000  # distinct texts an .xlsx declares
 
     @classmethod
-    def from_settings(cls, settings) -> Limits:
+    def from_settings(cls, settings: Settings) -> Limits:
         return cls(
             max_bytes=settings.max_upload_bytes,
             max_columns=settings.max_columns,

@@ -25,6 +25,7 @@ from retainwise.config.errors import UploadRejected
 from retainwise.uploads import memory, pipeline
 from retainwise.uploads.compression import decompressed
 from retainwise.uploads.output import neutralise_results, neutralise_text_columns, to_csv_bytes
+from retainwise.uploads.policy import ScoringPolicy
 from retainwise.uploads.reading import (
     Limits,
     TextTable,
@@ -42,7 +43,6 @@ from retainwise.uploads.validation import (
     validate_upload,
 )
 
-CHUNK_BYTES = 8 * 2**20  # the default of Settings.chunk_bytes
 SCORERS = 2  # chunks scored at once (one per core here)
 IN_FLIGHT = SCORERS  # chunks validated but not yet written: bounds memory
 NOT_BLANK = re.compile(rb"\S")
@@ -82,7 +82,7 @@ def record_end(buffer: bytes | bytearray, start: int = 0) -> int | None:
 
 def record_chunks(
     blocks: Iterable[bytes],
-    chunk_bytes: int = CHUNK_BYTES,
+    chunk_bytes: int = ScoringPolicy.chunk_bytes,
     max_record_bytes: int = Limits.max_record_bytes,
 ) -> Iterator[bytes]:
     """Re-cut a byte stream into pieces of about `chunk_bytes`, each the header plus whole records.
@@ -317,19 +317,16 @@ def write_piece(
 def score_stream(
     blocks: Iterable[bytes],
     model,
-    max_rejected_share: float,
+    policy: ScoringPolicy,
     results_file,
     rejects_file,
-    chunk_bytes: int = CHUNK_BYTES,
-    reasons: bool = False,
-    limits: Limits = Limits(),
 ) -> tuple[dict[str, Any], Totals]:
     """Score a byte stream into two open binary files; returns the report counts and timings.
 
     Chunks are read and validated in order (row numbers and duplicate ids span chunks), scored
     by SCORERS threads, and written in order by one writer thread.
     """
-    totals, seen, columns = Totals(), SeenIds(), None
+    totals, seen, columns, limits = Totals(), SeenIds(), None, policy.limits
     memory.bound_allocator()
     with (
         ThreadPoolExecutor(SCORERS, thread_name_prefix="score-chunk") as scorers,
@@ -337,7 +334,7 @@ def score_stream(
     ):
         pending: deque[Future] = deque()
         pieces = record_chunks(
-            decompressed(blocks, limits.max_bytes), chunk_bytes, limits.max_record_bytes
+            decompressed(blocks, limits.max_bytes), policy.chunk_bytes, limits.max_record_bytes
         )
         for index, piece in enumerate(_prefetched(pieces, totals)):
             started = time.perf_counter()
@@ -352,7 +349,9 @@ def score_stream(
             totals.rows_total += upload.rows_total
             totals.rows_rejected += len(rejects)
             totals.examples += list(zip(rejects["row_number"][:3], rejects["reason"][:3]))
-            scored = scorers.submit(_timed, totals, "scoring", score_piece, model, upload, reasons)
+            scored = scorers.submit(
+                _timed, totals, "scoring", score_piece, model, upload, policy.reasons
+            )
             pending.append(
                 writer.submit(
                     write_piece, scored, rejects, (results_file, rejects_file), index == 0, totals
@@ -365,7 +364,10 @@ def score_stream(
             totals.add(job.result())
     counts = merge_counts([totals.counts])
     counts["failure"] = too_many_rejected(
-        totals.rows_rejected, totals.rows_total, max_rejected_share, sorted(totals.examples)
+        totals.rows_rejected,
+        totals.rows_total,
+        policy.max_rejected_share,
+        sorted(totals.examples),
     )
     return counts, totals
 
@@ -395,12 +397,3 @@ def _prefetched(pieces: Iterator[bytes], totals: Totals) -> Iterator[bytes]:
                 return
             upcoming = reader.submit(take)
             yield piece
-
-
-def is_large(size: int, max_bytes: int, above_bytes: int) -> bool:
-    """True if a file of `size` bytes should be scored in chunks; refuses one over the limit."""
-    if size > max_bytes:
-        raise UploadRejected(
-            f"the file is {size / 1e6:.0f} MB; the limit is {max_bytes / 1e6:.0f} MB"
-        )
-    return size > above_bytes

@@ -15,7 +15,7 @@ from retainwise.config.errors import UploadRejected
 from retainwise.local.sample import synthetic_customers
 from retainwise.uploads import streaming
 from retainwise.uploads.pipeline import score_file
-from retainwise.uploads.reading import Limits
+from retainwise.uploads.policy import ScoringPolicy
 from retainwise.uploads.report import build_report, report_from_counts
 
 
@@ -39,7 +39,7 @@ def messy_upload(rows: int = 600) -> bytes:
 
 def whole_file(data: bytes, model: LoadedModel, share: float = 1.0):
     """(results, rejects, report) as the whole-file path makes them."""
-    scored = score_file(data, model, Limits(), share)
+    scored = score_file(data, model, ScoringPolicy(max_rejected_share=share))
     read = lambda b: pd.read_csv(io.BytesIO(b), dtype=str)  # noqa: E731
     results = read(scored.results_csv).astype({"churn_probability": float})
     rejects = read(scored.rejects_csv).astype({"row_number": int})
@@ -49,7 +49,8 @@ def whole_file(data: bytes, model: LoadedModel, share: float = 1.0):
 def chunked(data: bytes, model: LoadedModel, chunk_bytes: int, share: float = 1.0):
     results, rejects = io.BytesIO(), io.BytesIO()
     blocks = (data[i : i + 1000] for i in range(0, len(data), 1000))
-    counts, _ = streaming.score_stream(blocks, model, share, results, rejects, chunk_bytes)
+    policy = ScoringPolicy(chunk_bytes=chunk_bytes, max_rejected_share=share)
+    counts, _ = streaming.score_stream(blocks, model, policy, results, rejects)
     read = lambda b: pd.read_csv(io.BytesIO(b.getvalue()), dtype=str)  # noqa: E731
     scored = read(results).astype({"churn_probability": float})
     return scored, read(rejects).astype({"row_number": int}), report_from_counts(counts, model)
