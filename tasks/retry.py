@@ -106,6 +106,12 @@ def io_task(name: str, **options):
     return decorate
 
 
+def cpu_task(name: str, **options):
+    """A Prefect task that is never retried (reading, validating, scoring: work a retry would
+    repeat); the I/O inside it retries itself (botocore, and io_tasks it calls)."""
+    return io_task(name, retries=0, **options)
+
+
 def describe_failure(error: BaseException, flow_run_id: str | None) -> str:
     """What a customer reads on a FAILED upload that was not their file's fault; no traceback."""
     tries = getattr(error, "tries", 1)

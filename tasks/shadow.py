@@ -7,7 +7,6 @@ A failure here logs a warning and never changes the upload's status.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import replace
 from typing import Any
 
@@ -15,21 +14,20 @@ from prefect import get_run_logger
 
 from retainwise.adapters import aws
 from retainwise.adapters import mlflow_registry as registry
-from retainwise.uploads import pipeline, streaming
 from retainwise.uploads.output import shadow_key
 from retainwise.uploads.policy import ScoringPolicy
-from tasks.retry import io_task
+from retainwise.uploads.scoring import Output, Route, score_object
+from tasks.retry import cpu_task
+from tasks.uploads import S3Sinks
 
 
 def shadow_score(
-    env, prediction: dict[str, Any], champion_version: str, chunked: bool
+    env, prediction: dict[str, Any], champion_version: str, route: Route
 ) -> str | None:
     """Score the upload with the challenger when RETAINWISE_SHADOW=challenger; its key, or None."""
     if env.settings.shadow != "challenger":
         return None
-    state = score_with_challenger(
-        env, prediction, str(champion_version), chunked, return_state=True
-    )
+    state = score_with_challenger(env, prediction, str(champion_version), route, return_state=True)
     if state.is_failed():
         get_run_logger().warning(
             "shadow scoring of %s failed (the upload is unaffected): %s",
@@ -40,9 +38,9 @@ def shadow_score(
     return state.result()
 
 
-@io_task("shadow-score")
+@cpu_task("shadow-score")
 def score_with_challenger(
-    env, prediction: dict[str, Any], champion_version: str, chunked: bool
+    env, prediction: dict[str, Any], champion_version: str, route: Route
 ) -> str | None:
     """The challenger's results written to the shadow key; None when nothing was written."""
     settings, logger, name = env.settings, get_run_logger(), prediction["model_name"]
@@ -52,28 +50,21 @@ def score_with_challenger(
         return None
     model = registry.load_version(name, str(version), settings.tracking_uri)
     key = shadow_key(prediction["account"], prediction["id"], str(version))
-    policy = replace(ScoringPolicy.from_settings(settings), reasons=False)
-    if chunked:
-        with tempfile.TemporaryFile() as results, tempfile.TemporaryFile() as rejects:
-            counts, _ = streaming.score_stream(
-                aws.iter_blocks(env.s3, settings.bucket, prediction["input_key"]),
-                model,
-                policy,
-                results,
-                rejects,
-            )
-            if counts["failure"] is None:
-                aws.upload_file(env.s3, settings.bucket, key, results)
-            failure = counts["failure"]
-    else:
-        data = aws.get_bytes(env.s3, settings.bucket, prediction["input_key"])
-        scored = pipeline.score_file(data, model, policy)
-        if scored.results_csv is not None:
-            aws.put_bytes(env.s3, settings.bucket, key, scored.results_csv)
-        failure = scored.upload.failure
-    if failure:
+    scored = score_object(
+        aws.S3Object(env.s3, settings.bucket, prediction["input_key"]),
+        model,
+        replace(ScoringPolicy.from_settings(settings), reasons=False),
+        S3Sinks(env.s3, settings.bucket, {Output.RESULTS: key}),  # results only
+        prediction["id"],
+        route,
+    )
+    if scored.report["error"]:
         logger.warning(
-            "challenger %s v%s rejected upload %s: %s", name, version, prediction["id"], failure
+            "challenger %s v%s rejected upload %s: %s",
+            name,
+            version,
+            prediction["id"],
+            scored.report["error"],
         )
         return None
     logger.info("shadow: %s v%s scored upload %s to %s", name, version, prediction["id"], key)

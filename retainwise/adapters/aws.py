@@ -155,12 +155,34 @@ def head_bytes(s3: Any, bucket: str, key: str, size: int = 4096) -> bytes:
 
 
 def iter_blocks(s3: Any, bucket: str, key: str) -> Iterator[bytes]:
-    """The object as blocks of READ_BLOCK bytes; the connection is closed even if the reader stops."""
+    """The object as blocks of READ_BLOCK bytes; the connection is closed even if the reader
+    stops."""
     body = s3.get_object(Bucket=bucket, Key=key)["Body"]
     try:
         yield from body.iter_chunks(READ_BLOCK)
     finally:
         body.close()
+
+
+@dataclass(frozen=True)
+class S3Object:
+    """An uploaded object as a scoring source (retainwise.uploads.scoring.Source)."""
+
+    s3: Any
+    bucket: str
+    key: str
+
+    def size(self) -> int:
+        return object_size(self.s3, self.bucket, self.key)
+
+    def head(self, size: int = 4096) -> bytes:
+        return head_bytes(self.s3, self.bucket, self.key, size)
+
+    def blocks(self) -> Iterator[bytes]:
+        return iter_blocks(self.s3, self.bucket, self.key)
+
+    def read(self) -> bytes:
+        return get_bytes(self.s3, self.bucket, self.key)
 
 
 def csv_column(s3: Any, bucket: str, key: str, column: str) -> np.ndarray:
