@@ -18,14 +18,22 @@ from retainwise.config.settings import Settings
 if TYPE_CHECKING:
     import numpy as np
 
-# max_attempts is left to botocore (3, or AWS_MAX_ATTEMPTS) so an operator or a test can change it
 # boto3's default (10 parts of 8 MB in flight) alone would take 80 MB of a 1 GB budget
 UPLOAD_CONFIG = TransferConfig(max_concurrency=3, multipart_chunksize=8 * 2**20)
 READ_BLOCK = 4 * 2**20
-_RETRIES = Config(retries={"mode": "standard"}, connect_timeout=5, read_timeout=30)
 # how long a received message stays hidden; the trigger gives up on a busy Prefect API well before
 # (Settings.trigger_create_timeout), so a message is never handled twice at the same time
 VISIBILITY_TIMEOUT_SECONDS = 30
+
+
+def retry_config(settings: Settings) -> Config:
+    """The one retry policy of every client: botocore's standard mode (throttling, 5xx and
+    connection errors, with backoff and a retry quota) up to Settings.aws_max_attempts requests."""
+    return Config(
+        retries={"mode": "standard", "max_attempts": settings.aws_max_attempts},
+        connect_timeout=5,
+        read_timeout=30,
+    )
 
 
 def client(service: str, settings: Settings) -> Any:
@@ -33,7 +41,7 @@ def client(service: str, settings: Settings) -> Any:
         service,
         region_name=settings.aws_region,
         endpoint_url=settings.aws_endpoint_url,
-        config=_RETRIES,
+        config=retry_config(settings),
     )
 
 

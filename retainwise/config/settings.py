@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     max_receive_count: int = 3
     aws_region: str = Field(default="us-east-1", validation_alias="AWS_DEFAULT_REGION")
     aws_endpoint_url: str | None = Field(default=None, validation_alias="AWS_ENDPOINT_URL")
+    # botocore's standard retry mode, for every client: throttling, 5xx and dropped connections
+    # are retried inside each call, up to this many requests in all
+    aws_max_attempts: int = Field(default=3, validation_alias="AWS_MAX_ATTEMPTS")
 
     default_model: str = "churn"
     default_account: str = "default"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,10 +38,8 @@ class LocalStream:
     (failed) upload leaves no half-written results."""
 
     def __init__(self, target: Path) -> None:
-        self.target = target
-        handle, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        self.partial = Path(name)
-        self.handle = os.fdopen(handle, "wb")
+        self.target, self.partial = target, target.with_name(f".{target.name}.partial")
+        self.handle = self.partial.open("wb")
 
     def write(self, data: bytes) -> int:
         return self.handle.write(data)
