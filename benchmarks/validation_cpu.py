@@ -120,7 +120,11 @@ def trained_model(compiled: bool):
 
     trained = train(load_telco(), TARGET, ID)
     model = types.SimpleNamespace(
-        name="benchmark", version="1", pipeline=trained.pipeline, profile=trained.profile
+        name="benchmark",
+        version="1",
+        pipeline=trained.pipeline,
+        profile=trained.profile,
+        scorer=trained.pipeline,
     )
     if compiled:
         import tempfile

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from models.scoring import score_frame
+from models.scoring import ScoringModel, score_frame
 from retainwise.uploads.output import neutralise_results, neutralise_text_columns, to_csv_bytes
 from retainwise.uploads.policy import ScoringPolicy
 from retainwise.uploads.reading import read_upload
@@ -28,16 +28,8 @@ class ScoredFile:
     seconds: dict[str, float] = field(default_factory=dict)  # per stage, as the chunked path logs
 
 
-def scorer(model):
-    """The compiled trees where the registry loaded them (LoadedModel.scorer), else the pipeline."""
-    return getattr(model, "scorer", model.pipeline)
-
-
-def score_file(data: bytes, model, policy: ScoringPolicy) -> ScoredFile:
-    """`model` has .pipeline and .profile (a registry LoadedModel or a freshly TrainedModel).
-
-    File-level faults raise UploadRejected; too many bad rows leave results None.
-    """
+def score_file(data: bytes, model: ScoringModel, policy: ScoringPolicy) -> ScoredFile:
+    """File-level faults raise UploadRejected; too many bad rows leave results None."""
     marks = [time.perf_counter()]
     table = read_upload(data, limits=policy.limits)
     marks.append(time.perf_counter())
@@ -47,7 +39,7 @@ def score_file(data: bytes, model, policy: ScoringPolicy) -> ScoredFile:
         None
         if upload.failure
         else score_frame(
-            scorer(model),
+            model.scorer,
             model.profile,
             upload.accepted,
             upload.customer_ids,

@@ -162,9 +162,9 @@ def score_in_chunks(
     try:
         counts, totals = streaming.score_stream(source.blocks(), model, policy, results, rejects)
         started = time.perf_counter()
-        if counts["failure"] is not None:
+        if counts.failure is not None:
             results.abort()
-        complete([rejects] if counts["failure"] is not None else [results, rejects])
+        complete([rejects] if counts.failure is not None else [results, rejects])
     except BaseException:
         results.abort()
         rejects.abort()

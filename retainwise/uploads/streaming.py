@@ -15,14 +15,13 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from models.scoring import score_frame
+from models.scoring import ScoringModel, score_frame
 from retainwise.config.errors import UploadRejected
-from retainwise.uploads import memory, pipeline
+from retainwise.uploads import memory
 from retainwise.uploads.compression import decompressed
 from retainwise.uploads.output import neutralise_results, neutralise_text_columns, to_csv_bytes
 from retainwise.uploads.policy import ScoringPolicy
@@ -33,7 +32,7 @@ from retainwise.uploads.reading import (
     refuse_binary,
     utf16_without_bom,
 )
-from retainwise.uploads.report import add_counts, merge_counts, upload_counts
+from retainwise.uploads.report import ReportCounts, upload_counts
 from retainwise.uploads.validation import (
     ValidatedUpload,
     id_hashes,
@@ -219,7 +218,7 @@ class Totals:
     rows_total: int = 0
     rows_rejected: int = 0
     examples: list[tuple[int, str]] = field(default_factory=list)  # first rejects, for the message
-    counts: dict[str, Any] | None = None  # the report counts of the chunks so far, added up
+    counts: ReportCounts | None = None  # the report counts of the chunks so far, added up
     seconds: dict[str, float] = field(
         default_factory=lambda: dict.fromkeys(("reading", "validating", "scoring", "writing"), 0.0)
     )
@@ -227,8 +226,9 @@ class Totals:
     def timed(self, stage: str, started: float) -> None:
         self.seconds[stage] += time.perf_counter() - started
 
-    def add(self, counts: dict[str, Any]) -> None:
-        self.counts = add_counts(self.counts, counts)
+    def add(self, counts: ReportCounts) -> None:
+        """The running sum, not every chunk's counts."""
+        self.counts = counts if self.counts is None else self.counts.plus(counts)
 
 
 def read_piece(piece: bytes, first: bool, limits: Limits = Limits()) -> TextTable:
@@ -292,11 +292,13 @@ def drop_accepted(
     )
 
 
-def score_piece(model, upload: ValidatedUpload, reasons: bool) -> tuple[pd.DataFrame, dict]:
+def score_piece(
+    model: ScoringModel, upload: ValidatedUpload, reasons: bool
+) -> tuple[pd.DataFrame, ReportCounts]:
     """Results and report counts of one validated chunk; runs in a scorer thread (the trees
     release the GIL, so two chunks score at once while the next one is validated)."""
     results = score_frame(
-        pipeline.scorer(model), model.profile, upload.accepted, upload.customer_ids, reasons=reasons
+        model.scorer, model.profile, upload.accepted, upload.customer_ids, reasons=reasons
     )
     return results, upload_counts(upload, results, model.profile)
 
@@ -320,7 +322,7 @@ def score_stream(
     policy: ScoringPolicy,
     results_file,
     rejects_file,
-) -> tuple[dict[str, Any], Totals]:
+) -> tuple[ReportCounts, Totals]:
     """Score a byte stream into two open binary files; returns the report counts and timings.
 
     Chunks are read and validated in order (row numbers and duplicate ids span chunks), scored
@@ -362,14 +364,12 @@ def score_stream(
                 totals.add(pending.popleft().result())
         for job in pending:
             totals.add(job.result())
-    counts = merge_counts([totals.counts])
-    counts["failure"] = too_many_rejected(
-        totals.rows_rejected,
-        totals.rows_total,
-        policy.max_rejected_share,
-        sorted(totals.examples),
+    if totals.counts is None:  # record_chunks yields a piece even for an empty stream
+        raise UploadRejected("the file is empty")
+    failure = too_many_rejected(
+        totals.rows_rejected, totals.rows_total, policy.max_rejected_share, sorted(totals.examples)
     )
-    return counts, totals
+    return totals.counts.finished().with_failure(failure), totals
 
 
 def _timed(totals: Totals, stage: str, function, *args):

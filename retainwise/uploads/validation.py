@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import islice
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -237,11 +237,23 @@ def factorize_text(raw: pd.Series) -> tuple[np.ndarray, list]:
     )
 
 
-def parse_categories(
-    raw: pd.Series, feature: FeatureProfile
-) -> tuple[pd.Series, dict[str, Any], tuple]:
-    """(training spelling of each value, counts for the report, (codes, spellings, rows per
-    code) for drift); Python runs per distinct value, not per cell."""
+class CategoryCodes(NamedTuple):
+    """A categorical column as codes: what drift counts are made from without hashing text."""
+
+    codes: np.ndarray  # int32 per cell, -1 for missing
+    spellings: list[Any]  # the training spelling per code (NaN: missing)
+    rows_per_code: np.ndarray  # missing rows last
+
+
+class ParsedCategories(NamedTuple):
+    values: pd.Series  # the training spelling of each cell, as a Categorical
+    quality: dict[str, Any]  # counts for the report
+    codes: CategoryCodes
+
+
+def parse_categories(raw: pd.Series, feature: FeatureProfile) -> ParsedCategories:
+    """A categorical column in training spellings, its report counts and its codes; Python runs
+    per distinct value, not per cell."""
     codes, uniques = factorize_text(raw)
     lookup, known = category_lookup(feature), set(feature.categories)
     canonical = []
@@ -257,7 +269,7 @@ def parse_categories(
             missing += int(count)
         elif value not in known and count:
             unknown[value] = unknown.get(value, 0) + int(count)
-    return (
+    return ParsedCategories(
         values,
         {
             "kind": "categorical",
@@ -265,7 +277,7 @@ def parse_categories(
             "unknown": sum(unknown.values()),
             "unknown_values": top_counts(unknown),
         },
-        (codes, canonical, rows_per_code),
+        CategoryCodes(codes, canonical, rows_per_code),
     )
 
 
@@ -402,13 +414,26 @@ class Reasons:
         self.rejected |= new
 
 
+@dataclass
+class CastFeatures:
+    """The upload's features cast once, column by column, for scoring and for the checks."""
+
+    prepared: dict[str, pd.Series]  # features to score
+    checked: pd.DataFrame  # the all-float64 check frame GX runs on
+    columns: dict[str, dict[str, Any]]  # per-column counts for the report
+    unparseable: dict[str, pd.Series]  # per numeric feature: cells that are no number
+    codes: dict[str, CategoryCodes]  # per categorical feature
+
+
 def cast_features(
     frame: pd.DataFrame, profile: ModelProfile, ids: pd.Series, comma_decimal: bool
-) -> tuple[dict, pd.DataFrame, dict, dict, dict]:
-    """(features to score, float64 check frame for GX, per-column counts, unparseable masks,
-    category codes)."""
+) -> CastFeatures:
+    """Every feature cast (numbers in any common notation, categories to training spellings)."""
     checked = pd.DataFrame({ID_PRESENT: np.where(ids.notna(), 1.0, np.nan)}, index=frame.index)
-    prepared, columns, unparseable, codes = {}, {}, {}, {}
+    prepared: dict[str, pd.Series] = {}
+    columns: dict[str, dict[str, Any]] = {}
+    unparseable: dict[str, pd.Series] = {}
+    codes: dict[str, CategoryCodes] = {}
     for feature in profile.features:
         raw = frame[feature.name]
         if feature.kind == "numeric":
@@ -422,15 +447,15 @@ def cast_features(
         else:
             values, columns[feature.name], codes[feature.name] = parse_categories(raw, feature)
         prepared[feature.name] = values
-    return prepared, checked, columns, unparseable, codes
+    return CastFeatures(prepared, checked, columns, unparseable, codes)
 
 
 def row_reasons(
     frame: pd.DataFrame,
     profile: ModelProfile,
     checked: pd.DataFrame,
-    columns: dict,
-    unparseable: dict,
+    columns: dict[str, dict[str, Any]],
+    unparseable: dict[str, pd.Series],
 ) -> Reasons:
     """Missing id, then unparseable, then out-of-range (the last two from the GX suite)."""
     rows = len(frame)
@@ -492,10 +517,9 @@ def validate_upload(
         else pd.Series(np.arange(1, rows + 1).astype(str), dtype=TEXT)
     )
     comma_decimal = table.source.get("delimiter", "comma") != "comma"
-    prepared, checked, columns, unparseable, codes = cast_features(
-        frame, profile, ids, comma_decimal
-    )
-    reasons = row_reasons(frame, profile, checked, columns, unparseable)
+    cast = cast_features(frame, profile, ids, comma_decimal)
+    columns = cast.columns
+    reasons = row_reasons(frame, profile, cast.checked, columns, cast.unparseable)
     numbers = row_numbers(rows, table.malformed)
     add_duplicates(reasons, ids, numbers)
 
@@ -514,7 +538,7 @@ def validate_upload(
     accepted = pd.DataFrame(
         {  # Series keep their dtype: pandas 3 would infer `str` from arrays
             name: values if every_row else values.iloc[keep].set_axis(index)
-            for name, values in prepared.items()
+            for name, values in cast.prepared.items()
         },
         index=index,
     )
@@ -527,7 +551,7 @@ def validate_upload(
             else per_code - code_counts(c[rejected], len(spellings)),
             spellings,
         )
-        for name, (c, spellings, per_code) in codes.items()
+        for name, (c, spellings, per_code) in cast.codes.items()
     }
     return ValidatedUpload(
         accepted,
