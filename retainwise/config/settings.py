@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     # the promotion gate also judges production outcomes both versions scored, from this many rows
     promotion_outcome_rows: int = 500
     top_reasons: bool = False  # add a top_reasons column to results (costs 1x-17x scoring time)
+    # a feature (or the score) whose PSI against training is above this has drifted: the upload's
+    # report flags it, the dashboard counts it, monitoring raises retainwise.data.drifted. 0.25 is
+    # the usual line for a significant shift (0.1-0.25 is moderate); an alert that pages should
+    # fire on significant shifts only
+    drift_alert_psi: float = 0.25
 
     @cached_property
     def home_dir(self) -> Path:

@@ -22,6 +22,7 @@ class ScoringPolicy:
     chunk_bytes: int = setting_default("chunk_bytes")  # about this many bytes per chunk
     max_rejected_share: float = setting_default("max_rejected_share")  # more rejected: FAILED
     reasons: bool = setting_default("top_reasons")  # results get a top_reasons column
+    drift_alert_psi: float = setting_default("drift_alert_psi")  # above: a feature drifted
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ScoringPolicy:
@@ -31,6 +32,7 @@ class ScoringPolicy:
             chunk_bytes=settings.chunk_bytes,
             max_rejected_share=settings.max_rejected_share,
             reasons=settings.top_reasons,
+            drift_alert_psi=settings.drift_alert_psi,
         )
 
     def is_large(self, size: int) -> bool:

@@ -1,7 +1,7 @@
 """The data-quality report every upload gets: a JSON summary and an HTML page beside the results.
 
 Row accounting, per-column missing shares, unknown categories, out-of-range counts, and drift of
-each feature against the training profile (PSI, flagged above 0.2).
+each feature against the training profile (PSI, flagged above Settings.drift_alert_psi).
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import pandas as pd
 from models.features import bin_shares
 from models.profile import FeatureProfile, ModelProfile
 from models.scoring import NamedModel
+from retainwise.uploads.policy import ScoringPolicy
 from retainwise.uploads.validation import ValidatedUpload, top_counts, unknown_categories
 
 PROBABILITY_BINS = 10
 RISK_TIERS = ("HIGH", "MEDIUM", "LOW")
-PSI_FLAG = 0.2  # population stability index above this: the feature has drifted
 PSI_FLOOR = 1e-4  # share given to empty buckets, so the log stays finite
 OTHER, MISSING = "(other)", "(missing)"
 
@@ -170,11 +170,11 @@ def build_report(
     model: NamedModel,
     prediction_id: str | None = None,
     keys: dict[str, str] | None = None,
+    drift_alert_psi: float = ScoringPolicy.drift_alert_psi,
 ) -> dict[str, Any]:
     """The JSON summary: accounting, risk counts, per-column quality and drift, the model used."""
-    return report_from_counts(
-        upload_counts(upload, results, model.profile), model, prediction_id, keys
-    )
+    counts = upload_counts(upload, results, model.profile)
+    return report_from_counts(counts, model, prediction_id, keys, drift_alert_psi)
 
 
 def report_from_counts(
@@ -182,6 +182,7 @@ def report_from_counts(
     model: NamedModel,
     prediction_id: str | None = None,
     keys: dict[str, str] | None = None,
+    drift_alert_psi: float = ScoringPolicy.drift_alert_psi,
 ) -> dict[str, Any]:
     """The JSON summary from the counts of the whole upload (or of its chunks added up)."""
     rows, profile = counts.rows_read, model.profile
@@ -196,7 +197,7 @@ def report_from_counts(
             "missing_share": round(missing / rows, 6) if rows else 0.0,
             "training_missing_share": round(feature.missing_share, 6),
             "psi": round(scores[feature.name], 6) if feature.name in scores else None,
-            "drifted": bool(scores.get(feature.name, 0.0) > PSI_FLAG),
+            "drifted": bool(scores.get(feature.name, 0.0) > drift_alert_psi),
         }
     return {
         "prediction_id": prediction_id,
@@ -214,7 +215,7 @@ def report_from_counts(
         "probability_histogram": [int(n) for n in counts.probability_counts],
         "unknown_categories": unknown_categories(counts.columns),
         "out_of_range": {n: c["out_of_range"] for n, c in columns.items() if c.get("out_of_range")},
-        "drift_threshold": PSI_FLAG,
+        "drift_threshold": drift_alert_psi,
         "drifted_features": [n for n, c in columns.items() if c["drifted"]],
         "ignored_columns": counts.ignored_columns,
         "columns": columns,
@@ -298,7 +299,10 @@ def summary_markdown(report: dict[str, Any], report_key: str) -> str:
         ("HIGH / MEDIUM / LOW", f"{risk['HIGH']} / {risk['MEDIUM']} / {risk['LOW']}"),
         ("unknown categories", _plain(report["unknown_categories"])),
         ("out of range", _plain(report["out_of_range"])),
-        ("drifted features (PSI > 0.2)", ", ".join(report["drifted_features"]) or "none"),
+        (
+            f"drifted features (PSI > {report['drift_threshold']})",
+            ", ".join(report["drifted_features"]) or "none",
+        ),
         ("report", f"`{report_key}` (`retainwise report {report.get('prediction_id')}`)"),
     ]
     table = "\n".join(f"| {k} | {str(v).replace('|', '/')} |" for k, v in rows)

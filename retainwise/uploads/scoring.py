@@ -140,7 +140,9 @@ def score_whole(
 ) -> ScoredObject:
     """Files under the chunked threshold: read whole, then every file written at once."""
     scored = score_file(source.read(), model, policy)
-    report = build_report(scored.upload, scored.results, model, prediction_id)
+    report = build_report(
+        scored.upload, scored.results, model, prediction_id, drift_alert_psi=policy.drift_alert_psi
+    )
     files = {Output.REJECTS: scored.rejects_csv}
     if scored.results_csv is not None:
         files[Output.RESULTS] = scored.results_csv
@@ -170,7 +172,10 @@ def score_in_chunks(
         rejects.abort()
         raise
     totals.timed("writing", started)
-    report = with_files(report_from_counts(counts, model, prediction_id), sinks)
+    report = report_from_counts(
+        counts, model, prediction_id, drift_alert_psi=policy.drift_alert_psi
+    )
+    report = with_files(report, sinks)
     sinks.put(report_files(report, sinks))
     return ScoredObject(report, dict(totals.seconds), chunked=True)
 
