@@ -10,6 +10,7 @@ order, so S3, parsing and the trees keep both cores busy.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -215,6 +216,9 @@ def merge_sorted(
 
 @dataclass
 class Totals:
+    """What spans the chunks of one upload; `timed` is called from the reader, scorer and writer
+    threads at once, so the stage seconds are added under a lock."""
+
     rows_total: int = 0
     rows_rejected: int = 0
     examples: list[tuple[int, str]] = field(default_factory=list)  # first rejects, for the message
@@ -223,8 +227,12 @@ class Totals:
         default_factory=lambda: dict.fromkeys(("reading", "validating", "scoring", "writing"), 0.0)
     )
 
-    def timed(self, stage: str, started: float) -> None:
-        self.seconds[stage] += time.perf_counter() - started
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def timed(self, stage: str, started: float, now: float | None = None) -> None:
+        elapsed = (time.perf_counter() if now is None else now) - started
+        with self._lock:
+            self.seconds[stage] += elapsed
 
     def add(self, counts: ReportCounts) -> None:
         """The running sum, not every chunk's counts."""

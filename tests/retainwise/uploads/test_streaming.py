@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import time
 
 import numpy as np
 import pandas as pd
@@ -189,3 +190,29 @@ def test_merging_two_runs_of_seen_ids_equals_sorting_them_together(sizes):
     order = np.argsort(everything, kind="stable")
     assert keys.tolist() == everything[order].tolist()
     assert rows.tolist() == np.concatenate([runs[0][1], runs[1][1]])[order].tolist()
+
+
+def test_stage_seconds_added_from_many_threads_at_once_are_all_kept():
+    """The reader, the scorers and the writer time their stages at the same time; a thread
+    switch between reading and writing a stage's sum (forced here) loses no time."""
+    import threading
+
+    class Switching(dict):
+        def __getitem__(self, stage):
+            value = super().__getitem__(stage)
+            time.sleep(0)  # let another thread run between the read and the write
+            return value
+
+    totals = streaming.Totals()
+    totals.seconds = Switching(totals.seconds)
+
+    def add() -> None:
+        for _ in range(2_000):
+            totals.timed("scoring", 0.0, now=1.0)
+
+    threads = [threading.Thread(target=add) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert totals.seconds["scoring"] == 8_000.0
