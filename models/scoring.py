@@ -51,7 +51,7 @@ def risk_tiers(probabilities: np.ndarray, cutoffs: RiskCutoffs) -> np.ndarray:
 
 
 def score_frame(
-    pipeline,
+    pipeline: Predictor,
     profile: ModelProfile,
     frame: pd.DataFrame,
     customer_ids: pd.Series,

@@ -13,13 +13,15 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
 
+from models.profile import ModelProfile
 from models.scoring import ScoringModel, score_frame
 from retainwise.config.errors import UploadRejected
 from retainwise.uploads import memory
@@ -46,6 +48,13 @@ from retainwise.uploads.validation import (
 SCORERS = 2  # chunks scored at once (one per core here)
 IN_FLIGHT = SCORERS  # chunks validated but not yet written: bounds memory
 NOT_BLANK = re.compile(rb"\S")
+T = TypeVar("T")
+
+
+class Writable(Protocol):
+    """Where chunks' CSV goes: an open binary file, a multipart S3 object, a local stream."""
+
+    def write(self, data: bytes, /) -> int: ...
 
 
 def streamable(head: bytes) -> bool:
@@ -66,7 +75,8 @@ def refuse_unstreamable(head: bytes) -> None:
 
 
 def record_end(buffer: bytes | bytearray, start: int = 0) -> int | None:
-    """Index after the last newline that ends a record: one with an even number of quotes before it."""
+    """Index after the last newline that ends a record: one with an even number of quotes
+    before it."""
     cut = buffer.rfind(b"\n")
     if cut < 0:
         return None
@@ -250,7 +260,9 @@ def read_piece(piece: bytes, first: bool, limits: Limits = Limits()) -> TextTabl
         raise UploadRejected(f"{exc} (in the part of the file after the first rows)") from None
 
 
-def validate_piece(table: TextTable, profile, offset: int, seen: SeenIds) -> ValidatedUpload:
+def validate_piece(
+    table: TextTable, profile: ModelProfile, offset: int, seen: SeenIds
+) -> ValidatedUpload:
     """Validate one chunk as a file, then number its rows across the file and reject ids an
     earlier chunk already scored."""
     upload = validate_upload(table, profile, max_rejected_share=1.0)
@@ -312,8 +324,12 @@ def score_piece(
 
 
 def write_piece(
-    scored: Future, rejects: pd.DataFrame, files: tuple, first: bool, totals: Totals
-) -> dict:
+    scored: Future[tuple[pd.DataFrame, ReportCounts]],
+    rejects: pd.DataFrame,
+    files: tuple[Writable, Writable],
+    first: bool,
+    totals: Totals,
+) -> ReportCounts:
     """Append one chunk's results and rejects, in file order (one writer thread)."""
     results, counts = scored.result()
     started = time.perf_counter()
@@ -326,10 +342,10 @@ def write_piece(
 
 def score_stream(
     blocks: Iterable[bytes],
-    model,
+    model: ScoringModel,
     policy: ScoringPolicy,
-    results_file,
-    rejects_file,
+    results_file: Writable,
+    rejects_file: Writable,
 ) -> tuple[ReportCounts, Totals]:
     """Score a byte stream into two open binary files; returns the report counts and timings.
 
@@ -342,7 +358,7 @@ def score_stream(
         ThreadPoolExecutor(SCORERS, thread_name_prefix="score-chunk") as scorers,
         ThreadPoolExecutor(1, thread_name_prefix="write-results") as writer,
     ):
-        pending: deque[Future] = deque()
+        pending: deque[Future[ReportCounts]] = deque()
         pieces = record_chunks(
             decompressed(blocks, limits.max_bytes), policy.chunk_bytes, limits.max_record_bytes
         )
@@ -358,7 +374,9 @@ def score_stream(
             rejects = upload.rejects.reindex(columns=columns)
             totals.rows_total += upload.rows_total
             totals.rows_rejected += len(rejects)
-            totals.examples += list(zip(rejects["row_number"][:3], rejects["reason"][:3]))
+            totals.examples += list(
+                zip(rejects["row_number"][:3], rejects["reason"][:3], strict=False)
+            )
             scored = scorers.submit(
                 _timed, totals, "scoring", score_piece, model, upload, policy.reasons
             )
@@ -380,7 +398,7 @@ def score_stream(
     return totals.counts.finished().with_failure(failure), totals
 
 
-def _timed(totals: Totals, stage: str, function, *args):
+def _timed(totals: Totals, stage: str, function: Callable[..., T], *args: Any) -> T:
     started = time.perf_counter()
     try:
         return function(*args)

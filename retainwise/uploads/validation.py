@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import difflib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import islice
@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from numpy.typing import ArrayLike
 
 from models.profile import FeatureProfile, ModelProfile
 from retainwise.config.errors import UploadRejected
@@ -101,22 +102,22 @@ def require_columns(frame: pd.DataFrame, profile: ModelProfile) -> pd.DataFrame:
 def numeric_bounds(profile: ModelProfile) -> dict[str, tuple[float, float]]:
     bounds = {}
     for feature in profile.features:
-        if feature.kind == "numeric" and feature.minimum is not None:
-            span = max(feature.maximum - feature.minimum, 1.0)
-            bounds[feature.name] = (
-                feature.minimum - RANGE_MARGIN * span,
-                feature.maximum + RANGE_MARGIN * span,
-            )
+        low, high = feature.minimum, feature.maximum
+        if feature.kind == "numeric" and low is not None and high is not None:
+            span = max(high - low, 1.0)
+            bounds[feature.name] = (low - RANGE_MARGIN * span, high + RANGE_MARGIN * span)
     return bounds
 
 
 def is_flag(feature: FeatureProfile) -> bool:
     """A 0/1 numeric feature, where Yes/No, True/False and Y/N mean 1/0."""
+    low, high = feature.minimum, feature.maximum
     return (
         feature.kind == "numeric"
-        and feature.minimum is not None
-        and feature.minimum >= 0
-        and feature.maximum <= 1
+        and low is not None
+        and high is not None
+        and low >= 0
+        and high <= 1
     )
 
 
@@ -152,13 +153,14 @@ def to_float(text: pa.Array) -> pa.Array:
         )
 
 
-def cast_whole(column, comma_decimal: bool) -> np.ndarray | None:
+def cast_whole(column: pa.Array | pa.ChunkedArray, comma_decimal: bool) -> np.ndarray | None:
     """One Arrow cast when every cell is a plain number ("29,85" ones too in a `;` file)."""
     attempts = [column] + ([pc.replace_substring(column, ",", ".")] if comma_decimal else [])
     for attempt in attempts:
         try:
             pc.cast(attempt.slice(0, CAST_SAMPLE), pa.float64())  # a doomed cast fails cheaply
-            return pc.cast(attempt, pa.float64()).to_numpy(zero_copy_only=False)
+            values: np.ndarray = pc.cast(attempt, pa.float64()).to_numpy(zero_copy_only=False)
+            return values
         except pa.ArrowInvalid:
             continue
     return None
@@ -189,7 +191,8 @@ def parse_numbers(raw: pd.Series, comma_decimal: bool, flag: bool) -> tuple[pd.S
 def parse_notations(
     text: pa.Array, comma_decimal: bool, flag: bool
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Numbers from grouped, decimal-comma, boolean or missing-marker text: (values, unparseable)."""
+    """Numbers from grouped, decimal-comma, boolean or missing-marker text: (values,
+    unparseable)."""
     null = pa.scalar(None, text.type)
     lower = pc.utf8_lower(text)
     missing = pc.is_in(lower, value_set=pa.array(sorted(MISSING_MARKERS), text.type))
@@ -224,7 +227,7 @@ def category_lookup(feature: FeatureProfile) -> dict[str, str]:
     return lookup
 
 
-def factorize_text(raw: pd.Series) -> tuple[np.ndarray, list]:
+def factorize_text(raw: pd.Series) -> tuple[np.ndarray, list[Any]]:
     """(int32 code per cell, -1 for missing; distinct values in order of first appearance), as
     pd.factorize gives them, from one Arrow dictionary encoding (no int64 copies of the codes)."""
     text = arrow_column(raw)
@@ -256,7 +259,7 @@ def parse_categories(raw: pd.Series, feature: FeatureProfile) -> ParsedCategorie
     per distinct value, not per cell."""
     codes, uniques = factorize_text(raw)
     lookup, known = category_lookup(feature), set(feature.categories)
-    canonical = []
+    canonical: list[Any] = []  # a training spelling, the text as uploaded, or NaN (missing)
     for value in uniques:
         text = " ".join(str(value).split())
         canonical.append(lookup.get(text.lower(), str(value).strip()) if text else np.nan)
@@ -264,7 +267,7 @@ def parse_categories(raw: pd.Series, feature: FeatureProfile) -> ParsedCategorie
     rows_per_code = code_counts(codes, len(canonical))
     unknown: dict[str, int] = {}
     missing = int(rows_per_code[-1])
-    for value, count in zip(canonical, rows_per_code[:-1]):
+    for value, count in zip(canonical, rows_per_code[:-1], strict=False):
         if value is np.nan:
             missing += int(count)
         elif value not in known and count:
@@ -286,14 +289,14 @@ def code_counts(codes: np.ndarray, distinct: int) -> np.ndarray:
     return np.bincount(np.where(codes < 0, distinct, codes), minlength=distinct + 1)
 
 
-def category_column(codes: np.ndarray, canonical: list, index: pd.Index) -> pd.Series:
+def category_column(codes: np.ndarray, canonical: list[Any], index: pd.Index) -> pd.Series:
     """The training spellings as a pandas Categorical (NaN = missing): the encoder reads its
     integer codes instead of hashing every cell's text again."""
     position: dict[str, int] = {}  # several spellings may map to one training category
-    table = [
+    positions = [
         -1 if value is np.nan else position.setdefault(value, len(position)) for value in canonical
     ] + [-1]  # code -1 -> last, missing
-    table = np.array(table, dtype=np.int8 if len(position) < 127 else np.int32)
+    table = np.array(positions, dtype=np.int8 if len(position) < 127 else np.int32)
     categories = pd.Index(list(position), dtype=object)
     return pd.Series(
         pd.Categorical.from_codes(table[codes], categories=categories, validate=False),
@@ -302,10 +305,10 @@ def category_column(codes: np.ndarray, canonical: list, index: pd.Index) -> pd.S
     )
 
 
-def value_counts(rows_per_code: np.ndarray, canonical: list) -> dict[str | None, int]:
+def value_counts(rows_per_code: np.ndarray, canonical: list[Any]) -> dict[str | None, int]:
     """Rows per training-spelled value from the rows per code (missing last): no string hashing."""
     counts: dict[str | None, int] = {None: int(rows_per_code[-1])}
-    for value, count in zip(canonical, rows_per_code[:-1]):
+    for value, count in zip(canonical, rows_per_code[:-1], strict=False):
         key = None if value is np.nan else value
         counts[key] = counts.get(key, 0) + int(count)
     return counts
@@ -315,15 +318,15 @@ def build_expectations(profile: ModelProfile) -> list[tuple[Any, str]]:
     """(expectation, check name) pairs derived from the training profile, for the check frame."""
     import great_expectations as gx
 
-    checks = []
+    checks: list[tuple[Any, str]] = []
     if profile.id_column:
         checks.append(
-            (gx.expectations.ExpectColumnValuesToNotBeNull(column=ID_PRESENT), "missing id")
+            (gx.expectations.ExpectColumnValuesToNotBeNull(column=ID_PRESENT), "missing id")  # type: ignore[attr-defined]
         )
     for name, (low, high) in numeric_bounds(profile).items():
         checks.append(
             (
-                gx.expectations.ExpectColumnValuesToBeBetween(
+                gx.expectations.ExpectColumnValuesToBeBetween(  # type: ignore[attr-defined]
                     column=name, min_value=low, max_value=high
                 ),
                 f"out of range: {name}",
@@ -333,7 +336,7 @@ def build_expectations(profile: ModelProfile) -> list[tuple[Any, str]]:
 
 
 @lru_cache(maxsize=1)
-def _batch_definition():
+def _batch_definition() -> Any:
     """GX's ephemeral context takes about a second to build; one per process is enough."""
     import great_expectations as gx
 
@@ -380,7 +383,9 @@ def failing_rows(checked: pd.DataFrame, profile: ModelProfile) -> dict[str, np.n
     }
 
 
-def run_suite(validator, profile: ModelProfile, only: set[str] | None) -> list[tuple[str, Any]]:
+def run_suite(
+    validator: Any, profile: ModelProfile, only: set[str] | None
+) -> list[tuple[str, Any]]:
     """(check name, GX result) of the profile's expectations (those named in `only`, if given)."""
     import great_expectations as gx
 
@@ -392,7 +397,7 @@ def run_suite(validator, profile: ModelProfile, only: set[str] | None) -> list[t
     for outcome in result.results:
         if outcome.exception_info.get("raised_exception"):
             raise RuntimeError(f"validation could not run: {outcome.exception_info}")
-    return [(check, outcome) for (_, check), outcome in zip(checks, result.results)]
+    return [(check, outcome) for (_, check), outcome in zip(checks, result.results, strict=False)]
 
 
 class Reasons:
@@ -403,7 +408,9 @@ class Reasons:
         self.kind = np.full(rows, None, dtype=object)
         self.rejected = np.zeros(rows, dtype=bool)
 
-    def add(self, mask: np.ndarray, kind: str, messages) -> None:
+    def add(
+        self, mask: np.ndarray, kind: str, messages: str | Callable[[np.ndarray], list[str]]
+    ) -> None:
         """`messages`: one string for all, or a function of the new rows' positions."""
         new = np.asarray(mask, dtype=bool) & ~self.rejected
         if not new.any():
@@ -472,22 +479,32 @@ def row_reasons(
         reasons.add(
             mask.to_numpy(),
             f"not a number: {name}",
-            lambda pos, raw=frame[name], n=name: [
-                f"{n}: {v!r} is not a number" for v in raw.iloc[pos]
-            ],
+            not_a_number(name, frame[name]),
         )
     for name, (low, high) in numeric_bounds(profile).items():
         mask = mask_of(f"out of range: {name}")
         columns[name]["out_of_range"] = int(mask.sum())
-        values = checked[name].to_numpy()
         reasons.add(
             mask,
             f"out of range: {name}",
-            lambda pos, v=values, n=name, lo=low, hi=high: [
-                f"{n}: {x:g} is outside the plausible range {lo:g} to {hi:g}" for x in v[pos]
-            ],
+            out_of_range(name, checked[name].to_numpy(), low, high),
         )
     return reasons
+
+
+def not_a_number(name: str, raw: pd.Series) -> Callable[[np.ndarray], list[str]]:
+    """The reasons of the rows at some positions whose cell is no number (built when needed)."""
+    return lambda positions: [f"{name}: {v!r} is not a number" for v in raw.iloc[positions]]
+
+
+def out_of_range(
+    name: str, values: np.ndarray, low: float, high: float
+) -> Callable[[np.ndarray], list[str]]:
+    """The reasons of the rows at some positions whose number is implausible."""
+    return lambda positions: [
+        f"{name}: {x:g} is outside the plausible range {low:g} to {high:g}"
+        for x in values[positions]
+    ]
 
 
 def too_many_rejected(
@@ -562,7 +579,7 @@ def validate_upload(
             len(rejects),
             rows_total,
             max_rejected_share,
-            zip(rejects["row_number"], rejects["reason"]),
+            zip(rejects["row_number"], rejects["reason"], strict=False),
         ),
         quality,
         dict(table.source),
@@ -673,8 +690,11 @@ def reject_table(
     return rejects.astype({"row_number": "int64"})
 
 
-def reject_rows(original: pd.DataFrame, positions: np.ndarray, numbers, reasons) -> pd.DataFrame:
-    """Row number, reason, then the rows' cells exactly as uploaded (a clashing name gets a suffix)."""
+def reject_rows(
+    original: pd.DataFrame, positions: np.ndarray, numbers: ArrayLike, reasons: ArrayLike
+) -> pd.DataFrame:
+    """Row number, reason, then the rows' cells exactly as uploaded (a clashing name gets a
+    suffix)."""
     cells = original.iloc[positions].reset_index(drop=True)
     head = pd.DataFrame(
         {
