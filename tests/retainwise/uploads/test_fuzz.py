@@ -152,7 +152,7 @@ def test_chunked_reader_scores_plus_rejects_equals_rows(model, data, chunk_bytes
         assert str(exc)
         return
     written = pd.read_csv(io.BytesIO(results.getvalue()), dtype=str, keep_default_na=False)
-    assert counts["rows_total"] == totals.rows_total
-    assert counts["rows_scored"] + counts["rows_rejected"] == counts["rows_total"]
-    assert counts["rows_rejected"] == totals.rows_rejected
-    assert len(written) == counts["rows_scored"]
+    assert counts.rows_total == totals.rows_total
+    assert counts.rows_scored + counts.rows_rejected == counts.rows_total
+    assert counts.rows_rejected == totals.rows_rejected
+    assert len(written) == counts.rows_scored
