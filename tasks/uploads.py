@@ -93,8 +93,7 @@ def check_upload(source: aws.S3Object, policy: ScoringPolicy) -> Route:
     return plan(source, policy)
 
 
-@cpu_task("score-upload-in-chunks")
-def score_in_chunks(
+def score_s3_object(
     source: aws.S3Object,
     model: NamedModel,
     policy: ScoringPolicy,
@@ -102,21 +101,13 @@ def score_in_chunks(
     prediction_id: str,
     route: Route,
 ) -> ScoredObject:
-    """A large file chunk by chunk in bounded memory (results streamed out as parts)."""
+    """Read, validate, score, write: run once (a failed final write retries on its own)."""
     return logged(score_object(source, model, policy, sinks, prediction_id, route), model, sinks)
 
 
-@cpu_task("score-whole-file")
-def score_whole_file(
-    source: aws.S3Object,
-    model: NamedModel,
-    policy: ScoringPolicy,
-    sinks: S3Sinks,
-    prediction_id: str,
-    route: Route,
-) -> ScoredObject:
-    """A file under the chunked threshold, read whole."""
-    return logged(score_object(source, model, policy, sinks, prediction_id, route), model, sinks)
+# one function, two names in the Prefect UI: which path a run took shows at a glance
+score_whole_file = cpu_task("score-whole-file")(score_s3_object)
+score_in_chunks = cpu_task("score-upload-in-chunks")(score_s3_object)
 
 
 def logged(scored: ScoredObject, model: NamedModel, sinks: S3Sinks) -> ScoredObject:

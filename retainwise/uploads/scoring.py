@@ -127,57 +127,60 @@ def score_object(
 ) -> ScoredObject:
     """Read, validate, score and write one upload; `route` when already planned."""
     route = route or plan(source, policy)
-    score = score_in_chunks if route.chunked else score_whole
-    return score(source, model, policy, sinks, prediction_id)
+    job = Job(source, model, policy, sinks, prediction_id)
+    return job.in_chunks() if route.chunked else job.whole()
 
 
-def score_whole(
-    source: Source,
-    model: NamedModel,
-    policy: ScoringPolicy,
-    sinks: Sinks,
-    prediction_id: str | None = None,
-) -> ScoredObject:
-    """Files under the chunked threshold: read whole, then every file written at once."""
-    scored = score_file(source.read(), model, policy)
-    report = build_report(
-        scored.upload, scored.results, model, prediction_id, drift_alert_psi=policy.drift_alert_psi
-    )
-    files = {Output.REJECTS: scored.rejects_csv}
-    if scored.results_csv is not None:
-        files[Output.RESULTS] = scored.results_csv
-    report = with_files(report, sinks)
-    sinks.put({**files, **report_files(report, sinks)})
-    return ScoredObject(report, scored.seconds, chunked=False)
+@dataclass(frozen=True)
+class Job:
+    """One upload to score: where it is, with what, under which policy, to where."""
 
+    source: Source
+    model: NamedModel
+    policy: ScoringPolicy
+    sinks: Sinks
+    prediction_id: str | None
 
-def score_in_chunks(
-    source: Source,
-    model: NamedModel,
-    policy: ScoringPolicy,
-    sinks: Sinks,
-    prediction_id: str | None = None,
-) -> ScoredObject:
-    """Large files chunk by chunk in bounded memory; results and rejects are streamed out while
-    later chunks are scored, and the results dropped when the upload fails."""
-    results, rejects = sinks.open(Output.RESULTS), sinks.open(Output.REJECTS)
-    try:
-        counts, totals = streaming.score_stream(source.blocks(), model, policy, results, rejects)
-        started = time.perf_counter()
-        if counts.failure is not None:
+    def whole(self) -> ScoredObject:
+        """Files under the chunked threshold: read whole, then every file written at once."""
+        scored = score_file(self.source.read(), self.model, self.policy)
+        report = build_report(
+            scored.upload,
+            scored.results,
+            self.model,
+            self.prediction_id,
+            drift_alert_psi=self.policy.drift_alert_psi,
+        )
+        files = {Output.REJECTS: scored.rejects_csv}
+        if scored.results_csv is not None:
+            files[Output.RESULTS] = scored.results_csv
+        report = with_files(report, self.sinks)
+        self.sinks.put({**files, **report_files(report, self.sinks)})
+        return ScoredObject(report, scored.seconds, chunked=False)
+
+    def in_chunks(self) -> ScoredObject:
+        """Large files chunk by chunk in bounded memory; results and rejects are streamed out
+        while later chunks are scored, and the results dropped when the upload fails."""
+        results, rejects = self.sinks.open(Output.RESULTS), self.sinks.open(Output.REJECTS)
+        try:
+            counts, totals = streaming.score_stream(
+                self.source.blocks(), self.model, self.policy, results, rejects
+            )
+            started = time.perf_counter()
+            if counts.failure is not None:
+                results.abort()
+            complete([rejects] if counts.failure is not None else [results, rejects])
+        except BaseException:
             results.abort()
-        complete([rejects] if counts.failure is not None else [results, rejects])
-    except BaseException:
-        results.abort()
-        rejects.abort()
-        raise
-    totals.timed("writing", started)
-    report = report_from_counts(
-        counts, model, prediction_id, drift_alert_psi=policy.drift_alert_psi
-    )
-    report = with_files(report, sinks)
-    sinks.put(report_files(report, sinks))
-    return ScoredObject(report, dict(totals.seconds), chunked=True)
+            rejects.abort()
+            raise
+        totals.timed("writing", started)
+        report = report_from_counts(
+            counts, self.model, self.prediction_id, drift_alert_psi=self.policy.drift_alert_psi
+        )
+        report = with_files(report, self.sinks)
+        self.sinks.put(report_files(report, self.sinks))
+        return ScoredObject(report, dict(totals.seconds), chunked=True)
 
 
 def complete(streams: list[Stream]) -> None:
