@@ -14,20 +14,34 @@ from prefect import get_run_logger
 
 from retainwise.adapters import aws
 from retainwise.adapters import mlflow_registry as registry
+from retainwise.adapters.resources import Resources
+from retainwise.config.settings import Settings
 from retainwise.uploads.output import shadow_key
 from retainwise.uploads.policy import ScoringPolicy
 from retainwise.uploads.scoring import Output, Route, score_object
-from tasks.retry import cpu_task
+from tasks.retry import cpu_task, io_task
 from tasks.uploads import S3Sinks
 
 
 def shadow_score(
-    env, prediction: dict[str, Any], champion_version: str, route: Route
+    env: Resources, prediction: dict[str, Any], champion_version: str, route: Route
 ) -> str | None:
     """Score the upload with the challenger when RETAINWISE_SHADOW=challenger; its key, or None."""
     if env.settings.shadow != "challenger":
         return None
-    state = score_with_challenger(env, prediction, str(champion_version), route, return_state=True)
+    loaded = load_challenger(
+        prediction["model_name"], str(champion_version), env.settings, return_state=True
+    )
+    model = _result(loaded, prediction)
+    if model is None:
+        return None
+    return _result(
+        score_with_challenger(env, prediction, model, route, return_state=True), prediction
+    )
+
+
+def _result(state: Any, prediction: dict[str, Any]) -> Any:
+    """A shadow task's result, or None (with a warning) when it failed."""
     if state.is_failed():
         get_run_logger().warning(
             "shadow scoring of %s failed (the upload is unaffected): %s",
@@ -38,17 +52,26 @@ def shadow_score(
     return state.result()
 
 
-@cpu_task("shadow-score")
-def score_with_challenger(
-    env, prediction: dict[str, Any], champion_version: str, route: Route
-) -> str | None:
-    """The challenger's results written to the shadow key; None when nothing was written."""
-    settings, logger, name = env.settings, get_run_logger(), prediction["model_name"]
+@io_task("load-challenger")
+def load_challenger(
+    name: str, champion_version: str, settings: Settings
+) -> registry.LoadedModel | None:
+    """The challenger from MLflow (retried: I/O only), or None when it is the champion."""
     version = registry.alias_version(name, registry.CHALLENGER, settings)
     if version is None or str(version) == champion_version:
-        logger.info("no challenger of %s apart from the champion: no shadow scoring", name)
+        get_run_logger().info(
+            "no challenger of %s apart from the champion: no shadow scoring", name
+        )
         return None
-    model = registry.load_version(name, str(version), settings.tracking_uri)
+    return registry.load_version(name, str(version), settings.tracking_uri)
+
+
+@cpu_task("shadow-score")
+def score_with_challenger(
+    env: Resources, prediction: dict[str, Any], model: registry.LoadedModel, route: Route
+) -> str | None:
+    """The challenger's results written to the shadow key; None when nothing was written."""
+    settings, logger, name, version = env.settings, get_run_logger(), model.name, model.version
     key = shadow_key(prediction["account"], prediction["id"], str(version))
     scored = score_object(
         aws.S3Object(env.s3, settings.bucket, prediction["input_key"]),
