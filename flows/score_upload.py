@@ -8,7 +8,7 @@ from prefect import flow, get_run_logger, runtime, tags
 from prefect.artifacts import create_markdown_artifact
 
 from retainwise.adapters import aws
-from retainwise.adapters.db import Status
+from retainwise.adapters.db import Prediction, Status
 from retainwise.adapters.resources import Resources
 from retainwise.config.errors import CUSTOMER_ERRORS, UploadRejected
 from retainwise.uploads.output import result_keys
@@ -34,16 +34,16 @@ def score_upload(prediction_id: str) -> dict[str, Any]:
             prediction_id,
         )
         return {"prediction_id": prediction_id, "status": "SKIPPED"}
-    with tags(f"account:{prediction['account']}"):  # the account's tag concurrency limit
+    with tags(f"account:{prediction.account}"):  # the account's tag concurrency limit
         return score_claimed(env, prediction, run_id)
 
 
-def score_claimed(env: Resources, prediction: dict[str, Any], run_id: str) -> dict[str, Any]:
+def score_claimed(env: Resources, prediction: Prediction, run_id: str) -> dict[str, Any]:
     """The claimed upload scored, its results written and its row finished, or FAILED."""
-    settings, logger, prediction_id = env.settings, get_run_logger(), prediction["id"]
+    settings, logger, prediction_id = env.settings, get_run_logger(), prediction.id
     try:
-        source = aws.S3Object(env.s3, settings.bucket, prediction["input_key"])
-        keys = result_keys(prediction["account"], prediction_id)
+        source = aws.S3Object(env.s3, settings.bucket, prediction.input_key)
+        keys = result_keys(prediction.account, prediction_id)
         sinks = S3Sinks.for_upload(env.s3, settings.bucket, keys)
         policy = ScoringPolicy.from_settings(settings)
         route = check_upload(source, policy)
@@ -54,7 +54,7 @@ def score_claimed(env: Resources, prediction: dict[str, Any], run_id: str) -> di
             time_limit(route.size, settings),
             settings.claim_refresh_seconds,
         ):
-            model = load_champion(prediction["model_name"], settings)
+            model = load_champion(prediction.model_name, settings)
             if f"model-version:{model.version}" not in (runtime.flow_run.tags or []):
                 # the trigger did not know the version, or a promotion came in between
                 tag_run(run_id, f"model-version:{model.version}", replacing="model-version:")
@@ -91,7 +91,7 @@ def score_claimed(env: Resources, prediction: dict[str, Any], run_id: str) -> di
         error=None,
     )
     figures = record_upload_figures(
-        env, report, prediction["account"], model, keys.results, return_state=True
+        env, report, prediction.account, model, keys.results, return_state=True
     )
     if figures.is_failed():  # the customer's results stand; only the trend misses a point
         logger.warning("monitoring figures for %s not stored: %s", prediction_id, figures.message)

@@ -14,6 +14,7 @@ from prefect import get_run_logger
 
 from retainwise.adapters import aws
 from retainwise.adapters import mlflow_registry as registry
+from retainwise.adapters.db import Prediction
 from retainwise.adapters.resources import Resources
 from retainwise.config.settings import Settings
 from retainwise.uploads.output import shadow_key
@@ -24,13 +25,13 @@ from tasks.uploads import S3Sinks
 
 
 def shadow_score(
-    env: Resources, prediction: dict[str, Any], champion_version: str, route: Route
+    env: Resources, prediction: Prediction, champion_version: str, route: Route
 ) -> str | None:
     """Score the upload with the challenger when RETAINWISE_SHADOW=challenger; its key, or None."""
     if env.settings.shadow != "challenger":
         return None
     loaded = load_challenger(
-        prediction["model_name"], str(champion_version), env.settings, return_state=True
+        prediction.model_name, str(champion_version), env.settings, return_state=True
     )
     model = _result(loaded, prediction)
     if model is None:
@@ -40,12 +41,12 @@ def shadow_score(
     )
 
 
-def _result(state: Any, prediction: dict[str, Any]) -> Any:
+def _result(state: Any, prediction: Prediction) -> Any:
     """A shadow task's result, or None (with a warning) when it failed."""
     if state.is_failed():
         get_run_logger().warning(
             "shadow scoring of %s failed (the upload is unaffected): %s",
-            prediction["id"],
+            prediction.id,
             state.message,
         )
         return None
@@ -68,17 +69,17 @@ def load_challenger(
 
 @cpu_task("shadow-score")
 def score_with_challenger(
-    env: Resources, prediction: dict[str, Any], model: registry.LoadedModel, route: Route
+    env: Resources, prediction: Prediction, model: registry.LoadedModel, route: Route
 ) -> str | None:
     """The challenger's results written to the shadow key; None when nothing was written."""
     settings, logger, name, version = env.settings, get_run_logger(), model.name, model.version
-    key = shadow_key(prediction["account"], prediction["id"], str(version))
+    key = shadow_key(prediction.account, prediction.id, str(version))
     scored = score_object(
-        aws.S3Object(env.s3, settings.bucket, prediction["input_key"]),
+        aws.S3Object(env.s3, settings.bucket, prediction.input_key),
         model,
         replace(ScoringPolicy.from_settings(settings), reasons=False),
         S3Sinks(env.s3, settings.bucket, {Output.RESULTS: key}),  # results only
-        prediction["id"],
+        prediction.id,
         route,
     )
     if scored.report["error"]:
@@ -86,9 +87,9 @@ def score_with_challenger(
             "challenger %s v%s rejected upload %s: %s",
             name,
             version,
-            prediction["id"],
+            prediction.id,
             scored.report["error"],
         )
         return None
-    logger.info("shadow: %s v%s scored upload %s to %s", name, version, prediction["id"], key)
+    logger.info("shadow: %s v%s scored upload %s to %s", name, version, prediction.id, key)
     return key
