@@ -10,9 +10,9 @@ and whether the probabilities are identical.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import time
+from pathlib import Path
 
 import pandas as pd
 import pyarrow.csv as pa_csv
@@ -22,34 +22,16 @@ from benchmarks.common import log, median
 from benchmarks.data import ensure, load_telco
 from models.training import train
 from retainwise.uploads import parquet
+from retainwise.uploads.files import LocalFile
 from retainwise.uploads.pipeline import score_file
+from retainwise.uploads.policy import ScoringPolicy
 from retainwise.uploads.reading import Limits
 
 
-class Bytes:
-    """An upload held in memory, as a scoring source."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def size(self) -> int:
-        return len(self.data)
-
-    def head(self, size: int = 4096) -> bytes:
-        return self.data[:size]
-
-    def blocks(self):
-        step = 4 * 2**20
-        yield from (self.data[i : i + step] for i in range(0, len(self.data), step))
-
-    def read(self) -> bytes:
-        return self.data
-
-
-def parquet_of(csv_path) -> bytes:
-    out = io.BytesIO()
-    pq.write_table(pa_csv.read_csv(csv_path), out, compression="zstd", row_group_size=131072)
-    return out.getvalue()
+def parquet_of(csv_path: Path) -> Path:
+    path = csv_path.with_suffix(".parquet")
+    pq.write_table(pa_csv.read_csv(csv_path), path, compression="zstd", row_group_size=131072)
+    return path
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -58,24 +40,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args(argv)
     path = ensure(args.rows)
-    csv, data = path.read_bytes(), parquet_of(path)
-    limits = Limits(max_bytes=2 * len(csv) + 2**20)
+    csv, parquet_path = path.read_bytes(), parquet_of(path)
+    data = parquet_path.read_bytes()
+    policy = ScoringPolicy(Limits(max_bytes=2 * len(csv) + 2**20))
     log("training on Telco")
     model = train(load_telco(), "Churn", "customerID")
     inputs = {
         "csv": lambda: csv,
         "parquet": lambda: data,
         "parquet_as_csv_blocks": lambda: b"".join(
-            parquet.as_csv_source(Bytes(data), limits).blocks()
+            parquet.as_csv_source(LocalFile(parquet_path), policy.limits).blocks()
         ),
     }
-    score_file(b"".join(csv.splitlines(keepends=True)[:2001]), model, limits, 0.5)  # warm-up
+    score_file(b"".join(csv.splitlines(keepends=True)[:2001]), model, policy)  # warm-up
     seconds: dict[str, list[float]] = {name: [] for name in inputs}
     results: dict[str, pd.DataFrame] = {}
     for _ in range(args.repeats):
         for name, body in inputs.items():
             started = time.perf_counter()
-            scored = score_file(body(), model, limits, 0.5)
+            scored = score_file(body(), model, policy)
             seconds[name].append(time.perf_counter() - started)
             results[name] = scored.results
             log(f"{name}: {seconds[name][-1]:.1f} s")

@@ -19,6 +19,7 @@ from models.scoring import NamedModel
 from retainwise.config.errors import UploadRejected
 from retainwise.uploads import streaming
 from retainwise.uploads.compression import GZIP_MAGIC, expanded_head
+from retainwise.uploads.parquet import as_csv_source
 from retainwise.uploads.pipeline import score_file
 from retainwise.uploads.policy import ScoringPolicy
 from retainwise.uploads.report import build_report, render_html, report_from_counts
@@ -102,8 +103,10 @@ def plan(source: Source, policy: ScoringPolicy) -> Route:
 
     A gzip file is inflated once as a stream and thrown away (about 1 s per 200 MB), so one that
     expands past the limit fails here, before anything is scored. A large file that cannot be
-    cut into records (UTF-16, binary) is refused from its first bytes.
+    cut into records (UTF-16, binary) is refused from its first bytes. Parquet is routed by the
+    size of its data (parquet.as_csv_source).
     """
+    source = as_csv_source(source, policy.limits)
     size = source.size()
     if size == 0:
         raise UploadRejected("the file is empty")
@@ -127,7 +130,7 @@ def score_object(
 ) -> ScoredObject:
     """Read, validate, score and write one upload; `route` when already planned."""
     route = route or plan(source, policy)
-    job = Job(source, model, policy, sinks, prediction_id)
+    job = Job(as_csv_source(source, policy.limits), model, policy, sinks, prediction_id)
     return job.in_chunks() if route.chunked else job.whole()
 
 

@@ -9,10 +9,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from models.training import train
+from retainwise.adapters.mlflow_registry import LoadedModel
 from retainwise.config.errors import UploadRejected
 from retainwise.local.sample import synthetic_customers
 from retainwise.uploads import parquet
+from retainwise.uploads.files import LocalFile, LocalSinks
+from retainwise.uploads.policy import ScoringPolicy
 from retainwise.uploads.reading import Limits, read_upload
+from retainwise.uploads.scoring import Output, plan, score_object
 
 LIMITS = Limits(max_bytes=50_000_000)
 
@@ -51,26 +56,16 @@ def test_cells_match_the_csv_of_the_same_rows():
             assert got.tolist() == expected.tolist(), name
 
 
-class BytesSource:
-    def __init__(self, data: bytes):
-        self.data = data
-
-    def size(self) -> int:
-        return len(self.data)
-
-    def head(self, size: int = 4096) -> bytes:
-        return self.data[:size]
-
-    def blocks(self):
-        yield from (self.data[i : i + 1000] for i in range(0, len(self.data), 1000))
-
-    def read(self) -> bytes:
-        return self.data
+def local(tmp_path, data: bytes, name: str) -> LocalFile:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return LocalFile(path)
 
 
-def test_a_parquet_source_reads_as_the_csv_of_its_rows_one_block_per_row_group():
+def test_a_parquet_source_reads_as_the_csv_of_its_rows_one_block_per_row_group(tmp_path):
     frame = customers(250, seed=6)
-    source = parquet.as_csv_source(BytesSource(parquet_of(frame, row_group_size=100)), LIMITS)
+    data = parquet_of(frame, row_group_size=100)
+    source = parquet.as_csv_source(local(tmp_path, data, "in.parquet"), LIMITS)
     blocks = list(source.blocks())
     assert len(blocks) == 3 and blocks[0].startswith(b'"customer_id",')
     assert not blocks[1].startswith(b'"customer_id"')  # the header once
@@ -79,7 +74,7 @@ def test_a_parquet_source_reads_as_the_csv_of_its_rows_one_block_per_row_group()
     pd.testing.assert_frame_equal(
         from_blocks, parquet.read_parquet(parquet_of(frame), LIMITS).frame
     )
-    csv = BytesSource(frame.to_csv(index=False).encode())
+    csv = local(tmp_path, frame.to_csv(index=False).encode(), "in.csv")
     assert parquet.as_csv_source(csv, LIMITS) is csv
 
 
@@ -122,23 +117,35 @@ def test_results_go_out_typed_with_ids_as_text():
     }
 
 
-def test_parquet_scores_to_the_same_probabilities_and_rejects_as_the_csv_of_its_rows():
-    from models.training import train
-    from retainwise.uploads.pipeline import score_file
-
+def test_parquet_scores_as_the_csv_of_its_rows_whole_and_in_chunks(tmp_path):
+    """The same results and rejects files, and the same report counts, from the CSV read whole,
+    the Parquet read whole, and the Parquet routed to the chunked path (row groups)."""
     trained = train(synthetic_customers(1500, seed=3).astype(str), "Churn", "customer_id")
+    model = LoadedModel("churn", "1", trained.pipeline, trained.profile)
     frame = customers(400, seed=9)
     frame["Tenure Months"] = frame["Tenure Months"].astype(object)
-    frame.loc[[5, 77], "Tenure Months"] = "many"  # rejected rows, the same in both
+    frame.loc[[5, 77], "Tenure Months"] = "many"  # rejected rows, the same in each
     frame.loc[12, "MonthlyCharges"] = np.nan
-    csv = frame.to_csv(index=False).encode()
+    csv = local(tmp_path, frame.to_csv(index=False).encode(), "in.csv")
     data = parquet_of(frame.astype({"Tenure Months": str}), row_group_size=128)
+    source = local(tmp_path, data, "in.parquet")
+    in_chunks = ScoringPolicy(LIMITS, chunked_above_bytes=10_000, chunk_bytes=5_000)
+    assert plan(source, in_chunks).chunked and not plan(source, ScoringPolicy(LIMITS)).chunked
 
-    blocks = b"".join(parquet.as_csv_source(BytesSource(data), LIMITS).blocks())
-    from_csv, whole, chunks = (
-        score_file(body, trained, LIMITS, 0.5) for body in (csv, data, blocks)
-    )
-    assert from_csv.upload.rows_rejected == 2
-    for scored in (whole, chunks):  # read whole, and as the chunked path's CSV blocks
-        pd.testing.assert_frame_equal(scored.results, from_csv.results)
-        assert scored.rejects_csv == from_csv.rejects_csv
+    runs = {
+        "csv": score_object(csv, model, ScoringPolicy(LIMITS), sinks(tmp_path, "csv")),
+        "whole": score_object(source, model, ScoringPolicy(LIMITS), sinks(tmp_path, "whole")),
+        "chunks": score_object(source, model, in_chunks, sinks(tmp_path, "chunks")),
+    }
+    assert [r.chunked for r in runs.values()] == [False, False, True]
+    assert {(r.report["rows_scored"], r.report["rows_rejected"]) for r in runs.values()} == {
+        (398, 2)
+    }
+    for output in (Output.RESULTS, Output.REJECTS):
+        expected = (tmp_path / f"csv.{output.value}").read_bytes()
+        for name in ("whole", "chunks"):
+            assert (tmp_path / f"{name}.{output.value}").read_bytes() == expected, (name, output)
+
+
+def sinks(tmp_path, name: str) -> LocalSinks:
+    return LocalSinks({output: tmp_path / f"{name}.{output.value}" for output in Output})
