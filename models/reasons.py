@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from models.explain import Explanation
+from models.explain import Explanation, explain
+from models.profile import ModelProfile
 
 TOP = 3
 REASON_COLUMNS = [f"reason_{n}" for n in range(1, TOP + 1)]
@@ -43,3 +44,12 @@ def reason_columns(explanation: Explanation, X: pd.DataFrame, top: int = TOP) ->
             for j, v, s in zip(chosen.tolist(), cells.tolist(), shares.tolist(), strict=True)
         ]
     return pd.DataFrame(texts, index=X.index, dtype="object")
+
+
+def reasons_for(model, profile: ModelProfile):
+    """The explainer the actions list calls: prepared rows -> their reason columns."""
+
+    def explainer(X: pd.DataFrame) -> pd.DataFrame:
+        return reason_columns(explain(model, profile, X), X)
+
+    return explainer
