@@ -129,12 +129,11 @@ def record_scores(engine: Engine, upload: UploadScored, scored: pd.DataFrame) ->
 
 
 def _copy(conn: Connection, frame: pd.DataFrame) -> None:
-    """COPY the rows through psycopg: ~10x faster than INSERTs for 100k rows."""
+    """COPY the rows as CSV text (written by pandas in C): 100k rows in well under a second."""
     cursor = conn.connection.driver_connection.cursor()
-    statement = f"COPY customer_scores ({', '.join(SCORE_COLUMNS)}) FROM STDIN"
+    statement = f"COPY customer_scores ({', '.join(SCORE_COLUMNS)}) FROM STDIN WITH (FORMAT csv)"
     with cursor.copy(statement) as copy:
-        for row in frame.itertuples(index=False, name=None):
-            copy.write_row(row)
+        copy.write(frame.to_csv(index=False, header=False, date_format="%Y-%m-%dT%H:%M:%S.%f%z"))
 
 
 def record_explanations(
