@@ -151,6 +151,25 @@ def share(trained, rows: int) -> None:
     )
 
 
+EXPLAINED = 22_000  # what 100k Telco rows explain at the defaults (HIGH and the first 20,000)
+
+
+def store_explanations(engine, ids: list[str]) -> None:
+    """Store `ids`' explanations of 19 features, as the scoring path would after an upload."""
+    import pandas as pd
+
+    from models.explain import Explanation
+    from retainwise.adapters import customers
+
+    features = [f"feature_{j}" for j in range(19)]
+    X = pd.DataFrame({name: ["Month-to-month"] * len(ids) for name in features})
+    matrix = np.random.default_rng(3).normal(size=(len(ids), len(features)))
+    explanation = Explanation(features, np.full(len(ids), -1.2), matrix)
+    moment = datetime(2027, 1, 1, tzinfo=UTC)
+    upload = customers.UploadScored("acme", "upload-latest", "churn", "1", moment)
+    customers.record_explanations(engine, upload, pd.Series(ids), explanation, X)
+
+
 def customers_latency(uploads: int, customers_per_upload: int, reads: int = 300) -> None:
     import pandas as pd
 
@@ -173,6 +192,7 @@ def customers_latency(uploads: int, customers_per_upload: int, reads: int = 300)
             p = rng.random(len(ids))
             rows = pd.DataFrame({"customer_id": ids, "churn_probability": p, "churn_risk": "LOW"})
             copies.append(timed(lambda u=upload, r=rows: customers.record_scores(engine, u, r))[1])
+        stored = timed(lambda: store_explanations(engine, ids[:EXPLAINED]))[1]
         picks = random.Random(7).choices(ids, k=reads)
         latencies = [timed(lambda i=i: customers.customer(engine, "acme", i))[1] for i in picks]
         engine.dispose()
@@ -182,6 +202,7 @@ def customers_latency(uploads: int, customers_per_upload: int, reads: int = 300)
         seconds_median=round(float(np.median(copies)), 2),
         rows_per_second=round(customers_per_upload / float(np.median(copies))),
     )
+    emit(figure="customer_explanations_upsert", rows=EXPLAINED, seconds=round(stored, 2))
     emit(
         figure="customers_read_p95",
         stored_rows=uploads * customers_per_upload,

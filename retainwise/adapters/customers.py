@@ -51,6 +51,7 @@ customer_explanations = sa.Table(
 )
 
 SCORE_COLUMNS = [c.name for c in customer_scores.columns]
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f%z"  # what COPY reads back as the same instant
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,7 @@ def _copy(conn: Connection, frame: pd.DataFrame) -> None:
     cursor = conn.connection.driver_connection.cursor()
     statement = f"COPY customer_scores ({', '.join(SCORE_COLUMNS)}) FROM STDIN WITH (FORMAT csv)"
     with cursor.copy(statement) as copy:
-        copy.write(frame.to_csv(index=False, header=False, date_format="%Y-%m-%dT%H:%M:%S.%f%z"))
+        copy.write(frame.to_csv(index=False, header=False, date_format=TIME_FORMAT))
 
 
 def record_explanations(
@@ -145,26 +146,47 @@ def record_explanations(
 ) -> int:
     """Keep each explained customer's explanation unless a newer upload's is stored already."""
     values = X[explanation.features].astype(object).where(X[explanation.features].notna(), None)
-    margins = explanation.margin
-    rows = [
+    rows = pd.DataFrame(
         {
             "account": upload.account,
-            "customer_id": str(customer_id),
+            "customer_id": customer_ids.astype(str).to_numpy(),
             "prediction_id": upload.prediction_id,
             "model_version": str(upload.model_version),
             "completed_at": upload.completed_at,
-            "base_value": float(explanation.base[i]),
-            "margin": float(margins[i]),
-            "contributions": _contributions_json(explanation, cells, i),
+            "base_value": explanation.base.astype("float64"),
+            "margin": explanation.margin.astype("float64"),
+            "contributions": [
+                _contributions_json(explanation, cells, i)
+                for i, cells in enumerate(values.itertuples(index=False, name=None))
+            ],
         }
-        for i, (customer_id, cells) in enumerate(
-            zip(customer_ids.tolist(), values.itertuples(index=False, name=None), strict=True)
-        )
-    ]
-    if rows:
+    ).drop_duplicates("customer_id", keep="last")
+    if len(rows):
         with engine.begin() as conn:
-            conn.execute(_upsert(conn), rows)
+            if conn.dialect.name == "postgresql":
+                _copy_upsert(conn, rows)
+            else:
+                conn.execute(_upsert(conn), rows.to_dict("records"))
     return len(rows)
+
+
+def _copy_upsert(conn: Connection, rows: pd.DataFrame) -> None:
+    """COPY into a temporary table, then one upsert from it: a row-by-row upsert of 22k
+    explanations took 18 s under load."""
+    names = ", ".join(rows.columns)
+    changed = ", ".join(f"{c} = EXCLUDED.{c}" for c in rows.columns[2:])
+    cursor = conn.connection.driver_connection.cursor()
+    cursor.execute(
+        "CREATE TEMPORARY TABLE incoming_explanations (LIKE customer_explanations) ON COMMIT DROP"
+    )
+    with cursor.copy(f"COPY incoming_explanations ({names}) FROM STDIN WITH (FORMAT csv)") as copy:
+        copy.write(rows.to_csv(index=False, header=False, date_format=TIME_FORMAT))
+    cursor.execute(
+        f"INSERT INTO customer_explanations ({names}) "
+        f"SELECT {names} FROM incoming_explanations "
+        f"ON CONFLICT (account, customer_id) DO UPDATE SET {changed} "
+        "WHERE customer_explanations.completed_at <= EXCLUDED.completed_at"
+    )
 
 
 def _contributions_json(explanation: Explanation, cells: tuple, row: int) -> str:
