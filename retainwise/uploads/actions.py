@@ -7,13 +7,12 @@ get three reasons. Built chunk by chunk in bounded memory:
 - the explained rows below HIGH come from a pool of the best `top_n` non-HIGH rows seen so far
   (their feature rows are kept: at most `top_n` + one chunk), explained once at the end;
 - every chunk's slim rows are spilled, sorted, to a Parquet run in `spill_dir`, and `batches()`
-  merges the runs (heapq over row batches), so the whole list is never in memory at once.
+  merges the runs block by block (`_merged`), so the whole list is never in memory at once.
 Pure: pandas and pyarrow; the model's explainer is passed in.
 """
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable, Iterator, Mapping
 from enum import StrEnum
 from pathlib import Path
@@ -35,7 +34,7 @@ ACTION_COLUMNS = [
 ] + REASONS
 VALUE_AT_RISK = "value_at_risk"
 SAME_WITHIN = 1e-9  # one model on the same row gives the same probability to the last bit
-BATCH_ROWS = 65_536
+MERGE_ROWS = 8_192  # rows read from each spilled run at a time
 
 # prepared feature rows -> a frame with (at least) the REASONS columns, on the same index
 Explainer = Callable[[pd.DataFrame], pd.DataFrame]
@@ -137,70 +136,83 @@ class ActionsBuilder:
         pq.write_table(pa.Table.from_pandas(ranked, preserve_index=False), path)
         self.runs.append(path)
 
-    def _explain_pool(self, cutoff: tuple[float, int] | None) -> dict[int, list[str]]:
-        """Reasons for the pooled rows that rank inside the first `top_n` of the whole list."""
+    def _explain_pool(self, cutoff: tuple[float, int] | None) -> pd.DataFrame:
+        """Reasons, by seq, for the pooled rows inside the first `top_n` of the whole list."""
         if cutoff is None or self.pool.empty:
-            return {}
+            return pd.DataFrame(columns=REASONS)
         key, seq = self.pool["key"], self.pool["seq"]
         inside = (key > cutoff[0]) | ((key == cutoff[0]) & (seq <= cutoff[1]))
         chosen = self.pool[inside.to_numpy()]
         if chosen.empty:
-            return {}
+            return pd.DataFrame(columns=REASONS)
         reasons = self.explainer(chosen.drop(columns=["key", "seq"]))[REASONS]
-        return dict(zip(chosen["seq"].tolist(), reasons.to_numpy().tolist(), strict=True))
+        return reasons.set_axis(chosen["seq"].to_numpy())
 
     def _cutoff(self) -> tuple[float, int] | None:
         """(key, seq) of the `top_n`-th row of the merged list: the last one always explained."""
         if not self.top_n:
             return None
-        last = None
-        for position, row in enumerate(self._merged(("key", "seq")), start=1):
-            last = row
-            if position == self.top_n:
-                break
+        seen, last = 0, None
+        for frame in self._merged(["key", "seq"]):
+            if seen + len(frame) >= self.top_n:
+                row = frame.iloc[self.top_n - seen - 1]
+                return float(row["key"]), int(row["seq"])
+            seen += len(frame)
+            last = (
+                (float(frame["key"].iloc[-1]), int(frame["seq"].iloc[-1])) if len(frame) else last
+            )
         return last
 
-    def _merged(self, columns) -> Iterator[tuple]:
-        """Rows of every run in rank order (key descending, then input order)."""
-        streams = [self._rows(path, columns) for path in self.runs]
-        return heapq.merge(*streams, key=lambda row: (-row[0], row[1]))
+    def _merged(self, columns: list[str]) -> Iterator[pd.DataFrame]:
+        """Every run's rows in rank order (key descending, then input order), in frames.
+
+        A k-way merge by blocks: rows are loaded MERGE_ROWS per run at a time, and the loaded
+        rows that rank before the earliest last-loaded row of a run not yet read to its end are
+        sorted and emitted; memory stays at about runs x MERGE_ROWS rows."""
+        readers = [
+            pq.ParquetFile(path).iter_batches(MERGE_ROWS, columns=columns) for path in self.runs
+        ]
+        held, last = pd.DataFrame(columns=columns), {}
+        for run, reader in enumerate(readers):
+            held, last = self._load(held, last, run, reader)
+        while last:
+            run = min(last, key=lambda r: (-last[r][0], last[r][1]))
+            key, seq = last[run]
+            ready = ((held["key"] > key) | ((held["key"] == key) & (held["seq"] <= seq))).to_numpy()
+            yield _ranked(held[ready])
+            held, last = self._load(held[~ready], last, run, readers[run])
+        if len(held):
+            yield _ranked(held)
 
     @staticmethod
-    def _rows(path: Path, columns) -> Iterator[tuple]:
-        for batch in pq.ParquetFile(path).iter_batches(BATCH_ROWS, columns=list(columns)):
-            yield from zip(*(batch.column(name).to_pylist() for name in columns), strict=True)
+    def _load(held: pd.DataFrame, last: dict, run: int, reader) -> tuple[pd.DataFrame, dict]:
+        """The run's next block added to the held rows; `last` drops a run read to its end."""
+        batch = next(reader, None)
+        last = {r: v for r, v in last.items() if r != run}
+        if batch is None or not batch.num_rows:
+            return held, last
+        frame = batch.to_pandas()
+        last[run] = (float(frame["key"].iloc[-1]), int(frame["seq"].iloc[-1]))
+        return (pd.concat([held, frame], ignore_index=True) if len(held) else frame), last
 
     @property
     def columns(self) -> list[str]:
         return ACTION_COLUMNS + ([VALUE_AT_RISK] if self.value_column else [])
 
     def batches(self) -> Iterator[pa.RecordBatch]:
-        """The ranked list in record batches of BATCH_ROWS rows, rank 1 first."""
-        fields = ["key", "seq"] + self.columns[1:]  # self.columns[0] is the rank
-        pooled = self._explain_pool(self._cutoff())
-        reason_at = [fields.index(column) for column in REASONS]
-        chunk: list[tuple] = []
-        for rank, row in enumerate(self._merged(fields), start=1):
-            if row[1] in pooled:
-                row = list(row)
-                for index, text in zip(reason_at, pooled[row[1]], strict=True):
-                    row[index] = text
-            chunk.append((rank, *row[2:]))
-            if len(chunk) == BATCH_ROWS:
-                yield self._batch(chunk)
-                chunk = []
-        if chunk or not self.rows_seen:
-            yield self._batch(chunk)
-
-    def _batch(self, rows: list[tuple]) -> pa.RecordBatch:
-        """Rows (rank first, then the other columns in order) as a batch; NaN becomes empty."""
+        """The ranked list in record batches, rank 1 first."""
         schema = schema_of(self.columns)
-        cells = list(zip(*rows, strict=True)) if rows else [()] * len(schema)
-        arrays = [
-            pa.array(list(values), field.type, from_pandas=True)
-            for values, field in zip(cells, schema, strict=True)
-        ]
-        return pa.RecordBatch.from_arrays(arrays, schema=schema)
+        pooled = self._explain_pool(self._cutoff())
+        rank = 0
+        for frame in self._merged(["key", "seq"] + self.columns[1:]):  # columns[0] is the rank
+            hit = frame["seq"].isin(pooled.index).to_numpy()
+            if hit.any():
+                frame.loc[hit, REASONS] = pooled.loc[frame.loc[hit, "seq"], REASONS].to_numpy()
+            frame.insert(0, "rank", np.arange(rank + 1, rank + len(frame) + 1, dtype=np.int64))
+            rank += len(frame)
+            yield pa.RecordBatch.from_pandas(frame[self.columns], schema, preserve_index=False)
+        if not rank:
+            yield pa.RecordBatch.from_pylist([], schema)
 
     def write_csv(self, sink) -> int:
         """Write the list as CSV to `sink` (a path or a binary file); returns the rows written."""
@@ -218,6 +230,10 @@ TYPES = {
     "previous_probability": pa.float64(),
     VALUE_AT_RISK: pa.float64(),
 }
+
+
+def _ranked(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.sort_values(["key", "seq"], ascending=[False, True], kind="stable")
 
 
 def schema_of(names: list[str]) -> pa.Schema:

@@ -7,6 +7,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from retainwise.uploads import actions
 from retainwise.uploads.actions import (
     ACTION_COLUMNS,
     REASONS,
@@ -77,7 +78,11 @@ def test_every_high_row_is_explained_even_below_the_first_n(tmp_path):
     assert table["reason_3"].notna().tolist() == [True, True, True, False]
 
 
-def test_chunks_give_the_list_one_chunk_gives_and_the_pool_stays_bounded(tmp_path):
+@pytest.mark.parametrize("merge_rows", [8192, 64])
+def test_chunks_give_the_list_one_chunk_gives_and_the_pool_stays_bounded(
+    tmp_path, monkeypatch, merge_rows
+):
+    monkeypatch.setattr(actions, "MERGE_ROWS", merge_rows)  # small: many blocks per run
     rng = np.random.default_rng(7)
     probabilities = rng.random(3000) * 0.7  # mostly below HIGH: the pool decides who is explained
     previous = {f"c{i}": float(p) for i, p in enumerate(rng.random(3000)) if i % 4}
@@ -89,7 +94,10 @@ def test_chunks_give_the_list_one_chunk_gives_and_the_pool_stays_bounded(tmp_pat
     for start in range(0, 3000, 700):
         chunked.add(*scored_rows(probabilities[start : start + 700], start=start))
         assert len(chunked.pool) <= 200
-    pd.testing.assert_frame_equal(read(whole), read(chunked))
+    listed = read(chunked)
+    pd.testing.assert_frame_equal(read(whole), listed)
+    order = np.lexsort((np.arange(3000), -probabilities))  # probability down, then file order
+    assert listed["customer_id"].tolist() == [f"c{i}" for i in order]
     assert sorted(whole.explainer.explained) == sorted(chunked.explainer.explained)
     assert len(chunked.runs) == 5
 
