@@ -8,7 +8,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from retainwise.adapters.resources import Resources
-from retainwise.entrypoints import api, web
+from retainwise.entrypoints import api, customers_api, web
 
 
 def create_app(resources: Resources) -> FastAPI:
@@ -21,5 +21,6 @@ def create_app(resources: Resources) -> FastAPI:
     )
     app.state.resources = resources
     app.include_router(api.router)
+    app.include_router(customers_api.router)
     web.install(app, resources)
     return app
