@@ -90,7 +90,7 @@ class ActionsBuilder:
         slim = self._slim(scored, values)
         high = (slim["churn_risk"] == "HIGH").to_numpy()
         for column in REASONS:
-            slim[column] = ""
+            slim[column] = None  # written as an empty cell (unexplained)
         if high.any():
             reasons = self.explainer(features[high])[REASONS]
             slim.loc[high, REASONS] = reasons.to_numpy()
@@ -254,3 +254,25 @@ def _ranked(frame: pd.DataFrame) -> pd.DataFrame:
 
 def schema_of(names: list[str]) -> pa.Schema:
     return pa.schema([(name, TYPES.get(name, pa.string())) for name in names])
+
+
+def read_page(source, offset: int, limit: int) -> tuple[list[dict], int | None]:
+    """Rows offset..offset+limit of a stored actions CSV (a binary file), read as a stream that
+    stops at the page: the first pages of a 1M-row list cost what they show. Returns the rows
+    (empty cells as None) and the next page's offset, or None after the last row."""
+    reader = pa_csv.open_csv(
+        source,
+        read_options=pa_csv.ReadOptions(block_size=1 << 20),
+        convert_options=pa_csv.ConvertOptions(
+            column_types=TYPES, strings_can_be_null=True, quoted_strings_can_be_null=False
+        ),
+    )
+    rows, seen = [], 0
+    for batch in reader:
+        start = max(offset - seen, 0)
+        if start < batch.num_rows:
+            rows += batch.slice(start, limit + 1 - len(rows)).to_pylist()
+        seen += batch.num_rows
+        if len(rows) > limit:
+            return rows[:limit], offset + limit
+    return rows, None
