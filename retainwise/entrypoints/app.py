@@ -8,7 +8,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from retainwise.adapters.resources import Resources
-from retainwise.entrypoints import api, customers_api, web
+from retainwise.entrypoints import actions_api, api, customers_api, web
 
 
 def create_app(resources: Resources) -> FastAPI:
@@ -22,5 +22,6 @@ def create_app(resources: Resources) -> FastAPI:
     app.state.resources = resources
     app.include_router(api.router)
     app.include_router(customers_api.router)
+    app.include_router(actions_api.router)
     web.install(app, resources)
     return app
