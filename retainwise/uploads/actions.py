@@ -13,7 +13,6 @@ Pure: pandas and pyarrow; the model's explainer is passed in.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Iterator, Mapping
 from enum import StrEnum
 from pathlib import Path
@@ -282,23 +281,3 @@ def read_page(source, offset: int, limit: int) -> tuple[list[dict], int | None]:
 def actions_key(account: str, prediction_id: str) -> str:
     """Where an upload's actions list is stored: beside its results (uploads.output)."""
     return f"results/{account}/{prediction_id}/actions.csv"
-
-
-class BlockReader(io.RawIOBase):
-    """A readable file over an iterator of byte blocks (an S3 object read block by block)."""
-
-    def __init__(self, blocks: Iterator[bytes]):
-        self.blocks, self.pending = iter(blocks), b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        while not self.pending:
-            self.pending = next(self.blocks, None)
-            if self.pending is None:
-                self.pending = b""
-                return 0
-        size = min(len(buffer), len(self.pending))
-        buffer[:size], self.pending = self.pending[:size], self.pending[size:]
-        return size
