@@ -132,8 +132,10 @@ def trees(model, library: Path, data: bytes, limits, share: float) -> dict:
 def score_piece(model, data: bytes, limits, share: float) -> tuple[np.ndarray, dict, float]:
     """score_file on one piece in this process: (probabilities, stage seconds, CPU s)."""
     from retainwise.uploads import pipeline
+    from retainwise.uploads.policy import ScoringPolicy
 
-    scored, _, cpu = timed(lambda: pipeline.score_file(data, model, limits, share))
+    policy = ScoringPolicy(limits, max_rejected_share=share)
+    scored, _, cpu = timed(lambda: pipeline.score_file(data, model, policy))
     return scored.results["churn_probability"].to_numpy(), scored.seconds, cpu
 
 

@@ -25,7 +25,7 @@ COMPONENTS = {
     "check-upload (S3 HEAD)": ("uploads.py", "check_upload"),
     "load champion (cached)": ("scoring.py", "load_champion"),
     "tag-run": ("status.py", "tag_run"),
-    "score-whole-file": ("uploads.py", "score_whole_file"),
+    "score-whole-file": ("uploads.py", "score_s3_object"),
     "  of which pipeline.score_file": ("pipeline.py", "score_file"),
     "markdown artifact": ("score_upload.py", "publish_summary"),
     "finish-upload": ("status.py", "finish_upload"),
