@@ -7,15 +7,15 @@ version); unique per account, subject and type, so a redelivered run cannot writ
 twice; claimed by one deliverer at a time. `webhook_deliveries`: every attempt and its outcome,
 what the customer sees. Safe to rerun.
 
-Revision ID: 0013_create_webhooks
-Revises: 0012_upload_slots_and_sessions
+Revision ID: 0014_create_webhooks
+Revises: 0013_create_customer_history
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0013_create_webhooks"
-down_revision = "0012_upload_slots_and_sessions"
+revision = "0014_create_webhooks"
+down_revision = "0013_create_customer_history"
 branch_labels = None
 depends_on = None
 
