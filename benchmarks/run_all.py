@@ -27,6 +27,8 @@ TARGETS = {
     "cpu_per_run_s": 0.3,
     "burst_p95_s": 10.0,
     "one_p50_s": 0.5,
+    "reasons_share_1m": 0.30,
+    "customers_p95_ms": 200,
 }
 
 
@@ -156,6 +158,31 @@ def latency_rows(latency: dict) -> list[tuple[str, str, str, str]]:
     return out
 
 
+def reasons_rows(result: dict) -> list[tuple[str, str, str, str]]:
+    """Issue 19: the share reasons add to the scoring path, and /customers read latency."""
+    rows = []
+    for name, figure in sorted(result.items()):
+        if name.startswith("reasons_share_"):
+            share = figure["extra_share_wall"]
+            goal = TARGETS["reasons_share_1m"]
+            rows.append(
+                (
+                    f"reasons and actions list at {figure['rows']} rows: extra scoring time",
+                    f"{share:.0%} wall ({figure['extra_share_cpu']:.0%} CPU), "
+                    f"{figure['explained_rows']} rows explained",
+                    f"<= {goal:.0%} at 1M rows",
+                    _met(share <= goal) if figure["rows"] >= 1_000_000 else "",
+                )
+            )
+    if "customers_read_p95" in result:
+        p95 = result["customers_read_p95"]["p95_ms"]
+        goal = TARGETS["customers_p95_ms"]
+        rows.append(
+            ("/customers read p95 (adapter)", f"{p95} ms", f"<= {goal} ms", _met(p95 <= goal))
+        )
+    return rows or [("reasons", "failed: " + json.dumps(result)[:100], "", "missed")]
+
+
 def table(rows: list[tuple[str, str, str, str]]) -> str:
     lines = ["| target | measured | goal | met |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
@@ -173,6 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--uploads", default="50")
     parser.add_argument("--memory-rows", default="", help="e.g. 10000000 (slow; 1 repeat)")
     parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--skip-reasons", action="store_true")
     args = parser.parse_args(argv)
     throughput = [
         run("throughput.py", "--rows", rows, "--repeats", args.repeats)
@@ -185,7 +213,8 @@ def main(argv: list[str] | None = None) -> None:
         else None
     )
     latency = {} if args.skip_latency else run("latency.py", "--uploads", args.uploads)
-    results = {"throughput": throughput, "memory": memory, "latency": latency}
+    reasons = {} if args.skip_reasons else run("reasons.py", "--rows", *args.rows.split(","))
+    results = {"throughput": throughput, "memory": memory, "latency": latency, "reasons": reasons}
     out = HERE / "out"
     out.mkdir(exist_ok=True)
     (out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(results, indent=2))
@@ -194,6 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     ).stdout.strip()
     rows = [row for result in throughput for row in throughput_rows(result)]
     rows += memory_rows(memory) + latency_rows(latency)
+    rows += reasons_rows(reasons) if reasons else []
     print(f"\n{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {commit}\n")
     print(table(rows) + "\n")
     print(json.dumps(results))
