@@ -13,7 +13,9 @@ Pure: pandas and pyarrow; the model's explainer is passed in.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+import io
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
@@ -254,3 +256,81 @@ def _ranked(frame: pd.DataFrame) -> pd.DataFrame:
 
 def schema_of(names: list[str]) -> pa.Schema:
     return pa.schema([(name, TYPES.get(name, pa.string())) for name in names])
+
+
+@dataclass(frozen=True)
+class ActionsQuery:
+    """One page of the list: 0-based `page` of `size` rows, optionally one tier and an id search
+    (case-insensitive, anywhere in the id); `rose` rows whose risk went up are collected too."""
+
+    tier: str | None = None
+    search: str = ""
+    page: int = 0
+    size: int = 50
+    rose: int = 8
+
+
+@dataclass(frozen=True)
+class ActionsPage:
+    rows: list[dict]  # the page's rows, column -> value (NaN read as None)
+    more: bool  # whether a later page has rows
+    rose: list[dict]  # the first `rose` rows (by rank, unfiltered) whose risk_change is up
+
+
+class _BlocksFile(io.RawIOBase):
+    """Byte blocks (e.g. an S3 object streamed) as a readable file, for the CSV reader."""
+
+    def __init__(self, blocks: Iterable[bytes]):
+        self.blocks, self.held = iter(blocks), b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self.held:
+            self.held = next(self.blocks, None)
+            if self.held is None:
+                self.held = b""
+                return 0
+        n = min(len(buffer), len(self.held))
+        buffer[:n], self.held = self.held[:n], self.held[n:]
+        return n
+
+
+def read_page(blocks: Iterable[bytes], query: ActionsQuery) -> ActionsPage:
+    """Reads the CSV in rank order only as far as the page and the rose rows need."""
+    start, page, rose = query.page * query.size, [], []
+    matched = 0
+    for frame in _csv_frames(blocks):
+        if len(rose) < query.rose:
+            up = frame[frame["risk_change"] == RiskChange.UP.value]
+            rose += _records(up.head(query.rose - len(rose)))
+        chosen = frame
+        if query.tier:
+            chosen = chosen[chosen["churn_risk"] == query.tier]
+        if query.search:
+            ids = chosen["customer_id"].str.lower()
+            chosen = chosen[ids.str.contains(query.search.lower(), regex=False)]
+        end = max(start + query.size + 1 - matched, 0)
+        wanted = chosen.iloc[max(start - matched, 0) : end]
+        page += _records(wanted)
+        matched += len(chosen)
+        if len(page) > query.size and len(rose) >= query.rose:
+            break
+    return ActionsPage(page[: query.size], len(page) > query.size, rose)
+
+
+def _csv_frames(blocks: Iterable[bytes]) -> Iterator[pd.DataFrame]:
+    types = {**TYPES, "customer_id": pa.string(), "churn_risk": pa.string()}
+    reader = pa_csv.open_csv(
+        io.BufferedReader(_BlocksFile(blocks), 1 << 20),
+        convert_options=pa_csv.ConvertOptions(
+            column_types=types, strings_can_be_null=False, quoted_strings_can_be_null=False
+        ),
+    )
+    for batch in reader:
+        yield batch.to_pandas()
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")
