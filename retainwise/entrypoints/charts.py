@@ -296,8 +296,8 @@ class Waterfall:
     height: int
     zero: float  # x of log-odds 0
     steps: list[Step]
-    row: int = 22
-    empty: str = "No explanation stored yet."
+    label_space: int
+    row: int = 24
 
 
 def waterfall(
@@ -307,8 +307,10 @@ def waterfall(
     shares: list[tuple[str, float]],
     *,
     total_label: str,
+    total_text: str = "{:+.2f}",
     shown: int = 10,
-    width: int = 560,
+    width: int = 760,
+    label_space: int = 230,
 ) -> Waterfall:
     """From the base value, each contribution in turn (largest |share| first; past `shown`, the
     rest as one step) to the total: horizontal, one row per step, in log-odds."""
@@ -319,10 +321,10 @@ def waterfall(
     ends = [base + sum(s for _, s in ordered[: i + 1]) for i in range(len(ordered))]
     total = ends[-1] if ends else base
     low, high = min([0.0, base, *ends]), max([0.0, base, *ends])
-    span, plot = (high - low) or 1.0, width - LABEL_SPACE - 70
+    span, plot = (high - low) or 1.0, width - label_space - 150
 
     def x(value: float) -> float:
-        return LABEL_SPACE + plot * (value - low) / span
+        return label_space + plot * (value - low) / span
 
     starts = [base, *ends[:-1]]
     steps = [Step("Base value", f"{base:+.2f}", min(x(0), x(base)), abs(x(base) - x(0)), "base")]
@@ -331,7 +333,9 @@ def waterfall(
         for (label, share), a in zip(ordered, starts, strict=True)
         for css in ["up" if share > 0 else "down"]
     ]
-    steps.append(
-        Step(total_label, f"{total:+.2f}", min(x(0), x(total)), abs(x(total) - x(0)), "total")
+    end = Step(
+        total_label, total_text.format(total), min(x(0), x(total)), abs(x(total) - x(0)), "total"
     )
-    return Waterfall(name, title, width, 22 * len(steps) + 30, x(0), steps)
+    return Waterfall(
+        name, title, width, 24 * (len(steps) + 1) + 30, x(0), [*steps, end], label_space
+    )

@@ -244,7 +244,6 @@ def history_chart(record: customers.CustomerRecord):
         y_range=(0.0, 1.0),
         y_step=0.25,
         y_format="{:.0%}",
-        width=640,
         height=260,
     )
 
@@ -255,13 +254,14 @@ def explanation_view(record: customers.CustomerRecord) -> dict[str, Any] | None:
     if found is None:
         return None
     scored = next((s for s in record.history if s.prediction_id == found.prediction_id), None)
-    score = f" = {scored.churn_probability:.0%} churn probability" if scored else ""
+    score = f"{scored.churn_probability:.0%}" if scored else ""
     chart = waterfall(
         "contributions",
         "From the model's base value to this customer's score (log-odds)",
         found.base_value,
         [(f"{c.feature} = {format_value(c.value)}", c.contribution) for c in found.contributions],
         total_label="Score",
+        total_text="{:+.2f}" + (f" = {score} after calibration" if score else ""),
     )
     ordered = sorted(found.contributions, key=lambda c: -c.contribution)
     words = [f"{c.feature} is {format_value(c.value)} ({c.contribution:+.2f})" for c in ordered]

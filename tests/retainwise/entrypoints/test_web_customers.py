@@ -51,7 +51,7 @@ def test_the_list_filters_by_tier_and_searches_ids(web, seeded):
 
 def test_the_rose_card_lists_exactly_the_customers_whose_risk_went_up(web, seeded):
     page = web.get(f"/app/uploads/{seeded.second}").text
-    card = page.split('id="risk-rose"', 1)[1].split("</table>", 1)[0]
+    card = page.split('id="risk-rose"', 1)[1].split("</ul>", 1)[0]
     shown = re.findall(r'href="/app/customers/([^"]+)"', card)
     assert len(shown) == 8 and set(shown) <= set(seeded.rose)
     assert "▲ from" in card
