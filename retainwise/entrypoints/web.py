@@ -261,7 +261,7 @@ def explanation_view(record: customers.CustomerRecord) -> dict[str, Any] | None:
         found.base_value,
         [(f"{c.feature} = {format_value(c.value)}", c.contribution) for c in found.contributions],
         total_label="Score",
-        total_text="{:+.2f}" + (f" = {score} after calibration" if score else ""),
+        total_text="{:+.2f}" + (f" → {score}" if score else ""),
     )
     ordered = sorted(found.contributions, key=lambda c: -c.contribution)
     words = [f"{c.feature} is {format_value(c.value)} ({c.contribution:+.2f})" for c in ordered]
@@ -279,8 +279,8 @@ def account_drivers(resources: Resources, rows: list[db.Prediction]) -> dict[str
     found = customer_trends.drivers(resources.engine, latest.account, latest.id)
     chart = bar_chart(
         "drivers",
-        f"What drives churn: mean |contribution| per column, {found.explained:,} customers "
-        "explained in the latest upload",
+        f"What drives churn in the latest upload: average size of each column's effect on the "
+        f"log-odds, over its {found.explained:,} explained customers",
         found.features[:DRIVERS_SHOWN],
         horizontal=True,
         value_format="{:.2f}",
