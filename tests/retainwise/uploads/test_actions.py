@@ -190,3 +190,16 @@ def test_customers_moved_to_month_to_month_are_up_and_their_reasons_say_so(telco
         .apply(lambda row: row.str.startswith("Contract is Month-to-month (+").any(), axis=1)
         .all()
     )
+
+
+def test_a_page_of_the_stored_list_reads_only_up_to_the_page(tmp_path):
+    builder = ActionsBuilder(Recorder(), tmp_path, top_n=2, previous={"c0": 0.5})
+    builder.add(*scored_rows(list(np.linspace(0.9, 0.1, 50))))
+    stored = io.BytesIO()
+    builder.write_csv(stored)
+    first, after = actions.read_page(io.BytesIO(stored.getvalue()), 0, 20)
+    assert [r["rank"] for r in first] == list(range(1, 21)) and after == 20
+    assert first[0]["reason_1"] == "plan is p0" and first[19]["reason_1"] is None  # HIGH to 18
+    assert first[0]["previous_probability"] == 0.5 and first[1]["previous_probability"] is None
+    last, after = actions.read_page(io.BytesIO(stored.getvalue()), 40, 20)
+    assert [r["customer_id"] for r in last] == [f"c{i}" for i in range(40, 50)] and after is None
