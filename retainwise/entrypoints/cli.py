@@ -639,11 +639,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     # without a Prefect server, flows start a temporary one; on a busy 2-core box it needs > 20 s
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    from retainwise.config.errors import MissingSetting
+    from retainwise.config.settings import Settings, check_production
+
     if args.command != "stack":
-        from retainwise.config.settings import Settings
         from retainwise.local.stack import load_stack_env
 
         load_stack_env(Settings())
+    try:
+        check_production(Settings(), serves_web=args.command == "api")
+    except MissingSetting as exc:
+        print(exc, file=sys.stderr)
+        return 2
     return args.run(args)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import pandas as pd
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import (
     HTMLResponse,
@@ -33,7 +33,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from models.reasons import format_value
-from retainwise.adapters import accounts, aws, customer_trends, customers, db
+from retainwise.adapters import accounts, admission, aws, customer_trends, customers, db
 from retainwise.adapters.accounts import Account
 from retainwise.adapters.resources import Resources
 from retainwise.entrypoints import monitoring_page, service
@@ -46,11 +46,21 @@ from retainwise.entrypoints.charts import (
     waterfall,
 )
 from retainwise.entrypoints.deps import Env
+from retainwise.entrypoints.headers import template_context
 from retainwise.entrypoints.intake import receive_upload
-from retainwise.uploads.actions import REASONS, ActionsPage, ActionsQuery, read_page
-from retainwise.uploads.output import result_keys
+from retainwise.entrypoints.limits import MAX_OFFSET, check_rate, small_form
+from retainwise.uploads.actions import (
+    REASONS,
+    ActionsQuery,
+    ActionsView,
+    BlockReader,
+    actions_key,
+    read_view,
+)
 
-TEMPLATES = Jinja2Templates(directory=Path(__file__).with_name("templates"))
+TEMPLATES = Jinja2Templates(
+    directory=Path(__file__).with_name("templates"), context_processors=[template_context]
+)
 SESSION_COOKIE = "retainwise_session"
 SESSION_SECONDS = 8 * 3600
 REJECTS_SHOWN = 50
@@ -96,13 +106,18 @@ def signed_in(request: Request, env: Env) -> Account:
     """The account of the session's key while the key and the account are live."""
     key_id = request.session.get("key_id")
     account = accounts.account_of_key(env.engine, key_id) if key_id else None
-    if account is None:
+    ended = key_id and request.session.get("generation") != admission.session_version(
+        env.engine, key_id
+    )
+    if account is None or ended:
         request.session.pop("key_id", None)
         raise SignInRequired()
+    check_rate(request, key_id)
     return account
 
 
 SignedIn = Annotated[Account, Depends(signed_in)]
+Offset = Annotated[int, Query(le=MAX_OFFSET)]  # negative reads as 0; a huge one is 422
 
 
 def owned_upload(prediction_id: str, account: SignedIn, env: Env) -> db.Prediction:
@@ -205,29 +220,21 @@ def dashboard_charts(resources: Resources, rows: list[db.Prediction], today: dat
     ]
 
 
-ACTIONS_FILE = "actions.csv"  # beside the results (the reasons branch writes it)
 DRIVERS_SHOWN = 12
-
-
-def actions_key(row: db.Prediction) -> str:
-    return result_keys(row.account, row.id).results.rsplit("/", 1)[0] + "/" + ACTIONS_FILE
 
 
 def contact_list(resources: Resources, row: db.Prediction, query: ActionsQuery):
     """The page of the actions list, or None for an upload without one (older, or failed)."""
-    from botocore.exceptions import ClientError
-
     if row.status is not db.Status.COMPLETED:
         return None
-    key = actions_key(row)
-    try:
-        aws.object_size(resources.s3, resources.settings.bucket, key)
-    except ClientError:
+    key = actions_key(row.account, row.id)
+    if not aws.object_exists(resources.s3, resources.settings.bucket, key):
         return None
-    return read_page(aws.iter_blocks(resources.s3, resources.settings.bucket, key), query)
+    blocks = aws.iter_blocks(resources.s3, resources.settings.bucket, key)
+    return read_view(BlockReader(blocks), query)
 
 
-def with_bars(page: ActionsPage) -> list[tuple[dict, list]]:
+def with_bars(page: ActionsView) -> list[tuple[dict, list]]:
     """Each row with its reasons as signed bars, on one scale for the page."""
     scale = largest_share(page.rows + page.rose, REASONS)
     return [(r, reason_bars([r[c] for c in REASONS], scale)) for r in page.rows]
@@ -306,9 +313,9 @@ def signin_form(request: Request) -> HTMLResponse:
 
 @router.post("/app/signin")
 async def signin(request: Request, env: Env):
-    form = await request.form()
-    check_csrf(request, form.get("csrf"))
-    key = str(form.get("api_key") or "").strip()
+    async with small_form(request) as form:
+        check_csrf(request, form.get("csrf"))
+        key = str(form.get("api_key") or "").strip()
     account = await run_in_threadpool(accounts.authenticate, env.engine, key)
     if account is None:
         return render(
@@ -318,14 +325,20 @@ async def signin(request: Request, env: Env):
             error="That API key is not valid. Check it for typos, or ask your "
             "operator for a new one.",
         )
+    key_id = accounts.parse_key(key)[0]
+    generation = await run_in_threadpool(admission.session_version, env.engine, key_id)
     request.session.clear()  # a fresh session (and CSRF token) on every sign-in
-    request.session.update(key_id=accounts.parse_key(key)[0], account=account.name)
+    request.session.update(key_id=key_id, account=account.name, generation=generation)
     return RedirectResponse("/app", 303)
 
 
 @router.post("/app/signout")
-async def signout(request: Request) -> RedirectResponse:
-    check_csrf(request, (await request.form()).get("csrf"))
+async def signout(request: Request, env: Env) -> RedirectResponse:
+    """Ends this key's sessions on the server too: a copy of the cookie no longer signs in."""
+    async with small_form(request) as form:
+        check_csrf(request, form.get("csrf"))
+    if key_id := request.session.get("key_id"):
+        await run_in_threadpool(admission.end_sessions, env.engine, key_id)
     request.session.clear()
     return RedirectResponse("/app/signin", 303)
 
@@ -343,7 +356,7 @@ def dashboard(request: Request, env: Env, account: SignedIn) -> HTMLResponse:
 
 
 @router.get("/app/uploads")
-def uploads(request: Request, env: Env, account: SignedIn, offset: int = 0) -> HTMLResponse:
+def uploads(request: Request, env: Env, account: SignedIn, offset: Offset = 0) -> HTMLResponse:
     offset = max(offset, 0)
     rows = db.list_predictions(env.engine, account.name, 51, offset)
     return render(
@@ -357,7 +370,7 @@ def uploads(request: Request, env: Env, account: SignedIn, offset: int = 0) -> H
 
 
 @router.get("/app/uploads.json")
-def upload_statuses(env: Env, account: SignedIn, offset: int = 0) -> JSONResponse:
+def upload_statuses(env: Env, account: SignedIn, offset: Offset = 0) -> JSONResponse:
     rows = db.list_predictions(env.engine, account.name, 50, max(offset, 0))
     return JSONResponse([public(r).model_dump(mode="json") for r in rows])
 
@@ -420,7 +433,12 @@ async def create_upload(request: Request, env: Env, account: SignedIn) -> JSONRe
 
 @router.get("/app/uploads/{prediction_id}")
 def upload_detail(
-    request: Request, env: Env, row: Owned, tier: str = "", q: str = "", page: int = 0
+    request: Request,
+    env: Env,
+    row: Owned,
+    tier: str = "",
+    q: str = "",
+    page: Annotated[int, Query(le=MAX_OFFSET // ActionsQuery.size)] = 0,
 ) -> HTMLResponse:
     report = stored_report(env, row)
     query = ActionsQuery(tier if tier in TIER_CSS else None, q.strip()[:100], max(page, 0))
@@ -430,7 +448,7 @@ def upload_detail(
         "detail.html",
         actions=actions,
         listed=with_bars(actions) if actions else [],
-        rose=actions and with_bars(ActionsPage(actions.rose, False, [])),
+        rose=actions and with_bars(ActionsView(actions.rose, False, [])),
         query=query,
         tiers=list(TIER_CSS),
         row=row,

@@ -14,7 +14,7 @@ Pure: pandas and pyarrow; the model's explainer is passed in.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -92,7 +92,7 @@ class ActionsBuilder:
         slim = self._slim(scored, values)
         high = (slim["churn_risk"] == "HIGH").to_numpy()
         for column in REASONS:
-            slim[column] = ""
+            slim[column] = None  # written as an empty cell (unexplained)
         if high.any():
             reasons = self.explainer(features[high])[REASONS]
             slim.loc[high, REASONS] = reasons.to_numpy()
@@ -258,10 +258,64 @@ def schema_of(names: list[str]) -> pa.Schema:
     return pa.schema([(name, TYPES.get(name, pa.string())) for name in names])
 
 
+def read_page(source, offset: int, limit: int) -> tuple[list[dict], int | None]:
+    """Rows offset..offset+limit of a stored actions CSV (a binary file), read as a stream that
+    stops at the page: the first pages of a 1M-row list cost what they show. Returns the rows
+    (empty cells as None) and the next page's offset, or None after the last row."""
+    rows, seen = [], 0
+    for batch in _csv_batches(source):
+        start = max(offset - seen, 0)
+        if start < batch.num_rows:
+            rows += batch.slice(start, limit + 1 - len(rows)).to_pylist()
+        seen += batch.num_rows
+        if len(rows) > limit:
+            return rows[:limit], offset + limit
+    return rows, None
+
+
+def _csv_batches(source) -> pa_csv.CSVStreamingReader:
+    """A raw file (BlockReader) is buffered: Arrow takes a short read of the header for the end
+    of the file ("Empty CSV file") when a block ends inside the header line."""
+    if isinstance(source, io.RawIOBase):
+        source = io.BufferedReader(source, 1 << 20)
+    return pa_csv.open_csv(
+        source,
+        read_options=pa_csv.ReadOptions(block_size=1 << 20),
+        convert_options=pa_csv.ConvertOptions(
+            column_types=TYPES, strings_can_be_null=True, quoted_strings_can_be_null=False
+        ),
+    )
+
+
+def actions_key(account: str, prediction_id: str) -> str:
+    """Where an upload's actions list is stored: beside its results (uploads.output)."""
+    return f"results/{account}/{prediction_id}/actions.csv"
+
+
+class BlockReader(io.RawIOBase):
+    """A readable file over an iterator of byte blocks (an S3 object read block by block)."""
+
+    def __init__(self, blocks: Iterator[bytes]):
+        self.blocks, self.pending = iter(blocks), b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self.pending:
+            self.pending = next(self.blocks, None)
+            if self.pending is None:
+                self.pending = b""
+                return 0
+        size = min(len(buffer), len(self.pending))
+        buffer[:size], self.pending = self.pending[:size], self.pending[size:]
+        return size
+
+
 @dataclass(frozen=True)
 class ActionsQuery:
-    """One page of the list: 0-based `page` of `size` rows, optionally one tier and an id search
-    (case-insensitive, anywhere in the id); `rose` rows whose risk went up are collected too."""
+    """What the upload page shows: 0-based `page` of `size` rows, optionally one tier and an id
+    search (case-insensitive, anywhere in the id), and the first `rose` rows whose risk went up."""
 
     tier: str | None = None
     search: str = ""
@@ -271,37 +325,18 @@ class ActionsQuery:
 
 
 @dataclass(frozen=True)
-class ActionsPage:
-    rows: list[dict]  # the page's rows, column -> value (NaN read as None)
+class ActionsView:
+    rows: list[dict]  # the page's rows, column -> value (empty cells None)
     more: bool  # whether a later page has rows
     rose: list[dict]  # the first `rose` rows (by rank, unfiltered) whose risk_change is up
 
 
-class _BlocksFile(io.RawIOBase):
-    """Byte blocks (e.g. an S3 object streamed) as a readable file, for the CSV reader."""
-
-    def __init__(self, blocks: Iterable[bytes]):
-        self.blocks, self.held = iter(blocks), b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        while not self.held:
-            self.held = next(self.blocks, None)
-            if self.held is None:
-                self.held = b""
-                return 0
-        n = min(len(buffer), len(self.held))
-        buffer[:n], self.held = self.held[:n], self.held[n:]
-        return n
-
-
-def read_page(blocks: Iterable[bytes], query: ActionsQuery) -> ActionsPage:
-    """Reads the CSV in rank order only as far as the page and the rose rows need."""
-    start, page, rose = query.page * query.size, [], []
-    matched = 0
-    for frame in _csv_frames(blocks):
+def read_view(source, query: ActionsQuery) -> ActionsView:
+    """The page and the rose rows from a stored actions CSV (a binary file), read in rank order
+    only as far as both need."""
+    start, page, rose, matched = query.page * query.size, [], [], 0
+    for batch in _csv_batches(source):
+        frame = batch.to_pandas()
         if len(rose) < query.rose:
             up = frame[frame["risk_change"] == RiskChange.UP.value]
             rose += _records(up.head(query.rose - len(rose)))
@@ -312,24 +347,11 @@ def read_page(blocks: Iterable[bytes], query: ActionsQuery) -> ActionsPage:
             ids = chosen["customer_id"].str.lower()
             chosen = chosen[ids.str.contains(query.search.lower(), regex=False)]
         end = max(start + query.size + 1 - matched, 0)
-        wanted = chosen.iloc[max(start - matched, 0) : end]
-        page += _records(wanted)
+        page += _records(chosen.iloc[max(start - matched, 0) : end])
         matched += len(chosen)
         if len(page) > query.size and len(rose) >= query.rose:
             break
-    return ActionsPage(page[: query.size], len(page) > query.size, rose)
-
-
-def _csv_frames(blocks: Iterable[bytes]) -> Iterator[pd.DataFrame]:
-    types = {**TYPES, "customer_id": pa.string(), "churn_risk": pa.string()}
-    reader = pa_csv.open_csv(
-        io.BufferedReader(_BlocksFile(blocks), 1 << 20),
-        convert_options=pa_csv.ConvertOptions(
-            column_types=types, strings_can_be_null=False, quoted_strings_can_be_null=False
-        ),
-    )
-    for batch in reader:
-        yield batch.to_pandas()
+    return ActionsView(page[: query.size], len(page) > query.size, rose)
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:

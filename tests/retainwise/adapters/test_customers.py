@@ -105,6 +105,6 @@ def test_a_rerun_of_an_upload_writes_its_rows_afresh(migrated_engine):
 def test_the_migration_downgrades_and_upgrades_again(database_url):
     migrations.upgrade(database_url)
     migrations.upgrade(database_url)  # safe to rerun
-    migrations.downgrade(database_url, "0011_create_upload_metrics")
+    migrations.downgrade(database_url, "0012_upload_slots_and_sessions")
     migrations.upgrade(database_url)
-    assert migrations.current_revision(database_url) == "0012_create_customer_history"
+    assert migrations.current_revision(database_url) == "0013_create_customer_history"

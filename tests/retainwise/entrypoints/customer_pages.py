@@ -14,8 +14,7 @@ import pandas as pd
 from models.explain import Explanation
 from retainwise.adapters import aws, customers, db
 from retainwise.adapters.resources import Resources
-from retainwise.entrypoints.web import actions_key
-from retainwise.uploads.actions import REASONS, ActionsBuilder
+from retainwise.uploads.actions import REASONS, ActionsBuilder, actions_key
 
 FEATURES = ["Contract", "tenure", "MonthlyCharges", "InternetService", "PaymentMethod"]
 BASE = -1.2
@@ -127,6 +126,8 @@ def seed(resources: Resources, account: str, n: int = 180, tmp_path=None) -> See
     sink = io.BytesIO()
     builder.write_csv(sink)
     row = db.get_prediction(resources.engine, second)
-    aws.put_bytes(resources.s3, resources.settings.bucket, actions_key(row), sink.getvalue())
+    aws.put_bytes(
+        resources.s3, resources.settings.bucket, actions_key(row.account, row.id), sink.getvalue()
+    )
     rose = [i for i, m in zip(ids, moved, strict=True) if m]
     return Seeded(first, second, ids, rose, contributions(second_frame))

@@ -5,15 +5,15 @@ completed, the probability and tier; an account's history for one customer is an
 `customer_explanations`: per (account, customer) the latest exact explanation (base value, margin
 and every feature's contribution as JSON). Skips what exists, so it is safe to rerun.
 
-Revision ID: 0012_create_customer_history
-Revises: 0011_create_upload_metrics
+Revision ID: 0013_create_customer_history
+Revises: 0012_upload_slots_and_sessions
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012_create_customer_history"
-down_revision = "0011_create_upload_metrics"
+revision = "0013_create_customer_history"
+down_revision = "0012_upload_slots_and_sessions"
 branch_labels = None
 depends_on = None
 
