@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from models.explain import Explanation
+from models.reasons import format_value
 from retainwise.adapters import aws, customers, db
 from retainwise.adapters.resources import Resources
 from retainwise.uploads.actions import REASONS, ActionsBuilder, actions_key
@@ -61,7 +62,7 @@ def explainer(frame: pd.DataFrame) -> pd.DataFrame:
     top = np.argsort(-shares, axis=1)[:, :3]
     texts = {
         column: [
-            f"{FEATURES[j]} is {frame[FEATURES[j]].iloc[i]} ({shares[i, j]:+.2f})"
+            f"{FEATURES[j]} is {format_value(frame[FEATURES[j]].iloc[i])} ({shares[i, j]:+.2f})"
             for i, j in enumerate(top[:, k])
         ]
         for k, column in enumerate(REASONS)
@@ -75,13 +76,24 @@ def scored(ids: list[str], frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"customer_id": ids, "churn_probability": probability, "churn_risk": tiers})
 
 
-def complete(resources: Resources, account: str, finished: datetime) -> str:
+def complete(resources: Resources, account: str, finished: datetime, rows: int) -> str:
     prediction_id = db.create_prediction(
-        resources.engine, account=account, model_name="telco", input_key=f"uploads/{account}/x"
+        resources.engine,
+        account=account,
+        model_name="telco",
+        input_key=f"uploads/{account}/x",
+        original_filename=f"customers-{finished:%Y-%m}.csv",
     )
     db.claim_prediction(resources.engine, prediction_id, "run")
     db.finish_prediction(
-        resources.engine, prediction_id, "run", db.Status.COMPLETED, model_version="3"
+        resources.engine,
+        prediction_id,
+        "run",
+        db.Status.COMPLETED,
+        model_version="3",
+        rows_total=rows,
+        rows_scored=rows,
+        rows_rejected=0,
     )
     with resources.engine.begin() as conn:  # the upload's own time, for the history chart
         conn.execute(
@@ -111,10 +123,10 @@ def seed(resources: Resources, account: str, n: int = 180, tmp_path=None) -> See
     second_frame = first_frame.assign(
         Contract=np.where(month_to_month | moved, "Month-to-month", "Two year")
     )
-    first = complete(resources, account, START)
+    first = complete(resources, account, START, n)
     before = store(resources, account, first, START, ids, first_frame)
     later = START + timedelta(days=30)
-    second = complete(resources, account, later)
+    second = complete(resources, account, later, n)
     now = store(resources, account, second, later, ids, second_frame)
     builder = ActionsBuilder(
         explainer,
