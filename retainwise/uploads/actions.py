@@ -315,13 +315,15 @@ class BlockReader(io.RawIOBase):
 @dataclass(frozen=True)
 class ActionsQuery:
     """What the upload page shows: 0-based `page` of `size` rows, optionally one tier and an id
-    search (case-insensitive, anywhere in the id), and the first `rose` rows whose risk went up."""
+    search (case-insensitive, anywhere in the id), and the first `rose` rows whose risk went up
+    among the first `rose_within` of the list (so an upload where none rose is not read whole)."""
 
     tier: str | None = None
     search: str = ""
     page: int = 0
     size: int = 50
     rose: int = 8
+    rose_within: int = 20_000
 
 
 @dataclass(frozen=True)
@@ -334,12 +336,14 @@ class ActionsView:
 def read_view(source, query: ActionsQuery) -> ActionsView:
     """The page and the rose rows from a stored actions CSV (a binary file), read in rank order
     only as far as both need."""
-    start, page, rose, matched = query.page * query.size, [], [], 0
+    start, page, rose, matched, seen = query.page * query.size, [], [], 0, 0
     for batch in _csv_batches(source):
         frame = batch.to_pandas()
-        if len(rose) < query.rose:
-            up = frame[frame["risk_change"] == RiskChange.UP.value]
+        if len(rose) < query.rose and seen < query.rose_within:
+            head = frame.head(query.rose_within - seen)
+            up = head[head["risk_change"] == RiskChange.UP.value]
             rose += _records(up.head(query.rose - len(rose)))
+        seen += len(frame)
         chosen = frame
         if query.tier:
             chosen = chosen[chosen["churn_risk"] == query.tier]
@@ -349,7 +353,7 @@ def read_view(source, query: ActionsQuery) -> ActionsView:
         end = max(start + query.size + 1 - matched, 0)
         page += _records(chosen.iloc[max(start - matched, 0) : end])
         matched += len(chosen)
-        if len(page) > query.size and len(rose) >= query.rose:
+        if len(page) > query.size and (len(rose) >= query.rose or seen >= query.rose_within):
             break
     return ActionsView(page[: query.size], len(page) > query.size, rose)
 

@@ -42,3 +42,10 @@ def test_read_page_collects_the_first_rows_whose_risk_rose(tmp_path):
     assert page.rose[0]["previous_probability"] == pytest.approx(p[4] - 0.05)
     empty = pages_of(p, actions.ActionsQuery(rose=3), None, tmp_path)
     assert empty.rose == [] and len(empty.rows) == 40
+
+
+def test_the_rose_rows_are_looked_for_only_near_the_top(tmp_path):
+    p = np.linspace(0.99, 0.01, 40)
+    previous = {f"c{i}": p[i] - (0.05 if i in (3, 30) else 0.0) for i in range(40)}
+    query = actions.ActionsQuery(size=5, rose=3, rose_within=20)
+    assert [r["customer_id"] for r in pages_of(p, query, previous, tmp_path).rose] == ["c3"]
