@@ -15,7 +15,8 @@ from pydantic import BaseModel
 from retainwise.adapters import aws, db
 from retainwise.entrypoints.api import Owned, errors
 from retainwise.entrypoints.deps import Env
-from retainwise.uploads.actions import BlockReader, actions_key, read_page
+from retainwise.uploads.actions import actions_key, read_page
+from retainwise.uploads.blocks import BlockReader
 
 
 class ActionsPage(BaseModel):

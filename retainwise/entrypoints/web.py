@@ -53,10 +53,10 @@ from retainwise.uploads.actions import (
     REASONS,
     ActionsQuery,
     ActionsView,
-    BlockReader,
     actions_key,
     read_view,
 )
+from retainwise.uploads.blocks import BlockReader
 
 TEMPLATES = Jinja2Templates(
     directory=Path(__file__).with_name("templates"), context_processors=[template_context]

@@ -292,26 +292,6 @@ def actions_key(account: str, prediction_id: str) -> str:
     return f"results/{account}/{prediction_id}/actions.csv"
 
 
-class BlockReader(io.RawIOBase):
-    """A readable file over an iterator of byte blocks (an S3 object read block by block)."""
-
-    def __init__(self, blocks: Iterator[bytes]):
-        self.blocks, self.pending = iter(blocks), b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        while not self.pending:
-            self.pending = next(self.blocks, None)
-            if self.pending is None:
-                self.pending = b""
-                return 0
-        size = min(len(buffer), len(self.pending))
-        buffer[:size], self.pending = self.pending[:size], self.pending[size:]
-        return size
-
-
 @dataclass(frozen=True)
 class ActionsQuery:
     """What the upload page shows: 0-based `page` of `size` rows, optionally one tier and an id

@@ -7,6 +7,7 @@ import pytest
 
 from retainwise.uploads import actions
 from retainwise.uploads.actions import ActionsBuilder
+from retainwise.uploads.blocks import BlockReader
 from tests.retainwise.uploads.test_actions import Recorder, scored_rows
 
 
@@ -18,7 +19,7 @@ def pages_of(probabilities, query: actions.ActionsQuery, previous=None, tmp_path
     builder.write_csv(sink)
     data = sink.getvalue()
     blocks = [data[i : i + 97] for i in range(0, len(data), 97)]  # rows split across blocks
-    return actions.read_view(actions.BlockReader(blocks), query)
+    return actions.read_view(BlockReader(blocks), query)
 
 
 def test_read_page_pages_filters_and_searches_in_rank_order(tmp_path):
