@@ -286,8 +286,13 @@ def account_drivers(resources: Resources, rows: list[db.Prediction]) -> dict[str
     found = customer_trends.drivers(resources.engine, latest.account, latest.id)
     chart = bar_chart(
         "drivers",
-        f"What drives churn in the latest upload: average size of each column's effect on the "
-        f"log-odds, over its {found.explained:,} explained customers",
+        "What drives churn in the latest upload"
+        + (
+            f": average size of each column's effect on the log-odds, over its "
+            f"{found.explained:,} explained customers"
+            if found.explained
+            else ""
+        ),
         found.features[:DRIVERS_SHOWN],
         horizontal=True,
         value_format="{:.2f}",
