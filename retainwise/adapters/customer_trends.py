@@ -23,26 +23,38 @@ HIGH = "HIGH"
 @dataclass(frozen=True)
 class Drivers:
     explained: int  # customers of the upload whose explanation is stored
+    averaged: int  # how many of them the means are over (at most DRIVER_SAMPLE)
     features: list[tuple[str, float]]  # mean absolute contribution (log-odds), largest first
 
 
+DRIVER_SAMPLE = 2_000  # enough for a bar chart; reading all 25k explanations took 6 s under load
+
+
 def drivers(engine: Engine, account: str, prediction_id: str) -> Drivers:
-    """Mean |contribution| per feature over the upload's explained customers."""
-    totals: dict[str, float] = defaultdict(float)
-    explained = 0
+    """Mean |contribution| per feature over (up to DRIVER_SAMPLE of) the upload's explained
+    customers, taken in customer id order."""
+    mine = sa.and_(
+        customer_explanations.c.account == account,
+        customer_explanations.c.prediction_id == prediction_id,
+    )
     with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(customer_explanations.c.contributions).where(
-                customer_explanations.c.account == account,
-                customer_explanations.c.prediction_id == prediction_id,
-            )
-        )
-        for (stored,) in rows:
-            explained += 1
-            for item in json.loads(stored):
+        explained = conn.execute(
+            sa.select(sa.func.count()).select_from(customer_explanations).where(mine)
+        ).scalar_one()
+        stored = conn.execute(
+            sa.select(customer_explanations.c.contributions)
+            .where(mine)
+            .order_by(customer_explanations.c.customer_id)
+            .limit(DRIVER_SAMPLE)
+        ).scalars()
+        totals: dict[str, float] = defaultdict(float)
+        averaged = 0
+        for text in stored:
+            averaged += 1
+            for item in json.loads(text):
                 totals[item["feature"]] += abs(item["contribution"])
-    means = [(name, total / explained) for name, total in totals.items()]
-    return Drivers(explained, sorted(means, key=lambda item: -item[1]))
+    means = [(name, total / averaged) for name, total in totals.items()]
+    return Drivers(explained, averaged, sorted(means, key=lambda item: -item[1]))
 
 
 def previous_upload(engine: Engine, account: str, prediction_id: str) -> str | None:

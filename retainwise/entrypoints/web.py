@@ -288,8 +288,9 @@ def account_drivers(resources: Resources, rows: list[db.Prediction]) -> dict[str
         "drivers",
         "What drives churn in the latest upload"
         + (
-            f": average size of each column's effect on the log-odds, over its "
-            f"{found.explained:,} explained customers"
+            ": average size of each column's effect on the log-odds, over "
+            + (f"{found.averaged:,} of " if found.averaged < found.explained else "")
+            + f"its {found.explained:,} explained customers"
             if found.explained
             else ""
         ),

@@ -30,6 +30,20 @@ def test_drivers_are_mean_absolute_contributions_over_the_uploads_explained_cust
     assert customer_trends.drivers(migrated_engine, "acme", other).features == []
 
 
+def test_drivers_average_a_bounded_sample_and_still_count_every_explained_customer(
+    migrated_engine, monkeypatch
+):
+    first = completed(migrated_engine, "acme")
+    X = pd.DataFrame({"tenure": [2.0, 50.0]})
+    explained = Explanation(["tenure"], np.full(2, -1.0), np.array([[0.5], [-2.0]]))
+    customers.record_explanations(
+        migrated_engine, upload(first), pd.Series(["b", "a"]), explained, X
+    )
+    monkeypatch.setattr(customer_trends, "DRIVER_SAMPLE", 1)
+    found = customer_trends.drivers(migrated_engine, "acme", first)
+    assert (found.explained, found.averaged, found.features) == (2, 1, [("tenure", 2.0)])  # "a"
+
+
 def test_moved_into_high_compares_with_the_same_models_previous_upload(migrated_engine):
     first = completed(migrated_engine, "acme")
     customers.record_scores(
