@@ -83,8 +83,8 @@ class Counted:
     def __init__(self, explainer):
         self.explainer, self.rows, self.wall, self.cpu = explainer, 0, 0.0, 0.0
 
-    def __call__(self, X):
-        result, wall, cpu = timed(lambda: self.explainer(X))
+    def __call__(self, X, ids=None):
+        result, wall, cpu = timed(lambda: self.explainer(X, ids))
         self.rows, self.wall, self.cpu = self.rows + len(X), self.wall + wall, self.cpu + cpu
         return result
 

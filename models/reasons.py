@@ -46,10 +46,14 @@ def reason_columns(explanation: Explanation, X: pd.DataFrame, top: int = TOP) ->
     return pd.DataFrame(texts, index=X.index, dtype="object")
 
 
-def reasons_for(model, profile: ModelProfile):
-    """The explainer the actions list calls: prepared rows -> their reason columns."""
+def reasons_for(model, profile: ModelProfile, keep=None):
+    """The explainer the actions list calls: (prepared rows, customer ids) -> reason columns;
+    `keep(ids, explanation, X)`, when given, receives every explanation (to store it)."""
 
-    def explainer(X: pd.DataFrame) -> pd.DataFrame:
-        return reason_columns(explain(model, profile, X), X)
+    def explainer(X: pd.DataFrame, ids: pd.Series | None = None) -> pd.DataFrame:
+        found = explain(model, profile, X)
+        if keep is not None:
+            keep(ids, found, X)
+        return reason_columns(found, X)
 
     return explainer

@@ -34,11 +34,13 @@ ACTION_COLUMNS = [
     "risk_change",
 ] + REASONS
 VALUE_AT_RISK = "value_at_risk"
+POOL_KEYS = ("key", "seq", "customer_id")  # a pooled row's place and who it is
 SAME_WITHIN = 1e-9  # one model on the same row gives the same probability to the last bit
 MERGE_ROWS = 8_192  # rows read from each spilled run at a time
 
-# prepared feature rows -> a frame with (at least) the REASONS columns, on the same index
-Explainer = Callable[[pd.DataFrame], pd.DataFrame]
+# (prepared feature rows, their customer ids) -> a frame with the REASONS columns, same index;
+# the ids let the caller keep each explained customer's explanation (adapters.customers)
+Explainer = Callable[[pd.DataFrame, pd.Series], pd.DataFrame]
 
 
 class RiskChange(StrEnum):
@@ -94,9 +96,9 @@ class ActionsBuilder:
         for column in REASONS:
             slim[column] = None  # written as an empty cell (unexplained)
         if high.any():
-            reasons = self.explainer(features[high])[REASONS]
+            reasons = self.explainer(features[high], slim.loc[high, "customer_id"])[REASONS]
             slim.loc[high, REASONS] = reasons.to_numpy()
-        self._keep_best(slim.loc[~high, ["key", "seq"]], features[~high])
+        self._keep_best(slim.loc[~high, [*POOL_KEYS]], features[~high])
         self._spill(slim)
 
     def _slim(self, scored: pd.DataFrame, values) -> pd.DataFrame:
@@ -157,7 +159,8 @@ class ActionsBuilder:
         chosen = self.pool[inside.to_numpy()]
         if chosen.empty:
             return pd.DataFrame(columns=REASONS)
-        reasons = self.explainer(chosen.drop(columns=["key", "seq"]))[REASONS]
+        features = chosen.drop(columns=[*POOL_KEYS])
+        reasons = self.explainer(features, chosen["customer_id"])[REASONS]
         return reasons.set_axis(chosen["seq"].to_numpy())
 
     def _cutoff(self) -> tuple[float, int] | None:

@@ -32,7 +32,7 @@ def stored_list(tmp_path, rows: int) -> bytes:
     import pandas as pd
 
     builder = ActionsBuilder(
-        lambda X: X.assign(reason_1="a", reason_2="b", reason_3="c"), tmp_path, 5
+        lambda X, ids: X.assign(reason_1="a", reason_2="b", reason_3="c"), tmp_path, 5
     )
     ids = [f"c{i}" for i in range(rows)]
     scored = pd.DataFrame(

@@ -24,7 +24,8 @@ class Recorder:
     def __init__(self):
         self.explained: list[str] = []
 
-    def __call__(self, features: pd.DataFrame) -> pd.DataFrame:
+    def __call__(self, features: pd.DataFrame, ids: pd.Series) -> pd.DataFrame:
+        assert ids.tolist() == features["cid"].tolist()  # each row's customer comes along
         self.explained += features["cid"].tolist()
         text = "plan is " + features["plan"]
         return pd.DataFrame({name: text for name in REASONS}, index=features.index)
@@ -148,14 +149,14 @@ def telco_model():
     return frame, train(frame, "Churn", "customerID")
 
 
-def actions_of(trained, frame, directory, previous=None) -> pd.DataFrame:
+def actions_of(trained, frame, directory, previous=None, keep=None) -> pd.DataFrame:
     from models.features import prepare_features
     from models.reasons import reasons_for
     from models.scoring import score_frame
 
     directory.mkdir()
     builder = ActionsBuilder(
-        reasons_for(trained.pipeline, trained.profile), directory, top_n=20, previous=previous
+        reasons_for(trained.pipeline, trained.profile, keep), directory, 20, previous
     )
     scored = score_frame(trained.pipeline, trained.profile, frame, frame["customerID"])
     scored.index = frame.index
@@ -165,7 +166,14 @@ def actions_of(trained, frame, directory, previous=None) -> pd.DataFrame:
 
 def test_customers_moved_to_month_to_month_are_up_and_their_reasons_say_so(telco_model, tmp_path):
     frame, trained = telco_model
-    first = actions_of(trained, frame, tmp_path / "first")
+    kept = {}
+
+    def keep(ids, explanation, X):
+        assert np.allclose(explanation.margin, trained.pipeline.decision_function(X), atol=1e-6)
+        kept.update(dict.fromkeys(ids))
+
+    first = actions_of(trained, frame, tmp_path / "first", keep=keep)
+    assert set(kept) == set(first.loc[first["reason_1"].notna(), "customer_id"])
     high = first[first["churn_risk"] == "HIGH"]
     assert len(high) and high[REASONS].notna().all().all()
     assert (first["risk_change"] == "new").all()
