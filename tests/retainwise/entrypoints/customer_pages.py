@@ -56,7 +56,7 @@ def contributions(frame: pd.DataFrame) -> np.ndarray:
     )
 
 
-def explainer(frame: pd.DataFrame) -> pd.DataFrame:
+def explainer(frame: pd.DataFrame, ids: pd.Series) -> pd.DataFrame:
     """The reasons as models/reasons.py words them: the three largest contributions."""
     shares = contributions(frame)
     top = np.argsort(-shares, axis=1)[:, :3]
