@@ -20,7 +20,7 @@ from tasks.monitoring import monitor_figures
 
 @flow(name="monitor", flow_run_name="monitor-{name}")
 def monitor(name: str = "churn", account: str | None = None) -> dict[str, Any]:
-    env = Resources.from_env()
+    env = Resources.of_process()
     logger = get_run_logger()
     figures = monitor_figures(env, name, account)
     publish(name, figures)

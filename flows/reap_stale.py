@@ -33,7 +33,7 @@ def reap_stale(
     max_attempts: int = 3, stale_after_seconds: float | None = None, now: datetime | None = None
 ) -> dict[str, Any]:
     """`now` (default: the clock) is when upload ages are measured from."""
-    env = Resources.from_env()
+    env = Resources.of_process()
     reaped = sweep_stale(env, max_attempts, stale_after_seconds, now)
     logger = get_run_logger()
     for item in reaped:

@@ -23,7 +23,7 @@ from tasks.uploads import check_upload, score_in_chunks, score_whole_file
 
 @flow(name="score-upload", flow_run_name="score-{prediction_id}")
 def score_upload(prediction_id: str) -> dict[str, Any]:
-    env, logger = Resources.from_env(), get_run_logger()
+    env, logger = Resources.of_process(), get_run_logger()
     run_id = str(runtime.flow_run.id or "")
     prediction = claim_upload(env.engine, prediction_id, run_id)
     if prediction is None:
