@@ -54,17 +54,26 @@ def throwaway_database():
         admin.dispose()
 
 
-def runner_ports(home: Path) -> set[int]:
-    """Local TCP ports of the runner's processes (the parent and its warm children)."""
+def runner_processes(home: Path) -> list:
+    """The runner's processes (psutil): each service's parent and its warm children."""
     import psutil
 
-    ports = set()
+    found = []
     for pid_file in (home / "pids").glob("runner*.pid"):
         with contextlib.suppress(psutil.NoSuchProcess, ValueError):
             parent = psutil.Process(int(pid_file.read_text()))
-            for process in [parent, *parent.children(recursive=True)]:
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    ports |= {c.laddr.port for c in process.net_connections("tcp")}
+            found += [parent, *parent.children(recursive=True)]
+    return found
+
+
+def runner_ports(home: Path) -> set[int]:
+    """Local TCP ports of the runner's processes."""
+    import psutil
+
+    ports = set()
+    for process in runner_processes(home):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            ports |= {c.laddr.port for c in process.net_connections("tcp")}
     return ports
 
 
@@ -170,6 +179,7 @@ def serve_runs(database_url: str, uploads: int, at_once: int, timeout: float) ->
                         pool.map(lambda _: submit_and_wait(env, data, timeout), range(uploads))
                     )
             after = sessions(database_url, home)
+            processes = len(runner_processes(home))
     finally:
         stack.down(settings)
     return {
@@ -177,7 +187,7 @@ def serve_runs(database_url: str, uploads: int, at_once: int, timeout: float) ->
         "uploads": uploads,
         "completed": statuses.count("COMPLETED"),
         "wall_s": round(time.monotonic() - started, 1),
-        "runner_processes": len(list((home / "pids").glob("runner*.pid"))),
+        "runner_processes": processes,
         "sessions_after_warm_up": before,
         "sessions_peak": peak.seen,
         "sessions_after": after,
