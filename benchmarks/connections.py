@@ -163,12 +163,10 @@ def serve_runs(database_url: str, uploads: int, at_once: int, timeout: float) ->
     data = synthetic_customers(ROWS, seed=7).drop(columns=["Churn"]).to_csv(index=False).encode()
     migrations.upgrade(settings.db_url)
     train_small_champion(settings)
+    env = Resources(settings)  # not `with`: the same script measures commits before close()
     try:
         stack_env = stack.up(settings, timeout=600)
-        with (
-            temporary_settings(updates={PREFECT_API_URL: stack_env["PREFECT_API_URL"]}),
-            Resources(settings) as env,
-        ):
+        with temporary_settings(updates={PREFECT_API_URL: stack_env["PREFECT_API_URL"]}):
             assert submit_and_wait(env, data, timeout) == "COMPLETED"
             before = sessions(database_url, home)
             common.log(f"warm: {before}; {uploads} uploads, {at_once} at once")
@@ -181,6 +179,7 @@ def serve_runs(database_url: str, uploads: int, at_once: int, timeout: float) ->
             after = sessions(database_url, home)
             processes = len(runner_processes(home))
     finally:
+        env.engine.dispose()
         stack.down(settings)
     return {
         "benchmark": "connections",
