@@ -1,4 +1,4 @@
-"""The layer rule of docs/architecture.md: a module imports only from its own layer or lower ones."""
+"""The layer rule of docs/architecture.md: a module imports only its own layer or lower ones."""
 
 from __future__ import annotations
 
@@ -102,3 +102,44 @@ def test_the_rule_catches_an_upward_or_forbidden_import(tmp_path, monkeypatch, s
     fake = REPO / "retainwise" / "uploads" / "_layer_probe.py"
     monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: source)
     assert any(expected in problem for problem in violations(fake))
+
+
+def imports_of_ours(path: Path, ours: set[str]) -> set[str]:
+    """The modules of ours a file imports (`from a import b` names a.b when b is a module)."""
+    found = set()
+    for _, target in imported_modules(path):
+        while target and target not in ours:
+            target = target.rpartition(".")[0]
+        if target:
+            found.add(target)
+    return found
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Groups of modules that import each other, directly or around a loop (graphlib's check)."""
+    from graphlib import CycleError, TopologicalSorter
+
+    found, graph = [], {name: set(targets) - {name} for name, targets in graph.items()}
+    while True:
+        try:
+            TopologicalSorter(graph).prepare()
+            return found
+        except CycleError as exc:
+            loop = exc.args[1][:-1]
+            found.append(sorted(loop))
+            graph[loop[1]].discard(loop[0])  # cut the loop there; look for the next
+
+
+# being broken on the `typed` branch (issue 18); the lead drops it from here once that is merged
+KNOWN_CIRCLES = [["retainwise.entrypoints.api", "retainwise.entrypoints.web"]]
+
+
+def test_no_module_imports_itself_around_a_circle():
+    modules = {module_name(path): path for path in source_files()}
+    graph = {name: imports_of_ours(path, set(modules)) for name, path in modules.items()}
+    assert [loop for loop in circles(graph) if loop not in KNOWN_CIRCLES] == []
+
+
+def test_a_circle_is_found_however_long():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert circles(graph) == [["a", "b", "c"]]
