@@ -8,24 +8,8 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from retainwise.adapters import prefect_api
 from retainwise.adapters.resources import Resources
-from retainwise.uploads import reaper
-from tasks.retry import io_task
-
-
-@io_task("sweep-stale-uploads")
-def sweep_stale(
-    env: Resources, max_attempts: int, stale_after_seconds: float | None, now: datetime | None
-) -> list[reaper.Reaped]:
-    return reaper.sweep(
-        env,
-        prefect_api.prefect_run_states,
-        prefect_api.cancel_flow_run,
-        max_attempts,
-        stale_after_seconds,
-        now,
-    )
+from tasks.reaper import sweep_stale
 
 
 @flow(name="reap-stale")

@@ -11,9 +11,9 @@ from retainwise.adapters.db import Status
 from retainwise.adapters.resources import Resources
 from retainwise.config.errors import CUSTOMER_ERRORS, UploadRejected
 from retainwise.uploads.output import result_keys
-from retainwise.uploads.reaper import time_limit
 from retainwise.uploads.report import summary_markdown
 from tasks.monitoring import record_upload_figures
+from tasks.reaper import time_limit
 from tasks.retry import describe_failure
 from tasks.scoring import load_champion
 from tasks.shadow import shadow_score

@@ -27,7 +27,7 @@ from retainwise.adapters import db, prefect_api
 from retainwise.adapters.resources import Resources
 from retainwise.local.stack import stop_group
 from retainwise.runtime.trigger import deployment_starter, handle_message
-from retainwise.uploads import reaper
+from tasks import reaper
 from tasks.status import UploadTimedOut
 from tests.conftest import REPO
 from tests.helpers import customers_csv, results_of, submit, wait_for
@@ -120,7 +120,10 @@ def test_sigkill_under_a_live_runner_is_crashed_requeued_and_completed(resources
 def sweep(**options):
     """One reaper sweep against the real Prefect API (states and cancels), at the `now` given."""
     return reaper.sweep(
-        Resources.from_env(), prefect_api.prefect_run_states, prefect_api.cancel_flow_run, **options
+        Resources.of_process(),
+        prefect_api.prefect_run_states,
+        prefect_api.cancel_flow_run,
+        **options,
     )
 
 
