@@ -23,7 +23,6 @@ import signal
 import sys
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -31,27 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import common  # noqa: E402
 
-ADMIN_URL = os.environ.get(
-    "RETAINWISE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 ROWS = 200
-
-
-@contextlib.contextmanager
-def throwaway_database():
-    """A fresh database on the machine's PostgreSQL, dropped afterwards."""
-    import sqlalchemy as sa
-
-    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"retainwise_bench_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def runner_processes(home: Path) -> list:
@@ -82,13 +61,13 @@ def sessions(database_url: str, home: Path) -> dict[str, int]:
     import sqlalchemy as sa
 
     name = sa.make_url(database_url).database
-    admin = sa.create_engine(ADMIN_URL, poolclass=sa.pool.NullPool)
+    admin = sa.create_engine(database_url, poolclass=sa.pool.NullPool)
     try:
         with admin.connect() as conn:
             ports = conn.execute(
                 sa.text(
-                    "SELECT client_port FROM pg_stat_activity "
-                    "WHERE datname = :name AND backend_type = 'client backend'"
+                    "SELECT client_port FROM pg_stat_activity WHERE datname = :name "
+                    "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
                 ),
                 {"name": name},
             ).scalars()
@@ -200,7 +179,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--timeout", type=float, default=600)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))  # still stop the stack
-    with throwaway_database() as url:
+    from tests.conftest import throwaway_postgres  # the tests' throwaway database
+
+    with throwaway_postgres("retainwise_bench") as url:
         print(json.dumps(serve_runs(url, args.uploads, args.at_once, args.timeout)))
 
 
