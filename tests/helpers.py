@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pandas as pd
@@ -26,6 +28,27 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, poll: floa
         raise AssertionError(f"timed out after {timeout} s waiting for {what}") from None
 
 
+@contextmanager
+def served(app, port: int) -> Iterator[str]:
+    """`app` under uvicorn on a loopback port, in a thread of this process; yields its base URL."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+
+    def started() -> bool:
+        assert thread.is_alive(), "uvicorn exited"
+        return server.started
+
+    wait_for(started, 60, "uvicorn to start")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
 def customers_csv(rows: int = 200, seed: int = 21) -> bytes:
     return synthetic_customers(rows, seed=seed, labeled=False).to_csv(index=False).encode()
 
@@ -38,7 +61,7 @@ def submit(resources, data: bytes, account: str = "acme") -> str:
 
 def results_of(resources, prediction_id: str) -> pd.DataFrame:
     row = db.get_prediction(resources.engine, prediction_id)
-    data = aws.get_bytes(resources.s3, resources.settings.bucket, row["result_key"])
+    data = aws.get_bytes(resources.s3, resources.settings.bucket, row.result_key)
     return pd.read_csv(io.BytesIO(data), dtype={"customer_id": str})
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -12,6 +13,9 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from retainwise.config.errors import MissingSetting
+
+MIN_SESSION_SECRET_CHARS = 32
+LOCAL_SCHEMES = ("sqlite", "file")  # the local stack's stores: one machine's disk
 
 
 class Settings(BaseSettings):
@@ -30,6 +34,9 @@ class Settings(BaseSettings):
     # on ECS the app user's RDS secret). migrate creates or updates that PostgreSQL role with row
     # access (DML) and no DDL; the other jobs get it as their RETAINWISE_DATABASE_SECRET
     database_app_secret: str | None = None
+    # `migrate` only: the API's login (JSON with username and password), rows in every table; the
+    # app login above may not write accounts or read api_keys. Unset: the API uses the app login
+    database_api_secret: str | None = None
     mlflow_database: str = "mlflow"
     mlflow_tracking_uri: str | None = None
     mlflow_artifact_root: str | None = None
@@ -52,6 +59,10 @@ class Settings(BaseSettings):
     # signs the web app's session cookies; set it in production (else a random one per process)
     session_secret: str | None = None
     session_https_only: bool = False  # Secure cookies: set true where TLS terminates in front
+    # requests per API key (per API task): a minute's average, and the burst allowed above it
+    rate_limit_per_minute: int = 300
+    rate_limit_burst: int = 60
+    max_outcomes_bytes: int = 10_000_000  # an outcomes file: ~500k rows of customer_id, churned
     max_rejected_share: float = 0.5
     chunked_above_bytes: int = 64 * 2**20  # larger files are scored chunk by chunk
     chunk_bytes: int = 8 * 2**20  # ~60k Telco rows per chunk
@@ -69,7 +80,8 @@ class Settings(BaseSettings):
     # up on is redelivered rather than handled twice at the same time
     trigger_concurrency: int = 4
     trigger_create_timeout: float = 20.0
-    # "challenger": each upload is also scored by the challenger, results kept apart (shadow-v<N>.csv)
+    # "challenger": each upload is also scored by the challenger, results kept apart
+    # (shadow-v<N>.csv)
     shadow: Literal["off", "challenger"] = "off"
     # the promotion gate also judges production outcomes both versions scored, from this many rows
     promotion_outcome_rows: int = 500
@@ -122,6 +134,14 @@ class Settings(BaseSettings):
         return None
 
     @property
+    def api_login(self) -> tuple[str, str] | None:
+        """(username, password) of the API's rows role; None when it shares the app login."""
+        if not self.database_api_secret:
+            return None
+        secret = json.loads(self.database_api_secret)
+        return secret["username"], secret["password"]
+
+    @property
     def tracking_uri(self) -> str:
         return self._or_local(
             self.mlflow_tracking_uri or self._from_secret(self.mlflow_database),
@@ -137,6 +157,41 @@ class Settings(BaseSettings):
             (self.home_dir / "mlartifacts").as_uri(),
         )
 
+    def production_problems(self, serves_web: bool) -> list[str]:
+        """Each setting this production process lacks or holds unsafe, by variable; [] locally.
+        Only a process that serves the web app needs the session settings."""
+        if self.env != "production":
+            return []
+        problems = [
+            self._unsafe_url(lambda: self.db_url, "RETAINWISE_DATABASE_URL"),
+            self._unsafe_url(lambda: self.tracking_uri, "RETAINWISE_MLFLOW_TRACKING_URI"),
+        ]
+        if serves_web:
+            problems += self._unsafe_sessions()
+        return [problem for problem in problems if problem]
+
+    @staticmethod
+    def _unsafe_url(url: Callable[[], str], variable: str) -> str | None:
+        try:
+            value = url()
+        except MissingSetting as exc:
+            return str(exc)
+        if value.startswith(LOCAL_SCHEMES):
+            return f"{variable} is a local file ({value.split(':')[0]}); production needs a server"
+        return None
+
+    def _unsafe_sessions(self) -> list[str | None]:
+        secret = self.session_secret or ""
+        return [
+            None
+            if len(secret) >= MIN_SESSION_SECRET_CHARS
+            else f"RETAINWISE_SESSION_SECRET is {'too short' if secret else 'not set'} (at least "
+            f"{MIN_SESSION_SECRET_CHARS} characters, the same for every API task)",
+            None
+            if self.session_https_only
+            else "RETAINWISE_SESSION_HTTPS_ONLY is not true: session cookies would lack Secure",
+        ]
+
     # the local stack (`retainwise stack up`): moto and a Prefect server on loopback
     stack_aws_port: int = 4566
     stack_prefect_port: int = 4200
@@ -149,3 +204,10 @@ class Settings(BaseSettings):
     @property
     def stack_env_file(self) -> Path:
         return self.home_dir / "stack.env"
+
+
+def check_production(settings: Settings, serves_web: bool) -> None:
+    """Stop a production process at start, naming every missing or unsafe setting at once."""
+    problems = settings.production_problems(serves_web)
+    if problems:
+        raise MissingSetting("RETAINWISE_ENV=production refuses to start: " + "; ".join(problems))

@@ -56,13 +56,16 @@ def prefect_yaml_environment(net, settings) -> dict[str, str]:
         "RETAINWISE_IMAGE": "123456789012.dkr.ecr.us-east-1.amazonaws.com/retainwise:abc123",
         "RETAINWISE_ECS_CLUSTER": net["cluster"],
         "RETAINWISE_ECS_EXECUTION_ROLE_ARN": "arn:aws:iam::123456789012:role/retainwise-exec",
-        "RETAINWISE_MIGRATE_EXECUTION_ROLE_ARN": "arn:aws:iam::123456789012:role/retainwise-migrate-exec",
+        "RETAINWISE_MIGRATE_EXECUTION_ROLE_ARN": (
+            "arn:aws:iam::123456789012:role/retainwise-migrate-exec"
+        ),
         "RETAINWISE_SCORING_ROLE_ARN": "arn:aws:iam::123456789012:role/retainwise-scoring",
         "RETAINWISE_TRAINING_ROLE_ARN": "arn:aws:iam::123456789012:role/retainwise-training",
         "RETAINWISE_MONITOR_ROLE_ARN": "arn:aws:iam::123456789012:role/retainwise-monitor",
         "RETAINWISE_MIGRATE_ROLE_ARN": "arn:aws:iam::123456789012:role/retainwise-migrate",
         "RETAINWISE_DATABASE_SECRET_ARN": DATABASE_SECRET_ARN,
         "RETAINWISE_APP_DATABASE_SECRET_ARN": APP_SECRET_ARN,
+        "RETAINWISE_API_DATABASE_SECRET_ARN": APP_SECRET_ARN.replace("app", "api"),
         "RETAINWISE_PREFECT_API_KEY_SECRET_ARN": PREFECT_KEY_SECRET_ARN,
         "RETAINWISE_VPC_ID": net["vpc"],
         "RETAINWISE_SUBNET_A": net["subnets"][0],

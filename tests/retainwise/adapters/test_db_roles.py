@@ -78,7 +78,7 @@ def test_the_app_role_reads_and_writes_rows_but_cannot_create_alter_or_drop_tabl
     prediction_id = db.create_prediction(
         as_app, account="acme", model_name="churn", input_key="uploads/acme/x.csv"
     )
-    assert db.get_prediction(as_app, prediction_id)["status"] == "PENDING"
+    assert db.get_prediction(as_app, prediction_id).status == "PENDING"
     with as_app.begin() as conn:
         conn.execute(
             sa.text("UPDATE predictions SET status = 'FAILED' WHERE id = :id"),
@@ -124,6 +124,25 @@ def test_granting_again_is_safe_and_leaves_exactly_row_privileges(owned_database
         for table in tables
         for privilege in ("SELECT", "INSERT", "UPDATE", "DELETE")
     }
+
+
+def test_the_guarded_role_reads_accounts_and_never_writes_them_or_touches_api_keys(
+    owned_database, owner, as_app, app_role
+):
+    """The jobs' login when the API has its own: a scoring runner cannot mint or read keys."""
+    migrations.upgrade(owned_database)
+    db_roles.grant_rows_only(owner, app_role, PASSWORD, guarded=True)
+    with as_app.connect() as conn:
+        conn.execute(sa.text("SELECT count(*) FROM accounts"))
+    assert refused(as_app, "SELECT * FROM api_keys") == TABLE_DENIED
+    assert refused(as_app, "INSERT INTO accounts (name) VALUES ('mallory')") == TABLE_DENIED
+    assert refused(as_app, "UPDATE accounts SET name = 'x'") == TABLE_DENIED
+    assert refused(as_app, "DELETE FROM api_keys") == TABLE_DENIED
+    rows = granted(owner, app_role)
+    assert ("accounts", "SELECT") in rows and not {t for t, _ in rows} & {"api_keys"}
+    assert {("predictions", p) for p in ("SELECT", "INSERT", "UPDATE", "DELETE")} <= rows
+    db_roles.grant_rows_only(owner, app_role, PASSWORD)  # unguarded again: rows everywhere
+    assert ("api_keys", "INSERT") in granted(owner, app_role)
 
 
 def test_tables_a_later_migration_adds_are_usable_without_granting_again(
