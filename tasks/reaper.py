@@ -28,7 +28,7 @@ from tasks.retry import io_task
 log = logging.getLogger("tasks.reaper")
 ENDED_RUN_STATES = frozenset({"CRASHED", "FAILED", "CANCELLED", "COMPLETED"})
 RunStates = Callable[[Iterable[str]], dict[str, str]]
-CancelRun = Callable[[str, str], None]  # (flow run id, why)
+CancelRun = Callable[[str, str], object]  # (flow run id, why); what it returns is unused
 
 
 @dataclass(frozen=True)
