@@ -105,7 +105,8 @@ def submit_and_wait(env, data: bytes, timeout: float) -> str:
     prediction_id = service.submit_upload(
         env, data, filename="bench.csv", account="bench", model_name=common.MODEL
     )
-    return service.wait_for_final(env, prediction_id, timeout=timeout, poll=0.1)["status"]
+    row = service.wait_for_final(env, prediction_id, timeout=timeout, poll=0.1)
+    return str(row["status"] if isinstance(row, dict) else row.status)  # dicts before issue 18
 
 
 def train_small_champion(settings) -> None:
