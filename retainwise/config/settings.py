@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import quote
 
 from pydantic import Field
@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     max_receive_count: int = 3
     aws_region: str = Field(default="us-east-1", validation_alias="AWS_DEFAULT_REGION")
     aws_endpoint_url: str | None = Field(default=None, validation_alias="AWS_ENDPOINT_URL")
+    # botocore's standard retry mode, for every client: throttling, 5xx and dropped connections
+    # are retried inside each call, up to this many requests in all
+    aws_max_attempts: int = Field(default=3, validation_alias="AWS_MAX_ATTEMPTS")
 
     default_model: str = "churn"
     default_account: str = "default"
@@ -86,6 +89,11 @@ class Settings(BaseSettings):
     # the promotion gate also judges production outcomes both versions scored, from this many rows
     promotion_outcome_rows: int = 500
     top_reasons: bool = False  # add a top_reasons column to results (costs 1x-17x scoring time)
+    # a feature (or the score) whose PSI against training is above this has drifted: the upload's
+    # report flags it, the dashboard counts it, monitoring raises retainwise.data.drifted. 0.25 is
+    # the usual line for a significant shift (0.1-0.25 is moderate); an alert that pages should
+    # fire on significant shifts only
+    drift_alert_psi: float = 0.25
 
     @cached_property
     def home_dir(self) -> Path:
@@ -204,6 +212,12 @@ class Settings(BaseSettings):
     @property
     def stack_env_file(self) -> Path:
         return self.home_dir / "stack.env"
+
+
+def setting_default(name: str) -> Any:
+    """A setting's default, read without the environment: domain objects (Limits, ScoringPolicy)
+    default to it rather than writing the number a second time."""
+    return Settings.model_fields[name].default
 
 
 def check_production(settings: Settings, serves_web: bool) -> None:

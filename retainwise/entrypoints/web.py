@@ -198,7 +198,7 @@ def dashboard_charts(resources: Resources, rows: list[db.Prediction], today: dat
             drifted.most_common(),
             horizontal=True,
             empty="No column crossed the alert level (PSI above "
-            f"0.2) in the last {len(reports)} scored uploads."
+            f"{resources.settings.drift_alert_psi}) in the last {len(reports)} scored uploads."
             if reports
             else "No data yet.",
         ),
