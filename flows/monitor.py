@@ -22,7 +22,7 @@ from tasks.webhooks import notify_accounts
 
 @flow(name="monitor", flow_run_name="monitor-{name}")
 def monitor(name: str = "churn", account: str | None = None) -> dict[str, Any]:
-    env = Resources.from_env()
+    env = Resources.of_process()
     logger = get_run_logger()
     figures = monitor_figures(env, name, account)
     notify_accounts(env, name, figures["alerts"])  # the accounts' webhooks

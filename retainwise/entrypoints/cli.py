@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 def _resources():
     from retainwise.adapters.resources import Resources
 
-    return Resources.from_env()
+    return Resources.of_process()  # one per command, closed at exit
 
 
 def _print_json(data: dict[str, Any]) -> None:

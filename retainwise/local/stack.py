@@ -202,7 +202,7 @@ def restore_queue(settings: Settings) -> int:
     import sqlalchemy as sa
 
     from retainwise.adapters.resources import Resources
-    from retainwise.uploads.reaper import resend_lost_messages
+    from tasks.reaper import resend_lost_messages
 
     env = Resources(settings)
     try:
