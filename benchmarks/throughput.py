@@ -249,7 +249,7 @@ def child_main(args: argparse.Namespace) -> None:
 
 # ---------------------------------------------------------------- the harness
 def export_model(settings, target: Path) -> None:
-    """The champion's artifacts plus its profile, for the naive script to load without a registry."""
+    """The champion's artifacts and profile, for the naive script to load without a registry."""
     import mlflow
 
     from retainwise.adapters import mlflow_registry as registry

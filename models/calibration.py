@@ -1,4 +1,4 @@
-"""Platt scaling on out-of-fold scores, so probabilities mean what they say without refitting twice."""
+"""Platt scaling on out-of-fold scores: probabilities that mean what they say, one fit only."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def fit_platt(scores: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 class CalibratedModel(ClassifierMixin, BaseEstimator):
-    """A fitted pipeline whose decision scores pass through a fitted sigmoid (monotone: AUC kept)."""
+    """A fitted pipeline whose decision scores go through a fitted sigmoid (monotone: AUC kept)."""
 
     def __init__(self, base=None, slope: float = 1.0, intercept: float = 0.0):
         self.base = base

@@ -20,7 +20,8 @@ TOLERANCE = 1e-6  # compiled probabilities must equal scikit-learn's to this
 
 
 def boosted_parts(model):
-    """(column transformer, HistGradientBoostingClassifier) of a calibrated boosted pipeline, or None."""
+    """(column transformer, HistGradientBoostingClassifier) of a calibrated boosted pipeline, or
+    None."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     pipeline = getattr(model, "base", None)

@@ -50,7 +50,7 @@ class CategoryEncoder(TransformerMixin, BaseEstimator):
         """rows x columns int64 codes; -1 where the value was never seen in training."""
         frame = _as_frame(X)
         out = np.empty(frame.shape, dtype=np.int64, order="F")
-        for j, (kept, rare) in enumerate(zip(self.categories_, self.infrequent_)):
+        for j, (kept, rare) in enumerate(zip(self.categories_, self.infrequent_, strict=True)):
             out[:, j] = _column_codes(frame.iloc[:, j], kept, rare)
         return out
 
@@ -61,7 +61,10 @@ class CategoryEncoder(TransformerMixin, BaseEstimator):
         return self._one_hot(codes)
 
     def _one_hot(self, codes: np.ndarray) -> sparse.csr_matrix:
-        widths = [len(c) + (1 if len(r) else 0) for c, r in zip(self.categories_, self.infrequent_)]
+        widths = [
+            len(c) + (1 if len(r) else 0)
+            for c, r in zip(self.categories_, self.infrequent_, strict=True)
+        ]
         offsets = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.int64)
         rows, columns = np.nonzero(codes >= 0)
         return sparse.csr_matrix(
@@ -76,7 +79,7 @@ class CategoryEncoder(TransformerMixin, BaseEstimator):
         return np.asarray(
             [
                 f"{name}_{value}"
-                for name, kept, rare in zip(names, self.categories_, self.infrequent_)
+                for name, kept, rare in zip(names, self.categories_, self.infrequent_, strict=True)
                 for value in [*kept, *(["infrequent"] if len(rare) else [])]
             ],
             dtype=object,

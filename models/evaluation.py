@@ -36,7 +36,7 @@ def holdout_metrics(y, p, threshold: float) -> dict[str, float]:
 
 
 def reliability_curve(y, p, bins: int = 10) -> dict[str, list[float]]:
-    """Mean predicted vs observed churn rate per equal-count bin (a calibrated model lies on y=x)."""
+    """Mean predicted vs observed churn rate per equal-count bin (calibrated: on the line y=x)."""
     observed, predicted = calibration_curve(
         np.asarray(y), np.asarray(p), n_bins=bins, strategy="quantile"
     )

@@ -31,18 +31,18 @@ def is_linear(model) -> bool:
 
 
 def one_hot_step(columns):
-    """The fitted one-hot step: a CategoryEncoder, or (models trained before it) a Pipeline's last step."""
+    """The fitted one-hot step: a CategoryEncoder, or (older models) a Pipeline's last step."""
     step = columns.named_transformers_["categorical"]
     return step.steps[-1][1] if hasattr(step, "steps") else step
 
 
 def linear_contributions(model, profile: ModelProfile, X: pd.DataFrame) -> np.ndarray:
-    """rows x features matrix of exact log-odds contributions (linear pipeline of models.training)."""
+    """rows x features matrix of exact log-odds contributions (the linear pipeline of training)."""
     pipeline = base_pipeline(model)
     columns, classifier = pipeline.steps[0][1], pipeline.steps[-1][1]
     coef = classifier.coef_[0]
     owner, means = [], []
-    for index, name in enumerate(profile.numeric):
+    for index in range(len(profile.numeric)):
         owner.append(index)
         means.append(0.0)  # standardised on the (imputed) training data: mean 0
     onehot = one_hot_step(columns) if profile.categorical else None

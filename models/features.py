@@ -114,7 +114,7 @@ def infer_features(
 
 
 def prepare_features(frame: pd.DataFrame, features: list[FeatureProfile]) -> pd.DataFrame:
-    """Columns in model order: numbers as float64, categories as object strings with NaN for missing."""
+    """Columns in model order: numbers as float64, categories as object strings, NaN for missing."""
     prepared = {}
     for feature in features:
         column = frame[feature.name]

@@ -1,4 +1,4 @@
-"""Leakage guard: a column that alone predicts the label almost perfectly is a copy of the answer."""
+"""Leakage guard: a column that alone predicts the label almost perfectly copies the answer."""
 
 from __future__ import annotations
 

@@ -113,7 +113,7 @@ def build_linear(profile: ModelProfile) -> Pipeline:
 
 
 def build_boosted(profile: ModelProfile) -> Pipeline:
-    """Histogram gradient boosting with native categorical splits (unknown categories -> missing)."""
+    """Histogram gradient boosting, native categorical splits (unknown categories -> missing)."""
     categorical = CategoryEncoder("ordinal", max_categories=MAX_CATEGORIES)
     columns = ColumnTransformer(
         [

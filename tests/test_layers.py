@@ -1,4 +1,4 @@
-"""The layer rule of docs/architecture.md: a module imports only from its own layer or lower ones."""
+"""The layer rule of docs/architecture.md: a module imports only from its own layer or lower."""
 
 from __future__ import annotations
 

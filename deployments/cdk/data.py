@@ -45,7 +45,7 @@ class Network(Construct):
 
 
 class Storage(Construct):
-    """The uploads bucket (uploads/ in, results/ out), the models bucket (MLflow artifacts), logs."""
+    """The uploads bucket (uploads/ in, results/ out), the models bucket (MLflow artifacts), logs"""
 
     def __init__(self, scope: Construct, id: str, *, retention_days: int) -> None:
         super().__init__(scope, id)
@@ -105,7 +105,7 @@ class Storage(Construct):
 
 
 class UploadQueue(Construct):
-    """The upload queue; after `max_receive_count` receives a message moves to the DLQ, which alarms."""
+    """The upload queue; after `max_receive_count` receives a message moves to the DLQ (alarmed)."""
 
     def __init__(self, scope: Construct, id: str, *, max_receive_count: int) -> None:
         super().__init__(scope, id)

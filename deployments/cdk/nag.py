@@ -22,8 +22,8 @@ def accepted_findings(stack) -> list[tuple[object, str, str, list | None]]:
         (
             stack.prefect_api_key,
             "AwsSolutions-SMG4",
-            "The Prefect API key is issued by Prefect, which Secrets Manager cannot rotate; rotate it "
-            "in Prefect and put the new value (deployments/README.md).",
+            "The Prefect API key is issued by Prefect, which Secrets Manager cannot rotate; "
+            "rotate it in Prefect and put the new value (deployments/README.md).",
             None,
         ),
         (
@@ -63,15 +63,15 @@ def accepted_findings(stack) -> list[tuple[object, str, str, list | None]]:
         (
             services.observer_queue,
             "AwsSolutions-SQS3",
-            "prefect-aws's observer queue holds ECS task-state events for an hour; an event it misses "
-            "is not retried by design, and the reaper catches the run it concerned.",
+            "prefect-aws's observer queue holds ECS task-state events for an hour; an event it "
+            "misses is not retried by design, and the reaper catches the run it concerned.",
             None,
         ),
         (
             services.api.load_balancer,
             "AwsSolutions-EC23",
-            "The public HTTPS endpoint of the API and web app: clients connect from anywhere; port 80 "
-            "only redirects to 443.",
+            "The public HTTPS endpoint of the API and web app: clients connect from anywhere; "
+            "port 80 only redirects to 443.",
             None,
         ),
         (

@@ -177,7 +177,7 @@ class Services(Construct):
         )
 
     def _api(self, access_logs: s3.IBucket) -> ecs_patterns.ApplicationLoadBalancedFargateService:
-        """The API and web app on HTTPS (HTTP redirects), the ALB logging to the access-log bucket."""
+        """The API and web app on HTTPS (HTTP redirects); the ALB logs to the access-log bucket."""
         definition = self._task_definition(
             "Api",
             self.roles.api,
@@ -207,7 +207,7 @@ class Services(Construct):
         return api
 
     def _scale_runners(self, queue: sqs.IQueue) -> None:
-        """Target tracking on the queue backlog and on Prefect's waiting runs; min 1, max configured."""
+        """Target tracking on the queue backlog and Prefect's waiting runs; min 1, max as set."""
         capacity = self.runner.auto_scale_task_count(
             min_capacity=1, max_capacity=self.release.max_runners
         )

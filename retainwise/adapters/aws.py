@@ -155,7 +155,7 @@ def head_bytes(s3: Any, bucket: str, key: str, size: int = 4096) -> bytes:
 
 
 def iter_blocks(s3: Any, bucket: str, key: str) -> Iterator[bytes]:
-    """The object as blocks of READ_BLOCK bytes; the connection is closed even if the reader stops."""
+    """The object as blocks of READ_BLOCK bytes; the connection closes even if the reader stops."""
     body = s3.get_object(Bucket=bucket, Key=key)["Body"]
     try:
         yield from body.iter_chunks(READ_BLOCK)

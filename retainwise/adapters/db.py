@@ -1,6 +1,7 @@
 """The `predictions` table and the few statements the product runs against it.
 
-Functions take an Engine so tests pass in a real SQLite or PostgreSQL one; nothing connects at import.
+Functions take an Engine so tests pass in a real SQLite or PostgreSQL one; nothing connects at
+import.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ NAMING_CONVENTION = {
 metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     PENDING = "PENDING"
     PROCESSING = "PROCESSING"
     COMPLETED = "COMPLETED"
@@ -65,7 +66,7 @@ predictions = sa.Table(
 
 
 def make_engine(url: str) -> Engine:
-    """SQLite gets a busy timeout so concurrent workers wait for the write lock instead of failing."""
+    """SQLite gets a busy timeout: concurrent workers wait for the write lock instead of failing."""
     if url.startswith("sqlite"):
         return sa.create_engine(url, connect_args={"timeout": 30})
     return sa.create_engine(url, pool_pre_ping=True)

@@ -1,4 +1,5 @@
-"""The MLflow adapter: register trained versions, read and move aliases, load models and their stored test rows.
+"""The MLflow adapter: register trained versions, read and move aliases, load models and their
+stored test rows.
 
 A version's run carries its metrics, profile, model card, plots and its held-out test rows
 (`evaluation/holdout.csv`), so a promotion can score champion and challenger on the same rows.

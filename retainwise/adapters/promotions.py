@@ -107,7 +107,7 @@ def champion_at(engine: Engine, model_name: str, when: datetime) -> str | None:
 
 
 def rollback_target(engine: Engine, model_name: str, champion: str) -> str | None:
-    """The champion before the promotion that made `champion` champion (what rollback returns to)."""
+    """The champion before the promotion that made `champion` champion (rollback returns to it)."""
     with engine.connect() as conn:
         return conn.execute(
             sa.select(model_promotions.c.from_version)

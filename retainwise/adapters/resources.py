@@ -1,4 +1,4 @@
-"""The external systems a run talks to, built in one place from Settings (dagster-style resources)."""
+"""The external systems a run talks to, built in one place from Settings (dagster-style)."""
 
 from __future__ import annotations
 

@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     # up on is redelivered rather than handled twice at the same time
     trigger_concurrency: int = 4
     trigger_create_timeout: float = 20.0
-    # "challenger": each upload is also scored by the challenger, results kept apart (shadow-v<N>.csv)
+    # "challenger": each upload is also scored by the challenger, results apart (shadow-v<N>.csv)
     shadow: Literal["off", "challenger"] = "off"
     # the promotion gate also judges production outcomes both versions scored, from this many rows
     promotion_outcome_rows: int = 500

@@ -159,7 +159,7 @@ def cmd_score(args) -> int:
 
 
 def cmd_outcomes(args) -> int:
-    """What really happened to an upload's customers; one JSON line with matched/unmatched counts."""
+    """What really happened to an upload's customers; one JSON line, matched/unmatched counts."""
     from retainwise.config.errors import UploadRejected
     from retainwise.entrypoints import service
 
@@ -411,7 +411,7 @@ def _model_compare(args, settings: Settings) -> int:
 
 
 def _model_train(args) -> int:
-    """A flow run when a Prefect server answers; otherwise the same steps in-process (MLflow only)."""
+    """A flow run when a Prefect server answers; else the same steps in-process (MLflow only)."""
     from models.training import TrainingError
     from retainwise.modelops.training import prefect_server_answers, train_in_process
 

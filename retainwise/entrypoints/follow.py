@@ -92,7 +92,7 @@ def final_log_lines(client, flow_run_id: str, count: int, wait_seconds: float = 
     from tenacity import RetryError, retry, retry_if_result, stop_after_delay, wait_fixed
 
     @retry(
-        retry=retry_if_result(lambda lines: not any("Finished in state" in l for l in lines)),
+        retry=retry_if_result(lambda lines: not any("Finished in state" in line for line in lines)),
         stop=stop_after_delay(wait_seconds),
         wait=wait_fixed(0.5),
     )

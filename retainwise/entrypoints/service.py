@@ -80,7 +80,9 @@ def wait_for_final(
         return retrying(read)
     except tenacity.RetryError as exc:
         row = exc.last_attempt.result()
-        raise TimeoutError(f"upload {prediction_id} still {row['status']} after {timeout:.0f} s")
+        raise TimeoutError(
+            f"upload {prediction_id} still {row['status']} after {timeout:.0f} s"
+        ) from None
 
 
 def download_results(env: Resources, prediction_id: str) -> bytes:

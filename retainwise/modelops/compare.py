@@ -154,7 +154,8 @@ def terminal_table(figures: dict[str, Any]) -> str:
     header = ["on", "rows"] + [
         f"{role} v{v} {metric}"
         for metric in ("AUC", "Brier")
-        for role, v in zip(("champion", "challenger"), versions)
+        # versions has one entry when there is no challenger
+        for role, v in zip(("champion", "challenger"), versions, strict=False)
     ]
 
     def cells(what: str, rows, by_version: dict[str, Any], note=lambda v: "") -> list[str]:
@@ -181,6 +182,8 @@ def terminal_table(figures: dict[str, Any]) -> str:
     paired = figures["paired"]
     lines.append(cells("outcomes both scored", paired["labelled_rows"], paired["versions"]))
     widths = [max(len(row[i]) for row in [header] + lines) for i in range(len(header))]
-    text = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in [header] + lines]
+    text = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in [header] + lines
+    ]
     text.append(f"holdout: {holdout['evaluated_on']}; 's': scored in shadow")
     return "\n".join(text)

@@ -1,6 +1,8 @@
-"""The promotion workflow: gate a challenger against the champion, move the alias, record who and why.
+"""The promotion workflow: gate a challenger against the champion, move the alias, record who and
+why.
 
-Every move of `champion` goes through here (the CLI), so the `model_promotions` table never misses one.
+Every move of `champion` goes through here (the CLI), so the `model_promotions` table never
+misses one.
 """
 
 from __future__ import annotations
@@ -145,7 +147,7 @@ def promote_version(
 def rollback(
     name: str, settings: Settings, engine, reason: str | None = None, actor: str | None = None
 ) -> dict[str, Any]:
-    """Undo the promotion that made the current champion: the version it replaced is champion again."""
+    """Undo the promotion that made the current champion: the one it replaced is champion again."""
     promotions.require_table(engine)
     current = champion_version(name, settings)
     previous = promotions.rollback_target(engine, name, current)

@@ -327,7 +327,7 @@ def run_trigger(
 ) -> None:
     """Receive up to 10 messages a call and create their flow runs `concurrency` at a time."""
     workers = concurrency or env.settings.trigger_concurrency
-    env.engine  # built here, not raced for by the pool's threads (cached_property)
+    _ = env.engine  # built here, not raced for by the pool's threads (cached_property)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="trigger") as pool:
         while not stop.is_set():
             try:

@@ -40,7 +40,8 @@ class Served:
 
 
 def register(deployments: list[tuple[Any, Any]]) -> dict[UUID, Any]:
-    """Create or update each (flow, RunnerDeployment) pair; no work pool, only this runner runs them."""
+    """Create or update each (flow, RunnerDeployment) pair; no work pool: only this runner runs
+    them."""
     return {
         deployment.apply(): without_result_storage_reads(flow) for flow, deployment in deployments
     }
@@ -115,7 +116,7 @@ def next_runs(client, served: Served, heartbeat: bool = False) -> list[Any]:
 
 
 def due_runs_filter(deployment_ids: list[UUID], now: datetime) -> dict[str, Any]:
-    """The runner endpoint's query as `read_flow_runs` filters: Scheduled, due, these deployments."""
+    """The runner endpoint's query as `read_flow_runs` filters: Scheduled, due, our deployments."""
     from prefect.client.schemas import filters, sorting
     from prefect.client.schemas.objects import StateType
 

@@ -66,7 +66,7 @@ def refuse_unstreamable(head: bytes) -> None:
 
 
 def record_end(buffer: bytes | bytearray, start: int = 0) -> int | None:
-    """Index after the last newline that ends a record: one with an even number of quotes before it."""
+    """Index after the last newline ending a record: one with an even number of quotes before it."""
     cut = buffer.rfind(b"\n")
     if cut < 0:
         return None
@@ -351,7 +351,9 @@ def score_stream(
             rejects = upload.rejects.reindex(columns=columns)
             totals.rows_total += upload.rows_total
             totals.rows_rejected += len(rejects)
-            totals.examples += list(zip(rejects["row_number"][:3], rejects["reason"][:3]))
+            totals.examples += list(
+                zip(rejects["row_number"][:3], rejects["reason"][:3], strict=True)
+            )
             scored = scorers.submit(_timed, totals, "scoring", score_piece, model, upload, reasons)
             pending.append(
                 writer.submit(

@@ -189,7 +189,7 @@ def parse_numbers(raw: pd.Series, comma_decimal: bool, flag: bool) -> tuple[pd.S
 def parse_notations(
     text: pa.Array, comma_decimal: bool, flag: bool
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Numbers from grouped, decimal-comma, boolean or missing-marker text: (values, unparseable)."""
+    """Numbers from grouped, decimal-comma, boolean or missing-marker text: (values, unparsed)."""
     null = pa.scalar(None, text.type)
     lower = pc.utf8_lower(text)
     missing = pc.is_in(lower, value_set=pa.array(sorted(MISSING_MARKERS), text.type))
@@ -252,7 +252,7 @@ def parse_categories(
     rows_per_code = code_counts(codes, len(canonical))
     unknown: dict[str, int] = {}
     missing = int(rows_per_code[-1])
-    for value, count in zip(canonical, rows_per_code[:-1]):
+    for value, count in zip(canonical, rows_per_code[:-1], strict=True):
         if value is np.nan:
             missing += int(count)
         elif value not in known and count:
@@ -293,7 +293,7 @@ def category_column(codes: np.ndarray, canonical: list, index: pd.Index) -> pd.S
 def value_counts(rows_per_code: np.ndarray, canonical: list) -> dict[str | None, int]:
     """Rows per training-spelled value from the rows per code (missing last): no string hashing."""
     counts: dict[str | None, int] = {None: int(rows_per_code[-1])}
-    for value, count in zip(canonical, rows_per_code[:-1]):
+    for value, count in zip(canonical, rows_per_code[:-1], strict=True):
         key = None if value is np.nan else value
         counts[key] = counts.get(key, 0) + int(count)
     return counts
@@ -380,7 +380,7 @@ def run_suite(validator, profile: ModelProfile, only: set[str] | None) -> list[t
     for outcome in result.results:
         if outcome.exception_info.get("raised_exception"):
             raise RuntimeError(f"validation could not run: {outcome.exception_info}")
-    return [(check, outcome) for (_, check), outcome in zip(checks, result.results)]
+    return [(check, outcome) for (_, check), outcome in zip(checks, result.results, strict=True)]
 
 
 class Reasons:
@@ -538,7 +538,7 @@ def validate_upload(
             len(rejects),
             rows_total,
             max_rejected_share,
-            zip(rejects["row_number"], rejects["reason"]),
+            zip(rejects["row_number"], rejects["reason"], strict=True),
         ),
         quality,
         dict(table.source),
@@ -650,7 +650,7 @@ def reject_table(
 
 
 def reject_rows(original: pd.DataFrame, positions: np.ndarray, numbers, reasons) -> pd.DataFrame:
-    """Row number, reason, then the rows' cells exactly as uploaded (a clashing name gets a suffix)."""
+    """Row number, reason, then the rows' cells as uploaded (a clashing name gets a suffix)."""
     cells = original.iloc[positions].reset_index(drop=True)
     head = pd.DataFrame(
         {

@@ -56,7 +56,9 @@ def prefect_yaml_environment(net, settings) -> dict[str, str]:
         "RETAINWISE_IMAGE": "123456789012.dkr.ecr.us-east-1.amazonaws.com/retainwise:abc123",
         "RETAINWISE_ECS_CLUSTER": net["cluster"],
         "RETAINWISE_ECS_EXECUTION_ROLE_ARN": "arn:aws:iam::123456789012:role/retainwise-exec",
-        "RETAINWISE_MIGRATE_EXECUTION_ROLE_ARN": "arn:aws:iam::123456789012:role/retainwise-migrate-exec",
+        "RETAINWISE_MIGRATE_EXECUTION_ROLE_ARN": (
+            "arn:aws:iam::123456789012:role/retainwise-migrate-exec"
+        ),
         "RETAINWISE_SCORING_ROLE_ARN": "arn:aws:iam::123456789012:role/retainwise-scoring",
         "RETAINWISE_TRAINING_ROLE_ARN": "arn:aws:iam::123456789012:role/retainwise-training",
         "RETAINWISE_MONITOR_ROLE_ARN": "arn:aws:iam::123456789012:role/retainwise-monitor",

@@ -35,7 +35,7 @@ def test_the_ecs_deployments_point_at_flows_that_load(deployments):
 
 
 def test_job_variables_are_all_known_to_the_ecs_pool(deployments):
-    """Every job variable is one the `ecs` pool's template declares (prefect-aws's plus `secrets`)."""
+    """Every job variable is one the `ecs` pool's template declares (prefect-aws's, `secrets`)."""
     from prefect_aws.workers.ecs_worker import ECSVariables
 
     known = set(default_job_template("ecs")["variables"]["properties"])

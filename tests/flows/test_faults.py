@@ -29,7 +29,8 @@ def resources_on(resources, database_url, monkeypatch):
     resources.engine.dispose()
 
 
-# PostgreSQL, the production database; the claim race itself runs on both in tests/retainwise/test_db.py
+# PostgreSQL, the production database; the claim race itself runs on both in
+# tests/retainwise/adapters/test_db.py
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_twenty_uploads_at_once_each_complete_exactly_once(resources_on):
     uploads = {submit(resources_on, customers_csv(10 + i, seed=i)): 10 + i for i in range(20)}
@@ -98,7 +99,7 @@ def test_s3_going_away_mid_run_is_retried_then_fails_clearly(monkeypatch, stack_
 
 
 def retry_waits(flow_run_id: str) -> list[float]:
-    """Seconds each AwaitingRetry state of the run's tasks was scheduled ahead (Prefect's record)."""
+    """Seconds each AwaitingRetry state of the run's tasks was scheduled ahead (Prefect's data)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("prefect_api")
 
 @pytest.fixture
 def two_versions(stack_env, monkeypatch, tmp_path):
-    """v1 champion and v2 challenger, trained on different samples, in a store of this test's own."""
+    """v1 champion and v2 challenger, trained on different samples, in this test's own store."""
     monkeypatch.setenv("RETAINWISE_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     settings = Settings()
     for seed in (3, 5):

@@ -1,4 +1,4 @@
-"""The predictions repository on SQLite and PostgreSQL: the claim that makes results exactly-once."""
+"""The predictions table on SQLite and PostgreSQL: the claim that makes results exactly-once."""
 
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime

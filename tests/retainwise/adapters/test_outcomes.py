@@ -1,4 +1,4 @@
-"""The outcomes table on SQLite and PostgreSQL: stored beside the score, replaced per upload, scoped."""
+"""The outcomes table on SQLite and PostgreSQL: beside the score, replaced per upload, scoped."""
 
 import pandas as pd
 

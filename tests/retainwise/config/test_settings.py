@@ -90,7 +90,7 @@ def test_the_database_urls_are_built_from_the_rds_secret(bare_environment):
     assert app.password == "p@ss:w/rd%" and mlflow.password == "p@ss:w/rd%"
     assert mlflow.database == "mlflow"
     with pytest.raises(MissingSetting, match="RETAINWISE_MLFLOW_ARTIFACT_ROOT"):
-        settings.artifact_root
+        _ = settings.artifact_root
 
 
 def test_the_url_from_the_secret_connects_to_postgres(bare_environment):
@@ -130,7 +130,7 @@ def test_the_app_login_comes_from_its_secret_and_production_needs_it(bare_enviro
     assert Settings().app_login is None  # locally: every job may share one login
     bare_environment.setenv("RETAINWISE_ENV", "production")
     with pytest.raises(MissingSetting, match="RETAINWISE_DATABASE_APP_SECRET"):
-        Settings().app_login
+        _ = Settings().app_login
     bare_environment.setenv(
         "RETAINWISE_DATABASE_APP_SECRET",
         json.dumps(

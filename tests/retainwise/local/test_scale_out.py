@@ -106,7 +106,9 @@ def test_a_burst_to_two_runners_on_a_postgresql_prefect_server_runs_each_upload_
             process.poll()  # stop_group reaped it; let Popen know
     if not all(stopped.values()):  # the worker's own tests pin SIGTERM; here it only warns
         log = (tmp_path / "services.log").read_text(errors="replace")[-8000:]
-        warnings.warn(f"needed SIGKILL after 30 s: {stopped}; services.log ends:\n{log}")
+        warnings.warn(
+            f"needed SIGKILL after 30 s: {stopped}; services.log ends:\n{log}", stacklevel=1
+        )
     rows = [db.get_prediction(resources.engine, p) for p in uploads]
     assert [(r["status"], r["attempts"]) for r in rows] == [("COMPLETED", 1)] * UPLOADS
     by_upload = {}

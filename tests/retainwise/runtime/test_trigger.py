@@ -299,7 +299,9 @@ def test_one_failing_creation_in_a_batch_leaves_only_its_message_on_the_queue(
     with ThreadPoolExecutor(max_workers=4) as pool:
         outcomes = handle_batch(resources, messages, start, pool)
     real_start.close()
-    outcome_of = {json.loads(m["Body"])["prediction_id"]: o for m, o in zip(messages, outcomes)}
+    outcome_of = {
+        json.loads(m["Body"])["prediction_id"]: o for m, o in zip(messages, outcomes, strict=True)
+    }
     assert outcome_of == {ids[0]: "failed", **{i: "started" for i in ids[1:]}}
     assert runs_for(deployment_id, ids[0]) == []
     [failed] = [m for m in messages if json.loads(m["Body"])["prediction_id"] == ids[0]]
