@@ -32,7 +32,8 @@ def train_model(
     settings = Settings()
     logger = get_run_logger()
     if outcomes_of:
-        frame = pool_labelled_outcomes(Resources(settings), outcomes_of)
+        # a DataFrame; Any to mypy (no pandas stubs), so Prefect's overloads read a coroutine
+        frame: Any = pool_labelled_outcomes(Resources(settings), outcomes_of)
         data, target, id_column = (
             f"outcomes of {outcomes_of} ({len(frame)} rows)",
             TARGET,

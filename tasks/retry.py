@@ -10,6 +10,7 @@ number of tries that really happened.
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import botocore.exceptions as boto
 import httpx
@@ -20,7 +21,7 @@ from prefect.cache_policies import NO_CACHE
 
 from retainwise.config.errors import NoChampion, PermanentError, UploadRejected
 
-IO_TASK = dict(retries=3, retry_delay_seconds=[1, 2, 4], retry_jitter_factor=0.5)
+IO_TASK: dict[str, Any] = dict(retries=3, retry_delay_seconds=[1, 2, 4], retry_jitter_factor=0.5)
 THROTTLING_CODES = {
     "Throttling",
     "ThrottlingException",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from retainwise.adapters import aws
@@ -162,7 +163,7 @@ def put_report(
     keys: ResultKeys,
     report: dict,
     with_results: bool,
-    also: list[tuple[str, bytes, str]] = (),
+    also: Sequence[tuple[str, bytes, str]] = (),
 ) -> dict:
     """The JSON and HTML report, naming the files beside them, sent to S3 at once with the
     objects in `also` ((key, body, content type)); returns the stored report."""

@@ -82,7 +82,9 @@ def create_account(
                 name=name, created_at=now or utcnow(), allowed_models=allowed_models
             )
         )
-    return get_account(engine, name)
+    created = get_account(engine, name)
+    assert created is not None  # inserted above
+    return created
 
 
 def get_account(engine: Engine, name: str) -> dict[str, Any] | None:

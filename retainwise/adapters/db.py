@@ -193,8 +193,9 @@ def claim_or_resume(
     if claim_prediction(engine, prediction_id, flow_run_id):
         return get_prediction(engine, prediction_id)
     row = get_prediction(engine, prediction_id)
-    ours = bool(flow_run_id) and row is not None and row["flow_run_id"] == flow_run_id
-    return row if ours and row["status"] == Status.PROCESSING.value else None
+    if row is None or not flow_run_id or row["flow_run_id"] != flow_run_id:
+        return None
+    return row if row["status"] == Status.PROCESSING.value else None
 
 
 def finish_prediction(

@@ -90,7 +90,7 @@ def upgrade_store(tracking_uri: str) -> bool:
         return False
     from mlflow.db import upgrade
 
-    upgrade.callback(tracking_uri)
+    upgrade.callback(tracking_uri)  # type: ignore[misc]  # a click command's function
     return True
 
 
@@ -118,6 +118,7 @@ def _log_run_artifacts(trained: TrainedModel, name: str, source: str | None) -> 
     mlflow.log_dict(trained.curves, "evaluation/curves.json")
     mlflow.log_text("\n".join(trained.notes) or "no columns dropped", "notes.txt")
     mlflow.log_text(model_card(trained, name, source), "model_card.md")
+    assert trained.evaluation is not None  # models.training.train keeps its test rows
     mlflow.log_text(trained.evaluation.to_csv(index=False), EVALUATION_ARTIFACT)
     mlflow.log_figure(
         roc_figure(trained.curves["roc"], trained.metrics["roc_auc"]), "plots/roc.png"
@@ -143,6 +144,7 @@ def register(
     from mlflow.models import infer_signature
 
     _use_store(settings)
+    assert trained.evaluation is not None  # models.training.train keeps its test rows
     example = prepare_features(trained.evaluation.head(5), trained.profile.features)
     signature = infer_signature(example, trained.pipeline.predict_proba(example)[:, 1])
     with mlflow.start_run(experiment_id=_experiment_id(settings)) as run:

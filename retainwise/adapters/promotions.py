@@ -74,7 +74,9 @@ def record(
                 created_at=(at or utcnow()).astimezone(UTC),
             )
         )
-    return int(result.inserted_primary_key[0])
+    key = result.inserted_primary_key
+    assert key is not None  # an INSERT of one row
+    return int(key[0])
 
 
 def history(engine: Engine, model_name: str) -> list[dict[str, Any]]:

@@ -7,7 +7,7 @@ exactly like an id that does not exist.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -146,7 +146,7 @@ async def store_stream(resources: Resources, key: str, chunks: AsyncIterator[byt
     return size
 
 
-async def file_chunks(file: UploadFile) -> AsyncIterator[bytes]:
+async def file_chunks(file: UploadFile) -> AsyncGenerator[bytes]:
     while chunk := await file.read(READ_BLOCK):
         yield chunk
 

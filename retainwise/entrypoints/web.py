@@ -57,9 +57,10 @@ def csrf_token(request: Request) -> str:
     return request.session.setdefault("csrf", secrets.token_urlsafe(32))
 
 
-def check_csrf(request: Request, sent: str | None) -> None:
+def check_csrf(request: Request, sent: object) -> None:
+    """`sent` is a form field: a file posted under that name is refused like a wrong token."""
     expected = request.session.get("csrf")
-    if not expected or not sent or not hmac.compare_digest(expected, sent):
+    if not expected or not isinstance(sent, str) or not hmac.compare_digest(expected, sent):
         raise HTTPException(403, "This form has expired (its security token does not match).")
 
 
@@ -141,8 +142,11 @@ def dashboard_charts(resources: Resources, rows: list[dict[str, Any]], today: da
     days = [(today - timedelta(days=n)).date() for n in range(13, -1, -1)]
     per_day = Counter(row["created_at"].date() for row in rows)
     completed = [r for r in rows if r["status"] == db.Status.COMPLETED.value][:DASHBOARD_REPORTS]
-    reports = [(r, stored_report(resources, r)) for r in reversed(completed)]
-    reports = [(r, rep) for r, rep in reports if rep and rep["rows_scored"]]
+    reports = [
+        (r, rep)
+        for r in reversed(completed)
+        if (rep := stored_report(resources, r)) and rep["rows_scored"]
+    ]
     high = [
         (f"{r['created_at']:%d %b %H:%M}", rep["risk_counts"]["HIGH"] / rep["rows_scored"])
         for r, rep in reports
@@ -207,7 +211,8 @@ def web_router(resources: Resources) -> APIRouter:
                 "operator for a new one.",
             )
         request.session.clear()  # a fresh session (and CSRF token) on every sign-in
-        request.session.update(key_id=accounts.parse_key(key)[0], account=account["name"])
+        key_id, _ = accounts.parse_key(key) or ("", "")  # authenticate parsed it already
+        request.session.update(key_id=key_id, account=account["name"])
         return RedirectResponse("/app", 303)
 
     @router.post("/app/signout")

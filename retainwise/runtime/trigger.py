@@ -10,7 +10,7 @@ import contextvars
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -236,7 +236,7 @@ def deployment_for(size_bytes: int, settings: Settings) -> str:
     return settings.deployment_name
 
 
-def routed_by_size(env: Resources, starters: dict[str, StartRun]) -> StartRun:
+def routed_by_size(env: Resources, starters: Mapping[str, StartRun]) -> StartRun:
     """A StartRun that picks the deployment by the uploaded object's size (one HEAD request).
 
     An object that cannot be found goes to the warm runners, whose run records the failure.

@@ -24,7 +24,7 @@ from retainwise.config.settings import Settings
 log = logging.getLogger("retainwise.uploads.reaper")
 ENDED_RUN_STATES = frozenset({"CRASHED", "FAILED", "CANCELLED", "COMPLETED"})
 RunStates = Callable[[Iterable[str]], dict[str, str]]
-CancelRun = Callable[[str, str], None]  # (flow run id, why)
+CancelRun = Callable[[str, str], object]  # (flow run id, why); what it returns is unused
 
 
 @dataclass(frozen=True)
