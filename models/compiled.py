@@ -12,26 +12,28 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 LIBRARY = "trees.so"
 TOLERANCE = 1e-6  # compiled probabilities must equal scikit-learn's to this
 
 
-def boosted_parts(model):
+def boosted_parts(model: object) -> tuple[Any, Any] | None:
     """(column transformer, HistGradientBoostingClassifier) of a calibrated boosted pipeline, or
     None."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    pipeline = getattr(model, "base", None)
+    pipeline: Any = getattr(model, "base", None)
     steps = getattr(pipeline, "steps", None)
     if not steps or not isinstance(steps[-1][1], HistGradientBoostingClassifier):
         return None
     return pipeline[:-1], steps[-1][1]
 
 
-def compile_trees(model, directory: Path, check_rows) -> Path | None:
+def compile_trees(model: Any, directory: Path, check_rows: npt.ArrayLike) -> Path | None:
     """Build `directory/trees.so` for a calibrated boosted model and prove it on `check_rows`.
 
     Returns None for models without boosted trees. Raises if the compiled probabilities differ
@@ -67,7 +69,7 @@ class CompiledModel:
     trees' raw score comes from C. `sklearn` is the original model (explanations use it).
     """
 
-    def __init__(self, model, library: Path, threads: int | None = None):
+    def __init__(self, model: Any, library: Path, threads: int | None = None) -> None:
         import tl2cgen
 
         parts = boosted_parts(model)
@@ -81,9 +83,10 @@ class CompiledModel:
 
     @property
     def classes_(self) -> np.ndarray:
-        return self.sklearn.classes_
+        classes: np.ndarray = self.sklearn.classes_
+        return classes
 
-    def decision_function(self, X) -> np.ndarray:
+    def decision_function(self, X: npt.ArrayLike) -> np.ndarray:
         import tl2cgen
 
         encoded = np.ascontiguousarray(self.columns.transform(X), dtype=np.float64)
@@ -92,6 +95,6 @@ class CompiledModel:
             margin = self.predictor.predict(matrix, pred_margin=True)
         return np.asarray(margin, dtype=np.float64).reshape(len(encoded))
 
-    def predict_proba(self, X) -> np.ndarray:
+    def predict_proba(self, X: npt.ArrayLike) -> np.ndarray:
         churn = self.sklearn.predict_proba_from_scores(self.decision_function(X))
         return np.column_stack([1 - churn, churn])

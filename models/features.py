@@ -30,7 +30,7 @@ def is_numeric(column: pd.Series) -> bool:
     present = blank_to_missing(column).dropna()
     if present.empty:
         return False
-    return pd.to_numeric(present, errors="coerce").notna().mean() >= NUMERIC_SHARE
+    return bool(pd.to_numeric(present, errors="coerce").notna().mean() >= NUMERIC_SHARE)
 
 
 def looks_like_identifier(raw: pd.Series) -> bool:

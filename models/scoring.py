@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -23,7 +25,7 @@ def risk_tiers(probabilities: np.ndarray, cutoffs: RiskCutoffs) -> np.ndarray:
 
 
 def score_frame(
-    pipeline,
+    pipeline: Any,  # CalibratedModel or CompiledModel: predict_proba
     profile: ModelProfile,
     frame: pd.DataFrame,
     customer_ids: pd.Series,

@@ -262,8 +262,8 @@ def read_exact(text: str, delimiter: str, max_columns: int = Limits.max_columns)
     if regular is None or len(regular.frame) != row - len(malformed):
         # a safety net: if Arrow reads the rewritten rows differently, build the frame from
         # the records themselves rather than lose a row
-        records = list(csv.reader(io.StringIO(kept.getvalue(), newline="")))[1:]
-        frame = pd.DataFrame(records, columns=header, dtype=object).replace("", np.nan)
+        rows = list(csv.reader(io.StringIO(kept.getvalue(), newline="")))[1:]
+        frame = pd.DataFrame(rows, columns=header, dtype=object).replace("", np.nan)
     else:
         frame = regular.frame
     return TextTable(frame, {"delimiter": DELIMITER_NAMES[delimiter]}, malformed)
@@ -276,7 +276,8 @@ def misfit_reason(fields: int, width: int) -> str:
 
 def unique_names(header: list[str]) -> list[str]:
     """Blank header cells named by position, repeats numbered (as pandas did): `a`, `a.1`."""
-    names, seen = [], {}
+    names: list[str] = []
+    seen: dict[str, int] = {}
     for i, name in enumerate(header):
         name = name.strip() or f"Unnamed: {i}"
         count = seen.get(name, 0)
@@ -445,15 +446,16 @@ def match_columns(
     for alias, name in (aliases or {}).items():
         if name in required:
             wanted.setdefault(normalise_header(alias), name)
-    renames, seen = {}, {}
+    renames: dict[str, str] = {}
+    seen: dict[str, str] = {}
     for column in frame.columns:
-        name = wanted.get(normalise_header(column))
-        if name is None:
+        match = wanted.get(normalise_header(column))
+        if match is None:
             continue
-        if name in seen:
+        if match in seen:
             raise UploadRejected(
-                f"columns {seen[name]!r} and {column!r} both match {name!r}; keep one of them"
+                f"columns {seen[match]!r} and {column!r} both match {match!r}; keep one of them"
             )
-        seen[name] = column
-        renames[column] = name
+        seen[match] = column
+        renames[column] = match
     return frame.rename(columns=renames)

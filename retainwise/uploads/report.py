@@ -12,6 +12,7 @@ from typing import Any
 
 import jinja2
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from models.features import bin_shares
@@ -24,7 +25,7 @@ PSI_FLOOR = 1e-4  # share given to empty buckets, so the log stays finite
 OTHER, MISSING = "(other)", "(missing)"
 
 
-def psi(expected: np.ndarray, actual: np.ndarray) -> float:
+def psi(expected: npt.ArrayLike, actual: npt.ArrayLike) -> float:
     """Population stability index of two share vectors over the same buckets."""
     e = np.clip(np.asarray(expected, dtype=float), PSI_FLOOR, None)
     a = np.clip(np.asarray(actual, dtype=float), PSI_FLOOR, None)
@@ -102,8 +103,8 @@ def add_counts(total: dict[str, Any] | None, part: dict[str, Any]) -> dict[str, 
 
 def merge_counts(parts: list[dict[str, Any]]) -> dict[str, Any]:
     """The parts added up (add_counts), each column's unseen values cut to the largest."""
-    merged = None
-    for part in parts:
+    merged = dict(parts[0])
+    for part in parts[1:]:
         merged = add_counts(merged, part)
     merged["columns"] = {
         name: {**column, "unknown_values": top_counts(column["unknown_values"])}

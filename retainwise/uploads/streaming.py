@@ -365,6 +365,7 @@ def score_stream(
                 totals.add(pending.popleft().result())
         for job in pending:
             totals.add(job.result())
+    assert totals.counts is not None, "no chunk was scored"
     counts = merge_counts([totals.counts])
     counts["failure"] = too_many_rejected(
         totals.rows_rejected, totals.rows_total, max_rejected_share, sorted(totals.examples)

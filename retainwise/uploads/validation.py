@@ -101,7 +101,11 @@ def require_columns(frame: pd.DataFrame, profile: ModelProfile) -> pd.DataFrame:
 def numeric_bounds(profile: ModelProfile) -> dict[str, tuple[float, float]]:
     bounds = {}
     for feature in profile.features:
-        if feature.kind == "numeric" and feature.minimum is not None:
+        if (
+            feature.kind == "numeric"
+            and feature.minimum is not None
+            and feature.maximum is not None
+        ):
             span = max(feature.maximum - feature.minimum, 1.0)
             bounds[feature.name] = (
                 feature.minimum - RANGE_MARGIN * span,
@@ -116,6 +120,7 @@ def is_flag(feature: FeatureProfile) -> bool:
         feature.kind == "numeric"
         and feature.minimum is not None
         and feature.minimum >= 0
+        and feature.maximum is not None
         and feature.maximum <= 1
     )
 
@@ -255,7 +260,7 @@ def parse_categories(
     for value, count in zip(canonical, rows_per_code[:-1], strict=True):
         if value is np.nan:
             missing += int(count)
-        elif value not in known and count:
+        elif isinstance(value, str) and value not in known and count:  # str: not NaN
             unknown[value] = unknown.get(value, 0) + int(count)
     return (
         values,
@@ -278,10 +283,10 @@ def category_column(codes: np.ndarray, canonical: list, index: pd.Index) -> pd.S
     """The training spellings as a pandas Categorical (NaN = missing): the encoder reads its
     integer codes instead of hashing every cell's text again."""
     position: dict[str, int] = {}  # several spellings may map to one training category
-    table = [
+    listed = [
         -1 if value is np.nan else position.setdefault(value, len(position)) for value in canonical
     ] + [-1]  # code -1 -> last, missing
-    table = np.array(table, dtype=np.int8 if len(position) < 127 else np.int32)
+    table = np.array(listed, dtype=np.int8 if len(position) < 127 else np.int32)
     categories = pd.Index(list(position), dtype=object)
     return pd.Series(
         pd.Categorical.from_codes(table[codes], categories=categories, validate=False),
@@ -303,7 +308,7 @@ def build_expectations(profile: ModelProfile) -> list[tuple[Any, str]]:
     """(expectation, check name) pairs derived from the training profile, for the check frame."""
     import great_expectations as gx
 
-    checks = []
+    checks: list[tuple[Any, str]] = []
     if profile.id_column:
         checks.append(
             (gx.expectations.ExpectColumnValuesToNotBeNull(column=ID_PRESENT), "missing id")
