@@ -47,6 +47,7 @@ def linear_contributions(model, profile: ModelProfile, X: pd.DataFrame) -> np.nd
         means.append(0.0)  # standardised on the (imputed) training data: mean 0
     onehot = one_hot_step(columns) if profile.categorical else None
     for offset, feature in enumerate(f for f in profile.features if f.kind == "categorical"):
+        assert onehot is not None  # built above when there is a categorical feature
         shares = dict(feature.category_shares)
         shares[MISSING] = shares.get(MISSING, 0.0) + feature.missing_share
         for category in onehot.categories_[offset]:
