@@ -418,7 +418,12 @@ def _model_train(args) -> int:
 
     def in_process(data, target, id_column, name, positive, allow_columns) -> dict[str, Any]:
         return train_in_process(
-            *(data, target, id_column, name, positive, allow_columns),
+            data,
+            target,
+            id_column,
+            name,
+            positive,
+            allow_columns,
             say=lambda text: print(f"note: {text}", file=sys.stderr, flush=True),
         )
 
