@@ -7,7 +7,7 @@ from typing import Any
 from prefect import flow, get_run_logger, runtime, tags
 from prefect.artifacts import create_markdown_artifact
 
-from retainwise.adapters.db import Status
+from retainwise.adapters.db import Prediction, Status
 from retainwise.adapters.resources import Resources
 from retainwise.config.errors import CUSTOMER_ERRORS, UploadRejected
 from retainwise.uploads.output import result_keys
@@ -32,15 +32,15 @@ def score_upload(prediction_id: str) -> dict[str, Any]:
             prediction_id,
         )
         return {"prediction_id": prediction_id, "status": "SKIPPED"}
-    with tags(f"account:{prediction['account']}"):  # the account's tag concurrency limit
+    with tags(f"account:{prediction.account}"):  # the account's tag concurrency limit
         return score_claimed(env, prediction, run_id)
 
 
-def score_claimed(env: Resources, prediction: dict[str, Any], run_id: str) -> dict[str, Any]:
+def score_claimed(env: Resources, prediction: Prediction, run_id: str) -> dict[str, Any]:
     """The claimed upload scored, its results written and its row finished, or FAILED."""
-    settings, logger, prediction_id = env.settings, get_run_logger(), prediction["id"]
+    settings, logger, prediction_id = env.settings, get_run_logger(), prediction.id
     try:
-        key, keys = prediction["input_key"], result_keys(prediction["account"], prediction_id)
+        key, keys = prediction.input_key, result_keys(prediction.account, prediction_id)
         size, chunked = check_upload(env.s3, settings, key)
         with keep_claim(
             env.engine,
@@ -49,7 +49,7 @@ def score_claimed(env: Resources, prediction: dict[str, Any], run_id: str) -> di
             time_limit(size, settings),
             settings.claim_refresh_seconds,
         ):
-            model = load_champion(prediction["model_name"], settings)
+            model = load_champion(prediction.model_name, settings)
             if f"model-version:{model.version}" not in (runtime.flow_run.tags or []):
                 # the trigger did not know the version, or a promotion came in between
                 tag_run(run_id, f"model-version:{model.version}", replacing="model-version:")
@@ -88,7 +88,7 @@ def score_claimed(env: Resources, prediction: dict[str, Any], run_id: str) -> di
         error=None,
     )
     figures = record_upload_figures(
-        env, report, prediction["account"], model, keys.results, return_state=True
+        env, report, prediction.account, model, keys.results, return_state=True
     )
     if figures.is_failed():  # the customer's results stand; only the trend misses a point
         logger.warning("monitoring figures for %s not stored: %s", prediction_id, figures.message)

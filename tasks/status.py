@@ -23,7 +23,7 @@ class UploadTimedOut(TimeoutError):
 
 
 @io_task("claim-upload")
-def claim_upload(engine, prediction_id: str, flow_run_id: str | None) -> dict[str, Any] | None:
+def claim_upload(engine, prediction_id: str, flow_run_id: str | None) -> db.Prediction | None:
     """The prediction row if this run holds the claim (PENDING -> PROCESSING), else None."""
     return db.claim_or_resume(engine, prediction_id, flow_run_id)
 

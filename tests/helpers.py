@@ -38,7 +38,7 @@ def submit(resources, data: bytes, account: str = "acme") -> str:
 
 def results_of(resources, prediction_id: str) -> pd.DataFrame:
     row = db.get_prediction(resources.engine, prediction_id)
-    data = aws.get_bytes(resources.s3, resources.settings.bucket, row["result_key"])
+    data = aws.get_bytes(resources.s3, resources.settings.bucket, row.result_key)
     return pd.read_csv(io.BytesIO(data), dtype={"customer_id": str})
 
 

@@ -8,6 +8,7 @@ speed. The stored hash is compared with `hmac.compare_digest`, so timing leaks n
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import re
@@ -16,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, RowMapping
 
 from retainwise.adapters.db import metadata, utcnow
 
@@ -50,6 +51,53 @@ api_keys = sa.Table(
 )
 
 
+@dataclasses.dataclass(frozen=True)
+class Account:
+    """A customer: what its keys may score (`models`, stored comma-separated) and its upload cap."""
+
+    name: str
+    created_at: datetime
+    disabled_at: datetime | None
+    models: tuple[str, ...]
+    max_active_uploads: int | None
+
+    @classmethod
+    def from_row(cls, row: RowMapping) -> Account:
+        models = [m.strip() for m in (row["allowed_models"] or "").split(",") if m.strip()]
+        return cls(
+            name=row["name"],
+            created_at=row["created_at"],
+            disabled_at=row["disabled_at"],
+            models=tuple(models),
+            max_active_uploads=row["max_active_uploads"],
+        )
+
+    def default_model(self, fallback: str) -> str:
+        """`fallback` (the product's default) if the account may use it, else its first model."""
+        return fallback if fallback in self.models or not self.models else self.models[0]
+
+    def to_json(self) -> dict[str, object]:
+        """The CLI's view, the row as stored: the models as the comma-separated string typed."""
+        return {
+            "name": self.name,
+            "created_at": self.created_at,
+            "disabled_at": self.disabled_at,
+            "allowed_models": ",".join(self.models),
+            "max_active_uploads": self.max_active_uploads,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class ApiKey:
+    """A key as operators list it: its public id and dates, never its hash."""
+
+    key_id: str
+    account: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
 class AccountError(ValueError):
     """An operator's request that cannot be done: bad name, duplicate, unknown account."""
 
@@ -72,7 +120,7 @@ def parse_key(token: str) -> tuple[str, str] | None:
 
 def create_account(
     engine: Engine, name: str, now: datetime | None = None, allowed_models: str = "churn"
-) -> dict[str, Any]:
+) -> Account:
     check_name(name)
     with engine.begin() as conn:
         if conn.execute(sa.select(accounts.c.name).where(accounts.c.name == name)).first():
@@ -82,22 +130,21 @@ def create_account(
                 name=name, created_at=now or utcnow(), allowed_models=allowed_models
             )
         )
-    created = get_account(engine, name)
-    assert created is not None  # inserted above
-    return created
+    account = get_account(engine, name)
+    assert account is not None  # written just now
+    return account
 
 
-def get_account(engine: Engine, name: str) -> dict[str, Any] | None:
+def get_account(engine: Engine, name: str) -> Account | None:
     with engine.connect() as conn:
         row = conn.execute(sa.select(accounts).where(accounts.c.name == name)).mappings().first()
-    return dict(row) if row else None
+    return Account.from_row(row) if row else None
 
 
-def list_accounts(engine: Engine) -> list[dict[str, Any]]:
+def list_accounts(engine: Engine) -> list[Account]:
     with engine.connect() as conn:
-        return [
-            dict(r) for r in conn.execute(sa.select(accounts).order_by(accounts.c.name)).mappings()
-        ]
+        rows = conn.execute(sa.select(accounts).order_by(accounts.c.name)).mappings()
+        return [Account.from_row(r) for r in rows]
 
 
 def disable_account(engine: Engine, name: str, now: datetime | None = None) -> bool:
@@ -108,7 +155,7 @@ def disable_account(engine: Engine, name: str, now: datetime | None = None) -> b
 def create_key(engine: Engine, account: str, now: datetime | None = None) -> dict[str, str]:
     """A new key for an enabled account; the returned `api_key` is the only copy of the secret."""
     found = get_account(engine, account)
-    if found is None or found["disabled_at"] is not None:
+    if found is None or found.disabled_at is not None:
         raise AccountError(f"no enabled account named {account}")
     key_id, secret = secrets.token_hex(KEY_ID_HEX // 2), secrets.token_urlsafe(SECRET_BYTES)
     with engine.begin() as conn:
@@ -138,21 +185,17 @@ def _stamp_once(engine: Engine, row: Any, column: sa.Column, now: datetime | Non
     return result.rowcount == 1
 
 
-def list_keys(engine: Engine, account: str) -> list[dict[str, Any]]:
+def list_keys(engine: Engine, account: str) -> list[ApiKey]:
     """Key ids and dates, never hashes."""
-    columns = [c for c in api_keys.c if c.name != "key_hash"]
+    columns = [getattr(api_keys.c, f.name) for f in dataclasses.fields(ApiKey)]
     with engine.connect() as conn:
-        return [
-            dict(r)
-            for r in conn.execute(
-                sa.select(*columns)
-                .where(api_keys.c.account == account)
-                .order_by(api_keys.c.created_at)
-            ).mappings()
-        ]
+        rows = conn.execute(
+            sa.select(*columns).where(api_keys.c.account == account).order_by(api_keys.c.created_at)
+        ).mappings()
+        return [ApiKey(**r) for r in rows]
 
 
-def authenticate(engine: Engine, token: str, now: datetime | None = None) -> dict[str, Any] | None:
+def authenticate(engine: Engine, token: str, now: datetime | None = None) -> Account | None:
     """The account a key names, if the key is well formed, known, unrevoked and its account
     enabled; else None, the same for every reason."""
     parsed = parse_key(token)
@@ -163,17 +206,17 @@ def authenticate(engine: Engine, token: str, now: datetime | None = None) -> dic
     if row is None or not hmac.compare_digest(row["key_hash"], hash_secret(secret)):
         return None
     _touch(engine, key_id, row["last_used_at"], now or utcnow())
-    return {c.name: row[c.name] for c in accounts.c}
+    return Account.from_row(row)
 
 
-def account_of_key(engine: Engine, key_id: str) -> dict[str, Any] | None:
+def account_of_key(engine: Engine, key_id: str) -> Account | None:
     """For a web session signed in with key `key_id`: its account while the key and the account
     are live, so revoking or disabling ends the session too."""
     row = _live_key(engine, key_id)
-    return {c.name: row[c.name] for c in accounts.c} if row else None
+    return Account.from_row(row) if row else None
 
 
-def _live_key(engine: Engine, key_id: str) -> dict[str, Any] | None:
+def _live_key(engine: Engine, key_id: str) -> RowMapping | None:
     with engine.connect() as conn:
         row = (
             conn.execute(
@@ -188,7 +231,7 @@ def _live_key(engine: Engine, key_id: str) -> dict[str, Any] | None:
             .mappings()
             .first()
         )
-    return dict(row) if row else None
+    return row
 
 
 def _touch(engine: Engine, key_id: str, last_used: datetime | None, now: datetime) -> None:
@@ -199,13 +242,3 @@ def _touch(engine: Engine, key_id: str, last_used: datetime | None, now: datetim
             return
     with engine.begin() as conn:
         conn.execute(api_keys.update().where(api_keys.c.key_id == key_id).values(last_used_at=now))
-
-
-def models_allowed(account: dict[str, Any]) -> list[str]:
-    return [m.strip() for m in (account.get("allowed_models") or "").split(",") if m.strip()]
-
-
-def default_model(account: dict[str, Any], fallback: str) -> str:
-    """`fallback` (the product's default) if the account may use it, else its first model."""
-    allowed = models_allowed(account)
-    return fallback if fallback in allowed or not allowed else allowed[0]

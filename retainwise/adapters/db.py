@@ -6,13 +6,14 @@ import.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, RowMapping
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_name)s",
@@ -65,6 +66,46 @@ predictions = sa.Table(
 )
 
 
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    """One row of `predictions`: an upload and where its scoring stands."""
+
+    id: str
+    account: str
+    model_name: str
+    model_version: str | None
+    status: Status
+    input_key: str
+    original_filename: str | None
+    result_key: str | None
+    report_key: str | None
+    rows_total: int | None
+    rows_scored: int | None
+    rows_rejected: int | None
+    error: str | None
+    flow_run_id: str | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    sqs_message_id: str | None
+    sqs_queued_at: datetime | None
+    attempts: int
+
+    @classmethod
+    def from_row(cls, row: RowMapping) -> Prediction:
+        values = {f.name: row[f.name] for f in dataclasses.fields(cls)}
+        return cls(**{**values, "status": Status(row["status"])})
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    def to_json(self) -> dict[str, object]:
+        """The row for a JSON edge (the CLI's `status`): the status as its plain string."""
+        return {**dataclasses.asdict(self), "status": self.status.value}
+
+
 def make_engine(url: str) -> Engine:
     """SQLite gets a busy timeout: concurrent workers wait for the write lock instead of failing."""
     if url.startswith("sqlite"):
@@ -103,17 +144,17 @@ def create_prediction(
     return prediction_id
 
 
-def get_prediction(engine: Engine, prediction_id: str) -> dict[str, Any] | None:
+def get_prediction(engine: Engine, prediction_id: str) -> Prediction | None:
     with engine.connect() as conn:
         row = (
             conn.execute(sa.select(predictions).where(predictions.c.id == prediction_id))
             .mappings()
             .first()
         )
-    return dict(row) if row else None
+    return Prediction.from_row(row) if row else None
 
 
-def get_prediction_of(engine: Engine, account: str, prediction_id: str) -> dict[str, Any] | None:
+def get_prediction_of(engine: Engine, account: str, prediction_id: str) -> Prediction | None:
     """The row only if it belongs to `account`: another account's id reads as a missing one."""
     with engine.connect() as conn:
         row = (
@@ -125,12 +166,12 @@ def get_prediction_of(engine: Engine, account: str, prediction_id: str) -> dict[
             .mappings()
             .first()
         )
-    return dict(row) if row else None
+    return Prediction.from_row(row) if row else None
 
 
 def list_predictions(
     engine: Engine, account: str, limit: int = 50, offset: int = 0
-) -> list[dict[str, Any]]:
+) -> list[Prediction]:
     """One account's uploads, newest first."""
     with engine.connect() as conn:
         rows = (
@@ -144,7 +185,7 @@ def list_predictions(
             .mappings()
             .all()
         )
-    return [dict(row) for row in rows]
+    return [Prediction.from_row(row) for row in rows]
 
 
 def count_active(engine: Engine, account: str) -> int:
@@ -185,7 +226,7 @@ def claim_prediction(engine: Engine, prediction_id: str, flow_run_id: str | None
 
 def claim_or_resume(
     engine: Engine, prediction_id: str, flow_run_id: str | None
-) -> dict[str, Any] | None:
+) -> Prediction | None:
     """The prediction row if this run holds it (won now, or won before a lost reply), else None.
 
     A retried claim whose first UPDATE committed finds the row PROCESSING under its own run id.
@@ -193,9 +234,9 @@ def claim_or_resume(
     if claim_prediction(engine, prediction_id, flow_run_id):
         return get_prediction(engine, prediction_id)
     row = get_prediction(engine, prediction_id)
-    if row is None or not flow_run_id or row["flow_run_id"] != flow_run_id:
+    if row is None or not flow_run_id or row.flow_run_id != flow_run_id:
         return None
-    return row if row["status"] == Status.PROCESSING.value else None
+    return row if row.status is Status.PROCESSING else None
 
 
 def finish_prediction(
@@ -215,7 +256,7 @@ def finish_prediction(
     )
 
 
-def processing(engine: Engine) -> list[dict[str, Any]]:
+def processing(engine: Engine) -> list[Prediction]:
     """Every row a run holds right now: the reaper's candidates."""
     with engine.connect() as conn:
         rows = (
@@ -227,10 +268,10 @@ def processing(engine: Engine) -> list[dict[str, Any]]:
             .mappings()
             .all()
         )
-    return [dict(row) for row in rows]
+    return [Prediction.from_row(row) for row in rows]
 
 
-def pending_since(engine: Engine, before: datetime) -> list[dict[str, Any]]:
+def pending_since(engine: Engine, before: datetime) -> list[Prediction]:
     """PENDING rows last queued before `before`: their message may be lost (or in the DLQ)."""
     queued = sa.func.coalesce(predictions.c.sqs_queued_at, predictions.c.created_at)
     with engine.connect() as conn:
@@ -243,7 +284,7 @@ def pending_since(engine: Engine, before: datetime) -> list[dict[str, Any]]:
             .mappings()
             .all()
         )
-    return [dict(row) for row in rows]
+    return [Prediction.from_row(row) for row in rows]
 
 
 def refresh_claim(engine: Engine, prediction_id: str, flow_run_id: str | None) -> bool:

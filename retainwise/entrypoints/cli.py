@@ -31,6 +31,7 @@ def _print_json(data: dict[str, Any]) -> None:
 
 
 def cmd_upload(args) -> int:
+    from retainwise.adapters import db
     from retainwise.entrypoints import service
 
     env = _resources()
@@ -46,8 +47,8 @@ def cmd_upload(args) -> int:
     if not args.wait:
         return 0
     row = service.wait_for_final(env, prediction_id, timeout=args.timeout)
-    if row["status"] != "COMPLETED":
-        print(f"FAILED: {row['error']}", file=sys.stderr)
+    if row.status is not db.Status.COMPLETED:
+        print(f"FAILED: {row.error}", file=sys.stderr)
         return 1
     out = Path(args.output or env.settings.home_dir / "results" / f"{prediction_id}.csv")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -63,7 +64,7 @@ def cmd_status(args) -> int:
     if row is None:
         print(f"no upload with id {args.id}", file=sys.stderr)
         return 2
-    _print_json(row)
+    _print_json(row.to_json())
     return 0
 
 
@@ -94,12 +95,12 @@ def cmd_report(args) -> int:
         print(f"no upload with id {args.id}", file=sys.stderr)
         return 2
     try:
-        key = result_keys(row["account"], args.id).report_html
+        key = result_keys(row.account, args.id).report_html
         data = aws.get_bytes(env.s3, env.settings.bucket, key)
     except ClientError:  # NoSuchKey: the upload failed before a report could be built
         print(
-            f"upload {args.id} has no report ({row['status']}"
-            + (f": {row['error']})" if row.get("error") else ")"),
+            f"upload {args.id} has no report ({row.status}"
+            + (f": {row.error})" if row.error else ")"),
             file=sys.stderr,
         )
         return 1
@@ -160,7 +161,7 @@ def cmd_score(args) -> int:
 
 
 def cmd_outcomes(args) -> int:
-    """What really happened to an upload's customers; one JSON line, matched/unmatched counts."""
+    """What really happened to an upload's customers; one JSON line: matched, unmatched counts."""
     from retainwise.config.errors import UploadRejected
     from retainwise.entrypoints import service
 
@@ -252,7 +253,7 @@ def cmd_runner(args) -> int:
 def cmd_api(args) -> int:
     import uvicorn
 
-    from retainwise.entrypoints.api import create_app
+    from retainwise.entrypoints.app import create_app
 
     uvicorn.run(create_app(_resources()), host=args.host, port=args.port, log_level="warning")
     return 0
@@ -446,6 +447,8 @@ def _model_train(args) -> int:
 
 def cmd_account(args) -> int:
     """Operators manage customer accounts and keys; a key is printed once, at creation."""
+    import dataclasses
+
     from retainwise.adapters import accounts
 
     def create(engine):
@@ -459,12 +462,12 @@ def cmd_account(args) -> int:
 
     actions = {
         "create": create,
-        "list": accounts.list_accounts,
+        "list": lambda e: [a.to_json() for a in accounts.list_accounts(e)],
         "disable": lambda e: changed(
             accounts.disable_account(e, args.name), f"no enabled account {args.name}"
         ),
         "key create": lambda e: [accounts.create_key(e, args.name)],
-        "key list": lambda e: accounts.list_keys(e, args.name),
+        "key list": lambda e: [dataclasses.asdict(k) for k in accounts.list_keys(e, args.name)],
         "key revoke": lambda e: changed(
             accounts.revoke_key(e, args.key_id), f"no live key {args.key_id}"
         ),

@@ -61,18 +61,17 @@ def enqueue_upload(
 
 def wait_for_final(
     env: Resources, prediction_id: str, timeout: float = 300, poll: float = 0.25
-) -> dict[str, Any]:
+) -> db.Prediction:
     """The upload's row once it is COMPLETED or FAILED; polls the database every `poll` s."""
-    final = {s.value for s in db.FINAL_STATUSES}
 
-    def read() -> dict[str, Any]:
+    def read() -> db.Prediction:
         row = db.get_prediction(env.engine, prediction_id)
         if row is None:
             raise LookupError(f"no upload with id {prediction_id}")
         return row
 
     retrying = tenacity.Retrying(
-        retry=tenacity.retry_if_result(lambda row: row["status"] not in final),
+        retry=tenacity.retry_if_result(lambda row: not row.final),
         stop=tenacity.stop_after_delay(timeout),
         wait=tenacity.wait_fixed(poll),
     )
@@ -81,7 +80,7 @@ def wait_for_final(
     except tenacity.RetryError as exc:
         row = exc.last_attempt.result()
         raise TimeoutError(
-            f"upload {prediction_id} still {row['status']} after {timeout:.0f} s"
+            f"upload {prediction_id} still {row.status} after {timeout:.0f} s"
         ) from None
 
 
@@ -89,12 +88,11 @@ def download_results(env: Resources, prediction_id: str) -> bytes:
     row = db.get_prediction(env.engine, prediction_id)
     if row is None:
         raise LookupError(f"no upload with id {prediction_id}")
-    if row["status"] != db.Status.COMPLETED.value:
+    if row.status is not db.Status.COMPLETED or row.result_key is None:
         raise LookupError(
-            f"upload {prediction_id} is {row['status']}"
-            + (f": {row['error']}" if row.get("error") else "")
+            f"upload {prediction_id} is {row.status}" + (f": {row.error}" if row.error else "")
         )
-    return aws.get_bytes(env.s3, env.settings.bucket, row["result_key"])
+    return aws.get_bytes(env.s3, env.settings.bucket, row.result_key)
 
 
 class NotReady(LookupError):
@@ -109,17 +107,14 @@ OUTPUT_FILES = {
 }
 
 
-def output_key(row: dict[str, Any], which: str) -> str:
+def output_key(row: db.Prediction, which: str) -> str:
     """The S3 key of one of an upload's files, or NotReady saying why there is none."""
-    status = row["status"]
-    if status not in {s.value for s in db.FINAL_STATUSES} or (
-        which == "results" and status != db.Status.COMPLETED.value
-    ):
+    if not row.final or (which == "results" and row.status is not db.Status.COMPLETED):
         raise _no_file(row, which)
-    return getattr(result_keys(row["account"], row["id"]), OUTPUT_FILES[which])
+    return getattr(result_keys(row.account, row.id), OUTPUT_FILES[which])
 
 
-def open_output(env: Resources, row: dict[str, Any], which: str):
+def open_output(env: Resources, row: db.Prediction, which: str):
     """The file's blocks from S3 (streamed, never read whole); NotReady if it was never written."""
     from botocore.exceptions import ClientError
 
@@ -131,13 +126,12 @@ def open_output(env: Resources, row: dict[str, Any], which: str):
     return aws.iter_blocks(env.s3, env.settings.bucket, key)
 
 
-def _no_file(row: dict[str, Any], which: str) -> NotReady:
-    final = row["status"] in {s.value for s in db.FINAL_STATUSES}
+def _no_file(row: db.Prediction, which: str) -> NotReady:
     return NotReady(
-        f"upload {row['id']} is {row['status']}"
-        + (f": {row['error']}" if row.get("error") else "")
+        f"upload {row.id} is {row.status}"
+        + (f": {row.error}" if row.error else "")
         + f"; it has no {which} file"
-        + ("" if final else " yet")
+        + ("" if row.final else " yet")
     )
 
 
@@ -153,15 +147,15 @@ def record_outcomes(
     from retainwise.uploads.reading import read_table
 
     row = db.get_prediction(env.engine, prediction_id)
-    if row is None or row["account"] != account:
+    if row is None or row.account != account:
         raise LookupError(f"no upload with id {prediction_id}")
     results = read_table(download_results(env, prediction_id))
     joined = join_outcomes(read_table(data, env.settings.max_upload_bytes), results)
     stored = outcomes_table.replace_outcomes(env.engine, prediction_id, account, joined.rows)
     return {
         "prediction_id": prediction_id,
-        "model": row["model_name"],
-        "model_version": row["model_version"],
+        "model": row.model_name,
+        "model_version": row.model_version,
         "stored": stored,
         **joined.summary(),
     }

@@ -15,20 +15,31 @@ import secrets
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pandas as pd
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
+from fastapi.responses import (
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from retainwise.adapters import accounts, db
+from retainwise.adapters.accounts import Account
 from retainwise.adapters.resources import Resources
-from retainwise.entrypoints import api, monitoring_page, service
+from retainwise.entrypoints import monitoring_page, service
+from retainwise.entrypoints.api import public
 from retainwise.entrypoints.charts import bar_chart
+from retainwise.entrypoints.deps import Env
+from retainwise.entrypoints.intake import receive_upload
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).with_name("templates"))
 SESSION_COOKIE = "retainwise_session"
@@ -73,19 +84,30 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
     )
 
 
-def session_account(resources: Resources):
-    def signed_in(request: Request) -> dict[str, Any]:
-        key_id = request.session.get("key_id")
-        account = accounts.account_of_key(resources.engine, key_id) if key_id else None
-        if account is None:
-            request.session.pop("key_id", None)
-            raise SignInRequired()
-        return account
-
-    return signed_in
+def signed_in(request: Request, env: Env) -> Account:
+    """The account of the session's key while the key and the account are live."""
+    key_id = request.session.get("key_id")
+    account = accounts.account_of_key(env.engine, key_id) if key_id else None
+    if account is None:
+        request.session.pop("key_id", None)
+        raise SignInRequired()
+    return account
 
 
-def first_rejects(resources: Resources, row: dict[str, Any]) -> pd.DataFrame | None:
+SignedIn = Annotated[Account, Depends(signed_in)]
+
+
+def owned_upload(prediction_id: str, account: SignedIn, env: Env) -> db.Prediction:
+    row = db.get_prediction_of(env.engine, account.name, prediction_id)
+    if row is None:
+        raise HTTPException(404, "There is no upload with this id in your account.")
+    return row
+
+
+Owned = Annotated[db.Prediction, Depends(owned_upload)]
+
+
+def first_rejects(resources: Resources, row: db.Prediction) -> pd.DataFrame | None:
     """The first rejected rows, reading only the start of the file."""
     try:
         blocks = service.open_output(resources, row, "rejects")
@@ -103,7 +125,7 @@ def first_rejects(resources: Resources, row: dict[str, Any]) -> pd.DataFrame | N
     return frame[[c for c in ("row_number", "reason") if c in frame.columns]]
 
 
-def stored_report(resources: Resources, row: dict[str, Any]) -> dict[str, Any] | None:
+def stored_report(resources: Resources, row: db.Prediction) -> dict[str, Any] | None:
     try:
         return json.loads(b"".join(service.open_output(resources, row, "report.json")))
     except service.NotReady:
@@ -138,17 +160,17 @@ def upload_charts(report: dict[str, Any]) -> list:
     ]
 
 
-def dashboard_charts(resources: Resources, rows: list[dict[str, Any]], today: datetime) -> list:
+def dashboard_charts(resources: Resources, rows: list[db.Prediction], today: datetime) -> list:
     days = [(today - timedelta(days=n)).date() for n in range(13, -1, -1)]
-    per_day = Counter(row["created_at"].date() for row in rows)
-    completed = [r for r in rows if r["status"] == db.Status.COMPLETED.value][:DASHBOARD_REPORTS]
+    per_day = Counter(row.created_at.date() for row in rows)
+    completed = [r for r in rows if r.status is db.Status.COMPLETED][:DASHBOARD_REPORTS]
     reports = [
         (r, rep)
         for r in reversed(completed)
         if (rep := stored_report(resources, r)) and rep["rows_scored"]
     ]
     high = [
-        (f"{r['created_at']:%d %b %H:%M}", rep["risk_counts"]["HIGH"] / rep["rows_scored"])
+        (f"{r.created_at:%d %b %H:%M}", rep["risk_counts"]["HIGH"] / rep["rows_scored"])
         for r, rep in reports
     ]
     drifted = Counter(name for _, rep in reports for name in rep["drifted_features"])
@@ -178,174 +200,166 @@ def dashboard_charts(resources: Resources, rows: list[dict[str, Any]], today: da
     ]
 
 
-def web_router(resources: Resources) -> APIRouter:
-    router = APIRouter(include_in_schema=False)
-    signed_in = session_account(resources)
+router = APIRouter(include_in_schema=False)
 
-    def owned(prediction_id: str, account: dict[str, Any]) -> dict[str, Any]:
-        row = db.get_prediction_of(resources.engine, account["name"], prediction_id)
-        if row is None:
-            raise HTTPException(404, "There is no upload with this id in your account.")
-        return row
 
-    @router.get("/")
-    def home() -> RedirectResponse:
-        return RedirectResponse("/app", 303)
+@router.get("/")
+def home() -> RedirectResponse:
+    return RedirectResponse("/app", 303)
 
-    @router.get("/app/signin")
-    def signin_form(request: Request) -> HTMLResponse:
-        return render(request, "signin.html")
 
-    @router.post("/app/signin")
-    async def signin(request: Request):
-        form = await request.form()
-        check_csrf(request, form.get("csrf"))
-        key = str(form.get("api_key") or "").strip()
-        account = accounts.authenticate(resources.engine, key)
-        if account is None:
-            return render(
-                request,
-                "signin.html",
-                401,
-                error="That API key is not valid. Check it for typos, or ask your "
-                "operator for a new one.",
-            )
-        request.session.clear()  # a fresh session (and CSRF token) on every sign-in
-        key_id, _ = accounts.parse_key(key) or ("", "")  # authenticate parsed it already
-        request.session.update(key_id=key_id, account=account["name"])
-        return RedirectResponse("/app", 303)
+@router.get("/app/signin")
+def signin_form(request: Request) -> HTMLResponse:
+    return render(request, "signin.html")
 
-    @router.post("/app/signout")
-    async def signout(request: Request) -> RedirectResponse:
-        check_csrf(request, (await request.form()).get("csrf"))
-        request.session.clear()
-        return RedirectResponse("/app/signin", 303)
 
-    @router.get("/app")
-    def dashboard(request: Request, account: dict = Depends(signed_in)) -> HTMLResponse:
-        rows = db.list_predictions(resources.engine, account["name"], 500)
+@router.post("/app/signin")
+async def signin(request: Request, env: Env):
+    form = await request.form()
+    check_csrf(request, form.get("csrf"))
+    key = str(form.get("api_key") or "").strip()
+    account = await run_in_threadpool(accounts.authenticate, env.engine, key)
+    if account is None:
         return render(
             request,
-            "dashboard.html",
-            uploads=len(rows),
-            charts=dashboard_charts(resources, rows, datetime.now(UTC)),
+            "signin.html",
+            401,
+            error="That API key is not valid. Check it for typos, or ask your "
+            "operator for a new one.",
         )
+    request.session.clear()  # a fresh session (and CSRF token) on every sign-in
+    key_id, _ = accounts.parse_key(key) or ("", "")  # authenticate parsed it already
+    request.session.update(key_id=key_id, account=account.name)
+    return RedirectResponse("/app", 303)
 
-    @router.get("/app/uploads")
-    def uploads(
-        request: Request, offset: int = 0, account: dict = Depends(signed_in)
-    ) -> HTMLResponse:
-        offset = max(offset, 0)
-        rows = db.list_predictions(resources.engine, account["name"], 51, offset)
-        return render(
-            request,
-            "uploads.html",
-            rows=rows[:50],
-            offset=offset,
-            more=len(rows) > 50,
-            final=[s.value for s in db.FINAL_STATUSES],
+
+@router.post("/app/signout")
+async def signout(request: Request) -> RedirectResponse:
+    check_csrf(request, (await request.form()).get("csrf"))
+    request.session.clear()
+    return RedirectResponse("/app/signin", 303)
+
+
+@router.get("/app")
+def dashboard(request: Request, env: Env, account: SignedIn) -> HTMLResponse:
+    rows = db.list_predictions(env.engine, account.name, 500)
+    return render(
+        request,
+        "dashboard.html",
+        uploads=len(rows),
+        charts=dashboard_charts(env, rows, datetime.now(UTC)),
+    )
+
+
+@router.get("/app/uploads")
+def uploads(request: Request, env: Env, account: SignedIn, offset: int = 0) -> HTMLResponse:
+    offset = max(offset, 0)
+    rows = db.list_predictions(env.engine, account.name, 51, offset)
+    return render(
+        request,
+        "uploads.html",
+        rows=rows[:50],
+        offset=offset,
+        more=len(rows) > 50,
+        final=[s.value for s in db.FINAL_STATUSES],
+    )
+
+
+@router.get("/app/uploads.json")
+def upload_statuses(env: Env, account: SignedIn, offset: int = 0) -> JSONResponse:
+    rows = db.list_predictions(env.engine, account.name, 50, max(offset, 0))
+    return JSONResponse([public(r).model_dump(mode="json") for r in rows])
+
+
+def monitored(env: Resources, account: Account, model: str | None):
+    try:
+        return monitoring_page.account_figures(env, account.name, model)
+    except monitoring_page.UnknownModel:
+        raise HTTPException(
+            404, "There are no monitoring figures for this model in your account."
+        ) from None
+    except monitoring_page.RegistryUnavailable:
+        raise HTTPException(
+            503,
+            "The model registry could not be read (the realised "
+            "figures need each model version's thresholds). Try again "
+            "in a minute; if it persists, tell your operator.",
+        ) from None
+
+
+@router.get("/app/monitoring")
+def monitoring(
+    request: Request, env: Env, account: SignedIn, model: str | None = None
+) -> HTMLResponse:
+    models, figures = monitored(env, account, model)
+    return render(
+        request,
+        "monitoring.html",
+        models=models,
+        model=figures["model"] if figures else None,
+        page=monitoring_page.page_context(figures) if figures else None,
+    )
+
+
+@router.get("/app/monitoring.json")
+def monitoring_figures(env: Env, account: SignedIn, model: str | None = None) -> JSONResponse:
+    models, figures = monitored(env, account, model)
+    return JSONResponse(
+        monitoring_page.plain(
+            {"models": models, **(figures or {"model": None, "account": account.name})}
         )
-
-    @router.get("/app/uploads.json")
-    def upload_statuses(offset: int = 0, account: dict = Depends(signed_in)) -> JSONResponse:
-        rows = db.list_predictions(resources.engine, account["name"], 50, max(offset, 0))
-        return JSONResponse([api.public(r).model_dump(mode="json") for r in rows])
-
-    def monitored(account: dict[str, Any], model: str | None):
-        try:
-            return monitoring_page.account_figures(resources, account["name"], model)
-        except monitoring_page.UnknownModel:
-            raise HTTPException(
-                404, "There are no monitoring figures for this model in your account."
-            ) from None
-        except monitoring_page.RegistryUnavailable:
-            raise HTTPException(
-                503,
-                "The model registry could not be read (the realised "
-                "figures need each model version's thresholds). Try again "
-                "in a minute; if it persists, tell your operator.",
-            ) from None
-
-    @router.get("/app/monitoring")
-    def monitoring(
-        request: Request, model: str | None = None, account: dict = Depends(signed_in)
-    ) -> HTMLResponse:
-        models, figures = monitored(account, model)
-        return render(
-            request,
-            "monitoring.html",
-            models=models,
-            model=figures["model"] if figures else None,
-            page=monitoring_page.page_context(figures) if figures else None,
-        )
-
-    @router.get("/app/monitoring.json")
-    def monitoring_figures(
-        model: str | None = None, account: dict = Depends(signed_in)
-    ) -> JSONResponse:
-        models, figures = monitored(account, model)
-        return JSONResponse(
-            monitoring_page.plain(
-                {"models": models, **(figures or {"model": None, "account": account["name"]})}
-            )
-        )
-
-    @router.get("/app/uploads/new")
-    def new_upload(request: Request, account: dict = Depends(signed_in)) -> HTMLResponse:
-        return render(request, "new.html", limit_mb=resources.settings.max_upload_bytes // 10**6)
-
-    @router.post("/app/uploads")
-    async def create_upload(request: Request, account: dict = Depends(signed_in)) -> JSONResponse:
-        check_csrf(request, request.headers.get("x-csrf-token"))
-        prediction_id = await api.receive_upload(
-            resources,
-            request,
-            account,
-            accounts.default_model(account, resources.settings.default_model),
-        )
-        return JSONResponse(
-            {"prediction_id": prediction_id, "url": f"/app/uploads/{prediction_id}"}, 202
-        )
-
-    @router.get("/app/uploads/{prediction_id}")
-    def upload_detail(
-        request: Request, prediction_id: str, account: dict = Depends(signed_in)
-    ) -> HTMLResponse:
-        row = owned(prediction_id, account)
-        report = stored_report(resources, row)
-        return render(
-            request,
-            "detail.html",
-            row=row,
-            report=report,
-            charts=upload_charts(report) if report else [],
-            rejects=first_rejects(resources, row),
-            shown=REJECTS_SHOWN,
-            final=row["status"] in {s.value for s in db.FINAL_STATUSES},
-        )
-
-    @router.get("/app/uploads/{prediction_id}/files/{which}")
-    def download(
-        prediction_id: str, which: str, account: dict = Depends(signed_in)
-    ) -> StreamingResponse:
-        if which not in DOWNLOADS:
-            raise HTTPException(404, "There is no such file for an upload.")
-        row = owned(prediction_id, account)
-        try:
-            blocks = service.open_output(resources, row, which)
-        except service.NotReady as exc:
-            raise HTTPException(409, str(exc)) from None
-        media_type, name = DOWNLOADS[which]
-        return StreamingResponse(
-            blocks,
-            media_type=media_type,
-            headers={"Content-Disposition": f'attachment; filename="{prediction_id}-{name}"'},
-        )
-
-    return router
+    )
 
 
-def mount(app: FastAPI, resources: Resources) -> None:
+@router.get("/app/uploads/new")
+def new_upload(request: Request, env: Env, account: SignedIn) -> HTMLResponse:
+    return render(request, "new.html", limit_mb=env.settings.max_upload_bytes // 10**6)
+
+
+@router.post("/app/uploads")
+async def create_upload(request: Request, env: Env, account: SignedIn) -> JSONResponse:
+    check_csrf(request, request.headers.get("x-csrf-token"))
+    prediction_id = await receive_upload(
+        env, request, account, account.default_model(env.settings.default_model)
+    )
+    return JSONResponse(
+        {"prediction_id": prediction_id, "url": f"/app/uploads/{prediction_id}"}, 202
+    )
+
+
+@router.get("/app/uploads/{prediction_id}")
+def upload_detail(request: Request, env: Env, row: Owned) -> HTMLResponse:
+    report = stored_report(env, row)
+    return render(
+        request,
+        "detail.html",
+        row=row,
+        report=report,
+        charts=upload_charts(report) if report else [],
+        rejects=first_rejects(env, row),
+        shown=REJECTS_SHOWN,
+        final=row.final,
+    )
+
+
+@router.get("/app/uploads/{prediction_id}/files/{which}")
+def download(env: Env, account: SignedIn, prediction_id: str, which: str) -> StreamingResponse:
+    if which not in DOWNLOADS:
+        raise HTTPException(404, "There is no such file for an upload.")
+    row = owned_upload(prediction_id, account, env)
+    try:
+        blocks = service.open_output(env, row, which)
+    except service.NotReady as exc:
+        raise HTTPException(409, str(exc)) from None
+    media_type, name = DOWNLOADS[which]
+    return StreamingResponse(
+        blocks,
+        media_type=media_type,
+        headers={"Content-Disposition": f'attachment; filename="{prediction_id}-{name}"'},
+    )
+
+
+def install(app: FastAPI, resources: Resources) -> None:
     """Sessions, the pages, and error pages for people (the API keeps its JSON errors)."""
     settings = resources.settings
     app.add_middleware(
@@ -356,24 +370,27 @@ def mount(app: FastAPI, resources: Resources) -> None:
         same_site="lax",
         https_only=settings.session_https_only,
     )
-    app.include_router(web_router(resources))
+    app.include_router(router)
+    app.add_exception_handler(SignInRequired, to_signin)
+    app.add_exception_handler(HTTPException, error_page)
 
-    @app.exception_handler(SignInRequired)
-    async def to_signin(request: Request, exc: SignInRequired):
-        if request.method != "GET":
-            return JSONResponse({"detail": "your session has ended; sign in again"}, 401)
-        return RedirectResponse("/app/signin", 303)
 
-    @app.exception_handler(HTTPException)
-    async def error_page(request: Request, exc: HTTPException):
-        if not request.url.path.startswith("/app") or request.method != "GET":
-            return await http_exception_handler(request, exc)
-        label, href = NEXT_STEPS.get(exc.status_code, ("Back to your uploads", "/app/uploads"))
-        return render(
-            request,
-            "error.html",
-            exc.status_code,
-            message=exc.detail,
-            next_label=label,
-            next_href=href,
-        )
+async def to_signin(request: Request, exc: Exception) -> Response:
+    if request.method != "GET":
+        return JSONResponse({"detail": "your session has ended; sign in again"}, 401)
+    return RedirectResponse("/app/signin", 303)
+
+
+async def error_page(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if not request.url.path.startswith("/app") or request.method != "GET":
+        return await http_exception_handler(request, exc)
+    label, href = NEXT_STEPS.get(exc.status_code, ("Back to your uploads", "/app/uploads"))
+    return render(
+        request,
+        "error.html",
+        exc.status_code,
+        message=exc.detail,
+        next_label=label,
+        next_href=href,
+    )

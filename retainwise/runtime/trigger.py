@@ -21,13 +21,13 @@ from retainwise.adapters.resources import Resources
 from retainwise.config.settings import Settings
 
 log = logging.getLogger("retainwise.runtime.trigger")
-StartRun = Callable[[dict[str, Any]], str]
+StartRun = Callable[[db.Prediction], str]
 
 
-def idempotency_key(prediction: dict[str, Any]) -> str:
+def idempotency_key(prediction: db.Prediction) -> str:
     """One flow run per prediction and attempt: a redelivery is a no-op, a reaper retry is not."""
-    attempts = prediction.get("attempts") or 0
-    return f"score-{prediction['id']}" + (f"-attempt-{attempts + 1}" if attempts else "")
+    attempts = prediction.attempts
+    return f"score-{prediction.id}" + (f"-attempt-{attempts + 1}" if attempts else "")
 
 
 RETRYABLE_STATUS = {429, 502, 503}
@@ -149,11 +149,11 @@ class DeploymentStarter:
                     ).id
             return self._client, self._deployment_id
 
-    def __call__(self, prediction: dict[str, Any]) -> str:
+    def __call__(self, prediction: db.Prediction) -> str:
         client, deployment_id = self._open()
-        self._limit_account(client, f"account:{prediction['account']}")
-        tags = [f"account:{prediction['account']}", f"model:{prediction['model_name']}"]
-        version = self.model_version(prediction["model_name"]) if self.model_version else None
+        self._limit_account(client, f"account:{prediction.account}")
+        tags = [f"account:{prediction.account}", f"model:{prediction.model_name}"]
+        version = self.model_version(prediction.model_name) if self.model_version else None
         if version:  # the run re-tags only if it ends up loading another version
             tags.append(f"model-version:{version}")
 
@@ -161,8 +161,8 @@ class DeploymentStarter:
             with self._settings_context():
                 return client.create_flow_run_from_deployment(
                     deployment_id,
-                    parameters={"prediction_id": prediction["id"]},
-                    name=f"score-{prediction['id']}",
+                    parameters={"prediction_id": prediction.id},
+                    name=f"score-{prediction.id}",
                     idempotency_key=idempotency_key(prediction),
                     tags=tags,
                 )
@@ -243,9 +243,9 @@ def routed_by_size(env: Resources, starters: Mapping[str, StartRun]) -> StartRun
     """
     from botocore.exceptions import ClientError
 
-    def start(prediction: dict[str, Any]) -> str:
+    def start(prediction: db.Prediction) -> str:
         try:
-            size = aws.object_size(env.s3, env.settings.bucket, prediction["input_key"])
+            size = aws.object_size(env.s3, env.settings.bucket, prediction.input_key)
         except ClientError:
             size = 0
         return starters[deployment_for(size, env.settings)](prediction)
@@ -270,22 +270,22 @@ def handle_message(env: Resources, message: dict[str, Any], start_run: StartRun)
             payload["prediction_id"],
         )
         return "unknown-prediction"
-    if prediction["status"] != db.Status.PENDING.value:
+    if prediction.status is not db.Status.PENDING:
         # a late duplicate: a run already holds or finished the upload, so there is nothing to do
         env.queue.delete(message["ReceiptHandle"])
         log.info(
             "message %s: prediction %s is already %s; deleted",
             message.get("MessageId"),
-            prediction["id"],
-            prediction["status"],
+            prediction.id,
+            prediction.status,
         )
-        return "already-" + prediction["status"].lower()
+        return "already-" + prediction.status.lower()
     started = time.monotonic()
     flow_run_id = start_run(prediction)
     env.queue.delete(message["ReceiptHandle"])
     log.info(
         "prediction %s -> flow run %s (created in %.2f s)",
-        prediction["id"],
+        prediction.id,
         flow_run_id,
         time.monotonic() - started,
     )

@@ -15,7 +15,6 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from retainwise.adapters import db
 from retainwise.adapters.resources import Resources
@@ -48,12 +47,14 @@ def _aware(moment: datetime) -> datetime:
 
 
 def stale_reason(
-    row: dict[str, Any], run_state: str | None, stale_after_seconds: float, now: datetime
+    row: db.Prediction, run_state: str | None, stale_after_seconds: float, now: datetime
 ) -> str | None:
     """Why this PROCESSING row is stale, or None while its run may still be working on it."""
     if run_state in ENDED_RUN_STATES:
-        return f"flow run {row['flow_run_id']} ended {run_state} while the upload was PROCESSING"
-    refreshed = _aware(row["updated_at"] or row["started_at"])  # the claim's last refresh
+        return f"flow run {row.flow_run_id} ended {run_state} while the upload was PROCESSING"
+    last = row.updated_at or row.started_at  # the claim's last refresh
+    assert last is not None  # a PROCESSING row was claimed: started_at is set
+    refreshed = _aware(last)
     silent = (now - refreshed).total_seconds()
     if silent > stale_after_seconds:
         return (
@@ -77,23 +78,23 @@ def sweep(
     limit = env.settings.stale_after_seconds if stale_after_seconds is None else stale_after_seconds
     now = now or db.utcnow()
     rows = db.processing(env.engine)
-    states = run_states([r["flow_run_id"] for r in rows if r["flow_run_id"]]) if rows else {}
+    states = run_states([r.flow_run_id for r in rows if r.flow_run_id]) if rows else {}
     reaped = []
     for row in rows:
-        state = states.get(row["flow_run_id"] or "")
+        state = states.get(row.flow_run_id or "")
         reason = stale_reason(row, state, limit, now)
         if reason is None:
             continue
         outcome = _requeue_or_fail(env, row, reason, max_attempts, now)
         if outcome is None:
             continue
-        log.warning("prediction %s %s: %s", row["id"], outcome.action, reason)
+        log.warning("prediction %s %s: %s", row.id, outcome.action, reason)
         reaped.append(outcome)
-        if row["flow_run_id"] and state not in ENDED_RUN_STATES:
+        if row.flow_run_id and state not in ENDED_RUN_STATES:
             _cancel(
                 cancel_run,
-                row["flow_run_id"],
-                f"the reaper {outcome.action} upload {row['id']}: {reason}",
+                row.flow_run_id,
+                f"the reaper {outcome.action} upload {row.id}: {reason}",
             )
     return reaped + resend_lost_messages(env, limit, now)
 
@@ -115,31 +116,29 @@ def resend_lost_messages(
     for row in db.pending_since(env.engine, now - timedelta(seconds=stale_after_seconds)):
         _send(env, row, now)
         resent.append(
-            Reaped(row["id"], "resent", f"PENDING with no run after {stale_after_seconds:.0f} s")
+            Reaped(row.id, "resent", f"PENDING with no run after {stale_after_seconds:.0f} s")
         )
     return resent
 
 
-def _send(env: Resources, row: dict[str, Any], now: datetime) -> None:
-    message_id = env.queue.send(
-        row["id"], row["account"], row["model_name"], attempt=row["attempts"] + 1
-    )
-    db.record_queued(env.engine, row["id"], message_id, now)
+def _send(env: Resources, row: db.Prediction, now: datetime) -> None:
+    message_id = env.queue.send(row.id, row.account, row.model_name, attempt=row.attempts + 1)
+    db.record_queued(env.engine, row.id, message_id, now)
 
 
 def _requeue_or_fail(
-    env: Resources, row: dict[str, Any], reason: str, max_attempts: int, now: datetime
+    env: Resources, row: db.Prediction, reason: str, max_attempts: int, now: datetime
 ) -> Reaped | None:
-    if row["attempts"] >= max_attempts:
+    if row.attempts >= max_attempts:
         error = (
-            f"scoring was started {row['attempts']} times and never finished (last: "
+            f"scoring was started {row.attempts} times and never finished (last: "
             f"{reason}); upload the file again, or ask support about flow run "
-            f"{row['flow_run_id']}"
+            f"{row.flow_run_id}"
         )
-        if db.fail_claim(env.engine, row["id"], row["flow_run_id"], error, row["updated_at"]):
-            return Reaped(row["id"], "failed", reason)
+        if db.fail_claim(env.engine, row.id, row.flow_run_id, error, row.updated_at):
+            return Reaped(row.id, "failed", reason)
         return None
-    if not db.release_claim(env.engine, row["id"], row["flow_run_id"], row["updated_at"]):
+    if not db.release_claim(env.engine, row.id, row.flow_run_id, row.updated_at):
         return None  # the run finished, refreshed its claim, or another reaper acted meanwhile
     _send(env, row, now)  # if this fails, the row is PENDING and the next sweep resends it
-    return Reaped(row["id"], "requeued", reason)
+    return Reaped(row.id, "requeued", reason)

@@ -74,7 +74,7 @@ def test_s3_going_away_mid_run_is_retried_then_fails_clearly(monkeypatch, stack_
 
     def stop_once_processing():
         wait_for(
-            lambda: db.get_prediction(env.engine, prediction_id)["status"] != "PENDING",
+            lambda: db.get_prediction(env.engine, prediction_id).status != "PENDING",
             60,
             "the run to claim the upload",
             poll=0.02,
@@ -88,18 +88,18 @@ def test_s3_going_away_mid_run_is_retried_then_fails_clearly(monkeypatch, stack_
     stopper.join()
 
     row = db.get_prediction(env.engine, prediction_id)
-    assert row["status"] == "FAILED"
-    assert row["error"].startswith("the file store (S3) could not be reached after 4 tries")
-    assert "Traceback" not in row["error"] and row["flow_run_id"] in row["error"]
-    assert max(run_counts(row["flow_run_id"]).values()) == 4  # the S3 task was tried 4 times
+    assert row.status == "FAILED"
+    assert row.error.startswith("the file store (S3) could not be reached after 4 tries")
+    assert "Traceback" not in row.error and row.flow_run_id in row.error
+    assert max(run_counts(row.flow_run_id).values()) == 4  # the S3 task was tried 4 times
     # backoff between the tries (1, 2, 4 s, jittered by up to half), not four instant failures
-    waits = retry_waits(row["flow_run_id"])
+    waits = retry_waits(row.flow_run_id)
     assert len(waits) == 3 and all(wait >= 0.4 for wait in waits), waits
     env.engine.dispose()
 
 
 def retry_waits(flow_run_id: str) -> list[float]:
-    """Seconds each AwaitingRetry state of the run's tasks was scheduled ahead (Prefect's data)."""
+    """Seconds each AwaitingRetry state of the run's tasks was scheduled ahead (Prefect's own)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 

@@ -27,15 +27,15 @@ def test_every_hostile_file_ends_with_a_specific_outcome_and_the_next_upload_com
         prediction_id = submit(resources, case.data())
         score_upload(prediction_id)  # never raises for a customer's file
         row = db.get_prediction(resources.engine, prediction_id)
-        message = row["error"] or ""
+        message = row.error or ""
         outcomes[case.name] = (
-            row["status"],
+            row.status,
             case.message in message and "Traceback" not in message,
             message if case.message not in message else "",
         )
         expected[case.name] = (case.status, True, "")
-        if row["status"] == "COMPLETED":
-            assert row["rows_total"] == row["rows_scored"] + row["rows_rejected"] > 0
+        if row.status == "COMPLETED":
+            assert row.rows_total == row.rows_scored + row.rows_rejected > 0
     assert outcomes == expected
 
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -43,4 +43,4 @@ def test_every_hostile_file_ends_with_a_specific_outcome_and_the_next_upload_com
     normal = submit(resources, customers_csv(60))
     score_upload(normal)
     row = db.get_prediction(resources.engine, normal)
-    assert (row["status"], row["rows_scored"]) == ("COMPLETED", 60), row["error"]
+    assert (row.status, row.rows_scored) == ("COMPLETED", 60), row.error

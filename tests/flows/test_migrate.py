@@ -82,7 +82,7 @@ def test_migrate_twice_then_the_jobs_login_has_rows_but_no_ddl(on_postgres, tmp_
         prediction_id = db.create_prediction(
             app, account="acme", model_name="churn", input_key="uploads/acme/a.csv"
         )
-        assert db.get_prediction(app, prediction_id)["account"] == "acme"
+        assert db.get_prediction(app, prediction_id).account == "acme"
     finally:
         app.dispose()
     assert denied(as_role(on_postgres["db"], role), "CREATE TABLE intruder (id int)") == "42501"

@@ -62,7 +62,7 @@ def descendants(pid: int) -> list[int]:
 
 
 def status_of(resources, prediction_id) -> str:
-    return db.get_prediction(resources.engine, prediction_id)["status"]
+    return db.get_prediction(resources.engine, prediction_id).status
 
 
 def next_message(queue):
@@ -93,7 +93,7 @@ def test_sigkill_under_a_live_runner_is_crashed_requeued_and_completed(resources
     assert flow_processes, "the runner should be running the flow in a child process"
     for pid in flow_processes:
         os.kill(pid, signal.SIGKILL)
-    first_run = db.get_prediction(resources.engine, prediction_id)["flow_run_id"]
+    first_run = db.get_prediction(resources.engine, prediction_id).flow_run_id
 
     # the runner sees its child die and marks the run Crashed; the reaper acts on that at once
     wait_for(
@@ -112,8 +112,8 @@ def test_sigkill_under_a_live_runner_is_crashed_requeued_and_completed(resources
         0.25,
     )
     row = db.get_prediction(resources.engine, prediction_id)
-    assert row["status"] == "COMPLETED", row["error"]
-    assert row["attempts"] == 2 and row["flow_run_id"] != first_run
+    assert row.status == "COMPLETED", row.error
+    assert row.attempts == 2 and row.flow_run_id != first_run
     assert len(results_of(resources, prediction_id)) == 150
 
 
@@ -152,9 +152,9 @@ def test_dead_a_run_that_vanished_while_running_is_requeued_and_cancelled(resour
     [reaped] = sweep(max_attempts=2, stale_after_seconds=60, now=later(90))
     assert reaped.action == "failed"
     row = db.get_prediction(resources.engine, prediction_id)
-    assert row["status"] == "FAILED"
-    assert row["error"].startswith("scoring was started 2 times and never finished")
-    assert "no sign of life for" in row["error"]
+    assert row.status == "FAILED"
+    assert row.error.startswith("scoring was started 2 times and never finished")
+    assert "no sign of life for" in row.error
     assert score_upload(prediction_id)["status"] == "SKIPPED"
 
 
@@ -185,9 +185,9 @@ def test_hung_a_run_past_its_time_limit_is_timed_out_then_requeued_once(
     with pytest.raises(UploadTimedOut):
         score_upload(prediction_id)
     row = db.get_prediction(resources.engine, prediction_id)
-    assert row["status"] == "PROCESSING"  # left for the reaper, not failed in the customer's face
+    assert row.status == "PROCESSING"  # left for the reaper, not failed in the customer's face
     with get_client(sync_client=True) as client:
-        state = client.read_flow_run(UUID(row["flow_run_id"])).state
+        state = client.read_flow_run(UUID(row.flow_run_id)).state
     assert (state.type.value, state.name) == ("FAILED", "TimedOut")
 
     [reaped] = sweep(stale_after_seconds=600)
@@ -198,7 +198,7 @@ def test_hung_a_run_past_its_time_limit_is_timed_out_then_requeued_once(
     stalled_scoring.set()
     monkeypatch.delenv("RETAINWISE_RUN_TIMEOUT_BASE_SECONDS")
     assert score_upload(prediction_id)["status"] == "COMPLETED"
-    assert db.get_prediction(resources.engine, prediction_id)["attempts"] == 2
+    assert db.get_prediction(resources.engine, prediction_id).attempts == 2
 
 
 def test_slow_but_alive_a_long_run_that_keeps_refreshing_its_claim_is_left_alone(
@@ -216,23 +216,23 @@ def test_slow_but_alive_a_long_run_that_keeps_refreshing_its_claim_is_left_alone
             conn.execute(
                 db.predictions.update()
                 .where(db.predictions.c.id == prediction_id)
-                .values(started_at=refreshed["updated_at"] - timedelta(hours=2))
+                .values(started_at=refreshed.updated_at - timedelta(hours=2))
             )
         assert sweep(stale_after_seconds=60, now=later(10)) == []
         stalled_scoring.set()
         assert outcome.result(timeout=120)["status"] == "COMPLETED"
     row = db.get_prediction(resources.engine, prediction_id)
-    assert row["attempts"] == 1 and row["flow_run_id"] == first["flow_run_id"]
+    assert row.attempts == 1 and row.flow_run_id == first.flow_run_id
 
 
 def _processing(resources, prediction_id):
     row = db.get_prediction(resources.engine, prediction_id)
-    return row if row["status"] == "PROCESSING" else None
+    return row if row.status == "PROCESSING" else None
 
 
 def _refreshed_since(resources, prediction_id, first):
     row = db.get_prediction(resources.engine, prediction_id)
-    return row if row["updated_at"] > first["updated_at"] else None
+    return row if row.updated_at > first.updated_at else None
 
 
 def _deployment_exists() -> bool:

@@ -19,9 +19,9 @@ def test_good_csv_completes_with_every_row_once(resources):
     score_upload(prediction_id)
 
     row = db.get_prediction(resources.engine, prediction_id)
-    assert row["status"] == "COMPLETED", row["error"]
-    assert (row["rows_total"], row["rows_scored"], row["rows_rejected"]) == (300, 300, 0)
-    assert row["model_version"] and row["result_key"].endswith(f"{prediction_id}/results.csv")
+    assert row.status == "COMPLETED", row.error
+    assert (row.rows_total, row.rows_scored, row.rows_rejected) == (300, 300, 0)
+    assert row.model_version and row.result_key.endswith(f"{prediction_id}/results.csv")
     results = results_of(resources, prediction_id)
     assert list(results.columns) == [
         "customer_id",
@@ -43,7 +43,7 @@ def test_results_file_keeps_the_contract_as_plain_csv(resources):
     prediction_id = submit(resources, customers_csv(120))
     score_upload(prediction_id)
 
-    key = db.get_prediction(resources.engine, prediction_id)["result_key"]
+    key = db.get_prediction(resources.engine, prediction_id).result_key
     text = aws.get_bytes(resources.s3, resources.settings.bucket, key).decode("utf-8")
     header, *rows = list(csv.reader(io.StringIO(text)))
     assert header == ["customer_id", "churn_probability", "churn_risk", "predicted_churn"]
@@ -65,8 +65,8 @@ def test_missing_required_column_fails_naming_it(resources):
     score_upload(prediction_id)
 
     row = db.get_prediction(resources.engine, prediction_id)
-    assert row["status"] == "FAILED"
-    assert row["error"].startswith("missing required columns: Contract")
+    assert row.status == "FAILED"
+    assert row.error.startswith("missing required columns: Contract")
 
 
 @pytest.mark.parametrize(
@@ -82,9 +82,9 @@ def test_unusable_file_fails_with_a_clear_message(resources, data, message):
     prediction_id = submit(resources, data)
     score_upload(prediction_id)
     row = db.get_prediction(resources.engine, prediction_id)
-    assert row["status"] == "FAILED"
-    assert message in row["error"]
-    assert "Traceback" not in row["error"]
+    assert row.status == "FAILED"
+    assert message in row.error
+    assert "Traceback" not in row.error
 
 
 def test_a_second_run_for_the_same_upload_is_a_no_op(resources):
@@ -103,10 +103,9 @@ def test_no_champion_fails_at_once_with_the_promote_hint(resources):
     )
     score_upload(prediction_id)
     row = db.get_prediction(resources.engine, prediction_id)
-    assert row["status"] == "FAILED"
+    assert row.status == "FAILED"
     assert (
-        "no champion for 'no-such-model'; promote one with `retainwise model promote"
-        in row["error"]
+        "no champion for 'no-such-model'; promote one with `retainwise model promote" in row.error
     )
 
 
@@ -130,13 +129,13 @@ def test_large_file_is_scored_in_chunks_with_the_same_outcome(resources, monkeyp
         prediction_id = submit(resources, data)
         outcome = score_upload(prediction_id)
         row = db.get_prediction(resources.engine, prediction_id)
-        assert row["status"] == "COMPLETED", row["error"]
+        assert row.status == "COMPLETED", row.error
         rejects = pd.read_csv(
             io.BytesIO(
                 aws.get_bytes(
                     resources.s3,
                     resources.settings.bucket,
-                    row["result_key"].replace("results.csv", "rejects.csv"),
+                    row.result_key.replace("results.csv", "rejects.csv"),
                 )
             )
         )
@@ -144,8 +143,8 @@ def test_large_file_is_scored_in_chunks_with_the_same_outcome(resources, monkeyp
 
     (row, results, rejects, report), (c_row, c_results, c_rejects, c_report) = outcomes.values()
     assert (
-        (c_row["rows_total"], c_row["rows_scored"], c_row["rows_rejected"])
-        == (row["rows_total"], row["rows_scored"], row["rows_rejected"])
+        (c_row.rows_total, c_row.rows_scored, c_row.rows_rejected)
+        == (row.rows_total, row.rows_scored, row.rows_rejected)
         == (900, 898, 2)
     )
     assert c_rejects["row_number"].tolist() == rejects["row_number"].tolist() == [450, 600]
@@ -154,8 +153,8 @@ def test_large_file_is_scored_in_chunks_with_the_same_outcome(resources, monkeyp
     assert (c_results["churn_probability"] - results["churn_probability"]).abs().max() < 1e-6
     for key in ("risk_counts", "reject_reasons", "unknown_categories", "drifted_features"):
         assert c_report[key] == report[key], key
-    assert "score-upload-in-chunks" in task_names(c_row["flow_run_id"])
-    assert "score-upload-in-chunks" not in task_names(row["flow_run_id"])
+    assert "score-upload-in-chunks" in task_names(c_row.flow_run_id)
+    assert "score-upload-in-chunks" not in task_names(row.flow_run_id)
 
 
 def task_names(flow_run_id: str) -> set[str]:

@@ -58,7 +58,7 @@ def test_challenger_scores_in_shadow_and_compare_shows_both(
     assert score_upload(upload)["status"] == "COMPLETED"
 
     row = db.get_prediction(resources.engine, upload)
-    assert row["model_version"] == "1" and row["result_key"].endswith("/results.csv")
+    assert row.model_version == "1" and row.result_key.endswith("/results.csv")
     champion = results_of(resources, upload)
     shadow = shadow_results(resources, upload)
     assert list(shadow.columns) == list(champion.columns)
@@ -137,7 +137,7 @@ def test_shadow_is_off_by_default_and_its_failure_leaves_the_upload_completed(
     upload, _ = labelled_upload(resources, 200, seed=13)
     assert score_upload(upload)["status"] == "COMPLETED"
     row = db.get_prediction(resources.engine, upload)
-    assert row["status"] == "COMPLETED" and row["error"] is None
+    assert row.status == "COMPLETED" and row.error is None
     assert not aws.object_exists(
         resources.s3, resources.settings.bucket, shadow_key("acme", upload, "2")
     )

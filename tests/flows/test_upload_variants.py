@@ -370,9 +370,9 @@ def test_flow_scores_a_european_gzip_upload_and_writes_the_report(
     data = gzip.compress(to_csv(decimal_comma(doubled), ";", "cp1252"))
     prediction_id, row = run_flow(resources, data, telco_champion)
 
-    assert row["status"] == "COMPLETED", row["error"]
-    assert (row["rows_total"], row["rows_scored"], row["rows_rejected"]) == (7044, 7042, 2)
-    keys = result_keys(row["account"], prediction_id)
+    assert row.status == "COMPLETED", row.error
+    assert (row.rows_total, row.rows_scored, row.rows_rejected) == (7044, 7042, 2)
+    keys = result_keys(row.account, prediction_id)
     results = pd.read_csv(
         io.BytesIO(s3_object(resources, keys.results)), dtype={"customer_id": str}
     )
@@ -388,7 +388,7 @@ def test_flow_scores_a_european_gzip_upload_and_writes_the_report(
     ]
     assert rejects["tenure"][0] == "soon"  # the cell as uploaded
     report = json.loads(s3_object(resources, keys.report))
-    assert row["report_key"] == keys.report
+    assert row.report_key == keys.report
     assert report["source"] == {
         "delimiter": "semicolon",
         "format": "csv+gzip",
@@ -411,9 +411,9 @@ def test_flow_fails_a_mostly_invalid_upload_but_leaves_report_and_rejects(
     frame, _ = telco
     data = FAILING["most rows garbage"][0](frame.head(300))
     prediction_id, row = run_flow(resources, data, telco_champion)
-    assert row["status"] == "FAILED"
-    assert row["error"].startswith("200 of 300 rows are invalid (more than 50%)")
-    keys = result_keys(row["account"], prediction_id)
+    assert row.status == "FAILED"
+    assert row.error.startswith("200 of 300 rows are invalid (more than 50%)")
+    keys = result_keys(row.account, prediction_id)
     report = json.loads(s3_object(resources, keys.report))
     assert (report["status"], report["rows_rejected"], report["rows_scored"]) == ("FAILED", 200, 0)
     assert len(pd.read_csv(io.BytesIO(s3_object(resources, keys.rejects)))) == 200
@@ -426,8 +426,8 @@ def test_flow_fails_a_mostly_invalid_upload_but_leaves_report_and_rejects(
 def test_flow_completes_other_formats(resources, telco, telco_champion, variant):
     frame, _ = telco
     _, row = run_flow(resources, VARIANTS[variant](frame.head(400)), telco_champion)
-    assert row["status"] == "COMPLETED", row["error"]
-    assert (row["rows_total"], row["rows_scored"], row["rows_rejected"]) == (400, 400, 0)
+    assert row.status == "COMPLETED", row.error
+    assert (row.rows_total, row.rows_scored, row.rows_rejected) == (400, 400, 0)
 
 
 @pytest.mark.usefixtures("prefect_api")
@@ -439,12 +439,12 @@ def test_flow_completes_other_formats(resources, telco, telco_champion, variant)
 @given(data=csvish_bytes())
 def test_random_csvish_bytes_end_completed_or_failed_through_the_flow(data, resources):
     _, row = run_flow(resources, data, "churn")
-    assert row["status"] in {"COMPLETED", "FAILED"}
-    if row["status"] == "FAILED":
-        assert row["error"] and "Traceback" not in row["error"]
-        assert not row["error"].startswith("internal error"), row["error"]
+    assert row.status in {"COMPLETED", "FAILED"}
+    if row.status == "FAILED":
+        assert row.error and "Traceback" not in row.error
+        assert not row.error.startswith("internal error"), row.error
     else:
-        assert row["rows_total"] == row["rows_scored"] + row["rows_rejected"]
+        assert row.rows_total == row.rows_scored + row.rows_rejected
 
 
 @pytest.mark.usefixtures("prefect_api")
@@ -452,8 +452,8 @@ def test_a_file_level_failure_has_no_report_and_the_cli_says_why(resources, caps
     from retainwise.entrypoints.cli import main
 
     prediction_id, row = run_flow(resources, b"%PDF-1.4 not a table", "churn")
-    assert row["status"] == "FAILED"
-    assert row["error"] == "the file is not a CSV text file (it looks like a PDF document)"
+    assert row.status == "FAILED"
+    assert row.error == "the file is not a CSV text file (it looks like a PDF document)"
     capsys.readouterr()
     assert main(["report", prediction_id]) == 1
     assert "has no report (FAILED: the file is not a CSV text file" in capsys.readouterr().err

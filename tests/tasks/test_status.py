@@ -15,8 +15,8 @@ def test_a_retried_claim_is_recognised_as_the_runs_own(migrated_engine):
     )
     first = claim_upload.fn(migrated_engine, prediction_id, "run-1")
     retried = claim_upload.fn(migrated_engine, prediction_id, "run-1")
-    assert first["status"] == retried["status"] == "PROCESSING"
-    assert retried["attempts"] == 1  # the retry did not count a second attempt
+    assert first.status == retried.status == "PROCESSING"
+    assert retried.attempts == 1  # the retry did not count a second attempt
     assert claim_upload.fn(migrated_engine, prediction_id, "run-2") is None
     assert claim_upload.fn(migrated_engine, prediction_id, "") is None
 
@@ -24,7 +24,7 @@ def test_a_retried_claim_is_recognised_as_the_runs_own(migrated_engine):
 def _claimed(engine) -> tuple[str, object]:
     prediction_id = db.create_prediction(engine, account="acme", model_name="churn", input_key="k")
     assert db.claim_prediction(engine, prediction_id, "run-1")
-    return prediction_id, db.get_prediction(engine, prediction_id)["updated_at"]
+    return prediction_id, db.get_prediction(engine, prediction_id).updated_at
 
 
 def test_keep_claim_refreshes_the_claim_while_the_body_runs(migrated_engine):
@@ -32,7 +32,7 @@ def test_keep_claim_refreshes_the_claim_while_the_body_runs(migrated_engine):
     refreshed = threading.Event()
 
     def advanced() -> bool:
-        return db.get_prediction(migrated_engine, prediction_id)["updated_at"] > claimed_at
+        return db.get_prediction(migrated_engine, prediction_id).updated_at > claimed_at
 
     with keep_claim(
         migrated_engine, prediction_id, "run-1", limit_seconds=60, refresh_seconds=0.02
@@ -53,4 +53,4 @@ def test_keep_claim_stops_a_hung_body_at_its_limit(migrated_engine):
             migrated_engine, prediction_id, "run-1", limit_seconds=0.2, refresh_seconds=60
         ):
             never.wait()  # hung: nothing will ever set it
-    assert db.get_prediction(migrated_engine, prediction_id)["status"] == "PROCESSING"
+    assert db.get_prediction(migrated_engine, prediction_id).status == "PROCESSING"

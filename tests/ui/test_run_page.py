@@ -73,14 +73,14 @@ def test_a_completed_runs_page_shows_its_summary(resources, prefect_server_with_
         assert score_upload(prediction_id)["status"] == "COMPLETED"
         with get_client(sync_client=True) as client:
             run = client.read_flow_run(
-                UUID(db.get_prediction(resources.engine, prediction_id)["flow_run_id"])
+                UUID(db.get_prediction(resources.engine, prediction_id).flow_run_id)
             )
     row = db.get_prediction(resources.engine, prediction_id)
     assert run.name == f"score-{prediction_id}"
-    assert f"model-version:{row['model_version']}" in run.tags
+    assert f"model-version:{row.model_version}" in run.tags
 
     with headless_page() as page:
-        page.goto(f"{ui}/v2/runs/flow-run/{row['flow_run_id']}?tab=Artifacts")
+        page.goto(f"{ui}/v2/runs/flow-run/{row.flow_run_id}?tab=Artifacts")
         page.get_by_text("score-upload data-quality summary").first.wait_for(timeout=60_000)
         text = page.inner_text("body")
         assert f"score-{prediction_id}" in text and "Completed" in text
@@ -97,4 +97,4 @@ def test_a_completed_runs_page_shows_its_summary(resources, prefect_server_with_
     assert f"Upload {prediction_id}" in summary
     for label in ("rows scored", "rows rejected", "HIGH / MEDIUM / LOW", "drifted features"):
         assert label in summary
-    assert f"churn v{row['model_version']}" in summary
+    assert f"churn v{row.model_version}" in summary

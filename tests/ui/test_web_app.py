@@ -17,7 +17,7 @@ from models.training import train
 from retainwise.adapters import accounts, aws
 from retainwise.adapters import mlflow_registry as registry
 from retainwise.config.settings import Settings
-from retainwise.entrypoints.api import create_app
+from retainwise.entrypoints.app import create_app
 from tests.conftest import free_port, telco_path
 from tests.helpers import wait_for
 from tests.ui.browser import CHROMIUM, browser

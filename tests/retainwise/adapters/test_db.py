@@ -1,4 +1,4 @@
-"""The predictions table on SQLite and PostgreSQL: the claim that makes results exactly-once."""
+"""The predictions repository on SQLite and PostgreSQL: the claim that makes results once."""
 
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -22,9 +22,9 @@ def test_a_new_prediction_is_pending_with_its_queue_receipt(migrated_engine):
     db.record_queued(migrated_engine, prediction_id, "msg-1", queued_at)
 
     row = db.get_prediction(migrated_engine, prediction_id)
-    assert row["status"] == "PENDING"
-    assert row["sqs_message_id"] == "msg-1"
-    assert row["sqs_queued_at"].replace(tzinfo=UTC) == queued_at
+    assert row.status == "PENDING"
+    assert row.sqs_message_id == "msg-1"
+    assert row.sqs_queued_at.replace(tzinfo=UTC) == queued_at
 
 
 def test_only_one_of_many_concurrent_claims_wins(migrated_engine):
@@ -37,7 +37,7 @@ def test_only_one_of_many_concurrent_claims_wins(migrated_engine):
         )
     assert wins.count(True) == 1
     row = db.get_prediction(migrated_engine, prediction_id)
-    assert row["status"] == "PROCESSING" and row["started_at"] is not None
+    assert row.status == "PROCESSING" and row.started_at is not None
 
 
 def test_a_finished_prediction_cannot_be_claimed_again(migrated_engine):
@@ -54,8 +54,8 @@ def test_a_finished_prediction_cannot_be_claimed_again(migrated_engine):
     )
     assert not db.claim_prediction(migrated_engine, prediction_id)
     row = db.get_prediction(migrated_engine, prediction_id)
-    assert row["status"] == "COMPLETED" and row["completed_at"] is not None
-    assert row["rows_total"] == row["rows_scored"] + row["rows_rejected"]
+    assert row.status == "COMPLETED" and row.completed_at is not None
+    assert row.rows_total == row.rows_scored + row.rows_rejected
 
 
 def test_an_unknown_status_is_refused_by_the_database(migrated_engine):

@@ -78,7 +78,7 @@ def test_the_app_role_reads_and_writes_rows_but_cannot_create_alter_or_drop_tabl
     prediction_id = db.create_prediction(
         as_app, account="acme", model_name="churn", input_key="uploads/acme/x.csv"
     )
-    assert db.get_prediction(as_app, prediction_id)["status"] == "PENDING"
+    assert db.get_prediction(as_app, prediction_id).status == "PENDING"
     with as_app.begin() as conn:
         conn.execute(
             sa.text("UPDATE predictions SET status = 'FAILED' WHERE id = :id"),

@@ -8,7 +8,8 @@ from fastapi.testclient import TestClient
 
 from flows.score_upload import score_upload
 from retainwise.adapters import accounts, db
-from retainwise.entrypoints.api import UNAUTHORIZED, create_app
+from retainwise.entrypoints.app import create_app
+from retainwise.entrypoints.deps import UNAUTHORIZED
 from tests.helpers import customers_csv
 
 
@@ -60,10 +61,10 @@ def test_upload_with_a_key_then_status_results_rejects_and_report(http, resource
     [message] = resources.queue.receive(wait_seconds=1)
     assert json.loads(message["Body"])["account"] == "acme"
     row = db.get_prediction(resources.engine, prediction_id)
-    assert row["input_key"] == f"uploads/acme/{prediction_id}/input"  # never the user's name
+    assert row.input_key == f"uploads/acme/{prediction_id}/input"  # never the user's name
     score_upload(prediction_id)
     row = db.get_prediction(resources.engine, prediction_id)
-    assert row["result_key"] == f"results/acme/{prediction_id}/results.csv"
+    assert row.result_key == f"results/acme/{prediction_id}/results.csv"
 
     status = http.get(f"/uploads/{prediction_id}", headers=bearer(keys["a"])).json()
     assert (status["status"], status["rows_scored"]) == ("COMPLETED", 25)
@@ -172,12 +173,12 @@ def test_a_form_upload_streams_the_file_field(http, resources, keys):
     )
     assert response.status_code == 202
     row = db.get_prediction(resources.engine, response.json()["prediction_id"])
-    assert row["original_filename"] == "mine.csv"
+    assert row.original_filename == "mine.csv"
     from retainwise.adapters import aws
 
-    assert aws.get_bytes(
-        resources.s3, resources.settings.bucket, row["input_key"]
-    ) == customers_csv(10)
+    assert aws.get_bytes(resources.s3, resources.settings.bucket, row.input_key) == customers_csv(
+        10
+    )
 
 
 def test_the_openapi_document_declares_the_bearer_scheme(http):

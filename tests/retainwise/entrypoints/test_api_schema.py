@@ -7,9 +7,10 @@ reach the handlers, and uploads land in the account's S3 prefix on the test's mo
 
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from retainwise.adapters import accounts
-from retainwise.entrypoints.api import create_app
+from retainwise.entrypoints.app import create_app
 
 
 def test_the_api_keeps_to_its_schema_and_never_answers_500(resources):
@@ -21,6 +22,8 @@ def test_the_api_keeps_to_its_schema_and_never_answers_500(resources):
     assert len(operations) == 7
 
     for operation in operations:
+        # which models an upload may name depends on the account, not the schema: a documented 400
+        excluded = [positive_data_acceptance] if operation.label == "POST /uploads" else []
 
         @given(case=operation.as_strategy())
         @settings(
@@ -31,6 +34,9 @@ def test_the_api_keeps_to_its_schema_and_never_answers_500(resources):
             suppress_health_check=list(HealthCheck),
         )
         def keeps_to_schema(case):
-            case.call_and_validate(headers={"Authorization": f"Bearer {key}"})
+            case.call_and_validate(
+                headers={"Authorization": f"Bearer {key}"},
+                excluded_checks=excluded,  # noqa: B023 - called in this same iteration
+            )
 
         keeps_to_schema()

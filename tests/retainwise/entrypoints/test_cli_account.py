@@ -16,7 +16,7 @@ def test_account_lifecycle_from_the_command_line(stack_env, capsys):
     assert cli.main(["account", "create", "acme"]) == 0
     [created] = lines(capsys)
     assert created["account"] == "acme" and created["api_key"].startswith("rw_")
-    assert accounts.authenticate(engine, created["api_key"])["name"] == "acme"
+    assert accounts.authenticate(engine, created["api_key"]).name == "acme"
 
     assert cli.main(["account", "key", "create", "acme"]) == 0
     [second] = lines(capsys)

@@ -14,7 +14,7 @@ from retainwise.adapters.mlflow_registry import load_version
 from retainwise.adapters.resources import Resources
 from retainwise.config.settings import Settings
 from retainwise.entrypoints import monitoring_page
-from retainwise.entrypoints.api import create_app
+from retainwise.entrypoints.app import create_app
 from retainwise.modelops.monitoring import model_figures
 from tests.helpers import copied_versions, monitored_upload
 from tests.retainwise.entrypoints.test_web import sign_in

@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from retainwise.adapters import accounts, db
-from retainwise.entrypoints.api import create_app
+from retainwise.entrypoints.app import create_app
 
 
 @pytest.fixture

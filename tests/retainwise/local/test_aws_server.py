@@ -115,7 +115,7 @@ def test_uploads_and_results_survive_a_restart_byte_for_byte(local_aws):
     env = Resources(Settings())
     assert service.download_results(env, done) == results
     assert db.get_prediction(env.engine, done) == row
-    assert aws.get_bytes(env.s3, env.settings.bucket, row["report_key"])
+    assert aws.get_bytes(env.s3, env.settings.bucket, row.report_key)
     assert aws.get_bytes(env.s3, env.settings.bucket, "uploads/acme/streamed.csv") == streamed
 
 
@@ -146,7 +146,7 @@ def test_a_queued_upload_runs_once_after_a_restart_even_if_sent_again(local_aws,
     env = Resources(Settings())
     data = customers_csv(7, seed=5)
     queued = submit(env, data)
-    message_id = db.get_prediction(env.engine, queued)["sqs_message_id"]
+    message_id = db.get_prediction(env.engine, queued).sqs_message_id
 
     local_aws()
     env = Resources(Settings())

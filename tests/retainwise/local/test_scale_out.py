@@ -111,7 +111,7 @@ def test_a_burst_to_two_runners_on_a_postgresql_prefect_server_runs_each_upload_
             f"needed SIGKILL after 30 s: {stopped}; services.log ends:\n{log}", stacklevel=1
         )
     rows = [db.get_prediction(resources.engine, p) for p in uploads]
-    assert [(r["status"], r["attempts"]) for r in rows] == [("COMPLETED", 1)] * UPLOADS
+    assert [(r.status, r.attempts) for r in rows] == [("COMPLETED", 1)] * UPLOADS
     by_upload = {}
     for run in runs:
         by_upload.setdefault(run.parameters["prediction_id"], []).append(run)
@@ -128,4 +128,4 @@ def _final_runs(client, count: int) -> list | None:
 
 
 def _final(resources, prediction_id) -> bool:
-    return db.get_prediction(resources.engine, prediction_id)["status"] in {"COMPLETED", "FAILED"}
+    return db.get_prediction(resources.engine, prediction_id).status in {"COMPLETED", "FAILED"}

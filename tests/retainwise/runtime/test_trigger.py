@@ -221,7 +221,7 @@ def test_after_the_reaper_requeues_a_crashed_upload_a_fresh_run_finishes_it(
     assert len(runs) == 2 and {r.name for r in runs} == {f"score-{prediction_id}"}
     assert score_upload(prediction_id)["status"] == "COMPLETED"
     row = db.get_prediction(resources.engine, prediction_id)
-    assert row["status"] == "COMPLETED" and row["attempts"] == 2
+    assert row.status is db.Status.COMPLETED and row.attempts == 2
     assert len(results_of(resources, prediction_id)) == 8
 
 
@@ -292,7 +292,7 @@ def test_one_failing_creation_in_a_batch_leaves_only_its_message_on_the_queue(
     real_start = deployment_starter("score-upload/score-upload")
 
     def start(prediction):
-        if prediction["id"] == ids[0]:
+        if prediction.id == ids[0]:
             raise ConnectionError("the Prefect API went away")
         return real_start(prediction)
 

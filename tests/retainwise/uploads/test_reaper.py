@@ -69,7 +69,7 @@ def test_a_crashed_run_is_requeued_at_once_with_a_new_attempt(env):
     assert "ended CRASHED" in reaped.reason
 
     row = db.get_prediction(env.engine, prediction_id)
-    assert row["status"] == "PENDING" and row["attempts"] == 1
+    assert row.status == "PENDING" and row.attempts == 1
     assert queued_bodies(env) == [
         {"prediction_id": prediction_id, "account": "acme", "model": "churn", "attempt": 2}
     ]
@@ -81,7 +81,7 @@ def test_slow_but_alive_is_left_alone_however_long_it_has_been_running(env):
     slow = claimed(env, "run-slow", started_ago=7200, refreshed_ago=20)
     cancels = Cancels()
     assert sweep(env, states({"run-slow": "RUNNING"}), cancels, stale_after_seconds=60) == []
-    assert db.get_prediction(env.engine, slow)["status"] == "PROCESSING"
+    assert db.get_prediction(env.engine, slow).status == "PROCESSING"
     assert cancels == [] and queued_bodies(env) == []
 
 
@@ -130,16 +130,16 @@ def test_a_claim_refreshed_while_the_reaper_decides_is_not_taken(env):
     cancels = Cancels()
     assert sweep(env, states_then_refresh, cancels, stale_after_seconds=60) == []
     row = db.get_prediction(env.engine, prediction_id)
-    assert row["status"] == "PROCESSING" and row["flow_run_id"] == "run-1"
+    assert row.status == "PROCESSING" and row.flow_run_id == "run-1"
     assert cancels == [] and queued_bodies(env) == []
 
 
 def test_a_claim_can_be_refreshed_only_by_the_run_holding_it(env):
     prediction_id = claimed(env, "run-1", started_ago=120)
-    before = db.get_prediction(env.engine, prediction_id)["updated_at"]
+    before = db.get_prediction(env.engine, prediction_id).updated_at
     assert not db.refresh_claim(env.engine, prediction_id, "run-other")
     assert db.refresh_claim(env.engine, prediction_id, "run-1")
-    assert db.get_prediction(env.engine, prediction_id)["updated_at"] > before
+    assert db.get_prediction(env.engine, prediction_id).updated_at > before
     assert db.release_claim(env.engine, prediction_id, "run-1")
     assert not db.refresh_claim(env.engine, prediction_id, "run-1")  # released: gone
 
@@ -152,9 +152,9 @@ def test_after_max_attempts_the_upload_fails_with_the_reason(env):
     [reaped] = sweep(env, states({"run-3": "CRASHED"}), max_attempts=3)
     assert reaped.action == "failed"
     row = db.get_prediction(env.engine, prediction_id)
-    assert row["status"] == "FAILED" and row["attempts"] == 3
-    assert row["error"].startswith("scoring was started 3 times and never finished")
-    assert "run-3" in row["error"]
+    assert row.status == "FAILED" and row.attempts == 3
+    assert row.error.startswith("scoring was started 3 times and never finished")
+    assert "run-3" in row.error
 
 
 def test_a_run_the_reaper_gave_up_on_cannot_overwrite_the_new_runs_outcome(env):
@@ -166,7 +166,7 @@ def test_a_run_the_reaper_gave_up_on_cannot_overwrite_the_new_runs_outcome(env):
     )
     assert db.finish_prediction(env.engine, prediction_id, "run-new", db.Status.COMPLETED)
     row = db.get_prediction(env.engine, prediction_id)
-    assert row["status"] == "COMPLETED" and row["error"] is None
+    assert row.status == "COMPLETED" and row.error is None
 
 
 def test_a_pending_upload_whose_message_was_lost_is_sent_again(env):

@@ -1,0 +1,25 @@
+"""The FastAPI app: the HTTP API (api.py) and the web app (web.py) on one Resources per worker.
+
+Built here, above both routers, so neither imports the other to be served.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from retainwise.adapters.resources import Resources
+from retainwise.entrypoints import api, web
+
+
+def create_app(resources: Resources) -> FastAPI:
+    """Routes reach `resources` through deps.get_resources (app.state), so tests can override it."""
+    app = FastAPI(
+        title="RetainWise",
+        version="1",
+        description="Upload customer lists, get churn scores back. Authenticate with "
+        "`Authorization: Bearer <API key>`.",
+    )
+    app.state.resources = resources
+    app.include_router(api.router)
+    web.install(app, resources)
+    return app

@@ -1,0 +1,112 @@
+"""Receiving an upload over HTTP, shared by the API and the web app: the checks made before a
+byte is stored, the body streamed to S3, then the row and the message."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from fastapi import HTTPException, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from retainwise.adapters import aws, db
+from retainwise.adapters.accounts import Account
+from retainwise.adapters.resources import Resources
+from retainwise.entrypoints import service
+
+RETRY_AFTER_SECONDS = 30
+READ_BLOCK = 2**20
+
+
+class UploadRefused(HTTPException):
+    """Refused before a byte is stored: too large, no length, over the account's cap, bad model."""
+
+
+def check_upload_allowed(
+    resources: Resources, account: Account, model: str, length: int | None
+) -> None:
+    """What is decided before reading the body (blocking: call it off the event loop)."""
+    limit = resources.settings.max_upload_bytes
+    if length is None:
+        raise UploadRefused(411, "send a Content-Length header with the file")
+    if length > limit:
+        raise UploadRefused(413, f"the file is larger than {limit // 1_000_000} MB; split it")
+    if model not in account.models:
+        raise UploadRefused(
+            400,
+            f"model {model!r} is not enabled for this account; use one of "
+            f"{', '.join(account.models)}",
+        )
+    cap = account.max_active_uploads or resources.settings.max_active_uploads
+    if db.count_active(resources.engine, account.name) >= cap:
+        raise UploadRefused(
+            429,
+            f"{cap} uploads of this account are waiting or running; retry when one finishes",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+
+
+async def store_stream(resources: Resources, key: str, chunks: AsyncIterator[bytes]) -> int:
+    """The body to S3 as a multipart upload, part by part, counting bytes as they arrive (a
+    client may send more than its Content-Length said); returns the size."""
+    limit = resources.settings.max_upload_bytes
+    writer = await run_in_threadpool(
+        aws.MultipartWriter, resources.s3, resources.settings.bucket, key
+    )
+    part, size = bytearray(), 0
+    try:
+        async for chunk in chunks:
+            size += len(chunk)
+            if size > limit:
+                raise UploadRefused(413, f"the file is larger than {limit // 1_000_000} MB")
+            part += chunk
+            if len(part) >= writer.PART_BYTES:
+                await run_in_threadpool(writer.write_part, bytes(part))
+                part.clear()
+        if part:
+            await run_in_threadpool(writer.write_part, bytes(part))
+        await run_in_threadpool(writer.complete)
+    except BaseException:
+        await run_in_threadpool(writer.abort)
+        raise
+    return size
+
+
+async def file_chunks(file: UploadFile) -> AsyncIterator[bytes]:
+    while chunk := await file.read(READ_BLOCK):
+        yield chunk
+
+
+async def receive_upload(
+    resources: Resources, request: Request, account: Account, model: str
+) -> str:
+    """Checks, then the file (raw body, or the `file` field of a multipart form) streamed to S3,
+    then the row and the message; returns the prediction id."""
+    length = request.headers.get("content-length")
+    await run_in_threadpool(
+        check_upload_allowed,
+        resources,
+        account,
+        model,
+        int(length) if length and length.isdigit() else None,
+    )
+    filename = request.headers.get("x-filename")
+    chunks: AsyncIterator[bytes] = request.stream()
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        form = await request.form(max_files=1, max_fields=5)
+        file = form.get("file")
+        if not isinstance(file, UploadFile):
+            raise UploadRefused(400, "the form has no file field named 'file'")
+        filename, chunks = file.filename, file_chunks(file)
+    prediction_id, key = service.new_upload(account.name)
+    await store_stream(resources, key, chunks)
+    await run_in_threadpool(
+        service.enqueue_upload,
+        resources,
+        prediction_id,
+        key,
+        filename=(filename or "")[:255] or None,
+        account=account.name,
+        model_name=model,
+    )
+    return prediction_id
