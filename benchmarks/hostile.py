@@ -43,11 +43,11 @@ def child_main(prediction_id: str) -> None:
     print(
         json.dumps(
             {
-                "status": row["status"],
-                "error": row["error"],
+                "status": row.status.value,
+                "error": row.error,
                 "crashed": crashed,
-                "rows_total": row["rows_total"],
-                "rows_scored": row["rows_scored"],
+                "rows_total": row.rows_total,
+                "rows_scored": row.rows_scored,
                 "wall_s": round(time.perf_counter() - started, 2),
                 "cpu_s": round(time.process_time() - cpu, 2),
                 "cpu_s_with_start": round(usage.ru_utime + usage.ru_stime, 2),

@@ -6,7 +6,11 @@ latency benchmark, then one table: each target, the measured figure, met or miss
 
 Each benchmark runs as its own process (it starts and stops its own servers); their JSON lines
 are kept under benchmarks/out/ and the table (markdown, for benchmarks/README.md) compares them
-with the targets of issue 14.
+with the targets of issue 22. Its time targets are for a machine where the naive script scores
+100k rows in 0.85 s; they are scaled by `naive_100k_s` / 0.85 as measured in the same run (the
+latency benchmark's, else the 100k throughput run's naive median), and the CPU target by the
+naive script's CPU seconds / 0.85 (on an idle machine the two agree; on a loaded one only the
+wall time counts waiting for a core).
 """
 
 from __future__ import annotations
@@ -20,14 +24,19 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 TARGETS = {
-    "ratio_vs_naive": 4.0,
-    "ratio_vs_expert": 3.0,
     "validation_share": 0.15,
     "rss_10m_mb": 700,
-    "cpu_per_run_s": 0.3,
+    "cpu_per_run_s": 0.3,  # seconds: scaled
     "burst_p95_s": 10.0,
-    "one_p50_s": 0.5,
+    "one_p50_s": 0.35,
 }
+RATIO_TARGETS = {  # (rows, anchor) -> at least this many times the script's throughput
+    (100_000, "naive"): 2.0,
+    (400_000, "naive"): 3.0,
+    (1_000_000, "naive"): 4.0,
+    (1_000_000, "expert"): 3.0,
+}
+REFERENCE_NAIVE_100K_S = 0.85  # the machine the targets were set on
 
 
 def run(script: str, *args: str) -> dict:
@@ -65,14 +74,14 @@ def throughput_rows(result: dict) -> list[tuple[str, str, str, str]]:
         (f"{rows:,} rows: naive / expert / project (median of {project['runs']})", sides, "", "")
     ]
     for anchor in ("naive", "expert"):
-        key = f"ratio_vs_{anchor}"
+        key, goal = f"ratio_vs_{anchor}", RATIO_TARGETS.get((rows, anchor))
         if key in result:
             out.append(
                 (
                     f"{rows:,} rows: throughput vs the {anchor} script",
                     f"{result[key]:.2f}x (CPU s ratio {result[f'cpu_ratio_vs_{anchor}']:.2f}x)",
-                    f">= {TARGETS[key]:.1f}x",
-                    _met(result[key] >= TARGETS[key]),
+                    f">= {goal:.1f}x" if goal else "",
+                    _met(result[key] >= goal) if goal else "",
                 )
             )
     share = project.get("validation_share_of_busy")
@@ -112,48 +121,62 @@ def memory_rows(result: dict | None) -> list[tuple[str, str, str, str]]:
     ]
 
 
-def latency_rows(latency: dict) -> list[tuple[str, str, str, str]]:
+def latency_rows(latency: dict, scale: dict) -> list[tuple[str, str, str, str]]:
+    """Latency and CPU per run against the targets scaled to this machine (`machine_scale`)."""
     out = []
+    one_p50, burst_p95 = (
+        TARGETS["one_p50_s"] * scale["time"],
+        TARGETS["burst_p95_s"] * scale["time"],
+    )
+    cpu_goal = TARGETS["cpu_per_run_s"] * scale["cpu"]
     for label, key in (
         ("1k-row uploads one by one", "one_by_one"),
-        ("50 1k-row uploads at once", "at_once"),
+        ("1k-row uploads at once", "at_once"),
     ):
         part = latency.get(key) or {}
         total = part.get("total")
         if not total:
             out.append((label, "not run or failed: " + json.dumps(latency)[:80], "", "missed"))
             continue
-        cpu = part.get("cpu_per_run_s") or {}
         measured = f"p50 {total['p50']} s, p95 {total['p95']} s, max {total['max']} s"
         if key == "one_by_one":
-            out.append(
-                (
-                    f"{label}: upload -> COMPLETED",
-                    measured,
-                    f"p50 <= {TARGETS['one_p50_s']} s",
-                    _met(total["p50"] <= TARGETS["one_p50_s"]),
-                )
-            )
+            goal, met = f"p50 <= {one_p50:.2f} s", total["p50"] <= one_p50
         else:
-            out.append(
-                (
-                    f"{label}: upload -> COMPLETED",
-                    measured,
-                    f"p95 <= {TARGETS['burst_p95_s']:.0f} s",
-                    _met(total["p95"] <= TARGETS["burst_p95_s"]),
-                )
-            )
+            goal, met = f"p95 <= {burst_p95:.1f} s", total["p95"] <= burst_p95
+        out.append((f"{part['uploads']} {label}: upload -> COMPLETED", measured, goal, _met(met)))
+        cpu = part.get("cpu_per_run_s") or {}
         if cpu:
             summed = cpu.get("worker+server+trigger", float("nan"))
             out.append(
                 (
                     f"{label}: CPU per run, worker + Prefect server + trigger",
                     f"{summed:.3f} s ({', '.join(f'{k} {v:.3f}' for k, v in cpu.items())})",
-                    f"<= {TARGETS['cpu_per_run_s']} s",
-                    _met(summed <= TARGETS["cpu_per_run_s"]) if key == "at_once" else "",
+                    f"<= {cpu_goal:.2f} s",
+                    _met(summed <= cpu_goal) if key == "at_once" else "",
                 )
             )
+        calls = part.get("api_calls_per_run")
+        if calls:
+            top = ", ".join(f"{k} {v}" for k, v in list(calls["by_route"].items())[:4])
+            out.append(
+                (f"{label}: Prefect API calls per run", f"{calls['total']} ({top}, ...)", "", "")
+            )
     return out
+
+
+def machine_scale(throughput: list[dict], latency: dict) -> dict[str, float | None]:
+    """The naive script's 100k-row wall and CPU seconds here, and the factors targets scale by."""
+    naive, cpu = latency.get("naive_100k_s"), latency.get("naive_100k_cpu_s")
+    if naive is None:
+        at_100k = [r for r in throughput if r.get("rows") == 100_000]
+        side = at_100k[0].get("naive", {}) if at_100k else {}
+        naive, cpu = side.get("median_s"), side.get("cpu_s")
+    return {
+        "naive_100k_s": naive,
+        "naive_100k_cpu_s": cpu,
+        "time": naive / REFERENCE_NAIVE_100K_S if naive else 1.0,
+        "cpu": (cpu or naive or REFERENCE_NAIVE_100K_S) / REFERENCE_NAIVE_100K_S,
+    }
 
 
 def table(rows: list[tuple[str, str, str, str]]) -> str:
@@ -193,8 +216,14 @@ def main(argv: list[str] | None = None) -> None:
         ["git", "rev-parse", "--short", "HEAD"], cwd=HERE, text=True, capture_output=True
     ).stdout.strip()
     rows = [row for result in throughput for row in throughput_rows(result)]
-    rows += memory_rows(memory) + latency_rows(latency)
-    print(f"\n{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {commit}\n")
+    scale = machine_scale(throughput, latency)
+    rows += memory_rows(memory) + latency_rows(latency, scale)
+    print(f"\n{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {commit}")
+    print(
+        f"naive script on 100k rows here: {scale['naive_100k_s']} s, "
+        f"{scale['naive_100k_cpu_s']} CPU s; time targets x {scale['time']:.2f}, "
+        f"CPU target x {scale['cpu']:.2f}\n"
+    )
     print(table(rows) + "\n")
     print(json.dumps(results))
 

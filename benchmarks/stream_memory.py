@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 
 from common import cpu_seconds, fresh_home, log, peak_rss_mb  # noqa: E402  (repo on sys.path)
 
@@ -63,6 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     from retainwise.adapters import mlflow_registry as registry
     from retainwise.config.settings import Settings
     from retainwise.uploads import streaming
+    from retainwise.uploads.policy import ScoringPolicy
     from retainwise.uploads.reading import Limits
     from retainwise.uploads.validation import _batch_definition
 
@@ -106,16 +108,9 @@ def main(argv: list[str] | None = None) -> None:
     thread.start()
     started, cpu = time.perf_counter(), cpu_seconds()
     with tempfile.TemporaryFile() as results, tempfile.TemporaryFile() as rejects:
-        counts, totals = streaming.score_stream(
-            blocks(),
-            model,
-            settings.max_rejected_share,
-            results,
-            rejects,
-            chunk,
-            settings.top_reasons,
-            Limits(max_bytes=16 * 2**30),
-        )
+        policy = ScoringPolicy.from_settings(settings)
+        policy = replace(policy, limits=Limits(max_bytes=16 * 2**30), chunk_bytes=chunk)
+        counts, totals = streaming.score_stream(blocks(), model, policy, results, rejects)
         seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu
         results_mb = results.tell() / 2**20
     stop.set()
@@ -132,9 +127,9 @@ def main(argv: list[str] | None = None) -> None:
         "benchmark": "stream_memory",
         "rows": args.rows,
         "chunk_mib": chunk / 2**20,
-        "rows_total": counts["rows_total"],
-        "rows_scored": counts["rows_scored"],
-        "rows_rejected": counts["rows_rejected"],
+        "rows_total": counts.rows_total,
+        "rows_scored": counts.rows_scored,
+        "rows_rejected": counts.rows_rejected,
         "results_mb": round(results_mb, 1),
         "baseline_rss_mb": round(baseline),
         "peak_rss_mb": round(peak_rss_mb()),

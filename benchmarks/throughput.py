@@ -152,14 +152,14 @@ def project_child(rows: int) -> dict:
         profiler.disable()
         profiler.dump_stats(profile_to)
     row = db.get_prediction(env.engine, prediction_id)
-    if row["status"] != "COMPLETED":
-        raise SystemExit(f"the scoring path did not complete: {row['status']} {row['error']}")
+    if row.status != "COMPLETED":
+        raise SystemExit(f"the scoring path did not complete: {row.status} {row.error}")
     stages = stage_log.seconds or task_seconds(state.state_details.flow_run_id)
     return {
         "seconds": seconds,
         "cpu_s": cpu,
-        "rows": row["rows_total"],
-        "rows_scored": row["rows_scored"],
+        "rows": row.rows_total,
+        "rows_scored": row.rows_scored,
         "stages": stages,
         "rss_before_mb": round(rss.before_mb),
         "rss_course_mb": rss.course(),

@@ -60,13 +60,9 @@ def wait_up(url: str, timeout: float = 120) -> None:
     raise TimeoutError(url)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--mb", type=int, default=150)
-    args = parser.parse_args()
-
-    import httpx
-    import psutil
+def api_backends(home, **environment: str):
+    """moto in this process on a free port, a migrated SQLite database under `home` and an
+    account `bench`: (moto, the API child's environment, Settings, bench's API key)."""
     from moto.server import ThreadedMotoServer
 
     import migrations
@@ -74,7 +70,7 @@ def main() -> None:
     from retainwise.adapters.db import make_engine
     from retainwise.config.settings import Settings
 
-    home, aws_port, api_port = fresh_home("upload-memory"), free_port(), free_port()
+    aws_port = free_port()
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=aws_port, verbose=False)
     moto.start()
     env = {
@@ -84,6 +80,7 @@ def main() -> None:
         "AWS_SECRET_ACCESS_KEY": "bench",
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ENDPOINT_URL": f"http://127.0.0.1:{aws_port}",
+        **environment,
     }
     os.environ.update({k: v for k, v in env.items() if k.startswith(("RETAINWISE_", "AWS_"))})
     settings = Settings()
@@ -93,6 +90,21 @@ def main() -> None:
     accounts.create_account(engine, "bench")
     key = accounts.create_key(engine, "bench")["api_key"]
     engine.dispose()
+    return moto, env, settings, key
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--mb", type=int, default=150)
+    args = parser.parse_args()
+
+    import httpx
+    import psutil
+
+    from retainwise.adapters import aws
+
+    home, api_port = fresh_home("upload-memory"), free_port()
+    moto, env, settings, key = api_backends(home)
     data = home / "upload.csv"
     size = write_csv(data, args.mb)
 

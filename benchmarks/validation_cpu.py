@@ -29,6 +29,7 @@ Prints figures, then one JSON line last; exit status 1 if the outputs differ.
 from __future__ import annotations
 
 import argparse
+import inspect
 import io
 import json
 import statistics
@@ -45,6 +46,7 @@ import pandas as pd  # noqa: E402
 
 from benchmarks.data import ID, TARGET, ensure, load_telco  # noqa: E402
 from retainwise.uploads import streaming, validation  # noqa: E402
+from retainwise.uploads.policy import ScoringPolicy  # noqa: E402
 from retainwise.uploads.reading import read_upload  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -118,7 +120,11 @@ def trained_model(compiled: bool):
 
     trained = train(load_telco(), TARGET, ID)
     model = types.SimpleNamespace(
-        name="benchmark", version="1", pipeline=trained.pipeline, profile=trained.profile
+        name="benchmark",
+        version="1",
+        pipeline=trained.pipeline,
+        profile=trained.profile,
+        scorer=trained.pipeline,
     )
     if compiled:
         import tempfile
@@ -178,9 +184,11 @@ def categorical(frame: pd.DataFrame) -> list[str]:
 def stream_seconds(stream, data: bytes, model, chunk_bytes: int) -> dict:
     """Busy seconds per stage of `stream`.score_stream on the file."""
     cpu = time.process_time()
-    _, totals = stream.score_stream(
-        iter(blocks(data)), model, 0.5, io.BytesIO(), io.BytesIO(), chunk_bytes
-    )
+    if "policy" in inspect.signature(stream.score_stream).parameters:
+        args = (ScoringPolicy(chunk_bytes=chunk_bytes), io.BytesIO(), io.BytesIO())
+    else:  # a baseline from before ScoringPolicy
+        args = (0.5, io.BytesIO(), io.BytesIO(), chunk_bytes)
+    _, totals = stream.score_stream(iter(blocks(data)), model, *args)
     seconds = {k: round(v, 2) for k, v in totals.seconds.items()}
     return {
         "busy_s": seconds,
@@ -198,7 +206,7 @@ def whole_file_seconds(module, data: bytes, model) -> dict:
     saved, pipeline.validate_upload = pipeline.validate_upload, module.validate_upload
     try:
         cpu = time.process_time()
-        scored = pipeline.score_file(data, model, Limits(max_bytes=1 << 40), 0.5)
+        scored = pipeline.score_file(data, model, ScoringPolicy(Limits(max_bytes=1 << 40)))
         cpu = time.process_time() - cpu
     finally:
         pipeline.validate_upload = saved
@@ -221,7 +229,7 @@ def run(
     ref: str,
     compiled: bool,
     clean: bool,
-    chunk_bytes: int = streaming.CHUNK_BYTES,
+    chunk_bytes: int = ScoringPolicy.chunk_bytes,
 ) -> dict:
     data = ensure(rows).read_bytes() if clean else faulty_upload(rows)
     sides = {"baseline": baseline_modules(ref), "now": (validation, streaming)}
@@ -333,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--chunk-mib",
         type=float,
-        default=streaming.CHUNK_BYTES / 2**20,
+        default=ScoringPolicy.chunk_bytes / 2**20,
         help="piece size of the streamed path (Settings.chunk_bytes)",
     )
     args = parser.parse_args(argv)

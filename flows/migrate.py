@@ -38,10 +38,13 @@ def grant_app_login(settings: Settings, databases: list[str]) -> None:
     if login is None:
         logger.info("RETAINWISE_DATABASE_APP_SECRET is unset: no rows-only login to keep up")
         return
-    for url in databases:
+    # with a login of its own for the API, the jobs' role loses writes to accounts and api_keys
+    api = settings.api_login
+    logins = [(login, api is not None)] + ([(api, False)] if api else [])
+    for (login, guarded), url in ((each, url) for each in logins for url in databases):
         engine = make_engine(url)
         try:
-            granted = db_roles.grant_rows_only(engine, *login)
+            granted = db_roles.grant_rows_only(engine, *login, guarded=guarded)
         finally:
             engine.dispose()
         where = engine.url.render_as_string(hide_password=True)

@@ -15,6 +15,7 @@ from prefect.events import emit_event
 
 from retainwise.adapters.resources import Resources
 from retainwise.modelops.monitoring import auc_chart, version_table
+from retainwise.modelops.outcomes import gate_retraining
 from tasks.monitoring import monitor_figures
 
 
@@ -24,7 +25,8 @@ def monitor(name: str = "churn", account: str | None = None) -> dict[str, Any]:
     logger = get_run_logger()
     figures = monitor_figures(env, name, account)
     publish(name, figures)
-    for alert in figures["alerts"]:
+    alerts = gate_retraining(figures)  # one account's outcomes alone retrain nothing
+    for alert in alerts:
         emit_alert(name, alert)
         logger.warning(
             "%s on %s v%s: %s",
@@ -33,7 +35,7 @@ def monitor(name: str = "churn", account: str | None = None) -> dict[str, Any]:
             alert["model_version"],
             alert.get("reasons") or alert.get("columns"),
         )
-    return {"model": name, "uploads": len(figures["uploads"]), "alerts": figures["alerts"]}
+    return {"model": name, "uploads": len(figures["uploads"]), "alerts": alerts}
 
 
 def publish(name: str, figures: dict[str, Any]) -> None:

@@ -7,10 +7,12 @@ from typing import Any
 from prefect import flow, get_run_logger, runtime, tags
 from prefect.artifacts import create_markdown_artifact
 
+from retainwise.adapters import aws
 from retainwise.adapters.db import Prediction, Status
 from retainwise.adapters.resources import Resources
 from retainwise.config.errors import CUSTOMER_ERRORS, UploadRejected
 from retainwise.uploads.output import result_keys
+from retainwise.uploads.policy import ScoringPolicy
 from retainwise.uploads.reaper import time_limit
 from retainwise.uploads.report import summary_markdown
 from tasks.monitoring import record_upload_figures
@@ -18,7 +20,7 @@ from tasks.retry import describe_failure
 from tasks.scoring import load_champion
 from tasks.shadow import shadow_score
 from tasks.status import UploadTimedOut, claim_upload, finish_upload, keep_claim, tag_run
-from tasks.uploads import check_upload, score_in_chunks, score_whole_file
+from tasks.uploads import S3Sinks, check_upload, score_in_chunks, score_whole_file
 
 
 @flow(name="score-upload", flow_run_name="score-{prediction_id}")
@@ -40,23 +42,24 @@ def score_claimed(env: Resources, prediction: Prediction, run_id: str) -> dict[s
     """The claimed upload scored, its results written and its row finished, or FAILED."""
     settings, logger, prediction_id = env.settings, get_run_logger(), prediction.id
     try:
-        key, keys = prediction.input_key, result_keys(prediction.account, prediction_id)
-        size, chunked = check_upload(env.s3, settings, key)
+        source = aws.S3Object(env.s3, settings.bucket, prediction.input_key)
+        keys = result_keys(prediction.account, prediction_id)
+        sinks = S3Sinks.for_upload(env.s3, settings.bucket, keys)
+        policy = ScoringPolicy.from_settings(settings)
+        route = check_upload(source, policy)
         with keep_claim(
             env.engine,
             prediction_id,
             run_id,
-            time_limit(size, settings),
+            time_limit(route.size, settings),
             settings.claim_refresh_seconds,
         ):
             model = load_champion(prediction.model_name, settings)
             if f"model-version:{model.version}" not in (runtime.flow_run.tags or []):
                 # the trigger did not know the version, or a promotion came in between
                 tag_run(run_id, f"model-version:{model.version}", replacing="model-version:")
-            if chunked:
-                report, keys = score_in_chunks(env.s3, settings, key, keys, prediction_id, model)
-            else:
-                report, keys = score_whole_file(env.s3, settings, key, keys, prediction_id, model)
+            score = score_in_chunks if route.chunked else score_whole_file
+            report = score(source, model, policy, sinks, prediction_id, route).report
             publish_summary(prediction_id, report, keys.report_html)
         if report["error"]:  # too many rows rejected: the report and rejects say which and why
             raise UploadRejected(report["error"])
@@ -92,7 +95,7 @@ def score_claimed(env: Resources, prediction: Prediction, run_id: str) -> dict[s
     )
     if figures.is_failed():  # the customer's results stand; only the trend misses a point
         logger.warning("monitoring figures for %s not stored: %s", prediction_id, figures.message)
-    shadow_score(env, prediction, model.version, chunked)  # the challenger's, kept apart
+    shadow_score(env, prediction, model.version, route)  # the challenger's, kept apart
     return {
         "prediction_id": prediction_id,
         "status": Status.COMPLETED.value,

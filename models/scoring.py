@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -16,6 +16,32 @@ REASONS_COLUMN = "top_reasons"
 OPTIONAL_COLUMNS = [REASONS_COLUMN]
 
 
+class Predictor(Protocol):
+    """A fitted pipeline or the compiled trees: probabilities of both classes per row."""
+
+    def predict_proba(self, features: pd.DataFrame) -> np.ndarray: ...
+
+
+class ScoringModel(Protocol):
+    """What scoring needs of a model: a registry LoadedModel or a freshly TrainedModel."""
+
+    @property
+    def profile(self) -> ModelProfile: ...
+
+    @property
+    def scorer(self) -> Predictor: ...
+
+
+class NamedModel(ScoringModel, Protocol):
+    """A registered version, named in reports."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+
 def risk_tiers(probabilities: np.ndarray, cutoffs: RiskCutoffs) -> np.ndarray:
     return np.where(
         probabilities >= cutoffs.high,
@@ -25,7 +51,7 @@ def risk_tiers(probabilities: np.ndarray, cutoffs: RiskCutoffs) -> np.ndarray:
 
 
 def score_frame(
-    pipeline: Any,  # CalibratedModel or CompiledModel: predict_proba
+    pipeline: Predictor,
     profile: ModelProfile,
     frame: pd.DataFrame,
     customer_ids: pd.Series,

@@ -75,6 +75,11 @@ class TrainedModel:
     def excluded(self) -> dict[str, str]:
         return self.profile.excluded
 
+    @property
+    def scorer(self) -> Any:
+        """What scoring calls predict_proba on (models.scoring.ScoringModel): the pipeline."""
+        return self.pipeline
+
 
 def encode_target(values: pd.Series, positive: str | None = None) -> pd.Series:
     """Map a label column to 0/1: Yes/No, True/False, 1/0, or `positive` for text labels."""

@@ -3,8 +3,10 @@ MLflow or the database: the one place failures are classified.
 
 Customer errors (config.errors.CUSTOMER_ERRORS) are the file's fault and shown as-is. Transient
 faults (connection errors, timeouts, throttling, 5xx answers, a dropped database connection) are
-retried with backoff. Everything else, a bug included, fails at once. Each failure carries the
-number of tries that really happened.
+retried with backoff: S3 and SQS answers by botocore's retry mode alone (adapters.aws.client),
+everything else by the task. Everything else, a bug included, fails at once. Each failure carries
+the number of tries that really happened. Tasks that compute (cpu_task) are never retried: the
+I/O inside them is.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import functools
 from typing import Any
 
 import botocore.exceptions as boto
+import botocore.retries.standard as botocore_retries
 import httpx
 import requests
 import sqlalchemy.exc as sql
@@ -22,20 +25,6 @@ from prefect.cache_policies import NO_CACHE
 from retainwise.config.errors import NoChampion, PermanentError, UploadRejected
 
 IO_TASK: dict[str, Any] = dict(retries=3, retry_delay_seconds=[1, 2, 4], retry_jitter_factor=0.5)
-THROTTLING_CODES = {
-    "Throttling",
-    "ThrottlingException",
-    "ThrottledException",
-    "SlowDown",
-    "RequestLimitExceeded",
-    "TooManyRequestsException",
-    "ProvisionedThroughputExceededException",
-    "RequestThrottled",
-    "RequestTimeout",
-    "RequestTimeoutException",
-    "ServiceUnavailable",
-    "InternalError",
-}
 NETWORK = (
     ConnectionError,
     TimeoutError,
@@ -66,9 +55,7 @@ def _transient_itself(error: BaseException) -> bool:
     if isinstance(error, NETWORK):
         return True
     if isinstance(error, boto.ClientError):
-        code = error.response.get("Error", {}).get("Code")
-        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
-        return code in THROTTLING_CODES or status >= 500 or status == 429
+        return botocore_retried(error)
     if isinstance(error, (httpx.HTTPStatusError, requests.HTTPError)):
         status = getattr(error.response, "status_code", 0) or 0
         return status >= 500 or status == 429
@@ -77,9 +64,24 @@ def _transient_itself(error: BaseException) -> bool:
     return False
 
 
+def botocore_retried(error: boto.ClientError) -> bool:
+    """An answer botocore's retry mode retries itself (throttling, 5xx, its transient codes):
+    botocore's own checkers, so no list of codes is kept here."""
+    context = botocore_retries.RetryContext(1, parsed_response=error.response)
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+    return (
+        status >= 500
+        or status == 429
+        or botocore_retries.ThrottledRetryableChecker().is_retryable(context)
+        or botocore_retries.TransientRetryableChecker().is_retryable(context)
+    )
+
+
 def is_transient(task, task_run, state) -> bool:
-    """Prefect's retry_condition_fn: retry only what is_transient_error calls transient."""
-    return is_transient_error(state.result(raise_on_failure=False))
+    """Prefect's retry_condition_fn: what is_transient_error calls transient, except an S3 or
+    SQS answer botocore has already retried (a task retry would multiply its attempts)."""
+    error = state.result(raise_on_failure=False)
+    return is_transient_error(error) and not isinstance(error, boto.ClientError)
 
 
 def io_task(name: str, **options):
@@ -107,6 +109,12 @@ def io_task(name: str, **options):
     return decorate
 
 
+def cpu_task(name: str, **options):
+    """A Prefect task that is never retried (reading, validating, scoring: work a retry would
+    repeat); the I/O inside it retries itself (botocore, and io_tasks it calls)."""
+    return io_task(name, retries=0, **options)
+
+
 def describe_failure(error: BaseException, flow_run_id: str | None) -> str:
     """What a customer reads on a FAILED upload that was not their file's fault; no traceback."""
     tries = getattr(error, "tries", 1)
@@ -123,6 +131,9 @@ def describe_failure(error: BaseException, flow_run_id: str | None) -> str:
         else "a service could not be reached"
     )
     tried = "1 try" if tries == 1 else f"{tries} tries"
+    if isinstance(error, boto.ClientError):
+        requests = error.response.get("ResponseMetadata", {}).get("RetryAttempts", 0) + 1
+        tried += f" of {requests} requests" if requests > 1 else ""
     return (
         f"{cause} after {tried} ({type(error).__name__}); nothing was scored. "
         f"Upload the file again; support has the details under flow run {flow_run_id}"

@@ -7,26 +7,42 @@ A failure here logs a warning and never changes the upload's status.
 
 from __future__ import annotations
 
-import tempfile
+from dataclasses import replace
+from typing import Any
 
 from prefect import get_run_logger
 
 from retainwise.adapters import aws
 from retainwise.adapters import mlflow_registry as registry
 from retainwise.adapters.db import Prediction
-from retainwise.uploads import pipeline, streaming
+from retainwise.adapters.resources import Resources
+from retainwise.config.settings import Settings
 from retainwise.uploads.output import shadow_key
-from retainwise.uploads.reading import Limits
-from tasks.retry import io_task
+from retainwise.uploads.policy import ScoringPolicy
+from retainwise.uploads.scoring import Output, Route, score_object
+from tasks.retry import cpu_task, io_task
+from tasks.uploads import S3Sinks
 
 
-def shadow_score(env, prediction: Prediction, champion_version: str, chunked: bool) -> str | None:
+def shadow_score(
+    env: Resources, prediction: Prediction, champion_version: str, route: Route
+) -> str | None:
     """Score the upload with the challenger when RETAINWISE_SHADOW=challenger; its key, or None."""
     if env.settings.shadow != "challenger":
         return None
-    state = score_with_challenger(
-        env, prediction, str(champion_version), chunked, return_state=True
+    loaded = load_challenger(
+        prediction.model_name, str(champion_version), env.settings, return_state=True
     )
+    model = _result(loaded, prediction)
+    if model is None:
+        return None
+    return _result(
+        score_with_challenger(env, prediction, model, route, return_state=True), prediction
+    )
+
+
+def _result(state: Any, prediction: Prediction) -> Any:
+    """A shadow task's result, or None (with a warning) when it failed."""
     if state.is_failed():
         get_run_logger().warning(
             "shadow scoring of %s failed (the upload is unaffected): %s",
@@ -37,43 +53,42 @@ def shadow_score(env, prediction: Prediction, champion_version: str, chunked: bo
     return state.result()
 
 
-@io_task("shadow-score")
-def score_with_challenger(
-    env, prediction: Prediction, champion_version: str, chunked: bool
-) -> str | None:
-    """The challenger's results written to the shadow key; None when nothing was written."""
-    settings, logger, name = env.settings, get_run_logger(), prediction.model_name
+@io_task("load-challenger")
+def load_challenger(
+    name: str, champion_version: str, settings: Settings
+) -> registry.LoadedModel | None:
+    """The challenger from MLflow (retried: I/O only), or None when it is the champion."""
     version = registry.alias_version(name, registry.CHALLENGER, settings)
     if version is None or str(version) == champion_version:
-        logger.info("no challenger of %s apart from the champion: no shadow scoring", name)
+        get_run_logger().info(
+            "no challenger of %s apart from the champion: no shadow scoring", name
+        )
         return None
-    model = registry.load_version(name, str(version), settings.tracking_uri)
+    return registry.load_version(name, str(version), settings.tracking_uri)
+
+
+@cpu_task("shadow-score")
+def score_with_challenger(
+    env: Resources, prediction: Prediction, model: registry.LoadedModel, route: Route
+) -> str | None:
+    """The challenger's results written to the shadow key; None when nothing was written."""
+    settings, logger, name, version = env.settings, get_run_logger(), model.name, model.version
     key = shadow_key(prediction.account, prediction.id, str(version))
-    limits = Limits.from_settings(settings)
-    if chunked:
-        with tempfile.TemporaryFile() as results, tempfile.TemporaryFile() as rejects:
-            counts, _ = streaming.score_stream(
-                aws.iter_blocks(env.s3, settings.bucket, prediction.input_key),
-                model,
-                settings.max_rejected_share,
-                results,
-                rejects,
-                settings.chunk_bytes,
-                False,
-                limits,
-            )
-            if counts["failure"] is None:
-                aws.upload_file(env.s3, settings.bucket, key, results)
-            failure = counts["failure"]
-    else:
-        data = aws.get_bytes(env.s3, settings.bucket, prediction.input_key)
-        scored = pipeline.score_file(data, model, limits, settings.max_rejected_share)
-        if scored.results_csv is not None:
-            aws.put_bytes(env.s3, settings.bucket, key, scored.results_csv)
-        failure = scored.upload.failure
-    if failure:
+    scored = score_object(
+        aws.S3Object(env.s3, settings.bucket, prediction.input_key),
+        model,
+        replace(ScoringPolicy.from_settings(settings), reasons=False),
+        S3Sinks(env.s3, settings.bucket, {Output.RESULTS: key}),  # results only
+        prediction.id,
+        route,
+    )
+    if scored.report["error"]:
         logger.warning(
-            "challenger %s v%s rejected upload %s: %s", name, version, prediction.id, failure
+            "challenger %s v%s rejected upload %s: %s",
+            name,
+            version,
+            prediction.id,
+            scored.report["error"],
         )
         return None
     logger.info("shadow: %s v%s scored upload %s to %s", name, version, prediction.id, key)

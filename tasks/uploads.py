@@ -1,22 +1,30 @@
-"""Moving upload files and results between S3 and DataFrames."""
+"""The score-upload flow's tasks around the one scoring function (uploads.scoring.score_object):
+an S3 object in, results, rejects and report out to S3.
+
+Retries wrap I/O only: routing an upload (a HEAD and a ranged GET) and the final write. Reading,
+validating and scoring run once per run; botocore retries each S3 request itself.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
-import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
+from dataclasses import dataclass
 
+from models.scoring import NamedModel
 from retainwise.adapters import aws
-from retainwise.config.errors import UploadRejected
-from retainwise.config.settings import Settings
-from retainwise.uploads import pipeline, streaming
-from retainwise.uploads.compression import GZIP_MAGIC, expanded_head
 from retainwise.uploads.output import ResultKeys, result_keys
-from retainwise.uploads.reading import Limits
-from retainwise.uploads.report import build_report, render_html, report_from_counts
-from tasks.retry import io_task
+from retainwise.uploads.policy import ScoringPolicy
+from retainwise.uploads.scoring import (
+    Discard,
+    Output,
+    Route,
+    ScoredObject,
+    Stream,
+    plan,
+    score_object,
+)
+from tasks.retry import cpu_task, io_task
 
 stage_log = logging.getLogger(
     "retainwise.chunked"
@@ -24,127 +32,115 @@ stage_log = logging.getLogger(
 
 __all__ = ["ResultKeys", "result_keys", "check_upload", "score_in_chunks", "score_whole_file"]
 
+CONTENT_TYPES = {
+    Output.RESULTS: "text/csv",
+    Output.REJECTS: "text/csv",
+    Output.REPORT: "application/json",
+    Output.REPORT_HTML: "text/html; charset=utf-8",
+}
+
+
+@dataclass(frozen=True)
+class S3Sinks:
+    """Each output to its key in the bucket; outputs without a key are not kept. Whole files
+    are written by a retried task, so a failed final write is tried again without re-scoring."""
+
+    s3: object
+    bucket: str
+    keys: Mapping[Output, str]
+
+    @classmethod
+    def for_upload(cls, s3: object, bucket: str, keys: ResultKeys) -> S3Sinks:
+        return cls(
+            s3,
+            bucket,
+            {
+                Output.RESULTS: keys.results,
+                Output.REJECTS: keys.rejects,
+                Output.REPORT: keys.report,
+                Output.REPORT_HTML: keys.report_html,
+            },
+        )
+
+    def location(self, output: Output) -> str | None:
+        return self.keys.get(output)
+
+    def put(self, files: Mapping[Output, bytes]) -> None:
+        objects = [
+            (self.keys[output], body, CONTENT_TYPES[output])
+            for output, body in files.items()
+            if output in self.keys
+        ]
+        if objects:
+            write_objects(self.s3, self.bucket, objects)
+
+    def open(self, output: Output) -> Stream:
+        key = self.keys.get(output)
+        if key is None:
+            return Discard()
+        return aws.MultipartWriter(self.s3, self.bucket, key, CONTENT_TYPES[output])
+
+
+@io_task("write-results")
+def write_objects(s3: object, bucket: str, objects: list[tuple[str, bytes, str]]) -> None:
+    """The last write of a run, at once; retried on its own when S3 fails it."""
+    aws.put_objects(s3, bucket, objects)
+
 
 @io_task("check-upload")
-def check_upload(s3, settings: Settings, key: str) -> tuple[int, bool]:
-    """Refuse a file over the size limit; its (decompressed) size, and True if it is large enough
-    to score in chunks.
-
-    Both decisions go by the decompressed size: a gzip file is inflated once, as a stream and
-    thrown away (about 1 s per 200 MB), so one that expands past the limit fails here, before
-    anything is scored, and one that expands past the threshold is read in chunks.
-    """
-    size = aws.object_size(s3, settings.bucket, key)
-    if size == 0:
-        raise UploadRejected("the file is empty")
-    head = aws.head_bytes(s3, settings.bucket, key)
-    if head.startswith(GZIP_MAGIC):
-        size, head = expanded_head(
-            aws.iter_blocks(s3, settings.bucket, key),
-            settings.max_upload_bytes,
-            settings.max_upload_bytes,
-        )
-    large = streaming.is_large(size, settings.max_upload_bytes, settings.chunked_above_bytes)
-    if large and not streaming.streamable(head) and not head.startswith(b"PK\x03\x04"):
-        streaming.refuse_unstreamable(head)
-    return size, large and streaming.streamable(head)
+def check_upload(source: aws.S3Object, policy: ScoringPolicy) -> Route:
+    """Refuse a file that is empty, over the size limit or unstreamable; route the rest."""
+    return plan(source, policy)
 
 
-@io_task("score-upload-in-chunks")
-def score_in_chunks(
-    s3, settings: Settings, key: str, keys: ResultKeys, prediction_id: str, model
-) -> tuple[dict, ResultKeys]:
-    """Read, validate, score and write a large file chunk by chunk, in bounded memory; results
-    and rejects go to S3 as multipart uploads while later chunks are scored (parts in flight
-    beside the scoring). A failed upload's results are dropped; a retry rewrites the same keys."""
-    bucket = settings.bucket
-    with (
-        aws.MultipartWriter(s3, bucket, keys.results, "text/csv") as results_object,
-        aws.MultipartWriter(s3, bucket, keys.rejects, "text/csv") as rejects_object,
-    ):
-        counts, totals = streaming.score_stream(
-            aws.iter_blocks(s3, bucket, key),
-            model,
-            settings.max_rejected_share,
-            results_object,
-            rejects_object,
-            settings.chunk_bytes,
-            settings.top_reasons,
-            Limits.from_settings(settings),
-        )
-        started = time.perf_counter()
-        if counts["failure"] is not None:
-            results_object.abort()
-        finish_objects([results_object, rejects_object])
-        totals.timed("writing", started)
+def score_s3_object(
+    source: aws.S3Object,
+    model: NamedModel,
+    policy: ScoringPolicy,
+    sinks: S3Sinks,
+    prediction_id: str,
+    route: Route,
+) -> ScoredObject:
+    """Read, validate, score, write: run once (a failed final write retries on its own)."""
+    return logged(score_object(source, model, policy, sinks, prediction_id, route), model, sinks)
+
+
+# one function, two names in the Prefect UI: which path a run took shows at a glance
+score_whole_file = cpu_task("score-whole-file")(score_s3_object)
+score_in_chunks = cpu_task("score-upload-in-chunks")(score_s3_object)
+
+
+def logged(scored: ScoredObject, model: NamedModel, sinks: S3Sinks) -> ScoredObject:
+    """The stage timings on `retainwise.chunked` (benchmarks) and on the run's page."""
+    report = scored.report
     stage_log.info(
-        "scored %d rows in chunks; seconds per stage %s",
-        totals.rows_total,
-        dict(totals.seconds),
-        extra={"stage_seconds": dict(totals.seconds)},
-    )
-    report = report_from_counts(counts, model, prediction_id)
-    stored = put_report(s3, bucket, keys, report, with_results=counts["failure"] is None)
-    return stored, keys
-
-
-def finish_objects(writers: list) -> None:
-    """Complete the multipart uploads not aborted, at once (each sends its last part)."""
-    open_writers = [w for w in writers if not w.closed]
-    with ThreadPoolExecutor(max(1, len(open_writers)), thread_name_prefix="s3-complete") as pool:
-        done = [pool.submit(w.complete) for w in open_writers]
-    for finished in done:
-        finished.result()
-
-
-@io_task("score-whole-file")
-def score_whole_file(
-    s3, settings: Settings, key: str, keys: ResultKeys, prediction_id: str, model
-) -> tuple[dict, ResultKeys]:
-    """Files under the chunked threshold: the one pipeline (read, validate, score, neutralised
-    CSV) on the whole object; results (unless the upload failed), rejects and the report to S3,
-    the four puts at once."""
-    scored = pipeline.score_file(
-        aws.get_bytes(s3, settings.bucket, key),
-        model,
-        Limits.from_settings(settings),
-        settings.max_rejected_share,
-        settings.top_reasons,
-    )
-    report = build_report(scored.upload, scored.results, model, prediction_id)
-    csv_files = [(keys.rejects, scored.rejects_csv, "text/csv")]
-    if scored.results_csv is not None:
-        csv_files.append((keys.results, scored.results_csv, "text/csv"))
-    stored = put_report(
-        s3, settings.bucket, keys, report, scored.results_csv is not None, also=csv_files
-    )
-    stage_log.info(
-        "scored %d rows whole; seconds per stage %s",
-        scored.upload.rows_total,
+        "scored %d rows %s; seconds per stage %s",
+        report["rows_total"],
+        "in chunks" if scored.chunked else "whole",
         scored.seconds,
         extra={"stage_seconds": scored.seconds},
     )
-    log_stages(scored, model, f"s3://{settings.bucket}/{keys.results}")
-    return stored, keys
+    log_stages(scored, model, f"s3://{sinks.bucket}/{sinks.location(Output.RESULTS)}")
+    return scored
 
 
-def log_stages(scored, model, results_at: str) -> None:
+def log_stages(scored: ScoredObject, model: NamedModel, results_at: str) -> None:
     """One INFO line per stage on the run's page in the Prefect UI (rows, seconds, where to)."""
     from prefect import get_run_logger
 
-    logger, seconds = get_run_logger(), scored.seconds
-    upload = scored.upload
-    logger.info("reading: %d rows in %.2f s", upload.rows_total, seconds.get("reading", 0.0))
+    logger, seconds, report = get_run_logger(), scored.seconds, scored.report
+    failed = report["error"] is not None
+    logger.info("reading: %d rows in %.2f s", report["rows_total"], seconds.get("reading", 0.0))
     logger.info(
         "validating: %d rows accepted, %d rejected in %.2f s",
-        len(upload.accepted),
-        upload.rows_rejected,
+        report["rows_total"] - report["rows_rejected"],
+        report["rows_rejected"],
         seconds.get("validating", 0.0),
     )
-    if scored.results is not None:
+    if not failed:
         logger.info(
             "scoring: %d rows with %s version %s (%s) in %.2f s",
-            len(scored.results),
+            report["rows_scored"],
             model.name,
             model.version,
             "compiled trees" if getattr(model, "compiled", None) else "scikit-learn",
@@ -152,36 +148,6 @@ def log_stages(scored, model, results_at: str) -> None:
         )
     logger.info(
         "writing: results to %s, rejects and report beside them; CSV in %.2f s",
-        results_at if scored.results is not None else "(none: upload failed)",
+        "(none: upload failed)" if failed else results_at,
         seconds.get("writing", 0.0),
     )
-
-
-def put_report(
-    s3,
-    bucket: str,
-    keys: ResultKeys,
-    report: dict,
-    with_results: bool,
-    also: Sequence[tuple[str, bytes, str]] = (),
-) -> dict:
-    """The JSON and HTML report, naming the files beside them, sent to S3 at once with the
-    objects in `also` ((key, body, content type)); returns the stored report."""
-    report = {
-        **report,
-        "files": {
-            "results": keys.results if with_results else None,
-            "rejects": keys.rejects,
-            "report_html": keys.report_html,
-        },
-    }
-    aws.put_objects(
-        s3,
-        bucket,
-        [
-            *also,
-            (keys.report, json.dumps(report, indent=2, default=str).encode(), "application/json"),
-            (keys.report_html, render_html(report).encode("utf-8"), "text/html; charset=utf-8"),
-        ],
-    )
-    return report

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pandas as pd
@@ -24,6 +26,27 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, poll: floa
         )(predicate)
     except tenacity.RetryError:
         raise AssertionError(f"timed out after {timeout} s waiting for {what}") from None
+
+
+@contextmanager
+def served(app, port: int) -> Iterator[str]:
+    """`app` under uvicorn on a loopback port, in a thread of this process; yields its base URL."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+
+    def started() -> bool:
+        assert thread.is_alive(), "uvicorn exited"
+        return server.started
+
+    wait_for(started, 60, "uvicorn to start")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 def customers_csv(rows: int = 200, seed: int = 21) -> bytes:

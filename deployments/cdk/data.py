@@ -45,7 +45,8 @@ class Network(Construct):
 
 
 class Storage(Construct):
-    """The uploads bucket (uploads/ in, results/ out), the models bucket (MLflow artifacts), logs"""
+    """The uploads bucket (uploads/ in, results/ out), the models bucket (MLflow artifacts),
+    logs."""
 
     def __init__(self, scope: Construct, id: str, *, retention_days: int) -> None:
         super().__init__(scope, id)
@@ -105,7 +106,8 @@ class Storage(Construct):
 
 
 class UploadQueue(Construct):
-    """The upload queue; after `max_receive_count` receives a message moves to the DLQ (alarmed)."""
+    """The upload queue; after `max_receive_count` receives a message moves to the DLQ, which
+    alarms."""
 
     def __init__(self, scope: Construct, id: str, *, max_receive_count: int) -> None:
         super().__init__(scope, id)
@@ -154,6 +156,8 @@ class UploadQueue(Construct):
 DATABASE_NAME = "retainwise"
 OWNER_USER = "retainwise"  # the master user: owns the tables; only `migrate` logs in with it
 APP_USER = "retainwise_app"  # every other job: rows (DML), no DDL; `migrate` creates the role
+# the API: rows in every table; the app user may only read accounts and never api_keys
+API_USER = "retainwise_api"
 
 
 class Database(Construct):
@@ -189,3 +193,7 @@ class Database(Construct):
             self, "AppUser", username=APP_USER, dbname=DATABASE_NAME
         )
         self.app_login = self.app_secret.attach(self.instance)
+        self.api_secret = rds.DatabaseSecret(
+            self, "ApiUser", username=API_USER, dbname=DATABASE_NAME
+        )
+        self.api_login = self.api_secret.attach(self.instance)

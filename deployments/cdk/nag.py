@@ -22,8 +22,8 @@ def accepted_findings(stack) -> list[tuple[object, str, str, list | None]]:
         (
             stack.prefect_api_key,
             "AwsSolutions-SMG4",
-            "The Prefect API key is issued by Prefect, which Secrets Manager cannot rotate; "
-            "rotate it in Prefect and put the new value (deployments/README.md).",
+            "The Prefect API key is issued by Prefect, which Secrets Manager cannot rotate; rotate "
+            "it in Prefect and put the new value (deployments/README.md).",
             None,
         ),
         (
@@ -39,6 +39,19 @@ def accepted_findings(stack) -> list[tuple[object, str, str, list | None]]:
             "The app user's password, set by `migrate` (ALTER ROLE) and read by tasks when they "
             "start; rotation would need migrate to run first. Rotate with a new value, migrate, "
             "then a rolling deploy.",
+            None,
+        ),
+        (
+            stack.database.api_secret,
+            "AwsSolutions-SMG4",
+            "The API user's password, set by `migrate` like the app user's; rotated the same way.",
+            None,
+        ),
+        (
+            stack.session_secret,
+            "AwsSolutions-SMG4",
+            "Signs the web app's session cookies; a rotation signs every customer out, so it is "
+            "rotated by hand with a deploy (deployments/README.md), not on a schedule.",
             None,
         ),
         (
@@ -70,8 +83,8 @@ def accepted_findings(stack) -> list[tuple[object, str, str, list | None]]:
         (
             services.api.load_balancer,
             "AwsSolutions-EC23",
-            "The public HTTPS endpoint of the API and web app: clients connect from anywhere; "
-            "port 80 only redirects to 443.",
+            "The public HTTPS endpoint of the API and web app: clients connect from anywhere; port "
+            "80 only redirects to 443.",
             None,
         ),
         (

@@ -16,6 +16,8 @@ from deployments.cdk.data import MODELS_PREFIX, RESULTS_PREFIX, UPLOADS_PREFIX
 from retainwise.adapters import scaling
 
 TASKS = iam.ServicePrincipal("ecs-tasks.amazonaws.com")
+# writes go through adapters.aws.MultipartWriter, which aborts what it cannot complete
+MULTIPART_WRITE = ["s3:PutObject", "s3:AbortMultipartUpload"]
 
 
 class JobRoles(Construct):
@@ -86,10 +88,13 @@ class JobRoles(Construct):
         )
         self.trigger.add_to_policy(self._open_queues)
 
-        # the API/web app stores uploads, queues them and serves results
+        # the API/web app stores uploads (multipart: a refused or dropped upload is aborted),
+        # queues them and serves results; its monitoring page reads each version's thresholds
+        # from MLflow's artifacts (read-only)
         self.api = self._role("Api", "the API and web app")
-        self._objects(self.api, ["s3:PutObject"], uploads, UPLOADS_PREFIX)
+        self._objects(self.api, MULTIPART_WRITE, uploads, UPLOADS_PREFIX)
         self._objects(self.api, ["s3:GetObject"], uploads, RESULTS_PREFIX)
+        self._read_models(self.api, models)
         queue.grant_send_messages(self.api)
         self.api.add_to_policy(self._open_queues)
 
@@ -109,7 +114,7 @@ class JobRoles(Construct):
     def _score(cls, role: iam.IRole, uploads: s3.IBucket, models: s3.IBucket) -> None:
         cls._objects(role, ["s3:GetObject"], uploads, UPLOADS_PREFIX)
         # the flow reads its results back to store the per-upload monitoring figures
-        cls._objects(role, ["s3:GetObject", "s3:PutObject"], uploads, RESULTS_PREFIX)
+        cls._objects(role, ["s3:GetObject", *MULTIPART_WRITE], uploads, RESULTS_PREFIX)
         cls._read_models(role, models)
 
     @classmethod

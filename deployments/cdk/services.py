@@ -2,7 +2,8 @@
 
 Every container gets its configuration as plain environment and its secrets (the app user's RDS
 secret, the Prefect API key) through the task definition's `secrets`, which its own execution
-role may read. No service gets the database owner's secret: only the migrate flow task does.
+role may read. No service gets the database owner's secret: only the migrate flow task does. The
+API gets its own: its database login and the session secret, and no Prefect key.
 """
 
 from __future__ import annotations
@@ -60,14 +61,15 @@ class Services(Construct):
         roles: JobRoles,
         environment: dict[str, str],
         secrets: dict[str, ecs.Secret],
+        api_secrets: dict[str, ecs.Secret],
         queue: sqs.IQueue,
         database: ec2.IConnectable,
-        owner_secret: secretsmanager.ISecret,
+        migrate_secrets: list[secretsmanager.ISecret],
         access_logs: s3.IBucket,
     ) -> None:
         super().__init__(scope, id)
         self.release, self.roles = release, roles
-        self.environment, self.secrets = environment, secrets
+        self.environment, self.secrets, self.api_secrets = environment, secrets, api_secrets
         self.task_definitions: list[ecs.FargateTaskDefinition] = []
         repository = ecr.Repository.from_repository_name(self, "Repository", "retainwise")
         self.image = ecs.ContainerImage.from_ecr_repository(repository, release.image_tag)
@@ -81,9 +83,10 @@ class Services(Construct):
             self, "FlowTasks", vpc=vpc, description="flow tasks started by the prefect-aws worker"
         )
         self.flow_execution_role = self._flow_execution_role("FlowExecutionRole", repository)
-        # migrate's task alone is started with a role that may inject the owner's secret
+        # migrate's task alone is started with a role that may inject the owner's secret (and
+        # the API user's, whose role it keeps up)
         self.migrate_execution_role = self._flow_execution_role(
-            "MigrateExecutionRole", repository, owner_secret
+            "MigrateExecutionRole", repository, migrate_secrets
         )
 
         self.trigger = self._service("Trigger", roles.trigger, ["retainwise", "trigger"])
@@ -177,7 +180,8 @@ class Services(Construct):
         )
 
     def _api(self, access_logs: s3.IBucket) -> ecs_patterns.ApplicationLoadBalancedFargateService:
-        """The API and web app on HTTPS (HTTP redirects); the ALB logs to the access-log bucket."""
+        """The API and web app on HTTPS (HTTP redirects), the ALB logging to the access-log
+        bucket."""
         definition = self._task_definition(
             "Api",
             self.roles.api,
@@ -185,6 +189,8 @@ class Services(Construct):
             cpu=512,
             memory=1024,
             port=API_PORT,
+            extra_environment={"RETAINWISE_SESSION_HTTPS_ONLY": "true"},  # TLS ends at the ALB
+            secrets=self.api_secrets,
         )
         api = ecs_patterns.ApplicationLoadBalancedFargateService(
             self,
@@ -207,7 +213,8 @@ class Services(Construct):
         return api
 
     def _scale_runners(self, queue: sqs.IQueue) -> None:
-        """Target tracking on the queue backlog and Prefect's waiting runs; min 1, max as set."""
+        """Target tracking on the queue backlog and on Prefect's waiting runs; min 1, max
+        configured."""
         capacity = self.runner.auto_scale_task_count(
             min_capacity=1, max_capacity=self.release.max_runners
         )
@@ -241,23 +248,23 @@ class Services(Construct):
         self,
         id: str,
         repository: ecr.IRepository,
-        owner_secret: secretsmanager.ISecret | None = None,
+        extra_secrets: list[secretsmanager.ISecret] | None = None,
     ) -> iam.Role:
         """Used by ECS (not the flow code) to pull the image, write logs and inject the secrets:
-        the app user's and the Prefect key, and for migrate's task the owner's too."""
+        the app user's and the Prefect key, and for migrate's task the owner's and API's too."""
         role = iam.Role(
             self,
             id,
             assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
             description="RetainWise execution role for "
-            + ("the migrate flow task" if owner_secret else "flow tasks"),
+            + ("the migrate flow task" if extra_secrets else "flow tasks"),
         )
         repository.grant_pull(role)
         self.flow_logs.grant_write(role)
         for secret in self.secrets.values():
             secret.grant_read(role)
-        if owner_secret is not None:
-            owner_secret.grant_read(role)
+        for extra in extra_secrets or []:
+            extra.grant_read(role)
         return role
 
     def _let_worker_start_flow_tasks(self) -> None:

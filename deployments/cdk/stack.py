@@ -35,6 +35,15 @@ class RetainWiseStack(Stack):
             description="PREFECT_API_KEY for every RetainWise process; "
             "put the real key in after the first deploy (deployments/README.md)",
         )
+        # signs the web app's session cookies: one value for every API task, kept across deploys
+        self.session_secret = secretsmanager.Secret(
+            self,
+            "SessionSecret",
+            description="RETAINWISE_SESSION_SECRET: signs the web app's session cookies",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                password_length=64, exclude_punctuation=True
+            ),
+        )
         self.roles = JobRoles(
             self,
             "Roles",
@@ -63,6 +72,12 @@ class RetainWiseStack(Stack):
             "RETAINWISE_DATABASE_SECRET": ecs.Secret.from_secrets_manager(database.app_login),
             "PREFECT_API_KEY": ecs.Secret.from_secrets_manager(self.prefect_api_key),
         }
+        # the API creates no flow run, so it holds no Prefect key; it signs customers in with a
+        # database login of its own (the only one, with migrate's, that may touch api_keys)
+        self.api_secrets = {
+            "RETAINWISE_DATABASE_SECRET": ecs.Secret.from_secrets_manager(database.api_login),
+            "RETAINWISE_SESSION_SECRET": ecs.Secret.from_secrets_manager(self.session_secret),
+        }
         self.services = Services(
             self,
             "Services",
@@ -71,9 +86,10 @@ class RetainWiseStack(Stack):
             roles=self.roles,
             environment=self.container_environment,
             secrets=self.secrets,
+            api_secrets=self.api_secrets,
             queue=uploads.queue,
             database=database.instance,
-            owner_secret=database.secret,
+            migrate_secrets=[database.secret, database.api_login],
             access_logs=storage.access_logs,
         )
         self.network, self.storage, self.queue, self.database = network, storage, uploads, database
@@ -101,6 +117,7 @@ class RetainWiseStack(Stack):
             "RETAINWISE_MIGRATE_ROLE_ARN": roles.migrate.role_arn,
             "RETAINWISE_DATABASE_SECRET_ARN": self.database.secret.secret_arn,  # migrate only
             "RETAINWISE_APP_DATABASE_SECRET_ARN": self.database.app_login.secret_arn,
+            "RETAINWISE_API_DATABASE_SECRET_ARN": self.database.api_login.secret_arn,  # migrate
             "RETAINWISE_PREFECT_API_KEY_SECRET_ARN": self.prefect_api_key.secret_arn,
             "RETAINWISE_VPC_ID": self.network.vpc.vpc_id,
             "RETAINWISE_SUBNET_A": private[0].subnet_id,

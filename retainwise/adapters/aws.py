@@ -7,7 +7,8 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import boto3
 from boto3.s3.transfer import TransferConfig
@@ -18,14 +19,22 @@ from retainwise.config.settings import Settings
 if TYPE_CHECKING:
     import numpy as np
 
-# max_attempts is left to botocore (3, or AWS_MAX_ATTEMPTS) so an operator or a test can change it
 # boto3's default (10 parts of 8 MB in flight) alone would take 80 MB of a 1 GB budget
 UPLOAD_CONFIG = TransferConfig(max_concurrency=3, multipart_chunksize=8 * 2**20)
 READ_BLOCK = 4 * 2**20
-_RETRIES = Config(retries={"mode": "standard"}, connect_timeout=5, read_timeout=30)
 # how long a received message stays hidden; the trigger gives up on a busy Prefect API well before
 # (Settings.trigger_create_timeout), so a message is never handled twice at the same time
 VISIBILITY_TIMEOUT_SECONDS = 30
+
+
+def retry_config(settings: Settings) -> Config:
+    """The one retry policy of every client: botocore's standard mode (throttling, 5xx and
+    connection errors, with backoff and a retry quota) up to Settings.aws_max_attempts requests."""
+    return Config(
+        retries={"mode": "standard", "max_attempts": settings.aws_max_attempts},
+        connect_timeout=5,
+        read_timeout=30,
+    )
 
 
 def client(service: str, settings: Settings) -> Any:
@@ -33,7 +42,7 @@ def client(service: str, settings: Settings) -> Any:
         service,
         region_name=settings.aws_region,
         endpoint_url=settings.aws_endpoint_url,
-        config=_RETRIES,
+        config=retry_config(settings),
     )
 
 
@@ -67,7 +76,7 @@ class Queue:
     def send(self, prediction_id: str, account: str, model: str, attempt: int | None = None) -> str:
         """Queue an upload for scoring; returns the SQS message id."""
         body = upload_message(prediction_id, account, model, attempt)
-        return self.sqs.send_message(QueueUrl=self.url, MessageBody=body)["MessageId"]
+        return str(self.sqs.send_message(QueueUrl=self.url, MessageBody=body)["MessageId"])
 
     def receive(self, wait_seconds: int = 1, max_messages: int = 10) -> list[dict[str, Any]]:
         response = self.sqs.receive_message(
@@ -76,7 +85,8 @@ class Queue:
             MaxNumberOfMessages=max_messages,
             MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
         )
-        return response.get("Messages", [])
+        messages: list[dict[str, Any]] = response.get("Messages", [])
+        return messages
 
     def delete(self, receipt_handle: str) -> None:
         self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=receipt_handle)
@@ -131,11 +141,12 @@ def put_objects(s3: Any, bucket: str, objects: list[tuple[str, bytes, str]]) -> 
 
 
 def get_bytes(s3: Any, bucket: str, key: str) -> bytes:
-    return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    return body
 
 
 def object_size(s3: Any, bucket: str, key: str) -> int:
-    return s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
+    return int(s3.head_object(Bucket=bucket, Key=key)["ContentLength"])
 
 
 def object_exists(s3: Any, bucket: str, key: str) -> bool:
@@ -151,16 +162,39 @@ def object_exists(s3: Any, bucket: str, key: str) -> bool:
 
 
 def head_bytes(s3: Any, bucket: str, key: str, size: int = 4096) -> bytes:
-    return s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{size - 1}")["Body"].read()
+    head: bytes = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{size - 1}")["Body"].read()
+    return head
 
 
 def iter_blocks(s3: Any, bucket: str, key: str) -> Iterator[bytes]:
-    """The object as blocks of READ_BLOCK bytes; the connection closes even if the reader stops."""
+    """The object as blocks of READ_BLOCK bytes; the connection is closed even if the reader
+    stops."""
     body = s3.get_object(Bucket=bucket, Key=key)["Body"]
     try:
         yield from body.iter_chunks(READ_BLOCK)
     finally:
         body.close()
+
+
+@dataclass(frozen=True)
+class S3Object:
+    """An uploaded object as a scoring source (retainwise.uploads.scoring.Source)."""
+
+    s3: Any
+    bucket: str
+    key: str
+
+    def size(self) -> int:
+        return object_size(self.s3, self.bucket, self.key)
+
+    def head(self, size: int = 4096) -> bytes:
+        return head_bytes(self.s3, self.bucket, self.key, size)
+
+    def blocks(self) -> Iterator[bytes]:
+        return iter_blocks(self.s3, self.bucket, self.key)
+
+    def read(self) -> bytes:
+        return get_bytes(self.s3, self.bucket, self.key)
 
 
 def csv_column(s3: Any, bucket: str, key: str, column: str) -> np.ndarray:
@@ -186,7 +220,9 @@ def csv_column(s3: Any, bucket: str, key: str, column: str) -> np.ndarray:
     return np.concatenate(parts) if parts else np.empty(0)
 
 
-def upload_file(s3: Any, bucket: str, key: str, handle, content_type: str = "text/csv") -> None:
+def upload_file(
+    s3: Any, bucket: str, key: str, handle: BinaryIO, content_type: str = "text/csv"
+) -> None:
     """A file of any size, as a multipart upload with a few parts in flight (bounded memory)."""
     handle.seek(0)
     s3.upload_fileobj(
@@ -283,7 +319,7 @@ class MultipartWriter:
         )["UploadId"]
         self.parts: list[dict[str, Any]] = []
         self.parts_in_flight = max(1, parts_in_flight)
-        self._sending: deque[Future] = deque()
+        self._sending: deque[Future[dict[str, Any]]] = deque()
         self._pool = (
             ThreadPoolExecutor(self.parts_in_flight, thread_name_prefix="s3-part")
             if self.parts_in_flight > 1
@@ -357,7 +393,12 @@ class MultipartWriter:
     def __enter__(self) -> MultipartWriter:
         return self
 
-    def __exit__(self, kind, error, traceback) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         if kind is not None:
             self.abort()
         elif not self.closed:

@@ -1,8 +1,10 @@
 """The jobs' PostgreSQL login: rows (DML) in every table, never DDL. `migrate` keeps it in step.
 
 `migrate` connects as the owner (the RDS master user), creates the tables, then calls
-`grant_rows_only` on each database it owns; every other job connects as the app role. SQLite has
-no roles, so there this is a no-op.
+`grant_rows_only` on each database it owns. Two logins get rows: the API's, which signs customers
+in, and the app role every other job (trigger, runners, flow tasks) connects as, which may read
+`accounts` but not change it and cannot touch `api_keys` at all (`GUARDED`). SQLite has no
+roles, so there this is a no-op.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from sqlalchemy.engine import Engine, make_url
 ROW_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE"
 SEQUENCE_PRIVILEGES = "USAGE, SELECT"
 SCHEMA = "public"  # where Alembic and MLflow create their tables (the default search_path)
+# tables the jobs' role may not write: a scoring runner parses untrusted files
+GUARDED = {"accounts": "SELECT", "api_keys": None}
 IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")  # role and database names, quoted as they are
 
 
@@ -40,9 +44,10 @@ def scram_sha_256(password: str, salt: bytes | None = None, iterations: int = 40
     return f"SCRAM-SHA-256${iterations}:{text(salt)}${text(stored_key)}:{text(server_key)}"
 
 
-def grant_rows_only(engine: Engine, username: str, password: str) -> bool:
+def grant_rows_only(engine: Engine, username: str, password: str, guarded: bool = False) -> bool:
     """Create or update the login `username` and give it exactly row access in this database:
-    its tables and sequences now and those later migrations create. False on SQLite."""
+    its tables and sequences now and those later migrations create; with `guarded`, less on the
+    GUARDED tables. False on SQLite."""
     if engine.dialect.name != "postgresql":
         return False
     if not IDENTIFIER.fullmatch(username):
@@ -68,7 +73,21 @@ def grant_rows_only(engine: Engine, username: str, password: str) -> bool:
         quoted = conn.dialect.identifier_preparer.quote_identifier(database)
         for statement in _rows_only(role, quoted):
             conn.exec_driver_sql(statement)
+        if guarded:
+            for statement in _guard(conn, role):
+                conn.exec_driver_sql(statement)
     return True
+
+
+def _guard(conn: sa.Connection, role: str) -> list[str]:
+    """Take back what the GUARDED tables of this database (if it has them) allow beyond theirs."""
+    statements = []
+    for table, kept in GUARDED.items():
+        if conn.execute(sa.text("SELECT to_regclass(:t)"), {"t": f"{SCHEMA}.{table}"}).scalar():
+            statements.append(f"REVOKE ALL ON {SCHEMA}.{table} FROM {role}")
+            if kept:
+                statements.append(f"GRANT {kept} ON {SCHEMA}.{table} TO {role}")
+    return statements
 
 
 def _rows_only(role: str, database: str) -> list[str]:

@@ -1,14 +1,19 @@
 """The `outcomes` table: each scored customer's real outcome beside the score it was given.
 
 A second outcomes file for the same upload replaces the first (delete and insert in one
-transaction). Reads are scoped by account. Functions take an Engine; nothing connects at import.
+transaction). Reads are scoped by account. Functions take an Engine (or an S3 client); nothing
+connects at import.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -28,6 +33,36 @@ outcomes = sa.Table(
     sa.CheckConstraint("churned IN (0, 1)", name="churned_binary"),
     sa.Index("ix_outcomes_account", "account"),
 )
+
+# what a join needs of an upload's results file; the rest (and every other customer) is skipped
+SCORED_COLUMNS = {
+    "customer_id": pa.string(),
+    "churn_probability": pa.float64(),
+    "churn_risk": pa.string(),
+}
+READ_BLOCK_BYTES = 2**20
+
+
+def scored_rows(s3: Any, bucket: str, key: str, customer_ids: Iterable[str]) -> pd.DataFrame:
+    """These customers' rows of a results file, streamed from S3 a block at a time with Arrow,
+    three columns only: memory follows the outcomes file, not the upload's size."""
+    wanted = pa.array(sorted(set(customer_ids)), pa.string())
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    try:
+        reader = pacsv.open_csv(
+            body,
+            read_options=pacsv.ReadOptions(block_size=READ_BLOCK_BYTES),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=list(SCORED_COLUMNS),
+                column_types=SCORED_COLUMNS,
+                strings_can_be_null=False,
+            ),
+        )
+        kept = [batch.filter(pc.is_in(batch["customer_id"], value_set=wanted)) for batch in reader]
+        return pa.Table.from_batches(kept, schema=reader.schema).to_pandas()
+    finally:
+        body.close()
+
 
 LABELLED_COLUMNS = [
     "prediction_id",

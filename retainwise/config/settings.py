@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import quote
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from retainwise.config.errors import MissingSetting
+
+MIN_SESSION_SECRET_CHARS = 32
+LOCAL_SCHEMES = ("sqlite", "file")  # the local stack's stores: one machine's disk
 
 
 class Settings(BaseSettings):
@@ -30,6 +34,9 @@ class Settings(BaseSettings):
     # on ECS the app user's RDS secret). migrate creates or updates that PostgreSQL role with row
     # access (DML) and no DDL; the other jobs get it as their RETAINWISE_DATABASE_SECRET
     database_app_secret: str | None = None
+    # `migrate` only: the API's login (JSON with username and password), rows in every table; the
+    # app login above may not write accounts or read api_keys. Unset: the API uses the app login
+    database_api_secret: str | None = None
     mlflow_database: str = "mlflow"
     mlflow_tracking_uri: str | None = None
     mlflow_artifact_root: str | None = None
@@ -40,6 +47,9 @@ class Settings(BaseSettings):
     max_receive_count: int = 3
     aws_region: str = Field(default="us-east-1", validation_alias="AWS_DEFAULT_REGION")
     aws_endpoint_url: str | None = Field(default=None, validation_alias="AWS_ENDPOINT_URL")
+    # botocore's standard retry mode, for every client: throttling, 5xx and dropped connections
+    # are retried inside each call, up to this many requests in all
+    aws_max_attempts: int = Field(default=3, validation_alias="AWS_MAX_ATTEMPTS")
 
     default_model: str = "churn"
     default_account: str = "default"
@@ -52,6 +62,10 @@ class Settings(BaseSettings):
     # signs the web app's session cookies; set it in production (else a random one per process)
     session_secret: str | None = None
     session_https_only: bool = False  # Secure cookies: set true where TLS terminates in front
+    # requests per API key (per API task): a minute's average, and the burst allowed above it
+    rate_limit_per_minute: int = 300
+    rate_limit_burst: int = 60
+    max_outcomes_bytes: int = 10_000_000  # an outcomes file: ~500k rows of customer_id, churned
     max_rejected_share: float = 0.5
     chunked_above_bytes: int = 64 * 2**20  # larger files are scored chunk by chunk
     chunk_bytes: int = 8 * 2**20  # ~60k Telco rows per chunk
@@ -69,11 +83,17 @@ class Settings(BaseSettings):
     # up on is redelivered rather than handled twice at the same time
     trigger_concurrency: int = 4
     trigger_create_timeout: float = 20.0
-    # "challenger": each upload is also scored by the challenger, results apart (shadow-v<N>.csv)
+    # "challenger": each upload is also scored by the challenger, results kept apart
+    # (shadow-v<N>.csv)
     shadow: Literal["off", "challenger"] = "off"
     # the promotion gate also judges production outcomes both versions scored, from this many rows
     promotion_outcome_rows: int = 500
     top_reasons: bool = False  # add a top_reasons column to results (costs 1x-17x scoring time)
+    # a feature (or the score) whose PSI against training is above this has drifted: the upload's
+    # report flags it, the dashboard counts it, monitoring raises retainwise.data.drifted. 0.25 is
+    # the usual line for a significant shift (0.1-0.25 is moderate); an alert that pages should
+    # fire on significant shifts only
+    drift_alert_psi: float = 0.25
 
     @cached_property
     def home_dir(self) -> Path:
@@ -122,6 +142,14 @@ class Settings(BaseSettings):
         return None
 
     @property
+    def api_login(self) -> tuple[str, str] | None:
+        """(username, password) of the API's rows role; None when it shares the app login."""
+        if not self.database_api_secret:
+            return None
+        secret = json.loads(self.database_api_secret)
+        return secret["username"], secret["password"]
+
+    @property
     def tracking_uri(self) -> str:
         return self._or_local(
             self.mlflow_tracking_uri or self._from_secret(self.mlflow_database),
@@ -137,6 +165,41 @@ class Settings(BaseSettings):
             (self.home_dir / "mlartifacts").as_uri(),
         )
 
+    def production_problems(self, serves_web: bool) -> list[str]:
+        """Each setting this production process lacks or holds unsafe, by variable; [] locally.
+        Only a process that serves the web app needs the session settings."""
+        if self.env != "production":
+            return []
+        problems = [
+            self._unsafe_url(lambda: self.db_url, "RETAINWISE_DATABASE_URL"),
+            self._unsafe_url(lambda: self.tracking_uri, "RETAINWISE_MLFLOW_TRACKING_URI"),
+        ]
+        if serves_web:
+            problems += self._unsafe_sessions()
+        return [problem for problem in problems if problem]
+
+    @staticmethod
+    def _unsafe_url(url: Callable[[], str], variable: str) -> str | None:
+        try:
+            value = url()
+        except MissingSetting as exc:
+            return str(exc)
+        if value.startswith(LOCAL_SCHEMES):
+            return f"{variable} is a local file ({value.split(':')[0]}); production needs a server"
+        return None
+
+    def _unsafe_sessions(self) -> list[str | None]:
+        secret = self.session_secret or ""
+        return [
+            None
+            if len(secret) >= MIN_SESSION_SECRET_CHARS
+            else f"RETAINWISE_SESSION_SECRET is {'too short' if secret else 'not set'} (at least "
+            f"{MIN_SESSION_SECRET_CHARS} characters, the same for every API task)",
+            None
+            if self.session_https_only
+            else "RETAINWISE_SESSION_HTTPS_ONLY is not true: session cookies would lack Secure",
+        ]
+
     # the local stack (`retainwise stack up`): moto and a Prefect server on loopback
     stack_aws_port: int = 4566
     stack_prefect_port: int = 4200
@@ -149,3 +212,16 @@ class Settings(BaseSettings):
     @property
     def stack_env_file(self) -> Path:
         return self.home_dir / "stack.env"
+
+
+def setting_default(name: str) -> Any:
+    """A setting's default, read without the environment: domain objects (Limits, ScoringPolicy)
+    default to it rather than writing the number a second time."""
+    return Settings.model_fields[name].default
+
+
+def check_production(settings: Settings, serves_web: bool) -> None:
+    """Stop a production process at start, naming every missing or unsafe setting at once."""
+    problems = settings.production_problems(serves_web)
+    if problems:
+        raise MissingSetting("RETAINWISE_ENV=production refuses to start: " + "; ".join(problems))

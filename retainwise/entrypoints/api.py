@@ -21,6 +21,7 @@ from retainwise.config.errors import UploadRejected
 from retainwise.entrypoints import service
 from retainwise.entrypoints.deps import CurrentAccount, Env
 from retainwise.entrypoints.intake import receive_upload
+from retainwise.entrypoints.limits import MAX_OFFSET
 
 
 class Problem(BaseModel):
@@ -52,7 +53,8 @@ class UploadPage(BaseModel):
 
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": Problem} for code in (401, *codes)}
+    """Every keyed route may answer 401 (the key) and 429 (the key's request rate)."""
+    return {code: {"model": Problem} for code in (401, 429, *codes)}
 
 
 def public(row: db.Prediction) -> Upload:
@@ -131,7 +133,7 @@ def list_uploads(
     env: Env,
     account: CurrentAccount,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> UploadPage:
     """This account's uploads, newest first."""
     rows = db.list_predictions(env.engine, account.name, limit + 1, offset)
@@ -183,7 +185,7 @@ async def upload_outcomes(request: Request, env: Env, row: Owned) -> dict[str, A
     """What really happened: a CSV of `customer_id, churned` (1/0, yes/no) and optional
     `observed_at`, joined to this upload's scores; replaces an earlier file. The answer counts
     matched, unmatched, invalid and duplicate rows."""
-    limit, data = env.settings.max_upload_bytes, bytearray()
+    limit, data = env.settings.max_outcomes_bytes, bytearray()  # BodyLimits cuts it there too
     async for chunk in request.stream():
         data += chunk
         if len(data) > limit:

@@ -8,12 +8,14 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from retainwise.adapters.resources import Resources
-from retainwise.entrypoints import api, web
+from retainwise.entrypoints import api, headers, limits, web
 
 
 def create_app(resources: Resources) -> FastAPI:
     """Routes reach `resources` through deps.get_resources (app.state), so tests can override it."""
+    production = resources.settings.env == "production"
     app = FastAPI(
+        **headers.docs_urls(production),
         title="RetainWise",
         version="1",
         description="Upload customer lists, get churn scores back. Authenticate with "
@@ -22,4 +24,5 @@ def create_app(resources: Resources) -> FastAPI:
     app.state.resources = resources
     app.include_router(api.router)
     web.install(app, resources)
+    limits.install(app, resources.settings)  # outside the sessions: bodies bounded first
     return app

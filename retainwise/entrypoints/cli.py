@@ -111,14 +111,15 @@ def cmd_report(args) -> int:
 
 
 def cmd_score(args) -> int:
-    """Local scoring for data scientists: the flow's own pipeline on a local file, no queue."""
+    """Local scoring for data scientists: the flow's own steps on a local file, no queue; a
+    large file streams through in chunks, in bounded memory, as it does in the flow."""
     from retainwise.adapters import mlflow_registry as registry
     from retainwise.config import errors
     from retainwise.config.errors import UploadRejected
     from retainwise.config.settings import Settings
-    from retainwise.uploads.pipeline import score_file
-    from retainwise.uploads.reading import Limits
-    from retainwise.uploads.report import build_report
+    from retainwise.uploads.files import LocalFile, LocalSinks
+    from retainwise.uploads.policy import ScoringPolicy
+    from retainwise.uploads.scoring import Output, score_object
 
     settings = Settings()
     summary: dict[str, Any] = {
@@ -129,28 +130,20 @@ def cmd_score(args) -> int:
         "model_version": None,
         "error": None,
     }
+    out = Path(args.output)
+    sinks = LocalSinks(
+        {Output.RESULTS: out, Output.REJECTS: out.with_name(out.stem + ".rejects.csv")}
+    )
     try:
         model = registry.load_champion(args.model or settings.default_model, settings)
         summary["model_version"] = model.version
-        scored = score_file(
-            Path(args.file).read_bytes(),
-            model,
-            Limits.from_settings(settings),
-            settings.max_rejected_share,
-            settings.top_reasons,
-        )
-        if scored.upload.failure:
-            raise UploadRejected(scored.upload.failure)
-        assert scored.results is not None and scored.results_csv is not None  # no failure
-        out = Path(args.output)
-        out.write_bytes(scored.results_csv)
-        out.with_name(out.stem + ".rejects.csv").write_bytes(scored.rejects_csv)
-        report = build_report(scored.upload, scored.results, model)
+        source = LocalFile(Path(args.file))
+        report = score_object(source, model, ScoringPolicy.from_settings(settings), sinks).report
+        if report["error"]:
+            raise UploadRejected(report["error"])
         summary.update(
             status="COMPLETED",
-            rows_total=scored.upload.rows_total,
-            rows_scored=len(scored.results),
-            rows_rejected=scored.upload.rows_rejected,
+            **{key: report[key] for key in ("rows_total", "rows_scored", "rows_rejected")},
             risk_counts=report["risk_counts"],
             output=str(out),
         )
@@ -648,11 +641,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     # without a Prefect server, flows start a temporary one; on a busy 2-core box it needs > 20 s
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    from retainwise.config.errors import MissingSetting
+    from retainwise.config.settings import Settings, check_production
+
     if args.command != "stack":
-        from retainwise.config.settings import Settings
         from retainwise.local.stack import load_stack_env
 
         load_stack_env(Settings())
+    try:
+        check_production(Settings(), serves_web=args.command == "api")
+    except MissingSetting as exc:
+        print(exc, file=sys.stderr)
+        return 2
     return args.run(args)
 
 

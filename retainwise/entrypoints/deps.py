@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from retainwise.adapters import accounts
 from retainwise.adapters.resources import Resources
+from retainwise.entrypoints.limits import check_rate
 
 API_KEY = HTTPBearer(
     auto_error=False,
@@ -28,13 +29,17 @@ Env = Annotated[Resources, Depends(get_resources)]
 
 
 def current_account(
+    request: Request,
     env: Env,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(API_KEY)],
 ) -> accounts.Account:
-    """The authenticated account, or 401 with one message for every reason a key fails."""
+    """The authenticated account, or 401 with one message for every reason a key fails; 429
+    past the key's request rate."""
     account = accounts.authenticate(env.engine, credentials.credentials) if credentials else None
-    if account is None:
+    if account is None or credentials is None:
         raise HTTPException(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
+    key_id, _ = accounts.parse_key(credentials.credentials) or ("", "")
+    check_rate(request, key_id)
     return account
 
 

@@ -9,12 +9,12 @@ from fastapi import HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from retainwise.adapters import aws, db
+from retainwise.adapters import aws
 from retainwise.adapters.accounts import Account
 from retainwise.adapters.resources import Resources
 from retainwise.entrypoints import service
+from retainwise.entrypoints.limits import FORM_PART_BYTES, upload_slot
 
-RETRY_AFTER_SECONDS = 30
 READ_BLOCK = 2**20
 
 
@@ -36,13 +36,6 @@ def check_upload_allowed(
             400,
             f"model {model!r} is not enabled for this account; use one of "
             f"{', '.join(account.models)}",
-        )
-    cap = account.max_active_uploads or resources.settings.max_active_uploads
-    if db.count_active(resources.engine, account.name) >= cap:
-        raise UploadRefused(
-            429,
-            f"{cap} uploads of this account are waiting or running; retry when one finishes",
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
 
 
@@ -90,23 +83,31 @@ async def receive_upload(
         model,
         int(length) if length and length.isdigit() else None,
     )
-    filename = request.headers.get("x-filename")
-    chunks: AsyncIterator[bytes] = request.stream()
-    if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        form = await request.form(max_files=1, max_fields=5)
+    prediction_id, key = service.new_upload(account.name)
+    cap = account.max_active_uploads or resources.settings.max_active_uploads
+    async with upload_slot(resources.engine, account.name, prediction_id, cap):
+        filename = await store_body(resources, request, key)
+        await run_in_threadpool(
+            service.enqueue_upload,
+            resources,
+            prediction_id,
+            key,
+            filename=(filename or "")[:255] or None,
+            account=account.name,
+            model_name=model,
+        )
+    return prediction_id
+
+
+async def store_body(resources: Resources, request: Request, key: str) -> str | None:
+    """The raw body, or a multipart form's `file` (its form closed after), to S3; the file's
+    name as the client gave it."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        await store_stream(resources, key, request.stream())
+        return request.headers.get("x-filename")
+    async with request.form(max_files=1, max_fields=5, max_part_size=FORM_PART_BYTES) as form:
         file = form.get("file")
         if not isinstance(file, UploadFile):
             raise UploadRefused(400, "the form has no file field named 'file'")
-        filename, chunks = file.filename, file_chunks(file)
-    prediction_id, key = service.new_upload(account.name)
-    await store_stream(resources, key, chunks)
-    await run_in_threadpool(
-        service.enqueue_upload,
-        resources,
-        prediction_id,
-        key,
-        filename=(filename or "")[:255] or None,
-        account=account.name,
-        model_name=model,
-    )
-    return prediction_id
+        await store_stream(resources, key, file_chunks(file))
+        return file.filename

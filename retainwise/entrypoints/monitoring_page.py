@@ -17,7 +17,7 @@ import pandas as pd
 from retainwise.adapters.monitoring import monitored_models
 from retainwise.adapters.resources import Resources
 from retainwise.entrypoints.charts import bar_chart, line_chart
-from retainwise.modelops.monitoring import AUC_FLOOR, DRIFT_PSI, model_figures
+from retainwise.modelops.monitoring import AUC_FLOOR, model_figures
 
 VERSION_COLOURS = 6  # colour classes v0..v5 in base.html, reused in turn
 DRIFT_UPLOADS_SHOWN = 12  # the latest uploads in the drift table (the JSON twin has them all)
@@ -62,11 +62,11 @@ def page_context(figures: dict[str, Any]) -> dict[str, Any]:
     labelled = sum(u["labelled_rows"] for u in uploads)
     return {
         "auc": auc_over_time(uploads, versions, css),
-        "drift": drift_table(uploads),
+        "drift": drift_table(uploads, figures["drift_alert_psi"]),
         "tiers": tier_charts(figures["versions"]),
         "labelled_rows": labelled,
         "uploads_shown": min(len(uploads), DRIFT_UPLOADS_SHOWN),
-        "drift_psi": DRIFT_PSI,
+        "drift_psi": figures["drift_alert_psi"],
         "alerts": figures["alerts"],
         "uploads": len(uploads),
         "auc_floor": AUC_FLOOR,
@@ -118,9 +118,9 @@ def auc_over_time(uploads: list[dict[str, Any]], versions: list[str], css: dict[
     )
 
 
-def drift_table(uploads: list[dict[str, Any]]) -> dict[str, Any]:
+def drift_table(uploads: list[dict[str, Any]], alert_psi: float) -> dict[str, Any]:
     """PSI per column (rows) per upload (columns, oldest first), the score distribution first;
-    cells above DRIFT_PSI are marked. Columns that drifted most come first."""
+    cells above `alert_psi` are marked. Columns that drifted most come first."""
     shown = uploads[-DRIFT_UPLOADS_SHOWN:]
     names = {name for u in shown for name in u["column_psi"]}
     worst = {
@@ -131,11 +131,15 @@ def drift_table(uploads: list[dict[str, Any]]) -> dict[str, Any]:
         {
             "name": "scores (churn probability)",
             "css": "scores",
-            "cells": [_psi_cell(u["score_psi"]) for u in shown],
+            "cells": [_psi_cell(u["score_psi"], alert_psi) for u in shown],
         }
     ]
     rows += [
-        {"name": name, "css": "", "cells": [_psi_cell(u["column_psi"].get(name)) for u in shown]}
+        {
+            "name": name,
+            "css": "",
+            "cells": [_psi_cell(u["column_psi"].get(name), alert_psi) for u in shown],
+        }
         for name in sorted(names, key=lambda n: (-worst[n], n))
     ]
     heads = [
@@ -199,10 +203,10 @@ def plain(value: Any) -> Any:
     return value
 
 
-def _psi_cell(psi) -> dict[str, str]:
+def _psi_cell(psi, alert_psi: float) -> dict[str, str]:
     if not _number(psi):
         return {"text": "–", "css": "", "title": "not measured"}
-    level = "psi-high" if psi > DRIFT_PSI else "psi-mid" if psi > DRIFT_PSI / 2.5 else "psi-low"
+    level = "psi-high" if psi > alert_psi else "psi-mid" if psi > alert_psi / 2.5 else "psi-low"
     mark = " ▲" if level == "psi-high" else ""
     return {"text": f"{psi:.2f}{mark}", "css": level, "title": f"PSI {psi:.4f}"}
 

@@ -88,11 +88,16 @@ def download_results(env: Resources, prediction_id: str) -> bytes:
     row = db.get_prediction(env.engine, prediction_id)
     if row is None:
         raise LookupError(f"no upload with id {prediction_id}")
+    return aws.get_bytes(env.s3, env.settings.bucket, results_key(row))
+
+
+def results_key(row: db.Prediction) -> str:
+    """Where a COMPLETED upload's results are; LookupError naming the status otherwise."""
     if row.status is not db.Status.COMPLETED or row.result_key is None:
         raise LookupError(
-            f"upload {prediction_id} is {row.status}" + (f": {row.error}" if row.error else "")
+            f"upload {row.id} is {row.status}" + (f": {row.error}" if row.error else "")
         )
-    return aws.get_bytes(env.s3, env.settings.bucket, row.result_key)
+    return row.result_key
 
 
 class NotReady(LookupError):
@@ -140,17 +145,21 @@ def record_outcomes(
 ) -> dict[str, Any]:
     """Join an outcomes file to the upload's stored results and store it (replacing an earlier one).
 
-    Another account's upload answers exactly like a missing one.
+    Another account's upload answers exactly like a missing one. Of the results file only the
+    file's customers are read (streamed, three columns): memory follows the outcomes file.
     """
     from retainwise.adapters import outcomes as outcomes_table
-    from retainwise.modelops.outcomes import join_outcomes
+    from retainwise.modelops.outcomes import join_outcomes, outcome_ids
     from retainwise.uploads.reading import read_table
 
     row = db.get_prediction(env.engine, prediction_id)
     if row is None or row.account != account:
         raise LookupError(f"no upload with id {prediction_id}")
-    results = read_table(download_results(env, prediction_id))
-    joined = join_outcomes(read_table(data, env.settings.max_upload_bytes), results)
+    frame = read_table(data, env.settings.max_outcomes_bytes)
+    results = outcomes_table.scored_rows(
+        env.s3, env.settings.bucket, results_key(row), outcome_ids(frame)
+    )
+    joined = join_outcomes(frame, results)
     stored = outcomes_table.replace_outcomes(env.engine, prediction_id, account, joined.rows)
     return {
         "prediction_id": prediction_id,

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import pandas as pd
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import (
     HTMLResponse,
@@ -32,16 +32,20 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
-from retainwise.adapters import accounts, db
+from retainwise.adapters import accounts, admission, db
 from retainwise.adapters.accounts import Account
 from retainwise.adapters.resources import Resources
 from retainwise.entrypoints import monitoring_page, service
 from retainwise.entrypoints.api import public
 from retainwise.entrypoints.charts import bar_chart
 from retainwise.entrypoints.deps import Env
+from retainwise.entrypoints.headers import template_context
 from retainwise.entrypoints.intake import receive_upload
+from retainwise.entrypoints.limits import MAX_OFFSET, check_rate, small_form
 
-TEMPLATES = Jinja2Templates(directory=Path(__file__).with_name("templates"))
+TEMPLATES = Jinja2Templates(
+    directory=Path(__file__).with_name("templates"), context_processors=[template_context]
+)
 SESSION_COOKIE = "retainwise_session"
 SESSION_SECONDS = 8 * 3600
 REJECTS_SHOWN = 50
@@ -88,13 +92,18 @@ def signed_in(request: Request, env: Env) -> Account:
     """The account of the session's key while the key and the account are live."""
     key_id = request.session.get("key_id")
     account = accounts.account_of_key(env.engine, key_id) if key_id else None
-    if account is None:
+    ended = key_id and request.session.get("generation") != admission.session_version(
+        env.engine, key_id
+    )
+    if account is None or ended or not key_id:
         request.session.pop("key_id", None)
         raise SignInRequired()
+    check_rate(request, key_id)
     return account
 
 
 SignedIn = Annotated[Account, Depends(signed_in)]
+Offset = Annotated[int, Query(le=MAX_OFFSET)]  # negative reads as 0; a huge one is 422
 
 
 def owned_upload(prediction_id: str, account: SignedIn, env: Env) -> db.Prediction:
@@ -193,7 +202,7 @@ def dashboard_charts(resources: Resources, rows: list[db.Prediction], today: dat
             drifted.most_common(),
             horizontal=True,
             empty="No column crossed the alert level (PSI above "
-            f"0.2) in the last {len(reports)} scored uploads."
+            f"{resources.settings.drift_alert_psi}) in the last {len(reports)} scored uploads."
             if reports
             else "No data yet.",
         ),
@@ -215,9 +224,9 @@ def signin_form(request: Request) -> HTMLResponse:
 
 @router.post("/app/signin")
 async def signin(request: Request, env: Env):
-    form = await request.form()
-    check_csrf(request, form.get("csrf"))
-    key = str(form.get("api_key") or "").strip()
+    async with small_form(request) as form:
+        check_csrf(request, form.get("csrf"))
+        key = str(form.get("api_key") or "").strip()
     account = await run_in_threadpool(accounts.authenticate, env.engine, key)
     if account is None:
         return render(
@@ -227,15 +236,20 @@ async def signin(request: Request, env: Env):
             error="That API key is not valid. Check it for typos, or ask your "
             "operator for a new one.",
         )
-    request.session.clear()  # a fresh session (and CSRF token) on every sign-in
     key_id, _ = accounts.parse_key(key) or ("", "")  # authenticate parsed it already
-    request.session.update(key_id=key_id, account=account.name)
+    generation = await run_in_threadpool(admission.session_version, env.engine, key_id)
+    request.session.clear()  # a fresh session (and CSRF token) on every sign-in
+    request.session.update(key_id=key_id, account=account.name, generation=generation)
     return RedirectResponse("/app", 303)
 
 
 @router.post("/app/signout")
-async def signout(request: Request) -> RedirectResponse:
-    check_csrf(request, (await request.form()).get("csrf"))
+async def signout(request: Request, env: Env) -> RedirectResponse:
+    """Ends this key's sessions on the server too: a copy of the cookie no longer signs in."""
+    async with small_form(request) as form:
+        check_csrf(request, form.get("csrf"))
+    if key_id := request.session.get("key_id"):
+        await run_in_threadpool(admission.end_sessions, env.engine, key_id)
     request.session.clear()
     return RedirectResponse("/app/signin", 303)
 
@@ -252,7 +266,7 @@ def dashboard(request: Request, env: Env, account: SignedIn) -> HTMLResponse:
 
 
 @router.get("/app/uploads")
-def uploads(request: Request, env: Env, account: SignedIn, offset: int = 0) -> HTMLResponse:
+def uploads(request: Request, env: Env, account: SignedIn, offset: Offset = 0) -> HTMLResponse:
     offset = max(offset, 0)
     rows = db.list_predictions(env.engine, account.name, 51, offset)
     return render(
@@ -266,7 +280,7 @@ def uploads(request: Request, env: Env, account: SignedIn, offset: int = 0) -> H
 
 
 @router.get("/app/uploads.json")
-def upload_statuses(env: Env, account: SignedIn, offset: int = 0) -> JSONResponse:
+def upload_statuses(env: Env, account: SignedIn, offset: Offset = 0) -> JSONResponse:
     rows = db.list_predictions(env.engine, account.name, 50, max(offset, 0))
     return JSONResponse([public(r).model_dump(mode="json") for r in rows])
 

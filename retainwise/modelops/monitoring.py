@@ -16,11 +16,11 @@ import pandas as pd
 
 from models.monitoring import estimated_performance, realised_performance, score_shares
 from models.profile import ModelProfile
+from retainwise.config.settings import setting_default
 from retainwise.uploads.report import psi
 
 AUC_FLOOR = 0.70  # realised or estimated ROC AUC below this: the model is degraded
 CALIBRATION_CAP = 0.10  # realised expected calibration error above this: degraded
-DRIFT_PSI = 0.25  # a feature column (or the score) above this PSI: the data drifted
 MIN_LABELLED_ROWS = 200  # realised figures with fewer labels are shown but raise no alert
 ESTIMATE_NAMES = {
     "roc_auc": "roc_auc",
@@ -91,9 +91,11 @@ def monitor_model(
     drift: pd.DataFrame,
     labelled: pd.DataFrame,
     profile_of: Callable[[str], ModelProfile],
+    drift_alert_psi: float = setting_default("drift_alert_psi"),
 ) -> dict[str, Any]:
     """Per upload: estimate beside realised and each column's PSI; per version and per account:
-    realised on pooled labels; per column: the latest PSI; and the alerts these raise."""
+    realised on pooled labels; per column: the latest PSI; and the alerts these raise (drift
+    above `drift_alert_psi`, Settings.drift_alert_psi)."""
     realised_uploads = {
         row["prediction_id"]: row
         for row in realised_by(labelled, ["prediction_id", "model_version"], profile_of)
@@ -136,6 +138,7 @@ def monitor_model(
             name: {"psi": r["psi"], "unseen_share": r["unseen_share"]}
             for name, r in latest.iterrows()
         },
+        "drift_alert_psi": drift_alert_psi,
     }
     figures["alerts"] = alerts(figures)
     return figures
@@ -143,7 +146,8 @@ def monitor_model(
 
 def alerts(figures: dict[str, Any]) -> list[dict[str, Any]]:
     """`degraded` per version (AUC under the floor, calibration error over the cap) and `drifted`
-    (the latest upload's PSI over DRIFT_PSI on a feature column or on the scores)."""
+    (the latest upload's PSI over figures["drift_alert_psi"] on a feature column or the scores)."""
+    drift_psi = figures["drift_alert_psi"]
     found = []
     labelled_uploads = [u for u in figures["uploads"] if u["labelled_rows"] >= MIN_LABELLED_ROWS]
     judged = [
@@ -191,9 +195,9 @@ def alerts(figures: dict[str, Any]) -> list[dict[str, Any]]:
         drifted = {
             name: d["psi"]
             for name, d in figures["drift"].items()
-            if d["psi"] is not None and d["psi"] > DRIFT_PSI
+            if d["psi"] is not None and d["psi"] > drift_psi
         }
-        if last["score_psi"] is not None and last["score_psi"] > DRIFT_PSI:
+        if last["score_psi"] is not None and last["score_psi"] > drift_psi:
             drifted["churn_probability"] = last["score_psi"]
         if drifted:
             found.append(
@@ -218,6 +222,7 @@ def model_figures(engine, settings, name: str, account: str | None = None) -> di
         tables.drift_rows(engine, name, account),
         labelled_rows(engine, name, account),
         lambda version: load_version(name, version, settings.tracking_uri).profile,
+        settings.drift_alert_psi,
     )
     return {"model": name, "account": account, **figures}
 
@@ -264,10 +269,11 @@ def terminal_table(figures: dict[str, Any]) -> str:
     drifted = [
         f"{name} {d['psi']:.2f}"
         for name, d in figures["drift"].items()
-        if d["psi"] is not None and d["psi"] > DRIFT_PSI
+        if d["psi"] is not None and d["psi"] > figures["drift_alert_psi"]
     ]
     text.append(
-        f"drifted columns (PSI > {DRIFT_PSI}, latest upload): " + (", ".join(drifted) or "none")
+        f"drifted columns (PSI > {figures['drift_alert_psi']}, latest upload): "
+        + (", ".join(drifted) or "none")
     )
     text += [
         f"ALERT {a['event']} v{a['model_version']}: "

@@ -3,19 +3,29 @@
 Every row of the file is accounted for: matched to a scored customer, or counted as unmatched (no
 scored row has that id), invalid (churned is not 1/0, yes/no, true/false; a bad observed_at) or
 duplicate (the id appeared earlier in the file). Pure pandas: the caller reads S3 and the database.
+
+The caller reads only the scored rows of the ids a file names (`outcome_ids`), never a whole
+results file. And one account's outcomes never retrain a model others use by themselves: a
+`degraded` alert fewer than MIN_DEGRADED_ACCOUNTS accounts' own labels support waits for an
+operator (`gate_retraining`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
 from retainwise.config.errors import UploadRejected
+from retainwise.modelops.monitoring import AUC_FLOOR, CALIBRATION_CAP, MIN_LABELLED_ROWS
 from retainwise.uploads.output import neutralise_formulas
 
 CHURNED = {"1": 1, "yes": 1, "true": 1, "y": 1, "0": 0, "no": 0, "false": 0, "n": 0}
 EXAMPLES = 10
+DEGRADED = "retainwise.model.degraded"  # the event the train-model automation starts on
+FOR_REVIEW = "retainwise.model.degraded-review"  # the same finding, for an operator to act on
+MIN_DEGRADED_ACCOUNTS = 2
 
 
 @dataclass
@@ -92,3 +102,35 @@ def join_outcomes(frame: pd.DataFrame, results: pd.DataFrame) -> JoinedOutcomes:
         int((reason == "duplicate customer_id").sum()),
         examples,
     )
+
+
+def outcome_ids(frame: pd.DataFrame) -> set[str]:
+    """The customer ids a file could match (as results store them): what to read of the results."""
+    parsed, reason = parse_outcomes(frame)
+    return set(parsed.loc[reason == "", "customer_id"].astype(str))
+
+
+def degraded_accounts(figures: dict[str, Any], version: str) -> set[str]:
+    """Accounts whose own labelled rows (enough of them) show `version` degraded."""
+    return {
+        row["account"]
+        for row in figures["accounts"]
+        if str(row["model_version"]) == str(version)
+        and row["rows"] >= MIN_LABELLED_ROWS
+        and (
+            (row["roc_auc"] is not None and row["roc_auc"] < AUC_FLOOR)
+            or row["expected_calibration_error"] > CALIBRATION_CAP
+        )
+    }
+
+
+def gate_retraining(figures: dict[str, Any]) -> list[dict[str, Any]]:
+    """The alerts to emit: a `degraded` one fewer than MIN_DEGRADED_ACCOUNTS accounts support
+    becomes FOR_REVIEW, which starts no retraining (one tenant's labels may be wrong or hostile)."""
+    gated = []
+    for alert in figures["alerts"]:
+        accounts = degraded_accounts(figures, alert["model_version"])
+        if alert["event"] == DEGRADED and len(accounts) < MIN_DEGRADED_ACCOUNTS:
+            alert = {**alert, "event": FOR_REVIEW, "accounts": sorted(accounts)}
+        gated.append(alert)
+    return gated

@@ -19,7 +19,7 @@ ARENAS = 2
 
 
 @functools.lru_cache(maxsize=1)
-def _glibc():
+def _glibc() -> ctypes.CDLL | None:
     """glibc's malloc functions, or None (musl, macOS): then nothing here does anything."""
     try:
         libc = ctypes.CDLL("libc.so.6")

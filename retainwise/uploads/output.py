@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -52,12 +53,13 @@ def _starts_with_formula(values: pd.Series) -> np.ndarray:
     try:
         text = pa.array(values, type=pa.string(), from_pandas=True)
     except (pa.ArrowInvalid, pa.ArrowTypeError):  # not all text: Python's str methods cope
-        return (
+        starts: np.ndarray = (
             values.astype("object")
             .str.startswith(FORMULA_PREFIXES)
             .fillna(False)
             .to_numpy(dtype=bool)
         )
+        return starts
     risky = np.zeros(len(text), dtype=bool)
     for prefix in FORMULA_PREFIXES:
         risky |= pc.fill_null(pc.starts_with(text, prefix), False).to_numpy(zero_copy_only=False)
@@ -111,7 +113,7 @@ def to_csv_bytes(frame: pd.DataFrame, header: bool = True) -> bytes:
     return head + out.getvalue()
 
 
-def _arrow_values(column: pd.Series):
+def _arrow_values(column: pd.Series) -> Any:
     import pyarrow as pa
 
     values = column.to_numpy()

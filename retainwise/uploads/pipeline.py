@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from models.scoring import score_frame
+from models.scoring import ScoringModel, score_frame
 from retainwise.uploads.output import neutralise_results, neutralise_text_columns, to_csv_bytes
-from retainwise.uploads.reading import Limits, read_upload
+from retainwise.uploads.policy import ScoringPolicy
+from retainwise.uploads.reading import read_upload
 from retainwise.uploads.validation import ValidatedUpload, validate_upload
 
 
@@ -27,28 +28,22 @@ class ScoredFile:
     seconds: dict[str, float] = field(default_factory=dict)  # per stage, as the chunked path logs
 
 
-def scorer(model):
-    """The compiled trees where the registry loaded them (LoadedModel.scorer), else the pipeline."""
-    return getattr(model, "scorer", model.pipeline)
-
-
-def score_file(
-    data: bytes, model, limits: Limits, max_rejected_share: float, reasons: bool = False
-) -> ScoredFile:
-    """`model` has .pipeline and .profile (a registry LoadedModel or a freshly TrainedModel).
-
-    File-level faults raise UploadRejected; too many bad rows leave results None.
-    """
+def score_file(data: bytes, model: ScoringModel, policy: ScoringPolicy) -> ScoredFile:
+    """File-level faults raise UploadRejected; too many bad rows leave results None."""
     marks = [time.perf_counter()]
-    table = read_upload(data, limits=limits)
+    table = read_upload(data, limits=policy.limits)
     marks.append(time.perf_counter())
-    upload = validate_upload(table, model.profile, max_rejected_share)
+    upload = validate_upload(table, model.profile, policy.max_rejected_share)
     marks.append(time.perf_counter())
     results = (
         None
         if upload.failure
         else score_frame(
-            scorer(model), model.profile, upload.accepted, upload.customer_ids, reasons=reasons
+            model.scorer,
+            model.profile,
+            upload.accepted,
+            upload.customer_ids,
+            reasons=policy.reasons,
         )
     )
     marks.append(time.perf_counter())

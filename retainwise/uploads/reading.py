@@ -13,7 +13,9 @@ import io
 import itertools
 import re
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,6 +23,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from retainwise.config.errors import UploadRejected
+from retainwise.config.settings import Settings, setting_default
 from retainwise.uploads.compression import GZIP_MAGIC, gunzip
 
 DELIMITERS = [",", ";", "\t", "|"]
@@ -43,15 +46,16 @@ FIELD_CHARS = csv.field_size_limit()  # 131072: the csv module's own cap on one 
 class Limits:
     """What one upload may cost; each cap ends the upload FAILED with a message naming it."""
 
-    max_bytes: int = 200_000_000  # decompressed size (Settings.max_upload_bytes)
-    max_columns: int = 1000  # fields in the header
-    max_record_bytes: int = 4 * 2**20  # one record (row) in the chunked reader
-    max_workbook_bytes: int = 64 * 2**20  # an .xlsx expanded (workbooks are read whole)
+    max_bytes: int = setting_default("max_upload_bytes")  # decompressed size
+    max_columns: int = setting_default("max_columns")  # fields in the header
+    max_record_bytes: int = setting_default("max_record_bytes")  # one row, chunked reader
+    # an .xlsx expanded (workbooks are read whole, so no larger than a whole-file upload)
+    max_workbook_bytes: int = setting_default("chunked_above_bytes")
     max_cells: int = 20_000_000  # an .xlsx sheet's declared rows x columns
     max_shared_strings: int = 2_000_000  # distinct texts an .xlsx declares
 
     @classmethod
-    def from_settings(cls, settings) -> Limits:
+    def from_settings(cls, settings: Settings) -> Limits:
         return cls(
             max_bytes=settings.max_upload_bytes,
             max_columns=settings.max_columns,
@@ -197,9 +201,9 @@ def refuse_wide(columns: int, max_columns: int) -> None:
 
 def read_regular(data: bytes, delimiter: str, header: list[str]) -> TextTable | None:
     """Every cell as Arrow-backed text; None if any row does not fit the header's width."""
-    misfits = []
+    misfits: list[object] = []
 
-    def on_misfit(row) -> str:
+    def on_misfit(row: object) -> str:
         misfits.append(row)
         return "skip"
 
@@ -408,7 +412,7 @@ def open_workbook(data: bytes, limits: Limits) -> zipfile.ZipFile:
     return archive
 
 
-def sheet_rows(sheet, max_cells: int):
+def sheet_rows(sheet: Any, max_cells: int) -> Iterator[tuple[Any, ...]]:
     """Non-empty rows of a read-only sheet, stopping at `max_cells` cells (empty ones count)."""
     cells = 0
     for row in sheet.iter_rows(values_only=True):
@@ -422,7 +426,7 @@ def sheet_rows(sheet, max_cells: int):
             yield row
 
 
-def cell_text(value) -> object:
+def cell_text(value: object) -> object:
     """An Excel cell as the text a CSV export would hold; empty cells are missing."""
     if value is None:
         return np.nan
@@ -449,13 +453,14 @@ def match_columns(
     renames: dict[str, str] = {}
     seen: dict[str, str] = {}
     for column in frame.columns:
-        match = wanted.get(normalise_header(column))
-        if match is None:
+        found = wanted.get(normalise_header(column))
+        if found is None:
             continue
-        if match in seen:
+        name = found
+        if name in seen:
             raise UploadRejected(
-                f"columns {seen[match]!r} and {column!r} both match {match!r}; keep one of them"
+                f"columns {seen[name]!r} and {column!r} both match {name!r}; keep one of them"
             )
-        seen[match] = column
-        renames[column] = match
+        seen[name] = column
+        renames[column] = name
     return frame.rename(columns=renames)

@@ -1,13 +1,14 @@
 """The data-quality report every upload gets: a JSON summary and an HTML page beside the results.
 
 Row accounting, per-column missing shares, unknown categories, out-of-range counts, and drift of
-each feature against the training profile (PSI, flagged above 0.2).
+each feature against the training profile (PSI, flagged above Settings.drift_alert_psi).
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import jinja2
@@ -17,10 +18,12 @@ import pandas as pd
 
 from models.features import bin_shares
 from models.profile import FeatureProfile, ModelProfile
-from retainwise.uploads.validation import top_counts, unknown_categories
+from models.scoring import NamedModel
+from retainwise.uploads.policy import ScoringPolicy
+from retainwise.uploads.validation import ValidatedUpload, top_counts, unknown_categories
 
 PROBABILITY_BINS = 10
-PSI_FLAG = 0.2  # population stability index above this: the feature has drifted
+RISK_TIERS = ("HIGH", "MEDIUM", "LOW")
 PSI_FLOOR = 1e-4  # share given to empty buckets, so the log stays finite
 OTHER, MISSING = "(other)", "(missing)"
 
@@ -58,9 +61,52 @@ def categorical_buckets(
     return np.asarray(expected), np.asarray(actual, dtype=float) / rows
 
 
-def upload_counts(upload, results: pd.DataFrame | None, profile: ModelProfile) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ReportCounts:
     """Everything the report needs from an upload, or from one chunk of it, as counts that add
-    up across chunks (merge_counts), so a file scored in pieces gets the same report."""
+    up across chunks (`plus`), so a file scored in pieces gets the same report."""
+
+    rows_total: int
+    rows_read: int
+    rows_scored: int
+    rows_rejected: int
+    risk_counts: dict[str, int]
+    columns: dict[str, dict[str, Any]]  # per-column quality: missing, unparseable, unknown...
+    reject_kinds: dict[str, int]
+    ignored_columns: list[str]
+    source: dict[str, str]  # how the file was read
+    failure: str | None
+    category_counts: dict[str, dict[str | None, int]]
+    numeric_counts: dict[str, np.ndarray]  # rows per training bin, missing last
+    probability_counts: np.ndarray  # scored rows per tenth of churn probability
+
+    def plus(self, other: ReportCounts) -> ReportCounts:
+        """This part and the next: numbers add up (nested dicts key by key); what is not a
+        number (source, ignored columns, failure) is the first part's."""
+        merged = {
+            part.name: _add(getattr(self, part.name), getattr(other, part.name))
+            for part in fields(self)
+        }
+        return ReportCounts(**merged)
+
+    def with_failure(self, failure: str | None) -> ReportCounts:
+        return replace(self, failure=failure)
+
+    def finished(self) -> ReportCounts:
+        """As reported: each column's unseen values cut to the largest."""
+        columns = {
+            name: {**column, "unknown_values": top_counts(column["unknown_values"])}
+            if "unknown_values" in column
+            else column
+            for name, column in self.columns.items()
+        }
+        return replace(self, columns=columns)
+
+
+def upload_counts(
+    upload: ValidatedUpload, results: pd.DataFrame | None, profile: ModelProfile
+) -> ReportCounts:
+    """The report counts of a validated upload (or chunk) and its results."""
     numeric = {}
     for feature in profile.features:
         if feature.kind == "numeric" and feature.name in upload.accepted.columns:
@@ -68,51 +114,28 @@ def upload_counts(upload, results: pd.DataFrame | None, profile: ModelProfile) -
             shares = numeric_shares(values, feature)
             if shares is not None:
                 numeric[feature.name] = shares * len(values)
-    tiers = ("HIGH", "MEDIUM", "LOW")
-    return {
-        "rows_total": upload.rows_total,
-        "rows_read": upload.quality.get("rows_read", upload.rows_total),
-        "rows_scored": 0 if results is None else len(results),
-        "rows_rejected": upload.rows_rejected,
-        "risk_counts": {
+    return ReportCounts(
+        rows_total=upload.rows_total,
+        rows_read=upload.quality.get("rows_read", upload.rows_total),
+        rows_scored=0 if results is None else len(results),
+        rows_rejected=upload.rows_rejected,
+        risk_counts={
             tier: 0 if results is None else int((results["churn_risk"] == tier).sum())
-            for tier in tiers
+            for tier in RISK_TIERS
         },
-        "columns": upload.quality.get("columns", {}),
-        "reject_kinds": upload.quality.get("reject_kinds", {}),
-        "ignored_columns": upload.quality.get("ignored_columns", []),
-        "source": dict(upload.source),
-        "failure": upload.failure,
-        "category_counts": upload.category_counts,
-        "numeric_counts": numeric,
-        "probability_counts": np.histogram(
+        columns=upload.quality.get("columns", {}),
+        reject_kinds=upload.quality.get("reject_kinds", {}),
+        ignored_columns=upload.quality.get("ignored_columns", []),
+        source=dict(upload.source),
+        failure=upload.failure,
+        category_counts=upload.category_counts,
+        numeric_counts=numeric,
+        probability_counts=np.histogram(
             [] if results is None else results["churn_probability"],
             bins=PROBABILITY_BINS,
             range=(0.0, 1.0),
         )[0],
-    }
-
-
-def add_counts(total: dict[str, Any] | None, part: dict[str, Any]) -> dict[str, Any]:
-    """Numbers add up (nested dicts key by key); anything else is the first part's. The chunked
-    path keeps this running sum, not every chunk's counts."""
-    if total is None:
-        return dict(part)
-    return {key: _add(value, part.get(key)) for key, value in total.items()}
-
-
-def merge_counts(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    """The parts added up (add_counts), each column's unseen values cut to the largest."""
-    merged = dict(parts[0])
-    for part in parts[1:]:
-        merged = add_counts(merged, part)
-    merged["columns"] = {
-        name: {**column, "unknown_values": top_counts(column["unknown_values"])}
-        if "unknown_values" in column
-        else column
-        for name, column in merged["columns"].items()
-    }
-    return merged
+    )
 
 
 def _add(mine: Any, theirs: Any) -> Any:
@@ -128,44 +151,46 @@ def _add(mine: Any, theirs: Any) -> Any:
     return mine
 
 
-def drift_from_counts(counts: dict[str, Any], profile: ModelProfile) -> dict[str, float]:
+def drift_from_counts(counts: ReportCounts, profile: ModelProfile) -> dict[str, float]:
     """PSI of the scored rows per feature for which the profile holds a training distribution."""
     scores = {}
     for feature in profile.features:
-        numeric = counts["numeric_counts"].get(feature.name)
+        numeric = counts.numeric_counts.get(feature.name)
         if numeric is not None and numeric.sum() > 0:
-            scores[feature.name] = psi(feature.bin_shares, numeric / numeric.sum())
-        elif feature.name in counts["category_counts"]:
-            buckets = categorical_buckets(counts["category_counts"][feature.name], feature)
+            scores[feature.name] = psi(np.asarray(feature.bin_shares), numeric / numeric.sum())
+        elif feature.name in counts.category_counts:
+            buckets = categorical_buckets(counts.category_counts[feature.name], feature)
             if buckets is not None:
                 scores[feature.name] = psi(*buckets)
     return scores
 
 
 def build_report(
-    upload,
+    upload: ValidatedUpload,
     results: pd.DataFrame | None,
-    model,
+    model: NamedModel,
     prediction_id: str | None = None,
     keys: dict[str, str] | None = None,
+    drift_alert_psi: float = ScoringPolicy.drift_alert_psi,
 ) -> dict[str, Any]:
     """The JSON summary: accounting, risk counts, per-column quality and drift, the model used."""
-    return report_from_counts(
-        upload_counts(upload, results, model.profile), model, prediction_id, keys
-    )
+    counts = upload_counts(upload, results, model.profile)
+    return report_from_counts(counts, model, prediction_id, keys, drift_alert_psi)
 
 
 def report_from_counts(
-    counts: dict[str, Any],
-    model,
+    counts: ReportCounts,
+    model: NamedModel,
     prediction_id: str | None = None,
     keys: dict[str, str] | None = None,
+    drift_alert_psi: float = ScoringPolicy.drift_alert_psi,
 ) -> dict[str, Any]:
-    rows, profile = counts["rows_read"], model.profile
+    """The JSON summary from the counts of the whole upload (or of its chunks added up)."""
+    rows, profile = counts.rows_read, model.profile
     scores = drift_from_counts(counts, profile)
     columns = {}
     for feature in profile.features:
-        quality = dict(counts["columns"].get(feature.name, {}))
+        quality = dict(counts.columns.get(feature.name, {}))
         missing = quality.pop("missing", 0)
         columns[feature.name] = {
             **quality,
@@ -173,27 +198,27 @@ def report_from_counts(
             "missing_share": round(missing / rows, 6) if rows else 0.0,
             "training_missing_share": round(feature.missing_share, 6),
             "psi": round(scores[feature.name], 6) if feature.name in scores else None,
-            "drifted": bool(scores.get(feature.name, 0.0) > PSI_FLAG),
+            "drifted": bool(scores.get(feature.name, 0.0) > drift_alert_psi),
         }
     return {
         "prediction_id": prediction_id,
-        "status": "FAILED" if counts["failure"] else "COMPLETED",
-        "error": counts["failure"],
+        "status": "FAILED" if counts.failure else "COMPLETED",
+        "error": counts.failure,
         "model_name": model.name,
         "model_version": model.version,
-        "source": counts["source"],
-        "rows_total": counts["rows_total"],
-        "rows_scored": counts["rows_scored"],
-        "rows_rejected": counts["rows_rejected"],
-        "reject_reasons": counts["reject_kinds"],
-        "risk_counts": counts["risk_counts"],
+        "source": counts.source,
+        "rows_total": counts.rows_total,
+        "rows_scored": counts.rows_scored,
+        "rows_rejected": counts.rows_rejected,
+        "reject_reasons": counts.reject_kinds,
+        "risk_counts": counts.risk_counts,
         # scored rows per tenth of churn probability, [0, 0.1) first: the web app's histogram
-        "probability_histogram": [int(n) for n in counts.get("probability_counts", [])],
-        "unknown_categories": unknown_categories(counts["columns"]),
+        "probability_histogram": [int(n) for n in counts.probability_counts],
+        "unknown_categories": unknown_categories(counts.columns),
         "out_of_range": {n: c["out_of_range"] for n, c in columns.items() if c.get("out_of_range")},
-        "drift_threshold": PSI_FLAG,
+        "drift_threshold": drift_alert_psi,
         "drifted_features": [n for n, c in columns.items() if c["drifted"]],
-        "ignored_columns": counts["ignored_columns"],
+        "ignored_columns": counts.ignored_columns,
         "columns": columns,
         "files": keys or {},
     }
@@ -275,7 +300,10 @@ def summary_markdown(report: dict[str, Any], report_key: str) -> str:
         ("HIGH / MEDIUM / LOW", f"{risk['HIGH']} / {risk['MEDIUM']} / {risk['LOW']}"),
         ("unknown categories", _plain(report["unknown_categories"])),
         ("out of range", _plain(report["out_of_range"])),
-        ("drifted features (PSI > 0.2)", ", ".join(report["drifted_features"]) or "none"),
+        (
+            f"drifted features (PSI > {report['drift_threshold']})",
+            ", ".join(report["drifted_features"]) or "none",
+        ),
         ("report", f"`{report_key}` (`retainwise report {report.get('prediction_id')}`)"),
     ]
     table = "\n".join(f"| {k} | {str(v).replace('|', '/')} |" for k, v in rows)

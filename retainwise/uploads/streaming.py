@@ -10,21 +10,24 @@ order, so S3, parsing and the trees keep both cores busy.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
 
-from models.scoring import score_frame
+from models.profile import ModelProfile
+from models.scoring import ScoringModel, score_frame
 from retainwise.config.errors import UploadRejected
-from retainwise.uploads import memory, pipeline
+from retainwise.uploads import memory
 from retainwise.uploads.compression import decompressed
 from retainwise.uploads.output import neutralise_results, neutralise_text_columns, to_csv_bytes
+from retainwise.uploads.policy import ScoringPolicy
 from retainwise.uploads.reading import (
     Limits,
     TextTable,
@@ -32,7 +35,7 @@ from retainwise.uploads.reading import (
     refuse_binary,
     utf16_without_bom,
 )
-from retainwise.uploads.report import add_counts, merge_counts, upload_counts
+from retainwise.uploads.report import ReportCounts, upload_counts
 from retainwise.uploads.validation import (
     ValidatedUpload,
     id_hashes,
@@ -42,10 +45,16 @@ from retainwise.uploads.validation import (
     validate_upload,
 )
 
-CHUNK_BYTES = 8 * 2**20  # the default of Settings.chunk_bytes
 SCORERS = 2  # chunks scored at once (one per core here)
 IN_FLIGHT = SCORERS  # chunks validated but not yet written: bounds memory
 NOT_BLANK = re.compile(rb"\S")
+T = TypeVar("T")
+
+
+class Writable(Protocol):
+    """Where chunks' CSV goes: an open binary file, a multipart S3 object, a local stream."""
+
+    def write(self, data: bytes, /) -> int: ...
 
 
 def streamable(head: bytes) -> bool:
@@ -66,7 +75,8 @@ def refuse_unstreamable(head: bytes) -> None:
 
 
 def record_end(buffer: bytes | bytearray, start: int = 0) -> int | None:
-    """Index after the last newline ending a record: one with an even number of quotes before it."""
+    """Index after the last newline that ends a record: one with an even number of quotes
+    before it."""
     cut = buffer.rfind(b"\n")
     if cut < 0:
         return None
@@ -82,7 +92,7 @@ def record_end(buffer: bytes | bytearray, start: int = 0) -> int | None:
 
 def record_chunks(
     blocks: Iterable[bytes],
-    chunk_bytes: int = CHUNK_BYTES,
+    chunk_bytes: int = ScoringPolicy.chunk_bytes,
     max_record_bytes: int = Limits.max_record_bytes,
 ) -> Iterator[bytes]:
     """Re-cut a byte stream into pieces of about `chunk_bytes`, each the header plus whole records.
@@ -216,19 +226,27 @@ def merge_sorted(
 
 @dataclass
 class Totals:
+    """What spans the chunks of one upload; `timed` is called from the reader, scorer and writer
+    threads at once, so the stage seconds are added under a lock."""
+
     rows_total: int = 0
     rows_rejected: int = 0
     examples: list[tuple[int, str]] = field(default_factory=list)  # first rejects, for the message
-    counts: dict[str, Any] | None = None  # the report counts of the chunks so far, added up
+    counts: ReportCounts | None = None  # the report counts of the chunks so far, added up
     seconds: dict[str, float] = field(
         default_factory=lambda: dict.fromkeys(("reading", "validating", "scoring", "writing"), 0.0)
     )
 
-    def timed(self, stage: str, started: float) -> None:
-        self.seconds[stage] += time.perf_counter() - started
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def add(self, counts: dict[str, Any]) -> None:
-        self.counts = add_counts(self.counts, counts)
+    def timed(self, stage: str, started: float, now: float | None = None) -> None:
+        elapsed = (time.perf_counter() if now is None else now) - started
+        with self._lock:
+            self.seconds[stage] += elapsed
+
+    def add(self, counts: ReportCounts) -> None:
+        """The running sum, not every chunk's counts."""
+        self.counts = counts if self.counts is None else self.counts.plus(counts)
 
 
 def read_piece(piece: bytes, first: bool, limits: Limits = Limits()) -> TextTable:
@@ -242,7 +260,9 @@ def read_piece(piece: bytes, first: bool, limits: Limits = Limits()) -> TextTabl
         raise UploadRejected(f"{exc} (in the part of the file after the first rows)") from None
 
 
-def validate_piece(table: TextTable, profile, offset: int, seen: SeenIds) -> ValidatedUpload:
+def validate_piece(
+    table: TextTable, profile: ModelProfile, offset: int, seen: SeenIds
+) -> ValidatedUpload:
     """Validate one chunk as a file, then number its rows across the file and reject ids an
     earlier chunk already scored."""
     upload = validate_upload(table, profile, max_rejected_share=1.0)
@@ -292,18 +312,24 @@ def drop_accepted(
     )
 
 
-def score_piece(model, upload: ValidatedUpload, reasons: bool) -> tuple[pd.DataFrame, dict]:
+def score_piece(
+    model: ScoringModel, upload: ValidatedUpload, reasons: bool
+) -> tuple[pd.DataFrame, ReportCounts]:
     """Results and report counts of one validated chunk; runs in a scorer thread (the trees
     release the GIL, so two chunks score at once while the next one is validated)."""
     results = score_frame(
-        pipeline.scorer(model), model.profile, upload.accepted, upload.customer_ids, reasons=reasons
+        model.scorer, model.profile, upload.accepted, upload.customer_ids, reasons=reasons
     )
     return results, upload_counts(upload, results, model.profile)
 
 
 def write_piece(
-    scored: Future, rejects: pd.DataFrame, files: tuple, first: bool, totals: Totals
-) -> dict:
+    scored: Future[tuple[pd.DataFrame, ReportCounts]],
+    rejects: pd.DataFrame,
+    files: tuple[Writable, Writable],
+    first: bool,
+    totals: Totals,
+) -> ReportCounts:
     """Append one chunk's results and rejects, in file order (one writer thread)."""
     results, counts = scored.result()
     started = time.perf_counter()
@@ -316,28 +342,25 @@ def write_piece(
 
 def score_stream(
     blocks: Iterable[bytes],
-    model,
-    max_rejected_share: float,
-    results_file,
-    rejects_file,
-    chunk_bytes: int = CHUNK_BYTES,
-    reasons: bool = False,
-    limits: Limits = Limits(),
-) -> tuple[dict[str, Any], Totals]:
+    model: ScoringModel,
+    policy: ScoringPolicy,
+    results_file: Writable,
+    rejects_file: Writable,
+) -> tuple[ReportCounts, Totals]:
     """Score a byte stream into two open binary files; returns the report counts and timings.
 
     Chunks are read and validated in order (row numbers and duplicate ids span chunks), scored
     by SCORERS threads, and written in order by one writer thread.
     """
-    totals, seen, columns = Totals(), SeenIds(), None
+    totals, seen, columns, limits = Totals(), SeenIds(), None, policy.limits
     memory.bound_allocator()
     with (
         ThreadPoolExecutor(SCORERS, thread_name_prefix="score-chunk") as scorers,
         ThreadPoolExecutor(1, thread_name_prefix="write-results") as writer,
     ):
-        pending: deque[Future] = deque()
+        pending: deque[Future[ReportCounts]] = deque()
         pieces = record_chunks(
-            decompressed(blocks, limits.max_bytes), chunk_bytes, limits.max_record_bytes
+            decompressed(blocks, limits.max_bytes), policy.chunk_bytes, limits.max_record_bytes
         )
         for index, piece in enumerate(_prefetched(pieces, totals)):
             started = time.perf_counter()
@@ -352,9 +375,11 @@ def score_stream(
             totals.rows_total += upload.rows_total
             totals.rows_rejected += len(rejects)
             totals.examples += list(
-                zip(rejects["row_number"][:3], rejects["reason"][:3], strict=True)
+                zip(rejects["row_number"][:3], rejects["reason"][:3], strict=False)
             )
-            scored = scorers.submit(_timed, totals, "scoring", score_piece, model, upload, reasons)
+            scored = scorers.submit(
+                _timed, totals, "scoring", score_piece, model, upload, policy.reasons
+            )
             pending.append(
                 writer.submit(
                     write_piece, scored, rejects, (results_file, rejects_file), index == 0, totals
@@ -365,15 +390,15 @@ def score_stream(
                 totals.add(pending.popleft().result())
         for job in pending:
             totals.add(job.result())
-    assert totals.counts is not None, "no chunk was scored"
-    counts = merge_counts([totals.counts])
-    counts["failure"] = too_many_rejected(
-        totals.rows_rejected, totals.rows_total, max_rejected_share, sorted(totals.examples)
+    if totals.counts is None:  # record_chunks yields a piece even for an empty stream
+        raise UploadRejected("the file is empty")
+    failure = too_many_rejected(
+        totals.rows_rejected, totals.rows_total, policy.max_rejected_share, sorted(totals.examples)
     )
-    return counts, totals
+    return totals.counts.finished().with_failure(failure), totals
 
 
-def _timed(totals: Totals, stage: str, function, *args):
+def _timed(totals: Totals, stage: str, function: Callable[..., T], *args: Any) -> T:
     started = time.perf_counter()
     try:
         return function(*args)
@@ -398,12 +423,3 @@ def _prefetched(pieces: Iterator[bytes], totals: Totals) -> Iterator[bytes]:
                 return
             upcoming = reader.submit(take)
             yield piece
-
-
-def is_large(size: int, max_bytes: int, above_bytes: int) -> bool:
-    """True if a file of `size` bytes should be scored in chunks; refuses one over the limit."""
-    if size > max_bytes:
-        raise UploadRejected(
-            f"the file is {size / 1e6:.0f} MB; the limit is {max_bytes / 1e6:.0f} MB"
-        )
-    return size > above_bytes

@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import difflib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import islice
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from numpy.typing import ArrayLike
 
 from models.profile import FeatureProfile, ModelProfile
 from retainwise.config.errors import UploadRejected
@@ -101,27 +102,22 @@ def require_columns(frame: pd.DataFrame, profile: ModelProfile) -> pd.DataFrame:
 def numeric_bounds(profile: ModelProfile) -> dict[str, tuple[float, float]]:
     bounds = {}
     for feature in profile.features:
-        if (
-            feature.kind == "numeric"
-            and feature.minimum is not None
-            and feature.maximum is not None
-        ):
-            span = max(feature.maximum - feature.minimum, 1.0)
-            bounds[feature.name] = (
-                feature.minimum - RANGE_MARGIN * span,
-                feature.maximum + RANGE_MARGIN * span,
-            )
+        low, high = feature.minimum, feature.maximum
+        if feature.kind == "numeric" and low is not None and high is not None:
+            span = max(high - low, 1.0)
+            bounds[feature.name] = (low - RANGE_MARGIN * span, high + RANGE_MARGIN * span)
     return bounds
 
 
 def is_flag(feature: FeatureProfile) -> bool:
     """A 0/1 numeric feature, where Yes/No, True/False and Y/N mean 1/0."""
+    low, high = feature.minimum, feature.maximum
     return (
         feature.kind == "numeric"
-        and feature.minimum is not None
-        and feature.minimum >= 0
-        and feature.maximum is not None
-        and feature.maximum <= 1
+        and low is not None
+        and high is not None
+        and low >= 0
+        and high <= 1
     )
 
 
@@ -157,13 +153,14 @@ def to_float(text: pa.Array) -> pa.Array:
         )
 
 
-def cast_whole(column, comma_decimal: bool) -> np.ndarray | None:
+def cast_whole(column: pa.Array | pa.ChunkedArray, comma_decimal: bool) -> np.ndarray | None:
     """One Arrow cast when every cell is a plain number ("29,85" ones too in a `;` file)."""
     attempts = [column] + ([pc.replace_substring(column, ",", ".")] if comma_decimal else [])
     for attempt in attempts:
         try:
             pc.cast(attempt.slice(0, CAST_SAMPLE), pa.float64())  # a doomed cast fails cheaply
-            return pc.cast(attempt, pa.float64()).to_numpy(zero_copy_only=False)
+            values: np.ndarray = pc.cast(attempt, pa.float64()).to_numpy(zero_copy_only=False)
+            return values
         except pa.ArrowInvalid:
             continue
     return None
@@ -194,7 +191,8 @@ def parse_numbers(raw: pd.Series, comma_decimal: bool, flag: bool) -> tuple[pd.S
 def parse_notations(
     text: pa.Array, comma_decimal: bool, flag: bool
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Numbers from grouped, decimal-comma, boolean or missing-marker text: (values, unparsed)."""
+    """Numbers from grouped, decimal-comma, boolean or missing-marker text: (values,
+    unparseable)."""
     null = pa.scalar(None, text.type)
     lower = pc.utf8_lower(text)
     missing = pc.is_in(lower, value_set=pa.array(sorted(MISSING_MARKERS), text.type))
@@ -229,7 +227,7 @@ def category_lookup(feature: FeatureProfile) -> dict[str, str]:
     return lookup
 
 
-def factorize_text(raw: pd.Series) -> tuple[np.ndarray, list]:
+def factorize_text(raw: pd.Series) -> tuple[np.ndarray, list[Any]]:
     """(int32 code per cell, -1 for missing; distinct values in order of first appearance), as
     pd.factorize gives them, from one Arrow dictionary encoding (no int64 copies of the codes)."""
     text = arrow_column(raw)
@@ -242,14 +240,26 @@ def factorize_text(raw: pd.Series) -> tuple[np.ndarray, list]:
     )
 
 
-def parse_categories(
-    raw: pd.Series, feature: FeatureProfile
-) -> tuple[pd.Series, dict[str, Any], tuple]:
-    """(training spelling of each value, counts for the report, (codes, spellings, rows per
-    code) for drift); Python runs per distinct value, not per cell."""
+class CategoryCodes(NamedTuple):
+    """A categorical column as codes: what drift counts are made from without hashing text."""
+
+    codes: np.ndarray  # int32 per cell, -1 for missing
+    spellings: list[Any]  # the training spelling per code (NaN: missing)
+    rows_per_code: np.ndarray  # missing rows last
+
+
+class ParsedCategories(NamedTuple):
+    values: pd.Series  # the training spelling of each cell, as a Categorical
+    quality: dict[str, Any]  # counts for the report
+    codes: CategoryCodes
+
+
+def parse_categories(raw: pd.Series, feature: FeatureProfile) -> ParsedCategories:
+    """A categorical column in training spellings, its report counts and its codes; Python runs
+    per distinct value, not per cell."""
     codes, uniques = factorize_text(raw)
     lookup, known = category_lookup(feature), set(feature.categories)
-    canonical = []
+    canonical: list[Any] = []  # a training spelling, the text as uploaded, or NaN (missing)
     for value in uniques:
         text = " ".join(str(value).split())
         canonical.append(lookup.get(text.lower(), str(value).strip()) if text else np.nan)
@@ -257,12 +267,12 @@ def parse_categories(
     rows_per_code = code_counts(codes, len(canonical))
     unknown: dict[str, int] = {}
     missing = int(rows_per_code[-1])
-    for value, count in zip(canonical, rows_per_code[:-1], strict=True):
+    for value, count in zip(canonical, rows_per_code[:-1], strict=False):
         if value is np.nan:
             missing += int(count)
         elif isinstance(value, str) and value not in known and count:  # str: not NaN
             unknown[value] = unknown.get(value, 0) + int(count)
-    return (
+    return ParsedCategories(
         values,
         {
             "kind": "categorical",
@@ -270,7 +280,7 @@ def parse_categories(
             "unknown": sum(unknown.values()),
             "unknown_values": top_counts(unknown),
         },
-        (codes, canonical, rows_per_code),
+        CategoryCodes(codes, canonical, rows_per_code),
     )
 
 
@@ -279,14 +289,14 @@ def code_counts(codes: np.ndarray, distinct: int) -> np.ndarray:
     return np.bincount(np.where(codes < 0, distinct, codes), minlength=distinct + 1)
 
 
-def category_column(codes: np.ndarray, canonical: list, index: pd.Index) -> pd.Series:
+def category_column(codes: np.ndarray, canonical: list[Any], index: pd.Index) -> pd.Series:
     """The training spellings as a pandas Categorical (NaN = missing): the encoder reads its
     integer codes instead of hashing every cell's text again."""
     position: dict[str, int] = {}  # several spellings may map to one training category
-    listed = [
+    positions = [
         -1 if value is np.nan else position.setdefault(value, len(position)) for value in canonical
     ] + [-1]  # code -1 -> last, missing
-    table = np.array(listed, dtype=np.int8 if len(position) < 127 else np.int32)
+    table = np.array(positions, dtype=np.int8 if len(position) < 127 else np.int32)
     categories = pd.Index(list(position), dtype=object)
     return pd.Series(
         pd.Categorical.from_codes(table[codes], categories=categories, validate=False),
@@ -295,10 +305,10 @@ def category_column(codes: np.ndarray, canonical: list, index: pd.Index) -> pd.S
     )
 
 
-def value_counts(rows_per_code: np.ndarray, canonical: list) -> dict[str | None, int]:
+def value_counts(rows_per_code: np.ndarray, canonical: list[Any]) -> dict[str | None, int]:
     """Rows per training-spelled value from the rows per code (missing last): no string hashing."""
     counts: dict[str | None, int] = {None: int(rows_per_code[-1])}
-    for value, count in zip(canonical, rows_per_code[:-1], strict=True):
+    for value, count in zip(canonical, rows_per_code[:-1], strict=False):
         key = None if value is np.nan else value
         counts[key] = counts.get(key, 0) + int(count)
     return counts
@@ -326,7 +336,7 @@ def build_expectations(profile: ModelProfile) -> list[tuple[Any, str]]:
 
 
 @lru_cache(maxsize=1)
-def _batch_definition():
+def _batch_definition() -> Any:
     """GX's ephemeral context takes about a second to build; one per process is enough."""
     import great_expectations as gx
 
@@ -373,7 +383,9 @@ def failing_rows(checked: pd.DataFrame, profile: ModelProfile) -> dict[str, np.n
     }
 
 
-def run_suite(validator, profile: ModelProfile, only: set[str] | None) -> list[tuple[str, Any]]:
+def run_suite(
+    validator: Any, profile: ModelProfile, only: set[str] | None
+) -> list[tuple[str, Any]]:
     """(check name, GX result) of the profile's expectations (those named in `only`, if given)."""
     import great_expectations as gx
 
@@ -385,7 +397,7 @@ def run_suite(validator, profile: ModelProfile, only: set[str] | None) -> list[t
     for outcome in result.results:
         if outcome.exception_info.get("raised_exception"):
             raise RuntimeError(f"validation could not run: {outcome.exception_info}")
-    return [(check, outcome) for (_, check), outcome in zip(checks, result.results, strict=True)]
+    return [(check, outcome) for (_, check), outcome in zip(checks, result.results, strict=False)]
 
 
 class Reasons:
@@ -396,7 +408,9 @@ class Reasons:
         self.kind = np.full(rows, None, dtype=object)
         self.rejected = np.zeros(rows, dtype=bool)
 
-    def add(self, mask: np.ndarray, kind: str, messages) -> None:
+    def add(
+        self, mask: np.ndarray, kind: str, messages: str | Callable[[np.ndarray], list[str]]
+    ) -> None:
         """`messages`: one string for all, or a function of the new rows' positions."""
         new = np.asarray(mask, dtype=bool) & ~self.rejected
         if not new.any():
@@ -407,13 +421,26 @@ class Reasons:
         self.rejected |= new
 
 
+@dataclass
+class CastFeatures:
+    """The upload's features cast once, column by column, for scoring and for the checks."""
+
+    prepared: dict[str, pd.Series]  # features to score
+    checked: pd.DataFrame  # the all-float64 check frame GX runs on
+    columns: dict[str, dict[str, Any]]  # per-column counts for the report
+    unparseable: dict[str, pd.Series]  # per numeric feature: cells that are no number
+    codes: dict[str, CategoryCodes]  # per categorical feature
+
+
 def cast_features(
     frame: pd.DataFrame, profile: ModelProfile, ids: pd.Series, comma_decimal: bool
-) -> tuple[dict, pd.DataFrame, dict, dict, dict]:
-    """(features to score, float64 check frame for GX, per-column counts, unparseable masks,
-    category codes)."""
+) -> CastFeatures:
+    """Every feature cast (numbers in any common notation, categories to training spellings)."""
     checked = pd.DataFrame({ID_PRESENT: np.where(ids.notna(), 1.0, np.nan)}, index=frame.index)
-    prepared, columns, unparseable, codes = {}, {}, {}, {}
+    prepared: dict[str, pd.Series] = {}
+    columns: dict[str, dict[str, Any]] = {}
+    unparseable: dict[str, pd.Series] = {}
+    codes: dict[str, CategoryCodes] = {}
     for feature in profile.features:
         raw = frame[feature.name]
         if feature.kind == "numeric":
@@ -427,15 +454,15 @@ def cast_features(
         else:
             values, columns[feature.name], codes[feature.name] = parse_categories(raw, feature)
         prepared[feature.name] = values
-    return prepared, checked, columns, unparseable, codes
+    return CastFeatures(prepared, checked, columns, unparseable, codes)
 
 
 def row_reasons(
     frame: pd.DataFrame,
     profile: ModelProfile,
     checked: pd.DataFrame,
-    columns: dict,
-    unparseable: dict,
+    columns: dict[str, dict[str, Any]],
+    unparseable: dict[str, pd.Series],
 ) -> Reasons:
     """Missing id, then unparseable, then out-of-range (the last two from the GX suite)."""
     rows = len(frame)
@@ -452,22 +479,32 @@ def row_reasons(
         reasons.add(
             mask.to_numpy(),
             f"not a number: {name}",
-            lambda pos, raw=frame[name], n=name: [
-                f"{n}: {v!r} is not a number" for v in raw.iloc[pos]
-            ],
+            not_a_number(name, frame[name]),
         )
     for name, (low, high) in numeric_bounds(profile).items():
         mask = mask_of(f"out of range: {name}")
         columns[name]["out_of_range"] = int(mask.sum())
-        values = checked[name].to_numpy()
         reasons.add(
             mask,
             f"out of range: {name}",
-            lambda pos, v=values, n=name, lo=low, hi=high: [
-                f"{n}: {x:g} is outside the plausible range {lo:g} to {hi:g}" for x in v[pos]
-            ],
+            out_of_range(name, checked[name].to_numpy(), low, high),
         )
     return reasons
+
+
+def not_a_number(name: str, raw: pd.Series) -> Callable[[np.ndarray], list[str]]:
+    """The reasons of the rows at some positions whose cell is no number (built when needed)."""
+    return lambda positions: [f"{name}: {v!r} is not a number" for v in raw.iloc[positions]]
+
+
+def out_of_range(
+    name: str, values: np.ndarray, low: float, high: float
+) -> Callable[[np.ndarray], list[str]]:
+    """The reasons of the rows at some positions whose number is implausible."""
+    return lambda positions: [
+        f"{name}: {x:g} is outside the plausible range {low:g} to {high:g}"
+        for x in values[positions]
+    ]
 
 
 def too_many_rejected(
@@ -497,10 +534,9 @@ def validate_upload(
         else pd.Series(np.arange(1, rows + 1).astype(str), dtype=TEXT)
     )
     comma_decimal = table.source.get("delimiter", "comma") != "comma"
-    prepared, checked, columns, unparseable, codes = cast_features(
-        frame, profile, ids, comma_decimal
-    )
-    reasons = row_reasons(frame, profile, checked, columns, unparseable)
+    cast = cast_features(frame, profile, ids, comma_decimal)
+    columns = cast.columns
+    reasons = row_reasons(frame, profile, cast.checked, columns, cast.unparseable)
     numbers = row_numbers(rows, table.malformed)
     add_duplicates(reasons, ids, numbers)
 
@@ -519,7 +555,7 @@ def validate_upload(
     accepted = pd.DataFrame(
         {  # Series keep their dtype: pandas 3 would infer `str` from arrays
             name: values if every_row else values.iloc[keep].set_axis(index)
-            for name, values in prepared.items()
+            for name, values in cast.prepared.items()
         },
         index=index,
     )
@@ -532,7 +568,7 @@ def validate_upload(
             else per_code - code_counts(c[rejected], len(spellings)),
             spellings,
         )
-        for name, (c, spellings, per_code) in codes.items()
+        for name, (c, spellings, per_code) in cast.codes.items()
     }
     return ValidatedUpload(
         accepted,
@@ -543,7 +579,7 @@ def validate_upload(
             len(rejects),
             rows_total,
             max_rejected_share,
-            zip(rejects["row_number"], rejects["reason"], strict=True),
+            zip(rejects["row_number"], rejects["reason"], strict=False),
         ),
         quality,
         dict(table.source),
@@ -654,8 +690,11 @@ def reject_table(
     return rejects.astype({"row_number": "int64"})
 
 
-def reject_rows(original: pd.DataFrame, positions: np.ndarray, numbers, reasons) -> pd.DataFrame:
-    """Row number, reason, then the rows' cells as uploaded (a clashing name gets a suffix)."""
+def reject_rows(
+    original: pd.DataFrame, positions: np.ndarray, numbers: ArrayLike, reasons: ArrayLike
+) -> pd.DataFrame:
+    """Row number, reason, then the rows' cells exactly as uploaded (a clashing name gets a
+    suffix)."""
     cells = original.iloc[positions].reset_index(drop=True)
     head = pd.DataFrame(
         {

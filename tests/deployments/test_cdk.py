@@ -207,6 +207,23 @@ SERVICES = {
 }
 
 
+EXPECTED_SECRETS = {
+    "worker": {"PREFECT_API_KEY"},
+    "api": {"RETAINWISE_DATABASE_SECRET", "RETAINWISE_SESSION_SECRET"},
+}
+
+
+def test_the_api_gets_its_own_database_login_and_the_generated_session_secret(stack, template):
+    injected = {s["Name"]: s["ValueFrom"] for s in container(template, SERVICES["api"])["Secrets"]}
+    assert injected["RETAINWISE_DATABASE_SECRET"] == {
+        "Ref": logical_id(stack, stack.database.api_login)
+    }
+    session = logical_id(stack, stack.session_secret)
+    assert injected["RETAINWISE_SESSION_SECRET"] == {"Ref": session}
+    generated = resources(template, "AWS::SecretsManager::Secret")[session]["Properties"]
+    assert generated["GenerateSecretString"]["PasswordLength"] >= 32
+
+
 def app_secret_ref(stack) -> dict:
     return {"Ref": logical_id(stack, stack.database.app_login)}
 
@@ -215,15 +232,15 @@ def app_secret_ref(stack) -> dict:
 def test_secrets_come_through_ecs_secrets_never_plain_environment(stack, template, service):
     definition = container(template, SERVICES[service])
     injected = {s["Name"]: s["ValueFrom"] for s in definition["Secrets"]}
-    # the worker only talks to Prefect and ECS: it never gets a database secret
-    assert set(injected) == (
-        {"PREFECT_API_KEY"}
-        if service == "worker"
-        else {"RETAINWISE_DATABASE_SECRET", "PREFECT_API_KEY"}
+    # the worker only talks to Prefect and ECS: it never gets a database secret; the API creates
+    # no flow run, so it never gets the Prefect key, and it signs sessions with one shared secret
+    assert set(injected) == EXPECTED_SECRETS.get(
+        service, {"RETAINWISE_DATABASE_SECRET", "PREFECT_API_KEY"}
     )
-    if service != "worker":  # the rows-only app user, never the owner
+    if service not in ("worker", "api"):  # the rows-only app user, never the owner
         assert injected["RETAINWISE_DATABASE_SECRET"] == app_secret_ref(stack)
     environment = {e["Name"]: e["Value"] for e in definition["Environment"]}
+    assert (environment.get("RETAINWISE_SESSION_HTTPS_ONLY") == "true") == (service == "api")
     assert environment["RETAINWISE_ENV"] == "production"
     assert not [n for n in environment if re.search("KEY|PASSWORD|SECRET|DATABASE_URL|TOKEN", n)]
     assert "postgresql" not in json.dumps(environment)
@@ -244,16 +261,20 @@ def test_only_migrate_execution_role_can_read_the_owner_secret(stack, template):
     execution role of its own (prefect.yaml), is the one place the owner's secret is injected."""
     owner = logical_id(stack, stack.database.secret)
     app = app_secret_ref(stack)["Ref"]
+    api = logical_id(stack, stack.database.api_login)
     services = stack.services
     worker = logical_id(stack, services.worker.task_definition.execution_role)
+    api_task = logical_id(stack, services.api.task_definition.execution_role)
     for role in [d.execution_role for d in services.task_definitions] + [
         services.flow_execution_role
     ]:
         readable = secrets_readable_by(template, stack, role)
         assert owner not in readable
-        # the worker's container gets only the Prefect key
-        assert (app in readable) == (logical_id(stack, role) != worker)
-    assert {owner, app} <= secrets_readable_by(template, stack, services.migrate_execution_role)
+        # the worker's container gets only the Prefect key, the API's its own login
+        assert (app in readable) == (logical_id(stack, role) not in (worker, api_task))
+        assert (api in readable) == (logical_id(stack, role) == api_task)
+    migrate = secrets_readable_by(template, stack, services.migrate_execution_role)
+    assert {owner, app, api} <= migrate
     for role in stack.roles.by_job().values():  # no job's code may fetch any secret itself
         assert not secrets_readable_by(template, stack, role)
 
@@ -291,6 +312,25 @@ def test_scoring_reads_uploads_models_and_results_and_writes_only_results(stack,
         if job == "scoring"
         else {"sqs:SendMessage", "sqs:GetQueueUrl", "sqs:GetQueueAttributes"}
     )
+
+
+@pytest.mark.parametrize("job, prefix", [("api", "uploads"), ("scoring", "results")])
+def test_whoever_writes_multipart_objects_may_abort_them(stack, template, job, prefix):
+    """A 413 or a dropped client aborts the upload; without the right it answered 500."""
+    allowed = grants(statements_of(template, stack, stack.roles.by_job()[job]))
+    aborts = {r for a, r in allowed if a == "s3:AbortMultipartUpload"}
+    writes = {r for a, r in allowed if a == "s3:PutObject"}
+    assert aborts == writes and len(aborts) == 1 and f"/{prefix}/*" in aborts.pop()
+
+
+def test_the_api_reads_model_artifacts_for_the_monitoring_page_and_writes_none(stack, template):
+    allowed = grants(statements_of(template, stack, stack.roles.api))
+    models = logical_id(stack, stack.storage.models)
+    assert (
+        "s3:GetObject",
+        json.dumps({"Fn::Join": ["", [{"Fn::GetAtt": [models, "Arn"]}, "/mlartifacts/*"]]}),
+    ) in allowed
+    assert not [r for a, r in allowed if a == "s3:PutObject" and models in r]
 
 
 def test_training_writes_models_and_never_results(stack, template):

@@ -65,6 +65,7 @@ def prefect_yaml_environment(net, settings) -> dict[str, str]:
         "RETAINWISE_MIGRATE_ROLE_ARN": "arn:aws:iam::123456789012:role/retainwise-migrate",
         "RETAINWISE_DATABASE_SECRET_ARN": DATABASE_SECRET_ARN,
         "RETAINWISE_APP_DATABASE_SECRET_ARN": APP_SECRET_ARN,
+        "RETAINWISE_API_DATABASE_SECRET_ARN": APP_SECRET_ARN.replace("app", "api"),
         "RETAINWISE_PREFECT_API_KEY_SECRET_ARN": PREFECT_KEY_SECRET_ARN,
         "RETAINWISE_VPC_ID": net["vpc"],
         "RETAINWISE_SUBNET_A": net["subnets"][0],
@@ -170,9 +171,10 @@ def test_mocked_ecs_job_renders_a_valid_run_task_and_the_follower_sees_every_sta
     assert definition["networkMode"] == "awsvpc"
     assert container["logConfiguration"]["options"]["awslogs-group"] == "/retainwise/flows"
     # the database logins and the Prefect key reach the flow as ECS secrets, not as environment;
-    # migrate connects as the owner and sets up the app user's role
+    # migrate connects as the owner and sets up the app and API users' roles
     assert sorted((s["name"], s["valueFrom"]) for s in container["secrets"]) == [
         ("PREFECT_API_KEY", PREFECT_KEY_SECRET_ARN),
+        ("RETAINWISE_DATABASE_API_SECRET", APP_SECRET_ARN.replace("app", "api")),
         ("RETAINWISE_DATABASE_APP_SECRET", APP_SECRET_ARN),
         ("RETAINWISE_DATABASE_SECRET", DATABASE_SECRET_ARN),
     ]

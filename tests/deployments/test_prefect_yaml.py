@@ -35,7 +35,8 @@ def test_the_ecs_deployments_point_at_flows_that_load(deployments):
 
 
 def test_job_variables_are_all_known_to_the_ecs_pool(deployments):
-    """Every job variable is one the `ecs` pool's template declares (prefect-aws's, `secrets`)."""
+    """Every job variable is one the `ecs` pool's template declares (prefect-aws's plus
+    `secrets`)."""
     from prefect_aws.workers.ecs_worker import ECSVariables
 
     known = set(default_job_template("ecs")["variables"]["properties"])
@@ -75,11 +76,12 @@ def test_secrets_are_injected_by_ecs_never_through_env(deployments):
     for name, deployment in deployments.items():
         job = deployment["work_pool"]["job_variables"]
         injected = {s["name"]: s["valueFrom"] for s in job["secrets"]}
-        # only migrate connects as the owner (DDL), and sets the app user's role up
+        # only migrate connects as the owner (DDL), and sets the app and API users' roles up
         assert injected == (
             {
                 "RETAINWISE_DATABASE_SECRET": "value-of-RETAINWISE_DATABASE_SECRET_ARN",
                 "RETAINWISE_DATABASE_APP_SECRET": "value-of-RETAINWISE_APP_DATABASE_SECRET_ARN",
+                "RETAINWISE_DATABASE_API_SECRET": "value-of-RETAINWISE_API_DATABASE_SECRET_ARN",
             }
             if name == "migrate"
             else {"RETAINWISE_DATABASE_SECRET": "value-of-RETAINWISE_APP_DATABASE_SECRET_ARN"}

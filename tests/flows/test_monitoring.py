@@ -107,28 +107,22 @@ def test_realised_auc_equals_the_files_and_a_shift_is_flagged(
     assert monitor_json(capsys, "--account", "globex")["uploads"] == []
 
     # concept shift: on the shifted customers the old scores no longer rank who churns
-    later_results = pd.read_csv(
-        io.BytesIO(service.download_results(resources, later)), dtype={"customer_id": str}
-    )
-    flipped = tmp_path / "flipped.csv"
-    flipped.write_bytes(
-        csv_bytes(
-            pd.DataFrame(
-                {
-                    "customer_id": later_results["customer_id"],
-                    "churned": (later_results["churn_probability"] < 0.3).astype(int),
-                }
-            )
-        )
-    )
-    assert (
-        cli.main(["outcomes", "upload", str(flipped), "--prediction", later, "--account", "acme"])
-        == 0
-    )
+    upload_flipped_outcomes(resources, later, "acme", tmp_path)
     capsys.readouterr()
     automation_deployment = train_model.to_deployment(
         name="train-model", triggers=retrain_when_degraded()
     ).apply()
+    # one account's outcomes alone say "degraded" only for an operator to review
+    alone = monitor("churn")
+    review = [a for a in alone["alerts"] if a["event"] == "retainwise.model.degraded-review"]
+    assert review and review[0]["accounts"] == ["acme"]
+    assert "retainwise.model.degraded" not in {a["event"] for a in alone["alerts"]}
+
+    # a second account sees the same: now the automation retrains
+    other = submit(resources, csv_bytes(shifted), account="globex")
+    assert score_upload(other)["status"] == "COMPLETED"
+    upload_flipped_outcomes(resources, other, "globex", tmp_path)
+    capsys.readouterr()
     summary = monitor("churn")
     events = {alert["event"] for alert in summary["alerts"]}
     assert events == {"retainwise.model.degraded", "retainwise.data.drifted"}
@@ -143,6 +137,26 @@ def test_realised_auc_equals_the_files_and_a_shift_is_flagged(
     settings = Settings()
     assert registry.alias_version("churn", "challenger", settings) == "2"
     assert registry.alias_version("churn", "champion", settings) == "1"  # the gate decides
+
+
+def upload_flipped_outcomes(resources, upload: str, account: str, tmp_path) -> None:
+    """Outcomes on which the upload's scores no longer rank who churns (a concept shift)."""
+    results = pd.read_csv(
+        io.BytesIO(service.download_results(resources, upload)), dtype={"customer_id": str}
+    )
+    flipped = tmp_path / f"flipped-{account}.csv"
+    flipped.write_bytes(
+        csv_bytes(
+            pd.DataFrame(
+                {
+                    "customer_id": results["customer_id"],
+                    "churned": (results["churn_probability"] < 0.3).astype(int),
+                }
+            )
+        )
+    )
+    arguments = ["outcomes", "upload", str(flipped), "--prediction", upload, "--account", account]
+    assert cli.main(arguments) == 0
 
 
 def wait_for_run_of(deployment_id, timeout: float = 90.0):

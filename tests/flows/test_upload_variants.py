@@ -27,6 +27,7 @@ from retainwise.config.settings import Settings
 from retainwise.local.sample import synthetic_customers
 from retainwise.uploads.output import result_keys
 from retainwise.uploads.pipeline import score_file
+from retainwise.uploads.policy import ScoringPolicy
 from retainwise.uploads.reading import Limits
 from retainwise.uploads.validation import unknown_categories
 from tests.conftest import telco_path
@@ -55,7 +56,9 @@ def clean(telco):
 def score_bytes(data: bytes, trained, share: float = 0.5):
     """The flow's path without S3 and Prefect: ('FAILED', message, None) or the scored upload."""
     try:
-        scored = score_file(data, trained, Limits(max_bytes=10_000_000), share)
+        scored = score_file(
+            data, trained, ScoringPolicy(Limits(max_bytes=10_000_000), max_rejected_share=share)
+        )
     except UploadRejected as exc:
         return "FAILED", str(exc), None
     if scored.upload.failure:

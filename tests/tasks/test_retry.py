@@ -87,3 +87,28 @@ def test_a_bug_fails_at_once_and_a_network_fault_after_every_try():
     assert calls == {"bug": 1, "network": 4}
     assert bug.startswith("internal error while scoring (KeyError)")
     assert network.startswith("a service could not be reached after 4 tries")
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_an_answer_botocore_retried_is_not_retried_again():
+    """Throttling and 5xx answers were retried by botocore's retry mode inside the call; the
+    task does not multiply its attempts, and the message counts botocore's requests."""
+    calls = []
+
+    @io_task("throttled", retry_delay_seconds=0)
+    def throttled():
+        calls.append(1)
+        error = client_error("SlowDown", 503)
+        error.response["ResponseMetadata"]["RetryAttempts"] = 2
+        raise error
+
+    @flow
+    def once():
+        try:
+            throttled()
+        except ClientError as exc:
+            return describe_failure(exc, "run-1")
+
+    message = once()
+    assert len(calls) == 1
+    assert message.startswith("the file store (S3) could not be reached after 1 try of 3 requests")

@@ -19,7 +19,7 @@ from retainwise.adapters import mlflow_registry as registry
 from retainwise.config.settings import Settings
 from retainwise.entrypoints.app import create_app
 from tests.conftest import free_port, telco_path
-from tests.helpers import wait_for
+from tests.helpers import served
 from tests.ui.browser import CHROMIUM, browser
 
 pytestmark = [
@@ -45,23 +45,8 @@ def telco_model(mlflow_store):
 @pytest.fixture
 def app_url(resources):
     """The app under uvicorn on a free loopback port, in a thread of this process."""
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(resources), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-
-    def started() -> bool:
-        assert thread.is_alive(), "uvicorn exited"
-        return server.started
-
-    wait_for(started, 60, "uvicorn to start")
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with served(create_app(resources), free_port()) as url:
+        yield url
 
 
 @pytest.fixture

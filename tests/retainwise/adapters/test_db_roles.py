@@ -127,6 +127,25 @@ def test_granting_again_is_safe_and_leaves_exactly_row_privileges(owned_database
     }
 
 
+def test_the_guarded_role_reads_accounts_and_never_writes_them_or_touches_api_keys(
+    owned_database, owner, as_app, app_role
+):
+    """The jobs' login when the API has its own: a scoring runner cannot mint or read keys."""
+    migrations.upgrade(owned_database)
+    db_roles.grant_rows_only(owner, app_role, PASSWORD, guarded=True)
+    with as_app.connect() as conn:
+        conn.execute(sa.text("SELECT count(*) FROM accounts"))
+    assert refused(as_app, "SELECT * FROM api_keys") == TABLE_DENIED
+    assert refused(as_app, "INSERT INTO accounts (name) VALUES ('mallory')") == TABLE_DENIED
+    assert refused(as_app, "UPDATE accounts SET name = 'x'") == TABLE_DENIED
+    assert refused(as_app, "DELETE FROM api_keys") == TABLE_DENIED
+    rows = granted(owner, app_role)
+    assert ("accounts", "SELECT") in rows and not {t for t, _ in rows} & {"api_keys"}
+    assert {("predictions", p) for p in ("SELECT", "INSERT", "UPDATE", "DELETE")} <= rows
+    db_roles.grant_rows_only(owner, app_role, PASSWORD)  # unguarded again: rows everywhere
+    assert ("api_keys", "INSERT") in granted(owner, app_role)
+
+
 def test_tables_a_later_migration_adds_are_usable_without_granting_again(
     owned_database, owner, as_app, app_role
 ):

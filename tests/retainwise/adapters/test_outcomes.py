@@ -1,9 +1,11 @@
-"""The outcomes table on SQLite and PostgreSQL: beside the score, replaced per upload, scoped."""
+"""The outcomes table on SQLite and PostgreSQL: stored beside the score, replaced per upload,
+scoped; and an upload's scored rows read from S3 for a join."""
 
 import pandas as pd
 
 from retainwise.adapters import db
-from retainwise.adapters.outcomes import labelled_rows, replace_outcomes
+from retainwise.adapters.outcomes import labelled_rows, replace_outcomes, scored_rows
+from tests.retainwise.adapters.test_aws import s3 as s3  # the moto bucket fixture
 
 
 def joined(ids, churned):
@@ -45,3 +47,22 @@ def test_reads_are_scoped_by_account_and_upload(migrated_engine):
     assert labelled_rows(migrated_engine, account="acme")["prediction_id"].tolist() == [mine]
     assert len(labelled_rows(migrated_engine, prediction_id=theirs)) == 2
     assert len(labelled_rows(migrated_engine, "churn")) == 3
+
+
+def test_only_the_named_customers_scored_rows_are_read_from_s3(s3):  # noqa: F811
+    """Streamed from a real (moto) object: three columns, the named ids, duplicates kept."""
+    customers = [f"c{i}" for i in range(50_000)]
+    results = pd.DataFrame(
+        {
+            "customer_id": [*customers, "c7", "'=x"],
+            "churn_probability": [i / 50_002 for i in range(50_002)],
+            "churn_risk": ["LOW"] * 50_002,
+            "predicted_churn": [0] * 50_002,
+        }
+    )
+    s3.put_object(Bucket="writes", Key="r.csv", Body=results.to_csv(index=False).encode())
+    rows = scored_rows(s3, "writes", "r.csv", {"c3", "c7", "'=x", "absent"})
+    assert list(rows.columns) == ["customer_id", "churn_probability", "churn_risk"]
+    assert sorted(rows["customer_id"]) == ["'=x", "c3", "c7", "c7"]
+    assert rows["churn_probability"].dtype == float
+    assert scored_rows(s3, "writes", "r.csv", set()).empty

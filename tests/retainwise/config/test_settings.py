@@ -1,10 +1,12 @@
 """Production settings never fall back to the local stack's SQLite or file-based MLflow."""
 
+import re
+
 import pytest
 from pydantic import ValidationError
 
 from retainwise.config.errors import MissingSetting
-from retainwise.config.settings import Settings
+from retainwise.config.settings import Settings, check_production
 
 URL_VARIABLES = {
     "db_url": "RETAINWISE_DATABASE_URL",
@@ -20,6 +22,8 @@ def bare_environment(monkeypatch, tmp_path):
         "RETAINWISE_ENV",
         "RETAINWISE_DATABASE_SECRET",
         "RETAINWISE_DATABASE_APP_SECRET",
+        "RETAINWISE_SESSION_SECRET",
+        "RETAINWISE_SESSION_HTTPS_ONLY",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("RETAINWISE_HOME", str(tmp_path))
@@ -138,3 +142,59 @@ def test_the_app_login_comes_from_its_secret_and_production_needs_it(bare_enviro
         ),
     )
     assert Settings().app_login == ("retainwise_app", "p@ss")
+
+
+SAFE_PRODUCTION = {
+    "RETAINWISE_ENV": "production",
+    "RETAINWISE_DATABASE_URL": "postgresql+psycopg://u@db:5432/retainwise",
+    "RETAINWISE_MLFLOW_TRACKING_URI": "postgresql+psycopg://u@db:5432/mlflow",
+    "RETAINWISE_SESSION_SECRET": "s" * 32,
+    "RETAINWISE_SESSION_HTTPS_ONLY": "true",
+}
+
+
+@pytest.fixture
+def production(bare_environment):
+    for name, value in SAFE_PRODUCTION.items():
+        bare_environment.setenv(name, value)
+    return bare_environment
+
+
+def test_a_safe_production_has_no_problems(production):
+    assert Settings().production_problems(serves_web=True) == []
+    check_production(Settings(), serves_web=True)
+
+
+@pytest.mark.parametrize(
+    "variable, value, named",
+    [
+        ("RETAINWISE_SESSION_SECRET", None, "RETAINWISE_SESSION_SECRET is not set"),
+        ("RETAINWISE_SESSION_SECRET", "short", "RETAINWISE_SESSION_SECRET is too short"),
+        ("RETAINWISE_SESSION_HTTPS_ONLY", "false", "RETAINWISE_SESSION_HTTPS_ONLY is not true"),
+        ("RETAINWISE_DATABASE_URL", None, "RETAINWISE_DATABASE_URL (or"),
+        ("RETAINWISE_DATABASE_URL", "sqlite:///x.db", "RETAINWISE_DATABASE_URL is a local file"),
+        (
+            "RETAINWISE_MLFLOW_TRACKING_URI",
+            "file:///m",
+            "RETAINWISE_MLFLOW_TRACKING_URI is a local",
+        ),
+    ],
+)
+def test_production_names_each_unsafe_setting(production, variable, value, named):
+    if value is None:
+        production.delenv(variable)
+    else:
+        production.setenv(variable, value)
+    with pytest.raises(MissingSetting, match=re.escape(named)):
+        check_production(Settings(), serves_web=True)
+
+
+def test_every_problem_is_named_at_once_and_sessions_only_where_the_web_app_is(bare_environment):
+    bare_environment.setenv("RETAINWISE_ENV", "production")
+    assert len(Settings().production_problems(serves_web=True)) == 4
+    names = " ".join(Settings().production_problems(serves_web=False))
+    assert "DATABASE_URL" in names and "MLFLOW" in names and "SESSION" not in names
+
+
+def test_locally_nothing_is_refused(bare_environment):
+    assert Settings().production_problems(serves_web=True) == []

@@ -26,6 +26,18 @@ def test_stack_env_round_trips_and_real_variables_win(tmp_path, monkeypatch):
     assert os.environ["PREFECT_LOGGING_LEVEL"] == "DEBUG"
 
 
+def test_prefect_reads_the_per_run_savings_under_the_names_the_stack_sets(monkeypatch):
+    """A misspelt setting would be ignored silently; Prefect's own Settings must see each one."""
+    from prefect.settings import Settings as PrefectSettings
+
+    for key, value in stack.PER_RUN_SAVINGS.items():
+        monkeypatch.setenv(key, value)
+    prefect = PrefectSettings()
+    assert prefect.server.api.csrf_protection_enabled is False
+    assert prefect.client.csrf_support_enabled is False
+    assert prefect.logging.to_api.batch_interval == 5
+
+
 def test_a_missing_stack_env_changes_nothing(tmp_path, monkeypatch):
     # a stray .env where the CLI runs must not stand in for the missing stack.env
     (tmp_path / ".env").write_text("RETAINWISE_STRAY=from-dot-env\n")

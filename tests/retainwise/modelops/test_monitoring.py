@@ -110,6 +110,7 @@ def test_drift_above_the_limit_on_the_latest_upload_alerts():
             "plan": {"psi": 0.3, "unseen_share": 0.0},
             "age": {"psi": 0.1, "unseen_share": 0.0},
         },
+        "drift_alert_psi": 0.25,
     }
     (alert,) = alerts(figures)
     assert alert["event"] == "retainwise.data.drifted"

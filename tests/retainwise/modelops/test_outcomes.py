@@ -4,7 +4,14 @@ import pandas as pd
 import pytest
 
 from retainwise.config.errors import UploadRejected
-from retainwise.modelops.outcomes import join_outcomes
+from retainwise.modelops.monitoring import MIN_LABELLED_ROWS
+from retainwise.modelops.outcomes import (
+    DEGRADED,
+    FOR_REVIEW,
+    gate_retraining,
+    join_outcomes,
+    outcome_ids,
+)
 
 RESULTS = pd.DataFrame(
     {
@@ -64,3 +71,41 @@ def test_observed_at_is_parsed_and_checked():
 def test_missing_columns_are_named():
     with pytest.raises(UploadRejected, match="missing churned"):
         join_outcomes(pd.DataFrame({"customer_id": ["a"]}), RESULTS)
+
+
+def test_the_ids_to_read_are_the_usable_rows_as_results_store_them():
+    outcomes = pd.DataFrame({"customer_id": ["a", "=d", "", "a", "e"], "churned": list("11101")})
+    assert outcome_ids(outcomes) == {"a", "'=d", "e"}
+
+
+def figures_with(accounts_below_floor: list[str], rows: int = MIN_LABELLED_ROWS) -> dict:
+    healthy = {"account": "initech", "model_version": "1", "rows": rows, "roc_auc": 0.85}
+    return {
+        "accounts": [
+            {**healthy, "expected_calibration_error": 0.02},
+            *(
+                {**healthy, "account": a, "roc_auc": 0.4, "expected_calibration_error": 0.02}
+                for a in accounts_below_floor
+            ),
+        ],
+        "alerts": [
+            {"event": DEGRADED, "model_version": "1", "reasons": ["realised ROC AUC 0.5"]},
+            {"event": "retainwise.data.drifted", "model_version": "1", "columns": {}},
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    "accounts, event",
+    [([], FOR_REVIEW), (["acme"], FOR_REVIEW), (["acme", "globex"], DEGRADED)],
+)
+def test_one_accounts_outcomes_alone_never_start_a_retraining(accounts, event):
+    gated = gate_retraining(figures_with(accounts))
+    assert [a["event"] for a in gated] == [event, "retainwise.data.drifted"]
+    if event == FOR_REVIEW:
+        assert gated[0]["accounts"] == accounts
+
+
+def test_accounts_with_too_few_labels_do_not_count():
+    gated = gate_retraining(figures_with(["acme", "globex"], rows=MIN_LABELLED_ROWS - 1))
+    assert gated[0]["event"] == FOR_REVIEW

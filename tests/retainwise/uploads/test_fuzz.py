@@ -22,6 +22,7 @@ from retainwise.config.errors import UploadRejected
 from retainwise.local.sample import synthetic_customers
 from retainwise.uploads import streaming
 from retainwise.uploads.pipeline import score_file
+from retainwise.uploads.policy import ScoringPolicy
 from retainwise.uploads.reading import Limits, read_upload
 
 EXAMPLES = int(os.environ.get("RETAINWISE_FUZZ_EXAMPLES", "40"))
@@ -130,7 +131,7 @@ def test_a_lone_carriage_return_in_a_quoted_field_keeps_its_row():
 @given(data=uploads())
 def test_whole_file_pipeline_scores_plus_rejects_equals_rows(model, data):
     try:
-        scored = score_file(data, model, LIMITS, max_rejected_share=1.0)
+        scored = score_file(data, model, ScoringPolicy(LIMITS, max_rejected_share=1.0))
     except UploadRejected:
         return
     upload = scored.upload
@@ -144,14 +145,13 @@ def test_chunked_reader_scores_plus_rejects_equals_rows(model, data, chunk_bytes
     blocks = (data[i : i + block] for i in range(0, len(data), block))
     results, rejects = io.BytesIO(), io.BytesIO()
     try:
-        counts, totals = streaming.score_stream(
-            blocks, model, 1.0, results, rejects, chunk_bytes, limits=LIMITS
-        )
+        policy = ScoringPolicy(LIMITS, chunk_bytes=chunk_bytes, max_rejected_share=1.0)
+        counts, totals = streaming.score_stream(blocks, model, policy, results, rejects)
     except UploadRejected as exc:
         assert str(exc)
         return
     written = pd.read_csv(io.BytesIO(results.getvalue()), dtype=str, keep_default_na=False)
-    assert counts["rows_total"] == totals.rows_total
-    assert counts["rows_scored"] + counts["rows_rejected"] == counts["rows_total"]
-    assert counts["rows_rejected"] == totals.rows_rejected
-    assert len(written) == counts["rows_scored"]
+    assert counts.rows_total == totals.rows_total
+    assert counts.rows_scored + counts.rows_rejected == counts.rows_total
+    assert counts.rows_rejected == totals.rows_rejected
+    assert len(written) == counts.rows_scored

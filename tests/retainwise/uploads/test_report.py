@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from models.profile import FeatureProfile, ModelProfile
+from retainwise.uploads.policy import ScoringPolicy
 from retainwise.uploads.reading import read_upload
 from retainwise.uploads.report import (
-    PSI_FLAG,
     build_report,
     drift_from_counts,
     numeric_shares,
@@ -82,7 +82,7 @@ def results_for(upload):
 def test_psi_is_zero_for_the_same_distribution_and_grows_with_shift():
     assert psi([0.5, 0.5], [0.5, 0.5]) == 0.0
     assert psi([0.5, 0.5], [0.45, 0.55]) < 0.1
-    assert psi([0.5, 0.5], [0.1, 0.9]) > PSI_FLAG
+    assert psi([0.5, 0.5], [0.1, 0.9]) > ScoringPolicy.drift_alert_psi
     assert np.isfinite(psi([0.5, 0.5, 0.0], [0.4, 0.4, 0.2]))  # empty bucket floored
 
 
@@ -107,7 +107,10 @@ def test_same_population_is_not_drift_and_a_shifted_one_is_flagged():
     assert all(score < 0.05 for score in drift(same).values())
     scores = drift(shifted)
     assert set(scores) == {"tenure", "contract"}  # no training shares for plan: not measured
-    assert scores["tenure"] > PSI_FLAG and scores["contract"] > PSI_FLAG
+    assert (
+        scores["tenure"] > ScoringPolicy.drift_alert_psi
+        and scores["contract"] > ScoringPolicy.drift_alert_psi
+    )
 
 
 def test_report_accounts_for_rows_and_describes_each_column():
@@ -164,3 +167,12 @@ def test_summary_markdown_is_a_table_with_the_report_key():
 def test_profiles_without_training_distribution_round_trip(bins):
     profile = ModelProfile("id", "y", [FeatureProfile("x", "numeric", 0.0, 1.0, bin_edges=bins)])
     assert ModelProfile.from_dict(json.loads(json.dumps(profile.to_dict()))) == profile
+
+
+def test_the_drift_alert_level_is_the_policys():
+    shifted = upload_of(RNG.uniform(50, 72, 3000), ["Yearly"] * 3000)
+    flagged = build_report(shifted, None, MODEL)
+    assert flagged["drift_threshold"] == ScoringPolicy.drift_alert_psi
+    assert set(flagged["drifted_features"]) == {"tenure", "contract"}
+    relaxed = build_report(shifted, None, MODEL, drift_alert_psi=100.0)
+    assert relaxed["drift_threshold"] == 100.0 and relaxed["drifted_features"] == []

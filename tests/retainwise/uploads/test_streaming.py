@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import time
 
 import numpy as np
 import pandas as pd
@@ -15,7 +16,7 @@ from retainwise.config.errors import UploadRejected
 from retainwise.local.sample import synthetic_customers
 from retainwise.uploads import streaming
 from retainwise.uploads.pipeline import score_file
-from retainwise.uploads.reading import Limits
+from retainwise.uploads.policy import ScoringPolicy
 from retainwise.uploads.report import build_report, report_from_counts
 
 
@@ -39,7 +40,7 @@ def messy_upload(rows: int = 600) -> bytes:
 
 def whole_file(data: bytes, model: LoadedModel, share: float = 1.0):
     """(results, rejects, report) as the whole-file path makes them."""
-    scored = score_file(data, model, Limits(), share)
+    scored = score_file(data, model, ScoringPolicy(max_rejected_share=share))
     read = lambda b: pd.read_csv(io.BytesIO(b), dtype=str)  # noqa: E731
     results = read(scored.results_csv).astype({"churn_probability": float})
     rejects = read(scored.rejects_csv).astype({"row_number": int})
@@ -49,7 +50,8 @@ def whole_file(data: bytes, model: LoadedModel, share: float = 1.0):
 def chunked(data: bytes, model: LoadedModel, chunk_bytes: int, share: float = 1.0):
     results, rejects = io.BytesIO(), io.BytesIO()
     blocks = (data[i : i + 1000] for i in range(0, len(data), 1000))
-    counts, _ = streaming.score_stream(blocks, model, share, results, rejects, chunk_bytes)
+    policy = ScoringPolicy(chunk_bytes=chunk_bytes, max_rejected_share=share)
+    counts, _ = streaming.score_stream(blocks, model, policy, results, rejects)
     read = lambda b: pd.read_csv(io.BytesIO(b.getvalue()), dtype=str)  # noqa: E731
     scored = read(results).astype({"churn_probability": float})
     return scored, read(rejects).astype({"row_number": int}), report_from_counts(counts, model)
@@ -188,3 +190,29 @@ def test_merging_two_runs_of_seen_ids_equals_sorting_them_together(sizes):
     order = np.argsort(everything, kind="stable")
     assert keys.tolist() == everything[order].tolist()
     assert rows.tolist() == np.concatenate([runs[0][1], runs[1][1]])[order].tolist()
+
+
+def test_stage_seconds_added_from_many_threads_at_once_are_all_kept():
+    """The reader, the scorers and the writer time their stages at the same time; a thread
+    switch between reading and writing a stage's sum (forced here) loses no time."""
+    import threading
+
+    class Switching(dict):
+        def __getitem__(self, stage):
+            value = super().__getitem__(stage)
+            time.sleep(0)  # let another thread run between the read and the write
+            return value
+
+    totals = streaming.Totals()
+    totals.seconds = Switching(totals.seconds)
+
+    def add() -> None:
+        for _ in range(2_000):
+            totals.timed("scoring", 0.0, now=1.0)
+
+    threads = [threading.Thread(target=add) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert totals.seconds["scoring"] == 8_000.0

@@ -1,0 +1,46 @@
+"""How an upload is scored: limits, when and how to cut it into chunks, what fails it.
+
+Built once from Settings (`ScoringPolicy.from_settings`) and passed whole, so no caller unpacks
+settings into positional arguments and no default is written beside the one in Settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from retainwise.config.errors import UploadRejected
+from retainwise.config.settings import Settings, setting_default
+from retainwise.uploads.reading import Limits
+
+
+@dataclass(frozen=True)
+class ScoringPolicy:
+    """Everything the scoring of one upload reads from configuration."""
+
+    limits: Limits = field(default_factory=Limits)
+    chunked_above_bytes: int = setting_default("chunked_above_bytes")  # larger: in chunks
+    chunk_bytes: int = setting_default("chunk_bytes")  # about this many bytes per chunk
+    max_rejected_share: float = setting_default("max_rejected_share")  # more rejected: FAILED
+    reasons: bool = setting_default("top_reasons")  # results get a top_reasons column
+    drift_alert_psi: float = setting_default("drift_alert_psi")  # above: a feature drifted
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ScoringPolicy:
+        return cls(
+            limits=Limits.from_settings(settings),
+            chunked_above_bytes=settings.chunked_above_bytes,
+            chunk_bytes=settings.chunk_bytes,
+            max_rejected_share=settings.max_rejected_share,
+            reasons=settings.top_reasons,
+            drift_alert_psi=settings.drift_alert_psi,
+        )
+
+    def is_large(self, size: int) -> bool:
+        """True if a file of `size` (decompressed) bytes is scored in chunks; refuses one over
+        the limit."""
+        limit = self.limits.max_bytes
+        if size > limit:
+            raise UploadRejected(
+                f"the file is {size / 1e6:.0f} MB; the limit is {limit / 1e6:.0f} MB"
+            )
+        return size > self.chunked_above_bytes

@@ -1,0 +1,214 @@
+"""One way to score an uploaded object, wherever it lives: route it, score it whole or in chunks.
+
+The flow's tasks (an S3 object), shadow scoring (the same object, the challenger's model) and
+`retainwise score` (a local file) all call `score_object`. Where the bytes come from (a `Source`)
+and where the files go (`Sinks`) are passed in, so this module never imports boto3 or Prefect.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Protocol
+
+from models.scoring import NamedModel
+from retainwise.config.errors import UploadRejected
+from retainwise.uploads import streaming
+from retainwise.uploads.compression import GZIP_MAGIC, expanded_head
+from retainwise.uploads.pipeline import score_file
+from retainwise.uploads.policy import ScoringPolicy
+from retainwise.uploads.report import build_report, render_html, report_from_counts
+
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+class Source(Protocol):
+    """An uploaded file: its stored size, its first bytes, its blocks, or all of it."""
+
+    def size(self) -> int: ...
+
+    def head(self, size: int = 4096) -> bytes: ...
+
+    def blocks(self) -> Iterator[bytes]: ...
+
+    def read(self) -> bytes: ...
+
+
+class Output(Enum):
+    """The files a scored upload produces."""
+
+    RESULTS = "results"
+    REJECTS = "rejects"
+    REPORT = "report"  # the JSON summary
+    REPORT_HTML = "report_html"
+
+
+class Stream(Protocol):
+    """A file written as chunks are scored: completed at the end, or aborted (nothing kept)."""
+
+    def write(self, data: bytes) -> int: ...
+
+    def complete(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class Sinks(Protocol):
+    """Where a scored upload's files go; an output without a location is not kept."""
+
+    def location(self, output: Output) -> str | None: ...
+
+    def put(self, files: Mapping[Output, bytes]) -> None:
+        """Whole files, written together (the last write of both paths)."""
+        ...
+
+    def open(self, output: Output) -> Stream: ...
+
+
+class Discard:
+    """A Stream that keeps nothing (an output the sinks do not want)."""
+
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+    def complete(self) -> None:
+        return None
+
+    def abort(self) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class Route:
+    """How an upload is scored: its (decompressed) size and whether it goes in chunks."""
+
+    size: int
+    chunked: bool
+
+
+@dataclass(frozen=True)
+class ScoredObject:
+    report: dict[str, Any]  # as written beside the results (a JSON edge)
+    seconds: dict[str, float]  # per stage: reading, validating, scoring, writing
+    chunked: bool
+
+
+def plan(source: Source, policy: ScoringPolicy) -> Route:
+    """Refuse an empty file or one over the size limit; route the rest by decompressed size.
+
+    A gzip file is inflated once as a stream and thrown away (about 1 s per 200 MB), so one that
+    expands past the limit fails here, before anything is scored. A large file that cannot be
+    cut into records (UTF-16, binary) is refused from its first bytes.
+    """
+    size = source.size()
+    if size == 0:
+        raise UploadRejected("the file is empty")
+    head = source.head()
+    if head.startswith(GZIP_MAGIC):
+        limit = policy.limits.max_bytes
+        size, head = expanded_head(source.blocks(), limit, limit)
+    large = policy.is_large(size)
+    if large and not streaming.streamable(head) and not head.startswith(ZIP_MAGIC):
+        streaming.refuse_unstreamable(head)
+    return Route(size, large and streaming.streamable(head))
+
+
+def score_object(
+    source: Source,
+    model: NamedModel,
+    policy: ScoringPolicy,
+    sinks: Sinks,
+    prediction_id: str | None = None,
+    route: Route | None = None,
+) -> ScoredObject:
+    """Read, validate, score and write one upload; `route` when already planned."""
+    route = route or plan(source, policy)
+    job = Job(source, model, policy, sinks, prediction_id)
+    return job.in_chunks() if route.chunked else job.whole()
+
+
+@dataclass(frozen=True)
+class Job:
+    """One upload to score: where it is, with what, under which policy, to where."""
+
+    source: Source
+    model: NamedModel
+    policy: ScoringPolicy
+    sinks: Sinks
+    prediction_id: str | None
+
+    def whole(self) -> ScoredObject:
+        """Files under the chunked threshold: read whole, then every file written at once."""
+        scored = score_file(self.source.read(), self.model, self.policy)
+        report = build_report(
+            scored.upload,
+            scored.results,
+            self.model,
+            self.prediction_id,
+            drift_alert_psi=self.policy.drift_alert_psi,
+        )
+        files = {Output.REJECTS: scored.rejects_csv}
+        if scored.results_csv is not None:
+            files[Output.RESULTS] = scored.results_csv
+        report = with_files(report, self.sinks)
+        self.sinks.put({**files, **report_files(report, self.sinks)})
+        return ScoredObject(report, scored.seconds, chunked=False)
+
+    def in_chunks(self) -> ScoredObject:
+        """Large files chunk by chunk in bounded memory; results and rejects are streamed out
+        while later chunks are scored, and the results dropped when the upload fails."""
+        results, rejects = self.sinks.open(Output.RESULTS), self.sinks.open(Output.REJECTS)
+        try:
+            counts, totals = streaming.score_stream(
+                self.source.blocks(), self.model, self.policy, results, rejects
+            )
+            started = time.perf_counter()
+            if counts.failure is not None:
+                results.abort()
+            complete([rejects] if counts.failure is not None else [results, rejects])
+        except BaseException:
+            results.abort()
+            rejects.abort()
+            raise
+        totals.timed("writing", started)
+        report = report_from_counts(
+            counts, self.model, self.prediction_id, drift_alert_psi=self.policy.drift_alert_psi
+        )
+        report = with_files(report, self.sinks)
+        self.sinks.put(report_files(report, self.sinks))
+        return ScoredObject(report, dict(totals.seconds), chunked=True)
+
+
+def complete(streams: list[Stream]) -> None:
+    """Complete the streams at once (each may send its last part)."""
+    with ThreadPoolExecutor(len(streams), thread_name_prefix="complete") as pool:
+        done = [pool.submit(stream.complete) for stream in streams]
+    for finished in done:
+        finished.result()
+
+
+def with_files(report: dict[str, Any], sinks: Sinks) -> dict[str, Any]:
+    """The report naming the files beside it (no results when the upload failed)."""
+    failed = report["error"] is not None
+    return {
+        **report,
+        "files": {
+            "results": None if failed else sinks.location(Output.RESULTS),
+            "rejects": sinks.location(Output.REJECTS),
+            "report_html": sinks.location(Output.REPORT_HTML),
+        },
+    }
+
+
+def report_files(report: dict[str, Any], sinks: Sinks) -> dict[Output, bytes]:
+    """The JSON and HTML report, for the sinks that keep them."""
+    files = {}
+    if sinks.location(Output.REPORT) is not None:
+        files[Output.REPORT] = json.dumps(report, indent=2, default=str).encode()
+    if sinks.location(Output.REPORT_HTML) is not None:
+        files[Output.REPORT_HTML] = render_html(report).encode("utf-8")
+    return files
