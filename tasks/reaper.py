@@ -57,7 +57,9 @@ def stale_reason(
     """Why this PROCESSING row is stale, or None while its run may still be working on it."""
     if run_state in ENDED_RUN_STATES:
         return f"flow run {row.flow_run_id} ended {run_state} while the upload was PROCESSING"
-    refreshed = _aware(row.updated_at or row.started_at)  # the claim's last refresh
+    last = row.updated_at or row.started_at  # the claim's last refresh
+    assert last is not None  # a PROCESSING row was claimed: started_at is set
+    refreshed = _aware(last)
     silent = (now - refreshed).total_seconds()
     if silent > stale_after_seconds:
         return (

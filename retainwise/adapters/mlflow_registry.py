@@ -96,7 +96,7 @@ def upgrade_store(tracking_uri: str) -> bool:
         return False
     from mlflow.db import upgrade
 
-    upgrade.callback(tracking_uri)
+    upgrade.callback(tracking_uri)  # type: ignore[misc]  # a click command's function
     return True
 
 

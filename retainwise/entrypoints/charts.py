@@ -42,7 +42,7 @@ LABEL_SPACE = 130  # room for labels left of horizontal bars / below vertical on
 def bar_chart(
     name: str,
     title: str,
-    items: list[tuple[str, float | None]],
+    items: Sequence[tuple[str, float | None]],
     *,
     horizontal: bool = False,
     value_format: str = "{:,.0f}",
@@ -58,41 +58,41 @@ def bar_chart(
     classes by label; a None value is an empty slot labelled `missing`."""
     css = css or {}
     texts = [missing if v is None else value_format.format(v) for _, v in items]
-    items = [(label, v or 0.0) for label, v in items]
-    top = top or max([v for _, v in items] + [threshold or 0.0, 1e-12])
+    filled = [(label, v or 0.0) for label, v in items]
+    scale = top or max([v for _, v in filled] + [threshold or 0.0, 1e-12])
     if horizontal:
         row, span = 22, width - LABEL_SPACE - 60
-        height = max(row * len(items) + 10, 40)
+        height = max(row * len(filled) + 10, 40)
         bars = [
             Bar(
                 label,
                 texts[i],
                 LABEL_SPACE,
                 5 + i * row,
-                span * value / top,
+                span * value / scale,
                 row - 6,
                 css.get(label, ""),
             )
-            for i, (label, value) in enumerate(items)
+            for i, (label, value) in enumerate(filled)
         ]
-        line = LABEL_SPACE + span * threshold / top if threshold is not None else None
+        line = LABEL_SPACE + span * threshold / scale if threshold is not None else None
     else:
         height, plot = 220, 220 - 50
-        slot = (width - 20) / max(len(items), 1)
+        slot = (width - 20) / max(len(filled), 1)
         bars = [
             Bar(
                 label,
                 texts[i],
                 10 + i * slot + slot * 0.1,
-                20 + plot * (1 - value / top),
+                20 + plot * (1 - value / scale),
                 slot * 0.8,
-                plot * value / top,
+                plot * value / scale,
                 css.get(label, ""),
             )
-            for i, (label, value) in enumerate(items)
+            for i, (label, value) in enumerate(filled)
         ]
-        line = 20 + plot * (1 - threshold / top) if threshold is not None else None
-    if not any(value for _, value in items):
+        line = 20 + plot * (1 - threshold / scale) if threshold is not None else None
+    if not any(value for _, value in filled):
         bars = []
     return Chart(name, title, width, height, horizontal, bars, line, empty, threshold_label)
 

@@ -410,14 +410,22 @@ def _model_train(args) -> int:
     from models.training import TrainingError
     from retainwise.modelops.training import prefect_server_answers, train_in_process
 
-    if prefect_server_answers():
-        from flows.train_model import train_model as run
-    else:
+    def in_process(data, target, id_column, name, positive, allow_columns) -> dict[str, Any]:
+        return train_in_process(
+            data,
+            target,
+            id_column,
+            name,
+            positive,
+            allow_columns,
+            say=lambda text: print(f"note: {text}", file=sys.stderr, flush=True),
+        )
 
-        def run(*a):
-            return train_in_process(
-                *a, say=lambda text: print(f"note: {text}", file=sys.stderr, flush=True)
-            )
+    run: Any = in_process
+    if prefect_server_answers():
+        from flows.train_model import train_model
+
+        run = train_model
 
     try:
         summary = run(args.data, args.target, args.id, args.name, args.positive, args.allow_column)

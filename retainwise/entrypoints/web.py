@@ -87,9 +87,10 @@ def csrf_token(request: Request) -> str:
     return request.session.setdefault("csrf", secrets.token_urlsafe(32))
 
 
-def check_csrf(request: Request, sent: str | None) -> None:
+def check_csrf(request: Request, sent: object) -> None:
+    """`sent` is a form field: a file posted under that name is refused like a wrong token."""
     expected = request.session.get("csrf")
-    if not expected or not sent or not hmac.compare_digest(expected, sent):
+    if not expected or not isinstance(sent, str) or not hmac.compare_digest(expected, sent):
         raise HTTPException(403, "This form has expired (its security token does not match).")
 
 
@@ -109,7 +110,7 @@ def signed_in(request: Request, env: Env) -> Account:
     ended = key_id and request.session.get("generation") != admission.session_version(
         env.engine, key_id
     )
-    if account is None or ended:
+    if account is None or ended or not key_id:
         request.session.pop("key_id", None)
         raise SignInRequired()
     check_rate(request, key_id)
@@ -187,8 +188,11 @@ def dashboard_charts(resources: Resources, rows: list[db.Prediction], today: dat
     days = [(today - timedelta(days=n)).date() for n in range(13, -1, -1)]
     per_day = Counter(row.created_at.date() for row in rows)
     completed = [r for r in rows if r.status is db.Status.COMPLETED][:DASHBOARD_REPORTS]
-    reports = [(r, stored_report(resources, r)) for r in reversed(completed)]
-    reports = [(r, rep) for r, rep in reports if rep and rep["rows_scored"]]
+    reports = [
+        (r, rep)
+        for r in reversed(completed)
+        if (rep := stored_report(resources, r)) and rep["rows_scored"]
+    ]
     high = [
         (f"{r.created_at:%d %b %H:%M}", rep["risk_counts"]["HIGH"] / rep["rows_scored"])
         for r, rep in reports
@@ -331,7 +335,7 @@ async def signin(request: Request, env: Env):
             error="That API key is not valid. Check it for typos, or ask your "
             "operator for a new one.",
         )
-    key_id = accounts.parse_key(key)[0]
+    key_id, _ = accounts.parse_key(key) or ("", "")  # authenticate parsed it already
     generation = await run_in_threadpool(admission.session_version, env.engine, key_id)
     request.session.clear()  # a fresh session (and CSRF token) on every sign-in
     request.session.update(key_id=key_id, account=account.name, generation=generation)

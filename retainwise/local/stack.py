@@ -182,6 +182,7 @@ def up(settings: Settings, timeout: float = 180) -> dict[str, str]:
     queues_kept = (home / "aws" / aws_server.QUEUES_FILE).exists()
     servers = {s.name: (s, start(s, home, env)) for s in pending if s.health_url}
     for name, (service, process) in servers.items():
+        assert service.health_url  # only services with one are in `servers`
         wait_healthy(service.health_url, timeout, process, home / "logs" / f"{name}.log")
     aws.ensure_resources(Settings())
     if "moto" in servers and not queues_kept:

@@ -132,7 +132,10 @@ def due_runs_filter(deployment_ids: list[UUID], now: datetime) -> dict[str, Any]
             state=filters.FlowRunFilterState(
                 type=filters.FlowRunFilterStateType(any_=[StateType.SCHEDULED])
             ),
-            next_scheduled_start_time=filters.FlowRunFilterNextScheduledStartTime(before_=now),
+            # pydantic validates the datetime into Prefect's DateTime
+            next_scheduled_start_time=filters.FlowRunFilterNextScheduledStartTime(
+                before_=now  # type: ignore[arg-type]
+            ),
         ),
         "sort": sorting.FlowRunSort.NEXT_SCHEDULED_START_TIME_ASC,
         "limit": POLL_LIMIT,
