@@ -7,7 +7,7 @@ only the challenger: promotion still goes through the gate.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import flow, get_run_logger
 
@@ -16,6 +16,9 @@ from retainwise.modelops.pooling import ID_COLUMN, TARGET
 from retainwise.modelops.training import run_params, summarise
 from tasks.monitoring import pool_labelled_outcomes
 from tasks.training import fit_model, load_training_table, register_model
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @flow(name="train-model", flow_run_name="train-{name}")
@@ -31,7 +34,8 @@ def train_model(
     env = Resources.of_process()
     settings, logger = env.settings, get_run_logger()
     if outcomes_of:
-        frame = pool_labelled_outcomes(env, outcomes_of)
+        # a DataFrame (Prefect reads an untyped return as a coroutine's)
+        frame: pd.DataFrame = pool_labelled_outcomes(env, outcomes_of)
         data, target, id_column = (
             f"outcomes of {outcomes_of} ({len(frame)} rows)",
             TARGET,

@@ -8,6 +8,8 @@ drops below 0.845); figures in benchmarks/README.md.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from lightgbm import LGBMClassifier
 
@@ -20,17 +22,19 @@ class ChurnBooster(LGBMClassifier):
     The category columns are named by position in the `categorical_column` parameter (LightGBM's
     own alias), so a plain `fit(X, y)` from cross-validation splits them natively."""
 
-    def decision_function(self, X) -> np.ndarray:
-        return np.asarray(self.predict(X, raw_score=True, num_threads=THREADS), dtype=np.float64)
+    def decision_function(self, X: Any, **options: Any) -> np.ndarray:
+        """The margin as a float array; `options` (LightGBM's predict keywords) pass through."""
+        margin = self.predict(X, raw_score=True, num_threads=THREADS, **options)
+        return np.asarray(margin, dtype=np.float64)
 
-    def contributions(self, X) -> np.ndarray:
+    def contributions(self, X: Any) -> np.ndarray:
         """rows x (features + 1): each feature's exact share of the margin, the base value last."""
         return np.asarray(self.predict(X, pred_contrib=True, num_threads=THREADS), np.float64)
 
 
-def booster_params(categorical: list[int], seed: int) -> dict:
+def booster_params(categorical: list[int], seed: int) -> dict[str, Any]:
     """The same shape of model the HistGradientBoosting candidate had (200 trees of 8 leaves)."""
-    params = {
+    params: dict[str, Any] = {
         "learning_rate": 0.05,
         "n_estimators": 200,
         "num_leaves": 8,

@@ -22,20 +22,20 @@ LIBRARY = "trees.so"
 TOLERANCE = 1e-6  # compiled probabilities must equal the model's own to this
 
 
-def boosted_parts(model):
+def boosted_parts(model: Any) -> tuple[Any, Any] | None:
     """(column transformer, booster) of a calibrated boosted pipeline, or None."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     from models.boosting import ChurnBooster
 
-    pipeline = getattr(model, "base", None)
+    pipeline: Any = getattr(model, "base", None)
     steps = getattr(pipeline, "steps", None)
     if not steps or not isinstance(steps[-1][1], ChurnBooster | HistGradientBoostingClassifier):
         return None
     return pipeline[:-1], steps[-1][1]
 
 
-def import_trees(booster):
+def import_trees(booster: Any) -> Any:
     """The booster's trees as a treelite model."""
     import treelite
 
@@ -46,7 +46,7 @@ def import_trees(booster):
     return treelite.sklearn.import_model(booster)
 
 
-def compile_trees(model, directory: Path, check_rows) -> Path | None:
+def compile_trees(model: Any, directory: Path, check_rows: Any) -> Path | None:
     """Build `directory/trees.so` for a calibrated boosted model and prove it on `check_rows`.
 
     Returns None for models without boosted trees. Raises if the compiled probabilities differ

@@ -10,6 +10,7 @@ Versions with scikit-learn's HistGradientBoosting (before LightGBM) have no exac
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,20 +36,21 @@ class Explanation:
 
     @property
     def margin(self) -> np.ndarray:
-        return self.base + self.contributions.sum(axis=1)
+        margin: np.ndarray = self.base + self.contributions.sum(axis=1)
+        return margin
 
 
-def base_pipeline(model):
+def base_pipeline(model: Any) -> Any:
     """The fitted scikit-learn pipeline inside a calibrated or compiled model (or the model)."""
     model = getattr(model, "sklearn", model)
     return getattr(model, "base", model)
 
 
-def is_linear(model) -> bool:
+def is_linear(model: Any) -> bool:
     return isinstance(base_pipeline(model).steps[-1][1], LogisticRegression)
 
 
-def explain(model, profile: ModelProfile, X: pd.DataFrame) -> Explanation:
+def explain(model: Any, profile: ModelProfile, X: pd.DataFrame) -> Explanation:
     """Exact contributions of every feature for the prepared rows `X` (models.features)."""
     pipeline = base_pipeline(model)
     classifier = pipeline.steps[-1][1]
@@ -59,13 +61,13 @@ def explain(model, profile: ModelProfile, X: pd.DataFrame) -> Explanation:
     raise NotExplainable(f"no exact explanation for {type(classifier).__name__}; retrain")
 
 
-def one_hot_step(columns):
+def one_hot_step(columns: Any) -> Any:
     """The fitted one-hot step: a CategoryEncoder, or (older models) a Pipeline's last step."""
     step = columns.named_transformers_["categorical"]
     return step.steps[-1][1] if hasattr(step, "steps") else step
 
 
-def linear_explanation(pipeline, profile: ModelProfile, X: pd.DataFrame) -> Explanation:
+def linear_explanation(pipeline: Any, profile: ModelProfile, X: pd.DataFrame) -> Explanation:
     """coef x (value - training mean) per feature; the base is the margin of the average input."""
     columns, classifier = pipeline.steps[0][1], pipeline.steps[-1][1]
     coef = classifier.coef_[0]
@@ -88,7 +90,7 @@ def linear_explanation(pipeline, profile: ModelProfile, X: pd.DataFrame) -> Expl
     return Explanation(profile.feature_names, base, _reorder(matrix, order, profile.feature_names))
 
 
-def tree_explanation(pipeline, profile: ModelProfile, X: pd.DataFrame) -> Explanation:
+def tree_explanation(pipeline: Any, profile: ModelProfile, X: pd.DataFrame) -> Explanation:
     """LightGBM's TreeSHAP on the encoded columns (numbers, then category codes)."""
     encoded = pipeline[:-1].transform(X)
     matrix = pipeline.steps[-1][1].contributions(encoded)
@@ -99,15 +101,5 @@ def tree_explanation(pipeline, profile: ModelProfile, X: pd.DataFrame) -> Explan
 
 def _reorder(matrix: np.ndarray, order: list[str], wanted: list[str]) -> np.ndarray:
     position = {name: i for i, name in enumerate(order)}
-    return matrix[:, [position[name] for name in wanted]]
-
-
-def top_reasons(model, profile: ModelProfile, X: pd.DataFrame) -> pd.Series:
-    """The three reasons in words joined by "; " (the optional results column of older settings)."""
-    from models.reasons import reason_columns
-
-    try:
-        words = reason_columns(explain(model, profile, X), X)
-    except NotExplainable:
-        return pd.Series("", index=X.index, dtype="object")
-    return words.apply(lambda row: "; ".join(text for text in row if text), axis=1)
+    reordered: np.ndarray = matrix[:, [position[name] for name in wanted]]
+    return reordered

@@ -7,17 +7,25 @@ features raise the customer's risk, and its sign says so.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
-from models.explain import Explanation, explain
+from models.explain import Explanation, NotExplainable, explain
 from models.profile import ModelProfile
 
 TOP = 3
 REASON_COLUMNS = [f"reason_{n}" for n in range(1, TOP + 1)]
 
+# (customer ids, their explanation, the prepared rows) -> None: stores what was explained
+Keeper = Callable[[pd.Series | None, Explanation, pd.DataFrame], None]
+# (prepared rows, customer ids) -> the reason columns on the same index
+ReasonsExplainer = Callable[[pd.DataFrame, pd.Series | None], pd.DataFrame]
 
-def format_value(value) -> str:
+
+def format_value(value: object) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return "missing"
     if isinstance(value, float | np.floating):
@@ -31,7 +39,7 @@ def reason_columns(explanation: Explanation, X: pd.DataFrame, top: int = TOP) ->
     picks = np.argsort(-matrix, axis=1, kind="stable")[:, :top]
     values = X[names].to_numpy(dtype=object)
     rows = np.arange(len(X))
-    texts = {}
+    texts: dict[str, list[str]] = {}
     for k, column in enumerate(REASON_COLUMNS[:top]):
         chosen = picks[:, k] if k < picks.shape[1] else None
         if chosen is None:
@@ -46,7 +54,7 @@ def reason_columns(explanation: Explanation, X: pd.DataFrame, top: int = TOP) ->
     return pd.DataFrame(texts, index=X.index, dtype="object")
 
 
-def reasons_for(model, profile: ModelProfile, keep=None):
+def reasons_for(model: Any, profile: ModelProfile, keep: Keeper | None = None) -> ReasonsExplainer:
     """The explainer the actions list calls: (prepared rows, customer ids) -> reason columns;
     `keep(ids, explanation, X)`, when given, receives every explanation (to store it)."""
 
@@ -57,3 +65,13 @@ def reasons_for(model, profile: ModelProfile, keep=None):
         return reason_columns(found, X)
 
     return explainer
+
+
+def top_reasons(model: Any, profile: ModelProfile, X: pd.DataFrame) -> pd.Series:
+    """The three reasons in words joined by "; " (the optional results column of older settings)."""
+    try:
+        words = reason_columns(explain(model, profile, X), X)
+    except NotExplainable:
+        return pd.Series("", index=X.index, dtype="object")
+    joined: pd.Series = words.apply(lambda row: "; ".join(text for text in row if text), axis=1)
+    return joined

@@ -71,7 +71,7 @@ def score_frame(
         }
     )
     if reasons:
-        from models.explain import top_reasons
+        from models.reasons import top_reasons
 
         explained = getattr(pipeline, "sklearn", pipeline)  # compiled trees explain as their model
         results[REASONS_COLUMN] = top_reasons(explained, profile, features).to_numpy()

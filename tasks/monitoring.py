@@ -11,6 +11,7 @@ from prefect.cache_policies import NO_CACHE
 from retainwise.adapters import aws
 from retainwise.adapters import monitoring as monitoring_tables
 from retainwise.adapters.mlflow_registry import LoadedModel
+from retainwise.adapters.resources import Resources
 from retainwise.modelops.monitoring import upload_figures
 from tasks.retry import IO_TASK, is_transient
 
@@ -41,7 +42,7 @@ def record_upload_figures(
 
 
 @task(name="monitor-figures", cache_policy=NO_CACHE, retry_condition_fn=is_transient, **IO_TASK)
-def monitor_figures(env, name: str, account: str | None) -> dict[str, Any]:
+def monitor_figures(env: Resources, name: str, account: str | None) -> dict[str, Any]:
     from retainwise.modelops.monitoring import model_figures
 
     return model_figures(env.engine, env.settings, name, account)
@@ -50,7 +51,7 @@ def monitor_figures(env, name: str, account: str | None) -> dict[str, Any]:
 @task(
     name="pool-labelled-outcomes", cache_policy=NO_CACHE, retry_condition_fn=is_transient, **IO_TASK
 )
-def pool_labelled_outcomes(env, name: str) -> pd.DataFrame:
+def pool_labelled_outcomes(env: Resources, name: str) -> pd.DataFrame:
     """Every labelled scored row of `name`'s uploads, read back from the uploads' input files."""
     from retainwise.adapters import db
     from retainwise.adapters.mlflow_registry import load_version

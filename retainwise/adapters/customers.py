@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -129,9 +130,17 @@ def record_scores(engine: Engine, upload: UploadScored, scored: pd.DataFrame) ->
     return len(frame)
 
 
+def _psycopg(conn: Connection) -> Any:
+    """The psycopg connection under `conn`, for COPY (SQLAlchemy types it as possibly gone)."""
+    driver = conn.connection.driver_connection
+    if driver is None:
+        raise RuntimeError("the database connection was closed")
+    return driver
+
+
 def _copy(conn: Connection, frame: pd.DataFrame) -> None:
     """COPY the rows as CSV text (written by pandas in C): 100k rows in well under a second."""
-    cursor = conn.connection.driver_connection.cursor()
+    cursor = _psycopg(conn).cursor()
     statement = f"COPY customer_scores ({', '.join(SCORE_COLUMNS)}) FROM STDIN WITH (FORMAT csv)"
     with cursor.copy(statement) as copy:
         copy.write(frame.to_csv(index=False, header=False, date_format=TIME_FORMAT))
@@ -175,7 +184,7 @@ def _copy_upsert(conn: Connection, rows: pd.DataFrame) -> None:
     explanations took 18 s under load."""
     names = ", ".join(rows.columns)
     changed = ", ".join(f"{c} = EXCLUDED.{c}" for c in rows.columns[2:])
-    cursor = conn.connection.driver_connection.cursor()
+    cursor = _psycopg(conn).cursor()
     cursor.execute(
         "CREATE TEMPORARY TABLE incoming_explanations (LIKE customer_explanations) ON COMMIT DROP"
     )

@@ -108,6 +108,13 @@ def _experiment_id(settings: Settings) -> str:
     return mlflow_client.create_experiment(EXPERIMENT, artifact_location=settings.artifact_root)
 
 
+def _held_out(trained: TrainedModel) -> pd.DataFrame:
+    """The test rows training keeps (models.training always sets them; registering needs them)."""
+    if trained.evaluation is None:
+        raise ValueError("a trained model without its held-out rows cannot be registered")
+    return trained.evaluation
+
+
 def _log_run_artifacts(
     store: MlflowClient, run_id: str, trained: TrainedModel, name: str, source: str | None
 ) -> None:
@@ -127,7 +134,7 @@ def _log_run_artifacts(
     store.log_dict(run_id, trained.curves, "evaluation/curves.json")
     store.log_text(run_id, "\n".join(trained.notes) or "no columns dropped", "notes.txt")
     store.log_text(run_id, model_card(trained, name, source), "model_card.md")
-    store.log_text(run_id, trained.evaluation.to_csv(index=False), EVALUATION_ARTIFACT)
+    store.log_text(run_id, _held_out(trained).to_csv(index=False), EVALUATION_ARTIFACT)
     store.log_figure(
         run_id, roc_figure(trained.curves["roc"], trained.metrics["roc_auc"]), "plots/roc.png"
     )
@@ -157,7 +164,7 @@ def _log_model(store: MlflowClient, run_id: str, trained: TrainedModel) -> None:
     """
     from mlflow.models import infer_signature
 
-    example = prepare_features(trained.evaluation.head(5), trained.profile.features)
+    example = prepare_features(_held_out(trained).head(5), trained.profile.features)
     signature = infer_signature(example, trained.pipeline.predict_proba(example)[:, 1])
     with tempfile.TemporaryDirectory() as directory:
         local = Path(directory) / MODEL_DIR
@@ -218,7 +225,7 @@ def _log_compiled_trees(store: MlflowClient, run_id: str, trained: TrainedModel)
     run; the artifact path, or None when the model has no trees or compiling failed."""
     from models.compiled import LIBRARY, compile_trees
 
-    check_rows = prepare_features(trained.evaluation, trained.profile.features)
+    check_rows = prepare_features(_held_out(trained), trained.profile.features)
     with tempfile.TemporaryDirectory() as directory:
         try:
             library = compile_trees(trained.pipeline, Path(directory), check_rows)
@@ -318,6 +325,8 @@ def evaluation_set(name: str, version: str, settings: Settings) -> tuple[pd.Data
     store = client(settings)
     run_id = store.get_model_version(name, str(version)).run_id
     try:
+        if run_id is None:  # a version registered from outside a run
+            raise MlflowException(f"version {version} has no run")
         local = store.download_artifacts(run_id, EVALUATION_ARTIFACT)
     except (MlflowException, OSError) as exc:
         raise PromotionRefused(

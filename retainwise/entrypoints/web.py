@@ -39,6 +39,7 @@ from retainwise.adapters.resources import Resources
 from retainwise.entrypoints import monitoring_page, service
 from retainwise.entrypoints.api import public
 from retainwise.entrypoints.charts import (
+    TimePoint,
     bar_chart,
     largest_share,
     line_chart,
@@ -245,7 +246,9 @@ def with_bars(page: ActionsView) -> list[tuple[dict, list]]:
 
 
 def history_chart(record: customers.CustomerRecord):
-    points = [(s.completed_at, s.churn_probability, None, None) for s in record.history]
+    points: list[TimePoint] = [
+        (s.completed_at, s.churn_probability, None, None) for s in record.history
+    ]
     return line_chart(
         "risk-history",
         "Churn probability in each upload",

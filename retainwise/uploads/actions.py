@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -41,6 +42,9 @@ MERGE_ROWS = 8_192  # rows read from each spilled run at a time
 # (prepared feature rows, their customer ids) -> a frame with the REASONS columns, same index;
 # the ids let the caller keep each explained customer's explanation (adapters.customers)
 Explainer = Callable[[pd.DataFrame, pd.Series], pd.DataFrame]
+Row = dict[str, Any]  # one list row, column -> value (empty cells None): the JSON edge
+Ends = dict[int, tuple[float, int]]  # run -> (key, seq) of its last loaded row
+Source = BinaryIO | io.RawIOBase  # a stored CSV: an open file, or S3 blocks (uploads.blocks)
 
 
 class RiskChange(StrEnum):
@@ -84,11 +88,12 @@ class ActionsBuilder:
         self.explainer, self.spill_dir, self.top_n = explainer, Path(spill_dir), top_n
         self.previous = previous_scores(previous)
         self.value_column = value_column
-        self.rows_seen, self.runs = 0, []
+        self.rows_seen = 0
+        self.runs: list[Path] = []
         self.pool = pd.DataFrame()  # best non-HIGH rows so far: key, seq and feature columns
         self.pool_reasons = pd.DataFrame(columns=REASONS)
 
-    def add(self, scored: pd.DataFrame, features: pd.DataFrame, values=None) -> None:
+    def add(self, scored: pd.DataFrame, features: pd.DataFrame, values: Any = None) -> None:
         """One chunk: `scored` has customer_id, churn_probability, churn_risk; `features` the
         prepared rows on the same index; `values` the value column's cells when one is named."""
         slim = self._slim(scored, values)
@@ -101,7 +106,7 @@ class ActionsBuilder:
         self._keep_best(slim.loc[~high, [*POOL_KEYS]], features[~high])
         self._spill(slim)
 
-    def _slim(self, scored: pd.DataFrame, values) -> pd.DataFrame:
+    def _slim(self, scored: pd.DataFrame, values: Any) -> pd.DataFrame:
         ids = scored["customer_id"].astype(str).to_numpy()
         probability = scored["churn_probability"].to_numpy(dtype="float64")
         before = self.previous.reindex(ids).to_numpy(dtype="float64")
@@ -185,7 +190,8 @@ class ActionsBuilder:
         rows that rank before the earliest last-loaded row of a run not yet read to its end are
         sorted and emitted; memory stays at about runs x MERGE_ROWS rows."""
         readers = [_blocks(path, columns) for path in self.runs]
-        held, last = pd.DataFrame(columns=columns), {}
+        held = pd.DataFrame(columns=columns)
+        last: Ends = {}
         for run, reader in enumerate(readers):
             held, last = self._load(held, last, run, reader)
         while last:
@@ -198,7 +204,9 @@ class ActionsBuilder:
             yield _ranked(held)
 
     @staticmethod
-    def _load(held: pd.DataFrame, last: dict, run: int, reader) -> tuple[pd.DataFrame, dict]:
+    def _load(
+        held: pd.DataFrame, last: Ends, run: int, reader: Iterator[pa.RecordBatch]
+    ) -> tuple[pd.DataFrame, Ends]:
         """The run's next block added to the held rows; `last` drops a run read to its end."""
         batch = next(reader, None)
         last = {r: v for r, v in last.items() if r != run}
@@ -227,7 +235,7 @@ class ActionsBuilder:
         if not rank:
             yield pa.RecordBatch.from_pylist([], schema)
 
-    def write_csv(self, sink) -> int:
+    def write_csv(self, sink: str | Path | BinaryIO) -> int:
         """Write the list as CSV to `sink` (a path or a binary file); returns the rows written."""
         written = 0
         with pa_csv.CSVWriter(sink, schema_of(self.columns)) as writer:
@@ -261,11 +269,12 @@ def schema_of(names: list[str]) -> pa.Schema:
     return pa.schema([(name, TYPES.get(name, pa.string())) for name in names])
 
 
-def read_page(source, offset: int, limit: int) -> tuple[list[dict], int | None]:
+def read_page(source: Source, offset: int, limit: int) -> tuple[list[Row], int | None]:
     """Rows offset..offset+limit of a stored actions CSV (a binary file), read as a stream that
     stops at the page: the first pages of a 1M-row list cost what they show. Returns the rows
     (empty cells as None) and the next page's offset, or None after the last row."""
-    rows, seen = [], 0
+    rows: list[Row] = []
+    seen = 0
     for batch in _csv_batches(source):
         start = max(offset - seen, 0)
         if start < batch.num_rows:
@@ -276,7 +285,7 @@ def read_page(source, offset: int, limit: int) -> tuple[list[dict], int | None]:
     return rows, None
 
 
-def _csv_batches(source) -> pa_csv.CSVStreamingReader:
+def _csv_batches(source: Source) -> pa_csv.CSVStreamingReader:
     """A raw file (BlockReader) is buffered: Arrow takes a short read of the header for the end
     of the file ("Empty CSV file") when a block ends inside the header line."""
     if isinstance(source, io.RawIOBase):
@@ -311,15 +320,17 @@ class ActionsQuery:
 
 @dataclass(frozen=True)
 class ActionsView:
-    rows: list[dict]  # the page's rows, column -> value (empty cells None)
+    rows: list[Row]  # the page's rows, column -> value (empty cells None)
     more: bool  # whether a later page has rows
-    rose: list[dict]  # the first `rose` rows (by rank, unfiltered) whose risk_change is up
+    rose: list[Row]  # the first `rose` rows (by rank, unfiltered) whose risk_change is up
 
 
-def read_view(source, query: ActionsQuery) -> ActionsView:
+def read_view(source: Source, query: ActionsQuery) -> ActionsView:
     """The page and the rose rows from a stored actions CSV (a binary file), read in rank order
     only as far as both need."""
-    start, page, rose, matched, seen = query.page * query.size, [], [], 0, 0
+    start, matched, seen = query.page * query.size, 0, 0
+    page: list[Row] = []
+    rose: list[Row] = []
     for batch in _csv_batches(source):
         frame = batch.to_pandas()
         if len(rose) < query.rose and seen < query.rose_within:
@@ -341,5 +352,6 @@ def read_view(source, query: ActionsQuery) -> ActionsView:
     return ActionsView(page[: query.size], len(page) > query.size, rose)
 
 
-def _records(frame: pd.DataFrame) -> list[dict]:
-    return frame.astype(object).where(frame.notna(), None).to_dict("records")
+def _records(frame: pd.DataFrame) -> list[Row]:
+    records: list[Row] = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    return records

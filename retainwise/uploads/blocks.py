@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable
+from typing import Any
 
 
 class BlockReader(io.RawIOBase):
@@ -16,12 +17,12 @@ class BlockReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:
+    def readinto(self, buffer: Any) -> int:
         while not self.pending:
-            self.pending = next(self.blocks, None)
-            if self.pending is None:
-                self.pending = b""
+            block = next(self.blocks, None)
+            if block is None:
                 return 0
+            self.pending = block
         size = min(len(buffer), len(self.pending))
         buffer[:size], self.pending = self.pending[:size], self.pending[size:]
         return size

@@ -159,7 +159,9 @@ def _text_bytes(table: pa.Table) -> int:
 
 
 def _texts(kind: pa.DataType) -> bool:
-    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind)
+    return bool(
+        pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind)
+    )
 
 
 def text_table(table: pa.Table) -> TextTable:

@@ -9,7 +9,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
-from models import explain, training
+from models import explain, reasons, training
 from models.calibration import CalibratedModel
 from models.features import infer_features, prepare_features
 from models.profile import ModelProfile
@@ -105,4 +105,4 @@ def test_a_histgradientboosting_version_is_not_explained_and_gets_no_reasons(dat
     pipeline.fit(X, y)
     with pytest.raises(explain.NotExplainable, match="retrain"):
         explain.explain(pipeline, profile, X.head(5))
-    assert (explain.top_reasons(pipeline, profile, X.head(5)) == "").all()
+    assert (reasons.top_reasons(pipeline, profile, X.head(5)) == "").all()
