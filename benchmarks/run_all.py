@@ -29,6 +29,8 @@ TARGETS = {
     "cpu_per_run_s": 0.3,  # seconds: scaled
     "burst_p95_s": 10.0,
     "one_p50_s": 0.35,
+    "reasons_share_1m": 0.30,
+    "customers_p95_ms": 200,
 }
 RATIO_TARGETS = {  # (rows, anchor) -> at least this many times the script's throughput
     (100_000, "naive"): 2.0,
@@ -164,6 +166,31 @@ def latency_rows(latency: dict, scale: dict) -> list[tuple[str, str, str, str]]:
     return out
 
 
+def reasons_rows(result: dict) -> list[tuple[str, str, str, str]]:
+    """Issue 19: the share reasons add to the scoring path, and /customers read latency."""
+    rows = []
+    for name, figure in sorted(result.items()):
+        if name.startswith("reasons_share_"):
+            share = figure["extra_share_wall"]
+            goal = TARGETS["reasons_share_1m"]
+            rows.append(
+                (
+                    f"reasons and actions list at {figure['rows']} rows: extra scoring time",
+                    f"{share:.0%} wall ({figure['extra_share_cpu']:.0%} CPU), "
+                    f"{figure['explained_rows']} rows explained",
+                    f"<= {goal:.0%} at 1M rows",
+                    _met(share <= goal) if figure["rows"] >= 1_000_000 else "",
+                )
+            )
+    if "customers_read_p95" in result:
+        p95 = result["customers_read_p95"]["p95_ms"]
+        goal = TARGETS["customers_p95_ms"]
+        rows.append(
+            ("/customers read p95 (adapter)", f"{p95} ms", f"<= {goal} ms", _met(p95 <= goal))
+        )
+    return rows or [("reasons", "failed: " + json.dumps(result)[:100], "", "missed")]
+
+
 def machine_scale(throughput: list[dict], latency: dict) -> dict[str, float | None]:
     """The naive script's 100k-row wall and CPU seconds here, and the factors targets scale by."""
     naive, cpu = latency.get("naive_100k_s"), latency.get("naive_100k_cpu_s")
@@ -196,6 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--uploads", default="50")
     parser.add_argument("--memory-rows", default="", help="e.g. 10000000 (slow; 1 repeat)")
     parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--skip-reasons", action="store_true")
     args = parser.parse_args(argv)
     throughput = [
         run("throughput.py", "--rows", rows, "--repeats", args.repeats)
@@ -208,7 +236,8 @@ def main(argv: list[str] | None = None) -> None:
         else None
     )
     latency = {} if args.skip_latency else run("latency.py", "--uploads", args.uploads)
-    results = {"throughput": throughput, "memory": memory, "latency": latency}
+    reasons = {} if args.skip_reasons else run("reasons.py", "--rows", *args.rows.split(","))
+    results = {"throughput": throughput, "memory": memory, "latency": latency, "reasons": reasons}
     out = HERE / "out"
     out.mkdir(exist_ok=True)
     (out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(results, indent=2))
@@ -224,6 +253,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{scale['naive_100k_cpu_s']} CPU s; time targets x {scale['time']:.2f}, "
         f"CPU target x {scale['cpu']:.2f}\n"
     )
+    rows += reasons_rows(reasons) if reasons else []
     print(table(rows) + "\n")
     print(json.dumps(results))
 

@@ -1,8 +1,9 @@
 """The boosted trees compiled to a C shared library, for prediction only.
 
-scikit-learn predicts a HistGradientBoosting model tree by tree from Python (~19 ms per tree on
-400k rows, 200 trees); treelite imports the fitted trees and tl2cgen emits them as C, which gcc
-builds into a library that predicts all trees per row in one call (~4x less CPU, same numbers).
+treelite imports the fitted trees (LightGBM, or scikit-learn's HistGradientBoosting of versions
+trained before it; scikit-learn predicts those tree by tree from Python, ~19 ms per tree on 400k
+rows) and tl2cgen emits them as C, which gcc builds into a library that predicts all trees per row
+in one call (~4x less CPU, same numbers).
 Compiling needs a C compiler, so it happens when a model is registered; scoring only loads the
 library. Pure: files in, files out; the registry adapter decides where the library is stored.
 """
@@ -16,28 +17,40 @@ from pathlib import Path
 import numpy as np
 
 LIBRARY = "trees.so"
-TOLERANCE = 1e-6  # compiled probabilities must equal scikit-learn's to this
+TOLERANCE = 1e-6  # compiled probabilities must equal the model's own to this
 
 
 def boosted_parts(model):
-    """(column transformer, HistGradientBoostingClassifier) of a calibrated boosted pipeline, or None."""
+    """(column transformer, booster) of a calibrated boosted pipeline, or None."""
     from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from models.boosting import ChurnBooster
 
     pipeline = getattr(model, "base", None)
     steps = getattr(pipeline, "steps", None)
-    if not steps or not isinstance(steps[-1][1], HistGradientBoostingClassifier):
+    if not steps or not isinstance(steps[-1][1], ChurnBooster | HistGradientBoostingClassifier):
         return None
     return pipeline[:-1], steps[-1][1]
+
+
+def import_trees(booster):
+    """The booster's trees as a treelite model."""
+    import treelite
+
+    from models.boosting import ChurnBooster
+
+    if isinstance(booster, ChurnBooster):
+        return treelite.frontend.from_lightgbm(booster.booster_)
+    return treelite.sklearn.import_model(booster)
 
 
 def compile_trees(model, directory: Path, check_rows) -> Path | None:
     """Build `directory/trees.so` for a calibrated boosted model and prove it on `check_rows`.
 
     Returns None for models without boosted trees. Raises if the compiled probabilities differ
-    from scikit-learn's by more than TOLERANCE, so a wrong library is never stored.
+    from the model's own by more than TOLERANCE, so a wrong library is never stored.
     """
     import tl2cgen
-    import treelite
 
     parts = boosted_parts(model)
     if parts is None:
@@ -45,7 +58,7 @@ def compile_trees(model, directory: Path, check_rows) -> Path | None:
     directory.mkdir(parents=True, exist_ok=True)
     library = directory / LIBRARY
     tl2cgen.export_lib(
-        treelite.sklearn.import_model(parts[1]),
+        import_trees(parts[1]),
         toolchain="gcc",
         libpath=library,
         params={"parallel_comp": 8},
@@ -55,7 +68,7 @@ def compile_trees(model, directory: Path, check_rows) -> Path | None:
     got = CompiledModel(model, library).predict_proba(check_rows)[:, 1]
     difference = float(np.max(np.abs(expected - got))) if len(got) else 0.0
     if difference > TOLERANCE:
-        raise ValueError(f"compiled trees differ from scikit-learn by {difference:.2e}")
+        raise ValueError(f"compiled trees differ from the model by {difference:.2e}")
     return library
 
 
@@ -71,7 +84,7 @@ class CompiledModel:
 
         parts = boosted_parts(model)
         if parts is None:
-            raise ValueError("only a calibrated HistGradientBoosting pipeline can be compiled")
+            raise ValueError("only a calibrated boosted-trees pipeline can be compiled")
         self.sklearn = model
         self.columns = parts[0]
         self.threads = threads or max(1, min(2, os.cpu_count() or 1))

@@ -1,28 +1,46 @@
-"""Per-customer reasons: the features that raise each customer's churn score the most.
+"""Exact per-customer contributions: each feature's share of the model's margin (log-odds).
 
-Linear model: exact. Each feature's share of the log-odds is coefficient x (transformed value -
-training mean), summed over its one-hot columns; the shares add up to logit(p) - logit(p of the
-average input) before calibration (a monotone sigmoid, so the order is unchanged).
-Tree model: one-at-a-time replacement. A feature's share is the drop in the model's score when
-that feature alone is set to its typical training value (median, or most common category); it
-costs one extra prediction per feature, so it is off by default.
+For every row, base value + the sum of its contributions = the margin before calibration (a
+monotone sigmoid maps it to the probability, so the order of reasons is the score's own).
+Linear model: coefficient x (transformed value - training mean), summed over a feature's one-hot
+columns. Boosted trees: LightGBM's own TreeSHAP (`pred_contrib`), exact with category splits.
+Versions with scikit-learn's HistGradientBoosting (before LightGBM) have no exact explainer here.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import sparse
 from sklearn.linear_model import LogisticRegression
 
+from models.boosting import ChurnBooster
 from models.encoding import MISSING
 from models.profile import ModelProfile
 
-TOP = 3
+
+class NotExplainable(TypeError):
+    """The model version has no exact explainer (trained before LightGBM); retrain it."""
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Rows x features contributions in `features` order; `base` per row (constant per model)."""
+
+    features: list[str]
+    base: np.ndarray
+    contributions: np.ndarray
+
+    @property
+    def margin(self) -> np.ndarray:
+        return self.base + self.contributions.sum(axis=1)
 
 
 def base_pipeline(model):
-    """The fitted scikit-learn pipeline inside a calibrated model (or the model itself)."""
+    """The fitted scikit-learn pipeline inside a calibrated or compiled model (or the model)."""
+    model = getattr(model, "sklearn", model)
     return getattr(model, "base", model)
 
 
@@ -30,21 +48,28 @@ def is_linear(model) -> bool:
     return isinstance(base_pipeline(model).steps[-1][1], LogisticRegression)
 
 
+def explain(model, profile: ModelProfile, X: pd.DataFrame) -> Explanation:
+    """Exact contributions of every feature for the prepared rows `X` (models.features)."""
+    pipeline = base_pipeline(model)
+    classifier = pipeline.steps[-1][1]
+    if isinstance(classifier, LogisticRegression):
+        return linear_explanation(pipeline, profile, X)
+    if isinstance(classifier, ChurnBooster):
+        return tree_explanation(pipeline, profile, X)
+    raise NotExplainable(f"no exact explanation for {type(classifier).__name__}; retrain")
+
+
 def one_hot_step(columns):
-    """The fitted one-hot step: a CategoryEncoder, or (models trained before it) a Pipeline's last step."""
+    """The fitted one-hot step: a CategoryEncoder, or (older models) a Pipeline's last step."""
     step = columns.named_transformers_["categorical"]
     return step.steps[-1][1] if hasattr(step, "steps") else step
 
 
-def linear_contributions(model, profile: ModelProfile, X: pd.DataFrame) -> np.ndarray:
-    """rows x features matrix of exact log-odds contributions (linear pipeline of models.training)."""
-    pipeline = base_pipeline(model)
+def linear_explanation(pipeline, profile: ModelProfile, X: pd.DataFrame) -> Explanation:
+    """coef x (value - training mean) per feature; the base is the margin of the average input."""
     columns, classifier = pipeline.steps[0][1], pipeline.steps[-1][1]
     coef = classifier.coef_[0]
-    owner, means = [], []
-    for index, name in enumerate(profile.numeric):
-        owner.append(index)
-        means.append(0.0)  # standardised on the (imputed) training data: mean 0
+    owner, means = list(range(len(profile.numeric))), [0.0] * len(profile.numeric)  # standardised
     onehot = one_hot_step(columns) if profile.categorical else None
     for offset, feature in enumerate(f for f in profile.features if f.kind == "categorical"):
         shares = dict(feature.category_shares)
@@ -56,35 +81,19 @@ def linear_contributions(model, profile: ModelProfile, X: pd.DataFrame) -> np.nd
     grouping = sparse.csr_matrix(
         (coef, (np.arange(len(coef)), owner)), shape=(len(coef), len(order))
     )
-    transformed = columns.transform(X)
-    shift = (np.asarray(means) * coef) @ grouping
-    contributions = np.asarray(transformed @ grouping) - np.asarray(shift).ravel()
-    return _reorder(contributions, order, profile.feature_names)
+    shift = np.asarray((np.asarray(means) * coef) @ grouping).ravel()
+    matrix = np.asarray(columns.transform(X) @ grouping) - shift
+    base = np.full(len(X), float(classifier.intercept_[0]) + float(shift.sum()))
+    return Explanation(profile.feature_names, base, _reorder(matrix, order, profile.feature_names))
 
 
-def replacement_contributions(model, profile: ModelProfile, X: pd.DataFrame) -> np.ndarray:
-    """rows x features: score(x) - score(x with that feature set to its typical value)."""
-    scores = model.decision_function(X)
-    result = np.zeros((len(X), len(profile.features)))
-    for index, feature in enumerate(profile.features):
-        changed = X.copy()
-        changed[feature.name] = typical_value(feature)
-        if feature.kind == "numeric":
-            changed[feature.name] = changed[feature.name].astype("float64")
-        else:
-            changed[feature.name] = changed[feature.name].astype("object")
-        result[:, index] = scores - model.decision_function(changed)
-    return result
-
-
-def typical_value(feature):
-    if feature.kind == "numeric":
-        if feature.median is not None:
-            return feature.median
-        return (feature.minimum + feature.maximum) / 2
-    if feature.category_shares:
-        return max(feature.category_shares, key=feature.category_shares.get)
-    return feature.categories[0] if feature.categories else np.nan
+def tree_explanation(pipeline, profile: ModelProfile, X: pd.DataFrame) -> Explanation:
+    """LightGBM's TreeSHAP on the encoded columns (numbers, then category codes)."""
+    encoded = pipeline[:-1].transform(X)
+    matrix = pipeline.steps[-1][1].contributions(encoded)
+    order = profile.numeric + profile.categorical
+    contributions = _reorder(matrix[:, :-1], order, profile.feature_names)
+    return Explanation(profile.feature_names, matrix[:, -1], contributions)
 
 
 def _reorder(matrix: np.ndarray, order: list[str], wanted: list[str]) -> np.ndarray:
@@ -92,28 +101,12 @@ def _reorder(matrix: np.ndarray, order: list[str], wanted: list[str]) -> np.ndar
     return matrix[:, [position[name] for name in wanted]]
 
 
-def contributions(model, profile: ModelProfile, X: pd.DataFrame) -> np.ndarray:
-    if is_linear(model):
-        return linear_contributions(model, profile, X)
-    return replacement_contributions(model, profile, X)
+def top_reasons(model, profile: ModelProfile, X: pd.DataFrame) -> pd.Series:
+    """The three reasons in words joined by "; " (the optional results column of older settings)."""
+    from models.reasons import reason_columns
 
-
-def format_value(value) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return "(missing)"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
-def top_reasons(model, profile: ModelProfile, X: pd.DataFrame, top: int = TOP) -> pd.Series:
-    """'feature=value; ...' for the (up to) `top` features that raise each customer's risk most."""
-    matrix = contributions(model, profile, X)
-    names = profile.feature_names
-    ranked = np.argsort(-matrix, axis=1, kind="stable")[:, :top]
-    values = X[names].to_numpy(dtype=object)
-    reasons = []
-    for row, picks in enumerate(ranked):
-        parts = [f"{names[j]}={format_value(values[row, j])}" for j in picks if matrix[row, j] > 0]
-        reasons.append("; ".join(parts))
-    return pd.Series(reasons, index=X.index, dtype="object")
+    try:
+        words = reason_columns(explain(model, profile, X), X)
+    except NotExplainable:
+        return pd.Series("", index=X.index, dtype="object")
+    return words.apply(lambda row: "; ".join(text for text in row if text), axis=1)

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
@@ -25,6 +24,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from models.boosting import ChurnBooster, booster_params
 from models.calibration import CalibratedModel, fit_platt
 from models.encoding import CategoryEncoder
 from models.evaluation import holdout_metrics, reliability_curve, roc_points
@@ -39,18 +39,11 @@ TEST_SHARE = 0.2
 CV_FOLDS = 5
 MIN_PER_CLASS = 10
 TRUE_LABELS = {"yes", "true", "1", "y", "t", "churn", "churned"}
-MAX_CATEGORIES = 250  # histogram trees take at most 255 bins per feature
+MAX_CATEGORIES = 250  # category codes beyond this share one "infrequent" code
 
 LINEAR_PARAMS = {"C": 1.0, "max_iter": 2000}
-BOOSTED_PARAMS = {
-    "learning_rate": 0.05,
-    "max_iter": 200,
-    "max_leaf_nodes": 8,
-    "min_samples_leaf": 40,
-    "l2_regularization": 1.0,
-    "early_stopping": False,
-    "random_state": SEED,
-}
+BOOSTED_PARAMS = booster_params([], SEED)
+UNLOGGED = {"random_state", "verbose", "n_jobs"}
 
 
 class TrainingError(ValueError):
@@ -118,7 +111,7 @@ def build_linear(profile: ModelProfile) -> Pipeline:
 
 
 def build_boosted(profile: ModelProfile) -> Pipeline:
-    """Histogram gradient boosting with native categorical splits (unknown categories -> missing)."""
+    """LightGBM trees with native categorical splits (unknown categories -> missing)."""
     categorical = CategoryEncoder("ordinal", max_categories=MAX_CATEGORIES)
     columns = ColumnTransformer(
         [
@@ -126,8 +119,8 @@ def build_boosted(profile: ModelProfile) -> Pipeline:
             ("categorical", categorical, profile.categorical),
         ]
     )
-    mask = [False] * len(profile.numeric) + [True] * len(profile.categorical)
-    booster = HistGradientBoostingClassifier(categorical_features=mask or None, **BOOSTED_PARAMS)
+    positions = list(range(len(profile.numeric), len(profile.features)))
+    booster = ChurnBooster(**booster_params(positions, SEED))
     return Pipeline([("columns", columns), ("classifier", booster)])
 
 
@@ -227,7 +220,8 @@ def run_params(kind: str) -> dict[str, Any]:
         "cv_folds": CV_FOLDS,
         "calibration": "platt (sigmoid) on out-of-fold scores",
         **{f"linear_{k}": v for k, v in LINEAR_PARAMS.items()},
-        **{f"boosted_{k}": v for k, v in BOOSTED_PARAMS.items() if k != "random_state"},
+        "boosted_library": "lightgbm",
+        **{f"boosted_{k}": v for k, v in BOOSTED_PARAMS.items() if k not in UNLOGGED},
     }
 
 

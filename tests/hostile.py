@@ -14,6 +14,8 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from retainwise.uploads.blocks import BlockReader
+
 PIECE = 16 * 2**20
 
 
@@ -223,21 +225,4 @@ def xlsx_declaring(sample: bytes) -> bytes:
     return patched.getvalue()
 
 
-class ChunkReader(io.RawIOBase):
-    """A file object over an iterator of bytes, for boto3's upload_fileobj (nothing held)."""
-
-    def __init__(self, chunks: Iterator[bytes]):
-        self.chunks, self.pending = chunks, b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, target) -> int:
-        while not self.pending:
-            self.pending = next(self.chunks, None)
-            if self.pending is None:
-                self.pending = b""
-                return 0
-        size = min(len(target), len(self.pending))
-        target[:size], self.pending = self.pending[:size], self.pending[size:]
-        return size
+ChunkReader = BlockReader  # a file over the chunks, for boto3's upload_fileobj

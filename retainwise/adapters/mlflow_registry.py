@@ -1,4 +1,4 @@
-"""The MLflow adapter: register trained versions, read and move aliases, load models and their stored test rows.
+"""The MLflow adapter: register versions, read and move aliases, load models and their test rows.
 
 A version's run carries its metrics, profile, model card, plots and its held-out test rows
 (`evaluation/holdout.csv`), so a promotion can score champion and challenger on the same rows.
@@ -61,7 +61,7 @@ def pip_requirements() -> list[str]:
     """
     return [
         f"{package}=={installed_version(package)}"
-        for package in ("scikit-learn", "pandas", "numpy", "scipy", "cloudpickle")
+        for package in ("scikit-learn", "lightgbm", "pandas", "numpy", "scipy", "cloudpickle")
     ]
 
 

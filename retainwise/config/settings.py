@@ -88,7 +88,9 @@ class Settings(BaseSettings):
     shadow: Literal["off", "challenger"] = "off"
     # the promotion gate also judges production outcomes both versions scored, from this many rows
     promotion_outcome_rows: int = 500
-    top_reasons: bool = False  # add a top_reasons column to results (costs 1x-17x scoring time)
+    top_reasons: bool = False  # add a top_reasons column to results (every row explained)
+    # the actions list explains every HIGH customer and the first explain_top_n of the ranked list
+    explain_top_n: int = 20_000
     # a feature (or the score) whose PSI against training is above this has drifted: the upload's
     # report flags it, the dashboard counts it, monitoring raises retainwise.data.drifted. 0.25 is
     # the usual line for a significant shift (0.1-0.25 is moderate); an alert that pages should

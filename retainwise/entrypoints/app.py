@@ -8,7 +8,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from retainwise.adapters.resources import Resources
-from retainwise.entrypoints import api, headers, limits, web
+from retainwise.entrypoints import actions_api, api, customers_api, headers, limits, web
 
 
 def create_app(resources: Resources) -> FastAPI:
@@ -23,6 +23,8 @@ def create_app(resources: Resources) -> FastAPI:
     )
     app.state.resources = resources
     app.include_router(api.router)
+    app.include_router(customers_api.router)
+    app.include_router(actions_api.router)
     web.install(app, resources)
     limits.install(app, resources.settings)  # outside the sessions: bodies bounded first
     return app

@@ -15,5 +15,5 @@ def test_reasons_column_is_added_only_when_switched_on(resources, monkeypatch):
     results = results_of(resources, prediction_id)
     assert list(results.columns)[-1] == "top_reasons" and len(results) == 120
     high = results.loc[results["churn_risk"] == "HIGH", "top_reasons"]
-    assert not high.empty and high.str.contains("=").all()
+    assert not high.empty and high.str.contains(r" is .* \([+-]\d", regex=True).all()
     assert high.str.split("; ").map(len).max() <= 3

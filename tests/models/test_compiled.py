@@ -67,5 +67,5 @@ def test_a_model_without_boosted_trees_is_not_compiled(telco_model, tmp_path):
     X = prepare_features(frame.head(500), trained.profile.features)
     linear = build_linear(trained.profile).fit(X, (frame["Churn"].head(500) == "Yes").astype(int))
     assert compile_trees(linear, tmp_path, X) is None
-    with pytest.raises(ValueError, match="only a calibrated HistGradientBoosting"):
+    with pytest.raises(ValueError, match="only a calibrated boosted-trees"):
         CompiledModel(linear, tmp_path / "trees.so")

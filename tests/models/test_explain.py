@@ -1,16 +1,59 @@
-"""Per-customer reasons: exact shares for the linear model, replacement effects for trees."""
+"""Exact contributions: base value + contributions = the margin, for every model family trained."""
+
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
-from models import explain
+from models import explain, training
 from models.calibration import CalibratedModel
 from models.features import infer_features, prepare_features
 from models.profile import ModelProfile
 from models.training import build_boosted, build_linear
+from retainwise.uploads.reading import read_table
+from tests.conftest import telco_path
+
+
+@pytest.fixture(scope="module")
+def telco():
+    """The Telco table, prepared, with each candidate trained on it through `train`."""
+    frame = read_table(Path(telco_path()).read_bytes())
+    models = {}
+    for kind in training.CANDIDATES:
+        chosen = training.pick_best
+        training.pick_best = lambda candidates, kind=kind: kind  # force each kind in turn
+        try:
+            models[kind] = training.train(frame, "Churn", "customerID")
+        finally:
+            training.pick_best = chosen
+    return frame, models
+
+
+@pytest.mark.parametrize("kind", list(training.CANDIDATES))
+def test_base_plus_contributions_is_the_margin_on_telco(telco, kind):
+    frame, models = telco
+    trained = models[kind]
+    assert trained.profile.categorical  # Telco's category columns are in play
+    X = prepare_features(frame, trained.profile.features)
+    found = explain.explain(trained.pipeline, trained.profile, X)
+    assert found.contributions.shape == (len(X), len(trained.profile.features))
+    assert np.max(np.abs(found.margin - trained.pipeline.decision_function(X))) < 1e-6
+    assert np.ptp(found.base) < 1e-9  # one base value per model
+
+
+def test_unseen_categories_and_missing_numbers_are_explained_exactly(telco):
+    frame, models = telco
+    trained = models["gradient_boosting"]
+    rows = frame.head(50).copy()
+    rows["Contract"] = "Two-year plus"
+    rows["MonthlyCharges"] = ""
+    X = prepare_features(rows, trained.profile.features)
+    found = explain.explain(trained.pipeline, trained.profile, X)
+    assert np.max(np.abs(found.margin - trained.pipeline.decision_function(X))) < 1e-6
 
 
 @pytest.fixture(scope="module")
@@ -27,43 +70,39 @@ def data():
     )
     features, _ = infer_features(table, exclude=set())
     profile = ModelProfile(id_column=None, target="Churn", features=features)
-    return table, prepare_features(table, features), y, profile
+    return prepare_features(table, features), y, profile
 
 
 def fitted(build, data) -> CalibratedModel:
-    _, X, y, profile = data
+    X, y, profile = data
     with threadpool_limits(limits=1, user_api="openmp"):  # as training does on a busy box
         return CalibratedModel(build(profile).fit(X, y), 1.0, 0.0)
 
 
-def test_linear_shares_add_up_to_the_score_minus_a_constant(data):
-    _, X, _, profile = data
-    model = fitted(build_linear, data)
-    shares = explain.linear_contributions(model, profile, X)
-    remainder = model.decision_function(X) - shares.sum(axis=1)
-    assert np.ptp(remainder) < 1e-9
-    assert shares.shape == (len(X), 3)
-
-
-def test_short_month_to_month_customers_are_explained_by_contract_and_tenure(data):
-    _, X, _, profile = data
-    model = fitted(build_linear, data)
-    customer = pd.DataFrame({"tenure": [1.0], "Contract": ["Month-to-month"], "gender": ["F"]})
-    reasons = explain.top_reasons(model, profile, customer).iloc[0]
-    assert set(reasons.split("; ")[:2]) == {"Contract=Month-to-month", "tenure=1"}
-
-
-def test_tree_reasons_use_replacement_and_only_name_risk_raising_features(data):
-    _, X, _, profile = data
-    model = fitted(build_boosted, data)
-    assert not explain.is_linear(model)
-    loyal = pd.DataFrame({"tenure": [70.0], "Contract": ["Two year"], "gender": ["M"]})
-    risky = pd.DataFrame({"tenure": [1.0], "Contract": ["Month-to-month"], "gender": ["M"]})
-    assert "Contract=Month-to-month" in explain.top_reasons(model, profile, risky).iloc[0]
-    assert "Contract" not in explain.top_reasons(model, profile, loyal).iloc[0]
+@pytest.mark.parametrize("build", [build_linear, build_boosted])
+def test_month_to_month_raises_risk_and_two_year_lowers_it(data, build):
+    _, _, profile = data
+    model = fitted(build, data)
+    rows = pd.DataFrame(
+        {"tenure": [1.0, 1.0], "Contract": ["Month-to-month", "Two year"], "gender": ["F", "F"]}
+    )
+    shares = explain.explain(model, profile, rows).contributions
+    contract = profile.feature_names.index("Contract")
+    assert shares[0, contract] > 0 > shares[1, contract]
 
 
 def test_a_plain_pipeline_from_an_older_version_is_explained_too(data):
-    _, X, y, profile = data
+    X, y, profile = data
     pipeline: Pipeline = build_linear(profile).fit(X, y)
-    assert len(explain.top_reasons(pipeline, profile, X.head(5))) == 5
+    found = explain.explain(pipeline, profile, X.head(5))
+    assert np.max(np.abs(found.margin - pipeline.decision_function(X.head(5)))) < 1e-9
+
+
+def test_a_histgradientboosting_version_is_not_explained_and_gets_no_reasons(data):
+    X, y, profile = data
+    pipeline = build_boosted(profile)
+    pipeline.steps[-1] = ("classifier", HistGradientBoostingClassifier(max_iter=5))
+    pipeline.fit(X, y)
+    with pytest.raises(explain.NotExplainable, match="retrain"):
+        explain.explain(pipeline, profile, X.head(5))
+    assert (explain.top_reasons(pipeline, profile, X.head(5)) == "").all()

@@ -1,0 +1,233 @@
+"""Reasons (issue 19): their cost per explained row, the share they add to the scoring path, and
+the `/customers` read latency on the storage adapter.
+
+`python benchmarks/reasons.py [--rows 100000 1000000] [--uploads 20] [--customers 100000]`
+prints one JSON line per figure, wall seconds beside CPU seconds (this process, all threads):
+- `reasons_cost_per_row`: exact contributions + reasons in words for 20,000 Telco rows;
+- `reasons_share_<rows>`: the chunked scoring path with the compiled Telco champion (read,
+  validate, score, write CSV, 60k-row chunks) with and without the actions list at the defaults
+  (every HIGH row and the first RETAINWISE_EXPLAIN_TOP_N explained). Target: <= 30% at 1M rows;
+- `customer_scores_copy_100k` and `customers_read_p95`: on a throwaway PostgreSQL database,
+  `--uploads` uploads of `--customers` customers stored with `record_scores`, then 300 reads of
+  random customers with `customers.customer`. Target: p95 <= 200 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import random
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+CHUNK_ROWS = 60_000  # ~8 MiB of Telco CSV, the chunked path's default chunk
+
+
+def timed(action) -> tuple[object, float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = action()
+    return result, time.perf_counter() - wall, time.process_time() - cpu
+
+
+FIGURES: dict[str, dict] = {}
+
+
+def emit(**figure) -> None:
+    """One JSON line per figure; the last line (`summary`) has them all, for run_all.py."""
+    FIGURES[figure["figure"]] = figure
+    print(json.dumps(figure), flush=True)
+
+
+def champion(directory: Path):
+    """The Telco model as scoring loads it: the trained pipeline with its compiled trees."""
+    from benchmarks.data import ID, TARGET, load_telco
+    from models.compiled import CompiledModel, compile_trees
+    from models.features import prepare_features
+    from models.training import train
+
+    trained = train(load_telco(), TARGET, ID)
+    check = prepare_features(trained.evaluation.head(500), trained.profile.features)
+    library = compile_trees(trained.pipeline, directory, check)
+    trained.scorer = CompiledModel(trained.pipeline, library) if library else trained.pipeline
+    return trained
+
+
+def cost_per_row(trained, rows: int = 20_000) -> None:
+    from benchmarks.data import jittered_block, load_telco
+    from models.features import prepare_features
+    from models.reasons import reasons_for
+
+    block = jittered_block(load_telco(), 0, rows, np.random.default_rng(19))
+    X = prepare_features(block, trained.profile.features)
+    _, wall, cpu = timed(lambda: reasons_for(trained.pipeline, trained.profile)(X))
+    emit(
+        figure="reasons_cost_per_row",
+        rows=rows,
+        us_per_row_wall=round(wall / rows * 1e6, 1),
+        us_per_row_cpu=round(cpu / rows * 1e6, 1),
+        model=trained.kind,
+    )
+
+
+class Counted:
+    """The explainer, counting the rows it explains and the wall and CPU seconds it takes."""
+
+    def __init__(self, explainer):
+        self.explainer, self.rows, self.wall, self.cpu = explainer, 0, 0.0, 0.0
+
+    def __call__(self, X, ids=None):
+        result, wall, cpu = timed(lambda: self.explainer(X, ids))
+        self.rows, self.wall, self.cpu = self.rows + len(X), self.wall + wall, self.cpu + cpu
+        return result
+
+
+def scoring_path(trained, chunks: list[bytes], actions: bool) -> tuple[float, float, Counted]:
+    """Wall and CPU seconds of the chunked path over `chunks`; the explainer's own count."""
+    from models.features import prepare_features
+    from models.reasons import reasons_for
+    from retainwise.config.settings import Settings
+    from retainwise.uploads.actions import ActionsBuilder
+    from retainwise.uploads.pipeline import score_file
+    from retainwise.uploads.reading import Limits
+
+    top_n = Settings().explain_top_n
+    with tempfile.TemporaryDirectory() as spill:
+        explainer = Counted(reasons_for(trained.pipeline, trained.profile))
+        builder = ActionsBuilder(explainer, Path(spill), top_n)
+
+        def run() -> int:
+            for data in chunks:
+                scored = score_file(data, trained, Limits(), 0.5)
+                if actions:
+                    accepted = scored.upload.accepted
+                    scored.results.index = accepted.index
+                    builder.add(
+                        scored.results, prepare_features(accepted, trained.profile.features)
+                    )
+            return builder.write_csv(io.BytesIO()) if actions else 0
+
+        written, wall, cpu = timed(run)
+    assert written == (sum(len(c.splitlines()) - 1 for c in chunks) if actions else 0)
+    return wall, cpu, explainer
+
+
+def csv_chunks(rows: int) -> list[bytes]:
+    from benchmarks.data import jittered_block, load_telco
+
+    source, rng = load_telco(), np.random.default_rng(2024)
+    return [
+        jittered_block(source, start, min(CHUNK_ROWS, rows - start), rng)
+        .to_csv(index=False)
+        .encode()
+        for start in range(0, rows, CHUNK_ROWS)
+    ]
+
+
+def share(trained, rows: int) -> None:
+    chunks = csv_chunks(rows)
+    plain_wall, plain_cpu, _ = scoring_path(trained, chunks, actions=False)
+    wall, cpu, explained = scoring_path(trained, chunks, actions=True)
+    emit(
+        figure=f"reasons_share_{rows}",
+        rows=rows,
+        scoring_wall=round(plain_wall, 2),
+        scoring_cpu=round(plain_cpu, 2),
+        with_actions_wall=round(wall, 2),
+        with_actions_cpu=round(cpu, 2),
+        extra_share_wall=round(wall / plain_wall - 1, 3),
+        extra_share_cpu=round(cpu / plain_cpu - 1, 3),
+        explained_rows=explained.rows,
+        explaining_wall=round(explained.wall, 2),
+        explaining_cpu=round(explained.cpu, 2),
+        target="<= 0.30 at 1M rows",
+    )
+
+
+EXPLAINED = 22_000  # what 100k Telco rows explain at the defaults (HIGH and the first 20,000)
+
+
+def store_explanations(engine, ids: list[str]) -> None:
+    """Store `ids`' explanations of 19 features, as the scoring path would after an upload."""
+    import pandas as pd
+
+    from models.explain import Explanation
+    from retainwise.adapters import customers
+
+    features = [f"feature_{j}" for j in range(19)]
+    X = pd.DataFrame({name: ["Month-to-month"] * len(ids) for name in features})
+    matrix = np.random.default_rng(3).normal(size=(len(ids), len(features)))
+    explanation = Explanation(features, np.full(len(ids), -1.2), matrix)
+    moment = datetime(2027, 1, 1, tzinfo=UTC)
+    upload = customers.UploadScored("acme", "upload-latest", "churn", "1", moment)
+    customers.record_explanations(engine, upload, pd.Series(ids), explanation, X)
+
+
+def customers_latency(uploads: int, customers_per_upload: int, reads: int = 300) -> None:
+    import pandas as pd
+
+    import migrations
+    from retainwise.adapters import customers
+    from retainwise.adapters.db import make_engine
+    from tests.conftest import throwaway_postgres  # the tests' throwaway database
+
+    ids = [f"C{i:09d}" for i in range(customers_per_upload)]
+    rng = np.random.default_rng(5)
+    with throwaway_postgres("retainwise_reasons_bench") as url:
+        migrations.upgrade(url)
+        engine = make_engine(url)
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        copies = []
+        for n in range(uploads):
+            upload = customers.UploadScored(
+                "acme", f"upload-{n:04d}", "churn", "1", start + timedelta(days=n)
+            )
+            p = rng.random(len(ids))
+            rows = pd.DataFrame({"customer_id": ids, "churn_probability": p, "churn_risk": "LOW"})
+            copies.append(timed(lambda u=upload, r=rows: customers.record_scores(engine, u, r))[1])
+        stored = timed(lambda: store_explanations(engine, ids[:EXPLAINED]))[1]
+        picks = random.Random(7).choices(ids, k=reads)
+        latencies = [timed(lambda i=i: customers.customer(engine, "acme", i))[1] for i in picks]
+        engine.dispose()
+    emit(
+        figure="customer_scores_copy_100k",
+        rows=customers_per_upload,
+        seconds_median=round(float(np.median(copies)), 2),
+        rows_per_second=round(customers_per_upload / float(np.median(copies))),
+    )
+    emit(figure="customer_explanations_upsert", rows=EXPLAINED, seconds=round(stored, 2))
+    emit(
+        figure="customers_read_p95",
+        stored_rows=uploads * customers_per_upload,
+        p50_ms=round(float(np.percentile(latencies, 50)) * 1000, 2),
+        p95_ms=round(float(np.percentile(latencies, 95)) * 1000, 2),
+        target="<= 200 ms",
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, nargs="*", default=[100_000, 1_000_000])
+    parser.add_argument("--uploads", type=int, default=20)
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--skip-scoring", action="store_true")
+    args = parser.parse_args()
+    if not args.skip_scoring:
+        with tempfile.TemporaryDirectory() as directory:
+            trained = champion(Path(directory))
+            cost_per_row(trained)
+            for rows in args.rows:
+                share(trained, rows)
+    customers_latency(args.uploads, args.customers)
+    print(json.dumps({"figure": "summary", **FIGURES}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

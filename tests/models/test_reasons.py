@@ -1,0 +1,55 @@
+"""Reasons in words, largest contribution first, with the customer's value and the sign."""
+
+import numpy as np
+import pandas as pd
+
+from models.explain import Explanation
+from models.reasons import REASON_COLUMNS, format_value, reason_columns
+
+
+def explained(contributions) -> Explanation:
+    matrix = np.asarray(contributions, dtype=float)
+    return Explanation(
+        ["tenure", "Contract", "TotalCharges", "gender"], np.zeros(len(matrix)), matrix
+    )
+
+
+def test_reasons_read_feature_value_and_signed_contribution_largest_first():
+    X = pd.DataFrame(
+        {
+            "tenure": [1.0, 60.0],
+            "Contract": ["Month-to-month", "Two year"],
+            "TotalCharges": [np.nan, 4000.5],
+            "gender": ["F", "M"],
+        },
+        index=[7, 8],
+    )
+    words = reason_columns(explained([[0.85, 0.42, 0.1, -0.01], [-0.9, -1.2, 0.05, -0.02]]), X)
+    assert list(words.columns) == REASON_COLUMNS and list(words.index) == [7, 8]
+    assert words.loc[7].tolist() == [
+        "tenure is 1 (+0.85)",
+        "Contract is Month-to-month (+0.42)",
+        "TotalCharges is missing (+0.10)",
+    ]
+    # only one feature raises the risk: the next two say with their sign that they lower it
+    assert words.loc[8].tolist() == [
+        "TotalCharges is 4000.5 (+0.05)",
+        "gender is M (-0.02)",
+        "tenure is 60 (-0.90)",
+    ]
+
+
+def test_a_model_with_fewer_features_than_reasons_leaves_the_rest_empty():
+    X = pd.DataFrame({"tenure": [3.0]})
+    found = Explanation(["tenure"], np.zeros(1), np.array([[0.3]]))
+    assert reason_columns(found, X).iloc[0].tolist() == ["tenure is 3 (+0.30)", "", ""]
+
+
+def test_values_are_written_as_a_person_reads_them():
+    assert [format_value(v) for v in (None, np.nan, 2.0, 0.125, "Yes")] == [
+        "missing",
+        "missing",
+        "2",
+        "0.125",
+        "Yes",
+    ]

@@ -1,0 +1,110 @@
+"""Customer history on SQLite and PostgreSQL: newest first, scoped by account, explained."""
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import migrations
+from models.explain import Explanation
+from retainwise.adapters import customers, db
+
+NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+
+def completed(engine, account: str, model: str = "churn") -> str:
+    prediction_id = db.create_prediction(engine, account=account, model_name=model, input_key="k")
+    assert db.claim_prediction(engine, prediction_id, "run")
+    assert db.finish_prediction(engine, prediction_id, "run", db.Status.COMPLETED)
+    return prediction_id
+
+
+def upload(prediction_id: str, account: str = "acme", days: int = 0, version: str = "3"):
+    return customers.UploadScored(
+        account, prediction_id, "churn", version, NOW + timedelta(days=days)
+    )
+
+
+def scored(ids, probabilities, tiers=None) -> pd.DataFrame:
+    tiers = tiers or ["HIGH" if p >= 0.6 else "LOW" for p in probabilities]
+    return pd.DataFrame(
+        {"customer_id": ids, "churn_probability": probabilities, "churn_risk": tiers}
+    )
+
+
+def explanation(rows: int, shift: float = 0.0) -> tuple[Explanation, pd.DataFrame]:
+    contributions = np.array([[0.5 + shift, -0.25, 0.125]] * rows)
+    X = pd.DataFrame({"tenure": [2.0] * rows, "Contract": ["Month-to-month"] * rows})
+    X["TotalCharges"] = np.nan
+    return Explanation(list(X.columns), np.full(rows, -1.0), contributions), X
+
+
+def test_history_is_newest_first_and_another_accounts_customer_is_missing(migrated_engine):
+    first, second = completed(migrated_engine, "acme"), completed(migrated_engine, "acme")
+    customers.record_scores(migrated_engine, upload(first), scored(["a", "b"], [0.2, 0.7]))
+    customers.record_scores(migrated_engine, upload(second, days=30), scored(["a"], [0.65]))
+    record = customers.customer(migrated_engine, "acme", "a")
+    assert [(h.prediction_id, h.churn_probability, h.churn_risk) for h in record.history] == [
+        (second, 0.65, "HIGH"),
+        (first, 0.2, "LOW"),
+    ]
+    assert record.history[0].completed_at == NOW + timedelta(days=30)
+    assert record.explanation is None
+    assert customers.customer(migrated_engine, "other", "a") is None
+    assert customers.customer(migrated_engine, "acme", "zzz") is None
+
+
+def test_the_latest_explanation_adds_up_to_the_margin_and_an_older_one_does_not_replace_it(
+    migrated_engine,
+):
+    first, second = completed(migrated_engine, "acme"), completed(migrated_engine, "acme")
+    customers.record_scores(migrated_engine, upload(first), scored(["a"], [0.7]))
+    newer, X = explanation(1, shift=1.0)
+    customers.record_explanations(
+        migrated_engine, upload(second, days=30), pd.Series(["a"]), newer, X
+    )
+    older, X = explanation(1)
+    customers.record_explanations(migrated_engine, upload(first), pd.Series(["a"]), older, X)
+    found = customers.customer(migrated_engine, "acme", "a").explanation
+    assert found.prediction_id == second and found.model_version == "3"
+    assert [(c.feature, c.value) for c in found.contributions] == [
+        ("tenure", 2.0),
+        ("Contract", "Month-to-month"),
+        ("TotalCharges", None),
+    ]
+    total = found.base_value + sum(c.contribution for c in found.contributions)
+    assert abs(total - found.margin) < 1e-12 and found.margin == pytest.approx(
+        0.375
+    )  # not the older -0.625
+    assert customers.customer(migrated_engine, "other", "a") is None
+
+
+def test_previous_scores_are_the_accounts_latest_other_completed_upload(migrated_engine):
+    first, second = completed(migrated_engine, "acme"), completed(migrated_engine, "acme")
+    elsewhere, current = completed(migrated_engine, "other"), completed(migrated_engine, "acme")
+    customers.record_scores(migrated_engine, upload(first), scored(["a", "b"], [0.1, 0.2]))
+    customers.record_scores(migrated_engine, upload(second), scored(["a"], [0.3]))
+    customers.record_scores(migrated_engine, upload(elsewhere, "other"), scored(["a"], [0.9]))
+    previous = customers.previous_scores(migrated_engine, "acme", "churn", before=current)
+    assert previous.to_pydict() == {"customer_id": ["a"], "probability": [0.3]}
+    assert customers.previous_scores(migrated_engine, "acme", "other-model", current) is None
+
+
+def test_a_rerun_of_an_upload_writes_its_rows_afresh(migrated_engine):
+    prediction_id = completed(migrated_engine, "acme")
+    ids = [f"c{i}" for i in range(5000)]
+    rows = scored(ids, list(np.linspace(0, 1, 5000)))
+    assert customers.record_scores(migrated_engine, upload(prediction_id), rows) == 5000
+    customers.forget_upload(migrated_engine, prediction_id)
+    assert customers.record_scores(migrated_engine, upload(prediction_id), rows) == 5000
+    history = customers.customer(migrated_engine, "acme", "c4999").history
+    assert [h.churn_probability for h in history] == [1.0]
+
+
+def test_the_migration_downgrades_and_upgrades_again(database_url):
+    migrations.upgrade(database_url)
+    migrations.upgrade(database_url)  # safe to rerun
+    migrations.downgrade(database_url, "0012_upload_slots_and_sessions")
+    migrations.upgrade(database_url)
+    assert migrations.current_revision(database_url) == "0013_create_customer_history"
