@@ -106,10 +106,10 @@ def plan(source: Source, policy: ScoringPolicy) -> Route:
     cut into records (UTF-16, binary) is refused from its first bytes. Parquet is routed by the
     size of its data (parquet.as_csv_source).
     """
+    if source.size() == 0:  # before anything reads a range of it (S3 refuses one of nothing)
+        raise UploadRejected("the file is empty")
     source = as_csv_source(source, policy.limits)
     size = source.size()
-    if size == 0:
-        raise UploadRejected("the file is empty")
     head = source.head()
     if head.startswith(GZIP_MAGIC):
         limit = policy.limits.max_bytes
