@@ -15,6 +15,7 @@ from retainwise.uploads.output import result_keys
 from retainwise.uploads.policy import ScoringPolicy
 from retainwise.uploads.reaper import time_limit
 from retainwise.uploads.report import summary_markdown
+from tasks.history import CustomerHistory
 from tasks.monitoring import record_upload_figures
 from tasks.retry import describe_failure
 from tasks.scoring import load_champion
@@ -59,7 +60,10 @@ def score_claimed(env: Resources, prediction: Prediction, run_id: str) -> dict[s
                 # the trigger did not know the version, or a promotion came in between
                 tag_run(run_id, f"model-version:{model.version}", replacing="model-version:")
             score = score_in_chunks if route.chunked else score_whole_file
-            report = score(source, model, policy, sinks, prediction_id, route).report
+            history = CustomerHistory.for_upload(
+                env.engine, prediction.account, prediction_id, model
+            )
+            report = score(source, model, policy, sinks, prediction_id, route, history).report
             publish_summary(prediction_id, report, keys.report_html)
         if report["error"]:  # too many rows rejected: the report and rejects say which and why
             raise UploadRejected(report["error"])
@@ -90,6 +94,7 @@ def score_claimed(env: Resources, prediction: Prediction, run_id: str) -> dict[s
         report_key=keys.report,
         error=None,
     )
+    history.completed()  # each explained customer's latest explanation (GET /customers/{id})
     figures = record_upload_figures(
         env, report, prediction.account, model, keys.results, return_state=True
     )
