@@ -25,6 +25,7 @@ def path(request, monkeypatch):
     if request.param == "chunked":
         monkeypatch.setenv("RETAINWISE_CHUNKED_ABOVE_BYTES", "1000")
         monkeypatch.setenv("RETAINWISE_CHUNK_BYTES", "8000")
+        monkeypatch.setattr(aws, "READ_BLOCK", 8_000)  # chunks are cut from blocks: several
     return request.param
 
 
