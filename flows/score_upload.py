@@ -15,7 +15,7 @@ from retainwise.uploads.output import result_keys
 from retainwise.uploads.policy import ScoringPolicy
 from retainwise.uploads.reaper import time_limit
 from retainwise.uploads.report import summary_markdown
-from tasks.history import CustomerHistory
+from tasks.history import CustomerHistory, record_explanations
 from tasks.monitoring import record_upload_figures
 from tasks.retry import describe_failure
 from tasks.scoring import load_champion
@@ -94,7 +94,9 @@ def score_claimed(env: Resources, prediction: Prediction, run_id: str) -> dict[s
         report_key=keys.report,
         error=None,
     )
-    history.completed()  # each explained customer's latest explanation (GET /customers/{id})
+    explained = record_explanations(history, return_state=True)  # for GET /customers/{id}
+    if explained.is_failed():  # the upload stands; its customers keep their older explanation
+        logger.warning("explanations for %s not stored: %s", prediction_id, explained.message)
     figures = record_upload_figures(
         env, report, prediction.account, model, keys.results, return_state=True
     )

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from models.explain import Explanation
 from retainwise.adapters import customers
 from retainwise.adapters.customers import UploadScored
+from tasks.retry import io_task
 
 
 class CustomerHistory:
@@ -63,3 +64,9 @@ class CustomerHistory:
         )
         self.explanations.clear()
         return stored
+
+
+@io_task("record-explanations")
+def record_explanations(history: CustomerHistory) -> int:
+    """After COMPLETED: a retried write (an upsert, so a retry stores nothing twice)."""
+    return history.completed()
