@@ -22,13 +22,14 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 demo: $(STAMP)
 	$(BIN)/python -m retainwise.local.demo
 
-# ruff (lint and format check) and mypy (pyproject.toml says how strict, per package)
+# ruff (lint and format check) and mypy (pyproject.toml says how strict, per package); part of `make test`
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: $(STAMP)
+# lint first, so CI (.ci/run calls `make test`) fails on a lint or type error too
+test: lint
 	$(BIN)/python -m pytest -q
 
 # the unit tests only (no moto, Prefect API, MLflow or stack): under a minute

@@ -55,9 +55,9 @@ def main() -> None:
             trained = training.train(frame, "Churn", "customerID")
         finally:
             training.pick_best = chosen
-        plain = best_of(3, lambda: score_frame(trained.pipeline, trained.profile, batch, ids))
+        plain = best_of(3, lambda t=trained: score_frame(t.pipeline, t.profile, batch, ids))
         with_reasons = best_of(
-            3, lambda: score_frame(trained.pipeline, trained.profile, batch, ids, reasons=True)
+            3, lambda t=trained: score_frame(t.pipeline, t.profile, batch, ids, reasons=True)
         )
         print(
             json.dumps(

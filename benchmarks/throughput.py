@@ -255,10 +255,8 @@ def export_model(settings, target: Path) -> None:
     from retainwise.adapters import mlflow_registry as registry
 
     model = registry.load_champion(common.MODEL, settings)
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.artifacts.download_artifacts(
-        f"models:/{common.MODEL}/{model.version}", dst_path=str(target)
-    )
+    source = registry.client(settings).get_model_version_download_uri(common.MODEL, model.version)
+    mlflow.artifacts.download_artifacts(source, dst_path=str(target))
     (target / "profile.json").write_text(json.dumps(model.profile.to_dict()))
 
 

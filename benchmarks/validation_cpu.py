@@ -257,7 +257,9 @@ def run(
             cpu[side]["chunked"].append(c)
             wall[side]["chunked"].append(w)
     found = differences(outputs["baseline", "whole"], outputs["now", "whole"])
-    for i, (b, a) in enumerate(zip(outputs["baseline", "chunked"], outputs["now", "chunked"])):
+    for i, (b, a) in enumerate(
+        zip(outputs["baseline", "chunked"], outputs["now", "chunked"], strict=True)
+    ):
         found += [f"chunk {i}: {d}" for d in differences(b, a)]
     per_million = 1e6 / rows
     summary = {

@@ -34,7 +34,7 @@ def ensure_work_pools(types: Mapping[str, str] = WORK_POOL_TYPES) -> list[str]:
 
 
 def default_job_template(pool_type: str) -> dict[str, Any]:
-    """The worker type's own template; for ECS the container also gets the task's memory and `secrets`.
+    """The worker type's own template; on ECS the container also gets the task memory and `secrets`.
 
     A single-container task whose container has the whole task memory as its hard limit (this
     also keeps moto's RunTask, which insists on a container memory, working in the tests). The

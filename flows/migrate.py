@@ -8,12 +8,13 @@ from prefect import flow, get_run_logger
 import migrations
 from retainwise.adapters import db_roles, mlflow_registry
 from retainwise.adapters.db import make_engine
+from retainwise.adapters.resources import Resources
 from retainwise.config.settings import Settings
 
 
 @flow(name="migrate")
 def migrate(revision: str = "head") -> str | None:
-    settings = Settings()
+    settings = Resources.of_process().settings
     settings.home_dir.mkdir(parents=True, exist_ok=True)
     logger = get_run_logger()
     before = migrations.current_revision(settings.db_url)

@@ -17,13 +17,15 @@ from retainwise.adapters.resources import Resources
 from retainwise.modelops.monitoring import auc_chart, version_table
 from retainwise.modelops.outcomes import gate_retraining
 from tasks.monitoring import monitor_figures
+from tasks.webhooks import notify_accounts
 
 
 @flow(name="monitor", flow_run_name="monitor-{name}")
 def monitor(name: str = "churn", account: str | None = None) -> dict[str, Any]:
-    env = Resources.from_env()
+    env = Resources.of_process()
     logger = get_run_logger()
     figures = monitor_figures(env, name, account)
+    notify_accounts(env, name, figures["alerts"])  # the accounts' webhooks
     publish(name, figures)
     alerts = gate_retraining(figures)  # one account's outcomes alone retrain nothing
     for alert in alerts:

@@ -8,24 +8,8 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from retainwise.adapters import prefect_api
 from retainwise.adapters.resources import Resources
-from retainwise.uploads import reaper
-from tasks.retry import io_task
-
-
-@io_task("sweep-stale-uploads")
-def sweep_stale(
-    env: Resources, max_attempts: int, stale_after_seconds: float | None, now: datetime | None
-) -> list[reaper.Reaped]:
-    return reaper.sweep(
-        env,
-        prefect_api.prefect_run_states,
-        prefect_api.cancel_flow_run,
-        max_attempts,
-        stale_after_seconds,
-        now,
-    )
+from tasks.reaper import sweep_stale
 
 
 @flow(name="reap-stale")
@@ -33,7 +17,7 @@ def reap_stale(
     max_attempts: int = 3, stale_after_seconds: float | None = None, now: datetime | None = None
 ) -> dict[str, Any]:
     """`now` (default: the clock) is when upload ages are measured from."""
-    env = Resources.from_env()
+    env = Resources.of_process()
     reaped = sweep_stale(env, max_attempts, stale_after_seconds, now)
     logger = get_run_logger()
     for item in reaped:

@@ -13,10 +13,10 @@ from retainwise.adapters.resources import Resources
 from retainwise.config.errors import CUSTOMER_ERRORS, UploadRejected
 from retainwise.uploads.output import result_keys
 from retainwise.uploads.policy import ScoringPolicy
-from retainwise.uploads.reaper import time_limit
 from retainwise.uploads.report import summary_markdown
 from tasks.history import CustomerHistory, record_explanations
 from tasks.monitoring import record_upload_figures
+from tasks.reaper import time_limit
 from tasks.retry import describe_failure
 from tasks.scoring import load_champion
 from tasks.shadow import shadow_score
@@ -26,7 +26,7 @@ from tasks.uploads import S3Sinks, check_upload, score_in_chunks, score_whole_fi
 
 @flow(name="score-upload", flow_run_name="score-{prediction_id}")
 def score_upload(prediction_id: str) -> dict[str, Any]:
-    env, logger = Resources.from_env(), get_run_logger()
+    env, logger = Resources.of_process(), get_run_logger()
     run_id = str(runtime.flow_run.id or "")
     prediction = claim_upload(env.engine, prediction_id, run_id)
     if prediction is None:

@@ -12,7 +12,6 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from retainwise.adapters.resources import Resources
-from retainwise.config.settings import Settings
 from retainwise.modelops.pooling import ID_COLUMN, TARGET
 from retainwise.modelops.training import run_params, summarise
 from tasks.monitoring import pool_labelled_outcomes
@@ -29,10 +28,10 @@ def train_model(
     allow_columns: list[str] | None = None,
     outcomes_of: str | None = None,
 ) -> dict[str, Any]:
-    settings = Settings()
-    logger = get_run_logger()
+    env = Resources.of_process()
+    settings, logger = env.settings, get_run_logger()
     if outcomes_of:
-        frame = pool_labelled_outcomes(Resources(settings), outcomes_of)
+        frame = pool_labelled_outcomes(env, outcomes_of)
         data, target, id_column = (
             f"outcomes of {outcomes_of} ({len(frame)} rows)",
             TARGET,

@@ -1,4 +1,4 @@
-"""Alembic migrations for the RetainWise database, runnable from code (the `migrate` flow) or the CLI."""
+"""Alembic migrations for the RetainWise database, run from code (the `migrate` flow) or the CLI."""
 
 from __future__ import annotations
 

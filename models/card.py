@@ -27,7 +27,8 @@ def model_card(trained: TrainedModel, name: str, source: str | None = None) -> s
     ]
     rel = trained.curves.get("reliability", {})
     reliability = [
-        [f"{a:.3f}", f"{b:.3f}"] for a, b in zip(rel.get("predicted", []), rel.get("observed", []))
+        [f"{a:.3f}", f"{b:.3f}"]
+        for a, b in zip(rel.get("predicted", []), rel.get("observed", []), strict=True)
     ]
     return (
         "\n\n".join(
@@ -52,24 +53,27 @@ def model_card(trained: TrainedModel, name: str, source: str | None = None) -> s
                 ),
                 "## Decision threshold and risk tiers\n\n"
                 f"`predicted_churn` when probability >= **{p.threshold:.4f}** (maximises F1 on "
-                f"out-of-fold validation probabilities of the training split). MEDIUM from the threshold, "
-                f"HIGH from **{p.cutoffs.high:.4f}** (lowest validation probability from which the "
-                f"observed churn rate reaches {HIGH_RATE:.0%}; top decile if none does).",
+                f"out-of-fold validation probabilities of the training split). MEDIUM from the "
+                f"threshold, HIGH from **{p.cutoffs.high:.4f}** (lowest validation probability "
+                f"from which the observed churn rate reaches {HIGH_RATE:.0%}; top decile if none "
+                "does).",
                 "## Candidates (5-fold stratified cross-validation on the training split)\n\n"
                 + _table(["model", "CV ROC AUC", ""], candidates)
-                + "\n\nThe best is refit on the whole training split and calibrated by Platt scaling on "
-                "its out-of-fold scores.",
+                + "\n\nThe best is refit on the whole training split and calibrated by Platt "
+                "scaling on its out-of-fold scores.",
                 "## Calibration (held-out test set, equal-count bins)\n\n"
                 + _table(["mean predicted", "observed churn rate"], reliability),
                 "## Columns not used\n\n"
                 + _table(["column", "why"], excluded)
-                + "\n\nA column is excluded as leakage when alone it predicts the target with ROC AUC "
-                ">= 0.98 on the training split or is a near copy of it; `--allow-column` keeps it.",
+                + "\n\nA column is excluded as leakage when alone it predicts the target with "
+                "ROC AUC >= 0.98 on the training split or is a near copy of it; `--allow-column` "
+                "keeps it.",
                 "## Features\n\n" + _table(["column", "type", "missing"], features),
                 "## Notes\n\n" + ("\n".join(f"- {n}" for n in trained.notes) or "- none"),
-                "## Promotion gate\n\nA challenger replaces the champion only if, on the challenger's "
-                f"stored test set, its ROC AUC is not lower by more than {MAX_AUC_DROP} and its Brier "
-                f"score not worse by more than {MAX_BRIER_RISE} (or with `--force --reason`).",
+                "## Promotion gate\n\nA challenger replaces the champion only if, on the "
+                f"challenger's stored test set, its ROC AUC is not lower by more than "
+                f"{MAX_AUC_DROP} and its Brier score not worse by more than {MAX_BRIER_RISE} (or "
+                "with `--force --reason`).",
             ]
         )
         + "\n"

@@ -13,8 +13,10 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 LIBRARY = "trees.so"
 TOLERANCE = 1e-6  # compiled probabilities must equal the model's own to this
@@ -79,7 +81,7 @@ class CompiledModel:
     trees' raw score comes from C. `sklearn` is the original model (explanations use it).
     """
 
-    def __init__(self, model, library: Path, threads: int | None = None):
+    def __init__(self, model: Any, library: Path, threads: int | None = None) -> None:
         import tl2cgen
 
         parts = boosted_parts(model)
@@ -93,9 +95,10 @@ class CompiledModel:
 
     @property
     def classes_(self) -> np.ndarray:
-        return self.sklearn.classes_
+        classes: np.ndarray = self.sklearn.classes_
+        return classes
 
-    def decision_function(self, X) -> np.ndarray:
+    def decision_function(self, X: npt.ArrayLike) -> np.ndarray:
         import tl2cgen
 
         encoded = np.ascontiguousarray(self.columns.transform(X), dtype=np.float64)
@@ -104,6 +107,6 @@ class CompiledModel:
             margin = self.predictor.predict(matrix, pred_margin=True)
         return np.asarray(margin, dtype=np.float64).reshape(len(encoded))
 
-    def predict_proba(self, X) -> np.ndarray:
+    def predict_proba(self, X: npt.ArrayLike) -> np.ndarray:
         churn = self.sklearn.predict_proba_from_scores(self.decision_function(X))
         return np.column_stack([1 - churn, churn])

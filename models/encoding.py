@@ -10,6 +10,7 @@ all-zero row (one-hot).
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from scipy import sparse
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -17,7 +18,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 MISSING = "(missing)"
 
 
-class CategoryEncoder(TransformerMixin, BaseEstimator):
+class CategoryEncoder(TransformerMixin, BaseEstimator):  # type: ignore[misc]  # sklearn: no stubs
     """`output="ordinal"`: float codes (NaN = unknown); `"onehot"`: a sparse indicator matrix.
 
     With `max_categories`, the most frequent `max_categories - 1` values keep their own code and
@@ -28,7 +29,7 @@ class CategoryEncoder(TransformerMixin, BaseEstimator):
         self.output = output
         self.max_categories = max_categories
 
-    def fit(self, X, y=None):
+    def fit(self, X: npt.ArrayLike, y: object = None) -> CategoryEncoder:
         frame = _as_frame(X)
         self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
         self.n_features_in_ = frame.shape[1]
@@ -46,22 +47,25 @@ class CategoryEncoder(TransformerMixin, BaseEstimator):
             self.infrequent_.append(np.array(sorted(rare), dtype=object))
         return self
 
-    def codes(self, X) -> np.ndarray:
+    def codes(self, X: npt.ArrayLike) -> np.ndarray:
         """rows x columns int64 codes; -1 where the value was never seen in training."""
         frame = _as_frame(X)
         out = np.empty(frame.shape, dtype=np.int64, order="F")
-        for j, (kept, rare) in enumerate(zip(self.categories_, self.infrequent_)):
+        for j, (kept, rare) in enumerate(zip(self.categories_, self.infrequent_, strict=True)):
             out[:, j] = _column_codes(frame.iloc[:, j], kept, rare)
         return out
 
-    def transform(self, X):
+    def transform(self, X: npt.ArrayLike) -> np.ndarray | sparse.csr_matrix:
         codes = self.codes(X)
         if self.output == "ordinal":
             return np.where(codes >= 0, codes, np.nan).astype(np.float64)
         return self._one_hot(codes)
 
     def _one_hot(self, codes: np.ndarray) -> sparse.csr_matrix:
-        widths = [len(c) + (1 if len(r) else 0) for c, r in zip(self.categories_, self.infrequent_)]
+        widths = [
+            len(c) + (1 if len(r) else 0)
+            for c, r in zip(self.categories_, self.infrequent_, strict=True)
+        ]
         offsets = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.int64)
         rows, columns = np.nonzero(codes >= 0)
         return sparse.csr_matrix(
@@ -69,21 +73,21 @@ class CategoryEncoder(TransformerMixin, BaseEstimator):
             shape=(codes.shape[0], int(sum(widths))),
         )
 
-    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+    def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
         names = list(self.feature_names_in_)
         if self.output == "ordinal":
             return np.asarray(names, dtype=object)
         return np.asarray(
             [
                 f"{name}_{value}"
-                for name, kept, rare in zip(names, self.categories_, self.infrequent_)
+                for name, kept, rare in zip(names, self.categories_, self.infrequent_, strict=True)
                 for value in [*kept, *(["infrequent"] if len(rare) else [])]
             ],
             dtype=object,
         )
 
 
-def _as_frame(X) -> pd.DataFrame:
+def _as_frame(X: npt.ArrayLike) -> pd.DataFrame:
     return X if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X, dtype=object))
 
 
@@ -102,4 +106,5 @@ def _column_codes(column: pd.Series, kept: np.ndarray, rare: np.ndarray) -> np.n
     position = {value: code for code, value in enumerate(kept)}
     position.update(dict.fromkeys(rare, len(kept)))
     table = [position.get(str(value), -1) for value in uniques] + [position.get(MISSING, -1)]
-    return np.asarray(table, dtype=np.int64)[found]  # factorize's -1 (missing) takes the last entry
+    codes: np.ndarray = np.asarray(table, dtype=np.int64)[found]  # -1 (missing): the last entry
+    return codes

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score, roc_curve
@@ -20,7 +21,7 @@ def lift_top_decile(y: np.ndarray, p: np.ndarray) -> float:
     return float(np.mean(y[chosen]) / max(np.mean(y), 1e-12))
 
 
-def holdout_metrics(y, p, threshold: float) -> dict[str, float]:
+def holdout_metrics(y: npt.ArrayLike, p: npt.ArrayLike, threshold: float) -> dict[str, float]:
     y, p = np.asarray(y, dtype=int), np.asarray(p, dtype=float)
     predicted = p >= threshold
     true_positives = float(np.sum(predicted & (y == 1)))
@@ -35,15 +36,15 @@ def holdout_metrics(y, p, threshold: float) -> dict[str, float]:
     }
 
 
-def reliability_curve(y, p, bins: int = 10) -> dict[str, list[float]]:
-    """Mean predicted vs observed churn rate per equal-count bin (a calibrated model lies on y=x)."""
+def reliability_curve(y: npt.ArrayLike, p: npt.ArrayLike, bins: int = 10) -> dict[str, list[float]]:
+    """Mean predicted vs observed churn rate per equal-count bin (calibrated: on the line y=x)."""
     observed, predicted = calibration_curve(
         np.asarray(y), np.asarray(p), n_bins=bins, strategy="quantile"
     )
     return {"predicted": [float(v) for v in predicted], "observed": [float(v) for v in observed]}
 
 
-def roc_points(y, p) -> dict[str, list[float]]:
+def roc_points(y: npt.ArrayLike, p: npt.ArrayLike) -> dict[str, list[float]]:
     fpr, tpr, _ = roc_curve(np.asarray(y), np.asarray(p))
     return {"fpr": [float(v) for v in fpr], "tpr": [float(v) for v in tpr]}
 

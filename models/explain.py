@@ -72,6 +72,7 @@ def linear_explanation(pipeline, profile: ModelProfile, X: pd.DataFrame) -> Expl
     owner, means = list(range(len(profile.numeric))), [0.0] * len(profile.numeric)  # standardised
     onehot = one_hot_step(columns) if profile.categorical else None
     for offset, feature in enumerate(f for f in profile.features if f.kind == "categorical"):
+        assert onehot is not None  # built above when there is a categorical feature
         shares = dict(feature.category_shares)
         shares[MISSING] = shares.get(MISSING, 0.0) + feature.missing_share
         for category in onehot.categories_[offset]:

@@ -30,7 +30,7 @@ def is_numeric(column: pd.Series) -> bool:
     present = blank_to_missing(column).dropna()
     if present.empty:
         return False
-    return pd.to_numeric(present, errors="coerce").notna().mean() >= NUMERIC_SHARE
+    return bool(pd.to_numeric(present, errors="coerce").notna().mean() >= NUMERIC_SHARE)
 
 
 def looks_like_identifier(raw: pd.Series) -> bool:
@@ -114,7 +114,7 @@ def infer_features(
 
 
 def prepare_features(frame: pd.DataFrame, features: list[FeatureProfile]) -> pd.DataFrame:
-    """Columns in model order: numbers as float64, categories as object strings with NaN for missing."""
+    """Columns in model order: numbers as float64, categories as object strings, NaN for missing."""
     prepared = {}
     for feature in features:
         column = frame[feature.name]

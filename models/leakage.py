@@ -1,4 +1,4 @@
-"""Leakage guard: a column that alone predicts the label almost perfectly is a copy of the answer."""
+"""Leakage guard: a column that alone predicts the label almost perfectly copies the answer."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ SEED = 42
 
 def out_of_fold_rates(values: pd.Series, y: np.ndarray, folds: int = 5) -> np.ndarray:
     """Churn rate of each row's category, learned on the other folds (so identifiers score ~0.5)."""
-    text = values.fillna("(missing)").astype(str).to_numpy()
+    text = values.astype(object).fillna("(missing)").astype(str).to_numpy()
     encoded = np.full(len(text), float(np.mean(y)))
     splits = StratifiedKFold(min(folds, int(np.bincount(y).min())), shuffle=True, random_state=SEED)
     for fit, held in splits.split(text, y):
@@ -42,7 +42,7 @@ def single_feature_auc(values: pd.Series, y: np.ndarray, kind: str) -> float:
 
 def copies_label(values: pd.Series, y: np.ndarray) -> bool:
     """A low-cardinality column whose values map onto the label (Churn Label, Churn Value...)."""
-    text = values.fillna("(missing)").astype(str)
+    text = values.astype(object).fillna("(missing)").astype(str)
     if text.nunique() > COPY_MAX_VALUES:
         return False
     majority = pd.Series(y).groupby(text.to_numpy()).agg(lambda s: int(s.mean() >= 0.5))

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from scipy.stats import rankdata
 
@@ -27,7 +28,9 @@ MAX_DRAW_ROWS = 20_000  # bands on a fixed-seed sample of larger uploads (their 
 SEED = 15
 
 
-def tier_churn_rates(y, p, cutoffs: RiskCutoffs) -> dict[str, dict[str, float | None]]:
+def tier_churn_rates(
+    y: npt.ArrayLike, p: npt.ArrayLike, cutoffs: RiskCutoffs
+) -> dict[str, dict[str, float | None]]:
     """Observed churn rate and row count per risk tier (HIGH should churn >= 50% by definition)."""
     y, tiers = np.asarray(y, dtype=int), risk_tiers(np.asarray(p, dtype=float), cutoffs)
     return {
@@ -39,7 +42,9 @@ def tier_churn_rates(y, p, cutoffs: RiskCutoffs) -> dict[str, dict[str, float | 
     }
 
 
-def realised_performance(y, p, threshold: float, cutoffs: RiskCutoffs) -> dict[str, Any]:
+def realised_performance(
+    y: npt.ArrayLike, p: npt.ArrayLike, threshold: float, cutoffs: RiskCutoffs
+) -> dict[str, Any]:
     """Holdout figures on labelled production rows; AUC figures are None with one class only."""
     y, p = np.asarray(y, dtype=int), np.asarray(p, dtype=float)
     figures: dict[str, Any] = {"rows": int(len(y)), "churned": int(y.sum())}
@@ -59,7 +64,7 @@ def realised_performance(y, p, threshold: float, cutoffs: RiskCutoffs) -> dict[s
     return figures
 
 
-def calibration_error(y, p, bins: int = 10) -> float:
+def calibration_error(y: npt.ArrayLike, p: npt.ArrayLike, bins: int = 10) -> float:
     """Mean |observed - predicted| churn rate over equal-count bins, weighted by rows (ECE)."""
     y, p = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
     order = np.argsort(p, kind="stable")
@@ -67,7 +72,7 @@ def calibration_error(y, p, bins: int = 10) -> float:
     return float(sum(len(b) * abs(y[b].mean() - p[b].mean()) for b in parts if len(b)) / len(p))
 
 
-def expected_roc_auc(p) -> float:
+def expected_roc_auc(p: npt.ArrayLike) -> float:
     """E[concordant pairs] / E[positive-negative pairs] when customer i churns with probability p_i.
 
     A pair (i, j) counts when j churns and i does not: weight p_j (1 - p_i); it is concordant when
@@ -89,7 +94,7 @@ def expected_roc_auc(p) -> float:
 
 
 def estimated_performance(
-    p, threshold: float, draws: int = DRAWS, seed: int = SEED
+    p: npt.ArrayLike, threshold: float, draws: int = DRAWS, seed: int = SEED
 ) -> dict[str, Any]:
     """Expected ROC AUC, precision and recall at the threshold and churn count, each with a
     95% band, from calibrated probabilities alone."""
@@ -132,10 +137,11 @@ def estimated_performance(
 SCORE_EDGES = np.linspace(0.0, 1.0, 11)  # tenths of the probability range
 
 
-def score_shares(p) -> np.ndarray:
+def score_shares(p: npt.ArrayLike) -> np.ndarray:
     """Share of scores per tenth of [0, 1]: compared with the profile's for the score PSI."""
     counts = np.histogram(np.clip(np.asarray(p, dtype=float), 0.0, 1.0), bins=SCORE_EDGES)[0]
-    return counts / max(counts.sum(), 1)
+    shares: np.ndarray = counts / max(counts.sum(), 1)
+    return shares
 
 
 def labelled_frame_figures(

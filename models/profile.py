@@ -12,9 +12,9 @@ LABEL_COLUMN = "__retainwise_label__"  # the 0/1 label stored beside the raw row
 class FeatureProfile:
     """One input column as seen on the training split.
 
-    Numeric features carry `bin_edges` (ascending, outer bins open-ended) and `bin_shares` (one share
-    per bin plus a last share for missing values); categorical ones carry `category_shares` (share
-    of all training rows per category; the missing rows' share is `missing_share`).
+    Numeric features carry `bin_edges` (ascending, outer bins open-ended) and `bin_shares` (one
+    share per bin plus a last share for missing values); categorical ones carry `category_shares`
+    (share of all training rows per category; the missing rows' share is `missing_share`).
     `models.features.bin_shares` bins new data the same way, for drift (PSI) checks.
     """
 

@@ -13,6 +13,7 @@ The rule, written down:
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 from sklearn.isotonic import IsotonicRegression
 
 from models.profile import RiskCutoffs
@@ -22,7 +23,7 @@ MIN_BIN_ROWS = 50
 MAX_BINS = 50
 
 
-def choose_threshold(y, p) -> float:
+def choose_threshold(y: npt.ArrayLike, p: npt.ArrayLike) -> float:
     """The F1-maximising probability (highest among ties)."""
     y, p = np.asarray(y, dtype=int), np.asarray(p, dtype=float)
     order = np.argsort(-p, kind="stable")
@@ -48,7 +49,7 @@ def observed_rates(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return starts, fitted
 
 
-def choose_cutoffs(y, p, threshold: float) -> RiskCutoffs:
+def choose_cutoffs(y: npt.ArrayLike, p: npt.ArrayLike, threshold: float) -> RiskCutoffs:
     y, p = np.asarray(y, dtype=int), np.asarray(p, dtype=float)
     starts, rates = observed_rates(y, p)
     reached = starts[rates >= HIGH_RATE]
@@ -56,6 +57,6 @@ def choose_cutoffs(y, p, threshold: float) -> RiskCutoffs:
     return RiskCutoffs(high=max(high, threshold), medium=threshold)
 
 
-def choose_threshold_and_cutoffs(y, p) -> tuple[float, RiskCutoffs]:
+def choose_threshold_and_cutoffs(y: npt.ArrayLike, p: npt.ArrayLike) -> tuple[float, RiskCutoffs]:
     threshold = choose_threshold(y, p)
     return threshold, choose_cutoffs(y, p, threshold)

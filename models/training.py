@@ -9,7 +9,7 @@ out-of-fold probabilities, and report on the untouched test set.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -31,7 +31,7 @@ from models.evaluation import holdout_metrics, reliability_curve, roc_points
 from models.features import infer_features, prepare_features
 from models.leakage import leaking_columns
 from models.monitoring import score_shares
-from models.profile import LABEL_COLUMN, ModelProfile
+from models.profile import LABEL_COLUMN, FeatureProfile, ModelProfile
 from models.thresholds import choose_threshold_and_cutoffs
 
 SEED = 42
@@ -130,7 +130,13 @@ CANDIDATES: dict[str, Callable[[ModelProfile], Pipeline]] = {
 }
 
 
-def out_of_fold_scores(build, profile, X, y, folds) -> tuple[np.ndarray, list[float]]:
+def out_of_fold_scores(
+    build: Callable[[ModelProfile], Any],
+    profile: ModelProfile,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, list[float]]:
     """Decision scores for every training row from a model that did not see it, and fold AUCs."""
     scores, aucs = np.zeros(len(y)), []
     for fit, held in folds:
@@ -149,7 +155,7 @@ def pick_best(candidates: dict[str, dict[str, float]]) -> str:
 
 
 def check_columns(
-    frame: pd.DataFrame, target: str, id_column: str | None, allow_columns: list[str]
+    frame: pd.DataFrame, target: str, id_column: str | None, allow_columns: Collection[str]
 ) -> None:
     for column in [target] + ([id_column] if id_column else []) + list(allow_columns):
         if column not in frame.columns:
@@ -159,21 +165,32 @@ def check_columns(
             )
 
 
-def split(frame: pd.DataFrame, y: pd.Series):
+def split(
+    frame: pd.DataFrame, y: pd.Series
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, pd.Series]:
     counts = y.value_counts()
     if len(counts) < 2 or counts.min() < MIN_PER_CLASS:
         raise TrainingError(
             f"need at least {MIN_PER_CLASS} rows of each label to train and test; "
             f"found {counts.to_dict()}"
         )
-    return train_test_split(frame, y, test_size=TEST_SHARE, stratify=y, random_state=SEED)
+    train_rows, test_rows, y_train, y_test = train_test_split(
+        frame, y, test_size=TEST_SHARE, stratify=y, random_state=SEED
+    )
+    return train_rows, test_rows, y_train, y_test
 
 
 def select_features(
-    rows: pd.DataFrame, y: np.ndarray, target: str, id_column: str | None, allow_columns
-) -> tuple[list, dict[str, str], list[str]]:
+    rows: pd.DataFrame,
+    y: np.ndarray,
+    target: str,
+    id_column: str | None,
+    allow_columns: Collection[str],
+) -> tuple[list[FeatureProfile], dict[str, str], list[str]]:
     """Typed features of the training split minus useless and leaking columns, with the why."""
-    features, notes = infer_features(rows, exclude={target, id_column} - {None})
+    features, notes = infer_features(
+        rows, exclude={target} | ({id_column} if id_column is not None else set())
+    )
     kept = {f.name for f in features}
     excluded = {
         str(column): note[len(str(column)) + 2 :]
@@ -194,7 +211,9 @@ def select_features(
     return features, excluded, notes
 
 
-def compare_candidates(profile: ModelProfile, X: pd.DataFrame, y: np.ndarray):
+def compare_candidates(
+    profile: ModelProfile, X: pd.DataFrame, y: np.ndarray
+) -> tuple[dict[str, dict[str, float]], np.ndarray, str, Any]:
     """CV every candidate on the same folds and refit the best.
 
     Returns the CV figures, the best one's out-of-fold scores, its name and the refit pipeline.
@@ -230,7 +249,7 @@ def train(
     target: str,
     id_column: str | None = None,
     positive: str | None = None,
-    allow_columns: list[str] | tuple = (),
+    allow_columns: Collection[str] = (),
 ) -> TrainedModel:
     """Fit, calibrate and evaluate; see the module docstring for the steps."""
     started = time.perf_counter()

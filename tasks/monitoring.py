@@ -61,6 +61,7 @@ def pool_labelled_outcomes(env, name: str) -> pd.DataFrame:
     parts = {}
     for prediction_id, labels in labelled.groupby("prediction_id", sort=False):
         row = db.get_prediction(env.engine, prediction_id)
+        assert row is not None  # outcomes are stored against an existing prediction
         profile = load_version(name, row.model_version, env.settings.tracking_uri).profile
         data = aws.get_bytes(env.s3, env.settings.bucket, row.input_key)
         parts[prediction_id] = labelled_upload_rows(data, profile, labels)

@@ -12,6 +12,7 @@ I/O inside them is.
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import botocore.exceptions as boto
 import botocore.retries.standard as botocore_retries
@@ -23,7 +24,7 @@ from prefect.cache_policies import NO_CACHE
 
 from retainwise.config.errors import NoChampion, PermanentError, UploadRejected
 
-IO_TASK = dict(retries=3, retry_delay_seconds=[1, 2, 4], retry_jitter_factor=0.5)
+IO_TASK: dict[str, Any] = dict(retries=3, retry_delay_seconds=[1, 2, 4], retry_jitter_factor=0.5)
 NETWORK = (
     ConnectionError,
     TimeoutError,

@@ -102,6 +102,17 @@ def no_prefect_service_outlives_its_test():
         _QueueServiceBase.drain_all(timeout=30, at_exit=False)
 
 
+@pytest.fixture(autouse=True)
+def no_process_resources_outlive_their_test():
+    """A flow run in the test process uses the process's Resources, built from the environment the
+    test set; closed after every test, the next test's runs build theirs from its own."""
+    yield
+    if "retainwise.adapters.resources" in sys.modules:
+        from retainwise.adapters.resources import forget_process_resources
+
+        forget_process_resources()
+
+
 @pytest.fixture(scope="session")
 def prefect_api():
     """A real Prefect API server (a subprocess on loopback with a temporary database)."""

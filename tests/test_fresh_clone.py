@@ -13,6 +13,7 @@ import pytest
 from tests.conftest import REPO, free_port
 
 
+@pytest.mark.timeout(1200)  # a venv built from scratch, then the demo (its make has 600 s)
 @pytest.mark.skipif(
     shutil.which("git") is None or not (REPO / ".git").exists(),
     reason="needs git and a git checkout to clone from",

@@ -83,9 +83,9 @@ def test_every_module_imports_only_its_own_layer_or_lower_ones():
     assert problems == []
 
 
-# packages whose modules import one another in one direction only (no import circle, even inside
-# functions); add a package once its circles are broken
-CIRCLE_FREE = ["retainwise.entrypoints"]
+# modules import one another in one direction only (no import circle, even inside functions),
+# inside or across these packages; `models` joins once models.explain <-> models.reasons is broken
+CIRCLE_FREE = ["retainwise", "tasks", "flows", "migrations"]
 
 
 def import_graph(package: str) -> dict[str, set[str]]:

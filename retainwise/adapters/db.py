@@ -349,6 +349,10 @@ def _move_if_held(
         result = conn.execute(
             predictions.update().where(*conditions).values(updated_at=utcnow(), **values)
         )
+        if result.rowcount == 1 and Status(values.get("status", "PROCESSING")) in FINAL_STATUSES:
+            from retainwise.adapters import webhooks  # same layer; imports this module
+
+            webhooks.enqueue_final(conn, prediction_id)  # same transaction: never lost or doubled
     return result.rowcount == 1
 
 

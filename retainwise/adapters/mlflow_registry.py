@@ -2,6 +2,11 @@
 
 A version's run carries its metrics, profile, model card, plots and its held-out test rows
 (`evaluation/holdout.csv`), so a promotion can score champion and challenger on the same rows.
+
+The store is reached one way: `client(settings)`, an MlflowClient for the settings' tracking URI
+(one per URI per process), with downloads given the URI too. MLflow's process-wide tracking URI
+(`mlflow.set_tracking_uri`, the fluent `mlflow.start_run`/`log_*` API) is never set or read, so
+two stores in one process (tests, a runner child) cannot cross.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import version as installed_version
@@ -36,6 +42,7 @@ EVALUATION_ARTIFACT = "evaluation/holdout.csv"
 KEY_METRICS = ("roc_auc", "pr_auc", "brier", "lift_top_decile", "threshold")
 COMPILED_TAG = "compiled_trees"  # version tag: run artifact path of the compiled trees library
 COMPILED_DIR = "compiled"
+MODEL_DIR = "model"
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +73,13 @@ def pip_requirements() -> list[str]:
 
 
 def client(settings: Settings) -> MlflowClient:
-    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    """The one way to the store: tracking and registry in the settings' tracking URI."""
+    return _client(settings.tracking_uri)
 
 
-def _use_store(settings: Settings) -> None:
-    settings.home_dir.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_registry_uri(settings.tracking_uri)
+@lru_cache(maxsize=8)
+def _client(tracking_uri: str) -> MlflowClient:
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
 def ensure_store(settings: Settings) -> None:
@@ -89,7 +96,7 @@ def upgrade_store(tracking_uri: str) -> bool:
         return False
     from mlflow.db import upgrade
 
-    upgrade.callback(tracking_uri)
+    upgrade.callback(tracking_uri)  # type: ignore[misc]  # a click command's function
     return True
 
 
@@ -101,12 +108,15 @@ def _experiment_id(settings: Settings) -> str:
     return mlflow_client.create_experiment(EXPERIMENT, artifact_location=settings.artifact_root)
 
 
-def _log_run_artifacts(trained: TrainedModel, name: str, source: str | None) -> None:
+def _log_run_artifacts(
+    store: MlflowClient, run_id: str, trained: TrainedModel, name: str, source: str | None
+) -> None:
     from models.card import model_card
     from models.plots import calibration_figure, roc_figure
 
-    mlflow.log_dict(trained.profile.to_dict(), "profile.json")
-    mlflow.log_dict(
+    store.log_dict(run_id, trained.profile.to_dict(), "profile.json")
+    store.log_dict(
+        run_id,
         {
             "candidates": trained.candidates,
             "chosen": trained.kind,
@@ -114,17 +124,63 @@ def _log_run_artifacts(trained: TrainedModel, name: str, source: str | None) -> 
         },
         "candidates.json",
     )
-    mlflow.log_dict(trained.curves, "evaluation/curves.json")
-    mlflow.log_text("\n".join(trained.notes) or "no columns dropped", "notes.txt")
-    mlflow.log_text(model_card(trained, name, source), "model_card.md")
-    mlflow.log_text(trained.evaluation.to_csv(index=False), EVALUATION_ARTIFACT)
-    mlflow.log_figure(
-        roc_figure(trained.curves["roc"], trained.metrics["roc_auc"]), "plots/roc.png"
+    store.log_dict(run_id, trained.curves, "evaluation/curves.json")
+    store.log_text(run_id, "\n".join(trained.notes) or "no columns dropped", "notes.txt")
+    store.log_text(run_id, model_card(trained, name, source), "model_card.md")
+    store.log_text(run_id, trained.evaluation.to_csv(index=False), EVALUATION_ARTIFACT)
+    store.log_figure(
+        run_id, roc_figure(trained.curves["roc"], trained.metrics["roc_auc"]), "plots/roc.png"
     )
-    mlflow.log_figure(
+    store.log_figure(
+        run_id,
         calibration_figure(trained.curves["reliability"], trained.metrics["brier"]),
         "plots/calibration.png",
     )
+
+
+def _log_figures(store: MlflowClient, run_id: str, params: dict[str, Any], metrics) -> None:
+    from mlflow.entities import Metric, Param
+
+    now = int(time.time() * 1000)
+    store.log_batch(
+        run_id,
+        metrics=[Metric(key, float(value), now, 0) for key, value in metrics.items()],
+        params=[Param(key, str(value)) for key, value in params.items()],
+    )
+
+
+def _log_model(store: MlflowClient, run_id: str, trained: TrainedModel) -> None:
+    """The pipeline saved as an MLflow sklearn model under the run's `model/` artifacts.
+
+    Serialised with cloudpickle: MLflow 3's default skops format refuses the boosted trees and our
+    CalibratedModel unless each type is trusted by hand. Loading needs this code base installed.
+    """
+    from mlflow.models import infer_signature
+
+    example = prepare_features(trained.evaluation.head(5), trained.profile.features)
+    signature = infer_signature(example, trained.pipeline.predict_proba(example)[:, 1])
+    with tempfile.TemporaryDirectory() as directory:
+        local = Path(directory) / MODEL_DIR
+        mlflow.sklearn.save_model(
+            trained.pipeline,
+            str(local),
+            signature=signature,
+            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+            pip_requirements=pip_requirements(),
+            metadata={"retainwise_profile": json.dumps(trained.profile.to_dict())},
+        )
+        store.log_artifacts(run_id, str(local), MODEL_DIR)
+
+
+def _new_version(store: MlflowClient, name: str, run: Any) -> str:
+    """A registered version of the run's model (the registered model created on first use)."""
+    try:
+        store.create_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    source = f"{run.info.artifact_uri}/{MODEL_DIR}"
+    return str(store.create_model_version(name, source, run_id=run.info.run_id).version)
 
 
 def register(
@@ -134,42 +190,32 @@ def register(
     params: dict[str, Any] | None = None,
     source: str | None = None,
 ) -> str:
-    """Log the calibrated model with its profile, card, plots and test rows; alias it `challenger`.
-
-    Serialised with cloudpickle: MLflow 3's default skops format refuses the boosted trees and our
-    CalibratedModel unless each type is trusted by hand. Loading needs this code base installed.
-    """
-    from mlflow.models import infer_signature
-
-    _use_store(settings)
-    example = prepare_features(trained.evaluation.head(5), trained.profile.features)
-    signature = infer_signature(example, trained.pipeline.predict_proba(example)[:, 1])
-    with mlflow.start_run(experiment_id=_experiment_id(settings)) as run:
-        mlflow.log_params({**trained.params, **(params or {})})
-        mlflow.log_metrics(trained.metrics)
-        _log_run_artifacts(trained, name, source)
-        info = mlflow.sklearn.log_model(
-            trained.pipeline,
-            name="model",
-            signature=signature,
-            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
-            pip_requirements=pip_requirements(),
-            metadata={"retainwise_profile": json.dumps(trained.profile.to_dict())},
-        )
-        compiled = _log_compiled_trees(trained)
-    version = mlflow.register_model(info.model_uri, name).version
-    mlflow_client = client(settings)
-    mlflow_client.set_model_version_tag(name, version, "run_id", run.info.run_id)
-    mlflow_client.set_model_version_tag(name, version, "model_kind", trained.kind)
+    """Log the calibrated model with its profile, card, plots and test rows; alias `challenger`."""
+    settings.home_dir.mkdir(parents=True, exist_ok=True)  # a local store's SQLite file is there
+    store = client(settings)
+    run = store.create_run(_experiment_id(settings))
+    run_id = run.info.run_id
+    try:
+        _log_figures(store, run_id, {**trained.params, **(params or {})}, trained.metrics)
+        _log_run_artifacts(store, run_id, trained, name, source)
+        _log_model(store, run_id, trained)
+        compiled = _log_compiled_trees(store, run_id, trained)
+    except BaseException:
+        store.set_terminated(run_id, "FAILED")
+        raise
+    store.set_terminated(run_id)
+    version = _new_version(store, name, run)
+    store.set_model_version_tag(name, version, "run_id", run_id)
+    store.set_model_version_tag(name, version, "model_kind", trained.kind)
     if compiled:
-        mlflow_client.set_model_version_tag(name, version, COMPILED_TAG, compiled)
-    mlflow_client.set_registered_model_alias(name, CHALLENGER, version)
-    return str(version)
+        store.set_model_version_tag(name, version, COMPILED_TAG, compiled)
+    store.set_registered_model_alias(name, CHALLENGER, version)
+    return version
 
 
-def _log_compiled_trees(trained: TrainedModel) -> str | None:
+def _log_compiled_trees(store: MlflowClient, run_id: str, trained: TrainedModel) -> str | None:
     """Compile a boosted model's trees (checked against scikit-learn on the test rows) into the
-    active run; the artifact path, or None when the model has no trees or compiling failed."""
+    run; the artifact path, or None when the model has no trees or compiling failed."""
     from models.compiled import LIBRARY, compile_trees
 
     check_rows = prepare_features(trained.evaluation, trained.profile.features)
@@ -183,18 +229,18 @@ def _log_compiled_trees(trained: TrainedModel) -> str | None:
             return None
         if library is None:
             return None
-        mlflow.log_artifact(str(library), COMPILED_DIR)
+        store.log_artifact(run_id, str(library), COMPILED_DIR)
     return f"{COMPILED_DIR}/{LIBRARY}"
 
 
-def _load_compiled_trees(name: str, version: str, pipeline: Any) -> Any:
+def _load_compiled_trees(name: str, version: str, pipeline: Any, tracking_uri: str) -> Any:
     """The version's compiled trees, or None (with a warning for a boosted model without them,
     e.g. one registered before compiling existed, or a library this machine cannot load)."""
     from models.compiled import CompiledModel, boosted_parts
 
     if boosted_parts(pipeline) is None:
         return None
-    tags = client_for_current_store().get_model_version(name, version).tags or {}
+    tags = _client(tracking_uri).get_model_version(name, version).tags or {}
     artifact, run_id = tags.get(COMPILED_TAG), tags.get("run_id")
     if not artifact or not run_id:
         log.warning(
@@ -205,7 +251,7 @@ def _load_compiled_trees(name: str, version: str, pipeline: Any) -> Any:
         )
         return None
     try:
-        library = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact)
+        library = _client(tracking_uri).download_artifacts(run_id, artifact)
         return CompiledModel(pipeline, Path(library))
     except Exception as exc:
         log.warning(
@@ -215,12 +261,6 @@ def _load_compiled_trees(name: str, version: str, pipeline: Any) -> Any:
             exc,
         )
         return None
-
-
-def client_for_current_store() -> MlflowClient:
-    return MlflowClient(
-        tracking_uri=mlflow.get_tracking_uri(), registry_uri=mlflow.get_registry_uri()
-    )
 
 
 def promote(name: str, version: str, settings: Settings) -> None:
@@ -255,10 +295,12 @@ def load_champion(name: str, settings: Settings) -> LoadedModel:
 @lru_cache(maxsize=8)
 def load_version(name: str, version: str, tracking_uri: str) -> LoadedModel:
     """Versions are immutable, so a process loads each once (the cache key includes the store)."""
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    uri = f"models:/{name}/{version}"
-    local = mlflow.artifacts.download_artifacts(uri)
+    # where the version's files are, asked of this store: MLflow resolves `models:/` URIs
+    # against its process-wide registry URI, whatever registry_uri it is given
+    source = _client(tracking_uri).get_model_version_download_uri(name, version)
+    local = mlflow.artifacts.download_artifacts(
+        source, tracking_uri=tracking_uri, registry_uri=tracking_uri
+    )
     pipeline = mlflow.sklearn.load_model(local)
     metadata = mlflow.models.Model.load(local).metadata or {}
     profile = ModelProfile.from_dict(json.loads(metadata["retainwise_profile"]))
@@ -267,17 +309,16 @@ def load_version(name: str, version: str, tracking_uri: str) -> LoadedModel:
         version=str(version),
         pipeline=pipeline,
         profile=profile,
-        compiled=_load_compiled_trees(name, str(version), pipeline),
+        compiled=_load_compiled_trees(name, str(version), pipeline, tracking_uri),
     )
 
 
 def evaluation_set(name: str, version: str, settings: Settings) -> tuple[pd.DataFrame, np.ndarray]:
     """The held-out test rows (raw text, as read) and their 0/1 labels stored with a version."""
-    run_id = client(settings).get_model_version(name, str(version)).run_id
+    store = client(settings)
+    run_id = store.get_model_version(name, str(version)).run_id
     try:
-        local = mlflow.artifacts.download_artifacts(
-            run_id=run_id, artifact_path=EVALUATION_ARTIFACT, tracking_uri=settings.tracking_uri
-        )
+        local = store.download_artifacts(run_id, EVALUATION_ARTIFACT)
     except (MlflowException, OSError) as exc:
         raise PromotionRefused(
             f"version {version} of {name!r} has no stored evaluation set "

@@ -44,7 +44,7 @@ upload_drift = sa.Table(
 
 
 def record_upload(engine: Engine, metrics: dict[str, Any], drift: list[dict[str, Any]]) -> None:
-    """One upload's figures (upload_metrics columns) and per-column drift, replacing earlier ones."""
+    """One upload's figures (upload_metrics columns) and per-column drift, replacing older ones."""
     prediction_id = metrics["prediction_id"]
     with engine.begin() as conn:
         conn.execute(upload_drift.delete().where(upload_drift.c.prediction_id == prediction_id))

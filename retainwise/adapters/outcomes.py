@@ -125,7 +125,7 @@ def labelled_rows(
         .join(predictions, predictions.c.id == outcomes.c.prediction_id)
         .order_by(predictions.c.completed_at, outcomes.c.prediction_id, outcomes.c.customer_id)
     )
-    filters: dict[str, Any] = {
+    filters: dict[sa.Column[Any], str | None] = {
         predictions.c.model_name: model_name,
         outcomes.c.account: account,
         outcomes.c.prediction_id: prediction_id,

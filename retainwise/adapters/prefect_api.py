@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 
 def prefect_run_states(flow_run_ids: Iterable[str]) -> dict[str, str]:
@@ -35,8 +36,11 @@ def cancel_flow_run(flow_run_id: str, message: str) -> str | None:
     from uuid import UUID
 
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas import OrchestrationResult
     from prefect.states import Cancelling
 
     with get_client(sync_client=True) as client:
-        result = client.set_flow_run_state(UUID(flow_run_id), Cancelling(message=message))
+        result: OrchestrationResult[Any] = client.set_flow_run_state(
+            UUID(flow_run_id), Cancelling(message=message)
+        )
     return result.state.type.value if result.state else None

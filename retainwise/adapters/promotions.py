@@ -74,7 +74,9 @@ def record(
                 created_at=(at or utcnow()).astimezone(UTC),
             )
         )
-    return int(result.inserted_primary_key[0])
+    key = result.inserted_primary_key
+    assert key is not None  # an INSERT of one row
+    return int(key[0])
 
 
 def history(engine: Engine, model_name: str) -> list[dict[str, Any]]:
@@ -107,7 +109,7 @@ def champion_at(engine: Engine, model_name: str, when: datetime) -> str | None:
 
 
 def rollback_target(engine: Engine, model_name: str, champion: str) -> str | None:
-    """The champion before the promotion that made `champion` champion (what rollback returns to)."""
+    """The champion before the promotion that made `champion` champion (rollback returns to it)."""
     with engine.connect() as conn:
         return conn.execute(
             sa.select(model_promotions.c.from_version)

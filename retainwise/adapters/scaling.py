@@ -40,7 +40,8 @@ def waiting_runs(deployment_name: str, now: datetime) -> int:
             deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[deployment])),
             flow_run_filter=FlowRunFilter(
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])),
-                expected_start_time=FlowRunFilterExpectedStartTime(before_=now),
+                # pydantic validates the datetime into Prefect's DateTime
+                expected_start_time=FlowRunFilterExpectedStartTime(before_=now),  # type: ignore[arg-type]
             ),
         )
 

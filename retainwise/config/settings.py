@@ -96,6 +96,10 @@ class Settings(BaseSettings):
     # the usual line for a significant shift (0.1-0.25 is moderate); an alert that pages should
     # fire on significant shifts only
     drift_alert_psi: float = 0.25
+    # webhooks: Fernet key(s) encrypting the signing secrets (comma-separated, the first
+    # encrypts; required in production) and the API's address for the links in each event
+    webhook_key: str | None = None
+    public_url: str | None = None
 
     @cached_property
     def home_dir(self) -> Path:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
@@ -22,6 +22,7 @@ from retainwise.entrypoints import service
 from retainwise.entrypoints.deps import CurrentAccount, Env
 from retainwise.entrypoints.intake import receive_upload
 from retainwise.entrypoints.limits import MAX_OFFSET
+from retainwise.uploads import parquet
 
 
 class Problem(BaseModel):
@@ -80,12 +81,22 @@ Owned = Annotated[db.Prediction, Depends(owned_upload)]
 router = APIRouter(tags=["uploads"])
 
 
-def stream_file(env: Env, row: db.Prediction, which: str, media_type: str) -> StreamingResponse:
+def stream_file(
+    env: Env, row: db.Prediction, which: str, media_type: str, as_parquet: bool = False
+) -> Response:
+    """The stored file as it is, or (results and rejects) converted to Parquet whole."""
     try:
         blocks = service.open_output(env, row, which)
     except service.NotReady as exc:
         raise HTTPException(409, str(exc)) from None
+    if as_parquet:
+        data = parquet.csv_to_parquet(b"".join(blocks), parquet.RESULT_TYPES)
+        return Response(data, media_type=parquet.MEDIA_TYPE)
     return StreamingResponse(blocks, media_type=media_type)
+
+
+# ?format=parquet: results and rejects as Parquet (typed results); CSV stays the default
+FileFormat = Annotated[Literal["csv", "parquet"], Query(alias="format")]
 
 
 BINARY = {"schema": {"type": "string", "format": "binary"}}
@@ -105,7 +116,7 @@ UPLOAD_BODY = {
         },
     }
 }
-CSV_FILE = {**errors(404, 409), 200: {"content": {"text/csv": {}}}}
+CSV_FILE = {**errors(404, 409), 200: {"content": {"text/csv": {}, parquet.MEDIA_TYPE: {}}}}
 
 
 @router.post(
@@ -151,17 +162,17 @@ def get_upload(row: Owned) -> Upload:
 @router.get(
     "/uploads/{prediction_id}/results", response_class=StreamingResponse, responses=CSV_FILE
 )
-def get_results(env: Env, row: Owned):
+def get_results(env: Env, row: Owned, file_format: FileFormat = "csv"):
     """customer_id, churn_probability, churn_risk, predicted_churn per scored row."""
-    return stream_file(env, row, "results", "text/csv")
+    return stream_file(env, row, "results", "text/csv", file_format == "parquet")
 
 
 @router.get(
     "/uploads/{prediction_id}/rejects", response_class=StreamingResponse, responses=CSV_FILE
 )
-def get_rejects(env: Env, row: Owned):
+def get_rejects(env: Env, row: Owned, file_format: FileFormat = "csv"):
     """Every rejected row as uploaded, with its row number and reason."""
-    return stream_file(env, row, "rejects", "text/csv")
+    return stream_file(env, row, "rejects", "text/csv", file_format == "parquet")
 
 
 @router.get(

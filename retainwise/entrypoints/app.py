@@ -8,7 +8,16 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from retainwise.adapters.resources import Resources
-from retainwise.entrypoints import actions_api, api, customers_api, headers, limits, web
+from retainwise.entrypoints import (
+    actions_api,
+    api,
+    customers_api,
+    headers,
+    limits,
+    web,
+    webhook_page,
+    webhooks,
+)
 
 
 def create_app(resources: Resources) -> FastAPI:
@@ -25,6 +34,8 @@ def create_app(resources: Resources) -> FastAPI:
     app.include_router(api.router)
     app.include_router(customers_api.router)
     app.include_router(actions_api.router)
+    app.include_router(webhooks.router)
     web.install(app, resources)
+    app.include_router(webhook_page.router)
     limits.install(app, resources.settings)  # outside the sessions: bodies bounded first
     return app

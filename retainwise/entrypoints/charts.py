@@ -7,6 +7,7 @@ autoescaping covers the labels, which can be a customer's column names.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -41,7 +42,7 @@ LABEL_SPACE = 130  # room for labels left of horizontal bars / below vertical on
 def bar_chart(
     name: str,
     title: str,
-    items: list[tuple[str, float | None]],
+    items: Sequence[tuple[str, float | None]],
     *,
     horizontal: bool = False,
     value_format: str = "{:,.0f}",
@@ -57,41 +58,41 @@ def bar_chart(
     classes by label; a None value is an empty slot labelled `missing`."""
     css = css or {}
     texts = [missing if v is None else value_format.format(v) for _, v in items]
-    items = [(label, v or 0.0) for label, v in items]
-    top = top or max([v for _, v in items] + [threshold or 0.0, 1e-12])
+    filled = [(label, v or 0.0) for label, v in items]
+    scale = top or max([v for _, v in filled] + [threshold or 0.0, 1e-12])
     if horizontal:
         row, span = 22, width - LABEL_SPACE - 60
-        height = max(row * len(items) + 10, 40)
+        height = max(row * len(filled) + 10, 40)
         bars = [
             Bar(
                 label,
                 texts[i],
                 LABEL_SPACE,
                 5 + i * row,
-                span * value / top,
+                span * value / scale,
                 row - 6,
                 css.get(label, ""),
             )
-            for i, (label, value) in enumerate(items)
+            for i, (label, value) in enumerate(filled)
         ]
-        line = LABEL_SPACE + span * threshold / top if threshold is not None else None
+        line = LABEL_SPACE + span * threshold / scale if threshold is not None else None
     else:
         height, plot = 220, 220 - 50
-        slot = (width - 20) / max(len(items), 1)
+        slot = (width - 20) / max(len(filled), 1)
         bars = [
             Bar(
                 label,
                 texts[i],
                 10 + i * slot + slot * 0.1,
-                20 + plot * (1 - value / top),
+                20 + plot * (1 - value / scale),
                 slot * 0.8,
-                plot * value / top,
+                plot * value / scale,
                 css.get(label, ""),
             )
-            for i, (label, value) in enumerate(items)
+            for i, (label, value) in enumerate(filled)
         ]
-        line = 20 + plot * (1 - threshold / top) if threshold is not None else None
-    if not any(value for _, value in items):
+        line = 20 + plot * (1 - threshold / scale) if threshold is not None else None
+    if not any(value for _, value in filled):
         bars = []
     return Chart(name, title, width, height, horizontal, bars, line, empty, threshold_label)
 
@@ -240,4 +241,101 @@ def line_chart(
         y_ticks,
         line,
         empty,
+    )
+
+
+REASON_TEXT = re.compile(r"^(?P<words>.*) \((?P<share>[+-]\d+(?:\.\d+)?)\)$")
+REASON_WIDTH = 64  # px of a reason's small bar; zero in the middle
+
+
+@dataclass(frozen=True)
+class ReasonBar:
+    """A reason as written in the actions list, and its signed bar (x, width in px)."""
+
+    words: str
+    share: float
+    x: float
+    width: float
+
+    @property
+    def css(self) -> str:
+        return "up" if self.share > 0 else "down"
+
+
+def reason_bars(texts: list[str], scale: float | None = None) -> list[ReasonBar]:
+    """`Contract is Month-to-month (+0.42)` -> words, +0.42 and a bar from the middle, scaled to
+    `scale` (else the largest |share| given); empty texts are left out."""
+    parsed = [(m["words"], float(m["share"])) for t in texts if (m := REASON_TEXT.match(t or ""))]
+    scale = scale or max([abs(s) for _, s in parsed] + [1e-12])
+    half = REASON_WIDTH / 2
+    return [
+        ReasonBar(words, share, half + min(share, 0) / scale * half, abs(share) / scale * half)
+        for words, share in parsed
+    ]
+
+
+def largest_share(rows: list[dict], columns: list[str]) -> float:
+    """The largest |share| among the rows' reasons, so a page's bars share one scale."""
+    return max([abs(b.share) for r in rows for b in reason_bars([r[c] for c in columns])] + [0.0])
+
+
+@dataclass(frozen=True)
+class Step:
+    label: str
+    text: str
+    x: float
+    width: float
+    css: str  # base, up, down or total
+
+
+@dataclass(frozen=True)
+class Waterfall:
+    name: str
+    title: str
+    width: int
+    height: int
+    zero: float  # x of log-odds 0
+    steps: list[Step]
+    label_space: int
+    row: int = 24
+
+
+def waterfall(
+    name: str,
+    title: str,
+    base: float,
+    shares: list[tuple[str, float]],
+    *,
+    total_label: str,
+    total_text: str = "{:+.2f}",
+    shown: int = 10,
+    width: int = 760,
+    label_space: int = 230,
+) -> Waterfall:
+    """From the base value, each contribution in turn (largest |share| first; past `shown`, the
+    rest as one step) to the total: horizontal, one row per step, in log-odds."""
+    ordered = sorted(shares, key=lambda item: -abs(item[1]))
+    rest = ordered[shown:]
+    if rest:
+        ordered = [*ordered[:shown], (f"{len(rest)} other features", sum(s for _, s in rest))]
+    ends = [base + sum(s for _, s in ordered[: i + 1]) for i in range(len(ordered))]
+    total = ends[-1] if ends else base
+    low, high = min([0.0, base, *ends]), max([0.0, base, *ends])
+    span, plot = (high - low) or 1.0, width - label_space - 150
+
+    def x(value: float) -> float:
+        return label_space + plot * (value - low) / span
+
+    starts = [base, *ends[:-1]]
+    steps = [Step("Base value", f"{base:+.2f}", min(x(0), x(base)), abs(x(base) - x(0)), "base")]
+    steps += [
+        Step(label, f"{share:+.2f}", min(x(a), x(a + share)), abs(x(a + share) - x(a)), css)
+        for (label, share), a in zip(ordered, starts, strict=True)
+        for css in ["up" if share > 0 else "down"]
+    ]
+    end = Step(
+        total_label, total_text.format(total), min(x(0), x(total)), abs(x(total) - x(0)), "total"
+    )
+    return Waterfall(
+        name, title, width, 24 * (len(steps) + 1) + 30, x(0), [*steps, end], label_space
     )

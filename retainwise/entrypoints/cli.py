@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 def _resources():
     from retainwise.adapters.resources import Resources
 
-    return Resources.from_env()
+    return Resources.of_process()  # one per command, closed at exit
 
 
 def _print_json(data: dict[str, Any]) -> None:
@@ -410,14 +410,22 @@ def _model_train(args) -> int:
     from models.training import TrainingError
     from retainwise.modelops.training import prefect_server_answers, train_in_process
 
-    if prefect_server_answers():
-        from flows.train_model import train_model as run
-    else:
+    def in_process(data, target, id_column, name, positive, allow_columns) -> dict[str, Any]:
+        return train_in_process(
+            data,
+            target,
+            id_column,
+            name,
+            positive,
+            allow_columns,
+            say=lambda text: print(f"note: {text}", file=sys.stderr, flush=True),
+        )
 
-        def run(*a):
-            return train_in_process(
-                *a, say=lambda text: print(f"note: {text}", file=sys.stderr, flush=True)
-            )
+    run: Any = in_process
+    if prefect_server_answers():
+        from flows.train_model import train_model
+
+        run = train_model
 
     try:
         summary = run(args.data, args.target, args.id, args.name, args.positive, args.allow_column)
@@ -468,6 +476,23 @@ def cmd_account(args) -> int:
         return 2
     finally:
         engine.dispose()
+    return 0
+
+
+def cmd_webhook(args) -> int:
+    """One JSON line: the secret once on `set`, the last 50 deliveries on `show`."""
+    from retainwise.entrypoints import webhooks
+
+    env = _resources()
+    try:
+        _print_json(
+            webhooks.command(env, args.webhook_action, args.name, getattr(args, "url", None))
+        )
+    except (LookupError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        env.engine.dispose()
     return 0
 
 
@@ -586,6 +611,14 @@ def parser() -> argparse.ArgumentParser:
     aksub.add_parser("revoke", help="stop one key").add_argument("key_id")
     aksub.add_parser("list", help="key ids and dates, never secrets").add_argument("name")
     ac.set_defaults(run=cmd_account)
+    aw = asub.add_parser("webhook", help="the account's signed webhook (docs/webhooks.md)")
+    awsub = aw.add_subparsers(dest="webhook_action", required=True)
+    aws = awsub.add_parser("set", help="send events to URL; prints the signing secret once")
+    aws.add_argument("name")
+    aws.add_argument("url")
+    awsub.add_parser("show", help="the URL and the last 50 deliveries").add_argument("name")
+    awsub.add_parser("remove", help="stop sending events").add_argument("name")
+    aw.set_defaults(run=cmd_webhook)
 
     md = sub.add_parser("model", help="train, promote, roll back and list models")
     msub = md.add_subparsers(dest="action", required=True)

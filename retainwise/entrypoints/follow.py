@@ -35,7 +35,7 @@ def start_run(deployment_name: str, parameters: dict[str, Any] | None = None) ->
     from prefect.deployments import run_deployment
 
     run = run_deployment(deployment_name, parameters=parameters or {}, timeout=0, as_subflow=False)
-    return str(run.id)
+    return str(run.id)  # type: ignore[union-attr]  # sync_compatible: a FlowRun from sync code
 
 
 def follow(
@@ -53,10 +53,11 @@ def follow(
     with get_client(sync_client=True) as client:
         while True:
             state = client.read_flow_run(UUID(flow_run_id)).state
+            assert state is not None  # Prefect gives a created run its first state at once
             elapsed = time.monotonic() - started
             label = (
                 f"{state.type.value} ({state.name})"
-                if state.name.upper() != state.type.value
+                if (state.name or "").upper() != state.type.value
                 else state.type.value
             )
             if label != last:
@@ -92,7 +93,7 @@ def final_log_lines(client, flow_run_id: str, count: int, wait_seconds: float = 
     from tenacity import RetryError, retry, retry_if_result, stop_after_delay, wait_fixed
 
     @retry(
-        retry=retry_if_result(lambda lines: not any("Finished in state" in l for l in lines)),
+        retry=retry_if_result(lambda lines: not any("Finished in state" in line for line in lines)),
         stop=stop_after_delay(wait_seconds),
         wait=wait_fixed(0.5),
     )

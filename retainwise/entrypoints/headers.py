@@ -30,7 +30,7 @@ DOCS_POLICY = (
 )
 
 
-def docs_urls(production: bool) -> dict[str, str | None]:
+def docs_urls(production: bool) -> dict[str, Any]:
     """FastAPI's docs arguments: none in production (the schema stays at /openapi.json)."""
     if production:
         return {"docs_url": None, "redoc_url": None}

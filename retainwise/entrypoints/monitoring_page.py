@@ -127,7 +127,7 @@ def drift_table(uploads: list[dict[str, Any]], alert_psi: float) -> dict[str, An
         name: max([psi for u in shown if _number(psi := u["column_psi"].get(name))], default=0.0)
         for name in names
     }
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": "scores (churn probability)",
             "css": "scores",

@@ -32,16 +32,31 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
-from retainwise.adapters import accounts, admission, db
+from models.reasons import format_value
+from retainwise.adapters import accounts, admission, aws, customer_trends, customers, db
 from retainwise.adapters.accounts import Account
 from retainwise.adapters.resources import Resources
 from retainwise.entrypoints import monitoring_page, service
 from retainwise.entrypoints.api import public
-from retainwise.entrypoints.charts import bar_chart
+from retainwise.entrypoints.charts import (
+    bar_chart,
+    largest_share,
+    line_chart,
+    reason_bars,
+    waterfall,
+)
 from retainwise.entrypoints.deps import Env
 from retainwise.entrypoints.headers import template_context
 from retainwise.entrypoints.intake import receive_upload
 from retainwise.entrypoints.limits import MAX_OFFSET, check_rate, small_form
+from retainwise.uploads.actions import (
+    REASONS,
+    ActionsQuery,
+    ActionsView,
+    actions_key,
+    read_view,
+)
+from retainwise.uploads.blocks import BlockReader
 
 TEMPLATES = Jinja2Templates(
     directory=Path(__file__).with_name("templates"), context_processors=[template_context]
@@ -72,9 +87,10 @@ def csrf_token(request: Request) -> str:
     return request.session.setdefault("csrf", secrets.token_urlsafe(32))
 
 
-def check_csrf(request: Request, sent: str | None) -> None:
+def check_csrf(request: Request, sent: object) -> None:
+    """`sent` is a form field: a file posted under that name is refused like a wrong token."""
     expected = request.session.get("csrf")
-    if not expected or not sent or not hmac.compare_digest(expected, sent):
+    if not expected or not isinstance(sent, str) or not hmac.compare_digest(expected, sent):
         raise HTTPException(403, "This form has expired (its security token does not match).")
 
 
@@ -94,7 +110,7 @@ def signed_in(request: Request, env: Env) -> Account:
     ended = key_id and request.session.get("generation") != admission.session_version(
         env.engine, key_id
     )
-    if account is None or ended:
+    if account is None or ended or not key_id:
         request.session.pop("key_id", None)
         raise SignInRequired()
     check_rate(request, key_id)
@@ -172,8 +188,11 @@ def dashboard_charts(resources: Resources, rows: list[db.Prediction], today: dat
     days = [(today - timedelta(days=n)).date() for n in range(13, -1, -1)]
     per_day = Counter(row.created_at.date() for row in rows)
     completed = [r for r in rows if r.status is db.Status.COMPLETED][:DASHBOARD_REPORTS]
-    reports = [(r, stored_report(resources, r)) for r in reversed(completed)]
-    reports = [(r, rep) for r, rep in reports if rep and rep["rows_scored"]]
+    reports = [
+        (r, rep)
+        for r in reversed(completed)
+        if (rep := stored_report(resources, r)) and rep["rows_scored"]
+    ]
     high = [
         (f"{r.created_at:%d %b %H:%M}", rep["risk_counts"]["HIGH"] / rep["rows_scored"])
         for r, rep in reports
@@ -205,6 +224,90 @@ def dashboard_charts(resources: Resources, rows: list[db.Prediction], today: dat
     ]
 
 
+DRIVERS_SHOWN = 12
+
+
+def contact_list(resources: Resources, row: db.Prediction, query: ActionsQuery):
+    """The page of the actions list, or None for an upload without one (older, or failed)."""
+    if row.status is not db.Status.COMPLETED:
+        return None
+    key = actions_key(row.account, row.id)
+    if not aws.object_exists(resources.s3, resources.settings.bucket, key):
+        return None
+    blocks = aws.iter_blocks(resources.s3, resources.settings.bucket, key)
+    return read_view(BlockReader(blocks), query)
+
+
+def with_bars(page: ActionsView) -> list[tuple[dict, list]]:
+    """Each row with its reasons as signed bars, on one scale for the page."""
+    scale = largest_share(page.rows + page.rose, REASONS)
+    return [(r, reason_bars([r[c] for c in REASONS], scale)) for r in page.rows]
+
+
+def history_chart(record: customers.CustomerRecord):
+    points = [(s.completed_at, s.churn_probability, None, None) for s in record.history]
+    return line_chart(
+        "risk-history",
+        "Churn probability in each upload",
+        [("churn probability", "v0 realised", points)],
+        x_label="upload completed",
+        y_label="churn probability",
+        y_range=(0.0, 1.0),
+        y_step=0.25,
+        y_format="{:.0%}",
+        height=260,
+    )
+
+
+def explanation_view(record: customers.CustomerRecord) -> dict[str, Any] | None:
+    """The waterfall and the reasons in words, for the customer's latest explanation."""
+    found = record.explanation
+    if found is None:
+        return None
+    scored = next((s for s in record.history if s.prediction_id == found.prediction_id), None)
+    score = f"{scored.churn_probability:.0%}" if scored else ""
+    chart = waterfall(
+        "contributions",
+        "From the model's base value to this customer's score (log-odds)",
+        found.base_value,
+        [(f"{c.feature} = {format_value(c.value)}", c.contribution) for c in found.contributions],
+        total_label="Score",
+        total_text="{:+.2f}" + (f" → {score}" if score else ""),
+    )
+    ordered = sorted(found.contributions, key=lambda c: -c.contribution)
+    words = [f"{c.feature} is {format_value(c.value)} ({c.contribution:+.2f})" for c in ordered]
+    raises = [w for w, c in zip(words, ordered, strict=True) if c.contribution > 0][:3]
+    lowers = [w for w, c in zip(words, ordered, strict=True) if c.contribution < 0][::-1][:3]
+    return {"chart": chart, "score": score, "raises": raises, "lowers": lowers, "found": found}
+
+
+def account_drivers(resources: Resources, rows: list[db.Prediction]) -> dict[str, Any] | None:
+    """What drives churn in the latest completed upload, and who moved into HIGH since the one
+    before."""
+    latest = next((r for r in rows if r.status is db.Status.COMPLETED), None)
+    if latest is None:
+        return None
+    found = customer_trends.drivers(resources.engine, latest.account, latest.id)
+    chart = bar_chart(
+        "drivers",
+        "What drives churn in the latest upload"
+        + (
+            ": average size of each column's effect on the log-odds, over "
+            + (f"{found.averaged:,} of " if found.averaged < found.explained else "")
+            + f"its {found.explained:,} explained customers"
+            if found.explained
+            else ""
+        ),
+        found.features[:DRIVERS_SHOWN],
+        horizontal=True,
+        value_format="{:.2f}",
+        empty="The latest upload has no stored explanations (uploads scored before reasons "
+        "were added have none).",
+    )
+    moved = customer_trends.moved_into_high(resources.engine, latest.account, latest.id)
+    return {"upload": latest, "chart": chart, "moved": moved}
+
+
 router = APIRouter(include_in_schema=False)
 
 
@@ -232,7 +335,7 @@ async def signin(request: Request, env: Env):
             error="That API key is not valid. Check it for typos, or ask your "
             "operator for a new one.",
         )
-    key_id = accounts.parse_key(key)[0]
+    key_id, _ = accounts.parse_key(key) or ("", "")  # authenticate parsed it already
     generation = await run_in_threadpool(admission.session_version, env.engine, key_id)
     request.session.clear()  # a fresh session (and CSRF token) on every sign-in
     request.session.update(key_id=key_id, account=account.name, generation=generation)
@@ -258,6 +361,7 @@ def dashboard(request: Request, env: Env, account: SignedIn) -> HTMLResponse:
         "dashboard.html",
         uploads=len(rows),
         charts=dashboard_charts(env, rows, datetime.now(UTC)),
+        drivers=account_drivers(env, rows),
     )
 
 
@@ -338,17 +442,46 @@ async def create_upload(request: Request, env: Env, account: SignedIn) -> JSONRe
 
 
 @router.get("/app/uploads/{prediction_id}")
-def upload_detail(request: Request, env: Env, row: Owned) -> HTMLResponse:
+def upload_detail(
+    request: Request,
+    env: Env,
+    row: Owned,
+    tier: str = "",
+    q: str = "",
+    page: Annotated[int, Query(le=MAX_OFFSET // ActionsQuery.size)] = 0,
+) -> HTMLResponse:
     report = stored_report(env, row)
+    query = ActionsQuery(tier if tier in TIER_CSS else None, q.strip()[:100], max(page, 0))
+    actions = contact_list(env, row, query)
     return render(
         request,
         "detail.html",
+        actions=actions,
+        listed=with_bars(actions) if actions else [],
+        rose=actions and with_bars(ActionsView(actions.rose, False, [])),
+        query=query,
+        tiers=list(TIER_CSS),
         row=row,
         report=report,
         charts=upload_charts(report) if report else [],
         rejects=first_rejects(env, row),
         shown=REJECTS_SHOWN,
         final=row.final,
+    )
+
+
+@router.get("/app/customers/{customer_id}")
+def customer_page(request: Request, env: Env, account: SignedIn, customer_id: str) -> HTMLResponse:
+    record = customers.customer(env.engine, account.name, customer_id)
+    if record is None:  # another account's customer reads exactly like a missing one
+        raise HTTPException(404, "There is no customer with this id in your account.")
+    return render(
+        request,
+        "customer.html",
+        record=record,
+        latest=record.history[0],
+        chart=history_chart(record),
+        explained=explanation_view(record),
     )
 
 

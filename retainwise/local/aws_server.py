@@ -86,7 +86,7 @@ def pin_upload_ids() -> None:
         init(self, *args, **kwargs)
         self.id = getattr(_upload_id, "value", None) or self.id
 
-    FakeMultipart.__init__ = init_with_pinned_id
+    FakeMultipart.__init__ = init_with_pinned_id  # type: ignore[method-assign]  # moto's hook
 
 
 def keep_s3_writes_only() -> None:
@@ -107,7 +107,7 @@ def keep_s3_writes_only() -> None:
             with lock:
                 record(self, request, body)
 
-    Recorder._record_request = record_s3_write
+    Recorder._record_request = record_s3_write  # type: ignore[method-assign]  # moto's hook
 
 
 def queue_state() -> dict:
@@ -150,7 +150,7 @@ def restore_queues(state: dict) -> int:
         for fields in kept["messages"]:
             message = Message.__new__(Message)
             message.__dict__.update(fields)
-            queue._messages.append(message)
+            queue._messages.append(message)  # type: ignore[arg-type]  # __new__ says BaseModel
             count += 1
     return count
 

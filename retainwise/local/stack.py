@@ -1,5 +1,5 @@
 """The local stack on loopback: moto (S3 + SQS), a Prefect server, the API and web app, the flow
-runner, the SQS trigger.
+runner, the webhook deliverer, the SQS trigger.
 
 `up` starts each as a detached process with its pid and log under $RETAINWISE_HOME; `down` stops
 exactly the pids it recorded.
@@ -103,6 +103,7 @@ def services(settings: Settings) -> list[Service]:
             f"http://127.0.0.1:{settings.stack_api_port}/openapi.json",
         ),
         *runner_services(settings),
+        Service("webhooks", [py, "-m", "retainwise.runtime.webhooks"]),  # docs/webhooks.md
         Service("trigger", [py, "-m", "retainwise.entrypoints.cli", "trigger"]),
     ]
 
@@ -181,6 +182,7 @@ def up(settings: Settings, timeout: float = 180) -> dict[str, str]:
     queues_kept = (home / "aws" / aws_server.QUEUES_FILE).exists()
     servers = {s.name: (s, start(s, home, env)) for s in pending if s.health_url}
     for name, (service, process) in servers.items():
+        assert service.health_url  # only services with one are in `servers`
         wait_healthy(service.health_url, timeout, process, home / "logs" / f"{name}.log")
     aws.ensure_resources(Settings())
     if "moto" in servers and not queues_kept:
@@ -201,7 +203,7 @@ def restore_queue(settings: Settings) -> int:
     import sqlalchemy as sa
 
     from retainwise.adapters.resources import Resources
-    from retainwise.uploads.reaper import resend_lost_messages
+    from tasks.reaper import resend_lost_messages
 
     env = Resources(settings)
     try:

@@ -114,6 +114,23 @@ def outcomes_comparison(
     )
 
 
+def evaluate_version(name: str, version: str, rows, labels, settings) -> dict[str, float]:
+    """A version's gate figures on labelled rows; one that cannot read them is refused (the
+    promotion gate and `model compare` score versions the same way)."""
+    from models.evaluation import evaluate_model
+    from retainwise.adapters.mlflow_registry import load_version
+    from retainwise.config.errors import PromotionRefused
+
+    loaded = load_version(name, str(version), settings.tracking_uri)
+    try:
+        return evaluate_model(loaded.pipeline, loaded.profile, rows, labels)
+    except ValueError as exc:
+        raise PromotionRefused(
+            f"cannot evaluate version {version} on the challenger's test set: {exc}",
+            {"version": str(version)},
+        ) from None
+
+
 def compare_models(engine, s3, settings, name: str, account: str | None = None) -> dict[str, Any]:
     """Everything `retainwise model compare` shows, read from MLflow, the database and S3."""
     from retainwise.adapters.mlflow_registry import (
@@ -123,7 +140,6 @@ def compare_models(engine, s3, settings, name: str, account: str | None = None) 
         evaluation_set,
     )
     from retainwise.config.errors import NoChampion
-    from retainwise.modelops.promotion import evaluate_version
 
     champion = alias_version(name, CHAMPION, settings)
     challenger = alias_version(name, CHALLENGER, settings)
@@ -154,7 +170,7 @@ def terminal_table(figures: dict[str, Any]) -> str:
     header = ["on", "rows"] + [
         f"{role} v{v} {metric}"
         for metric in ("AUC", "Brier")
-        for role, v in zip(("champion", "challenger"), versions)
+        for role, v in zip(("champion", "challenger"), versions, strict=False)
     ]
 
     def cells(what: str, rows, by_version: dict[str, Any], note=lambda v: "") -> list[str]:
@@ -181,6 +197,8 @@ def terminal_table(figures: dict[str, Any]) -> str:
     paired = figures["paired"]
     lines.append(cells("outcomes both scored", paired["labelled_rows"], paired["versions"]))
     widths = [max(len(row[i]) for row in [header] + lines) for i in range(len(header))]
-    text = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in [header] + lines]
+    text = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in [header] + lines
+    ]
     text.append(f"holdout: {holdout['evaluated_on']}; 's': scored in shadow")
     return "\n".join(text)

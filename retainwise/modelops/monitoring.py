@@ -82,7 +82,7 @@ def realised_by(
             profile.threshold,
             profile.cutoffs,
         )
-        groups.append({**dict(zip(keys, key)), **realised})
+        groups.append({**dict(zip(keys, key, strict=True)), **realised})
     return groups
 
 
@@ -101,7 +101,7 @@ def monitor_model(
         for row in realised_by(labelled, ["prediction_id", "model_version"], profile_of)
     }
     column_psi = {
-        prediction_id: dict(zip(rows["column_name"], rows["psi"].map(_rounded)))
+        prediction_id: dict(zip(rows["column_name"], rows["psi"].map(_rounded), strict=True))
         for prediction_id, rows in drift.groupby("prediction_id", sort=False)
     }
     uploads = []
@@ -262,7 +262,10 @@ def terminal_table(figures: dict[str, Any]) -> str:
         for u in figures["uploads"]
     ]
     widths = [max(len(row[i]) for row in [header] + lines) for i in range(len(header))]
-    text = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in [header] + lines]
+    text = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
+        for row in [header] + lines
+    ]
     drifted = [
         f"{name} {d['psi']:.2f}"
         for name, d in figures["drift"].items()

@@ -25,7 +25,7 @@ def labelled_upload_rows(data: bytes, profile: ModelProfile, labels: pd.DataFram
 
 
 def pooled_table(parts: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """All uploads' labelled rows; ids are prefixed by upload so repeats across uploads stay rows."""
+    """All uploads' labelled rows; ids prefixed by upload so repeats across uploads stay rows."""
     if not parts:
         raise ValueError(
             "no upload has outcomes yet: upload them with `retainwise outcomes upload`"

@@ -1,6 +1,7 @@
-"""The promotion workflow: gate a challenger against the champion, move the alias, record who and why.
+"""The promotion workflow: gate a challenger against the champion, move the alias, record who
+and why.
 
-Every move of `champion` goes through here (the CLI), so the `model_promotions` table never misses one.
+Every move of `champion` goes through here (the CLI), so `model_promotions` never misses one.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ import getpass
 import os
 from typing import Any
 
-from models.evaluation import evaluate_model
 from models.gate import judge
 from retainwise.adapters import promotions
 from retainwise.adapters.mlflow_registry import (
@@ -19,22 +19,10 @@ from retainwise.adapters.mlflow_registry import (
     champion_version,
     client,
     evaluation_set,
-    load_version,
 )
 from retainwise.config.errors import PromotionRefused
 from retainwise.config.settings import Settings
-
-
-def evaluate_version(name: str, version: str, rows, labels, settings: Settings) -> dict[str, float]:
-    """A version's gate figures on labelled rows; one that cannot read them is refused."""
-    loaded = load_version(name, str(version), settings.tracking_uri)
-    try:
-        return evaluate_model(loaded.pipeline, loaded.profile, rows, labels)
-    except ValueError as exc:
-        raise PromotionRefused(
-            f"cannot evaluate version {version} on the challenger's test set: {exc}",
-            {"version": str(version)},
-        ) from None
+from retainwise.modelops.compare import evaluate_version, outcomes_comparison
 
 
 def outcomes_gate(
@@ -46,7 +34,6 @@ def outcomes_gate(
 
     from retainwise.adapters import aws
     from retainwise.adapters.outcomes import outcomes
-    from retainwise.modelops.compare import outcomes_comparison
 
     needed = settings.promotion_outcome_rows
     if not sa.inspect(engine).has_table(outcomes.name):
@@ -145,7 +132,7 @@ def promote_version(
 def rollback(
     name: str, settings: Settings, engine, reason: str | None = None, actor: str | None = None
 ) -> dict[str, Any]:
-    """Undo the promotion that made the current champion: the version it replaced is champion again."""
+    """Undo the promotion that made the current champion: the version it replaced is back."""
     promotions.require_table(engine)
     current = champion_version(name, settings)
     previous = promotions.rollback_target(engine, name, current)

@@ -1,4 +1,4 @@
-"""Training without a Prefect server: the train-model flow's steps called in-process, logged to MLflow.
+"""Training without a Prefect server: the train-model flow's steps in-process, logged to MLflow.
 
 `retainwise model train` uses this when no Prefect API answers, so a data scientist's training
 starts in seconds instead of waiting 30-40 s for Prefect's temporary server. The steps are the
@@ -54,7 +54,7 @@ def run_params(
 
 
 def prefect_server_answers(api_url: str | None = None, timeout: float = 1.0) -> bool:
-    """True when PREFECT_API_URL is set and its /health answers; no Prefect import (it costs 3 s)."""
+    """True when PREFECT_API_URL is set and its /health answers; no Prefect import (costs 3 s)."""
     api_url = api_url if api_url is not None else os.environ.get("PREFECT_API_URL")
     if not api_url:
         return False
@@ -79,11 +79,13 @@ def train_in_process(
     from models.training import train
     from retainwise.uploads.reading import read_table
 
-    settings = settings or Settings()
     frame = read_table(Path(data).read_bytes())
     say(f"fitting on {len(frame)} rows of {data} in-process (no Prefect server; MLflow only)")
     trained = train(frame, target, id_column, positive, allow_columns or [])
     from retainwise.adapters import mlflow_registry as registry
+    from retainwise.adapters.resources import Resources
+
+    settings = settings or Resources.of_process().settings
 
     version = registry.register(
         trained, name, settings, run_params(data, target, id_column, positive, allow_columns), data

@@ -21,7 +21,7 @@ def begin_writes_immediately() -> None:
     def begin_transaction(self, session, with_for_update: bool = False):
         return begin(self, session, with_for_update=True)
 
-    AioSqliteConfiguration.begin_transaction = begin_transaction
+    AioSqliteConfiguration.begin_transaction = begin_transaction  # type: ignore[method-assign]
 
 
 def asyncpg_url(url: str) -> str:

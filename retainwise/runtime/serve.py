@@ -53,8 +53,9 @@ def main(argv: list[str] | None = None) -> None:
         deployments(args.only),
         args.processes,
         settings.home_dir / "worker",
-        reporter=scaling_reporter.for_settings(settings),
-    )  # production only
+        reporter=scaling_reporter.for_settings(settings),  # production only
+        settings=settings,
+    )
 
 
 if __name__ == "__main__":

@@ -22,8 +22,11 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
+
+if TYPE_CHECKING:
+    from retainwise.config.settings import Settings
 
 log = logging.getLogger("retainwise.runtime.worker")
 POLL_SECONDS = 0.2
@@ -33,14 +36,16 @@ HEARTBEAT_SECONDS = 10
 
 @dataclass(frozen=True)
 class Served:
-    """The deployments this runner executes, by id, and where children note their current run."""
+    """The deployments this runner executes, by id, where children note their current run, and
+    the runner's settings (read once in the parent; each child builds its Resources from them)."""
 
     flows: dict[UUID, Any]
     state_dir: Path
+    settings: Settings | None = None
 
 
 def register(deployments: list[tuple[Any, Any]]) -> dict[UUID, Any]:
-    """Create or update each (flow, RunnerDeployment) pair; no work pool, only this runner runs them."""
+    """Create or update each (flow, RunnerDeployment) pair; no work pool: this runner runs them."""
     return {
         deployment.apply(): without_result_storage_reads(flow) for flow, deployment in deployments
     }
@@ -115,7 +120,7 @@ def next_runs(client, served: Served, heartbeat: bool = False) -> list[Any]:
 
 
 def due_runs_filter(deployment_ids: list[UUID], now: datetime) -> dict[str, Any]:
-    """The runner endpoint's query as `read_flow_runs` filters: Scheduled, due, these deployments."""
+    """The runner endpoint's query as `read_flow_runs` filters: Scheduled, due, these ones."""
     from prefect.client.schemas import filters, sorting
     from prefect.client.schemas.objects import StateType
 
@@ -127,7 +132,10 @@ def due_runs_filter(deployment_ids: list[UUID], now: datetime) -> dict[str, Any]
             state=filters.FlowRunFilterState(
                 type=filters.FlowRunFilterStateType(any_=[StateType.SCHEDULED])
             ),
-            next_scheduled_start_time=filters.FlowRunFilterNextScheduledStartTime(before_=now),
+            # pydantic validates the datetime into Prefect's DateTime
+            next_scheduled_start_time=filters.FlowRunFilterNextScheduledStartTime(
+                before_=now  # type: ignore[arg-type]
+            ),
         ),
         "sort": sorting.FlowRunSort.NEXT_SCHEDULED_START_TIME_ASC,
         "limit": POLL_LIMIT,
@@ -211,14 +219,12 @@ def child_loop(served: Served, stop: ChildStop) -> None:
                 stop.event.wait(POLL_SECONDS)
 
 
-def warm_up() -> None:
+def warm_up(settings: Settings) -> None:
     """Pay the one-off costs before the first run: GX context, the default model if it exists."""
     from retainwise.adapters import mlflow_registry as registry
-    from retainwise.config.settings import Settings
     from retainwise.uploads.validation import _batch_definition
 
     _batch_definition()
-    settings = Settings()
     try:
         registry.load_champion(settings.default_model, settings)
     except Exception as exc:  # no champion yet: the first run loads it
@@ -239,15 +245,20 @@ def without_flow_heartbeats():
 
 
 def run_child(served: Served) -> None:
+    """The child's life: one Resources for every run it executes, closed when it stops."""
+    from retainwise.adapters.resources import Resources, use_for_process
+    from retainwise.config.settings import Settings
+
     stop = ChildStop()
     stop.install()
     try:
-        try:
-            warm_up()
-        except Exception:
-            log.exception("warm-up failed; runs will load what they need")
-        with without_flow_heartbeats():
-            child_loop(served, stop)
+        with use_for_process(Resources(served.settings or Settings())) as resources:
+            try:
+                warm_up(resources.settings)
+            except Exception:
+                log.exception("warm-up failed; runs will load what they need")
+            with without_flow_heartbeats():
+                child_loop(served, stop)
     except StopRequested:
         log.info("worker %s stopping: asked to while idle", os.getpid())
 
@@ -289,7 +300,11 @@ def mark_crashed(served: Served, pid: int) -> None:
 
 
 def serve_warm(
-    deployments: list[tuple[Any, Any]], processes: int, state_dir: Path, reporter: Any = None
+    deployments: list[tuple[Any, Any]],
+    processes: int,
+    state_dir: Path,
+    reporter: Any = None,
+    settings: Settings | None = None,
 ) -> None:
     """Register the deployments, fork the children, replace any that die, stop on SIGTERM.
 
@@ -297,7 +312,7 @@ def serve_warm(
     child is forked while it is paused, so no report is in flight at the fork.
     """
     state_dir.mkdir(parents=True, exist_ok=True)
-    served = Served(register(deployments), state_dir)
+    served = Served(register(deployments), state_dir, settings)
     if threading.active_count() > 1:  # forking with live threads could copy a held lock
         log.warning("threads alive before fork: %s", [t.name for t in threading.enumerate()])
     stopping = threading.Event()

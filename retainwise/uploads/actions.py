@@ -13,7 +13,9 @@ Pure: pandas and pyarrow; the model's explainer is passed in.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
@@ -263,15 +265,8 @@ def read_page(source, offset: int, limit: int) -> tuple[list[dict], int | None]:
     """Rows offset..offset+limit of a stored actions CSV (a binary file), read as a stream that
     stops at the page: the first pages of a 1M-row list cost what they show. Returns the rows
     (empty cells as None) and the next page's offset, or None after the last row."""
-    reader = pa_csv.open_csv(
-        source,
-        read_options=pa_csv.ReadOptions(block_size=1 << 20),
-        convert_options=pa_csv.ConvertOptions(
-            column_types=TYPES, strings_can_be_null=True, quoted_strings_can_be_null=False
-        ),
-    )
     rows, seen = [], 0
-    for batch in reader:
+    for batch in _csv_batches(source):
         start = max(offset - seen, 0)
         if start < batch.num_rows:
             rows += batch.slice(start, limit + 1 - len(rows)).to_pylist()
@@ -281,6 +276,70 @@ def read_page(source, offset: int, limit: int) -> tuple[list[dict], int | None]:
     return rows, None
 
 
+def _csv_batches(source) -> pa_csv.CSVStreamingReader:
+    """A raw file (BlockReader) is buffered: Arrow takes a short read of the header for the end
+    of the file ("Empty CSV file") when a block ends inside the header line."""
+    if isinstance(source, io.RawIOBase):
+        source = io.BufferedReader(source, 1 << 20)
+    return pa_csv.open_csv(
+        source,
+        read_options=pa_csv.ReadOptions(block_size=1 << 20),
+        convert_options=pa_csv.ConvertOptions(
+            column_types=TYPES, strings_can_be_null=True, quoted_strings_can_be_null=False
+        ),
+    )
+
+
 def actions_key(account: str, prediction_id: str) -> str:
     """Where an upload's actions list is stored: beside its results (uploads.output)."""
     return f"results/{account}/{prediction_id}/actions.csv"
+
+
+@dataclass(frozen=True)
+class ActionsQuery:
+    """What the upload page shows: 0-based `page` of `size` rows, optionally one tier and an id
+    search (case-insensitive, anywhere in the id), and the first `rose` rows whose risk went up
+    among the first `rose_within` of the list (so an upload where none rose is not read whole)."""
+
+    tier: str | None = None
+    search: str = ""
+    page: int = 0
+    size: int = 50
+    rose: int = 8
+    rose_within: int = 20_000
+
+
+@dataclass(frozen=True)
+class ActionsView:
+    rows: list[dict]  # the page's rows, column -> value (empty cells None)
+    more: bool  # whether a later page has rows
+    rose: list[dict]  # the first `rose` rows (by rank, unfiltered) whose risk_change is up
+
+
+def read_view(source, query: ActionsQuery) -> ActionsView:
+    """The page and the rose rows from a stored actions CSV (a binary file), read in rank order
+    only as far as both need."""
+    start, page, rose, matched, seen = query.page * query.size, [], [], 0, 0
+    for batch in _csv_batches(source):
+        frame = batch.to_pandas()
+        if len(rose) < query.rose and seen < query.rose_within:
+            head = frame.head(query.rose_within - seen)
+            up = head[head["risk_change"] == RiskChange.UP.value]
+            rose += _records(up.head(query.rose - len(rose)))
+        seen += len(frame)
+        chosen = frame
+        if query.tier:
+            chosen = chosen[chosen["churn_risk"] == query.tier]
+        if query.search:
+            ids = chosen["customer_id"].str.lower()
+            chosen = chosen[ids.str.contains(query.search.lower(), regex=False)]
+        end = max(start + query.size + 1 - matched, 0)
+        page += _records(chosen.iloc[max(start - matched, 0) : end])
+        matched += len(chosen)
+        if len(page) > query.size and (len(rose) >= query.rose or seen >= query.rose_within):
+            break
+    return ActionsView(page[: query.size], len(page) > query.size, rose)
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")

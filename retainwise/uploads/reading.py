@@ -96,6 +96,10 @@ def read_upload(
             raise UploadRejected("the file is empty (the gzip archive holds no data)")
     if data[:4] == b"PK\x03\x04":
         return read_workbook(data, limits)
+    if data[:4] == b"PAR1":  # Parquet: read typed, cells given as text (uploads/parquet.py)
+        from retainwise.uploads.parquet import read_parquet
+
+        return read_parquet(data, limits)
     refuse_binary(data)
     text, encoding = decode(data)
     utf8 = (

@@ -13,6 +13,7 @@ from typing import Any
 
 import jinja2
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from models.features import bin_shares
@@ -27,7 +28,7 @@ PSI_FLOOR = 1e-4  # share given to empty buckets, so the log stays finite
 OTHER, MISSING = "(other)", "(missing)"
 
 
-def psi(expected: np.ndarray, actual: np.ndarray) -> float:
+def psi(expected: npt.ArrayLike, actual: npt.ArrayLike) -> float:
     """Population stability index of two share vectors over the same buckets."""
     e = np.clip(np.asarray(expected, dtype=float), PSI_FLOOR, None)
     a = np.clip(np.asarray(actual, dtype=float), PSI_FLOOR, None)

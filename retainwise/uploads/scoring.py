@@ -21,6 +21,7 @@ from retainwise.config.errors import UploadRejected
 from retainwise.uploads import streaming
 from retainwise.uploads.compression import GZIP_MAGIC, expanded_head
 from retainwise.uploads.contacts import ContactList, History
+from retainwise.uploads.parquet import as_csv_source
 from retainwise.uploads.pipeline import score_file
 from retainwise.uploads.policy import ScoringPolicy
 from retainwise.uploads.report import build_report, render_html, report_from_counts
@@ -105,8 +106,10 @@ def plan(source: Source, policy: ScoringPolicy) -> Route:
 
     A gzip file is inflated once as a stream and thrown away (about 1 s per 200 MB), so one that
     expands past the limit fails here, before anything is scored. A large file that cannot be
-    cut into records (UTF-16, binary) is refused from its first bytes.
+    cut into records (UTF-16, binary) is refused from its first bytes. Parquet is routed by the
+    size of its data (parquet.as_csv_source).
     """
+    source = as_csv_source(source, policy.limits)
     size = source.size()
     if size == 0:
         raise UploadRejected("the file is empty")
@@ -132,7 +135,7 @@ def score_object(
     """Read, validate, score and write one upload; `route` when already planned. An actions
     list is built when the sinks keep one, against and into the account's `history` if given."""
     route = route or plan(source, policy)
-    job = Job(source, model, policy, sinks, prediction_id, history)
+    job = Job(as_csv_source(source, policy.limits), model, policy, sinks, prediction_id, history)
     return job.in_chunks() if route.chunked else job.whole()
 
 

@@ -270,7 +270,7 @@ def parse_categories(raw: pd.Series, feature: FeatureProfile) -> ParsedCategorie
     for value, count in zip(canonical, rows_per_code[:-1], strict=False):
         if value is np.nan:
             missing += int(count)
-        elif value not in known and count:
+        elif isinstance(value, str) and value not in known and count:  # str: not NaN
             unknown[value] = unknown.get(value, 0) + int(count)
     return ParsedCategories(
         values,
@@ -321,12 +321,12 @@ def build_expectations(profile: ModelProfile) -> list[tuple[Any, str]]:
     checks: list[tuple[Any, str]] = []
     if profile.id_column:
         checks.append(
-            (gx.expectations.ExpectColumnValuesToNotBeNull(column=ID_PRESENT), "missing id")  # type: ignore[attr-defined]
+            (gx.expectations.ExpectColumnValuesToNotBeNull(column=ID_PRESENT), "missing id")
         )
     for name, (low, high) in numeric_bounds(profile).items():
         checks.append(
             (
-                gx.expectations.ExpectColumnValuesToBeBetween(  # type: ignore[attr-defined]
+                gx.expectations.ExpectColumnValuesToBeBetween(
                     column=name, min_value=low, max_value=high
                 ),
                 f"out of range: {name}",

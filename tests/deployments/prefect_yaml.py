@@ -18,7 +18,7 @@ def placeholders(path: Path = PREFECT_YAML) -> set[str]:
 
 
 def load_deployments(environ: Mapping[str, str], path: Path = PREFECT_YAML) -> list[dict[str, Any]]:
-    """prefect.yaml's deployments with every `{{ $NAME }}` filled from `environ`; names any missing."""
+    """prefect.yaml's deployments, every `{{ $NAME }}` filled from `environ`; names any missing."""
     missing = sorted(placeholders(path) - set(environ))
     if missing:
         raise KeyError(f"prefect.yaml needs these environment variables: {', '.join(missing)}")

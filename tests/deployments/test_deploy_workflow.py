@@ -1,4 +1,5 @@
-"""The deploy workflow, parsed: protected environment, main only, pinned actions, scoped key, gate."""
+"""The deploy workflow, parsed: protected environment, main only, pinned actions, scoped key,
+gate."""
 
 import re
 from pathlib import Path

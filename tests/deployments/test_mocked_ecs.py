@@ -107,6 +107,8 @@ def submit_migrate_run_to_ecs_worker(job_variables) -> tuple[str, str]:
                 if worker._submitting_flow_run_ids == set():
                     break
                 await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("the ECS worker was still submitting the run after 10 s")
 
     # the production worker has PREFECT_API_KEY (from its own ECS secret); with the job's
     # prefect_api_key_secret_arn set, prefect-aws 0.7.12 deletes the key from the flow's env

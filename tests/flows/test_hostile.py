@@ -14,6 +14,7 @@ from tests.hostile import Scale, corpus
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
 
+@pytest.mark.timeout(900)  # one flow run per file of the hostile corpus
 def test_every_hostile_file_ends_with_a_specific_outcome_and_the_next_upload_completes(
     resources, monkeypatch
 ):

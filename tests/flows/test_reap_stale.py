@@ -24,10 +24,10 @@ from prefect.settings import PREFECT_API_URL
 from flows.reap_stale import reap_stale
 from flows.score_upload import score_upload
 from retainwise.adapters import db, prefect_api
-from retainwise.adapters.resources import Resources
+from retainwise.adapters.resources import Resources, forget_process_resources
 from retainwise.local.stack import stop_group
 from retainwise.runtime.trigger import deployment_starter, handle_message
-from retainwise.uploads import reaper
+from tasks import reaper
 from tasks.status import UploadTimedOut
 from tests.conftest import REPO
 from tests.helpers import customers_csv, results_of, submit, wait_for
@@ -120,7 +120,10 @@ def test_sigkill_under_a_live_runner_is_crashed_requeued_and_completed(resources
 def sweep(**options):
     """One reaper sweep against the real Prefect API (states and cancels), at the `now` given."""
     return reaper.sweep(
-        Resources.from_env(), prefect_api.prefect_run_states, prefect_api.cancel_flow_run, **options
+        Resources.of_process(),
+        prefect_api.prefect_run_states,
+        prefect_api.cancel_flow_run,
+        **options,
     )
 
 
@@ -197,6 +200,7 @@ def test_hung_a_run_past_its_time_limit_is_timed_out_then_requeued_once(
 
     stalled_scoring.set()
     monkeypatch.delenv("RETAINWISE_RUN_TIMEOUT_BASE_SECONDS")
+    forget_process_resources()  # the next run's process reads the changed environment
     assert score_upload(prediction_id)["status"] == "COMPLETED"
     assert db.get_prediction(resources.engine, prediction_id).attempts == 2
 

@@ -9,6 +9,7 @@ import pytest
 from flows.score_upload import score_upload
 from retainwise.adapters import aws, db
 from retainwise.adapters.mlflow_registry import load_champion
+from retainwise.adapters.resources import forget_process_resources
 from tests.helpers import customers_csv, results_of, submit
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -126,6 +127,7 @@ def test_large_file_is_scored_in_chunks_with_the_same_outcome(resources, monkeyp
         if chunked:
             monkeypatch.setenv("RETAINWISE_CHUNKED_ABOVE_BYTES", "1000")
             monkeypatch.setenv("RETAINWISE_CHUNK_BYTES", "20000")
+            forget_process_resources()  # the next run's process reads the lowered thresholds
         prediction_id = submit(resources, data)
         outcome = score_upload(prediction_id)
         row = db.get_prediction(resources.engine, prediction_id)

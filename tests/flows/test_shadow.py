@@ -15,6 +15,7 @@ from flows.score_upload import score_upload
 from models.training import train
 from retainwise.adapters import aws, db
 from retainwise.adapters import mlflow_registry as registry
+from retainwise.adapters.resources import forget_process_resources
 from retainwise.config.settings import Settings
 from retainwise.entrypoints import cli, service
 from retainwise.local.sample import synthetic_customers
@@ -129,11 +130,10 @@ def test_shadow_is_off_by_default_and_its_failure_leaves_the_upload_completed(
     )
 
     # the challenger's model files are gone: loading it fails inside the shadow task
-    mlflow_client = registry.client(two_versions)
-    model_id = mlflow_client.get_model_version("churn", "2").source.removeprefix("models:/")
-    location = mlflow_client.get_logged_model(model_id).artifact_location
+    location = registry.client(two_versions).get_model_version_download_uri("churn", "2")
     shutil.rmtree(url2pathname(urlparse(location).path))
     monkeypatch.setenv("RETAINWISE_SHADOW", "challenger")
+    forget_process_resources()  # the flow's process reads the changed environment, as on restart
     upload, _ = labelled_upload(resources, 200, seed=13)
     assert score_upload(upload)["status"] == "COMPLETED"
     row = db.get_prediction(resources.engine, upload)
@@ -154,6 +154,7 @@ def test_shadow_scores_large_files_chunk_by_chunk(two_versions, resources, monke
 
     monkeypatch.setenv("RETAINWISE_CHUNKED_ABOVE_BYTES", "1000")
     monkeypatch.setenv("RETAINWISE_CHUNK_BYTES", "8000")
+    forget_process_resources()
     again, _ = labelled_upload(resources, 300, seed=14)
     assert score_upload(again)["status"] == "COMPLETED"
     chunked = shadow_results(resources, again)

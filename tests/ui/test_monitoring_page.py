@@ -69,8 +69,11 @@ def seed(resources, mlflow_store) -> tuple[str, list[str], list[str]]:
 
 
 def test_a_data_scientist_reads_auc_drift_and_tier_churn_and_another_account_sees_none(
-    resources, mlflow_store, app_url, tmp_path
-):  # noqa: F811 - the imported fixture
+    resources,
+    mlflow_store,
+    app_url,  # noqa: F811 - the fixture imported above
+    tmp_path,
+):
     model, uploads, theirs = seed(resources, mlflow_store)
     engine, screens = resources.engine, tmp_path / "screens"
     for name in ("acme", "bravo", "carol"):

@@ -27,6 +27,7 @@ pytestmark = [
         CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)"
     ),
     pytest.mark.usefixtures("prefect_api"),
+    pytest.mark.timeout(900),  # a browser waits up to 240 s for an upload to complete
 ]
 
 

@@ -97,15 +97,16 @@ def test_the_app_role_reads_and_writes_rows_but_cannot_create_alter_or_drop_tabl
 
 def granted(engine: sa.Engine, role: str) -> set[tuple[str, str]]:
     with engine.connect() as conn:
-        return set(
-            conn.execute(
+        return {
+            tuple(row)
+            for row in conn.execute(
                 sa.text(
                     "SELECT table_name, privilege_type FROM information_schema.role_table_grants "
                     "WHERE grantee = :role"
                 ),
                 {"role": role},
-            ).tuples()
-        )
+            )
+        }
 
 
 def test_granting_again_is_safe_and_leaves_exactly_row_privileges(owned_database, owner, app_role):

@@ -88,6 +88,22 @@ def test_a_registered_version_loads_back_with_the_same_scores_and_profile(store)
     assert labels.tolist() == trained.evaluation[LABEL_COLUMN].tolist()
 
 
+def test_the_store_is_reached_through_the_settings_never_mlflows_process_uri(store, tmp_path):
+    """Another store set as MLflow's process-wide URI is neither used nor changed."""
+    import mlflow
+
+    settings, elsewhere = store["settings"], f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    before = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(elsewhere)
+    try:
+        version = registry.register(store["honest"], NAME + "-uri", settings)
+        loaded = registry.load_version(NAME + "-uri", version, settings.tracking_uri)
+        assert mlflow.get_tracking_uri() == elsewhere
+    finally:
+        mlflow.set_tracking_uri(before)
+    assert loaded.version == version and not (tmp_path / "elsewhere.db").exists()
+
+
 def boosted(trained):
     """The same training rows fitted with the boosted candidate, whatever CV picked."""
     rows = labeled_table()

@@ -1,4 +1,5 @@
-"""`retainwise model ...` end to end: train (in-process or as a flow run), promote, refuse, roll back, list."""
+"""`retainwise model ...` end to end: train (in-process or as a flow run), promote, refuse, roll
+back, list."""
 
 import json
 

@@ -1,4 +1,5 @@
-"""`retainwise outcomes upload`: joined to a scored upload in S3, unmatched counted, replaced, scoped."""
+"""`retainwise outcomes upload`: joined to a scored upload in S3; unmatched counted; replaced;
+scoped."""
 
 import json
 

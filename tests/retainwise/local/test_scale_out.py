@@ -33,6 +33,7 @@ def spawn(argv, log, env) -> subprocess.Popen:
     )
 
 
+@pytest.mark.timeout(1200)  # a Prefect server on PostgreSQL, two runners, a burst of uploads
 def test_a_burst_to_two_runners_on_a_postgresql_prefect_server_runs_each_upload_once(
     resources, prefect_database, tmp_path, monkeypatch
 ):

@@ -1,6 +1,7 @@
 """The local stack's own plumbing: its dotenv file, stopping a process group, waiting for health,
 N runner services."""
 
+import os
 import subprocess
 import sys
 
@@ -20,8 +21,6 @@ def test_stack_env_round_trips_and_real_variables_win(tmp_path, monkeypatch):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("PREFECT_LOGGING_LEVEL", "DEBUG")  # set by the user: kept
     stack.load_stack_env(settings)
-    import os
-
     assert os.environ["RETAINWISE_ODD"] == "a b=c'\"#d"
     assert os.environ["AWS_ENDPOINT_URL"] == env["AWS_ENDPOINT_URL"]
     assert os.environ["PREFECT_LOGGING_LEVEL"] == "DEBUG"
@@ -39,8 +38,13 @@ def test_prefect_reads_the_per_run_savings_under_the_names_the_stack_sets(monkey
     assert prefect.logging.to_api.batch_interval == 5
 
 
-def test_a_missing_stack_env_changes_nothing(tmp_path):
-    stack.load_stack_env(Settings(home=tmp_path))  # no file: no error
+def test_a_missing_stack_env_changes_nothing(tmp_path, monkeypatch):
+    # a stray .env where the CLI runs must not stand in for the missing stack.env
+    (tmp_path / ".env").write_text("RETAINWISE_STRAY=from-dot-env\n")
+    monkeypatch.chdir(tmp_path)
+    before = dict(os.environ)
+    stack.load_stack_env(Settings(home=tmp_path / "home"))  # no file: no error
+    assert dict(os.environ) == before
 
 
 @pytest.mark.parametrize("grace", [0, 5])

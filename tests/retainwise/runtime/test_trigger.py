@@ -202,7 +202,7 @@ def test_a_late_duplicate_of_a_finished_upload_is_deleted_without_a_run(resource
 def test_after_the_reaper_requeues_a_crashed_upload_a_fresh_run_finishes_it(
     resources, deployment_id
 ):
-    from retainwise.uploads import reaper
+    from tasks import reaper
 
     prediction_id = submit(resources, customers_csv(8))
     start = deployment_starter("score-upload/score-upload")

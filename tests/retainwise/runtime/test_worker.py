@@ -203,3 +203,33 @@ def test_sigterm_lets_a_child_holding_a_run_finish_it():
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, signal.default_int_handler)
     assert finished and stop.event.is_set()
+
+
+SEEN_RESOURCES = []
+
+
+@flow(name="worker-test-resources")
+def note_resources() -> None:
+    from retainwise.adapters.resources import Resources
+
+    SEEN_RESOURCES.append(Resources.of_process())
+
+
+def test_a_childs_runs_share_its_resources_and_they_close_when_it_stops(tmp_path):
+    """What run_child sets up: every run it executes uses one Resources (one pool), closed after."""
+    from retainwise.adapters.resources import Resources, use_for_process
+    from retainwise.config.settings import Settings
+
+    served_ = worker.Served(
+        worker.register([(note_resources, note_resources.to_deployment(name="resources"))]),
+        tmp_path,
+    )
+    (deployment_id,) = served_.flows
+    mine = Resources(Settings(home=tmp_path))
+    SEEN_RESOURCES.clear()
+    with use_for_process(mine), get_client(sync_client=True) as client:
+        assert mine.engine is not None
+        for _ in range(2):
+            worker.execute(note_resources, client.create_flow_run_from_deployment(deployment_id))
+    assert [seen is mine for seen in SEEN_RESOURCES] == [True, True]  # the same, not equal
+    assert "engine" not in vars(mine)  # disposed when the child's block ended

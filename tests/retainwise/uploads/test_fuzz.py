@@ -74,11 +74,10 @@ def uploads(draw) -> bytes:
     if draw(st.integers(0, 9)) == 0:
         return draw(st.binary(max_size=400))
     delimiter = draw(st.sampled_from([",", ";", "\t", "|"]))
-    quote = lambda cell: (
-        '"' + cell.replace('"', '""') + '"'  # noqa: E731
-        if draw(st.booleans())
-        else cell
-    )
+
+    def quote(cell: str) -> str:
+        return '"' + cell.replace('"', '""') + '"' if draw(st.booleans()) else cell
+
     lines = [delimiter.join(draw(headers))]
     for _ in range(draw(st.integers(0, 12))):
         lines.append(delimiter.join(quote(c) for c in draw(rows)))

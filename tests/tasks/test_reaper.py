@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from retainwise.adapters import db
 from retainwise.runtime.trigger import idempotency_key
-from retainwise.uploads import reaper
+from tasks import reaper
 
 
 @pytest.fixture

@@ -7,6 +7,10 @@ silence means the process vanished and nothing told Prefect). A run that is slow
 refreshing and is left alone however long it has been going. A stale row goes back to PENDING
 with its SQS message sent again and its old flow run cancelled through the Prefect API, so a fresh
 run finishes the job; after `max_attempts` claims it is FAILED with the reason instead.
+
+It lives in tasks/, the lowest layer that may act on the database, SQS and Prefect together (the
+domain packages get such things passed in; flows may not hold logic): `sweep_stale` is the
+reap-stale flow's task, and the score-upload flow reads `time_limit` from here.
 """
 
 from __future__ import annotations
@@ -16,14 +20,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from retainwise.adapters import db
+from retainwise.adapters import db, prefect_api
 from retainwise.adapters.resources import Resources
 from retainwise.config.settings import Settings
+from tasks.retry import io_task
 
-log = logging.getLogger("retainwise.uploads.reaper")
+log = logging.getLogger("tasks.reaper")
 ENDED_RUN_STATES = frozenset({"CRASHED", "FAILED", "CANCELLED", "COMPLETED"})
 RunStates = Callable[[Iterable[str]], dict[str, str]]
-CancelRun = Callable[[str, str], None]  # (flow run id, why)
+CancelRun = Callable[[str, str], object]  # (flow run id, why); what it returns is unused
 
 
 @dataclass(frozen=True)
@@ -52,7 +57,9 @@ def stale_reason(
     """Why this PROCESSING row is stale, or None while its run may still be working on it."""
     if run_state in ENDED_RUN_STATES:
         return f"flow run {row.flow_run_id} ended {run_state} while the upload was PROCESSING"
-    refreshed = _aware(row.updated_at or row.started_at)  # the claim's last refresh
+    last = row.updated_at or row.started_at  # the claim's last refresh
+    assert last is not None  # a PROCESSING row was claimed: started_at is set
+    refreshed = _aware(last)
     silent = (now - refreshed).total_seconds()
     if silent > stale_after_seconds:
         return (
@@ -140,3 +147,18 @@ def _requeue_or_fail(
         return None  # the run finished, refreshed its claim, or another reaper acted meanwhile
     _send(env, row, now)  # if this fails, the row is PENDING and the next sweep resends it
     return Reaped(row.id, "requeued", reason)
+
+
+@io_task("sweep-stale-uploads")
+def sweep_stale(
+    env: Resources, max_attempts: int, stale_after_seconds: float | None, now: datetime | None
+) -> list[Reaped]:
+    """One sweep against the Prefect API's run states, retried on transient faults."""
+    return sweep(
+        env,
+        prefect_api.prefect_run_states,
+        prefect_api.cancel_flow_run,
+        max_attempts,
+        stale_after_seconds,
+        now,
+    )

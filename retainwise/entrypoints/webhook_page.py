@@ -1,0 +1,43 @@
+"""The web app's webhook page (/app/webhook): set or remove the account's URL, see the secret
+once, and the last 50 deliveries with their response codes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from starlette.concurrency import run_in_threadpool
+
+from retainwise.adapters import webhooks
+from retainwise.adapters.resources import Resources
+from retainwise.entrypoints.deps import Env
+from retainwise.entrypoints.web import SignedIn, check_csrf, render
+from retainwise.entrypoints.webhooks import set_webhook, show_webhook
+from retainwise.runtime.webhooks import DestinationRefused
+
+router = APIRouter(include_in_schema=False)
+
+
+def page(request: Request, env: Resources, account: str, status: int = 200, **context: Any):
+    shown = show_webhook(env, account)
+    return render(request, "webhook.html", status, webhook=shown, **context)
+
+
+@router.get("/app/webhook")
+def webhook_page(request: Request, env: Env, account: SignedIn) -> HTMLResponse:
+    return page(request, env, account.name)
+
+
+@router.post("/app/webhook")
+async def change_webhook(request: Request, env: Env, account: SignedIn):
+    form = {key: str(value) for key, value in (await request.form()).items()}
+    check_csrf(request, form.get("csrf"))
+    if form.get("action") == "remove":
+        await run_in_threadpool(webhooks.remove_endpoint, env.engine, account.name)
+        return RedirectResponse("/app/webhook", 303)
+    try:
+        made = await run_in_threadpool(set_webhook, env, account.name, form.get("url", ""))
+    except DestinationRefused as exc:
+        return await run_in_threadpool(page, request, env, account.name, 422, error=str(exc))
+    return await run_in_threadpool(page, request, env, account.name, secret=made.secret)
