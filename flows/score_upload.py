@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import Any
+from uuid import UUID
 
-from prefect import flow, get_run_logger, runtime, tags
+from prefect import flow, get_run_logger, runtime
 from prefect.artifacts import create_markdown_artifact
+from prefect.client.schemas.objects import ConcurrencyLeaseHolder
+from prefect.concurrency.sync import concurrency
 
 from retainwise.adapters import aws
 from retainwise.adapters.db import Prediction, Status
@@ -35,8 +39,17 @@ def score_upload(prediction_id: str) -> dict[str, Any]:
             prediction_id,
         )
         return {"prediction_id": prediction_id, "status": "SKIPPED"}
-    with tags(f"account:{prediction.account}"):  # the account's tag concurrency limit
+    with account_slot(prediction.account, run_id):
         return score_claimed(env, prediction, run_id)
+
+
+def account_slot(
+    account: str, run_id: str, timeout_seconds: float | None = None
+) -> AbstractContextManager[None]:
+    """One slot of the account's global concurrency limit for the whole run (the trigger sets
+    it): 3 API calls per run, where a tag limit took and gave back a slot per task run."""
+    holder = ConcurrencyLeaseHolder(type="flow_run", id=UUID(run_id)) if run_id else None
+    return concurrency(f"account:{account}", timeout_seconds=timeout_seconds, holder=holder)
 
 
 def score_claimed(env: Resources, prediction: Prediction, run_id: str) -> dict[str, Any]:

@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     large_deployment_name: str = "score-upload/score-upload-large"  # above chunked_above_bytes
     max_upload_bytes: int = 200_000_000  # 200 MB, as messages to customers say it
     # uploads one account may have PENDING or PROCESSING (an account row may set its own);
-    # the API answers 429 above it and the trigger sets the same Prefect tag concurrency limit
+    # the API answers 429 above it and the trigger sets the same Prefect global concurrency limit
     max_active_uploads: int = 4
     # signs the web app's session cookies; set it in production (else a random one per process)
     session_secret: str | None = None

@@ -175,16 +175,23 @@ class DeploymentStarter:
                     self._deployment_id = None
             raise
 
-    def _limit_account(self, client: Any, tag: str) -> None:
-        """The tag concurrency limit on `account:<name>` (an upsert), once per account and process:
-        Prefect runs at most that many of the account's tasks at once, whatever the queue holds."""
-        if self.account_limit is None or tag in self._limited:
+    def _limit_account(self, client: Any, name: str) -> None:
+        """The global concurrency limit `account:<name>` (an upsert), once per account and process:
+        each score-upload run holds one slot of it, so at most that many of the account's run."""
+        if self.account_limit is None or name in self._limited:
             return
+
+        from prefect.exceptions import ObjectAlreadyExists
+
+        def upsert() -> None:
+            try:
+                client.upsert_global_concurrency_limit_by_name(name, self.account_limit)
+            except ObjectAlreadyExists:  # another trigger created it between read and create
+                pass
+
         with self._settings_context():
-            retry_busy(
-                lambda: client.create_concurrency_limit(tag, self.account_limit), self.timeout
-            )
-        self._limited.add(tag)
+            retry_busy(upsert, self.timeout)
+        self._limited.add(name)
 
     def close(self) -> None:
         with self._lock:

@@ -5,8 +5,11 @@ import io
 import re
 
 import pytest
+from prefect import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.concurrency.sync import concurrency
 
-from flows.score_upload import score_upload
+from flows.score_upload import account_slot, score_upload
 from retainwise.adapters import aws, db
 from retainwise.adapters.mlflow_registry import load_champion
 from retainwise.adapters.resources import forget_process_resources
@@ -37,6 +40,29 @@ def test_good_csv_completes_with_every_row_once(resources):
         lambda p: "HIGH" if p >= cutoffs.high else "MEDIUM" if p >= cutoffs.medium else "LOW"
     )
     assert (results["churn_risk"] == expected).all()
+
+
+@pytest.fixture
+def solo_account():
+    """An account whose cap is one run at a time (its own name: the session's API outlives it)."""
+    with get_client(sync_client=True) as client:
+        client.create_global_concurrency_limit(
+            GlobalConcurrencyLimitCreate(name="account:solo", limit=1)
+        )
+        yield "solo"
+        client.delete_global_concurrency_limit_by_name("account:solo")
+
+
+def test_a_run_holds_one_slot_of_its_accounts_cap_and_gives_it_back(resources, solo_account):
+    with concurrency(f"account:{solo_account}"), pytest.raises(TimeoutError):
+        with account_slot(solo_account, "", timeout_seconds=0.5):
+            pass  # another run of the account holds the only slot
+    prediction_id = submit(resources, customers_csv(30), account=solo_account)
+    score_upload(prediction_id)
+
+    assert db.get_prediction(resources.engine, prediction_id).status == "COMPLETED"
+    with get_client(sync_client=True) as client:
+        assert client.read_global_concurrency_limit_by_name("account:solo").active_slots == 0
 
 
 def test_results_file_keeps_the_contract_as_plain_csv(resources):

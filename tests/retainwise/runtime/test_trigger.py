@@ -63,10 +63,10 @@ def test_one_message_starts_one_named_flow_run(resources, deployment_id):
         assert "account:capped" in run.tags
         assert resources.queue.receive(wait_seconds=0) == []  # deleted once the run existed
         with get_client(sync_client=True) as client:  # the account's cap, on the Prefect side too
-            assert client.read_concurrency_limit_by_tag("account:capped").concurrency_limit == 3
+            assert client.read_global_concurrency_limit_by_name("account:capped").limit == 3
     finally:
         with get_client(sync_client=True) as client:
-            client.delete_concurrency_limit_by_tag("account:capped")
+            client.delete_global_concurrency_limit_by_name("account:capped")
 
 
 def test_a_run_is_created_with_the_champion_version_tag_when_the_trigger_knows_it(
