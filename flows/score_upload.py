@@ -18,6 +18,7 @@ from retainwise.config.errors import CUSTOMER_ERRORS, UploadRejected
 from retainwise.uploads.output import result_keys
 from retainwise.uploads.policy import ScoringPolicy
 from retainwise.uploads.report import summary_markdown
+from tasks.history import CustomerHistory, record_explanations
 from tasks.monitoring import record_upload_figures
 from tasks.reaper import time_limit
 from tasks.retry import describe_failure
@@ -72,7 +73,10 @@ def score_claimed(env: Resources, prediction: Prediction, run_id: str) -> dict[s
                 # the trigger did not know the version, or a promotion came in between
                 tag_run(run_id, f"model-version:{model.version}", replacing="model-version:")
             score = score_in_chunks if route.chunked else score_whole_file
-            report = score(source, model, policy, sinks, prediction_id, route).report
+            history = CustomerHistory.for_upload(
+                env.engine, prediction.account, prediction_id, model
+            )
+            report = score(source, model, policy, sinks, prediction_id, route, history).report
             publish_summary(prediction_id, report, keys.report_html)
         if report["error"]:  # too many rows rejected: the report and rejects say which and why
             raise UploadRejected(report["error"])
@@ -103,6 +107,9 @@ def score_claimed(env: Resources, prediction: Prediction, run_id: str) -> dict[s
         report_key=keys.report,
         error=None,
     )
+    explained = record_explanations(history, return_state=True)  # for GET /customers/{id}
+    if explained.is_failed():  # the upload stands; its customers keep their older explanation
+        logger.warning("explanations for %s not stored: %s", prediction_id, explained.message)
     figures = record_upload_figures(
         env, report, prediction.account, model, keys.results, return_state=True
     )

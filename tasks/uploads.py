@@ -24,6 +24,7 @@ from retainwise.uploads.scoring import (
     plan,
     score_object,
 )
+from tasks.history import CustomerHistory
 from tasks.retry import cpu_task, io_task
 
 stage_log = logging.getLogger(
@@ -37,6 +38,7 @@ CONTENT_TYPES = {
     Output.REJECTS: "text/csv",
     Output.REPORT: "application/json",
     Output.REPORT_HTML: "text/html; charset=utf-8",
+    Output.ACTIONS: "text/csv",
 }
 
 
@@ -59,6 +61,7 @@ class S3Sinks:
                 Output.REJECTS: keys.rejects,
                 Output.REPORT: keys.report,
                 Output.REPORT_HTML: keys.report_html,
+                Output.ACTIONS: keys.actions,
             },
         )
 
@@ -100,9 +103,15 @@ def score_s3_object(
     sinks: S3Sinks,
     prediction_id: str,
     route: Route,
+    history: CustomerHistory | None = None,
 ) -> ScoredObject:
     """Read, validate, score, write: run once (a failed final write retries on its own)."""
-    return logged(score_object(source, model, policy, sinks, prediction_id, route), model, sinks)
+    if history is not None:
+        history.start()
+    scored = score_object(source, model, policy, sinks, prediction_id, route, history)
+    if history is not None and scored.report["error"] is not None:
+        history.forget()
+    return logged(scored, model, sinks)
 
 
 # one function, two names in the Prefect UI: which path a run took shows at a glance

@@ -18,6 +18,7 @@ class ResultKeys:
     rejects: str
     report: str  # the JSON summary
     report_html: str
+    actions: str  # the contact list (uploads.actions)
 
 
 def result_keys(account: str, prediction_id: str) -> ResultKeys:
@@ -28,6 +29,7 @@ def result_keys(account: str, prediction_id: str) -> ResultKeys:
         f"{prefix}/rejects.csv",
         f"{prefix}/report.json",
         f"{prefix}/report.html",
+        f"{prefix}/actions.csv",
     )
 
 

@@ -23,6 +23,7 @@ class ScoringPolicy:
     max_rejected_share: float = setting_default("max_rejected_share")  # more rejected: FAILED
     reasons: bool = setting_default("top_reasons")  # results get a top_reasons column
     drift_alert_psi: float = setting_default("drift_alert_psi")  # above: a feature drifted
+    explain_top_n: int = setting_default("explain_top_n")  # the actions list's rows explained
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ScoringPolicy:
@@ -33,6 +34,7 @@ class ScoringPolicy:
             max_rejected_share=settings.max_rejected_share,
             reasons=settings.top_reasons,
             drift_alert_psi=settings.drift_alert_psi,
+            explain_top_n=settings.explain_top_n,
         )
 
     def is_large(self, size: int) -> bool:

@@ -11,6 +11,7 @@ import json
 import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
@@ -19,6 +20,7 @@ from models.scoring import NamedModel
 from retainwise.config.errors import UploadRejected
 from retainwise.uploads import streaming
 from retainwise.uploads.compression import GZIP_MAGIC, expanded_head
+from retainwise.uploads.contacts import ContactList, History
 from retainwise.uploads.parquet import as_csv_source
 from retainwise.uploads.pipeline import score_file
 from retainwise.uploads.policy import ScoringPolicy
@@ -46,6 +48,7 @@ class Output(Enum):
     REJECTS = "rejects"
     REPORT = "report"  # the JSON summary
     REPORT_HTML = "report_html"
+    ACTIONS = "actions"  # the contact list (uploads.contacts)
 
 
 class Stream(Protocol):
@@ -106,10 +109,10 @@ def plan(source: Source, policy: ScoringPolicy) -> Route:
     cut into records (UTF-16, binary) is refused from its first bytes. Parquet is routed by the
     size of its data (parquet.as_csv_source).
     """
+    if source.size() == 0:  # before anything reads a range of it (S3 refuses one of nothing)
+        raise UploadRejected("the file is empty")
     source = as_csv_source(source, policy.limits)
     size = source.size()
-    if size == 0:
-        raise UploadRejected("the file is empty")
     head = source.head()
     if head.startswith(GZIP_MAGIC):
         limit = policy.limits.max_bytes
@@ -127,10 +130,12 @@ def score_object(
     sinks: Sinks,
     prediction_id: str | None = None,
     route: Route | None = None,
+    history: History | None = None,
 ) -> ScoredObject:
-    """Read, validate, score and write one upload; `route` when already planned."""
+    """Read, validate, score and write one upload; `route` when already planned. An actions
+    list is built when the sinks keep one, against and into the account's `history` if given."""
     route = route or plan(source, policy)
-    job = Job(as_csv_source(source, policy.limits), model, policy, sinks, prediction_id)
+    job = Job(as_csv_source(source, policy.limits), model, policy, sinks, prediction_id, history)
     return job.in_chunks() if route.chunked else job.whole()
 
 
@@ -143,6 +148,13 @@ class Job:
     policy: ScoringPolicy
     sinks: Sinks
     prediction_id: str | None
+    history: History | None = None
+
+    def contacts(self) -> ContactList | None:
+        """The actions list to feed, when the sinks keep one."""
+        if self.sinks.location(Output.ACTIONS) is None:
+            return None
+        return ContactList(self.model, self.policy, self.history)
 
     def whole(self) -> ScoredObject:
         """Files under the chunked threshold: read whole, then every file written at once."""
@@ -157,26 +169,26 @@ class Job:
         files = {Output.REJECTS: scored.rejects_csv}
         if scored.results_csv is not None:
             files[Output.RESULTS] = scored.results_csv
+            self.write_actions(scored.results, scored.upload.accepted)
         report = with_files(report, self.sinks)
         self.sinks.put({**files, **report_files(report, self.sinks)})
         return ScoredObject(report, scored.seconds, chunked=False)
 
+    def write_actions(self, results, accepted) -> None:
+        """The whole file's actions list, when the sinks keep one."""
+        contacts = self.contacts()
+        if contacts is None:
+            return
+        with contacts:
+            contacts.add(results, accepted)
+            finish_actions(contacts, self.sinks)
+
     def in_chunks(self) -> ScoredObject:
         """Large files chunk by chunk in bounded memory; results and rejects are streamed out
-        while later chunks are scored, and the results dropped when the upload fails."""
-        results, rejects = self.sinks.open(Output.RESULTS), self.sinks.open(Output.REJECTS)
-        try:
-            counts, totals = streaming.score_stream(
-                self.source.blocks(), self.model, self.policy, results, rejects
-            )
-            started = time.perf_counter()
-            if counts.failure is not None:
-                results.abort()
-            complete([rejects] if counts.failure is not None else [results, rejects])
-        except BaseException:
-            results.abort()
-            rejects.abort()
-            raise
+        while later chunks are scored (and the actions list fed), the results dropped when the
+        upload fails."""
+        with self.contacts() or nullcontext() as contacts:
+            counts, totals, started = self.stream_out(contacts)
         totals.timed("writing", started)
         report = report_from_counts(
             counts, self.model, self.prediction_id, drift_alert_psi=self.policy.drift_alert_psi
@@ -184,6 +196,42 @@ class Job:
         report = with_files(report, self.sinks)
         self.sinks.put(report_files(report, self.sinks))
         return ScoredObject(report, dict(totals.seconds), chunked=True)
+
+    def stream_out(self, contacts: ContactList | None):
+        """Score the chunks into the result and reject streams (and the actions list); returns
+        the counts, totals and when the writing at the end began."""
+        results, rejects = self.sinks.open(Output.RESULTS), self.sinks.open(Output.REJECTS)
+        try:
+            counts, totals = streaming.score_stream(
+                self.source.blocks(),
+                self.model,
+                self.policy,
+                results,
+                rejects,
+                None if contacts is None else contacts.add,
+            )
+            started = time.perf_counter()
+            if counts.failure is not None:
+                results.abort()
+            elif contacts is not None:
+                finish_actions(contacts, self.sinks)
+            complete([rejects] if counts.failure is not None else [results, rejects])
+        except BaseException:
+            results.abort()
+            rejects.abort()
+            raise
+        return counts, totals, started
+
+
+def finish_actions(contacts: ContactList, sinks: Sinks) -> None:
+    """The actions list written to its sink whole, or nothing of it kept."""
+    stream = sinks.open(Output.ACTIONS)
+    try:
+        contacts.write_to(stream)
+    except BaseException:
+        stream.abort()
+        raise
+    stream.complete()
 
 
 def complete(streams: list[Stream]) -> None:

@@ -49,6 +49,8 @@ SCORERS = 2  # chunks scored at once (one per core here)
 IN_FLIGHT = SCORERS  # chunks validated but not yet written: bounds memory
 NOT_BLANK = re.compile(rb"\S")
 T = TypeVar("T")
+# (a chunk's results, its accepted rows): what else is done with a scored chunk, in file order
+Tap = Callable[[pd.DataFrame, pd.DataFrame], None]
 
 
 class Writable(Protocol):
@@ -329,12 +331,17 @@ def write_piece(
     files: tuple[Writable, Writable],
     first: bool,
     totals: Totals,
+    after: Tap | None = None,
+    accepted: pd.DataFrame | None = None,
 ) -> ReportCounts:
-    """Append one chunk's results and rejects, in file order (one writer thread)."""
+    """Append one chunk's results and rejects, in file order (one writer thread); `after`
+    then sees the chunk's results and accepted rows, in file order too."""
     results, counts = scored.result()
     started = time.perf_counter()
     files[0].write(to_csv_bytes(neutralise_results(results), header=first))
     files[1].write(to_csv_bytes(neutralise_text_columns(rejects), header=first))
+    if after is not None and len(results):
+        after(results, accepted)
     memory.release_free_memory()
     totals.timed("writing", started)
     return counts
@@ -346,11 +353,12 @@ def score_stream(
     policy: ScoringPolicy,
     results_file: Writable,
     rejects_file: Writable,
+    after: Tap | None = None,
 ) -> tuple[ReportCounts, Totals]:
     """Score a byte stream into two open binary files; returns the report counts and timings.
 
     Chunks are read and validated in order (row numbers and duplicate ids span chunks), scored
-    by SCORERS threads, and written in order by one writer thread.
+    by SCORERS threads, and written in order by one writer thread (which also calls `after`).
     """
     totals, seen, columns, limits = Totals(), SeenIds(), None, policy.limits
     memory.bound_allocator()
@@ -382,7 +390,14 @@ def score_stream(
             )
             pending.append(
                 writer.submit(
-                    write_piece, scored, rejects, (results_file, rejects_file), index == 0, totals
+                    write_piece,
+                    scored,
+                    rejects,
+                    (results_file, rejects_file),
+                    index == 0,
+                    totals,
+                    after,
+                    upload.accepted if after is not None else None,
                 )
             )
             del table, upload, rejects

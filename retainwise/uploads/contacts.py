@@ -1,0 +1,90 @@
+"""The actions list of one upload being scored: fed each scored chunk, written beside the results.
+
+Glue between the scoring paths (uploads.scoring, both whole and chunked) and the pure builder
+(uploads.actions): it prepares each chunk's features for the explainer, hands every explanation
+and every chunk's scores to the account's `History`, and copies the finished CSV to its sink.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Protocol
+
+import pandas as pd
+import pyarrow as pa
+
+from models.explain import Explanation, NotExplainable
+from models.features import prepare_features
+from models.reasons import REASON_COLUMNS, reasons_for
+from models.scoring import ScoringModel
+from retainwise.uploads.actions import ActionsBuilder
+from retainwise.uploads.policy import ScoringPolicy
+
+COPY_BLOCK = 8 * 2**20  # bytes copied to the sink at a time
+
+
+class History(Protocol):
+    """The account's customers over time: the previous upload's probabilities in, this upload's
+    scores (per chunk, in file order) and explanations out."""
+
+    def previous(self) -> pa.Table | None: ...
+
+    def scored(self, results: pd.DataFrame) -> None: ...
+
+    def explained(self, ids: pd.Series, explanation: Explanation, X: pd.DataFrame) -> None: ...
+
+
+class Writable(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+
+
+class ContactList:
+    """Use as a context manager (the spilled runs live in a temporary directory): `add` each
+    scored chunk, then `write_to` a stream."""
+
+    def __init__(self, model: ScoringModel, policy: ScoringPolicy, history: History | None):
+        self.model, self.history = model, history
+        self.spill = tempfile.TemporaryDirectory(prefix="actions-")
+        keep = history.explained if history is not None else None
+        self.builder = ActionsBuilder(
+            tolerant(reasons_for(model.scorer, model.profile, keep=keep)),
+            Path(self.spill.name),
+            policy.explain_top_n,
+            history.previous() if history is not None else None,
+        )
+
+    def __enter__(self) -> ContactList:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.spill.cleanup()
+
+    def add(self, results: pd.DataFrame, accepted: pd.DataFrame) -> None:
+        """One chunk: its results and the validated rows they were scored from (same order)."""
+        features = prepare_features(accepted, self.model.profile.features)
+        self.builder.add(results, features.set_axis(results.index))
+        if self.history is not None:
+            self.history.scored(results)
+
+    def write_to(self, stream: Writable) -> int:
+        """The ranked list as CSV into `stream`; returns the rows written."""
+        path = Path(self.spill.name) / "actions.csv"
+        rows = self.builder.write_csv(str(path))
+        with path.open("rb") as source:
+            shutil.copyfileobj(source, stream, COPY_BLOCK)
+        return rows
+
+
+def tolerant(explainer):
+    """A model version without an exact explainer (trained before LightGBM) still gets its
+    ranked list, with empty reasons, rather than a failed upload."""
+
+    def explain(X: pd.DataFrame, ids: pd.Series | None = None) -> pd.DataFrame:
+        try:
+            return explainer(X, ids)
+        except NotExplainable:
+            return pd.DataFrame(None, index=X.index, columns=REASON_COLUMNS, dtype=object)
+
+    return explain

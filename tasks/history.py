@@ -1,0 +1,72 @@
+"""Each customer over time, kept by the score-upload flow (adapters.customers).
+
+The previous completed upload's probabilities feed the actions list; this upload's scores are
+stored chunk by chunk as they are written, and its explanations once the upload is COMPLETED.
+A redelivered run drops what an earlier run of the same upload stored (`start`), so nothing is
+stored twice; a failed upload keeps no history (`forget`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pandas as pd
+import pyarrow as pa
+from sqlalchemy.engine import Engine
+
+from models.explain import Explanation
+from retainwise.adapters import customers
+from retainwise.adapters.customers import UploadScored
+from tasks.retry import io_task
+
+
+class CustomerHistory:
+    """uploads.contacts.History for one upload; explanations are held until `completed`."""
+
+    def __init__(self, engine: Engine, upload: UploadScored):
+        self.engine, self.upload = engine, upload
+        self.explanations: list[tuple[pd.Series, Explanation, pd.DataFrame]] = []
+
+    @classmethod
+    def for_upload(
+        cls, engine: Engine, account: str, prediction_id: str, model, now: datetime | None = None
+    ) -> CustomerHistory:
+        """`now` (when scoring began) stands for the upload's time in its customers' history."""
+        upload = UploadScored(
+            account, prediction_id, model.name, str(model.version), now or datetime.now(UTC)
+        )
+        return cls(engine, upload)
+
+    def start(self) -> None:
+        customers.forget_upload(self.engine, self.upload.prediction_id)
+        self.explanations.clear()
+
+    def forget(self) -> None:
+        customers.forget_upload(self.engine, self.upload.prediction_id)
+
+    def previous(self) -> pa.Table | None:
+        upload = self.upload
+        return customers.previous_scores(
+            self.engine, upload.account, upload.model_name, upload.prediction_id
+        )
+
+    def scored(self, results: pd.DataFrame) -> None:
+        customers.record_scores(self.engine, self.upload, results)
+
+    def explained(self, ids: pd.Series, explanation: Explanation, X: pd.DataFrame) -> None:
+        self.explanations.append((ids, explanation, X))
+
+    def completed(self) -> int:
+        """Store the explanations kept while scoring; returns how many rows were stored."""
+        stored = sum(
+            customers.record_explanations(self.engine, self.upload, ids, found, X)
+            for ids, found, X in self.explanations
+        )
+        self.explanations.clear()
+        return stored
+
+
+@io_task("record-explanations")
+def record_explanations(history: CustomerHistory) -> int:
+    """After COMPLETED: a retried write (an upsert, so a retry stores nothing twice)."""
+    return history.completed()

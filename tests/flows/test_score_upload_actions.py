@@ -1,0 +1,97 @@
+"""The actions list and each customer's history, end to end through score-upload (issue 19):
+two uploads of the same customers, some moved to month-to-month contracts in between."""
+
+import io
+import math
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from flows.score_upload import score_upload
+from retainwise.adapters import accounts, aws
+from retainwise.entrypoints.app import create_app
+from retainwise.local.sample import synthetic_customers
+from retainwise.uploads.actions import ACTION_COLUMNS, actions_key
+from tests.helpers import results_of, submit
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+REASON = r"^.+ is .+ \([+-]\d+\.\d\d\)$"
+MOVED = 40  # customers on a one- or two-year contract moved to month-to-month
+
+
+@pytest.fixture(params=["whole", "chunked"])
+def path(request, monkeypatch):
+    if request.param == "chunked":
+        monkeypatch.setenv("RETAINWISE_CHUNKED_ABOVE_BYTES", "1000")
+        monkeypatch.setenv("RETAINWISE_CHUNK_BYTES", "8000")
+        monkeypatch.setattr(aws, "READ_BLOCK", 8_000)  # chunks are cut from blocks: several
+    return request.param
+
+
+def scored(resources, frame: pd.DataFrame) -> tuple[str, pd.DataFrame]:
+    """The upload's id and its actions list as stored."""
+    prediction_id = submit(resources, frame.to_csv(index=False).encode())
+    assert score_upload(prediction_id)["status"] == "COMPLETED"
+    key = actions_key("acme", prediction_id)
+    data = aws.get_bytes(resources.s3, resources.settings.bucket, key)
+    return prediction_id, pd.read_csv(io.BytesIO(data), dtype={"customer_id": str})
+
+
+def test_second_upload_marks_risen_customers_and_history_adds_up(resources, path):
+    accounts.create_account(resources.engine, "acme")
+    key = accounts.create_key(resources.engine, "acme")["api_key"]
+    first = synthetic_customers(300, seed=21, labeled=False)
+    first_id, before = scored(resources, first)
+
+    assert list(results_of(resources, first_id).columns) == [
+        "customer_id",
+        "churn_probability",
+        "churn_risk",
+        "predicted_churn",
+    ]
+    assert list(before.columns) == ACTION_COLUMNS and len(before) == 300
+    assert before["rank"].tolist() == list(range(1, 301))
+    assert before["churn_probability"].is_monotonic_decreasing
+    assert (before["risk_change"] == "new").all() and before["previous_probability"].isna().all()
+    high = before[before["churn_risk"] == "HIGH"]
+    assert len(high) > 10
+    for column in ("reason_1", "reason_2", "reason_3"):
+        assert high[column].str.match(REASON).all()
+    shares = high[["reason_1", "reason_2", "reason_3"]].apply(
+        lambda texts: texts.str.extract(r"\(([+-][\d.]+)\)$")[0].astype(float)
+    )
+    assert (shares.diff(axis=1).iloc[:, 1:] <= 0).all().all()  # largest contribution first
+
+    second = first.copy()
+    moved = second.index[second["Contract"] != "Month-to-month"][:MOVED]
+    second.loc[moved, "Contract"] = "Month-to-month"
+    second_id, after = scored(resources, second)
+
+    then = before.set_index("customer_id")["churn_probability"]
+    now = after.set_index("customer_id")
+    rose = now.index[now["churn_probability"] > then.reindex(now.index) + 1e-9]
+    assert len(rose) > 0 and set(rose) <= set(second.loc[moved, "customer_id"])
+    assert set(now.index[now["risk_change"] == "up"]) == set(rose)
+    unmoved = ~now.index.isin(second.loc[moved, "customer_id"])
+    assert (now.loc[unmoved, "risk_change"] == "same").all()
+    assert now.loc[rose, "previous_probability"].to_numpy() == pytest.approx(
+        then[rose].to_numpy(), abs=1e-9
+    )
+
+    customer_id = rose[0]
+    answer = TestClient(create_app(resources)).get(
+        f"/customers/{customer_id}", headers={"Authorization": f"Bearer {key}"}
+    )
+    assert answer.status_code == 200
+    body = answer.json()
+    assert [h["prediction_id"] for h in body["history"]] == [second_id, first_id]
+    assert body["history"][1]["churn_probability"] == pytest.approx(then[customer_id], abs=1e-9)
+    explanation = body["explanation"]
+    assert explanation["prediction_id"] == second_id
+    total = explanation["base_value"] + math.fsum(
+        c["contribution"] for c in explanation["contributions"]
+    )
+    assert abs(total - explanation["margin"]) < 1e-6
+    contract = [c for c in explanation["contributions"] if c["feature"] == "Contract"]
+    assert contract[0]["value"] == "Month-to-month"

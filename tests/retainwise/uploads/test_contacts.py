@@ -1,0 +1,101 @@
+"""The actions list built while an upload is scored: the same whole or in chunks, fed to the
+account's history, and nothing kept when the upload fails."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from models.explain import NotExplainable
+from models.reasons import REASON_COLUMNS
+from models.training import train
+from retainwise.adapters.mlflow_registry import LoadedModel
+from retainwise.local.sample import synthetic_customers
+from retainwise.uploads import files
+from retainwise.uploads.contacts import tolerant
+from retainwise.uploads.files import LocalFile, LocalSinks
+from retainwise.uploads.policy import ScoringPolicy
+from retainwise.uploads.scoring import Output, score_object
+
+
+@pytest.fixture(scope="module")
+def model() -> LoadedModel:
+    trained = train(synthetic_customers(800, seed=5).astype(str), "Churn", "customer_id")
+    return LoadedModel("churn", "1", trained.pipeline, trained.profile)
+
+
+class Remembered:
+    """A History in memory: a fixed previous upload, and what scoring hands back."""
+
+    def __init__(self, previous: dict[str, float]):
+        self.before = previous
+        self.scores: list[pd.DataFrame] = []
+        self.explained_ids: list[str] = []
+
+    def previous(self) -> pa.Table:
+        return pa.table(
+            {"customer_id": list(self.before), "probability": list(self.before.values())}
+        )
+
+    def scored(self, results: pd.DataFrame) -> None:
+        self.scores.append(results)
+
+    def explained(self, ids, explanation, X) -> None:
+        assert len(ids) == len(X) == len(explanation.base)
+        self.explained_ids += ids.tolist()
+
+
+def upload(tmp_path, rows: int = 400, bad: int = 0) -> LocalFile:
+    frame = synthetic_customers(rows, seed=9, labeled=False).astype(str)
+    frame.loc[: bad - 1, "MonthlyCharges"] = "lots"  # rejected rows: gaps in the accepted index
+    path = tmp_path / "customers.csv"
+    path.write_bytes(frame.to_csv(index=False).encode())
+    return LocalFile(path)
+
+
+def sinks(tmp_path, name: str) -> LocalSinks:
+    return LocalSinks({output: tmp_path / f"{name}.{output.value}" for output in Output})
+
+
+def test_whole_and_chunked_give_one_list_and_one_history(tmp_path, model, monkeypatch):
+    monkeypatch.setattr(files, "READ_BLOCK", 8_000)  # chunks are cut from blocks: several
+    source = upload(tmp_path, bad=7)
+    lists, histories = {}, {}
+    chunked = ScoringPolicy(chunked_above_bytes=1000, chunk_bytes=10_000, explain_top_n=50)
+    for name, policy in {"whole": ScoringPolicy(explain_top_n=50), "chunked": chunked}.items():
+        histories[name] = Remembered({"C100007": 0.5, "C100008": 2.0})
+        score_object(source, model, policy, sinks(tmp_path, name), history=histories[name])
+        lists[name] = pd.read_csv(tmp_path / f"{name}.actions")
+    pd.testing.assert_frame_equal(lists["chunked"], lists["whole"])
+    actions = lists["whole"].set_index("customer_id")
+    assert len(actions) == 393 and actions["rank"].is_monotonic_increasing
+    assert actions.loc["C100008", "risk_change"] == "down"
+    assert actions.loc["C100008", "previous_probability"] == 2.0
+    assert (actions.drop(index=["C100007", "C100008"])["risk_change"] == "new").all()
+    explained = actions.index[actions["reason_1"].notna()]
+    high = actions.index[actions["churn_risk"] == "HIGH"]
+    assert set(high) <= set(explained) and len(explained) >= 50
+    for history in histories.values():
+        assert sorted(history.explained_ids) == sorted(explained)
+        scores = pd.concat(history.scores)
+        assert sorted(scores["customer_id"]) == sorted(actions.index)
+    assert len(histories["chunked"].scores) > 1
+
+
+def test_a_failed_upload_keeps_no_actions_list(tmp_path, model):
+    policy = ScoringPolicy(chunked_above_bytes=1000, chunk_bytes=10_000)
+    scored = score_object(upload(tmp_path, bad=300), model, policy, sinks(tmp_path, "out"))
+    assert scored.report["error"] is not None
+    assert not (tmp_path / "out.actions").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")] == []
+
+
+def test_a_model_without_an_exact_explainer_leaves_the_reasons_empty():
+    def old_model(X, ids):
+        raise NotExplainable("trained before LightGBM")
+
+    X = pd.DataFrame({"tenure": [1.0, 2.0]}, index=[4, 9])
+    reasons = tolerant(old_model)(X, pd.Series(["a", "b"]))
+    assert list(reasons.columns) == REASON_COLUMNS and list(reasons.index) == [4, 9]
+    assert reasons.isna().all().all()

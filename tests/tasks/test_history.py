@@ -1,0 +1,77 @@
+"""The customer history the score-upload flow keeps, on SQLite and PostgreSQL: the previous
+completed upload's probabilities, scores per chunk, explanations once completed, and a
+redelivered or failed run leaving nothing twice."""
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+from models.explain import Explanation
+from retainwise.adapters import customers, db
+from tasks.history import CustomerHistory
+
+NOW = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
+
+
+class Model:
+    name, version = "churn", "3"
+
+
+def upload(engine, days: int) -> CustomerHistory:
+    prediction_id = db.create_prediction(engine, account="acme", model_name="churn", input_key="k")
+    assert db.claim_prediction(engine, prediction_id, "run")
+    return CustomerHistory.for_upload(
+        engine, "acme", prediction_id, Model(), NOW + timedelta(days=days)
+    )
+
+
+def scores(*pairs: tuple[str, float]) -> pd.DataFrame:
+    ids, probabilities = zip(*pairs, strict=True)
+    return pd.DataFrame(
+        {"customer_id": ids, "churn_probability": probabilities, "churn_risk": "HIGH"}
+    )
+
+
+def complete(engine, history: CustomerHistory) -> None:
+    prediction_id = history.upload.prediction_id
+    assert db.finish_prediction(engine, prediction_id, "run", db.Status.COMPLETED)
+    history.completed()
+
+
+def test_a_second_upload_sees_the_first_and_explanations_wait_for_completion(migrated_engine):
+    first = upload(migrated_engine, 0)
+    first.start()
+    assert first.previous() is None
+    first.scored(scores(("a", 0.2), ("b", 0.4)))
+    first.scored(scores(("c", 0.9)))
+    X = pd.DataFrame({"Contract": ["Month-to-month"], "tenure": [2.0]})
+    first.explained(
+        pd.Series(["c"]), Explanation(["Contract", "tenure"], np.array([-1.0]), np.ones((1, 2))), X
+    )
+    assert customers.customer(migrated_engine, "acme", "c").explanation is None
+    complete(migrated_engine, first)
+
+    second = upload(migrated_engine, 30)
+    second.start()
+    before = second.previous().to_pydict()
+    assert dict(zip(before["customer_id"], before["probability"], strict=True)) == {
+        "a": 0.2,
+        "b": 0.4,
+        "c": 0.9,
+    }
+    record = customers.customer(migrated_engine, "acme", "c")
+    assert record.explanation.margin == 1.0 and len(record.history) == 1
+
+
+def test_a_redelivered_run_stores_each_score_once_and_a_failed_one_none(migrated_engine):
+    history = upload(migrated_engine, 0)
+    history.start()
+    history.scored(scores(("a", 0.2)))
+    history.start()  # the same upload again, after a crash
+    history.scored(scores(("a", 0.3)))
+    assert [
+        h.churn_probability for h in customers.customer(migrated_engine, "acme", "a").history
+    ] == [0.3]
+    history.forget()
+    assert customers.customer(migrated_engine, "acme", "a") is None
