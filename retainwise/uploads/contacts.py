@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from models.explain import Explanation, NotExplainable
 from models.features import prepare_features
-from models.reasons import REASON_COLUMNS, reasons_for
+from models.reasons import REASON_COLUMNS, ReasonsExplainer, reasons_for
 from models.scoring import ScoringModel
 from retainwise.uploads.actions import ActionsBuilder
 from retainwise.uploads.policy import ScoringPolicy
@@ -58,7 +58,7 @@ class ContactList:
     def __enter__(self) -> ContactList:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.spill.cleanup()
 
     def add(self, results: pd.DataFrame, accepted: pd.DataFrame) -> None:
@@ -77,7 +77,7 @@ class ContactList:
         return rows
 
 
-def tolerant(explainer):
+def tolerant(explainer: ReasonsExplainer) -> ReasonsExplainer:
     """A model version without an exact explainer (trained before LightGBM) still gets its
     ranked list, with empty reasons, rather than a failed upload."""
 

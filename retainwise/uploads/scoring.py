@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from models.scoring import NamedModel
 from retainwise.config.errors import UploadRejected
@@ -24,7 +24,10 @@ from retainwise.uploads.contacts import ContactList, History
 from retainwise.uploads.parquet import as_csv_source
 from retainwise.uploads.pipeline import score_file
 from retainwise.uploads.policy import ScoringPolicy
-from retainwise.uploads.report import build_report, render_html, report_from_counts
+from retainwise.uploads.report import ReportCounts, build_report, render_html, report_from_counts
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 ZIP_MAGIC = b"PK\x03\x04"
 
@@ -174,7 +177,7 @@ class Job:
         self.sinks.put({**files, **report_files(report, self.sinks)})
         return ScoredObject(report, scored.seconds, chunked=False)
 
-    def write_actions(self, results, accepted) -> None:
+    def write_actions(self, results: pd.DataFrame, accepted: pd.DataFrame) -> None:
         """The whole file's actions list, when the sinks keep one."""
         contacts = self.contacts()
         if contacts is None:
@@ -197,7 +200,9 @@ class Job:
         self.sinks.put(report_files(report, self.sinks))
         return ScoredObject(report, dict(totals.seconds), chunked=True)
 
-    def stream_out(self, contacts: ContactList | None):
+    def stream_out(
+        self, contacts: ContactList | None
+    ) -> tuple[ReportCounts, streaming.Totals, float]:
         """Score the chunks into the result and reject streams (and the actions list); returns
         the counts, totals and when the writing at the end began."""
         results, rejects = self.sinks.open(Output.RESULTS), self.sinks.open(Output.REJECTS)
