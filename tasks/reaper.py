@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from retainwise.adapters import db, prefect_api
+from retainwise.adapters import db, prefect_api, webhooks
 from retainwise.adapters.resources import Resources
 from retainwise.config.settings import Settings
 from tasks.retry import io_task
@@ -140,7 +140,9 @@ def _requeue_or_fail(
             f"{reason}); upload the file again, or ask support about flow run "
             f"{row.flow_run_id}"
         )
-        if db.fail_claim(env.engine, row.id, row.flow_run_id, error, row.updated_at):
+        if db.fail_claim(
+            env.engine, row.id, row.flow_run_id, error, row.updated_at, webhooks.enqueue_final
+        ):
             return Reaped(row.id, "failed", reason)
         return None
     if not db.release_claim(env.engine, row.id, row.flow_run_id, row.updated_at):

@@ -11,7 +11,7 @@ from typing import Any
 
 from prefect import get_run_logger
 
-from retainwise.adapters import db
+from retainwise.adapters import db, webhooks
 from tasks.retry import io_task
 
 log = logging.getLogger("retainwise.tasks.status")
@@ -33,7 +33,9 @@ def finish_upload(
     engine, prediction_id: str, flow_run_id: str | None, status: db.Status, **fields: Any
 ) -> bool:
     """COMPLETED or FAILED, only while this run still holds the claim; False if it lost it."""
-    finished = db.finish_prediction(engine, prediction_id, flow_run_id, status, **fields)
+    finished = db.finish_prediction(
+        engine, prediction_id, flow_run_id, status, on_final=webhooks.enqueue_final, **fields
+    )
     if not finished:
         get_run_logger().warning(
             "prediction %s is no longer held by flow run %s (the reaper handed it to another "

@@ -9,11 +9,12 @@ from __future__ import annotations
 import dataclasses
 import enum
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine, RowMapping
+from sqlalchemy.engine import Connection, Engine, RowMapping
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_name)s",
@@ -33,6 +34,8 @@ class Status(enum.StrEnum):
 
 
 FINAL_STATUSES = frozenset({Status.COMPLETED, Status.FAILED})
+# called inside the transaction that makes a row final (adapters.webhooks.enqueue_final)
+FinalHook = Callable[[Connection, str], None]
 
 predictions = sa.Table(
     "predictions",
@@ -240,16 +243,23 @@ def claim_or_resume(
 
 
 def finish_prediction(
-    engine: Engine, prediction_id: str, flow_run_id: str | None, status: Status, **fields: Any
+    engine: Engine,
+    prediction_id: str,
+    flow_run_id: str | None,
+    status: Status,
+    on_final: FinalHook | None = None,
+    **fields: Any,
 ) -> bool:
     """PROCESSING -> COMPLETED/FAILED, only for the run holding the claim (a fencing token).
 
-    A run the reaper already gave up on finds its claim gone and changes nothing.
+    A run the reaper already gave up on finds its claim gone and changes nothing. `on_final`
+    runs in the same transaction (the webhook outbox: an event never lost nor doubled).
     """
     return _move_if_held(
         engine,
         prediction_id,
         flow_run_id,
+        on_final=on_final,
         status=Status(status).value,
         completed_at=utcnow(),
         **fields,
@@ -316,6 +326,7 @@ def fail_claim(
     flow_run_id: str | None,
     error: str,
     refreshed_at: datetime | None = None,
+    on_final: FinalHook | None = None,
 ) -> bool:
     """PROCESSING -> FAILED with a reason, for a run that died once too often; only if unchanged."""
     return _move_if_held(
@@ -323,6 +334,7 @@ def fail_claim(
         prediction_id,
         flow_run_id,
         refreshed_at,
+        on_final=on_final,
         status=Status.FAILED.value,
         completed_at=utcnow(),
         error=error,
@@ -334,6 +346,7 @@ def _move_if_held(
     prediction_id: str,
     flow_run_id: str | None,
     refreshed_at: datetime | None = None,
+    on_final: FinalHook | None = None,
     **values: Any,
 ) -> bool:
     """One conditional UPDATE of a PROCESSING row, applied only while `flow_run_id` holds it
@@ -349,10 +362,9 @@ def _move_if_held(
         result = conn.execute(
             predictions.update().where(*conditions).values(updated_at=utcnow(), **values)
         )
-        if result.rowcount == 1 and Status(values.get("status", "PROCESSING")) in FINAL_STATUSES:
-            from retainwise.adapters import webhooks  # same layer; imports this module
-
-            webhooks.enqueue_final(conn, prediction_id)  # same transaction: never lost or doubled
+        final = Status(values.get("status", "PROCESSING")) in FINAL_STATUSES
+        if result.rowcount == 1 and final and on_final is not None:
+            on_final(conn, prediction_id)  # same transaction: never lost or doubled
     return result.rowcount == 1
 
 

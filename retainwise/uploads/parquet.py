@@ -17,7 +17,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from retainwise.config.errors import UploadRejected
-from retainwise.uploads.reading import Limits, TextTable, check_shape, refuse_wide
+from retainwise.uploads.tables import Limits, TextTable, check_shape, refuse_wide
 
 PARQUET_MAGIC = b"PAR1"
 MEDIA_TYPE = "application/vnd.apache.parquet"

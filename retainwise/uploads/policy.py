@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from retainwise.config.errors import UploadRejected
 from retainwise.config.settings import Settings, setting_default
-from retainwise.uploads.reading import Limits
+from retainwise.uploads.tables import Limits
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ import itertools
 import re
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,8 +22,9 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from retainwise.config.errors import UploadRejected
-from retainwise.config.settings import Settings, setting_default
 from retainwise.uploads.compression import GZIP_MAGIC, gunzip
+from retainwise.uploads.parquet import read_parquet
+from retainwise.uploads.tables import Limits, TextTable, check_shape, refuse_wide
 
 DELIMITERS = [",", ";", "\t", "|"]
 DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
@@ -40,41 +40,6 @@ BINARY_SIGNATURES = {
 }
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0e-\x1f]")
 FIELD_CHARS = csv.field_size_limit()  # 131072: the csv module's own cap on one field
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one upload may cost; each cap ends the upload FAILED with a message naming it."""
-
-    max_bytes: int = setting_default("max_upload_bytes")  # decompressed size
-    max_columns: int = setting_default("max_columns")  # fields in the header
-    max_record_bytes: int = setting_default("max_record_bytes")  # one row, chunked reader
-    # an .xlsx expanded (workbooks are read whole, so no larger than a whole-file upload)
-    max_workbook_bytes: int = setting_default("chunked_above_bytes")
-    max_cells: int = 20_000_000  # an .xlsx sheet's declared rows x columns
-    max_shared_strings: int = 2_000_000  # distinct texts an .xlsx declares
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Limits:
-        return cls(
-            max_bytes=settings.max_upload_bytes,
-            max_columns=settings.max_columns,
-            max_record_bytes=settings.max_record_bytes,
-            max_workbook_bytes=settings.chunked_above_bytes,
-        )
-
-
-@dataclass
-class TextTable:
-    """The upload as text cells, plus how it was read and the lines that did not fit the header."""
-
-    frame: pd.DataFrame
-    source: dict[str, str] = field(default_factory=dict)  # format, encoding, delimiter
-    malformed: list[tuple[int, str]] = field(default_factory=list)  # (data row, why)
-
-    @property
-    def rows_total(self) -> int:
-        return len(self.frame) + len(self.malformed)
 
 
 def read_table(data: bytes, max_bytes: int | None = None) -> pd.DataFrame:
@@ -97,8 +62,6 @@ def read_upload(
     if data[:4] == b"PK\x03\x04":
         return read_workbook(data, limits)
     if data[:4] == b"PAR1":  # Parquet: read typed, cells given as text (uploads/parquet.py)
-        from retainwise.uploads.parquet import read_parquet
-
         return read_parquet(data, limits)
     refuse_binary(data)
     text, encoding = decode(data)
@@ -196,11 +159,6 @@ def read_text(
         data = utf8 if utf8 is not None else text.encode("utf-8")
         table = read_regular(data, delimiter, header)
     return check_shape(table or read_exact(text, delimiter, max_columns), max_columns)
-
-
-def refuse_wide(columns: int, max_columns: int) -> None:
-    if columns > max_columns:
-        raise UploadRejected(f"the file has {columns} columns; the limit is {max_columns} columns")
 
 
 def read_regular(data: bytes, delimiter: str, header: list[str]) -> TextTable | None:
@@ -321,20 +279,6 @@ def parser_message(error: str, row: int) -> str:
             'or a quote (") that is never closed'
         )
     return f"the file is not a readable CSV table (data row {row}): {error.strip()}"
-
-
-def check_shape(table: TextTable, max_columns: int = Limits.max_columns) -> TextTable:
-    frame = table.frame
-    frame.columns = [str(c).strip() or f"Unnamed: {i}" for i, c in enumerate(frame.columns)]
-    refuse_wide(len(frame.columns), max_columns)
-    if len(frame.columns) < 2:
-        raise UploadRejected(
-            "the file is not a table: found a single column; expected comma, semicolon, tab or "
-            "pipe separated columns"
-        )
-    if frame.empty and not table.malformed:
-        raise UploadRejected("the file has a header but no data rows")
-    return table
 
 
 def read_workbook(data: bytes, limits: Limits | None = None) -> TextTable:

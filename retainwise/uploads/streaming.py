@@ -28,14 +28,9 @@ from retainwise.uploads import memory
 from retainwise.uploads.compression import decompressed
 from retainwise.uploads.output import neutralise_results, neutralise_text_columns, to_csv_bytes
 from retainwise.uploads.policy import ScoringPolicy
-from retainwise.uploads.reading import (
-    Limits,
-    TextTable,
-    read_upload,
-    refuse_binary,
-    utf16_without_bom,
-)
+from retainwise.uploads.reading import read_upload, refuse_binary, utf16_without_bom
 from retainwise.uploads.report import ReportCounts, upload_counts
+from retainwise.uploads.tables import Limits, TextTable
 from retainwise.uploads.validation import (
     ValidatedUpload,
     id_hashes,

@@ -30,7 +30,8 @@ from numpy.typing import ArrayLike
 
 from models.profile import FeatureProfile, ModelProfile
 from retainwise.config.errors import UploadRejected
-from retainwise.uploads.reading import TextTable, match_columns, normalise_header
+from retainwise.uploads.reading import match_columns, normalise_header
+from retainwise.uploads.tables import TextTable
 
 ID_PRESENT = "customer id present"  # check-frame column: 1.0 where the row has an id, else NaN
 RANGE_MARGIN = 0.5  # numbers may stray this share of the training span beyond its min and max

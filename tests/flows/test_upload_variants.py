@@ -28,7 +28,7 @@ from retainwise.local.sample import synthetic_customers
 from retainwise.uploads.output import result_keys
 from retainwise.uploads.pipeline import score_file
 from retainwise.uploads.policy import ScoringPolicy
-from retainwise.uploads.reading import Limits
+from retainwise.uploads.tables import Limits
 from retainwise.uploads.validation import unknown_categories
 from tests.conftest import telco_path
 

@@ -28,7 +28,9 @@ def finished(engine, status=db.Status.COMPLETED, account: str = "acme", **fields
         engine, account=account, model_name="churn", input_key=f"uploads/{account}/x/input"
     )
     assert db.claim_prediction(engine, prediction_id, "run-1")
-    assert db.finish_prediction(engine, prediction_id, "run-1", status, **fields)
+    assert db.finish_prediction(
+        engine, prediction_id, "run-1", status, on_final=webhooks.enqueue_final, **fields
+    )
     return prediction_id
 
 
@@ -91,7 +93,9 @@ def test_a_failure_and_a_reaper_give_up_write_upload_failed(migrated_engine):
         migrated_engine, account="acme", model_name="churn", input_key="k"
     )
     assert db.claim_prediction(migrated_engine, reaped, "run-2")
-    assert db.fail_claim(migrated_engine, reaped, "run-2", "died three times")
+    assert db.fail_claim(
+        migrated_engine, reaped, "run-2", "died three times", on_final=webhooks.enqueue_final
+    )
     by_prediction = {e["subject"]: json.loads(e["payload"]) for e in events(migrated_engine)}
     assert {p["type"] for p in by_prediction.values()} == {"upload.failed"}
     assert by_prediction[failed]["data"]["error"] == "column tenure is missing"
@@ -105,7 +109,9 @@ def test_no_webhook_no_event_and_a_second_finish_or_enqueue_writes_nothing(migra
 
     with_webhook(migrated_engine)
     prediction_id = finished(migrated_engine)
-    assert not db.finish_prediction(migrated_engine, prediction_id, "run-1", db.Status.FAILED)
+    assert not db.finish_prediction(
+        migrated_engine, prediction_id, "run-1", db.Status.FAILED, webhooks.enqueue_final
+    )
     with migrated_engine.begin() as conn:  # a redelivered run's write: ignored, not an error
         webhooks.enqueue_final(conn, prediction_id)
     assert len(events(migrated_engine)) == 1

@@ -97,7 +97,10 @@ def completed_upload(engine) -> str:
     )
     assert db.claim_prediction(engine, prediction_id, "run-1")
     fields = {"rows_total": 5, "rows_scored": 5, "rows_rejected": 0}
-    assert db.finish_prediction(engine, prediction_id, "run-1", db.Status.COMPLETED, **fields)
+    final = webhooks.enqueue_final
+    assert db.finish_prediction(
+        engine, prediction_id, "run-1", db.Status.COMPLETED, on_final=final, **fields
+    )
     return prediction_id
 
 

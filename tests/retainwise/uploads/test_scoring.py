@@ -13,8 +13,8 @@ from retainwise.config.errors import UploadRejected
 from retainwise.local.sample import synthetic_customers
 from retainwise.uploads.files import LocalFile, LocalSinks
 from retainwise.uploads.policy import ScoringPolicy
-from retainwise.uploads.reading import Limits
 from retainwise.uploads.scoring import Output, plan, score_object
+from retainwise.uploads.tables import Limits
 
 
 @pytest.fixture(scope="module")
