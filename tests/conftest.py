@@ -115,11 +115,17 @@ def no_process_resources_outlive_their_test():
 
 @pytest.fixture(scope="session")
 def prefect_api():
-    """A real Prefect API server (a subprocess on loopback with a temporary database)."""
+    """A real Prefect API server (a subprocess on loopback with a temporary database).
+
+    Flow runs in the test process run as the warm runner's children do, without the flow-run
+    heartbeat thread (worker.without_flow_heartbeats): the engine joins it at the end of every
+    run and it sleeps in 1 s steps, so each run waited up to a second for nothing."""
+    from prefect.settings import temporary_settings
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=120):
-        yield
+        with temporary_settings(updates={"flows.heartbeat_frequency": None}):
+            yield
 
 
 @contextlib.contextmanager
