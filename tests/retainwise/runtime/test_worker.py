@@ -116,9 +116,8 @@ def test_a_poll_reads_only_due_scheduled_runs_and_the_heartbeat_poll_finds_the_s
 
 @pytest.mark.parametrize("in_child", [False, True])
 def test_a_child_runs_flows_without_the_heartbeat_thread(served, monkeypatch, in_child):
-    from contextlib import nullcontext
-
     from prefect.flow_engine import BaseFlowRunEngine
+    from prefect.settings import temporary_settings
 
     beats = []
     monkeypatch.setattr(
@@ -131,7 +130,9 @@ def test_a_child_runs_flows_without_the_heartbeat_thread(served, monkeypatch, in
         created = client.create_flow_run_from_deployment(deployment_id, parameters={"value": 2})
         [scheduled] = [run for run in worker.next_runs(client, served) if run.id == created.id]
         assert worker.claim(client, scheduled)
-    with worker.without_flow_heartbeats() if in_child else nullcontext():
+    # Prefect's default (180 s) for the control case: the test session turns heartbeats off
+    prefect_default = temporary_settings(updates={"flows.heartbeat_frequency": 180})
+    with worker.without_flow_heartbeats() if in_child else prefect_default:
         worker.execute(echo, scheduled)
     # Prefect's engine beats once as a run starts; a warm child's runs do not beat at all
     assert beats == ([] if in_child else [created.id])
