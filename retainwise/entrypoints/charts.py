@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 
@@ -162,24 +162,25 @@ def line_chart(
     and band, in whole steps."""
     points = [p for _, _, ps in series for p in ps]
     left, top, right, bottom = 64.0, 14.0, width - 16.0, height - 48.0
+    chart = LineChart(
+        name,
+        title,
+        x_label,
+        y_label,
+        width,
+        height,
+        left,
+        top,
+        right,
+        bottom,
+        [],
+        [],
+        [],
+        None,
+        empty,
+    )
     if not points:
-        return LineChart(
-            name,
-            title,
-            x_label,
-            y_label,
-            width,
-            height,
-            left,
-            top,
-            right,
-            bottom,
-            [],
-            [],
-            [],
-            None,
-            empty,
-        )
+        return chart
     values = [v for _, value, low, high in points for v in (value, low, high) if v is not None]
     low_y = math.floor(min([y_range[0], *values]) / y_step + 1e-9) * y_step
     high_y = math.ceil(max([y_range[1], *values]) / y_step - 1e-9) * y_step
@@ -226,23 +227,7 @@ def line_chart(
         (y(low_y + i * y_step), y_format.format(low_y + i * y_step)) for i in range(steps + 1)
     ]
     line = (y(reference[0]), reference[1]) if reference is not None else None
-    return LineChart(
-        name,
-        title,
-        x_label,
-        y_label,
-        width,
-        height,
-        left,
-        top,
-        right,
-        bottom,
-        drawn,
-        x_ticks,
-        y_ticks,
-        line,
-        empty,
-    )
+    return replace(chart, series=drawn, x_ticks=x_ticks, y_ticks=y_ticks, reference=line)
 
 
 REASON_TEXT = re.compile(r"^(?P<words>.*) \((?P<share>[+-]\d+(?:\.\d+)?)\)$")
