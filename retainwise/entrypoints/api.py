@@ -110,7 +110,10 @@ UPLOAD_BODY = {
                 "schema": {
                     "type": "object",
                     "required": ["file"],
-                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "carry": {"type": "string", "maxLength": 2100},
+                    },
                 }
             },
         },
@@ -131,11 +134,14 @@ async def create_upload(
     env: Env,
     account: CurrentAccount,
     model: Annotated[str | None, Query(max_length=255)] = None,
+    carry: Annotated[str | None, Query(max_length=2100)] = None,
 ) -> Accepted:
     """Upload a file to score: the raw body (name it with `X-Filename`) or a form's `file`;
-    `model` defaults to churn (or the account's first model)."""
+    `model` defaults to churn (or the account's first model). `carry` (comma-separated, up to
+    20; also a form field) names input columns copied into the results after the scored ones,
+    in the file's order; without it the account's choice holds."""
     chosen = model or account.default_model(env.settings.default_model)
-    prediction_id = await receive_upload(env, request, account, chosen)
+    prediction_id = await receive_upload(env, request, account, chosen, carry)
     return Accepted(prediction_id=prediction_id, status=db.Status.PENDING.value)
 
 
