@@ -115,10 +115,14 @@ def check(api: str, engine, rows: int, timeout: float) -> dict:
     accounts.create_account(engine, "bench")
     accounts.set_columns(engine, "bench", carry_columns=("email", "account_no"))
     key = accounts.create_key(engine, "bench")["api_key"]
-    receiver = Receiver()
-    http = httpx.Client(base_url=api, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+    receiver, (csv, parquet) = Receiver(), upload_frames(rows)
+    http = httpx.Client(  # no kept-alive connection: the server may close an idle one as we send
+        base_url=api,
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=60,
+        limits=httpx.Limits(max_keepalive_connections=0),
+    )
     secret = http.put("/account/webhook", json={"url": receiver.url}).json()["secret"]
-    csv, parquet = upload_frames(rows)
     ids, finals, events = {}, {}, {}
     for name, body in (("csv", csv), ("parquet", parquet)):
         sent = http.post("/uploads", content=body, headers={"x-filename": f"c.{name}"})

@@ -144,13 +144,15 @@ class CarryRefused(ValueError):
 
 def carry_names(typed: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
     """Carried column names from a comma-separated text (or names), repeats dropped; refused past
-    MAX_CARRY_COLUMNS names or MAX_CARRY_NAME characters in one."""
+    MAX_CARRY_COLUMNS names or MAX_CARRY_NAME characters in one, or with a control character."""
     names = split_names(typed) if isinstance(typed, str) else split_names(",".join(typed))
     unique = tuple(dict.fromkeys(names))
     if len(unique) > MAX_CARRY_COLUMNS:
         raise CarryRefused(
             f"{len(unique)} columns to carry; the limit is {MAX_CARRY_COLUMNS} columns"
         )
+    if any(ord(char) < 32 for name in unique for char in name):  # PostgreSQL refuses NUL
+        raise CarryRefused("a column to carry has a control character in its name")
     long = [name for name in unique if len(name) > MAX_CARRY_NAME]
     if long:
         raise CarryRefused(

@@ -118,6 +118,8 @@ def test_carried_columns_are_capped_and_an_uploads_own_win(migrated_engine):
     )  # the caps fit the stored column
     with pytest.raises(accounts.AccountError, match="the limit is 20 columns"):
         accounts.set_columns(migrated_engine, "acme", carry_columns=(*widest, "one more"))
+    with pytest.raises(db.CarryRefused, match="control character"):
+        db.carry_names("email,ph\x00one")
     with pytest.raises(db.CarryRefused, match="more than 100 characters"):
         db.create_prediction(
             migrated_engine,
