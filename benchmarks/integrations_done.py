@@ -95,13 +95,22 @@ def upload_frames(rows: int):
     return frame.to_csv(index=False).encode(), out.getvalue()
 
 
+def get(http, path: str):
+    """A GET, waited out while the key's rate limit answers 429 (300 a minute)."""
+    while (answer := http.get(path)).status_code == 429:
+        time.sleep(float(answer.headers.get("retry-after", "1")))
+    answer.raise_for_status()
+    return answer
+
+
 def wait_final(http, prediction_id: str, timeout: float) -> dict:
+    """Polled once a second: the event's delay is measured from the row's completed_at."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        row = http.get(f"/uploads/{prediction_id}").json()
+        row = get(http, f"/uploads/{prediction_id}").json()
         if row["status"] in FINAL:
             return row
-        time.sleep(0.1)
+        time.sleep(1)
     raise TimeoutError(f"upload {prediction_id} not final in {timeout} s")
 
 
@@ -126,6 +135,7 @@ def check(api: str, engine, rows: int, timeout: float) -> dict:
     ids, finals, events = {}, {}, {}
     for name, body in (("csv", csv), ("parquet", parquet)):
         sent = http.post("/uploads", content=body, headers={"x-filename": f"c.{name}"})
+        sent.raise_for_status()
         ids[name] = sent.json()["prediction_id"]
         finals[name] = wait_final(http, ids[name], timeout)
         events[name] = receiver.event_for(ids[name], 60)
@@ -136,11 +146,11 @@ def check(api: str, engine, rows: int, timeout: float) -> dict:
 
     results = {
         name: pq.read_table(
-            io.BytesIO(http.get(f"/uploads/{ids[name]}/results?format=parquet").content)
+            io.BytesIO(get(http, f"/uploads/{ids[name]}/results?format=parquet").content)
         )
         for name in ids
     }
-    actions = http.get(f"/uploads/{ids['parquet']}/actions?format=parquet")
+    actions = get(http, f"/uploads/{ids['parquet']}/actions?format=parquet")
     receiver.server.shutdown()
     return {
         "statuses": {name: row["status"] for name, row in finals.items()},
