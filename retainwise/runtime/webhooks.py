@@ -202,7 +202,10 @@ def deliver_due(
         if not webhooks.record_attempt(engine, event, worker, delivery, retry):
             log.warning("event %s: claim lost while sending; attempt kept", event.id)
         elif retry is None and not delivery.succeeded:
-            log.warning("%s: %s after %d attempts", GIVEN_UP, event.id, event.attempts + 1)
+            n = event.attempts + 1
+            log.warning(
+                "%s: %s of account %s after %d attempts", GIVEN_UP, event.id, event.account, n
+            )
         return delivery
 
     with ThreadPoolExecutor(max_workers=len(events), thread_name_prefix="webhook") as pool:

@@ -217,7 +217,7 @@ def test_the_last_failed_attempt_is_logged_as_given_up(
         [first] = deliver(migrated_engine, client, datetime.now(UTC))
     assert first.status_code == 500
     [line] = [r.getMessage() for r in caplog.records if deliverer.GIVEN_UP in r.getMessage()]
-    assert line.endswith(f"after {len(deliverer.RETRY_DELAYS) + 1} attempts")
+    assert line.endswith(f"of account acme after {len(deliverer.RETRY_DELAYS) + 1} attempts")
 
 
 def test_a_failed_attempt_that_will_be_retried_is_not_given_up(
