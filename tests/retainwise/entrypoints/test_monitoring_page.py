@@ -1,6 +1,7 @@
 """The monitoring page's figures on real stores (SQLite and PostgreSQL, a real MLflow store): two
 accounts on the same model, outcomes for one; each sees only its own uploads, labels and drift."""
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -220,3 +221,13 @@ def test_a_version_missing_from_the_registry_is_a_503_page_not_a_stack_trace(
     page = web.get("/app/monitoring")
     assert page.status_code == 503 and "model registry could not be read" in page.text
     assert web.get("/app/monitoring.json").status_code == 503
+
+
+def test_the_page_context_and_the_json_twin_are_byte_for_byte_pinned():
+    from tests.retainwise.modelops.pinned import as_json, matches_pin
+    from tests.retainwise.modelops.test_monitoring import pinned_figures
+
+    figures = pinned_figures()
+    assert matches_pin("page.json", as_json(monitoring_page.page_context(figures)))
+    twin = monitoring_page.plain({"models": ["churn"], **figures})
+    assert matches_pin("page-twin.json", json.dumps(twin))

@@ -1,12 +1,15 @@
 """compare_on_outcomes on frames: which version scored which rows, shadow joins, the paired pool."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
 from models.profile import RiskCutoffs
-from retainwise.modelops.compare import compare_on_outcomes
+from retainwise.modelops.compare import compare_on_outcomes, terminal_table
+from tests.retainwise.modelops import pinned
 
 
 class Profile:
@@ -60,3 +63,43 @@ def test_no_shadow_leaves_the_paired_pool_empty():
         labelled("u1", "1", 40, seed=3), ["1", "2"], lambda *key: None, lambda v: Profile()
     )
     assert figures["paired"] == {"labelled_rows": 0, "versions": {}}
+
+
+def test_the_printed_comparison_is_byte_for_byte_pinned():
+    rng = np.random.default_rng(5)
+    p = rng.random(120)
+    outcomes = pd.concat(
+        [
+            pinned.labelled("u1-aaaaaaaa", "acme", "1", rng.random(120) < p, p),
+            pinned.labelled("u2-bbbbbbbb", "bravo", "2", np.zeros(60), p[:60]),
+            pinned.labelled("u3-cccccccc", "acme", "1", rng.random(40) < p[:40], p[:40]),
+        ]
+    )
+    shadows = {
+        ("acme", "u1-aaaaaaaa", "2"): pd.DataFrame(
+            {"customer_id": [f"c{i}" for i in range(100)], "churn_probability": p[:100] ** 2}
+        ),
+        ("bravo", "u2-bbbbbbbb", "1"): pd.DataFrame(
+            {"customer_id": [f"c{i}" for i in range(60)], "churn_probability": p[60:]}
+        ),
+    }
+    outcomes_figures = compare_on_outcomes(
+        outcomes, ["1", "2"], lambda *key: shadows.get(key), pinned.PROFILES.__getitem__
+    )
+    holdout = {
+        "evaluated_on": "test split stored with version 2 (400 rows)",
+        "versions": {
+            "1": {"roc_auc": 0.8123, "brier": 0.151, "rows": 400.0},
+            "2": {"roc_auc": 0.8234, "brier": 0.149, "rows": 400.0},
+        },
+    }
+    figures = {
+        "model": "churn",
+        "account": "acme",
+        "champion": "1",
+        "challenger": "2",
+        "holdout": holdout,
+        **outcomes_figures,
+    }
+    assert pinned.matches_pin("compare.json", json.dumps(figures, default=str))
+    assert pinned.matches_pin("compare.txt", terminal_table(figures))

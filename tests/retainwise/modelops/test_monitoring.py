@@ -1,5 +1,7 @@
 """Per-upload figures and alerts from frames: no stores."""
 
+import json
+
 import numpy as np
 import pandas as pd
 
@@ -8,9 +10,12 @@ from retainwise.modelops.monitoring import (
     alerts,
     auc_chart,
     monitor_model,
+    terminal_table,
     upload_figures,
     version_table,
 )
+from retainwise.modelops.outcomes import gate_retraining
+from tests.retainwise.modelops.pinned import PROFILES, matches_pin, monitoring_frames
 
 PROFILE = ModelProfile(
     id_column="id",
@@ -115,3 +120,35 @@ def test_drift_above_the_limit_on_the_latest_upload_alerts():
     (alert,) = alerts(figures)
     assert alert["event"] == "retainwise.data.drifted"
     assert alert["columns"] == {"plan": 0.3, "churn_probability": 0.4}
+
+
+def pinned_figures():
+    """model_figures' document on the pinned frames (what `model monitor` prints as JSON)."""
+    metrics, drift, outcomes = monitoring_frames()
+    figures = monitor_model(metrics, drift, outcomes, PROFILES.__getitem__, 0.25)
+    return {"model": "churn", "account": None, **figures}
+
+
+def test_the_printed_figures_table_artifacts_and_alerts_are_byte_for_byte_pinned():
+    figures = pinned_figures()
+    assert matches_pin("monitor.json", json.dumps(figures, default=str))
+    assert matches_pin("monitor.txt", terminal_table(figures))
+    tables = version_table(figures)
+    assert matches_pin("monitor-tables.json", json.dumps(tables))
+    charts = "\n".join(auc_chart("churn", version, rows) for version, rows in tables.items())
+    assert matches_pin("monitor-charts.md", charts)
+    assert matches_pin("monitor-gated.json", json.dumps(gate_retraining(figures), default=str))
+
+
+def test_the_stored_upload_rows_are_pinned():
+    report = {
+        "prediction_id": "p1",
+        "model_name": "churn",
+        "model_version": 3,
+        "rows_scored": 100,
+        "unknown_categories": {"plan": 25},
+        "columns": {"plan": {"psi": 0.31}, "age": {"psi": None}},
+    }
+    p = np.random.default_rng(4).beta(1.2, 3, 100)
+    metrics, drift = upload_figures(report, p, "acme", PROFILES["1"])
+    assert matches_pin("upload-rows.json", json.dumps([metrics, drift]))
