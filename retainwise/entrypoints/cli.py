@@ -382,7 +382,7 @@ def _model_monitor(args, settings: Settings) -> int:
     finally:
         engine.dispose()
     print(terminal_table(figures))
-    _print_json(figures)
+    _print_json(figures.to_json())
     return 0
 
 
@@ -401,7 +401,7 @@ def _model_compare(args, settings: Settings) -> int:
     finally:
         env.engine.dispose()
     print(terminal_table(figures))
-    _print_json(figures)
+    _print_json(figures.to_json())
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import getpass
 import os
+from dataclasses import dataclass, field
 from typing import Any
 
 from models.gate import judge
@@ -22,12 +23,34 @@ from retainwise.adapters.mlflow_registry import (
 )
 from retainwise.config.errors import PromotionRefused
 from retainwise.config.settings import Settings
-from retainwise.modelops.compare import evaluate_version, outcomes_comparison
+from retainwise.modelops.compare import VersionFigures, evaluate_version, outcomes_comparison
+
+
+@dataclass(frozen=True)
+class OutcomesGate:
+    """The gate on production outcomes: used, or why not; its problems join the holdout gate's."""
+
+    used: bool
+    labelled_rows: int
+    why: str | None = None
+    challenger_metrics: VersionFigures | None = None
+    champion_metrics: VersionFigures | None = None
+    problems: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        """As the promotion record and `model promote` show it (the problems are in `gate`)."""
+        shown: dict[str, object] = {"used": self.used, "labelled_rows": self.labelled_rows}
+        if self.why is not None:
+            shown["why"] = self.why
+        if self.challenger_metrics is not None and self.champion_metrics is not None:
+            shown["challenger_metrics"] = self.challenger_metrics.to_json()
+            shown["champion_metrics"] = self.champion_metrics.to_json()
+        return shown
 
 
 def outcomes_gate(
     name: str, champion: str, challenger: str, settings: Settings, engine
-) -> dict[str, Any]:
+) -> OutcomesGate:
     """The gate on production outcomes both versions scored (one of them in shadow), used once
     there are settings.promotion_outcome_rows such rows; its problems say `on outcomes`."""
     import sqlalchemy as sa
@@ -37,27 +60,33 @@ def outcomes_gate(
 
     needed = settings.promotion_outcome_rows
     if not sa.inspect(engine).has_table(outcomes.name):
-        return {"used": False, "labelled_rows": 0, "why": "no outcomes table", "problems": []}
+        return OutcomesGate(False, 0, "no outcomes table")
     paired = outcomes_comparison(
         engine, aws.client("s3", settings), settings, name, [champion, challenger]
-    )["paired"]
-    rows, figures = paired["labelled_rows"], paired["versions"]
-    if rows < needed or any(figures[v]["roc_auc"] is None for v in (champion, challenger)):
-        return {
-            "used": False,
-            "labelled_rows": rows,
-            "problems": [],
-            "why": f"{rows} labelled rows scored by both (the gate uses outcomes from {needed},"
+    ).paired
+    rows, figures = paired.labelled_rows, paired.versions
+    if rows < needed or any(figures[v].roc_auc is None for v in (champion, challenger)):
+        return OutcomesGate(
+            False,
+            rows,
+            f"{rows} labelled rows scored by both (the gate uses outcomes from {needed},"
             f" with both classes)",
-        }
-    decision = judge(figures[challenger], figures[champion])
-    return {
-        "used": True,
-        "labelled_rows": rows,
-        "challenger_metrics": figures[challenger],
-        "champion_metrics": figures[champion],
-        "problems": [f"on outcomes: {problem}" for problem in decision.problems],
-    }
+        )
+    challenger_figures, champion_figures = figures[challenger], figures[champion]
+    decision = judge(_gated(challenger_figures), _gated(champion_figures))
+    return OutcomesGate(
+        True,
+        rows,
+        challenger_metrics=challenger_figures,
+        champion_metrics=champion_figures,
+        problems=[f"on outcomes: {problem}" for problem in decision.problems],
+    )
+
+
+def _gated(figures: VersionFigures) -> dict[str, float]:
+    """The two figures the gate judges (both set: the outcomes gate is used with both classes)."""
+    assert figures.roc_auc is not None
+    return {"roc_auc": figures.roc_auc, "brier": figures.brier}
 
 
 def current_actor() -> str:
@@ -105,8 +134,9 @@ def promote_version(
     else:
         problems = judge(details["challenger_metrics"], details["champion_metrics"]).problems
         if current:
-            details["outcomes"] = outcomes_gate(name, current, version, settings, engine)
-            problems = problems + details["outcomes"].pop("problems")
+            gate = outcomes_gate(name, current, version, settings, engine)
+            details["outcomes"] = gate.to_json()
+            problems = problems + gate.problems
         details["gate"] = "; ".join(problems) or "passed"
         if problems and not force:
             raise PromotionRefused(

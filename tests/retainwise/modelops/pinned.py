@@ -42,14 +42,21 @@ def matches_pin(name: str, text: str) -> bool:
 
 
 def as_json(value) -> str:
-    """json.dumps as the CLI prints (default=str), dataclasses (charts) as their fields."""
+    """json.dumps (default=str) of a template's context: objects as their to_json() where they
+    have one, other dataclasses (charts, table rows) as their fields."""
+    return json.dumps(_shown(value), default=str, indent=1)
 
-    def default(o):
-        if dataclasses.is_dataclass(o) and not isinstance(o, type):
-            return dataclasses.asdict(o)
-        return str(o)
 
-    return json.dumps(value, default=default, indent=1)
+def _shown(value):
+    if hasattr(value, "to_json"):
+        return _shown(value.to_json())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _shown(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {k: _shown(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_shown(v) for v in value]
+    return value
 
 
 def labelled(prediction_id, account, version, y, p, customers=None) -> pd.DataFrame:

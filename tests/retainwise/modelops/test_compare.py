@@ -8,7 +8,13 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from models.profile import RiskCutoffs
-from retainwise.modelops.compare import compare_on_outcomes, terminal_table
+from retainwise.modelops.compare import (
+    Comparison,
+    Holdout,
+    Source,
+    compare_on_outcomes,
+    terminal_table,
+)
 from tests.retainwise.modelops import pinned
 
 
@@ -45,15 +51,15 @@ def test_shadow_rows_join_by_customer_and_only_shadowed_uploads_are_paired():
         lambda a, p, v: shadows.get((a, p, v)),
         lambda v: Profile(),
     )
-    by_id = {u["prediction_id"]: u for u in figures["uploads"]}
-    assert set(by_id["u2"]["versions"]) == {"1"}  # no shadow file: the challenger did not score it
+    by_id = {u.prediction_id: u for u in figures.uploads}
+    assert set(by_id["u2"].versions) == {"1"}  # no shadow file: the challenger did not score it
     joined = first.merge(shadow, on="customer_id", suffixes=("", "_shadow"))
-    assert by_id["u1"]["versions"]["2"]["source"] == "shadow"
-    assert by_id["u1"]["versions"]["2"]["roc_auc"] == pytest.approx(
+    assert by_id["u1"].versions["2"].source == Source.SHADOW
+    assert by_id["u1"].versions["2"].roc_auc == pytest.approx(
         roc_auc_score(joined["churned"], joined["churn_probability_shadow"]), abs=1e-12
     )
-    assert figures["paired"]["labelled_rows"] == 80
-    assert figures["paired"]["versions"]["1"]["roc_auc"] == pytest.approx(
+    assert figures.paired.labelled_rows == 80
+    assert figures.paired.versions["1"].roc_auc == pytest.approx(
         roc_auc_score(first["churned"], first["churn_probability"]), abs=1e-12
     )
 
@@ -62,7 +68,7 @@ def test_no_shadow_leaves_the_paired_pool_empty():
     figures = compare_on_outcomes(
         labelled("u1", "1", 40, seed=3), ["1", "2"], lambda *key: None, lambda v: Profile()
     )
-    assert figures["paired"] == {"labelled_rows": 0, "versions": {}}
+    assert figures.paired.to_json() == {"labelled_rows": 0, "versions": {}}
 
 
 def test_the_printed_comparison_is_byte_for_byte_pinned():
@@ -86,20 +92,13 @@ def test_the_printed_comparison_is_byte_for_byte_pinned():
     outcomes_figures = compare_on_outcomes(
         outcomes, ["1", "2"], lambda *key: shadows.get(key), pinned.PROFILES.__getitem__
     )
-    holdout = {
-        "evaluated_on": "test split stored with version 2 (400 rows)",
-        "versions": {
+    holdout = Holdout(
+        "test split stored with version 2 (400 rows)",
+        {
             "1": {"roc_auc": 0.8123, "brier": 0.151, "rows": 400.0},
             "2": {"roc_auc": 0.8234, "brier": 0.149, "rows": 400.0},
         },
-    }
-    figures = {
-        "model": "churn",
-        "account": "acme",
-        "champion": "1",
-        "challenger": "2",
-        "holdout": holdout,
-        **outcomes_figures,
-    }
-    assert pinned.matches_pin("compare.json", json.dumps(figures, default=str))
+    )
+    figures = Comparison("churn", "acme", "1", "2", holdout, outcomes_figures)
+    assert pinned.matches_pin("compare.json", json.dumps(figures.to_json(), default=str))
     assert pinned.matches_pin("compare.txt", terminal_table(figures))
