@@ -80,6 +80,17 @@ def test_a_registered_version_loads_back_with_the_same_scores_and_profile(store)
         "precision_at_threshold",
     } <= set(run.data.metrics)
     assert run.data.params["model_kind"] == trained.kind
+    assert {  # the params' text as MLflow stores it
+        key: run.data.params[key]
+        for key in ("seed", "test_share", "linear_C", "boosted_deterministic", "boosted_reg_lambda")
+    } == {
+        "seed": "42",
+        "test_share": "0.2",
+        "linear_C": "1.0",
+        "boosted_deterministic": "True",
+        "boosted_reg_lambda": "1.0",
+    }
+    assert "boosted_verbose" not in run.data.params
     card = client.download_artifacts(run_id, "model_card.md", str(settings.home_dir))
     assert "Churn Label" in open(card).read()
 
@@ -181,10 +192,10 @@ def test_gate_accepts_refuses_forces_and_rollback_walks_back(store):
     assert history[1]["metrics"]["champion_metrics"]["roc_auc"] > 0.98
     assert promotions.champion_at(engine, name, history[2]["created_at"]) == again
 
-    listed = {row["version"]: row for row in registry.list_versions(name, settings)}
-    assert "champion" in listed[leaky]["aliases"]
-    assert "challenger" in listed[again]["aliases"]
-    assert listed[honest]["roc_auc"] is not None
+    listed = {row.version: row for row in registry.list_versions(name, settings)}
+    assert "champion" in listed[leaky].aliases
+    assert "challenger" in listed[again].aliases
+    assert listed[honest].figures["roc_auc"] is not None
 
 
 def test_a_failed_record_puts_the_alias_back(store, tmp_path):
