@@ -32,17 +32,19 @@ PROFILE = ModelProfile(
 )
 
 
+REPORT = {  # what monitoring reads of a report.json
+    "prediction_id": "p1",
+    "model_name": "churn",
+    "model_version": 3,
+    "rows_scored": 100,
+    "unknown_categories": {"plan": 25},
+    "columns": {"plan": {"psi": 0.31}},
+}
+
+
 def test_upload_figures_hold_the_estimate_score_psi_and_drift():
-    report = {
-        "prediction_id": "p1",
-        "model_name": "churn",
-        "model_version": 3,
-        "rows_scored": 100,
-        "unknown_categories": {"plan": 25},
-        "columns": {"plan": {"psi": 0.31}},
-    }
     uniform = np.linspace(0.005, 0.995, 100)
-    upload = ScoredUpload.from_report(report)
+    upload = ScoredUpload.from_report(REPORT)
     metrics, drift = upload_figures(upload, uniform, "acme", PROFILE)
     row = metrics.row()
     assert row["model_version"] == "3" and row["score_psi"] < 1e-9
@@ -175,14 +177,7 @@ def test_the_printed_figures_table_artifacts_and_alerts_are_byte_for_byte_pinned
 
 
 def test_the_stored_upload_rows_are_pinned():
-    report = {
-        "prediction_id": "p1",
-        "model_name": "churn",
-        "model_version": 3,
-        "rows_scored": 100,
-        "unknown_categories": {"plan": 25},
-        "columns": {"plan": {"psi": 0.31}, "age": {"psi": None}},
-    }
+    report = {**REPORT, "columns": {"plan": {"psi": 0.31}, "age": {"psi": None}}}
     p = np.random.default_rng(4).beta(1.2, 3, 100)
     metrics, drift = upload_figures(ScoredUpload.from_report(report), p, "acme", PROFILES["1"])
     assert matches_pin("upload-rows.json", json.dumps([metrics.row(), [asdict(d) for d in drift]]))
