@@ -367,7 +367,7 @@ def cmd_model(args) -> int:
         return 2
     finally:
         engine.dispose()
-    _print_json(outcome)
+    _print_json(outcome.to_json())
     return 0
 
 

@@ -152,12 +152,22 @@ def test_gate_accepts_refuses_forces_and_rollback_walks_back(store):
     name = NAME + "-gate"
     leaky = registry.register(store["leaky"], name, settings)
     first = promotion.promote_version(name, settings, engine, actor="ana")
-    assert first["status"] == "promoted" and first["gate"] == "first champion"
+    assert first.status == promotion.Change.PROMOTED and first.report.gate == "first champion"
 
     honest = registry.register(store["honest"], name, settings)
     with pytest.raises(errors.PromotionRefused) as refused:
         promotion.promote_version(name, settings, engine, actor="ana")
     details = refused.value.details
+    assert list(details) == [
+        "model",
+        "challenger_version",
+        "champion_version",
+        "evaluated_on",
+        "challenger_metrics",
+        "champion_metrics",
+        "outcomes",
+        "gate",
+    ]
     assert details["champion_metrics"]["roc_auc"] - details["challenger_metrics"]["roc_auc"] > 0.005
     assert "ROC AUC" in str(refused.value)
     assert registry.champion_version(name, settings) == leaky
@@ -167,13 +177,34 @@ def test_gate_accepts_refuses_forces_and_rollback_walks_back(store):
     forced = promotion.promote_version(
         name, settings, engine, force=True, reason="champion leaks Churn Label", actor="ana"
     )
-    assert forced["forced"] and registry.champion_version(name, settings) == honest
+    assert forced.forced and registry.champion_version(name, settings) == honest
+    assert "ROC AUC" in forced.report.gate  # the gate's finding, overridden
 
     again = registry.register(store["honest"], name, settings)
-    assert promotion.promote_version(name, settings, engine, actor="bo")["gate"] == "passed"
+    passed = promotion.promote_version(name, settings, engine, actor="bo")
+    assert passed.report.gate == "passed" and not passed.report.outcomes.used  # no outcomes yet
+    assert list(passed.to_json()) == [
+        "model",
+        "challenger_version",
+        "champion_version",
+        "evaluated_on",
+        "challenger_metrics",
+        "champion_metrics",
+        "outcomes",
+        "gate",
+        "status",
+        "champion",
+        "forced",
+    ]
     assert registry.champion_version(name, settings) == again
 
-    promotion.rollback(name, settings, engine, reason="bad week", actor="bo")
+    rolled = promotion.rollback(name, settings, engine, reason="bad week", actor="bo")
+    assert rolled.to_json() == {
+        "model": name,
+        "status": "rolled back",
+        "champion": honest,
+        "from_version": again,
+    }
     assert registry.champion_version(name, settings) == honest
     promotion.rollback(name, settings, engine, actor="bo")
     assert registry.champion_version(name, settings) == leaky
