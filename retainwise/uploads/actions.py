@@ -73,6 +73,16 @@ def risk_changes(current: np.ndarray, previous: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(previous), RiskChange.NEW.value, change).astype(object)
 
 
+def worth_of(values: Any, rows: int) -> np.ndarray:
+    """The value column's cells as numbers: blank, text or non-finite cells (and no cells at
+    all) are NaN, so their value at risk is empty and they rank after every valued row."""
+    if values is None:
+        return np.full(rows, np.nan)
+    text = pd.Series(np.asarray(values, dtype=object)).astype(str).str.strip()
+    worth = pd.to_numeric(text, errors="coerce").to_numpy(dtype="float64")
+    return np.where(np.isfinite(worth), worth, np.nan)
+
+
 class ActionsBuilder:
     """Feed scored chunks with `add`, then read the ranked list from `batches` (or `write_csv`)."""
 
@@ -121,8 +131,7 @@ class ActionsBuilder:
         )
         key = probability
         if self.value_column:
-            worth = pd.to_numeric(pd.Series(np.asarray(values)), errors="coerce").to_numpy()
-            slim[VALUE_AT_RISK] = key = probability * worth
+            slim[VALUE_AT_RISK] = key = probability * worth_of(values, len(slim))
         slim["key"] = np.nan_to_num(key, nan=-np.inf)
         slim["seq"] = np.arange(self.rows_seen, self.rows_seen + len(slim), dtype=np.int64)
         self.rows_seen += len(slim)

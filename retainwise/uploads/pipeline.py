@@ -33,7 +33,7 @@ def score_file(data: bytes, model: ScoringModel, policy: ScoringPolicy) -> Score
     marks = [time.perf_counter()]
     table = read_upload(data, limits=policy.limits)
     marks.append(time.perf_counter())
-    upload = validate_upload(table, model.profile, policy.max_rejected_share)
+    upload = validate_upload(table, model.profile, policy.max_rejected_share, policy.value_column)
     marks.append(time.perf_counter())
     results = (
         None

@@ -22,6 +22,7 @@ class ScoringPolicy:
     chunk_bytes: int = setting_default("chunk_bytes")  # about this many bytes per chunk
     max_rejected_share: float = setting_default("max_rejected_share")  # more rejected: FAILED
     reasons: bool = setting_default("top_reasons")  # results get a top_reasons column
+    value_column: str | None = None  # the account's: the actions list ranks by value at risk
     drift_alert_psi: float = setting_default("drift_alert_psi")  # above: a feature drifted
     explain_top_n: int = setting_default("explain_top_n")  # the actions list's rows explained
 
