@@ -4,8 +4,9 @@ Standard Webhooks spec, and records every attempt.
 At least once: an event stays due until an attempt answers 2xx, retried with exponential backoff
 for about 16 hours; a claim (a lease) keeps two deliverers from sending one event at once, and a
 success is recorded once. Outside the scoring run: a slow or failing receiver never delays one.
-In production a destination must be HTTPS and resolve only to public addresses; the request goes
-to the address that was checked (no second lookup), and redirects are not followed.
+In production a destination must be HTTPS on port 443 (all the deliverer's ECS service may reach)
+and resolve only to public addresses; the request goes to the address that was checked (no second
+lookup), and redirects are not followed.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -30,6 +32,7 @@ from standardwebhooks.webhooks import Webhook
 
 from retainwise.adapters import webhooks
 from retainwise.adapters.db import make_engine
+from retainwise.config.errors import MissingSetting
 from retainwise.config.settings import Settings
 
 log = logging.getLogger("retainwise.webhooks")
@@ -41,6 +44,9 @@ RETRY_DELAYS = tuple(timedelta(seconds=min(5 * 4**n, 8 * 3600)) for n in range(8
 LEASE = timedelta(minutes=5)  # far longer than one attempt can take
 BATCH = 8  # events claimed and sent (in parallel) per round
 USER_AGENT = "RetainWise-Webhooks/1"
+HTTPS_PORT = 443  # production: the only port the deliverer's security group lets out
+# logged when an event's last attempt fails; deployments/cdk counts these lines into an alarm
+GIVEN_UP = "webhook event given up"
 
 
 class Undeliverable(ValueError):
@@ -95,6 +101,8 @@ def _parsed(url: str, production: bool) -> httpx.URL:
         raise DestinationRefused(f"{url!r} is not an http(s) URL")
     if production and parsed.scheme != "https":
         raise DestinationRefused("webhook URLs must be https:// in production")
+    if production and parsed.port not in (None, HTTPS_PORT):
+        raise DestinationRefused(f"webhook URLs must use port {HTTPS_PORT} in production")
     return parsed
 
 
@@ -193,6 +201,11 @@ def deliver_due(
         retry = None if delivery.succeeded else retry_at(event.attempts + 1, now)
         if not webhooks.record_attempt(engine, event, worker, delivery, retry):
             log.warning("event %s: claim lost while sending; attempt kept", event.id)
+        elif retry is None and not delivery.succeeded:
+            n = event.attempts + 1
+            log.warning(
+                "%s: %s of account %s after %d attempts", GIVEN_UP, event.id, event.account, n
+            )
         return delivery
 
     with ThreadPoolExecutor(max_workers=len(events), thread_name_prefix="webhook") as pool:
@@ -232,18 +245,39 @@ def run(settings: Settings, stop: threading.Event, poll: float = 1.0) -> None:
     engine.dispose()
 
 
-def main(argv: list[str] | None = None) -> None:
+def production_problems(settings: Settings) -> list[str]:
+    """What a production deliverer lacks, by variable: the shared checks, a readable key, and
+    the API's https address for the links (else they would point at loopback); [] locally."""
+    if settings.env != "production":
+        return []
+    problems = settings.production_problems(serves_web=False)
+    try:
+        webhooks.secret_box(settings)
+    except MissingSetting as exc:
+        problems.append(str(exc))
+    if not (settings.public_url or "").startswith("https://"):
+        problems.append("RETAINWISE_PUBLIC_URL is not the API's https:// address (event links)")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="deliver webhook events (long-running)")
     parser.add_argument("--poll", type=float, default=1.0, help="seconds between rounds")
     args = parser.parse_args(argv)
+    settings = Settings()
+    problems = production_problems(settings)
+    if problems:
+        print("RETAINWISE_ENV=production refuses to start: " + "; ".join(problems), file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        run(Settings(), stop, args.poll)
+        run(settings, stop, args.poll)
     except KeyboardInterrupt:
         stop.set()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
