@@ -12,6 +12,7 @@ lookup), and redirects are not followed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import json
 import logging
@@ -38,6 +39,8 @@ from retainwise.config.settings import Settings
 log = logging.getLogger("retainwise.webhooks")
 
 TIMEOUT = httpx.Timeout(5.0)  # each of connect, write and each read
+# a whole attempt, however slowly a receiver trickles its bytes (each under TIMEOUT)
+ATTEMPT_DEADLINE = 10.0
 MAX_RESPONSE_BYTES = 4096  # the rest of a response body is never read
 # 5 s, 20 s, 80 s, 5 min, 21 min, 85 min, 5.7 h, 8 h: nine attempts over ~16 h
 RETRY_DELAYS = tuple(timedelta(seconds=min(5 * 4**n, 8 * 3600)) for n in range(8))
@@ -130,8 +133,51 @@ def signed_headers(secret: str, event_id: str, at: datetime, body: str) -> dict[
     }
 
 
+class Deadline:
+    """Shuts the attempt's socket down once the whole attempt overruns, so a receiver answering a
+    byte every few seconds cannot hold a round (and every account's deliveries) for hours."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self.expired = seconds, False
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+    def trace(self, name: str, info: dict[str, object]) -> None:
+        """httpcore's trace hook: keep the newest socket (TCP, then TLS over it)."""
+        if name in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            stream = info["return_value"]
+            with self._lock:
+                self._sock = stream.get_extra_info("socket")  # type: ignore[attr-defined]
+                if self.expired:
+                    self._shut()
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            self._shut()
+
+    def _shut(self) -> None:
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked read at once
+
+
 def send(
-    client: httpx.Client, event: webhooks.Event, body: str, now: datetime, production: bool
+    client: httpx.Client,
+    event: webhooks.Event,
+    body: str,
+    now: datetime,
+    production: bool,
+    deadline: float = ATTEMPT_DEADLINE,
 ) -> webhooks.Delivery:
     """One attempt; every failure becomes the attempt's recorded error, never an exception."""
     started = time.monotonic()
@@ -148,9 +194,16 @@ def send(
                 **signed_headers(event.secret, event.id, now, body),
                 "host": url.netloc.decode(),
             },
-            extensions={"sni_hostname": url.host},  # TLS checks the name, not the address
         )
-        status, error = _post(client, request)
+        with Deadline(deadline) as limit:
+            # TLS checks the name, not the address
+            request.extensions.update(sni_hostname=url.host, trace=limit.trace)
+            try:
+                status, error = _post(client, request)
+            except httpx.HTTPError:
+                if not limit.expired:
+                    raise
+                status, error = None, f"no complete answer within {deadline:g} s"
     except (Undeliverable, httpx.HTTPError) as exc:
         error = f"{type(exc).__name__}: {exc}"[:500]
     duration = round((time.monotonic() - started) * 1000)
@@ -190,6 +243,7 @@ def deliver_due(
     *,
     production: bool,
     base_url: str,
+    deadline: float = ATTEMPT_DEADLINE,
 ) -> list[webhooks.Delivery]:
     """One round: claim what is due, send it in parallel, record every attempt."""
     events = webhooks.claim_due(engine, worker, box, now, LEASE, BATCH)
@@ -197,7 +251,8 @@ def deliver_due(
         return []
 
     def attempt(event: webhooks.Event) -> webhooks.Delivery:
-        delivery = send(client, event, render(event.payload, base_url), now, production)
+        body = render(event.payload, base_url)
+        delivery = send(client, event, body, now, production, deadline)
         retry = None if delivery.succeeded else retry_at(event.attempts + 1, now)
         if not webhooks.record_attempt(engine, event, worker, delivery, retry):
             log.warning("event %s: claim lost while sending; attempt kept", event.id)
@@ -213,8 +268,14 @@ def deliver_due(
 
 
 def new_client() -> httpx.Client:
-    """No redirects, no proxies from the environment (they would bypass the address check)."""
-    return httpx.Client(timeout=TIMEOUT, follow_redirects=False, trust_env=False)
+    """No redirects, no proxies from the environment (they would bypass the address check), no
+    kept-alive connections (each attempt's own socket is what its deadline shuts)."""
+    return httpx.Client(
+        timeout=TIMEOUT,
+        follow_redirects=False,
+        trust_env=False,
+        limits=httpx.Limits(max_keepalive_connections=0),
+    )
 
 
 def run(settings: Settings, stop: threading.Event, poll: float = 1.0) -> None:

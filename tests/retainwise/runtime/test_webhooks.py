@@ -2,9 +2,11 @@
 algorithm, retries until one success, refusals in production, an upload's event end to end."""
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
+import socket
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -344,6 +346,45 @@ def test_an_upload_scored_on_the_stack_is_delivered_signed_within_15_s(
     assert (event["type"], event["data"]["prediction_id"]) == ("upload.completed", prediction_id)
     assert event["data"]["status"] == "COMPLETED" and event["data"]["rows_scored"] == 50
     assert took < 15
+
+
+def test_a_receiver_trickling_its_answer_is_cut_off_at_the_attempt_deadline(
+    migrated_engine, receiver_of
+):
+    """Each byte comes well within the per-read timeout; only the whole-attempt deadline ends it."""
+    trickle = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def answer_a_byte_at_a_time():
+        conn, _ = trickle.accept()
+        with conn:
+            for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 1000:
+                if stop.wait(0.1):
+                    return
+                with contextlib.suppress(OSError):
+                    conn.sendall(bytes([byte]))
+
+    threading.Thread(target=answer_a_byte_at_a_time, daemon=True).start()
+    accounts.create_account(migrated_engine, "acme")
+    url = f"http://localhost:{trickle.getsockname()[1]}/hooks"
+    webhooks.set_endpoint(migrated_engine, "acme", url, BOX)
+    completed_upload(migrated_engine)
+    started = time.monotonic()
+    with httpx.Client(timeout=0.5, follow_redirects=False, trust_env=False) as client:
+        [delivery] = deliverer.deliver_due(
+            migrated_engine,
+            BOX,
+            client,
+            "w",
+            datetime.now(UTC),
+            production=False,
+            base_url=BASE_URL,
+            deadline=1.0,
+        )
+    stop.set()
+    trickle.close()
+    assert delivery.status_code is None and delivery.error == "no complete answer within 1 s"
+    assert time.monotonic() - started < 5  # the trickle alone would take 100 s
 
 
 def test_a_secret_no_key_can_read_is_a_recorded_failure_not_a_stuck_outbox(
