@@ -171,6 +171,16 @@ def latency_rows(latency: dict, scale: dict) -> list[tuple[str, str, str, str]]:
 def reasons_rows(result: dict) -> list[tuple[str, str, str, str]]:
     """Issue 19: the share reasons add to the scoring path, and /customers read latency."""
     rows = []
+    cost = result.get("reasons_cost_per_row")
+    if cost:
+        rows.append(
+            (
+                "exact reasons per explained row (tables + words)",
+                f"{cost['us_per_row_cpu']} us CPU ({cost['us_per_row_wall']} us wall)",
+                "",
+                "",
+            )
+        )
     for name, figure in sorted(result.items()):
         if name.startswith("reasons_share_"):
             share = figure["extra_share_wall"]

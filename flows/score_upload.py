@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from dataclasses import replace
 from typing import Any
 from uuid import UUID
 
@@ -60,8 +59,8 @@ def score_claimed(env: Resources, prediction: Prediction, run_id: str) -> dict[s
         source = aws.S3Object(env.s3, settings.bucket, prediction.input_key)
         keys = result_keys(prediction.account, prediction_id)
         sinks = S3Sinks.for_upload(env.s3, settings.bucket, keys)
-        carried = accounts.carried_for(env.engine, prediction.account, prediction.carry_columns)
-        policy = replace(ScoringPolicy.from_settings(settings), carry=carried)
+        account = accounts.get_account(env.engine, prediction.account)
+        policy = ScoringPolicy.from_settings(settings).for_upload(account, prediction.carry_columns)
         route = check_upload(source, policy)
         with keep_claim(
             env.engine,

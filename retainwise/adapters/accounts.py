@@ -187,14 +187,6 @@ def set_columns(
     return account
 
 
-def carried_for(engine: Engine, account: str, chosen: tuple[str, ...]) -> tuple[str, ...]:
-    """The columns an upload carries: its own choice, else its account's (none without one)."""
-    if chosen:
-        return chosen
-    found = get_account(engine, account)
-    return found.carry_columns if found is not None else ()
-
-
 def disable_account(engine: Engine, name: str, now: datetime | None = None) -> bool:
     """Every key of the account stops working at once; its data stays."""
     return _stamp_once(engine, accounts.c.name == name, accounts.c.disabled_at, now)

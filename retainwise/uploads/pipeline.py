@@ -35,7 +35,7 @@ def score_file(data: bytes, model: ScoringModel, policy: ScoringPolicy) -> Score
     table = read_upload(data, limits=policy.limits)
     carried = carry.resolve(table.frame.columns, policy.carry)  # a missing one fails it here
     marks.append(time.perf_counter())
-    upload = validate_upload(table, model.profile, policy.max_rejected_share)
+    upload = validate_upload(table, model.profile, policy.max_rejected_share, policy.value_column)
     marks.append(time.perf_counter())
     results = (
         None
