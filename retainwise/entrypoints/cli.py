@@ -317,7 +317,7 @@ def cmd_dlq(args) -> int:
     queue = _resources().queue
     if args.action == "list":
         for message in aws.list_dead_letters(queue, args.max):
-            _print_json(message)
+            _print_json(message.to_json())
         return 0
     moved = aws.redrive_dead_letters(queue, set(args.id) if args.id else None)
     print(f"moved {len(moved)} message(s) back to {queue.url}")
