@@ -41,7 +41,7 @@ class Served:
 
     flows: dict[UUID, Any]
     state_dir: Path
-    settings: Settings | None = None
+    settings: Settings
 
 
 def register(deployments: list[tuple[Any, Any]]) -> dict[UUID, Any]:
@@ -247,12 +247,11 @@ def without_flow_heartbeats():
 def run_child(served: Served) -> None:
     """The child's life: one Resources for every run it executes, closed when it stops."""
     from retainwise.adapters.resources import Resources, use_for_process
-    from retainwise.config.settings import Settings
 
     stop = ChildStop()
     stop.install()
     try:
-        with use_for_process(Resources(served.settings or Settings())) as resources:
+        with use_for_process(Resources(served.settings)) as resources:
             try:
                 warm_up(resources.settings)
             except Exception:
@@ -303,8 +302,8 @@ def serve_warm(
     deployments: list[tuple[Any, Any]],
     processes: int,
     state_dir: Path,
+    settings: Settings,
     reporter: Any = None,
-    settings: Settings | None = None,
 ) -> None:
     """Register the deployments, fork the children, replace any that die, stop on SIGTERM.
 
