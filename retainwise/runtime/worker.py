@@ -22,10 +22,13 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 from uuid import UUID
 
 if TYPE_CHECKING:
+    from prefect.client.schemas.filters import DeploymentFilter, FlowRunFilter
+    from prefect.client.schemas.sorting import FlowRunSort
+
     from retainwise.config.settings import Settings
 
 log = logging.getLogger("retainwise.runtime.worker")
@@ -119,7 +122,16 @@ def next_runs(client, served: Served, heartbeat: bool = False) -> list[Any]:
     )
 
 
-def due_runs_filter(deployment_ids: list[UUID], now: datetime) -> dict[str, Any]:
+class DueRunsQuery(TypedDict):
+    """read_flow_runs' keyword arguments."""
+
+    deployment_filter: DeploymentFilter
+    flow_run_filter: FlowRunFilter
+    sort: FlowRunSort
+    limit: int
+
+
+def due_runs_filter(deployment_ids: list[UUID], now: datetime) -> DueRunsQuery:
     """The runner endpoint's query as `read_flow_runs` filters: Scheduled, due, these ones."""
     from prefect.client.schemas import filters, sorting
     from prefect.client.schemas.objects import StateType
