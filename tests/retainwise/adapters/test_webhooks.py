@@ -68,7 +68,7 @@ def test_completing_an_upload_writes_its_event_in_the_same_transaction(migrated_
     assert (event["subject"], event["type"]) == (prediction_id, "upload.completed")
     assert event["id"].startswith("msg_") and event["delivered_at"] is None
     payload = json.loads(event["payload"])
-    assert payload.type == "upload.completed"
+    assert payload["type"] == "upload.completed"
     assert payload["data"] == {
         "prediction_id": prediction_id,
         "status": "COMPLETED",
