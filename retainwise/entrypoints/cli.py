@@ -339,7 +339,7 @@ def cmd_model(args) -> int:
 
     if args.action == "list":
         for row in registry.list_versions(args.name, settings):
-            _print_json(row)
+            _print_json(row.to_json())
         return 0
     from retainwise.adapters.db import make_engine
     from retainwise.adapters.promotions import PromotionsTableMissing
@@ -368,7 +368,7 @@ def cmd_model(args) -> int:
         return 2
     finally:
         engine.dispose()
-    _print_json(outcome)
+    _print_json(outcome.to_json())
     return 0
 
 
@@ -383,7 +383,7 @@ def _model_monitor(args, settings: Settings) -> int:
     finally:
         engine.dispose()
     print(terminal_table(figures))
-    _print_json(figures)
+    _print_json(figures.to_json())
     return 0
 
 
@@ -402,16 +402,20 @@ def _model_compare(args, settings: Settings) -> int:
     finally:
         env.engine.dispose()
     print(terminal_table(figures))
-    _print_json(figures)
+    _print_json(figures.to_json())
     return 0
 
 
 def _model_train(args) -> int:
     """A flow run when a Prefect server answers; else the same steps in-process (MLflow only)."""
     from models.training import TrainingError
-    from retainwise.modelops.training import prefect_server_answers, train_in_process
+    from retainwise.modelops.training import (
+        TrainingSummary,
+        prefect_server_answers,
+        train_in_process,
+    )
 
-    def in_process(data, target, id_column, name, positive, allow_columns) -> dict[str, Any]:
+    def in_process(data, target, id_column, name, positive, allow_columns) -> TrainingSummary:
         return train_in_process(
             data,
             target,
@@ -431,10 +435,11 @@ def _model_train(args) -> int:
         run = train_model
 
     try:
-        summary = run(args.data, args.target, args.id, args.name, args.positive, args.allow_column)
+        trained = run(args.data, args.target, args.id, args.name, args.positive, args.allow_column)
     except (TrainingError, OSError) as exc:
         print(f"error: cannot train on {args.data}: {exc}", file=sys.stderr)
         return 2
+    summary = trained.to_json()
     for note in summary.pop("notes", []):
         print(f"note: {note}", file=sys.stderr)
     _print_json(summary)

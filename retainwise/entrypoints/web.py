@@ -437,7 +437,7 @@ def monitoring(
         request,
         "monitoring.html",
         models=models,
-        model=figures["model"] if figures else None,
+        model=figures.model if figures else None,
         page=monitoring_page.page_context(figures) if figures else None,
     )
 
@@ -447,7 +447,10 @@ def monitoring_figures(env: Env, account: SignedIn, model: str | None = None) ->
     models, figures = monitored(env, account, model)
     return JSONResponse(
         monitoring_page.plain(
-            {"models": models, **(figures or {"model": None, "account": account.name})}
+            {
+                "models": models,
+                **(figures.to_json() if figures else {"model": None, "account": account.name}),
+            }
         )
     )
 
