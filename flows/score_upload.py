@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from typing import Any
 from uuid import UUID
 
@@ -11,7 +12,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.client.schemas.objects import ConcurrencyLeaseHolder
 from prefect.concurrency.sync import concurrency
 
-from retainwise.adapters import aws
+from retainwise.adapters import accounts, aws
 from retainwise.adapters.db import Prediction, Status
 from retainwise.adapters.resources import Resources
 from retainwise.config.errors import CUSTOMER_ERRORS, UploadRejected
@@ -59,7 +60,8 @@ def score_claimed(env: Resources, prediction: Prediction, run_id: str) -> dict[s
         source = aws.S3Object(env.s3, settings.bucket, prediction.input_key)
         keys = result_keys(prediction.account, prediction_id)
         sinks = S3Sinks.for_upload(env.s3, settings.bucket, keys)
-        policy = ScoringPolicy.from_settings(settings)
+        carried = accounts.carried_for(env.engine, prediction.account, prediction.carry_columns)
+        policy = replace(ScoringPolicy.from_settings(settings), carry=carried)
         route = check_upload(source, policy)
         with keep_claim(
             env.engine,

@@ -457,7 +457,12 @@ def monitoring_figures(env: Env, account: SignedIn, model: str | None = None) ->
 
 @router.get("/app/uploads/new")
 def new_upload(request: Request, env: Env, account: SignedIn) -> HTMLResponse:
-    return render(request, "new.html", limit_mb=env.settings.max_upload_bytes // 10**6)
+    return render(
+        request,
+        "new.html",
+        limit_mb=env.settings.max_upload_bytes // 10**6,
+        carried=", ".join(account.carry_columns),
+    )
 
 
 @router.post("/app/uploads")

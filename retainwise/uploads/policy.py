@@ -24,6 +24,9 @@ class ScoringPolicy:
     reasons: bool = setting_default("top_reasons")  # results get a top_reasons column
     drift_alert_psi: float = setting_default("drift_alert_psi")  # above: a feature drifted
     explain_top_n: int = setting_default("explain_top_n")  # the actions list's rows explained
+    # the customer's input columns copied into the results after ours (uploads/carry.py); set
+    # per upload from its own or its account's choice, never from Settings
+    carry: tuple[str, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ScoringPolicy:

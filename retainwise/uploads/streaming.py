@@ -24,7 +24,7 @@ import pandas as pd
 from models.profile import ModelProfile
 from models.scoring import ScoringModel, score_frame
 from retainwise.config.errors import UploadRejected
-from retainwise.uploads import memory
+from retainwise.uploads import carry, memory
 from retainwise.uploads.compression import decompressed
 from retainwise.uploads.output import neutralise_results, neutralise_text_columns, to_csv_bytes
 from retainwise.uploads.policy import ScoringPolicy
@@ -328,12 +328,14 @@ def write_piece(
     totals: Totals,
     after: Tap | None = None,
     accepted: pd.DataFrame | None = None,
+    carried: pd.DataFrame | None = None,
 ) -> ReportCounts:
-    """Append one chunk's results and rejects, in file order (one writer thread); `after`
-    then sees the chunk's results and accepted rows, in file order too."""
+    """Append one chunk's results (with its `carried` cells) and rejects, in file order (one
+    writer thread); `after` then sees the chunk's results and accepted rows, in file order too."""
     results, counts = scored.result()
     started = time.perf_counter()
-    files[0].write(to_csv_bytes(neutralise_results(results), header=first))
+    out = carry.with_carried(neutralise_results(results), carried)
+    files[0].write(to_csv_bytes(out, header=first))
     files[1].write(to_csv_bytes(neutralise_text_columns(rejects), header=first))
     if after is not None and len(results):
         after(results, accepted)
@@ -369,6 +371,7 @@ def score_stream(
             started = time.perf_counter()
             table = read_piece(piece, index == 0, limits)
             del piece  # the text table has what it held
+            carried = carry.resolve(table.frame.columns, policy.carry)  # fails the first chunk
             totals.timed("reading", started)
             started = time.perf_counter()
             upload = validate_piece(table, model.profile, totals.rows_total, seen)
@@ -393,6 +396,7 @@ def score_stream(
                     totals,
                     after,
                     upload.accepted if after is not None else None,
+                    carry.cells(table.frame, upload.accepted.index, carried),
                 )
             )
             del table, upload, rejects
