@@ -17,7 +17,7 @@ from retainwise.adapters.resources import Resources
 from retainwise.config.errors import CUSTOMER_ERRORS, UploadRejected
 from retainwise.uploads.output import result_keys
 from retainwise.uploads.policy import ScoringPolicy
-from retainwise.uploads.report import summary_markdown
+from retainwise.uploads.report import UploadReport, summary_markdown
 from tasks.history import CustomerHistory, record_explanations
 from tasks.monitoring import record_upload_figures
 from tasks.reaper import time_limit
@@ -125,7 +125,7 @@ def score_claimed(env: Resources, prediction: Prediction, run_id: str) -> dict[s
     }
 
 
-def publish_summary(prediction_id: str, report: dict[str, Any], report_key: str) -> None:
+def publish_summary(prediction_id: str, report: UploadReport, report_key: str) -> None:
     """A markdown artifact on the run, so operators see the outcome in the Prefect UI."""
     create_markdown_artifact(
         summary_markdown(report, report_key),
