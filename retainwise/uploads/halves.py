@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from models.scoring import NamedModel, ScoringModel, score_frame
+from retainwise.uploads import carry
 from retainwise.uploads.output import neutralise_results, neutralise_text_columns, to_csv_bytes
 from retainwise.uploads.pipeline import score_file
 from retainwise.uploads.policy import ScoringPolicy
@@ -59,7 +60,7 @@ class WholeFile:
     counts: ReportCounts
     results_csv: bytes | None  # None when too many rows were rejected
     rejects_csv: bytes
-    parts: list[tuple[pd.DataFrame, pd.DataFrame]]
+    parts: list[tuple[pd.DataFrame, ValidatedUpload]]  # what the actions list is fed
     seconds: dict[str, float]  # busy seconds per stage, both processes added up
     halves: bool = False
 
@@ -72,6 +73,7 @@ class Piece:
     accepted_rows: np.ndarray  # the data row number of each accepted row
     results: pd.DataFrame
     results_csv: bytes  # without the header
+    carried: list[str]  # the file's headers of the columns carried into the results
     counts: ReportCounts
     seconds: dict[str, float]
 
@@ -84,7 +86,7 @@ def one_piece(data: bytes, model: ScoringModel, policy: ScoringPolicy) -> WholeF
         upload_counts(upload, scored.results, model.profile),
         scored.results_csv,
         scored.rejects_csv,
-        [] if scored.results is None else [(scored.results, upload.accepted)],
+        [] if scored.results is None else [(scored.results, upload)],
         scored.seconds,
     )
 
@@ -155,8 +157,9 @@ def score_piece(
     """Read, validate, score one half and write its results (with the header for the first)."""
     marks = [time.perf_counter()]
     table = read_upload(data, limits=policy.limits)
+    carried = carry.resolve(table.frame.columns, policy.carry)
     marks.append(time.perf_counter())
-    upload = validate_upload(table, model.profile, max_rejected_share=1.0)
+    upload = validate_upload(table, model.profile, 1.0, policy.value_column)
     numbers = row_numbers(len(table.frame), table.malformed)
     accepted_rows = numbers[np.asarray(upload.accepted.index, dtype=np.int64)]
     marks.append(time.perf_counter())
@@ -165,10 +168,22 @@ def score_piece(
     )
     counts = upload_counts(upload, results, model.profile)
     marks.append(time.perf_counter())
-    results_csv = to_csv_bytes(neutralise_results(results), header=header)
+    results_csv = results_bytes(results, table.frame, upload, carried, header)
     marks.append(time.perf_counter())
     seconds = {stage: marks[i + 1] - marks[i] for i, stage in enumerate(STAGES)}
-    return Piece(upload, accepted_rows, results, results_csv, counts, seconds)
+    return Piece(upload, accepted_rows, results, results_csv, carried, counts, seconds)
+
+
+def results_bytes(
+    results: pd.DataFrame,
+    frame: pd.DataFrame,
+    upload: ValidatedUpload,
+    carried: list[str],
+    header: bool,
+) -> bytes:
+    """A half's results CSV with its carried cells, as the one-piece path writes them."""
+    cells = carry.cells(frame, upload.accepted.index, carried)
+    return to_csv_bytes(carry.with_carried(neutralise_results(results), cells), header=header)
 
 
 def merge(
@@ -205,7 +220,7 @@ def merge(
         counts,
         None if failure else first.results_csv + second.results_csv,
         rejects_csv,
-        [] if failure else [(p.results, p.upload.accepted) for p in (first, second)],
+        [] if failure else [(p.results, p.upload) for p in (first, second)],
         seconds,
         halves=True,
     )
@@ -274,7 +289,7 @@ def without_duplicates(
         upload=upload,
         accepted_rows=piece.accepted_rows[~drop],
         results=results,
-        results_csv=to_csv_bytes(neutralise_results(results), header=False),
+        results_csv=results_bytes(results, table.frame, upload, piece.carried, header=False),
     )
 
 

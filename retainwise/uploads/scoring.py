@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from models.scoring import NamedModel
 from retainwise.config.errors import UploadRejected
@@ -23,10 +23,17 @@ from retainwise.uploads.compression import GZIP_MAGIC, expanded_head
 from retainwise.uploads.contacts import ContactList, History
 from retainwise.uploads.parquet import as_csv_source
 from retainwise.uploads.policy import ScoringPolicy
-from retainwise.uploads.report import ReportCounts, render_html, report_from_counts
+from retainwise.uploads.report import (
+    ReportCounts,
+    UploadReport,
+    render_html,
+    report_from_counts,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from retainwise.uploads.validation import ValidatedUpload
 
 ZIP_MAGIC = b"PK\x03\x04"
 
@@ -98,7 +105,7 @@ class Route:
 
 @dataclass(frozen=True)
 class ScoredObject:
-    report: dict[str, Any]  # as written beside the results (a JSON edge)
+    report: UploadReport  # as written beside the results
     seconds: dict[str, float]  # per stage: reading, validating, scoring, writing
     chunked: bool
 
@@ -180,15 +187,15 @@ class Job:
         self.sinks.put({**files, **report_files(report, self.sinks)})
         return ScoredObject(report, scored.seconds, chunked=False)
 
-    def write_actions(self, parts: list[tuple[pd.DataFrame, pd.DataFrame]]) -> None:
-        """The whole file's actions list from its (results, accepted rows) parts in file order,
-        when the sinks keep one."""
+    def write_actions(self, parts: list[tuple[pd.DataFrame, ValidatedUpload]]) -> None:
+        """The whole file's actions list from its (results, validated rows) parts in file
+        order, when the sinks keep one."""
         contacts = self.contacts()
         if contacts is None:
             return
         with contacts:
-            for results, accepted in parts:
-                contacts.add(results, accepted)
+            for results, upload in parts:
+                contacts.add(results, upload)
             finish_actions(contacts, self.sinks)
 
     def in_chunks(self) -> ScoredObject:
@@ -252,7 +259,7 @@ def complete(streams: list[Stream]) -> None:
         finished.result()
 
 
-def with_files(report: dict[str, Any], sinks: Sinks) -> dict[str, Any]:
+def with_files(report: UploadReport, sinks: Sinks) -> UploadReport:
     """The report naming the files beside it (no results when the upload failed)."""
     failed = report["error"] is not None
     return {
@@ -265,7 +272,7 @@ def with_files(report: dict[str, Any], sinks: Sinks) -> dict[str, Any]:
     }
 
 
-def report_files(report: dict[str, Any], sinks: Sinks) -> dict[Output, bytes]:
+def report_files(report: UploadReport, sinks: Sinks) -> dict[Output, bytes]:
     """The JSON and HTML report, for the sinks that keep them."""
     files = {}
     if sinks.location(Output.REPORT) is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -113,10 +114,14 @@ def hostile(telco: pd.DataFrame) -> bytes:
 
 def test_duplicates_across_the_cut_are_rejected_as_in_one_piece(tmp_path, telco, model, in_threads):
     data = hostile(telco)
-    warm(in_threads, data, model)
-    scored = score_whole(data, model, SPLIT, in_threads)
+    policy = replace(SPLIT, carry=("gender", "tenure"))  # carried cells follow the rows kept
+    warm(in_threads, data, model, policy)
+    scored = score_whole(data, model, policy, in_threads)
     assert scored.halves
-    (one_report, one_files), (two_report, two_files) = both_ways(tmp_path, data, model, in_threads)
+    (one_report, one_files), (two_report, two_files) = both_ways(
+        tmp_path, data, model, in_threads, policy
+    )
+    assert b",gender,tenure" in two_files[Output.RESULTS].split(b"\n")[0]
     assert two_files[Output.REJECTS] == one_files[Output.REJECTS]
     assert two_files[Output.RESULTS] == one_files[Output.RESULTS]
     assert json.dumps(two_report, sort_keys=True) == json.dumps(one_report, sort_keys=True)
