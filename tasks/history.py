@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 from sqlalchemy.engine import Engine
@@ -64,12 +65,29 @@ class CustomerHistory:
         moment = customers.date_upload(self.engine, self.upload.prediction_id)
         if moment is not None:
             self.upload = replace(self.upload, completed_at=moment)
-        stored = sum(
-            customers.record_explanations(self.engine, self.upload, ids, found, X)
-            for ids, found, X in self.explanations
-        )
+        if not self.explanations:
+            return 0
+        ids, found, X = joined(self.explanations)
+        stored = customers.record_explanations(self.engine, self.upload, ids, found, X)
         self.explanations.clear()
         return stored
+
+
+def joined(
+    parts: list[tuple[pd.Series, Explanation, pd.DataFrame]],
+) -> tuple[pd.Series, Explanation, pd.DataFrame]:
+    """The explanations kept while scoring as one, in order: stored in one transaction (a
+    customer explained twice keeps the later one, as when they were stored one after another)."""
+    if len(parts) == 1:
+        return parts[0]
+    ids = pd.concat([p[0] for p in parts], ignore_index=True)
+    X = pd.concat([p[2] for p in parts], ignore_index=True)
+    found = Explanation(
+        parts[0][1].features,
+        np.concatenate([p[1].base for p in parts]),
+        np.concatenate([p[1].contributions for p in parts]),
+    )
+    return ids, found, X
 
 
 @io_task("record-explanations")

@@ -95,3 +95,17 @@ def test_a_redelivered_run_stores_each_score_once_and_a_failed_one_none(migrated
     ] == [0.3]
     history.forget()
     assert customers.customer(migrated_engine, "acme", "a") is None
+
+
+def test_explanations_kept_in_pieces_are_stored_together_the_later_one_winning(migrated_engine):
+    history = upload(migrated_engine, 0)
+    history.start()
+    history.scored(scores(("a", 0.9), ("b", 0.8)))
+    for ids, shift in ((["a", "b"], 0.0), (["a"], 1.0)):  # the chunk's HIGH rows, then the pool
+        X = pd.DataFrame({"Contract": pd.Categorical(["Month-to-month"] * len(ids))})
+        found = Explanation(["Contract"], np.full(len(ids), -1.0), np.full((len(ids), 1), shift))
+        history.explained(pd.Series(ids), found, X)
+    complete(migrated_engine, history)
+    margins = {c: customers.customer(migrated_engine, "acme", c).explanation.margin for c in "ab"}
+    assert margins == {"a": 0.0, "b": -1.0}
+    assert history.explanations == []

@@ -103,6 +103,50 @@ def test_a_rerun_of_an_upload_writes_its_rows_afresh(migrated_engine):
     assert [h.churn_probability for h in history] == [1.0]
 
 
+def test_every_stored_value_reads_back_exactly_and_a_customer_explained_twice_keeps_the_last(
+    migrated_engine,
+):
+    prediction_id = completed(migrated_engine, "acme")
+    rng = np.random.default_rng(22)
+    probabilities = [*rng.random(300).tolist(), 1e-300, 0.0, 1.0]
+    ids = [f'c{i}, "x"' for i in range(len(probabilities))]  # a comma and quotes in the ids
+    customers.record_scores(migrated_engine, upload(prediction_id), scored(ids, probabilities))
+    later = completed(migrated_engine, "acme")
+    stored = customers.previous_scores(migrated_engine, "acme", "churn", before=later)
+    assert dict(zip(*stored.to_pydict().values(), strict=True)) == dict(
+        zip(ids, probabilities, strict=True)
+    )
+
+    X = pd.DataFrame(
+        {
+            "tenure": [2.0, np.nan, 1e-7],
+            "Contract": pd.Categorical(['Month-to-month, "2y"', None, "Année"]),
+            "seats": [3, 4, 5],
+            "Partner": ["Yes", None, "No"],
+        }
+    )
+    contributions = rng.normal(size=(3, 4)) * np.array([1.0, 1e-5, 1e5, 1.0])
+    found = Explanation(list(X.columns), np.full(3, -1.5), contributions)
+    stored_ids = pd.Series(["a", "b", "a"])  # "a" twice: the later row is kept
+    assert (
+        customers.record_explanations(migrated_engine, upload(prediction_id), stored_ids, found, X)
+        == 2
+    )
+    for customer_id, row in (("a", 2), ("b", 1)):
+        customers.record_scores(
+            migrated_engine, upload(prediction_id), scored([customer_id], [0.5])
+        )
+        explained = customers.customer(migrated_engine, "acme", customer_id).explanation
+        expected = [
+            (name, None if pd.isna(value) else value, share)
+            for name, value, share in zip(
+                X.columns, X.iloc[row].tolist(), contributions[row].tolist(), strict=True
+            )
+        ]
+        assert [(c.feature, c.value, c.contribution) for c in explained.contributions] == expected
+        assert explained.margin == found.margin[row] and explained.base_value == -1.5
+
+
 def test_the_migration_downgrades_and_upgrades_again(database_url):
     migrations.upgrade(database_url)
     migrations.upgrade(database_url)  # safe to rerun
