@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from models.explain import Explanation
 from retainwise.adapters import customers
 from retainwise.adapters.customers import UploadScored
-from tasks.retry import io_task
+from tasks.retry import retried
 
 
 class CustomerHistory:
@@ -66,7 +66,7 @@ class CustomerHistory:
         return stored
 
 
-@io_task("record-explanations")
 def record_explanations(history: CustomerHistory) -> int:
-    """After COMPLETED: a retried write (an upsert, so a retry stores nothing twice)."""
-    return history.completed()
+    """After COMPLETED (tasks.background): a retried write (an upsert, so a retry stores nothing
+    twice)."""
+    return retried(history.completed)
