@@ -257,6 +257,12 @@ def export_model(settings, target: Path) -> None:
     model = registry.load_champion(common.MODEL, settings)
     source = registry.client(settings).get_model_version_download_uri(common.MODEL, model.version)
     mlflow.artifacts.download_artifacts(source, dst_path=str(target))
+    # a version whose source is the run's `model` folder downloads into target/model/
+    nested = target / "model"
+    if not (target / "MLmodel").exists() and (nested / "MLmodel").exists():
+        for item in nested.iterdir():
+            item.rename(target / item.name)
+        nested.rmdir()
     (target / "profile.json").write_text(json.dumps(model.profile.to_dict()))
 
 
