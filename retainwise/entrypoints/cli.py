@@ -459,6 +459,9 @@ def cmd_account(args) -> int:
         "disable": lambda e: changed(
             accounts.disable_account(e, args.name), f"no enabled account {args.name}"
         ),
+        "columns": lambda e: [
+            accounts.set_columns(e, args.name, args.value_column, _names(args.carry)).to_json()
+        ],
         "key create": lambda e: [accounts.create_key(e, args.name)],
         "key list": lambda e: [dataclasses.asdict(k) for k in accounts.list_keys(e, args.name)],
         "key revoke": lambda e: changed(
@@ -477,6 +480,11 @@ def cmd_account(args) -> int:
     finally:
         engine.dispose()
     return 0
+
+
+def _names(typed: str | None) -> tuple[str, ...] | None:
+    """A comma-separated option as names; None when the option was not given."""
+    return None if typed is None else tuple(n.strip() for n in typed.split(",") if n.strip())
 
 
 def cmd_webhook(args) -> int:
@@ -605,6 +613,18 @@ def parser() -> argparse.ArgumentParser:
     )
     asub.add_parser("list", help="one JSON line per account")
     asub.add_parser("disable", help="stop every key of the account").add_argument("name")
+    acol = asub.add_parser("columns", help="the account's value column and carried columns")
+    acol.add_argument("name")
+    acol.add_argument(
+        "--value-column",
+        metavar="COLUMN",
+        help="input column weighing a customer: actions rank by probability x value ('' clears)",
+    )
+    acol.add_argument(
+        "--carry",
+        metavar="COL1,COL2",
+        help="input columns copied into the results beside the four scored ones ('' clears)",
+    )
     ak = asub.add_parser("key", help="create, revoke and list an account's keys")
     aksub = ak.add_subparsers(dest="key_action", required=True)
     aksub.add_parser("create", help="a new key; printed once").add_argument("name")

@@ -81,3 +81,26 @@ def test_reads_are_scoped_by_account(migrated_engine):
     assert db.get_prediction_of(migrated_engine, "acme", theirs) is None
     assert [r.id for r in db.list_predictions(migrated_engine, "acme")] == [ours]
     assert db.count_active(migrated_engine, "acme") == 1
+
+
+def test_column_choices_are_set_kept_and_cleared(migrated_engine):
+    accounts.create_account(migrated_engine, "acme", NOW)
+    assert accounts.get_account(migrated_engine, "acme").carry_columns == ()
+    chosen = accounts.set_columns(migrated_engine, "acme", "MonthlyCharges", ("email", " plan "))
+    assert (chosen.value_column, chosen.carry_columns) == ("MonthlyCharges", ("email", "plan"))
+    kept = accounts.set_columns(migrated_engine, "acme", carry_columns=None)  # None keeps
+    assert kept == chosen
+    cleared = accounts.set_columns(migrated_engine, "acme", "", ())
+    assert (cleared.value_column, cleared.carry_columns) == (None, ())
+    with pytest.raises(accounts.AccountError):
+        accounts.set_columns(migrated_engine, "nobody", "x")
+
+
+def test_an_upload_keeps_its_own_carried_columns(migrated_engine):
+    accounts.create_account(migrated_engine, "acme", NOW)
+    carried = db.create_prediction(
+        migrated_engine, account="acme", model_name="churn", input_key="k", carry_columns=("a",)
+    )
+    plain = db.create_prediction(migrated_engine, account="acme", model_name="churn", input_key="k")
+    assert db.get_prediction(migrated_engine, carried).carry_columns == ("a",)
+    assert db.get_prediction(migrated_engine, plain).carry_columns == ()

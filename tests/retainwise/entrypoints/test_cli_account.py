@@ -42,3 +42,16 @@ def test_bad_names_and_duplicates_exit_2_with_a_message(stack_env, capsys):
     assert cli.main(["account", "create", "acme"]) == 0
     assert cli.main(["account", "create", "acme"]) == 2
     assert "exists" in capsys.readouterr().err
+
+
+def test_account_columns_are_named_and_cleared_from_the_command_line(stack_env, capsys):
+    assert cli.main(["account", "create", "acme"]) == 0
+    capsys.readouterr()
+    args = ["account", "columns", "acme", "--value-column", "MonthlyCharges", "--carry", "a, b"]
+    assert cli.main(args) == 0
+    [shown] = lines(capsys)
+    assert (shown["value_column"], shown["carry_columns"]) == ("MonthlyCharges", "a,b")
+    assert cli.main(["account", "columns", "acme", "--carry", ""]) == 0  # the value column stays
+    [shown] = lines(capsys)
+    assert (shown["value_column"], shown["carry_columns"]) == ("MonthlyCharges", None)
+    assert cli.main(["account", "columns", "nobody", "--carry", "a"]) == 2
