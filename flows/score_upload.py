@@ -25,7 +25,7 @@ from prefect.concurrency.sync import concurrency
 from prefect.context import FlowRunContext
 from prefect.logging.loggers import flow_run_logger
 
-from retainwise.adapters import aws, db
+from retainwise.adapters import accounts, aws, db
 from retainwise.adapters.db import Prediction, Status
 from retainwise.adapters.mlflow_registry import LoadedModel
 from retainwise.adapters.resources import Resources
@@ -184,7 +184,8 @@ def score_claimed(env: Resources, prediction: Prediction, run_id: str, steps: St
     source = aws.S3Object(env.s3, settings.bucket, prediction.input_key)
     keys = result_keys(prediction.account, prediction_id)
     sinks = S3Sinks.for_upload(env.s3, settings.bucket, keys, write_as_task=steps.as_tasks)
-    policy = ScoringPolicy.from_settings(settings)
+    account = accounts.get_account(env.engine, prediction.account)
+    policy = ScoringPolicy.from_settings(settings).for_upload(account, prediction.carry_columns)
     started = time.perf_counter()
     route = steps.check(source, policy)
     if not steps.as_tasks:

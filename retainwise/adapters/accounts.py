@@ -19,7 +19,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, RowMapping
 
-from retainwise.adapters.db import join_names, metadata, split_names, utcnow
+from retainwise.adapters.db import (
+    CarryRefused,
+    carry_names,
+    join_names,
+    metadata,
+    split_names,
+    utcnow,
+)
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 KEY_PREFIX = "rw"
@@ -167,7 +174,10 @@ def set_columns(
     if value_column is not None:
         changes["value_column"] = value_column.strip() or None
     if carry_columns is not None:
-        changes["carry_columns"] = join_names(carry_columns)
+        try:
+            changes["carry_columns"] = join_names(carry_names(carry_columns))
+        except CarryRefused as exc:
+            raise AccountError(str(exc)) from None
     with engine.begin() as conn:
         if changes:
             conn.execute(accounts.update().where(accounts.c.name == name).values(changes))

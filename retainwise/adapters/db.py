@@ -134,6 +134,34 @@ def join_names(names: tuple[str, ...] | list[str]) -> str | None:
     return ",".join(names) or None
 
 
+MAX_CARRY_COLUMNS = 20  # input columns one upload may carry into its results
+MAX_CARRY_NAME = 100  # characters in one carried column's name (20 of them fit the 2048 stored)
+
+
+class CarryRefused(ValueError):
+    """Carried columns past the caps: a request must not make results arbitrarily wide."""
+
+
+def carry_names(typed: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """Carried column names from a comma-separated text (or names), repeats dropped; refused past
+    MAX_CARRY_COLUMNS names or MAX_CARRY_NAME characters in one, or with a control character."""
+    names = split_names(typed) if isinstance(typed, str) else split_names(",".join(typed))
+    unique = tuple(dict.fromkeys(names))
+    if len(unique) > MAX_CARRY_COLUMNS:
+        raise CarryRefused(
+            f"{len(unique)} columns to carry; the limit is {MAX_CARRY_COLUMNS} columns"
+        )
+    if any(ord(char) < 32 for name in unique for char in name):  # PostgreSQL refuses NUL
+        raise CarryRefused("a column to carry has a control character in its name")
+    long = [name for name in unique if len(name) > MAX_CARRY_NAME]
+    if long:
+        raise CarryRefused(
+            f"a column to carry is named with more than {MAX_CARRY_NAME} characters: "
+            f"{long[0][:40]!r}..."
+        )
+    return unique
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -159,7 +187,7 @@ def create_prediction(
                 status=Status.PENDING.value,
                 input_key=input_key,
                 original_filename=original_filename,
-                carry_columns=join_names(carry_columns),
+                carry_columns=join_names(carry_names(carry_columns)),
                 created_at=now,
                 updated_at=now,
             )

@@ -134,7 +134,19 @@ def secret_box(settings: Settings) -> MultiFernet:
                 "are encrypted under a key kept outside the database"
             )
         keys = [_local_key(settings.home_dir / KEY_FILE)]
-    return MultiFernet([Fernet(k) for k in keys])
+    return MultiFernet([_fernet(k) for k in keys])
+
+
+def _fernet(key: str) -> Fernet:
+    """A Fernet key, its `=` padding optional: the stack generates 43 base64url characters, as a
+    Secrets Manager generator cannot put a `=` at the end only."""
+    try:
+        return Fernet(key + "=" * (-len(key) % 4))
+    except ValueError:
+        raise MissingSetting(
+            "RETAINWISE_WEBHOOK_KEY holds a key that is not 32 url-safe base64 bytes "
+            "(make one with Fernet.generate_key())"
+        ) from None
 
 
 def _local_key(path: Path) -> str:

@@ -34,6 +34,11 @@ def cmd_upload(args) -> int:
     from retainwise.adapters import db
     from retainwise.entrypoints import service
 
+    try:
+        carry = db.carry_names(args.carry or "")
+    except db.CarryRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     env = _resources()
     path = Path(args.file)
     prediction_id = service.submit_upload(
@@ -42,6 +47,7 @@ def cmd_upload(args) -> int:
         filename=path.name,
         account=args.account or env.settings.default_account,
         model_name=args.model or env.settings.default_model,
+        carry=carry,
     )
     print(prediction_id)
     if not args.wait:
@@ -113,6 +119,9 @@ def cmd_report(args) -> int:
 def cmd_score(args) -> int:
     """Local scoring for data scientists: the flow's own steps on a local file, no queue; a
     large file streams through in chunks, in bounded memory, as it does in the flow."""
+    from dataclasses import replace
+
+    from retainwise.adapters import db
     from retainwise.adapters import mlflow_registry as registry
     from retainwise.config import errors
     from retainwise.config.errors import UploadRejected
@@ -138,7 +147,9 @@ def cmd_score(args) -> int:
         model = registry.load_champion(args.model or settings.default_model, settings)
         summary["model_version"] = model.version
         source = LocalFile(Path(args.file))
-        report = score_object(source, model, ScoringPolicy.from_settings(settings), sinks).report
+        carry = db.carry_names(args.carry or "")
+        policy = replace(ScoringPolicy.from_settings(settings), carry=carry)
+        report = score_object(source, model, policy, sinks).report
         if report["error"]:
             raise UploadRejected(report["error"])
         summary.update(
@@ -147,7 +158,7 @@ def cmd_score(args) -> int:
             risk_counts=report["risk_counts"],
             output=str(out),
         )
-    except (UploadRejected, errors.NoChampion, OSError) as exc:
+    except (UploadRejected, errors.NoChampion, OSError, db.CarryRefused) as exc:
         summary["error"] = str(exc)
     _print_json(summary)
     return 0 if summary["status"] == "COMPLETED" else 1
@@ -338,7 +349,7 @@ def cmd_model(args) -> int:
 
     if args.action == "list":
         for row in registry.list_versions(args.name, settings):
-            _print_json(row)
+            _print_json(row.to_json())
         return 0
     from retainwise.adapters.db import make_engine
     from retainwise.adapters.promotions import PromotionsTableMissing
@@ -367,7 +378,7 @@ def cmd_model(args) -> int:
         return 2
     finally:
         engine.dispose()
-    _print_json(outcome)
+    _print_json(outcome.to_json())
     return 0
 
 
@@ -382,7 +393,7 @@ def _model_monitor(args, settings: Settings) -> int:
     finally:
         engine.dispose()
     print(terminal_table(figures))
-    _print_json(figures)
+    _print_json(figures.to_json())
     return 0
 
 
@@ -401,16 +412,20 @@ def _model_compare(args, settings: Settings) -> int:
     finally:
         env.engine.dispose()
     print(terminal_table(figures))
-    _print_json(figures)
+    _print_json(figures.to_json())
     return 0
 
 
 def _model_train(args) -> int:
     """A flow run when a Prefect server answers; else the same steps in-process (MLflow only)."""
     from models.training import TrainingError
-    from retainwise.modelops.training import prefect_server_answers, train_in_process
+    from retainwise.modelops.training import (
+        TrainingSummary,
+        prefect_server_answers,
+        train_in_process,
+    )
 
-    def in_process(data, target, id_column, name, positive, allow_columns) -> dict[str, Any]:
+    def in_process(data, target, id_column, name, positive, allow_columns) -> TrainingSummary:
         return train_in_process(
             data,
             target,
@@ -428,10 +443,11 @@ def _model_train(args) -> int:
         run = train_model
 
     try:
-        summary = run(args.data, args.target, args.id, args.name, args.positive, args.allow_column)
+        trained = run(args.data, args.target, args.id, args.name, args.positive, args.allow_column)
     except (TrainingError, OSError) as exc:
         print(f"error: cannot train on {args.data}: {exc}", file=sys.stderr)
         return 2
+    summary = trained.to_json()
     for note in summary.pop("notes", []):
         print(f"note: {note}", file=sys.stderr)
     _print_json(summary)
@@ -504,6 +520,12 @@ def cmd_webhook(args) -> int:
     return 0
 
 
+CARRY_HELP = (
+    "input columns copied into the results after the scored ones (up to 20; "
+    "default: the account's, `retainwise account columns`)"
+)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="retainwise", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -515,6 +537,7 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--wait", action="store_true", help="wait, download, print the results path")
     up.add_argument("--timeout", type=float, default=300)
     up.add_argument("-o", "--output")
+    up.add_argument("--carry", metavar="COL1,COL2", help=CARRY_HELP)
     up.set_defaults(run=cmd_upload)
 
     st = sub.add_parser("status", help="an upload's status as JSON")
@@ -535,6 +558,7 @@ def parser() -> argparse.ArgumentParser:
     sc.add_argument("file")
     sc.add_argument("-o", "--output", required=True)
     sc.add_argument("--model")
+    sc.add_argument("--carry", metavar="COL1,COL2", help=CARRY_HELP)
     sc.set_defaults(run=cmd_score)
 
     oc = sub.add_parser("outcomes", help="what really happened: churned 1/0 per scored customer")

@@ -413,7 +413,7 @@ def monitoring(
         request,
         "monitoring.html",
         models=models,
-        model=figures["model"] if figures else None,
+        model=figures.model if figures else None,
         page=monitoring_page.page_context(figures) if figures else None,
     )
 
@@ -423,14 +423,22 @@ def monitoring_figures(env: Env, account: SignedIn, model: str | None = None) ->
     models, figures = monitored(env, account, model)
     return JSONResponse(
         monitoring_page.plain(
-            {"models": models, **(figures or {"model": None, "account": account.name})}
+            {
+                "models": models,
+                **(figures.to_json() if figures else {"model": None, "account": account.name}),
+            }
         )
     )
 
 
 @router.get("/app/uploads/new")
 def new_upload(request: Request, env: Env, account: SignedIn) -> HTMLResponse:
-    return render(request, "new.html", limit_mb=env.settings.max_upload_bytes // 10**6)
+    return render(
+        request,
+        "new.html",
+        limit_mb=env.settings.max_upload_bytes // 10**6,
+        carried=", ".join(account.carry_columns),
+    )
 
 
 @router.post("/app/uploads")

@@ -29,6 +29,8 @@ from retainwise.uploads.report import ReportCounts, build_report, render_html, r
 if TYPE_CHECKING:
     import pandas as pd
 
+    from retainwise.uploads.validation import ValidatedUpload
+
 ZIP_MAGIC = b"PK\x03\x04"
 
 
@@ -172,18 +174,18 @@ class Job:
         files = {Output.REJECTS: scored.rejects_csv}
         if scored.results_csv is not None:
             files[Output.RESULTS] = scored.results_csv
-            self.write_actions(scored.results, scored.upload.accepted)
+            self.write_actions(scored.results, scored.upload)
         report = with_files(report, self.sinks)
         self.sinks.put({**files, **report_files(report, self.sinks)})
         return ScoredObject(report, scored.seconds, chunked=False)
 
-    def write_actions(self, results: pd.DataFrame, accepted: pd.DataFrame) -> None:
+    def write_actions(self, results: pd.DataFrame, upload: ValidatedUpload) -> None:
         """The whole file's actions list, when the sinks keep one."""
         contacts = self.contacts()
         if contacts is None:
             return
         with contacts:
-            contacts.add(results, accepted)
+            contacts.add(results, upload)
             finish_actions(contacts, self.sinks)
 
     def in_chunks(self) -> ScoredObject:

@@ -60,6 +60,8 @@ class ValidatedUpload:
     source: dict[str, str] = field(default_factory=dict)  # how the file was read
     # per categorical feature, accepted rows per training-spelled value (None: missing), for drift
     category_counts: dict[str, dict[str | None, int]] = field(default_factory=dict)
+    # the account's value column (value at risk), as uploaded, for the accepted rows; or None
+    values: pd.Series | None = None
 
     @property
     def rows_rejected(self) -> int:
@@ -521,7 +523,10 @@ def too_many_rejected(
 
 
 def validate_upload(
-    table: TextTable | pd.DataFrame, profile: ModelProfile, max_rejected_share: float = 0.5
+    table: TextTable | pd.DataFrame,
+    profile: ModelProfile,
+    max_rejected_share: float = 0.5,
+    value_column: str | None = None,
 ) -> ValidatedUpload:
     """Cast, check, reject rows with reasons; `failure` is set when too many rows are rejected."""
     if isinstance(table, pd.DataFrame):
@@ -585,7 +590,25 @@ def validate_upload(
         quality,
         dict(table.source),
         counts,
+        value_cells(frame, value_column, index),
     )
+
+
+def value_cells(frame: pd.DataFrame, name: str | None, index: pd.Index) -> pd.Series | None:
+    """The value column's cells of the rows at `index`, as uploaded (the actions list parses
+    them; a cell that is not a number leaves that row's value at risk empty). The column is
+    found as the model's are (case, spaces, `_` and `-` ignored); a file without it is refused,
+    naming it, rather than ranked by nothing."""
+    if not name:
+        return None
+    header = name if name in frame.columns else None
+    for column in frame.columns if header is None else ():
+        if normalise_header(column) == normalise_header(name):
+            header = column
+            break
+    if header is None:
+        raise UploadRejected(f"the account's value column {name!r} is not in the file")
+    return frame[header].loc[index]
 
 
 def add_duplicates(reasons: Reasons, ids: pd.Series, numbers: np.ndarray) -> None:

@@ -104,3 +104,26 @@ def test_an_upload_keeps_its_own_carried_columns(migrated_engine):
     plain = db.create_prediction(migrated_engine, account="acme", model_name="churn", input_key="k")
     assert db.get_prediction(migrated_engine, carried).carry_columns == ("a",)
     assert db.get_prediction(migrated_engine, plain).carry_columns == ()
+
+
+def test_carried_columns_are_capped_and_an_uploads_own_win(migrated_engine):
+    accounts.create_account(migrated_engine, "acme", NOW)
+    accounts.set_columns(migrated_engine, "acme", carry_columns=("email", "email", "plan"))
+    account = accounts.get_account(migrated_engine, "acme")
+    assert account.carry_columns == ("email", "plan")  # a repeat is kept once
+    widest = tuple(f"{i:02d}" + "x" * (db.MAX_CARRY_NAME - 2) for i in range(20))
+    assert accounts.set_columns(migrated_engine, "acme", carry_columns=widest).carry_columns == (
+        widest
+    )  # the caps fit the stored column
+    with pytest.raises(accounts.AccountError, match="the limit is 20 columns"):
+        accounts.set_columns(migrated_engine, "acme", carry_columns=(*widest, "one more"))
+    with pytest.raises(db.CarryRefused, match="control character"):
+        db.carry_names("email,ph\x00one")
+    with pytest.raises(db.CarryRefused, match="more than 100 characters"):
+        db.create_prediction(
+            migrated_engine,
+            account="acme",
+            model_name="churn",
+            input_key="k",
+            carry_columns=("x" * 101,),
+        )

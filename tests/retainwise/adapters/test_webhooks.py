@@ -199,6 +199,16 @@ def test_production_needs_a_key_and_locally_one_is_made_private(tmp_path):
     assert rotated.decrypt(Fernet(old).encrypt(b"whsec_y")) == b"whsec_y"
 
 
+def test_a_key_without_its_padding_is_accepted_and_a_malformed_one_named(tmp_path):
+    """The stack generates 43 base64url characters (Secrets Manager cannot end one with `=`)."""
+    key = Fernet.generate_key().decode()
+    unpadded = webhooks.secret_box(Settings(home=tmp_path, webhook_key=key.rstrip("=")))
+    assert unpadded.decrypt(Fernet(key).encrypt(b"whsec_z")) == b"whsec_z"
+    for bad in ("short", key[:-2], "é" * 43):
+        with pytest.raises(MissingSetting, match="RETAINWISE_WEBHOOK_KEY holds a key"):
+            webhooks.secret_box(Settings(home=tmp_path, webhook_key=bad))
+
+
 def test_deliverers_claiming_at_once_never_share_an_event(migrated_engine):
     from concurrent.futures import ThreadPoolExecutor
 
