@@ -32,7 +32,7 @@ from retainwise.adapters.resources import Resources
 from retainwise.config.errors import CUSTOMER_ERRORS, UploadRejected
 from retainwise.uploads.output import ResultKeys, result_keys
 from retainwise.uploads.policy import ScoringPolicy
-from retainwise.uploads.report import summary_markdown
+from retainwise.uploads.report import UploadReport, summary_markdown
 from retainwise.uploads.scoring import Route, ScoredObject
 from tasks.background import after_run
 from tasks.history import CustomerHistory, record_explanations
@@ -80,7 +80,7 @@ class Scored:
     model: LoadedModel
     route: Route
     keys: ResultKeys
-    report: dict[str, Any]
+    report: UploadReport
     history: CustomerHistory
 
 
@@ -239,7 +239,9 @@ def complete(env: Resources, scored: Scored, run_id: str, steps: Steps) -> None:
         get_run_logger().info("COMPLETED in %.2f s", time.perf_counter() - started)
 
 
-def record_failure(env: Resources, prediction_id: str, run_id: str, exc: Exception) -> dict:
+def record_failure(
+    env: Resources, prediction_id: str, run_id: str, exc: Exception
+) -> dict[str, Any]:
     """FAILED on the row with a message the customer can act on; raises again unless the file
     was at fault. A timed-out run keeps its claim: the reaper requeues the upload."""
     if isinstance(exc, UploadTimedOut):
@@ -289,7 +291,7 @@ def store_after_completed(env: Resources, scored: Scored, logger: Any) -> None:
     logger.info("after COMPLETED: stored in %.2f s", time.perf_counter() - started)
 
 
-def publish_summary(prediction_id: str, report: dict[str, Any], report_key: str) -> None:
+def publish_summary(prediction_id: str, report: UploadReport, report_key: str) -> None:
     """A markdown artifact on the run, so operators see the outcome in the Prefect UI."""
     create_markdown_artifact(
         summary_markdown(report, report_key),

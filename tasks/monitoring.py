@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
 import sqlalchemy as sa
 from prefect import get_run_logger, task
@@ -15,11 +13,12 @@ from retainwise.adapters.mlflow_registry import LoadedModel
 from retainwise.adapters.monitoring import UploadMetrics
 from retainwise.adapters.resources import Resources
 from retainwise.modelops.monitoring import ModelFigures, ScoredUpload, upload_figures
+from retainwise.uploads.report import UploadReport
 from tasks.retry import IO_TASK, is_transient, retried
 
 
 def record_upload_figures(
-    env, report: dict[str, Any], account: str, model: LoadedModel, results_key: str, logger=None
+    env, report: UploadReport, account: str, model: LoadedModel, results_key: str, logger=None
 ) -> UploadMetrics | None:
     """Score PSI, the label-free estimate and per-column drift, in upload_metrics/upload_drift.
 
@@ -38,7 +37,7 @@ def record_upload_figures(
     probabilities = retried(
         aws.csv_column, env.s3, env.settings.bucket, results_key, "churn_probability"
     )
-    upload = ScoredUpload.from_report(report)  # the report as report.json holds it
+    upload = ScoredUpload.from_report(dict(report))  # the report as report.json holds it
     metrics, drift = upload_figures(upload, probabilities, account, model.profile)
     retried(monitoring_tables.record_upload, env.engine, metrics, drift)
     return metrics

@@ -20,10 +20,12 @@ if TYPE_CHECKING:
     from retainwise.config.settings import Settings
 
 
-def _resources():
+def _resources(args):
+    """The command's Resources, from the Settings main read (one per command, closed at exit);
+    flows run in this process use it too."""
     from retainwise.adapters.resources import Resources
 
-    return Resources.of_process()  # one per command, closed at exit
+    return Resources.of_process(args.settings)
 
 
 def _print_json(data: dict[str, Any]) -> None:
@@ -39,7 +41,7 @@ def cmd_upload(args) -> int:
     except db.CarryRefused as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    env = _resources()
+    env = _resources(args)
     path = Path(args.file)
     prediction_id = service.submit_upload(
         env,
@@ -66,7 +68,7 @@ def cmd_upload(args) -> int:
 def cmd_status(args) -> int:
     from retainwise.adapters import db
 
-    row = db.get_prediction(_resources().engine, args.id)
+    row = db.get_prediction(_resources(args).engine, args.id)
     if row is None:
         print(f"no upload with id {args.id}", file=sys.stderr)
         return 2
@@ -78,7 +80,7 @@ def cmd_download(args) -> int:
     from retainwise.entrypoints import service
 
     try:
-        data = service.download_results(_resources(), args.id)
+        data = service.download_results(_resources(args), args.id)
     except LookupError as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -95,7 +97,7 @@ def cmd_report(args) -> int:
     from retainwise.adapters import aws, db
     from retainwise.uploads.output import result_keys
 
-    env = _resources()
+    env = _resources(args)
     row = db.get_prediction(env.engine, args.id)
     if row is None:
         print(f"no upload with id {args.id}", file=sys.stderr)
@@ -125,12 +127,11 @@ def cmd_score(args) -> int:
     from retainwise.adapters import mlflow_registry as registry
     from retainwise.config import errors
     from retainwise.config.errors import UploadRejected
-    from retainwise.config.settings import Settings
     from retainwise.uploads.files import LocalFile, LocalSinks
     from retainwise.uploads.policy import ScoringPolicy
     from retainwise.uploads.scoring import Output, score_object
 
-    settings = Settings()
+    settings = args.settings
     summary: dict[str, Any] = {
         "status": "FAILED",
         "rows_total": 0,
@@ -169,7 +170,7 @@ def cmd_outcomes(args) -> int:
     from retainwise.config.errors import UploadRejected
     from retainwise.entrypoints import service
 
-    env = _resources()
+    env = _resources(args)
     try:
         summary = service.record_outcomes(
             env,
@@ -222,7 +223,7 @@ def cmd_trigger(args) -> int:
     )
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    env = _resources()
+    env = _resources(args)
     stop = threading.Event()
     model_version = champion_versions(lambda name: registry.champion_version(name, env.settings))
     starters = {
@@ -250,7 +251,9 @@ def cmd_runner(args) -> int:
     from retainwise.runtime import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    serve.main(["--only", *serve.RUNNER_DEPLOYMENTS, "--processes", str(args.processes)])
+    serve.main(
+        ["--only", *serve.RUNNER_DEPLOYMENTS, "--processes", str(args.processes)], args.settings
+    )
     return 0
 
 
@@ -259,15 +262,14 @@ def cmd_api(args) -> int:
 
     from retainwise.entrypoints.app import create_app
 
-    uvicorn.run(create_app(_resources()), host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(create_app(_resources(args)), host=args.host, port=args.port, log_level="warning")
     return 0
 
 
 def cmd_stack(args) -> int:
-    from retainwise.config.settings import Settings
     from retainwise.local import stack
 
-    settings = Settings()
+    settings = args.settings
     if args.action == "up":
         env = stack.up(settings)
         print(
@@ -287,6 +289,7 @@ def cmd_migrate(args) -> int:
         return migrate_by_deployment(args.deployment, args.revision, args.timeout)
     from flows.migrate import migrate
 
+    _resources(args)  # the flow's, in this process
     print(f"database at revision {migrate(args.revision)}")
     return 0
 
@@ -325,10 +328,10 @@ def migrate_by_deployment(deployment: str, revision: str, timeout: float) -> int
 def cmd_dlq(args) -> int:
     from retainwise.adapters import aws
 
-    queue = _resources().queue
+    queue = _resources(args).queue
     if args.action == "list":
         for message in aws.list_dead_letters(queue, args.max):
-            _print_json(message)
+            _print_json(message.to_json())
         return 0
     moved = aws.redrive_dead_letters(queue, set(args.id) if args.id else None)
     print(f"moved {len(moved)} message(s) back to {queue.url}")
@@ -336,11 +339,9 @@ def cmd_dlq(args) -> int:
 
 
 def cmd_model(args) -> int:
-    from retainwise.config.settings import Settings
-
     if args.action == "train":  # imports nothing it does not need before fitting starts
         return _model_train(args)
-    settings = Settings()
+    settings = args.settings
     if args.action == "monitor":
         return _model_monitor(args, settings)
     if args.action == "compare":
@@ -433,6 +434,7 @@ def _model_train(args) -> int:
             name,
             positive,
             allow_columns,
+            settings=args.settings,
             say=lambda text: print(f"note: {text}", file=sys.stderr, flush=True),
         )
 
@@ -440,6 +442,7 @@ def _model_train(args) -> int:
     if prefect_server_answers():
         from flows.train_model import train_model
 
+        _resources(args)  # the flow's, in this process
         run = train_model
 
     try:
@@ -484,7 +487,7 @@ def cmd_account(args) -> int:
             accounts.revoke_key(e, args.key_id), f"no live key {args.key_id}"
         ),
     }
-    engine = _resources().engine
+    engine = _resources(args).engine
     try:
         for row in actions[
             " ".join(filter(None, [args.action, getattr(args, "key_action", None)]))
@@ -507,7 +510,7 @@ def cmd_webhook(args) -> int:
     """One JSON line: the secret once on `set`, the last 50 deliveries on `show`."""
     from retainwise.entrypoints import webhooks
 
-    env = _resources()
+    env = _resources(args)
     try:
         _print_json(
             webhooks.command(env, args.webhook_action, args.name, getattr(args, "url", None))
@@ -713,12 +716,18 @@ def main(argv: list[str] | None = None) -> int:
     from retainwise.config.errors import MissingSetting
     from retainwise.config.settings import Settings, check_production
 
+    # the command's one Settings, passed down as args.settings; read a second time only when
+    # stack.env (written by `stack up`, found under the home) put the local endpoints in the
+    # environment
+    settings = Settings()
     if args.command != "stack":
         from retainwise.local.stack import load_stack_env
 
-        load_stack_env(Settings())
+        if load_stack_env(settings):
+            settings = Settings()
+    args.settings = settings
     try:
-        check_production(Settings(), serves_web=args.command == "api")
+        check_production(settings, serves_web=args.command == "api")
     except MissingSetting as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from models.scoring import NamedModel
 from retainwise.config.errors import UploadRejected
@@ -24,7 +24,13 @@ from retainwise.uploads.contacts import ContactList, History
 from retainwise.uploads.parquet import as_csv_source
 from retainwise.uploads.pipeline import score_file
 from retainwise.uploads.policy import ScoringPolicy
-from retainwise.uploads.report import ReportCounts, build_report, render_html, report_from_counts
+from retainwise.uploads.report import (
+    ReportCounts,
+    UploadReport,
+    build_report,
+    render_html,
+    report_from_counts,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -101,7 +107,7 @@ class Route:
 
 @dataclass(frozen=True)
 class ScoredObject:
-    report: dict[str, Any]  # as written beside the results (a JSON edge)
+    report: UploadReport  # as written beside the results
     seconds: dict[str, float]  # per stage: reading, validating, scoring, writing
     chunked: bool
 
@@ -249,7 +255,7 @@ def complete(streams: list[Stream]) -> None:
         finished.result()
 
 
-def with_files(report: dict[str, Any], sinks: Sinks) -> dict[str, Any]:
+def with_files(report: UploadReport, sinks: Sinks) -> UploadReport:
     """The report naming the files beside it (no results when the upload failed)."""
     failed = report["error"] is not None
     return {
@@ -262,7 +268,7 @@ def with_files(report: dict[str, Any], sinks: Sinks) -> dict[str, Any]:
     }
 
 
-def report_files(report: dict[str, Any], sinks: Sinks) -> dict[Output, bytes]:
+def report_files(report: UploadReport, sinks: Sinks) -> dict[Output, bytes]:
     """The JSON and HTML report, for the sinks that keep them."""
     files = {}
     if sinks.location(Output.REPORT) is not None:

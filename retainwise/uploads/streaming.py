@@ -301,7 +301,7 @@ def drop_accepted(
         for value, count in dropped[name].value_counts(dropna=False).items():
             key = None if pd.isna(value) else value
             per_value[key] = per_value.get(key, 0) - int(count)
-    kinds = dict(upload.quality.get("reject_kinds", {}))
+    kinds = dict(upload.quality.reject_kinds)
     kinds["duplicate id"] = kinds.get("duplicate id", 0) + int(drop.sum())
     return replace(
         upload,
@@ -309,7 +309,7 @@ def drop_accepted(
         customer_ids=upload.customer_ids[~drop],
         values=None if upload.values is None else upload.values[~drop],
         rejects=rejects,
-        quality={**upload.quality, "reject_kinds": kinds},
+        quality=replace(upload.quality, reject_kinds=kinds),
         category_counts=counts,
     )
 

@@ -147,9 +147,9 @@ def test_an_attempt_is_kept_and_moves_the_event_on(migrated_engine):
     assert webhooks.claim_due(migrated_engine, "a", BOX, now + timedelta(days=1), LEASE) == []
 
     shown = webhooks.deliveries(migrated_engine, "acme")
-    assert [d["status_code"] for d in shown] == [204, 204, 503]  # newest first
-    assert shown[-1]["error"] == "HTTP 503: busy" and shown[-1]["type"] == "upload.completed"
-    assert shown[0]["attempted_at"] == retry_time
+    assert [d.status_code for d in shown] == [204, 204, 503]  # newest first
+    assert shown[-1].error == "HTTP 503: busy" and shown[-1].type == "upload.completed"
+    assert shown[0].attempted_at == retry_time
 
 
 def test_the_last_failed_attempt_gives_up(migrated_engine):
@@ -183,7 +183,7 @@ def test_the_deliveries_shown_are_the_last_fifty(migrated_engine):
             migrated_engine, event, "a", webhooks.Delivery(event.id, event.url, at, 500, "x", 1), at
         )
     shown = webhooks.deliveries(migrated_engine, "acme")
-    assert len(shown) == 50 and shown[0]["attempted_at"] == NOW + timedelta(seconds=54)
+    assert len(shown) == 50 and shown[0].attempted_at == NOW + timedelta(seconds=54)
 
 
 def test_production_needs_a_key_and_locally_one_is_made_private(tmp_path):

@@ -55,3 +55,20 @@ def test_account_columns_are_named_and_cleared_from_the_command_line(stack_env, 
     [shown] = lines(capsys)
     assert (shown["value_column"], shown["carry_columns"]) == ("MonthlyCharges", None)
     assert cli.main(["account", "columns", "nobody", "--carry", "a"]) == 2
+
+
+def test_a_command_reads_its_settings_once_and_its_resources_use_them(stack_env, monkeypatch):
+    from retainwise.adapters.resources import forget_process_resources
+    from retainwise.config.settings import Settings
+
+    forget_process_resources()  # the command builds the process's Resources, as in a new process
+    built = []
+    real_init = Settings.__init__
+
+    def counted(self, *args, **kwargs):
+        built.append(self)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(Settings, "__init__", counted)
+    assert cli.main(["account", "list"]) == 0
+    assert len(built) == 1 and Resources.of_process().settings is built[0]

@@ -159,8 +159,8 @@ def test_fails_twice_then_succeeds_gives_exactly_one_success(migrated_engine, re
     assert deliver(migrated_engine, client, third + timedelta(days=2)) == []
 
     shown = webhooks.deliveries(migrated_engine, "acme")
-    assert [d["status_code"] for d in shown] == [200, 503, 500]
-    assert [d["error"] for d in shown] == [None, "HTTP 503: busy", "HTTP 500: down"]
+    assert [d.status_code for d in shown] == [200, 503, 500]
+    assert [d.error for d in shown] == [None, "HTTP 503: busy", "HTTP 500: down"]
     assert len({h["webhook-id"] for h, _ in receiver.got}) == 1 and len(receiver.got) == 3
 
 
@@ -284,7 +284,7 @@ def test_a_refused_destination_is_a_recorded_attempt_and_nothing_is_sent(migrate
     assert delivery.error == (
         "DestinationRefused: localhost resolves to 127.0.0.1, not a public address"
     )
-    assert webhooks.deliveries(migrated_engine, "acme")[0]["error"] == delivery.error
+    assert webhooks.deliveries(migrated_engine, "acme")[0].error == delivery.error
 
 
 def test_a_redirect_is_not_followed_and_counts_as_a_failure(migrated_engine, receiver_of, client):
