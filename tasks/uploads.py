@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from models.scoring import NamedModel
 from retainwise.adapters import aws
+from retainwise.uploads import halves
 from retainwise.uploads.output import ResultKeys, result_keys
 from retainwise.uploads.policy import ScoringPolicy
 from retainwise.uploads.scoring import (
@@ -50,9 +51,13 @@ class S3Sinks:
     s3: object
     bucket: str
     keys: Mapping[Output, str]
+    # False inside a small upload's one task run, whose own retries cover the write
+    write_as_task: bool = True
 
     @classmethod
-    def for_upload(cls, s3: object, bucket: str, keys: ResultKeys) -> S3Sinks:
+    def for_upload(
+        cls, s3: object, bucket: str, keys: ResultKeys, write_as_task: bool = True
+    ) -> S3Sinks:
         return cls(
             s3,
             bucket,
@@ -63,6 +68,7 @@ class S3Sinks:
                 Output.REPORT_HTML: keys.report_html,
                 Output.ACTIONS: keys.actions,
             },
+            write_as_task,
         )
 
     def location(self, output: Output) -> str | None:
@@ -75,7 +81,8 @@ class S3Sinks:
             if output in self.keys
         ]
         if objects:
-            write_objects(self.s3, self.bucket, objects)
+            write = write_objects if self.write_as_task else write_objects.fn
+            write(self.s3, self.bucket, objects)
 
     def open(self, output: Output) -> Stream:
         key = self.keys.get(output)
@@ -105,10 +112,12 @@ def score_s3_object(
     route: Route,
     history: CustomerHistory | None = None,
 ) -> ScoredObject:
-    """Read, validate, score, write: run once (a failed final write retries on its own)."""
+    """Read, validate, score, write: run once (a failed final write retries on its own). A large
+    whole file may be scored in two halves, the second in this process's warm helper."""
     if history is not None:
         history.start()
-    scored = score_object(source, model, policy, sinks, prediction_id, route, history)
+    helper = None if route.chunked else halves.helper_of_process()
+    scored = score_object(source, model, policy, sinks, prediction_id, route, history, helper)
     if history is not None and scored.report["error"] is not None:
         history.forget()
     return logged(scored, model, sinks)

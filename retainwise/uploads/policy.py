@@ -21,6 +21,8 @@ class ScoringPolicy:
     limits: Limits = field(default_factory=Limits)
     chunked_above_bytes: int = setting_default("chunked_above_bytes")  # larger: in chunks
     chunk_bytes: int = setting_default("chunk_bytes")  # about this many bytes per chunk
+    split_above_bytes: int = setting_default("split_above_bytes")  # larger: two halves at once
+    split_max_load: float = setting_default("split_max_load")  # busier cores: one piece
     max_rejected_share: float = setting_default("max_rejected_share")  # more rejected: FAILED
     reasons: bool = setting_default("top_reasons")  # results get a top_reasons column
     value_column: str | None = None  # the account's: the actions list ranks by value at risk
@@ -36,6 +38,8 @@ class ScoringPolicy:
             limits=Limits.from_settings(settings),
             chunked_above_bytes=settings.chunked_above_bytes,
             chunk_bytes=settings.chunk_bytes,
+            split_above_bytes=settings.split_above_bytes,
+            split_max_load=settings.split_max_load,
             max_rejected_share=settings.max_rejected_share,
             reasons=settings.top_reasons,
             drift_alert_psi=settings.drift_alert_psi,

@@ -32,6 +32,7 @@ from retainwise.uploads.reading import read_upload, refuse_binary, utf16_without
 from retainwise.uploads.report import ReportCounts, upload_counts
 from retainwise.uploads.tables import Limits, TextTable
 from retainwise.uploads.validation import (
+    DUPLICATE_REASON,
     ValidatedUpload,
     id_hashes,
     reject_rows,
@@ -280,7 +281,7 @@ def validate_piece(
         table.frame.reset_index(drop=True),
         positions[duplicate],
         numbers[positions[duplicate]],
-        [f"duplicate customer id; already scored from row {row}" for row in first_seen[duplicate]],
+        [DUPLICATE_REASON.format(row=row) for row in first_seen[duplicate]],
     )
     return drop_accepted(
         upload,

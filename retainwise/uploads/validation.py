@@ -47,6 +47,7 @@ GROUPING = "[\\s\u00a0\u202f']"
 REJECT_SAMPLE = 3
 TEXT = pd.StringDtype("pyarrow", na_value=np.nan)  # pandas 3's default `str`, Arrow-backed
 CAST_SAMPLE = 2000  # cells tried before casting a whole column, so a doomed cast fails cheaply
+DUPLICATE_REASON = "duplicate customer id; already scored from row {row}"  # halves.py parses it
 
 
 class ColumnQuality(TypedDict, total=False):
@@ -657,9 +658,7 @@ def add_duplicates(reasons: Reasons, ids: pd.Series, numbers: np.ndarray) -> Non
     reasons.add(
         duplicate,
         "duplicate id",
-        lambda pos: [
-            f"duplicate customer id; already scored from row {numbers[first_row[p]]}" for p in pos
-        ],
+        lambda pos: [DUPLICATE_REASON.format(row=numbers[first_row[p]]) for p in pos],
     )
 
 
