@@ -45,8 +45,14 @@ def test_a_run_is_claimed_once_and_runs_in_process_with_its_task_runs(served):
         assert worker.claim(client, scheduled) is False  # a second worker is turned away
         worker.execute(echo, scheduled)
         finished = client.read_flow_run(created.id)
-        task_runs = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[created.id]))
+        # task runs reach the API as events, recorded by the server after the run returns: on a
+        # loaded machine (CI, load 15) the first read found none
+        task_runs = wait_for(
+            lambda: client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[created.id]))
+            ),
+            30,
+            "the flow run's task run to be recorded",
         )
         assert worker.next_runs(client, served) == []
     assert finished.state.is_completed()
