@@ -31,6 +31,21 @@ def fresh_home(name: str) -> Path:
     return home
 
 
+def side_by_side(name: str) -> Path:
+    """A fresh RETAINWISE_HOME and free stack ports in this process's environment, so the stack
+    this benchmark starts runs beside any other; returns the home."""
+    home = fresh_home(name)
+    os.environ.update(
+        {
+            "RETAINWISE_HOME": str(home),
+            "RETAINWISE_STACK_AWS_PORT": str(free_port()),
+            "RETAINWISE_STACK_PREFECT_PORT": str(free_port()),
+            "RETAINWISE_STACK_API_PORT": str(free_port()),
+        }
+    )
+    return home
+
+
 def train_champion(settings) -> str:
     """Fit on the real Telco table, register and promote it; returns the version."""
     import pandas as pd

@@ -39,21 +39,21 @@ def compare(trained, rows: pd.DataFrame) -> dict:
     estimated = estimated_performance(p, profile.threshold)
     out = {"rows": len(y), "churn_rate": round(float(y.mean()), 4)}
     for name in FIGURES:
-        e = estimated[name]
+        e, actual = getattr(estimated, name), getattr(realised, name)
         out[name] = {
-            "realised": round(realised[name], 4),
-            "estimated": round(e["value"], 4),
-            "error": round(e["value"] - realised[name], 4),
-            "band": [round(e["low"], 4), round(e["high"], 4)],
-            "inside_band": bool(e["low"] <= realised[name] <= e["high"]),
+            "realised": round(actual, 4),
+            "estimated": round(e.value, 4),
+            "error": round(e.value - actual, 4),
+            "band": [round(e.low, 4), round(e.high, 4)],
+            "inside_band": bool(e.low <= actual <= e.high),
         }
-    e = estimated["churn_count"]
+    e = estimated.churn_count
     out["churn_count"] = {
         "realised": int(y.sum()),
-        "estimated": round(e["value"], 1),
-        "band": [round(e["low"], 1), round(e["high"], 1)],
+        "estimated": round(e.value, 1),
+        "band": [round(e.low, 1), round(e.high, 1)],
     }
-    out["calibration_error"] = round(realised["expected_calibration_error"], 4)
+    out["calibration_error"] = round(realised.expected_calibration_error, 4)
     return out
 
 

@@ -232,13 +232,9 @@ def run(
     from retainwise.config.settings import Settings
     from retainwise.local import stack
 
-    home = common.fresh_home("latency")
+    home = common.side_by_side("latency")
     os.environ.update(
         {
-            "RETAINWISE_HOME": str(home),
-            "RETAINWISE_STACK_AWS_PORT": str(common.free_port()),
-            "RETAINWISE_STACK_PREFECT_PORT": str(common.free_port()),
-            "RETAINWISE_STACK_API_PORT": str(common.free_port()),  # runs side by side
             "RETAINWISE_RUNNERS": str(runners),
             # the counting server imports `benchmarks`, which is not an installed package
             "PYTHONPATH": os.pathsep.join(

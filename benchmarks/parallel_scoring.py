@@ -14,6 +14,10 @@ Trains the Telco champion (compiled trees) in a private home, then, in this proc
   processes (spawned, the model loaded and one small piece scored before the clock starts).
   Probabilities of the halves are compared with the one-piece run (max difference); the wall,
   CPU seconds and stage seconds are medians.
+- `--halves-only --rows 100000,200000,400000`: the product's split (`halves.score_whole` with a
+  warm spawned helper: cut, the second half in the helper, merge) against `halves.one_piece`,
+  alternating, per size: wall, CPU of this process plus the helper's, busy seconds per stage,
+  validation's share of them, and whether results and rejects are the same bytes.
 The last line printed is one JSON object.
 """
 
@@ -27,6 +31,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -229,14 +234,84 @@ def _medians(values: list[dict]) -> dict:
     return out
 
 
+def helper_cpu() -> float:
+    """CPU seconds so far of this process's children (the scoring helper)."""
+    import psutil
+
+    return sum(sum(c.cpu_times()[:2]) for c in psutil.Process().children(recursive=True))
+
+
+def halves_against_one_piece(model, data: bytes, policy, repeats: int) -> dict:
+    """The product's split against one piece, alternating; CPU includes the helper's."""
+    from retainwise.uploads import halves
+
+    helper = halves.Helper()
+    try:
+        if not helper.ready(model, data[: halves.WARM_BYTES], policy):
+            helper.loading[(model.name, model.version)].result()
+        runs: dict[str, list[dict]] = {"one_piece": [], "halves": []}
+        same = True
+        for _ in range(repeats):
+            one, wall, cpu = timed(lambda: halves.one_piece(data, model, policy))
+            runs["one_piece"].append({"wall_s": wall, "cpu_s": cpu, "stages": one.seconds})
+            before = helper_cpu()
+            two, wall, cpu = timed(lambda: halves.score_whole(data, model, policy, helper))
+            cpu += helper_cpu() - before
+            runs["halves"].append({"wall_s": wall, "cpu_s": cpu, "stages": two.seconds})
+            same = (
+                same
+                and two.halves
+                and (two.results_csv, two.rejects_csv)
+                == (
+                    one.results_csv,
+                    one.rejects_csv,
+                )
+            )
+            common.log(json.dumps({k: v[-1] for k, v in runs.items()}, default=str))
+    finally:
+        helper.close()
+    out: dict = {name: _medians(values) for name, values in runs.items()}
+    for name in out:
+        stages = out[name]["stages_s"]
+        out[name]["validation_share_of_busy"] = round(
+            stages["validating"] / sum(stages.values()), 3
+        )
+    out["speedup"] = round(out["one_piece"]["wall_s"] / out["halves"]["wall_s"], 3)
+    out["cpu_ratio"] = round(out["halves"]["cpu_s"] / out["one_piece"]["cpu_s"], 3)
+    out["identical_files"] = same
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=400_000)
+    parser.add_argument("--rows", default="400000", help="rows (comma-separated: each size)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--halves-only", action="store_true")
     args = parser.parse_args(argv)
+    from retainwise.uploads.policy import ScoringPolicy
     from retainwise.uploads.reading import Limits
 
     model, settings, library = load_model()
+    if args.halves_only:
+        policy = replace(
+            ScoringPolicy.from_settings(settings), split_above_bytes=0, split_max_load=1e9
+        )
+        sizes = {
+            rows: halves_against_one_piece(model, ensure(rows).read_bytes(), policy, args.repeats)
+            for rows in map(int, args.rows.split(","))
+        }
+        print(
+            json.dumps(
+                {
+                    "benchmark": "parallel-scoring-halves",
+                    "cores": os.cpu_count(),
+                    "load_average": os.getloadavg(),
+                    "sizes": sizes,
+                }
+            )
+        )
+        return
+    args.rows = int(args.rows)
     data = ensure(args.rows).read_bytes()
     limits, share = Limits.from_settings(settings), settings.max_rejected_share
     result = {

@@ -3,29 +3,32 @@ and as a Parquet file (typed as Arrow infers them from the CSV, zstd, row groups
 each read -> validated -> scored -> written by `score_file` in this process, alternating; and
 the Parquet file as the CSV blocks the chunked path reads (`parquet.as_csv_source`), joined.
 
-Prints one JSON line last: seconds and rows/s per format (median of --repeats), the file sizes,
-and whether the probabilities are identical.
+Prints one JSON line last: wall and CPU seconds, rows/s and speed against the CSV (median of
+--repeats) per format, the file sizes, and whether the probabilities are identical.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
-import pandas as pd
-import pyarrow.csv as pa_csv
-import pyarrow.parquet as pq
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/x.py`
 
-from benchmarks.common import log, median
-from benchmarks.data import ensure, load_telco
-from models.training import train
-from retainwise.uploads import parquet
-from retainwise.uploads.files import LocalFile
-from retainwise.uploads.pipeline import score_file
-from retainwise.uploads.policy import ScoringPolicy
-from retainwise.uploads.reading import Limits
+import pandas as pd  # noqa: E402
+import pyarrow.csv as pa_csv  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+
+from benchmarks.common import log, median  # noqa: E402
+from benchmarks.data import ensure, load_telco  # noqa: E402
+from models.training import train  # noqa: E402
+from retainwise.uploads import parquet  # noqa: E402
+from retainwise.uploads.files import LocalFile  # noqa: E402
+from retainwise.uploads.pipeline import score_file  # noqa: E402
+from retainwise.uploads.policy import ScoringPolicy  # noqa: E402
+from retainwise.uploads.reading import Limits  # noqa: E402
 
 
 def parquet_of(csv_path: Path) -> Path:
@@ -54,18 +57,24 @@ def main(argv: list[str] | None = None) -> None:
     }
     score_file(b"".join(csv.splitlines(keepends=True)[:2001]), model, policy)  # warm-up
     seconds: dict[str, list[float]] = {name: [] for name in inputs}
+    cpu: dict[str, list[float]] = {name: [] for name in inputs}
     results: dict[str, pd.DataFrame] = {}
     for _ in range(args.repeats):
         for name, body in inputs.items():
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             scored = score_file(body(), model, policy)
             seconds[name].append(time.perf_counter() - started)
+            cpu[name].append(time.process_time() - cpu_started)
             results[name] = scored.results
-            log(f"{name}: {seconds[name][-1]:.1f} s")
+            log(f"{name}: {seconds[name][-1]:.1f} s, {cpu[name][-1]:.1f} CPU s")
+    csv_s = median(seconds["csv"])
     summary = {
         "rows": args.rows,
         "bytes": {"csv": len(csv), "parquet": len(data)},
         "seconds": {name: round(median(s), 2) for name, s in seconds.items()},
+        "cpu_seconds": {name: round(median(s), 2) for name, s in cpu.items()},
+        # the CSV of the same rows, measured in this run, is the baseline
+        "speed_vs_csv": {name: round(csv_s / median(s), 2) for name, s in seconds.items()},
         "rows_per_second": {name: round(args.rows / median(s)) for name, s in seconds.items()},
         "identical_probabilities": all(
             results["csv"]["churn_probability"].equals(r["churn_probability"])

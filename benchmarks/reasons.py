@@ -3,10 +3,13 @@ the `/customers` read latency on the storage adapter.
 
 `python benchmarks/reasons.py [--rows 100000 1000000] [--uploads 20] [--customers 100000]`
 prints one JSON line per figure, wall seconds beside CPU seconds (this process, all threads):
-- `reasons_cost_per_row`: exact contributions + reasons in words for 20,000 Telco rows;
-- `reasons_share_<rows>`: the chunked scoring path with the compiled Telco champion (read,
-  validate, score, write CSV, 60k-row chunks) with and without the actions list at the defaults
-  (every HIGH row and the first RETAINWISE_EXPLAIN_TOP_N explained). Target: <= 30% at 1M rows;
+- `reasons_cost_per_row`: exact contributions + reasons in words for 20,000 Telco rows (after
+  the per-tree tables are built, once per loaded model: `tables_build_cpu`);
+- `reasons_share_<rows>`: the chunked scoring path (`streaming.score_stream`: read, validate,
+  score, write CSV, default chunks and threads) with the compiled Telco champion, with and
+  without the actions list at the defaults (every HIGH row and the first
+  RETAINWISE_EXPLAIN_TOP_N explained; fed on the writer thread as in production, then merged and
+  written). Target: <= 30% more wall time at 1M rows;
 - `customer_scores_copy_100k` and `customers_read_p95`: on a throwaway PostgreSQL database,
   `--uploads` uploads of `--customers` customers stored with `record_scores`, then 300 reads of
   random customers with `customers.customer`. Target: p95 <= 200 ms.
@@ -21,6 +24,7 @@ import random
 import sys
 import tempfile
 import time
+import types
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -28,7 +32,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-CHUNK_ROWS = 60_000  # ~8 MiB of Telco CSV, the chunked path's default chunk
+CHUNK_ROWS = 60_000  # rows jittered at a time when the CSV is made
+BLOCK = 8 * 2**20  # bytes per block handed to the chunked path (as S3 gives them)
 
 
 def timed(action) -> tuple[object, float, float]:
@@ -56,8 +61,15 @@ def champion(directory: Path):
     trained = train(load_telco(), TARGET, ID)
     check = prepare_features(trained.evaluation.head(500), trained.profile.features)
     library = compile_trees(trained.pipeline, directory, check)
-    trained.scorer = CompiledModel(trained.pipeline, library) if library else trained.pipeline
-    return trained
+    scorer = CompiledModel(trained.pipeline, library) if library else trained.pipeline
+    return types.SimpleNamespace(
+        name="benchmark",
+        version="1",
+        kind=trained.kind,
+        pipeline=trained.pipeline,
+        profile=trained.profile,
+        scorer=scorer,
+    )
 
 
 def cost_per_row(trained, rows: int = 20_000) -> None:
@@ -67,12 +79,15 @@ def cost_per_row(trained, rows: int = 20_000) -> None:
 
     block = jittered_block(load_telco(), 0, rows, np.random.default_rng(19))
     X = prepare_features(block, trained.profile.features)
-    _, wall, cpu = timed(lambda: reasons_for(trained.pipeline, trained.profile)(X))
+    explainer = reasons_for(trained.pipeline, trained.profile)
+    _, build_wall, build_cpu = timed(lambda: explainer(X.head(1)))  # the tables, once per model
+    _, wall, cpu = timed(lambda: explainer(X))
     emit(
         figure="reasons_cost_per_row",
         rows=rows,
         us_per_row_wall=round(wall / rows * 1e6, 1),
         us_per_row_cpu=round(cpu / rows * 1e6, 1),
+        tables_build_cpu=round(build_cpu, 2),
         model=trained.kind,
     )
 
@@ -89,52 +104,49 @@ class Counted:
         return result
 
 
-def scoring_path(trained, chunks: list[bytes], actions: bool) -> tuple[float, float, Counted]:
-    """Wall and CPU seconds of the chunked path over `chunks`; the explainer's own count."""
-    from models.features import prepare_features
-    from models.reasons import reasons_for
-    from retainwise.config.settings import Settings
-    from retainwise.uploads.actions import ActionsBuilder
-    from retainwise.uploads.pipeline import score_file
-    from retainwise.uploads.reading import Limits
+def scoring_path(trained, data: bytes, actions: bool) -> tuple[float, float, Counted]:
+    """Wall and CPU seconds of the chunked path (`streaming.score_stream`, the default chunk
+    size and threads) over the CSV `data`; with `actions`, the upload's own ContactList is fed
+    each chunk (on the writer thread, as in production) and written at the end."""
+    from retainwise.uploads.contacts import ContactList
+    from retainwise.uploads.policy import ScoringPolicy
+    from retainwise.uploads.streaming import score_stream
 
-    top_n = Settings().explain_top_n
-    with tempfile.TemporaryDirectory() as spill:
-        explainer = Counted(reasons_for(trained.pipeline, trained.profile))
-        builder = ActionsBuilder(explainer, Path(spill), top_n)
+    policy = ScoringPolicy(max_rejected_share=0.5)
+    blocks = [data[i : i + BLOCK] for i in range(0, len(data), BLOCK)]
+    with ContactList(trained, policy, None) as contacts:
+        explainer = Counted(contacts.builder.explainer)
+        contacts.builder.explainer = explainer
 
         def run() -> int:
-            for data in chunks:
-                scored = score_file(data, trained, Limits(), 0.5)
-                if actions:
-                    accepted = scored.upload.accepted
-                    scored.results.index = accepted.index
-                    builder.add(
-                        scored.results, prepare_features(accepted, trained.profile.features)
-                    )
-            return builder.write_csv(io.BytesIO()) if actions else 0
+            after = contacts.add if actions else None
+            score_stream(iter(blocks), trained, policy, io.BytesIO(), io.BytesIO(), after)
+            return contacts.write_to(io.BytesIO()) if actions else 0
 
         written, wall, cpu = timed(run)
-    assert written == (sum(len(c.splitlines()) - 1 for c in chunks) if actions else 0)
+    assert written == (data.count(b"\n") - 1 if actions else 0)
     return wall, cpu, explainer
 
 
-def csv_chunks(rows: int) -> list[bytes]:
+def csv_data(rows: int) -> bytes:
+    """`rows` jittered Telco rows as one CSV (header once)."""
     from benchmarks.data import jittered_block, load_telco
 
     source, rng = load_telco(), np.random.default_rng(2024)
-    return [
-        jittered_block(source, start, min(CHUNK_ROWS, rows - start), rng)
-        .to_csv(index=False)
-        .encode()
+    parts = [
+        jittered_block(source, start, min(CHUNK_ROWS, rows - start), rng).to_csv(
+            index=False, header=start == 0
+        )
         for start in range(0, rows, CHUNK_ROWS)
     ]
+    return "".join(parts).encode()
 
 
 def share(trained, rows: int) -> None:
-    chunks = csv_chunks(rows)
-    plain_wall, plain_cpu, _ = scoring_path(trained, chunks, actions=False)
-    wall, cpu, explained = scoring_path(trained, chunks, actions=True)
+    data = csv_data(rows)
+    scoring_path(trained, csv_data(CHUNK_ROWS), actions=True)  # warm: compiled trees, imports
+    plain_wall, plain_cpu, _ = scoring_path(trained, data, actions=False)
+    wall, cpu, explained = scoring_path(trained, data, actions=True)
     emit(
         figure=f"reasons_share_{rows}",
         rows=rows,

@@ -1,8 +1,10 @@
 """`make bench`: throughput at 100k, 400k (whole-file path) and 1M rows (chunked path), the
-latency benchmark, then one table: each target, the measured figure, met or missed.
+latency benchmark, the reasons' share, Parquet against the CSV of the same rows at the largest
+row count, then one table: each target, the measured figure, met or missed.
 
     python benchmarks/run_all.py [--rows 100000,400000,1000000] [--repeats 5] [--uploads 50]
-                                 [--memory-rows 10000000]
+                                 [--memory-rows 10000000] [--skip-latency] [--skip-reasons]
+                                 [--skip-parquet]
 
 Each benchmark runs as its own process (it starts and stops its own servers); their JSON lines
 are kept under benchmarks/out/ and the table (markdown, for benchmarks/README.md) compares them
@@ -169,6 +171,16 @@ def latency_rows(latency: dict, scale: dict) -> list[tuple[str, str, str, str]]:
 def reasons_rows(result: dict) -> list[tuple[str, str, str, str]]:
     """Issue 19: the share reasons add to the scoring path, and /customers read latency."""
     rows = []
+    cost = result.get("reasons_cost_per_row")
+    if cost:
+        rows.append(
+            (
+                "exact reasons per explained row (tables + words)",
+                f"{cost['us_per_row_cpu']} us CPU ({cost['us_per_row_wall']} us wall)",
+                "",
+                "",
+            )
+        )
     for name, figure in sorted(result.items()):
         if name.startswith("reasons_share_"):
             share = figure["extra_share_wall"]
@@ -189,6 +201,28 @@ def reasons_rows(result: dict) -> list[tuple[str, str, str, str]]:
             ("/customers read p95 (adapter)", f"{p95} ms", f"<= {goal} ms", _met(p95 <= goal))
         )
     return rows or [("reasons", "failed: " + json.dumps(result)[:100], "", "missed")]
+
+
+def parquet_rows(result: dict) -> list[tuple[str, str, str, str]]:
+    """Issue 21: Parquet uploads against the CSV of the same rows, whole-file path."""
+    if "seconds" not in result:
+        return [("Parquet throughput", "failed: " + json.dumps(result)[:100], "", "missed")]
+    wall, cpu, speed = result["seconds"], result["cpu_seconds"], result["speed_vs_csv"]
+    sizes = result["bytes"]
+    measured = "; ".join(
+        f"{name} {wall[name]} s wall, {cpu[name]} CPU s, {result['rows_per_second'][name]:,} "
+        f"rows/s, {speed[name]:.2f}x CSV"
+        for name in wall
+    )
+    return [
+        (
+            f"{result['rows']:,} rows as Parquet ({sizes['parquet'] / 1e6:.1f} MB) vs CSV "
+            f"({sizes['csv'] / 1e6:.1f} MB)",
+            measured,
+            "identical probabilities",
+            _met(result["identical_probabilities"]),
+        )
+    ]
 
 
 def machine_scale(throughput: list[dict], latency: dict) -> dict[str, float | None]:
@@ -224,6 +258,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--memory-rows", default="", help="e.g. 10000000 (slow; 1 repeat)")
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--skip-reasons", action="store_true")
+    parser.add_argument("--skip-parquet", action="store_true")
     args = parser.parse_args(argv)
     throughput = [
         run("throughput.py", "--rows", rows, "--repeats", args.repeats)
@@ -237,7 +272,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     latency = {} if args.skip_latency else run("latency.py", "--uploads", args.uploads)
     reasons = {} if args.skip_reasons else run("reasons.py", "--rows", *args.rows.split(","))
-    results = {"throughput": throughput, "memory": memory, "latency": latency, "reasons": reasons}
+    most = str(max(int(r) for r in args.rows.split(",") if r))
+    parquet = {} if args.skip_parquet else run("parquet_throughput.py", "--rows", most)
+    results = {
+        "throughput": throughput,
+        "memory": memory,
+        "latency": latency,
+        "reasons": reasons,
+        "parquet": parquet,
+    }
     out = HERE / "out"
     out.mkdir(exist_ok=True)
     (out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(results, indent=2))
@@ -254,6 +297,7 @@ def main(argv: list[str] | None = None) -> None:
         f"CPU target x {scale['cpu']:.2f}\n"
     )
     rows += reasons_rows(reasons) if reasons else []
+    rows += parquet_rows(parquet) if parquet else []
     print(table(rows) + "\n")
     print(json.dumps(results))
 

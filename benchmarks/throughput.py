@@ -14,6 +14,11 @@ and Prefect server processes' CPU over the same span (the work they do for the r
 
 RETAINWISE_BENCH_PROFILE=/tmp/p.out profiles (cProfile) the project side's timed span.
 
+A whole file of at least RETAINWISE_SPLIT_ABOVE_BYTES is scored in two halves (uploads/halves.py)
+when the load allows (`--split-max-load`, default the setting's): the child first warms its helper
+process as a worker's earlier large upload would, and the helper's CPU seconds count in (b)'s.
+`--sides naive,expert,project,project_one_piece` adds (b) with the split turned off, same run.
+
 The last line printed is one JSON object.
 """
 
@@ -125,7 +130,7 @@ SCRIPTS = {"naive": naive_child, "expert": expert_child}
 
 
 # ---------------------------------------------------------------- (b) the project's path, a child
-def project_child(rows: int) -> dict:
+def project_child(rows: int, path: Path) -> dict:
     from flows.score_upload import score_upload
     from retainwise.adapters import db
     from retainwise.adapters import mlflow_registry as registry
@@ -133,8 +138,9 @@ def project_child(rows: int) -> dict:
     from retainwise.uploads.validation import _batch_definition
 
     env = Resources.from_env()
-    registry.load_champion(common.MODEL, env.settings)  # a warm worker has it cached
+    model = registry.load_champion(common.MODEL, env.settings)  # a warm worker has it cached
     _batch_definition()
+    helper = warm_helper(model, env.settings, path)
     prediction_id = db.create_prediction(
         env.engine, account="bench", model_name=common.MODEL, input_key=INPUT_KEY.format(rows=rows)
     )
@@ -142,11 +148,13 @@ def project_child(rows: int) -> dict:
     rss = RssTrace.start()  # RSS before the timed span (imports, model, GX) and its course
     profile_to = os.environ.get("RETAINWISE_BENCH_PROFILE")  # a cProfile file of the timed span
     profiler = __import__("cProfile").Profile() if profile_to else None
+    helper_cpu = helper_cpu_seconds()
     started, cpu = time.perf_counter(), common.cpu_seconds()
     if profiler:
         profiler.enable()
     state = score_upload(prediction_id, return_state=True)
     seconds, cpu = time.perf_counter() - started, common.cpu_seconds() - cpu
+    helper_cpu = helper_cpu_seconds() - helper_cpu
     rss.stop()
     if profiler:
         profiler.disable()
@@ -157,13 +165,47 @@ def project_child(rows: int) -> dict:
     stages = stage_log.seconds or task_seconds(state.state_details.flow_run_id)
     return {
         "seconds": seconds,
-        "cpu_s": cpu,
+        "cpu_s": cpu + helper_cpu,
+        "helper_cpu_s": round(helper_cpu, 3),
+        "helper_rss_mb": helper_rss_mb() if helper else None,
         "rows": row.rows_total,
         "rows_scored": row.rows_scored,
         "stages": stages,
         "rss_before_mb": round(rss.before_mb),
         "rss_course_mb": rss.course(),
     }
+
+
+def warm_helper(model, settings, path: Path) -> bool:
+    """Warm this process's scoring helper when the file is large enough to be split (a worker's
+    earlier large upload did it); True if warmed."""
+    from retainwise.uploads import halves
+    from retainwise.uploads.policy import ScoringPolicy
+
+    policy = ScoringPolicy.from_settings(settings)
+    if path.stat().st_size < policy.split_above_bytes or policy.is_large(path.stat().st_size):
+        return False
+    helper = halves.helper_of_process()
+    with path.open("rb") as handle:
+        head = handle.read(halves.WARM_BYTES)
+    if not helper.ready(model, head, policy):
+        helper.loading[(model.name, model.version)].result()
+    return True
+
+
+def helper_cpu_seconds() -> float:
+    """User + system CPU seconds so far of this process's child processes (the helper)."""
+    import psutil
+
+    return sum(sum(c.cpu_times()[:2]) for c in psutil.Process().children(recursive=True))
+
+
+def helper_rss_mb() -> int:
+    import psutil
+
+    return round(
+        sum(c.memory_info().rss for c in psutil.Process().children(recursive=True)) / 2**20
+    )
 
 
 class RssTrace:
@@ -242,7 +284,7 @@ def child_main(args: argparse.Namespace) -> None:
     if args.child in SCRIPTS:
         result = SCRIPTS[args.child](args.file, args.model_dir, args.out)
     else:
-        result = project_child(args.rows)
+        result = project_child(args.rows, Path(args.file))
     result["peak_rss_mb"] = common.peak_rss_mb()
     print(json.dumps(result))
 
@@ -256,7 +298,9 @@ def export_model(settings, target: Path) -> None:
 
     model = registry.load_champion(common.MODEL, settings)
     source = registry.client(settings).get_model_version_download_uri(common.MODEL, model.version)
-    mlflow.artifacts.download_artifacts(source, dst_path=str(target))
+    # MLflow puts the version's directory inside dst_path: move it to `target` itself
+    local = mlflow.artifacts.download_artifacts(source, dst_path=str(target.parent / "export"))
+    Path(local).rename(target)
     (target / "profile.json").write_text(json.dumps(model.profile.to_dict()))
 
 
@@ -347,9 +391,9 @@ def harness(args: argparse.Namespace) -> dict:
         sides = [side for side in SIDES if side in args.sides.split(",")]
         for repeat in range(args.repeats):
             for side in sides[repeat % len(sides) :] + sides[: repeat % len(sides)]:  # rotate
-                if side == "project":
+                if side.startswith("project"):
                     backend_cpu = common.tree_cpu_seconds(pids)
-                    result = run_child(side, args, env, [])
+                    result = run_child(side, args, side_env(side, args, env), script_args[:2])
                     if "cpu_s" in result:  # moto and Prefect worked for this run too
                         result["backend_cpu_s"] = common.tree_cpu_seconds(pids) - backend_cpu
                         result["cpu_s"] += result["backend_cpu_s"]
@@ -362,7 +406,16 @@ def harness(args: argparse.Namespace) -> dict:
     return summarise(args.rows, runs)
 
 
-SIDES = ["naive", "expert", "project"]
+SIDES = ["naive", "expert", "project", "project_one_piece"]
+
+
+def side_env(side: str, args: argparse.Namespace, env: dict[str, str]) -> dict[str, str]:
+    """The project side's settings: the split's load gate, or no split at all."""
+    if side == "project_one_piece":
+        return {**env, "RETAINWISE_SPLIT_ABOVE_BYTES": str(2**62)}
+    if args.split_max_load is not None:
+        return {**env, "RETAINWISE_SPLIT_MAX_LOAD": str(args.split_max_load)}
+    return env
 
 
 def summarise(rows: int, runs: dict[str, list[dict]]) -> dict:
@@ -383,6 +436,14 @@ def summarise(rows: int, runs: dict[str, list[dict]]) -> dict:
             "rows_per_s": round(rows / seconds),
             "cpu_s": round(common.median([r["cpu_s"] for r in good]), 2),
             "peak_rss_mb": round(max(r["peak_rss_mb"] for r in good)),
+            **(
+                {
+                    "helper_cpu_s": round(common.median([r["helper_cpu_s"] for r in good]), 2),
+                    "helper_rss_mb": max(r["helper_rss_mb"] or 0 for r in good),
+                }
+                if "helper_cpu_s" in good[0]
+                else {}
+            ),
         }
 
     result = {
@@ -399,6 +460,10 @@ def summarise(rows: int, runs: dict[str, list[dict]]) -> dict:
                 result[anchor]["median_s"] / project["median_s"], 3
             )
             result[f"cpu_ratio_vs_{anchor}"] = round(result[anchor]["cpu_s"] / project["cpu_s"], 3)
+    if "median_s" in result.get("project_one_piece", {}):
+        one = result["project_one_piece"]
+        result["ratio_halves_vs_one_piece"] = round(one["median_s"] / project["median_s"], 3)
+        result["cpu_ratio_halves_vs_one_piece"] = round(one["cpu_s"] / project["cpu_s"], 3)
     result["throughput_ratio_b_over_a"] = result.get("ratio_vs_naive")
     good = [r for r in runs["project"] if "seconds" in r]
     project["backend_cpu_s"] = round(common.median([r.get("backend_cpu_s", 0.0) for r in good]), 2)
@@ -425,7 +490,12 @@ def main(argv: list[str] | None = None) -> None:
         help="address-space cap per timed run (default 12)",
     )
     parser.add_argument(
-        "--sides", default=",".join(SIDES), help="comma-separated sides to run (default all three)"
+        "--sides", default="naive,expert,project", help="comma-separated sides to run"
+    )
+    parser.add_argument(
+        "--split-max-load",
+        type=float,
+        help="RETAINWISE_SPLIT_MAX_LOAD for the project side (e.g. 1000: split on a busy machine)",
     )
     parser.add_argument("--child", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--file", help=argparse.SUPPRESS)

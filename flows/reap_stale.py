@@ -4,7 +4,6 @@ old runs) or fails them; a run that is alive, however slow, is left alone."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from prefect import flow, get_run_logger
 
@@ -15,7 +14,7 @@ from tasks.reaper import sweep_stale
 @flow(name="reap-stale")
 def reap_stale(
     max_attempts: int = 3, stale_after_seconds: float | None = None, now: datetime | None = None
-) -> dict[str, Any]:
+) -> dict[str, list[str]]:
     """`now` (default: the clock) is when upload ages are measured from."""
     env = Resources.of_process()
     reaped = sweep_stale(env, max_attempts, stale_after_seconds, now)

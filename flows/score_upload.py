@@ -11,13 +11,13 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.client.schemas.objects import ConcurrencyLeaseHolder
 from prefect.concurrency.sync import concurrency
 
-from retainwise.adapters import aws
+from retainwise.adapters import accounts, aws
 from retainwise.adapters.db import Prediction, Status
 from retainwise.adapters.resources import Resources
 from retainwise.config.errors import CUSTOMER_ERRORS, UploadRejected
 from retainwise.uploads.output import result_keys
 from retainwise.uploads.policy import ScoringPolicy
-from retainwise.uploads.report import summary_markdown
+from retainwise.uploads.report import UploadReport, summary_markdown
 from tasks.history import CustomerHistory, record_explanations
 from tasks.monitoring import record_upload_figures
 from tasks.reaper import time_limit
@@ -59,7 +59,8 @@ def score_claimed(env: Resources, prediction: Prediction, run_id: str) -> dict[s
         source = aws.S3Object(env.s3, settings.bucket, prediction.input_key)
         keys = result_keys(prediction.account, prediction_id)
         sinks = S3Sinks.for_upload(env.s3, settings.bucket, keys)
-        policy = ScoringPolicy.from_settings(settings)
+        account = accounts.get_account(env.engine, prediction.account)
+        policy = ScoringPolicy.from_settings(settings).for_upload(account, prediction.carry_columns)
         route = check_upload(source, policy)
         with keep_claim(
             env.engine,
@@ -124,7 +125,7 @@ def score_claimed(env: Resources, prediction: Prediction, run_id: str) -> dict[s
     }
 
 
-def publish_summary(prediction_id: str, report: dict[str, Any], report_key: str) -> None:
+def publish_summary(prediction_id: str, report: UploadReport, report_key: str) -> None:
     """A markdown artifact on the run, so operators see the outcome in the Prefect UI."""
     create_markdown_artifact(
         summary_markdown(report, report_key),

@@ -7,13 +7,13 @@ only the challenger: promotion still goes through the gate.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from prefect import flow, get_run_logger
 
 from retainwise.adapters.resources import Resources
 from retainwise.modelops.pooling import ID_COLUMN, TARGET
-from retainwise.modelops.training import run_params, summarise
+from retainwise.modelops.training import TrainingSummary, run_params, summarise
 from tasks.monitoring import pool_labelled_outcomes
 from tasks.training import fit_model, load_training_table, register_model
 
@@ -30,7 +30,7 @@ def train_model(
     positive: str | None = None,
     allow_columns: list[str] | None = None,
     outcomes_of: str | None = None,
-) -> dict[str, Any]:
+) -> TrainingSummary:
     env = Resources.of_process()
     settings, logger = env.settings, get_run_logger()
     if outcomes_of:
@@ -57,7 +57,7 @@ def train_model(
         name,
         version,
         trained.kind,
-        summary["roc_auc"],
-        summary["brier"],
+        summary.roc_auc,
+        summary.brier,
     )
     return summary

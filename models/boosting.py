@@ -8,7 +8,7 @@ drops below 0.845); figures in benchmarks/README.md.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 from lightgbm import LGBMClassifier
@@ -32,9 +32,25 @@ class ChurnBooster(LGBMClassifier):
         return np.asarray(self.predict(X, pred_contrib=True, num_threads=THREADS), np.float64)
 
 
-def booster_params(categorical: list[int], seed: int) -> dict[str, Any]:
+class BoosterParams(TypedDict):
+    """ChurnBooster's keyword arguments (LightGBM's names)."""
+
+    learning_rate: float
+    n_estimators: int
+    num_leaves: int
+    min_child_samples: int
+    reg_lambda: float
+    random_state: int
+    deterministic: bool
+    force_row_wise: bool
+    n_jobs: int
+    verbose: int
+    categorical_column: NotRequired[list[int]]  # positions of the category columns
+
+
+def booster_params(categorical: list[int], seed: int) -> BoosterParams:
     """The same shape of model the HistGradientBoosting candidate had (200 trees of 8 leaves)."""
-    params: dict[str, Any] = {
+    params: BoosterParams = {
         "learning_rate": 0.05,
         "n_estimators": 200,
         "num_leaves": 8,

@@ -89,9 +89,15 @@ class CompiledModel:
             raise ValueError("only a calibrated boosted-trees pipeline can be compiled")
         self.sklearn = model
         self.columns = parts[0]
+        self.library = Path(library)
         self.threads = threads or max(1, min(2, os.cpu_count() or 1))
         self.predictor = tl2cgen.Predictor(str(library), nthread=self.threads)
         self.lock = threading.Lock()  # tl2cgen: "may be called by only one thread at a time"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as the model and the library's path (a helper process on this machine loads
+        the library again; the predictor and its lock cannot be pickled)."""
+        return (CompiledModel, (self.sklearn, self.library, self.threads))
 
     @property
     def classes_(self) -> np.ndarray:

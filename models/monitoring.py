@@ -10,11 +10,10 @@ still show by chance on this many customers.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 from scipy.stats import rankdata
 
 from models.evaluation import holdout_metrics, reliability_curve
@@ -28,40 +27,99 @@ MAX_DRAW_ROWS = 20_000  # bands on a fixed-seed sample of larger uploads (their 
 SEED = 15
 
 
+@dataclass(frozen=True)
+class TierRate:
+    """One risk tier's labelled rows and the share of them that churned (None: no rows)."""
+
+    rows: int
+    churn_rate: float | None
+
+    def to_json(self) -> dict[str, object]:
+        return {"rows": self.rows, "churn_rate": self.churn_rate}
+
+
+@dataclass(frozen=True)
+class Realised:
+    """Holdout figures on labelled production rows. With one class only the AUC figures are None
+    and the threshold figures, lift and reliability curve are absent (None, and not in JSON)."""
+
+    rows: int
+    churned: int
+    roc_auc: float | None
+    pr_auc: float | None
+    brier: float
+    threshold: float
+    expected_calibration_error: float
+    tiers: dict[str, TierRate]
+    reliability: dict[str, list[float]] | None = None
+    lift_top_decile: float | None = None
+    recall_at_threshold: float | None = None
+    precision_at_threshold: float | None = None
+
+    def to_json(self) -> dict[str, object]:
+        """The keys in the order the figures have always been printed and served."""
+        both = self.reliability is not None
+        return {
+            "rows": self.rows,
+            "churned": self.churned,
+            "roc_auc": self.roc_auc,
+            "pr_auc": self.pr_auc,
+            "brier": self.brier,
+            **(
+                {
+                    "lift_top_decile": self.lift_top_decile,
+                    "recall_at_threshold": self.recall_at_threshold,
+                    "precision_at_threshold": self.precision_at_threshold,
+                }
+                if both
+                else {}
+            ),
+            "threshold": self.threshold,
+            "reliability": self.reliability,
+            "expected_calibration_error": self.expected_calibration_error,
+            "tiers": {tier: rate.to_json() for tier, rate in self.tiers.items()},
+        }
+
+
 def tier_churn_rates(
     y: npt.ArrayLike, p: npt.ArrayLike, cutoffs: RiskCutoffs
-) -> dict[str, dict[str, float | None]]:
+) -> dict[str, TierRate]:
     """Observed churn rate and row count per risk tier (HIGH should churn >= 50% by definition)."""
     y, tiers = np.asarray(y, dtype=int), risk_tiers(np.asarray(p, dtype=float), cutoffs)
     return {
-        tier: {
-            "rows": int((tiers == tier).sum()),
-            "churn_rate": float(y[tiers == tier].mean()) if (tiers == tier).any() else None,
-        }
+        tier: TierRate(
+            int((tiers == tier).sum()),
+            float(y[tiers == tier].mean()) if (tiers == tier).any() else None,
+        )
         for tier in TIERS
     }
 
 
 def realised_performance(
     y: npt.ArrayLike, p: npt.ArrayLike, threshold: float, cutoffs: RiskCutoffs
-) -> dict[str, Any]:
+) -> Realised:
     """Holdout figures on labelled production rows; AUC figures are None with one class only."""
     y, p = np.asarray(y, dtype=int), np.asarray(p, dtype=float)
-    figures: dict[str, Any] = {"rows": int(len(y)), "churned": int(y.sum())}
-    if len(np.unique(y)) == 2:
-        figures.update(holdout_metrics(y, p, threshold))
-        figures["reliability"] = reliability_curve(y, p)
-    else:
-        figures.update(
-            roc_auc=None,
-            pr_auc=None,
-            brier=float(np.mean((p - y) ** 2)),
-            threshold=float(threshold),
-            reliability=None,
-        )
-    figures["expected_calibration_error"] = calibration_error(y, p)
-    figures["tiers"] = tier_churn_rates(y, p, cutoffs)
-    return figures
+    rows, churned = int(len(y)), int(y.sum())
+    error, tiers = calibration_error(y, p), tier_churn_rates(y, p, cutoffs)
+    if len(np.unique(y)) < 2:
+        brier = float(np.mean((p - y) ** 2))
+        return Realised(rows, churned, None, None, brier, float(threshold), error, tiers)
+    m = holdout_metrics(y, p, threshold)
+    return Realised(
+        rows,
+        churned,
+        m["roc_auc"],
+        m["pr_auc"],
+        m["brier"],
+        m["threshold"],
+        error,
+        tiers,
+        reliability_curve(y, p),
+        m["lift_top_decile"],
+        m["recall_at_threshold"],
+        m["precision_at_threshold"],
+    )
 
 
 def calibration_error(y: npt.ArrayLike, p: npt.ArrayLike, bins: int = 10) -> float:
@@ -93,9 +151,29 @@ def expected_roc_auc(p: npt.ArrayLike) -> float:
     return float(concordant / pairs) if pairs > 0 else float("nan")
 
 
+@dataclass(frozen=True)
+class Band:
+    """An expected figure and the 95% band a correct model still shows by chance."""
+
+    value: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The label-free estimate of one upload's performance (CBPE), each figure with its band."""
+
+    rows: int
+    roc_auc: Band
+    precision_at_threshold: Band
+    recall_at_threshold: Band
+    churn_count: Band
+
+
 def estimated_performance(
     p: npt.ArrayLike, threshold: float, draws: int = DRAWS, seed: int = SEED
-) -> dict[str, Any]:
+) -> Estimate:
     """Expected ROC AUC, precision and recall at the threshold and churn count, each with a
     95% band, from calibrated probabilities alone."""
     p = np.asarray(p, dtype=float)
@@ -125,13 +203,13 @@ def estimated_performance(
         simulated["precision_at_threshold"].append(hit.sum() / max((sample >= threshold).sum(), 1))
         simulated["recall_at_threshold"].append(hit.sum() / max(y.sum(), 1))
         simulated["churn_count"].append(y.sum() * scale)
-    figures: dict[str, Any] = {"rows": int(len(p))}
+    bands = {}
     for name, value in expected.items():
         spread = np.asarray(simulated[name], dtype=float)
         centred = spread - spread.mean() if spread.size else spread  # the band is the chance
         low, high = np.quantile(centred, [0.025, 0.975]) if spread.size else (np.nan, np.nan)
-        figures[name] = {"value": value, "low": float(value + low), "high": float(value + high)}
-    return figures
+        bands[name] = Band(value, float(value + low), float(value + high))
+    return Estimate(int(len(p)), **bands)
 
 
 SCORE_EDGES = np.linspace(0.0, 1.0, 11)  # tenths of the probability range
@@ -142,18 +220,3 @@ def score_shares(p: npt.ArrayLike) -> np.ndarray:
     counts = np.histogram(np.clip(np.asarray(p, dtype=float), 0.0, 1.0), bins=SCORE_EDGES)[0]
     shares: np.ndarray = counts / max(counts.sum(), 1)
     return shares
-
-
-def labelled_frame_figures(
-    rows: pd.DataFrame,
-    threshold: float,
-    cutoffs: RiskCutoffs,
-) -> dict[str, Any]:
-    """Realised beside estimated figures for labelled rows (churned, churn_probability)."""
-    p = rows["churn_probability"].to_numpy(dtype=float)
-    return {
-        "realised": realised_performance(
-            rows["churned"].to_numpy(dtype=int), p, threshold, cutoffs
-        ),
-        "estimated": estimated_performance(p, threshold),
-    }

@@ -34,24 +34,31 @@ def format_value(value: object) -> str:
 
 
 def reason_columns(explanation: Explanation, X: pd.DataFrame, top: int = TOP) -> pd.DataFrame:
-    """reason_1..reason_`top` per row of `X` (the prepared rows explained), largest first."""
-    matrix, names = explanation.contributions, explanation.features
+    """reason_1..reason_`top` per row of `X` (the prepared rows explained), largest first.
+
+    Vectorised: each distinct value is put in words once, and the texts are joined as object
+    arrays (a row-wise f-string cost more than the exact contributions)."""
+    matrix, names = explanation.contributions, np.asarray(explanation.features, dtype=object)
     picks = np.argsort(-matrix, axis=1, kind="stable")[:, :top]
-    values = X[names].to_numpy(dtype=object)
+    values = X[list(names)].to_numpy(dtype=object)
     rows = np.arange(len(X))
-    texts: dict[str, list[str]] = {}
+    texts: dict[str, np.ndarray] = {}
     for k, column in enumerate(REASON_COLUMNS[:top]):
-        chosen = picks[:, k] if k < picks.shape[1] else None
-        if chosen is None:
-            texts[column] = [""] * len(X)
+        if k >= picks.shape[1]:
+            texts[column] = np.full(len(X), "", dtype=object)
             continue
-        shares = matrix[rows, chosen]
-        cells = values[rows, chosen]
-        texts[column] = [
-            f"{names[j]} is {format_value(v)} ({s:+.2f})"
-            for j, v, s in zip(chosen.tolist(), cells.tolist(), shares.tolist(), strict=True)
-        ]
+        chosen = picks[:, k]
+        shares = [f" ({share:+.2f})" for share in matrix[rows, chosen].tolist()]
+        texts[column] = names[chosen] + " is " + in_words(values[rows, chosen]) + shares
     return pd.DataFrame(texts, index=X.index, dtype="object")
+
+
+def in_words(cells: np.ndarray) -> np.ndarray:
+    """format_value of every cell, computed once per distinct value."""
+    codes, distinct = pd.factorize(cells, use_na_sentinel=True)
+    words = np.asarray([format_value(v) for v in distinct] + ["missing"], dtype=object)
+    found: np.ndarray = words[codes]  # code -1 (a missing cell) takes the last word
+    return found
 
 
 def reasons_for(model: Any, profile: ModelProfile, keep: Keeper | None = None) -> ReasonsExplainer:

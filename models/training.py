@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -46,6 +46,13 @@ BOOSTED_PARAMS = booster_params([], SEED)
 UNLOGGED = {"random_state", "verbose", "n_jobs"}
 
 
+class Curves(TypedDict):
+    """ROC and reliability points on the test set (evaluation/curves.json in the run)."""
+
+    roc: dict[str, list[float]]  # fpr, tpr
+    reliability: dict[str, list[float]]  # predicted, observed
+
+
 class TrainingError(ValueError):
     """The table cannot train a model; the message says why in the data scientist's terms."""
 
@@ -59,10 +66,8 @@ class TrainedModel:
     evaluation: pd.DataFrame | None = None  # raw test rows + LABEL_COLUMN
     kind: str = "logistic_regression"
     candidates: dict[str, dict[str, float]] = field(default_factory=dict)
-    params: dict[str, Any] = field(default_factory=dict)
-    curves: dict[str, Any] = field(
-        default_factory=dict
-    )  # roc and reliability points on the test set
+    params: dict[str, str] = field(default_factory=dict)  # MLflow run params: text, as stored
+    curves: Curves = field(default_factory=lambda: Curves(roc={}, reliability={}))
 
     @property
     def excluded(self) -> dict[str, str]:
@@ -231,8 +236,9 @@ def compare_candidates(
         return candidates, scores[kind], kind, CANDIDATES[kind](profile).fit(X, y)
 
 
-def run_params(kind: str) -> dict[str, Any]:
-    return {
+def run_params(kind: str) -> dict[str, str]:
+    """How the run trained, as MLflow stores params (the text of each value)."""
+    params = {
         "model_kind": kind,
         "seed": SEED,
         "test_share": TEST_SHARE,
@@ -242,6 +248,7 @@ def run_params(kind: str) -> dict[str, Any]:
         "boosted_library": "lightgbm",
         **{f"boosted_{k}": v for k, v in BOOSTED_PARAMS.items() if k not in UNLOGGED},
     }
+    return {key: str(value) for key, value in params.items()}
 
 
 def train(
@@ -283,7 +290,7 @@ def train(
         n_features=float(len(features)),
         train_seconds=time.perf_counter() - started,
     )
-    curves = {"roc": roc_points(y_test, test_p), "reliability": reliability_curve(y_test, test_p)}
+    curves = Curves(roc=roc_points(y_test, test_p), reliability=reliability_curve(y_test, test_p))
     return TrainedModel(
         model,
         profile,

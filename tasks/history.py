@@ -1,13 +1,15 @@
 """Each customer over time, kept by the score-upload flow (adapters.customers).
 
 The previous completed upload's probabilities feed the actions list; this upload's scores are
-stored chunk by chunk as they are written, and its explanations once the upload is COMPLETED.
+stored chunk by chunk as they are written (dated, for now, when scoring began), then once the
+upload is COMPLETED they take its completed_at and its explanations are stored with it.
 A redelivered run drops what an earlier run of the same upload stored (`start`), so nothing is
 stored twice; a failed upload keeps no history (`forget`).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -31,7 +33,7 @@ class CustomerHistory:
     def for_upload(
         cls, engine: Engine, account: str, prediction_id: str, model, now: datetime | None = None
     ) -> CustomerHistory:
-        """`now` (when scoring began) stands for the upload's time in its customers' history."""
+        """`now` (when scoring began) stands for the upload's time until it is COMPLETED."""
         upload = UploadScored(
             account, prediction_id, model.name, str(model.version), now or datetime.now(UTC)
         )
@@ -57,7 +59,11 @@ class CustomerHistory:
         self.explanations.append((ids, explanation, X))
 
     def completed(self) -> int:
-        """Store the explanations kept while scoring; returns how many rows were stored."""
+        """Date the stored scores at the upload's completed_at and store the explanations kept
+        while scoring with that time; returns how many explanations were stored."""
+        moment = customers.date_upload(self.engine, self.upload.prediction_id)
+        if moment is not None:
+            self.upload = replace(self.upload, completed_at=moment)
         stored = sum(
             customers.record_explanations(self.engine, self.upload, ids, found, X)
             for ids, found, X in self.explanations
@@ -68,5 +74,6 @@ class CustomerHistory:
 
 @io_task("record-explanations")
 def record_explanations(history: CustomerHistory) -> int:
-    """After COMPLETED: a retried write (an upsert, so a retry stores nothing twice)."""
+    """After COMPLETED: the scores dated at completed_at and the explanations stored, retried
+    (an update and an upsert, so a retry stores nothing twice)."""
     return history.completed()

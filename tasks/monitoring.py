@@ -11,8 +11,9 @@ from prefect.cache_policies import NO_CACHE
 from retainwise.adapters import aws
 from retainwise.adapters import monitoring as monitoring_tables
 from retainwise.adapters.mlflow_registry import LoadedModel
+from retainwise.adapters.monitoring import UploadMetrics
 from retainwise.adapters.resources import Resources
-from retainwise.modelops.monitoring import upload_figures
+from retainwise.modelops.monitoring import ModelFigures, ScoredUpload, upload_figures
 from tasks.retry import IO_TASK, is_transient
 
 
@@ -21,7 +22,7 @@ from tasks.retry import IO_TASK, is_transient
 )
 def record_upload_figures(
     env, report: dict[str, Any], account: str, model: LoadedModel, results_key: str
-) -> dict[str, Any] | None:
+) -> UploadMetrics | None:
     """Score PSI, the label-free estimate and per-column drift, in upload_metrics/upload_drift.
 
     A database without those tables (not migrated yet) skips this with a warning: monitoring
@@ -36,13 +37,14 @@ def record_upload_figures(
         )
         return None
     probabilities = aws.csv_column(env.s3, env.settings.bucket, results_key, "churn_probability")
-    metrics, drift = upload_figures(report, probabilities, account, model.profile)
+    upload = ScoredUpload.from_report(report)  # the report as report.json holds it
+    metrics, drift = upload_figures(upload, probabilities, account, model.profile)
     monitoring_tables.record_upload(env.engine, metrics, drift)
     return metrics
 
 
 @task(name="monitor-figures", cache_policy=NO_CACHE, retry_condition_fn=is_transient, **IO_TASK)
-def monitor_figures(env: Resources, name: str, account: str | None) -> dict[str, Any]:
+def monitor_figures(env: Resources, name: str, account: str | None) -> ModelFigures:
     from retainwise.modelops.monitoring import model_figures
 
     return model_figures(env.engine, env.settings, name, account)

@@ -12,7 +12,7 @@ I/O inside them is.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import TypedDict
 
 import botocore.exceptions as boto
 import botocore.retries.standard as botocore_retries
@@ -24,7 +24,16 @@ from prefect.cache_policies import NO_CACHE
 
 from retainwise.config.errors import NoChampion, PermanentError, UploadRejected
 
-IO_TASK: dict[str, Any] = dict(retries=3, retry_delay_seconds=[1, 2, 4], retry_jitter_factor=0.5)
+
+class RetryOptions(TypedDict):
+    """The retry arguments of Prefect's @task that every I/O task shares."""
+
+    retries: int
+    retry_delay_seconds: list[float]
+    retry_jitter_factor: float
+
+
+IO_TASK = RetryOptions(retries=3, retry_delay_seconds=[1, 2, 4], retry_jitter_factor=0.5)
 NETWORK = (
     ConnectionError,
     TimeoutError,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 from prefect import task
@@ -37,7 +36,7 @@ def register_model(
     trained: TrainedModel,
     name: str,
     settings: Settings,
-    params: dict[str, Any],
+    params: dict[str, str],
     source: str | None = None,
 ) -> str:
     return registry.register(trained, name, settings, params, source)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from models.scoring import NamedModel
 from retainwise.adapters import aws
+from retainwise.uploads import halves
 from retainwise.uploads.output import ResultKeys, result_keys
 from retainwise.uploads.policy import ScoringPolicy
 from retainwise.uploads.scoring import (
@@ -105,10 +106,12 @@ def score_s3_object(
     route: Route,
     history: CustomerHistory | None = None,
 ) -> ScoredObject:
-    """Read, validate, score, write: run once (a failed final write retries on its own)."""
+    """Read, validate, score, write: run once (a failed final write retries on its own). A large
+    whole file may be scored in two halves, the second in this process's warm helper."""
     if history is not None:
         history.start()
-    scored = score_object(source, model, policy, sinks, prediction_id, route, history)
+    helper = None if route.chunked else halves.helper_of_process()
+    scored = score_object(source, model, policy, sinks, prediction_id, route, history, helper)
     if history is not None and scored.report["error"] is not None:
         history.forget()
     return logged(scored, model, sinks)

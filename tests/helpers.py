@@ -93,7 +93,7 @@ def monitored_upload(
 
     from models.scoring import risk_tiers
     from retainwise.adapters import monitoring, outcomes
-    from retainwise.modelops.monitoring import upload_figures
+    from retainwise.modelops.monitoring import ScoredUpload, upload_figures
 
     prediction_id = db.create_prediction(
         engine, account=account, model_name=model, input_key=f"uploads/{account}/in"
@@ -122,7 +122,8 @@ def monitored_upload(
         "unknown_categories": {},
         "columns": {name: {"psi": psi} for name, psi in column_psi.items()},
     }
-    monitoring.record_upload(engine, *upload_figures(report, p, account, profile))
+    upload = ScoredUpload.from_report(report)
+    monitoring.record_upload(engine, *upload_figures(upload, p, account, profile))
     if churned is not None:
         ids = [f"c{i}" for i in range(len(p))]
         outcomes.replace_outcomes(

@@ -2,6 +2,7 @@
 
 Context (`-c name=value`, or cdk.json): imageTag (the flow image in ECR `retainwise`; the deploy
 workflow passes the commit SHA), prefectApiUrl, certificateArn (ACM, for the ALB's HTTPS),
+publicUrl (the API's https:// address, the certificate's host name: webhook events link to it),
 maxRunners (default 4), region (default: CDK_DEFAULT_REGION).
 """
 
@@ -16,6 +17,9 @@ from deployments.cdk.outputs import STACK_NAME
 from deployments.cdk.services import Release
 from deployments.cdk.stack import RetainWiseStack
 
+# what `build` cannot do without; the deploy workflow passes each (tests/deployments check it)
+REQUIRED_CONTEXT = ("imageTag", "prefectApiUrl", "certificateArn", "publicUrl")
+
 
 def build(app: cdk.App) -> RetainWiseStack:
     """The stack from the app's context; a missing required value is named."""
@@ -26,10 +30,16 @@ def build(app: cdk.App) -> RetainWiseStack:
             raise SystemExit(f"cdk context `{name}` is required: cdk deploy -c {name}=...")
         return str(value)
 
+    image_tag, prefect_api_url, certificate_arn, public_url = map(need, REQUIRED_CONTEXT)
+    if not public_url.startswith("https://"):
+        raise SystemExit(
+            f"cdk context `publicUrl` must be the API's https:// address: {public_url}"
+        )
     release = Release(
-        image_tag=need("imageTag"),
-        prefect_api_url=need("prefectApiUrl"),
-        certificate_arn=need("certificateArn"),
+        image_tag=image_tag,
+        prefect_api_url=prefect_api_url,
+        certificate_arn=certificate_arn,
+        public_url=public_url.rstrip("/"),
         max_runners=int(app.node.try_get_context("maxRunners") or 4),
     )
     region = app.node.try_get_context("region") or os.environ.get("CDK_DEFAULT_REGION")

@@ -55,6 +55,14 @@ def accepted_findings(stack) -> list[tuple[object, str, str, list | None]]:
             None,
         ),
         (
+            stack.webhook_key,
+            "AwsSolutions-SMG4",
+            "The Fernet key the webhook signing secrets are stored under; a scheduled rotation "
+            "would replace it and leave every stored secret unreadable. Rotated by hand: put "
+            "`NEW,OLD` (the first encrypts, all decrypt) and deploy (deployments/README.md).",
+            None,
+        ),
+        (
             database,
             "AwsSolutions-RDS11",
             "The instance is in isolated subnets, reachable only from the task security groups; a "
@@ -108,8 +116,8 @@ def accepted_findings(stack) -> list[tuple[object, str, str, list | None]]:
                 definition,
                 "AwsSolutions-ECS2",
                 "Only non-secret configuration (names, region, URLs without credentials) "
-                "is environment; the database secret and the Prefect key come through "
-                "`secrets`.",
+                "is environment; the database secret, the Prefect key, the session secret and "
+                "the webhook key come through `secrets`.",
                 None,
             )
         )

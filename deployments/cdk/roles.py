@@ -21,8 +21,8 @@ MULTIPART_WRITE = ["s3:PutObject", "s3:AbortMultipartUpload"]
 
 
 class JobRoles(Construct):
-    """`scoring`, `runner`, `training`, `monitor`, `migrate`, `trigger`, `api`, `worker` task roles
-    (reap-stale runs in the runner, under its role)."""
+    """`scoring`, `runner`, `training`, `monitor`, `migrate`, `trigger`, `api`, `worker`,
+    `webhooks` task roles (reap-stale runs in the runner, under its role)."""
 
     def __init__(
         self,
@@ -101,6 +101,10 @@ class JobRoles(Construct):
         # the prefect-aws worker starts flow tasks; PassRole is added per job role it may hand on
         self.worker = self._role("EcsWorker", "the prefect-aws ECS worker")
 
+        # the webhook deliverer reads the outbox and POSTs to customers' URLs: the database and
+        # the internet only, so no AWS permission at all (its secrets come through ECS)
+        self.webhooks = self._role("Webhooks", "the webhook deliverer")
+
     def _role(self, id: str, job: str) -> iam.Role:
         return iam.Role(self, id, assumed_by=TASKS, description=f"RetainWise task role: {job}")
 
@@ -139,4 +143,5 @@ class JobRoles(Construct):
             "trigger": self.trigger,
             "api": self.api,
             "worker": self.worker,
+            "webhooks": self.webhooks,
         }

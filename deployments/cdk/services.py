@@ -1,9 +1,12 @@
-"""The ECS cluster and its long-running services: trigger, warm runners, ECS worker, API behind TLS.
+"""The ECS cluster and its long-running services: trigger, warm runners, ECS worker, API behind TLS,
+webhook deliverer.
 
 Every container gets its configuration as plain environment and its secrets (the app user's RDS
 secret, the Prefect API key) through the task definition's `secrets`, which its own execution
 role may read. No service gets the database owner's secret: only the migrate flow task does. The
-API gets its own: its database login and the session secret, and no Prefect key.
+API gets its own: its database login, the session secret and the webhook key, and no Prefect key.
+The deliverer gets the app user's login and the webhook key, and may only reach the database and
+HTTPS.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from dataclasses import dataclass
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecs as ecs
@@ -24,11 +28,13 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from deployments.cdk.roles import JobRoles
 from retainwise.adapters import scaling
+from retainwise.runtime import webhooks as deliverer
 
 ECS_WORK_POOL = "ecs"
 API_PORT = 8000
@@ -43,13 +49,14 @@ class Release:
     image_tag: str
     prefect_api_url: str
     certificate_arn: str
+    public_url: str = ""  # the API's https:// address, for the links in webhook events
     max_runners: int = 4
     backlog_per_runner: int = 5  # queued uploads one warm runner is expected to absorb
     waiting_runs_per_runner: int = 5  # late or scheduled score-upload runs per runner
 
 
 class Services(Construct):
-    """The cluster, the log groups and the four services."""
+    """The cluster, the log groups and the five services."""
 
     def __init__(
         self,
@@ -62,6 +69,8 @@ class Services(Construct):
         environment: dict[str, str],
         secrets: dict[str, ecs.Secret],
         api_secrets: dict[str, ecs.Secret],
+        webhook_secrets: dict[str, ecs.Secret],
+        alarms: sns.ITopic,
         queue: sqs.IQueue,
         database: ec2.IConnectable,
         migrate_secrets: list[secretsmanager.ISecret],
@@ -104,12 +113,14 @@ class Services(Construct):
             secrets={"PREFECT_API_KEY": secrets["PREFECT_API_KEY"]},
         )
         self.api = self._api(access_logs)
-        for service in (self.trigger, self.runner, self.api.service):
+        self.webhooks = self._webhooks(vpc, webhook_secrets)
+        for service in (self.trigger, self.runner, self.api.service, self.webhooks):
             database.connections.allow_default_port_from(service)
         database.connections.allow_default_port_from(self.flow_tasks_security_group)
 
         self._scale_runners(queue)
         self._let_worker_start_flow_tasks()
+        self.webhooks_given_up = self._alarm_on_webhooks_given_up(alarms)
 
     def _log_group(self, id: str, name: str) -> logs.LogGroup:
         return logs.LogGroup(
@@ -158,6 +169,7 @@ class Services(Construct):
         memory: int = 1024,
         extra_environment: dict[str, str] | None = None,
         secrets: dict[str, ecs.Secret] | None = None,
+        security_groups: list[ec2.ISecurityGroup] | None = None,
     ) -> ecs.FargateService:
         definition = self._task_definition(
             id,
@@ -177,7 +189,60 @@ class Services(Construct):
             min_healthy_percent=100,
             circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
             vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+            security_groups=security_groups,
         )
+
+    def _webhooks(self, vpc: ec2.IVpc, secrets: dict[str, ecs.Secret]) -> ecs.FargateService:
+        """The deliverer: one task (a second, as during a deploy, is safe: each event is claimed
+        by one), no inbound port, out only to HTTPS (receivers; ECR, Secrets Manager and logs
+        through the NAT) and, added with the database's ingress, PostgreSQL."""
+        group = ec2.SecurityGroup(
+            self,
+            "WebhooksSecurityGroup",
+            vpc=vpc,
+            description="the webhook deliverer: HTTPS out, PostgreSQL, nothing in",
+            allow_all_outbound=False,
+        )
+        group.add_egress_rule(
+            ec2.Peer.any_ipv4(),
+            ec2.Port.tcp(deliverer.HTTPS_PORT),
+            "HTTPS: webhook receivers, and ECR, Secrets Manager and CloudWatch Logs",
+        )
+        return self._service(
+            "Webhooks",
+            self.roles.webhooks,
+            ["python", "-m", deliverer.__name__],
+            cpu=256,
+            memory=512,
+            extra_environment={"RETAINWISE_PUBLIC_URL": self.release.public_url},
+            secrets=secrets,
+            security_groups=[group],
+        )
+
+    def _alarm_on_webhooks_given_up(self, alarms: sns.ITopic) -> cloudwatch.Alarm:
+        """The deliverer logs GIVEN_UP when an event's last attempt fails (~16 h of retries);
+        a metric filter counts those lines and any one alarms."""
+        given_up = self.service_logs.add_metric_filter(
+            "WebhooksGivenUp",
+            filter_pattern=logs.FilterPattern.literal(f'"{deliverer.GIVEN_UP}"'),
+            metric_namespace=scaling.NAMESPACE,
+            metric_name="WebhookEventsGivenUp",
+            metric_value="1",
+        )
+        alarm = cloudwatch.Alarm(
+            self,
+            "WebhookEventsGivenUp",
+            alarm_description="A webhook event failed every attempt for ~16 hours and was given "
+            "up: the service log (/retainwise/services, stream webhooks/) names the event and "
+            "account; `retainwise account webhook show NAME` lists its attempts and errors.",
+            metric=given_up.metric(statistic="Sum", period=Duration.minutes(5)),
+            threshold=0,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        alarm.add_alarm_action(cloudwatch_actions.SnsAction(alarms))
+        return alarm
 
     def _api(self, access_logs: s3.IBucket) -> ecs_patterns.ApplicationLoadBalancedFargateService:
         """The API and web app on HTTPS (HTTP redirects), the ALB logging to the access-log

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import string
+
 from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_secretsmanager as secretsmanager
@@ -18,6 +20,10 @@ MAX_RECEIVE_COUNT = Settings.model_fields["max_receive_count"].default
 RETENTION_DAYS = 30  # uploads and results
 # container settings prefect.yaml writes itself (or leaves to the default) rather than reading
 NOT_IN_PREFECT_YAML = {"RETAINWISE_ENV", "RETAINWISE_MAX_RECEIVE_COUNT"}
+# a Fernet key is 32 bytes in url-safe base64: 43 characters of A-Z a-z 0-9 - _ and a `=` the
+# generator cannot place last, which the code adds back (adapters.webhooks._fernet)
+FERNET_KEY_CHARACTERS = 43
+NOT_BASE64URL = "".join(c for c in string.punctuation if c not in "-_")
 
 
 class RetainWiseStack(Stack):
@@ -42,6 +48,18 @@ class RetainWiseStack(Stack):
             description="RETAINWISE_SESSION_SECRET: signs the web app's session cookies",
             generate_secret_string=secretsmanager.SecretStringGenerator(
                 password_length=64, exclude_punctuation=True
+            ),
+        )
+        # encrypts the webhook signing secrets in the database: the API (webhook set) and the
+        # deliverer hold it, nothing else; kept across deploys (rotation: deployments/README.md)
+        self.webhook_key = secretsmanager.Secret(
+            self,
+            "WebhookKey",
+            description="RETAINWISE_WEBHOOK_KEY: the Fernet key encrypting webhook signing secrets",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                password_length=FERNET_KEY_CHARACTERS,
+                exclude_characters=NOT_BASE64URL,
+                require_each_included_type=False,  # every character uniform over the 64
             ),
         )
         self.roles = JobRoles(
@@ -74,9 +92,16 @@ class RetainWiseStack(Stack):
         }
         # the API creates no flow run, so it holds no Prefect key; it signs customers in with a
         # database login of its own (the only one, with migrate's, that may touch api_keys)
+        webhook_key = ecs.Secret.from_secrets_manager(self.webhook_key)
         self.api_secrets = {
             "RETAINWISE_DATABASE_SECRET": ecs.Secret.from_secrets_manager(database.api_login),
             "RETAINWISE_SESSION_SECRET": ecs.Secret.from_secrets_manager(self.session_secret),
+            "RETAINWISE_WEBHOOK_KEY": webhook_key,  # `webhook set` encrypts the new secret
+        }
+        # the deliverer talks to the database and customers' URLs only: no Prefect key
+        self.webhook_secrets = {
+            "RETAINWISE_DATABASE_SECRET": self.secrets["RETAINWISE_DATABASE_SECRET"],
+            "RETAINWISE_WEBHOOK_KEY": webhook_key,
         }
         self.services = Services(
             self,
@@ -87,6 +112,8 @@ class RetainWiseStack(Stack):
             environment=self.container_environment,
             secrets=self.secrets,
             api_secrets=self.api_secrets,
+            webhook_secrets=self.webhook_secrets,
+            alarms=uploads.alarms,
             queue=uploads.queue,
             database=database.instance,
             migrate_secrets=[database.secret, database.api_login],

@@ -19,7 +19,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, RowMapping
 
-from retainwise.adapters.db import metadata, utcnow
+from retainwise.adapters.db import (
+    CarryRefused,
+    carry_names,
+    join_names,
+    metadata,
+    split_names,
+    utcnow,
+)
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 KEY_PREFIX = "rw"
@@ -36,6 +43,10 @@ accounts = sa.Table(
     sa.Column("disabled_at", sa.DateTime(timezone=True)),
     sa.Column("allowed_models", sa.String(1024), nullable=False, server_default="churn"),
     sa.Column("max_active_uploads", sa.Integer),
+    # the input column that weighs a customer (actions rank by probability x value when set)
+    sa.Column("value_column", sa.String(255)),
+    # input columns copied into every upload's results beside the seed's four (comma-separated)
+    sa.Column("carry_columns", sa.String(2048)),
 )
 
 api_keys = sa.Table(
@@ -60,16 +71,19 @@ class Account:
     disabled_at: datetime | None
     models: tuple[str, ...]
     max_active_uploads: int | None
+    value_column: str | None = None
+    carry_columns: tuple[str, ...] = ()
 
     @classmethod
     def from_row(cls, row: RowMapping) -> Account:
-        models = [m.strip() for m in (row["allowed_models"] or "").split(",") if m.strip()]
         return cls(
             name=row["name"],
             created_at=row["created_at"],
             disabled_at=row["disabled_at"],
-            models=tuple(models),
+            models=split_names(row["allowed_models"]),
             max_active_uploads=row["max_active_uploads"],
+            value_column=row["value_column"],
+            carry_columns=split_names(row["carry_columns"]),
         )
 
     def default_model(self, fallback: str) -> str:
@@ -84,6 +98,8 @@ class Account:
             "disabled_at": self.disabled_at,
             "allowed_models": ",".join(self.models),
             "max_active_uploads": self.max_active_uploads,
+            "value_column": self.value_column,
+            "carry_columns": join_names(self.carry_columns),
         }
 
 
@@ -145,6 +161,30 @@ def list_accounts(engine: Engine) -> list[Account]:
     with engine.connect() as conn:
         rows = conn.execute(sa.select(accounts).order_by(accounts.c.name)).mappings()
         return [Account.from_row(r) for r in rows]
+
+
+def set_columns(
+    engine: Engine,
+    name: str,
+    value_column: str | None = None,
+    carry_columns: tuple[str, ...] | None = None,
+) -> Account:
+    """Name the value column and/or the carried columns; "" or () clears one, None keeps it."""
+    changes: dict[str, str | None] = {}
+    if value_column is not None:
+        changes["value_column"] = value_column.strip() or None
+    if carry_columns is not None:
+        try:
+            changes["carry_columns"] = join_names(carry_names(carry_columns))
+        except CarryRefused as exc:
+            raise AccountError(str(exc)) from None
+    with engine.begin() as conn:
+        if changes:
+            conn.execute(accounts.update().where(accounts.c.name == name).values(changes))
+    account = get_account(engine, name)
+    if account is None:
+        raise AccountError(f"no account named {name}")
+    return account
 
 
 def disable_account(engine: Engine, name: str, now: datetime | None = None) -> bool:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TypedDict
 
 import boto3
 from boto3.s3.transfer import TransferConfig
@@ -46,23 +46,110 @@ def client(service: str, settings: Settings) -> Any:
     )
 
 
-def upload_message(prediction_id: str, account: str, model: str, attempt: int | None = None) -> str:
-    """The body of an upload message; `attempt` is set when the reaper sends it again."""
-    body: dict[str, Any] = {"prediction_id": prediction_id, "account": account, "model": model}
-    if attempt is not None:
-        body["attempt"] = attempt
-    return json.dumps(body)
+@dataclass(frozen=True)
+class UploadMessage:
+    """What an upload message says; `attempt` is set when the reaper sends it again."""
+
+    prediction_id: str
+    account: str | None = None
+    model: str | None = None
+    attempt: int | None = None
+
+    def to_json(self) -> str:
+        body: dict[str, str | int | None] = {
+            "prediction_id": self.prediction_id,
+            "account": self.account,
+            "model": self.model,
+        }
+        if self.attempt is not None:
+            body["attempt"] = self.attempt
+        return json.dumps(body)
+
+    @classmethod
+    def from_json(cls, body: str) -> UploadMessage | None:
+        """The message, or None if it is not one (left for the DLQ): only the prediction id is
+        required, the rest is read where it has the right type."""
+        try:
+            payload = json.loads(body)
+        except json.JSONDecodeError:
+            return None
+        if not isinstance(payload, dict) or not isinstance(payload.get("prediction_id"), str):
+            return None
+        account, model, attempt = (payload.get(k) for k in ("account", "model", "attempt"))
+        return cls(
+            payload["prediction_id"],
+            account if isinstance(account, str) else None,
+            model if isinstance(model, str) else None,
+            attempt if isinstance(attempt, int) else None,
+        )
 
 
-def parse_upload_message(body: str) -> dict[str, Any] | None:
-    """The fields of an upload message, or None if it is not one (left for the DLQ)."""
-    try:
-        payload = json.loads(body)
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(payload, dict) or not isinstance(payload.get("prediction_id"), str):
-        return None
-    return payload
+@dataclass(frozen=True)
+class QueueMessage:
+    """A received SQS message: what the trigger and the DLQ tools read of it."""
+
+    message_id: str
+    receipt_handle: str
+    body: str
+    receive_count: int = 0
+    sent_timestamp: str | None = None
+
+    @classmethod
+    def from_sqs(cls, raw: dict[str, Any]) -> QueueMessage:
+        """From one entry of receive_message's `Messages` (the JSON edge)."""
+        attributes = raw.get("Attributes", {})
+        return cls(
+            message_id=raw["MessageId"],
+            receipt_handle=raw["ReceiptHandle"],
+            body=raw.get("Body", ""),
+            receive_count=int(attributes.get("ApproximateReceiveCount", 0)),
+            sent_timestamp=attributes.get("SentTimestamp"),
+        )
+
+    def upload(self) -> UploadMessage | None:
+        return UploadMessage.from_json(self.body)
+
+    @property
+    def prediction_id(self) -> str | None:
+        upload = self.upload()
+        return upload.prediction_id if upload else None
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """What `retainwise dlq list` shows of a message in the DLQ."""
+
+    message_id: str
+    prediction_id: str | None  # None when the body is no upload message
+    receive_count: int
+    sent_timestamp: str | None
+    body: str  # its first 500 characters
+
+    @classmethod
+    def of(cls, message: QueueMessage) -> DeadLetter:
+        return cls(
+            message.message_id,
+            message.prediction_id,
+            message.receive_count,
+            message.sent_timestamp,
+            message.body[:500],
+        )
+
+    def to_json(self) -> dict[str, str | int | None]:
+        return {
+            "message_id": self.message_id,
+            "prediction_id": self.prediction_id,
+            "receive_count": self.receive_count,
+            "sent_timestamp": self.sent_timestamp,
+            "body": self.body,
+        }
+
+
+class CompletedPart(TypedDict):
+    """One part of a multipart upload as complete_multipart_upload takes it (S3's JSON)."""
+
+    PartNumber: int
+    ETag: str
 
 
 @dataclass(frozen=True)
@@ -75,18 +162,17 @@ class Queue:
 
     def send(self, prediction_id: str, account: str, model: str, attempt: int | None = None) -> str:
         """Queue an upload for scoring; returns the SQS message id."""
-        body = upload_message(prediction_id, account, model, attempt)
+        body = UploadMessage(prediction_id, account, model, attempt).to_json()
         return str(self.sqs.send_message(QueueUrl=self.url, MessageBody=body)["MessageId"])
 
-    def receive(self, wait_seconds: int = 1, max_messages: int = 10) -> list[dict[str, Any]]:
+    def receive(self, wait_seconds: int = 1, max_messages: int = 10) -> list[QueueMessage]:
         response = self.sqs.receive_message(
             QueueUrl=self.url,
             WaitTimeSeconds=wait_seconds,
             MaxNumberOfMessages=max_messages,
             MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
         )
-        messages: list[dict[str, Any]] = response.get("Messages", [])
-        return messages
+        return [QueueMessage.from_sqs(m) for m in response.get("Messages", [])]
 
     def delete(self, receipt_handle: str) -> None:
         self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=receipt_handle)
@@ -230,51 +316,40 @@ def upload_file(
     )
 
 
-def _take_dead_letters(queue: Queue, max_messages: int) -> list[dict[str, Any]]:
+def _take_dead_letters(queue: Queue, max_messages: int) -> list[QueueMessage]:
     """Receive the whole DLQ (hidden while we look), each message once with its latest handle."""
-    taken: dict[str, dict[str, Any]] = {}
+    taken: dict[str, QueueMessage] = {}
     empty_receives = 0
     while len(taken) < max_messages and empty_receives < 2:
-        batch = queue.sqs.receive_message(
-            QueueUrl=queue.dead_letter_url,
-            MaxNumberOfMessages=10,
-            WaitTimeSeconds=0,
-            VisibilityTimeout=60,
-            MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
-        ).get("Messages", [])
-        fresh = [m for m in batch if m["MessageId"] not in taken]
+        batch = [
+            QueueMessage.from_sqs(m)
+            for m in queue.sqs.receive_message(
+                QueueUrl=queue.dead_letter_url,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=0,
+                VisibilityTimeout=60,
+                MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+            ).get("Messages", [])
+        ]
+        fresh = [m for m in batch if m.message_id not in taken]
         empty_receives = 0 if fresh else empty_receives + 1
-        taken.update({m["MessageId"]: m for m in batch})
+        taken.update({m.message_id: m for m in batch})
     return list(taken.values())
 
 
-def _release(queue: Queue, messages: list[dict[str, Any]]) -> None:
+def _release(queue: Queue, messages: list[QueueMessage]) -> None:
     """Looked at, not taken: visible again in the DLQ right away."""
     for m in messages:
         queue.sqs.change_message_visibility(
-            QueueUrl=queue.dead_letter_url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0
+            QueueUrl=queue.dead_letter_url, ReceiptHandle=m.receipt_handle, VisibilityTimeout=0
         )
 
 
-def prediction_id_of(message: dict[str, Any]) -> str | None:
-    payload = parse_upload_message(message.get("Body", ""))
-    return payload["prediction_id"] if payload else None
-
-
-def list_dead_letters(queue: Queue, max_messages: int = 100) -> list[dict[str, Any]]:
+def list_dead_letters(queue: Queue, max_messages: int = 100) -> list[DeadLetter]:
     """What sits in the DLQ: message id, prediction id (if parseable), receives, body."""
     messages = _take_dead_letters(queue, max_messages)
     _release(queue, messages)
-    return [
-        {
-            "message_id": m["MessageId"],
-            "prediction_id": prediction_id_of(m),
-            "receive_count": int(m.get("Attributes", {}).get("ApproximateReceiveCount", 0)),
-            "sent_timestamp": m.get("Attributes", {}).get("SentTimestamp"),
-            "body": m["Body"][:500],
-        }
-        for m in messages
-    ]
+    return [DeadLetter.of(m) for m in messages]
 
 
 def redrive_dead_letters(
@@ -285,12 +360,12 @@ def redrive_dead_letters(
     Sent to the upload queue before it is deleted from the DLQ, so a crash duplicates, never loses.
     """
     messages = _take_dead_letters(queue, max_messages)
-    chosen = [m for m in messages if ids is None or {m["MessageId"], prediction_id_of(m)} & ids]
+    chosen = [m for m in messages if ids is None or {m.message_id, m.prediction_id} & ids]
     _release(queue, [m for m in messages if m not in chosen])
     for m in chosen:
-        queue.sqs.send_message(QueueUrl=queue.url, MessageBody=m["Body"])
-        queue.sqs.delete_message(QueueUrl=queue.dead_letter_url, ReceiptHandle=m["ReceiptHandle"])
-    return [m["MessageId"] for m in chosen]
+        queue.sqs.send_message(QueueUrl=queue.url, MessageBody=m.body)
+        queue.sqs.delete_message(QueueUrl=queue.dead_letter_url, ReceiptHandle=m.receipt_handle)
+    return [m.message_id for m in chosen]
 
 
 class MultipartWriter:
@@ -317,9 +392,9 @@ class MultipartWriter:
         self.upload_id = s3.create_multipart_upload(
             Bucket=bucket, Key=key, ContentType=content_type
         )["UploadId"]
-        self.parts: list[dict[str, Any]] = []
+        self.parts: list[CompletedPart] = []
         self.parts_in_flight = max(1, parts_in_flight)
-        self._sending: deque[Future[dict[str, Any]]] = deque()
+        self._sending: deque[Future[CompletedPart]] = deque()
         self._pool = (
             ThreadPoolExecutor(self.parts_in_flight, thread_name_prefix="s3-part")
             if self.parts_in_flight > 1
@@ -348,7 +423,7 @@ class MultipartWriter:
             self.parts.append(self._sending.popleft().result())
         self._sending.append(self._pool.submit(self._upload, self._numbered, data))
 
-    def _upload(self, number: int, data: bytes) -> dict[str, Any]:
+    def _upload(self, number: int, data: bytes) -> CompletedPart:
         etag = self.s3.upload_part(
             Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=data
         )["ETag"]

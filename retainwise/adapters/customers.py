@@ -106,6 +106,25 @@ def forget_upload(engine: Engine, prediction_id: str) -> None:
         )
 
 
+def date_upload(engine: Engine, prediction_id: str) -> datetime | None:
+    """The upload's stored scores dated at its completed_at (the time COMPLETED was committed:
+    scores are stored while it is scored, before that time is known); None if not completed."""
+    with engine.begin() as conn:
+        moment = conn.execute(
+            sa.select(predictions.c.completed_at).where(
+                predictions.c.id == prediction_id, predictions.c.status == Status.COMPLETED.value
+            )
+        ).scalar()
+        if moment is None:
+            return None
+        conn.execute(
+            customer_scores.update()
+            .where(customer_scores.c.prediction_id == prediction_id)
+            .values(completed_at=moment)
+        )
+    return _utc(moment)
+
+
 def record_scores(engine: Engine, upload: UploadScored, scored: pd.DataFrame) -> int:
     """Store one chunk of scored rows (customer_id, churn_probability, churn_risk); an id seen
     twice in the chunk keeps its last row."""

@@ -61,6 +61,8 @@ predictions = sa.Table(
     sa.Column("sqs_message_id", sa.String(255)),
     sa.Column("sqs_queued_at", sa.DateTime(timezone=True)),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    # input columns this upload copies into its results (comma-separated; wins over the account's)
+    sa.Column("carry_columns", sa.String(2048)),
     sa.CheckConstraint(
         "status IN ('PENDING', 'PROCESSING', 'COMPLETED', 'FAILED')", name="status_known"
     ),
@@ -94,11 +96,13 @@ class Prediction:
     sqs_message_id: str | None
     sqs_queued_at: datetime | None
     attempts: int
+    carry_columns: tuple[str, ...] = ()
 
     @classmethod
     def from_row(cls, row: RowMapping) -> Prediction:
         values = {f.name: row[f.name] for f in dataclasses.fields(cls)}
-        return cls(**{**values, "status": Status(row["status"])})
+        carried = split_names(row["carry_columns"])
+        return cls(**{**values, "status": Status(row["status"]), "carry_columns": carried})
 
     @property
     def final(self) -> bool:
@@ -106,7 +110,11 @@ class Prediction:
 
     def to_json(self) -> dict[str, object]:
         """The row for a JSON edge (the CLI's `status`): the status as its plain string."""
-        return {**dataclasses.asdict(self), "status": self.status.value}
+        return {
+            **dataclasses.asdict(self),
+            "status": self.status.value,
+            "carry_columns": join_names(self.carry_columns),
+        }
 
 
 def make_engine(url: str) -> Engine:
@@ -114,6 +122,44 @@ def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         return sa.create_engine(url, connect_args={"timeout": 30})
     return sa.create_engine(url, pool_pre_ping=True)
+
+
+def split_names(stored: str | None) -> tuple[str, ...]:
+    """Column or model names as stored (comma-separated), blanks dropped."""
+    return tuple(n.strip() for n in (stored or "").split(",") if n.strip())
+
+
+def join_names(names: tuple[str, ...] | list[str]) -> str | None:
+    """The stored form of `split_names`; None for no names, so an unset choice stays NULL."""
+    return ",".join(names) or None
+
+
+MAX_CARRY_COLUMNS = 20  # input columns one upload may carry into its results
+MAX_CARRY_NAME = 100  # characters in one carried column's name (20 of them fit the 2048 stored)
+
+
+class CarryRefused(ValueError):
+    """Carried columns past the caps: a request must not make results arbitrarily wide."""
+
+
+def carry_names(typed: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """Carried column names from a comma-separated text (or names), repeats dropped; refused past
+    MAX_CARRY_COLUMNS names or MAX_CARRY_NAME characters in one, or with a control character."""
+    names = split_names(typed) if isinstance(typed, str) else split_names(",".join(typed))
+    unique = tuple(dict.fromkeys(names))
+    if len(unique) > MAX_CARRY_COLUMNS:
+        raise CarryRefused(
+            f"{len(unique)} columns to carry; the limit is {MAX_CARRY_COLUMNS} columns"
+        )
+    if any(ord(char) < 32 for name in unique for char in name):  # PostgreSQL refuses NUL
+        raise CarryRefused("a column to carry has a control character in its name")
+    long = [name for name in unique if len(name) > MAX_CARRY_NAME]
+    if long:
+        raise CarryRefused(
+            f"a column to carry is named with more than {MAX_CARRY_NAME} characters: "
+            f"{long[0][:40]!r}..."
+        )
+    return unique
 
 
 def utcnow() -> datetime:
@@ -128,6 +174,7 @@ def create_prediction(
     input_key: str,
     original_filename: str | None = None,
     prediction_id: str | None = None,
+    carry_columns: tuple[str, ...] = (),
 ) -> str:
     prediction_id = prediction_id or str(uuid.uuid4())
     now = utcnow()
@@ -140,6 +187,7 @@ def create_prediction(
                 status=Status.PENDING.value,
                 input_key=input_key,
                 original_filename=original_filename,
+                carry_columns=join_names(carry_names(carry_columns)),
                 created_at=now,
                 updated_at=now,
             )

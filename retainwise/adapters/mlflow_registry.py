@@ -131,7 +131,7 @@ def _log_run_artifacts(
         },
         "candidates.json",
     )
-    store.log_dict(run_id, trained.curves, "evaluation/curves.json")
+    store.log_dict(run_id, dict(trained.curves), "evaluation/curves.json")
     store.log_text(run_id, "\n".join(trained.notes) or "no columns dropped", "notes.txt")
     store.log_text(run_id, model_card(trained, name, source), "model_card.md")
     store.log_text(run_id, _held_out(trained).to_csv(index=False), EVALUATION_ARTIFACT)
@@ -145,7 +145,9 @@ def _log_run_artifacts(
     )
 
 
-def _log_figures(store: MlflowClient, run_id: str, params: dict[str, Any], metrics) -> None:
+def _log_figures(
+    store: MlflowClient, run_id: str, params: dict[str, str], metrics: dict[str, float]
+) -> None:
     from mlflow.entities import Metric, Param
 
     now = int(time.time() * 1000)
@@ -194,7 +196,7 @@ def register(
     trained: TrainedModel,
     name: str,
     settings: Settings,
-    params: dict[str, Any] | None = None,
+    params: dict[str, str] | None = None,
     source: str | None = None,
 ) -> str:
     """Log the calibrated model with its profile, card, plots and test rows; alias `challenger`."""
@@ -339,7 +341,27 @@ def evaluation_set(name: str, version: str, settings: Settings) -> tuple[pd.Data
     return rows, labels
 
 
-def list_versions(name: str, settings: Settings) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class VersionSummary:
+    """A registered version as `retainwise model list` shows it: aliases, kind, holdout figures."""
+
+    version: str
+    aliases: list[str]
+    kind: str | None
+    figures: dict[str, float | None]  # each of KEY_METRICS, rounded; None if the run has none
+    created: int  # milliseconds since the epoch, as MLflow gives it
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "version": self.version,
+            "aliases": self.aliases,
+            "kind": self.kind,
+            **self.figures,
+            "created": self.created,
+        }
+
+
+def list_versions(name: str, settings: Settings) -> list[VersionSummary]:
     """Every version with its aliases, kind and key held-out figures, oldest first."""
     mlflow_client = client(settings)
     aliases: dict[str, list[str]] = {}
@@ -351,14 +373,14 @@ def list_versions(name: str, settings: Settings) -> list[dict[str, Any]]:
     ):
         metrics = mlflow_client.get_run(mv.run_id).data.metrics if mv.run_id else {}
         rows.append(
-            {
-                "version": str(mv.version),
-                "aliases": sorted(aliases.get(str(mv.version), [])),
-                "kind": (mv.tags or {}).get("model_kind"),
-                **{
+            VersionSummary(
+                version=str(mv.version),
+                aliases=sorted(aliases.get(str(mv.version), [])),
+                kind=(mv.tags or {}).get("model_kind"),
+                figures={
                     key: (round(metrics[key], 4) if key in metrics else None) for key in KEY_METRICS
                 },
-                "created": mv.creation_timestamp,
-            }
+                created=mv.creation_timestamp,
+            )
         )
     return rows

@@ -5,15 +5,23 @@ Written once per upload (a rerun of the upload replaces its rows). Functions tak
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import asdict, dataclass
 
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from models.monitoring import Estimate
 from retainwise.adapters.db import metadata, predictions, utcnow
 
-ESTIMATES = ("roc_auc", "precision", "recall", "churn_count")
+# upload_metrics' est_<name> columns and the Estimate figure each stores
+ESTIMATE_COLUMNS = {
+    "roc_auc": "roc_auc",
+    "precision": "precision_at_threshold",
+    "recall": "recall_at_threshold",
+    "churn_count": "churn_count",
+}
+ESTIMATES = tuple(ESTIMATE_COLUMNS)
 
 upload_metrics = sa.Table(
     "upload_metrics",
@@ -43,16 +51,53 @@ upload_drift = sa.Table(
 )
 
 
-def record_upload(engine: Engine, metrics: dict[str, Any], drift: list[dict[str, Any]]) -> None:
+@dataclass(frozen=True)
+class UploadMetrics:
+    """One upload_metrics row: the score PSI and the label-free estimate of a completed upload."""
+
+    prediction_id: str
+    account: str
+    model_name: str
+    model_version: str
+    rows_scored: int
+    score_psi: float | None
+    estimate: Estimate
+
+    def row(self) -> dict[str, object]:
+        """The table's columns (est_<name>, est_<name>_low, est_<name>_high per estimate)."""
+        fields = {name: value for name, value in vars(self).items() if name != "estimate"}
+        for column, figure in ESTIMATE_COLUMNS.items():
+            band = getattr(self.estimate, figure)
+            fields.update(
+                {
+                    f"est_{column}": band.value,
+                    f"est_{column}_low": band.low,
+                    f"est_{column}_high": band.high,
+                }
+            )
+        return fields
+
+
+@dataclass(frozen=True)
+class ColumnDrift:
+    """One upload_drift row: a column's PSI against training and its share of unseen categories."""
+
+    column_name: str
+    psi: float | None
+    unseen_share: float
+
+
+def record_upload(engine: Engine, metrics: UploadMetrics, drift: list[ColumnDrift]) -> None:
     """One upload's figures (upload_metrics columns) and per-column drift, replacing older ones."""
-    prediction_id = metrics["prediction_id"]
+    prediction_id = metrics.prediction_id
     with engine.begin() as conn:
         conn.execute(upload_drift.delete().where(upload_drift.c.prediction_id == prediction_id))
         conn.execute(upload_metrics.delete().where(upload_metrics.c.prediction_id == prediction_id))
-        conn.execute(upload_metrics.insert(), [{**metrics, "computed_at": utcnow()}])
+        conn.execute(upload_metrics.insert(), [{**metrics.row(), "computed_at": utcnow()}])
         if drift:
             conn.execute(
-                upload_drift.insert(), [{**row, "prediction_id": prediction_id} for row in drift]
+                upload_drift.insert(),
+                [{**asdict(row), "prediction_id": prediction_id} for row in drift],
             )
 
 

@@ -33,12 +33,14 @@ class Resources:
 
     @classmethod
     def from_env(cls) -> Resources:
+        """Settings read from the environment: for a process whose entry point is not ours."""
         return cls(Settings())
 
     @classmethod
-    def of_process(cls) -> Resources:
-        """This process's Resources: what flows use, so a warm runner's runs share one pool."""
-        return process_resources()
+    def of_process(cls, settings: Settings | None = None) -> Resources:
+        """This process's Resources: what flows use, so a warm runner's runs share one pool.
+        `settings`: the entry point's, used if the process has none yet."""
+        return process_resources(settings)
 
     @cached_property
     def engine(self) -> Engine:
@@ -79,12 +81,17 @@ _slot = _ProcessSlot()
 _lock = threading.Lock()
 
 
-def process_resources() -> Resources:
-    """This process's Resources: the one a runner child set, else built once from the environment
-    on first use and closed at exit. A forked child never uses its parent's (sockets are shared)."""
+def process_resources(settings: Settings | None = None) -> Resources:
+    """This process's Resources: the one a runner child set, else built once on first use from
+    the entry point's `settings` (a CLI command's) or, in a process no entry point of ours started
+    (a flow run Prefect spawned), from the environment; closed at exit. A forked child never uses
+    its parent's (sockets are shared)."""
     with _lock:
         if _slot.resources is None or _slot.pid != os.getpid():
-            _slot.resources, _slot.pid = Resources.from_env(), os.getpid()
+            _slot.resources, _slot.pid = (
+                Resources(settings) if settings is not None else Resources.from_env(),
+                os.getpid(),
+            )
             atexit.unregister(forget_process_resources)  # once, however often it is rebuilt
             atexit.register(forget_process_resources)
         return _slot.resources

@@ -123,6 +123,20 @@ class Delivery:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
+@dataclass(frozen=True)
+class ShownDelivery:
+    """A delivery attempt as the account sees it, with its event's type and subject."""
+
+    event_id: str
+    type: str
+    subject: str  # the upload's id; for model.degraded, model/vN
+    url: str
+    attempted_at: datetime
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+
+
 def secret_box(settings: Settings) -> MultiFernet:
     """The keys the secrets are encrypted under: RETAINWISE_WEBHOOK_KEY, else (not in
     production) a key file made once under the home directory."""
@@ -134,7 +148,19 @@ def secret_box(settings: Settings) -> MultiFernet:
                 "are encrypted under a key kept outside the database"
             )
         keys = [_local_key(settings.home_dir / KEY_FILE)]
-    return MultiFernet([Fernet(k) for k in keys])
+    return MultiFernet([_fernet(k) for k in keys])
+
+
+def _fernet(key: str) -> Fernet:
+    """A Fernet key, its `=` padding optional: the stack generates 43 base64url characters, as a
+    Secrets Manager generator cannot put a `=` at the end only."""
+    try:
+        return Fernet(key + "=" * (-len(key) % 4))
+    except ValueError:
+        raise MissingSetting(
+            "RETAINWISE_WEBHOOK_KEY holds a key that is not 32 url-safe base64 bytes "
+            "(make one with Fernet.generate_key())"
+        ) from None
 
 
 def _local_key(path: Path) -> str:
@@ -206,15 +232,30 @@ def enqueue_final(conn: Connection, prediction_id: str) -> None:
     event = EVENT_OF_STATUS[Status(row.status)]
     now = utcnow()
     payload = upload_payload(row._mapping, event, now)
-    _insert_once(conn, _outbox_row(row.account, prediction_id, event, payload, now))
+    _insert_once(conn, row.account, prediction_id, event, payload, now)
 
 
-def _insert_once(conn: Connection, values: dict[str, Any]) -> bool:
+def _insert_once(
+    conn: Connection,
+    account: str,
+    subject: str,
+    event: EventType,
+    payload: dict[str, Any],
+    now: datetime,
+) -> bool:
     """Insert an outbox row unless the account has one of the same subject and type."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     inserted = conn.execute(
         dialect.insert(webhook_events)
-        .values(**values)
+        .values(
+            id=f"msg_{uuid.uuid4().hex}",
+            account=account,
+            subject=subject,
+            type=event.value,
+            payload=json.dumps(payload),
+            created_at=now,
+            next_attempt_at=now,
+        )
         .on_conflict_do_nothing(index_elements=["account", "subject", "type"])
         .returning(webhook_events.c.id)  # rowcount is -1 here on psycopg
     )
@@ -248,23 +289,8 @@ def enqueue_alert(engine: Engine, model: str, alert: dict[str, Any]) -> int:
             .order_by(webhook_endpoints.c.account)
         ).scalars()
         return sum(
-            _insert_once(conn, _outbox_row(account, subject, event, payload, now))
-            for account in list(targets)
+            _insert_once(conn, account, subject, event, payload, now) for account in list(targets)
         )
-
-
-def _outbox_row(
-    account: str, subject: str, event: EventType, payload: dict[str, Any], now: datetime
-) -> dict[str, Any]:
-    return {
-        "id": f"msg_{uuid.uuid4().hex}",
-        "account": account,
-        "subject": subject,
-        "type": event.value,
-        "payload": json.dumps(payload),
-        "created_at": now,
-        "next_attempt_at": now,
-    }
 
 
 def upload_payload(row: Any, event: EventType, now: datetime) -> dict[str, Any]:
@@ -363,24 +389,25 @@ def record_attempt(
 ) -> bool:
     """The attempt, and the event delivered (2xx), due again at `retry_at`, or given up (None);
     only while `worker` holds the claim. False if it had lost it (the attempt is still kept)."""
-    values: dict[str, Any] = {
-        "attempts": webhook_events.c.attempts + 1,
-        "claimed_by": None,
-        "claimed_until": None,
-    }
     if delivery.succeeded:
-        values["delivered_at"] = delivery.attempted_at
+        outcome = {webhook_events.c.delivered_at: delivery.attempted_at}
     elif retry_at is None:
-        values["given_up_at"] = delivery.attempted_at
+        outcome = {webhook_events.c.given_up_at: delivery.attempted_at}
     else:
-        values["next_attempt_at"] = retry_at
+        outcome = {webhook_events.c.next_attempt_at: retry_at}
     with engine.begin() as conn:
         conn.execute(webhook_deliveries.insert().values(account=event.account, **asdict(delivery)))
         held = sa.and_(webhook_events.c.id == event.id, webhook_events.c.claimed_by == worker)
-        return conn.execute(webhook_events.update().where(held).values(**values)).rowcount == 1
+        released = (
+            webhook_events.update()
+            .where(held)
+            .values(outcome)
+            .values(attempts=webhook_events.c.attempts + 1, claimed_by=None, claimed_until=None)
+        )
+        return conn.execute(released).rowcount == 1
 
 
-def deliveries(engine: Engine, account: str, limit: int = 50) -> list[dict[str, Any]]:
+def deliveries(engine: Engine, account: str, limit: int = 50) -> list[ShownDelivery]:
     """The account's last `limit` attempts, newest first, with each event's type and upload."""
     with engine.connect() as conn:
         rows = conn.execute(
@@ -399,7 +426,7 @@ def deliveries(engine: Engine, account: str, limit: int = 50) -> list[dict[str, 
             .order_by(webhook_deliveries.c.attempted_at.desc(), webhook_deliveries.c.id.desc())
             .limit(limit)
         ).mappings()
-        return [{**r, "attempted_at": _utc(r["attempted_at"])} for r in rows]
+        return [ShownDelivery(**{**r, "attempted_at": _utc(r["attempted_at"])}) for r in rows]
 
 
 def _undelivered() -> Any:

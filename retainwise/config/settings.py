@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     max_rejected_share: float = 0.5
     chunked_above_bytes: int = 64 * 2**20  # larger files are scored chunk by chunk
     chunk_bytes: int = 8 * 2**20  # ~60k Telco rows per chunk
+    # a whole file this large is scored as two halves in two processes (uploads/halves.py), when
+    # the 1-minute load average per core is below split_max_load (the other core is free)
+    split_above_bytes: int = 40_000_000  # ~300k Telco rows
+    split_max_load: float = 0.75
     max_columns: int = 1000  # fields in a file's header
     max_record_bytes: int = 4 * 2**20  # one row, in the chunked reader
     # a running upload refreshes its claim every claim_refresh_seconds; the reaper hands back one

@@ -8,9 +8,11 @@ exactly like an id that does not exist.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+import pyarrow as pa
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
@@ -82,21 +84,29 @@ router = APIRouter(tags=["uploads"])
 
 
 def stream_file(
-    env: Env, row: db.Prediction, which: str, media_type: str, as_parquet: bool = False
+    env: Env, row: db.Prediction, which: str, media_type: str, file_format: str = "csv"
 ) -> Response:
-    """The stored file as it is, or (results and rejects) converted to Parquet whole."""
+    """The stored file as it is, or (results and rejects) in the format asked."""
     try:
         blocks = service.open_output(env, row, which)
     except service.NotReady as exc:
         raise HTTPException(409, str(exc)) from None
-    if as_parquet:
-        data = parquet.csv_to_parquet(b"".join(blocks), parquet.RESULT_TYPES)
+    return in_format(blocks, media_type, file_format, parquet.RESULT_TYPES)
+
+
+# ?format=parquet: results, rejects and the actions list as Parquet (typed where `types` name a
+# column, text otherwise); CSV stays the default
+FileFormat = Annotated[Literal["csv", "parquet"], Query(alias="format")]
+
+
+def in_format(
+    blocks: Iterable[bytes], media_type: str, file_format: str, types: Mapping[str, pa.DataType]
+) -> Response:
+    """A stored CSV file streamed as it is, or converted to Parquet whole on ?format=parquet."""
+    if file_format == "parquet":
+        data = parquet.csv_to_parquet(b"".join(blocks), dict(types))
         return Response(data, media_type=parquet.MEDIA_TYPE)
     return StreamingResponse(blocks, media_type=media_type)
-
-
-# ?format=parquet: results and rejects as Parquet (typed results); CSV stays the default
-FileFormat = Annotated[Literal["csv", "parquet"], Query(alias="format")]
 
 
 BINARY = {"schema": {"type": "string", "format": "binary"}}
@@ -110,7 +120,10 @@ UPLOAD_BODY = {
                 "schema": {
                     "type": "object",
                     "required": ["file"],
-                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "carry": {"type": "string", "maxLength": 2100},
+                    },
                 }
             },
         },
@@ -131,11 +144,14 @@ async def create_upload(
     env: Env,
     account: CurrentAccount,
     model: Annotated[str | None, Query(max_length=255)] = None,
+    carry: Annotated[str | None, Query(max_length=2100)] = None,
 ) -> Accepted:
     """Upload a file to score: the raw body (name it with `X-Filename`) or a form's `file`;
-    `model` defaults to churn (or the account's first model)."""
+    `model` defaults to churn (or the account's first model). `carry` (comma-separated, up to
+    20; also a form field) names input columns copied into the results after the scored ones,
+    in the file's order; without it the account's choice holds."""
     chosen = model or account.default_model(env.settings.default_model)
-    prediction_id = await receive_upload(env, request, account, chosen)
+    prediction_id = await receive_upload(env, request, account, chosen, carry)
     return Accepted(prediction_id=prediction_id, status=db.Status.PENDING.value)
 
 
@@ -164,7 +180,7 @@ def get_upload(row: Owned) -> Upload:
 )
 def get_results(env: Env, row: Owned, file_format: FileFormat = "csv"):
     """customer_id, churn_probability, churn_risk, predicted_churn per scored row."""
-    return stream_file(env, row, "results", "text/csv", file_format == "parquet")
+    return stream_file(env, row, "results", "text/csv", file_format)
 
 
 @router.get(
@@ -172,7 +188,7 @@ def get_results(env: Env, row: Owned, file_format: FileFormat = "csv"):
 )
 def get_rejects(env: Env, row: Owned, file_format: FileFormat = "csv"):
     """Every rejected row as uploaded, with its row number and reason."""
-    return stream_file(env, row, "rejects", "text/csv", file_format == "parquet")
+    return stream_file(env, row, "rejects", "text/csv", file_format)
 
 
 @router.get(

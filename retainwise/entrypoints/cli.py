@@ -20,10 +20,12 @@ if TYPE_CHECKING:
     from retainwise.config.settings import Settings
 
 
-def _resources():
+def _resources(args):
+    """The command's Resources, from the Settings main read (one per command, closed at exit);
+    flows run in this process use it too."""
     from retainwise.adapters.resources import Resources
 
-    return Resources.of_process()  # one per command, closed at exit
+    return Resources.of_process(args.settings)
 
 
 def _print_json(data: dict[str, Any]) -> None:
@@ -34,7 +36,12 @@ def cmd_upload(args) -> int:
     from retainwise.adapters import db
     from retainwise.entrypoints import service
 
-    env = _resources()
+    try:
+        carry = db.carry_names(args.carry or "")
+    except db.CarryRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    env = _resources(args)
     path = Path(args.file)
     prediction_id = service.submit_upload(
         env,
@@ -42,6 +49,7 @@ def cmd_upload(args) -> int:
         filename=path.name,
         account=args.account or env.settings.default_account,
         model_name=args.model or env.settings.default_model,
+        carry=carry,
     )
     print(prediction_id)
     if not args.wait:
@@ -60,7 +68,7 @@ def cmd_upload(args) -> int:
 def cmd_status(args) -> int:
     from retainwise.adapters import db
 
-    row = db.get_prediction(_resources().engine, args.id)
+    row = db.get_prediction(_resources(args).engine, args.id)
     if row is None:
         print(f"no upload with id {args.id}", file=sys.stderr)
         return 2
@@ -72,7 +80,7 @@ def cmd_download(args) -> int:
     from retainwise.entrypoints import service
 
     try:
-        data = service.download_results(_resources(), args.id)
+        data = service.download_results(_resources(args), args.id)
     except LookupError as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -89,7 +97,7 @@ def cmd_report(args) -> int:
     from retainwise.adapters import aws, db
     from retainwise.uploads.output import result_keys
 
-    env = _resources()
+    env = _resources(args)
     row = db.get_prediction(env.engine, args.id)
     if row is None:
         print(f"no upload with id {args.id}", file=sys.stderr)
@@ -113,15 +121,17 @@ def cmd_report(args) -> int:
 def cmd_score(args) -> int:
     """Local scoring for data scientists: the flow's own steps on a local file, no queue; a
     large file streams through in chunks, in bounded memory, as it does in the flow."""
+    from dataclasses import replace
+
+    from retainwise.adapters import db
     from retainwise.adapters import mlflow_registry as registry
     from retainwise.config import errors
     from retainwise.config.errors import UploadRejected
-    from retainwise.config.settings import Settings
     from retainwise.uploads.files import LocalFile, LocalSinks
     from retainwise.uploads.policy import ScoringPolicy
     from retainwise.uploads.scoring import Output, score_object
 
-    settings = Settings()
+    settings = args.settings
     summary: dict[str, Any] = {
         "status": "FAILED",
         "rows_total": 0,
@@ -138,7 +148,9 @@ def cmd_score(args) -> int:
         model = registry.load_champion(args.model or settings.default_model, settings)
         summary["model_version"] = model.version
         source = LocalFile(Path(args.file))
-        report = score_object(source, model, ScoringPolicy.from_settings(settings), sinks).report
+        carry = db.carry_names(args.carry or "")
+        policy = replace(ScoringPolicy.from_settings(settings), carry=carry)
+        report = score_object(source, model, policy, sinks).report
         if report["error"]:
             raise UploadRejected(report["error"])
         summary.update(
@@ -147,7 +159,7 @@ def cmd_score(args) -> int:
             risk_counts=report["risk_counts"],
             output=str(out),
         )
-    except (UploadRejected, errors.NoChampion, OSError) as exc:
+    except (UploadRejected, errors.NoChampion, OSError, db.CarryRefused) as exc:
         summary["error"] = str(exc)
     _print_json(summary)
     return 0 if summary["status"] == "COMPLETED" else 1
@@ -158,7 +170,7 @@ def cmd_outcomes(args) -> int:
     from retainwise.config.errors import UploadRejected
     from retainwise.entrypoints import service
 
-    env = _resources()
+    env = _resources(args)
     try:
         summary = service.record_outcomes(
             env,
@@ -211,7 +223,7 @@ def cmd_trigger(args) -> int:
     )
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    env = _resources()
+    env = _resources(args)
     stop = threading.Event()
     model_version = champion_versions(lambda name: registry.champion_version(name, env.settings))
     starters = {
@@ -239,7 +251,9 @@ def cmd_runner(args) -> int:
     from retainwise.runtime import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    serve.main(["--only", *serve.RUNNER_DEPLOYMENTS, "--processes", str(args.processes)])
+    serve.main(
+        ["--only", *serve.RUNNER_DEPLOYMENTS, "--processes", str(args.processes)], args.settings
+    )
     return 0
 
 
@@ -248,15 +262,14 @@ def cmd_api(args) -> int:
 
     from retainwise.entrypoints.app import create_app
 
-    uvicorn.run(create_app(_resources()), host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(create_app(_resources(args)), host=args.host, port=args.port, log_level="warning")
     return 0
 
 
 def cmd_stack(args) -> int:
-    from retainwise.config.settings import Settings
     from retainwise.local import stack
 
-    settings = Settings()
+    settings = args.settings
     if args.action == "up":
         env = stack.up(settings)
         print(
@@ -276,6 +289,7 @@ def cmd_migrate(args) -> int:
         return migrate_by_deployment(args.deployment, args.revision, args.timeout)
     from flows.migrate import migrate
 
+    _resources(args)  # the flow's, in this process
     print(f"database at revision {migrate(args.revision)}")
     return 0
 
@@ -314,10 +328,10 @@ def migrate_by_deployment(deployment: str, revision: str, timeout: float) -> int
 def cmd_dlq(args) -> int:
     from retainwise.adapters import aws
 
-    queue = _resources().queue
+    queue = _resources(args).queue
     if args.action == "list":
         for message in aws.list_dead_letters(queue, args.max):
-            _print_json(message)
+            _print_json(message.to_json())
         return 0
     moved = aws.redrive_dead_letters(queue, set(args.id) if args.id else None)
     print(f"moved {len(moved)} message(s) back to {queue.url}")
@@ -325,11 +339,9 @@ def cmd_dlq(args) -> int:
 
 
 def cmd_model(args) -> int:
-    from retainwise.config.settings import Settings
-
     if args.action == "train":  # imports nothing it does not need before fitting starts
         return _model_train(args)
-    settings = Settings()
+    settings = args.settings
     if args.action == "monitor":
         return _model_monitor(args, settings)
     if args.action == "compare":
@@ -338,7 +350,7 @@ def cmd_model(args) -> int:
 
     if args.action == "list":
         for row in registry.list_versions(args.name, settings):
-            _print_json(row)
+            _print_json(row.to_json())
         return 0
     from retainwise.adapters.db import make_engine
     from retainwise.adapters.promotions import PromotionsTableMissing
@@ -367,7 +379,7 @@ def cmd_model(args) -> int:
         return 2
     finally:
         engine.dispose()
-    _print_json(outcome)
+    _print_json(outcome.to_json())
     return 0
 
 
@@ -382,7 +394,7 @@ def _model_monitor(args, settings: Settings) -> int:
     finally:
         engine.dispose()
     print(terminal_table(figures))
-    _print_json(figures)
+    _print_json(figures.to_json())
     return 0
 
 
@@ -401,16 +413,20 @@ def _model_compare(args, settings: Settings) -> int:
     finally:
         env.engine.dispose()
     print(terminal_table(figures))
-    _print_json(figures)
+    _print_json(figures.to_json())
     return 0
 
 
 def _model_train(args) -> int:
     """A flow run when a Prefect server answers; else the same steps in-process (MLflow only)."""
     from models.training import TrainingError
-    from retainwise.modelops.training import prefect_server_answers, train_in_process
+    from retainwise.modelops.training import (
+        TrainingSummary,
+        prefect_server_answers,
+        train_in_process,
+    )
 
-    def in_process(data, target, id_column, name, positive, allow_columns) -> dict[str, Any]:
+    def in_process(data, target, id_column, name, positive, allow_columns) -> TrainingSummary:
         return train_in_process(
             data,
             target,
@@ -418,6 +434,7 @@ def _model_train(args) -> int:
             name,
             positive,
             allow_columns,
+            settings=args.settings,
             say=lambda text: print(f"note: {text}", file=sys.stderr, flush=True),
         )
 
@@ -425,13 +442,15 @@ def _model_train(args) -> int:
     if prefect_server_answers():
         from flows.train_model import train_model
 
+        _resources(args)  # the flow's, in this process
         run = train_model
 
     try:
-        summary = run(args.data, args.target, args.id, args.name, args.positive, args.allow_column)
+        trained = run(args.data, args.target, args.id, args.name, args.positive, args.allow_column)
     except (TrainingError, OSError) as exc:
         print(f"error: cannot train on {args.data}: {exc}", file=sys.stderr)
         return 2
+    summary = trained.to_json()
     for note in summary.pop("notes", []):
         print(f"note: {note}", file=sys.stderr)
     _print_json(summary)
@@ -459,13 +478,16 @@ def cmd_account(args) -> int:
         "disable": lambda e: changed(
             accounts.disable_account(e, args.name), f"no enabled account {args.name}"
         ),
+        "columns": lambda e: [
+            accounts.set_columns(e, args.name, args.value_column, _names(args.carry)).to_json()
+        ],
         "key create": lambda e: [accounts.create_key(e, args.name)],
         "key list": lambda e: [dataclasses.asdict(k) for k in accounts.list_keys(e, args.name)],
         "key revoke": lambda e: changed(
             accounts.revoke_key(e, args.key_id), f"no live key {args.key_id}"
         ),
     }
-    engine = _resources().engine
+    engine = _resources(args).engine
     try:
         for row in actions[
             " ".join(filter(None, [args.action, getattr(args, "key_action", None)]))
@@ -479,11 +501,16 @@ def cmd_account(args) -> int:
     return 0
 
 
+def _names(typed: str | None) -> tuple[str, ...] | None:
+    """A comma-separated option as names; None when the option was not given."""
+    return None if typed is None else tuple(n.strip() for n in typed.split(",") if n.strip())
+
+
 def cmd_webhook(args) -> int:
     """One JSON line: the secret once on `set`, the last 50 deliveries on `show`."""
     from retainwise.entrypoints import webhooks
 
-    env = _resources()
+    env = _resources(args)
     try:
         _print_json(
             webhooks.command(env, args.webhook_action, args.name, getattr(args, "url", None))
@@ -494,6 +521,12 @@ def cmd_webhook(args) -> int:
     finally:
         env.engine.dispose()
     return 0
+
+
+CARRY_HELP = (
+    "input columns copied into the results after the scored ones (up to 20; "
+    "default: the account's, `retainwise account columns`)"
+)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -507,6 +540,7 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--wait", action="store_true", help="wait, download, print the results path")
     up.add_argument("--timeout", type=float, default=300)
     up.add_argument("-o", "--output")
+    up.add_argument("--carry", metavar="COL1,COL2", help=CARRY_HELP)
     up.set_defaults(run=cmd_upload)
 
     st = sub.add_parser("status", help="an upload's status as JSON")
@@ -527,6 +561,7 @@ def parser() -> argparse.ArgumentParser:
     sc.add_argument("file")
     sc.add_argument("-o", "--output", required=True)
     sc.add_argument("--model")
+    sc.add_argument("--carry", metavar="COL1,COL2", help=CARRY_HELP)
     sc.set_defaults(run=cmd_score)
 
     oc = sub.add_parser("outcomes", help="what really happened: churned 1/0 per scored customer")
@@ -605,6 +640,18 @@ def parser() -> argparse.ArgumentParser:
     )
     asub.add_parser("list", help="one JSON line per account")
     asub.add_parser("disable", help="stop every key of the account").add_argument("name")
+    acol = asub.add_parser("columns", help="the account's value column and carried columns")
+    acol.add_argument("name")
+    acol.add_argument(
+        "--value-column",
+        metavar="COLUMN",
+        help="input column weighing a customer: actions rank by probability x value ('' clears)",
+    )
+    acol.add_argument(
+        "--carry",
+        metavar="COL1,COL2",
+        help="input columns copied into the results beside the four scored ones ('' clears)",
+    )
     ak = asub.add_parser("key", help="create, revoke and list an account's keys")
     aksub = ak.add_subparsers(dest="key_action", required=True)
     aksub.add_parser("create", help="a new key; printed once").add_argument("name")
@@ -669,12 +716,18 @@ def main(argv: list[str] | None = None) -> int:
     from retainwise.config.errors import MissingSetting
     from retainwise.config.settings import Settings, check_production
 
+    # the command's one Settings, passed down as args.settings; read a second time only when
+    # stack.env (written by `stack up`, found under the home) put the local endpoints in the
+    # environment
+    settings = Settings()
     if args.command != "stack":
         from retainwise.local.stack import load_stack_env
 
-        load_stack_env(Settings())
+        if load_stack_env(settings):
+            settings = Settings()
+    args.settings = settings
     try:
-        check_production(Settings(), serves_web=args.command == "api")
+        check_production(settings, serves_web=args.command == "api")
     except MissingSetting as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -10,7 +10,7 @@ its looser policy never reaches a production origin.
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import Any, TypedDict
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -30,7 +30,12 @@ DOCS_POLICY = (
 )
 
 
-def docs_urls(production: bool) -> dict[str, Any]:
+class DocsUrls(TypedDict):
+    docs_url: str | None
+    redoc_url: str | None
+
+
+def docs_urls(production: bool) -> DocsUrls:
     """FastAPI's docs arguments: none in production (the schema stays at /openapi.json)."""
     if production:
         return {"docs_url": None, "redoc_url": None}

@@ -9,7 +9,7 @@ from fastapi import HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from retainwise.adapters import aws
+from retainwise.adapters import aws, db
 from retainwise.adapters.accounts import Account
 from retainwise.adapters.resources import Resources
 from retainwise.entrypoints import service
@@ -70,11 +70,21 @@ async def file_chunks(file: UploadFile) -> AsyncIterator[bytes]:
         yield chunk
 
 
+def carried_columns(typed: str | None) -> tuple[str, ...]:
+    """The `carry` field (comma-separated input columns to copy into the results), or 400."""
+    try:
+        return db.carry_names(typed or "")
+    except db.CarryRefused as exc:
+        raise UploadRefused(400, str(exc)) from None
+
+
 async def receive_upload(
-    resources: Resources, request: Request, account: Account, model: str
+    resources: Resources, request: Request, account: Account, model: str, carry: str | None = None
 ) -> str:
     """Checks, then the file (raw body, or the `file` field of a multipart form) streamed to S3,
-    then the row and the message; returns the prediction id."""
+    then the row and the message; returns the prediction id. `carry` (or the form's field of
+    that name) names input columns copied into the results; else the account's choice holds."""
+    chosen = carried_columns(carry)
     length = request.headers.get("content-length")
     await run_in_threadpool(
         check_upload_allowed,
@@ -86,7 +96,7 @@ async def receive_upload(
     prediction_id, key = service.new_upload(account.name)
     cap = account.max_active_uploads or resources.settings.max_active_uploads
     async with upload_slot(resources.engine, account.name, prediction_id, cap):
-        filename = await store_body(resources, request, key)
+        filename, form_carry = await store_body(resources, request, key)
         await run_in_threadpool(
             service.enqueue_upload,
             resources,
@@ -95,19 +105,23 @@ async def receive_upload(
             filename=(filename or "")[:255] or None,
             account=account.name,
             model_name=model,
+            carry=chosen or form_carry,
         )
     return prediction_id
 
 
-async def store_body(resources: Resources, request: Request, key: str) -> str | None:
+async def store_body(
+    resources: Resources, request: Request, key: str
+) -> tuple[str | None, tuple[str, ...]]:
     """The raw body, or a multipart form's `file` (its form closed after), to S3; the file's
-    name as the client gave it."""
+    name as the client gave it and the form's `carry` field (checked before the file is stored)."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         await store_stream(resources, key, request.stream())
-        return request.headers.get("x-filename")
+        return request.headers.get("x-filename"), ()
     async with request.form(max_files=1, max_fields=5, max_part_size=FORM_PART_BYTES) as form:
-        file = form.get("file")
+        file, typed = form.get("file"), form.get("carry")
         if not isinstance(file, UploadFile):
             raise UploadRefused(400, "the form has no file field named 'file'")
+        carry = carried_columns(typed if isinstance(typed, str) else None)
         await store_stream(resources, key, file_chunks(file))
-        return file.filename
+        return file.filename, carry

@@ -8,16 +8,24 @@ the monitor flow, always called with the account; this module only shapes them i
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import pandas as pd
 
 from retainwise.adapters.monitoring import monitored_models
 from retainwise.adapters.resources import Resources
-from retainwise.entrypoints.charts import bar_chart, line_chart
-from retainwise.modelops.monitoring import AUC_FLOOR, model_figures
+from retainwise.entrypoints.charts import Chart, LineChart, bar_chart, line_chart
+from retainwise.modelops.monitoring import (
+    AUC_FLOOR,
+    Alert,
+    ModelFigures,
+    RealisedGroup,
+    UploadFigures,
+    model_figures,
+)
 
 VERSION_COLOURS = 6  # colour classes v0..v5 in base.html, reused in turn
 DRIFT_UPLOADS_SHOWN = 12  # the latest uploads in the drift table (the JSON twin has them all)
@@ -33,9 +41,61 @@ class RegistryUnavailable(RuntimeError):
     """MLflow could not give a version: realised figures need its threshold and tier cutoffs."""
 
 
+@dataclass(frozen=True)
+class PsiCell:
+    text: str
+    css: str
+    title: str
+
+
+@dataclass(frozen=True)
+class DriftRow:
+    name: str
+    css: str
+    cells: list[PsiCell]
+
+
+@dataclass(frozen=True)
+class DriftHead:
+    id: str
+    version: str
+    when: str
+
+
+@dataclass(frozen=True)
+class DriftTable:
+    heads: list[DriftHead]
+    rows: list[DriftRow]
+    drifted_latest: list[str]
+
+
+@dataclass(frozen=True)
+class TierChart:
+    version: str
+    rows: int
+    high_rate: float | None
+    meets: bool
+    chart: Chart
+
+
+@dataclass(frozen=True)
+class MonitoringPage:
+    """What monitoring.html shows of one model's figures."""
+
+    auc: LineChart
+    drift: DriftTable
+    tiers: list[TierChart]
+    labelled_rows: int
+    uploads_shown: int
+    drift_psi: float
+    alerts: list[Alert]
+    uploads: int
+    auc_floor: float
+
+
 def account_figures(
     resources: Resources, account: str, model: str | None = None
-) -> tuple[list[str], dict[str, Any] | None]:
+) -> tuple[list[str], ModelFigures | None]:
     """The account's monitored models and the figures of `model` (else the latest used), every
     read scoped by the account."""
     if not account:
@@ -54,43 +114,44 @@ def account_figures(
         raise RegistryUnavailable(str(exc)) from exc
 
 
-def page_context(figures: dict[str, Any]) -> dict[str, Any]:
+def page_context(figures: ModelFigures) -> MonitoringPage:
     """The charts and tables of one model's figures."""
-    uploads = figures["uploads"]
-    versions = sorted({str(u["model_version"]) for u in uploads}, key=_version_order)
+    uploads = figures.uploads
+    versions = sorted({str(u.model_version) for u in uploads}, key=_version_order)
     css = {version: f"v{i % VERSION_COLOURS}" for i, version in enumerate(versions)}
-    labelled = sum(u["labelled_rows"] for u in uploads)
-    return {
-        "auc": auc_over_time(uploads, versions, css),
-        "drift": drift_table(uploads, figures["drift_alert_psi"]),
-        "tiers": tier_charts(figures["versions"]),
-        "labelled_rows": labelled,
-        "uploads_shown": min(len(uploads), DRIFT_UPLOADS_SHOWN),
-        "drift_psi": figures["drift_alert_psi"],
-        "alerts": figures["alerts"],
-        "uploads": len(uploads),
-        "auc_floor": AUC_FLOOR,
-    }
+    return MonitoringPage(
+        auc=auc_over_time(uploads, versions, css),
+        drift=drift_table(uploads, figures.drift_alert_psi),
+        tiers=tier_charts(figures.versions),
+        labelled_rows=sum(u.labelled_rows for u in uploads),
+        uploads_shown=min(len(uploads), DRIFT_UPLOADS_SHOWN),
+        drift_psi=figures.drift_alert_psi,
+        alerts=figures.alerts,
+        uploads=len(uploads),
+        auc_floor=AUC_FLOOR,
+    )
 
 
-def auc_over_time(uploads: list[dict[str, Any]], versions: list[str], css: dict[str, str]):
+def auc_over_time(
+    uploads: list[UploadFigures], versions: list[str], css: dict[str, str]
+) -> LineChart:
     """Per version, the estimate (dashed, with its band) and, where outcomes exist, the realised
     ROC AUC (solid) at each upload's completion time."""
     series = []
     for version in versions:
-        mine = [u for u in uploads if str(u["model_version"]) == version and u["completed_at"]]
+        mine = [u for u in uploads if str(u.model_version) == version and u.completed_at]
         series.append(
             (
                 f"v{version} estimated",
                 f"{css[version]} estimated",
                 [
                     (
-                        _when(u["completed_at"]),
-                        u["estimated_roc_auc"],
-                        *_band(u["estimated_roc_auc_band"]),
+                        _when(u.completed_at),
+                        u.estimated_roc_auc,
+                        *_band(u.estimated_roc_auc_band),
                     )
                     for u in mine
-                    if _number(u["estimated_roc_auc"])
+                    if _number(u.estimated_roc_auc)
                 ],
             )
         )
@@ -99,9 +160,9 @@ def auc_over_time(uploads: list[dict[str, Any]], versions: list[str], css: dict[
                 f"v{version} realised",
                 f"{css[version]} realised",
                 [
-                    (_when(u["completed_at"]), u["realised_roc_auc"], None, None)
+                    (_when(u.completed_at), u.realised_roc_auc, None, None)
                     for u in mine
-                    if _number(u["realised_roc_auc"])
+                    if _number(u.realised_roc_auc)
                 ],
             )
         )
@@ -118,63 +179,56 @@ def auc_over_time(uploads: list[dict[str, Any]], versions: list[str], css: dict[
     )
 
 
-def drift_table(uploads: list[dict[str, Any]], alert_psi: float) -> dict[str, Any]:
+def drift_table(uploads: list[UploadFigures], alert_psi: float) -> DriftTable:
     """PSI per column (rows) per upload (columns, oldest first), the score distribution first;
     cells above `alert_psi` are marked. Columns that drifted most come first."""
     shown = uploads[-DRIFT_UPLOADS_SHOWN:]
-    names = {name for u in shown for name in u["column_psi"]}
+    names = {name for u in shown for name in u.column_psi}
     worst = {
-        name: max([psi for u in shown if _number(psi := u["column_psi"].get(name))], default=0.0)
+        name: max([psi for u in shown if _number(psi := u.column_psi.get(name))], default=0.0)
         for name in names
     }
-    rows: list[dict[str, Any]] = [
-        {
-            "name": "scores (churn probability)",
-            "css": "scores",
-            "cells": [_psi_cell(u["score_psi"], alert_psi) for u in shown],
-        }
+    rows = [
+        DriftRow(
+            "scores (churn probability)",
+            "scores",
+            [_psi_cell(u.score_psi, alert_psi) for u in shown],
+        )
     ]
     rows += [
-        {
-            "name": name,
-            "css": "",
-            "cells": [_psi_cell(u["column_psi"].get(name), alert_psi) for u in shown],
-        }
+        DriftRow(name, "", [_psi_cell(u.column_psi.get(name), alert_psi) for u in shown])
         for name in sorted(names, key=lambda n: (-worst[n], n))
     ]
     heads = [
-        {
-            "id": u["prediction_id"],
-            "version": u["model_version"],
-            "when": f"{_when(u['completed_at']):%d %b %H:%M}" if u["completed_at"] else "–",
-        }
+        DriftHead(
+            u.prediction_id,
+            u.model_version,
+            f"{_when(u.completed_at):%d %b %H:%M}" if u.completed_at else "–",
+        )
         for u in shown
     ]
-    drifted = [
-        row["name"] for row in rows if row["cells"] and row["cells"][-1]["css"] == "psi-high"
-    ]
-    return {"heads": heads, "rows": rows, "drifted_latest": drifted}
+    drifted = [row.name for row in rows if row.cells and row.cells[-1].css == "psi-high"]
+    return DriftTable(heads, rows, drifted)
 
 
-def tier_charts(versions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def tier_charts(versions: list[RealisedGroup]) -> list[TierChart]:
     """Per version with outcomes: the churn rate of each risk tier on its labelled customers,
     against the HIGH >= 50% expectation."""
     charts = []
-    for figures in sorted(versions, key=lambda v: _version_order(str(v["model_version"]))):
-        tiers = figures["tiers"]
-        labels = {tier: f"{tier} ({tiers[tier]['rows']:,})" for tier in TIER_CSS}
-        high = tiers["HIGH"]["churn_rate"]
+    for group in sorted(versions, key=lambda v: _version_order(str(v.model_version))):
+        version, rows, tiers = group.model_version, group.realised.rows, group.realised.tiers
+        labels = {tier: f"{tier} ({tiers[tier].rows:,})" for tier in TIER_CSS}
+        high = tiers["HIGH"].churn_rate
         charts.append(
-            {
-                "version": str(figures["model_version"]),
-                "rows": figures["rows"],
-                "high_rate": high,
-                "meets": high is not None and high >= HIGH_TIER_RATE,
-                "chart": bar_chart(
-                    f"tiers-v{figures['model_version']}",
-                    f"v{figures['model_version']}: churn rate per risk tier "
-                    f"({figures['rows']:,} customers with outcomes)",
-                    [(labels[tier], tiers[tier]["churn_rate"]) for tier in TIER_CSS],
+            TierChart(
+                version=str(version),
+                rows=rows,
+                high_rate=high,
+                meets=high is not None and high >= HIGH_TIER_RATE,
+                chart=bar_chart(
+                    f"tiers-v{version}",
+                    f"v{version}: churn rate per risk tier ({rows:,} customers with outcomes)",
+                    [(labels[tier], tiers[tier].churn_rate) for tier in TIER_CSS],
                     value_format="{:.0%}",
                     top=1.0,
                     threshold=HIGH_TIER_RATE,
@@ -183,7 +237,7 @@ def tier_charts(versions: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     css={labels[tier]: css for tier, css in TIER_CSS.items()},
                     empty="No customer with outcomes churned.",
                 ),
-            }
+            )
         )
     return charts
 
@@ -203,12 +257,12 @@ def plain(value: Any) -> Any:
     return value
 
 
-def _psi_cell(psi, alert_psi: float) -> dict[str, str]:
+def _psi_cell(psi, alert_psi: float) -> PsiCell:
     if not _number(psi):
-        return {"text": "–", "css": "", "title": "not measured"}
+        return PsiCell("–", "", "not measured")
     level = "psi-high" if psi > alert_psi else "psi-mid" if psi > alert_psi / 2.5 else "psi-low"
     mark = " ▲" if level == "psi-high" else ""
-    return {"text": f"{psi:.2f}{mark}", "css": level, "title": f"PSI {psi:.4f}"}
+    return PsiCell(f"{psi:.2f}{mark}", level, f"PSI {psi:.4f}")
 
 
 def _when(value) -> datetime:
@@ -223,7 +277,7 @@ def _band(band) -> tuple[float | None, float | None]:
     return (low if _number(low) else None, high if _number(high) else None)
 
 
-def _number(value) -> bool:
+def _number(value: object) -> TypeGuard[float]:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 

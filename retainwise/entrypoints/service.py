@@ -26,13 +26,27 @@ def new_upload(account: str) -> tuple[str, str]:
 
 
 def submit_upload(
-    env: Resources, data: bytes, *, filename: str | None, account: str, model_name: str
+    env: Resources,
+    data: bytes,
+    *,
+    filename: str | None,
+    account: str,
+    model_name: str,
+    carry: tuple[str, ...] = (),
 ) -> str:
-    """File to S3, row PENDING, message on SQS, message id on the row; returns the prediction id."""
+    """File to S3, row PENDING, message on SQS, message id on the row; returns the prediction id.
+    `carry`: input columns copied into the results (else the account's choice)."""
+    carry = db.carry_names(carry)  # refused before a byte is stored
     prediction_id, key = new_upload(account)
     aws.put_bytes(env.s3, env.settings.bucket, key, data, content_type="application/octet-stream")
     enqueue_upload(
-        env, prediction_id, key, filename=filename, account=account, model_name=model_name
+        env,
+        prediction_id,
+        key,
+        filename=filename,
+        account=account,
+        model_name=model_name,
+        carry=carry,
     )
     return prediction_id
 
@@ -45,6 +59,7 @@ def enqueue_upload(
     filename: str | None,
     account: str,
     model_name: str,
+    carry: tuple[str, ...] = (),
 ) -> None:
     """For a file already in S3 at `key`: the PENDING row, then the SQS message."""
     db.create_prediction(
@@ -54,6 +69,7 @@ def enqueue_upload(
         model_name=model_name,
         input_key=key,
         original_filename=filename,
+        carry_columns=carry,
     )
     message_id = env.queue.send(prediction_id, account, model_name)
     db.record_queued(env.engine, prediction_id, message_id, datetime.now(UTC))

@@ -13,6 +13,7 @@ import io
 import json
 import secrets
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -39,7 +40,9 @@ from retainwise.adapters.resources import Resources
 from retainwise.entrypoints import monitoring_page, service
 from retainwise.entrypoints.api import public
 from retainwise.entrypoints.charts import (
+    Chart,
     TimePoint,
+    Waterfall,
     bar_chart,
     largest_share,
     line_chart,
@@ -58,6 +61,7 @@ from retainwise.uploads.actions import (
     read_view,
 )
 from retainwise.uploads.blocks import BlockReader
+from retainwise.uploads.report import UploadReport
 
 TEMPLATES = Jinja2Templates(
     directory=Path(__file__).with_name("templates"), context_processors=[template_context]
@@ -150,22 +154,22 @@ def first_rejects(resources: Resources, row: db.Prediction) -> pd.DataFrame | No
     return frame[[c for c in ("row_number", "reason") if c in frame.columns]]
 
 
-def stored_report(resources: Resources, row: db.Prediction) -> dict[str, Any] | None:
+def stored_report(resources: Resources, row: db.Prediction) -> UploadReport | None:
     try:
         return json.loads(b"".join(service.open_output(resources, row, "report.json")))
     except service.NotReady:
         return None
 
 
-def upload_charts(report: dict[str, Any]) -> list:
+def upload_charts(report: UploadReport) -> list:
     tiers = [(tier, report["risk_counts"].get(tier, 0)) for tier in TIER_CSS]
     histogram = report.get("probability_histogram") or []
     bins = [(f"{100 * i // len(histogram)}%", n) for i, n in enumerate(histogram)]
     drift = sorted(
         (
-            (name, column["psi"])
+            (name, psi)
             for name, column in report["columns"].items()
-            if column.get("psi") is not None
+            if (psi := column.get("psi")) is not None
         ),
         key=lambda item: -item[1],
     )
@@ -262,7 +266,18 @@ def history_chart(record: customers.CustomerRecord):
     )
 
 
-def explanation_view(record: customers.CustomerRecord) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class ExplanationView:
+    """The customer page's "why": the waterfall and the three largest pushes each way."""
+
+    chart: Waterfall
+    score: str  # the latest probability as a percentage ("" when not in the history)
+    raises: list[str]
+    lowers: list[str]
+    found: customers.CustomerExplanation
+
+
+def explanation_view(record: customers.CustomerRecord) -> ExplanationView | None:
     """The waterfall and the reasons in words, for the customer's latest explanation."""
     found = record.explanation
     if found is None:
@@ -281,10 +296,19 @@ def explanation_view(record: customers.CustomerRecord) -> dict[str, Any] | None:
     words = [f"{c.feature} is {format_value(c.value)} ({c.contribution:+.2f})" for c in ordered]
     raises = [w for w, c in zip(words, ordered, strict=True) if c.contribution > 0][:3]
     lowers = [w for w, c in zip(words, ordered, strict=True) if c.contribution < 0][::-1][:3]
-    return {"chart": chart, "score": score, "raises": raises, "lowers": lowers, "found": found}
+    return ExplanationView(chart, score, raises, lowers, found)
 
 
-def account_drivers(resources: Resources, rows: list[db.Prediction]) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class AccountDrivers:
+    """The dashboard's drivers card: the latest completed upload, its drivers, who moved up."""
+
+    upload: db.Prediction
+    chart: Chart
+    moved: int | None  # None: no earlier upload to compare with
+
+
+def account_drivers(resources: Resources, rows: list[db.Prediction]) -> AccountDrivers | None:
     """What drives churn in the latest completed upload, and who moved into HIGH since the one
     before."""
     latest = next((r for r in rows if r.status is db.Status.COMPLETED), None)
@@ -308,7 +332,7 @@ def account_drivers(resources: Resources, rows: list[db.Prediction]) -> dict[str
         "were added have none).",
     )
     moved = customer_trends.moved_into_high(resources.engine, latest.account, latest.id)
-    return {"upload": latest, "chart": chart, "moved": moved}
+    return AccountDrivers(latest, chart, moved)
 
 
 router = APIRouter(include_in_schema=False)
@@ -413,7 +437,7 @@ def monitoring(
         request,
         "monitoring.html",
         models=models,
-        model=figures["model"] if figures else None,
+        model=figures.model if figures else None,
         page=monitoring_page.page_context(figures) if figures else None,
     )
 
@@ -423,14 +447,22 @@ def monitoring_figures(env: Env, account: SignedIn, model: str | None = None) ->
     models, figures = monitored(env, account, model)
     return JSONResponse(
         monitoring_page.plain(
-            {"models": models, **(figures or {"model": None, "account": account.name})}
+            {
+                "models": models,
+                **(figures.to_json() if figures else {"model": None, "account": account.name}),
+            }
         )
     )
 
 
 @router.get("/app/uploads/new")
 def new_upload(request: Request, env: Env, account: SignedIn) -> HTMLResponse:
-    return render(request, "new.html", limit_mb=env.settings.max_upload_bytes // 10**6)
+    return render(
+        request,
+        "new.html",
+        limit_mb=env.settings.max_upload_bytes // 10**6,
+        carried=", ".join(account.carry_columns),
+    )
 
 
 @router.post("/app/uploads")

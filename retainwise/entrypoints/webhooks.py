@@ -6,6 +6,7 @@ The signing secret is returned once, when the URL is set; setting it again makes
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -66,7 +67,7 @@ def show_webhook(resources: Resources, account: str) -> Webhook | None:
         account=account,
         url=endpoint.url,
         created_at=endpoint.created_at,
-        deliveries=[Attempt(**a) for a in attempts],
+        deliveries=[Attempt(**asdict(a)) for a in attempts],
     )
 
 

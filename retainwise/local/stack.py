@@ -126,9 +126,21 @@ def write_stack_env(settings: Settings, env: dict[str, str]) -> None:
         dotenv.set_key(path, key, value)
 
 
-def load_stack_env(settings: Settings) -> None:
-    """Let CLI calls after `stack up` find the local endpoints; real variables still win."""
-    dotenv.load_dotenv(settings.stack_env_file, override=False)
+def on_stack(settings: Settings, env: dict[str, str]) -> Settings:
+    """`settings` pointed at the stack's endpoints: what Settings() reads once `env` is set (of
+    the stack's variables only these are settings; test_stack pins that)."""
+    return settings.model_copy(
+        update={
+            "aws_endpoint_url": env["AWS_ENDPOINT_URL"],
+            "aws_region": env["AWS_DEFAULT_REGION"],
+        }
+    )
+
+
+def load_stack_env(settings: Settings) -> bool:
+    """Let CLI calls after `stack up` find the local endpoints; real variables still win. True
+    if the file was there (the caller reads its Settings again)."""
+    return dotenv.load_dotenv(settings.stack_env_file, override=False)
 
 
 def wait_healthy(url: str, timeout: float, process: subprocess.Popen, log: Path) -> None:
@@ -184,10 +196,11 @@ def up(settings: Settings, timeout: float = 180) -> dict[str, str]:
     for name, (service, process) in servers.items():
         assert service.health_url  # only services with one are in `servers`
         wait_healthy(service.health_url, timeout, process, home / "logs" / f"{name}.log")
-    aws.ensure_resources(Settings())
+    live = on_stack(settings, env)
+    aws.ensure_resources(live)
     if "moto" in servers and not queues_kept:
-        restore_queue(Settings())
-    registry.ensure_store(Settings())  # before the runner's warm workers open it together
+        restore_queue(live)
+    registry.ensure_store(live)  # before the runner's warm workers open it together
     for service in pending:
         if not service.health_url:
             start(service, home, env)

@@ -10,24 +10,144 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, field
+from enum import StrEnum
 
 import pandas as pd
 
-from models.monitoring import realised_performance
+from models.monitoring import Realised, realised_performance
 from models.profile import ModelProfile
 
 SHOWN = ("roc_auc", "pr_auc", "brier", "precision_at_threshold", "recall_at_threshold")
 
 
-def _figures(rows: pd.DataFrame, column: str, profile: ModelProfile) -> dict[str, Any]:
+class Source(StrEnum):
+    """How a version's probabilities for an upload's rows came about."""
+
+    SCORED = "scored"  # the version scored the upload
+    SHADOW = "shadow"  # it scored the upload in shadow
+
+
+@dataclass(frozen=True)
+class VersionFigures:
+    """A version's realised figures on some labelled rows (`source` on a single upload)."""
+
+    rows: int
+    roc_auc: float | None
+    pr_auc: float | None
+    brier: float
+    precision_at_threshold: float | None
+    recall_at_threshold: float | None
+    source: Source | None = None
+
+    @classmethod
+    def of(cls, realised: Realised, source: Source | None = None) -> VersionFigures:
+        return cls(
+            realised.rows,
+            realised.roc_auc,
+            realised.pr_auc,
+            realised.brier,
+            realised.precision_at_threshold,
+            realised.recall_at_threshold,
+            source,
+        )
+
+    def to_json(self) -> dict[str, object]:
+        source = {"source": self.source.value} if self.source is not None else {}
+        return {**source, "rows": self.rows, **{name: getattr(self, name) for name in SHOWN}}
+
+
+@dataclass(frozen=True)
+class UploadComparison:
+    """The versions that scored one labelled upload (itself or in shadow), side by side."""
+
+    prediction_id: str
+    account: str
+    scored_by: str
+    labelled_rows: int
+    versions: dict[str, VersionFigures]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "prediction_id": self.prediction_id,
+            "account": self.account,
+            "scored_by": self.scored_by,
+            "labelled_rows": self.labelled_rows,
+            "versions": {v: figures.to_json() for v, figures in self.versions.items()},
+        }
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Every version on the pooled rows all of them scored: the like-for-like comparison."""
+
+    labelled_rows: int
+    versions: dict[str, VersionFigures] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "labelled_rows": self.labelled_rows,
+            "versions": {v: figures.to_json() for v, figures in self.versions.items()},
+        }
+
+
+@dataclass(frozen=True)
+class OutcomesComparison:
+    uploads: list[UploadComparison]
+    paired: Paired
+
+    def to_json(self) -> dict[str, object]:
+        return {"uploads": [u.to_json() for u in self.uploads], "paired": self.paired.to_json()}
+
+
+@dataclass(frozen=True)
+class Holdout:
+    """The gate's figures of each version on the stored test split."""
+
+    evaluated_on: str
+    versions: dict[str, dict[str, float]]
+
+    def to_json(self) -> dict[str, object]:
+        return {"evaluated_on": self.evaluated_on, "versions": self.versions}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Everything `retainwise model compare` shows."""
+
+    model: str
+    account: str | None
+    champion: str
+    challenger: str | None
+    holdout: Holdout
+    outcomes: OutcomesComparison
+
+    @property
+    def versions(self) -> list[str]:
+        return [self.champion] + ([self.challenger] if self.challenger else [])
+
+    def to_json(self) -> dict[str, object]:
+        """The JSON line `retainwise model compare` prints last."""
+        return {
+            "model": self.model,
+            "account": self.account,
+            "champion": self.champion,
+            "challenger": self.challenger,
+            "holdout": self.holdout.to_json(),
+            **self.outcomes.to_json(),
+        }
+
+
+def _figures(
+    rows: pd.DataFrame, column: str, profile: ModelProfile, source: Source | None = None
+) -> VersionFigures:
     realised = realised_performance(
         rows["churned"].to_numpy(int),
         rows[column].to_numpy(float),
         profile.threshold,
         profile.cutoffs,
     )
-    return {"rows": realised["rows"], **{name: realised.get(name) for name in SHOWN}}
+    return VersionFigures.of(realised, source)
 
 
 def compare_on_outcomes(
@@ -35,7 +155,7 @@ def compare_on_outcomes(
     versions: list[str],
     shadow_of: Callable[[str, str, str], pd.DataFrame | None],
     profile_of: Callable[[str], ModelProfile],
-) -> dict[str, Any]:
+) -> OutcomesComparison:
     """Per labelled upload, each version's realised figures where it scored the rows (itself or
     in shadow); `paired`: pooled over the rows every version scored. Pure but for the callbacks."""
     uploads, paired = [], []
@@ -45,7 +165,7 @@ def compare_on_outcomes(
         rows = rows[["customer_id", "churned"]].assign(
             **{f"p{scored_by}": rows["churn_probability"].astype(float)}
         )
-        sources = {str(scored_by): "scored"}
+        sources = {str(scored_by): Source.SCORED}
         for version in versions:
             if version == str(scored_by):
                 continue
@@ -56,40 +176,22 @@ def compare_on_outcomes(
                     on="customer_id",
                     how="left",
                 )
-                sources[version] = "shadow"
+                sources[version] = Source.SHADOW
         figures = {
-            v: {
-                "source": sources[v],
-                **_figures(rows.dropna(subset=[f"p{v}"]), f"p{v}", profile_of(v)),
-            }
-            for v in sources
+            v: _figures(rows.dropna(subset=[f"p{v}"]), f"p{v}", profile_of(v), source)
+            for v, source in sources.items()
         }
-        uploads.append(
-            {
-                "prediction_id": prediction_id,
-                "account": account,
-                "scored_by": str(scored_by),
-                "labelled_rows": len(rows),
-                "versions": figures,
-            }
-        )
+        uploads.append(UploadComparison(prediction_id, account, str(scored_by), len(rows), figures))
         if all(v in sources for v in versions):
             paired.append(rows.dropna(subset=[f"p{v}" for v in versions]))
     both = pd.concat(paired) if paired else pd.DataFrame(columns=["churned"])
-    return {
-        "uploads": uploads,
-        "paired": {
-            "labelled_rows": len(both),
-            "versions": (
-                {v: _figures(both, f"p{v}", profile_of(v)) for v in versions} if len(both) else {}
-            ),
-        },
-    }
+    pooled = {v: _figures(both, f"p{v}", profile_of(v)) for v in versions} if len(both) else {}
+    return OutcomesComparison(uploads, Paired(len(both), pooled))
 
 
 def outcomes_comparison(
     engine, s3, settings, name: str, versions: list[str], account: str | None = None
-) -> dict[str, Any]:
+) -> OutcomesComparison:
     """compare_on_outcomes on the stored outcomes, shadow files and version profiles."""
     from retainwise.adapters import aws
     from retainwise.adapters.mlflow_registry import load_version
@@ -131,7 +233,7 @@ def evaluate_version(name: str, version: str, rows, labels, settings) -> dict[st
         ) from None
 
 
-def compare_models(engine, s3, settings, name: str, account: str | None = None) -> dict[str, Any]:
+def compare_models(engine, s3, settings, name: str, account: str | None = None) -> Comparison:
     """Everything `retainwise model compare` shows, read from MLflow, the database and S3."""
     from retainwise.adapters.mlflow_registry import (
         CHALLENGER,
@@ -147,33 +249,33 @@ def compare_models(engine, s3, settings, name: str, account: str | None = None) 
         raise NoChampion(f"{name!r} has no champion to compare")
     versions = [champion] + ([challenger] if challenger and challenger != champion else [])
     rows, labels = evaluation_set(name, versions[-1], settings)
-    holdout = {
-        "evaluated_on": f"test split stored with version {versions[-1]} ({len(labels)} rows)",
-        "versions": {v: evaluate_version(name, v, rows, labels, settings) for v in versions},
-    }
-
-    outcomes = outcomes_comparison(engine, s3, settings, name, versions, account)
-    return {
-        "model": name,
-        "account": account,
-        "champion": champion,
-        "challenger": versions[1] if len(versions) > 1 else None,
-        "holdout": holdout,
-        **outcomes,
-    }
+    holdout = Holdout(
+        f"test split stored with version {versions[-1]} ({len(labels)} rows)",
+        {v: evaluate_version(name, v, rows, labels, settings) for v in versions},
+    )
+    return Comparison(
+        model=name,
+        account=account,
+        champion=champion,
+        challenger=versions[1] if len(versions) > 1 else None,
+        holdout=holdout,
+        outcomes=outcomes_comparison(engine, s3, settings, name, versions, account),
+    )
 
 
-def terminal_table(figures: dict[str, Any]) -> str:
+def terminal_table(figures: Comparison) -> str:
     """One line per comparison (holdout, each labelled upload, the paired pool): ROC AUC and Brier
     of champion and challenger, '-' where a version did not score those rows."""
-    versions = [figures["champion"]] + ([figures["challenger"]] if figures["challenger"] else [])
+    versions = figures.versions
     header = ["on", "rows"] + [
         f"{role} v{v} {metric}"
         for metric in ("AUC", "Brier")
         for role, v in zip(("champion", "challenger"), versions, strict=False)
     ]
 
-    def cells(what: str, rows, by_version: dict[str, Any], note=lambda v: "") -> list[str]:
+    def cells(
+        what: str, rows, by_version: dict[str, dict[str, float]], note=lambda v: ""
+    ) -> list[str]:
         shown = []
         for metric in ("roc_auc", "brier"):
             for v in versions:
@@ -181,24 +283,30 @@ def terminal_table(figures: dict[str, Any]) -> str:
                 shown.append("-" if value is None else f"{value:.3f}{note(v)}")
         return [what, str(rows)] + shown
 
-    holdout = figures["holdout"]
-    lines = [
-        cells("holdout", int(next(iter(holdout["versions"].values()))["rows"]), holdout["versions"])
-    ]
-    for u in figures["uploads"]:
+    def shown(by_version: dict[str, VersionFigures]) -> dict[str, dict[str, float]]:
+        return {
+            v: {k: x for k in ("roc_auc", "brier") if (x := getattr(f, k)) is not None}
+            for v, f in by_version.items()
+        }
+
+    holdout = figures.holdout
+    lines = [cells("holdout", int(next(iter(holdout.versions.values()))["rows"]), holdout.versions)]
+    for u in figures.outcomes.uploads:
         lines.append(
             cells(
-                f"upload {u['prediction_id'][:8]} ({u['account']})",
-                u["labelled_rows"],
-                u["versions"],
-                lambda v, u=u: " s" if u["versions"].get(v, {}).get("source") == "shadow" else "",
+                f"upload {u.prediction_id[:8]} ({u.account})",
+                u.labelled_rows,
+                shown(u.versions),
+                lambda v, u=u: (
+                    " s" if v in u.versions and u.versions[v].source == Source.SHADOW else ""
+                ),
             )
         )
-    paired = figures["paired"]
-    lines.append(cells("outcomes both scored", paired["labelled_rows"], paired["versions"]))
+    paired = figures.outcomes.paired
+    lines.append(cells("outcomes both scored", paired.labelled_rows, shown(paired.versions)))
     widths = [max(len(row[i]) for row in [header] + lines) for i in range(len(header))]
     text = [
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in [header] + lines
     ]
-    text.append(f"holdout: {holdout['evaluated_on']}; 's': scored in shadow")
+    text.append(f"holdout: {holdout.evaluated_on}; 's': scored in shadow")
     return "\n".join(text)

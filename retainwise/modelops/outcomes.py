@@ -12,19 +12,25 @@ operator (`gate_retraining`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
 from retainwise.config.errors import UploadRejected
-from retainwise.modelops.monitoring import AUC_FLOOR, CALIBRATION_CAP, MIN_LABELLED_ROWS
+from retainwise.modelops.monitoring import (
+    AUC_FLOOR,
+    CALIBRATION_CAP,
+    MIN_LABELLED_ROWS,
+    Alert,
+    Event,
+    ModelFigures,
+)
 from retainwise.uploads.output import neutralise_formulas
 
 CHURNED = {"1": 1, "yes": 1, "true": 1, "y": 1, "0": 0, "no": 0, "false": 0, "n": 0}
 EXAMPLES = 10
-DEGRADED = "retainwise.model.degraded"  # the event the train-model automation starts on
-FOR_REVIEW = "retainwise.model.degraded-review"  # the same finding, for an operator to act on
+DEGRADED = Event.DEGRADED  # the event the train-model automation starts on
+FOR_REVIEW = Event.DEGRADED_REVIEW  # the same finding, for an operator to act on
 MIN_DEGRADED_ACCOUNTS = 2
 
 
@@ -110,27 +116,27 @@ def outcome_ids(frame: pd.DataFrame) -> set[str]:
     return set(parsed.loc[reason == "", "customer_id"].astype(str))
 
 
-def degraded_accounts(figures: dict[str, Any], version: str) -> set[str]:
+def degraded_accounts(figures: ModelFigures, version: str) -> set[str]:
     """Accounts whose own labelled rows (enough of them) show `version` degraded."""
     return {
-        row["account"]
-        for row in figures["accounts"]
-        if str(row["model_version"]) == str(version)
-        and row["rows"] >= MIN_LABELLED_ROWS
+        str(group.account)
+        for group in figures.accounts
+        if str(group.model_version) == str(version)
+        and group.realised.rows >= MIN_LABELLED_ROWS
         and (
-            (row["roc_auc"] is not None and row["roc_auc"] < AUC_FLOOR)
-            or row["expected_calibration_error"] > CALIBRATION_CAP
+            (group.realised.roc_auc is not None and group.realised.roc_auc < AUC_FLOOR)
+            or group.realised.expected_calibration_error > CALIBRATION_CAP
         )
     }
 
 
-def gate_retraining(figures: dict[str, Any]) -> list[dict[str, Any]]:
+def gate_retraining(figures: ModelFigures) -> list[Alert]:
     """The alerts to emit: a `degraded` one fewer than MIN_DEGRADED_ACCOUNTS accounts support
     becomes FOR_REVIEW, which starts no retraining (one tenant's labels may be wrong or hostile)."""
     gated = []
-    for alert in figures["alerts"]:
-        accounts = degraded_accounts(figures, alert["model_version"])
-        if alert["event"] == DEGRADED and len(accounts) < MIN_DEGRADED_ACCOUNTS:
-            alert = {**alert, "event": FOR_REVIEW, "accounts": sorted(accounts)}
+    for alert in figures.alerts:
+        accounts = degraded_accounts(figures, alert.model_version)
+        if alert.event == DEGRADED and len(accounts) < MIN_DEGRADED_ACCOUNTS:
+            alert = replace(alert, event=FOR_REVIEW, accounts=sorted(accounts))
         gated.append(alert)
     return gated

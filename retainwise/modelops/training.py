@@ -12,28 +12,47 @@ import logging
 import os
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from retainwise.config.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def summarise(name: str, version: str, trained) -> dict[str, Any]:
-    """The one-line summary `retainwise model train` prints last."""
+@dataclass(frozen=True)
+class TrainingSummary:
+    """A registered training: what `retainwise model train` prints (notes to stderr, then the
+    rest as its last JSON line) and the train-model flow returns."""
+
+    model: str
+    version: str
+    kind: str
+    roc_auc: float
+    pr_auc: float
+    brier: float
+    threshold: float
+    excluded_columns: dict[str, str]
+    notes: list[str]
+
+    def to_json(self) -> dict[str, object]:
+        return dict(vars(self))
+
+
+def summarise(name: str, version: str, trained) -> TrainingSummary:
+    """The summary of a registered version, its holdout figures rounded."""
     m = trained.metrics
-    return {
-        "model": name,
-        "version": version,
-        "kind": trained.kind,
-        "roc_auc": round(m["roc_auc"], 4),
-        "pr_auc": round(m["pr_auc"], 4),
-        "brier": round(m["brier"], 4),
-        "threshold": round(trained.profile.threshold, 4),
-        "excluded_columns": trained.excluded,
-        "notes": trained.notes,
-    }
+    return TrainingSummary(
+        model=name,
+        version=version,
+        kind=trained.kind,
+        roc_auc=round(m["roc_auc"], 4),
+        pr_auc=round(m["pr_auc"], 4),
+        brier=round(m["brier"], 4),
+        threshold=round(trained.profile.threshold, 4),
+        excluded_columns=trained.excluded,
+        notes=trained.notes,
+    )
 
 
 def run_params(
@@ -74,7 +93,7 @@ def train_in_process(
     allow_columns: list[str] | None = None,
     settings: Settings | None = None,
     say: Callable[[str], None] = log.info,
-) -> dict[str, Any]:
+) -> TrainingSummary:
     """Read, fit, register as `challenger`: the train-model flow's steps with no Prefect run."""
     from models.training import train
     from retainwise.uploads.reading import read_table

@@ -8,10 +8,16 @@ flows/deployments.py. `python -m retainwise.runtime.serve` forks warm workers
 `serve`, which starts a fresh interpreter per run.
 """
 
+from __future__ import annotations
+
 import argparse
 import os
+from typing import TYPE_CHECKING
 
 from flows.deployments import DEPLOYMENTS
+
+if TYPE_CHECKING:
+    from retainwise.config.settings import Settings
 
 RUNNER_DEPLOYMENTS = tuple(d.name for d in DEPLOYMENTS if d.warm)  # `retainwise runner`
 
@@ -21,7 +27,8 @@ def deployments(only: list[str] | None = None) -> list:
     return [(d.flow(), d.to_deployment()) for d in DEPLOYMENTS if only is None or d.name in only]
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, settings: Settings | None = None) -> None:
+    """`settings`: the CLI command's (`retainwise runner`); read here when started on its own."""
     parser = argparse.ArgumentParser(description="serve the RetainWise deployments")
     parser.add_argument(
         "--processes",
@@ -48,13 +55,13 @@ def main(argv: list[str] | None = None) -> None:
     from retainwise.runtime import scaling_reporter
     from retainwise.runtime.worker import serve_warm
 
-    settings = Settings()
+    settings = settings or Settings()
     serve_warm(
         deployments(args.only),
         args.processes,
         settings.home_dir / "worker",
+        settings,
         reporter=scaling_reporter.for_settings(settings),  # production only
-        settings=settings,
     )
 
 

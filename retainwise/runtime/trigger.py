@@ -260,36 +260,35 @@ def routed_by_size(env: Resources, starters: Mapping[str, StartRun]) -> StartRun
     return start
 
 
-def handle_message(env: Resources, message: dict[str, Any], start_run: StartRun) -> str:
+def handle_message(env: Resources, message: aws.QueueMessage, start_run: StartRun) -> str:
     """Returns what happened: 'started', or why the message was left for redrive."""
-    payload = aws.parse_upload_message(message.get("Body", ""))
+    payload = message.upload()
     if payload is None:
         log.warning(
-            "message %s is not a valid upload message; leaving it for the DLQ",
-            message.get("MessageId"),
+            "message %s is not a valid upload message; leaving it for the DLQ", message.message_id
         )
         return "unparseable"
-    prediction = db.get_prediction(env.engine, payload["prediction_id"])
+    prediction = db.get_prediction(env.engine, payload.prediction_id)
     if prediction is None:
         log.warning(
             "message %s names unknown prediction %s; leaving it for the DLQ",
-            message.get("MessageId"),
-            payload["prediction_id"],
+            message.message_id,
+            payload.prediction_id,
         )
         return "unknown-prediction"
     if prediction.status is not db.Status.PENDING:
         # a late duplicate: a run already holds or finished the upload, so there is nothing to do
-        env.queue.delete(message["ReceiptHandle"])
+        env.queue.delete(message.receipt_handle)
         log.info(
             "message %s: prediction %s is already %s; deleted",
-            message.get("MessageId"),
+            message.message_id,
             prediction.id,
             prediction.status,
         )
         return "already-" + prediction.status.lower()
     started = time.monotonic()
     flow_run_id = start_run(prediction)
-    env.queue.delete(message["ReceiptHandle"])
+    env.queue.delete(message.receipt_handle)
     log.info(
         "prediction %s -> flow run %s (created in %.2f s)",
         prediction.id,
@@ -299,17 +298,17 @@ def handle_message(env: Resources, message: dict[str, Any], start_run: StartRun)
     return "started"
 
 
-def handle_safely(env: Resources, message: dict[str, Any], start_run: StartRun) -> str:
+def handle_safely(env: Resources, message: aws.QueueMessage, start_run: StartRun) -> str:
     """handle_message on a pool thread: a failure leaves the message for redelivery, no more."""
     try:
         return handle_message(env, message, start_run)
     except Exception:
-        log.exception("message %s failed; it will be redelivered", message.get("MessageId"))
+        log.exception("message %s failed; it will be redelivered", message.message_id)
         return "failed"
 
 
 def handle_batch(
-    env: Resources, messages: list[dict[str, Any]], start_run: StartRun, pool: ThreadPoolExecutor
+    env: Resources, messages: list[aws.QueueMessage], start_run: StartRun, pool: ThreadPoolExecutor
 ) -> list[str]:
     """Handle a received batch at once and wait for all of it.
 

@@ -22,10 +22,13 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 from uuid import UUID
 
 if TYPE_CHECKING:
+    from prefect.client.schemas.filters import DeploymentFilter, FlowRunFilter
+    from prefect.client.schemas.sorting import FlowRunSort
+
     from retainwise.config.settings import Settings
 
 log = logging.getLogger("retainwise.runtime.worker")
@@ -41,7 +44,7 @@ class Served:
 
     flows: dict[UUID, Any]
     state_dir: Path
-    settings: Settings | None = None
+    settings: Settings
 
 
 def register(deployments: list[tuple[Any, Any]]) -> dict[UUID, Any]:
@@ -119,7 +122,16 @@ def next_runs(client, served: Served, heartbeat: bool = False) -> list[Any]:
     )
 
 
-def due_runs_filter(deployment_ids: list[UUID], now: datetime) -> dict[str, Any]:
+class DueRunsQuery(TypedDict):
+    """read_flow_runs' keyword arguments."""
+
+    deployment_filter: DeploymentFilter
+    flow_run_filter: FlowRunFilter
+    sort: FlowRunSort
+    limit: int
+
+
+def due_runs_filter(deployment_ids: list[UUID], now: datetime) -> DueRunsQuery:
     """The runner endpoint's query as `read_flow_runs` filters: Scheduled, due, these ones."""
     from prefect.client.schemas import filters, sorting
     from prefect.client.schemas.objects import StateType
@@ -247,12 +259,11 @@ def without_flow_heartbeats():
 def run_child(served: Served) -> None:
     """The child's life: one Resources for every run it executes, closed when it stops."""
     from retainwise.adapters.resources import Resources, use_for_process
-    from retainwise.config.settings import Settings
 
     stop = ChildStop()
     stop.install()
     try:
-        with use_for_process(Resources(served.settings or Settings())) as resources:
+        with use_for_process(Resources(served.settings)) as resources:
             try:
                 warm_up(resources.settings)
             except Exception:
@@ -303,8 +314,8 @@ def serve_warm(
     deployments: list[tuple[Any, Any]],
     processes: int,
     state_dir: Path,
+    settings: Settings,
     reporter: Any = None,
-    settings: Settings | None = None,
 ) -> None:
     """Register the deployments, fork the children, replace any that die, stop on SIGTERM.
 

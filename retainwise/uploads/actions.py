@@ -43,7 +43,6 @@ MERGE_ROWS = 8_192  # rows read from each spilled run at a time
 # the ids let the caller keep each explained customer's explanation (adapters.customers)
 Explainer = Callable[[pd.DataFrame, pd.Series], pd.DataFrame]
 Row = dict[str, Any]  # one list row, column -> value (empty cells None): the JSON edge
-Ends = dict[int, tuple[float, int]]  # run -> (key, seq) of its last loaded row
 Source = BinaryIO | io.RawIOBase  # a stored CSV: an open file, or S3 blocks (uploads.blocks)
 
 
@@ -72,6 +71,16 @@ def risk_changes(current: np.ndarray, previous: np.ndarray) -> np.ndarray:
     change = np.where(current > previous, RiskChange.UP.value, RiskChange.DOWN.value)
     change = np.where(np.abs(current - previous) <= SAME_WITHIN, RiskChange.SAME.value, change)
     return np.where(np.isnan(previous), RiskChange.NEW.value, change).astype(object)
+
+
+def worth_of(values: Any, rows: int) -> np.ndarray:
+    """The value column's cells as numbers: blank, text or non-finite cells (and no cells at
+    all) are NaN, so their value at risk is empty and they rank after every valued row."""
+    if values is None:
+        return np.full(rows, np.nan)
+    text = pd.Series(np.asarray(values, dtype=object)).astype(str).str.strip()
+    worth = pd.to_numeric(text, errors="coerce").to_numpy(dtype="float64")
+    return np.where(np.isfinite(worth), worth, np.nan)
 
 
 class ActionsBuilder:
@@ -122,8 +131,7 @@ class ActionsBuilder:
         )
         key = probability
         if self.value_column:
-            worth = pd.to_numeric(pd.Series(np.asarray(values)), errors="coerce").to_numpy()
-            slim[VALUE_AT_RISK] = key = probability * worth
+            slim[VALUE_AT_RISK] = key = probability * worth_of(values, len(slim))
         slim["key"] = np.nan_to_num(key, nan=-np.inf)
         slim["seq"] = np.arange(self.rows_seen, self.rows_seen + len(slim), dtype=np.int64)
         self.rows_seen += len(slim)
@@ -148,7 +156,8 @@ class ActionsBuilder:
         """The chunk's rows in rank order as an Arrow IPC file (no encoding: Parquet's cost
         a third of the builder's time), in blocks of MERGE_ROWS rows."""
         ranked = slim.sort_values(["key", "seq"], ascending=[False, True], kind="stable")
-        table = pa.Table.from_pandas(ranked, preserve_index=False)
+        schema = schema_of(["key", "seq", *self.columns[1:]])
+        table = pa.Table.from_pandas(ranked[schema.names], schema, preserve_index=False)
         path = self.spill_dir / f"run-{len(self.runs):05d}.arrow"
         with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
             for batch in table.to_batches(max_chunksize=MERGE_ROWS):
@@ -173,48 +182,35 @@ class ActionsBuilder:
         if not self.top_n:
             return None
         seen, last = 0, None
-        for frame in self._merged(["key", "seq"]):
-            if seen + len(frame) >= self.top_n:
-                row = frame.iloc[self.top_n - seen - 1]
-                return float(row["key"]), int(row["seq"])
-            seen += len(frame)
-            last = (
-                (float(frame["key"].iloc[-1]), int(frame["seq"].iloc[-1])) if len(frame) else last
-            )
+        for table in self._merged(["key", "seq"]):
+            if not table.num_rows:
+                continue
+            key, seq = table["key"].to_numpy(), table["seq"].to_numpy()
+            if seen + len(key) >= self.top_n:
+                at = self.top_n - seen - 1
+                return float(key[at]), int(seq[at])
+            seen += len(key)
+            last = float(key[-1]), int(seq[-1])
         return last
 
-    def _merged(self, columns: list[str]) -> Iterator[pd.DataFrame]:
-        """Every run's rows in rank order (key descending, then input order), in frames.
+    def _merged(self, columns: list[str]) -> Iterator[pa.Table]:
+        """Every run's rows in rank order (key descending, then input order), in tables.
 
-        A k-way merge by blocks: rows are loaded MERGE_ROWS per run at a time, and the loaded
-        rows that rank before the earliest last-loaded row of a run not yet read to its end are
-        sorted and emitted; memory stays at about runs x MERGE_ROWS rows."""
-        readers = [_blocks(path, columns) for path in self.runs]
-        held = pd.DataFrame(columns=columns)
-        last: Ends = {}
-        for run, reader in enumerate(readers):
-            held, last = self._load(held, last, run, reader)
-        while last:
-            run = min(last, key=lambda r: (-last[r][0], last[r][1]))
-            key, seq = last[run]
-            ready = ((held["key"] > key) | ((held["key"] == key) & (held["seq"] <= seq))).to_numpy()
-            yield _ranked(held[ready])
-            held, last = self._load(held[~ready], last, run, readers[run])
-        if len(held):
-            yield _ranked(held)
-
-    @staticmethod
-    def _load(
-        held: pd.DataFrame, last: Ends, run: int, reader: Iterator[pa.RecordBatch]
-    ) -> tuple[pd.DataFrame, Ends]:
-        """The run's next block added to the held rows; `last` drops a run read to its end."""
-        batch = next(reader, None)
-        last = {r: v for r, v in last.items() if r != run}
-        if batch is None or not batch.num_rows:
-            return held, last
-        frame = batch.to_pandas()
-        last[run] = (float(frame["key"].iloc[-1]), int(frame["seq"].iloc[-1]))
-        return (pd.concat([held, frame], ignore_index=True) if len(held) else frame), last
+        A k-way merge by blocks: each run is read MERGE_ROWS rows at a time; the rows that rank
+        at or before the earliest last-loaded row of the runs still open are ready, and in
+        every run they are a prefix of what it has not yet given (runs are sorted), so each
+        row is sliced, concatenated and sorted once. Memory: about runs x MERGE_ROWS rows."""
+        runs = [_Run(_blocks(path, columns)) for path in self.runs]
+        while True:
+            open_runs = [run for run in runs if run.loaded]
+            if not open_runs:
+                return
+            bound = min(open_runs, key=lambda run: (-run.key[-1], run.seq[-1]))
+            key, seq = float(bound.key[-1]), int(bound.seq[-1])
+            parts = [run.take_through(key, seq) for run in open_runs]
+            ready = pa.concat_tables([part for part in parts if part.num_rows])
+            order = np.lexsort((ready["seq"].to_numpy(), -ready["key"].to_numpy()))
+            yield ready.take(order)
 
     @property
     def columns(self) -> list[str]:
@@ -225,13 +221,12 @@ class ActionsBuilder:
         schema = schema_of(self.columns)
         pooled = self._explain_pool(self._cutoff())
         rank = 0
-        for frame in self._merged(["key", "seq"] + self.columns[1:]):  # columns[0] is the rank
-            hit = frame["seq"].isin(pooled.index).to_numpy()
-            if hit.any():
-                frame.loc[hit, REASONS] = pooled.loc[frame.loc[hit, "seq"], REASONS].to_numpy()
-            frame.insert(0, "rank", np.arange(rank + 1, rank + len(frame) + 1, dtype=np.int64))
-            rank += len(frame)
-            yield pa.RecordBatch.from_pandas(frame[self.columns], schema, preserve_index=False)
+        for table in self._merged(["key", "seq"] + self.columns[1:]):  # columns[0] is the rank
+            table = _with_reasons(table, pooled)
+            ranks = pa.array(np.arange(rank + 1, rank + table.num_rows + 1, dtype=np.int64))
+            rank += table.num_rows
+            ranked = table.select(self.columns[1:]).add_column(0, "rank", ranks)
+            yield from ranked.cast(schema).to_batches()
         if not rank:
             yield pa.RecordBatch.from_pylist([], schema)
 
@@ -247,10 +242,59 @@ class ActionsBuilder:
 
 TYPES = {
     "rank": pa.int64(),
+    "key": pa.float64(),
+    "seq": pa.int64(),
     "churn_probability": pa.float64(),
     "previous_probability": pa.float64(),
     VALUE_AT_RISK: pa.float64(),
 }
+
+
+class _Run:
+    """One spilled run being merged: its loaded block, the rows of it not yet given out."""
+
+    def __init__(self, blocks: Iterator[pa.RecordBatch]):
+        self.blocks = blocks
+        self.loaded: pa.Table | None = None
+        self.key, self.seq = np.empty(0), np.empty(0, dtype=np.int64)
+        self._next()
+
+    def _next(self) -> None:
+        batch = next(self.blocks, None)
+        while batch is not None and not batch.num_rows:
+            batch = next(self.blocks, None)
+        self.loaded = None if batch is None else pa.Table.from_batches([batch])
+        if self.loaded is not None:
+            self.key, self.seq = self.loaded["key"].to_numpy(), self.loaded["seq"].to_numpy()
+
+    def take_through(self, key: float, seq: int) -> pa.Table:
+        """The loaded rows ranking at or before (key, seq) (a prefix); loads the next block
+        when all of this one is given."""
+        assert self.loaded is not None
+        count = int(np.count_nonzero((self.key > key) | ((self.key == key) & (self.seq <= seq))))
+        given = self.loaded.slice(0, count)
+        if count == len(self.key):
+            self._next()
+        else:
+            self.loaded = self.loaded.slice(count)
+            self.key, self.seq = self.key[count:], self.seq[count:]
+        return given
+
+
+def _with_reasons(table: pa.Table, pooled: pd.DataFrame) -> pa.Table:
+    """The pooled rows' reasons (by seq) put into their places in `table`."""
+    if pooled.empty:
+        return table
+    seq = table["seq"].to_numpy()
+    hit = np.isin(seq, pooled.index.to_numpy())
+    if not hit.any():
+        return table
+    for column in REASONS:
+        cells = np.asarray(table[column].to_pylist(), dtype=object)
+        cells[hit] = pooled.loc[seq[hit], column].to_numpy()
+        where = table.schema.get_field_index(column)
+        table = table.set_column(where, column, pa.array(cells, pa.string()))
+    return table
 
 
 def _blocks(path: Path, columns: list[str]) -> Iterator[pa.RecordBatch]:
@@ -259,10 +303,6 @@ def _blocks(path: Path, columns: list[str]) -> Iterator[pa.RecordBatch]:
         reader = pa.ipc.open_file(source)
         for index in range(reader.num_record_batches):
             yield reader.get_batch(index).select(columns)
-
-
-def _ranked(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.sort_values(["key", "seq"], ascending=[False, True], kind="stable")
 
 
 def schema_of(names: list[str]) -> pa.Schema:

@@ -21,6 +21,7 @@ from models.reasons import REASON_COLUMNS, ReasonsExplainer, reasons_for
 from models.scoring import ScoringModel
 from retainwise.uploads.actions import ActionsBuilder
 from retainwise.uploads.policy import ScoringPolicy
+from retainwise.uploads.validation import ValidatedUpload
 
 COPY_BLOCK = 8 * 2**20  # bytes copied to the sink at a time
 
@@ -53,6 +54,7 @@ class ContactList:
             Path(self.spill.name),
             policy.explain_top_n,
             history.previous() if history is not None else None,
+            policy.value_column,
         )
 
     def __enter__(self) -> ContactList:
@@ -61,10 +63,12 @@ class ContactList:
     def __exit__(self, *exc: object) -> None:
         self.spill.cleanup()
 
-    def add(self, results: pd.DataFrame, accepted: pd.DataFrame) -> None:
-        """One chunk: its results and the validated rows they were scored from (same order)."""
-        features = prepare_features(accepted, self.model.profile.features)
-        self.builder.add(results, features.set_axis(results.index))
+    def add(self, results: pd.DataFrame, upload: ValidatedUpload) -> None:
+        """One chunk: its results and the validated rows they were scored from (same order),
+        with the value column's cells when the account names one."""
+        features = prepare_features(upload.accepted, self.model.profile.features)
+        values = None if upload.values is None else upload.values.to_numpy()
+        self.builder.add(results, features.set_axis(results.index), values)
         if self.history is not None:
             self.history.scored(results)
 

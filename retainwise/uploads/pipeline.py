@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from models.scoring import ScoringModel, score_frame
+from retainwise.uploads import carry
 from retainwise.uploads.output import neutralise_results, neutralise_text_columns, to_csv_bytes
 from retainwise.uploads.policy import ScoringPolicy
 from retainwise.uploads.reading import read_upload
@@ -32,8 +33,9 @@ def score_file(data: bytes, model: ScoringModel, policy: ScoringPolicy) -> Score
     """File-level faults raise UploadRejected; too many bad rows leave results None."""
     marks = [time.perf_counter()]
     table = read_upload(data, limits=policy.limits)
+    carried = carry.resolve(table.frame.columns, policy.carry)  # a missing one fails it here
     marks.append(time.perf_counter())
-    upload = validate_upload(table, model.profile, policy.max_rejected_share)
+    upload = validate_upload(table, model.profile, policy.max_rejected_share, policy.value_column)
     marks.append(time.perf_counter())
     results = (
         None
@@ -47,7 +49,16 @@ def score_file(data: bytes, model: ScoringModel, policy: ScoringPolicy) -> Score
         )
     )
     marks.append(time.perf_counter())
-    results_csv = None if results is None else to_csv_bytes(neutralise_results(results))
+    results_csv = (
+        None
+        if results is None
+        else to_csv_bytes(
+            carry.with_carried(
+                neutralise_results(results),
+                carry.cells(table.frame, upload.accepted.index, carried),
+            )
+        )
+    )
     rejects_csv = to_csv_bytes(neutralise_text_columns(upload.rejects))
     marks.append(time.perf_counter())
     stages = ("reading", "validating", "scoring", "writing")

@@ -6,8 +6,9 @@ settings into positional arguments and no default is written beside the one in S
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from retainwise.adapters.accounts import Account
 from retainwise.config.errors import UploadRejected
 from retainwise.config.settings import Settings, setting_default
 from retainwise.uploads.tables import Limits
@@ -20,10 +21,16 @@ class ScoringPolicy:
     limits: Limits = field(default_factory=Limits)
     chunked_above_bytes: int = setting_default("chunked_above_bytes")  # larger: in chunks
     chunk_bytes: int = setting_default("chunk_bytes")  # about this many bytes per chunk
+    split_above_bytes: int = setting_default("split_above_bytes")  # larger: two halves at once
+    split_max_load: float = setting_default("split_max_load")  # busier cores: one piece
     max_rejected_share: float = setting_default("max_rejected_share")  # more rejected: FAILED
     reasons: bool = setting_default("top_reasons")  # results get a top_reasons column
+    value_column: str | None = None  # the account's: the actions list ranks by value at risk
     drift_alert_psi: float = setting_default("drift_alert_psi")  # above: a feature drifted
     explain_top_n: int = setting_default("explain_top_n")  # the actions list's rows explained
+    # the customer's input columns copied into the results after ours (uploads/carry.py); set
+    # per upload from its own or its account's choice, never from Settings
+    carry: tuple[str, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ScoringPolicy:
@@ -31,10 +38,21 @@ class ScoringPolicy:
             limits=Limits.from_settings(settings),
             chunked_above_bytes=settings.chunked_above_bytes,
             chunk_bytes=settings.chunk_bytes,
+            split_above_bytes=settings.split_above_bytes,
+            split_max_load=settings.split_max_load,
             max_rejected_share=settings.max_rejected_share,
             reasons=settings.top_reasons,
             drift_alert_psi=settings.drift_alert_psi,
             explain_top_n=settings.explain_top_n,
+        )
+
+    def for_upload(self, account: Account | None, carry: tuple[str, ...] = ()) -> ScoringPolicy:
+        """This policy with the account's choices: its value column, and the columns to carry
+        (the upload's own `carry`, else the account's)."""
+        if account is None:
+            return replace(self, carry=carry)
+        return replace(
+            self, value_column=account.value_column, carry=carry or account.carry_columns
         )
 
     def is_large(self, size: int) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import Any, TypedDict
 
 import jinja2
 import numpy as np
@@ -20,7 +20,12 @@ from models.features import bin_shares
 from models.profile import FeatureProfile, ModelProfile
 from models.scoring import NamedModel
 from retainwise.uploads.policy import ScoringPolicy
-from retainwise.uploads.validation import ValidatedUpload, top_counts, unknown_categories
+from retainwise.uploads.validation import (
+    ColumnQuality,
+    ValidatedUpload,
+    top_counts,
+    unknown_categories,
+)
 
 PROBABILITY_BINS = 10
 RISK_TIERS = ("HIGH", "MEDIUM", "LOW")
@@ -61,6 +66,39 @@ def categorical_buckets(
     return np.asarray(expected), np.asarray(actual, dtype=float) / rows
 
 
+class ColumnReport(ColumnQuality):
+    """A feature's entry in the report: its counts, then its missing share and drift."""
+
+    missing_share: float
+    training_missing_share: float
+    psi: float | None  # None: no training distribution to compare with
+    drifted: bool
+
+
+class UploadReport(TypedDict):
+    """The JSON summary written beside the results (report.json), in its key order."""
+
+    prediction_id: str | None
+    status: str  # COMPLETED or FAILED
+    error: str | None
+    model_name: str
+    model_version: str
+    source: dict[str, str]
+    rows_total: int
+    rows_scored: int
+    rows_rejected: int
+    reject_reasons: dict[str, int]
+    risk_counts: dict[str, int]
+    probability_histogram: list[int]
+    unknown_categories: dict[str, int]
+    out_of_range: dict[str, int]
+    drift_threshold: float
+    drifted_features: list[str]
+    ignored_columns: list[str]
+    columns: dict[str, ColumnReport]
+    files: dict[str, str | None]  # output -> its key or path (None: not written)
+
+
 @dataclass(frozen=True)
 class ReportCounts:
     """Everything the report needs from an upload, or from one chunk of it, as counts that add
@@ -71,7 +109,7 @@ class ReportCounts:
     rows_scored: int
     rows_rejected: int
     risk_counts: dict[str, int]
-    columns: dict[str, dict[str, Any]]  # per-column quality: missing, unparseable, unknown...
+    columns: dict[str, ColumnQuality]
     reject_kinds: dict[str, int]
     ignored_columns: list[str]
     source: dict[str, str]  # how the file was read
@@ -94,7 +132,7 @@ class ReportCounts:
 
     def finished(self) -> ReportCounts:
         """As reported: each column's unseen values cut to the largest."""
-        columns = {
+        columns: dict[str, ColumnQuality] = {
             name: {**column, "unknown_values": top_counts(column["unknown_values"])}
             if "unknown_values" in column
             else column
@@ -114,18 +152,19 @@ def upload_counts(
             shares = numeric_shares(values, feature)
             if shares is not None:
                 numeric[feature.name] = shares * len(values)
+    quality = upload.quality
     return ReportCounts(
         rows_total=upload.rows_total,
-        rows_read=upload.quality.get("rows_read", upload.rows_total),
+        rows_read=upload.rows_total if quality.rows_read is None else quality.rows_read,
         rows_scored=0 if results is None else len(results),
         rows_rejected=upload.rows_rejected,
         risk_counts={
             tier: 0 if results is None else int((results["churn_risk"] == tier).sum())
             for tier in RISK_TIERS
         },
-        columns=upload.quality.get("columns", {}),
-        reject_kinds=upload.quality.get("reject_kinds", {}),
-        ignored_columns=upload.quality.get("ignored_columns", []),
+        columns=quality.columns,
+        reject_kinds=quality.reject_kinds,
+        ignored_columns=quality.ignored_columns,
         source=dict(upload.source),
         failure=upload.failure,
         category_counts=upload.category_counts,
@@ -170,9 +209,9 @@ def build_report(
     results: pd.DataFrame | None,
     model: NamedModel,
     prediction_id: str | None = None,
-    keys: dict[str, str] | None = None,
+    keys: dict[str, str | None] | None = None,
     drift_alert_psi: float = ScoringPolicy.drift_alert_psi,
-) -> dict[str, Any]:
+) -> UploadReport:
     """The JSON summary: accounting, risk counts, per-column quality and drift, the model used."""
     counts = upload_counts(upload, results, model.profile)
     return report_from_counts(counts, model, prediction_id, keys, drift_alert_psi)
@@ -182,16 +221,16 @@ def report_from_counts(
     counts: ReportCounts,
     model: NamedModel,
     prediction_id: str | None = None,
-    keys: dict[str, str] | None = None,
+    keys: dict[str, str | None] | None = None,
     drift_alert_psi: float = ScoringPolicy.drift_alert_psi,
-) -> dict[str, Any]:
+) -> UploadReport:
     """The JSON summary from the counts of the whole upload (or of its chunks added up)."""
     rows, profile = counts.rows_read, model.profile
     scores = drift_from_counts(counts, profile)
-    columns = {}
+    columns: dict[str, ColumnReport] = {}
     for feature in profile.features:
-        quality = dict(counts.columns.get(feature.name, {}))
-        missing = quality.pop("missing", 0)
+        quality = counts.columns.get(feature.name, ColumnQuality()).copy()
+        missing = quality.pop("missing", 0)  # put back after the other counts
         columns[feature.name] = {
             **quality,
             "missing": missing,
@@ -246,7 +285,7 @@ def _template() -> jinja2.Template:
     return env.get_template("report.html")
 
 
-def render_html(report: dict[str, Any]) -> str:
+def render_html(report: UploadReport) -> str:
     """A self-contained page (templates/report.html); Jinja2 escapes every value."""
     summary = [
         ["status", report["status"]],
@@ -288,7 +327,7 @@ def render_html(report: dict[str, Any]) -> str:
     )
 
 
-def summary_markdown(report: dict[str, Any], report_key: str) -> str:
+def summary_markdown(report: UploadReport, report_key: str) -> str:
     """The Prefect artifact: the summary as a markdown table and where the full report is."""
     risk = report["risk_counts"]
     rows = [

@@ -14,20 +14,26 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from models.scoring import NamedModel
 from retainwise.config.errors import UploadRejected
-from retainwise.uploads import streaming
+from retainwise.uploads import halves, streaming
 from retainwise.uploads.compression import GZIP_MAGIC, expanded_head
 from retainwise.uploads.contacts import ContactList, History
 from retainwise.uploads.parquet import as_csv_source
-from retainwise.uploads.pipeline import score_file
 from retainwise.uploads.policy import ScoringPolicy
-from retainwise.uploads.report import ReportCounts, build_report, render_html, report_from_counts
+from retainwise.uploads.report import (
+    ReportCounts,
+    UploadReport,
+    render_html,
+    report_from_counts,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from retainwise.uploads.validation import ValidatedUpload
 
 ZIP_MAGIC = b"PK\x03\x04"
 
@@ -99,7 +105,7 @@ class Route:
 
 @dataclass(frozen=True)
 class ScoredObject:
-    report: dict[str, Any]  # as written beside the results (a JSON edge)
+    report: UploadReport  # as written beside the results
     seconds: dict[str, float]  # per stage: reading, validating, scoring, writing
     chunked: bool
 
@@ -134,11 +140,14 @@ def score_object(
     prediction_id: str | None = None,
     route: Route | None = None,
     history: History | None = None,
+    helper: halves.Helper | None = None,
 ) -> ScoredObject:
     """Read, validate, score and write one upload; `route` when already planned. An actions
-    list is built when the sinks keep one, against and into the account's `history` if given."""
+    list is built when the sinks keep one, against and into the account's `history` if given;
+    a large whole file is scored in two halves at once with a warm `helper` process."""
     route = route or plan(source, policy)
-    job = Job(as_csv_source(source, policy.limits), model, policy, sinks, prediction_id, history)
+    source = as_csv_source(source, policy.limits)
+    job = Job(source, model, policy, sinks, prediction_id, history, helper)
     return job.in_chunks() if route.chunked else job.whole()
 
 
@@ -152,6 +161,7 @@ class Job:
     sinks: Sinks
     prediction_id: str | None
     history: History | None = None
+    helper: halves.Helper | None = None  # scores a large whole file's second half
 
     def contacts(self) -> ContactList | None:
         """The actions list to feed, when the sinks keep one."""
@@ -160,11 +170,11 @@ class Job:
         return ContactList(self.model, self.policy, self.history)
 
     def whole(self) -> ScoredObject:
-        """Files under the chunked threshold: read whole, then every file written at once."""
-        scored = score_file(self.source.read(), self.model, self.policy)
-        report = build_report(
-            scored.upload,
-            scored.results,
+        """Files under the chunked threshold: read whole (a large one scored as two halves at
+        once), then every file written at once."""
+        scored = halves.score_whole(self.source.read(), self.model, self.policy, self.helper)
+        report = report_from_counts(
+            scored.counts,
             self.model,
             self.prediction_id,
             drift_alert_psi=self.policy.drift_alert_psi,
@@ -172,18 +182,20 @@ class Job:
         files = {Output.REJECTS: scored.rejects_csv}
         if scored.results_csv is not None:
             files[Output.RESULTS] = scored.results_csv
-            self.write_actions(scored.results, scored.upload.accepted)
+            self.write_actions(scored.parts)
         report = with_files(report, self.sinks)
         self.sinks.put({**files, **report_files(report, self.sinks)})
         return ScoredObject(report, scored.seconds, chunked=False)
 
-    def write_actions(self, results: pd.DataFrame, accepted: pd.DataFrame) -> None:
-        """The whole file's actions list, when the sinks keep one."""
+    def write_actions(self, parts: list[tuple[pd.DataFrame, ValidatedUpload]]) -> None:
+        """The whole file's actions list from its (results, validated rows) parts in file
+        order, when the sinks keep one."""
         contacts = self.contacts()
         if contacts is None:
             return
         with contacts:
-            contacts.add(results, accepted)
+            for results, upload in parts:
+                contacts.add(results, upload)
             finish_actions(contacts, self.sinks)
 
     def in_chunks(self) -> ScoredObject:
@@ -247,7 +259,7 @@ def complete(streams: list[Stream]) -> None:
         finished.result()
 
 
-def with_files(report: dict[str, Any], sinks: Sinks) -> dict[str, Any]:
+def with_files(report: UploadReport, sinks: Sinks) -> UploadReport:
     """The report naming the files beside it (no results when the upload failed)."""
     failed = report["error"] is not None
     return {
@@ -260,7 +272,7 @@ def with_files(report: dict[str, Any], sinks: Sinks) -> dict[str, Any]:
     }
 
 
-def report_files(report: dict[str, Any], sinks: Sinks) -> dict[Output, bytes]:
+def report_files(report: UploadReport, sinks: Sinks) -> dict[Output, bytes]:
     """The JSON and HTML report, for the sinks that keep them."""
     files = {}
     if sinks.location(Output.REPORT) is not None:

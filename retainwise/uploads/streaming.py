@@ -24,7 +24,7 @@ import pandas as pd
 from models.profile import ModelProfile
 from models.scoring import ScoringModel, score_frame
 from retainwise.config.errors import UploadRejected
-from retainwise.uploads import memory
+from retainwise.uploads import carry, memory
 from retainwise.uploads.compression import decompressed
 from retainwise.uploads.output import neutralise_results, neutralise_text_columns, to_csv_bytes
 from retainwise.uploads.policy import ScoringPolicy
@@ -32,6 +32,7 @@ from retainwise.uploads.reading import read_upload, refuse_binary, utf16_without
 from retainwise.uploads.report import ReportCounts, upload_counts
 from retainwise.uploads.tables import Limits, TextTable
 from retainwise.uploads.validation import (
+    DUPLICATE_REASON,
     ValidatedUpload,
     id_hashes,
     reject_rows,
@@ -44,8 +45,8 @@ SCORERS = 2  # chunks scored at once (one per core here)
 IN_FLIGHT = SCORERS  # chunks validated but not yet written: bounds memory
 NOT_BLANK = re.compile(rb"\S")
 T = TypeVar("T")
-# (a chunk's results, its accepted rows): what else is done with a scored chunk, in file order
-Tap = Callable[[pd.DataFrame, pd.DataFrame], None]
+# (a chunk's results, its validated rows): what else is done with a scored chunk, in file order
+Tap = Callable[[pd.DataFrame, ValidatedUpload], None]
 
 
 class Writable(Protocol):
@@ -258,11 +259,15 @@ def read_piece(piece: bytes, first: bool, limits: Limits = Limits()) -> TextTabl
 
 
 def validate_piece(
-    table: TextTable, profile: ModelProfile, offset: int, seen: SeenIds
+    table: TextTable,
+    profile: ModelProfile,
+    offset: int,
+    seen: SeenIds,
+    value_column: str | None = None,
 ) -> ValidatedUpload:
     """Validate one chunk as a file, then number its rows across the file and reject ids an
     earlier chunk already scored."""
-    upload = validate_upload(table, profile, max_rejected_share=1.0)
+    upload = validate_upload(table, profile, 1.0, value_column)
     rejects = upload.rejects.assign(row_number=upload.rejects["row_number"] + offset)
     if not profile.id_column or upload.accepted.empty:
         return replace(upload, rejects=rejects)
@@ -276,7 +281,7 @@ def validate_piece(
         table.frame.reset_index(drop=True),
         positions[duplicate],
         numbers[positions[duplicate]],
-        [f"duplicate customer id; already scored from row {row}" for row in first_seen[duplicate]],
+        [DUPLICATE_REASON.format(row=row) for row in first_seen[duplicate]],
     )
     return drop_accepted(
         upload,
@@ -297,14 +302,15 @@ def drop_accepted(
         for value, count in dropped[name].value_counts(dropna=False).items():
             key = None if pd.isna(value) else value
             per_value[key] = per_value.get(key, 0) - int(count)
-    kinds = dict(upload.quality.get("reject_kinds", {}))
+    kinds = dict(upload.quality.reject_kinds)
     kinds["duplicate id"] = kinds.get("duplicate id", 0) + int(drop.sum())
     return replace(
         upload,
         accepted=upload.accepted.loc[~drop],
         customer_ids=upload.customer_ids[~drop],
+        values=None if upload.values is None else upload.values[~drop],
         rejects=rejects,
-        quality={**upload.quality, "reject_kinds": kinds},
+        quality=replace(upload.quality, reject_kinds=kinds),
         category_counts=counts,
     )
 
@@ -327,16 +333,18 @@ def write_piece(
     first: bool,
     totals: Totals,
     after: Tap | None = None,
-    accepted: pd.DataFrame | None = None,
+    upload: ValidatedUpload | None = None,
+    carried: pd.DataFrame | None = None,
 ) -> ReportCounts:
-    """Append one chunk's results and rejects, in file order (one writer thread); `after`
-    then sees the chunk's results and accepted rows, in file order too."""
+    """Append one chunk's results (with its `carried` cells) and rejects, in file order (one
+    writer thread); `after` then sees the chunk's results and validated rows, in file order too."""
     results, counts = scored.result()
     started = time.perf_counter()
-    files[0].write(to_csv_bytes(neutralise_results(results), header=first))
+    out = carry.with_carried(neutralise_results(results), carried)
+    files[0].write(to_csv_bytes(out, header=first))
     files[1].write(to_csv_bytes(neutralise_text_columns(rejects), header=first))
-    if after is not None and len(results):
-        after(results, accepted)
+    if after is not None and upload is not None and len(results):
+        after(results, upload)
     memory.release_free_memory()
     totals.timed("writing", started)
     return counts
@@ -369,9 +377,12 @@ def score_stream(
             started = time.perf_counter()
             table = read_piece(piece, index == 0, limits)
             del piece  # the text table has what it held
+            carried = carry.resolve(table.frame.columns, policy.carry)  # fails the first chunk
             totals.timed("reading", started)
             started = time.perf_counter()
-            upload = validate_piece(table, model.profile, totals.rows_total, seen)
+            upload = validate_piece(
+                table, model.profile, totals.rows_total, seen, policy.value_column
+            )
             totals.timed("validating", started)
             columns = list(upload.rejects.columns) if columns is None else columns
             rejects = upload.rejects.reindex(columns=columns)
@@ -392,7 +403,8 @@ def score_stream(
                     index == 0,
                     totals,
                     after,
-                    upload.accepted if after is not None else None,
+                    upload if after is not None else None,
+                    carry.cells(table.frame, upload.accepted.index, carried),
                 )
             )
             del table, upload, rejects

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import islice
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -47,6 +47,28 @@ GROUPING = "[\\s\u00a0\u202f']"
 REJECT_SAMPLE = 3
 TEXT = pd.StringDtype("pyarrow", na_value=np.nan)  # pandas 3's default `str`, Arrow-backed
 CAST_SAMPLE = 2000  # cells tried before casting a whole column, so a doomed cast fails cheaply
+DUPLICATE_REASON = "duplicate customer id; already scored from row {row}"  # halves.py parses it
+
+
+class ColumnQuality(TypedDict, total=False):
+    """One feature's counts, as the report's `columns` shows them (JSON; summed over chunks)."""
+
+    kind: str  # "numeric" or "categorical"
+    missing: int
+    unparseable: int  # numeric: cells that are no number
+    out_of_range: int  # numeric with a training range
+    unknown: int  # categorical: rows whose value training never saw
+    unknown_values: dict[str, int]  # ... and how many of each
+
+
+@dataclass(frozen=True)
+class UploadQuality:
+    """What validation counted for the report, beside the rows it accepted."""
+
+    rows_read: int | None = None  # data rows parsed; None: as many as rows_total
+    columns: dict[str, ColumnQuality] = field(default_factory=dict)
+    reject_kinds: dict[str, int] = field(default_factory=dict)  # rejected rows per kind
+    ignored_columns: list[str] = field(default_factory=list)  # in the file, not used
 
 
 @dataclass
@@ -56,17 +78,19 @@ class ValidatedUpload:
     rejects: pd.DataFrame  # row_number, reason, then the row's original cells
     rows_total: int
     failure: str | None = None  # set when too many rows were rejected: the upload FAILS
-    quality: dict[str, Any] = field(default_factory=dict)  # per-column counts for the report
+    quality: UploadQuality = field(default_factory=UploadQuality)
     source: dict[str, str] = field(default_factory=dict)  # how the file was read
     # per categorical feature, accepted rows per training-spelled value (None: missing), for drift
     category_counts: dict[str, dict[str | None, int]] = field(default_factory=dict)
+    # the account's value column (value at risk), as uploaded, for the accepted rows; or None
+    values: pd.Series | None = None
 
     @property
     def rows_rejected(self) -> int:
         return len(self.rejects)
 
 
-def unknown_categories(columns: dict[str, dict[str, Any]]) -> dict[str, int]:
+def unknown_categories(columns: dict[str, ColumnQuality]) -> dict[str, int]:
     """Per column, the rows whose category training never saw (scored, but counted)."""
     return {name: quality["unknown"] for name, quality in columns.items() if quality.get("unknown")}
 
@@ -251,7 +275,7 @@ class CategoryCodes(NamedTuple):
 
 class ParsedCategories(NamedTuple):
     values: pd.Series  # the training spelling of each cell, as a Categorical
-    quality: dict[str, Any]  # counts for the report
+    quality: ColumnQuality
     codes: CategoryCodes
 
 
@@ -428,7 +452,7 @@ class CastFeatures:
 
     prepared: dict[str, pd.Series]  # features to score
     checked: pd.DataFrame  # the all-float64 check frame GX runs on
-    columns: dict[str, dict[str, Any]]  # per-column counts for the report
+    columns: dict[str, ColumnQuality]
     unparseable: dict[str, pd.Series]  # per numeric feature: cells that are no number
     codes: dict[str, CategoryCodes]  # per categorical feature
 
@@ -439,7 +463,7 @@ def cast_features(
     """Every feature cast (numbers in any common notation, categories to training spellings)."""
     checked = pd.DataFrame({ID_PRESENT: np.where(ids.notna(), 1.0, np.nan)}, index=frame.index)
     prepared: dict[str, pd.Series] = {}
-    columns: dict[str, dict[str, Any]] = {}
+    columns: dict[str, ColumnQuality] = {}
     unparseable: dict[str, pd.Series] = {}
     codes: dict[str, CategoryCodes] = {}
     for feature in profile.features:
@@ -462,7 +486,7 @@ def row_reasons(
     frame: pd.DataFrame,
     profile: ModelProfile,
     checked: pd.DataFrame,
-    columns: dict[str, dict[str, Any]],
+    columns: dict[str, ColumnQuality],
     unparseable: dict[str, pd.Series],
 ) -> Reasons:
     """Missing id, then unparseable, then out-of-range (the last two from the GX suite)."""
@@ -521,7 +545,10 @@ def too_many_rejected(
 
 
 def validate_upload(
-    table: TextTable | pd.DataFrame, profile: ModelProfile, max_rejected_share: float = 0.5
+    table: TextTable | pd.DataFrame,
+    profile: ModelProfile,
+    max_rejected_share: float = 0.5,
+    value_column: str | None = None,
 ) -> ValidatedUpload:
     """Cast, check, reject rows with reasons; `failure` is set when too many rows are rejected."""
     if isinstance(table, pd.DataFrame):
@@ -544,12 +571,12 @@ def validate_upload(
     rejects = reject_table(original, reasons, numbers, table.malformed)
     rows_total = rows + len(table.malformed)
     known = set(profile.feature_names) | {profile.id_column}
-    quality = {
-        "rows_read": rows,
-        "columns": columns,
-        "reject_kinds": reject_kinds(reasons, table.malformed),
-        "ignored_columns": [c for c in frame.columns if c not in known],
-    }
+    quality = UploadQuality(
+        rows_read=rows,
+        columns=columns,
+        reject_kinds=reject_kinds(reasons, table.malformed),
+        ignored_columns=[c for c in frame.columns if c not in known],
+    )
     keep = np.flatnonzero(~reasons.rejected)
     every_row = len(keep) == rows
     index = frame.index if every_row else frame.index[keep]
@@ -585,7 +612,25 @@ def validate_upload(
         quality,
         dict(table.source),
         counts,
+        value_cells(frame, value_column, index),
     )
+
+
+def value_cells(frame: pd.DataFrame, name: str | None, index: pd.Index) -> pd.Series | None:
+    """The value column's cells of the rows at `index`, as uploaded (the actions list parses
+    them; a cell that is not a number leaves that row's value at risk empty). The column is
+    found as the model's are (case, spaces, `_` and `-` ignored); a file without it is refused,
+    naming it, rather than ranked by nothing."""
+    if not name:
+        return None
+    header = name if name in frame.columns else None
+    for column in frame.columns if header is None else ():
+        if normalise_header(column) == normalise_header(name):
+            header = column
+            break
+    if header is None:
+        raise UploadRejected(f"the account's value column {name!r} is not in the file")
+    return frame[header].loc[index]
 
 
 def add_duplicates(reasons: Reasons, ids: pd.Series, numbers: np.ndarray) -> None:
@@ -613,9 +658,7 @@ def add_duplicates(reasons: Reasons, ids: pd.Series, numbers: np.ndarray) -> Non
     reasons.add(
         duplicate,
         "duplicate id",
-        lambda pos: [
-            f"duplicate customer id; already scored from row {numbers[first_row[p]]}" for p in pos
-        ],
+        lambda pos: [DUPLICATE_REASON.format(row=numbers[first_row[p]]) for p in pos],
     )
 
 

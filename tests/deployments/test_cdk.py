@@ -6,6 +6,8 @@ cdk-nag's AwsSolutions pack runs on the same synthesis: an unsuppressed error fa
 import json
 import os
 import re
+import secrets
+import string
 
 import pytest
 
@@ -16,7 +18,10 @@ from aws_cdk.assertions import Annotations, Match, Template  # noqa: E402
 
 from deployments.cdk.app import build  # noqa: E402
 from deployments.cdk.outputs import OUTPUT_KEY  # noqa: E402
+from retainwise.adapters import webhooks  # noqa: E402
 from retainwise.adapters.aws import VISIBILITY_TIMEOUT_SECONDS  # noqa: E402
+from retainwise.config.settings import Settings  # noqa: E402
+from retainwise.runtime import webhooks as deliverer  # noqa: E402
 from tests.deployments.prefect_yaml import placeholders  # noqa: E402
 
 CONTEXT = {
@@ -25,6 +30,7 @@ CONTEXT = {
     "maxRunners": 6,
     "prefectApiUrl": "https://api.prefect.cloud/api/accounts/a/workspaces/w",
     "certificateArn": "arn:aws:acm:eu-west-1:123456789012:certificate/test",
+    "publicUrl": "https://retainwise.example.com/",
 }
 
 
@@ -204,12 +210,14 @@ SERVICES = {
     "runner": ["retainwise", "runner"],
     "worker": ["prefect", "worker", "start", "--pool", "ecs"],
     "api": ["retainwise", "api"],
+    "webhooks": ["python", "-m", "retainwise.runtime.webhooks"],
 }
 
 
 EXPECTED_SECRETS = {
     "worker": {"PREFECT_API_KEY"},
-    "api": {"RETAINWISE_DATABASE_SECRET", "RETAINWISE_SESSION_SECRET"},
+    "api": {"RETAINWISE_DATABASE_SECRET", "RETAINWISE_SESSION_SECRET", "RETAINWISE_WEBHOOK_KEY"},
+    "webhooks": {"RETAINWISE_DATABASE_SECRET", "RETAINWISE_WEBHOOK_KEY"},
 }
 
 
@@ -233,7 +241,8 @@ def test_secrets_come_through_ecs_secrets_never_plain_environment(stack, templat
     definition = container(template, SERVICES[service])
     injected = {s["Name"]: s["ValueFrom"] for s in definition["Secrets"]}
     # the worker only talks to Prefect and ECS: it never gets a database secret; the API creates
-    # no flow run, so it never gets the Prefect key, and it signs sessions with one shared secret
+    # no flow run, so it never gets the Prefect key, and it signs sessions with one shared secret;
+    # the deliverer talks to the database and customers' URLs only
     assert set(injected) == EXPECTED_SECRETS.get(
         service, {"RETAINWISE_DATABASE_SECRET", "PREFECT_API_KEY"}
     )
@@ -279,18 +288,26 @@ def test_only_migrate_execution_role_can_read_the_owner_secret(stack, template):
         assert not secrets_readable_by(template, stack, role)
 
 
+def task_definition(template, command_start: list[str]) -> dict:
+    """The properties of the one task definition whose container runs `command_start`."""
+    [found] = [
+        d["Properties"]
+        for d in resources(template, "AWS::ECS::TaskDefinition").values()
+        if container(template, command_start) in d["Properties"]["ContainerDefinitions"]
+    ]
+    return found
+
+
 def test_each_service_runs_with_its_own_task_role(stack, template):
     roles = {logical_id(stack, role) for role in stack.roles.by_job().values()}
-    assert len(roles) == 8  # reap-stale runs in the runner, under its role
-    by_command = {}
-    for definition in resources(template, "AWS::ECS::TaskDefinition").values():
-        [c] = definition["Properties"]["ContainerDefinitions"]
-        by_command[c["Command"][1]] = definition["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
-    assert by_command == {
-        "trigger": logical_id(stack, stack.roles.trigger),
-        "runner": logical_id(stack, stack.roles.runner),
-        "worker": logical_id(stack, stack.roles.worker),
-        "api": logical_id(stack, stack.roles.api),
+    assert len(roles) == 9  # reap-stale runs in the runner, under its role
+    assert len(resources(template, "AWS::ECS::TaskDefinition")) == len(SERVICES)
+    by_service = {
+        service: task_definition(template, command)["TaskRoleArn"]["Fn::GetAtt"][0]
+        for service, command in SERVICES.items()
+    }
+    assert by_service == {
+        service: logical_id(stack, stack.roles.by_job()[service]) for service in SERVICES
     }
 
 
@@ -440,6 +457,158 @@ def test_log_groups_keep_thirty_days(template):
     assert groups["/retainwise/flows"] == groups["/retainwise/services"] == 30
 
 
+def test_the_deliverer_runs_its_module_with_the_public_url_and_a_scoped_log_stream(template):
+    definition = task_definition(template, SERVICES["webhooks"])
+    [box] = definition["ContainerDefinitions"]
+    assert box["Command"] == ["python", "-m", deliverer.__name__]
+    assert callable(deliverer.main)  # the module the command runs, and its entry point
+    environment = {e["Name"]: e["Value"] for e in box["Environment"]}
+    assert environment["RETAINWISE_PUBLIC_URL"] == "https://retainwise.example.com"
+    options = box["LogConfiguration"]["Options"]
+    assert options["awslogs-stream-prefix"] == "webhooks"
+    [group] = [
+        g["Properties"]
+        for name, g in resources(template, "AWS::Logs::LogGroup").items()
+        if options["awslogs-group"] == {"Ref": name}
+    ]
+    assert (group["LogGroupName"], group["RetentionInDays"]) == ("/retainwise/services", 30)
+    assert (definition["Cpu"], definition["Memory"]) == ("256", "512")  # ~70 MB RSS measured
+
+
+def deliverer_settings(template, stack) -> Settings:
+    """What the deliverer's container would read: its environment, with stand-ins for the
+    values CloudFormation fills in and for its two injected secrets."""
+    [box] = task_definition(template, SERVICES["webhooks"])["ContainerDefinitions"]
+    environment = {
+        e["Name"]: e["Value"] if isinstance(e["Value"], str) else "from-the-stack"
+        for e in box["Environment"]
+    }
+    login = {"username": "retainwise_app", "password": "p", "host": "db", "dbname": "retainwise"}
+    return Settings.model_validate(
+        {
+            **{k.removeprefix("RETAINWISE_").lower(): v for k, v in environment.items()},
+            "database_secret": json.dumps(login),
+            "webhook_key": generated_webhook_key(template, stack),
+        }
+    )
+
+
+def generated_webhook_key(template, stack) -> str:
+    """A key as Secrets Manager would generate it from the stack's WebhookKey settings."""
+    generator = resources(template, "AWS::SecretsManager::Secret")[
+        logical_id(stack, stack.webhook_key)
+    ]["Properties"]["GenerateSecretString"]
+    everything = string.ascii_letters + string.digits + string.punctuation
+    alphabet = [c for c in everything if c not in generator["ExcludeCharacters"]]
+    assert sorted(alphabet) == sorted(string.ascii_letters + string.digits + "-_")  # base64url
+    assert generator["RequireEachIncludedType"] is False
+    return "".join(secrets.choice(alphabet) for _ in range(generator["PasswordLength"]))
+
+
+def test_the_generated_webhook_key_is_a_fernet_key(template, stack):
+    for _ in range(200):  # every character is drawn: any draw must be a key
+        box = webhooks.secret_box(Settings(webhook_key=generated_webhook_key(template, stack)))
+        assert box.decrypt(box.encrypt(b"whsec_x")) == b"whsec_x"
+
+
+def test_the_deliverer_as_configured_passes_its_production_checks(template, stack):
+    """RETAINWISE_ENV=production, a server database, a readable key, https links: it starts."""
+    settings = deliverer_settings(template, stack)
+    assert settings.env == "production" and settings.public_url == "https://retainwise.example.com"
+    assert deliverer.production_problems(settings) == []
+    without_url = settings.model_copy(update={"public_url": None})
+    assert deliverer.production_problems(without_url)  # the check above can fail
+
+
+def test_the_deliverer_has_no_inbound_port_no_public_ip_and_only_https_out(stack, template):
+    service = logical_id(stack, stack.services.webhooks)
+    props = resources(template, "AWS::ECS::Service")[service]["Properties"]
+    assert props["DesiredCount"] == 1 and "LoadBalancers" not in props
+    network = props["NetworkConfiguration"]["AwsvpcConfiguration"]
+    assert network["AssignPublicIp"] == "DISABLED"
+    [group_ref] = network["SecurityGroups"]
+    group = group_ref["Fn::GetAtt"][0]
+    sg = resources(template, "AWS::EC2::SecurityGroup")[group]["Properties"]
+    assert "SecurityGroupIngress" not in sg
+    assert not [
+        r
+        for r in resources(template, "AWS::EC2::SecurityGroupIngress").values()
+        if r["Properties"]["GroupId"] == group_ref
+    ]
+    assert [
+        (e["CidrIp"], e["IpProtocol"], e["FromPort"], e["ToPort"])
+        for e in sg["SecurityGroupEgress"]
+    ] == [("0.0.0.0/0", "tcp", 443, 443)]
+    database = logical_id(stack, stack.database.instance.connections.security_groups[0])
+    extra_egress = [
+        r["Properties"]["DestinationSecurityGroupId"]
+        for r in resources(template, "AWS::EC2::SecurityGroupEgress").values()
+        if r["Properties"]["GroupId"] == group_ref
+    ]
+    assert extra_egress == [{"Fn::GetAtt": [database, "GroupId"]}]  # PostgreSQL
+
+
+def test_the_deliverer_task_role_has_no_aws_permission(stack, template):
+    assert statements_of(template, stack, stack.roles.webhooks) == []
+
+
+def test_the_deliverer_execution_role_pulls_logs_and_reads_its_two_secrets(stack, template):
+    role = stack.services.webhooks.task_definition.execution_role
+    allowed = grants(statements_of(template, stack, role))
+    assert {a for a, _ in allowed} == {
+        "ecr:BatchCheckLayerAvailability",
+        "ecr:GetDownloadUrlForLayer",
+        "ecr:BatchGetImage",
+        "ecr:GetAuthorizationToken",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "secretsmanager:GetSecretValue",
+        "secretsmanager:DescribeSecret",
+    }
+    logs = {json.loads(r)["Fn::GetAtt"][0] for a, r in allowed if a.startswith("logs:")}
+    assert logs == {logical_id(stack, stack.services.service_logs)}
+    assert secrets_readable_by(template, stack, role) == {
+        app_secret_ref(stack)["Ref"],
+        logical_id(stack, stack.webhook_key),
+    }
+
+
+def test_only_the_api_and_the_deliverer_can_read_the_webhook_key(stack, template):
+    key = logical_id(stack, stack.webhook_key)
+    services = stack.services
+    readers = {
+        logical_id(stack, role)
+        for role in [d.execution_role for d in services.task_definitions]
+        + [services.flow_execution_role, services.migrate_execution_role]
+        if key in secrets_readable_by(template, stack, role)
+    }
+    assert readers == {
+        logical_id(stack, services.api.task_definition.execution_role),
+        logical_id(stack, services.webhooks.task_definition.execution_role),
+    }
+
+
+def test_an_event_given_up_alarms_through_the_alarm_topic(stack, template):
+    [metric_filter] = resources(template, "AWS::Logs::MetricFilter").values()
+    props = metric_filter["Properties"]
+    assert props["FilterPattern"] == f'"{deliverer.GIVEN_UP}"'
+    assert props["LogGroupName"] == {"Ref": logical_id(stack, stack.services.service_logs)}
+    [transform] = props["MetricTransformations"]
+    assert (transform["MetricNamespace"], transform["MetricValue"]) == ("RetainWise", "1")
+    template.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {
+            "MetricName": transform["MetricName"],
+            "Namespace": "RetainWise",
+            "Statistic": "Sum",
+            "ComparisonOperator": "GreaterThanThreshold",
+            "Threshold": 0,
+            "TreatMissingData": "notBreaching",
+            "AlarmActions": [{"Ref": logical_id(stack, stack.queue.alarms)}],
+        },
+    )
+
+
 def test_the_stack_output_fills_every_variable_prefect_yaml_reads(stack, template):
     """prefect.yaml's `{{ $NAME }}` come from this output, except the image and the region."""
     assert set(template.find_outputs(OUTPUT_KEY)) == {OUTPUT_KEY}
@@ -449,9 +618,15 @@ def test_the_stack_output_fills_every_variable_prefect_yaml_reads(stack, templat
     }
 
 
-def test_a_missing_context_value_is_named():
-    with pytest.raises(SystemExit, match="certificateArn"):
-        build(cdk.App(context={k: v for k, v in CONTEXT.items() if k != "certificateArn"}))
+@pytest.mark.parametrize("name", ["certificateArn", "publicUrl"])
+def test_a_missing_context_value_is_named(name):
+    with pytest.raises(SystemExit, match=name):
+        build(cdk.App(context={k: v for k, v in CONTEXT.items() if k != name}))
+
+
+def test_a_public_url_that_is_not_https_is_refused():
+    with pytest.raises(SystemExit, match="publicUrl"):
+        build(cdk.App(context={**CONTEXT, "publicUrl": "http://retainwise.example.com"}))
 
 
 def test_only_the_services_that_use_the_database_can_reach_it(stack, template):
@@ -468,5 +643,6 @@ def test_only_the_services_that_use_the_database_can_reach_it(stack, template):
         group(services.trigger),
         group(services.runner),
         group(services.api.service),
+        group(services.webhooks),
         logical_id(stack, services.flow_tasks_security_group),
     }

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from deployments.cdk.app import REQUIRED_CONTEXT
 from deployments.cdk.outputs import OUTPUT_KEY, STACK_NAME, env_lines
 
 WORKFLOW = Path(__file__).resolve().parents[2] / ".github" / "workflows" / "deploy.yml"
@@ -65,6 +66,16 @@ def test_the_migration_gates_the_deploy(workflow):
     )
     assert flows < services  # flows point at the new image before the runners roll onto it
     assert re.search(r"aws-cdk@\d+\.\d+\.\d+ ", deploy_runs[services])  # the CLI version is pinned
+
+
+def test_cdk_deploy_gets_every_context_value_the_app_requires(workflow):
+    [deploy] = [
+        step["run"]
+        for step in workflow["jobs"]["deploy"]["steps"]
+        if "aws-cdk@" in step.get("run", "") and " deploy " in step["run"]
+    ]
+    passed = set(re.findall(r"-c (\w+)=", deploy))
+    assert set(REQUIRED_CONTEXT) <= passed, set(REQUIRED_CONTEXT) - passed
 
 
 def test_the_jobs_read_the_stack_this_repository_deploys(workflow):

@@ -131,7 +131,7 @@ def test_realised_auc_equals_the_files_and_a_shift_is_flagged(
 
     # what that run does when a worker picks it up: train-model on the pooled labelled outcomes
     retrained = train_model(name="churn", outcomes_of="churn")
-    assert retrained["version"] == "2"
+    assert retrained.version == "2"
     settings = Settings()
     assert registry.alias_version("churn", "challenger", settings) == "2"
     assert registry.alias_version("churn", "champion", settings) == "1"  # the gate decides

@@ -3,16 +3,17 @@ two uploads of the same customers, some moved to month-to-month contracts in bet
 
 import io
 import math
+from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
 from flows.score_upload import score_upload
-from retainwise.adapters import accounts, aws
+from retainwise.adapters import accounts, aws, db
 from retainwise.entrypoints.app import create_app
 from retainwise.local.sample import synthetic_customers
-from retainwise.uploads.actions import ACTION_COLUMNS, actions_key
+from retainwise.uploads.actions import ACTION_COLUMNS, VALUE_AT_RISK, actions_key
 from tests.helpers import results_of, submit
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -95,3 +96,29 @@ def test_second_upload_marks_risen_customers_and_history_adds_up(resources, path
     assert abs(total - explanation["margin"]) < 1e-6
     contract = [c for c in explanation["contributions"] if c["feature"] == "Contract"]
     assert contract[0]["value"] == "Month-to-month"
+    completed = [db.get_prediction(resources.engine, p).completed_at for p in (second_id, first_id)]
+    dated = [datetime.fromisoformat(h["completed_at"]) for h in body["history"]]
+    assert dated == [moment.replace(tzinfo=moment.tzinfo or UTC) for moment in completed]
+
+    # what changed is named: Contract is among the three reasons of most risen customers (of
+    # all whose rise is largest; a small rise can leave Contract fourth behind larger shares)
+    reasons = now.loc[rose, ["reason_1", "reason_2", "reason_3"]].dropna()
+    names_contract = reasons.apply(
+        lambda row: row.str.startswith("Contract is Month-to-month (+").any(), axis=1
+    )
+    assert len(reasons) > 0 and names_contract.mean() >= 2 / 3
+    rise = (now.loc[reasons.index, "churn_probability"] - then[reasons.index]).sort_values()
+    assert names_contract[rise.index[-max(1, len(rise) // 4) :]].all()
+
+
+def test_an_accounts_value_column_ranks_the_list_by_value_at_risk(resources, path):
+    accounts.create_account(resources.engine, "acme")
+    accounts.set_columns(resources.engine, "acme", "Lifetime value", None)
+    frame = synthetic_customers(200, seed=22, labeled=False)
+    frame["Lifetime value"] = [str(100 + (i * 53) % 900) for i in range(200)]
+    frame.loc[7, "Lifetime value"] = "unknown"
+    _, listed = scored(resources, frame)
+    assert list(listed.columns) == ACTION_COLUMNS + [VALUE_AT_RISK]
+    assert listed[VALUE_AT_RISK].iloc[:-1].is_monotonic_decreasing
+    assert listed["customer_id"].iloc[-1] == frame.loc[7, "customer_id"]
+    assert pd.isna(listed[VALUE_AT_RISK].iloc[-1])

@@ -154,7 +154,7 @@ def test_variant_scores_exactly_like_the_clean_file(variant, telco, clean):
     status, upload, results = score_bytes(VARIANTS[variant](frame), trained)
     assert status == "COMPLETED", upload
     assert upload.rows_rejected == 0, upload.rejects["reason"].head().tolist()
-    assert unknown_categories(upload.quality["columns"]) == {}
+    assert unknown_categories(upload.quality.columns) == {}
     assert results["customer_id"].tolist() == clean["customer_id"].tolist()
     np.testing.assert_allclose(
         results["churn_probability"], clean["churn_probability"], rtol=0, atol=1e-9

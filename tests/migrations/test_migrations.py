@@ -5,10 +5,10 @@ import sqlalchemy as sa
 import migrations
 
 
-def columns(url: str) -> dict[str, sa.types.TypeEngine]:
+def columns(url: str, table: str = "predictions") -> dict[str, sa.types.TypeEngine]:
     engine = sa.create_engine(url)
     try:
-        return {c["name"]: c["type"] for c in sa.inspect(engine).get_columns("predictions")}
+        return {c["name"]: c["type"] for c in sa.inspect(engine).get_columns(table)}
     finally:
         engine.dispose()
 
@@ -102,3 +102,14 @@ def test_accounts_revision_creates_named_tables_and_reruns(database_url):
         i["name"] for i in sa.inspect(engine).get_indexes("predictions")
     }
     engine.dispose()
+
+
+def test_account_columns_revision_adds_nullable_choices_and_reruns(database_url):
+    migrations.upgrade(database_url, "0015_add_account_columns")
+    migrations.upgrade(database_url, "0015_add_account_columns")  # a rerun is a no-op
+    assert {"value_column", "carry_columns"} <= set(columns(database_url, "accounts"))
+    assert "carry_columns" in columns(database_url)
+    migrations.downgrade(database_url, "0014_create_webhooks")
+    migrations.downgrade(database_url, "0014_create_webhooks")  # and so is a second downgrade
+    assert not {"value_column", "carry_columns"} & set(columns(database_url, "accounts"))
+    assert "carry_columns" not in columns(database_url)

@@ -64,3 +64,14 @@ def test_a_model_without_boosted_trees_is_not_compiled(telco_model, tmp_path):
     assert compile_trees(linear, tmp_path, X) is None
     with pytest.raises(ValueError, match="only a calibrated boosted-trees"):
         CompiledModel(linear, tmp_path / "trees.so")
+
+
+def test_compiled_trees_pickle_as_the_model_and_the_library_path(telco_model):
+    """How a scoring helper process gets them (uploads/halves.py)."""
+    import pickle
+
+    frame, trained, compiled = telco_model
+    copy = pickle.loads(pickle.dumps(compiled))
+    assert copy.library == compiled.library and copy.threads == compiled.threads
+    features = prepare_features(frame.head(500), trained.profile.features)
+    np.testing.assert_array_equal(copy.predict_proba(features), compiled.predict_proba(features))

@@ -6,6 +6,7 @@ from sklearn.metrics import roc_auc_score
 
 from models.evaluation import holdout_metrics
 from models.monitoring import (
+    TierRate,
     calibration_error,
     estimated_performance,
     expected_roc_auc,
@@ -39,11 +40,11 @@ def test_the_estimate_matches_labels_drawn_from_calibrated_probabilities():
     estimate = estimated_performance(p, threshold=0.35)
     realised = realised_performance(y, p, 0.35, CUTOFFS)
     for name in ("roc_auc", "precision_at_threshold", "recall_at_threshold"):
-        band = estimate[name]
-        assert band["low"] < band["value"] < band["high"]
-        assert band["low"] <= realised[name] <= band["high"], name
-        assert abs(band["value"] - realised[name]) < 0.03, name
-    assert estimate["churn_count"]["low"] <= y.sum() <= estimate["churn_count"]["high"]
+        band, actual = getattr(estimate, name), getattr(realised, name)
+        assert band.low < band.value < band.high
+        assert band.low <= actual <= band.high, name
+        assert abs(band.value - actual) < 0.03, name
+    assert estimate.churn_count.low <= y.sum() <= estimate.churn_count.high
 
 
 def test_an_overconfident_model_is_flagged_by_its_realised_figures():
@@ -51,23 +52,25 @@ def test_an_overconfident_model_is_flagged_by_its_realised_figures():
     p = rng.random(3000)
     y = (rng.random(3000) < 0.5 * p).astype(int)  # churns half as often as scored
     realised = realised_performance(y, p, 0.5, CUTOFFS)
-    assert realised["expected_calibration_error"] > 0.2
-    assert estimated_performance(p, 0.5)["churn_count"]["low"] > y.sum()
+    assert realised.expected_calibration_error > 0.2
+    assert estimated_performance(p, 0.5).churn_count.low > y.sum()
 
 
 def test_realised_figures_are_the_holdout_figures_plus_tiers():
     y, p = np.array([0, 0, 1, 1, 0, 1, 0, 1]), np.array([0.1, 0.2, 0.35, 0.7, 0.65, 0.9, 0.3, 0.2])
     realised = realised_performance(y, p, 0.3, CUTOFFS)
     for name, value in holdout_metrics(y, p, 0.3).items():
-        assert realised[name] == value
-    assert realised["roc_auc"] == roc_auc_score(y, p)
-    assert realised["tiers"]["HIGH"] == {"rows": 3, "churn_rate": 2 / 3}
-    assert realised["tiers"]["LOW"] == {"rows": 3, "churn_rate": 1 / 3}
+        assert getattr(realised, name) == value
+    assert realised.roc_auc == roc_auc_score(y, p)
+    assert realised.tiers["HIGH"] == TierRate(rows=3, churn_rate=2 / 3)
+    assert realised.tiers["LOW"] == TierRate(rows=3, churn_rate=1 / 3)
 
 
 def test_one_class_has_no_auc_but_a_brier_score():
     realised = realised_performance([0, 0, 0], [0.1, 0.2, 0.4], 0.3, CUTOFFS)
-    assert realised["roc_auc"] is None and realised["brier"] == pytest.approx(0.07)
+    assert realised.roc_auc is None and realised.brier == pytest.approx(0.07)
+    shown = realised.to_json()  # the threshold figures need both classes: not shown without
+    assert "precision_at_threshold" not in shown and shown["threshold"] == 0.3
 
 
 def test_calibration_error_is_zero_when_bins_match():

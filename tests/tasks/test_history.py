@@ -64,6 +64,26 @@ def test_a_second_upload_sees_the_first_and_explanations_wait_for_completion(mig
     assert record.explanation.margin == 1.0 and len(record.history) == 1
 
 
+def test_history_is_dated_when_the_upload_completed_not_when_scoring_began(migrated_engine):
+    history = upload(migrated_engine, 0)  # scoring began at NOW
+    history.start()
+    history.scored(scores(("a", 0.2)))
+    assert customers.customer(migrated_engine, "acme", "a").history[0].completed_at == NOW
+    complete(migrated_engine, history)
+    finished = db.get_prediction(migrated_engine, history.upload.prediction_id).completed_at
+    assert finished is not None and finished != NOW
+    (score,) = customers.customer(migrated_engine, "acme", "a").history
+    assert score.completed_at == finished.replace(tzinfo=finished.tzinfo or UTC)
+
+
+def test_an_upload_not_completed_keeps_its_scores_undated(migrated_engine):
+    history = upload(migrated_engine, 0)
+    history.start()
+    history.scored(scores(("a", 0.2)))
+    assert customers.date_upload(migrated_engine, history.upload.prediction_id) is None
+    assert customers.customer(migrated_engine, "acme", "a").history[0].completed_at == NOW
+
+
 def test_a_redelivered_run_stores_each_score_once_and_a_failed_one_none(migrated_engine):
     history = upload(migrated_engine, 0)
     history.start()

@@ -57,7 +57,7 @@ def sweep(env, run_states, cancels=None, **options):
 
 def queued_bodies(env):
     messages = env.queue.receive(wait_seconds=0)
-    return [json.loads(m["Body"]) for m in messages]
+    return [json.loads(m.body) for m in messages]
 
 
 def test_a_crashed_run_is_requeued_at_once_with_a_new_attempt(env):

@@ -14,7 +14,7 @@ import pytest
 
 from flows.score_upload import score_upload
 from models.training import train
-from retainwise.adapters import accounts, aws
+from retainwise.adapters import accounts
 from retainwise.adapters import mlflow_registry as registry
 from retainwise.config.settings import Settings
 from retainwise.entrypoints.app import create_app
@@ -58,10 +58,10 @@ def scorer(resources):
         while not stop.is_set():
             for message in resources.queue.receive(wait_seconds=1):
                 try:
-                    score_upload(aws.prediction_id_of(message))
+                    score_upload(message.prediction_id)
                 except Exception as exc:  # noqa: BLE001 - surfaced by the test below
                     errors.append(exc)
-                resources.queue.delete(message["ReceiptHandle"])
+                resources.queue.delete(message.receipt_handle)
 
     thread = threading.Thread(target=work, daemon=True)
     thread.start()

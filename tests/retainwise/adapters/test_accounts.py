@@ -81,3 +81,49 @@ def test_reads_are_scoped_by_account(migrated_engine):
     assert db.get_prediction_of(migrated_engine, "acme", theirs) is None
     assert [r.id for r in db.list_predictions(migrated_engine, "acme")] == [ours]
     assert db.count_active(migrated_engine, "acme") == 1
+
+
+def test_column_choices_are_set_kept_and_cleared(migrated_engine):
+    accounts.create_account(migrated_engine, "acme", NOW)
+    assert accounts.get_account(migrated_engine, "acme").carry_columns == ()
+    chosen = accounts.set_columns(migrated_engine, "acme", "MonthlyCharges", ("email", " plan "))
+    assert (chosen.value_column, chosen.carry_columns) == ("MonthlyCharges", ("email", "plan"))
+    kept = accounts.set_columns(migrated_engine, "acme", carry_columns=None)  # None keeps
+    assert kept == chosen
+    cleared = accounts.set_columns(migrated_engine, "acme", "", ())
+    assert (cleared.value_column, cleared.carry_columns) == (None, ())
+    with pytest.raises(accounts.AccountError):
+        accounts.set_columns(migrated_engine, "nobody", "x")
+
+
+def test_an_upload_keeps_its_own_carried_columns(migrated_engine):
+    accounts.create_account(migrated_engine, "acme", NOW)
+    carried = db.create_prediction(
+        migrated_engine, account="acme", model_name="churn", input_key="k", carry_columns=("a",)
+    )
+    plain = db.create_prediction(migrated_engine, account="acme", model_name="churn", input_key="k")
+    assert db.get_prediction(migrated_engine, carried).carry_columns == ("a",)
+    assert db.get_prediction(migrated_engine, plain).carry_columns == ()
+
+
+def test_carried_columns_are_capped_and_an_uploads_own_win(migrated_engine):
+    accounts.create_account(migrated_engine, "acme", NOW)
+    accounts.set_columns(migrated_engine, "acme", carry_columns=("email", "email", "plan"))
+    account = accounts.get_account(migrated_engine, "acme")
+    assert account.carry_columns == ("email", "plan")  # a repeat is kept once
+    widest = tuple(f"{i:02d}" + "x" * (db.MAX_CARRY_NAME - 2) for i in range(20))
+    assert accounts.set_columns(migrated_engine, "acme", carry_columns=widest).carry_columns == (
+        widest
+    )  # the caps fit the stored column
+    with pytest.raises(accounts.AccountError, match="the limit is 20 columns"):
+        accounts.set_columns(migrated_engine, "acme", carry_columns=(*widest, "one more"))
+    with pytest.raises(db.CarryRefused, match="control character"):
+        db.carry_names("email,ph\x00one")
+    with pytest.raises(db.CarryRefused, match="more than 100 characters"):
+        db.create_prediction(
+            migrated_engine,
+            account="acme",
+            model_name="churn",
+            input_key="k",
+            carry_columns=("x" * 101,),
+        )

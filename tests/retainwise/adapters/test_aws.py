@@ -97,3 +97,52 @@ def test_a_csv_column_is_read_as_floats_while_the_object_streams(s3):
     assert column[12345] == float(f"{12345 / 300_000:.6f}")
     aws.put_bytes(s3, "writes", "header-only.csv", b"customer_id,churn_probability\n")
     assert len(aws.csv_column(s3, "writes", "header-only.csv", "churn_probability")) == 0
+
+
+def test_an_upload_message_body_is_pinned_byte_for_byte():
+    assert aws.UploadMessage("p-1", "acme", "churn").to_json() == (
+        '{"prediction_id": "p-1", "account": "acme", "model": "churn"}'
+    )
+    assert aws.UploadMessage("p-1", "acme", "churn", attempt=2).to_json() == (
+        '{"prediction_id": "p-1", "account": "acme", "model": "churn", "attempt": 2}'
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            '{"prediction_id": "p-1", "account": "acme", "model": "churn", "attempt": 2}',
+            aws.UploadMessage("p-1", "acme", "churn", 2),
+        ),
+        ('{"prediction_id": "p-1"}', aws.UploadMessage("p-1")),  # only the id is required
+        ('{"prediction_id": "p-1", "account": 7}', aws.UploadMessage("p-1")),  # wrong type: unread
+        ("{not json", None),
+        ('["p-1"]', None),
+        ('{"prediction_id": 1}', None),
+    ],
+)
+def test_an_upload_message_is_read_from_any_body(body, expected):
+    assert aws.UploadMessage.from_json(body) == expected
+
+
+def test_a_received_message_and_its_dead_letter_line():
+    raw = {
+        "MessageId": "m-1",
+        "ReceiptHandle": "h-1",
+        "Body": '{"prediction_id": "p-1"}' + " " * 600,
+        "Attributes": {"ApproximateReceiveCount": "3", "SentTimestamp": "1700000000000"},
+    }
+    message = aws.QueueMessage.from_sqs(raw)
+    assert (message.receive_count, message.prediction_id) == (3, "p-1")
+    line = aws.DeadLetter.of(message).to_json()
+    assert list(line) == ["message_id", "prediction_id", "receive_count", "sent_timestamp", "body"]
+    assert line["sent_timestamp"] == "1700000000000" and line["body"] == raw["Body"][:500]
+    bare = aws.QueueMessage.from_sqs({"MessageId": "m-2", "ReceiptHandle": "h-2", "Body": "x"})
+    assert aws.DeadLetter.of(bare).to_json() == {
+        "message_id": "m-2",
+        "prediction_id": None,
+        "receive_count": 0,
+        "sent_timestamp": None,
+        "body": "x",
+    }

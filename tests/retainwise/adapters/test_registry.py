@@ -22,6 +22,15 @@ from retainwise.local.sample import synthetic_customers
 from retainwise.modelops import promotion
 
 NAME = "churn-test"
+# a promotion record's first keys once both versions are evaluated (the JSON shows them in order)
+EVALUATED = [
+    "model",
+    "challenger_version",
+    "champion_version",
+    "evaluated_on",
+    "challenger_metrics",
+    "champion_metrics",
+]
 
 
 def labeled_table():
@@ -80,6 +89,17 @@ def test_a_registered_version_loads_back_with_the_same_scores_and_profile(store)
         "precision_at_threshold",
     } <= set(run.data.metrics)
     assert run.data.params["model_kind"] == trained.kind
+    assert {  # the params' text as MLflow stores it
+        key: run.data.params[key]
+        for key in ("seed", "test_share", "linear_C", "boosted_deterministic", "boosted_reg_lambda")
+    } == {
+        "seed": "42",
+        "test_share": "0.2",
+        "linear_C": "1.0",
+        "boosted_deterministic": "True",
+        "boosted_reg_lambda": "1.0",
+    }
+    assert "boosted_verbose" not in run.data.params
     card = client.download_artifacts(run_id, "model_card.md", str(settings.home_dir))
     assert "Churn Label" in open(card).read()
 
@@ -141,12 +161,13 @@ def test_gate_accepts_refuses_forces_and_rollback_walks_back(store):
     name = NAME + "-gate"
     leaky = registry.register(store["leaky"], name, settings)
     first = promotion.promote_version(name, settings, engine, actor="ana")
-    assert first["status"] == "promoted" and first["gate"] == "first champion"
+    assert first.status == promotion.Change.PROMOTED and first.report.gate == "first champion"
 
     honest = registry.register(store["honest"], name, settings)
     with pytest.raises(errors.PromotionRefused) as refused:
         promotion.promote_version(name, settings, engine, actor="ana")
     details = refused.value.details
+    assert list(details) == [*EVALUATED, "outcomes", "gate"]
     assert details["champion_metrics"]["roc_auc"] - details["challenger_metrics"]["roc_auc"] > 0.005
     assert "ROC AUC" in str(refused.value)
     assert registry.champion_version(name, settings) == leaky
@@ -156,13 +177,29 @@ def test_gate_accepts_refuses_forces_and_rollback_walks_back(store):
     forced = promotion.promote_version(
         name, settings, engine, force=True, reason="champion leaks Churn Label", actor="ana"
     )
-    assert forced["forced"] and registry.champion_version(name, settings) == honest
+    assert forced.forced and registry.champion_version(name, settings) == honest
+    assert "ROC AUC" in forced.report.gate  # the gate's finding, overridden
 
     again = registry.register(store["honest"], name, settings)
-    assert promotion.promote_version(name, settings, engine, actor="bo")["gate"] == "passed"
+    passed = promotion.promote_version(name, settings, engine, actor="bo")
+    assert passed.report.gate == "passed" and not passed.report.outcomes.used  # no outcomes yet
+    assert list(passed.to_json()) == [
+        *EVALUATED,
+        "outcomes",
+        "gate",
+        "status",
+        "champion",
+        "forced",
+    ]
     assert registry.champion_version(name, settings) == again
 
-    promotion.rollback(name, settings, engine, reason="bad week", actor="bo")
+    rolled = promotion.rollback(name, settings, engine, reason="bad week", actor="bo")
+    assert rolled.to_json() == {
+        "model": name,
+        "status": "rolled back",
+        "champion": honest,
+        "from_version": again,
+    }
     assert registry.champion_version(name, settings) == honest
     promotion.rollback(name, settings, engine, actor="bo")
     assert registry.champion_version(name, settings) == leaky
@@ -181,10 +218,10 @@ def test_gate_accepts_refuses_forces_and_rollback_walks_back(store):
     assert history[1]["metrics"]["champion_metrics"]["roc_auc"] > 0.98
     assert promotions.champion_at(engine, name, history[2]["created_at"]) == again
 
-    listed = {row["version"]: row for row in registry.list_versions(name, settings)}
-    assert "champion" in listed[leaky]["aliases"]
-    assert "challenger" in listed[again]["aliases"]
-    assert listed[honest]["roc_auc"] is not None
+    listed = {row.version: row for row in registry.list_versions(name, settings)}
+    assert "champion" in listed[leaky].aliases
+    assert "challenger" in listed[again].aliases
+    assert listed[honest].figures["roc_auc"] is not None
 
 
 def test_a_failed_record_puts_the_alias_back(store, tmp_path):

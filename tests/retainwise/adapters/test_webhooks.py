@@ -147,9 +147,9 @@ def test_an_attempt_is_kept_and_moves_the_event_on(migrated_engine):
     assert webhooks.claim_due(migrated_engine, "a", BOX, now + timedelta(days=1), LEASE) == []
 
     shown = webhooks.deliveries(migrated_engine, "acme")
-    assert [d["status_code"] for d in shown] == [204, 204, 503]  # newest first
-    assert shown[-1]["error"] == "HTTP 503: busy" and shown[-1]["type"] == "upload.completed"
-    assert shown[0]["attempted_at"] == retry_time
+    assert [d.status_code for d in shown] == [204, 204, 503]  # newest first
+    assert shown[-1].error == "HTTP 503: busy" and shown[-1].type == "upload.completed"
+    assert shown[0].attempted_at == retry_time
 
 
 def test_the_last_failed_attempt_gives_up(migrated_engine):
@@ -183,7 +183,7 @@ def test_the_deliveries_shown_are_the_last_fifty(migrated_engine):
             migrated_engine, event, "a", webhooks.Delivery(event.id, event.url, at, 500, "x", 1), at
         )
     shown = webhooks.deliveries(migrated_engine, "acme")
-    assert len(shown) == 50 and shown[0]["attempted_at"] == NOW + timedelta(seconds=54)
+    assert len(shown) == 50 and shown[0].attempted_at == NOW + timedelta(seconds=54)
 
 
 def test_production_needs_a_key_and_locally_one_is_made_private(tmp_path):
@@ -197,6 +197,16 @@ def test_production_needs_a_key_and_locally_one_is_made_private(tmp_path):
     old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     rotated = webhooks.secret_box(Settings(home=tmp_path, webhook_key=f"{new},{old}"))
     assert rotated.decrypt(Fernet(old).encrypt(b"whsec_y")) == b"whsec_y"
+
+
+def test_a_key_without_its_padding_is_accepted_and_a_malformed_one_named(tmp_path):
+    """The stack generates 43 base64url characters (Secrets Manager cannot end one with `=`)."""
+    key = Fernet.generate_key().decode()
+    unpadded = webhooks.secret_box(Settings(home=tmp_path, webhook_key=key.rstrip("=")))
+    assert unpadded.decrypt(Fernet(key).encrypt(b"whsec_z")) == b"whsec_z"
+    for bad in ("short", key[:-2], "é" * 43):
+        with pytest.raises(MissingSetting, match="RETAINWISE_WEBHOOK_KEY holds a key"):
+            webhooks.secret_box(Settings(home=tmp_path, webhook_key=bad))
 
 
 def test_deliverers_claiming_at_once_never_share_an_event(migrated_engine):

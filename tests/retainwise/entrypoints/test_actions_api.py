@@ -67,3 +67,28 @@ def test_the_actions_list_as_csv_and_as_json_pages(http, resources, tmp_path):
     other = http.get(f"/uploads/{upload}/actions", headers=theirs)
     missing = http.get("/uploads/no-such-upload/actions", headers=theirs)
     assert other.status_code == missing.status_code == 404
+
+
+def test_the_actions_list_as_parquet_typed_as_written(http, resources, tmp_path):
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ours = key_of(resources.engine, "acme")
+    upload = completed(resources.engine, "acme")
+    listed = stored_list(tmp_path, 30)
+    aws.put_bytes(resources.s3, resources.settings.bucket, actions_key("acme", upload), listed)
+    answer = http.get(
+        f"/uploads/{upload}/actions?format=parquet",
+        headers={**ours, "Accept": "application/json"},  # the format asked wins over Accept
+    )
+    assert answer.headers["content-type"] == "application/vnd.apache.parquet"
+    table = pq.read_table(io.BytesIO(answer.content))
+    types = dict(zip(table.column_names, table.schema.types, strict=True))
+    assert types["rank"] == pa.int64() and types["churn_probability"] == pa.float64()
+    assert types["customer_id"] == pa.string()
+    pd.testing.assert_frame_equal(
+        table.to_pandas(), pd.read_csv(io.BytesIO(listed)), check_dtype=False
+    )
+    bad = http.get(f"/uploads/{upload}/actions?format=xlsx", headers=ours)
+    assert bad.status_code == 422

@@ -1,8 +1,6 @@
 """The HTTP API on real parts (moto server, SQLite, Prefect API): the key names the account,
 every read is scoped by it, and no key opens another tenant's bytes."""
 
-import json
-
 import pytest
 from fastapi.testclient import TestClient
 
@@ -59,7 +57,7 @@ def test_upload_with_a_key_then_status_results_rejects_and_report(http, resource
     assert pending.status_code == 409 and "PENDING" in pending.json()["detail"]
 
     [message] = resources.queue.receive(wait_seconds=1)
-    assert json.loads(message["Body"])["account"] == "acme"
+    assert message.upload().account == "acme"
     row = db.get_prediction(resources.engine, prediction_id)
     assert row.input_key == f"uploads/acme/{prediction_id}/input"  # never the user's name
     score_upload(prediction_id)

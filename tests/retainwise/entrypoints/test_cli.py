@@ -69,3 +69,32 @@ def test_status_and_download_of_a_scored_upload(resources, tmp_path, capsys):
 def test_download_of_an_unknown_upload_says_so(stack_env, capsys):
     assert cli.main(["download", "nope"]) == 1
     assert "no upload with id nope" in capsys.readouterr().err
+
+
+def test_score_carries_the_named_columns_or_names_the_missing_ones(stack_env, tmp_path, capsys):
+    source, out = tmp_path / "customers.csv", tmp_path / "scored.csv"
+    source.write_bytes(customers_csv(40))
+    assert cli.main(["score", str(source), "-o", str(out), "--carry", "Contract,gender"]) == 0
+    results = pd.read_csv(out, dtype=str)
+    assert list(results.columns)[4:] == ["gender", "Contract"]  # after ours, in the file's order
+    assert results["Contract"].iloc[0] == pd.read_csv(source, dtype=str)["Contract"].iloc[0]
+    assert cli.main(["score", str(source), "-o", str(out), "--carry", "phone"]) == 1
+    assert "not in the file: 'phone'" in last_json_line(capsys)["error"]
+    many = ",".join(f"c{i}" for i in range(21))
+    assert cli.main(["score", str(source), "-o", str(out), "--carry", many]) == 1
+    assert "the limit is 20 columns" in last_json_line(capsys)["error"]
+
+
+def test_upload_records_the_uploads_own_carried_columns(resources, tmp_path, capsys):
+    from retainwise.adapters import db
+
+    source = tmp_path / "customers.csv"
+    source.write_bytes(customers_csv(10))
+    assert cli.main(["upload", str(source), "--carry", "gender, Contract"]) == 0
+    prediction_id = capsys.readouterr().out.strip()
+    assert db.get_prediction(resources.engine, prediction_id).carry_columns == (
+        "gender",
+        "Contract",
+    )
+    assert cli.main(["upload", str(source), "--carry", "x" * 101]) == 2
+    assert "more than 100 characters" in capsys.readouterr().err

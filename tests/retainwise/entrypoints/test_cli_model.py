@@ -9,6 +9,7 @@ from prefect.settings import PREFECT_API_URL
 import migrations
 from retainwise.entrypoints import cli
 from retainwise.local.sample import synthetic_customers
+from tests.retainwise.adapters.test_registry import EVALUATED
 
 
 @pytest.fixture
@@ -35,20 +36,23 @@ def test_train_promote_rollback_list(model_env, capsys):
     assert cli.main(train) == 0
     captured = capsys.readouterr()
     summary = json.loads(captured.out.strip().splitlines()[-1])
-    assert {
+    assert list(summary) == [  # the printed line's keys, in order (the notes go to stderr)
         "model",
         "version",
+        "kind",
         "roc_auc",
         "pr_auc",
         "brier",
         "threshold",
         "excluded_columns",
-    } <= set(summary)
+    ]
     assert summary["version"] == "1" and 0.6 < summary["roc_auc"] < 1
     assert "row number" in captured.err
 
     assert cli.main(["model", "promote", "cli"]) == 0
-    assert last_json(capsys)["champion"] == "1"
+    promoted = last_json(capsys)
+    assert promoted["champion"] == "1" and promoted["gate"] == "first champion"
+    assert list(promoted) == [*EVALUATED, "gate", "status", "champion", "forced"]
     assert cli.main(["model", "rollback", "cli"]) == 1
     assert "no earlier champion" in last_json(capsys)["message"]
     assert cli.main(["model", "promote", "cli", "--force"]) == 2
@@ -57,6 +61,17 @@ def test_train_promote_rollback_list(model_env, capsys):
     assert cli.main(["model", "list", "cli"]) == 0
     listed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert listed["aliases"] == ["challenger", "champion"] and listed["roc_auc"] is not None
+    assert list(listed) == [
+        "version",
+        "aliases",
+        "kind",
+        "roc_auc",
+        "pr_auc",
+        "brier",
+        "lift_top_decile",
+        "threshold",
+        "created",
+    ]
 
 
 def test_an_unusable_table_fails_with_a_sentence(model_env, capsys):

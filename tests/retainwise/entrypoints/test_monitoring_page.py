@@ -1,6 +1,7 @@
 """The monitoring page's figures on real stores (SQLite and PostgreSQL, a real MLflow store): two
 accounts on the same model, outcomes for one; each sees only its own uploads, labels and drift."""
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -87,57 +88,55 @@ def monitored(database_url, mlflow_store, tmp_path):
 def test_each_account_sees_its_own_uploads_labels_and_drift_only(monitored):
     env, model, data, versions = monitored
     models, acme = monitoring_page.account_figures(env, "acme")
-    assert models == [model] and acme["account"] == "acme"
-    assert [u["prediction_id"] for u in acme["uploads"]] == data["acme"]  # oldest first
-    for upload in acme["uploads"]:
-        labels = data["labels"][upload["prediction_id"]]
+    assert models == [model] and acme.account == "acme"
+    assert [u.prediction_id for u in acme.uploads] == data["acme"]  # oldest first
+    for upload in acme.uploads:
+        labels = data["labels"][upload.prediction_id]
         if labels is None:
-            assert upload["realised_roc_auc"] is None and upload["labelled_rows"] == 0
+            assert upload.realised_roc_auc is None and upload.labelled_rows == 0
         else:
-            assert upload["realised_roc_auc"] == pytest.approx(
+            assert upload.realised_roc_auc == pytest.approx(
                 roc_auc_score(labels[1], labels[0]), abs=1e-9
             )
-        assert 0.5 < upload["estimated_roc_auc"] < 1.0
-    assert acme["uploads"][2]["column_psi"] == {"tenure": 0.06, "Contract": 0.2}
+        assert 0.5 < upload.estimated_roc_auc < 1.0
+    assert acme.uploads[2].column_psi == {"tenure": 0.06, "Contract": 0.2}
 
-    (version,) = acme["versions"]  # pooled outcomes: only the first version has any
+    (version,) = acme.versions  # pooled outcomes: only the first version has any
     p = np.concatenate([data["labels"][u][0] for u in data["acme"][:2]])
     y = np.concatenate([data["labels"][u][1] for u in data["acme"][:2]])
     high = p >= data["cutoffs"].high
-    assert (version["model_version"], version["rows"]) == (versions[0], 800)
-    assert version["tiers"]["HIGH"] == {
-        "rows": int(high.sum()),
-        "churn_rate": pytest.approx(y[high].mean()),
-    }
+    assert (version.model_version, version.realised.rows) == (versions[0], 800)
+    assert version.realised.tiers["HIGH"].rows == int(high.sum())
+    assert version.realised.tiers["HIGH"].churn_rate == pytest.approx(y[high].mean())
 
     page = monitoring_page.page_context(acme)
-    series = {s.label: len(s.points) for s in page["auc"].series}
+    series = {s.label: len(s.points) for s in page.auc.series}
     assert series == {
         f"v{versions[0]} estimated": 2,
         f"v{versions[0]} realised": 2,
         f"v{versions[1]} estimated": 1,
     }  # no outcomes: the estimate alone
-    assert [row["name"] for row in page["drift"]["rows"]] == [
+    assert [row.name for row in page.drift.rows] == [
         "scores (churn probability)",
         "Contract",
         "tenure",
     ]
-    assert [t["version"] for t in page["tiers"]] == [versions[0]]
+    assert [t.version for t in page.tiers] == [versions[0]]
 
     models, bravo = monitoring_page.account_figures(env, "bravo", model)
     assert models == [model]
-    assert [u["prediction_id"] for u in bravo["uploads"]] == data["bravo"]
-    assert bravo["versions"] == [] and bravo["accounts"] == []  # acme's outcomes stay acme's
-    assert all(u["labelled_rows"] == 0 for u in bravo["uploads"])
+    assert [u.prediction_id for u in bravo.uploads] == data["bravo"]
+    assert bravo.versions == [] and bravo.accounts == []  # acme's outcomes stay acme's
+    assert all(u.labelled_rows == 0 for u in bravo.uploads)
     bravo_page = monitoring_page.page_context(bravo)
-    assert bravo_page["tiers"] == [] and bravo_page["labelled_rows"] == 0
-    assert bravo_page["drift"]["drifted_latest"] == ["bravo_only_column"]
-    assert "bravo_only_column" not in str(monitoring_page.page_context(acme)["drift"])
+    assert bravo_page.tiers == [] and bravo_page.labelled_rows == 0
+    assert bravo_page.drift.drifted_latest == ["bravo_only_column"]
+    assert "bravo_only_column" not in str(monitoring_page.page_context(acme).drift)
 
     # the same figures as the CLI's `model monitor NAME --account A`; unscoped, they would mix
-    assert model_figures(env.engine, env.settings, model, "bravo") == {**bravo, "model": model}
+    assert model_figures(env.engine, env.settings, model, "bravo") == bravo
     everyone = model_figures(env.engine, env.settings, model, None)
-    assert len(everyone["uploads"]) == 5 and everyone["versions"] != []
+    assert len(everyone.uploads) == 5 and everyone.versions != []
 
 
 def test_an_unknown_model_and_a_missing_account_are_refused(monitored):
@@ -220,3 +219,13 @@ def test_a_version_missing_from_the_registry_is_a_503_page_not_a_stack_trace(
     page = web.get("/app/monitoring")
     assert page.status_code == 503 and "model registry could not be read" in page.text
     assert web.get("/app/monitoring.json").status_code == 503
+
+
+def test_the_page_context_and_the_json_twin_are_byte_for_byte_pinned():
+    from tests.retainwise.modelops.pinned import as_json, matches_pin
+    from tests.retainwise.modelops.test_monitoring import pinned_figures
+
+    figures = pinned_figures()
+    assert matches_pin("page.json", as_json(monitoring_page.page_context(figures)))
+    twin = monitoring_page.plain({"models": ["churn"], **figures.to_json()})
+    assert matches_pin("page-twin.json", json.dumps(twin))

@@ -130,3 +130,36 @@ def _stored_secret(resources) -> str:
 
     with resources.engine.connect() as conn:
         return conn.execute(sa.select(webhooks.webhook_endpoints.c.secret_encrypted)).scalar_one()
+
+
+def test_the_account_page_names_the_carried_columns_and_an_upload_its_own(resources, keys):
+    import re
+
+    from retainwise.adapters import db
+
+    web = TestClient(create_app(resources), follow_redirects=False)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', web.get("/app/signin").text).group(1)
+    web.post("/app/signin", data={"csrf": csrf, "api_key": keys["acme"]})
+    csrf = re.search(r'name="csrf" value="([^"]+)"', web.get("/app/webhook").text).group(1)
+    assert web.post("/app/columns", data={"carry": "email"}).status_code == 403
+    saved = web.post("/app/columns", data={"csrf": csrf, "carry": "email, plan"})
+    assert saved.status_code == 303
+    assert accounts.get_account(resources.engine, "acme").carry_columns == ("email", "plan")
+    assert 'value="email, plan"' in web.get("/app/webhook").text
+    many = ",".join(f"c{i}" for i in range(21))
+    refused = web.post("/app/columns", data={"csrf": csrf, "carry": many})
+    assert refused.status_code == 422 and "the limit is 20 columns" in refused.text
+
+    form = web.get("/app/uploads/new").text
+    assert "your account&#39;s: email, plan" in form
+    token = re.search(r'"X-CSRF-Token", "([^"]+)"', form).group(1)
+    sent = web.post(
+        "/app/uploads",
+        files={"file": ("c.csv", b"customer_id,email\n1,a@b.c\n", "text/csv")},
+        data={"carry": "email"},
+        headers={"X-CSRF-Token": token},
+    )
+    upload = db.get_prediction(resources.engine, sent.json()["prediction_id"])
+    assert upload.carry_columns == ("email",)
+    assert web.post("/app/columns", data={"csrf": csrf, "carry": ""}).status_code == 303
+    assert accounts.get_account(resources.engine, "acme").carry_columns == ()

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import replace
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -96,7 +97,7 @@ def runs_for(deployment_id, prediction_id):
 def expire(queue, url, message):
     """Visible again now, as if its visibility timeout had run out."""
     queue.sqs.change_message_visibility(
-        QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+        QueueUrl=url, ReceiptHandle=message.receipt_handle, VisibilityTimeout=0
     )
 
 
@@ -131,15 +132,15 @@ def test_dead_letters_and_receive_counts_survive_a_restart(local_aws):
     [once] = queue.receive(wait_seconds=0)
     expire(queue, queue.url, once)
     [dead] = aws.list_dead_letters(queue)
-    assert dead["body"] == "{not json"
+    assert dead.body == "{not json"
 
     local_aws()
     queue = Resources(Settings()).queue
-    assert aws.list_dead_letters(queue) == [{**dead, "receive_count": dead["receive_count"] + 1}]
+    assert aws.list_dead_letters(queue) == [replace(dead, receive_count=dead.receive_count + 1)]
     [again] = queue.receive(wait_seconds=0)
-    assert (again["MessageId"], again["Body"]) == (once["MessageId"], "received once")
-    assert again["Attributes"]["ApproximateReceiveCount"] == "2"
-    queue.delete(again["ReceiptHandle"])  # a handle given after the restart works
+    assert (again.message_id, again.body) == (once.message_id, "received once")
+    assert again.receive_count == 2
+    queue.delete(again.receipt_handle)  # a handle given after the restart works
 
 
 def test_a_queued_upload_runs_once_after_a_restart_even_if_sent_again(local_aws, deployment_id):
@@ -151,7 +152,7 @@ def test_a_queued_upload_runs_once_after_a_restart_even_if_sent_again(local_aws,
     local_aws()
     env = Resources(Settings())
     [kept] = env.queue.receive(wait_seconds=0)
-    assert kept["MessageId"] == message_id and json.loads(kept["Body"])["prediction_id"] == queued
+    assert kept.message_id == message_id and kept.prediction_id == queued
     assert stack.restore_queue(Settings()) == 1  # as `stack up` does for a home without queues.json
     [resent] = env.queue.receive(wait_seconds=0)
     start = deployment_starter("score-upload/score-upload")

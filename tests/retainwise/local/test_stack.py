@@ -26,6 +26,19 @@ def test_stack_env_round_trips_and_real_variables_win(tmp_path, monkeypatch):
     assert os.environ["PREFECT_LOGGING_LEVEL"] == "DEBUG"
 
 
+def test_settings_on_the_stack_are_what_settings_read_from_its_environment(tmp_path, monkeypatch):
+    """stack.up derives its settings instead of reading them again: if the stack's variables
+    come to set another setting, on_stack must follow."""
+    monkeypatch.setenv("RETAINWISE_HOME", str(tmp_path))
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    settings = Settings()
+    env = stack.stack_environment(settings)
+    assert settings.aws_endpoint_url is None  # the test shows a change
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert stack.on_stack(settings, env).model_dump() == Settings().model_dump()
+
+
 def test_prefect_reads_the_per_run_savings_under_the_names_the_stack_sets(monkeypatch):
     """A misspelt setting would be ignored silently; Prefect's own Settings must see each one."""
     from prefect.settings import Settings as PrefectSettings

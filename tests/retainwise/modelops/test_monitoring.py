@@ -1,16 +1,27 @@
 """Per-upload figures and alerts from frames: no stores."""
 
+import json
+from dataclasses import asdict, replace
+
 import numpy as np
 import pandas as pd
 
 from models.profile import FeatureProfile, ModelProfile
+from retainwise.adapters.monitoring import ColumnDrift
 from retainwise.modelops.monitoring import (
+    Event,
+    ModelFigures,
+    ScoredUpload,
+    UploadFigures,
     alerts,
     auc_chart,
     monitor_model,
+    terminal_table,
     upload_figures,
     version_table,
 )
+from retainwise.modelops.outcomes import gate_retraining
+from tests.retainwise.modelops.pinned import PROFILES, matches_pin, monitoring_frames
 
 PROFILE = ModelProfile(
     id_column="id",
@@ -21,23 +32,27 @@ PROFILE = ModelProfile(
 )
 
 
+REPORT = {  # what monitoring reads of a report.json
+    "prediction_id": "p1",
+    "model_name": "churn",
+    "model_version": 3,
+    "rows_scored": 100,
+    "unknown_categories": {"plan": 25},
+    "columns": {"plan": {"psi": 0.31}},
+}
+
+
 def test_upload_figures_hold_the_estimate_score_psi_and_drift():
-    report = {
-        "prediction_id": "p1",
-        "model_name": "churn",
-        "model_version": 3,
-        "rows_scored": 100,
-        "unknown_categories": {"plan": 25},
-        "columns": {"plan": {"psi": 0.31}},
-    }
     uniform = np.linspace(0.005, 0.995, 100)
-    metrics, drift = upload_figures(report, uniform, "acme", PROFILE)
-    assert metrics["model_version"] == "3" and metrics["score_psi"] < 1e-9
-    assert metrics["est_churn_count"] == uniform.sum()
-    assert metrics["est_roc_auc_low"] < metrics["est_roc_auc"] < metrics["est_roc_auc_high"]
-    assert drift == [{"column_name": "plan", "psi": 0.31, "unseen_share": 0.25}]
-    skewed, _ = upload_figures(report, np.full(100, 0.95), "acme", PROFILE)
-    assert skewed["score_psi"] > 0.25
+    upload = ScoredUpload.from_report(REPORT)
+    metrics, drift = upload_figures(upload, uniform, "acme", PROFILE)
+    row = metrics.row()
+    assert row["model_version"] == "3" and row["score_psi"] < 1e-9
+    assert row["est_churn_count"] == uniform.sum()
+    assert row["est_roc_auc_low"] < row["est_roc_auc"] < row["est_roc_auc_high"]
+    assert drift == [ColumnDrift("plan", psi=0.31, unseen_share=0.25)]
+    skewed, _ = upload_figures(upload, np.full(100, 0.95), "acme", PROFILE)
+    assert skewed.score_psi > 0.25
 
 
 def labelled(prediction_id, y, p):
@@ -80,38 +95,89 @@ def test_realised_degradation_on_the_latest_upload_alerts_but_few_labels_do_not(
         labelled("p1", (rng.random(300) < p).astype(int), p),
         lambda version: PROFILE,
     )
-    assert good["alerts"] == [] and good["uploads"][0]["labelled_rows"] == 300
-    assert good["uploads"][0]["column_psi"] == {"plan": 0.1}  # the page's drift over time
+    assert good.alerts == [] and good.uploads[0].labelled_rows == 300
+    assert good.uploads[0].column_psi == {"plan": 0.1}  # the page's drift over time
     inverted = monitor_model(
         metrics, drift, labelled("p1", (p < 0.3).astype(int), p), lambda version: PROFILE
     )
-    assert {a["event"] for a in inverted["alerts"]} == {"retainwise.model.degraded"}
+    assert {a.event for a in inverted.alerts} == {Event.DEGRADED}
     few = monitor_model(
         metrics, drift, labelled("p1", (p < 0.3).astype(int), p)[:50], lambda version: PROFILE
     )
-    assert few["alerts"] == []
+    assert few.alerts == []
     chart = auc_chart("churn", "1", version_table(inverted)["1"])
     assert "real" in chart and "est" in chart
 
 
+def upload(prediction_id: str, score_psi: float | None, estimated_roc_auc: float | None = 0.8):
+    """An unlabelled upload's figures (only what the alerts read is realistic)."""
+    return UploadFigures(
+        prediction_id=prediction_id,
+        account="acme",
+        model_version="1",
+        completed_at=None,
+        rows_scored=100,
+        score_psi=score_psi,
+        estimated_roc_auc=estimated_roc_auc,
+        estimated_roc_auc_band=(None, None),
+        estimated_churn_count=None,
+        labelled_rows=0,
+        realised_roc_auc=None,
+        realised_churn_count=None,
+        realised_calibration_error=None,
+        column_psi={},
+    )
+
+
 def test_drift_above_the_limit_on_the_latest_upload_alerts():
-    figures = {
-        "versions": [],
-        "uploads": [
-            {
-                "prediction_id": "p2",
-                "model_version": "1",
-                "labelled_rows": 0,
-                "estimated_roc_auc": 0.8,
-                "score_psi": 0.4,
-            }
-        ],
-        "drift": {
-            "plan": {"psi": 0.3, "unseen_share": 0.0},
-            "age": {"psi": 0.1, "unseen_share": 0.0},
+    figures = ModelFigures(
+        uploads=[upload("p1", 0.9), upload("p2", 0.4)],
+        versions=[],
+        accounts=[],
+        drift={
+            "plan": ColumnDrift("plan", psi=0.3, unseen_share=0.0),
+            "age": ColumnDrift("age", psi=0.1, unseen_share=0.0),
         },
-        "drift_alert_psi": 0.25,
-    }
+        drift_alert_psi=0.25,
+        alerts=[],
+    )
     (alert,) = alerts(figures)
-    assert alert["event"] == "retainwise.data.drifted"
-    assert alert["columns"] == {"plan": 0.3, "churn_probability": 0.4}
+    assert alert.event == Event.DRIFTED and alert.prediction_id == "p2"
+    assert alert.columns == {"plan": 0.3, "churn_probability": 0.4}
+
+
+def test_an_estimate_under_the_floor_on_the_latest_upload_alerts():
+    figures = ModelFigures([upload("p1", None, 0.65)], [], [], {}, 0.25, [])
+    (alert,) = alerts(figures)
+    assert alert.to_json() == {
+        "event": "retainwise.model.degraded",
+        "model_version": "1",
+        "reasons": ["estimated ROC AUC 0.650 < 0.7 on upload p1"],
+    }
+
+
+def pinned_figures():
+    """model_figures' document on the pinned frames (what `model monitor` prints as JSON)."""
+    metrics, drift, outcomes = monitoring_frames()
+    figures = monitor_model(metrics, drift, outcomes, PROFILES.__getitem__, 0.25)
+    return replace(figures, model="churn")
+
+
+def test_the_printed_figures_table_artifacts_and_alerts_are_byte_for_byte_pinned():
+    figures = pinned_figures()
+    assert matches_pin("monitor.json", json.dumps(figures.to_json(), default=str))
+    assert matches_pin("monitor.txt", terminal_table(figures))
+    tables = version_table(figures)
+    shown = {version: [row.to_json() for row in rows] for version, rows in tables.items()}
+    assert matches_pin("monitor-tables.json", json.dumps(shown))
+    charts = "\n".join(auc_chart("churn", version, rows) for version, rows in tables.items())
+    assert matches_pin("monitor-charts.md", charts)
+    gated = [alert.to_json() for alert in gate_retraining(figures)]
+    assert matches_pin("monitor-gated.json", json.dumps(gated, default=str))
+
+
+def test_the_stored_upload_rows_are_pinned():
+    report = {**REPORT, "columns": {"plan": {"psi": 0.31}, "age": {"psi": None}}}
+    p = np.random.default_rng(4).beta(1.2, 3, 100)
+    metrics, drift = upload_figures(ScoredUpload.from_report(report), p, "acme", PROFILES["1"])
+    assert matches_pin("upload-rows.json", json.dumps([metrics.row(), [asdict(d) for d in drift]]))

@@ -3,8 +3,15 @@
 import pandas as pd
 import pytest
 
+from models.monitoring import Realised
 from retainwise.config.errors import UploadRejected
-from retainwise.modelops.monitoring import MIN_LABELLED_ROWS
+from retainwise.modelops.monitoring import (
+    MIN_LABELLED_ROWS,
+    Alert,
+    Event,
+    ModelFigures,
+    RealisedGroup,
+)
 from retainwise.modelops.outcomes import (
     DEGRADED,
     FOR_REVIEW,
@@ -78,21 +85,22 @@ def test_the_ids_to_read_are_the_usable_rows_as_results_store_them():
     assert outcome_ids(outcomes) == {"a", "'=d", "e"}
 
 
-def figures_with(accounts_below_floor: list[str], rows: int = MIN_LABELLED_ROWS) -> dict:
-    healthy = {"account": "initech", "model_version": "1", "rows": rows, "roc_auc": 0.85}
-    return {
-        "accounts": [
-            {**healthy, "expected_calibration_error": 0.02},
-            *(
-                {**healthy, "account": a, "roc_auc": 0.4, "expected_calibration_error": 0.02}
-                for a in accounts_below_floor
-            ),
+def figures_with(accounts_below_floor: list[str], rows: int = MIN_LABELLED_ROWS) -> ModelFigures:
+    def group(account: str, roc_auc: float) -> RealisedGroup:
+        realised = Realised(rows, rows // 3, roc_auc, 0.5, 0.2, 0.5, 0.02, {})
+        return RealisedGroup("1", realised, account=account)
+
+    return ModelFigures(
+        uploads=[],
+        versions=[],
+        accounts=[group("initech", 0.85), *(group(a, 0.4) for a in accounts_below_floor)],
+        drift={},
+        drift_alert_psi=0.25,
+        alerts=[
+            Alert(DEGRADED, "1", reasons=["realised ROC AUC 0.5"]),
+            Alert(Event.DRIFTED, "1", prediction_id="p1"),
         ],
-        "alerts": [
-            {"event": DEGRADED, "model_version": "1", "reasons": ["realised ROC AUC 0.5"]},
-            {"event": "retainwise.data.drifted", "model_version": "1", "columns": {}},
-        ],
-    }
+    )
 
 
 @pytest.mark.parametrize(
@@ -101,11 +109,11 @@ def figures_with(accounts_below_floor: list[str], rows: int = MIN_LABELLED_ROWS)
 )
 def test_one_accounts_outcomes_alone_never_start_a_retraining(accounts, event):
     gated = gate_retraining(figures_with(accounts))
-    assert [a["event"] for a in gated] == [event, "retainwise.data.drifted"]
+    assert [a.to_json()["event"] for a in gated] == [event, "retainwise.data.drifted"]
     if event == FOR_REVIEW:
-        assert gated[0]["accounts"] == accounts
+        assert gated[0].accounts == accounts
 
 
 def test_accounts_with_too_few_labels_do_not_count():
     gated = gate_retraining(figures_with(["acme", "globex"], rows=MIN_LABELLED_ROWS - 1))
-    assert gated[0]["event"] == FOR_REVIEW
+    assert gated[0].event == FOR_REVIEW

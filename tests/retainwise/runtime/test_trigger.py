@@ -125,7 +125,7 @@ def test_redelivery_after_a_crash_before_delete_starts_no_second_run(resources, 
     with pytest.raises(ConnectionError):
         handle_message(resources, message, start_then_crash)
     resources.queue.sqs.change_message_visibility(
-        QueueUrl=resources.queue.url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+        QueueUrl=resources.queue.url, ReceiptHandle=message.receipt_handle, VisibilityTimeout=0
     )
     [again] = receive_all(resources.queue, 1)
     assert handle_message(resources, again, real_start) == "started"
@@ -143,7 +143,7 @@ def test_a_message_it_cannot_act_on_is_left_for_the_dead_letter_queue(resources,
     assert outcome in {"unparseable", "unknown-prediction"}
     # not deleted: after its visibility timeout it comes back, and SQS redrives it to the DLQ
     resources.queue.sqs.change_message_visibility(
-        QueueUrl=resources.queue.url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+        QueueUrl=resources.queue.url, ReceiptHandle=message.receipt_handle, VisibilityTimeout=0
     )
     assert len(receive_all(resources.queue, 1)) == 1
     assert db.get_prediction(resources.engine, "00000000-dead-beef") is None
@@ -152,7 +152,7 @@ def test_a_message_it_cannot_act_on_is_left_for_the_dead_letter_queue(resources,
 def expire(queue, message):
     """Make a received message visible again now, as if its visibility timeout had run out."""
     queue.sqs.change_message_visibility(
-        QueueUrl=queue.url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+        QueueUrl=queue.url, ReceiptHandle=message.receipt_handle, VisibilityTimeout=0
     )
 
 
@@ -185,7 +185,7 @@ def test_a_malformed_message_reaches_the_dlq_after_three_receives_and_can_be_red
     assert cli.main(["dlq", "redrive", "--id", listed["message_id"]]) == 0
     assert "moved 1 message(s)" in capsys.readouterr().out
     [back] = receive_all(queue, 1)
-    assert back["Body"] == "{not json"
+    assert back.body == "{not json"
     assert cli.main(["dlq", "list"]) == 0 and capsys.readouterr().out == ""
 
 
@@ -265,7 +265,7 @@ def test_in_a_batch_each_message_is_deleted_only_once_its_run_exists(
 ):
     ids = [submit(resources, customers_csv(5)) for _ in range(6)]
     messages = receive_all(resources.queue, len(ids))
-    prediction_of = {m["ReceiptHandle"]: json.loads(m["Body"])["prediction_id"] for m in messages}
+    prediction_of = {m.receipt_handle: m.prediction_id for m in messages}
     queue_class = type(resources.queue)
     real_delete = queue_class.delete
     runs_when_deleted = {}
@@ -299,15 +299,13 @@ def test_one_failing_creation_in_a_batch_leaves_only_its_message_on_the_queue(
     with ThreadPoolExecutor(max_workers=4) as pool:
         outcomes = handle_batch(resources, messages, start, pool)
     real_start.close()
-    outcome_of = {
-        json.loads(m["Body"])["prediction_id"]: o for m, o in zip(messages, outcomes, strict=True)
-    }
+    outcome_of = {m.prediction_id: o for m, o in zip(messages, outcomes, strict=True)}
     assert outcome_of == {ids[0]: "failed", **{i: "started" for i in ids[1:]}}
     assert runs_for(deployment_id, ids[0]) == []
-    [failed] = [m for m in messages if json.loads(m["Body"])["prediction_id"] == ids[0]]
+    [failed] = [m for m in messages if m.prediction_id == ids[0]]
     expire(resources.queue, failed)  # still there, for redelivery (and the DLQ after 3 receives)
     [again] = receive_all(resources.queue, 1)
-    assert json.loads(again["Body"])["prediction_id"] == ids[0]
+    assert again.prediction_id == ids[0]
 
 
 def busy(status: int = 503) -> httpx.HTTPStatusError:

@@ -2,9 +2,11 @@
 algorithm, retries until one success, refusals in production, an upload's event end to end."""
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
+import socket
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -16,6 +18,7 @@ from cryptography.fernet import Fernet, MultiFernet
 from standardwebhooks.webhooks import Webhook
 
 from retainwise.adapters import accounts, db, webhooks
+from retainwise.config.settings import Settings
 from retainwise.runtime import webhooks as deliverer
 
 BOX = MultiFernet([Fernet(Fernet.generate_key())])
@@ -156,8 +159,8 @@ def test_fails_twice_then_succeeds_gives_exactly_one_success(migrated_engine, re
     assert deliver(migrated_engine, client, third + timedelta(days=2)) == []
 
     shown = webhooks.deliveries(migrated_engine, "acme")
-    assert [d["status_code"] for d in shown] == [200, 503, 500]
-    assert [d["error"] for d in shown] == [None, "HTTP 503: busy", "HTTP 500: down"]
+    assert [d.status_code for d in shown] == [200, 503, 500]
+    assert [d.error for d in shown] == [None, "HTTP 503: busy", "HTTP 500: down"]
     assert len({h["webhook-id"] for h, _ in receiver.got}) == 1 and len(receiver.got) == 3
 
 
@@ -184,6 +187,7 @@ def test_backoff_is_exponential_for_hours_then_gives_up():
         "https://0.0.0.0/hook",
         "https://224.0.0.1/hook",
         "file:///etc/passwd",
+        "https://93.184.215.14:8443/hook",  # the ECS service lets only 443 out
     ],
 )
 def test_production_refuses_what_is_not_https_to_a_public_address(url):
@@ -191,21 +195,96 @@ def test_production_refuses_what_is_not_https_to_a_public_address(url):
         deliverer.checked_address(url, production=True)
 
 
-def test_production_accepts_https_to_a_public_address_and_connects_to_it():
-    url, address = deliverer.checked_address("https://93.184.215.14:8443/h", production=True)
-    assert (url.host, url.port, address) == ("93.184.215.14", 8443, "93.184.215.14")
+@pytest.mark.parametrize("port", ["", ":443"])
+def test_production_accepts_https_to_a_public_address_and_connects_to_it(port):
+    url, address = deliverer.checked_address(f"https://93.184.215.14{port}/h", production=True)
+    assert (url.host, url.port, address) == ("93.184.215.14", None, "93.184.215.14")
 
 
-def test_a_refused_destination_is_a_recorded_attempt_and_nothing_is_sent(
-    migrated_engine, receiver_of, client
+def test_locally_any_port_is_accepted():
+    url, _ = deliverer.checked_address("http://127.0.0.1:8443/h", production=False)
+    assert url.port == 8443
+
+
+def test_the_last_failed_attempt_is_logged_as_given_up(
+    migrated_engine, receiver_of, client, caplog
 ):
-    receiver = receiver_of()
-    account_with_webhook(migrated_engine, receiver.url.replace("http:", "https:"))
+    """deployments/cdk counts these lines (GIVEN_UP) into the WebhookEventsGivenUp alarm."""
+    receiver = receiver_of((500, {}, b"down"))
+    account_with_webhook(migrated_engine, receiver.url)
+    completed_upload(migrated_engine)
+    with migrated_engine.begin() as conn:  # the attempts before the last one have failed
+        conn.execute(webhooks.webhook_events.update().values(attempts=len(deliverer.RETRY_DELAYS)))
+    with caplog.at_level("WARNING", logger=deliverer.log.name):
+        [first] = deliver(migrated_engine, client, datetime.now(UTC))
+    assert first.status_code == 500
+    [line] = [r.getMessage() for r in caplog.records if deliverer.GIVEN_UP in r.getMessage()]
+    assert line.endswith(f"of account acme after {len(deliverer.RETRY_DELAYS) + 1} attempts")
+
+
+def test_a_failed_attempt_that_will_be_retried_is_not_given_up(
+    migrated_engine, receiver_of, client, caplog
+):
+    account_with_webhook(migrated_engine, receiver_of((500, {}, b"down")).url)
+    completed_upload(migrated_engine)
+    with caplog.at_level("WARNING", logger=deliverer.log.name):
+        deliver(migrated_engine, client, datetime.now(UTC))
+    assert not [r for r in caplog.records if deliverer.GIVEN_UP in r.getMessage()]
+
+
+PRODUCTION = {
+    "RETAINWISE_ENV": "production",
+    "RETAINWISE_DATABASE_URL": "postgresql+psycopg://u@db:5432/retainwise",
+    "RETAINWISE_MLFLOW_TRACKING_URI": "postgresql+psycopg://u@db:5432/mlflow",
+    "RETAINWISE_WEBHOOK_KEY": Fernet.generate_key().decode(),
+    "RETAINWISE_PUBLIC_URL": "https://retainwise.example.com",
+}
+
+
+@pytest.mark.parametrize(
+    "variable, value, named",
+    [
+        (None, None, None),
+        ("RETAINWISE_WEBHOOK_KEY", None, "RETAINWISE_WEBHOOK_KEY is not set"),
+        ("RETAINWISE_WEBHOOK_KEY", "not-a-key", "RETAINWISE_WEBHOOK_KEY holds a key that is not"),
+        ("RETAINWISE_PUBLIC_URL", None, "RETAINWISE_PUBLIC_URL is not"),
+        ("RETAINWISE_PUBLIC_URL", "http://retainwise.example.com", "RETAINWISE_PUBLIC_URL is not"),
+        ("RETAINWISE_DATABASE_URL", "sqlite:///x.db", "RETAINWISE_DATABASE_URL is a local file"),
+    ],
+)
+def test_a_production_deliverer_refuses_to_start_naming_what_is_unsafe(
+    monkeypatch, capsys, variable, value, named
+):
+    for name, setting in PRODUCTION.items():
+        monkeypatch.setenv(name, setting)
+    if variable and value is None:
+        monkeypatch.delenv(variable)
+    elif variable:
+        monkeypatch.setenv(variable, value)
+    problems = deliverer.production_problems(Settings())
+    if named is None:
+        assert problems == []
+        return
+    assert [p for p in problems if named in p]
+    assert deliverer.main([]) == 2  # before any database connection or loop
+    assert named in capsys.readouterr().err
+
+
+def test_locally_the_deliverer_has_no_production_problems(monkeypatch, tmp_path):
+    monkeypatch.setenv("RETAINWISE_ENV", "local")
+    assert deliverer.production_problems(Settings(home=tmp_path)) == []
+
+
+def test_a_refused_destination_is_a_recorded_attempt_and_nothing_is_sent(migrated_engine, client):
+    # loopback's 443: a test receiver's own port would be refused first (production: 443 only)
+    account_with_webhook(migrated_engine, "https://localhost/hooks/rw")
     completed_upload(migrated_engine)
     [delivery] = deliver(migrated_engine, client, datetime.now(UTC), production=True)
-    assert not delivery.succeeded and "not a public address" in delivery.error
-    assert receiver.got == []
-    assert webhooks.deliveries(migrated_engine, "acme")[0]["error"] == delivery.error
+    # refused by the address check: a connection tried would have been a ConnectError
+    assert delivery.error == (
+        "DestinationRefused: localhost resolves to 127.0.0.1, not a public address"
+    )
+    assert webhooks.deliveries(migrated_engine, "acme")[0].error == delivery.error
 
 
 def test_a_redirect_is_not_followed_and_counts_as_a_failure(migrated_engine, receiver_of, client):
@@ -267,6 +346,45 @@ def test_an_upload_scored_on_the_stack_is_delivered_signed_within_15_s(
     assert (event["type"], event["data"]["prediction_id"]) == ("upload.completed", prediction_id)
     assert event["data"]["status"] == "COMPLETED" and event["data"]["rows_scored"] == 50
     assert took < 15
+
+
+def test_a_receiver_trickling_its_answer_is_cut_off_at_the_attempt_deadline(
+    migrated_engine, receiver_of
+):
+    """Each byte comes well within the per-read timeout; only the whole-attempt deadline ends it."""
+    trickle = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def answer_a_byte_at_a_time():
+        conn, _ = trickle.accept()
+        with conn:
+            for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 1000:
+                if stop.wait(0.1):
+                    return
+                with contextlib.suppress(OSError):
+                    conn.sendall(bytes([byte]))
+
+    threading.Thread(target=answer_a_byte_at_a_time, daemon=True).start()
+    accounts.create_account(migrated_engine, "acme")
+    url = f"http://localhost:{trickle.getsockname()[1]}/hooks"
+    webhooks.set_endpoint(migrated_engine, "acme", url, BOX)
+    completed_upload(migrated_engine)
+    started = time.monotonic()
+    with httpx.Client(timeout=0.5, follow_redirects=False, trust_env=False) as client:
+        [delivery] = deliverer.deliver_due(
+            migrated_engine,
+            BOX,
+            client,
+            "w",
+            datetime.now(UTC),
+            production=False,
+            base_url=BASE_URL,
+            deadline=1.0,
+        )
+    stop.set()
+    trickle.close()
+    assert delivery.status_code is None and delivery.error == "no complete answer within 1 s"
+    assert time.monotonic() - started < 5  # the trickle alone would take 100 s
 
 
 def test_a_secret_no_key_can_read_is_a_recorded_failure_not_a_stuck_outbox(

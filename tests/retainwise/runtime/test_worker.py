@@ -14,6 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
+from retainwise.config.settings import Settings
 from retainwise.runtime import worker
 from tests.helpers import wait_for
 
@@ -32,7 +33,9 @@ def echo(value: int) -> int:
 
 @pytest.fixture
 def served(tmp_path):
-    return worker.Served(worker.register([(echo, echo.to_deployment(name="echo"))]), tmp_path)
+    return worker.Served(
+        worker.register([(echo, echo.to_deployment(name="echo"))]), tmp_path, Settings()
+    )
 
 
 def test_a_run_is_claimed_once_and_runs_in_process_with_its_task_runs(served):
@@ -168,7 +171,9 @@ def storage_reads_of_a_run(flow_, served_, monkeypatch) -> int:
 
 
 def test_warm_runs_never_read_the_servers_default_result_storage(tmp_path, monkeypatch):
-    served_ = worker.Served(worker.register([(named, named.to_deployment(name="named"))]), tmp_path)
+    served_ = worker.Served(
+        worker.register([(named, named.to_deployment(name="named"))]), tmp_path, Settings()
+    )
     (warm,) = served_.flows.values()
     assert warm.persist_result is False and warm.flow_run_name == "named-{value}"
     assert storage_reads_of_a_run(named, served_, monkeypatch) == 3  # Prefect's own, per run
@@ -225,11 +230,11 @@ def note_resources() -> None:
 def test_a_childs_runs_share_its_resources_and_they_close_when_it_stops(tmp_path):
     """What run_child sets up: every run it executes uses one Resources (one pool), closed after."""
     from retainwise.adapters.resources import Resources, use_for_process
-    from retainwise.config.settings import Settings
 
     served_ = worker.Served(
         worker.register([(note_resources, note_resources.to_deployment(name="resources"))]),
         tmp_path,
+        Settings(home=tmp_path),
     )
     (deployment_id,) = served_.flows
     mine = Resources(Settings(home=tmp_path))

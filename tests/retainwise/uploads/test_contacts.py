@@ -3,6 +3,8 @@ account's history, and nothing kept when the upload fails."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -11,8 +13,10 @@ from models.explain import NotExplainable
 from models.reasons import REASON_COLUMNS
 from models.training import train
 from retainwise.adapters.mlflow_registry import LoadedModel
+from retainwise.config.errors import UploadRejected
 from retainwise.local.sample import synthetic_customers
 from retainwise.uploads import files
+from retainwise.uploads.actions import ACTION_COLUMNS, VALUE_AT_RISK
 from retainwise.uploads.contacts import tolerant
 from retainwise.uploads.files import LocalFile, LocalSinks
 from retainwise.uploads.policy import ScoringPolicy
@@ -81,6 +85,43 @@ def test_whole_and_chunked_give_one_list_and_one_history(tmp_path, model, monkey
         scores = pd.concat(history.scores)
         assert sorted(scores["customer_id"]) == sorted(actions.index)
     assert len(histories["chunked"].scores) > 1
+
+
+def valued_upload(tmp_path) -> LocalFile:
+    """400 customers with a `Lifetime value` column the model never saw: some blank, some text."""
+    frame = synthetic_customers(400, seed=9, labeled=False).astype(str)
+    frame["Lifetime value"] = [str(10 + (i * 37) % 500) for i in range(400)]
+    frame.loc[[3, 50, 399], "Lifetime value"] = ["", "n/a", " 7.5 "]
+    path = tmp_path / "valued.csv"
+    path.write_bytes(frame.to_csv(index=False).encode())
+    return LocalFile(path)
+
+
+def test_a_value_column_ranks_by_value_at_risk_whole_and_chunked(tmp_path, model, monkeypatch):
+    """Not a model feature: read from the input. A blank or non-numeric value leaves the row's
+    value at risk empty and ranks it after every valued row."""
+    monkeypatch.setattr(files, "READ_BLOCK", 8_000)
+    source = valued_upload(tmp_path)
+    whole = ScoringPolicy(explain_top_n=50, value_column="lifetime_value")  # matched loosely
+    chunked = replace(whole, chunked_above_bytes=1000, chunk_bytes=10_000)
+    lists = {}
+    for name, policy in {"whole": whole, "chunked": chunked}.items():
+        score_object(source, model, policy, sinks(tmp_path, name))
+        lists[name] = pd.read_csv(tmp_path / f"{name}.actions")
+    pd.testing.assert_frame_equal(lists["chunked"], lists["whole"])
+    table = lists["whole"]
+    assert list(table.columns) == ACTION_COLUMNS + [VALUE_AT_RISK]
+    valued = table[table[VALUE_AT_RISK].notna()]
+    assert len(valued) == 398 and valued[VALUE_AT_RISK].is_monotonic_decreasing
+    assert table["customer_id"].tail(2).tolist() == ["C100003", "C100050"]  # blank, "n/a"
+    row = table.set_index("customer_id").loc["C100399"]
+    assert row[VALUE_AT_RISK] == pytest.approx(7.5 * row["churn_probability"])
+
+
+def test_a_value_column_missing_from_the_file_fails_the_upload_naming_it(tmp_path, model):
+    policy = ScoringPolicy(value_column="Lifetime value")
+    with pytest.raises(UploadRejected, match="Lifetime value"):
+        score_object(upload(tmp_path), model, policy, sinks(tmp_path, "out"))
 
 
 def test_a_failed_upload_keeps_no_actions_list(tmp_path, model):

@@ -41,3 +41,18 @@ def test_a_file_over_the_limit_is_refused_and_a_large_one_chunked():
     assert not policy.is_large(1_000_000) and policy.is_large(1_000_001)
     with pytest.raises(UploadRejected, match="the file is 6 MB; the limit is 5 MB"):
         policy.is_large(6_000_000)
+
+
+def test_an_uploads_own_carried_columns_win_over_its_accounts_and_the_value_column_follows():
+    from datetime import UTC, datetime
+
+    from retainwise.adapters.accounts import Account
+
+    account = Account(
+        "acme", datetime(2026, 12, 3, tzinfo=UTC), None, ("churn",), None, "Charges", ("email",)
+    )
+    policy = ScoringPolicy()
+    assert policy.for_upload(account).carry == ("email",)
+    assert policy.for_upload(account, ("id",)).carry == ("id",)
+    assert policy.for_upload(account).value_column == "Charges"
+    assert policy.for_upload(None, ("id",)) == ScoringPolicy(carry=("id",))

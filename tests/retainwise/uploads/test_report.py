@@ -136,6 +136,21 @@ def test_report_accounts_for_rows_and_describes_each_column():
     assert len(histogram) == 10 and sum(histogram) == 99
 
 
+def test_the_report_json_keeps_its_key_order():
+    """report.json is read by people and by other programs: its keys stay where they were."""
+    upload = upload_of(RNG.uniform(0, 72, 20), ["Monthly"] * 20)
+    report = json.loads(json.dumps(build_report(upload, results_for(upload), MODEL, "p-1")))
+    assert list(report) == [
+        "prediction_id", "status", "error", "model_name", "model_version", "source",
+        "rows_total", "rows_scored", "rows_rejected", "reject_reasons", "risk_counts",
+        "probability_histogram", "unknown_categories", "out_of_range", "drift_threshold",
+        "drifted_features", "ignored_columns", "columns", "files",
+    ]  # fmt: skip
+    drift = ["missing", "missing_share", "training_missing_share", "psi", "drifted"]
+    assert list(report["columns"]["tenure"]) == ["kind", "unparseable", "out_of_range", *drift]
+    assert list(report["columns"]["contract"]) == ["kind", "unknown", "unknown_values", *drift]
+
+
 def test_failed_upload_report_has_no_scores_but_the_reason():
     upload = validate_upload(
         read_upload(b"customer_id,tenure,contract,plan\nC1,x,Monthly,a\n"), PROFILE
@@ -148,7 +163,7 @@ def test_failed_upload_report_has_no_scores_but_the_reason():
 
 def test_html_escapes_everything_from_the_customers_file():
     upload = upload_of(RNG.uniform(0, 72, 4), ["<script>alert(1)</script>"] * 4)
-    upload.quality["ignored_columns"] = ["<img src=x onerror=alert(2)>"]
+    upload.quality = replace(upload.quality, ignored_columns=["<img src=x onerror=alert(2)>"])
     page = render_html(build_report(upload, results_for(upload), MODEL, "p-3"))
     assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "<img" not in page

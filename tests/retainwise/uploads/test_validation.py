@@ -101,14 +101,14 @@ def test_booleans_and_case_map_to_the_training_spelling(cell, category):
     upload = validate(f"C1,5,29.85,0,one  YEAR,{cell}\n")
     assert upload.accepted["Partner"].tolist() == [category]
     assert upload.accepted["Contract"].tolist() == ["One year"]
-    assert unknown_categories(upload.quality["columns"]) == {}
+    assert unknown_categories(upload.quality.columns) == {}
 
 
 def test_blank_whitespace_and_na_markers_are_missing_not_errors():
     upload = validate("C1,  ,N/A,,Month-to-month, \nC2,null,-,0,,Yes\n")
     assert upload.rows_rejected == 0
     assert upload.accepted[["Tenure Months", "MonthlyCharges"]].isna().all().all()
-    assert upload.quality["columns"]["Partner"]["missing"] == 1
+    assert upload.quality.columns["Partner"]["missing"] == 1
 
 
 def test_unknown_categories_are_scored_but_counted():
@@ -116,8 +116,8 @@ def test_unknown_categories_are_scored_but_counted():
         "C1,5,29.85,0,Three year,Yes\nC2,5,29.85,0,Three year,Yes\nC3,5,29.85,0,Monthly,Yes\n"
     )
     assert upload.rows_rejected == 0 and len(upload.accepted) == 3
-    assert unknown_categories(upload.quality["columns"]) == {"Contract": 3}
-    assert upload.quality["columns"]["Contract"]["unknown_values"] == {
+    assert unknown_categories(upload.quality.columns) == {"Contract": 3}
+    assert upload.quality.columns["Contract"]["unknown_values"] == {
         "Three year": 2,
         "Monthly": 1,
     }
@@ -143,7 +143,7 @@ def test_bad_rows_are_rejected_with_row_number_reason_and_original_cells():
     assert rejects.loc[3, "Tenure Months"] == "five"  # the cell as uploaded
     assert list(upload.rejects.columns[:3]) == ["row_number", "reason", "customer_id"]
     assert upload.customer_ids.tolist() == ["C1"] and accounted(upload)
-    assert upload.quality["reject_kinds"] == {
+    assert upload.quality.reject_kinds == {
         "missing id": 1,
         "not a number: Tenure Months": 1,
         "out of range: MonthlyCharges": 1,
@@ -157,7 +157,7 @@ def test_range_has_a_margin_around_what_training_saw():
     assert (low, high) == (-36.0, 108.0)
     upload = validate("C1,100,29.85,0,One year,Yes\nC2,109,29.85,0,One year,Yes\n")
     assert upload.rejects["row_number"].tolist() == [2]
-    assert upload.quality["columns"]["Tenure Months"]["out_of_range"] == 1
+    assert upload.quality.columns["Tenure Months"]["out_of_range"] == 1
 
 
 def test_duplicate_of_a_rejected_row_is_scored_once():
@@ -183,7 +183,7 @@ def test_over_wide_lines_are_rejected_rows_and_counted():
         [3, "Tenure Months: 'x' is not a number"],
         [4, "duplicate customer id; already scored from row 1"],
     ]
-    assert upload.quality["reject_kinds"]["wrong number of fields"] == 1
+    assert upload.quality.reject_kinds["wrong number of fields"] == 1
 
 
 def test_more_than_the_allowed_share_rejected_sets_a_failure_with_examples():
@@ -311,7 +311,7 @@ def test_category_counts_are_those_of_the_accepted_rows_only():
     }
     assert upload.category_counts["Partner"] == {None: 0, "Yes": 1, "No": 2}
     assert upload.accepted["Contract"].cat.codes.tolist() == [0, -1, 2]
-    assert upload.quality["columns"]["Contract"] == {
+    assert upload.quality.columns["Contract"] == {
         "kind": "categorical",
         "missing": 1,
         "unknown": 1,

@@ -1,0 +1,91 @@
+"""Per-tree tables give LightGBM's own TreeSHAP (`pred_contrib`) to 1e-9, row for row."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from lightgbm import LGBMClassifier
+
+from models import training
+from models.explain import base_pipeline
+from models.features import prepare_features
+from models.tree_tables import MAX_NODES, build_tables, tables_for
+from retainwise.uploads.reading import read_table
+from tests.conftest import telco_path
+
+
+def pred_contrib(booster, X: np.ndarray) -> np.ndarray:
+    return np.asarray(booster.predict(X, pred_contrib=True), dtype=np.float64)
+
+
+@pytest.fixture(scope="module")
+def telco_booster():
+    """The Telco champion's LightGBM booster and its encoded rows (numbers, then codes)."""
+    frame = read_table(Path(telco_path()).read_bytes())
+    chosen = training.pick_best
+    training.pick_best = lambda candidates: "gradient_boosting"
+    try:
+        trained = training.train(frame, "Churn", "customerID")
+    finally:
+        training.pick_best = chosen
+    pipeline = base_pipeline(trained.pipeline)
+    X = prepare_features(frame, trained.profile.features)
+    encoded = np.asarray(pipeline[:-1].transform(X), dtype=np.float64)
+    return pipeline.steps[-1][1].booster_, encoded, len(trained.profile.numeric)
+
+
+def test_tables_equal_pred_contrib_on_telco_with_categories_and_missing_values(telco_booster):
+    booster, encoded, numeric = telco_booster
+    X = encoded.copy()
+    X[::7, numeric - 1] = np.nan  # TotalCharges (missing_type NaN)
+    X[::5, 1] = 0.0  # tenure 0
+    X[::11, numeric] = np.nan  # a category column: NaN goes right
+    X[::13, numeric + 1] = -1  # a negative code goes right
+    X[::17, numeric + 2] = 99  # a code no split names
+    X[::19, numeric + 3] = 1.7  # codes are truncated, as LightGBM's int cast
+    tables = tables_for(booster)
+    assert tables is not None
+    assert np.max(np.abs(tables.contributions(X) - pred_contrib(booster, X))) < 1e-9
+
+
+def test_missing_type_zero_and_nan_splits_match_pred_contrib():
+    """`zero_as_missing` makes missing_type Zero nodes: 0 (and |x| <= 1e-35) take the default
+    side; NaN reads as 0 there. Infinities and tiny values land in the right bins."""
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(3000, 4))
+    X[rng.random(X.shape) < 0.2] = 0.0
+    y = (X[:, 0] + (X[:, 1] == 0) - X[:, 2] + rng.normal(size=3000) > 0).astype(int)
+    for zero_as_missing in (True, False):
+        model = LGBMClassifier(
+            n_estimators=30, num_leaves=8, zero_as_missing=zero_as_missing, verbose=-1
+        ).fit(X, y)
+        booster = model.booster_
+        types = {
+            node["missing_type"]
+            for tree in booster.dump_model()["tree_info"]
+            for node in _nodes(tree["tree_structure"])
+        }
+        assert ("Zero" in types) == zero_as_missing
+        probe = X[:500].copy()
+        probe[::3, 0] = np.nan
+        probe[1::7, 1] = 1e-36
+        probe[2::7, 2] = -np.inf
+        probe[3::7, 3] = np.inf
+        tables = build_tables(booster.dump_model())
+        assert tables is not None
+        assert np.max(np.abs(tables.contributions(probe) - pred_contrib(booster, probe))) < 1e-9
+
+
+def test_trees_too_large_to_tabulate_are_left_to_pred_contrib():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(2000, 5))
+    y = (X.sum(axis=1) > 0).astype(int)
+    model = LGBMClassifier(n_estimators=5, num_leaves=MAX_NODES + 2, verbose=-1).fit(X, y)
+    assert build_tables(model.booster_.dump_model()) is None
+
+
+def _nodes(part):
+    if "split_index" in part:
+        yield part
+        yield from _nodes(part["left_child"])
+        yield from _nodes(part["right_child"])
