@@ -78,6 +78,17 @@ def telco_path() -> Path:
 
 
 @pytest.fixture(scope="session")
+def telco_trained():
+    """The Telco table as an upload reads it and the model `train` picks on it, trained once per
+    session (per xdist worker) for the modules that only read them: each had trained its own."""
+    from models.training import train
+    from retainwise.uploads.reading import read_table
+
+    frame = read_table(telco_path().read_bytes())
+    return frame, train(frame, "Churn", "customerID")
+
+
+@pytest.fixture(scope="session")
 def moto_endpoint():
     """moto in server mode over HTTP, as the local stack runs it."""
     from moto.server import ThreadedMotoServer
