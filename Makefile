@@ -33,7 +33,7 @@ lint: $(STAMP)
 # services (moto, Prefect API, MLflow store) start once per worker, and every test has its own
 # home, bucket, queues and database, so the workers share nothing
 test: lint
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 # the unit tests only (no moto, Prefect API, MLflow or stack): under a minute
 test-fast: $(STAMP)

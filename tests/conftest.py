@@ -54,7 +54,15 @@ E2E_PATHS = (
 )
 
 
+# the longest single files start first (with `--no-loadscope-reorder`, `make test` hands files
+# out in this order), so a worker is not left running one of them alone at the end
+SLOW_FIRST = ("tests/test_fresh_clone.py", "tests/ui/")
+
+
 def pytest_collection_modifyitems(config, items):
+    items.sort(
+        key=lambda item: not Path(item.fspath).relative_to(REPO).as_posix().startswith(SLOW_FIRST)
+    )
     for item in items:
         path = Path(item.fspath).relative_to(REPO).as_posix()
         e2e = (
