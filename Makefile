@@ -28,13 +28,16 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# lint first, so CI (.ci/run calls `make test`) fails on a lint or type error too
+# lint first, so CI (.ci/run calls `make test`) fails on a lint or type error too. Both cores:
+# a test module goes to one xdist worker whole (its module fixtures run once); the session's
+# services (moto, Prefect API, MLflow store) start once per worker, and every test has its own
+# home, bucket, queues and database, so the workers share nothing
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 # the unit tests only (no moto, Prefect API, MLflow or stack): under a minute
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not e2e" -n 2
+	$(BIN)/python -m pytest -q -m "not e2e" -n 2 --dist loadfile
 
 # the readers under hypothesis for longer than `make test` does (figures in README.md)
 fuzz: $(STAMP)

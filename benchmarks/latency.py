@@ -92,7 +92,7 @@ def naive_seconds(settings, home: Path, repeats: int, rows: int = 100_000) -> di
         for _ in range(repeats)
     ]
     done = [r for r in runs if "seconds" in r]
-    common.log(f"naive script, {rows:,} rows: {done}")
+    common.log(f"naive script, {rows:,} rows: {runs}")  # a failed run shows its error
     return {
         "naive_100k_s": round(common.median([r["seconds"] for r in done]), 3),
         "naive_100k_cpu_s": round(common.median([r["cpu_s"] for r in done]), 3),

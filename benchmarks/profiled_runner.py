@@ -21,6 +21,8 @@ COMPONENTS = {
     "flow run, whole (engine included)": ("flow_engine.py", "run_flow_sync"),
     "engine: begin run (Running state, name, context)": ("flow_engine.py", "begin_run"),
     "engine: set final state": ("flow_engine.py", "set_state"),
+    "is_small (a read and a HEAD)": ("score_upload.py", "is_small"),
+    "score-small-upload (its one task run's body)": ("score_upload.py", "score_small_upload"),
     "claim-upload": ("status.py", "claim_upload"),
     "check-upload (S3 HEAD)": ("uploads.py", "check_upload"),
     "load champion (cached)": ("scoring.py", "load_champion"),
@@ -29,7 +31,10 @@ COMPONENTS = {
     "  of which pipeline.score_file": ("pipeline.py", "score_file"),
     "markdown artifact": ("score_upload.py", "publish_summary"),
     "finish-upload": ("status.py", "finish_upload"),
-    "record-upload-figures (monitoring)": ("monitoring.py", "record_upload_figures"),
+    "record-upload-figures (monitoring; on the background thread, not profiled, from round 3)": (
+        "monitoring.py",
+        "record_upload_figures",
+    ),
     "shadow score": ("shadow.py", "shadow_score"),
     "keep_claim (refresher thread join)": ("status.py", "keep_claim"),
     "engine: suspension observer (events/out subscription)": (

@@ -1,8 +1,20 @@
-"""score-upload: one flow run per uploaded file, PENDING -> PROCESSING -> COMPLETED or FAILED."""
+"""score-upload: one flow run per uploaded file, PENDING -> PROCESSING -> COMPLETED or FAILED.
+
+A small upload (its stored object up to `small_upload_bytes`) runs as one task run,
+`score-small-upload`, whose stages each log a line with their rows and seconds: a task run per
+stage cost more Prefect API calls and state events than the scoring itself. A larger upload runs
+a task run per stage (claim-upload, check-upload, load-champion, score-whole-file or
+score-upload-in-chunks, finish-upload), each retried on its own. Either way the customers'
+explanations and the monitoring figures are stored after COMPLETED (tasks.background).
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -10,37 +22,151 @@ from prefect import flow, get_run_logger, runtime
 from prefect.artifacts import create_markdown_artifact
 from prefect.client.schemas.objects import ConcurrencyLeaseHolder
 from prefect.concurrency.sync import concurrency
+from prefect.context import FlowRunContext
+from prefect.logging.loggers import flow_run_logger
 
-from retainwise.adapters import accounts, aws
+from retainwise.adapters import accounts, aws, db
 from retainwise.adapters.db import Prediction, Status
+from retainwise.adapters.mlflow_registry import LoadedModel
 from retainwise.adapters.resources import Resources
 from retainwise.config.errors import CUSTOMER_ERRORS, UploadRejected
-from retainwise.uploads.output import result_keys
+from retainwise.uploads.output import ResultKeys, result_keys
 from retainwise.uploads.policy import ScoringPolicy
 from retainwise.uploads.report import UploadReport, summary_markdown
+from retainwise.uploads.scoring import Route, ScoredObject
+from tasks.background import after_run
 from tasks.history import CustomerHistory, record_explanations
 from tasks.monitoring import record_upload_figures
 from tasks.reaper import time_limit
-from tasks.retry import describe_failure
+from tasks.retry import describe_failure, io_task
 from tasks.scoring import load_champion
 from tasks.shadow import shadow_score
 from tasks.status import UploadTimedOut, claim_upload, finish_upload, keep_claim, tag_run
 from tasks.uploads import S3Sinks, check_upload, score_in_chunks, score_whole_file
 
 
+@dataclass(frozen=True)
+class Steps:
+    """The lifecycle's steps: task runs of their own, or plain calls inside one task run."""
+
+    check: Callable[..., Route]
+    load: Callable[..., LoadedModel]
+    score_whole: Callable[..., ScoredObject]
+    score_chunks: Callable[..., ScoredObject]
+    tag: Callable[..., None]
+    finish: Callable[..., bool]
+    as_tasks: bool
+
+
+TASK_RUNS = Steps(
+    check_upload, load_champion, score_whole_file, score_in_chunks, tag_run, finish_upload, True
+)
+ONE_TASK_RUN = Steps(
+    check_upload.fn,
+    load_champion.fn,
+    score_whole_file.fn,
+    score_in_chunks.fn,
+    tag_run.fn,
+    finish_upload.fn,
+    False,
+)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A claimed upload scored and written: what COMPLETED records and the work after it needs."""
+
+    prediction: Prediction
+    model: LoadedModel
+    route: Route
+    keys: ResultKeys
+    report: UploadReport
+    history: CustomerHistory
+
+
 @flow(name="score-upload", flow_run_name="score-{prediction_id}")
 def score_upload(prediction_id: str) -> dict[str, Any]:
-    env, logger = Resources.of_process(), get_run_logger()
-    run_id = str(runtime.flow_run.id or "")
-    prediction = claim_upload(env.engine, prediction_id, run_id)
+    env, run_id = Resources.of_process(), str(runtime.flow_run.id or "")
+    scored = score_by_size(env, prediction_id, run_id)
+    if not isinstance(scored, Scored):
+        return scored
+    after_completed(env, scored)
+    return {
+        "prediction_id": prediction_id,
+        "status": Status.COMPLETED.value,
+        **scored.report,
+        "result_key": scored.keys.results,
+    }
+
+
+def score_by_size(env: Resources, prediction_id: str, run_id: str) -> Scored | dict[str, Any]:
+    """The upload COMPLETED, or why not (SKIPPED, FAILED) as the flow's result."""
+    small, prediction = is_small(env, prediction_id), None
+    if not small:
+        prediction = claim_upload(env.engine, prediction_id, run_id)
+        if prediction is None:
+            return skipped(prediction_id)
+    try:
+        if prediction is None:
+            scored = score_small_upload(env, prediction_id, run_id)
+        else:
+            scored = score_by_stage(env, prediction, run_id)
+    except Exception as exc:
+        return record_failure(env, prediction_id, run_id, exc)
+    return scored or skipped(prediction_id)
+
+
+def skipped(prediction_id: str) -> dict[str, Any]:
+    get_run_logger().info(
+        "prediction %s is not PENDING (already claimed or finished); nothing to do",
+        prediction_id,
+    )
+    return {"prediction_id": prediction_id, "status": "SKIPPED"}
+
+
+def is_small(env: Resources, prediction_id: str) -> bool:
+    """The upload's stored object is at most `small_upload_bytes` and not one to score in
+    chunks (a read and a HEAD, no task run); anything unclear (no row, no object, a fault)
+    takes the task run per stage."""
+    try:
+        row = db.get_prediction(env.engine, prediction_id)
+        size = aws.object_size(env.s3, env.settings.bucket, row.input_key) if row else 0
+    except Exception:  # the stage tasks meet the fault again, and retry it on their own
+        return False
+    settings = env.settings
+    return 0 < size <= min(settings.small_upload_bytes, settings.chunked_above_bytes)
+
+
+@io_task("score-small-upload")
+def score_small_upload(env: Resources, prediction_id: str, run_id: str) -> Scored | None:
+    """A small upload's whole lifecycle in one task run; None if another run holds it.
+
+    Retried as a whole on a transient fault: each step is safe to repeat (the claim recognises
+    this run's own, the history restarts, the writes replace), and repeating a small file's
+    scoring costs less than a task run per stage costs every upload.
+    """
+    started = time.perf_counter()
+    prediction = claim_upload.fn(env.engine, prediction_id, run_id)
     if prediction is None:
-        logger.info(
-            "prediction %s is not PENDING (already claimed or finished); nothing to do",
-            prediction_id,
-        )
-        return {"prediction_id": prediction_id, "status": "SKIPPED"}
+        return None
+    get_run_logger().info(
+        "claimed: %s (account %s) in %.2f s",
+        prediction_id,
+        prediction.account,
+        time.perf_counter() - started,
+    )
     with account_slot(prediction.account, run_id):
-        return score_claimed(env, prediction, run_id)
+        scored = score_claimed(env, prediction, run_id, ONE_TASK_RUN)
+        complete(env, scored, run_id, ONE_TASK_RUN)
+    return scored
+
+
+def score_by_stage(env: Resources, prediction: Prediction, run_id: str) -> Scored:
+    """A larger claimed upload's lifecycle, a task run per stage."""
+    with account_slot(prediction.account, run_id):
+        scored = score_claimed(env, prediction, run_id, TASK_RUNS)
+        complete(env, scored, run_id, TASK_RUNS)
+    return scored
 
 
 def account_slot(
@@ -52,55 +178,56 @@ def account_slot(
     return concurrency(f"account:{account}", timeout_seconds=timeout_seconds, holder=holder)
 
 
-def score_claimed(env: Resources, prediction: Prediction, run_id: str) -> dict[str, Any]:
-    """The claimed upload scored, its results written and its row finished, or FAILED."""
+def score_claimed(env: Resources, prediction: Prediction, run_id: str, steps: Steps) -> Scored:
+    """The claimed upload scored and its results written; raises what the row's FAILED says."""
     settings, logger, prediction_id = env.settings, get_run_logger(), prediction.id
-    try:
-        source = aws.S3Object(env.s3, settings.bucket, prediction.input_key)
-        keys = result_keys(prediction.account, prediction_id)
-        sinks = S3Sinks.for_upload(env.s3, settings.bucket, keys)
-        account = accounts.get_account(env.engine, prediction.account)
-        policy = ScoringPolicy.from_settings(settings).for_upload(account, prediction.carry_columns)
-        route = check_upload(source, policy)
-        with keep_claim(
-            env.engine,
-            prediction_id,
-            run_id,
-            time_limit(route.size, settings),
-            settings.claim_refresh_seconds,
-        ):
-            model = load_champion(prediction.model_name, settings)
-            if f"model-version:{model.version}" not in (runtime.flow_run.tags or []):
-                # the trigger did not know the version, or a promotion came in between
-                tag_run(run_id, f"model-version:{model.version}", replacing="model-version:")
-            score = score_in_chunks if route.chunked else score_whole_file
-            history = CustomerHistory.for_upload(
-                env.engine, prediction.account, prediction_id, model
-            )
-            report = score(source, model, policy, sinks, prediction_id, route, history).report
-            publish_summary(prediction_id, report, keys.report_html)
-        if report["error"]:  # too many rows rejected: the report and rejects say which and why
-            raise UploadRejected(report["error"])
-    except UploadTimedOut:
-        raise  # the claim stays: the run ends TimedOut and the reaper requeues the upload
-    except CUSTOMER_ERRORS as exc:
-        logger.warning("upload %s failed: %s", prediction_id, exc)
-        finish_upload(env.engine, prediction_id, run_id, Status.FAILED, error=str(exc))
-        return {"prediction_id": prediction_id, "status": Status.FAILED.value, "error": str(exc)}
-    except Exception as exc:
-        # transient faults were already retried inside the tasks; if even recording FAILED
-        # fails, the row stays PROCESSING and the reaper hands it back to the queue
-        finish_upload(
-            env.engine, prediction_id, run_id, Status.FAILED, error=describe_failure(exc, run_id)
+    source = aws.S3Object(env.s3, settings.bucket, prediction.input_key)
+    keys = result_keys(prediction.account, prediction_id)
+    sinks = S3Sinks.for_upload(env.s3, settings.bucket, keys, write_as_task=steps.as_tasks)
+    account = accounts.get_account(env.engine, prediction.account)
+    policy = ScoringPolicy.from_settings(settings).for_upload(account, prediction.carry_columns)
+    started = time.perf_counter()
+    route = steps.check(source, policy)
+    if not steps.as_tasks:
+        logger.info(
+            "checked: %d bytes, %s, in %.2f s",
+            route.size,
+            "in chunks" if route.chunked else "whole file",
+            time.perf_counter() - started,
         )
-        raise
-    # the objects exist (the writing returned), so COMPLETED cannot point at nothing
-    finish_upload(
+    limit = time_limit(route.size, settings)
+    with keep_claim(env.engine, prediction_id, run_id, limit, settings.claim_refresh_seconds):
+        started = time.perf_counter()
+        model = steps.load(prediction.model_name, settings)
+        if not steps.as_tasks:
+            logger.info(
+                "model: %s version %s in %.2f s",
+                model.name,
+                model.version,
+                time.perf_counter() - started,
+            )
+        if f"model-version:{model.version}" not in (runtime.flow_run.tags or []):
+            # the trigger did not know the version, or a promotion came in between
+            steps.tag(run_id, f"model-version:{model.version}", replacing="model-version:")
+        score = steps.score_chunks if route.chunked else steps.score_whole
+        history = CustomerHistory.for_upload(env.engine, prediction.account, prediction_id, model)
+        report = score(source, model, policy, sinks, prediction_id, route, history).report
+        publish_summary(prediction_id, report, keys.report_html)
+    if report["error"]:  # too many rows rejected: the report and rejects say which and why
+        raise UploadRejected(report["error"])
+    return Scored(prediction, model, route, keys, report, history)
+
+
+def complete(env: Resources, scored: Scored, run_id: str, steps: Steps) -> None:
+    """COMPLETED: the objects exist (the writing returned), so it cannot point at nothing."""
+    report, keys = scored.report, scored.keys
+    started = time.perf_counter()
+    steps.finish(
         env.engine,
-        prediction_id,
+        scored.prediction.id,
         run_id,
         Status.COMPLETED,
-        model_version=model.version,
+        model_version=scored.model.version,
         rows_total=report["rows_total"],
         rows_scored=report["rows_scored"],
         rows_rejected=report["rows_rejected"],
@@ -108,21 +235,60 @@ def score_claimed(env: Resources, prediction: Prediction, run_id: str) -> dict[s
         report_key=keys.report,
         error=None,
     )
-    explained = record_explanations(history, return_state=True)  # for GET /customers/{id}
-    if explained.is_failed():  # the upload stands; its customers keep their older explanation
-        logger.warning("explanations for %s not stored: %s", prediction_id, explained.message)
-    figures = record_upload_figures(
-        env, report, prediction.account, model, keys.results, return_state=True
+    if not steps.as_tasks:
+        get_run_logger().info("COMPLETED in %.2f s", time.perf_counter() - started)
+
+
+def record_failure(
+    env: Resources, prediction_id: str, run_id: str, exc: Exception
+) -> dict[str, Any]:
+    """FAILED on the row with a message the customer can act on; raises again unless the file
+    was at fault. A timed-out run keeps its claim: the reaper requeues the upload."""
+    if isinstance(exc, UploadTimedOut):
+        raise exc
+    if isinstance(exc, CUSTOMER_ERRORS):
+        get_run_logger().warning("upload %s failed: %s", prediction_id, exc)
+        finish_upload(env.engine, prediction_id, run_id, Status.FAILED, error=str(exc))
+        return {"prediction_id": prediction_id, "status": Status.FAILED.value, "error": str(exc)}
+    # transient faults were already retried inside the tasks; if even recording FAILED
+    # fails, the row stays PROCESSING and the reaper hands it back to the queue
+    finish_upload(
+        env.engine, prediction_id, run_id, Status.FAILED, error=describe_failure(exc, run_id)
     )
-    if figures.is_failed():  # the customer's results stand; only the trend misses a point
-        logger.warning("monitoring figures for %s not stored: %s", prediction_id, figures.message)
-    shadow_score(env, prediction, model.version, route)  # the challenger's, kept apart
-    return {
-        "prediction_id": prediction_id,
-        "status": Status.COMPLETED.value,
-        **report,
-        "result_key": keys.results,
-    }
+    raise exc
+
+
+def after_completed(env: Resources, scored: Scored) -> None:
+    """What the customer does not wait for, after COMPLETED: on a warm runner child's background
+    thread (its next run starts at once), else now. The challenger's shadow score stays in the
+    run: it validates and scores, which the next run does at the same time in the same process."""
+    context = FlowRunContext.get()  # the run's own logger, also once the run has ended
+    logger = flow_run_logger(context.flow_run, context.flow) if context else get_run_logger()
+    after_run(partial(store_after_completed, env, scored, logger))
+    shadow_score(env, scored.prediction, scored.model.version, scored.route)
+
+
+def store_after_completed(env: Resources, scored: Scored, logger: Any) -> None:
+    """The customers' explanations (GET /customers/{id}) and the upload's monitoring figures;
+    either failing leaves the upload as it is, with a warning on its run."""
+    prediction_id, started = scored.prediction.id, time.perf_counter()
+    try:
+        stored = record_explanations(scored.history)
+        logger.info("after COMPLETED: %d explanations stored", stored)
+    except Exception as exc:  # its customers keep their older explanation
+        logger.warning("explanations for %s not stored: %s", prediction_id, exc)
+    try:
+        record_upload_figures(
+            env,
+            scored.report,
+            scored.prediction.account,
+            scored.model,
+            scored.keys.results,
+            logger=logger,
+        )
+    except Exception as exc:  # the customer's results stand; only the trend misses a point
+        logger.warning("monitoring figures for %s not stored: %s", prediction_id, exc)
+    logger.info("after COMPLETED: stored in %.2f s", time.perf_counter() - started)
 
 
 def publish_summary(prediction_id: str, report: UploadReport, report_key: str) -> None:

@@ -48,9 +48,25 @@ def reason_columns(explanation: Explanation, X: pd.DataFrame, top: int = TOP) ->
             texts[column] = np.full(len(X), "", dtype=object)
             continue
         chosen = picks[:, k]
-        shares = [f" ({share:+.2f})" for share in matrix[rows, chosen].tolist()]
+        shares = signed_shares(matrix[rows, chosen])
         texts[column] = names[chosen] + " is " + in_words(values[rows, chosen]) + shares
     return pd.DataFrame(texts, index=X.index, dtype="object")
+
+
+def signed_shares(shares: np.ndarray) -> np.ndarray:
+    """f" ({share:+.2f})" of every share, formatted once per signed hundredth: a share not within
+    1e-6 of a rounding tie rounds as the format does; the rest are formatted one by one."""
+    scaled = shares * 100
+    with np.errstate(invalid="ignore"):  # NaN and inf are formatted one by one below
+        away = np.abs(scaled - np.floor(scaled) - 0.5) > 1e-6
+    clear = np.isfinite(scaled) & away
+    codes = np.where(clear, np.abs(np.rint(scaled)) * 2 + np.signbit(shares), 0).astype(np.int64)
+    distinct, where = np.unique(codes, return_inverse=True)
+    words = [f" ({'-' if c % 2 else '+'}{c // 2 / 100:.2f})" for c in distinct.tolist()]
+    texts: np.ndarray = np.asarray(words, dtype=object)[where.reshape(-1)]
+    for row in np.flatnonzero(~clear).tolist():
+        texts[row] = f" ({shares[row]:+.2f})"
+    return texts
 
 
 def in_words(cells: np.ndarray) -> np.ndarray:

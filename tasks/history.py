@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from models.explain import Explanation
 from retainwise.adapters import customers
 from retainwise.adapters.customers import UploadScored
-from tasks.retry import io_task
+from tasks.retry import retried
 
 
 class CustomerHistory:
@@ -90,8 +90,7 @@ def joined(
     return ids, found, X
 
 
-@io_task("record-explanations")
 def record_explanations(history: CustomerHistory) -> int:
-    """After COMPLETED: the scores dated at completed_at and the explanations stored, retried
-    (an update and an upsert, so a retry stores nothing twice)."""
-    return history.completed()
+    """After COMPLETED (tasks.background): the scores dated at completed_at and the explanations
+    stored, retried (an update and an upsert, so a retry stores nothing twice)."""
+    return retried(history.completed)

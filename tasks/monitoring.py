@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
+import sqlalchemy as sa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
@@ -14,32 +13,33 @@ from retainwise.adapters.mlflow_registry import LoadedModel
 from retainwise.adapters.monitoring import UploadMetrics
 from retainwise.adapters.resources import Resources
 from retainwise.modelops.monitoring import ModelFigures, ScoredUpload, upload_figures
-from tasks.retry import IO_TASK, is_transient
+from retainwise.uploads.report import UploadReport
+from tasks.retry import IO_TASK, is_transient, retried
 
 
-@task(
-    name="record-upload-figures", cache_policy=NO_CACHE, retry_condition_fn=is_transient, **IO_TASK
-)
 def record_upload_figures(
-    env, report: dict[str, Any], account: str, model: LoadedModel, results_key: str
+    env, report: UploadReport, account: str, model: LoadedModel, results_key: str, logger=None
 ) -> UploadMetrics | None:
     """Score PSI, the label-free estimate and per-column drift, in upload_metrics/upload_drift.
 
-    A database without those tables (not migrated yet) skips this with a warning: monitoring
-    must never fail a customer's upload.
+    Run after the upload is COMPLETED (tasks.background), outside any task run, so its I/O is
+    retried here. A database without those tables (not migrated yet) skips this with a warning:
+    monitoring must never fail a customer's upload.
     """
-    import sqlalchemy as sa
-
-    if not sa.inspect(env.engine).has_table(monitoring_tables.upload_metrics.name):
-        get_run_logger().warning(
+    logger = logger or get_run_logger()
+    table = monitoring_tables.upload_metrics.name
+    if not retried(lambda: sa.inspect(env.engine).has_table(table)):
+        logger.warning(
             "no upload_metrics table: run `retainwise migrate`; "
             "this upload's monitoring figures are not stored"
         )
         return None
-    probabilities = aws.csv_column(env.s3, env.settings.bucket, results_key, "churn_probability")
-    upload = ScoredUpload.from_report(report)  # the report as report.json holds it
+    probabilities = retried(
+        aws.csv_column, env.s3, env.settings.bucket, results_key, "churn_probability"
+    )
+    upload = ScoredUpload.from_report(dict(report))  # the report as report.json holds it
     metrics, drift = upload_figures(upload, probabilities, account, model.profile)
-    monitoring_tables.record_upload(env.engine, metrics, drift)
+    retried(monitoring_tables.record_upload, env.engine, metrics, drift)
     return metrics
 
 

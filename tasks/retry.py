@@ -118,6 +118,23 @@ def io_task(name: str, **options):
     return decorate
 
 
+def retried(function, *args, **kwargs):
+    """`function(*args, **kwargs)` with an io_task's policy (the same tries, waits and transient
+    faults), for I/O that runs outside any task run (after the flow run: tasks.background)."""
+    import tenacity
+
+    delays, jitter = IO_TASK["retry_delay_seconds"], IO_TASK["retry_jitter_factor"]
+    waits = [tenacity.wait_fixed(d) + tenacity.wait_random(0, d * jitter) for d in delays]
+    return tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(1 + IO_TASK["retries"]),
+        wait=tenacity.wait_chain(*waits),
+        retry=tenacity.retry_if_exception(
+            lambda error: is_transient_error(error) and not isinstance(error, boto.ClientError)
+        ),
+        reraise=True,
+    )(function, *args, **kwargs)
+
+
 def cpu_task(name: str, **options):
     """A Prefect task that is never retried (reading, validating, scoring: work a retry would
     repeat); the I/O inside it retries itself (botocore, and io_tasks it calls)."""

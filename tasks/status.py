@@ -12,14 +12,15 @@ from typing import Any
 from prefect import get_run_logger
 
 from retainwise.adapters import db, webhooks
+from retainwise.config.errors import PermanentError
 from tasks.retry import io_task
 
 log = logging.getLogger("retainwise.tasks.status")
 
 
-class UploadTimedOut(TimeoutError):
+class UploadTimedOut(PermanentError, TimeoutError):
     """The run outlived its time limit; Prefect records it TimedOut and the reaper hands the
-    upload to a fresh run."""
+    upload to a fresh run. Permanent: no task retries it within this run."""
 
 
 @io_task("claim-upload")

@@ -51,9 +51,13 @@ class S3Sinks:
     s3: object
     bucket: str
     keys: Mapping[Output, str]
+    # False inside a small upload's one task run, whose own retries cover the write
+    write_as_task: bool = True
 
     @classmethod
-    def for_upload(cls, s3: object, bucket: str, keys: ResultKeys) -> S3Sinks:
+    def for_upload(
+        cls, s3: object, bucket: str, keys: ResultKeys, write_as_task: bool = True
+    ) -> S3Sinks:
         return cls(
             s3,
             bucket,
@@ -64,6 +68,7 @@ class S3Sinks:
                 Output.REPORT_HTML: keys.report_html,
                 Output.ACTIONS: keys.actions,
             },
+            write_as_task,
         )
 
     def location(self, output: Output) -> str | None:
@@ -76,7 +81,8 @@ class S3Sinks:
             if output in self.keys
         ]
         if objects:
-            write_objects(self.s3, self.bucket, objects)
+            write = write_objects if self.write_as_task else write_objects.fn
+            write(self.s3, self.bucket, objects)
 
     def open(self, output: Output) -> Stream:
         key = self.keys.get(output)

@@ -54,7 +54,15 @@ E2E_PATHS = (
 )
 
 
+# the longest single files start first (with `--no-loadscope-reorder`, `make test` hands files
+# out in this order), so a worker is not left running one of them alone at the end
+SLOW_FIRST = ("tests/test_fresh_clone.py", "tests/ui/")
+
+
 def pytest_collection_modifyitems(config, items):
+    items.sort(
+        key=lambda item: not Path(item.fspath).relative_to(REPO).as_posix().startswith(SLOW_FIRST)
+    )
     for item in items:
         path = Path(item.fspath).relative_to(REPO).as_posix()
         e2e = (
@@ -75,6 +83,17 @@ def telco_path() -> Path:
     if not TELCO.exists():
         pytest.skip(f"the Telco data set is not at {TELCO} (../shared is absent)")
     return TELCO
+
+
+@pytest.fixture(scope="session")
+def telco_trained():
+    """The Telco table as an upload reads it and the model `train` picks on it, trained once per
+    session (per xdist worker) for the modules that only read them: each had trained its own."""
+    from models.training import train
+    from retainwise.uploads.reading import read_table
+
+    frame = read_table(telco_path().read_bytes())
+    return frame, train(frame, "Churn", "customerID")
 
 
 @pytest.fixture(scope="session")

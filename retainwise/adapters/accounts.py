@@ -34,6 +34,7 @@ KEY_ID_HEX = 12  # 48 bits: unique enough to name a key, not a secret
 SECRET_BYTES = 32  # 256 bits
 _KEY_PATTERN = re.compile(rf"^{KEY_PREFIX}_([0-9a-f]{{{KEY_ID_HEX}}})_([A-Za-z0-9_-]{{43}})$")
 LAST_USED_RESOLUTION = timedelta(minutes=1)  # at most one write per key per minute
+VALUE_COLUMN_WIDTH = 255  # accounts.value_column's stored width
 
 accounts = sa.Table(
     "accounts",
@@ -44,7 +45,7 @@ accounts = sa.Table(
     sa.Column("allowed_models", sa.String(1024), nullable=False, server_default="churn"),
     sa.Column("max_active_uploads", sa.Integer),
     # the input column that weighs a customer (actions rank by probability x value when set)
-    sa.Column("value_column", sa.String(255)),
+    sa.Column("value_column", sa.String(VALUE_COLUMN_WIDTH)),
     # input columns copied into every upload's results beside the seed's four (comma-separated)
     sa.Column("carry_columns", sa.String(2048)),
 )
@@ -172,7 +173,7 @@ def set_columns(
     """Name the value column and/or the carried columns; "" or () clears one, None keeps it."""
     changes: dict[str, str | None] = {}
     if value_column is not None:
-        changes["value_column"] = value_column.strip() or None
+        changes["value_column"] = _value_name(value_column)
     if carry_columns is not None:
         try:
             changes["carry_columns"] = join_names(carry_names(carry_columns))
@@ -185,6 +186,19 @@ def set_columns(
     if account is None:
         raise AccountError(f"no account named {name}")
     return account
+
+
+def _value_name(typed: str) -> str | None:
+    """The value column's name, stripped ("" clears it); refused past the stored width or with a
+    control character (PostgreSQL refuses NUL), as a form may send anything."""
+    name = typed.strip()
+    if len(name) > VALUE_COLUMN_WIDTH:
+        raise AccountError(
+            f"the value column's name is longer than {VALUE_COLUMN_WIDTH} characters"
+        )
+    if any(ord(char) < 32 for char in name):
+        raise AccountError("the value column's name has a control character")
+    return name or None
 
 
 def disable_account(engine: Engine, name: str, now: datetime | None = None) -> bool:

@@ -1,6 +1,6 @@
 """The web app's account page (/app/webhook): set or remove the account's webhook URL, see the
 secret once, and the last 50 deliveries with their response codes; name the input columns carried
-into every upload's results."""
+into every upload's results and the value column that ranks the actions list by value at risk."""
 
 from __future__ import annotations
 
@@ -26,7 +26,10 @@ def page(request: Request, env: Resources, account: str, status: int = 200, **co
     shown = show_webhook(env, account)
     found = accounts.get_account(env.engine, account)
     carried = ", ".join(found.carry_columns) if found is not None else ""
-    return render(request, "webhook.html", status, webhook=shown, carried=carried, **context)
+    value = (found.value_column or "") if found is not None else ""
+    return render(
+        request, "webhook.html", status, webhook=shown, carried=carried, value=value, **context
+    )
 
 
 @router.get("/app/webhook")
@@ -36,13 +39,16 @@ def webhook_page(request: Request, env: Env, account: SignedIn) -> HTMLResponse:
 
 @router.post("/app/columns")
 async def change_columns(request: Request, env: Env, account: SignedIn):
-    """The account's carried columns (comma-separated; empty clears them)."""
+    """The account's carried columns (comma-separated) and value column; empty clears one, a
+    form without the value field keeps it."""
     async with small_form(request) as form:
         check_csrf(request, form.get("csrf"))
         typed = str(form.get("carry") or "")
+        value = form.get("value")
+    named = None if value is None else str(value)
     try:
         await run_in_threadpool(
-            accounts.set_columns, env.engine, account.name, None, split_names(typed)
+            accounts.set_columns, env.engine, account.name, named, split_names(typed)
         )
     except accounts.AccountError as exc:
         return await run_in_threadpool(page, request, env, account.name, 422, error=str(exc))

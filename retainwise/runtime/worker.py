@@ -201,12 +201,18 @@ class ChildStop:
 
 
 def child_loop(served: Served, stop: ChildStop) -> None:
-    """Poll, claim, execute, until asked to stop; one run at a time per child."""
-    from prefect.client.orchestration import get_client
+    """Poll, claim, execute, until asked to stop; one run at a time per child.
+
+    One API client for the child's life: the polls and every run's engine share it (Prefect's
+    engine takes the client of an open SyncClientContext), where each run opened its own (an
+    SSL context and a connection per run).
+    """
+    from prefect.context import SyncClientContext
 
     marker = served.state_dir / f"{os.getpid()}.run"
     next_heartbeat = 0.0
-    with get_client(sync_client=True) as client:
+    with SyncClientContext.get_or_create() as client_context:
+        client = client_context.client
         while not stop.event.is_set():
             heartbeat = time.monotonic() >= next_heartbeat
             try:
@@ -256,9 +262,33 @@ def without_flow_heartbeats():
     return temporary_settings(updates={"flows.heartbeat_frequency": None})
 
 
+@contextlib.contextmanager
+def without_suspension_observer():
+    """This child's runs without Prefect's flow-run suspension observer.
+
+    For every run of a deployment, Prefect 3.9's engine starts a thread with its own event loop
+    and API client that subscribes to the run's `Suspended` events (an events/out websocket and a
+    read of the run) and waits for the subscription before the flow body starts; no setting
+    turns it off. Our flows never suspend (nothing calls `suspend_flow_run`, and the served
+    deployments have no pause or suspend in them), so the observer only costs each run that
+    time. The engine still registers each run's suspension request, so an in-process request
+    would still be honoured; only a suspension asked from outside (the UI, the API) is not
+    noticed until the run ends.
+    """
+    from unittest import mock
+
+    from prefect import flow_engine
+
+    with mock.patch.object(
+        flow_engine, "observe_flow_run_suspension", lambda *_, **__: contextlib.nullcontext()
+    ):
+        yield
+
+
 def run_child(served: Served) -> None:
     """The child's life: one Resources for every run it executes, closed when it stops."""
     from retainwise.adapters.resources import Resources, use_for_process
+    from tasks.background import in_background
 
     stop = ChildStop()
     stop.install()
@@ -268,7 +298,8 @@ def run_child(served: Served) -> None:
                 warm_up(resources.settings)
             except Exception:
                 log.exception("warm-up failed; runs will load what they need")
-            with without_flow_heartbeats():
+            # work after COMPLETED on a background thread, waited for before the child exits
+            with without_flow_heartbeats(), without_suspension_observer(), in_background():
                 child_loop(served, stop)
     except StopRequested:
         log.info("worker %s stopping: asked to while idle", os.getpid())

@@ -23,6 +23,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 REASONS = ["reason_1", "reason_2", "reason_3"]
@@ -66,11 +67,25 @@ def previous_scores(previous: Mapping[str, float] | pa.Table | None) -> pd.Serie
     return series[~series.index.duplicated(keep="last")]
 
 
+CHANGES = np.asarray([change.value for change in RiskChange], dtype=object)  # by code
+
+
+def change_codes(current: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    """Each row's RiskChange as its index in CHANGES; `previous` is NaN where it is new."""
+    up, down, same = (
+        list(RiskChange).index(c) for c in (RiskChange.UP, RiskChange.DOWN, RiskChange.SAME)
+    )
+    codes = np.where(current > previous, up, down)
+    codes = np.where(np.abs(current - previous) <= SAME_WITHIN, same, codes)
+    return np.where(np.isnan(previous), list(RiskChange).index(RiskChange.NEW), codes).astype(
+        np.int8
+    )
+
+
 def risk_changes(current: np.ndarray, previous: np.ndarray) -> np.ndarray:
     """new / up / down / same per row; `previous` is NaN where the customer is new."""
-    change = np.where(current > previous, RiskChange.UP.value, RiskChange.DOWN.value)
-    change = np.where(np.abs(current - previous) <= SAME_WITHIN, RiskChange.SAME.value, change)
-    return np.where(np.isnan(previous), RiskChange.NEW.value, change).astype(object)
+    found: np.ndarray = CHANGES[change_codes(current, previous)]
+    return found
 
 
 def worth_of(values: Any, rows: int) -> np.ndarray:
@@ -106,58 +121,81 @@ class ActionsBuilder:
         """One chunk: `scored` has customer_id, churn_probability, churn_risk; `features` the
         prepared rows on the same index; `values` the value column's cells when one is named."""
         slim = self._slim(scored, values)
-        high = (slim["churn_risk"] == "HIGH").to_numpy()
-        for column in REASONS:
-            slim[column] = None  # written as an empty cell (unexplained)
+        high = pc.equal(slim.risk, "HIGH").to_numpy(zero_copy_only=False)
+        reasons = np.full((len(high), len(REASONS)), None, dtype=object)  # empty: unexplained
         if high.any():
-            reasons = self.explainer(features[high], slim.loc[high, "customer_id"])[REASONS]
-            slim.loc[high, REASONS] = reasons.to_numpy()
-        self._keep_best(slim.loc[~high, [*POOL_KEYS]], features[~high])
-        self._spill(slim)
+            rows = np.flatnonzero(high)
+            ids = pd.Series(slim.ids.take(rows).to_pylist(), index=features.index[rows])
+            reasons[rows] = self.explainer(features.iloc[rows], ids)[REASONS].to_numpy()
+        self._keep_best(slim, ~high, features)
+        self._spill(slim, reasons)
 
-    def _slim(self, scored: pd.DataFrame, values: Any) -> pd.DataFrame:
-        ids = scored["customer_id"].astype(str).to_numpy()
+    def _slim(self, scored: pd.DataFrame, values: Any) -> _Slim:
+        """The chunk's list columns as arrays (no frame: building and sorting one with text
+        columns cost more than the reasons' words)."""
+        ids = pa.array(scored["customer_id"].astype(str), pa.string())
         probability = scored["churn_probability"].to_numpy(dtype="float64")
-        before = self.previous.reindex(ids).to_numpy(dtype="float64")
-        slim = pd.DataFrame(
-            {
-                "customer_id": ids,
-                "churn_probability": probability,
-                "churn_risk": scored["churn_risk"].astype(str).to_numpy(),
-                "previous_probability": before,
-                "risk_change": risk_changes(probability, before),
-            },
-            index=scored.index,
-        )
+        if self.previous.empty:
+            before = np.full(len(ids), np.nan)
+        else:
+            before = self.previous.reindex(ids.to_numpy(zero_copy_only=False)).to_numpy("float64")
+        value_at_risk = None
         key = probability
         if self.value_column:
-            slim[VALUE_AT_RISK] = key = probability * worth_of(values, len(slim))
-        slim["key"] = np.nan_to_num(key, nan=-np.inf)
-        slim["seq"] = np.arange(self.rows_seen, self.rows_seen + len(slim), dtype=np.int64)
-        self.rows_seen += len(slim)
-        return slim
+            value_at_risk = key = probability * worth_of(values, len(ids))
+        seq = np.arange(self.rows_seen, self.rows_seen + len(ids), dtype=np.int64)
+        self.rows_seen += len(ids)
+        return _Slim(
+            ids,
+            probability,
+            pa.array(scored["churn_risk"].astype(str), pa.string()),
+            before,
+            value_at_risk,
+            np.nan_to_num(key, nan=-np.inf),
+            seq,
+        )
 
-    def _keep_best(self, order: pd.DataFrame, features: pd.DataFrame) -> None:
+    def _keep_best(self, slim: _Slim, below_high: np.ndarray, features: pd.DataFrame) -> None:
         """The pool keeps the `top_n` best non-HIGH rows (ties: the earlier row); once full, only
         rows above its worst key can enter (later rows lose ties)."""
         if not self.top_n:
             return
+        candidates = below_high
         if len(self.pool) == self.top_n:
-            better = (order["key"] > self.pool["key"].iloc[-1]).to_numpy()
-            order, features = order[better], features[better]
-        if order.empty:
+            candidates = candidates & (slim.key > self.pool["key"].iloc[-1])
+        rows = np.flatnonzero(candidates)
+        if not len(rows):
             return
-        joined = pd.concat([order, features], axis=1)
+        order = pd.DataFrame(
+            {"key": slim.key[rows], "seq": slim.seq[rows], "customer_id": slim.ids.take(rows)},
+            index=features.index[rows],
+        )
+        joined = pd.concat([order, features.iloc[rows]], axis=1)
         pool = pd.concat([self.pool, joined], ignore_index=True) if len(self.pool) else joined
         ranked = pool.sort_values(["key", "seq"], ascending=[False, True], kind="stable")
         self.pool = ranked.head(self.top_n).reset_index(drop=True)
 
-    def _spill(self, slim: pd.DataFrame) -> None:
-        """The chunk's rows in rank order as an Arrow IPC file (no encoding: Parquet's cost
-        a third of the builder's time), in blocks of MERGE_ROWS rows."""
-        ranked = slim.sort_values(["key", "seq"], ascending=[False, True], kind="stable")
+    def _spill(self, slim: _Slim, reasons: np.ndarray) -> None:
+        """The chunk's rows in rank order (key descending, then input order) as an Arrow IPC
+        file (no encoding: Parquet's cost a third of the builder's time), in MERGE_ROWS blocks."""
+        order = np.lexsort((slim.seq, -slim.key))
+        codes = pa.array(change_codes(slim.probability, slim.previous))
+        columns: dict[str, Any] = {
+            "key": slim.key,
+            "seq": slim.seq,
+            "customer_id": slim.ids,
+            "churn_probability": slim.probability,
+            "churn_risk": slim.risk,
+            "previous_probability": slim.previous,
+            "risk_change": pa.DictionaryArray.from_arrays(codes, pa.array(CHANGES, pa.string())),
+        }
+        for k, column in enumerate(REASONS):
+            columns[column] = reasons[:, k]
+        if self.value_column:
+            columns[VALUE_AT_RISK] = slim.value_at_risk
         schema = schema_of(["key", "seq", *self.columns[1:]])
-        table = pa.Table.from_pandas(ranked[schema.names], schema, preserve_index=False)
+        arrays = [_arrow(columns[f.name], f.type) for f in schema]
+        table = pa.table(arrays, schema=schema).take(order)
         path = self.spill_dir / f"run-{len(self.runs):05d}.arrow"
         with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
             for batch in table.to_batches(max_chunksize=MERGE_ROWS):
@@ -248,6 +286,26 @@ TYPES = {
     "previous_probability": pa.float64(),
     VALUE_AT_RISK: pa.float64(),
 }
+
+
+@dataclass(frozen=True)
+class _Slim:
+    """One chunk's list columns, in file order; `key` ranks (NaN as -inf), `seq` breaks ties."""
+
+    ids: pa.Array
+    probability: np.ndarray
+    risk: pa.Array
+    previous: np.ndarray
+    value_at_risk: np.ndarray | None
+    key: np.ndarray
+    seq: np.ndarray
+
+
+def _arrow(column: Any, kind: pa.DataType) -> pa.Array:
+    """A spilled column as `kind`: NaN and None are empty cells (as pandas writes them)."""
+    if isinstance(column, pa.Array):
+        return column.cast(kind)
+    return pa.array(column, kind, from_pandas=True)
 
 
 class _Run:

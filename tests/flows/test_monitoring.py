@@ -12,22 +12,20 @@ from flows.deployments import retrain_when_degraded
 from flows.monitor import monitor
 from flows.score_upload import score_upload
 from flows.train_model import train_model
-from models.training import LABEL_COLUMN, train
+from models.training import LABEL_COLUMN
 from retainwise.adapters import mlflow_registry as registry
 from retainwise.adapters.monitoring import drift_rows, metrics_rows
 from retainwise.config.settings import Settings
 from retainwise.entrypoints import cli, service
-from retainwise.uploads.reading import read_table
-from tests.conftest import telco_path
 from tests.helpers import submit
 
 
 @pytest.fixture
-def telco_model(stack_env, monkeypatch, tmp_path):
+def telco_model(stack_env, monkeypatch, tmp_path, telco_trained):
     """A Telco champion in a store of this test's own; returns its held-out rows."""
     uri = f"sqlite:///{tmp_path / 'telco-mlflow.db'}"
     monkeypatch.setenv("RETAINWISE_MLFLOW_TRACKING_URI", uri)
-    trained = train(read_table(telco_path().read_bytes()), "Churn", "customerID")
+    _, trained = telco_trained
     settings = Settings()
     registry.promote("churn", registry.register(trained, "churn", settings), settings)
     return trained

@@ -163,17 +163,24 @@ def test_dead_a_run_that_vanished_while_running_is_requeued_and_cancelled(resour
 
 @pytest.fixture
 def stalled_scoring(monkeypatch):
-    """score-upload's first step blocks until released: a run that is slow, or hung."""
+    """score-upload's model loading blocks until released: a run that is slow, or hung (on
+    either path, a task run per stage or the small upload's one)."""
+    import dataclasses
+
     import flows.score_upload as module
 
     release = threading.Event()
-    real = module.load_champion
 
-    def load_champion_slowly(*args, **kwargs):
-        release.wait()
-        return real(*args, **kwargs)
+    def slowly(load):
+        def load_champion_slowly(*args, **kwargs):
+            release.wait()
+            return load(*args, **kwargs)
 
-    monkeypatch.setattr(module, "load_champion", load_champion_slowly)
+        return load_champion_slowly
+
+    for steps in ("TASK_RUNS", "ONE_TASK_RUN"):
+        real = getattr(module, steps)
+        monkeypatch.setattr(module, steps, dataclasses.replace(real, load=slowly(real.load)))
     yield release
     release.set()
 

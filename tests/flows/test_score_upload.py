@@ -194,3 +194,29 @@ def task_names(flow_run_id: str) -> set[str]:
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
         )
     return {run.name.rsplit("-", 1)[0] for run in runs}
+
+
+def test_a_small_upload_is_one_task_run_and_scores_as_the_staged_path(resources, monkeypatch):
+    """Below small_upload_bytes: one task run, its stages logged; above: a task run per stage.
+    Both give the same rows, probabilities and report."""
+    data = customers_csv(200)
+    outcomes = {}
+    for small_above in (len(data), len(data) - 1):
+        monkeypatch.setenv("RETAINWISE_SMALL_UPLOAD_BYTES", str(small_above))
+        forget_process_resources()  # the next run's process reads the new threshold
+        prediction_id = submit(resources, data)
+        outcomes[small_above] = score_upload(prediction_id)
+        assert outcomes[small_above]["status"] == "COMPLETED"
+        row = db.get_prediction(resources.engine, prediction_id)
+        outcomes[small_above] = (outcomes[small_above], results_of(resources, prediction_id))
+        names = task_names(row.flow_run_id)
+        if small_above == len(data):
+            assert names == {"score-small-upload"}
+        else:
+            assert {"claim-upload", "check-upload", "score-whole-file", "finish-upload"} <= names
+    (small, small_results), (staged, staged_results) = outcomes.values()
+    assert small_results["customer_id"].tolist() == staged_results["customer_id"].tolist()
+    difference = small_results["churn_probability"] - staged_results["churn_probability"]
+    assert difference.abs().max() < 1e-6
+    for key in ("rows_total", "rows_scored", "risk_counts", "drifted_features"):
+        assert small[key] == staged[key], key

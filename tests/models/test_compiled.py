@@ -1,7 +1,5 @@
 """The compiled trees give scikit-learn's probabilities (to 1e-6) on Telco and on benchmark data."""
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,15 +8,12 @@ from benchmarks.data import ID, jittered_block, load_telco
 from models.compiled import TOLERANCE, CompiledModel, compile_trees
 from models.features import prepare_features
 from models.scoring import score_frame
-from models.training import LABEL_COLUMN, build_linear, train
-from retainwise.uploads.reading import read_table
-from tests.conftest import telco_path
+from models.training import LABEL_COLUMN, build_linear
 
 
 @pytest.fixture(scope="module")
-def telco_model(tmp_path_factory):
-    frame = read_table(Path(telco_path()).read_bytes())
-    trained = train(frame, "Churn", "customerID")
+def telco_model(tmp_path_factory, telco_trained):
+    frame, trained = telco_trained
     assert trained.kind == "gradient_boosting"  # what Telco picks; the rest of the module needs it
     check = prepare_features(
         trained.evaluation.drop(columns=[LABEL_COLUMN]), trained.profile.features

@@ -1,7 +1,5 @@
 """Exact contributions: base value + contributions = the margin, for every model family trained."""
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,16 +12,15 @@ from models.calibration import CalibratedModel
 from models.features import infer_features, prepare_features
 from models.profile import ModelProfile
 from models.training import build_boosted, build_linear
-from retainwise.uploads.reading import read_table
-from tests.conftest import telco_path
 
 
 @pytest.fixture(scope="module")
-def telco():
-    """The Telco table, prepared, with each candidate trained on it through `train`."""
-    frame = read_table(Path(telco_path()).read_bytes())
-    models = {}
-    for kind in training.CANDIDATES:
+def telco(telco_trained):
+    """The Telco table, prepared, with each candidate trained on it through `train` (the one it
+    picks is the session's)."""
+    frame, picked = telco_trained
+    models = {picked.kind: picked}
+    for kind in training.CANDIDATES.keys() - models.keys():
         chosen = training.pick_best
         training.pick_best = lambda candidates, kind=kind: kind  # force each kind in turn
         try:

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 
 from models.explain import Explanation
-from models.reasons import REASON_COLUMNS, format_value, reason_columns
+from models.reasons import REASON_COLUMNS, format_value, reason_columns, signed_shares
 
 
 def explained(contributions) -> Explanation:
@@ -53,3 +53,20 @@ def test_values_are_written_as_a_person_reads_them():
         "0.125",
         "Yes",
     ]
+
+
+def test_signed_shares_read_as_the_format_writes_each_one():
+    """Formatted once per hundredth, they must still match `{:+.2f}` at ties, signed zeros, tiny,
+    huge and non-finite shares."""
+    rng = np.random.default_rng(19)
+    edges = [0.125, 0.005, -0.005, 0.015, 2.675, -2.675, -0.001, -0.0, 0.0, 1e-20, -1e-20]
+    shares = np.concatenate(
+        [
+            rng.normal(0, 1, 20_000),
+            np.round(rng.normal(0, 1, 5_000), 3),  # many exact thousandths: ties
+            rng.normal(0, 1e6, 100),
+            np.array([*edges, np.nan, np.inf, -np.inf, 99.995, 1e6 + 0.005]),
+        ]
+    )
+    expected = [f" ({share:+.2f})" for share in shares.tolist()]
+    assert signed_shares(shares).tolist() == expected

@@ -1,21 +1,16 @@
 """Behaviour of the default model on the public Telco table (trained once for the module)."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from models.features import prepare_features
 from models.scoring import score_frame
-from models.training import LABEL_COLUMN, train
-from retainwise.uploads.reading import read_table
-from tests.conftest import telco_path
+from models.training import LABEL_COLUMN
 
 
 @pytest.fixture(scope="module")
-def telco():
-    frame = read_table(Path(telco_path()).read_bytes())
-    return frame, train(frame, "Churn", "customerID")
+def telco(telco_trained):
+    return telco_trained
 
 
 def test_holdout_auc_is_in_the_honest_range(telco):

@@ -163,3 +163,29 @@ def test_the_account_page_names_the_carried_columns_and_an_upload_its_own(resour
     assert upload.carry_columns == ("email",)
     assert web.post("/app/columns", data={"csrf": csrf, "carry": ""}).status_code == 303
     assert accounts.get_account(resources.engine, "acme").carry_columns == ()
+
+
+def test_the_account_page_names_the_value_column(resources, keys):
+    import re
+
+    web = TestClient(create_app(resources), follow_redirects=False)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', web.get("/app/signin").text).group(1)
+    web.post("/app/signin", data={"csrf": csrf, "api_key": keys["acme"]})
+    csrf = re.search(r'name="csrf" value="([^"]+)"', web.get("/app/webhook").text).group(1)
+    assert web.post("/app/columns", data={"value": "MonthlyCharges"}).status_code == 403
+    saved = web.post("/app/columns", data={"csrf": csrf, "carry": "", "value": " MonthlyCharges "})
+    assert saved.status_code == 303
+    assert accounts.get_account(resources.engine, "acme").value_column == "MonthlyCharges"
+    assert (
+        'name="value" placeholder="MonthlyCharges" value="MonthlyCharges"'
+        in web.get("/app/webhook").text
+    )
+    kept = web.post("/app/columns", data={"csrf": csrf, "carry": "email"})  # no value field
+    assert kept.status_code == 303
+    found = accounts.get_account(resources.engine, "acme")
+    assert (found.value_column, found.carry_columns) == ("MonthlyCharges", ("email",))
+    refused = web.post("/app/columns", data={"csrf": csrf, "carry": "", "value": "v" * 256})
+    assert refused.status_code == 422 and "longer than 255 characters" in refused.text
+    assert accounts.get_account(resources.engine, "acme").value_column == "MonthlyCharges"
+    assert web.post("/app/columns", data={"csrf": csrf, "value": ""}).status_code == 303
+    assert accounts.get_account(resources.engine, "acme").value_column is None

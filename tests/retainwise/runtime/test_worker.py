@@ -48,8 +48,13 @@ def test_a_run_is_claimed_once_and_runs_in_process_with_its_task_runs(served):
         assert worker.claim(client, scheduled) is False  # a second worker is turned away
         worker.execute(echo, scheduled)
         finished = client.read_flow_run(created.id)
-        task_runs = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[created.id]))
+        # task runs reach the server as events, recorded a moment after the run returns
+        task_runs = wait_for(
+            lambda: client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[created.id]))
+            ),
+            30,
+            "the run's task runs to be recorded",
         )
         assert worker.next_runs(client, served) == []
     assert finished.state.is_completed()
@@ -139,6 +144,56 @@ def test_a_child_runs_flows_without_the_heartbeat_thread(served, monkeypatch, in
         worker.execute(echo, scheduled)
     # Prefect's engine beats once as a run starts; a warm child's runs do not beat at all
     assert beats == ([] if in_child else [created.id])
+
+
+@pytest.mark.parametrize("in_child", [False, True])
+def test_a_child_runs_flows_without_the_suspension_observer(served, monkeypatch, in_child):
+    from contextlib import nullcontext
+
+    from prefect import flow_engine
+
+    observed = []
+    monkeypatch.setattr(  # stands for Prefect's observer (a websocket and a thread per run)
+        flow_engine,
+        "observe_flow_run_suspension",
+        lambda flow_run_id, *_: observed.append(flow_run_id) or nullcontext(),
+    )
+    (deployment_id,) = served.flows
+    with get_client(sync_client=True) as client:
+        created = client.create_flow_run_from_deployment(deployment_id, parameters={"value": 2})
+        [scheduled] = [run for run in worker.next_runs(client, served) if run.id == created.id]
+        assert worker.claim(client, scheduled)
+    with worker.without_suspension_observer() if in_child else nullcontext():
+        worker.execute(echo, scheduled)
+    with get_client(sync_client=True) as client:
+        assert client.read_flow_run(created.id).state.is_completed()
+    assert observed == ([] if in_child else [created.id])
+
+
+def test_a_childs_polls_and_runs_share_one_api_client(served, monkeypatch):
+    from prefect.client.orchestration import SyncPrefectClient
+
+    built, init = [], SyncPrefectClient.__init__
+    monkeypatch.setattr(
+        SyncPrefectClient, "__init__", lambda self, *a, **k: built.append(1) or init(self, *a, **k)
+    )
+    (deployment_id,) = served.flows
+    with get_client(sync_client=True) as client:
+        for value in (1, 2):
+            client.create_flow_run_from_deployment(deployment_id, parameters={"value": value})
+    built.clear()
+    stop, ran, execute = worker.ChildStop(), [], worker.execute
+
+    def execute_then_stop_after_two(flow_, flow_run):
+        execute(flow_, flow_run)
+        ran.append(flow_run.id)
+        if len(ran) == 2:
+            stop.event.set()
+
+    monkeypatch.setattr(worker, "execute", execute_then_stop_after_two)
+    worker.child_loop(served, stop)
+    assert len(ran) == 2
+    assert len(built) == 1  # one for the child, where each run's engine opened its own
 
 
 @flow(name="worker-test-named", flow_run_name="named-{value}")

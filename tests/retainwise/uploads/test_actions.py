@@ -138,15 +138,8 @@ def test_an_upload_with_no_scored_rows_gives_the_header_alone(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def telco_model():
-    from pathlib import Path
-
-    from models.training import train
-    from retainwise.uploads.reading import read_table
-    from tests.conftest import telco_path
-
-    frame = read_table(Path(telco_path()).read_bytes())
-    return frame, train(frame, "Churn", "customerID")
+def telco_model(telco_trained):
+    return telco_trained
 
 
 def actions_of(trained, frame, directory, previous=None, keep=None) -> pd.DataFrame:

@@ -10,7 +10,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from models.training import train
 from retainwise.adapters.mlflow_registry import LoadedModel
 from retainwise.uploads.files import LocalFile, LocalSinks
 from retainwise.uploads.halves import (
@@ -21,7 +20,6 @@ from retainwise.uploads.halves import (
     worth_splitting,
 )
 from retainwise.uploads.policy import ScoringPolicy
-from retainwise.uploads.reading import read_table
 from retainwise.uploads.scoring import Output, score_object
 from tests.conftest import telco_path
 
@@ -34,8 +32,8 @@ def telco() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def model(telco) -> LoadedModel:
-    trained = train(read_table(Path(telco_path()).read_bytes()), "Churn", "customerID")
+def model(telco_trained) -> LoadedModel:
+    _, trained = telco_trained
     return LoadedModel("churn", "1", trained.pipeline, trained.profile)
 
 
