@@ -17,8 +17,9 @@ def test_stack_env_round_trips_and_real_variables_win(tmp_path, monkeypatch):
     settings = Settings(home=tmp_path)
     env = {**stack.stack_environment(settings), "RETAINWISE_ODD": "a b=c'\"#d"}
     stack.write_stack_env(settings, env)
-    for key in env:
-        monkeypatch.delenv(key, raising=False)
+    for key in env:  # set, then removed: monkeypatch then removes what load_stack_env sets
+        monkeypatch.setenv(key, "")
+        monkeypatch.delenv(key)
     monkeypatch.setenv("PREFECT_LOGGING_LEVEL", "DEBUG")  # set by the user: kept
     stack.load_stack_env(settings)
     assert os.environ["RETAINWISE_ODD"] == "a b=c'\"#d"
