@@ -503,7 +503,9 @@ def cmd_account(args) -> int:
 
 def _names(typed: str | None) -> tuple[str, ...] | None:
     """A comma-separated option as names; None when the option was not given."""
-    return None if typed is None else tuple(n.strip() for n in typed.split(",") if n.strip())
+    from retainwise.adapters.db import split_names
+
+    return None if typed is None else split_names(typed)
 
 
 def cmd_webhook(args) -> int:
