@@ -39,7 +39,10 @@ def reason_columns(explanation: Explanation, X: pd.DataFrame, top: int = TOP) ->
     """reason_1..reason_`top` per row of `X` (the prepared rows explained), largest first, as
     object columns (reason_arrays' texts)."""
     texts = reason_arrays(explanation, X, top)
-    columns = {name: text.to_numpy(zero_copy_only=False) for name, text in zip(REASON_COLUMNS, texts)}
+    columns = {
+        name: text.to_numpy(zero_copy_only=False)
+        for name, text in zip(REASON_COLUMNS, texts, strict=True)
+    }
     return pd.DataFrame(columns, index=X.index, dtype="object")
 
 
@@ -48,7 +51,8 @@ def reason_frame(explanation: Explanation, X: pd.DataFrame, top: int = TOP) -> p
     spills and writes)."""
     texts = reason_arrays(explanation, X, top)
     columns = {
-        name: pd.arrays.ArrowExtensionArray(text) for name, text in zip(REASON_COLUMNS, texts)
+        name: pd.arrays.ArrowExtensionArray(text)
+        for name, text in zip(REASON_COLUMNS, texts, strict=True)
     }
     return pd.DataFrame(columns, index=X.index)
 

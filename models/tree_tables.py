@@ -7,9 +7,10 @@ right) at each of the tree's internal nodes: off its own path too, since a node 
 per pattern, as the exact Shapley values of that cover-weighted game (the values LightGBM's own
 TreeSHAP gives, tests/models/test_tree_tables.py checks them against `pred_contrib`); a row then
 costs one lookup per input column (each column cut where any node decides differently, every
-bin naming the bits it sets in every tree's pattern: a byte per tree) and, per feature, a gather-add
-of the 256-entry columns of only the trees that use it (~5 features a tree of 19: a quarter of the
-work of adding whole table rows), in tree order (the sums are the same bits as adding whole rows). Missing values, LightGBM's missing types and
+bin naming the bits it sets in every tree's pattern: a byte per tree) and, per feature, a
+gather-add of the 256-entry columns of only the trees that use it (~5 features a tree of 19: a
+quarter of the work of adding whole table rows), in tree order (the same bits as adding whole
+rows). Missing values, LightGBM's missing types and
 category codes no split names go where LightGBM's Numerical/CategoricalDecision sends them.
 Larger trees (more than MAX_NODES internal nodes) are left to `pred_contrib` (`tables_for`: None).
 """
@@ -24,7 +25,8 @@ from typing import Any
 import numpy as np
 
 MAX_NODES = 8  # internal nodes per tree: 2**8 patterns, one byte each
-ROWS = 16_384  # rows gathered at a time (their patterns as indices: rows x trees x 8 bytes)
+ROWS = 16_384  # rows gathered at a time (one call per (tree, feature) column: larger amortises it)
+PATTERN_ROWS = 4_096  # rows whose patterns are ORed at a time (rows x trees bytes stay in cache)
 ZERO = 1e-35  # LightGBM's kZeroThreshold: |x| at most this is "zero" for missing_type Zero
 
 
@@ -87,7 +89,10 @@ class TreeTables:
         feature_of, tree_of = np.nonzero(used.T)  # by feature, then tree: the order of the sums
         entries = np.ascontiguousarray(blocks[tree_of, :, feature_of])
         stops = np.cumsum(np.bincount(feature_of, minlength=width))
-        bounds = [(int(stop - count), int(stop)) for stop, count in zip(stops, used.sum(axis=0))]
+        bounds = [
+            (int(stop - count), int(stop))
+            for stop, count in zip(stops, used.sum(axis=0), strict=True)
+        ]
         return cls(columns, entries, tree_of.astype(np.intp), bounds, base, trees)
 
     @property
@@ -107,8 +112,10 @@ class TreeTables:
     def patterns(self, X: np.ndarray) -> np.ndarray:
         """rows x trees: each tree's decisions as a byte (bit j: the row goes left at node j)."""
         patterns = np.zeros((len(X), self.trees), dtype=np.uint8)
-        for column in self.columns:
-            patterns |= column.lookup[column.bins(X[:, column.feature])]
+        for start in range(0, len(X), PATTERN_ROWS):
+            block, rows = patterns[start : start + PATTERN_ROWS], X[start : start + PATTERN_ROWS]
+            for column in self.columns:
+                block |= column.lookup[column.bins(rows[:, column.feature])]
         return patterns
 
     def _gather(self, patterns: np.ndarray, out: np.ndarray) -> None:
@@ -122,6 +129,8 @@ class TreeTables:
             for entry in range(start, stop):
                 np.take(self.entries[entry], index[self.entry_tree[entry]], out=picked)
                 total += picked
+
+
 Placed = tuple[int, int, "Node"]  # (tree, bit, node)
 
 
