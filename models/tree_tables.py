@@ -121,7 +121,7 @@ class TreeTables:
     def _gather(self, patterns: np.ndarray, out: np.ndarray) -> None:
         """Into `out` (features x rows): per feature, the sum over the trees that use it of the
         tree's value for the row's pattern, added in tree order from zero."""
-        index = np.ascontiguousarray(patterns.T, dtype=np.intp)  # trees x rows
+        index = np.ascontiguousarray(patterns.T)  # trees x rows (bytes: take reads them as fast)
         picked = np.empty(index.shape[1])
         for feature, (start, stop) in enumerate(self.feature_entries):
             total = out[feature]
