@@ -77,6 +77,31 @@ ONE_TASK_RUN = Steps(
 )
 
 
+class ReadOnce:
+    """A small upload's stored object, fetched whole at its first use: one GET, where the check
+    made two HEADs and two ranged GETs (its size, whether it is Parquet, its first bytes) before
+    the read fetched it all. A small upload is at most `small_upload_bytes` (4 MiB)."""
+
+    def __init__(self, stored: aws.S3Object) -> None:
+        self.stored = stored
+        self._body: bytes | None = None
+
+    def read(self) -> bytes:
+        if self._body is None:
+            self._body = self.stored.read()
+        return self._body
+
+    def size(self) -> int:
+        return len(self.read())
+
+    def head(self, size: int = 4096) -> bytes:
+        return self.read()[:size]
+
+    def blocks(self) -> Iterator[bytes]:
+        body = self.read()
+        return (body[at : at + aws.READ_BLOCK] for at in range(0, len(body), aws.READ_BLOCK))
+
+
 @dataclass(frozen=True)
 class Scored:
     """A claimed upload scored and written: what COMPLETED records and the work after it needs."""
@@ -267,7 +292,8 @@ def renew_lease(lease: UUID, lease_seconds: float, every: float, stop: threading
 def score_claimed(env: Resources, prediction: Prediction, run_id: str, steps: Steps) -> Scored:
     """The claimed upload scored and its results written; raises what the row's FAILED says."""
     settings, logger, prediction_id = env.settings, get_run_logger(), prediction.id
-    source = aws.S3Object(env.s3, settings.bucket, prediction.input_key)
+    stored = aws.S3Object(env.s3, settings.bucket, prediction.input_key)
+    source: aws.S3Object | ReadOnce = stored if steps.as_tasks else ReadOnce(stored)
     keys = result_keys(prediction.account, prediction_id)
     sinks = S3Sinks.for_upload(env.s3, settings.bucket, keys, write_as_task=steps.as_tasks)
     account = accounts.get_account(env.engine, prediction.account)
