@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import io
 import threading
 from collections.abc import Callable, Iterator
@@ -29,12 +31,14 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, poll: floa
 
 
 @contextmanager
-def served(app, port: int) -> Iterator[str]:
-    """`app` under uvicorn on a loopback port, in a thread of this process; yields its base URL."""
+def served(app, port: int, context: contextvars.Context | None = None) -> Iterator[str]:
+    """`app` under uvicorn on a loopback port, in a thread of this process (run in `context`
+    when given); yields its base URL."""
     import uvicorn
 
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
+    run = server.run if context is None else functools.partial(context.run, server.run)
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
 
     def started() -> bool:

@@ -1,80 +1,52 @@
 """The Prefect UI, seen by a person: a completed upload's run page shows its summary artifact.
 
-Debian's headless chromium against `prefect server start` on loopback (the test harness's server
-serves the API only, no UI).
+Debian's headless chromium against the Prefect UI (its static app, served in a thread of this
+process) reading the session's Prefect API (the test harness's server serves the API only, no UI):
+no second Prefect server is started. The run is this test's own (its upload's id in its name).
 """
 
-import os
-import subprocess
-import sys
+import contextvars
 from uuid import UUID
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.settings import PREFECT_API_URL, PREFECT_UI_API_URL, temporary_settings
 
 from flows.score_upload import score_upload
 from retainwise.adapters import db
-from retainwise.local.stack import stop_group, wait_healthy
 from tests.conftest import free_port
-from tests.helpers import customers_csv, submit
+from tests.helpers import customers_csv, served, submit
 from tests.ui.browser import CHROMIUM, headless_page
 
 pytestmark = [
     pytest.mark.skipif(
         CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)"
     ),
+    pytest.mark.usefixtures("prefect_api"),
 ]
 
 
-@pytest.fixture(scope="module")
-def prefect_server_with_ui(tmp_path_factory):
-    """`prefect server start` with the UI, on a free loopback port and its own database."""
-    home, port = tmp_path_factory.mktemp("prefect-ui"), free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(home),
-        "PREFECT_UI_API_URL": f"{url}/api",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_API_URL": f"{url}/api",
-    }
-    with open(home / "server.log", "wb") as log:
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "prefect",
-                "server",
-                "start",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--no-services",
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        wait_healthy(f"{url}/api/health", 120, server, home / "server.log")
-        yield url
-    finally:
-        stop_group(server.pid, grace=20)
-        server.wait(10)
+@pytest.fixture
+def prefect_ui():
+    """The Prefect UI's static app under uvicorn on a free loopback port, its `ui-settings`
+    pointing the browser at the session's Prefect API (which allows any origin)."""
+    from prefect.server.api.server import create_ui_app
+
+    with temporary_settings(updates={PREFECT_UI_API_URL: PREFECT_API_URL.value()}):
+        app = create_ui_app(ephemeral=False)
+        # the server's thread runs in this context, so `ui-settings` reads the settings above
+        with served(app, free_port(), context=contextvars.copy_context()) as url:
+            yield url
 
 
-def test_a_completed_runs_page_shows_its_summary(resources, prefect_server_with_ui):
-    ui = prefect_server_with_ui
+def test_a_completed_runs_page_shows_its_summary(resources, prefect_ui):
+    ui = prefect_ui
     prediction_id = submit(resources, customers_csv(25))
-    with temporary_settings(updates={PREFECT_API_URL: f"{ui}/api"}):
-        assert score_upload(prediction_id)["status"] == "COMPLETED"
-        with get_client(sync_client=True) as client:
-            run = client.read_flow_run(
-                UUID(db.get_prediction(resources.engine, prediction_id).flow_run_id)
-            )
+    assert score_upload(prediction_id)["status"] == "COMPLETED"
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(
+            UUID(db.get_prediction(resources.engine, prediction_id).flow_run_id)
+        )
     row = db.get_prediction(resources.engine, prediction_id)
     assert run.name == f"score-{prediction_id}"
     assert f"model-version:{row.model_version}" in run.tags

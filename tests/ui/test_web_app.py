@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 
 from flows.score_upload import score_upload
-from models.training import train
 from retainwise.adapters import accounts
 from retainwise.adapters import mlflow_registry as registry
 from retainwise.config.settings import Settings
@@ -32,13 +31,12 @@ pytestmark = [
 
 
 @pytest.fixture
-def telco_model(mlflow_store):
-    """A model trained on Telco, champion of `telco` in the session's MLflow store."""
-    frame = pd.read_csv(telco_path(), dtype=str, keep_default_na=False)
+def telco_model(mlflow_store, telco_trained):
+    """The session's Telco model (trained once per worker), champion of `telco` in the session's
+    MLflow store."""
+    _, trained = telco_trained
     settings = Settings(home=mlflow_store["home"], mlflow_tracking_uri=mlflow_store["uri"])
-    registry.promote(
-        "telco", registry.register(train(frame, "Churn", "customerID"), "telco", settings), settings
-    )
+    registry.promote("telco", registry.register(trained, "telco", settings), settings)
     return "telco"
 
 
