@@ -69,8 +69,10 @@ class Settings(BaseSettings):
     max_rejected_share: float = 0.5
     chunked_above_bytes: int = 64 * 2**20  # larger files are scored chunk by chunk
     # stored objects up to this size run as one `score-small-upload` task run (benchmarks/README
-    # "Issue 22, round 3"); larger ones as a task run per stage, each retried on its own
-    small_upload_bytes: int = 4 * 2**20
+    # "Issue 22, round 3"); larger ones as a task run per stage, each retried on its own. A task
+    # run per stage costs ~1-2 CPU s more per run whatever the size (README "round 4"), so every
+    # whole file (up to chunked_above_bytes) is one task run; only chunked uploads are staged
+    small_upload_bytes: int = 64 * 2**20
     chunk_bytes: int = 8 * 2**20  # ~60k Telco rows per chunk
     # a whole file this large is scored as two halves in two processes (uploads/halves.py), when
     # the 1-minute load average per core is below split_max_load (the other core is free)
