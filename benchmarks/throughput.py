@@ -415,6 +415,21 @@ def idle_backend_cpu(seconds: float) -> dict[str, float]:
     return {k: round((v - before[k]) / seconds, 3) for k, v in backend_cpu().items()}
 
 
+def settled_backend_cpu(idle: dict[str, float], step: float = 0.5, limit: float = 30.0):
+    """The backends' CPU seconds once they are quiet again: the Prefect server persists and
+    evaluates a run's events after answering them, which would otherwise land in the next run's
+    span. Quiet: each busy at most its idle rate + 0.05 CPU s per second over `step` seconds."""
+    now, waited = backend_cpu(), 0.0
+    while waited < limit:
+        time.sleep(step)
+        waited += step
+        later = backend_cpu()
+        if all((later[k] - now[k]) / step <= idle.get(k, 0.0) + 0.05 for k in later):
+            return later
+        now = later
+    return now
+
+
 def stop_backends(pids: list[int]) -> None:
     from retainwise.local import stack
 
@@ -481,10 +496,11 @@ def harness(args: argparse.Namespace) -> dict:
         for repeat in range(args.repeats):
             for side in sides[repeat % len(sides) :] + sides[: repeat % len(sides)]:  # rotate
                 if side.startswith("project"):
-                    cpu_before = backend_cpu()
+                    cpu_before = settled_backend_cpu(idle)  # earlier runs' work done
                     result = run_child(side, args, side_env(side, args, env), script_args[:2])
                     if "cpu_s" in result:  # moto and Prefect worked for this run too
-                        spent = {k: v - cpu_before[k] for k, v in backend_cpu().items()}
+                        after = settled_backend_cpu(idle)  # with what the run left queued
+                        spent = {k: v - cpu_before[k] for k, v in after.items()}
                         result["backend_cpu_s"] = sum(spent.values())
                         result["backend_cpu_by_process_s"] = {
                             k: round(v, 2) for k, v in spent.items()
