@@ -55,7 +55,9 @@ def test_a_failed_final_write_is_retried_without_scoring_again(resources, model,
         uploads, "write_objects", uploads.write_objects.with_options(retry_delay_seconds=0)
     )
     aws.put_bytes(resources.s3, bucket, "uploads/acme/p1/input", customers_csv(50))
-    s3 = FailingPuts(resources.s3, failures=4)  # the four objects of the first write all fail
+    # the five objects of the first write all fail: results, rejects, the actions list, the
+    # JSON and the HTML report (the actions list goes with them, not as a multipart of its own)
+    s3 = FailingPuts(resources.s3, failures=5)
     keys = result_keys("acme", "p1")
 
     @flow
@@ -72,5 +74,6 @@ def test_a_failed_final_write_is_retried_without_scoring_again(resources, model,
     report = score()
     assert report["rows_scored"] == 50
     assert len(scorings) == 1  # scored once, written twice
-    assert s3.puts == 8
+    assert s3.puts == 10
     assert aws.object_exists(resources.s3, bucket, keys.results)
+    assert aws.object_exists(resources.s3, bucket, keys.actions)
