@@ -4,7 +4,6 @@ back, list."""
 import json
 
 import pytest
-from prefect.settings import PREFECT_API_URL
 
 import migrations
 from retainwise.entrypoints import cli
@@ -99,6 +98,8 @@ def test_without_a_server_training_runs_in_process(model_env, monkeypatch, capsy
 
 
 def test_with_a_server_training_is_a_flow_run(model_env, monkeypatch, capsys):
+    from prefect.settings import PREFECT_API_URL
+
     monkeypatch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())
     args = ["model", "train", "--data", str(model_env), "--target", "Churn Flag", "--name", "run"]
     assert cli.main(args) == 0
