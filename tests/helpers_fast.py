@@ -3,6 +3,9 @@
 - Files that hold only end-to-end tests (tests/conftest.py's E2E_PATHS) are not collected under
   `-m "not e2e"`: every worker collects every file, so each of their imports (Prefect's server,
   aws_cdk, Playwright) cost both workers for tests that are deselected anyway.
+- The files that read one shared fit (conftest's `telco_trained`, helpers' `trained_on_synthetic`)
+  run on one worker as a group (`--dist loadgroup`; every other file is a group of its own, as
+  with `loadfile`), so each fit is paid once, not once per worker.
 - The slowest unit files are handed out first (with `--no-loadscope-reorder`, xdist gives files
   out in collection order, one at a time as a worker runs dry), so no worker is left running a long
   one alone at the end while the other is idle. Figures: README.md, `make test-fast`.
@@ -34,6 +37,26 @@ SLOWEST_FIRST = (
 )
 
 
+# files sharing an expensive fit: one xdist group each (the rest: a group per file)
+SHARED_FITS = {
+    "telco": (
+        "tests/retainwise/uploads/test_halves.py",
+        "tests/retainwise/uploads/test_actions.py",
+        "tests/models/test_compiled.py",
+        "tests/models/test_telco.py",
+        "tests/models/test_explain.py",
+        "tests/models/test_tree_tables.py",
+    ),
+    "synthetic-800": (
+        "tests/retainwise/uploads/test_contacts.py",
+        "tests/retainwise/uploads/test_scoring.py",
+        "tests/retainwise/uploads/test_carry.py",
+        "tests/retainwise/uploads/test_fuzz.py",
+    ),
+}
+GROUP_OF = {path: group for group, paths in SHARED_FITS.items() for path in paths}
+
+
 def only_unit_tests(config: pytest.Config) -> bool:
     return config.getoption("markexpr", "").split() == ["not", "e2e"]
 
@@ -49,10 +72,22 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     return True if relative.startswith(E2E_PATHS) else None
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def relative(item: pytest.Item) -> str:
+    return Path(item.path).relative_to(REPO).as_posix()
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getvalue("dist") == "loadgroup":
+        for item in items:
+            path = relative(item)
+            item.add_marker(pytest.mark.xdist_group(GROUP_OF.get(path, path)))
+
     def rank(item: pytest.Item) -> int:
-        path = Path(item.path).relative_to(REPO).as_posix()
-        return SLOWEST_FIRST.index(path) if path in SLOWEST_FIRST else len(SLOWEST_FIRST)
+        path = relative(item)
+        first = next(
+            (p for p in SLOWEST_FIRST if GROUP_OF.get(p, p) == GROUP_OF.get(path, path)), None
+        )
+        return SLOWEST_FIRST.index(first) if first else len(SLOWEST_FIRST)
 
     items.sort(key=rank)

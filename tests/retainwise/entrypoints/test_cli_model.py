@@ -8,7 +8,6 @@ import pytest
 import migrations
 from retainwise.entrypoints import cli
 from retainwise.local.sample import synthetic_customers
-from tests.retainwise.adapters.test_registry import EVALUATED
 
 
 @pytest.fixture
@@ -31,6 +30,8 @@ def last_json(capsys) -> dict:
 
 
 def test_train_promote_rollback_list(model_env, capsys):
+    from tests.retainwise.adapters.test_registry import EVALUATED
+
     train = ["model", "train", "--data", str(model_env), "--target", "Churn Flag", "--name", "cli"]
     assert cli.main(train) == 0
     captured = capsys.readouterr()
