@@ -10,9 +10,12 @@ explanations and the monitoring figures are stored after COMPLETED (tasks.backgr
 
 from __future__ import annotations
 
+import contextvars
+import logging
+import threading
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -21,7 +24,7 @@ from uuid import UUID
 from prefect import flow, get_run_logger, runtime
 from prefect.artifacts import create_markdown_artifact
 from prefect.client.schemas.objects import ConcurrencyLeaseHolder
-from prefect.concurrency.sync import concurrency
+from prefect.client.schemas.responses import ConcurrencyLimitWithLeaseResponse
 from prefect.context import FlowRunContext
 from prefect.logging.loggers import flow_run_logger
 
@@ -43,6 +46,8 @@ from tasks.scoring import load_champion
 from tasks.shadow import shadow_score
 from tasks.status import UploadTimedOut, claim_upload, finish_upload, keep_claim, tag_run
 from tasks.uploads import S3Sinks, check_upload, score_in_chunks, score_whole_file
+
+log = logging.getLogger("retainwise.flows.score_upload")
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,31 @@ ONE_TASK_RUN = Steps(
     finish_upload.fn,
     False,
 )
+
+
+class ReadOnce:
+    """A small upload's stored object, fetched whole at its first use: one GET, where the check
+    made two HEADs and two ranged GETs (its size, whether it is Parquet, its first bytes) before
+    the read fetched it all. A small upload is at most `small_upload_bytes` (4 MiB)."""
+
+    def __init__(self, stored: aws.S3Object) -> None:
+        self.stored = stored
+        self._body: bytes | None = None
+
+    def read(self) -> bytes:
+        if self._body is None:
+            self._body = self.stored.read()
+        return self._body
+
+    def size(self) -> int:
+        return len(self.read())
+
+    def head(self, size: int = 4096) -> bytes:
+        return self.read()[:size]
+
+    def blocks(self) -> Iterator[bytes]:
+        body = self.read()
+        return (body[at : at + aws.READ_BLOCK] for at in range(0, len(body), aws.READ_BLOCK))
 
 
 @dataclass(frozen=True)
@@ -169,19 +199,101 @@ def score_by_stage(env: Resources, prediction: Prediction, run_id: str) -> Score
     return scored
 
 
+LEASE_SECONDS = 300  # a killed run's slot comes back after this; a live run renews it
+
+
+@contextmanager
 def account_slot(
-    account: str, run_id: str, timeout_seconds: float | None = None
-) -> AbstractContextManager[None]:
+    account: str,
+    run_id: str,
+    timeout_seconds: float | None = None,
+    lease_seconds: float = LEASE_SECONDS,
+    renew_seconds: float | None = None,
+) -> Iterator[None]:
     """One slot of the account's global concurrency limit for the whole run (the trigger sets
-    it): 3 API calls per run, where a tag limit took and gave back a slot per task run."""
+    it), taken and given back with this process's Prefect client: 2 API calls per run.
+
+    Prefect's `concurrency()` made each call on its event-loop thread with clients of its own,
+    renewed the lease at once (a third call, from a thread with yet another client) and emitted
+    an event for each end. Here the lease is renewed every `renew_seconds` (3/4 of
+    `lease_seconds`) once the run has held it that long, and a renewal that fails is logged,
+    as Prefect does with strict=False. A limit that does not exist caps nothing (Prefect's
+    behaviour too)."""
+    from prefect.context import SyncClientContext
+
     holder = ConcurrencyLeaseHolder(type="flow_run", id=UUID(run_id)) if run_id else None
-    return concurrency(f"account:{account}", timeout_seconds=timeout_seconds, holder=holder)
+    with SyncClientContext.get_or_create() as context:
+        client = context.client
+        lease = take_slot(client, f"account:{account}", holder, lease_seconds, timeout_seconds)
+        if lease is None:
+            yield
+            return
+        stop = threading.Event()
+        renewer = threading.Thread(  # in this context: the caller's Prefect settings
+            target=contextvars.copy_context().run,
+            args=(renew_lease, lease, lease_seconds, renew_seconds or lease_seconds * 0.75, stop),
+            name="account-slot",
+            daemon=True,
+        )
+        renewer.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            renewer.join()
+            try:
+                client.release_concurrency_slots_with_lease(lease)
+            except Exception:  # the upload's outcome stands; the slot lapses with its lease
+                log.warning("giving back account slot lease %s failed", lease, exc_info=True)
+
+
+def take_slot(
+    client: Any,
+    name: str,
+    holder: ConcurrencyLeaseHolder | None,
+    lease_seconds: float,
+    timeout_seconds: float | None,
+) -> UUID | None:
+    """The lease of one slot of `name`, waiting (the server's Retry-After) while it is full;
+    None if no such limit exists. TimeoutError after `timeout_seconds`."""
+    import httpx
+
+    deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
+    while True:
+        try:
+            response = client.increment_concurrency_slots_with_lease(
+                [name], 1, "concurrency", lease_seconds, holder
+            )
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code != 423:  # 423 Locked: every slot is held
+                raise
+            wait = float(exc.response.headers.get("Retry-After", 1))
+            if deadline is not None and time.monotonic() + wait > deadline:
+                raise TimeoutError(f"no free slot of {name} within {timeout_seconds} s") from None
+            time.sleep(wait)
+            continue
+        granted = ConcurrencyLimitWithLeaseResponse.model_validate(response.json())
+        return granted.lease_id if granted.limits else None
+
+
+def renew_lease(lease: UUID, lease_seconds: float, every: float, stop: threading.Event) -> None:
+    """Renew the lease every `every` seconds until `stop`; its own client, opened only when a
+    run lasts that long (the run's client is busy in the run's thread)."""
+    from prefect.client.orchestration import get_client
+
+    while not stop.wait(every):
+        try:
+            with get_client(sync_client=True) as client:
+                client.renew_concurrency_lease(lease, lease_seconds)
+        except Exception:  # the next renewal may get through; the slot may lapse meanwhile
+            log.warning("renewing account slot lease %s failed", lease, exc_info=True)
 
 
 def score_claimed(env: Resources, prediction: Prediction, run_id: str, steps: Steps) -> Scored:
     """The claimed upload scored and its results written; raises what the row's FAILED says."""
     settings, logger, prediction_id = env.settings, get_run_logger(), prediction.id
-    source = aws.S3Object(env.s3, settings.bucket, prediction.input_key)
+    stored = aws.S3Object(env.s3, settings.bucket, prediction.input_key)
+    source: aws.S3Object | ReadOnce = stored if steps.as_tasks else ReadOnce(stored)
     keys = result_keys(prediction.account, prediction_id)
     sinks = S3Sinks.for_upload(env.s3, settings.bucket, keys, write_as_task=steps.as_tasks)
     account = accounts.get_account(env.engine, prediction.account)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
+import fcntl
 import logging
 import os
 import signal
@@ -26,6 +27,8 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from uuid import UUID
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from prefect.client.schemas.filters import DeploymentFilter, FlowRunFilter
     from prefect.client.schemas.sorting import FlowRunSort
 
@@ -93,11 +96,36 @@ def execute(flow, flow_run) -> None:
     from prefect.flow_engine import run_flow
 
     try:
-        run_flow(flow, flow_run=flow_run)
+        run_flow(as_named(flow, flow_run), flow_run=flow_run)
     except BaseException as exc:  # the engine has already recorded Failed/Crashed
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
         log.info("flow run %s ended with %s", flow_run.id, type(exc).__name__)
+
+
+_UNNAMED: dict[int, tuple[Any, Any]] = {}  # id(flow) -> (flow, its copy without the name)
+
+
+def as_named(flow, flow_run):
+    """The flow to run `flow_run` with: without its `flow_run_name` when the run already has the
+    name it would give (the trigger names each run as it creates it), so the engine does not
+    rename the run to the name it has (a PATCH per run). A run named otherwise (e.g. one started
+    by hand from the UI, with a generated name) is renamed as before."""
+    template = flow.flow_run_name
+    if not isinstance(template, str):
+        return flow
+    try:
+        name = template.format(**(flow_run.parameters or {}))
+    except (KeyError, IndexError, ValueError):  # Prefect's own rename will say what is wrong
+        return flow
+    if flow_run.name != name:
+        return flow
+    kept = _UNNAMED.get(id(flow))
+    if kept is None or kept[0] is not flow:  # (an id can be reused once its flow is gone)
+        unnamed = flow.with_options()
+        unnamed.flow_run_name = None  # with_options keeps a name given as None
+        kept = _UNNAMED[id(flow)] = (flow, unnamed)
+    return kept[1]
 
 
 def next_runs(client, served: Served, heartbeat: bool = False) -> list[Any]:
@@ -200,8 +228,46 @@ class ChildStop:
         signal.signal(signal.SIGINT, self)
 
 
+class PollTurn:
+    """Whose turn it is to poll: one idle child of a runner at a time.
+
+    Each idle child polled every POLL_SECONDS, so a runner of N children asked N times over for
+    the same runs (an HTTP call and the server's query, and pydantic parsing of the answer, each
+    time). Now an idle child takes the turn (an exclusive `flock` on a file in the state dir),
+    polls until it claims a run, and hands the turn on before it runs it: the next idle child
+    polls at once, so a burst is shared as before, at the same pick-up latency. The kernel
+    releases the lock when its holder exits or dies, so a killed child never keeps the turn.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # a signal (SIGTERM while idle) interrupts the wait
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+
+class Heartbeat:
+    """When this child's next poll should be the heartbeat (HEARTBEAT_SECONDS apart)."""
+
+    def __init__(self) -> None:
+        self.next_at = 0.0
+
+    def due(self) -> bool:
+        return time.monotonic() >= self.next_at
+
+    def beaten(self) -> None:
+        self.next_at = time.monotonic() + HEARTBEAT_SECONDS
+
+
 def child_loop(served: Served, stop: ChildStop) -> None:
-    """Poll, claim, execute, until asked to stop; one run at a time per child.
+    """Take the turn to poll, poll until a run is claimed, hand the turn on, execute the run;
+    until asked to stop. One run at a time per child.
 
     One API client for the child's life: the polls and every run's engine share it (Prefect's
     engine takes the client of an open SyncClientContext), where each run opened its own (an
@@ -210,31 +276,42 @@ def child_loop(served: Served, stop: ChildStop) -> None:
     from prefect.context import SyncClientContext
 
     marker = served.state_dir / f"{os.getpid()}.run"
-    next_heartbeat = 0.0
+    turn, heartbeat = PollTurn(served.state_dir / "poll.turn"), Heartbeat()
     with SyncClientContext.get_or_create() as client_context:
         client = client_context.client
         while not stop.event.is_set():
-            heartbeat = time.monotonic() >= next_heartbeat
-            try:
-                runs = next_runs(client, served, heartbeat)
-            except Exception:
-                log.exception("polling the Prefect API failed; retrying")
-                stop.event.wait(2)
+            with turn.held():
+                flow_run = claim_next(client, served, stop, heartbeat)
+            if flow_run is None:
                 continue
-            if heartbeat:
-                next_heartbeat = time.monotonic() + HEARTBEAT_SECONDS
-            ran = False
-            for flow_run in runs:
-                with stop.holding():
-                    if stop.event.is_set() or not claim(client, flow_run):
-                        continue
-                    marker.write_text(str(flow_run.id))
-                    execute(served.flows[flow_run.deployment_id], flow_run)
-                    marker.unlink(missing_ok=True)
-                ran = True
-                break  # poll again, so sibling children share a burst
-            if not ran:
-                stop.event.wait(POLL_SECONDS)
+            try:  # stop.holding_run is set: a SIGTERM now waits for the run to end
+                marker.write_text(str(flow_run.id))
+                execute(served.flows[flow_run.deployment_id], flow_run)
+                marker.unlink(missing_ok=True)
+            finally:
+                stop.holding_run = False
+
+
+def claim_next(client, served: Served, stop: ChildStop, heartbeat: Heartbeat) -> Any:
+    """Poll every POLL_SECONDS until a due run is claimed (returned with `stop.holding_run`
+    set, so a SIGTERM lets it finish); None once asked to stop."""
+    while not stop.event.is_set():
+        beat = heartbeat.due()
+        try:
+            runs = next_runs(client, served, beat)
+        except Exception:
+            log.exception("polling the Prefect API failed; retrying")
+            stop.event.wait(2)
+            continue
+        if beat:
+            heartbeat.beaten()
+        for flow_run in runs:
+            stop.holding_run = True
+            if not stop.event.is_set() and claim(client, flow_run):
+                return flow_run
+            stop.holding_run = False
+        stop.event.wait(POLL_SECONDS)
+    return None
 
 
 def warm_up(settings: Settings) -> None:

@@ -13,7 +13,7 @@ from flows.score_upload import account_slot, score_upload
 from retainwise.adapters import aws, db
 from retainwise.adapters.mlflow_registry import load_champion
 from retainwise.adapters.resources import forget_process_resources
-from tests.helpers import customers_csv, results_of, submit
+from tests.helpers import customers_csv, results_of, submit, wait_for
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -63,6 +63,35 @@ def test_a_run_holds_one_slot_of_its_accounts_cap_and_gives_it_back(resources, s
     assert db.get_prediction(resources.engine, prediction_id).status == "COMPLETED"
     with get_client(sync_client=True) as client:
         assert client.read_global_concurrency_limit_by_name("account:solo").active_slots == 0
+
+
+def test_the_account_slot_costs_two_api_calls_and_renews_a_long_runs_lease(
+    solo_account, monkeypatch
+):
+    """Taken and given back on the caller's client (no call on Prefect's loop thread, no renewal
+    at once); a run that outlasts `renew_seconds` keeps its lease alive."""
+    from prefect.client.orchestration import SyncPrefectClient
+
+    calls, request = [], SyncPrefectClient.request
+    monkeypatch.setattr(
+        SyncPrefectClient,
+        "request",
+        lambda self, method, path, **kw: calls.append(path) or request(self, method, path, **kw),
+    )
+    with account_slot(solo_account, ""):
+        with get_client(sync_client=True) as client:
+            held = client.read_global_concurrency_limit_by_name("account:solo").active_slots
+    short = [path for path in calls if path.endswith(("-with-lease", "/renew"))]
+    calls.clear()
+    with account_slot(solo_account, "", renew_seconds=0.05):
+        wait_for(lambda: any(path.endswith("/renew") for path in calls), 10, "a renewal")
+    with get_client(sync_client=True) as client:
+        left = client.read_global_concurrency_limit_by_name("account:solo").active_slots
+    assert held == 1 and left == 0
+    assert short == [
+        "/v2/concurrency_limits/increment-with-lease",
+        "/v2/concurrency_limits/decrement-with-lease",
+    ]
 
 
 def test_results_file_keeps_the_contract_as_plain_csv(resources):

@@ -294,3 +294,56 @@ def test_a_childs_runs_share_its_resources_and_they_close_when_it_stops(tmp_path
             worker.execute(note_resources, client.create_flow_run_from_deployment(deployment_id))
     assert [seen is mine for seen in SEEN_RESOURCES] == [True, True]  # the same, not equal
     assert "engine" not in vars(mine)  # disposed when the child's block ended
+
+
+def test_a_run_the_trigger_named_is_not_renamed_and_one_named_otherwise_is(tmp_path, monkeypatch):
+    from prefect.client.orchestration import SyncPrefectClient
+
+    served_ = worker.Served(
+        worker.register([(named, named.to_deployment(name="named"))]), tmp_path, Settings()
+    )
+    (deployment_id,) = served_.flows
+    (warm,) = served_.flows.values()
+    renames, rename = [], SyncPrefectClient.set_flow_run_name
+    monkeypatch.setattr(
+        SyncPrefectClient,
+        "set_flow_run_name",
+        lambda self, flow_run_id, name: renames.append(name) or rename(self, flow_run_id, name),
+    )
+    with get_client(sync_client=True) as client:
+        by_trigger = client.create_flow_run_from_deployment(
+            deployment_id, parameters={"value": 3}, name="named-3"
+        )
+        by_hand = client.create_flow_run_from_deployment(deployment_id, parameters={"value": 4})
+        for run in (by_trigger, by_hand):
+            worker.execute(warm, run)
+        finished = [client.read_flow_run(run.id) for run in (by_trigger, by_hand)]
+    assert [run.state.is_completed() for run in finished] == [True, True]
+    assert [run.name for run in finished] == ["named-3", "named-4"]
+    assert renames == ["named-4"]  # only the run that did not have its name yet
+    assert warm.flow_run_name == "named-{value}"  # the served flow itself keeps it
+
+
+def test_one_child_at_a_time_has_the_turn_to_poll_and_a_dead_holder_gives_it_back(tmp_path):
+    import fcntl
+
+    path = tmp_path / "poll.turn"
+
+    def free() -> bool:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(fd)
+
+    with worker.PollTurn(path).held():
+        taken = not free()
+    pid = os.fork()
+    if pid == 0:  # a child that dies holding the turn
+        worker.PollTurn(path).held().__enter__()
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert taken and free()
