@@ -4,8 +4,8 @@
   `-m "not e2e"`: every worker collects every file, so each of their imports (Prefect's server,
   aws_cdk, Playwright) cost both workers for tests that are deselected anyway.
 - The files that read one shared fit (conftest's `telco_trained`, helpers' `trained_on_synthetic`)
-  run on one worker as a group (`--dist loadgroup`; every other file is a group of its own, as
-  with `loadfile`), so each fit is paid once, not once per worker.
+  or import Prefect run on one worker as a group (`--dist loadgroup`; every other file is a group
+  of its own, as with `loadfile`), so each fit or import is paid once, not once per worker.
 - The slowest unit files are handed out first (with `--no-loadscope-reorder`, xdist gives files
   out in collection order, one at a time as a worker runs dry), so no worker is left running a long
   one alone at the end while the other is idle. Figures: README.md, `make test-fast`.
@@ -37,7 +37,7 @@ SLOWEST_FIRST = (
 )
 
 
-# files sharing an expensive fit: one xdist group each (the rest: a group per file)
+# files sharing an expensive fit or import: one xdist group each (the rest: a group per file)
 SHARED_FITS = {
     "telco": (
         "tests/retainwise/uploads/test_halves.py",
@@ -52,6 +52,14 @@ SHARED_FITS = {
         "tests/retainwise/uploads/test_scoring.py",
         "tests/retainwise/uploads/test_carry.py",
         "tests/retainwise/uploads/test_fuzz.py",
+    ),
+    # the unit tests that import Prefect (in the tests, not at collection): one worker imports it
+    "prefect": (
+        "tests/tasks/test_history.py",
+        "tests/tasks/test_status.py",
+        "tests/tasks/test_background.py",
+        "tests/tasks/test_retry.py",
+        "tests/deployments/test_prefect_yaml.py",
     ),
 }
 GROUP_OF = {path: group for group, paths in SHARED_FITS.items() for path in paths}
