@@ -53,6 +53,15 @@ def served(app, port: int, context: contextvars.Context | None = None) -> Iterat
         thread.join(10)
 
 
+@functools.cache
+def trained_on_synthetic(rows: int, seed: int) -> Any:
+    """`train` on `rows` synthetic customers, once per process (per xdist worker): the modules that
+    only score with it share one fit (each had trained its own, 1-1.5 CPU s). Read-only."""
+    from models.training import train
+
+    return train(synthetic_customers(rows, seed=seed).astype(str), "Churn", "customer_id")
+
+
 def customers_csv(rows: int = 200, seed: int = 21) -> bytes:
     return synthetic_customers(rows, seed=seed, labeled=False).to_csv(index=False).encode()
 
