@@ -71,7 +71,7 @@ class CustomerHistory:
         if self.spill is None:
             self.spill = tempfile.TemporaryFile(prefix="explanations-")  # our own pickles only
         self.spill.seek(0, io.SEEK_END)
-        pickle.dump((ids, explanation, X), self.spill, pickle.HIGHEST_PROTOCOL)
+        pickle.dump((ids, explanation, compact(X)), self.spill, pickle.HIGHEST_PROTOCOL)
         self.parts += 1
 
     def kept(self) -> Iterator[tuple[pd.Series, Explanation, pd.DataFrame]]:
@@ -99,6 +99,13 @@ class CustomerHistory:
             stored += customers.record_explanations(self.engine, self.upload, ids, found, X)
         self.drop_explanations()
         return stored
+
+
+def compact(X: pd.DataFrame) -> pd.DataFrame:
+    """Text columns as categories: pickled as codes and the distinct values (a column of Python
+    strings pickles a string per cell, ~1 CPU s for 200k rows); the same cells, the same JSON."""
+    text = [name for name, dtype in X.dtypes.items() if pd.api.types.is_object_dtype(dtype)]
+    return X.astype(dict.fromkeys(text, "category")) if text else X
 
 
 def blocks(

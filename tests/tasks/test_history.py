@@ -115,7 +115,7 @@ def test_explanations_kept_in_pieces_are_stored_together_the_later_one_winning(m
 
 def explained_parts() -> list[tuple[pd.Series, Explanation, pd.DataFrame]]:
     """A chunk's HIGH rows, another chunk's, then the pool (explaining "c" and "e" again), with
-    a number, a category and a text column, missing cells among them."""
+    a number, a category and a text column (an int among its cells), missing cells among them."""
     parts = []
     for n, ids in enumerate((list("abcdefg"), list("hijk"), ["c", "e", "l"])):
         rows = len(ids)
@@ -123,7 +123,7 @@ def explained_parts() -> list[tuple[pd.Series, Explanation, pd.DataFrame]]:
             {
                 "tenure": np.where(np.arange(rows) % 3 == 0, np.nan, np.arange(rows) + 0.5 * n),
                 "Contract": pd.Categorical(["Month-to-month", None, "Two year"] * 3)[:rows],
-                "PaymentMethod": (['Mailed "check"', None] * 4)[:rows],
+                "PaymentMethod": (['Mailed "check"', None, 3] * 3)[:rows],
             },
             index=np.arange(rows) + 100 * n,  # the chunk's own positions
         )
