@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from botocore.exceptions import EndpointConnectionError
-from prefect import flow
 
 from models.training import train
 from retainwise.adapters import aws
@@ -14,7 +13,6 @@ from retainwise.uploads import pipeline
 from retainwise.uploads.output import result_keys
 from retainwise.uploads.policy import ScoringPolicy
 from retainwise.uploads.scoring import Route
-from tasks import uploads
 from tests.helpers import customers_csv
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -43,6 +41,10 @@ def model() -> LoadedModel:
 
 
 def test_a_failed_final_write_is_retried_without_scoring_again(resources, model, monkeypatch):
+    from prefect import flow
+
+    from tasks import uploads
+
     bucket, scorings = resources.settings.bucket, []
     real_score_frame = pipeline.score_frame
 

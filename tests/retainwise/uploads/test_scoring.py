@@ -7,7 +7,6 @@ import gzip
 import pandas as pd
 import pytest
 
-from models.training import train
 from retainwise.adapters.mlflow_registry import LoadedModel
 from retainwise.config.errors import UploadRejected
 from retainwise.local.sample import synthetic_customers
@@ -15,11 +14,12 @@ from retainwise.uploads.files import LocalFile, LocalSinks
 from retainwise.uploads.policy import ScoringPolicy
 from retainwise.uploads.scoring import Output, Remembered, plan, score_object
 from retainwise.uploads.tables import Limits
+from tests.helpers import trained_on_synthetic
 
 
 @pytest.fixture(scope="module")
 def model() -> LoadedModel:
-    trained = train(synthetic_customers(800, seed=5).astype(str), "Churn", "customer_id")
+    trained = trained_on_synthetic(800, seed=5)
     return LoadedModel("churn", "1", trained.pipeline, trained.profile)
 
 
