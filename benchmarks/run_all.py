@@ -188,10 +188,15 @@ def reasons_rows(result: dict) -> list[tuple[str, str, str, str]]:
             rows.append(
                 (
                     f"reasons and actions list at {figure['rows']} rows: extra scoring time",
-                    f"{share:.0%} wall ({figure['extra_share_cpu']:.0%} CPU), "
+                    f"{share:.0%} wall ({figure['extra_share_cpu']:.0%} CPU; the list's own "
+                    f"{figure.get('actions_share_cpu', float('nan')):.0%}), "
                     f"{figure['explained_rows']} rows explained",
                     f"<= {goal:.0%} at 1M rows",
-                    _met(share <= goal) if figure["rows"] >= 1_000_000 else "",
+                    # wall is what the issue names; on a shared machine it swings with the
+                    # load, so the list's own CPU share must be within the goal too
+                    _met(share <= goal and figure.get("actions_share_cpu", 0.0) <= goal)
+                    if figure["rows"] >= 1_000_000
+                    else "",
                 )
             )
     if "customers_read_p95" in result:

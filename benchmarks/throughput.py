@@ -12,12 +12,21 @@ and Prefect server processes' CPU over the same span (the work they do for the r
 
     python benchmarks/throughput.py --rows 1000000 [--repeats 3] [--sides project]
 
-RETAINWISE_BENCH_PROFILE=/tmp/p.out profiles (cProfile) the project side's timed span.
+RETAINWISE_BENCH_PROFILE=/tmp/p.out profiles (cProfile) the project side's timed span, on the wall
+clock, or on CPU seconds with RETAINWISE_BENCH_PROFILE_CLOCK=cpu.
 
 A whole file of at least RETAINWISE_SPLIT_ABOVE_BYTES is scored in two halves (uploads/halves.py)
 when the load allows (`--split-max-load`, default the setting's): the child first warms its helper
 process as a worker's earlier large upload would, and the helper's CPU seconds count in (b)'s.
-`--sides naive,expert,project,project_one_piece` adds (b) with the split turned off, same run.
+`--sides naive,expert,project,project_one_piece` adds (b) with the split turned off, same run;
+`project_one_task` / `project_staged` (b) with every whole file as one task run / a task run per
+stage; `project_baseline` (b) with the code of `--baseline DIR` (an earlier checkout), same run.
+
+The project side's child holds what a warm runner child holds before a run (the process's
+Resources connected, the champion, the GX context, one Prefect client) and runs the flow as that
+child does (no result-storage reads, no heartbeat thread); each run uses an account of its own.
+It reports `completed_s` (to the COMPLETED write), its Prefect API calls by route, and the CPU of
+moto and the Prefect server apart (`backend_idle_cpu_per_s`: theirs per second with no run).
 
 The last line printed is one JSON object.
 """
@@ -30,6 +39,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -131,40 +142,62 @@ SCRIPTS = {"naive": naive_child, "expert": expert_child}
 
 # ---------------------------------------------------------------- (b) the project's path, a child
 def project_child(rows: int, path: Path) -> dict:
+    from prefect.context import SyncClientContext
+
     from flows.score_upload import score_upload
     from retainwise.adapters import db
     from retainwise.adapters import mlflow_registry as registry
     from retainwise.adapters.resources import Resources
+    from retainwise.runtime import worker
     from retainwise.uploads.validation import _batch_definition
 
-    env = Resources.from_env()
+    # what a warm runner child holds before its run (retainwise/runtime/worker.py): the process's
+    # Resources with its engine and S3 client connected, the champion, the GX context, and one
+    # Prefect API client (its version check done) that the flow engine takes
+    env = Resources.of_process()
     model = registry.load_champion(common.MODEL, env.settings)  # a warm worker has it cached
     _batch_definition()
     helper = warm_helper(model, env.settings, path)
     prediction_id = db.create_prediction(
-        env.engine, account="bench", model_name=common.MODEL, input_key=INPUT_KEY.format(rows=rows)
+        env.engine,
+        # an account of its own: every side and repeat meets the same state (no previous upload
+        # of these customers, so the same actions-list work), whatever ran before it
+        account=f"bench-{os.getpid()}",
+        model_name=common.MODEL,
+        input_key=INPUT_KEY.format(rows=rows),
     )
+    env.s3.head_object(Bucket=env.settings.bucket, Key=INPUT_KEY.format(rows=rows))
     stage_log = StageLog.install()
-    rss = RssTrace.start()  # RSS before the timed span (imports, model, GX) and its course
     profile_to = os.environ.get("RETAINWISE_BENCH_PROFILE")  # a cProfile file of the timed span
-    profiler = __import__("cProfile").Profile() if profile_to else None
-    helper_cpu = helper_cpu_seconds()
-    started, cpu = time.perf_counter(), common.cpu_seconds()
-    if profiler:
-        profiler.enable()
-    state = score_upload(prediction_id, return_state=True)
-    seconds, cpu = time.perf_counter() - started, common.cpu_seconds() - cpu
-    helper_cpu = helper_cpu_seconds() - helper_cpu
-    rss.stop()
-    if profiler:
-        profiler.disable()
-        profiler.dump_stats(profile_to)
+    profiler = profiler_of(os.environ.get("RETAINWISE_BENCH_PROFILE_CLOCK")) if profile_to else None
+    # and the flow as the warm child runs it: no result-storage reads, no heartbeat thread
+    flow = worker.without_result_storage_reads(score_upload)
+    with worker.without_flow_heartbeats(), SyncClientContext.get_or_create() as client_context:
+        client_context.client.read_flows(limit=1)  # the connection open, as a polling child's
+        calls_before = api_calls(os.environ)
+        rss = RssTrace.start()  # RSS before the timed span (imports, model, GX) and its course
+        helper_cpu = helper_cpu_seconds()
+        started, cpu = time.perf_counter(), common.cpu_seconds()
+        started_at = time.time()
+        if profiler:
+            profiler.enable()
+        state = flow(prediction_id, return_state=True)
+        seconds, cpu = time.perf_counter() - started, common.cpu_seconds() - cpu
+        helper_cpu = helper_cpu_seconds() - helper_cpu
+        rss.stop()
+        if profiler:
+            profiler.disable()
+            profiler.dump_stats(profile_to)
+        calls = api_calls_since(os.environ, calls_before)
     row = db.get_prediction(env.engine, prediction_id)
     if row.status != "COMPLETED":
         raise SystemExit(f"the scoring path did not complete: {row.status} {row.error}")
     stages = stage_log.seconds or task_seconds(state.state_details.flow_run_id)
     return {
         "seconds": seconds,
+        # to the COMPLETED write (what the customer waits for; the explanations and monitoring
+        # figures are stored after it, in this span too)
+        "completed_s": completed_after(row, started_at),
         "cpu_s": cpu + helper_cpu,
         "helper_cpu_s": round(helper_cpu, 3),
         "helper_rss_mb": helper_rss_mb() if helper else None,
@@ -173,7 +206,28 @@ def project_child(rows: int, path: Path) -> dict:
         "stages": stages,
         "rss_before_mb": round(rss.before_mb),
         "rss_course_mb": rss.course(),
+        "api_calls": calls,
     }
+
+
+def profiler_of(clock: str | None):
+    """cProfile on the wall clock, or with `cpu` on the process's CPU seconds (all threads: a
+    function's time is then the CPU the process spent while it ran)."""
+    import cProfile
+
+    return cProfile.Profile(time.process_time) if clock == "cpu" else cProfile.Profile()
+
+
+def completed_after(row, started_at: float) -> float | None:
+    """Seconds from `started_at` (time.time()) to the row's completed_at."""
+    from datetime import UTC
+
+    moment = row.completed_at
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return round(moment.timestamp() - started_at, 3)
 
 
 def warm_helper(model, settings, path: Path) -> bool:
@@ -324,12 +378,56 @@ def start_backends(home: Path, pids: list[int]) -> dict[str, str]:
     started = []
     for service in stack.services(settings):
         if service.name in ("moto", "prefect"):
+            if service.name == "prefect":  # the same server, every API call counted per route
+                service = replace(service, argv=counted(service.argv))
             process = stack.start(service, home, env)
             pids.append(process.pid)
+            BACKENDS[service.name] = process.pid
             started.append((service, process))
     for service, process in started:
         stack.wait_healthy(service.health_url, 180, process, home / "logs" / f"{service.name}.log")
     return env
+
+
+BACKENDS: dict[str, int] = {}  # service name -> pid, as started
+
+
+def counted(argv: list[str]) -> list[str]:
+    """The Prefect server's argv started through benchmarks/prefect_calls.py."""
+    if argv[1:3] == ["-m", "retainwise.runtime.prefect_server"]:
+        return [argv[0], "-m", "benchmarks.prefect_calls", *argv[3:]]
+    return argv
+
+
+def backend_cpu() -> dict[str, float]:
+    """CPU seconds so far of each backend process (and its children)."""
+    return {name: common.tree_cpu_seconds([pid]) for name, pid in BACKENDS.items()}
+
+
+IDLE_SECONDS = 10.0
+
+
+def idle_backend_cpu(seconds: float) -> dict[str, float]:
+    """Each backend's CPU seconds per second while nothing runs (the Prefect server's own loop
+    services): what a run's backend CPU includes besides answering it."""
+    before = backend_cpu()
+    time.sleep(seconds)
+    return {k: round((v - before[k]) / seconds, 3) for k, v in backend_cpu().items()}
+
+
+def settled_backend_cpu(idle: dict[str, float], step: float = 0.5, limit: float = 30.0):
+    """The backends' CPU seconds once they are quiet again: the Prefect server persists and
+    evaluates a run's events after answering them, which would otherwise land in the next run's
+    span. Quiet: each busy at most its idle rate + 0.05 CPU s per second over `step` seconds."""
+    now, waited = backend_cpu(), 0.0
+    while waited < limit:
+        time.sleep(step)
+        waited += step
+        later = backend_cpu()
+        if all((later[k] - now[k]) / step <= idle.get(k, 0.0) + 0.05 for k in later):
+            return later
+        now = later
+    return now
 
 
 def stop_backends(pids: list[int]) -> None:
@@ -345,10 +443,14 @@ def run_child(kind: str, args: argparse.Namespace, env: dict[str, str], extra: l
     import resource
 
     limit = int(args.memory_limit_gb * 2**30)
-    argv = [sys.executable, __file__, "--child", kind, "--rows", str(args.rows), *extra]
+    script, env = __file__, {**os.environ, **env}
+    if kind == "project_baseline":  # the baseline's code, through its own copy of this script
+        script, kind = str(Path(args.baseline, "benchmarks", "throughput.py")), "project"
+        env["PYTHONPATH"] = args.baseline
+    argv = [sys.executable, script, "--child", kind, "--rows", str(args.rows), *extra]
     done = subprocess.run(
         argv,
-        env={**os.environ, **env},
+        env=env,
         capture_output=True,
         text=True,
         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)),
@@ -389,13 +491,20 @@ def harness(args: argparse.Namespace) -> dict:
             str(home / "results.csv"),
         ]
         sides = [side for side in SIDES if side in args.sides.split(",")]
+        idle = idle_backend_cpu(IDLE_SECONDS)
+        common.log(f"backends' CPU s per second, idle: {idle}")
         for repeat in range(args.repeats):
             for side in sides[repeat % len(sides) :] + sides[: repeat % len(sides)]:  # rotate
                 if side.startswith("project"):
-                    backend_cpu = common.tree_cpu_seconds(pids)
+                    cpu_before = settled_backend_cpu(idle)  # earlier runs' work done
                     result = run_child(side, args, side_env(side, args, env), script_args[:2])
                     if "cpu_s" in result:  # moto and Prefect worked for this run too
-                        result["backend_cpu_s"] = common.tree_cpu_seconds(pids) - backend_cpu
+                        after = settled_backend_cpu(idle)  # with what the run left queued
+                        spent = {k: v - cpu_before[k] for k, v in after.items()}
+                        result["backend_cpu_s"] = sum(spent.values())
+                        result["backend_cpu_by_process_s"] = {
+                            k: round(v, 2) for k, v in spent.items()
+                        }
                         result["cpu_s"] += result["backend_cpu_s"]
                 else:
                     result = run_child(side, args, env, script_args)
@@ -403,16 +512,49 @@ def harness(args: argparse.Namespace) -> dict:
                 common.log(f"{side:8} {result}")
     finally:
         stop_backends(pids)
-    return summarise(args.rows, runs)
+    return {**summarise(args.rows, runs), "backend_idle_cpu_per_s": idle}
 
 
-SIDES = ["naive", "expert", "project", "project_one_piece"]
+def api_calls(env: Mapping[str, str]) -> dict | None:
+    """The counting Prefect server's calls so far (None if it does not count)."""
+    from benchmarks import prefect_calls
+
+    try:
+        return prefect_calls.calls(env["PREFECT_API_URL"])
+    except OSError:
+        return None
+
+
+def api_calls_since(env: Mapping[str, str], before: dict | None) -> dict | None:
+    """The Prefect API calls of one run: total, and per route (most first)."""
+    from benchmarks import prefect_calls
+
+    after = api_calls(env)
+    if before is None or after is None:
+        return None
+    spent = prefect_calls.per_run(prefect_calls.diff(after, before), 1)
+    return {"total": spent["total"], "server_s": spent["server_s"], "by_route": spent["by_route"]}
+
+
+SIDES = [
+    "naive",
+    "expert",
+    "project",
+    "project_baseline",
+    "project_one_piece",
+    "project_one_task",
+    "project_staged",
+]
 
 
 def side_env(side: str, args: argparse.Namespace, env: dict[str, str]) -> dict[str, str]:
     """The project side's settings: the split's load gate, or no split at all."""
     if side == "project_one_piece":
         return {**env, "RETAINWISE_SPLIT_ABOVE_BYTES": str(2**62)}
+    if side == "project_one_task":  # any whole file as one task run, `score-small-upload`
+        return {**env, "RETAINWISE_SMALL_UPLOAD_BYTES": str(2**40)}
+    if side == "project_staged":  # every upload a task run per stage
+        return {**env, "RETAINWISE_SMALL_UPLOAD_BYTES": "1"}
     if args.split_max_load is not None:
         return {**env, "RETAINWISE_SPLIT_MAX_LOAD": str(args.split_max_load)}
     return env
@@ -444,7 +586,28 @@ def summarise(rows: int, runs: dict[str, list[dict]]) -> dict:
                 if "helper_cpu_s" in good[0]
                 else {}
             ),
+            **project_figures(good),
         }
+
+    def project_figures(good: list[dict]) -> dict:
+        """A project side's time to COMPLETED, CPU per backend and Prefect API calls."""
+        out: dict = {}
+        completed = [r["completed_s"] for r in good if r.get("completed_s") is not None]
+        if completed:
+            out["completed_median_s"] = round(common.median(completed), 2)
+        by_process = [
+            r["backend_cpu_by_process_s"] for r in good if "backend_cpu_by_process_s" in r
+        ]
+        if by_process:
+            out["backend_cpu_by_process_s"] = {
+                k: round(common.median([b.get(k, 0.0) for b in by_process]), 2)
+                for k in by_process[0]
+            }
+        calls = [r["api_calls"] for r in good if r.get("api_calls")]
+        if calls:
+            out["api_calls_per_run"] = common.median([c["total"] for c in calls])
+            out["api_calls_by_route"] = calls[-1]["by_route"]
+        return out
 
     result = {
         "benchmark": "throughput",
@@ -460,6 +623,23 @@ def summarise(rows: int, runs: dict[str, list[dict]]) -> dict:
                 result[anchor]["median_s"] / project["median_s"], 3
             )
             result[f"cpu_ratio_vs_{anchor}"] = round(result[anchor]["cpu_s"] / project["cpu_s"], 3)
+    if "completed_median_s" in project and "median_s" in result.get("naive", {}):
+        # to COMPLETED: what the customer waits for (the stores after it excluded)
+        result["completed_ratio_vs_naive"] = round(
+            result["naive"]["median_s"] / project["completed_median_s"], 3
+        )
+    if "median_s" in result.get("project_baseline", {}):
+        base = result["project_baseline"]
+        result["speedup_vs_baseline"] = round(base["median_s"] / project["median_s"], 3)
+        result["cpu_speedup_vs_baseline"] = round(base["cpu_s"] / project["cpu_s"], 3)
+    for other in ("project_baseline", "project_one_task", "project_staged"):
+        if "median_s" in result.get(other, {}) and "median_s" in result.get("naive", {}):
+            result[f"{other}_ratio_vs_naive"] = round(
+                result["naive"]["median_s"] / result[other]["median_s"], 3
+            )
+            result[f"{other}_cpu_ratio_vs_naive"] = round(
+                result["naive"]["cpu_s"] / result[other]["cpu_s"], 3
+            )
     if "median_s" in result.get("project_one_piece", {}):
         one = result["project_one_piece"]
         result["ratio_halves_vs_one_piece"] = round(one["median_s"] / project["median_s"], 3)
@@ -496,6 +676,12 @@ def main(argv: list[str] | None = None) -> None:
         "--split-max-load",
         type=float,
         help="RETAINWISE_SPLIT_MAX_LOAD for the project side (e.g. 1000: split on a busy machine)",
+    )
+    parser.add_argument(
+        "--baseline",
+        help="a checkout of earlier code (e.g. `git worktree add DIR main`) for the side "
+        "project_baseline, which runs the project's path with that code; DIR/benchmarks/"
+        "throughput.py must take this script's child arguments (copy this one there)",
     )
     parser.add_argument("--child", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--file", help=argparse.SUPPRESS)

@@ -80,7 +80,8 @@ ONE_TASK_RUN = Steps(
 class ReadOnce:
     """A small upload's stored object, fetched whole at its first use: one GET, where the check
     made two HEADs and two ranged GETs (its size, whether it is Parquet, its first bytes) before
-    the read fetched it all. A small upload is at most `small_upload_bytes` (4 MiB)."""
+    the read fetched it all. A one-task upload is at most `small_upload_bytes` (64 MiB) stored:
+    the bytes a whole-file read holds anyway (a compressed one scored in chunks holds them too)."""
 
     def __init__(self, stored: aws.S3Object) -> None:
         self.stored = stored

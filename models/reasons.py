@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from models.explain import Explanation, NotExplainable, explain
 from models.profile import ModelProfile
@@ -34,28 +36,77 @@ def format_value(value: object) -> str:
 
 
 def reason_columns(explanation: Explanation, X: pd.DataFrame, top: int = TOP) -> pd.DataFrame:
-    """reason_1..reason_`top` per row of `X` (the prepared rows explained), largest first.
+    """reason_1..reason_`top` per row of `X` (the prepared rows explained), largest first, as
+    object columns (reason_arrays' texts)."""
+    texts = reason_arrays(explanation, X, top)
+    columns = {
+        name: text.to_numpy(zero_copy_only=False)
+        for name, text in zip(REASON_COLUMNS, texts, strict=True)
+    }
+    return pd.DataFrame(columns, index=X.index, dtype="object")
 
-    Vectorised: each distinct value is put in words once, and the texts are joined as object
-    arrays (a row-wise f-string cost more than the exact contributions)."""
-    matrix, names = explanation.contributions, np.asarray(explanation.features, dtype=object)
-    picks = np.argsort(-matrix, axis=1, kind="stable")[:, :top]
-    values = X[list(names)].to_numpy(dtype=object)
-    rows = np.arange(len(X))
-    texts: dict[str, np.ndarray] = {}
-    for k, column in enumerate(REASON_COLUMNS[:top]):
-        if k >= picks.shape[1]:
-            texts[column] = np.full(len(X), "", dtype=object)
-            continue
-        chosen = picks[:, k]
-        shares = signed_shares(matrix[rows, chosen])
-        texts[column] = names[chosen] + " is " + in_words(values[rows, chosen]) + shares
-    return pd.DataFrame(texts, index=X.index, dtype="object")
+
+def reason_frame(explanation: Explanation, X: pd.DataFrame, top: int = TOP) -> pd.DataFrame:
+    """reason_columns with Arrow string columns (no Python string per row: what the actions list
+    spills and writes)."""
+    texts = reason_arrays(explanation, X, top)
+    columns = {
+        name: pd.arrays.ArrowExtensionArray(text)
+        for name, text in zip(REASON_COLUMNS, texts, strict=True)
+    }
+    return pd.DataFrame(columns, index=X.index)
+
+
+def reason_arrays(explanation: Explanation, X: pd.DataFrame, top: int = TOP) -> list[pa.Array]:
+    """reason_1..reason_`top` per row of `X` as Arrow strings, largest contribution first.
+
+    Each cell is (feature, the customer's value, the share rounded to a hundredth): the
+    "feature is value" words are made once per distinct value picked, the share's once per signed
+    hundredth, and Arrow takes and joins them into the rows (no Python string per row)."""
+    matrix, names = np.asarray(explanation.contributions, dtype=np.float64), explanation.features
+    rows, width = len(matrix), min(top, matrix.shape[1])
+    blank = pa.array([""], pa.string()).take(pa.array(np.zeros(rows, dtype=np.int64)))
+    if not rows or not width:
+        return [blank] * top
+    picks = np.argsort(-matrix, axis=1, kind="stable")[:, :width].T  # reason x row
+    values = np.empty(picks.shape, dtype=np.int64)  # into `words`: the picked values
+    words: list[str] = []
+    for feature in np.unique(picks).tolist():
+        chosen = picks == feature
+        codes, texts = value_words(X[names[feature]], np.nonzero(chosen)[1])
+        values[chosen] = codes + len(words)
+        words += [f"{names[feature]} is {text}" for text in texts]
+    shares, share_texts = share_codes(np.take_along_axis(matrix.T, picks, axis=0).ravel())
+    said = pa.array(words, pa.string()).take(pa.array(values.ravel()))
+    signed = pa.array(share_texts, pa.string()).take(pa.array(shares))
+    joined = pc.binary_join_element_wise(said, signed, "")
+    return [joined.slice(k * rows, rows) for k in range(width)] + [blank] * (top - width)
+
+
+def value_words(column: pd.Series, rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """The cells at positions `rows` as indices into their distinct values in words
+    (format_value of each once; a missing cell: "missing", last)."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        codes, distinct = column.cat.codes.to_numpy()[rows], list(column.cat.categories)
+    else:
+        codes, found = pd.factorize(column.to_numpy()[rows], use_na_sentinel=True)
+        distinct = list(found)
+    texts = [format_value(value) for value in distinct] + ["missing"]
+    return np.where(codes < 0, len(texts) - 1, codes).astype(np.int64), texts
 
 
 def signed_shares(shares: np.ndarray) -> np.ndarray:
-    """f" ({share:+.2f})" of every share, formatted once per signed hundredth: a share not within
-    1e-6 of a rounding tie rounds as the format does; the rest are formatted one by one."""
+    """f" ({share:+.2f})" of every share (share_codes' words by row)."""
+    codes, words = share_codes(shares)
+    texts: np.ndarray = np.asarray(words, dtype=object)[codes]
+    return texts
+
+
+def share_codes(shares: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Each share's index into its distinct words f" ({share:+.2f})", formatted once per signed
+    hundredth: a share not within 1e-6 of a rounding tie rounds as the format does; the rest
+    (ties, non-finite) are formatted one by one."""
+    shares = np.asarray(shares, dtype=np.float64).reshape(-1)
     scaled = shares * 100
     with np.errstate(invalid="ignore"):  # NaN and inf are formatted one by one below
         away = np.abs(scaled - np.floor(scaled) - 0.5) > 1e-6
@@ -63,18 +114,11 @@ def signed_shares(shares: np.ndarray) -> np.ndarray:
     codes = np.where(clear, np.abs(np.rint(scaled)) * 2 + np.signbit(shares), 0).astype(np.int64)
     distinct, where = np.unique(codes, return_inverse=True)
     words = [f" ({'-' if c % 2 else '+'}{c // 2 / 100:.2f})" for c in distinct.tolist()]
-    texts: np.ndarray = np.asarray(words, dtype=object)[where.reshape(-1)]
-    for row in np.flatnonzero(~clear).tolist():
-        texts[row] = f" ({shares[row]:+.2f})"
-    return texts
-
-
-def in_words(cells: np.ndarray) -> np.ndarray:
-    """format_value of every cell, computed once per distinct value."""
-    codes, distinct = pd.factorize(cells, use_na_sentinel=True)
-    words = np.asarray([format_value(v) for v in distinct] + ["missing"], dtype=object)
-    found: np.ndarray = words[codes]  # code -1 (a missing cell) takes the last word
-    return found
+    where = where.reshape(-1)
+    unclear = np.flatnonzero(~clear)
+    where[unclear] = np.arange(len(words), len(words) + len(unclear))
+    words += [f" ({share:+.2f})" for share in shares[unclear].tolist()]
+    return where, words
 
 
 def reasons_for(model: Any, profile: ModelProfile, keep: Keeper | None = None) -> ReasonsExplainer:
@@ -85,7 +129,7 @@ def reasons_for(model: Any, profile: ModelProfile, keep: Keeper | None = None) -
         found = explain(model, profile, X)
         if keep is not None:
             keep(ids, found, X)
-        return reason_columns(found, X)
+        return reason_frame(found, X)
 
     return explainer
 

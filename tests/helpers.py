@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import threading
 from collections.abc import Callable, Iterator
@@ -47,6 +48,15 @@ def served(app, port: int) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@functools.cache
+def trained_on_synthetic(rows: int, seed: int) -> Any:
+    """`train` on `rows` synthetic customers, once per process (per xdist worker): the modules that
+    only score with it share one fit (each had trained its own, 1-1.5 CPU s). Read-only."""
+    from models.training import train
+
+    return train(synthetic_customers(rows, seed=seed).astype(str), "Churn", "customer_id")
 
 
 def customers_csv(rows: int = 200, seed: int = 21) -> bytes:

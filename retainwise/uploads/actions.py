@@ -3,9 +3,12 @@
 Columns ACTION_COLUMNS (+ `value_at_risk` when the account names a value column: probability x
 that column, and the rank then follows it). Every HIGH customer and the first `top_n` of the list
 get three reasons. Built chunk by chunk in bounded memory:
-- reasons for HIGH rows are computed as their chunk arrives (only their text is kept);
-- the explained rows below HIGH come from a pool of the best `top_n` non-HIGH rows seen so far
-  (their feature rows are kept: at most `top_n` + one chunk), explained once at the end;
+- reasons for HIGH rows are computed as their chunk arrives (only their text is kept, as Arrow
+  strings);
+- the (key, seq) of the first `top_n` rows of the list so far are kept; the explained rows below
+  HIGH come from a pool of the non-HIGH rows among them (their feature rows are kept: at most
+  `top_n` + one chunk), explained once at the end (so a list whose first `top_n` are all HIGH
+  keeps no pool; the `top_n`-th row is where the explained rows end);
 - every chunk's slim rows are spilled, sorted, to an Arrow IPC run in `spill_dir`, and `batches()`
   merges the runs block by block (`_merged`), so the whole list is never in memory at once.
 Pure: pandas and pyarrow; the model's explainer is passed in.
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -114,20 +118,21 @@ class ActionsBuilder:
         self.value_column = value_column
         self.rows_seen = 0
         self.runs: list[Path] = []
-        self.pool = pd.DataFrame()  # best non-HIGH rows so far: key, seq and feature columns
-        self.pool_reasons = pd.DataFrame(columns=REASONS)
+        # the first top_n rows of the list so far, in rank order: their key and seq
+        self.first_key, self.first_seq = np.empty(0), np.empty(0, dtype=np.int64)
+        self.pool = pd.DataFrame()  # the non-HIGH rows among them: key, seq and feature columns
 
     def add(self, scored: pd.DataFrame, features: pd.DataFrame, values: Any = None) -> None:
         """One chunk: `scored` has customer_id, churn_probability, churn_risk; `features` the
         prepared rows on the same index; `values` the value column's cells when one is named."""
         slim = self._slim(scored, values)
         high = pc.equal(slim.risk, "HIGH").to_numpy(zero_copy_only=False)
-        reasons = np.full((len(high), len(REASONS)), None, dtype=object)  # empty: unexplained
-        if high.any():
-            rows = np.flatnonzero(high)
+        rows = np.flatnonzero(high)
+        reasons = _EMPTY
+        if len(rows):
             ids = pd.Series(slim.ids.take(rows).to_pylist(), index=features.index[rows])
-            reasons[rows] = self.explainer(features.iloc[rows], ids)[REASONS].to_numpy()
-        self._keep_best(slim, ~high, features)
+            reasons = _Reasons(rows, _texts(self.explainer(features.iloc[rows], ids)))
+        self._keep_first(slim, high, features)
         self._spill(slim, reasons)
 
     def _slim(self, scored: pd.DataFrame, values: Any) -> _Slim:
@@ -155,81 +160,84 @@ class ActionsBuilder:
             seq,
         )
 
-    def _keep_best(self, slim: _Slim, below_high: np.ndarray, features: pd.DataFrame) -> None:
-        """The pool keeps the `top_n` best non-HIGH rows (ties: the earlier row); once full, only
-        rows above its worst key can enter (later rows lose ties)."""
+    def _keep_first(self, slim: _Slim, high: np.ndarray, features: pd.DataFrame) -> None:
+        """Update the first `top_n` rows of the list with the chunk's (ties: the earlier row: a
+        chunk's rows enter only above the `top_n`-th key), and the pool: the non-HIGH rows
+        among them."""
         if not self.top_n:
             return
-        candidates = below_high
-        if len(self.pool) == self.top_n:
-            candidates = candidates & (slim.key > self.pool["key"].iloc[-1])
-        rows = np.flatnonzero(candidates)
+        enter = np.ones(len(slim.key), dtype=bool)
+        if len(self.first_key) == self.top_n:
+            enter = slim.key > self.first_key[-1]
+        rows = np.flatnonzero(enter)
         if not len(rows):
             return
-        order = pd.DataFrame(
-            {"key": slim.key[rows], "seq": slim.seq[rows], "customer_id": slim.ids.take(rows)},
-            index=features.index[rows],
+        key = np.concatenate([self.first_key, slim.key[rows]])
+        seq = np.concatenate([self.first_seq, slim.seq[rows]])
+        first = np.lexsort((seq, -key))[: self.top_n]
+        self.first_key, self.first_seq = key[first], seq[first]
+        if len(self.first_key) == self.top_n and len(self.pool):
+            inside = _at_or_before(self.pool["key"].to_numpy(), self.pool["seq"].to_numpy(), self)
+            if not inside.all():
+                self.pool = self.pool[inside].reset_index(drop=True)
+        pooled = rows[~high[rows]]
+        if len(self.first_key) == self.top_n:
+            pooled = pooled[_at_or_before(slim.key[pooled], slim.seq[pooled], self)]
+        if not len(pooled):
+            return
+        joined = pd.concat(
+            [
+                pd.DataFrame(
+                    {
+                        "key": slim.key[pooled],
+                        "seq": slim.seq[pooled],
+                        "customer_id": slim.ids.take(pooled),
+                    },
+                    index=features.index[pooled],
+                ),
+                features.iloc[pooled],
+            ],
+            axis=1,
         )
-        joined = pd.concat([order, features.iloc[rows]], axis=1)
-        pool = pd.concat([self.pool, joined], ignore_index=True) if len(self.pool) else joined
-        ranked = pool.sort_values(["key", "seq"], ascending=[False, True], kind="stable")
-        self.pool = ranked.head(self.top_n).reset_index(drop=True)
+        pool = [self.pool, joined] if len(self.pool) else [joined]
+        self.pool = pd.concat(pool, ignore_index=True)
 
-    def _spill(self, slim: _Slim, reasons: np.ndarray) -> None:
+    def _spill(self, slim: _Slim, reasons: _Reasons) -> None:
         """The chunk's rows in rank order (key descending, then input order) as an Arrow IPC
         file (no encoding: Parquet's cost a third of the builder's time), in MERGE_ROWS blocks."""
         order = np.lexsort((slim.seq, -slim.key))
-        codes = pa.array(change_codes(slim.probability, slim.previous))
+        codes = pa.array(change_codes(slim.probability, slim.previous)[order])
         columns: dict[str, Any] = {
-            "key": slim.key,
-            "seq": slim.seq,
-            "customer_id": slim.ids,
-            "churn_probability": slim.probability,
-            "churn_risk": slim.risk,
-            "previous_probability": slim.previous,
+            "key": slim.key[order],
+            "seq": slim.seq[order],
+            "customer_id": slim.ids.take(order),
+            "churn_probability": slim.probability[order],
+            "churn_risk": slim.risk.take(order),
+            "previous_probability": slim.previous[order],
             "risk_change": pa.DictionaryArray.from_arrays(codes, pa.array(CHANGES, pa.string())),
         }
-        for k, column in enumerate(REASONS):
-            columns[column] = reasons[:, k]
+        columns.update(zip(REASONS, reasons.placed(order, len(slim.key)), strict=True))
         if self.value_column:
-            columns[VALUE_AT_RISK] = slim.value_at_risk
+            assert slim.value_at_risk is not None
+            columns[VALUE_AT_RISK] = slim.value_at_risk[order]
         schema = schema_of(["key", "seq", *self.columns[1:]])
-        arrays = [_arrow(columns[f.name], f.type) for f in schema]
-        table = pa.table(arrays, schema=schema).take(order)
+        table = pa.table([_arrow(columns[f.name], f.type) for f in schema], schema=schema)
         path = self.spill_dir / f"run-{len(self.runs):05d}.arrow"
         with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
             for batch in table.to_batches(max_chunksize=MERGE_ROWS):
                 writer.write_batch(batch)
         self.runs.append(path)
 
-    def _explain_pool(self, cutoff: tuple[float, int] | None) -> pd.DataFrame:
-        """Reasons, by seq, for the pooled rows inside the first `top_n` of the whole list."""
-        if cutoff is None or self.pool.empty:
-            return pd.DataFrame(columns=REASONS)
-        key, seq = self.pool["key"], self.pool["seq"]
-        inside = (key > cutoff[0]) | ((key == cutoff[0]) & (seq <= cutoff[1]))
-        chosen = self.pool[inside.to_numpy()]
-        if chosen.empty:
-            return pd.DataFrame(columns=REASONS)
-        features = chosen.drop(columns=[*POOL_KEYS])
-        reasons = self.explainer(features, chosen["customer_id"])[REASONS]
-        return reasons.set_axis(chosen["seq"].to_numpy())
-
-    def _cutoff(self) -> tuple[float, int] | None:
-        """(key, seq) of the `top_n`-th row of the merged list: the last one always explained."""
-        if not self.top_n:
+    def _explain_pool(self) -> _Pooled | None:
+        """Reasons, by seq, for the pooled rows: the non-HIGH rows in the first `top_n`."""
+        if self.pool.empty:
             return None
-        seen, last = 0, None
-        for table in self._merged(["key", "seq"]):
-            if not table.num_rows:
-                continue
-            key, seq = table["key"].to_numpy(), table["seq"].to_numpy()
-            if seen + len(key) >= self.top_n:
-                at = self.top_n - seen - 1
-                return float(key[at]), int(seq[at])
-            seen += len(key)
-            last = float(key[-1]), int(seq[-1])
-        return last
+        chosen = self.pool.sort_values(["key", "seq"], ascending=[False, True], kind="stable")
+        features = chosen.drop(columns=[*POOL_KEYS])
+        reasons = _texts(self.explainer(features, chosen["customer_id"]))
+        seq = chosen["seq"].to_numpy()
+        by_seq = np.argsort(seq, kind="stable")
+        return _Pooled(seq[by_seq], [text.take(pa.array(by_seq)) for text in reasons])
 
     def _merged(self, columns: list[str]) -> Iterator[pa.Table]:
         """Every run's rows in rank order (key descending, then input order), in tables.
@@ -257,10 +265,11 @@ class ActionsBuilder:
     def batches(self) -> Iterator[pa.RecordBatch]:
         """The ranked list in record batches, rank 1 first."""
         schema = schema_of(self.columns)
-        pooled = self._explain_pool(self._cutoff())
+        pooled = self._explain_pool()
         rank = 0
         for table in self._merged(["key", "seq"] + self.columns[1:]):  # columns[0] is the rank
-            table = _with_reasons(table, pooled)
+            if pooled is not None:
+                table = pooled.put(table)
             ranks = pa.array(np.arange(rank + 1, rank + table.num_rows + 1, dtype=np.int64))
             rank += table.num_rows
             ranked = table.select(self.columns[1:]).add_column(0, "rank", ranks)
@@ -269,12 +278,23 @@ class ActionsBuilder:
             yield pa.RecordBatch.from_pylist([], schema)
 
     def write_csv(self, sink: str | Path | BinaryIO) -> int:
-        """Write the list as CSV to `sink` (a path or a binary file); returns the rows written."""
+        """Write the list as CSV to `sink` (a path or a binary file); returns the rows written.
+
+        Each batch is formatted on a thread (Arrow's writer lets go of the GIL) while the next
+        one is merged: the bytes are the same, written in order, one batch in flight."""
         written = 0
-        with pa_csv.CSVWriter(sink, schema_of(self.columns)) as writer:
+        with (
+            pa_csv.CSVWriter(sink, schema_of(self.columns)) as writer,
+            ThreadPoolExecutor(1, thread_name_prefix="actions-csv") as formatter,
+        ):
+            writing: Future[None] | None = None
             for batch in self.batches():
-                writer.write_batch(batch)
+                if writing is not None:
+                    writing.result()
+                writing = formatter.submit(writer.write_batch, batch)
                 written += batch.num_rows
+            if writing is not None:
+                writing.result()
         return written
 
 
@@ -339,20 +359,69 @@ class _Run:
         return given
 
 
-def _with_reasons(table: pa.Table, pooled: pd.DataFrame) -> pa.Table:
-    """The pooled rows' reasons (by seq) put into their places in `table`."""
-    if pooled.empty:
+def _at_or_before(key: np.ndarray, seq: np.ndarray, builder: ActionsBuilder) -> np.ndarray:
+    """Whether each (key, seq) ranks at or before the builder's `top_n`-th row so far."""
+    last_key, last_seq = builder.first_key[-1], builder.first_seq[-1]
+    inside: np.ndarray = (key > last_key) | ((key == last_key) & (seq <= last_seq))
+    return inside
+
+
+def _texts(frame: pd.DataFrame) -> list[pa.Array]:
+    """The explainer's REASONS columns as Arrow strings (empty cells null); Arrow-backed columns
+    (models.reasons.reason_frame) are taken as they are."""
+    texts = []
+    for name in REASONS:
+        column = frame[name]
+        if isinstance(column.dtype, pd.ArrowDtype):
+            chunked = pa.chunked_array(column.array._pa_array)  # noqa: SLF001 (no copy)
+            texts.append(chunked.combine_chunks().cast(pa.string()))
+        else:
+            texts.append(pa.array(column.to_numpy(dtype=object), pa.string(), from_pandas=True))
+    return texts
+
+
+@dataclass(frozen=True)
+class _Reasons:
+    """A chunk's explained rows (positions in the chunk) and their REASONS texts."""
+
+    rows: np.ndarray
+    texts: list[pa.Array]
+
+    def placed(self, order: np.ndarray, length: int) -> list[pa.Array]:
+        """Each REASONS column over the chunk's rows taken in `order`: null where unexplained."""
+        if not len(self.rows):
+            return [pa.nulls(len(order), pa.string())] * len(REASONS)
+        where = np.full(length, -1, dtype=np.int64)
+        where[self.rows] = np.arange(len(self.rows))
+        taken = where[order]
+        index = pa.array(taken, mask=taken < 0)
+        return [text.take(index) for text in self.texts]
+
+
+_EMPTY = _Reasons(np.empty(0, dtype=np.int64), [])
+
+
+@dataclass(frozen=True)
+class _Pooled:
+    """The explained pooled rows: their seq (sorted) and REASONS texts in that order."""
+
+    seq: np.ndarray
+    texts: list[pa.Array]
+
+    def put(self, table: pa.Table) -> pa.Table:
+        """`table` (a merged block) with the pooled rows' reasons in their places (a pooled row
+        is non-HIGH: its own reasons are empty)."""
+        seq = table["seq"].to_numpy()
+        at = np.minimum(np.searchsorted(self.seq, seq), len(self.seq) - 1)
+        hit = self.seq[at] == seq
+        if not hit.any():
+            return table
+        index = pa.array(at, mask=~hit)
+        for column, text in zip(REASONS, self.texts, strict=True):
+            where = table.schema.get_field_index(column)
+            merged = pc.coalesce(table[column], text.take(index))
+            table = table.set_column(where, column, merged)
         return table
-    seq = table["seq"].to_numpy()
-    hit = np.isin(seq, pooled.index.to_numpy())
-    if not hit.any():
-        return table
-    for column in REASONS:
-        cells = np.asarray(table[column].to_pylist(), dtype=object)
-        cells[hit] = pooled.loc[seq[hit], column].to_numpy()
-        where = table.schema.get_field_index(column)
-        table = table.set_column(where, column, pa.array(cells, pa.string()))
-    return table
 
 
 def _blocks(path: Path, columns: list[str]) -> Iterator[pa.RecordBatch]:

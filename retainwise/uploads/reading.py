@@ -52,12 +52,12 @@ def read_upload(
 ) -> TextTable:
     """Detect the container (gzip, xlsx, plain text), then the encoding and the delimiter."""
     limits = limits or (Limits(max_bytes=max_bytes) if max_bytes else Limits())
-    if not data.strip():
+    if blank(data):
         raise UploadRejected("the file is empty")
     compression = None
     if data[:2] == GZIP_MAGIC:
         data, compression = gunzip(data, limits.max_bytes), "gzip"
-        if not data.strip():
+        if blank(data):
             raise UploadRejected("the file is empty (the gzip archive holds no data)")
     if data[:4] == b"PK\x03\x04":
         return read_workbook(data, limits)
@@ -73,6 +73,11 @@ def read_upload(
     table = read_text(text, utf8, limits.max_columns)
     table.source.update(format="csv" + ("+gzip" if compression else ""), encoding=encoding)
     return table
+
+
+def blank(data: bytes) -> bool:
+    """Nothing but ASCII whitespace (what `not data.strip()` says, without copying the file)."""
+    return not data or data.isspace()
 
 
 def refuse_binary(head: bytes) -> None:

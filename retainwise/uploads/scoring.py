@@ -7,12 +7,13 @@ and where the files go (`Sinks`) are passed in, so this module never imports bot
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Protocol
 
@@ -48,6 +49,49 @@ class Source(Protocol):
     def blocks(self) -> Iterator[bytes]: ...
 
     def read(self) -> bytes: ...
+
+
+class Remembered:
+    """A Source whose size and first bytes are asked of the store once: routing an upload and
+    scoring it ask for them several times (the size twice, the first 4 bytes for Parquet's
+    magic twice, the first 4096 for the format), each a round trip to S3 otherwise."""
+
+    HEAD = 4096
+
+    def __init__(self, source: Source, known: tuple[int, bytes] | None = None) -> None:
+        self.source = source
+        self._size: int | None = None if known is None else known[0]
+        self._head: bytes | None = None if known is None else known[1]
+
+    def size(self) -> int:
+        if self._size is None:
+            self._size = self.source.size()
+        return self._size
+
+    def head(self, size: int = 4096) -> bytes:
+        if size > self.HEAD:
+            return self.source.head(size)
+        if self._head is None:
+            self._head = self.source.head(self.HEAD) if self.size() else b""
+        return self._head[:size]
+
+    def blocks(self) -> Iterator[bytes]:
+        return self.source.blocks()
+
+    def read(self) -> bytes:
+        return self.source.read()
+
+    def known(self) -> tuple[int, bytes] | None:
+        """(size, first bytes) when both were asked, else None."""
+        if self._size is None or self._head is None:
+            return None
+        return self._size, self._head
+
+
+def remembered(source: Source, route: Route | None = None) -> Remembered:
+    if isinstance(source, Remembered):
+        return source
+    return Remembered(source, None if route is None else route.stored)
 
 
 class Output(Enum):
@@ -101,6 +145,9 @@ class Route:
 
     size: int
     chunked: bool
+    # what routing learnt of the stored object (its size, its first bytes), so scoring it does
+    # not ask the store again; empty when unknown
+    stored: tuple[int, bytes] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -118,9 +165,10 @@ def plan(source: Source, policy: ScoringPolicy) -> Route:
     cut into records (UTF-16, binary) is refused from its first bytes. Parquet is routed by the
     size of its data (parquet.as_csv_source).
     """
-    if source.size() == 0:  # before anything reads a range of it (S3 refuses one of nothing)
+    stored = remembered(source)
+    if stored.size() == 0:  # before anything reads a range of it (S3 refuses one of nothing)
         raise UploadRejected("the file is empty")
-    source = as_csv_source(source, policy.limits)
+    source = as_csv_source(stored, policy.limits)
     size = source.size()
     head = source.head()
     if head.startswith(GZIP_MAGIC):
@@ -129,7 +177,7 @@ def plan(source: Source, policy: ScoringPolicy) -> Route:
     large = policy.is_large(size)
     if large and not streaming.streamable(head) and not head.startswith(ZIP_MAGIC):
         streaming.refuse_unstreamable(head)
-    return Route(size, large and streaming.streamable(head))
+    return Route(size, large and streaming.streamable(head), stored.known())
 
 
 def score_object(
@@ -145,6 +193,7 @@ def score_object(
     """Read, validate, score and write one upload; `route` when already planned. An actions
     list is built when the sinks keep one, against and into the account's `history` if given;
     a large whole file is scored in two halves at once with a warm `helper` process."""
+    source = remembered(source, route)
     route = route or plan(source, policy)
     source = as_csv_source(source, policy.limits)
     job = Job(source, model, policy, sinks, prediction_id, history, helper)
@@ -182,21 +231,26 @@ class Job:
         files = {Output.REJECTS: scored.rejects_csv}
         if scored.results_csv is not None:
             files[Output.RESULTS] = scored.results_csv
-            self.write_actions(scored.parts)
+            actions = self.actions_csv(scored.parts)
+            if actions is not None:
+                files[Output.ACTIONS] = actions
         report = with_files(report, self.sinks)
         self.sinks.put({**files, **report_files(report, self.sinks)})
         return ScoredObject(report, scored.seconds, chunked=False)
 
-    def write_actions(self, parts: list[tuple[pd.DataFrame, ValidatedUpload]]) -> None:
+    def actions_csv(self, parts: list[tuple[pd.DataFrame, ValidatedUpload]]) -> bytes | None:
         """The whole file's actions list from its (results, validated rows) parts in file
-        order, when the sinks keep one."""
+        order, when the sinks keep one: bytes written with the other files in the one `put`
+        (a multipart upload of its own cost three more round trips)."""
         contacts = self.contacts()
         if contacts is None:
-            return
+            return None
         with contacts:
             for results, upload in parts:
                 contacts.add(results, upload)
-            finish_actions(contacts, self.sinks)
+            buffer = io.BytesIO()
+            contacts.write_to(buffer)
+        return buffer.getvalue()
 
     def in_chunks(self) -> ScoredObject:
         """Large files chunk by chunk in bounded memory; results and rejects are streamed out

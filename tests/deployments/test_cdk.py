@@ -3,6 +3,7 @@
 cdk-nag's AwsSolutions pack runs on the same synthesis: an unsuppressed error fails here.
 """
 
+import importlib
 import json
 import os
 import re
@@ -11,18 +12,38 @@ import string
 
 import pytest
 
+from deployments.cdk.outputs import OUTPUT_KEY
+from retainwise.adapters import webhooks
+from retainwise.adapters.aws import VISIBILITY_TIMEOUT_SECONDS
+from retainwise.config.settings import Settings
+from retainwise.runtime import webhooks as deliverer
+from tests.deployments.prefect_yaml import placeholders
+
 # jsii warns on every start that Node 20 is past end of life; the synthesis itself works
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
-import aws_cdk as cdk  # noqa: E402
-from aws_cdk.assertions import Annotations, Match, Template  # noqa: E402
 
-from deployments.cdk.app import build  # noqa: E402
-from deployments.cdk.outputs import OUTPUT_KEY  # noqa: E402
-from retainwise.adapters import webhooks  # noqa: E402
-from retainwise.adapters.aws import VISIBILITY_TIMEOUT_SECONDS  # noqa: E402
-from retainwise.config.settings import Settings  # noqa: E402
-from retainwise.runtime import webhooks as deliverer  # noqa: E402
-from tests.deployments.prefect_yaml import placeholders  # noqa: E402
+
+class Lazy:
+    """`module.attr`, imported on first use: importing aws_cdk starts a Node.js process and loads
+    aws-cdk-lib (~3 CPU s), which every xdist worker paid while collecting, and only the worker
+    that runs this file needs."""
+
+    def __init__(self, module: str, attr: str | None = None):
+        self._module, self._attr = module, attr
+
+    def __getattr__(self, name: str):
+        target = importlib.import_module(self._module)
+        return getattr(getattr(target, self._attr) if self._attr else target, name)
+
+    def __call__(self, *args, **kwargs):
+        return getattr(importlib.import_module(self._module), self._attr)(*args, **kwargs)
+
+
+cdk = Lazy("aws_cdk")
+Annotations = Lazy("aws_cdk.assertions", "Annotations")
+Match = Lazy("aws_cdk.assertions", "Match")
+Template = Lazy("aws_cdk.assertions", "Template")
+build = Lazy("deployments.cdk.app", "build")
 
 CONTEXT = {
     "imageTag": "abc123",

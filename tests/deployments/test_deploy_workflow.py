@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deployments.cdk.app import REQUIRED_CONTEXT
 from deployments.cdk.outputs import OUTPUT_KEY, STACK_NAME, env_lines
 
 WORKFLOW = Path(__file__).resolve().parents[2] / ".github" / "workflows" / "deploy.yml"
@@ -69,6 +68,8 @@ def test_the_migration_gates_the_deploy(workflow):
 
 
 def test_cdk_deploy_gets_every_context_value_the_app_requires(workflow):
+    from deployments.cdk.app import REQUIRED_CONTEXT
+
     [deploy] = [
         step["run"]
         for step in workflow["jobs"]["deploy"]["steps"]

@@ -1,11 +1,10 @@
 """prefect.yaml is what `prefect deploy --all` will read: check it loads and fits the ECS worker."""
 
 import pytest
-from prefect.flows import load_flow_from_entrypoint
 
-from deployments.ecs import default_job_template  # before loading flows/ entrypoints, which put
-from flows.deployments import DEPLOYMENTS  # flows/deployments.py on the path as `deployments`
-from retainwise.runtime import serve
+# before loading flows/ entrypoints (the tests below import them), which put flows/deployments.py
+# on the path as `deployments`
+from deployments.ecs import default_job_template
 from tests.deployments.prefect_yaml import load_deployments, placeholders
 
 EXPECTED = {"score-upload-large", "train-model", "migrate", "monitor"}  # on the ecs pool
@@ -18,6 +17,8 @@ def deployments():
 
 
 def test_the_ecs_deployments_point_at_flows_that_load(deployments):
+    from prefect.flows import load_flow_from_entrypoint
+
     from retainwise.config.settings import Settings
 
     assert set(deployments) == EXPECTED
@@ -115,6 +116,8 @@ def test_a_missing_environment_variable_is_named():
 
 
 def test_prefect_yaml_matches_the_one_definition_of_the_deployments(deployments):
+    from flows.deployments import DEPLOYMENTS
+
     defined = {d.name: d for d in DEPLOYMENTS if not d.warm}
     assert set(defined) == EXPECTED == set(deployments)
     assert {d.name for d in DEPLOYMENTS if d.warm} == WARM
@@ -128,6 +131,9 @@ def test_prefect_yaml_matches_the_one_definition_of_the_deployments(deployments)
 
 
 def test_the_local_runner_serves_every_deployment_and_the_production_runner_the_warm_ones():
+    from flows.deployments import DEPLOYMENTS
+    from retainwise.runtime import serve
+
     served = serve.deployments()
     assert [(flow.name, d.name) for flow, d in served] == [
         (d.name.removesuffix("-large"), d.name) for d in DEPLOYMENTS

@@ -25,15 +25,23 @@ from tests.helpers import results_of, submit
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
 
+@pytest.fixture(scope="module")
+def two_models():
+    """The two models, trained once for the module (registering them never changes them)."""
+    return [
+        train(synthetic_customers(1500, seed=seed).astype(str), "Churn", "customer_id")
+        for seed in (3, 5)
+    ]
+
+
 @pytest.fixture
-def two_versions(stack_env, monkeypatch, tmp_path):
+def two_versions(two_models, stack_env, monkeypatch, tmp_path):
     """v1 champion and v2 challenger, trained on different samples, in this test's own store."""
     monkeypatch.setenv("RETAINWISE_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     settings = Settings()
-    for seed in (3, 5):
-        trained = train(synthetic_customers(1500, seed=seed).astype(str), "Churn", "customer_id")
+    for number, trained in enumerate(two_models, 1):
         version = registry.register(trained, "churn", settings)
-        if seed == 3:
+        if number == 1:
             registry.promote("churn", version, settings)
     return settings
 

@@ -70,3 +70,36 @@ def test_signed_shares_read_as_the_format_writes_each_one():
     )
     expected = [f" ({share:+.2f})" for share in shares.tolist()]
     assert signed_shares(shares).tolist() == expected
+
+
+def test_reasons_in_words_are_each_rows_own_formatting():
+    """Worded once per distinct value and hundredth and joined in Arrow, every cell must read as
+    the row's own `{feature} is {value} ({share:+.2f})`: categories (with missing and a
+    Categorical), numbers with NaN, repeated values, tied and near-tie shares."""
+    rng = np.random.default_rng(5)
+    rows = 3_000
+    X = pd.DataFrame(
+        {
+            "tenure": rng.integers(0, 5, rows).astype(float),
+            "MonthlyCharges": np.where(rng.random(rows) < 0.1, np.nan, rng.normal(60, 20, rows)),
+            "Contract": pd.Categorical(
+                rng.choice(["Month-to-month", "One year", None], rows),
+                categories=["Month-to-month", "One year"],
+            ),
+            "PaymentMethod": rng.choice(np.array(["Card", "Check", np.nan], dtype=object), rows),
+        },
+        index=np.arange(rows) * 3,
+    )
+    matrix = np.round(rng.normal(0, 0.3, (rows, 4)), 3)  # exact thousandths: ties, near-ties
+    matrix[::7, 1] = matrix[::7, 0]  # equal contributions: the earlier feature first
+    matrix[::11] = 0.0
+    found = Explanation(list(X.columns), np.zeros(rows), matrix)
+    words = reason_columns(found, X)
+    cells = X.astype(object).to_numpy()
+    for row in range(rows):
+        picks = np.argsort(-matrix[row], kind="stable")[:3]
+        expected = [
+            f"{X.columns[j]} is {format_value(cells[row, j])} ({matrix[row, j]:+.2f})"
+            for j in picks
+        ]
+        assert words.iloc[row].tolist() == expected

@@ -1,7 +1,5 @@
 """Per-tree tables give LightGBM's own TreeSHAP (`pred_contrib`) to 1e-9, row for row."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from lightgbm import LGBMClassifier
@@ -10,8 +8,6 @@ from models import training
 from models.explain import base_pipeline
 from models.features import prepare_features
 from models.tree_tables import MAX_NODES, build_tables, tables_for
-from retainwise.uploads.reading import read_table
-from tests.conftest import telco_path
 
 
 def pred_contrib(booster, X: np.ndarray) -> np.ndarray:
@@ -19,15 +15,16 @@ def pred_contrib(booster, X: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def telco_booster():
+def telco_booster(telco_trained):
     """The Telco champion's LightGBM booster and its encoded rows (numbers, then codes)."""
-    frame = read_table(Path(telco_path()).read_bytes())
-    chosen = training.pick_best
-    training.pick_best = lambda candidates: "gradient_boosting"
-    try:
-        trained = training.train(frame, "Churn", "customerID")
-    finally:
-        training.pick_best = chosen
+    frame, trained = telco_trained  # the session's: Telco picks gradient boosting
+    if trained.kind != "gradient_boosting":  # trained again, that kind forced, if that changed
+        chosen = training.pick_best
+        training.pick_best = lambda candidates: "gradient_boosting"
+        try:
+            trained = training.train(frame, "Churn", "customerID")
+        finally:
+            training.pick_best = chosen
     pipeline = base_pipeline(trained.pipeline)
     X = prepare_features(frame, trained.profile.features)
     encoded = np.asarray(pipeline[:-1].transform(X), dtype=np.float64)

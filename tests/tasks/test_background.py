@@ -2,16 +2,18 @@
 
 import threading
 
-from tasks.background import after_run, in_background
-
 
 def test_without_a_background_thread_the_work_is_done_before_after_run_returns():
+    from tasks.background import after_run
+
     ran_on = []
     after_run(lambda: ran_on.append(threading.current_thread()))
     assert ran_on == [threading.current_thread()]
 
 
 def test_in_background_the_caller_goes_on_and_leaving_waits_for_the_work():
+    from tasks.background import after_run, in_background
+
     release, ran_on, order = threading.Event(), [], []
     with in_background():
         after_run(lambda: release.wait(5) and ran_on.append(threading.current_thread()))
@@ -23,6 +25,8 @@ def test_in_background_the_caller_goes_on_and_leaving_waits_for_the_work():
 
 
 def test_a_failing_piece_does_not_stop_the_next(caplog):
+    from tasks.background import after_run, in_background
+
     done = []
     with in_background():
         after_run(lambda: 1 / 0)

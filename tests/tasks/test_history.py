@@ -2,14 +2,19 @@
 completed upload's probabilities, scores per chunk, explanations once completed, and a
 redelivered or failed run leaving nothing twice."""
 
+from __future__ import annotations
+
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from models.explain import Explanation
 from retainwise.adapters import customers, db
-from tasks.history import CustomerHistory
+
+if TYPE_CHECKING:  # imported in the tests: Prefect loads only on the worker that runs them
+    from tasks.history import CustomerHistory
 
 NOW = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 
@@ -19,6 +24,8 @@ class Model:
 
 
 def upload(engine, days: int) -> CustomerHistory:
+    from tasks.history import CustomerHistory
+
     prediction_id = db.create_prediction(engine, account="acme", model_name="churn", input_key="k")
     assert db.claim_prediction(engine, prediction_id, "run")
     return CustomerHistory.for_upload(

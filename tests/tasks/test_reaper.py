@@ -8,8 +8,6 @@ import pytest
 import sqlalchemy as sa
 
 from retainwise.adapters import db
-from retainwise.runtime.trigger import idempotency_key
-from tasks import reaper
 
 
 @pytest.fixture
@@ -52,6 +50,8 @@ class Cancels(list):
 
 
 def sweep(env, run_states, cancels=None, **options):
+    from tasks import reaper
+
     return reaper.sweep(env, run_states, cancels if cancels is not None else Cancels(), **options)
 
 
@@ -61,6 +61,8 @@ def queued_bodies(env):
 
 
 def test_a_crashed_run_is_requeued_at_once_with_a_new_attempt(env):
+    from retainwise.runtime.trigger import idempotency_key
+
     prediction_id = claimed(env)
     cancels = Cancels()
     [reaped] = sweep(env, states({"run-1": "CRASHED"}), cancels, stale_after_seconds=900)

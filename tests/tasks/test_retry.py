@@ -3,11 +3,8 @@
 import pytest
 import sqlalchemy.exc as sql
 from botocore.exceptions import ClientError, EndpointConnectionError
-from prefect import flow
 
 from retainwise.config.errors import NoChampion, UploadRejected
-from tasks.retry import describe_failure, io_task
-from tasks.retry import is_transient_error as is_transient
 
 
 def client_error(code: str, status: int) -> ClientError:
@@ -29,6 +26,8 @@ def client_error(code: str, status: int) -> ClientError:
     ],
 )
 def test_connection_throttling_5xx_and_dropped_connections_are_transient(error):
+    from tasks.retry import is_transient_error as is_transient
+
     assert is_transient(error)
 
 
@@ -46,10 +45,14 @@ def test_connection_throttling_5xx_and_dropped_connections_are_transient(error):
     ],
 )
 def test_bugs_and_refusals_are_not(error):
+    from tasks.retry import is_transient_error as is_transient
+
     assert not is_transient(error)
 
 
 def test_a_transient_cause_behind_a_wrapper_is_transient():
+    from tasks.retry import is_transient_error as is_transient
+
     try:
         try:
             raise ConnectionResetError()
@@ -61,6 +64,10 @@ def test_a_transient_cause_behind_a_wrapper_is_transient():
 
 @pytest.mark.usefixtures("prefect_api")
 def test_a_bug_fails_at_once_and_a_network_fault_after_every_try():
+    from prefect import flow
+
+    from tasks.retry import describe_failure, io_task
+
     calls = {"bug": 0, "network": 0}
 
     @io_task("buggy", retry_delay_seconds=0)
@@ -93,6 +100,10 @@ def test_a_bug_fails_at_once_and_a_network_fault_after_every_try():
 def test_an_answer_botocore_retried_is_not_retried_again():
     """Throttling and 5xx answers were retried by botocore's retry mode inside the call; the
     task does not multiply its attempts, and the message counts botocore's requests."""
+    from prefect import flow
+
+    from tasks.retry import describe_failure, io_task
+
     calls = []
 
     @io_task("throttled", retry_delay_seconds=0)

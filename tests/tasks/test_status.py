@@ -6,10 +6,11 @@ import threading
 import pytest
 
 from retainwise.adapters import db
-from tasks.status import UploadTimedOut, claim_upload, keep_claim
 
 
 def test_a_retried_claim_is_recognised_as_the_runs_own(migrated_engine):
+    from tasks.status import claim_upload
+
     prediction_id = db.create_prediction(
         migrated_engine, account="acme", model_name="churn", input_key="k"
     )
@@ -28,6 +29,8 @@ def _claimed(engine) -> tuple[str, object]:
 
 
 def test_keep_claim_refreshes_the_claim_while_the_body_runs(migrated_engine):
+    from tasks.status import keep_claim
+
     prediction_id, claimed_at = _claimed(migrated_engine)
     refreshed = threading.Event()
 
@@ -46,6 +49,8 @@ def test_keep_claim_refreshes_the_claim_while_the_body_runs(migrated_engine):
 
 
 def test_keep_claim_stops_a_hung_body_at_its_limit(migrated_engine):
+    from tasks.status import UploadTimedOut, keep_claim
+
     prediction_id, _ = _claimed(migrated_engine)
     never = threading.Event()
     with pytest.raises(UploadTimedOut, match="s limit; the reaper will hand it to a new run"):

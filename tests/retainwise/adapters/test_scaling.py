@@ -3,15 +3,15 @@
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from prefect.client.orchestration import get_client
-from prefect.states import Running, Scheduled
-
 from retainwise.adapters import aws, scaling
 from retainwise.config.settings import Settings
 
 
 def make_runs(deployment: str, now: datetime) -> None:
     """Two due (one of them late), one scheduled for later, one already running."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Running, Scheduled
+
     flow, name = deployment.split("/")
     with get_client(sync_client=True) as client:
         deployment_id = client.create_deployment(

@@ -4,7 +4,6 @@ every read is scoped by it, and no key opens another tenant's bytes."""
 import pytest
 from fastapi.testclient import TestClient
 
-from flows.score_upload import score_upload
 from retainwise.adapters import accounts, db
 from retainwise.entrypoints.app import create_app
 from retainwise.entrypoints.deps import UNAUTHORIZED
@@ -48,6 +47,8 @@ def upload(http, key: str, rows: int = 25, **headers) -> str:
 
 @pytest.mark.usefixtures("prefect_api")
 def test_upload_with_a_key_then_status_results_rejects_and_report(http, resources, keys):
+    from flows.score_upload import score_upload
+
     prediction_id = upload(http, keys["a"], **{"x-filename": "../../etc/passwd"})
     assert (
         http.get(f"/uploads/{prediction_id}", headers=bearer(keys["a"])).json()["status"]
@@ -111,6 +112,8 @@ def endpoints(prediction_id: str) -> list[tuple[str, str]]:
 
 @pytest.mark.usefixtures("prefect_api")
 def test_every_endpoint_refuses_every_bad_key_and_never_shows_another_tenant(http, keys):
+    from flows.score_upload import score_upload
+
     prediction_id = upload(http, keys["a"])
     score_upload(prediction_id)
     a_bytes = http.get(f"/uploads/{prediction_id}/results", headers=bearer(keys["a"])).content

@@ -10,7 +10,6 @@ import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
-from flows.score_upload import score_upload
 from retainwise.adapters import accounts, db
 from retainwise.entrypoints.app import create_app
 from retainwise.local.sample import synthetic_customers
@@ -18,6 +17,8 @@ from retainwise.local.sample import synthetic_customers
 
 @pytest.mark.usefixtures("prefect_api")
 def test_the_accounts_columns_or_the_uploads_own_come_back_as_text(resources):
+    from flows.score_upload import score_upload
+
     accounts.create_account(resources.engine, "acme")
     accounts.set_columns(resources.engine, "acme", carry_columns=("email",))
     auth = {"Authorization": f"Bearer {accounts.create_key(resources.engine, 'acme')['api_key']}"}
@@ -48,6 +49,8 @@ def test_the_accounts_columns_or_the_uploads_own_come_back_as_text(resources):
 
 @pytest.mark.usefixtures("prefect_api")
 def test_a_missing_carried_column_fails_the_upload_naming_it(resources):
+    from flows.score_upload import score_upload
+
     accounts.create_account(resources.engine, "acme")
     auth = {"Authorization": f"Bearer {accounts.create_key(resources.engine, 'acme')['api_key']}"}
     http = TestClient(create_app(resources))

@@ -9,7 +9,6 @@ import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
-from flows.score_upload import score_upload
 from retainwise.adapters import accounts
 from retainwise.entrypoints.app import create_app
 from retainwise.local.sample import synthetic_customers
@@ -17,6 +16,8 @@ from retainwise.local.sample import synthetic_customers
 
 @pytest.mark.usefixtures("prefect_api")
 def test_parquet_in_and_out_gives_the_csvs_probabilities(resources):
+    from flows.score_upload import score_upload
+
     accounts.create_account(resources.engine, "acme")
     auth = {"Authorization": f"Bearer {accounts.create_key(resources.engine, 'acme')['api_key']}"}
     http = TestClient(create_app(resources))

@@ -5,15 +5,15 @@ reach the handlers, and uploads land in the account's S3 prefix on the test's mo
 (schemathesis's pytest loader does not run under pytest 9, so the operations are walked here.)
 """
 
-import schemathesis
-from hypothesis import HealthCheck, given, settings
-from schemathesis.specs.openapi.checks import positive_data_acceptance
-
 from retainwise.adapters import accounts
 from retainwise.entrypoints.app import create_app
 
 
 def test_the_api_keeps_to_its_schema_and_never_answers_500(resources):
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis.specs.openapi.checks import positive_data_acceptance
+
     accounts.create_account(resources.engine, "fuzz")
     key = accounts.create_key(resources.engine, "fuzz")["api_key"]
     resources.settings.max_upload_bytes = 100_000  # a 413 is a documented answer too

@@ -5,7 +5,6 @@ import json
 import pandas as pd
 import pytest
 
-from flows.score_upload import score_upload
 from retainwise.entrypoints import cli
 from tests.helpers import customers_csv, submit
 
@@ -56,6 +55,8 @@ def test_score_reports_a_bad_file_in_the_summary(stack_env, tmp_path, capsys):
 
 @pytest.mark.usefixtures("prefect_api")
 def test_status_and_download_of_a_scored_upload(resources, tmp_path, capsys):
+    from flows.score_upload import score_upload
+
     prediction_id = submit(resources, customers_csv(15))
     score_upload(prediction_id)
     capsys.readouterr()

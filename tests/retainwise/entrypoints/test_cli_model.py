@@ -4,12 +4,10 @@ back, list."""
 import json
 
 import pytest
-from prefect.settings import PREFECT_API_URL
 
 import migrations
 from retainwise.entrypoints import cli
 from retainwise.local.sample import synthetic_customers
-from tests.retainwise.adapters.test_registry import EVALUATED
 
 
 @pytest.fixture
@@ -32,6 +30,8 @@ def last_json(capsys) -> dict:
 
 
 def test_train_promote_rollback_list(model_env, capsys):
+    from tests.retainwise.adapters.test_registry import EVALUATED
+
     train = ["model", "train", "--data", str(model_env), "--target", "Churn Flag", "--name", "cli"]
     assert cli.main(train) == 0
     captured = capsys.readouterr()
@@ -99,6 +99,8 @@ def test_without_a_server_training_runs_in_process(model_env, monkeypatch, capsy
 
 
 def test_with_a_server_training_is_a_flow_run(model_env, monkeypatch, capsys):
+    from prefect.settings import PREFECT_API_URL
+
     monkeypatch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())
     args = ["model", "train", "--data", str(model_env), "--target", "Churn Flag", "--name", "run"]
     assert cli.main(args) == 0

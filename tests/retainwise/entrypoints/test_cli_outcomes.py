@@ -5,7 +5,6 @@ import json
 
 import pytest
 
-from flows.score_upload import score_upload
 from retainwise.adapters.outcomes import labelled_rows
 from retainwise.entrypoints import cli
 from tests.helpers import customers_csv, results_of, submit
@@ -17,6 +16,8 @@ def last_json(capsys) -> dict:
 
 @pytest.mark.usefixtures("prefect_api")
 def test_outcomes_upload_joins_counts_and_replaces(resources, tmp_path, capsys):
+    from flows.score_upload import score_upload
+
     prediction_id = submit(resources, customers_csv(30), account="acme")
     score_upload(prediction_id)
     ids = results_of(resources, prediction_id)["customer_id"].tolist()

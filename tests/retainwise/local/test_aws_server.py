@@ -14,10 +14,7 @@ import urllib.request
 from dataclasses import replace
 
 import pytest
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
-from flows.score_upload import score_upload
 from retainwise.adapters import aws, db
 from retainwise.adapters.resources import Resources
 from retainwise.config.settings import Settings
@@ -83,10 +80,15 @@ def local_aws(stack_env, monkeypatch, tmp_path):
 
 @pytest.fixture(scope="module")
 def deployment_id(prefect_api):
+    from flows.score_upload import score_upload
+
     return score_upload.to_deployment(name="score-upload").apply()
 
 
 def runs_for(deployment_id, prediction_id):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(
             deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
@@ -103,6 +105,8 @@ def expire(queue, url, message):
 
 @pytest.mark.usefixtures("prefect_api")
 def test_uploads_and_results_survive_a_restart_byte_for_byte(local_aws):
+    from flows.score_upload import score_upload
+
     env = Resources(Settings())
     done = submit(env, customers_csv(25))
     assert score_upload(done)["status"] == "COMPLETED"
@@ -144,6 +148,8 @@ def test_dead_letters_and_receive_counts_survive_a_restart(local_aws):
 
 
 def test_a_queued_upload_runs_once_after_a_restart_even_if_sent_again(local_aws, deployment_id):
+    from flows.score_upload import score_upload
+
     env = Resources(Settings())
     data = customers_csv(7, seed=5)
     queued = submit(env, data)

@@ -6,10 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
-from flows.score_upload import score_upload
 from retainwise.adapters import db
 from retainwise.runtime.trigger import (
     champion_versions,
@@ -25,10 +22,15 @@ from tests.helpers import customers_csv, results_of, submit
 
 @pytest.fixture(scope="module")
 def deployment_id(prefect_api):
+    from flows.score_upload import score_upload
+
     return score_upload.to_deployment(name="score-upload").apply()
 
 
 def runs_of(deployment_id):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
     with get_client(sync_client=True) as client:
         return client.read_flow_runs(
             deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
@@ -52,6 +54,8 @@ def test_one_message_starts_one_named_flow_run(resources, deployment_id):
     # an account of its own: the session's Prefect API outlives this test, and a cap left on the
     # shared account would hold later tests' task runs (a killed run's slot is never given back
     # by a server started without its services)
+    from prefect.client.orchestration import get_client
+
     prediction_id = submit(resources, customers_csv(20), account="capped")
     [message] = receive_all(resources.queue, 1)
     start = deployment_starter("score-upload/score-upload", account_limit=3)
@@ -98,6 +102,8 @@ def test_champion_versions_are_read_once_per_ttl_and_a_failure_gives_none():
 
 
 def test_the_same_message_twice_gives_one_run_and_one_result(resources, deployment_id):
+    from flows.score_upload import score_upload
+
     prediction_id = submit(resources, customers_csv(30))
     resources.queue.send(prediction_id, "acme", "churn")
     messages = receive_all(resources.queue, 2)
@@ -190,6 +196,8 @@ def test_a_malformed_message_reaches_the_dlq_after_three_receives_and_can_be_red
 
 
 def test_a_late_duplicate_of_a_finished_upload_is_deleted_without_a_run(resources, deployment_id):
+    from flows.score_upload import score_upload
+
     prediction_id = submit(resources, customers_csv(5))
     [message] = receive_all(resources.queue, 1)
     assert score_upload(prediction_id)["status"] == "COMPLETED"
@@ -202,6 +210,7 @@ def test_a_late_duplicate_of_a_finished_upload_is_deleted_without_a_run(resource
 def test_after_the_reaper_requeues_a_crashed_upload_a_fresh_run_finishes_it(
     resources, deployment_id
 ):
+    from flows.score_upload import score_upload
     from tasks import reaper
 
     prediction_id = submit(resources, customers_csv(8))
@@ -358,6 +367,10 @@ def test_a_busy_answer_raises_before_the_prefect_client_can_sleep_on_it():
 def test_a_recreated_deployment_is_looked_up_again_after_one_refusal(resources, prefect_api):
     """The starter caches the deployment's id; if the deployment was deleted and registered
     again, one creation fails (its message stays for redelivery) and the next finds the new id."""
+    from prefect.client.orchestration import get_client
+
+    from flows.score_upload import score_upload
+
     old_id = score_upload.to_deployment(name="recreated").apply()
     start = deployment_starter("score-upload/recreated")
     first = submit(resources, customers_csv(10))
@@ -388,6 +401,7 @@ def test_deployment_for_sends_files_above_the_chunked_threshold_to_the_large_dep
 def test_the_trigger_routes_each_upload_by_its_objects_size(resources, prefect_api):
     """Real S3 objects on moto and real runs of two deployments: small to the warm runner's
     score-upload, large to score-upload-large (its own Fargate task in production)."""
+    from flows.score_upload import score_upload
     from retainwise.runtime.trigger import routed_by_size
 
     small_id = score_upload.to_deployment(name="score-upload").apply()

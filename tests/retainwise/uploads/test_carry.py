@@ -8,7 +8,6 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 
-from models.training import train
 from retainwise.adapters.mlflow_registry import LoadedModel
 from retainwise.config.errors import UploadRejected
 from retainwise.local.sample import synthetic_customers
@@ -16,6 +15,7 @@ from retainwise.uploads import carry
 from retainwise.uploads.files import LocalFile, LocalSinks
 from retainwise.uploads.policy import ScoringPolicy
 from retainwise.uploads.scoring import Output, plan, score_object
+from tests.helpers import trained_on_synthetic
 
 SEED_HEADER = b"customer_id,churn_probability,churn_risk,predicted_churn\n"
 WHOLE = ScoringPolicy(reasons=False)
@@ -24,7 +24,7 @@ CHUNKS = replace(WHOLE, chunked_above_bytes=1_000, chunk_bytes=8_000)
 
 @pytest.fixture(scope="module")
 def model() -> LoadedModel:
-    trained = train(synthetic_customers(800, seed=5).astype(str), "Churn", "customer_id")
+    trained = trained_on_synthetic(800, seed=5)
     return LoadedModel("churn", "1", trained.pipeline, trained.profile)
 
 

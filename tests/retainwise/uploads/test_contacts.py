@@ -11,7 +11,6 @@ import pytest
 
 from models.explain import NotExplainable
 from models.reasons import REASON_COLUMNS
-from models.training import train
 from retainwise.adapters.mlflow_registry import LoadedModel
 from retainwise.config.errors import UploadRejected
 from retainwise.local.sample import synthetic_customers
@@ -21,11 +20,12 @@ from retainwise.uploads.contacts import tolerant
 from retainwise.uploads.files import LocalFile, LocalSinks
 from retainwise.uploads.policy import ScoringPolicy
 from retainwise.uploads.scoring import Output, score_object
+from tests.helpers import trained_on_synthetic
 
 
 @pytest.fixture(scope="module")
 def model() -> LoadedModel:
-    trained = train(synthetic_customers(800, seed=5).astype(str), "Churn", "customer_id")
+    trained = trained_on_synthetic(800, seed=5)
     return LoadedModel("churn", "1", trained.pipeline, trained.profile)
 
 

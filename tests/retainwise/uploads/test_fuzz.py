@@ -16,7 +16,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from models.training import train
 from retainwise.adapters.mlflow_registry import LoadedModel
 from retainwise.config.errors import UploadRejected
 from retainwise.local.sample import synthetic_customers
@@ -24,6 +23,7 @@ from retainwise.uploads import streaming
 from retainwise.uploads.pipeline import score_file
 from retainwise.uploads.policy import ScoringPolicy
 from retainwise.uploads.reading import Limits, read_upload
+from tests.helpers import trained_on_synthetic
 
 EXAMPLES = int(os.environ.get("RETAINWISE_FUZZ_EXAMPLES", "40"))
 FUZZ = settings(
@@ -48,7 +48,7 @@ LIMITS = Limits(
 
 @pytest.fixture(scope="module")
 def model():
-    trained = train(synthetic_customers(800, seed=5).astype(str), "Churn", "customer_id")
+    trained = trained_on_synthetic(800, seed=5)
     return LoadedModel("churn", "1", trained.pipeline, trained.profile)
 
 

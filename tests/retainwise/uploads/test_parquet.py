@@ -9,7 +9,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from models.training import train
 from retainwise.adapters.mlflow_registry import LoadedModel
 from retainwise.config.errors import UploadRejected
 from retainwise.local.sample import synthetic_customers
@@ -18,6 +17,7 @@ from retainwise.uploads.files import LocalFile, LocalSinks
 from retainwise.uploads.policy import ScoringPolicy
 from retainwise.uploads.reading import Limits, read_upload
 from retainwise.uploads.scoring import Output, plan, score_object
+from tests.helpers import trained_on_synthetic
 
 LIMITS = Limits(max_bytes=50_000_000)
 
@@ -120,7 +120,7 @@ def test_results_go_out_typed_with_ids_as_text():
 def test_parquet_scores_as_the_csv_of_its_rows_whole_and_in_chunks(tmp_path):
     """The same results and rejects files, and the same report counts, from the CSV read whole,
     the Parquet read whole, and the Parquet routed to the chunked path (row groups)."""
-    trained = train(synthetic_customers(1500, seed=3).astype(str), "Churn", "customer_id")
+    trained = trained_on_synthetic(1500, seed=3)
     model = LoadedModel("churn", "1", trained.pipeline, trained.profile)
     frame = customers(400, seed=9)
     frame["Tenure Months"] = frame["Tenure Months"].astype(object)

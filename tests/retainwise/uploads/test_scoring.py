@@ -7,19 +7,19 @@ import gzip
 import pandas as pd
 import pytest
 
-from models.training import train
 from retainwise.adapters.mlflow_registry import LoadedModel
 from retainwise.config.errors import UploadRejected
 from retainwise.local.sample import synthetic_customers
 from retainwise.uploads.files import LocalFile, LocalSinks
 from retainwise.uploads.policy import ScoringPolicy
-from retainwise.uploads.scoring import Output, plan, score_object
+from retainwise.uploads.scoring import Output, Remembered, plan, score_object
 from retainwise.uploads.tables import Limits
+from tests.helpers import trained_on_synthetic
 
 
 @pytest.fixture(scope="module")
 def model() -> LoadedModel:
-    trained = train(synthetic_customers(800, seed=5).astype(str), "Churn", "customer_id")
+    trained = trained_on_synthetic(800, seed=5)
     return LoadedModel("churn", "1", trained.pipeline, trained.profile)
 
 
@@ -68,3 +68,52 @@ def test_a_gzip_file_is_routed_by_its_expanded_size(tmp_path):
     assert plan(LocalFile(path), ScoringPolicy(chunked_above_bytes=100_000)).chunked
     with pytest.raises(UploadRejected, match="expands to more than"):
         plan(LocalFile(path), ScoringPolicy(Limits(max_bytes=150_000)))
+
+
+class CountedFile:
+    """A LocalFile that counts what it is asked, as S3 requests would be counted."""
+
+    def __init__(self, source: LocalFile) -> None:
+        self.source, self.asked = source, {"size": 0, "head": 0, "read": 0, "blocks": 0}
+
+    def size(self) -> int:
+        self.asked["size"] += 1
+        return self.source.size()
+
+    def head(self, size: int = 4096) -> bytes:
+        self.asked["head"] += 1
+        return self.source.head(size)
+
+    def blocks(self):
+        self.asked["blocks"] += 1
+        return self.source.blocks()
+
+    def read(self) -> bytes:
+        self.asked["read"] += 1
+        return self.source.read()
+
+
+def test_routing_and_scoring_ask_the_store_for_size_and_first_bytes_once(tmp_path, model):
+    source = CountedFile(upload(tmp_path))
+    route = plan(source, ScoringPolicy())  # a task of its own: the route carries what it learnt
+    scored = score_object(source, model, ScoringPolicy(), sinks(tmp_path, "out"), route=route)
+
+    assert scored.report["rows_scored"] == 400
+    assert source.asked == {"size": 1, "head": 1, "read": 1, "blocks": 0}
+    expected = score_object(upload(tmp_path), model, ScoringPolicy(), sinks(tmp_path, "plain"))
+    for output in (Output.RESULTS, Output.REJECTS, Output.ACTIONS):
+        assert (tmp_path / f"out.{output.value}").read_bytes() == (
+            tmp_path / f"plain.{output.value}"
+        ).read_bytes()
+    assert expected.report["rows_scored"] == 400
+
+
+def test_a_small_file_remembers_the_bytes_it_has(tmp_path):
+    path = tmp_path / "tiny.csv"
+    path.write_bytes(b"customer_id,tenure\n1,2\n")
+    remembered = Remembered(CountedFile(LocalFile(path)))
+    assert remembered.head(4) == b"cust" and remembered.head() == path.read_bytes()
+    assert remembered.size() == len(path.read_bytes())
+    assert remembered.source.asked == {"size": 1, "head": 1, "read": 0, "blocks": 0}
+    assert remembered.head(10_000) == path.read_bytes()  # more than remembered: asked again
+    assert remembered.source.asked["head"] == 2

@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.training import train
 from retainwise.adapters.mlflow_registry import LoadedModel
 from retainwise.config.errors import UploadRejected
 from retainwise.local.sample import synthetic_customers
@@ -18,11 +17,12 @@ from retainwise.uploads import streaming
 from retainwise.uploads.pipeline import score_file
 from retainwise.uploads.policy import ScoringPolicy
 from retainwise.uploads.report import build_report, report_from_counts
+from tests.helpers import trained_on_synthetic
 
 
 @pytest.fixture(scope="module")
 def model() -> LoadedModel:
-    trained = train(synthetic_customers(1500, seed=5).astype(str), "Churn", "customer_id")
+    trained = trained_on_synthetic(1500, seed=5)
     return LoadedModel("churn", "1", trained.pipeline, trained.profile)
 
 
