@@ -12,7 +12,9 @@ Also measured in the same run, so a reader can scale absolute targets to this ma
 script on 100k rows (`naive_100k_s`, median of `--naive-repeats`; the issue's targets assume
 0.85 s), and the Prefect API calls per run, per route (`api_calls_per_run`; the server is started
 through benchmarks/prefect_calls.py, which counts every call it answers), beside the calls an idle
-stack makes per second (the warm workers' polls).
+stack makes per second (the warm workers' polls, over 20 s: the idle poll turn holder polls
+every few seconds), and the polls alone (`polls_per_run`, `polls_idle_per_s`), with the CPU
+seconds a second each stack process spends meanwhile (`cpu_idle_per_s`).
 
 `--compare` runs only the burst, four times: 1 and 2 warm runner services (RETAINWISE_RUNNERS,
 sharing the cores), each with the Prefect server on SQLite and on PostgreSQL (a throwaway
@@ -97,6 +99,17 @@ def naive_seconds(settings, home: Path, repeats: int, rows: int = 100_000) -> di
         "naive_100k_s": round(common.median([r["seconds"] for r in done]), 3),
         "naive_100k_cpu_s": round(common.median([r["cpu_s"] for r in done]), 3),
     }
+
+
+POLL_ROUTES = (  # the warm workers' polls: the plain read, and the heartbeat's runner endpoint
+    "POST /api/flow_runs/filter",
+    "POST /api/deployments/get_scheduled_flow_runs",
+)
+
+
+def polls(calls: dict) -> float:
+    """The polls among calls counted by `prefect_calls.per_run` (per run, or per second)."""
+    return round(sum(calls["by_route"].get(r, 0.0) for r in POLL_ROUTES), 2)
 
 
 def idle_calls(api_url: str, seconds: float) -> dict:
@@ -269,7 +282,9 @@ def run(
         first = breakdown(env, warm_up)
         common.log(f"first upload after stack up: {json.dumps(first)}")
         wait_ended(env, [warm_up])
-        idle = idle_calls(api_url, 5.0)
+        idle_cpu, idle_started = StackCpu(home), time.monotonic()
+        idle = idle_calls(api_url, 20.0)  # a few fallback polls and heartbeats, not one
+        cpu_idle = idle_cpu.per_run(time.monotonic() - idle_started)  # CPU s a second
         cpu, calls, profiled = StackCpu(home), prefect_calls.calls(api_url), Profiled(home)
         one_by_one = (
             [] if skip_one_by_one else [submit_and_wait(env, data, timeout) for _ in range(uploads)]
@@ -305,11 +320,14 @@ def run(
         "first_upload_s": round(first["total"], 2),
         "api_calls_per_run": calls_at_once["total"],
         "api_calls_idle_per_s": idle,
+        "polls_idle_per_s": polls(idle),
+        "cpu_idle_per_s": cpu_idle,
         "one_by_one": (
             {
                 **summarise("one by one", one_by_one),
                 "cpu_per_run_s": cpu_one_by_one,
                 "api_calls_per_run": calls_one_by_one,
+                "polls_per_run": polls(calls_one_by_one),
                 **profile_one_by_one,
             }
             if one_by_one
@@ -319,6 +337,7 @@ def run(
             **summarise("at once", at_once),
             "cpu_per_run_s": cpu_at_once,
             "api_calls_per_run": calls_at_once,
+            "polls_per_run": polls(calls_at_once),
             **profile_at_once,
         },
     }
@@ -367,7 +386,7 @@ class StackCpu:
     def _now(self) -> dict[str, float]:
         return {name: common.tree_cpu_seconds([pid]) for name, pid in self.pids.items() if pid}
 
-    def per_run(self, runs: int) -> dict[str, float]:
+    def per_run(self, runs: float) -> dict[str, float]:
         now = self._now()
         spent = {name: (now[name] - self.last.get(name, 0.0)) / runs for name in now}
         self.last = now

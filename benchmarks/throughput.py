@@ -335,6 +335,10 @@ def task_seconds(flow_run_id) -> dict[str, float]:
 
 
 def child_main(args: argparse.Namespace) -> None:
+    if os.environ.get("RETAINWISE_BENCH_AFTER_TRACE") and args.child not in SCRIPTS:
+        from benchmarks import after_trace  # RSS around the work after COMPLETED
+
+        after_trace.install(os.environ["RETAINWISE_BENCH_AFTER_TRACE"])
     if args.child in SCRIPTS:
         result = SCRIPTS[args.child](args.file, args.model_dir, args.out)
     else:

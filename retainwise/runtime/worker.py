@@ -2,9 +2,11 @@
 
 Prefect's `serve` starts a fresh interpreter per flow run, which costs ~10 s of imports plus the
 model load before the first row is read. Here a parent imports the flows, registers their
-deployments and forks `processes` children; each child polls the Prefect API for scheduled runs of
-those deployments, claims one by proposing Pending (the server lets exactly one proposer win, so a
-run executes once) and runs it through Prefect's own flow engine, so states, task runs, logs and
+deployments and forks `processes` children; the idle child holding the poll turn polls the Prefect
+API for scheduled runs of those deployments when the server's events say one was scheduled (and
+every few seconds in case an event was missed), claims one by proposing Pending (the server lets
+exactly one proposer win, so a run executes once) and runs it through Prefect's own flow engine,
+so states, task runs, logs and
 artifacts look exactly as under `serve`. Loaded models and the Great Expectations context stay
 cached in the child between runs. A child that dies mid-run has its run marked Crashed and is
 replaced.
@@ -12,6 +14,7 @@ replaced.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import faulthandler
 import fcntl
@@ -21,13 +24,13 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 from uuid import UUID
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from prefect.client.schemas.filters import DeploymentFilter, FlowRunFilter
     from prefect.client.schemas.sorting import FlowRunSort
@@ -35,7 +38,9 @@ if TYPE_CHECKING:
     from retainwise.config.settings import Settings
 
 log = logging.getLogger("retainwise.runtime.worker")
-POLL_SECONDS = 0.2
+POLL_SECONDS = 0.2  # without a live event subscription; and the one re-check after a wake
+FALLBACK_POLL_SECONDS = 5.0  # with one: a missed event delays a run by at most this
+RECONNECT_SECONDS = 5.0  # between subscriptions, once Prefect's own reconnects have given up
 POLL_LIMIT = 20  # a child takes one run per poll; more would only be read and dropped
 HEARTBEAT_SECONDS = 10
 
@@ -129,25 +134,47 @@ def as_named(flow, flow_run):
 
 
 def next_runs(client, served: Served, heartbeat: bool = False) -> list[Any]:
-    """Scheduled runs of the served deployments that are due, oldest first.
+    """Scheduled runs of the served deployments that are due, oldest first (see `poll`)."""
+    return poll(client, served, heartbeat).due
+
+
+@dataclass(frozen=True)
+class Polled:
+    """A poll's answer: the due runs, oldest first, and when the next one not yet due is
+    (a Unix time; None if none is due within the poll's lookahead)."""
+
+    due: list[Any]
+    next_due_at: float | None = None
+
+
+def poll(client, served: Served, heartbeat: bool = False, lookahead: float = 0.0) -> Polled:
+    """Scheduled runs of the served deployments due now or within `lookahead` seconds.
 
     Prefect's runner endpoint (`get_scheduled_flow_runs`) also marks the deployments ready: a
     write on the server's SQLite on every poll, five a second per idle child, and each such write
     made a concurrent flow run creation fail with 503. So polls are plain reads, and the runner
     endpoint is used only as a `heartbeat` every HEARTBEAT_SECONDS, to keep the deployments
     Ready in the UI (the server marks them Not Ready after 60 s without one).
+
+    The lookahead lets a child that waits for events wake when a run scheduled for later (a
+    cron run, a retry) becomes due, with no extra call: the server's events say only that a run
+    was scheduled, not for when.
     """
     now = datetime.now(UTC)
+    before = now + timedelta(seconds=lookahead)
     if heartbeat:
         runs = client.get_scheduled_flow_runs_for_deployments(
-            deployment_ids=list(served.flows), scheduled_before=now
+            deployment_ids=list(served.flows), scheduled_before=before
         )
     else:
-        runs = client.read_flow_runs(**due_runs_filter(list(served.flows), now))
-    return sorted(
-        runs,
-        key=lambda run: run.next_scheduled_start_time or datetime.min.replace(tzinfo=UTC),
-    )
+        runs = client.read_flow_runs(**due_runs_filter(list(served.flows), before))
+    runs = sorted(runs, key=lambda run: run.next_scheduled_start_time or EPOCH)
+    due = [run for run in runs if (run.next_scheduled_start_time or EPOCH) <= now]
+    later = [run.next_scheduled_start_time for run in runs[len(due) :]]
+    return Polled(due, later[0].timestamp() if later else None)
+
+
+EPOCH = datetime.min.replace(tzinfo=UTC)
 
 
 class DueRunsQuery(TypedDict):
@@ -160,7 +187,8 @@ class DueRunsQuery(TypedDict):
 
 
 def due_runs_filter(deployment_ids: list[UUID], now: datetime) -> DueRunsQuery:
-    """The runner endpoint's query as `read_flow_runs` filters: Scheduled, due, these ones."""
+    """The runner endpoint's query as `read_flow_runs` filters: Scheduled, due by `now`,
+    these deployments'."""
     from prefect.client.schemas import filters, sorting
     from prefect.client.schemas.objects import StateType
 
@@ -203,14 +231,23 @@ class ChildStop:
     """A child's SIGTERM/SIGINT handler. Idle (polling, waiting or warming up), it stops at once,
     even inside an API call that the server is slow to answer (retries included, that can take
     longer than ECS's stop timeout); holding a claimed run, it only sets `event`, and the loop
-    ends when the run does."""
+    ends when the run does.
+
+    `wake` is what an idle child holding the poll turn waits on between polls: set by a new
+    run's event (`NewRuns`) and by a stop."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
+        self.wake = threading.Event()
         self.holding_run = False
 
-    def __call__(self, *_: Any) -> None:
+    def set(self) -> None:
+        """Ask the loop to stop (after the run it holds, if any), waking it if it waits."""
         self.event.set()
+        self.wake.set()
+
+    def __call__(self, *_: Any) -> None:
+        self.set()
         tell_why_if_still_alive()
         if not self.holding_run:
             raise StopRequested
@@ -265,23 +302,135 @@ class Heartbeat:
         self.next_at = time.monotonic() + HEARTBEAT_SECONDS
 
 
-def child_loop(served: Served, stop: ChildStop) -> None:
+def new_runs_filter(deployment_ids: list[UUID]):
+    """The server's events of a served deployment's flow run entering a Scheduled-type state
+    (Scheduled, Late, AwaitingRetry, ...): a run this runner may now have to claim."""
+    from prefect.events.filters import (
+        EventAnyResourceFilter,
+        EventFilter,
+        EventNameFilter,
+        EventResourceFilter,
+    )
+    from prefect.events.schemas.events import ResourceSpecification
+
+    return EventFilter(
+        event=EventNameFilter(prefix=["prefect.flow-run."]),
+        resource=EventResourceFilter(
+            labels=ResourceSpecification({"prefect.state-type": ["SCHEDULED"]})
+        ),
+        # the flow run's deployment is a related resource; the server applies `any_resource`
+        # to the live stream (its `related` filter only to the backfill)
+        any_resource=EventAnyResourceFilter(
+            id=[f"prefect.deployment.{deployment_id}" for deployment_id in deployment_ids]
+        ),
+    )
+
+
+def prefect_subscriber(event_filter):
+    """Prefect's own events subscriber (a websocket to `/api/events/out`; it reconnects itself,
+    replaying the last minute's matching events, so a short drop loses nothing)."""
+    from prefect.events.clients import get_events_subscriber
+
+    return get_events_subscriber(filter=event_filter, reconnect_on_clean_close=True)
+
+
+class NewRuns:
+    """Sets `wake` whenever the Prefect server says one of these deployments' flow runs was
+    scheduled, so the child holding the poll turn polls then instead of every POLL_SECONDS.
+
+    A thread with its own event loop, subscribed for the child's life (one websocket per child:
+    a connection per turn would cost a handshake and the server's backfill query per run).
+    `connected` is set while a subscription is open; the waiting child polls every
+    POLL_SECONDS without one, as before, and every FALLBACK_POLL_SECONDS with one. The events
+    only wake: which runs exist, and who gets one, stay the poll's and the server's Pending
+    claim's, so a duplicate, late or missed event never runs anything twice or loses a run.
+    """
+
+    def __init__(
+        self,
+        deployment_ids: list[UUID],
+        wake: threading.Event,
+        subscribe: Callable[[Any], Any] = prefect_subscriber,
+    ) -> None:
+        self.deployment_ids = deployment_ids
+        self.wake = wake
+        self.subscribe = subscribe
+        self.connected = threading.Event()
+        self._closing = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> NewRuns:
+        from prefect.settings import PREFECT_API_URL
+
+        if PREFECT_API_URL.value():  # (no server to listen to otherwise: poll as before)
+            self._thread = threading.Thread(target=self._run, name="new-runs", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self._closing.set()
+        loop, task = self._loop, self._task
+        if loop is not None and task is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has already ended
+                loop.call_soon_threadsafe(task.cancel)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        with contextlib.suppress(asyncio.CancelledError):  # closed with the child
+            asyncio.run(self._listen())
+
+    async def _listen(self) -> None:
+        self._loop, self._task = asyncio.get_running_loop(), asyncio.current_task()
+        event_filter = new_runs_filter(self.deployment_ids)
+        while not self._closing.is_set():
+            try:
+                async with self.subscribe(event_filter) as events:
+                    self.connected.set()
+                    self.wake.set()  # a run scheduled while not subscribed: poll once now
+                    async for _ in events:
+                        self.wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "no Prefect events (%s: %s); polling every %s s until subscribed again",
+                    type(exc).__name__,
+                    exc,
+                    POLL_SECONDS,
+                )
+            finally:
+                self.connected.clear()
+            await asyncio.sleep(RECONNECT_SECONDS)
+
+
+def child_loop(
+    served: Served,
+    stop: ChildStop,
+    fallback_seconds: float = FALLBACK_POLL_SECONDS,
+    subscribe: Callable[[Any], Any] = prefect_subscriber,
+) -> None:
     """Take the turn to poll, poll until a run is claimed, hand the turn on, execute the run;
     until asked to stop. One run at a time per child.
 
     One API client for the child's life: the polls and every run's engine share it (Prefect's
     engine takes the client of an open SyncClientContext), where each run opened its own (an
-    SSL context and a connection per run).
+    SSL context and a connection per run). One events subscription for its life (`NewRuns`).
     """
     from prefect.context import SyncClientContext
 
     marker = served.state_dir / f"{os.getpid()}.run"
     turn, heartbeat = PollTurn(served.state_dir / "poll.turn"), Heartbeat()
-    with SyncClientContext.get_or_create() as client_context:
+    with (
+        SyncClientContext.get_or_create() as client_context,
+        NewRuns(list(served.flows), stop.wake, subscribe) as new_runs,
+    ):
         client = client_context.client
         while not stop.event.is_set():
             with turn.held():
-                flow_run = claim_next(client, served, stop, heartbeat)
+                flow_run = claim_next(client, served, stop, heartbeat, new_runs, fallback_seconds)
             if flow_run is None:
                 continue
             try:  # stop.holding_run is set: a SIGTERM now waits for the run to end
@@ -292,25 +441,49 @@ def child_loop(served: Served, stop: ChildStop) -> None:
                 stop.holding_run = False
 
 
-def claim_next(client, served: Served, stop: ChildStop, heartbeat: Heartbeat) -> Any:
-    """Poll every POLL_SECONDS until a due run is claimed (returned with `stop.holding_run`
-    set, so a SIGTERM lets it finish); None once asked to stop."""
+def claim_next(
+    client,
+    served: Served,
+    stop: ChildStop,
+    heartbeat: Heartbeat,
+    new_runs: NewRuns,
+    fallback_seconds: float = FALLBACK_POLL_SECONDS,
+) -> Any:
+    """Poll until a due run is claimed (returned with `stop.holding_run` set, so a SIGTERM lets
+    it finish); None once asked to stop.
+
+    Between polls it waits for `stop.wake`: a new run's event, or FALLBACK_POLL_SECONDS (a
+    missed event), or until the earliest run scheduled for later is due, whichever comes first;
+    POLL_SECONDS while not subscribed. A wake whose poll finds nothing polls once more
+    POLL_SECONDS later: the server sends a state's event before its transaction commits, so the
+    first poll may, rarely, not see the run yet.
+    """
+    woken = rechecking = False
     while not stop.event.is_set():
+        stop.wake.clear()  # before the poll: an event from now on wakes the wait below
         beat = heartbeat.due()
         try:
-            runs = next_runs(client, served, beat)
+            polled = poll(client, served, beat, lookahead=fallback_seconds)
         except Exception:
             log.exception("polling the Prefect API failed; retrying")
             stop.event.wait(2)
             continue
         if beat:
             heartbeat.beaten()
-        for flow_run in runs:
+        for flow_run in polled.due:
             stop.holding_run = True
             if not stop.event.is_set() and claim(client, flow_run):
                 return flow_run
             stop.holding_run = False
-        stop.event.wait(POLL_SECONDS)
+        if stop.event.is_set():
+            break
+        timeout = fallback_seconds if new_runs.connected.is_set() else POLL_SECONDS
+        rechecking = woken and not rechecking and not polled.due and polled.next_due_at is None
+        if rechecking:
+            timeout = POLL_SECONDS
+        if polled.next_due_at is not None:
+            timeout = min(timeout, max(polled.next_due_at - time.time(), 0.0))
+        woken = stop.wake.wait(timeout)
     return None
 
 

@@ -4,11 +4,13 @@ redelivered or failed run leaving nothing twice."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import sqlalchemy as sa
 
 from models.explain import Explanation
 from retainwise.adapters import customers, db
@@ -40,10 +42,10 @@ def scores(*pairs: tuple[str, float]) -> pd.DataFrame:
     )
 
 
-def complete(engine, history: CustomerHistory) -> None:
+def complete(engine, history: CustomerHistory, block: int = 3) -> None:
     prediction_id = history.upload.prediction_id
     assert db.finish_prediction(engine, prediction_id, "run", db.Status.COMPLETED)
-    history.completed()
+    history.completed(block)
 
 
 def test_a_second_upload_sees_the_first_and_explanations_wait_for_completion(migrated_engine):
@@ -115,4 +117,90 @@ def test_explanations_kept_in_pieces_are_stored_together_the_later_one_winning(m
     complete(migrated_engine, history)
     margins = {c: customers.customer(migrated_engine, "acme", c).explanation.margin for c in "ab"}
     assert margins == {"a": 0.0, "b": -1.0}
-    assert history.explanations == []
+    assert history.spill is None and history.parts == 0
+
+
+def explained_parts() -> list[tuple[pd.Series, Explanation, pd.DataFrame]]:
+    """A chunk's HIGH rows, another chunk's, then the pool (explaining "c" and "e" again), with
+    a number, a category and a text column (an int among its cells), missing cells among them."""
+    parts = []
+    for n, ids in enumerate((list("abcdefg"), list("hijk"), ["c", "e", "l"])):
+        rows = len(ids)
+        X = pd.DataFrame(
+            {
+                "tenure": np.where(np.arange(rows) % 3 == 0, np.nan, np.arange(rows) + 0.5 * n),
+                "Contract": pd.Categorical(["Month-to-month", None, "Two year"] * 3)[:rows],
+                "PaymentMethod": (['Mailed "check"', None, 3] * 3)[:rows],
+            },
+            index=np.arange(rows) + 100 * n,  # the chunk's own positions
+        )
+        contributions = np.arange(rows * 3, dtype=float).reshape(rows, 3) / 7 + n
+        found = Explanation(list(X.columns), np.full(rows, -1.25), contributions)
+        parts.append((pd.Series(ids, index=X.index), found, X))
+    return parts
+
+
+def stored_explanations(engine, account: str) -> dict:
+    table = customers.customer_explanations
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(table).where(table.c.account == account)).mappings().all()
+    return {
+        row["customer_id"]: (
+            row["model_version"],
+            row["base_value"],
+            row["margin"],
+            row["contributions"],
+        )
+        for row in rows
+    }
+
+
+def test_explanations_stored_in_blocks_are_the_rows_one_write_of_them_all_stored(
+    migrated_engine, monkeypatch
+):
+    """What the blocks store is what the explanations joined and stored at once stored (the
+    store before blocks), a customer explained twice keeping its later explanation."""
+    parts = explained_parts()
+    at_once = upload(migrated_engine, 0)
+    at_once.upload = replace(at_once.upload, account="at-once")
+    ids = pd.concat([p[0] for p in parts], ignore_index=True)
+    X = pd.concat([p[2] for p in parts], ignore_index=True)
+    found = Explanation(
+        parts[0][1].features,
+        np.concatenate([p[1].base for p in parts]),
+        np.concatenate([p[1].contributions for p in parts]),
+    )
+    assert customers.record_explanations(migrated_engine, at_once.upload, ids, found, X) == 12
+
+    writes: list[int] = []
+    record = customers.record_explanations
+
+    def counted(engine, upload, ids, found, X):
+        writes.append(len(ids))
+        return record(engine, upload, ids, found, X)
+
+    monkeypatch.setattr(customers, "record_explanations", counted)
+    history = upload(migrated_engine, 0)
+    history.start()
+    for part in parts:
+        history.explained(*part)
+    assert not held_frames(history.__dict__)  # kept on disk while scoring, not in memory
+    complete(migrated_engine, history)
+    assert writes == [3, 3, 1, 3, 1, 3]  # never more than a block at once
+    assert stored_explanations(migrated_engine, "acme") == stored_explanations(
+        migrated_engine, "at-once"
+    )
+    assert len(stored_explanations(migrated_engine, "acme")) == 12
+
+
+def held_frames(value, depth: int = 0) -> bool:
+    """Whether `value` holds a pandas object or an Explanation, through containers."""
+    if isinstance(value, pd.Series | pd.DataFrame | Explanation):
+        return True
+    if depth > 4:
+        return False
+    if isinstance(value, dict):
+        return any(held_frames(v, depth + 1) for v in value.values())
+    if isinstance(value, list | tuple | set):
+        return any(held_frames(v, depth + 1) for v in value)
+    return False

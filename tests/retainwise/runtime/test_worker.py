@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import faulthandler
 import os
 import signal
@@ -80,7 +82,7 @@ def test_two_polling_loops_run_each_flow_run_exactly_once(served):
                     break
                 stop.event.wait(0.2)
     finally:
-        stop.event.set()
+        stop.set()  # wakes a loop waiting for a new run's event
         for loop in loops:
             loop.join(timeout=30)
     assert all(run.state.is_completed() for run in runs)
@@ -188,7 +190,7 @@ def test_a_childs_polls_and_runs_share_one_api_client(served, monkeypatch):
         execute(flow_, flow_run)
         ran.append(flow_run.id)
         if len(ran) == 2:
-            stop.event.set()
+            stop.set()
 
     monkeypatch.setattr(worker, "execute", execute_then_stop_after_two)
     worker.child_loop(served, stop)
@@ -347,3 +349,143 @@ def test_one_child_at_a_time_has_the_turn_to_poll_and_a_dead_holder_gives_it_bac
         os._exit(0)
     os.waitpid(pid, 0)
     assert taken and free()
+
+
+@flow(name="worker-test-wake")
+def wake_echo(value: int) -> int:
+    return value
+
+
+class Waits(threading.Event):
+    """A child's `stop.wake` that notes each wait (its timeout and whether it was woken) and
+    each claim, in order, so a test sees why the child polled when it did."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log: list[tuple] = []
+
+    def wait(self, timeout=None):
+        self.log.append(("waiting", timeout))
+        woken = super().wait(timeout)
+        self.log.append(("woken" if woken else "timed out", timeout))
+        return woken
+
+    def waiting(self, timeout) -> bool:
+        return bool(self.log) and self.log[-1] == ("waiting", timeout)
+
+
+@contextlib.contextmanager
+def child_waiting(tmp_path, monkeypatch, fallback: float, subscribe):
+    """A child loop in a thread, serving a deployment of its own (no earlier run's events to
+    replay), once it waits with its subscription open: (deployment id, the waits' log)."""
+    served_ = worker.Served(
+        worker.register([(wake_echo, wake_echo.to_deployment(name=f"wake-{tmp_path.name}"))]),
+        tmp_path,
+        Settings(),
+    )
+    stop, waits, claim = worker.ChildStop(), Waits(), worker.claim
+    stop.wake = waits
+    monkeypatch.setattr(
+        worker,
+        "claim",
+        lambda client, flow_run: (
+            waits.log.append(("claim", flow_run.id)) or claim(client, flow_run)
+        ),
+    )
+    loop = threading.Thread(target=worker.child_loop, args=(served_, stop, fallback, subscribe))
+    loop.start()
+    try:
+        wait_for(lambda: waits.waiting(fallback), 60, "the child to wait with its subscription")
+        (deployment_id,) = served_.flows
+        yield deployment_id, waits
+    finally:
+        stop.set()
+        loop.join(timeout=30)
+    assert not loop.is_alive()
+
+
+def finished(flow_run_id):
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(flow_run_id).state
+    return state.is_final() and state
+
+
+def test_a_run_scheduled_while_the_child_waits_is_picked_up_on_its_event(tmp_path, monkeypatch):
+    fallback = 600  # far beyond the test's wait: only the run's event can wake the child
+    with child_waiting(tmp_path, monkeypatch, fallback, worker.prefect_subscriber) as (
+        deployment_id,
+        waits,
+    ):
+        with get_client(sync_client=True) as client:
+            run = client.create_flow_run_from_deployment(deployment_id, parameters={"value": 7})
+        state = wait_for(lambda: finished(run.id), 60, "the run to finish")
+        claimed_at = waits.log.index(("claim", run.id))
+    assert state.is_completed()
+    assert waits.log[claimed_at - 1] == ("woken", fallback)  # by the event, not a timeout
+
+
+def test_a_missed_event_is_covered_by_the_fallback_poll(tmp_path, monkeypatch):
+    @contextlib.asynccontextmanager
+    async def deaf(_event_filter):  # subscribed, but no event ever comes (a lost event)
+        async def nothing():
+            await asyncio.Event().wait()
+            yield
+
+        yield nothing()
+
+    fallback = 1.0
+    with child_waiting(tmp_path, monkeypatch, fallback, deaf) as (deployment_id, waits):
+        with get_client(sync_client=True) as client:
+            run = client.create_flow_run_from_deployment(deployment_id, parameters={"value": 8})
+        state = wait_for(lambda: finished(run.id), 60, "the run to finish")
+        claimed_at = waits.log.index(("claim", run.id))
+    assert state.is_completed()
+    assert waits.log[claimed_at - 1] == ("timed out", fallback)  # the fallback poll found it
+
+
+def test_a_run_scheduled_for_later_is_claimed_when_due_not_at_the_fallback(tmp_path, monkeypatch):
+    from datetime import datetime, timedelta
+
+    from prefect.states import Scheduled
+
+    fallback = 600
+    with child_waiting(tmp_path, monkeypatch, fallback, worker.prefect_subscriber) as (
+        deployment_id,
+        waits,
+    ):
+        with get_client(sync_client=True) as client:
+            due_at = datetime.now(UTC) + timedelta(seconds=1)
+            run = client.create_flow_run_from_deployment(
+                deployment_id, parameters={"value": 9}, state=Scheduled(scheduled_time=due_at)
+            )
+        state = wait_for(lambda: finished(run.id), 60, "the run to finish")
+        claimed_at = waits.log.index(("claim", run.id))
+    assert state.is_completed()
+    # woken by the event, the poll saw the run not yet due and waited until it was
+    kind, timeout = waits.log[claimed_at - 1]
+    assert kind == "timed out" and timeout <= 1.0
+    assert ("woken", fallback) in waits.log[:claimed_at]
+
+
+def test_a_dropped_subscription_is_opened_again_and_polls_fast_meanwhile(monkeypatch):
+    monkeypatch.setattr(worker, "RECONNECT_SECONDS", 0)
+    opened, wake = [], threading.Event()
+
+    @contextlib.asynccontextmanager
+    async def drops_once(_event_filter):
+        opened.append(1)
+        if len(opened) == 1:
+            raise ConnectionError("the server went away")
+
+        async def one_event():
+            yield "an event"
+            await asyncio.Event().wait()
+
+        yield one_event()
+
+    new_runs = worker.NewRuns([], wake, drops_once)
+    with new_runs:
+        wait_for(new_runs.connected.is_set, 30, "the second subscription")
+        wait_for(wake.is_set, 30, "the event to wake the child")
+    assert len(opened) == 2
+    assert not new_runs.connected.is_set()  # closed with the child
