@@ -182,13 +182,42 @@ def _reset_postgres(url: str) -> None:
     engine.dispose()
 
 
+# the revision `migrated_engine` left the worker's PostgreSQL database at (None until it ran once)
+MIGRATED_HEAD: dict[str, str] = {}
+
+
+def _emptied_at_head(url: str) -> bool:
+    """A database migrated to head by an earlier test, emptied of rows (every table but
+    alembic_version, sequences restarted): what a fresh migration gives, in ~30 ms instead of
+    dropping and migrating again (~0.3-0.8 s a test). False if the schema is anything else."""
+    if url not in MIGRATED_HEAD:
+        return False
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            tables = sa.inspect(conn).get_table_names()
+            if "alembic_version" not in tables:
+                return False
+            versions = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars()
+            if list(versions) != [MIGRATED_HEAD[url]]:
+                return False
+            others = ", ".join(f'"{t}"' for t in tables if t != "alembic_version")
+            if others:
+                conn.execute(sa.text(f"TRUNCATE {others} RESTART IDENTITY CASCADE"))
+        return True
+    finally:
+        engine.dispose()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request, tmp_path):
-    """An empty database of each kind the product supports."""
+    """An empty database of each kind the product supports (for `migrated_engine`, PostgreSQL's
+    may be one already migrated to head with no rows: the migration then has nothing to do)."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'retainwise.db'}"
     url = request.getfixturevalue("postgres_server_url")
-    _reset_postgres(url)
+    if not ("migrated_engine" in request.fixturenames and _emptied_at_head(url)):
+        _reset_postgres(url)
     return url
 
 
@@ -199,6 +228,11 @@ def migrated_engine(database_url):
 
     migrations.upgrade(database_url)
     engine = make_engine(database_url)
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            MIGRATED_HEAD[database_url] = conn.execute(
+                sa.text("SELECT version_num FROM alembic_version")
+            ).scalar_one()
     yield engine
     engine.dispose()
 
