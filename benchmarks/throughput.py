@@ -339,6 +339,10 @@ def child_main(args: argparse.Namespace) -> None:
         from benchmarks import after_trace  # RSS around the work after COMPLETED
 
         after_trace.install(os.environ["RETAINWISE_BENCH_AFTER_TRACE"])
+    if os.environ.get("RETAINWISE_BENCH_RUN_TRACE") and args.child not in SCRIPTS:
+        from benchmarks import run_trace  # RSS by kind and Arrow's bytes over the whole run
+
+        run_trace.install(os.environ["RETAINWISE_BENCH_RUN_TRACE"])
     if args.child in SCRIPTS:
         result = SCRIPTS[args.child](args.file, args.model_dir, args.out)
     else:

@@ -42,7 +42,9 @@ ACTION_COLUMNS = [
 VALUE_AT_RISK = "value_at_risk"
 POOL_KEYS = ("key", "seq", "customer_id")  # a pooled row's place and who it is
 SAME_WITHIN = 1e-9  # one model on the same row gives the same probability to the last bit
-MERGE_ROWS = 8_192  # rows read from each spilled run at a time
+MERGE_ROWS = 1_024  # rows per block of a spilled run: the least read from it at a time
+MERGE_BUDGET = 65_536  # rows merged at a time, however many runs there are
+LAST = (-np.inf, np.iinfo(np.int64).max)  # a (key, seq) every row ranks at or before
 
 # (prepared feature rows, their customer ids) -> a frame with the REASONS columns, same index;
 # the ids let the caller keep each explained customer's explanation (adapters.customers)
@@ -242,19 +244,18 @@ class ActionsBuilder:
     def _merged(self, columns: list[str]) -> Iterator[pa.Table]:
         """Every run's rows in rank order (key descending, then input order), in tables.
 
-        A k-way merge by blocks: each run is read MERGE_ROWS rows at a time; the rows that rank
-        at or before the earliest last-loaded row of the runs still open are ready, and in
-        every run they are a prefix of what it has not yet given (runs are sorted), so each
-        row is sliced, concatenated and sorted once. Memory: about runs x MERGE_ROWS rows."""
+        A k-way merge in steps, each up to a bound (`_bounds`: about MERGE_BUDGET rows rank at
+        or before it): every run gives its rows ranking at or before the bound, a prefix of
+        what it has not yet given (runs are sorted), reading MERGE_ROWS blocks as it needs
+        them, so each row is sliced, concatenated and sorted once. Memory: MERGE_BUDGET rows
+        and a block per run, whatever the upload's size (a bound at the runs' last loaded rows
+        held runs x a block of 8,192 rows: 1.3M rows at 10M)."""
         runs = [_Run(_blocks(path, columns)) for path in self.runs]
-        while True:
-            open_runs = [run for run in runs if run.loaded]
-            if not open_runs:
-                return
-            bound = min(open_runs, key=lambda run: (-run.key[-1], run.seq[-1]))
-            key, seq = float(bound.key[-1]), int(bound.seq[-1])
-            parts = [run.take_through(key, seq) for run in open_runs]
-            ready = pa.concat_tables([part for part in parts if part.num_rows])
+        for key, seq in _bounds(self.runs, MERGE_BUDGET):
+            parts = [part for run in runs for part in run.take_through(key, seq) if part.num_rows]
+            if not parts:
+                continue
+            ready = pa.concat_tables(parts)
             order = np.lexsort((ready["seq"].to_numpy(), -ready["key"].to_numpy()))
             yield ready.take(order)
 
@@ -345,18 +346,50 @@ class _Run:
         if self.loaded is not None:
             self.key, self.seq = self.loaded["key"].to_numpy(), self.loaded["seq"].to_numpy()
 
-    def take_through(self, key: float, seq: int) -> pa.Table:
-        """The loaded rows ranking at or before (key, seq) (a prefix); loads the next block
-        when all of this one is given."""
-        assert self.loaded is not None
-        count = int(np.count_nonzero((self.key > key) | ((self.key == key) & (self.seq <= seq))))
-        given = self.loaded.slice(0, count)
-        if count == len(self.key):
+    def take_through(self, key: float, seq: int) -> list[pa.Table]:
+        """The rows ranking at or before (key, seq) (a prefix), reading blocks as it needs them;
+        the rest of the last block read stays loaded."""
+        given = []
+        while self.loaded is not None:
+            count = int(np.count_nonzero(_at_or_before_bound(self.key, self.seq, key, seq)))
+            if count < len(self.key):
+                given.append(self.loaded.slice(0, count))
+                self.loaded = self.loaded.slice(count)
+                self.key, self.seq = self.key[count:], self.seq[count:]
+                break
+            given.append(self.loaded)
             self._next()
-        else:
-            self.loaded = self.loaded.slice(count)
-            self.key, self.seq = self.key[count:], self.seq[count:]
         return given
+
+
+def _at_or_before_bound(key: np.ndarray, seq: np.ndarray, at_key: float, at_seq: int) -> np.ndarray:
+    inside: np.ndarray = (key > at_key) | ((key == at_key) & (seq <= at_seq))
+    return inside
+
+
+def _bounds(paths: list[Path], budget: int) -> Iterator[tuple[float, int]]:
+    """The merge's steps: (key, seq) bounds in rank order, the last one LAST, with about
+    `budget` rows (give or take a block per run) ranking between one and the next. Taken from
+    every run's block ends (only their key and seq columns are read)."""
+    ends, sizes = [], []
+    for path in paths:
+        with pa.OSFile(str(path)) as source:
+            options = pa.ipc.IpcReadOptions(included_fields=[0, 1])  # key, seq (schema_of)
+            reader = pa.ipc.open_file(source, options=options)
+            for index in range(reader.num_record_batches):
+                block = reader.get_batch(index)
+                if block.num_rows:
+                    ends.append((block["key"][-1].as_py(), block["seq"][-1].as_py()))
+                    sizes.append(block.num_rows)
+    if ends:
+        key, seq = np.array([end[0] for end in ends]), np.array([end[1] for end in ends])
+        order = np.lexsort((seq, -key))
+        total, last = np.cumsum(np.asarray(sizes)[order]), 0
+        for at, rows in zip(order, total, strict=True):
+            if rows - last >= budget:
+                yield float(key[at]), int(seq[at])
+                last = rows
+    yield LAST
 
 
 def _at_or_before(key: np.ndarray, seq: np.ndarray, builder: ActionsBuilder) -> np.ndarray:
@@ -425,8 +458,9 @@ class _Pooled:
 
 
 def _blocks(path: Path, columns: list[str]) -> Iterator[pa.RecordBatch]:
-    """A spilled run's blocks, memory-mapped, with only `columns`."""
-    with pa.memory_map(str(path)) as source:
+    """A spilled run's blocks with only `columns`, read, not mapped: a mapped run's pages stay
+    in the process's RSS until it is closed (at the end, all of them: the whole spill)."""
+    with pa.OSFile(str(path)) as source:
         reader = pa.ipc.open_file(source)
         for index in range(reader.num_record_batches):
             yield reader.get_batch(index).select(columns)

@@ -103,6 +103,28 @@ def test_chunks_give_the_list_one_chunk_gives_and_the_pool_stays_bounded(
     assert len(chunked.runs) == 5
 
 
+def test_many_runs_merge_a_budget_of_rows_at_a_time_into_the_one_chunk_list(tmp_path, monkeypatch):
+    monkeypatch.setattr(actions, "MERGE_ROWS", 8)
+    monkeypatch.setattr(actions, "MERGE_BUDGET", 40)
+    rng = np.random.default_rng(3)
+    probabilities = rng.choice([0.1, 0.35, 0.5, 0.65, 0.9], 2000)  # ties across every run
+    probabilities[::7] = rng.random(len(probabilities[::7]))
+    (tmp_path / "one").mkdir()
+    whole = ActionsBuilder(Recorder(), tmp_path / "one", top_n=50)
+    whole.add(*scored_rows(probabilities))
+    (tmp_path / "many").mkdir()
+    chunked = ActionsBuilder(Recorder(), tmp_path / "many", top_n=50)
+    for start in range(0, 2000, 40):  # 50 runs: 50 x 8 rows loaded at once, 10x the budget
+        chunked.add(*scored_rows(probabilities[start : start + 40], start=start))
+    steps = [table.num_rows for table in chunked._merged(["key", "seq", "customer_id"])]
+    assert sum(steps) == 2000
+    assert max(steps) <= 40 + 50 * 8  # the budget, and at most a block of each run beyond it
+    assert len(steps) >= 2000 // (40 + 50 * 8)  # in steps, not the whole list at once
+    pd.testing.assert_frame_equal(read(whole), read(chunked))
+    order = np.lexsort((np.arange(2000), -probabilities))
+    assert read(chunked)["customer_id"].tolist() == [f"c{i}" for i in order]
+
+
 def test_a_value_column_adds_value_at_risk_and_the_rank_follows_it(tmp_path):
     explainer = Recorder()
     builder = ActionsBuilder(explainer, tmp_path, top_n=2, value_column="MonthlyCharges")
