@@ -69,6 +69,7 @@ class Remembered:
         self._size: int | None = None if known is None else known[0]
         self._head: bytes | None = None if known is None else known[1]
         self._body: Future[bytes] | None = None  # set for a source held whole
+        self._fetching = False
 
     @classmethod
     def whole(cls, source: Source) -> Remembered:
@@ -81,9 +82,12 @@ class Remembered:
     def fetch_ahead(self) -> Remembered:
         """Start reading a whole source now, on a thread of its own, so the read overlaps what
         the caller does meanwhile (the claim's other steps); a failure raises at first use."""
-        body = self._body
-        if body is not None and body.set_running_or_notify_cancel():
-            threading.Thread(target=fill, args=(body, self.source.read), daemon=True).start()
+        if self._body is not None and not self._fetching:
+            self._fetching = True
+            reader = threading.Thread(
+                target=fill, args=(self._body, self.source.read), name="fetch-ahead", daemon=True
+            )
+            reader.start()
         return self
 
     def size(self) -> int:
