@@ -116,8 +116,8 @@ class Counted:
             with self.lock:
                 self.thread_cpu += time.thread_time() - started
 
-    def prepare(self, results, upload):
-        return self._counted(self.contacts.prepare, results, upload)
+    def prepare(self, results, upload, scored=None):
+        return self._counted(self.contacts.prepare, results, upload, scored)
 
     def add(self, results, upload, prepared=None) -> None:
         self._counted(self.contacts.add, results, upload, prepared)

@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from models.explain import Explanation, NotExplainable, explain
+from models.explain import EncodedRows, Explanation, NotExplainable, explain
 from models.profile import ModelProfile
 
 TOP = 3
@@ -121,12 +121,18 @@ def share_codes(shares: np.ndarray) -> tuple[np.ndarray, list[str]]:
     return where, words
 
 
-def reasons_for(model: Any, profile: ModelProfile, keep: Keeper | None = None) -> ReasonsExplainer:
+def reasons_for(
+    model: Any,
+    profile: ModelProfile,
+    keep: Keeper | None = None,
+    encoded: EncodedRows | None = None,
+) -> ReasonsExplainer:
     """The explainer the actions list calls: (prepared rows, customer ids) -> reason columns;
-    `keep(ids, explanation, X)`, when given, receives every explanation (to store it)."""
+    `keep(ids, explanation, X)`, when given, receives every explanation (to store it);
+    `encoded`: rows the scorer encoded already, of which the explained rows are taken by index."""
 
     def explainer(X: pd.DataFrame, ids: pd.Series | None = None) -> pd.DataFrame:
-        found = explain(model, profile, X)
+        found = explain(model, profile, X, None if encoded is None else encoded.of(X))
         if keep is not None:
             keep(ids, found, X)
         return reason_frame(found, X)

@@ -16,7 +16,8 @@ from typing import Protocol
 import pandas as pd
 import pyarrow as pa
 
-from models.explain import Explanation, NotExplainable
+from models.compiled import Remembering
+from models.explain import EncodedRows, Explanation, NotExplainable
 from models.features import prepare_features
 from models.reasons import REASON_COLUMNS, ReasonsExplainer, reasons_for
 from models.scoring import ScoringModel
@@ -76,15 +77,24 @@ class ContactList:
     def __exit__(self, *exc: object) -> None:
         self.spill.cleanup()
 
-    def prepare(self, results: pd.DataFrame, upload: ValidatedUpload) -> Prepared:
-        """One chunk's work that needs no other chunk (its features, its HIGH rows' reasons, its
-        sorted rows): the chunked path runs it in the scorer threads, both cores at once."""
-        features = prepare_features(upload.accepted, self.model.profile.features)
+    def prepare(
+        self, results: pd.DataFrame, upload: ValidatedUpload, scored: Remembering | None = None
+    ) -> Prepared:
+        """One chunk's work that needs no other chunk (its HIGH rows' reasons, its sorted rows):
+        the chunked path runs it in the scorer threads, both cores at once, with the prepared
+        and encoded rows the scorer kept (`scored`), so they are not made again."""
+        features = None if scored is None else scored.features
+        if features is None:
+            features = prepare_features(upload.accepted, self.model.profile.features)
+        features = features.set_axis(results.index)
+        encoded = None
+        if scored is not None and scored.encoded is not None:
+            encoded = EncodedRows(features.index, scored.encoded)
         values = None if upload.values is None else upload.values.to_numpy()
         kept: list[Kept] = []
         keep = None if self.history is None else lambda *explained: kept.append(explained)
-        explainer = tolerant(reasons_for(self.model.scorer, self.model.profile, keep=keep))
-        chunk = self.builder.prepare(results, features.set_axis(results.index), values, explainer)
+        explainer = reasons_for(self.model.scorer, self.model.profile, keep, encoded)
+        chunk = self.builder.prepare(results, features, values, tolerant(explainer))
         return Prepared(chunk, kept)
 
     def add(

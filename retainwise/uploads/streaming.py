@@ -21,6 +21,7 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 import pandas as pd
 
+from models.compiled import Remembering
 from models.profile import ModelProfile
 from models.scoring import ScoringModel, score_frame
 from retainwise.config.errors import UploadRejected
@@ -50,10 +51,13 @@ P = TypeVar("P")
 
 class Tap(Protocol[P]):
     """What else is done with each scored chunk (its results, its validated rows): `prepare` in
-    the chunk's scorer thread as soon as it is scored (chunks at once, in any order), then `add`
-    on the writer thread, in file order, with what `prepare` gave."""
+    the chunk's scorer thread as soon as it is scored (chunks at once, in any order; `scored`
+    keeps the prepared and encoded rows the scorer read), then `add` on the writer thread, in
+    file order, with what `prepare` gave."""
 
-    def prepare(self, results: pd.DataFrame, upload: ValidatedUpload) -> P: ...
+    def prepare(
+        self, results: pd.DataFrame, upload: ValidatedUpload, scored: Remembering | None = None
+    ) -> P: ...
 
     def add(
         self, results: pd.DataFrame, upload: ValidatedUpload, prepared: P | None = None
@@ -332,10 +336,11 @@ def score_piece(
     """Results, report counts and what `tap` prepares of one validated chunk; runs in a scorer
     thread (the trees release the GIL, so two chunks score at once while the next one is
     validated)."""
-    results = score_frame(
-        model.scorer, model.profile, upload.accepted, upload.customer_ids, reasons=reasons
-    )
-    prepared = tap.prepare(results, upload) if tap is not None and len(results) else None
+    scorer = model.scorer if tap is None else Remembering(model.scorer)
+    results = score_frame(scorer, model.profile, upload.accepted, upload.customer_ids, reasons)
+    if tap is None or not len(results):
+        return results, upload_counts(upload, results, model.profile), None
+    prepared = tap.prepare(results, upload, scorer if isinstance(scorer, Remembering) else None)
     return results, upload_counts(upload, results, model.profile), prepared
 
 
