@@ -90,6 +90,9 @@ def value_words(column: pd.Series, rows: np.ndarray) -> tuple[np.ndarray, list[s
         codes, distinct = column.cat.codes.to_numpy()[rows], list(column.cat.categories)
     else:
         codes, found = pd.factorize(column.to_numpy()[rows], use_na_sentinel=True)
+        if found.dtype.kind == "f":  # format_value of each, at once (NaN is the sentinel)
+            texts = [f"{value:g}" for value in found.tolist()] + ["missing"]
+            return np.where(codes < 0, len(texts) - 1, codes).astype(np.int64), texts
         distinct = list(found)
     texts = [format_value(value) for value in distinct] + ["missing"]
     return np.where(codes < 0, len(texts) - 1, codes).astype(np.int64), texts

@@ -17,7 +17,9 @@ Pure: pandas and pyarrow; the model's explainer is passed in.
 
 from __future__ import annotations
 
+import contextlib
 import io
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -44,6 +46,7 @@ VALUE_AT_RISK = "value_at_risk"
 POOL_KEYS = ("key", "seq", "customer_id")  # a pooled row's place and who it is
 SAME_WITHIN = 1e-9  # one model on the same row gives the same probability to the last bit
 MERGE_ROWS = 8_192  # rows read from each spilled run at a time
+FORMATTERS = 2  # CSV batches formatted at once (one per core here)
 
 # (prepared feature rows, their customer ids) -> a frame with the REASONS columns, same index;
 # the ids let the caller keep each explained customer's explanation (adapters.customers)
@@ -309,22 +312,43 @@ class ActionsBuilder:
     def write_csv(self, sink: str | Path | BinaryIO) -> int:
         """Write the list as CSV to `sink` (a path or a binary file); returns the rows written.
 
-        Each batch is formatted on a thread (Arrow's writer lets go of the GIL) while the next
-        one is merged: the bytes are the same, written in order, one batch in flight."""
+        The batches are formatted FORMATTERS at a time on threads (Arrow's CSV writer lets go of
+        the GIL) while the next ones are merged, and written in order: the bytes one writer
+        gives, with both cores at work once the scoring is over."""
         written = 0
         with (
-            pa_csv.CSVWriter(sink, schema_of(self.columns)) as writer,
-            ThreadPoolExecutor(1, thread_name_prefix="actions-csv") as formatter,
+            _opened(sink) as out,
+            ThreadPoolExecutor(FORMATTERS, thread_name_prefix="actions-csv") as formatter,
         ):
-            writing: Future[None] | None = None
+            out.write(_csv_header(schema_of(self.columns)))
+            formatting: deque[Future[pa.Buffer]] = deque()
             for batch in self.batches():
-                if writing is not None:
-                    writing.result()
-                writing = formatter.submit(writer.write_batch, batch)
+                formatting.append(formatter.submit(_csv_rows, batch))
                 written += batch.num_rows
-            if writing is not None:
-                writing.result()
+                while len(formatting) > FORMATTERS:
+                    out.write(formatting.popleft().result())
+            for rows in formatting:
+                out.write(rows.result())
         return written
+
+
+def _opened(sink: str | Path | BinaryIO) -> contextlib.AbstractContextManager[BinaryIO]:
+    """A path opened for writing, or the open binary file as it is (left open)."""
+    if isinstance(sink, str | Path):
+        return Path(sink).open("wb")
+    return contextlib.nullcontext(sink)
+
+
+def _csv_header(schema: pa.Schema) -> pa.Buffer:
+    header = pa.BufferOutputStream()
+    pa_csv.write_csv(schema.empty_table(), header)
+    return header.getvalue()
+
+
+def _csv_rows(batch: pa.RecordBatch) -> pa.Buffer:
+    rows = pa.BufferOutputStream()
+    pa_csv.write_csv(batch, rows, pa_csv.WriteOptions(include_header=False))
+    return rows.getvalue()
 
 
 TYPES = {
