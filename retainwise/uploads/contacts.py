@@ -1,8 +1,9 @@
 """The actions list of one upload being scored: fed each scored chunk, written beside the results.
 
 Glue between the scoring paths (uploads.scoring, both whole and chunked) and the pure builder
-(uploads.actions): it prepares each chunk's features for the explainer, hands every explanation
-and every chunk's scores to the account's `History`, and copies the finished CSV to its sink.
+(uploads.actions): it prepares each chunk for the list (on the chunked path in the scorer thread,
+reusing the rows the scorer prepared and encoded), hands every explanation and every chunk's
+scores to the account's `History` in file order, and copies the finished CSV to its sink.
 """
 
 from __future__ import annotations
