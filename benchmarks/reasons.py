@@ -11,10 +11,11 @@ prints one JSON line per figure, wall seconds beside CPU seconds (this process, 
   without the actions list at the defaults (every HIGH row and the first
   RETAINWISE_EXPLAIN_TOP_N explained; fed on the writer thread as in production, then merged and
   written), `--repeat` pairs in turn (medians). Target: <= 30% more wall time at 1M rows.
-  `actions_cpu` is the list's own CPU (ContactList.prepare on the scorer threads, add on the
-  writer thread and write_to, each thread's clock), the steadier figure on a shared machine:
-  the process clock also counts the scorer threads' scoring, which slows down beside it;
-  `write_to_wall` the end (merge and CSV), after the last chunk is scored;
+  `actions_cpu` is the list's own CPU, the steadier figure on a shared machine, and by step:
+  ContactList.prepare on the scorer threads and add on the writer thread (each thread's clock:
+  the process clock also counts the scorer threads' scoring, which slows down beside it),
+  write_to (merge and CSV after the last chunk is scored; the process clock, its CSV
+  formatting threads included) with its wall `write_to_wall`;
 - `customer_scores_copy_100k` and `customers_read_p95`: on a throwaway PostgreSQL database,
   `--uploads` uploads of `--customers` customers stored with `record_scores`, then 300 reads of
   random customers with `customers.customer`. Target: p95 <= 200 ms.
@@ -100,31 +101,37 @@ def cost_per_row(trained, rows: int = 20_000) -> None:
 
 
 class Counted:
-    """The upload's ContactList as the scoring path's tap, its own CPU counted on each thread
-    (`prepare` on the scorer threads, `add` on the writer thread, `write_to` at the end): the
-    process clock also counts the scorer threads' scoring, which slows down beside it."""
+    """The upload's ContactList as the scoring path's tap, its own CPU counted per step: `prepare`
+    on the scorer threads and `add` on the writer thread by each thread's clock (the process
+    clock also counts the scorer threads' scoring, which slows down beside it), `write_to` by
+    the process clock (it runs after the scoring, its CSV formatted on threads of its own)."""
 
     def __init__(self, contacts):
-        self.contacts, self.thread_cpu, self.lock = contacts, 0.0, threading.Lock()
-        self.write_wall = self.write_cpu = 0.0  # write_to alone: it runs after the scoring
+        self.contacts, self.lock = contacts, threading.Lock()
+        self.cpu = dict.fromkeys(("prepare", "add", "write_to"), 0.0)
+        self.write_wall = 0.0  # write_to alone: the merge and CSV after the last chunk
 
-    def _counted(self, action, *args):
+    @property
+    def thread_cpu(self) -> float:
+        return sum(self.cpu.values())
+
+    def _counted(self, step, action, *args):
         started = time.thread_time()
         try:
             return action(*args)
         finally:
             with self.lock:
-                self.thread_cpu += time.thread_time() - started
+                self.cpu[step] += time.thread_time() - started
 
     def prepare(self, results, upload, scored=None):
-        return self._counted(self.contacts.prepare, results, upload, scored)
+        return self._counted("prepare", self.contacts.prepare, results, upload, scored)
 
     def add(self, results, upload, prepared=None) -> None:
-        self._counted(self.contacts.add, results, upload, prepared)
+        self._counted("add", self.contacts.add, results, upload, prepared)
 
     def write_to(self, stream) -> int:
-        written, self.write_wall, self.write_cpu = timed(
-            lambda: self._counted(self.contacts.write_to, stream)
+        written, self.write_wall, self.cpu["write_to"] = timed(
+            lambda: self.contacts.write_to(stream)
         )
         return written
 
@@ -189,9 +196,11 @@ def share(trained, rows: int, repeat: int = 1) -> None:
     for _ in range(repeat):
         plain_wall, plain_cpu, _, _ = scoring_path(trained, data, actions=False)
         wall, cpu, counted, explained = scoring_path(trained, data, actions=True)
+        steps = [counted.cpu[step] for step in ("prepare", "add", "write_to")]
         pairs.append((plain_wall, plain_cpu, wall, cpu, counted.thread_cpu, counted.write_wall))
-    plain_wall, plain_cpu, wall, cpu, own, write_wall = (
-        float(np.median([pair[k] for pair in pairs])) for k in range(6)
+        pairs[-1] += tuple(steps)
+    plain_wall, plain_cpu, wall, cpu, own, write_wall, prepare, add, write = (
+        float(np.median([pair[k] for pair in pairs])) for k in range(9)
     )
     emit(
         figure=f"reasons_share_{rows}",
@@ -205,6 +214,9 @@ def share(trained, rows: int, repeat: int = 1) -> None:
         extra_share_cpu=round(cpu / plain_cpu - 1, 3),
         actions_cpu=round(own, 2),
         actions_share_cpu=round(own / plain_cpu, 3),
+        actions_cpu_prepare=round(prepare, 2),
+        actions_cpu_add=round(add, 2),
+        actions_cpu_write_to=round(write, 2),
         write_to_wall=round(write_wall, 2),
         pairs_extra_wall=[round(p[2] / p[0] - 1, 3) for p in pairs],
         pairs_extra_cpu=[round(p[3] / p[1] - 1, 3) for p in pairs],
