@@ -123,9 +123,6 @@ def forget_upload(engine: Engine, prediction_id: str) -> None:
         )
 
 
-SCORE_COLUMNS = ("customer_id", "churn_probability", "churn_risk")
-
-
 def keep_scores(engine: Engine, prediction_id: str, part: int, scored: pd.DataFrame) -> int:
     """Keep one chunk of scored rows (customer_id, churn_probability, churn_risk) as one row,
     compressed: what the account's next upload reads back, and customer_scores once COMPLETED."""
@@ -204,8 +201,9 @@ def store_kept_scores(engine: Engine, upload: UploadScored) -> Iterator[pa.Table
 
 
 def date_upload(engine: Engine, prediction_id: str) -> datetime | None:
-    """The upload's stored scores dated at its completed_at (the time COMPLETED was committed:
-    scores are stored while it is scored, before that time is known); None if not completed."""
+    """The upload's stored scores dated at its completed_at (the time COMPLETED was committed);
+    None if not completed. The flow no longer needs it (the scores are stored after COMPLETED, at
+    that time); benchmarks/history_cost.py still measures it."""
     with engine.begin() as conn:
         moment = conn.execute(
             sa.select(predictions.c.completed_at).where(
