@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,13 +85,24 @@ def relative(item: pytest.Item) -> str:
     return Path(item.path).relative_to(REPO).as_posix()
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getvalue("dist") == "loadgroup":
-        for item in items:
-            path = relative(item)
-            item.add_marker(pytest.mark.xdist_group(GROUP_OF.get(path, path)))
+@pytest.hookimpl(tryfirst=True, optionalhook=True)  # before xdist's own, which picks by --dist
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadgroup` as SHARED_FITS says, by file path: xdist's own groups by an `@group`
+    suffix it writes into `item._nodeid`, which pytest 9 no longer reads (nodeid is `item._id`),
+    so every test had been a unit of its own and both workers built each module's fixtures."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
 
+    class SharedFitScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return GROUP_OF.get(path, path)
+
+    return SharedFitScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     def rank(item: pytest.Item) -> int:
         path = relative(item)
         first = next(
