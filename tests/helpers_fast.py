@@ -4,8 +4,9 @@
   `-m "not e2e"`: every worker collects every file, so each of their imports (Prefect's server,
   aws_cdk, Playwright) cost both workers for tests that are deselected anyway.
 - The files that read one shared fit (conftest's `telco_trained`, helpers' `trained_on_synthetic`)
-  or import Prefect run on one worker as a group (`--dist loadgroup`; every other file is a group
-  of its own, as with `loadfile`), so each fit or import is paid once, not once per worker.
+  or import Prefect run on one worker as a group (`--dist loadgroup`, scheduled by this plugin's
+  SharedFitScheduling; every other file is a group of its own, as with `loadfile`), so each fit or
+  import is paid once, not once per worker.
 - The slowest unit files are handed out first (with `--no-loadscope-reorder`, xdist gives files
   out in collection order, one at a time as a worker runs dry), so no worker is left running a long
   one alone at the end while the other is idle. Figures: README.md, `make test-fast`.
