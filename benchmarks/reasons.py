@@ -11,9 +11,11 @@ prints one JSON line per figure, wall seconds beside CPU seconds (this process, 
   without the actions list at the defaults (every HIGH row and the first
   RETAINWISE_EXPLAIN_TOP_N explained; fed on the writer thread as in production, then merged and
   written), `--repeat` pairs in turn (medians). Target: <= 30% more wall time at 1M rows.
-  `actions_cpu` is the list's own CPU (ContactList.add on the writer thread and write_to, each
-  thread's clock), the steadier figure on a shared machine: the process clock also counts the
-  scorer threads, which slow down beside it;
+  `actions_cpu` is the list's own CPU, the steadier figure on a shared machine, and by step:
+  ContactList.prepare on the scorer threads and add on the writer thread (each thread's clock:
+  the process clock also counts the scorer threads' scoring, which slows down beside it),
+  write_to (merge and CSV after the last chunk is scored; the process clock, its CSV
+  formatting threads included) with its wall `write_to_wall`;
 - `customer_scores_copy_100k` and `customers_read_p95`: on a throwaway PostgreSQL database,
   `--uploads` uploads of `--customers` customers stored with `record_scores`, then 300 reads of
   random customers with `customers.customer`. Target: p95 <= 200 ms.
@@ -28,6 +30,7 @@ import os
 import random
 import sys
 import tempfile
+import threading
 import time
 import types
 from datetime import UTC, datetime, timedelta
@@ -98,53 +101,76 @@ def cost_per_row(trained, rows: int = 20_000) -> None:
 
 
 class Counted:
-    """The explainer, counting the rows it explains and the wall and CPU seconds it takes."""
+    """The upload's ContactList as the scoring path's tap, its own CPU counted per step: `prepare`
+    on the scorer threads and `add` on the writer thread by each thread's clock (the process
+    clock also counts the scorer threads' scoring, which slows down beside it), `write_to` by
+    the process clock (it runs after the scoring, its CSV formatted on threads of its own)."""
 
-    def __init__(self, explainer):
-        self.explainer, self.rows, self.wall, self.cpu = explainer, 0, 0.0, 0.0
-        self.thread_cpu = 0.0  # the actions list's own work: add + write_to, this thread's CPU
+    def __init__(self, contacts):
+        self.contacts, self.lock = contacts, threading.Lock()
+        self.cpu = dict.fromkeys(("prepare", "add", "write_to"), 0.0)
+        self.write_wall = 0.0  # write_to alone: the merge and CSV after the last chunk
 
-    def __call__(self, X, ids=None):
-        result, wall, cpu = timed(lambda: self.explainer(X, ids))
-        self.rows, self.wall, self.cpu = self.rows + len(X), self.wall + wall, self.cpu + cpu
-        return result
+    @property
+    def thread_cpu(self) -> float:
+        return sum(self.cpu.values())
 
-    def on_thread(self, action):
-        """`action`, its CPU seconds on the calling thread added to `thread_cpu` (the scorer
-        threads beside it are not counted, unlike the process clock)."""
+    def _counted(self, step, action, *args):
+        started = time.thread_time()
+        try:
+            return action(*args)
+        finally:
+            with self.lock:
+                self.cpu[step] += time.thread_time() - started
 
-        def counted(*args):
-            started = time.thread_time()
-            try:
-                return action(*args)
-            finally:
-                self.thread_cpu += time.thread_time() - started
+    def prepare(self, results, upload, scored=None):
+        return self._counted("prepare", self.contacts.prepare, results, upload, scored)
 
-        return counted
+    def add(self, results, upload, prepared=None) -> None:
+        self._counted("add", self.contacts.add, results, upload, prepared)
+
+    def write_to(self, stream) -> int:
+        written, self.write_wall, self.cpu["write_to"] = timed(
+            lambda: self.contacts.write_to(stream)
+        )
+        return written
 
 
-def scoring_path(trained, data: bytes, actions: bool) -> tuple[float, float, Counted]:
+def scoring_path(trained, data: bytes, actions: bool) -> tuple[float, float, Counted, int]:
     """Wall and CPU seconds of the chunked path (`streaming.score_stream`, the default chunk
-    size and threads) over the CSV `data`; with `actions`, the upload's own ContactList is fed
-    each chunk (on the writer thread, as in production) and written at the end."""
+    size and threads) over the CSV `data`; with `actions`, the upload's own ContactList is its
+    tap (chunks prepared on the scorer threads and added on the writer thread, as in
+    production) and written at the end. Also: the rows explained (with a reason_1)."""
     from retainwise.uploads.contacts import ContactList
     from retainwise.uploads.policy import ScoringPolicy
     from retainwise.uploads.streaming import score_stream
 
     policy = ScoringPolicy(max_rejected_share=0.5)
     blocks = [data[i : i + BLOCK] for i in range(0, len(data), BLOCK)]
+    written = io.BytesIO()
     with ContactList(trained, policy, None) as contacts:
-        explainer = Counted(contacts.builder.explainer)
-        contacts.builder.explainer = explainer
+        counted = Counted(contacts)
 
         def run() -> int:
-            after = explainer.on_thread(contacts.add) if actions else None
-            score_stream(iter(blocks), trained, policy, io.BytesIO(), io.BytesIO(), after)
-            return explainer.on_thread(contacts.write_to)(io.BytesIO()) if actions else 0
+            tap = counted if actions else None
+            score_stream(iter(blocks), trained, policy, io.BytesIO(), io.BytesIO(), tap)
+            return counted.write_to(written) if actions else 0
 
-        written, wall, cpu = timed(run)
-    assert written == (data.count(b"\n") - 1 if actions else 0)
-    return wall, cpu, explainer
+        rows, wall, cpu = timed(run)
+    assert rows == (data.count(b"\n") - 1 if actions else 0)
+    return wall, cpu, counted, explained_rows(written.getvalue()) if actions else 0
+
+
+def explained_rows(actions_csv: bytes) -> int:
+    import pyarrow.csv as pa_csv
+
+    reasons = pa_csv.read_csv(
+        io.BytesIO(actions_csv),
+        convert_options=pa_csv.ConvertOptions(
+            include_columns=["reason_1"], strings_can_be_null=True
+        ),
+    )
+    return reasons.num_rows - reasons["reason_1"].null_count
 
 
 def csv_data(rows: int) -> bytes:
@@ -168,13 +194,14 @@ def share(trained, rows: int, repeat: int = 1) -> None:
     scoring_path(trained, csv_data(CHUNK_ROWS), actions=True)  # warm: compiled trees, imports
     pairs = []
     for _ in range(repeat):
-        plain_wall, plain_cpu, _ = scoring_path(trained, data, actions=False)
-        wall, cpu, explained = scoring_path(trained, data, actions=True)
-        pairs.append((plain_wall, plain_cpu, wall, cpu, explained.thread_cpu, explained))
-    plain_wall, plain_cpu, wall, cpu, own = (
-        float(np.median([pair[k] for pair in pairs])) for k in range(5)
+        plain_wall, plain_cpu, _, _ = scoring_path(trained, data, actions=False)
+        wall, cpu, counted, explained = scoring_path(trained, data, actions=True)
+        steps = [counted.cpu[step] for step in ("prepare", "add", "write_to")]
+        pairs.append((plain_wall, plain_cpu, wall, cpu, counted.thread_cpu, counted.write_wall))
+        pairs[-1] += tuple(steps)
+    plain_wall, plain_cpu, wall, cpu, own, write_wall, prepare, add, write = (
+        float(np.median([pair[k] for pair in pairs])) for k in range(9)
     )
-    explained = pairs[-1][-1]
     emit(
         figure=f"reasons_share_{rows}",
         rows=rows,
@@ -187,11 +214,13 @@ def share(trained, rows: int, repeat: int = 1) -> None:
         extra_share_cpu=round(cpu / plain_cpu - 1, 3),
         actions_cpu=round(own, 2),
         actions_share_cpu=round(own / plain_cpu, 3),
+        actions_cpu_prepare=round(prepare, 2),
+        actions_cpu_add=round(add, 2),
+        actions_cpu_write_to=round(write, 2),
+        write_to_wall=round(write_wall, 2),
         pairs_extra_wall=[round(p[2] / p[0] - 1, 3) for p in pairs],
         pairs_extra_cpu=[round(p[3] / p[1] - 1, 3) for p in pairs],
-        explained_rows=explained.rows,
-        explaining_wall=round(explained.wall, 2),
-        explaining_cpu=round(explained.cpu, 2),
+        explained_rows=explained,
         load_average=[round(x, 2) for x in os.getloadavg()],
         target="<= 0.30 at 1M rows",
     )

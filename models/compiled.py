@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 
 LIBRARY = "trees.so"
 TOLERANCE = 1e-6  # compiled probabilities must equal the model's own to this
@@ -104,15 +105,45 @@ class CompiledModel:
         classes: np.ndarray = self.sklearn.classes_
         return classes
 
+    def encode(self, X: npt.ArrayLike) -> np.ndarray:
+        """The rows as the trees read them (numbers, then category codes)."""
+        return np.ascontiguousarray(self.columns.transform(X), dtype=np.float64)
+
     def decision_function(self, X: npt.ArrayLike) -> np.ndarray:
+        return self.margin(self.encode(X))
+
+    def margin(self, encoded: np.ndarray) -> np.ndarray:
+        """The trees' raw score of rows already encoded (`encode`)."""
         import tl2cgen
 
-        encoded = np.ascontiguousarray(self.columns.transform(X), dtype=np.float64)
         matrix = tl2cgen.DMatrix(encoded, missing=np.nan)
         with self.lock:
             margin = self.predictor.predict(matrix, pred_margin=True)
         return np.asarray(margin, dtype=np.float64).reshape(len(encoded))
 
     def predict_proba(self, X: npt.ArrayLike) -> np.ndarray:
-        churn = self.sklearn.predict_proba_from_scores(self.decision_function(X))
+        return self.probabilities(self.margin(self.encode(X)))
+
+    def probabilities(self, margin: np.ndarray) -> np.ndarray:
+        churn = self.sklearn.predict_proba_from_scores(margin)
         return np.column_stack([1 - churn, churn])
+
+
+class Remembering:
+    """A scorer (compiled or not) that keeps the last prepared rows it scored and, for compiled
+    trees, their encoded matrix: what the actions list reuses to explain some of those rows
+    instead of preparing and encoding them again. One per chunk (not shared by threads)."""
+
+    def __init__(self, scorer: Any) -> None:
+        self.scorer = scorer
+        self.sklearn = getattr(scorer, "sklearn", scorer)  # what explanations use
+        self.features: pd.DataFrame | None = None
+        self.encoded: np.ndarray | None = None
+
+    def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
+        self.features = features
+        if not isinstance(self.scorer, CompiledModel):
+            churn: np.ndarray = self.scorer.predict_proba(features)
+            return churn
+        self.encoded = self.scorer.encode(features)
+        return self.scorer.probabilities(self.scorer.margin(self.encoded))

@@ -42,6 +42,20 @@ class Explanation:
         return margin
 
 
+@dataclass(frozen=True)
+class EncodedRows:
+    """Prepared rows the scorer encoded already (models.compiled.Remembering), by their unique
+    index: explaining some of them takes their rows instead of encoding them again."""
+
+    index: pd.Index
+    matrix: np.ndarray
+
+    def of(self, X: pd.DataFrame) -> np.ndarray | None:
+        """X's rows (by index), or None when one of them is not here."""
+        positions = self.index.get_indexer(X.index)
+        return None if (positions < 0).any() else self.matrix[positions]
+
+
 def base_pipeline(model: Any) -> Any:
     """The fitted scikit-learn pipeline inside a calibrated or compiled model (or the model)."""
     model = getattr(model, "sklearn", model)
@@ -52,14 +66,18 @@ def is_linear(model: Any) -> bool:
     return isinstance(base_pipeline(model).steps[-1][1], LogisticRegression)
 
 
-def explain(model: Any, profile: ModelProfile, X: pd.DataFrame) -> Explanation:
-    """Exact contributions of every feature for the prepared rows `X` (models.features)."""
+def explain(
+    model: Any, profile: ModelProfile, X: pd.DataFrame, encoded: np.ndarray | None = None
+) -> Explanation:
+    """Exact contributions of every feature for the prepared rows `X` (models.features);
+    `encoded`: the same rows as the trees read them, when the scorer encoded them already (a
+    linear model does not use it)."""
     pipeline = base_pipeline(model)
     classifier = pipeline.steps[-1][1]
     if isinstance(classifier, LogisticRegression):
         return linear_explanation(pipeline, profile, X)
     if isinstance(classifier, ChurnBooster):
-        return tree_explanation(pipeline, profile, X)
+        return tree_explanation(pipeline, profile, X, encoded)
     raise NotExplainable(f"no exact explanation for {type(classifier).__name__}; retrain")
 
 
@@ -92,9 +110,11 @@ def linear_explanation(pipeline: Any, profile: ModelProfile, X: pd.DataFrame) ->
     return Explanation(profile.feature_names, base, _reorder(matrix, order, profile.feature_names))
 
 
-def tree_explanation(pipeline: Any, profile: ModelProfile, X: pd.DataFrame) -> Explanation:
+def tree_explanation(
+    pipeline: Any, profile: ModelProfile, X: pd.DataFrame, encoded: np.ndarray | None = None
+) -> Explanation:
     """LightGBM's TreeSHAP on the encoded columns (numbers, then category codes)."""
-    encoded = pipeline[:-1].transform(X)
+    encoded = pipeline[:-1].transform(X) if encoded is None else encoded
     booster = pipeline.steps[-1][1]
     tables = tables_for(booster.booster_)
     matrix = booster.contributions(encoded) if tables is None else tables.contributions(encoded)

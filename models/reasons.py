@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from models.explain import Explanation, NotExplainable, explain
+from models.explain import EncodedRows, Explanation, NotExplainable, explain
 from models.profile import ModelProfile
 
 TOP = 3
@@ -90,6 +90,9 @@ def value_words(column: pd.Series, rows: np.ndarray) -> tuple[np.ndarray, list[s
         codes, distinct = column.cat.codes.to_numpy()[rows], list(column.cat.categories)
     else:
         codes, found = pd.factorize(column.to_numpy()[rows], use_na_sentinel=True)
+        if found.dtype.kind == "f":  # format_value of each, at once (NaN is the sentinel)
+            texts = [f"{value:g}" for value in found.tolist()] + ["missing"]
+            return np.where(codes < 0, len(texts) - 1, codes).astype(np.int64), texts
         distinct = list(found)
     texts = [format_value(value) for value in distinct] + ["missing"]
     return np.where(codes < 0, len(texts) - 1, codes).astype(np.int64), texts
@@ -121,12 +124,18 @@ def share_codes(shares: np.ndarray) -> tuple[np.ndarray, list[str]]:
     return where, words
 
 
-def reasons_for(model: Any, profile: ModelProfile, keep: Keeper | None = None) -> ReasonsExplainer:
+def reasons_for(
+    model: Any,
+    profile: ModelProfile,
+    keep: Keeper | None = None,
+    encoded: EncodedRows | None = None,
+) -> ReasonsExplainer:
     """The explainer the actions list calls: (prepared rows, customer ids) -> reason columns;
-    `keep(ids, explanation, X)`, when given, receives every explanation (to store it)."""
+    `keep(ids, explanation, X)`, when given, receives every explanation (to store it);
+    `encoded`: rows the scorer encoded already, of which the explained rows are taken by index."""
 
     def explainer(X: pd.DataFrame, ids: pd.Series | None = None) -> pd.DataFrame:
-        found = explain(model, profile, X)
+        found = explain(model, profile, X, None if encoded is None else encoded.of(X))
         if keep is not None:
             keep(ids, found, X)
         return reason_frame(found, X)

@@ -1,8 +1,10 @@
 """Each customer over time, kept by the score-upload flow (adapters.customers).
 
 The previous completed upload's probabilities feed the actions list; this upload's scores are
-stored chunk by chunk as they are written (dated, for now, when scoring began), then once the
-upload is COMPLETED they take its completed_at and its explanations are stored with it.
+kept chunk by chunk as they are written, a compressed row per chunk (`upload_scores`: what the
+account's next upload reads as "previous", there before COMPLETED is); once the upload is
+COMPLETED they are stored as each customer's history at its completed_at (`customer_scores`),
+off the customer's wait, and its explanations with them.
 The explanations wait in a temporary file, not in memory, and are stored a block of customers at
 a time (`EXPLAIN_BLOCK`), so what an upload holds does not grow with its size.
 A redelivered run drops what an earlier run of the same upload stored (`start`), so nothing is
@@ -19,6 +21,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import IO
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 from sqlalchemy.engine import Engine
@@ -39,6 +42,8 @@ class CustomerHistory:
         self.engine, self.upload = engine, upload
         self.spill: IO[bytes] | None = None  # pickled (ids, Explanation, X), one per `explained`
         self.parts = 0
+        self.score_parts = 0  # chunks of scores kept so far
+        self.probabilities: np.ndarray | None = None  # every scored row's, once `completed`
 
     @classmethod
     def for_upload(
@@ -53,10 +58,12 @@ class CustomerHistory:
     def start(self) -> None:
         customers.forget_upload(self.engine, self.upload.prediction_id)
         self.drop_explanations()
+        self.score_parts = 0
 
     def forget(self) -> None:
         customers.forget_upload(self.engine, self.upload.prediction_id)
         self.drop_explanations()
+        self.score_parts = 0
 
     def previous(self) -> pa.Table | None:
         upload = self.upload
@@ -65,7 +72,9 @@ class CustomerHistory:
         )
 
     def scored(self, results: pd.DataFrame) -> None:
-        customers.record_scores(self.engine, self.upload, results)
+        """One insert per chunk: the rows per customer wait for `completed`."""
+        customers.keep_scores(self.engine, self.upload.prediction_id, self.score_parts, results)
+        self.score_parts += 1
 
     def explained(self, ids: pd.Series, explanation: Explanation, X: pd.DataFrame) -> None:
         if self.spill is None:
@@ -88,12 +97,19 @@ class CustomerHistory:
         self.spill, self.parts = None, 0
 
     def completed(self, block: int = EXPLAIN_BLOCK) -> int:
-        """Date the stored scores at the upload's completed_at and store the explanations kept
-        while scoring with that time, `block` customers per write; returns how many rows were
-        written (a customer explained twice counts twice when its rows fall in two blocks)."""
-        moment = customers.date_upload(self.engine, self.upload.prediction_id)
+        """Store the kept scores as the customers' history at the upload's completed_at (keeping
+        every row's probability for the monitoring figures), then the explanations kept while
+        scoring with that time, `block` customers per write; returns how many explanation rows
+        were written (a customer explained twice counts twice when its rows fall in two blocks).
+        An upload not COMPLETED keeps the time scoring began."""
+        moment = customers.completed_at(self.engine, self.upload.prediction_id)
         if moment is not None:
             self.upload = replace(self.upload, completed_at=moment)
+        probabilities = [
+            table["churn_probability"].to_numpy()
+            for table in customers.store_kept_scores(self.engine, self.upload)
+        ]
+        self.probabilities = np.concatenate(probabilities) if probabilities else np.array([])
         stored = 0
         for ids, found, X in blocks(self.kept(), block):
             stored += customers.record_explanations(self.engine, self.upload, ids, found, X)
@@ -125,6 +141,6 @@ def blocks(
 
 
 def record_explanations(history: CustomerHistory) -> int:
-    """After COMPLETED (tasks.background): the scores dated at completed_at and the explanations
-    stored, retried (an update and an upsert, so a retry stores nothing twice)."""
+    """After COMPLETED (tasks.background): the scores and the explanations stored at
+    completed_at, retried (a replace and an upsert, so a retry stores nothing twice)."""
     return retried(history.completed)

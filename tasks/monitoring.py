@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from prefect import get_run_logger, task
@@ -18,13 +19,20 @@ from tasks.retry import IO_TASK, is_transient, retried
 
 
 def record_upload_figures(
-    env, report: UploadReport, account: str, model: LoadedModel, results_key: str, logger=None
+    env,
+    report: UploadReport,
+    account: str,
+    model: LoadedModel,
+    results_key: str,
+    logger=None,
+    probabilities: np.ndarray | None = None,
 ) -> UploadMetrics | None:
     """Score PSI, the label-free estimate and per-column drift, in upload_metrics/upload_drift.
 
     Run after the upload is COMPLETED (tasks.background), outside any task run, so its I/O is
-    retried here. A database without those tables (not migrated yet) skips this with a warning:
-    monitoring must never fail a customer's upload.
+    retried here. `probabilities`: every scored row's, in file order, as scored (the results'
+    column is read back from S3 without them). A database without those tables (not migrated
+    yet) skips this with a warning: monitoring must never fail a customer's upload.
     """
     logger = logger or get_run_logger()
     table = monitoring_tables.upload_metrics.name
@@ -34,9 +42,12 @@ def record_upload_figures(
             "this upload's monitoring figures are not stored"
         )
         return None
-    probabilities = retried(
-        aws.csv_column, env.s3, env.settings.bucket, results_key, "churn_probability"
-    )
+    if probabilities is None:
+        probabilities = retried(
+            aws.csv_column, env.s3, env.settings.bucket, results_key, "churn_probability"
+        )
+    else:  # the figures of what the results file holds: 6 decimals (uploads.output)
+        probabilities = np.round(probabilities.astype("float64"), 6)
     upload = ScoredUpload.from_report(dict(report))  # the report as report.json holds it
     metrics, drift = upload_figures(upload, probabilities, account, model.profile)
     retried(monitoring_tables.record_upload, env.engine, metrics, drift)

@@ -4,7 +4,8 @@ Columns ACTION_COLUMNS (+ `value_at_risk` when the account names a value column:
 that column, and the rank then follows it). Every HIGH customer and the first `top_n` of the list
 get three reasons. Built chunk by chunk in bounded memory:
 - reasons for HIGH rows are computed as their chunk arrives (only their text is kept, as Arrow
-  strings);
+  strings), with the chunk's sorting, by `prepare` (any thread, chunks at once); `put` takes
+  the prepared chunks in file order (`add` is both);
 - the (key, seq) of the first `top_n` rows of the list so far are kept; the explained rows below
   HIGH come from a pool of the non-HIGH rows among them (their feature rows are kept: at most
   `top_n` + one chunk), explained once at the end (so a list whose first `top_n` are all HIGH
@@ -16,10 +17,12 @@ Pure: pandas and pyarrow; the model's explainer is passed in.
 
 from __future__ import annotations
 
+import contextlib
 import io
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -43,6 +46,7 @@ VALUE_AT_RISK = "value_at_risk"
 POOL_KEYS = ("key", "seq", "customer_id")  # a pooled row's place and who it is
 SAME_WITHIN = 1e-9  # one model on the same row gives the same probability to the last bit
 MERGE_ROWS = 8_192  # rows read from each spilled run at a time
+FORMATTERS = 2  # CSV batches formatted at once (one per core here)
 
 # (prepared feature rows, their customer ids) -> a frame with the REASONS columns, same index;
 # the ids let the caller keep each explained customer's explanation (adapters.customers)
@@ -115,6 +119,7 @@ class ActionsBuilder:
     ):
         self.explainer, self.spill_dir, self.top_n = explainer, Path(spill_dir), top_n
         self.previous = previous_scores(previous)
+        self.previous.index.get_indexer(self.previous.index[:1])  # its hash table, built once
         self.value_column = value_column
         self.rows_seen = 0
         self.runs: list[Path] = []
@@ -125,15 +130,40 @@ class ActionsBuilder:
     def add(self, scored: pd.DataFrame, features: pd.DataFrame, values: Any = None) -> None:
         """One chunk: `scored` has customer_id, churn_probability, churn_risk; `features` the
         prepared rows on the same index; `values` the value column's cells when one is named."""
+        self.put(self.prepare(scored, features, values))
+
+    def prepare(
+        self,
+        scored: pd.DataFrame,
+        features: pd.DataFrame,
+        values: Any = None,
+        explainer: Explainer | None = None,
+    ) -> Chunk:
+        """What `add` does with one chunk that no other chunk changes: its list columns, its HIGH
+        rows' reasons (by `explainer`, default the builder's) and its rows in rank order. Safe
+        on several threads at once (the chunked path runs it in the scorer threads); `put` then
+        takes the chunks in file order."""
         slim = self._slim(scored, values)
         high = pc.equal(slim.risk, "HIGH").to_numpy(zero_copy_only=False)
         rows = np.flatnonzero(high)
         reasons = _EMPTY
         if len(rows):
             ids = pd.Series(slim.ids.take(rows).to_pylist(), index=features.index[rows])
-            reasons = _Reasons(rows, _texts(self.explainer(features.iloc[rows], ids)))
-        self._keep_first(slim, high, features)
-        self._spill(slim, reasons)
+            explained = (explainer or self.explainer)(features.iloc[rows], ids)
+            reasons = _Reasons(rows, _texts(explained))
+        return Chunk(slim, high, features, self._run(slim, reasons))
+
+    def put(self, chunk: Chunk) -> None:
+        """The prepared chunks, in file order: numbered after the rows before them, counted
+        among the first `top_n`, and spilled."""
+        offset = self.rows_seen
+        self.rows_seen += len(chunk.slim.seq)
+        slim = replace(chunk.slim, seq=chunk.slim.seq + offset)
+        self._keep_first(slim, chunk.high, chunk.features)
+        run = chunk.run
+        where = run.schema.get_field_index("seq")
+        seq = pc.add(run["seq"], pa.scalar(offset, pa.int64()))
+        self._spill(run.set_column(where, "seq", seq))
 
     def _slim(self, scored: pd.DataFrame, values: Any) -> _Slim:
         """The chunk's list columns as arrays (no frame: building and sorting one with text
@@ -148,8 +178,7 @@ class ActionsBuilder:
         key = probability
         if self.value_column:
             value_at_risk = key = probability * worth_of(values, len(ids))
-        seq = np.arange(self.rows_seen, self.rows_seen + len(ids), dtype=np.int64)
-        self.rows_seen += len(ids)
+        seq = np.arange(len(ids), dtype=np.int64)  # in the chunk: `put` adds the rows before
         return _Slim(
             ids,
             probability,
@@ -202,9 +231,8 @@ class ActionsBuilder:
         pool = [self.pool, joined] if len(self.pool) else [joined]
         self.pool = pd.concat(pool, ignore_index=True)
 
-    def _spill(self, slim: _Slim, reasons: _Reasons) -> None:
-        """The chunk's rows in rank order (key descending, then input order) as an Arrow IPC
-        file (no encoding: Parquet's cost a third of the builder's time), in MERGE_ROWS blocks."""
+    def _run(self, slim: _Slim, reasons: _Reasons) -> pa.Table:
+        """The chunk's rows in rank order (key descending, then input order), as spilled."""
         order = np.lexsort((slim.seq, -slim.key))
         codes = pa.array(change_codes(slim.probability, slim.previous)[order])
         columns: dict[str, Any] = {
@@ -221,7 +249,11 @@ class ActionsBuilder:
             assert slim.value_at_risk is not None
             columns[VALUE_AT_RISK] = slim.value_at_risk[order]
         schema = schema_of(["key", "seq", *self.columns[1:]])
-        table = pa.table([_arrow(columns[f.name], f.type) for f in schema], schema=schema)
+        return pa.table([_arrow(columns[f.name], f.type) for f in schema], schema=schema)
+
+    def _spill(self, table: pa.Table) -> None:
+        """A run as an Arrow IPC file (no encoding: Parquet's cost a third of the builder's
+        time), in MERGE_ROWS blocks."""
         path = self.spill_dir / f"run-{len(self.runs):05d}.arrow"
         with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
             for batch in table.to_batches(max_chunksize=MERGE_ROWS):
@@ -280,22 +312,43 @@ class ActionsBuilder:
     def write_csv(self, sink: str | Path | BinaryIO) -> int:
         """Write the list as CSV to `sink` (a path or a binary file); returns the rows written.
 
-        Each batch is formatted on a thread (Arrow's writer lets go of the GIL) while the next
-        one is merged: the bytes are the same, written in order, one batch in flight."""
+        The batches are formatted FORMATTERS at a time on threads (Arrow's CSV writer lets go of
+        the GIL) while the next ones are merged, and written in order: the bytes one writer
+        gives, with both cores at work once the scoring is over."""
         written = 0
         with (
-            pa_csv.CSVWriter(sink, schema_of(self.columns)) as writer,
-            ThreadPoolExecutor(1, thread_name_prefix="actions-csv") as formatter,
+            _opened(sink) as out,
+            ThreadPoolExecutor(FORMATTERS, thread_name_prefix="actions-csv") as formatter,
         ):
-            writing: Future[None] | None = None
+            out.write(_csv_header(schema_of(self.columns)))
+            formatting: deque[Future[pa.Buffer]] = deque()
             for batch in self.batches():
-                if writing is not None:
-                    writing.result()
-                writing = formatter.submit(writer.write_batch, batch)
+                formatting.append(formatter.submit(_csv_rows, batch))
                 written += batch.num_rows
-            if writing is not None:
-                writing.result()
+                while len(formatting) > FORMATTERS:
+                    out.write(formatting.popleft().result())
+            for rows in formatting:
+                out.write(rows.result())
         return written
+
+
+def _opened(sink: str | Path | BinaryIO) -> contextlib.AbstractContextManager[BinaryIO]:
+    """A path opened for writing, or the open binary file as it is (left open)."""
+    if isinstance(sink, str | Path):
+        return Path(sink).open("wb")
+    return contextlib.nullcontext(sink)
+
+
+def _csv_header(schema: pa.Schema) -> pa.Buffer:
+    header = pa.BufferOutputStream()
+    pa_csv.write_csv(schema.empty_table(), header)
+    return header.getvalue()
+
+
+def _csv_rows(batch: pa.RecordBatch) -> pa.Buffer:
+    rows = pa.BufferOutputStream()
+    pa_csv.write_csv(batch, rows, pa_csv.WriteOptions(include_header=False))
+    return rows.getvalue()
 
 
 TYPES = {
@@ -319,6 +372,17 @@ class _Slim:
     value_at_risk: np.ndarray | None
     key: np.ndarray
     seq: np.ndarray
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One chunk made ready by `ActionsBuilder.prepare` (seq counted from 0 in the chunk): its
+    list columns, which rows are HIGH, its prepared features, and its rows in rank order."""
+
+    slim: _Slim
+    high: np.ndarray
+    features: pd.DataFrame
+    run: pa.Table
 
 
 def _arrow(column: Any, kind: pa.DataType) -> pa.Array:

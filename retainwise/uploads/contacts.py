@@ -1,25 +1,28 @@
 """The actions list of one upload being scored: fed each scored chunk, written beside the results.
 
 Glue between the scoring paths (uploads.scoring, both whole and chunked) and the pure builder
-(uploads.actions): it prepares each chunk's features for the explainer, hands every explanation
-and every chunk's scores to the account's `History`, and copies the finished CSV to its sink.
+(uploads.actions): it prepares each chunk for the list (on the chunked path in the scorer thread,
+reusing the rows the scorer prepared and encoded), hands every explanation and every chunk's
+scores to the account's `History` in file order, and copies the finished CSV to its sink.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import pandas as pd
 import pyarrow as pa
 
-from models.explain import Explanation, NotExplainable
+from models.compiled import Remembering
+from models.explain import EncodedRows, Explanation, NotExplainable
 from models.features import prepare_features
 from models.reasons import REASON_COLUMNS, ReasonsExplainer, reasons_for
 from models.scoring import ScoringModel
-from retainwise.uploads.actions import ActionsBuilder
+from retainwise.uploads.actions import ActionsBuilder, Chunk
 from retainwise.uploads.policy import ScoringPolicy
 from retainwise.uploads.validation import ValidatedUpload
 
@@ -35,6 +38,18 @@ class History(Protocol):
     def scored(self, results: pd.DataFrame) -> None: ...
 
     def explained(self, ids: pd.Series, explanation: Explanation, X: pd.DataFrame) -> None: ...
+
+
+Kept = tuple[pd.Series | None, Explanation, pd.DataFrame]  # an explanation for the History
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A chunk made ready off the writer thread, and its explanations for the History (handed
+    over in file order by `add`)."""
+
+    chunk: Chunk
+    kept: list[Kept]
 
 
 class Writable(Protocol):
@@ -63,13 +78,37 @@ class ContactList:
     def __exit__(self, *exc: object) -> None:
         self.spill.cleanup()
 
-    def add(self, results: pd.DataFrame, upload: ValidatedUpload) -> None:
-        """One chunk: its results and the validated rows they were scored from (same order),
-        with the value column's cells when the account names one."""
-        features = prepare_features(upload.accepted, self.model.profile.features)
+    def prepare(
+        self, results: pd.DataFrame, upload: ValidatedUpload, scored: Remembering | None = None
+    ) -> Prepared:
+        """One chunk's work that needs no other chunk (its HIGH rows' reasons, its sorted rows):
+        the chunked path runs it in the scorer threads, both cores at once, with the prepared
+        and encoded rows the scorer kept (`scored`), so they are not made again."""
+        features = None if scored is None else scored.features
+        if features is None:
+            features = prepare_features(upload.accepted, self.model.profile.features)
+        features = features.set_axis(results.index)
+        encoded = None
+        if scored is not None and scored.encoded is not None:
+            encoded = EncodedRows(features.index, scored.encoded)
         values = None if upload.values is None else upload.values.to_numpy()
-        self.builder.add(results, features.set_axis(results.index), values)
+        kept: list[Kept] = []
+        keep = None if self.history is None else lambda *explained: kept.append(explained)
+        explainer = reasons_for(self.model.scorer, self.model.profile, keep, encoded)
+        chunk = self.builder.prepare(results, features, values, tolerant(explainer))
+        return Prepared(chunk, kept)
+
+    def add(
+        self, results: pd.DataFrame, upload: ValidatedUpload, prepared: Prepared | None = None
+    ) -> None:
+        """One chunk, in file order: its results and the validated rows they were scored from
+        (same order), with the value column's cells when the account names one; `prepared` is
+        what `prepare` gave for it (else it is prepared here)."""
+        prepared = prepared or self.prepare(results, upload)
+        self.builder.put(prepared.chunk)
         if self.history is not None:
+            for ids, explanation, X in prepared.kept:
+                self.history.explained(ids, explanation, X)
             self.history.scored(results)
 
     def write_to(self, stream: Writable) -> int:

@@ -279,7 +279,7 @@ class Job:
                 self.policy,
                 results,
                 rejects,
-                None if contacts is None else contacts.add,
+                contacts,
             )
             started = time.perf_counter()
             if counts.failure is not None:

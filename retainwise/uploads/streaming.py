@@ -21,6 +21,7 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 import pandas as pd
 
+from models.compiled import Remembering
 from models.profile import ModelProfile
 from models.scoring import ScoringModel, score_frame
 from retainwise.config.errors import UploadRejected
@@ -45,8 +46,22 @@ SCORERS = 2  # chunks scored at once (one per core here)
 IN_FLIGHT = SCORERS  # chunks validated but not yet written: bounds memory
 NOT_BLANK = re.compile(rb"\S")
 T = TypeVar("T")
-# (a chunk's results, its validated rows): what else is done with a scored chunk, in file order
-Tap = Callable[[pd.DataFrame, ValidatedUpload], None]
+P = TypeVar("P")
+
+
+class Tap(Protocol[P]):
+    """What else is done with each scored chunk (its results, its validated rows): `prepare` in
+    the chunk's scorer thread as soon as it is scored (chunks at once, in any order; `scored`
+    keeps the prepared and encoded rows the scorer read), then `add` on the writer thread, in
+    file order, with what `prepare` gave."""
+
+    def prepare(
+        self, results: pd.DataFrame, upload: ValidatedUpload, scored: Remembering | None = None
+    ) -> P: ...
+
+    def add(
+        self, results: pd.DataFrame, upload: ValidatedUpload, prepared: P | None = None
+    ) -> None: ...
 
 
 class Writable(Protocol):
@@ -316,35 +331,39 @@ def drop_accepted(
 
 
 def score_piece(
-    model: ScoringModel, upload: ValidatedUpload, reasons: bool
-) -> tuple[pd.DataFrame, ReportCounts]:
-    """Results and report counts of one validated chunk; runs in a scorer thread (the trees
-    release the GIL, so two chunks score at once while the next one is validated)."""
-    results = score_frame(
-        model.scorer, model.profile, upload.accepted, upload.customer_ids, reasons=reasons
-    )
-    return results, upload_counts(upload, results, model.profile)
+    model: ScoringModel, upload: ValidatedUpload, reasons: bool, tap: Tap[Any] | None = None
+) -> tuple[pd.DataFrame, ReportCounts, Any]:
+    """Results, report counts and what `tap` prepares of one validated chunk; runs in a scorer
+    thread (the trees release the GIL, so two chunks score at once while the next one is
+    validated)."""
+    scorer = model.scorer if tap is None else Remembering(model.scorer)
+    results = score_frame(scorer, model.profile, upload.accepted, upload.customer_ids, reasons)
+    if tap is None or not len(results):
+        return results, upload_counts(upload, results, model.profile), None
+    prepared = tap.prepare(results, upload, scorer if isinstance(scorer, Remembering) else None)
+    return results, upload_counts(upload, results, model.profile), prepared
 
 
 def write_piece(
-    scored: Future[tuple[pd.DataFrame, ReportCounts]],
+    scored: Future[tuple[pd.DataFrame, ReportCounts, Any]],
     rejects: pd.DataFrame,
     files: tuple[Writable, Writable],
     first: bool,
     totals: Totals,
-    after: Tap | None = None,
+    after: Tap[Any] | None = None,
     upload: ValidatedUpload | None = None,
     carried: pd.DataFrame | None = None,
 ) -> ReportCounts:
     """Append one chunk's results (with its `carried` cells) and rejects, in file order (one
-    writer thread); `after` then sees the chunk's results and validated rows, in file order too."""
-    results, counts = scored.result()
+    writer thread); `after` then adds the chunk (results, validated rows, what it prepared), in
+    file order too."""
+    results, counts, prepared = scored.result()
     started = time.perf_counter()
     out = carry.with_carried(neutralise_results(results), carried)
     files[0].write(to_csv_bytes(out, header=first))
     files[1].write(to_csv_bytes(neutralise_text_columns(rejects), header=first))
     if after is not None and upload is not None and len(results):
-        after(results, upload)
+        after.add(results, upload, prepared)
     memory.release_free_memory()
     totals.timed("writing", started)
     return counts
@@ -356,12 +375,13 @@ def score_stream(
     policy: ScoringPolicy,
     results_file: Writable,
     rejects_file: Writable,
-    after: Tap | None = None,
+    after: Tap[Any] | None = None,
 ) -> tuple[ReportCounts, Totals]:
     """Score a byte stream into two open binary files; returns the report counts and timings.
 
     Chunks are read and validated in order (row numbers and duplicate ids span chunks), scored
-    by SCORERS threads, and written in order by one writer thread (which also calls `after`).
+    by SCORERS threads (which also run `after.prepare`), and written in order by one writer
+    thread (which then calls `after.add`).
     """
     totals, seen, columns, limits = Totals(), SeenIds(), None, policy.limits
     memory.bound_allocator()
@@ -392,7 +412,7 @@ def score_stream(
                 zip(rejects["row_number"][:3], rejects["reason"][:3], strict=False)
             )
             scored = scorers.submit(
-                _timed, totals, "scoring", score_piece, model, upload, policy.reasons
+                _timed, totals, "scoring", score_piece, model, upload, policy.reasons, after
             )
             pending.append(
                 writer.submit(

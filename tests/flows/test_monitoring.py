@@ -35,6 +35,22 @@ def csv_bytes(frame: pd.DataFrame) -> bytes:
     return frame.to_csv(index=False).encode()
 
 
+def figures_from_the_results_file(resources, prediction_id: str, trained) -> dict:
+    """The upload_metrics row computed from the results file read back from S3 (how the figures
+    were computed before the scoring's own probabilities were kept for them)."""
+    from retainwise.adapters import aws, db
+    from retainwise.modelops.monitoring import ScoredUpload, upload_figures
+
+    row = db.get_prediction(resources.engine, prediction_id)
+    bucket = resources.settings.bucket
+    report = json.loads(aws.get_bytes(resources.s3, bucket, row.report_key))
+    probabilities = aws.csv_column(resources.s3, bucket, row.result_key, "churn_probability")
+    metrics, _ = upload_figures(
+        ScoredUpload.from_report(report), probabilities, row.account, trained.profile
+    )
+    return {k: v for k, v in metrics.row().items() if k != "prediction_id"}
+
+
 def monitor_json(capsys, *args) -> dict:
     assert cli.main(["model", "monitor", "churn", *args]) == 0
     out = capsys.readouterr().out.strip().splitlines()
@@ -52,6 +68,8 @@ def test_realised_auc_equals_the_files_and_a_shift_is_flagged(
     assert score_upload(upload)["status"] == "COMPLETED"
     stored = metrics_rows(resources.engine, "churn").set_index("prediction_id").loc[upload]
     assert stored["rows_scored"] == len(holdout) and stored["score_psi"] < 0.1
+    from_file = figures_from_the_results_file(resources, upload, telco_model)
+    assert {name: stored[name] for name in from_file} == from_file
 
     outcomes = tmp_path / "outcomes.csv"
     outcomes.write_bytes(

@@ -113,3 +113,19 @@ def test_account_columns_revision_adds_nullable_choices_and_reruns(database_url)
     migrations.downgrade(database_url, "0014_create_webhooks")  # and so is a second downgrade
     assert not {"value_column", "carry_columns"} & set(columns(database_url, "accounts"))
     assert "carry_columns" not in columns(database_url)
+
+
+def test_upload_scores_revision_creates_a_named_table_and_reruns(database_url):
+    migrations.upgrade(database_url, "0016_create_upload_scores")
+    migrations.upgrade(database_url, "0016_create_upload_scores")  # a rerun is a no-op
+    assert set(columns(database_url, "upload_scores")) == {"prediction_id", "part", "scores"}
+    engine = sa.create_engine(database_url)
+    assert sa.inspect(engine).get_pk_constraint("upload_scores")["name"] == "pk_upload_scores"
+    engine.dispose()
+    migrations.downgrade(database_url, "0015_add_account_columns")
+    migrations.downgrade(database_url, "0015_add_account_columns")  # and so is a second one
+    engine = sa.create_engine(database_url)
+    assert not sa.inspect(engine).has_table("upload_scores")
+    engine.dispose()
+    migrations.upgrade(database_url)
+    assert "scores" in columns(database_url, "upload_scores")

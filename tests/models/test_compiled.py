@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from benchmarks.data import ID, jittered_block, load_telco
-from models.compiled import TOLERANCE, CompiledModel, compile_trees
+from models.compiled import TOLERANCE, CompiledModel, Remembering, compile_trees
+from models.explain import EncodedRows, explain
 from models.features import prepare_features
 from models.scoring import score_frame
 from models.training import LABEL_COLUMN, build_linear
@@ -55,6 +56,24 @@ def test_reasons_still_come_from_the_scikit_learn_model(telco_model):
     expected = score_frame(trained.pipeline, trained.profile, head, head[ID], reasons=True)
     got = score_frame(compiled, trained.profile, head, head[ID], reasons=True)
     assert (expected["top_reasons"] == got["top_reasons"]).all()
+
+
+def test_the_rows_a_remembering_scorer_encoded_explain_as_encoding_them_again(telco_model):
+    """The actions list reuses the compiled scorer's encoded chunk: the same probabilities, and
+    the same contributions to the bit for any rows taken from it by index."""
+    frame, trained, compiled = telco_model
+    rows = frame.head(300).set_axis(pd.RangeIndex(300, 600))
+    remembering = Remembering(compiled)
+    got = score_frame(remembering, trained.profile, rows, rows[ID])
+    pd.testing.assert_frame_equal(got, score_frame(compiled, trained.profile, rows, rows[ID]))
+    assert remembering.features is not None and remembering.encoded is not None
+    encoded = EncodedRows(remembering.features.index, remembering.encoded)
+    X = remembering.features.iloc[[250, 3, 77, 4]]
+    reused = explain(compiled, trained.profile, X, encoded.of(X))
+    again = explain(compiled, trained.profile, X)
+    assert np.array_equal(reused.contributions, again.contributions)
+    assert np.array_equal(reused.base, again.base)
+    assert encoded.of(X.set_axis([0, 1, 2, 3])) is None  # rows it never encoded: none taken
 
 
 def test_a_model_without_boosted_trees_is_not_compiled(telco_model, tmp_path):

@@ -90,6 +90,7 @@ def test_reasons_in_words_are_each_rows_own_formatting():
         },
         index=np.arange(rows) * 3,
     )
+    X.iloc[:5, 1] = [np.inf, -np.inf, 1e16, 1.5e-7, 0.0]  # numbers worded at once too
     matrix = np.round(rng.normal(0, 0.3, (rows, 4)), 3)  # exact thousandths: ties, near-ties
     matrix[::7, 1] = matrix[::7, 0]  # equal contributions: the earlier feature first
     matrix[::11] = 0.0

@@ -43,9 +43,14 @@ def scores(*pairs: tuple[str, float]) -> pd.DataFrame:
 
 
 def complete(engine, history: CustomerHistory, block: int = 3) -> None:
+    finish(engine, history)
+    history.completed(block)
+
+
+def finish(engine, history: CustomerHistory) -> None:
+    """COMPLETED on the row: what the customer waits for (`completed` comes after it)."""
     prediction_id = history.upload.prediction_id
     assert db.finish_prediction(engine, prediction_id, "run", db.Status.COMPLETED)
-    history.completed(block)
 
 
 def test_a_second_upload_sees_the_first_and_explanations_wait_for_completion(migrated_engine):
@@ -58,7 +63,7 @@ def test_a_second_upload_sees_the_first_and_explanations_wait_for_completion(mig
     first.explained(
         pd.Series(["c"]), Explanation(["Contract", "tenure"], np.array([-1.0]), np.ones((1, 2))), X
     )
-    assert customers.customer(migrated_engine, "acme", "c").explanation is None
+    assert customers.customer(migrated_engine, "acme", "c") is None  # no score nor explanation
     complete(migrated_engine, first)
 
     second = upload(migrated_engine, 30)
@@ -73,11 +78,31 @@ def test_a_second_upload_sees_the_first_and_explanations_wait_for_completion(mig
     assert record.explanation.margin == 1.0 and len(record.history) == 1
 
 
+def test_the_next_upload_sees_a_completed_one_before_its_history_is_stored(migrated_engine):
+    """The customers' rows are stored after COMPLETED (off the customer's wait): an upload of
+    the account started in between still reads the completed one's scores as previous, and an
+    upload not COMPLETED is never previous."""
+    first = upload(migrated_engine, 0)
+    first.start()
+    first.scored(scores(("a", 0.2), ("b", 0.4)))
+    first.scored(scores(("c", 0.9)))
+    second = upload(migrated_engine, 30)
+    second.start()
+    assert second.previous() is None  # the first is not COMPLETED yet
+    finish(migrated_engine, first)
+    assert customers.customer(migrated_engine, "acme", "a") is None  # not stored yet
+    before = second.previous().to_pydict()
+    assert before == {"customer_id": ["a", "b", "c"], "probability": [0.2, 0.4, 0.9]}
+    first.completed()
+    assert second.previous().to_pydict() == before
+    assert first.probabilities.tolist() == [0.2, 0.4, 0.9]  # every row, for the monitoring
+
+
 def test_history_is_dated_when_the_upload_completed_not_when_scoring_began(migrated_engine):
     history = upload(migrated_engine, 0)  # scoring began at NOW
     history.start()
     history.scored(scores(("a", 0.2)))
-    assert customers.customer(migrated_engine, "acme", "a").history[0].completed_at == NOW
+    assert customers.customer(migrated_engine, "acme", "a") is None  # stored once COMPLETED
     complete(migrated_engine, history)
     finished = db.get_prediction(migrated_engine, history.upload.prediction_id).completed_at
     assert finished is not None and finished != NOW
@@ -85,11 +110,12 @@ def test_history_is_dated_when_the_upload_completed_not_when_scoring_began(migra
     assert score.completed_at == finished.replace(tzinfo=finished.tzinfo or UTC)
 
 
-def test_an_upload_not_completed_keeps_its_scores_undated(migrated_engine):
+def test_an_upload_not_completed_keeps_its_scores_at_the_time_scoring_began(migrated_engine):
     history = upload(migrated_engine, 0)
     history.start()
     history.scored(scores(("a", 0.2)))
-    assert customers.date_upload(migrated_engine, history.upload.prediction_id) is None
+    assert customers.completed_at(migrated_engine, history.upload.prediction_id) is None
+    history.completed()
     assert customers.customer(migrated_engine, "acme", "a").history[0].completed_at == NOW
 
 
@@ -99,11 +125,15 @@ def test_a_redelivered_run_stores_each_score_once_and_a_failed_one_none(migrated
     history.scored(scores(("a", 0.2)))
     history.start()  # the same upload again, after a crash
     history.scored(scores(("a", 0.3)))
+    complete(migrated_engine, history)
+    history.completed()  # stored again (a retry after a fault): still once
     assert [
         h.churn_probability for h in customers.customer(migrated_engine, "acme", "a").history
     ] == [0.3]
+    assert history.probabilities.tolist() == [0.3]
     history.forget()
     assert customers.customer(migrated_engine, "acme", "a") is None
+    assert customers.previous_scores(migrated_engine, "acme", "churn", before="other") is None
 
 
 def test_explanations_kept_in_pieces_are_stored_together_the_later_one_winning(migrated_engine):

@@ -1,5 +1,6 @@
 """Customer history on SQLite and PostgreSQL: newest first, scoped by account, explained."""
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -156,3 +157,51 @@ def test_the_migration_downgrades_and_upgrades_again(database_url):
     engine.dispose()
     migrations.upgrade(database_url)
     assert migrations.current_revision(database_url) == migrations.head_revision()
+
+
+def test_contributions_json_reads_back_as_json_dumps_of_the_same_values():
+    """Arrow writes the numbers: each reads back as the same float (never an int, -0.0 keeping
+    its sign, tiny and huge ones, infinities as json.dumps spells them), ints and text as they
+    were, missing cells as null."""
+    X = pd.DataFrame(
+        {
+            "tenure": [2.0, np.nan, 1e-7, -0.0, 1.5e16],
+            "Contract": pd.Categorical(["Two year", None, 'a "b"', "Année", "Two year"]),
+            "seats": [3, 4, 5, 6, 7],
+            "mixed": pd.Series(["x", None, 3, 2.5, "y"], dtype=object),
+        }
+    )
+    contributions = np.array(
+        [
+            [0.1, -0.0, 1e-300, np.inf],
+            [1.0, 2.0, -1e16, 1 / 3],
+            [5e-324, -np.inf, 0.0, 1e22],
+            [12345.678, 1e-5, 0.0001, -2.5],
+            [7.0, 8.0, 9.0, 10.0],
+        ]
+    )
+    found = Explanation(list(X.columns), np.zeros(5), contributions)
+    rows = np.array([True, True, True, False, True])
+    written = customers.contributions_json(found, X, rows)
+    cells = list(zip(*(X[name].tolist() for name in X.columns), strict=True))  # Python values
+    expected = [
+        json.dumps(
+            [
+                {"feature": name, "value": None if pd.isna(value) else value, "contribution": c}
+                for name, value, c in zip(
+                    X.columns, cells[i], contributions[i].tolist(), strict=True
+                )
+            ]
+        )
+        for i in np.flatnonzero(rows)
+    ]
+
+    def typed(value):
+        if isinstance(value, dict):
+            return {k: typed(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [typed(v) for v in value]
+        return (type(value).__name__, repr(value))
+
+    assert [typed(json.loads(t)) for t in written] == [typed(json.loads(t)) for t in expected]
+    assert customers.contributions_json(found, X, np.zeros(5, dtype=bool)) == []
