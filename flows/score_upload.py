@@ -36,7 +36,7 @@ from retainwise.config.errors import CUSTOMER_ERRORS, UploadRejected
 from retainwise.uploads.output import ResultKeys, result_keys
 from retainwise.uploads.policy import ScoringPolicy
 from retainwise.uploads.report import UploadReport, summary_markdown
-from retainwise.uploads.scoring import Route, ScoredObject
+from retainwise.uploads.scoring import Remembered, Route, ScoredObject
 from tasks.background import after_run
 from tasks.history import CustomerHistory, record_explanations
 from tasks.monitoring import record_upload_figures
@@ -77,32 +77,6 @@ ONE_TASK_RUN = Steps(
 )
 
 
-class ReadOnce:
-    """A small upload's stored object, fetched whole at its first use: one GET, where the check
-    made two HEADs and two ranged GETs (its size, whether it is Parquet, its first bytes) before
-    the read fetched it all. A one-task upload is at most `small_upload_bytes` (64 MiB) stored:
-    the bytes a whole-file read holds anyway (a compressed one scored in chunks holds them too)."""
-
-    def __init__(self, stored: aws.S3Object) -> None:
-        self.stored = stored
-        self._body: bytes | None = None
-
-    def read(self) -> bytes:
-        if self._body is None:
-            self._body = self.stored.read()
-        return self._body
-
-    def size(self) -> int:
-        return len(self.read())
-
-    def head(self, size: int = 4096) -> bytes:
-        return self.read()[:size]
-
-    def blocks(self) -> Iterator[bytes]:
-        body = self.read()
-        return (body[at : at + aws.READ_BLOCK] for at in range(0, len(body), aws.READ_BLOCK))
-
-
 @dataclass(frozen=True)
 class Scored:
     """A claimed upload scored and written: what COMPLETED records and the work after it needs."""
@@ -116,9 +90,11 @@ class Scored:
 
 
 @flow(name="score-upload", flow_run_name="score-{prediction_id}")
-def score_upload(prediction_id: str) -> dict[str, Any]:
+def score_upload(prediction_id: str, stored_bytes: int | None = None) -> dict[str, Any]:
+    """`stored_bytes`: the uploaded object's size as the trigger found it when routing the
+    upload (so the run need not ask S3 again); None asks."""
     env, run_id = Resources.of_process(), str(runtime.flow_run.id or "")
-    scored = score_by_size(env, prediction_id, run_id)
+    scored = score_by_size(env, prediction_id, run_id, stored_bytes)
     if not isinstance(scored, Scored):
         return scored
     after_completed(env, scored)
@@ -130,9 +106,11 @@ def score_upload(prediction_id: str) -> dict[str, Any]:
     }
 
 
-def score_by_size(env: Resources, prediction_id: str, run_id: str) -> Scored | dict[str, Any]:
+def score_by_size(
+    env: Resources, prediction_id: str, run_id: str, stored_bytes: int | None = None
+) -> Scored | dict[str, Any]:
     """The upload COMPLETED, or why not (SKIPPED, FAILED) as the flow's result."""
-    small, prediction = is_small(env, prediction_id), None
+    small, prediction = is_small(env, prediction_id, stored_bytes), None
     if not small:
         prediction = claim_upload(env.engine, prediction_id, run_id)
         if prediction is None:
@@ -155,15 +133,17 @@ def skipped(prediction_id: str) -> dict[str, Any]:
     return {"prediction_id": prediction_id, "status": "SKIPPED"}
 
 
-def is_small(env: Resources, prediction_id: str) -> bool:
+def is_small(env: Resources, prediction_id: str, stored_bytes: int | None = None) -> bool:
     """The upload's stored object is at most `small_upload_bytes` and not one to score in
-    chunks (a read and a HEAD, no task run); anything unclear (no row, no object, a fault)
-    takes the task run per stage."""
-    try:
-        row = db.get_prediction(env.engine, prediction_id)
-        size = aws.object_size(env.s3, env.settings.bucket, row.input_key) if row else 0
-    except Exception:  # the stage tasks meet the fault again, and retry it on their own
-        return False
+    chunks (its size as the trigger passed it, else a read and a HEAD; no task run); anything
+    unclear (no row, no object, a fault) takes the task run per stage."""
+    size = stored_bytes
+    if size is None:
+        try:
+            row = db.get_prediction(env.engine, prediction_id)
+            size = aws.object_size(env.s3, env.settings.bucket, row.input_key) if row else 0
+        except Exception:  # the stage tasks meet the fault again, and retry it on their own
+            return False
     settings = env.settings
     return 0 < size <= min(settings.small_upload_bytes, settings.chunked_above_bytes)
 
@@ -186,9 +166,12 @@ def score_small_upload(env: Resources, prediction_id: str, run_id: str) -> Score
         prediction.account,
         time.perf_counter() - started,
     )
+    stored = aws.S3Object(env.s3, env.settings.bucket, prediction.input_key)
+    source = Remembered.whole(stored).fetch_ahead()  # one GET, meanwhile the slot and account
     with account_slot(prediction.account, run_id):
-        scored = score_claimed(env, prediction, run_id, ONE_TASK_RUN)
+        scored = score_claimed(env, prediction, run_id, ONE_TASK_RUN, source)
         complete(env, scored, run_id, ONE_TASK_RUN)
+        summary_after_completed(scored)
     return scored
 
 
@@ -197,6 +180,7 @@ def score_by_stage(env: Resources, prediction: Prediction, run_id: str) -> Score
     with account_slot(prediction.account, run_id):
         scored = score_claimed(env, prediction, run_id, TASK_RUNS)
         complete(env, scored, run_id, TASK_RUNS)
+        summary_after_completed(scored)
     return scored
 
 
@@ -290,11 +274,17 @@ def renew_lease(lease: UUID, lease_seconds: float, every: float, stop: threading
             log.warning("renewing account slot lease %s failed", lease, exc_info=True)
 
 
-def score_claimed(env: Resources, prediction: Prediction, run_id: str, steps: Steps) -> Scored:
-    """The claimed upload scored and its results written; raises what the row's FAILED says."""
+def score_claimed(
+    env: Resources,
+    prediction: Prediction,
+    run_id: str,
+    steps: Steps,
+    source: aws.S3Object | Remembered | None = None,
+) -> Scored:
+    """The claimed upload scored and its results written; raises what the row's FAILED says.
+    `source`: the stored object as the caller reads it (default: read as each step asks)."""
     settings, logger, prediction_id = env.settings, get_run_logger(), prediction.id
-    stored = aws.S3Object(env.s3, settings.bucket, prediction.input_key)
-    source: aws.S3Object | ReadOnce = stored if steps.as_tasks else ReadOnce(stored)
+    source = source or aws.S3Object(env.s3, settings.bucket, prediction.input_key)
     keys = result_keys(prediction.account, prediction_id)
     sinks = S3Sinks.for_upload(env.s3, settings.bucket, keys, write_as_task=steps.as_tasks)
     account = accounts.get_account(env.engine, prediction.account)
@@ -325,8 +315,8 @@ def score_claimed(env: Resources, prediction: Prediction, run_id: str, steps: St
         score = steps.score_chunks if route.chunked else steps.score_whole
         history = CustomerHistory.for_upload(env.engine, prediction.account, prediction_id, model)
         report = score(source, model, policy, sinks, prediction_id, route, history).report
-        publish_summary(prediction_id, report, keys.report_html)
     if report["error"]:  # too many rows rejected: the report and rejects say which and why
+        publish_summary(prediction_id, report, keys.report_html)
         raise UploadRejected(report["error"])
     return Scored(prediction, model, route, keys, report, history)
 
@@ -403,6 +393,17 @@ def store_after_completed(env: Resources, scored: Scored, logger: Any) -> None:
     except Exception as exc:  # the customer's results stand; only the trend misses a point
         logger.warning("monitoring figures for %s not stored: %s", prediction_id, exc)
     logger.info("after COMPLETED: stored in %.2f s", time.perf_counter() - started)
+
+
+def summary_after_completed(scored: Scored) -> None:
+    """The run's artifact once the customer has the results (COMPLETED is not kept waiting for
+    it); failing to publish it leaves the upload as it is, with a warning on the run."""
+    try:
+        publish_summary(scored.prediction.id, scored.report, scored.keys.report_html)
+    except Exception as exc:  # the operators' summary only; the upload stands
+        get_run_logger().warning(
+            "summary artifact of %s not published: %s", scored.prediction.id, exc
+        )
 
 
 def publish_summary(prediction_id: str, report: UploadReport, report_key: str) -> None:

@@ -55,6 +55,14 @@ PER_RUN_SAVINGS = {
     "PREFECT_CLIENT_CSRF_SUPPORT_ENABLED": "false",
     # run logs sent every 5 s instead of 2: fewer POST /api/logs per run, lines reach the UI later
     "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "5",
+    # server services the product never needs: no flow pauses (nothing calls pause_flow_run, so
+    # no pause expires) and no Prefect workers (the warm runner polls the API; no worker
+    # cleanup queue to reconcile). Their loops cost an idle server ~0.006 of its ~0.025 CPU s a
+    # second. Kept: the scheduler (reap-stale's cron), late runs and the foreman (the UI's Late
+    # runs and Not Ready deployments), the repossessor (account slots' leases), cancellation
+    # clean-up, the event persister, task-run recorder and triggers (the UI, automations)
+    "PREFECT_SERVER_SERVICES_PAUSE_EXPIRATIONS_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_CLEANUP_RECONCILER_ENABLED": "false",
 }
 
 

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 import tenacity
 
@@ -22,6 +22,12 @@ from retainwise.config.settings import Settings
 
 log = logging.getLogger("retainwise.runtime.trigger")
 StartRun = Callable[[db.Prediction], str]
+
+
+class Starter(Protocol):
+    """Creates an upload's flow run, told the stored object's size when it is known."""
+
+    def __call__(self, prediction: db.Prediction, stored_bytes: int | None = None) -> str: ...
 
 
 def idempotency_key(prediction: db.Prediction) -> str:
@@ -149,19 +155,24 @@ class DeploymentStarter:
                     ).id
             return self._client, self._deployment_id
 
-    def __call__(self, prediction: db.Prediction) -> str:
+    def __call__(self, prediction: db.Prediction, stored_bytes: int | None = None) -> str:
+        """The run's id; `stored_bytes` (the object's size, from routing) is passed to the run
+        so it need not ask S3 again."""
         client, deployment_id = self._open()
         self._limit_account(client, f"account:{prediction.account}")
         tags = [f"account:{prediction.account}", f"model:{prediction.model_name}"]
         version = self.model_version(prediction.model_name) if self.model_version else None
         if version:  # the run re-tags only if it ends up loading another version
             tags.append(f"model-version:{version}")
+        parameters: dict[str, Any] = {"prediction_id": prediction.id}
+        if stored_bytes is not None:
+            parameters["stored_bytes"] = stored_bytes
 
         def create() -> Any:
             with self._settings_context():
                 return client.create_flow_run_from_deployment(
                     deployment_id,
-                    parameters={"prediction_id": prediction.id},
+                    parameters=parameters,
                     name=f"score-{prediction.id}",
                     idempotency_key=idempotency_key(prediction),
                     tags=tags,
@@ -243,8 +254,9 @@ def deployment_for(size_bytes: int, settings: Settings) -> str:
     return settings.deployment_name
 
 
-def routed_by_size(env: Resources, starters: Mapping[str, StartRun]) -> StartRun:
-    """A StartRun that picks the deployment by the uploaded object's size (one HEAD request).
+def routed_by_size(env: Resources, starters: Mapping[str, Starter]) -> StartRun:
+    """A StartRun that picks the deployment by the uploaded object's size (one HEAD request),
+    and tells the run that size.
 
     An object that cannot be found goes to the warm runners, whose run records the failure.
     """
@@ -252,10 +264,10 @@ def routed_by_size(env: Resources, starters: Mapping[str, StartRun]) -> StartRun
 
     def start(prediction: db.Prediction) -> str:
         try:
-            size = aws.object_size(env.s3, env.settings.bucket, prediction.input_key)
+            size: int | None = aws.object_size(env.s3, env.settings.bucket, prediction.input_key)
         except ClientError:
-            size = 0
-        return starters[deployment_for(size, env.settings)](prediction)
+            size = None
+        return starters[deployment_for(size or 0, env.settings)](prediction, size)
 
     return start
 

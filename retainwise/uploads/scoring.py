@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 import time
-from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from enum import Enum
@@ -52,23 +53,51 @@ class Source(Protocol):
 
 
 class Remembered:
-    """A Source whose size and first bytes are asked of the store once: routing an upload and
-    scoring it ask for them several times (the size twice, the first 4 bytes for Parquet's
-    magic twice, the first 4096 for the format), each a round trip to S3 otherwise."""
+    """A Source whose answers are asked of the store once.
+
+    Routing an upload and scoring it ask for its size and first bytes several times (the size
+    twice, the first 4 bytes for Parquet's magic twice, the first 4096 for the format), each a
+    round trip to S3 otherwise: they are remembered. `whole()` makes one for a small upload,
+    fetched whole by its first use (or `fetch_ahead`), one GET that answers everything after.
+    """
 
     HEAD = 4096
+    BLOCK = 4 * 2**20  # blocks of a body held whole, as the store's own reads cut them
 
     def __init__(self, source: Source, known: tuple[int, bytes] | None = None) -> None:
         self.source = source
         self._size: int | None = None if known is None else known[0]
         self._head: bytes | None = None if known is None else known[1]
+        self._body: Future[bytes] | None = None  # set for a source held whole
+        self._fetching = False
+
+    @classmethod
+    def whole(cls, source: Source) -> Remembered:
+        """A small upload's source: all of it read at its first use, once. Only for objects a
+        whole-file read would hold anyway (the flow's one-task path: at most 64 MiB stored)."""
+        remembered = cls(source)
+        remembered._body = Future()
+        return remembered
+
+    def fetch_ahead(self) -> Remembered:
+        """Start reading a whole source now, on a thread of its own, so the read overlaps what
+        the caller does meanwhile (the claim's other steps); a failure raises at first use."""
+        if self._body is not None and not self._fetching:
+            self._fetching = True
+            reader = threading.Thread(
+                target=fill, args=(self._body, self.source.read), name="fetch-ahead", daemon=True
+            )
+            reader.start()
+        return self
 
     def size(self) -> int:
         if self._size is None:
-            self._size = self.source.size()
+            self._size = len(self.read()) if self._body is not None else self.source.size()
         return self._size
 
     def head(self, size: int = 4096) -> bytes:
+        if self._body is not None:
+            return self.read()[:size]
         if size > self.HEAD:
             return self.source.head(size)
         if self._head is None:
@@ -76,16 +105,32 @@ class Remembered:
         return self._head[:size]
 
     def blocks(self) -> Iterator[bytes]:
-        return self.source.blocks()
+        if self._body is None:
+            return self.source.blocks()
+        body = self.read()
+        return (body[at : at + self.BLOCK] for at in range(0, len(body), self.BLOCK))
 
     def read(self) -> bytes:
-        return self.source.read()
+        if self._body is None:
+            return self.source.read()
+        self.fetch_ahead()  # (a no-op once started)
+        return self._body.result()
 
     def known(self) -> tuple[int, bytes] | None:
         """(size, first bytes) when both were asked, else None."""
+        if self._body is not None and self._body.done() and not self._body.exception():
+            return self.size(), self.head(self.HEAD)
         if self._size is None or self._head is None:
             return None
         return self._size, self._head
+
+
+def fill(body: Future[bytes], read: Callable[[], bytes]) -> None:
+    """`body` set to what `read` returns, or to what it raised."""
+    try:
+        body.set_result(read())
+    except BaseException as exc:  # the reader meets it at first use
+        body.set_exception(exc)
 
 
 def remembered(source: Source, route: Route | None = None) -> Remembered:

@@ -249,3 +249,19 @@ def test_a_small_upload_is_one_task_run_and_scores_as_the_staged_path(resources,
     assert difference.abs().max() < 1e-6
     for key in ("rows_total", "rows_scored", "risk_counts", "drifted_features"):
         assert small[key] == staged[key], key
+
+
+def test_the_size_the_trigger_passed_decides_small_without_asking_s3_or_the_database():
+    """A run the trigger created knows its object's size (a flow parameter): no HEAD and no
+    read of the row before the claim. Without it the run asks, as before."""
+    from types import SimpleNamespace
+
+    from flows.score_upload import is_small
+    from retainwise.config.settings import Settings
+
+    settings = Settings(small_upload_bytes=1000, chunked_above_bytes=2000)
+    unreachable = SimpleNamespace(settings=settings, engine=None, s3=None)  # any use fails
+    assert is_small(unreachable, "p", stored_bytes=1000)  # type: ignore[arg-type]
+    assert not is_small(unreachable, "p", stored_bytes=1001)  # type: ignore[arg-type]
+    assert not is_small(unreachable, "p", stored_bytes=0)  # type: ignore[arg-type]
+    assert not is_small(unreachable, "p")  # type: ignore[arg-type]  # asked, failed: staged

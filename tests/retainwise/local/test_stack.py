@@ -51,6 +51,8 @@ def test_prefect_reads_the_per_run_savings_under_the_names_the_stack_sets(monkey
     assert prefect.server.api.csrf_protection_enabled is False
     assert prefect.client.csrf_support_enabled is False
     assert prefect.logging.to_api.batch_interval == 5
+    assert prefect.server.services.pause_expirations.enabled is False
+    assert prefect.server.services.cleanup_reconciler.enabled is False
 
 
 def test_a_missing_stack_env_changes_nothing(tmp_path, monkeypatch):

@@ -421,3 +421,6 @@ def test_the_trigger_routes_each_upload_by_its_objects_size(resources, prefect_a
     assert outcomes == ["started", "started"]
     assert len(runs_for(small_id, small)) == 1 and runs_for(small_id, large) == []
     assert len(runs_for(large_id, large)) == 1 and runs_for(large_id, small) == []
+    # each run is told the size routing found, so it need not ask S3 again
+    assert runs_for(small_id, small)[0].parameters["stored_bytes"] == len(customers_csv(30))
+    assert runs_for(large_id, large)[0].parameters["stored_bytes"] == len(customers_csv(31))

@@ -117,3 +117,41 @@ def test_a_small_file_remembers_the_bytes_it_has(tmp_path):
     assert remembered.source.asked == {"size": 1, "head": 1, "read": 0, "blocks": 0}
     assert remembered.head(10_000) == path.read_bytes()  # more than remembered: asked again
     assert remembered.source.asked["head"] == 2
+
+
+def test_a_small_upload_held_whole_is_read_once_and_answers_everything(tmp_path, model):
+    """The flow's one-task path: one read of the store (S3: one GET) serves the route's size
+    and first bytes, and the scoring; the files are those of a source read as each step asks."""
+    source = CountedFile(upload(tmp_path))
+    whole = Remembered.whole(source).fetch_ahead()
+    route = plan(whole, ScoringPolicy())
+    scored = score_object(whole, model, ScoringPolicy(), sinks(tmp_path, "out"), route=route)
+    assert source.asked == {"size": 0, "head": 0, "read": 1, "blocks": 0}
+    assert route.size == len(source.source.read()) and not route.chunked
+    assert whole.head(4) == source.source.read()[:4]
+    assert b"".join(whole.blocks()) == source.source.read()
+    score_object(upload(tmp_path), model, ScoringPolicy(), sinks(tmp_path, "plain"))
+    for output in (Output.RESULTS, Output.REJECTS, Output.ACTIONS):
+        assert (tmp_path / f"out.{output.value}").read_bytes() == (
+            tmp_path / f"plain.{output.value}"
+        ).read_bytes()
+    assert scored.report["rows_scored"] == 400
+
+
+def test_a_whole_sources_failed_read_is_raised_where_it_is_first_used(tmp_path):
+    """A read started ahead that fails (S3 unreachable) raises in the step that needs the
+    bytes, so the task's retry policy sees the store's own error."""
+
+    class Unreachable(CountedFile):
+        def read(self) -> bytes:
+            super().read()
+            raise ConnectionError("no store")
+
+    path = tmp_path / "tiny.csv"
+    path.write_bytes(b"customer_id,tenure\n1,2\n")
+    whole = Remembered.whole(Unreachable(LocalFile(path))).fetch_ahead()
+    with pytest.raises(ConnectionError, match="no store"):
+        whole.size()
+    with pytest.raises(ConnectionError):
+        whole.read()
+    assert whole.source.asked["read"] == 1  # started once, not again per question
