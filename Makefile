@@ -45,10 +45,12 @@ test: lint
 # schemathesis' plugin is for tests/retainwise/entrypoints/test_api_schema.py, an e2e test. The
 # tests' temporary files go to memory where there is /dev/shm: migrating a SQLite test database is
 # a dozen fsyncs (tests/retainwise/adapters/test_webhooks.py's SQLite set-ups: 11.5 s on the shared
-# disk, 2.4 s in memory)
+# disk, 2.4 s in memory). Bytecode is written (__pycache__, git-ignored) even where
+# PYTHONDONTWRITEBYTECODE=1 is set: else each worker, and each Python a test starts, compiles the
+# repository's modules and pytest rewrites every test file again on every run (~1.5 CPU s a worker)
 FAST_TMP := $(shell test -d /dev/shm && test -w /dev/shm && echo /dev/shm)
 test-fast: $(STAMP)
-	$(if $(FAST_TMP),TMPDIR=$(FAST_TMP)) $(BIN)/python -m pytest -q -m "not e2e" -n 2 \
+	$(if $(FAST_TMP),TMPDIR=$(FAST_TMP)) PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -m "not e2e" -n 2 \
 		--dist loadgroup --no-loadscope-reorder -p tests.helpers_fast -p no:schemathesis
 
 # the readers under hypothesis for longer than `make test` does (figures in README.md)

@@ -4,8 +4,9 @@
   `-m "not e2e"`: every worker collects every file, so each of their imports (Prefect's server,
   aws_cdk, Playwright) cost both workers for tests that are deselected anyway.
 - The files that read one shared fit (conftest's `telco_trained`, helpers' `trained_on_synthetic`)
-  or import Prefect run on one worker as a group (`--dist loadgroup`; every other file is a group
-  of its own, as with `loadfile`), so each fit or import is paid once, not once per worker.
+  or import Prefect run on one worker as a group (`--dist loadgroup`, scheduled by this plugin's
+  SharedFitScheduling; every other file is a group of its own, as with `loadfile`), so each fit or
+  import is paid once, not once per worker.
 - The slowest unit files are handed out first (with `--no-loadscope-reorder`, xdist gives files
   out in collection order, one at a time as a worker runs dry), so no worker is left running a long
   one alone at the end while the other is idle. Figures: README.md, `make test-fast`.
@@ -14,6 +15,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,13 +86,24 @@ def relative(item: pytest.Item) -> str:
     return Path(item.path).relative_to(REPO).as_posix()
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getvalue("dist") == "loadgroup":
-        for item in items:
-            path = relative(item)
-            item.add_marker(pytest.mark.xdist_group(GROUP_OF.get(path, path)))
+@pytest.hookimpl(tryfirst=True, optionalhook=True)  # before xdist's own, which picks by --dist
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadgroup` as SHARED_FITS says, by file path: xdist's own groups by an `@group`
+    suffix it writes into `item._nodeid`, which pytest 9 no longer reads (nodeid is `item._id`),
+    so every test had been a unit of its own and both workers built each module's fixtures."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
 
+    class SharedFitScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return GROUP_OF.get(path, path)
+
+    return SharedFitScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     def rank(item: pytest.Item) -> int:
         path = relative(item)
         first = next(

@@ -169,6 +169,7 @@ def test_a_cold_helper_leaves_the_upload_in_one_piece(telco, model, in_threads):
     assert score_whole(data, model, SPLIT, in_threads).halves
 
 
+@pytest.mark.e2e  # a second interpreter that imports the scoring stack: ~7 s, `make test` only
 def test_a_spawned_helper_scores_the_second_half(telco, model):
     """The real helper: a spawned process, the model pickled to it once."""
     data = telco.drop(columns=["Churn"]).to_csv(index=False).encode()
