@@ -335,10 +335,6 @@ def task_seconds(flow_run_id) -> dict[str, float]:
 
 
 def child_main(args: argparse.Namespace) -> None:
-    if os.environ.get("RETAINWISE_BENCH_AFTER_TRACE") and args.child not in SCRIPTS:
-        from benchmarks import after_trace  # RSS around the work after COMPLETED
-
-        after_trace.install(os.environ["RETAINWISE_BENCH_AFTER_TRACE"])
     if os.environ.get("RETAINWISE_BENCH_RUN_TRACE") and args.child not in SCRIPTS:
         from benchmarks import run_trace  # RSS by kind and Arrow's bytes over the whole run
 
