@@ -336,12 +336,13 @@ def score_piece(
     """Results, report counts and what `tap` prepares of one validated chunk; runs in a scorer
     thread (the trees release the GIL, so two chunks score at once while the next one is
     validated)."""
-    scorer = model.scorer if tap is None else Remembering(model.scorer)
+    kept = None if tap is None else Remembering(model.scorer)
+    scorer = model.scorer if kept is None else kept
     results = score_frame(scorer, model.profile, upload.accepted, upload.customer_ids, reasons)
+    counts = upload_counts(upload, results, model.profile)
     if tap is None or not len(results):
-        return results, upload_counts(upload, results, model.profile), None
-    prepared = tap.prepare(results, upload, scorer if isinstance(scorer, Remembering) else None)
-    return results, upload_counts(upload, results, model.profile), prepared
+        return results, counts, None
+    return results, counts, tap.prepare(results, upload, kept)
 
 
 def write_piece(
