@@ -1,5 +1,7 @@
 """Per-tree tables give LightGBM's own TreeSHAP (`pred_contrib`) to 1e-9, row for row."""
 
+from math import prod
+
 import numpy as np
 import pytest
 from lightgbm import LGBMClassifier
@@ -71,6 +73,35 @@ def test_missing_type_zero_and_nan_splits_match_pred_contrib():
         tables = build_tables(booster.dump_model())
         assert tables is not None
         assert np.max(np.abs(tables.contributions(probe) - pred_contrib(booster, probe))) < 1e-9
+
+
+def test_rows_sharing_every_bin_get_the_bits_each_row_gets_alone(telco_booster):
+    """Rows in the same bins are computed once per call, then copied: the same bits as each row
+    computed on its own (duplicates and near-duplicates of the first rows included)."""
+    booster, encoded, numeric = telco_booster
+    near = encoded[:150].copy()
+    near[:, :numeric] += 1e-9  # the same bins, mostly: not the same numbers
+    X = np.vstack([encoded[:150], near, encoded[:150][::-1]])
+    tables = tables_for(booster)
+    assert tables is not None
+    together = tables.contributions(X)
+    alone = np.vstack([tables.contributions(X[i : i + 1]) for i in range(len(X))])
+    assert together.tobytes() == np.ascontiguousarray(alone).tobytes()
+
+
+def test_columns_with_too_many_bins_for_one_key_still_match_pred_contrib():
+    """~15 split columns of ~40 bins each: their combinations pass 2**63 (one int64 key), so rows
+    are not grouped."""
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(3000, 30))
+    y = (X[:, :15].sum(axis=1) + rng.normal(size=3000) > 0).astype(int)
+    model = LGBMClassifier(n_estimators=100, num_leaves=8, verbose=-1).fit(X, y)
+    tables = build_tables(model.booster_.dump_model())
+    assert tables is not None
+    assert prod(len(column.lookup) for column in tables.columns) >= 2**63
+    probe = X[:400]
+    contributions = tables.contributions(probe)
+    assert np.max(np.abs(contributions - pred_contrib(model.booster_, probe))) < 1e-9
 
 
 def test_trees_too_large_to_tabulate_are_left_to_pred_contrib():
