@@ -504,20 +504,24 @@ def cast_numbers(
     frame: pd.DataFrame, profile: ModelProfile, ids: pd.Series, comma_decimal: bool
 ) -> CastFeatures:
     """The numeric features cast (numbers in any common notation) and the check frame."""
-    checked = pd.DataFrame({ID_PRESENT: np.where(ids.notna(), 1.0, np.nan)}, index=frame.index)
-    cast = CastFeatures({}, checked, {}, {}, {})
+    cast = CastFeatures({}, pd.DataFrame(), {}, {}, {})
     for feature in profile.features:
         if feature.kind != "numeric":
             continue
         raw = frame[feature.name]
         values, unparseable = parse_numbers(raw, comma_decimal, is_flag(feature))
-        checked[feature.name] = cast.prepared[feature.name] = values
+        cast.prepared[feature.name] = values
         cast.unparseable[feature.name] = unparseable
         cast.columns[feature.name] = {
             "kind": "numeric",
-            "missing": int(values.isna().sum()),
-            "unparseable": int(unparseable.sum()),
+            "missing": int(np.isnan(values.to_numpy()).sum()),
+            "unparseable": int(unparseable.to_numpy().sum()),
         }
+    present = np.where(ids.notna().to_numpy(), 1.0, np.nan)
+    cast.checked = pd.DataFrame(  # built at once: one float64 block, not a column at a time
+        {ID_PRESENT: present} | {name: v.to_numpy() for name, v in cast.prepared.items()},
+        index=frame.index,
+    )
     return cast
 
 
@@ -818,7 +822,8 @@ def reject_table(
         rejects = pd.concat([rejects, lines], ignore_index=True).sort_values(
             "row_number", kind="stable", ignore_index=True
         )
-    return rejects.astype({"row_number": "int64"})
+        return rejects.astype({"row_number": "int64"})
+    return rejects  # row_number is int64 already: astype would copy every column
 
 
 def reject_rows(
@@ -826,7 +831,10 @@ def reject_rows(
 ) -> pd.DataFrame:
     """Row number, reason, then the rows' cells exactly as uploaded (a clashing name gets a
     suffix)."""
-    cells = original.iloc[positions].reset_index(drop=True)
+    # no rows: a slice, as Arrow's take of nothing joins each column's chunks first
+    cells = (original.iloc[positions] if len(positions) else original.iloc[:0]).reset_index(
+        drop=True
+    )
     head = pd.DataFrame(
         {
             "row_number": np.asarray(numbers, dtype=np.int64),
