@@ -10,6 +10,11 @@ each numeric feature): GX's pandas engine hashes the whole batch and compares ob
 cell by cell in Python, but float64 columns take its vectorised path, so GX stays a fraction of
 a second at 1M rows. GX type expectations are not used: on pandas 3 `str` columns they fail
 whatever the type name, and after the cast every checked column is float64 by construction.
+
+The categories are encoded by Arrow on a second thread (its kernels release the GIL) while this
+one casts the numbers and runs GX, so validation uses both cores when the other is free. GX's
+expectations and suites are kept per model version, each expectation's configuration built once
+(`kept_configuration`): GX's fixed cost per call is about 13 ms, was 21.
 """
 
 from __future__ import annotations
@@ -552,17 +557,6 @@ def in_feature_order(
         {name: columns[name] for name in names},
         numbers.unparseable,
         categories.codes,
-    )
-
-
-def cast_features(
-    frame: pd.DataFrame, profile: ModelProfile, ids: pd.Series, comma_decimal: bool
-) -> CastFeatures:
-    """Every feature cast (numbers in any common notation, categories to training spellings)."""
-    return in_feature_order(
-        cast_numbers(frame, profile, ids, comma_decimal),
-        cast_categories(categorical_columns(frame, profile), profile),
-        profile,
     )
 
 

@@ -425,3 +425,13 @@ def test_kept_expectations_find_the_rows_gx_own_classes_find(monkeypatch):
         "out of range: MonthlyCharges",
         "out of range: SeniorCitizen",
     }
+
+
+def test_validation_leaves_no_thread_behind():
+    """The worker forks its children: a thread left running could hold a lock across a fork."""
+    import threading
+
+    before = {t.ident for t in threading.enumerate()}
+    upload = validate("C1,5,29.85,0,One year,Yes\nC2,7,30,1,Two year,No\n")
+    assert upload.accepted["Contract"].tolist() == ["One year", "Two year"]
+    assert {t.ident for t in threading.enumerate()} == before
