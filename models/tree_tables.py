@@ -11,7 +11,8 @@ bin naming the bits it sets in every tree's pattern: a byte per tree) and, per f
 gather-add of the 256-entry columns of only the trees that use it (~5 features a tree of 19: a
 quarter of the work of adding whole table rows), in tree order (the same bits as adding whole
 rows). Rows of a call in the same bin of every column (the same patterns) are computed once.
-Missing values, LightGBM's missing types and category codes no split names go where LightGBM's Numerical/CategoricalDecision sends them.
+Missing values, LightGBM's missing types and category codes no split names go where LightGBM's
+Numerical/CategoricalDecision sends them.
 Larger trees (more than MAX_NODES internal nodes) are left to `pred_contrib` (`tables_for`: None).
 """
 
