@@ -260,7 +260,7 @@ class Spilled:
     def rows_at(self, at: np.ndarray) -> np.ndarray:
         with self._mapped() as mapped:
             rows = np.frombuffer(mapped, dtype=np.int32, count=self.size, offset=self.size * 8)
-            found = rows[at]  # a copy
+            found: np.ndarray = rows[at]  # a copy
             del rows
         return found
 
