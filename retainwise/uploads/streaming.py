@@ -483,6 +483,7 @@ def score_stream(
                 totals.add(pending.popleft().result())
         for job in pending:
             totals.add(job.result())
+    memory.release_free_memory()  # the ended threads' heaps too (2M rows: ~50 MB), before the end
     if totals.counts is None:  # record_chunks yields a piece even for an empty stream
         raise UploadRejected("the file is empty")
     failure = too_many_rejected(
