@@ -3,7 +3,7 @@ bytes every 50 ms over the project child's flow, each sample labelled with the s
 
 Installed in `throughput.py`'s project child when RETAINWISE_BENCH_RUN_TRACE names a file. The
 steps are the chunks (`score_stream`), the actions list's end (`finish_actions`: the pool's
-reasons, the runs' merge and CSV, the copy to S3), COMPLETED and the work after it. With
+reasons, the runs' merge and CSV written straight to S3), COMPLETED and the work after it. With
 RETAINWISE_BENCH_RUN_TRACEMALLOC=1, Python allocations are traced from the flow's start and the
 top sites snapshotted as each step ends (slow). One JSON object in the file, rewritten as each
 step ends:
@@ -112,7 +112,7 @@ class RunTrace:
 def install(path: str) -> RunTrace:
     from flows import score_upload
     from retainwise.adapters import customers
-    from retainwise.uploads import actions, contacts, scoring, streaming
+    from retainwise.uploads import actions, scoring, streaming
     from tasks import history, monitoring
 
     trace = RunTrace(path)
@@ -121,7 +121,6 @@ def install(path: str) -> RunTrace:
         (scoring, "finish_actions"),
         (actions.ActionsBuilder, "_explain_pool"),
         (actions.ActionsBuilder, "write_csv"),
-        (contacts.shutil, "copyfileobj"),
         (scoring, "complete"),
         (score_upload, "complete"),
         (score_upload, "store_after_completed"),

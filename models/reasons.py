@@ -69,18 +69,32 @@ def reason_arrays(explanation: Explanation, X: pd.DataFrame, top: int = TOP) -> 
     if not rows or not width:
         return [blank] * top
     picks = np.argsort(-matrix, axis=1, kind="stable")[:, :width].T  # reason x row
-    values = np.empty(picks.shape, dtype=np.int64)  # into `words`: the picked values
+    values = np.empty(picks.size, dtype=np.int64)  # into `words`: the picked values
     words: list[str] = []
-    for feature in np.unique(picks).tolist():
-        chosen = picks == feature
-        codes, texts = value_words(X[names[feature]], np.nonzero(chosen)[1])
-        values[chosen] = codes + len(words)
+    for feature, cells in _by_feature(picks):
+        codes, texts = value_words(X[names[feature]], cells % rows)
+        values[cells] = codes + len(words)
         words += [f"{names[feature]} is {text}" for text in texts]
     shares, share_texts = share_codes(np.take_along_axis(matrix.T, picks, axis=0).ravel())
-    said = pa.array(words, pa.string()).take(pa.array(values.ravel()))
+    said = pa.array(words, pa.string()).take(pa.array(values))
     signed = pa.array(share_texts, pa.string()).take(pa.array(shares))
     joined = pc.binary_join_element_wise(said, signed, "")
     return [joined.slice(k * rows, rows) for k in range(width)] + [blank] * (top - width)
+
+
+def _by_feature(picks: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """Each picked feature (ascending) and its cells in `picks` (flat positions, ascending): one
+    stable radix sort of the small feature numbers instead of a pass over `picks` per feature."""
+    flat = picks.ravel()
+    small = flat.astype(np.uint16) if flat.max(initial=0) < 2**16 else flat
+    cells = np.argsort(small, kind="stable")
+    ordered = flat[cells]
+    starts = np.flatnonzero(np.diff(ordered, prepend=-1))
+    stops = np.append(starts[1:], len(cells))
+    return [
+        (int(ordered[start]), cells[start:stop])
+        for start, stop in zip(starts.tolist(), stops.tolist(), strict=True)
+    ]
 
 
 def value_words(column: pd.Series, rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
