@@ -23,7 +23,7 @@ COMPONENTS = {
     "engine: begin run (Running state, name, context)": ("flow_engine.py", "begin_run"),
     "engine: set final state": ("flow_engine.py", "set_state"),
     "is_small (a read and a HEAD)": ("score_upload.py", "is_small"),
-    "score-small-upload (its one task run's body)": ("score_upload.py", "score_small_upload"),
+    "the small path (in the flow run)": ("score_upload.py", "score_small_upload"),
     "claim-upload": ("status.py", "claim_upload"),
     "check-upload (S3 HEAD)": ("uploads.py", "check_upload"),
     "load champion (cached)": ("scoring.py", "load_champion"),

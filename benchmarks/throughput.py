@@ -19,8 +19,9 @@ A whole file of at least RETAINWISE_SPLIT_ABOVE_BYTES is scored in two halves (u
 when the load allows (`--split-max-load`, default the setting's): the child first warms its helper
 process as a worker's earlier large upload would, and the helper's CPU seconds count in (b)'s.
 `--sides naive,expert,project,project_one_piece` adds (b) with the split turned off, same run;
-`project_one_task` / `project_staged` (b) with every whole file as one task run / a task run per
-stage; `project_baseline` (b) with the code of `--baseline DIR` (an earlier checkout), same run.
+`project_one_task` / `project_staged` (b) with every whole file on the small path (in the flow,
+no task run) / a task run per stage; `project_baseline` (b) with the code of `--baseline DIR`
+(an earlier checkout), same run.
 
 The project side's child holds what a warm runner child holds before a run (the process's
 Resources connected, the champion, the GX context, one Prefect client) and runs the flow as that
@@ -555,7 +556,7 @@ def side_env(side: str, args: argparse.Namespace, env: dict[str, str]) -> dict[s
     """The project side's settings: the split's load gate, or no split at all."""
     if side == "project_one_piece":
         return {**env, "RETAINWISE_SPLIT_ABOVE_BYTES": str(2**62)}
-    if side == "project_one_task":  # any whole file as one task run, `score-small-upload`
+    if side == "project_one_task":  # any whole file on the small path (in the flow, no task run)
         return {**env, "RETAINWISE_SMALL_UPLOAD_BYTES": str(2**40)}
     if side == "project_staged":  # every upload a task run per stage
         return {**env, "RETAINWISE_SMALL_UPLOAD_BYTES": "1"}

@@ -1,8 +1,9 @@
 """score-upload: one flow run per uploaded file, PENDING -> PROCESSING -> COMPLETED or FAILED.
 
-A small upload (its stored object up to `small_upload_bytes`) runs as one task run,
-`score-small-upload`, whose stages each log a line with their rows and seconds: a task run per
-stage cost more Prefect API calls and state events than the scoring itself. A larger upload runs
+A small upload (its stored object up to `small_upload_bytes`) runs in the flow run itself, with
+no task run: its stages each log a line with their rows and seconds, and a transient fault retries
+the whole lifecycle with a WARNING per retry (tasks.retry.retried_in_run). A task run cost three
+state changes and the task engine per upload, more than a small file's scoring. A larger upload runs
 a task run per stage (claim-upload, check-upload, load-champion, score-whole-file or
 score-upload-in-chunks, finish-upload), each retried on its own. Either way the customers'
 explanations and the monitoring figures are stored after COMPLETED (tasks.background).
@@ -41,7 +42,7 @@ from tasks.background import after_run
 from tasks.history import CustomerHistory, record_explanations
 from tasks.monitoring import record_upload_figures
 from tasks.reaper import time_limit
-from tasks.retry import describe_failure, io_task
+from tasks.retry import describe_failure, retried_in_run
 from tasks.scoring import load_champion
 from tasks.shadow import shadow_score
 from tasks.status import UploadTimedOut, claim_upload, finish_upload, keep_claim, tag_run
@@ -52,7 +53,7 @@ log = logging.getLogger("retainwise.flows.score_upload")
 
 @dataclass(frozen=True)
 class Steps:
-    """The lifecycle's steps: task runs of their own, or plain calls inside one task run."""
+    """The lifecycle's steps: task runs of their own, or plain calls in the flow run."""
 
     check: Callable[..., Route]
     load: Callable[..., LoadedModel]
@@ -66,7 +67,7 @@ class Steps:
 TASK_RUNS = Steps(
     check_upload, load_champion, score_whole_file, score_in_chunks, tag_run, finish_upload, True
 )
-ONE_TASK_RUN = Steps(
+PLAIN_CALLS = Steps(
     check_upload.fn,
     load_champion.fn,
     score_whole_file.fn,
@@ -117,7 +118,9 @@ def score_by_size(
             return skipped(prediction_id)
     try:
         if prediction is None:
-            scored = score_small_upload(env, prediction_id, run_id)
+            scored = retried_in_run(
+                get_run_logger(), score_small_upload, env, prediction_id, run_id
+            )
         else:
             scored = score_by_stage(env, prediction, run_id)
     except Exception as exc:
@@ -148,13 +151,13 @@ def is_small(env: Resources, prediction_id: str, stored_bytes: int | None = None
     return 0 < size <= min(settings.small_upload_bytes, settings.chunked_above_bytes)
 
 
-@io_task("score-small-upload")
 def score_small_upload(env: Resources, prediction_id: str, run_id: str) -> Scored | None:
-    """A small upload's whole lifecycle in one task run; None if another run holds it.
+    """A small upload's whole lifecycle in the flow run, no task run; None if another run holds
+    it.
 
-    Retried as a whole on a transient fault: each step is safe to repeat (the claim recognises
-    this run's own, the history restarts, the writes replace), and repeating a small file's
-    scoring costs less than a task run per stage costs every upload.
+    The caller retries it as a whole on a transient fault: each step is safe to repeat (the
+    claim recognises this run's own, the history restarts, the writes replace), and repeating a
+    small file's scoring costs less than a task run per stage costs every upload.
     """
     started = time.perf_counter()
     prediction = claim_upload.fn(env.engine, prediction_id, run_id)
@@ -169,8 +172,8 @@ def score_small_upload(env: Resources, prediction_id: str, run_id: str) -> Score
     stored = aws.S3Object(env.s3, env.settings.bucket, prediction.input_key)
     source = Remembered.whole(stored).fetch_ahead()  # one GET, meanwhile the slot and account
     with account_slot(prediction.account, run_id):
-        scored = score_claimed(env, prediction, run_id, ONE_TASK_RUN, source)
-        complete(env, scored, run_id, ONE_TASK_RUN)
+        scored = score_claimed(env, prediction, run_id, PLAIN_CALLS, source)
+        complete(env, scored, run_id, PLAIN_CALLS)
         summary_after_completed(scored)
     return scored
 

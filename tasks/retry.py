@@ -121,18 +121,57 @@ def io_task(name: str, **options):
 def retried(function, *args, **kwargs):
     """`function(*args, **kwargs)` with an io_task's policy (the same tries, waits and transient
     faults), for I/O that runs outside any task run (after the flow run: tasks.background)."""
+    return retrying()(function, *args, **kwargs)
+
+
+def retried_in_run(logger, function, *args, **kwargs):
+    """`function(*args, **kwargs)` with an io_task's policy inside the flow run itself (a small
+    upload's lifecycle, no task run of its own): each retry is a WARNING on `logger` (the run's
+    logs show the tries and waits, as a task run's states would), and the exception it gives
+    up with carries `tries`, as an io_task's does."""
+    tries = 0
+
+    def counted():
+        nonlocal tries
+        tries += 1
+        try:
+            return function(*args, **kwargs)
+        except Exception as exc:
+            exc.tries = tries
+            raise
+
+    return retrying(logger)(counted)
+
+
+def retrying(logger=None):
+    """tenacity's Retrying with an io_task's tries, waits and transient faults; with `logger`,
+    a WARNING before each wait naming the try, the fault and the wait."""
     import tenacity
 
     delays, jitter = IO_TASK["retry_delay_seconds"], IO_TASK["retry_jitter_factor"]
     waits = [tenacity.wait_fixed(d) + tenacity.wait_random(0, d * jitter) for d in delays]
+    attempts = 1 + IO_TASK["retries"]
+
+    def log_retry(state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        logger.warning(
+            "try %d of %d failed (%s: %s); retrying in %.2f s",
+            state.attempt_number,
+            attempts,
+            type(error).__name__,
+            error,
+            state.upcoming_sleep,
+        )
+
     return tenacity.Retrying(
-        stop=tenacity.stop_after_attempt(1 + IO_TASK["retries"]),
+        stop=tenacity.stop_after_attempt(attempts),
         wait=tenacity.wait_chain(*waits),
         retry=tenacity.retry_if_exception(
             lambda error: is_transient_error(error) and not isinstance(error, boto.ClientError)
         ),
+        before_sleep=log_retry if logger is not None else None,
         reraise=True,
-    )(function, *args, **kwargs)
+    )
 
 
 def cpu_task(name: str, **options):

@@ -68,11 +68,11 @@ class Settings(BaseSettings):
     max_outcomes_bytes: int = 10_000_000  # an outcomes file: ~500k rows of customer_id, churned
     max_rejected_share: float = 0.5
     chunked_above_bytes: int = 64 * 2**20  # larger files are scored chunk by chunk
-    # stored objects up to this size run as one `score-small-upload` task run; larger ones as a
-    # task run per stage, each retried on its own. A task run per stage costs ~0.7 CPU s and
-    # ~2.7 s more per run whatever the size (benchmarks/README "Issue 22, round 4 (large
-    # uploads)"), so every whole file (up to chunked_above_bytes) is one task run; only chunked
-    # uploads are staged
+    # stored objects up to this size run in the flow run itself (no task run; retried as a
+    # whole); larger ones as a task run per stage, each retried on its own. A task run per stage
+    # costs ~0.7 CPU s and ~2.7 s more per run whatever the size (benchmarks/README "Issue 22,
+    # round 4 (large uploads)"), so every whole file (up to chunked_above_bytes) runs in the flow;
+    # only chunked uploads are staged
     small_upload_bytes: int = 64 * 2**20
     chunk_bytes: int = 8 * 2**20  # ~60k Telco rows per chunk
     # a whole file this large is scored as two halves in two processes (uploads/halves.py), when

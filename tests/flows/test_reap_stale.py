@@ -164,7 +164,7 @@ def test_dead_a_run_that_vanished_while_running_is_requeued_and_cancelled(resour
 @pytest.fixture
 def stalled_scoring(monkeypatch):
     """score-upload's model loading blocks until released: a run that is slow, or hung (on
-    either path, a task run per stage or the small upload's one)."""
+    either path, a task run per stage or the small upload's plain calls)."""
     import dataclasses
 
     import flows.score_upload as module
@@ -178,7 +178,7 @@ def stalled_scoring(monkeypatch):
 
         return load_champion_slowly
 
-    for steps in ("TASK_RUNS", "ONE_TASK_RUN"):
+    for steps in ("TASK_RUNS", "PLAIN_CALLS"):
         real = getattr(module, steps)
         monkeypatch.setattr(module, steps, dataclasses.replace(real, load=slowly(real.load)))
     yield release

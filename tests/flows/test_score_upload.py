@@ -225,9 +225,9 @@ def task_names(flow_run_id: str) -> set[str]:
     return {run.name.rsplit("-", 1)[0] for run in runs}
 
 
-def test_a_small_upload_is_one_task_run_and_scores_as_the_staged_path(resources, monkeypatch):
-    """Below small_upload_bytes: one task run, its stages logged; above: a task run per stage.
-    Both give the same rows, probabilities and report."""
+def test_a_small_upload_runs_in_the_flow_and_scores_as_the_staged_path(resources, monkeypatch):
+    """Below small_upload_bytes: no task run, a log line per stage with its rows and seconds;
+    above: a task run per stage. Both give the same rows, probabilities and report."""
     data = customers_csv(200)
     outcomes = {}
     for small_above in (len(data), len(data) - 1):
@@ -240,7 +240,8 @@ def test_a_small_upload_is_one_task_run_and_scores_as_the_staged_path(resources,
         outcomes[small_above] = (outcomes[small_above], results_of(resources, prediction_id))
         names = task_names(row.flow_run_id)
         if small_above == len(data):
-            assert names == {"score-small-upload"}
+            assert names == set()
+            assert stages_logged(row.flow_run_id) == STAGES
         else:
             assert {"claim-upload", "check-upload", "score-whole-file", "finish-upload"} <= names
     (small, small_results), (staged, staged_results) = outcomes.values()
@@ -249,6 +250,28 @@ def test_a_small_upload_is_one_task_run_and_scores_as_the_staged_path(resources,
     assert difference.abs().max() < 1e-6
     for key in ("rows_total", "rows_scored", "risk_counts", "drifted_features"):
         assert small[key] == staged[key], key
+
+
+STAGES = ["claimed", "checked", "model", "reading", "validating", "scoring", "writing", "COMPLETED"]
+
+
+def stages_logged(flow_run_id: str) -> list[str]:
+    """The stages the run's INFO lines name, in order, once they reach the Prefect API; each
+    stage's line gives its seconds (and the reading one its rows)."""
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.client.schemas.sorting import LogSort
+
+    def read() -> list[str] | None:
+        with get_client(sync_client=True) as client:
+            logs = client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])),
+                sort=LogSort.TIMESTAMP_ASC,
+            )
+        lines = [log.message for log in logs if re.search(r"in \d+\.\d\d s$", log.message)]
+        stages = [line.split(":")[0].split(" in ")[0] for line in lines]
+        return stages[: stages.index("COMPLETED") + 1] if "COMPLETED" in stages else None
+
+    return wait_for(read, 30, "the run's stage lines")
 
 
 def test_the_size_the_trigger_passed_decides_small_without_asking_s3_or_the_database():
