@@ -6,11 +6,13 @@ import pytest
 
 from models.profile import FeatureProfile, ModelProfile
 from retainwise.config.errors import UploadRejected
+from retainwise.uploads import validation
 from retainwise.uploads.reading import read_upload
 from retainwise.uploads.validation import (
     build_expectations,
     failing_rows,
     id_hashes,
+    kept_configuration,
     numeric_bounds,
     unknown_categories,
     validate_upload,
@@ -244,8 +246,15 @@ def test_the_profile_alias_map_is_used_for_headers():
     assert upload.customer_ids.tolist() == ["C1"]
 
 
+def gx_class(expectation: object) -> str:
+    """The Great Expectations class an expectation is, or keeps the configuration of."""
+    return next(
+        c.__name__ for c in type(expectation).__mro__ if "great_expectations" in c.__module__
+    )
+
+
 def test_the_suite_comes_from_the_profile():
-    names = [(type(e).__name__, getattr(e, "column", None)) for e, _ in build_expectations(PROFILE)]
+    names = [(gx_class(e), getattr(e, "column", None)) for e, _ in build_expectations(PROFILE)]
     assert names == [
         ("ExpectColumnValuesToNotBeNull", "customer id present"),
         ("ExpectColumnValuesToBeBetween", "Tenure Months"),
@@ -377,3 +386,52 @@ def test_a_missing_id_hashes_as_blank_even_where_arrow_kept_bytes_under_the_null
     assert masked.to_pylist() == ["C1", None, "C3"]
     hashes = id_hashes(pd.Series(pd.arrays.ArrowStringArray(masked)))
     assert hashes.tolist() == id_hashes(pd.Series(["C1", "", "C3"], dtype="str")).tolist()
+
+
+def test_a_kept_configuration_is_gx_own_and_follows_changes():
+    import great_expectations as gx
+
+    between = kept_configuration(gx.expectations.ExpectColumnValuesToBeBetween)
+    kept = between(column="x", min_value=0.0, max_value=1.0)
+    plain = gx.expectations.ExpectColumnValuesToBeBetween(column="x", min_value=0.0, max_value=1.0)
+    assert kept.configuration is kept.configuration  # built once, not on every read
+    assert kept.configuration.kwargs == plain.configuration.kwargs
+    kept.max_value = 2.0
+    assert kept.configuration.kwargs["max_value"] == 2.0
+
+
+def test_kept_expectations_find_the_rows_gx_own_classes_find(monkeypatch):
+    checked = pd.DataFrame(
+        {
+            "customer id present": [1.0, np.nan, 1.0, 1.0, 1.0],
+            "Tenure Months": [5.0, 6.0, 200.0, np.nan, -40.0],
+            "MonthlyCharges": [30.0, 1e9, 30.0, 30.0, 30.0],
+            "SeniorCitizen": [0.0, 1.0, 0.0, 1.0, 2.0],
+        }
+    )
+    kept = failing_rows(checked, PROFILE)
+    validation.kept_expectations.cache_clear()
+    validation.kept_suite.cache_clear()
+    monkeypatch.setattr(validation, "kept_configuration", lambda base: base)  # GX's classes
+    try:
+        plain = failing_rows(checked, PROFILE)
+    finally:
+        validation.kept_expectations.cache_clear()
+        validation.kept_suite.cache_clear()
+    assert {k: v.tolist() for k, v in kept.items()} == {k: v.tolist() for k, v in plain.items()}
+    assert set(kept) == {
+        "missing id",
+        "out of range: Tenure Months",
+        "out of range: MonthlyCharges",
+        "out of range: SeniorCitizen",
+    }
+
+
+def test_validation_leaves_no_thread_behind():
+    """The worker forks its children: a thread left running could hold a lock across a fork."""
+    import threading
+
+    before = {t.ident for t in threading.enumerate()}
+    upload = validate("C1,5,29.85,0,One year,Yes\nC2,7,30,1,Two year,No\n")
+    assert upload.accepted["Contract"].tolist() == ["One year", "Two year"]
+    assert {t.ident for t in threading.enumerate()} == before
