@@ -391,7 +391,7 @@ def store_after_completed(env: Resources, scored: Scored, logger: Any) -> None:
             scored.model,
             scored.keys.results,
             logger=logger,
-            probabilities=scored.history.probabilities,  # kept by the history, else from S3
+            probabilities=scored.history.scores,  # kept by the history, else from S3
         )
     except Exception as exc:  # the customer's results stand; only the trend misses a point
         logger.warning("monitoring figures for %s not stored: %s", prediction_id, exc)

@@ -134,20 +134,23 @@ def expected_roc_auc(p: npt.ArrayLike) -> float:
     """E[concordant pairs] / E[positive-negative pairs] when customer i churns with probability p_i.
 
     A pair (i, j) counts when j churns and i does not: weight p_j (1 - p_i); it is concordant when
-    p_j > p_i, half when tied. O(n log n) by sorting and cumulative sums.
+    p_j > p_i, half when tied. O(n log n) by sorting (`np.unique`), then per distinct value.
     """
-    p = np.sort(np.asarray(p, dtype=float))  # one copy of p; the rest is per distinct value
-    if not len(p):
+    values, counts = np.unique(np.asarray(p, dtype=float), return_counts=True)
+    return expected_roc_auc_of(values, counts)
+
+
+def expected_roc_auc_of(values: np.ndarray, counts: np.ndarray) -> float:
+    """`expected_roc_auc` of the scores `values` (sorted, distinct) each held `counts` times."""
+    if not len(values):
         return float("nan")
-    starts = np.flatnonzero(np.r_[True, p[1:] != p[:-1]])
-    values, counts = p[starts], np.diff(np.r_[starts, len(p)])
-    tied = counts - np.add.reduceat(p, starts)  # sum of (1 - p_i) per value
+    group_positive = values * counts  # sum of p_i per value
+    tied = counts - group_positive  # sum of (1 - p_i) per value
     below = np.r_[0.0, np.cumsum(tied)[:-1]]  # ... strictly below it
-    group_positive = values * counts
-    concordant = np.sum(group_positive * below) + 0.5 * np.sum(
-        group_positive * tied - values * (1 - values) * counts
-    )  # ties, minus the i == j pairs
-    pairs = p.sum() * (len(p) - p.sum()) - np.sum(values * (1 - values) * counts)
+    same = values * (1 - values) * counts  # the i == j pairs
+    concordant = np.sum(group_positive * below) + 0.5 * np.sum(group_positive * tied - same)
+    positive = np.sum(group_positive)
+    pairs = positive * (np.sum(counts) - positive) - np.sum(same)
     return float(concordant / pairs) if pairs > 0 else float("nan")
 
 
@@ -177,16 +180,34 @@ def estimated_performance(
     """Expected ROC AUC, precision and recall at the threshold and churn count, each with a
     95% band, from calibrated probabilities alone."""
     p = np.asarray(p, dtype=float)
-    flagged = p >= threshold
-    expected = {
-        "roc_auc": expected_roc_auc(p),
-        "precision_at_threshold": float(p[flagged].mean()) if flagged.any() else 0.0,
-        "recall_at_threshold": float(p[flagged].sum() / max(p.sum(), 1e-12)),
-        "churn_count": float(p.sum()),
-    }
+    values, counts = np.unique(p, return_counts=True)
     rng = np.random.default_rng(seed)
     sample = p if len(p) <= MAX_DRAW_ROWS else rng.choice(p, MAX_DRAW_ROWS, replace=False)
-    scale = len(p) / len(sample)
+    return estimate_of(values, counts, sample, threshold, draws, rng)
+
+
+def estimate_of(
+    values: np.ndarray,
+    counts: np.ndarray,
+    sample: np.ndarray,
+    threshold: float,
+    draws: int,
+    rng: np.random.Generator,
+) -> Estimate:
+    """`estimated_performance` of the scores `values` (sorted, distinct) each held `counts` times,
+    its bands drawn on `sample` (every score in file order, or MAX_DRAW_ROWS of them drawn by
+    `rng`), so an upload's scores need not all be held at once (`ScoreCounts`)."""
+    flagged = values >= threshold
+    total, flagged_total = np.sum(values * counts), np.sum(values[flagged] * counts[flagged])
+    flagged_rows = int(counts[flagged].sum())
+    expected = {
+        "roc_auc": expected_roc_auc_of(values, counts),
+        "precision_at_threshold": float(flagged_total / flagged_rows) if flagged_rows else 0.0,
+        "recall_at_threshold": float(flagged_total / max(total, 1e-12)),
+        "churn_count": float(total),
+    }
+    rows = int(counts.sum())
+    scale = rows / len(sample) if len(sample) else 1.0
     simulated: dict[str, list[float]] = {name: [] for name in expected}
     ranks = rankdata(sample)  # the scores stay fixed across draws: rank them once (ties averaged)
     for _ in range(draws):
@@ -209,7 +230,7 @@ def estimated_performance(
         centred = spread - spread.mean() if spread.size else spread  # the band is the chance
         low, high = np.quantile(centred, [0.025, 0.975]) if spread.size else (np.nan, np.nan)
         bands[name] = Band(value, float(value + low), float(value + high))
-    return Estimate(int(len(p)), **bands)
+    return Estimate(rows, **bands)
 
 
 SCORE_EDGES = np.linspace(0.0, 1.0, 11)  # tenths of the probability range
@@ -220,3 +241,71 @@ def score_shares(p: npt.ArrayLike) -> np.ndarray:
     counts = np.histogram(np.clip(np.asarray(p, dtype=float), 0.0, 1.0), bins=SCORE_EDGES)[0]
     shares: np.ndarray = counts / max(counts.sum(), 1)
     return shares
+
+
+def score_shares_of(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """`score_shares` of the scores `values` each held `counts` times (each value falls in the
+    same tenth as in `score_shares`, so the shares are the same)."""
+    weighted = np.histogram(np.clip(values, 0.0, 1.0), bins=SCORE_EDGES, weights=counts)[0]
+    shares: np.ndarray = weighted / max(weighted.sum(), 1)
+    return shares
+
+
+MILLIONTHS = 1_000_000  # the results file's 6 decimals
+
+
+class ScoreCounts:
+    """An upload's scores at the results file's 6 decimals, added a chunk at a time: how many
+    rows hold each millionth of [0, 1] (8 MB) and each row's millionth as 4 bytes in file order
+    (the bands' sample), instead of every probability as float64 and its sorted copies."""
+
+    def __init__(self) -> None:
+        self.counts = np.zeros(MILLIONTHS + 1, dtype=np.int64)
+        self.parts: list[np.ndarray] = []  # uint32 millionths, one array per chunk added
+
+    @classmethod
+    def of(cls, p: npt.ArrayLike) -> ScoreCounts:
+        scores = cls()
+        scores.add(p)
+        return scores
+
+    def add(self, p: npt.ArrayLike) -> None:
+        """Add scores in file order, rounded as `np.round(p, 6)` rounds (times 1e6, to even)."""
+        units = np.rint(np.asarray(p, dtype=float) * MILLIONTHS)
+        if len(units) and not (units.min() >= 0 and units.max() <= MILLIONTHS):
+            raise ValueError("a churn probability outside [0, 1]")
+        kept = units.astype(np.uint32)
+        self.counts += np.bincount(kept, minlength=MILLIONTHS + 1)
+        self.parts.append(kept)
+
+    @property
+    def rows(self) -> int:
+        return int(sum(len(part) for part in self.parts))
+
+    def distinct(self) -> tuple[np.ndarray, np.ndarray]:
+        """The scores held (sorted, as np.round(p, 6) holds them) and how many rows hold each."""
+        held = np.flatnonzero(self.counts)
+        return held / MILLIONTHS, self.counts[held]
+
+    def sample(self, rng: np.random.Generator) -> np.ndarray:
+        """Every score in file order, or the MAX_DRAW_ROWS that `rng.choice(p, ...)` would draw."""
+        rows = self.rows
+        if rows <= MAX_DRAW_ROWS:
+            return np.concatenate([np.zeros(0, np.uint32), *self.parts]) / MILLIONTHS
+        at = rng.choice(rows, MAX_DRAW_ROWS, replace=False)  # the indices choice(p) takes
+        starts = np.cumsum([0] + [len(part) for part in self.parts])
+        part = np.searchsorted(starts, at, side="right") - 1
+        drawn = np.empty(len(at), dtype=np.uint32)
+        for i in np.unique(part):
+            mine = part == i
+            drawn[mine] = self.parts[i][at[mine] - starts[i]]
+        return drawn / MILLIONTHS
+
+    def estimate(self, threshold: float, draws: int = DRAWS, seed: int = SEED) -> Estimate:
+        """`estimated_performance` of the scores added (the same figures as of their array)."""
+        rng = np.random.default_rng(seed)
+        sample = self.sample(rng)
+        return estimate_of(*self.distinct(), sample, threshold, draws, rng)
+
+    def shares(self) -> np.ndarray:
+        return score_shares_of(*self.distinct())

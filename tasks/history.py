@@ -21,12 +21,12 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import IO
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 from sqlalchemy.engine import Engine
 
 from models.explain import Explanation
+from models.monitoring import ScoreCounts
 from retainwise.adapters import customers
 from retainwise.adapters.customers import UploadScored
 from tasks.retry import retried
@@ -43,7 +43,7 @@ class CustomerHistory:
         self.spill: IO[bytes] | None = None  # pickled (ids, Explanation, X), one per `explained`
         self.parts = 0
         self.score_parts = 0  # chunks of scores kept so far
-        self.probabilities: np.ndarray | None = None  # every scored row's, once `completed`
+        self.scores: ScoreCounts | None = None  # every scored row's, once `completed`
 
     @classmethod
     def for_upload(
@@ -105,11 +105,10 @@ class CustomerHistory:
         moment = customers.completed_at(self.engine, self.upload.prediction_id)
         if moment is not None:
             self.upload = replace(self.upload, completed_at=moment)
-        probabilities = [
-            table["churn_probability"].to_numpy()
-            for table in customers.store_kept_scores(self.engine, self.upload)
-        ]
-        self.probabilities = np.concatenate(probabilities) if probabilities else np.array([])
+        scores = ScoreCounts()  # counted a chunk at a time: no array of every probability
+        for table in customers.store_kept_scores(self.engine, self.upload):
+            scores.add(table["churn_probability"].to_numpy())
+        self.scores = scores
         stored = 0
         for ids, found, X in blocks(self.kept(), block):
             stored += customers.record_explanations(self.engine, self.upload, ids, found, X)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from models.monitoring import ScoreCounts
 from retainwise.adapters import aws
 from retainwise.adapters import monitoring as monitoring_tables
 from retainwise.adapters.mlflow_registry import LoadedModel
@@ -25,14 +25,14 @@ def record_upload_figures(
     model: LoadedModel,
     results_key: str,
     logger=None,
-    probabilities: np.ndarray | None = None,
+    probabilities: ScoreCounts | None = None,
 ) -> UploadMetrics | None:
     """Score PSI, the label-free estimate and per-column drift, in upload_metrics/upload_drift.
 
     Run after the upload is COMPLETED (tasks.background), outside any task run, so its I/O is
-    retried here. `probabilities`: every scored row's, in file order, as scored (the results'
-    column is read back from S3 without them). A database without those tables (not migrated
-    yet) skips this with a warning: monitoring must never fail a customer's upload.
+    retried here. `probabilities`: every scored row's, counted at the results file's 6 decimals
+    (else the results' column is read back from S3). A database without those tables (not
+    migrated yet) skips this with a warning: monitoring must never fail a customer's upload.
     """
     logger = logger or get_run_logger()
     table = monitoring_tables.upload_metrics.name
@@ -43,12 +43,9 @@ def record_upload_figures(
         )
         return None
     if probabilities is None:
-        probabilities = retried(
-            aws.csv_column, env.s3, env.settings.bucket, results_key, "churn_probability"
+        probabilities = ScoreCounts.of(
+            retried(aws.csv_column, env.s3, env.settings.bucket, results_key, "churn_probability")
         )
-    else:  # the figures of what the results file holds: 6 decimals (uploads.output), rounded
-        probabilities = np.array(probabilities, dtype="float64")  # in one copy (10M rows: 80 MB)
-        np.round(probabilities, 6, out=probabilities)
     upload = ScoredUpload.from_report(dict(report))  # the report as report.json holds it
     metrics, drift = upload_figures(upload, probabilities, account, model.profile)
     retried(monitoring_tables.record_upload, env.engine, metrics, drift)

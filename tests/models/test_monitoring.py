@@ -6,11 +6,14 @@ from sklearn.metrics import roc_auc_score
 
 from models.evaluation import holdout_metrics
 from models.monitoring import (
+    MAX_DRAW_ROWS,
+    ScoreCounts,
     TierRate,
     calibration_error,
     estimated_performance,
     expected_roc_auc,
     realised_performance,
+    score_shares,
 )
 from models.profile import RiskCutoffs
 
@@ -75,3 +78,24 @@ def test_one_class_has_no_auc_but_a_brier_score():
 
 def test_calibration_error_is_zero_when_bins_match():
     assert calibration_error([0, 1, 0, 1], [0.5, 0.5, 0.5, 0.5], bins=1) == 0.0
+
+
+@pytest.mark.parametrize("rows", [5_000, 3 * MAX_DRAW_ROWS + 7])
+def test_scores_counted_chunk_by_chunk_give_the_figures_of_their_array(rows):
+    """The figures an upload stores come from its scores counted a chunk at a time: the same
+    estimate (bands drawn on the same rows, in the same order) and shares as the whole array."""
+    p = np.round(np.random.default_rng(5).beta(1.2, 3, rows), 6)
+    p[:50] = [0.0, 1.0] * 25  # both ends of the range
+    counted = ScoreCounts()
+    for chunk in np.array_split(p, [1, 999, 1000, rows // 2]):  # uneven chunks, an empty one
+        counted.add(chunk)
+    assert counted.rows == rows
+    assert counted.estimate(0.35) == estimated_performance(p, 0.35)
+    assert counted.shares().tolist() == score_shares(p).tolist()
+
+
+def test_scores_are_counted_as_the_results_file_rounds_them():
+    p = np.array([0.1234565, 0.2, 0.99999951, 1e-7])  # 6 decimals as np.round, half to even
+    assert ScoreCounts.of(p).sample(np.random.default_rng()).tolist() == np.round(p, 6).tolist()
+    with pytest.raises(ValueError, match="outside"):
+        ScoreCounts.of([0.5, 1.2])

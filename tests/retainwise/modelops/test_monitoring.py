@@ -6,6 +6,7 @@ from dataclasses import asdict, replace
 import numpy as np
 import pandas as pd
 
+from models.monitoring import ScoreCounts
 from models.profile import FeatureProfile, ModelProfile
 from retainwise.adapters.monitoring import ColumnDrift
 from retainwise.modelops.monitoring import (
@@ -53,6 +54,17 @@ def test_upload_figures_hold_the_estimate_score_psi_and_drift():
     assert drift == [ColumnDrift("plan", psi=0.31, unseen_share=0.25)]
     skewed, _ = upload_figures(upload, np.full(100, 0.95), "acme", PROFILE)
     assert skewed.score_psi > 0.25
+
+
+def test_upload_figures_of_scores_counted_by_chunk_are_those_of_the_array():
+    p = np.round(np.random.default_rng(2).beta(1.2, 3, 30_000), 6)
+    counted = ScoreCounts()
+    for chunk in np.array_split(p, 7):
+        counted.add(chunk)
+    upload = ScoredUpload.from_report(REPORT)
+    assert upload_figures(upload, counted, "acme", PROFILE) == upload_figures(
+        upload, p, "acme", PROFILE
+    )
 
 
 def labelled(prediction_id, y, p):

@@ -178,6 +178,24 @@ def test_seen_ids_name_the_first_row_across_pieces_whatever_the_order():
     assert seen.duplicates(third, np.array([11, 12, 13])).tolist() == [5, 0, 1]
 
 
+def test_seen_ids_kept_on_disk_name_the_first_row_as_those_in_memory(monkeypatch):
+    """Runs too large to merge again are spilled to files: every id found again still names
+    the row it was first seen on, in whichever run (in memory or on disk) it is."""
+    monkeypatch.setattr(streaming.SeenIds, "MERGE_LIMIT", 64)
+    rng = np.random.default_rng(4)
+    seen, first_row, row = streaming.SeenIds(), {}, 0
+    for size in rng.integers(1, 40, 80):
+        ids = [f"C{v}" for v in rng.integers(0, 1500, size)]
+        rows = np.arange(row + 1, row + 1 + size)
+        expected = []
+        for customer, number in zip(ids, rows.tolist(), strict=True):
+            expected.append(first_row.get(customer, 0))
+            first_row.setdefault(customer, number)
+        assert seen.duplicates(pd.Series(ids, dtype="str"), rows).tolist() == expected
+        row += size
+    assert len(seen.spilled) > 3 and sum(len(keys) for keys, _ in seen.runs) <= 64
+
+
 @pytest.mark.parametrize("sizes", [(0, 4), (4, 0), (1000, 700), (3, 3000)])
 def test_merging_two_runs_of_seen_ids_equals_sorting_them_together(sizes):
     rng = np.random.default_rng(sum(sizes))
