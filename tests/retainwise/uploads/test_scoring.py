@@ -93,6 +93,14 @@ class CountedFile:
         return self.source.read()
 
 
+def assert_same_outputs(directory, name: str, other: str) -> None:
+    """The results, rejects and actions files written under `name` and `other` are identical."""
+    for output in (Output.RESULTS, Output.REJECTS, Output.ACTIONS):
+        assert (directory / f"{name}.{output.value}").read_bytes() == (
+            directory / f"{other}.{output.value}"
+        ).read_bytes()
+
+
 def test_routing_and_scoring_ask_the_store_for_size_and_first_bytes_once(tmp_path, model):
     source = CountedFile(upload(tmp_path))
     route = plan(source, ScoringPolicy())  # a task of its own: the route carries what it learnt
@@ -101,10 +109,7 @@ def test_routing_and_scoring_ask_the_store_for_size_and_first_bytes_once(tmp_pat
     assert scored.report["rows_scored"] == 400
     assert source.asked == {"size": 1, "head": 1, "read": 1, "blocks": 0}
     expected = score_object(upload(tmp_path), model, ScoringPolicy(), sinks(tmp_path, "plain"))
-    for output in (Output.RESULTS, Output.REJECTS, Output.ACTIONS):
-        assert (tmp_path / f"out.{output.value}").read_bytes() == (
-            tmp_path / f"plain.{output.value}"
-        ).read_bytes()
+    assert_same_outputs(tmp_path, "out", "plain")
     assert expected.report["rows_scored"] == 400
 
 
@@ -131,10 +136,7 @@ def test_a_small_upload_held_whole_is_read_once_and_answers_everything(tmp_path,
     assert whole.head(4) == source.source.read()[:4]
     assert b"".join(whole.blocks()) == source.source.read()
     score_object(upload(tmp_path), model, ScoringPolicy(), sinks(tmp_path, "plain"))
-    for output in (Output.RESULTS, Output.REJECTS, Output.ACTIONS):
-        assert (tmp_path / f"out.{output.value}").read_bytes() == (
-            tmp_path / f"plain.{output.value}"
-        ).read_bytes()
+    assert_same_outputs(tmp_path, "out", "plain")
     assert scored.report["rows_scored"] == 400
 
 
