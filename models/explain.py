@@ -21,7 +21,7 @@ from sklearn.linear_model import LogisticRegression
 from models.boosting import ChurnBooster
 from models.encoding import MISSING
 from models.profile import ModelProfile
-from models.tree_tables import tables_for
+from models.tree_tables import ContributionCache, tables_for
 
 
 class NotExplainable(TypeError):
@@ -67,17 +67,22 @@ def is_linear(model: Any) -> bool:
 
 
 def explain(
-    model: Any, profile: ModelProfile, X: pd.DataFrame, encoded: np.ndarray | None = None
+    model: Any,
+    profile: ModelProfile,
+    X: pd.DataFrame,
+    encoded: np.ndarray | None = None,
+    cache: ContributionCache | None = None,
 ) -> Explanation:
     """Exact contributions of every feature for the prepared rows `X` (models.features);
-    `encoded`: the same rows as the trees read them, when the scorer encoded them already (a
-    linear model does not use it)."""
+    `encoded`: the same rows as the trees read them, when the scorer encoded them already;
+    `cache`: tree contributions kept across calls (an upload's chunks). A linear model uses
+    neither."""
     pipeline = base_pipeline(model)
     classifier = pipeline.steps[-1][1]
     if isinstance(classifier, LogisticRegression):
         return linear_explanation(pipeline, profile, X)
     if isinstance(classifier, ChurnBooster):
-        return tree_explanation(pipeline, profile, X, encoded)
+        return tree_explanation(pipeline, profile, X, encoded, cache)
     raise NotExplainable(f"no exact explanation for {type(classifier).__name__}; retrain")
 
 
@@ -111,13 +116,20 @@ def linear_explanation(pipeline: Any, profile: ModelProfile, X: pd.DataFrame) ->
 
 
 def tree_explanation(
-    pipeline: Any, profile: ModelProfile, X: pd.DataFrame, encoded: np.ndarray | None = None
+    pipeline: Any,
+    profile: ModelProfile,
+    X: pd.DataFrame,
+    encoded: np.ndarray | None = None,
+    cache: ContributionCache | None = None,
 ) -> Explanation:
     """LightGBM's TreeSHAP on the encoded columns (numbers, then category codes)."""
     encoded = pipeline[:-1].transform(X) if encoded is None else encoded
     booster = pipeline.steps[-1][1]
     tables = tables_for(booster.booster_)
-    matrix = booster.contributions(encoded) if tables is None else tables.contributions(encoded)
+    if tables is None:
+        matrix = booster.contributions(encoded)
+    else:
+        matrix = tables.contributions(encoded, cache)
     order = profile.numeric + profile.categorical
     contributions = _reorder(matrix[:, :-1], order, profile.feature_names)
     return Explanation(profile.feature_names, matrix[:, -1], contributions)

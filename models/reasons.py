@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 
 from models.explain import EncodedRows, Explanation, NotExplainable, explain
 from models.profile import ModelProfile
+from models.tree_tables import ContributionCache
 
 TOP = 3
 REASON_COLUMNS = [f"reason_{n}" for n in range(1, TOP + 1)]
@@ -143,13 +144,16 @@ def reasons_for(
     profile: ModelProfile,
     keep: Keeper | None = None,
     encoded: EncodedRows | None = None,
+    cache: ContributionCache | None = None,
 ) -> ReasonsExplainer:
     """The explainer the actions list calls: (prepared rows, customer ids) -> reason columns;
     `keep(ids, explanation, X)`, when given, receives every explanation (to store it);
-    `encoded`: rows the scorer encoded already, of which the explained rows are taken by index."""
+    `encoded`: rows the scorer encoded already, of which the explained rows are taken by index;
+    `cache`: tree contributions kept across calls (one upload's)."""
 
     def explainer(X: pd.DataFrame, ids: pd.Series | None = None) -> pd.DataFrame:
-        found = explain(model, profile, X, None if encoded is None else encoded.of(X))
+        rows = None if encoded is None else encoded.of(X)
+        found = explain(model, profile, X, rows, cache)
         if keep is not None:
             keep(ids, found, X)
         return reason_frame(found, X)

@@ -21,6 +21,7 @@ from models.explain import EncodedRows, Explanation, NotExplainable
 from models.features import prepare_features
 from models.reasons import REASON_COLUMNS, ReasonsExplainer, reasons_for
 from models.scoring import ScoringModel
+from models.tree_tables import ContributionCache
 from retainwise.uploads.actions import ActionsBuilder, Chunk
 from retainwise.uploads.policy import ScoringPolicy
 from retainwise.uploads.validation import ValidatedUpload
@@ -60,13 +61,15 @@ class ContactList:
     def __init__(self, model: ScoringModel, policy: ScoringPolicy, history: History | None):
         self.model, self.history = model, history
         self.spill = tempfile.TemporaryDirectory(prefix="actions-")
+        self.cache = ContributionCache()  # the chunks' explained rows share their bins
         keep = history.explained if history is not None else None
         self.builder = ActionsBuilder(
-            tolerant(reasons_for(model.scorer, model.profile, keep=keep)),
+            tolerant(reasons_for(model.scorer, model.profile, keep=keep, cache=self.cache)),
             Path(self.spill.name),
             policy.explain_top_n,
             history.previous() if history is not None else None,
             policy.value_column,
+            explained=self.cache.clear,
         )
 
     def __enter__(self) -> ContactList:
@@ -91,7 +94,7 @@ class ContactList:
         values = None if upload.values is None else upload.values.to_numpy()
         kept: list[Kept] = []
         keep = None if self.history is None else lambda *explained: kept.append(explained)
-        explainer = reasons_for(self.model.scorer, self.model.profile, keep, encoded)
+        explainer = reasons_for(self.model.scorer, self.model.profile, keep, encoded, self.cache)
         chunk = self.builder.prepare(results, features, values, tolerant(explainer))
         return Prepared(chunk, kept)
 

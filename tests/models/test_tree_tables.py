@@ -1,5 +1,6 @@
 """Per-tree tables give LightGBM's own TreeSHAP (`pred_contrib`) to 1e-9, row for row."""
 
+from dataclasses import replace
 from math import prod
 
 import numpy as np
@@ -9,7 +10,7 @@ from lightgbm import LGBMClassifier
 from models import training
 from models.explain import base_pipeline
 from models.features import prepare_features
-from models.tree_tables import MAX_NODES, build_tables, tables_for
+from models.tree_tables import MAX_NODES, ContributionCache, build_tables, tables_for
 
 
 def pred_contrib(booster, X: np.ndarray) -> np.ndarray:
@@ -87,6 +88,52 @@ def test_rows_sharing_every_bin_get_the_bits_each_row_gets_alone(telco_booster):
     together = tables.contributions(X)
     alone = np.vstack([tables.contributions(X[i : i + 1]) for i in range(len(X))])
     assert together.tobytes() == np.ascontiguousarray(alone).tobytes()
+
+
+def test_a_cache_hit_gives_the_bits_a_miss_gives(telco_booster):
+    """Chunks share bin combinations: the second call copies what the first computed, and both
+    give what each gives without a cache, byte for byte."""
+    booster, encoded, _ = telco_booster
+    tables = tables_for(booster)
+    assert tables is not None
+    first, second = encoded[:2000], encoded[1000:4000]  # a third of `second` is in `first`
+    cache = ContributionCache()
+    assert tables.contributions(first, cache).tobytes() == tables.contributions(first).tobytes()
+    kept = len(cache)
+    assert 0 < kept <= len(first)
+    alone = tables.contributions(second)
+    assert tables.contributions(second, cache).tobytes() == alone.tobytes()
+    grown = len(cache)
+    assert kept < grown < kept + len(second)  # the shared combinations were not kept again
+    assert tables.contributions(second[::-1], cache).tobytes() == alone[::-1].tobytes()
+    assert len(cache) == grown  # all hits
+    cache.clear()
+    assert len(cache) == 0
+
+
+def test_the_cache_keeps_at_most_its_capacity_and_answers_beyond_it(telco_booster):
+    booster, encoded, _ = telco_booster
+    tables = tables_for(booster)
+    assert tables is not None
+    cache = ContributionCache(capacity=50)
+    for start in range(0, 3000, 500):
+        rows = encoded[start : start + 700]
+        assert tables.contributions(rows, cache).tobytes() == tables.contributions(rows).tobytes()
+    assert len(cache) == 50
+
+
+def test_the_cache_serves_the_table_it_was_first_given_only(telco_booster):
+    """Another model's rows with the same keys must not read this one's contributions."""
+    booster, encoded, _ = telco_booster
+    tables = tables_for(booster)
+    assert tables is not None
+    other = replace(tables, entries=tables.entries * 2)  # the same bins, other values
+    cache = ContributionCache()
+    tables.contributions(encoded[:500], cache)
+    kept = len(cache)
+    rows = encoded[:500]
+    assert other.contributions(rows, cache).tobytes() == other.contributions(rows).tobytes()
+    assert len(cache) == kept
 
 
 def test_columns_with_too_many_bins_for_one_key_still_match_pred_contrib():

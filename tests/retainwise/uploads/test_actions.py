@@ -14,6 +14,7 @@ from retainwise.uploads.actions import (
     VALUE_AT_RISK,
     ActionsBuilder,
     previous_scores,
+    rank_order,
     risk_changes,
 )
 
@@ -123,6 +124,36 @@ def test_many_runs_merge_a_budget_of_rows_at_a_time_into_the_one_chunk_list(tmp_
     pd.testing.assert_frame_equal(read(whole), read(chunked))
     order = np.lexsort((np.arange(2000), -probabilities))
     assert read(chunked)["customer_id"].tolist() == [f"c{i}" for i in order]
+
+
+def test_rank_order_is_the_lexsort_of_key_down_then_position():
+    """Unstable sorts, then equal keys put back in position order: the same order as a stable
+    sort, with ties of +0.0 and -0.0, -inf (no value) and runs of equal keys."""
+    rng = np.random.default_rng(11)
+    for _ in range(200):
+        rows = int(rng.integers(1, 2500))
+        key = rng.choice(np.array([0.0, -0.0, 0.125, 0.5, 0.5 + 1e-16, 1.0, -np.inf]), rows)
+        stride = int(rng.integers(2, 9))
+        key[::stride] = rng.random(len(key[::stride]))
+        expected = np.lexsort((np.arange(rows), -key))
+        assert rank_order(key).tolist() == expected.tolist()
+    assert rank_order(np.empty(0)).tolist() == []
+
+
+def test_the_builder_calls_explained_once_every_row_is_explained(tmp_path):
+    """Before the merge (so an explainer's cache goes before the list's peak), after the pool."""
+    calls: list[int] = []
+    explainer = Recorder()
+    builder = ActionsBuilder(
+        explainer, tmp_path, top_n=4, explained=lambda: calls.append(len(explainer.explained))
+    )
+    builder.add(*scored_rows([0.5, 0.7, 0.4, 0.2, 0.8, 0.2]))
+    batches = builder.batches()
+    assert calls == []
+    next(batches)
+    assert calls == [4]  # the pool's two rows explained first
+    list(batches)
+    assert calls == [4]
 
 
 def test_a_value_column_adds_value_at_risk_and_the_rank_follows_it(tmp_path):
