@@ -70,6 +70,7 @@ class Digesting:
             digest.update(json.dumps([str(i) for i in ids]).encode())
             digest.update(np.ascontiguousarray(explanation.base).tobytes())
             digest.update(np.ascontiguousarray(explanation.contributions).tobytes())
+            digest.update(np.ascontiguousarray(explanation.margin).tobytes())  # layout-sensitive
             digest.update(json.dumps(explanation.features).encode())
             digest.update(X.to_csv().encode())
         return digest.hexdigest(), rows

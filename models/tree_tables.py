@@ -65,8 +65,8 @@ class FeatureBins:
             found = np.searchsorted(self.bounds, column, side="left")
             return np.where(np.isnan(column), len(self.bounds) + 1, found)
         other = len(self.lookup) - 1  # NaN, negative or a code no split names: right everywhere
-        bad = np.isnan(column) | (column < 0) | (column >= other)
-        return np.where(bad, other, np.nan_to_num(column)).astype(np.int64)  # truncated, as C++
+        named = (column >= 0) & (column < other)  # False for NaN
+        return np.where(named, column, other).astype(np.int64)  # truncated, as C++
 
 
 @dataclass(frozen=True)
@@ -148,8 +148,14 @@ class TreeTables:
         for column, column_bins in zip(self.columns, bins, strict=True):
             key *= len(column.lookup)
             key += column_bins
-        keys, distinct, inverse = np.unique(key, return_index=True, return_inverse=True)
-        return distinct, inverse, keys
+        order = np.argsort(key)  # unstable: any row of a combination has its bins
+        ordered = key[order]
+        starts = np.empty(len(key), dtype=bool)
+        starts[:1] = True
+        np.not_equal(ordered[1:], ordered[:-1], out=starts[1:])
+        inverse = np.empty(len(key), dtype=np.intp)
+        inverse[order] = np.cumsum(starts) - 1
+        return order[starts], inverse, ordered[starts]
 
     def _patterns(self, bins: list[np.ndarray], rows: int) -> np.ndarray:
         """rows x trees: each tree's decisions as a byte (bit j: the row goes left at node j), of
@@ -209,7 +215,8 @@ class ContributionCache:
         if len(held):
             at = np.minimum(np.searchsorted(held, keys), len(held) - 1)
             known = held[at] == keys
-            out[:, known] = rows[slots[at[known]]].T
+            hits = np.flatnonzero(known)
+            out[:, hits] = rows[slots[at[hits]]].T
         missing = np.flatnonzero(~known)
         if not len(missing):
             return

@@ -357,7 +357,7 @@ class ActionsBuilder:
             ThreadPoolExecutor(FORMATTERS, thread_name_prefix="actions-csv") as formatter,
         ):
             out.write(_csv_header(schema_of(self.columns)))
-            formatting: deque[Future[bytes]] = deque()
+            formatting: deque[Future[pa.Buffer]] = deque()
             for batch in self.batches():
                 formatting.append(formatter.submit(_csv_rows, batch))
                 written += batch.num_rows
@@ -381,11 +381,12 @@ def _csv_header(schema: pa.Schema) -> bytes:
     return bytes(header.getvalue())
 
 
-def _csv_rows(batch: pa.RecordBatch) -> bytes:
-    """The batch's CSV rows as bytes (what a sink stream takes), made on the formatting thread."""
+def _csv_rows(batch: pa.RecordBatch) -> pa.Buffer:
+    """The batch's CSV rows, made on the formatting thread: Arrow's buffer as it is (every sink
+    takes a buffer; a copy into `bytes` cost ~0.05 CPU s per 1M rows)."""
     rows = pa.BufferOutputStream()
     pa_csv.write_csv(batch, rows, pa_csv.WriteOptions(include_header=False))
-    return bytes(rows.getvalue())
+    return rows.getvalue()
 
 
 TYPES = {
