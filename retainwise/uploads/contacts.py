@@ -76,6 +76,7 @@ class ContactList:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.builder.discard()
         self.spill.cleanup()
 
     def prepare(

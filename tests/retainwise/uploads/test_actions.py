@@ -1,6 +1,7 @@
 """The actions list: rank, what changed since the previous upload, and reasons where they count."""
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -80,11 +81,13 @@ def test_every_high_row_is_explained_even_below_the_first_n(tmp_path):
     assert table["reason_3"].notna().tolist() == [True, True, True, False]
 
 
+@pytest.mark.parametrize("held_bytes", [0, actions.HELD_BYTES])  # runs on disk, or in memory
 @pytest.mark.parametrize("merge_rows", [8192, 64])
 def test_chunks_give_the_list_one_chunk_gives_and_the_pool_stays_bounded(
-    tmp_path, monkeypatch, merge_rows
+    tmp_path, monkeypatch, merge_rows, held_bytes
 ):
     monkeypatch.setattr(actions, "MERGE_ROWS", merge_rows)  # small: many blocks per run
+    monkeypatch.setattr(actions, "HELD_BYTES", held_bytes)
     rng = np.random.default_rng(7)
     probabilities = rng.random(3000) * 0.7  # mostly below HIGH: the pool decides who is explained
     previous = {f"c{i}": float(p) for i, p in enumerate(rng.random(3000)) if i % 4}
@@ -107,6 +110,7 @@ def test_chunks_give_the_list_one_chunk_gives_and_the_pool_stays_bounded(
 def test_many_runs_merge_a_budget_of_rows_at_a_time_into_the_one_chunk_list(tmp_path, monkeypatch):
     monkeypatch.setattr(actions, "MERGE_ROWS", 8)
     monkeypatch.setattr(actions, "MERGE_BUDGET", 40)
+    monkeypatch.setattr(actions, "HELD_BYTES", 0)  # every run on disk
     rng = np.random.default_rng(3)
     probabilities = rng.choice([0.35, 0.65], 2000)  # ~860 ties of each across every run
     probabilities[::7] = rng.random(len(probabilities[::7]))
@@ -154,6 +158,40 @@ def test_the_builder_calls_explained_once_every_row_is_explained(tmp_path):
     assert calls == [4]  # the pool's two rows explained first
     list(batches)
     assert calls == [4]
+
+
+def test_runs_are_held_up_to_a_budget_then_all_of_them_go_to_disk(tmp_path, monkeypatch):
+    """Held runs give the list spilled ones give; past the budget every run is written, so a
+    large upload's merge holds none."""
+    monkeypatch.setattr(actions, "MERGE_ROWS", 16)
+    rng = np.random.default_rng(5)
+    probabilities = rng.choice([0.2, 0.5, 0.7], 1200)  # ties across runs
+    probabilities[::5] = rng.random(len(probabilities[::5]))
+
+    def built(folder: str, held_bytes: int) -> ActionsBuilder:
+        monkeypatch.setattr(actions, "HELD_BYTES", held_bytes)
+        (tmp_path / folder).mkdir()
+        builder = ActionsBuilder(Recorder(), tmp_path / folder, top_n=30)
+        for start in range(0, 1200, 100):
+            builder.add(*scored_rows(probabilities[start : start + 100], start=start))
+            assert builder.held <= held_bytes
+        return builder
+
+    on_disk = built("disk", 0)
+    assert all(isinstance(run, Path) for run in on_disk.runs)
+    held = built("held", 10**9)
+    assert not any(isinstance(run, Path) for run in held.runs) and held.held > 0
+    one_run = held.held // 12
+    part = built("part", one_run * 5)  # five runs held, then the sixth sends all twelve to disk
+    assert all(isinstance(run, Path) for run in part.runs) and part.held == 0
+    assert len(list((tmp_path / "part").iterdir())) == len(part.runs) == 12
+    expected = read(on_disk)
+    pd.testing.assert_frame_equal(read(held), expected)
+    pd.testing.assert_frame_equal(read(part), expected)
+    order = np.lexsort((np.arange(1200), -probabilities))
+    assert expected["customer_id"].tolist() == [f"c{i}" for i in order]
+    held.discard()
+    assert held.runs == [] and held.held == 0
 
 
 def test_a_value_column_adds_value_at_risk_and_the_rank_follows_it(tmp_path):
