@@ -335,7 +335,10 @@ class ActionsBuilder:
         The parts are concatenated in run order, each sorted, and every seq of a run comes before
         the next run's: a stable sort on the key alone gives (key down, seq up), and it merges
         the sorted parts (timsort finds them) ~10x faster than a lexsort of both columns."""
-        runs = [_Run(_blocks(run, columns)) for run in self.runs]
+        runs = [
+            _Held(run.select(columns)) if isinstance(run, pa.Table) else _Run(_blocks(run, columns))
+            for run in self.runs
+        ]
         for key, seq in _bounds(self.runs, MERGE_BUDGET):
             parts = [part for run in runs for part in run.take_through(key, seq) if part.num_rows]
             if not parts:
@@ -450,6 +453,24 @@ def _arrow(column: Any, kind: pa.DataType) -> pa.Array:
     return pa.array(column, kind, from_pandas=True)
 
 
+class _Held:
+    """One run held in memory being merged: the rows before `given` are given out. Its rows
+    ranking at or before a bound are found by binary search (no blocks to read)."""
+
+    def __init__(self, run: pa.Table):
+        self.run, self.given = run, 0
+        self.down = -run["key"].to_numpy()  # ascending (the run is in rank order)
+        self.seq = run["seq"].to_numpy()
+
+    def take_through(self, key: float, seq: int) -> list[pa.Table]:
+        """The rows ranking at or before (key, seq) not given yet (a slice)."""
+        above = int(np.searchsorted(self.down, -key, side="left"))  # key greater
+        tied = int(np.searchsorted(self.down, -key, side="right"))  # key equal: seq ascending
+        stop = above + int(np.searchsorted(self.seq[above:tied], seq, side="right"))
+        start, self.given = self.given, max(stop, self.given)
+        return [self.run.slice(start, self.given - start)]
+
+
 class _Run:
     """One spilled run being merged: its loaded block, the rows of it not yet given out."""
 
@@ -493,8 +514,16 @@ def _bounds(runs: list[Path | pa.Table], budget: int) -> Iterator[tuple[float, i
     """The merge's steps: (key, seq) bounds in rank order, the last one LAST, with about
     `budget` rows (give or take a block per run) ranking between one and the next. Taken from
     every run's block ends (only their key and seq columns are read)."""
-    ends, sizes = [], []
+    ends: list[tuple[float, int]] = []
+    sizes: list[int] = []
     for run in runs:
+        if isinstance(run, pa.Table):  # the blocks a spill of it would have, without slicing
+            stops = np.append(np.arange(MERGE_ROWS, run.num_rows, MERGE_ROWS), run.num_rows)
+            stops = stops[stops > 0]
+            key, seq = run["key"].to_numpy(), run["seq"].to_numpy()
+            ends += zip(key[stops - 1].tolist(), seq[stops - 1].tolist(), strict=True)
+            sizes += np.diff(stops, prepend=0).tolist()
+            continue
         for block in _blocks(run, ["key", "seq"]):
             if block.num_rows:
                 ends.append((block["key"][-1].as_py(), block["seq"][-1].as_py()))

@@ -104,3 +104,22 @@ def test_reasons_in_words_are_each_rows_own_formatting():
             for j in picks
         ]
         assert words.iloc[row].tolist() == expected
+
+
+def test_the_largest_contributions_are_picked_as_a_stable_argsort_picks_them():
+    """By argmaxes when every cell is finite (ties, +0.0 beside -0.0), by the argsort otherwise
+    (NaN, infinities)."""
+    from models.reasons import _largest
+
+    rng = np.random.default_rng(3)
+    matrix = rng.choice(np.array([0.0, -0.0, 0.25, -0.25, 0.5, 1e-300]), size=(500, 6))
+    for width in range(1, 7):
+        expected = np.argsort(-matrix, axis=1, kind="stable")[:, :width].T
+        assert _largest(matrix, width).tolist() == expected.tolist()
+    unusual = matrix.copy()
+    unusual[::3, 2] = np.nan
+    unusual[1::5, 4] = np.inf
+    unusual[2::7, 0] = -np.inf
+    expected = np.argsort(-unusual, axis=1, kind="stable")[:, :3].T
+    assert _largest(unusual, 3).tolist() == expected.tolist()
+    assert _largest(np.asfortranarray(matrix), 3).tolist() == _largest(matrix, 3).tolist()

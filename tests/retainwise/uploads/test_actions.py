@@ -107,10 +107,13 @@ def test_chunks_give_the_list_one_chunk_gives_and_the_pool_stays_bounded(
     assert len(chunked.runs) == 5
 
 
-def test_many_runs_merge_a_budget_of_rows_at_a_time_into_the_one_chunk_list(tmp_path, monkeypatch):
+@pytest.mark.parametrize("held_bytes", [0, 10**9])  # every run on disk, or every run held
+def test_many_runs_merge_a_budget_of_rows_at_a_time_into_the_one_chunk_list(
+    tmp_path, monkeypatch, held_bytes
+):
     monkeypatch.setattr(actions, "MERGE_ROWS", 8)
     monkeypatch.setattr(actions, "MERGE_BUDGET", 40)
-    monkeypatch.setattr(actions, "HELD_BYTES", 0)  # every run on disk
+    monkeypatch.setattr(actions, "HELD_BYTES", held_bytes)
     rng = np.random.default_rng(3)
     probabilities = rng.choice([0.35, 0.65], 2000)  # ~860 ties of each across every run
     probabilities[::7] = rng.random(len(probabilities[::7]))
