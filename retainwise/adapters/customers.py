@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
+from models.changes import Earlier
 from models.explain import Explanation
 from retainwise.adapters.db import Status, metadata, predictions
 
@@ -68,6 +69,7 @@ upload_scores = sa.Table(
     sa.Column("scores", sa.LargeBinary, nullable=False),  # an Arrow IPC stream, zstd
 )
 
+EARLIER_BLOCK = 5_000  # customer ids per read of their earlier explanations (bound parameters)
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f%z"  # what COPY reads back as the same instant
 
 
@@ -441,6 +443,46 @@ def customer(engine: Engine, account: str, customer_id: str) -> CustomerRecord |
             )
         ).first()
     return CustomerRecord(customer_id, history, _explanation(stored) if stored else None)
+
+
+def earlier_explanations(
+    engine: Engine,
+    account: str,
+    customer_ids: Iterable[str],
+    before: str | None = None,
+    block: int = EARLIER_BLOCK,
+) -> Earlier:
+    """The account's stored explanation of each customer (the newest: customer_explanations),
+    other than upload `before`'s own, as each feature's value and contribution then; a read per
+    `block` of distinct ids. Another account's customer is missing, like one never explained."""
+    wanted = list(dict.fromkeys(str(i) for i in customer_ids))
+    found: list[tuple[str, str]] = []
+    table = customer_explanations.c
+    for first in range(0, len(wanted), block):
+        query = sa.select(table.customer_id, table.contributions).where(
+            table.account == account, table.customer_id.in_(wanted[first : first + block])
+        )
+        if before is not None:
+            query = query.where(table.prediction_id != before)
+        with engine.connect() as conn:
+            found += [(row[0], row[1]) for row in conn.execute(query)]
+    return earlier_of([i for i, _ in found], [text for _, text in found])
+
+
+def earlier_of(ids: list[str], texts: list[str]) -> Earlier:
+    """Earlier from stored contributions JSON (contributions_json), a row per id; the features
+    are the first row's (a feature one row lacks: not explained then)."""
+    parsed = [json.loads(text) for text in texts]
+    features = [item["feature"] for item in parsed[0]] if parsed else []
+    earlier = Earlier.none(ids, features)
+    at = {name: j for j, name in enumerate(features)}
+    for row, items in enumerate(parsed):
+        for item in items:
+            j = at.get(item["feature"])
+            if j is not None:
+                earlier.values[item["feature"]][row] = item["value"]
+                earlier.contributions[row, j] = item["contribution"]
+    return earlier
 
 
 def _utc(moment: datetime) -> datetime:

@@ -23,10 +23,14 @@ class Recorder:
 
     def __init__(self):
         self.explained: list[str] = []
+        self.rose: list[str] = []  # the rows it was told rose
 
-    def __call__(self, features: pd.DataFrame, ids: pd.Series) -> pd.DataFrame:
+    def __call__(self, features: pd.DataFrame, ids: pd.Series, rose=None) -> pd.DataFrame:
         assert ids.tolist() == features["cid"].tolist()  # each row's customer comes along
         self.explained += features["cid"].tolist()
+        if rose is not None:
+            assert rose.any() and len(rose) == len(ids)  # told only when some row rose
+            self.rose += ids[rose].tolist()
         text = "plan is " + features["plan"]
         return pd.DataFrame({name: text for name in REASONS}, index=features.index)
 
@@ -100,6 +104,12 @@ def test_chunks_give_the_list_one_chunk_gives_and_the_pool_stays_bounded(
     order = np.lexsort((np.arange(3000), -probabilities))  # probability down, then file order
     assert listed["customer_id"].tolist() == [f"c{i}" for i in order]
     assert sorted(whole.explainer.explained) == sorted(chunked.explainer.explained)
+    # the explainer is told which explained rows rose (HIGH ones per chunk, pooled ones at the
+    # end): exactly those whose risk_change is up, to name what changed (models.changes)
+    explained_up = listed[listed["reason_1"].notna() & (listed["risk_change"] == "up")]
+    assert len(explained_up) > 20
+    for builder in (whole, chunked):
+        assert sorted(builder.explainer.rose) == sorted(explained_up["customer_id"])
     assert len(chunked.runs) == 5
 
 
