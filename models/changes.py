@@ -71,19 +71,15 @@ Lookup = Callable[[pd.Series], Earlier]
 
 def changed_cells(X: pd.DataFrame, earlier: Earlier, features: Sequence[str]) -> np.ndarray:
     """Rows x features: whether the row's value differs from its earlier one (rows with no
-    earlier explanation: False). Missing both times is the same; numbers compare as numbers
-    (2 and 2.0 are one value), anything else as text."""
+    earlier explanation: False). Missing both times is the same; otherwise the values compare
+    as Python values (2 and 2.0 are one value; "2" and 2 are not), a column at a time."""
     changed = np.zeros((len(X), len(features)), dtype=bool)
     found = earlier.found
     for j, name in enumerate(features):
-        now = pd.Series(X[name].to_numpy(dtype=object))
-        then = pd.Series(earlier.values[name])
-        now_missing, then_missing = now.isna().to_numpy(), then.isna().to_numpy()
-        now_number = pd.to_numeric(now, errors="coerce").to_numpy(dtype="float64")
-        then_number = pd.to_numeric(then, errors="coerce").to_numpy(dtype="float64")
-        same_text = (now.astype(str) == then.astype(str)).to_numpy()
-        same = (now_missing & then_missing) | (now_number == then_number)
-        same |= ~now_missing & ~then_missing & same_text
+        now, then = X[name].to_numpy(dtype=object), earlier.values[name]
+        now_missing, then_missing = pd.isna(now), pd.isna(then)
+        equal = np.asarray(now == then, dtype=bool)
+        same = (now_missing & then_missing) | (~now_missing & ~then_missing & equal)
         changed[:, j] = ~same & found
     return changed
 
