@@ -4,15 +4,15 @@ explanations when every explained row rose.
 `python benchmarks/changed_reasons.py [--rows 100000] [--repeat 3] [--store sqlite|postgresql]`
 
 Upload 1: `--rows` jittered Telco rows through the chunked path (`streaming.score_stream`) with
-the upload's ContactList; its explanations (HIGH and the first RETAINWISE_EXPLAIN_TOP_N) are
-stored with `customers.record_explanations` in a real store (a SQLite file, or a throwaway
-PostgreSQL database). Upload 2: the same rows with every contract moved to month-to-month, and a
-previous upload at half of upload 1's probabilities, so every row is `up` and every explained
-row reads its earlier explanation (the worst case). Upload 2 runs `--repeat` times in pairs,
-without the lookup (the History gives no `earlier`: today's reasons) and with it (one read per
-chunk and one for the pool through `customers.earlier_explanations`); medians of wall and CPU
-(this process, all threads) and of the list's own CPU by step (benchmarks/reasons.Counted).
-One JSON line.
+the upload's ContactList, every row explained (as if each customer had been explained in some
+earlier upload); its explanations are stored with `customers.record_explanations` in a real
+store (a SQLite file, or a throwaway PostgreSQL database). Upload 2: the same rows with every
+contract moved to month-to-month, and a previous upload at half of upload 1's probabilities, so
+every row is `up` and every explained row reads its earlier explanation (the worst case).
+Upload 2 runs `--repeat` times in pairs, without the lookup (the History gives no `earlier`:
+today's reasons) and with it (one read per chunk and one for the pool through
+`customers.earlier_explanations`); medians of wall and CPU (this process, all threads) and of the
+list's own CPU by step (benchmarks/reasons.Counted). One JSON line.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -75,13 +76,16 @@ def upload_data(rows: int, month_to_month: bool) -> bytes:
     return "".join(parts).encode()
 
 
-def run(trained, data: bytes, history) -> tuple[float, float, Counted, bytes]:
-    """The chunked path with the upload's ContactList as its tap, written at the end."""
+def run(trained, data: bytes, history, top_n: int | None = None):
+    """The chunked path with the upload's ContactList as its tap, written at the end (`top_n`:
+    the rows explained, default the setting's); wall, CPU, the list's counted CPU, its CSV."""
     from retainwise.uploads.contacts import ContactList
     from retainwise.uploads.policy import ScoringPolicy
     from retainwise.uploads.streaming import score_stream
 
     policy = ScoringPolicy(max_rejected_share=0.5)
+    if top_n is not None:
+        policy = replace(policy, explain_top_n=top_n)
     blocks = [data[i : i + BLOCK] for i in range(0, len(data), BLOCK)]
     written = io.BytesIO()
     with ContactList(trained, policy, history) as contacts:
@@ -124,7 +128,7 @@ def measure(trained, engine, rows: int, repeat: int) -> dict:
     import pyarrow as pa
 
     first = BenchHistory(None)
-    _, _, _, listed = run(trained, upload_data(rows, False), first)
+    _, _, _, listed = run(trained, upload_data(rows, False), first, top_n=rows)
     stored, store_seconds = store_first(engine, first)
     table = pa.csv.read_csv(io.BytesIO(listed))
     previous = pa.table(

@@ -2,7 +2,10 @@
 
 Each reason names the feature, the customer's value and its signed contribution to the log-odds.
 The three largest contributions come first; a negative one appears only when fewer than three
-features raise the customer's risk, and its sign says so.
+features raise the customer's risk, and its sign says so. A row whose risk rose since the previous
+upload, with an earlier explanation, puts first what changed and rose, saying what it was:
+`Contract is Month-to-month (+0.42, was One year)` (changed_reason_arrays; the rule in
+models.changes); every other row reads exactly as before.
 """
 
 from __future__ import annotations

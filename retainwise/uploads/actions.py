@@ -2,7 +2,8 @@
 
 Columns ACTION_COLUMNS (+ `value_at_risk` when the account names a value column: probability x
 that column, and the rank then follows it). Every HIGH customer and the first `top_n` of the list
-get three reasons. Built chunk by chunk in bounded memory:
+get three reasons; the explainer is told which of them rose (`up`), whose reasons then name what
+changed since their earlier explanation (models.changes). Built chunk by chunk in bounded memory:
 - reasons for HIGH rows are computed as their chunk arrives (only their text is kept, as Arrow
   strings), with the chunk's sorting, by `prepare` (any thread, chunks at once); `put` takes
   the prepared chunks in file order (`add` is both);
