@@ -454,18 +454,27 @@ def earlier_explanations(
     block: int = EARLIER_BLOCK,
 ) -> Earlier:
     """The account's stored explanation of each customer (the newest: customer_explanations),
-    other than upload `before`'s own, as each feature's value and contribution then; a read per
-    `block` of distinct ids. Another account's customer is missing, like one never explained."""
+    other than upload `before`'s own, as each feature's value and contribution then: one read
+    (PostgreSQL: the ids as one array), or one per `block` of distinct ids (SQLite's bound
+    parameters). Another account's customer is missing, like one never explained."""
     wanted = list(dict.fromkeys(str(i) for i in customer_ids))
     found: list[tuple[str, str]] = []
     table = customer_explanations.c
-    for first in range(0, len(wanted), block):
-        query = sa.select(table.customer_id, table.contributions).where(
-            table.account == account, table.customer_id.in_(wanted[first : first + block])
-        )
-        if before is not None:
-            query = query.where(table.prediction_id != before)
-        with engine.connect() as conn:
+    with engine.connect() as conn:
+        array = conn.dialect.name == "postgresql"  # one bound array: psycopg parses no long IN
+        step = max(len(wanted), 1) if array else block
+        for first in range(0, len(wanted), step):
+            some = wanted[first : first + step]
+            matches = (
+                table.customer_id == sa.any_(sa.bindparam("ids", some, postgresql.ARRAY(sa.Text)))
+                if array
+                else table.customer_id.in_(some)
+            )
+            query = sa.select(table.customer_id, table.contributions).where(
+                table.account == account, matches
+            )
+            if before is not None:
+                query = query.where(table.prediction_id != before)
             found += [(row[0], row[1]) for row in conn.execute(query)]
     return earlier_of([i for i, _ in found], [text for _, text in found])
 
