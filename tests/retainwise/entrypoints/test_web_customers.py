@@ -60,6 +60,7 @@ def test_the_rose_card_lists_exactly_the_customers_whose_risk_went_up(web, seede
     shown = re.findall(r'href="/app/customers/([^"]+)"', card)
     assert len(shown) == 8 and set(shown) <= set(seeded.rose)
     assert "▲ from" in card
+    assert card.count("Contract is Month-to-month (was Two year)") == 8  # what changed
 
 
 def test_uploads_without_an_actions_file_say_why(web, seeded, resources):
