@@ -161,6 +161,7 @@ def reasons_for(
     profile: ModelProfile,
     keep: Keeper | None = None,
     encoded: EncodedRows | None = None,
+    *,
     earlier: Lookup | None = None,
 ) -> ReasonsExplainer:
     """The explainer the actions list calls: (prepared rows, customer ids[, rose]) -> reason

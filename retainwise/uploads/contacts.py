@@ -100,7 +100,9 @@ class ContactList:
         values = None if upload.values is None else upload.values.to_numpy()
         kept: list[Kept] = []
         keep = None if self.history is None else lambda *explained: kept.append(explained)
-        explainer = reasons_for(self.model.scorer, self.model.profile, keep, encoded, self.earlier)
+        explainer = reasons_for(
+            self.model.scorer, self.model.profile, keep, encoded, earlier=self.earlier
+        )
         chunk = self.builder.prepare(results, features, values, tolerant(explainer))
         return Prepared(chunk, kept)
 
