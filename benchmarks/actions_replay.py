@@ -49,12 +49,18 @@ class Recording:
 class Digesting:
     """A History that digests what it is handed (previous scores given, explanations hashed)."""
 
-    def __init__(self, previous):
-        self._previous = previous
+    def __init__(self, previous, features):
+        self._previous, self.features = previous, features
         self.kept = []
 
     def previous(self):
         return self._previous
+
+    def earlier(self, ids):
+        """No customer was explained before (the previous upload's scores only)."""
+        from models.changes import Earlier
+
+        return Earlier.none([str(i) for i in ids], self.features)
 
     def scored(self, results) -> None:
         pass
@@ -89,7 +95,7 @@ def previous_table(chunks, rng):
 def replay(trained, policy, chunks, previous, profile: str | None):
     from retainwise.uploads.contacts import ContactList
 
-    history = Digesting(previous)
+    history = Digesting(previous, trained.profile.feature_names)
     cpu = dict.fromkeys(("prepare", "add", "write_to"), 0.0)
     out = io.BytesIO()
     profiler = cProfile.Profile(time.process_time) if profile else None

@@ -11,8 +11,10 @@ changed since their earlier explanation (models.changes). Built chunk by chunk i
   HIGH come from a pool of the non-HIGH rows among them (their feature rows are kept: at most
   `top_n` + one chunk), explained once at the end (so a list whose first `top_n` are all HIGH
   keeps no pool; the `top_n`-th row is where the explained rows end);
-- every chunk's slim rows are spilled, sorted, to an Arrow IPC run in `spill_dir`, and `batches()`
-  merges the runs block by block (`_merged`), so the whole list is never in memory at once.
+- every chunk's slim rows make a sorted run, held in memory while the runs held stay within
+  HELD_BYTES (a 1M-row list), else every run is spilled to an Arrow IPC file in `spill_dir`;
+  `batches()` merges the runs a budget of rows at a time (`_merged`), so a large upload's list is
+  never in memory at once.
 Pure: pandas and pyarrow; the model's explainer is passed in.
 """
 
