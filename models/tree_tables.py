@@ -187,18 +187,17 @@ class ContributionCache:
     chunk by chunk, 24k across the upload. Bit-equal to computing them (a row's sums depend on
     its bins alone). Keeps at most `capacity` (the first met; ~160 bytes each), for one table.
 
-    Kept rows are appended to `_rows` (never moved: a lookup reads a snapshot of the sorted keys
-    and their slots without the lock)."""
+    What is kept is one snapshot (sorted keys, their slots, the rows): a lookup reads it without
+    the lock; keeping writes new rows into free slots, then publishes a new snapshot."""
 
     def __init__(self, capacity: int = CACHE_ROWS):
         self.capacity = capacity
-        self._lock = threading.Lock()  # for keeping; a lookup reads the index as it is
+        self._lock = threading.Lock()  # for keeping; a lookup reads the snapshot as it is
         self._tables: TreeTables | None = None
-        self._index = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.intp))  # keys, slots
-        self._rows = np.empty((0, 0))  # slots x features, allocated at the first keep
+        self._kept = _NOTHING  # keys ascending, each one's slot, slots x features
 
     def __len__(self) -> int:
-        return len(self._index[0])
+        return len(self._kept[0])
 
     def fill(
         self,
@@ -209,8 +208,7 @@ class ContributionCache:
     ) -> None:
         """Into `out` (features x keys) the contributions of `keys` (ascending, distinct): the
         kept ones copied, the others computed by `compute(into, positions in keys)` and kept."""
-        held, slots = self._index if self._serves(tables) else _NO_INDEX
-        rows = self._rows
+        held, slots, rows = self._kept if self._serves(tables) else _NOTHING
         known = np.zeros(len(keys), dtype=bool)
         if len(held):
             at = np.minimum(np.searchsorted(held, keys), len(held) - 1)
@@ -232,7 +230,7 @@ class ContributionCache:
             if not self._serves(tables):
                 return
             self._tables = tables
-            held, slots = self._index
+            held, slots, rows = self._kept
             if len(held):
                 at = np.minimum(np.searchsorted(held, keys), len(held) - 1)
                 new = np.flatnonzero(held[at] != keys)
@@ -241,13 +239,13 @@ class ContributionCache:
             new = new[: self.capacity - len(held)]
             if not len(new):
                 return
-            if not len(self._rows):
-                self._rows = np.empty((self.capacity, len(fresh)))
+            if not len(rows):
+                rows = np.empty((self.capacity, len(fresh)))  # pages touched as they fill
             placed = np.arange(len(held), len(held) + len(new))
-            self._rows[placed] = fresh.T[new]
+            rows[placed] = fresh.T[new]  # free slots: no snapshot names them yet
             merged = np.concatenate([held, keys[new]])
             order = np.argsort(merged, kind="stable")
-            self._index = (merged[order], np.concatenate([slots, placed])[order])
+            self._kept = (merged[order], np.concatenate([slots, placed])[order], rows)
 
     def _serves(self, tables: TreeTables) -> bool:
         """One table's contributions only (the first that asked)."""
@@ -256,10 +254,10 @@ class ContributionCache:
     def clear(self) -> None:
         """Let the kept contributions go (the upload's rows are all explained)."""
         with self._lock:
-            self._index, self._rows = _NO_INDEX, np.empty((0, 0))
+            self._kept = _NOTHING
 
 
-_NO_INDEX = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.intp))
+_NOTHING = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.intp), np.empty((0, 0)))
 
 
 Placed = tuple[int, int, "Node"]  # (tree, bit, node)

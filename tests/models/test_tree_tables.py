@@ -1,5 +1,6 @@
 """Per-tree tables give LightGBM's own TreeSHAP (`pred_contrib`) to 1e-9, row for row."""
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from math import prod
 
@@ -120,6 +121,19 @@ def test_the_cache_keeps_at_most_its_capacity_and_answers_beyond_it(telco_booste
         rows = encoded[start : start + 700]
         assert tables.contributions(rows, cache).tobytes() == tables.contributions(rows).tobytes()
     assert len(cache) == 50
+
+
+def test_two_threads_sharing_a_cache_get_what_each_computes_alone(telco_booster):
+    """The chunked path's two scorer threads explain chunks at once with one cache."""
+    booster, encoded, _ = telco_booster
+    tables = tables_for(booster)
+    assert tables is not None
+    cache = ContributionCache()
+    slices = [encoded[start : start + 900] for start in range(0, len(encoded) - 900, 300)]
+    with ThreadPoolExecutor(2) as pool:
+        found = list(pool.map(lambda rows: tables.contributions(rows, cache), slices))
+    for rows, got in zip(slices, found, strict=True):
+        assert got.tobytes() == tables.contributions(rows).tobytes()
 
 
 def test_the_cache_serves_the_table_it_was_first_given_only(telco_booster):
