@@ -186,7 +186,7 @@ def estimated_performance(
     return estimate_of(values, counts, sample, threshold, draws, rng)
 
 
-DRAW_BLOCK_CELLS = 1 << 20  # label draws made at once: at most 8 MB of uniforms
+DRAW_BLOCK_CELLS = 1 << 18  # label draws made at once: at most 2 MB of uniforms (1k rows: all)
 
 
 def simulate(
