@@ -25,6 +25,7 @@ import pandas as pd
 import pyarrow as pa
 from sqlalchemy.engine import Engine
 
+from models.changes import Earlier
 from models.explain import Explanation
 from models.monitoring import ScoreCounts
 from retainwise.adapters import customers
@@ -69,6 +70,14 @@ class CustomerHistory:
         upload = self.upload
         return customers.previous_scores(
             self.engine, upload.account, upload.model_name, upload.prediction_id
+        )
+
+    def earlier(self, ids: pd.Series) -> Earlier:
+        """The customers' stored explanations from the account's earlier uploads (one read per
+        block of ids), never this upload's own (a rerun of a completed upload)."""
+        upload = self.upload
+        return customers.earlier_explanations(
+            self.engine, upload.account, ids.astype(str), before=upload.prediction_id
         )
 
     def scored(self, results: pd.DataFrame) -> None:

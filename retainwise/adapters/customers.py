@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -30,6 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
+from models.changes import Earlier
 from models.explain import Explanation
 from retainwise.adapters.db import Status, metadata, predictions
 
@@ -68,6 +70,7 @@ upload_scores = sa.Table(
     sa.Column("scores", sa.LargeBinary, nullable=False),  # an Arrow IPC stream, zstd
 )
 
+EARLIER_BLOCK = 5_000  # customer ids per read of their earlier explanations (bound parameters)
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f%z"  # what COPY reads back as the same instant
 
 
@@ -441,6 +444,83 @@ def customer(engine: Engine, account: str, customer_id: str) -> CustomerRecord |
             )
         ).first()
     return CustomerRecord(customer_id, history, _explanation(stored) if stored else None)
+
+
+def earlier_explanations(
+    engine: Engine,
+    account: str,
+    customer_ids: Iterable[str],
+    before: str | None = None,
+    block: int = EARLIER_BLOCK,
+) -> Earlier:
+    """The account's stored explanation of each customer (the newest: customer_explanations),
+    other than upload `before`'s own, as each feature's value and contribution then: one read
+    (PostgreSQL: the ids as one array), or one per `block` of distinct ids (SQLite's bound
+    parameters). Another account's customer is missing, like one never explained."""
+    wanted = list(dict.fromkeys(str(i) for i in customer_ids))
+    found: list[tuple[str, str]] = []
+    table = customer_explanations.c
+    with engine.connect() as conn:
+        array = conn.dialect.name == "postgresql"  # one bound array: psycopg parses no long IN
+        step = max(len(wanted), 1) if array else block
+        for first in range(0, len(wanted), step):
+            some = wanted[first : first + step]
+            matches = (
+                table.customer_id == sa.any_(sa.bindparam("ids", some, postgresql.ARRAY(sa.Text)))
+                if array
+                else table.customer_id.in_(some)
+            )
+            query = sa.select(table.customer_id, table.contributions).where(
+                table.account == account, matches
+            )
+            if before is not None:
+                query = query.where(table.prediction_id != before)
+            found += [(row[0], row[1]) for row in conn.execute(query)]
+    return earlier_of([i for i, _ in found], [text for _, text in found])
+
+
+def earlier_of(ids: list[str], texts: list[str]) -> Earlier:
+    """Earlier from stored contributions JSON (contributions_json), a row per id, over the first
+    row's features (a feature a row lacks: not explained then). Parsed at once by orjson (json
+    for NaN or Infinity, which only json reads); the rows taken a column at a time when they all
+    list the same features in the same order, as one model's explanations do."""
+    if not texts:
+        return Earlier.none(ids, [])
+    joined = "[" + ",".join(texts) + "]"
+    try:
+        parsed = orjson.loads(joined)
+    except orjson.JSONDecodeError:
+        parsed = json.loads(joined)
+    features = [item["feature"] for item in parsed[0]]
+    width = len(features)
+    if width and all(len(row) == width for row in parsed):
+        items = [item for row in parsed for item in row]
+        names = np.array([item["feature"] for item in items], dtype=object)
+        if (names.reshape(-1, width) == np.array(features, dtype=object)).all():
+            values = np.empty(len(items), dtype=object)
+            values[:] = [item["value"] for item in items]
+            shares = np.array([item["contribution"] for item in items], dtype=np.float64)
+            grid = values.reshape(-1, width)
+            return Earlier(
+                ids,
+                features,
+                {name: grid[:, j] for j, name in enumerate(features)},
+                shares.reshape(-1, width),
+            )
+    return _earlier_by_name(ids, parsed, features)
+
+
+def _earlier_by_name(ids: list[str], parsed: list[list[dict]], features: list[str]) -> Earlier:
+    """Rows listing different features: each item put in its feature's place."""
+    earlier = Earlier.none(ids, features)
+    at = {name: j for j, name in enumerate(features)}
+    for row, items in enumerate(parsed):
+        for item in items:
+            j = at.get(item["feature"])
+            if j is not None:
+                earlier.values[item["feature"]][row] = item["value"]
+                earlier.contributions[row, j] = item["contribution"]
+    return earlier
 
 
 def _utc(moment: datetime) -> datetime:

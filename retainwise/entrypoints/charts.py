@@ -230,7 +230,7 @@ def line_chart(
     return replace(chart, series=drawn, x_ticks=x_ticks, y_ticks=y_ticks, reference=line)
 
 
-REASON_TEXT = re.compile(r"^(?P<words>.*) \((?P<share>[+-]\d+(?:\.\d+)?)\)$")
+REASON_TEXT = re.compile(r"^(?P<words>.*) \((?P<share>[+-]\d+(?:\.\d+)?)(?:, was (?P<was>.*))?\)$")
 REASON_WIDTH = 64  # px of a reason's small bar; zero in the middle
 
 
@@ -242,6 +242,7 @@ class ReasonBar:
     share: float
     x: float
     width: float
+    was: str | None = None  # the value before, when the reason names what changed
 
     @property
     def css(self) -> str:
@@ -250,13 +251,18 @@ class ReasonBar:
 
 def reason_bars(texts: list[str], scale: float | None = None) -> list[ReasonBar]:
     """`Contract is Month-to-month (+0.42)` -> words, +0.42 and a bar from the middle, scaled to
-    `scale` (else the largest |share| given); empty texts are left out."""
-    parsed = [(m["words"], float(m["share"])) for t in texts if (m := REASON_TEXT.match(t or ""))]
-    scale = scale or max([abs(s) for _, s in parsed] + [1e-12])
+    `scale` (else the largest |share| given); `(+0.42, was One year)` keeps what it was; empty
+    texts are left out."""
+    parsed = [
+        (m["words"], float(m["share"]), m["was"])
+        for t in texts
+        if (m := REASON_TEXT.match(t or ""))
+    ]
+    scale = scale or max([abs(s) for _, s, _ in parsed] + [1e-12])
     half = REASON_WIDTH / 2
     return [
-        ReasonBar(words, share, half + min(share, 0) / scale * half, abs(share) / scale * half)
-        for words, share in parsed
+        ReasonBar(words, share, half + min(share, 0) / scale * half, abs(share) / scale * half, was)
+        for words, share, was in parsed
     ]
 
 

@@ -2,7 +2,8 @@
 
 Columns ACTION_COLUMNS (+ `value_at_risk` when the account names a value column: probability x
 that column, and the rank then follows it). Every HIGH customer and the first `top_n` of the list
-get three reasons. Built chunk by chunk in bounded memory:
+get three reasons; the explainer is told which of them rose (`up`), whose reasons then name what
+changed since their earlier explanation (models.changes). Built chunk by chunk in bounded memory:
 - reasons for HIGH rows are computed as their chunk arrives (only their text is kept, as Arrow
   strings), with the chunk's sorting, by `prepare` (any thread, chunks at once); `put` takes
   the prepared chunks in file order (`add` is both);
@@ -20,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import io
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -43,16 +44,25 @@ ACTION_COLUMNS = [
     "risk_change",
 ] + REASONS
 VALUE_AT_RISK = "value_at_risk"
-POOL_KEYS = ("key", "seq", "customer_id")  # a pooled row's place and who it is
+POOL_KEYS = ("key", "seq", "customer_id", "rose")  # a pooled row's place, who, whether it rose
 SAME_WITHIN = 1e-9  # one model on the same row gives the same probability to the last bit
 MERGE_ROWS = 1_024  # rows per block of a spilled run: the least read from it at a time
 MERGE_BUDGET = 65_536  # rows merged at a time, however many runs there are
 LAST = (-np.inf, np.iinfo(np.int64).max)  # a (key, seq) every row ranks at or before
 FORMATTERS = 2  # CSV batches formatted at once (one per core here)
 
-# (prepared feature rows, their customer ids) -> a frame with the REASONS columns, same index;
-# the ids let the caller keep each explained customer's explanation (adapters.customers)
-Explainer = Callable[[pd.DataFrame, pd.Series], pd.DataFrame]
+
+class Explainer(Protocol):
+    """(prepared feature rows, their customer ids[, which of them rose]) -> a frame with the
+    REASONS columns, same index; the ids let the caller keep each explained customer's
+    explanation (adapters.customers), and name what changed for the rows that rose
+    (models.changes). `rose` is passed only when some explained row's risk went up."""
+
+    def __call__(
+        self, features: pd.DataFrame, ids: pd.Series, rose: np.ndarray = ..., /
+    ) -> pd.DataFrame: ...
+
+
 Row = dict[str, Any]  # one list row, column -> value (empty cells None): the JSON edge
 Source = BinaryIO | io.RawIOBase  # a stored CSV: an open file, or S3 blocks (uploads.blocks)
 
@@ -157,7 +167,12 @@ class ActionsBuilder:
         reasons = _EMPTY
         if len(rows):
             ids = pd.Series(slim.ids.take(rows).to_pylist(), index=features.index[rows])
-            explained = (explainer or self.explainer)(features.iloc[rows], ids)
+            explained = _explained(
+                explainer or self.explainer,
+                features.iloc[rows],
+                ids,
+                _rose(slim.probability[rows], slim.previous[rows]),
+            )
             reasons = _Reasons(rows, _texts(explained))
         return Chunk(slim, high, features, self._run(slim, reasons))
 
@@ -229,6 +244,7 @@ class ActionsBuilder:
                         "key": slim.key[pooled],
                         "seq": slim.seq[pooled],
                         "customer_id": slim.ids.take(pooled),
+                        "rose": _rose(slim.probability[pooled], slim.previous[pooled]),
                     },
                     index=features.index[pooled],
                 ),
@@ -274,7 +290,8 @@ class ActionsBuilder:
             return None
         chosen = self.pool.sort_values(["key", "seq"], ascending=[False, True], kind="stable")
         features = chosen.drop(columns=[*POOL_KEYS])
-        reasons = _texts(self.explainer(features, chosen["customer_id"]))
+        rose = chosen["rose"].to_numpy(dtype=bool)
+        reasons = _texts(_explained(self.explainer, features, chosen["customer_id"], rose))
         seq = chosen["seq"].to_numpy()
         by_seq = np.argsort(seq, kind="stable")
         return _Pooled(seq[by_seq], [text.take(pa.array(by_seq)) for text in reasons])
@@ -341,6 +358,22 @@ class ActionsBuilder:
             for rows in formatting:
                 out.write(rows.result())
         return written
+
+
+def _rose(current: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    """Whether each row's risk_change is `up`."""
+    up: np.ndarray = change_codes(current, previous) == list(RiskChange).index(RiskChange.UP)
+    return up
+
+
+def _explained(
+    explainer: Explainer, features: pd.DataFrame, ids: pd.Series, rose: np.ndarray
+) -> pd.DataFrame:
+    """The explainer's reasons; told which rows rose only when some did (a list with no previous
+    upload, or no row up, calls it as before)."""
+    if rose.any():
+        return explainer(features, ids, rose)
+    return explainer(features, ids)
 
 
 def _opened(sink: str | Path | Writable) -> contextlib.AbstractContextManager[Writable]:

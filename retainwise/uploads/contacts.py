@@ -3,7 +3,9 @@
 Glue between the scoring paths (uploads.scoring, both whole and chunked) and the pure builder
 (uploads.actions): it prepares each chunk for the list (on the chunked path in the scorer thread,
 reusing the rows the scorer prepared and encoded), hands every explanation and every chunk's
-scores to the account's `History` in file order, and writes the finished CSV to its sink.
+scores to the account's `History` in file order, and writes the finished CSV to its sink. The
+rows whose risk rose have their customers' earlier explanations read through the History (one
+read per chunk, and one for the pool), so their reasons name what changed (models.changes).
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from models.changes import Earlier
 from models.compiled import Remembering
 from models.explain import EncodedRows, Explanation, NotExplainable
 from models.features import prepare_features
@@ -27,10 +31,13 @@ from retainwise.uploads.validation import ValidatedUpload
 
 
 class History(Protocol):
-    """The account's customers over time: the previous upload's probabilities in, this upload's
-    scores (per chunk, in file order) and explanations out."""
+    """The account's customers over time: the previous upload's probabilities and the customers'
+    earlier explanations in, this upload's scores (per chunk, in file order) and explanations
+    out."""
 
     def previous(self) -> pa.Table | None: ...
+
+    def earlier(self, ids: pd.Series) -> Earlier: ...
 
     def scored(self, results: pd.DataFrame) -> None: ...
 
@@ -61,8 +68,10 @@ class ContactList:
         self.model, self.history = model, history
         self.spill = tempfile.TemporaryDirectory(prefix="actions-")
         keep = history.explained if history is not None else None
+        self.earlier = history.earlier if history is not None else None
+        explainer = reasons_for(model.scorer, model.profile, keep=keep, earlier=self.earlier)
         self.builder = ActionsBuilder(
-            tolerant(reasons_for(model.scorer, model.profile, keep=keep)),
+            tolerant(explainer),
             Path(self.spill.name),
             policy.explain_top_n,
             history.previous() if history is not None else None,
@@ -91,7 +100,9 @@ class ContactList:
         values = None if upload.values is None else upload.values.to_numpy()
         kept: list[Kept] = []
         keep = None if self.history is None else lambda *explained: kept.append(explained)
-        explainer = reasons_for(self.model.scorer, self.model.profile, keep, encoded)
+        explainer = reasons_for(
+            self.model.scorer, self.model.profile, keep, encoded, earlier=self.earlier
+        )
         chunk = self.builder.prepare(results, features, values, tolerant(explainer))
         return Prepared(chunk, kept)
 
@@ -119,9 +130,11 @@ def tolerant(explainer: ReasonsExplainer) -> ReasonsExplainer:
     """A model version without an exact explainer (trained before LightGBM) still gets its
     ranked list, with empty reasons, rather than a failed upload."""
 
-    def explain(X: pd.DataFrame, ids: pd.Series | None = None) -> pd.DataFrame:
+    def explain(
+        X: pd.DataFrame, ids: pd.Series | None = None, rose: np.ndarray | None = None, /
+    ) -> pd.DataFrame:
         try:
-            return explainer(X, ids)
+            return explainer(X, ids) if rose is None else explainer(X, ids, rose)
         except NotExplainable:
             return pd.DataFrame(None, index=X.index, columns=REASON_COLUMNS, dtype=object)
 

@@ -78,6 +78,24 @@ def test_a_second_upload_sees_the_first_and_explanations_wait_for_completion(mig
     assert record.explanation.margin == 1.0 and len(record.history) == 1
 
 
+def test_the_next_upload_reads_the_accounts_earlier_explanations_not_its_own(migrated_engine):
+    first = upload(migrated_engine, 0)
+    first.start()
+    first.scored(scores(("a", 0.2), ("b", 0.4)))
+    X = pd.DataFrame({"Contract": ["One year", "Two year"], "tenure": [2.0, 9.0]})
+    found = Explanation(["Contract", "tenure"], np.full(2, -1.0), np.array([[0.1, 0.2]] * 2))
+    first.explained(pd.Series(["a", "b"]), found, X)
+    assert not first.earlier(pd.Series(["a"])).ids  # nothing stored before COMPLETED
+    complete(migrated_engine, first)
+    assert not first.earlier(pd.Series(["a"])).ids  # its own are not earlier
+
+    second = upload(migrated_engine, 30)
+    second.start()
+    earlier = second.earlier(pd.Series(["b", "new"])).aligned(["b", "new"], ["Contract"])
+    assert earlier.found.tolist() == [True, False]
+    assert earlier.values["Contract"].tolist() == ["Two year", None]
+
+
 def test_the_next_upload_sees_a_completed_one_before_its_history_is_stored(migrated_engine):
     """The customers' rows are stored after COMPLETED (off the customer's wait): an upload of
     the account started in between still reads the completed one's scores as previous, and an

@@ -148,6 +148,30 @@ def test_every_stored_value_reads_back_exactly_and_a_customer_explained_twice_ke
         assert explained.margin == found.margin[row] and explained.base_value == -1.5
 
 
+def test_earlier_explanations_are_read_per_block_of_ids_scoped_by_account(migrated_engine):
+    first = completed(migrated_engine, "acme")
+    found, X = explanation(3)
+    X["tenure"] = [2.0, 5.0, 7.0]
+    ids = pd.Series(["a", "b", "c"])
+    customers.record_explanations(migrated_engine, upload(first), ids, found, X)
+    theirs = completed(migrated_engine, "other")
+    customers.record_explanations(
+        migrated_engine, upload(theirs, account="other"), pd.Series(["z"]), *explanation(1, 9.0)
+    )
+    wanted = ["c", "nobody", "z", "a", "c"]  # another account's "z" answers like a missing one
+    earlier = customers.earlier_explanations(migrated_engine, "acme", wanted, block=2)
+    aligned = earlier.aligned(wanted, ["Contract", "tenure", "TotalCharges", "gender"])
+    assert aligned.found.tolist() == [True, False, False, True, True]
+    assert aligned.values["tenure"].tolist() == [7.0, None, None, 2.0, 7.0]
+    assert aligned.values["Contract"][0] == "Month-to-month"
+    assert aligned.values["TotalCharges"][0] is None  # stored as null
+    assert aligned.contributions[0, :3].tolist() == [-0.25, 0.5, 0.125]  # in the order asked
+    assert np.isnan(aligned.contributions[:, 3]).all()  # not a feature then
+    # an upload's own explanations are not its earlier ones (a rerun of a completed upload)
+    assert not customers.earlier_explanations(migrated_engine, "acme", ["a"], before=first).ids
+    assert customers.earlier_explanations(migrated_engine, "acme", []).ids == []
+
+
 def test_the_migration_downgrades_and_upgrades_again(database_url):
     migrations.upgrade(database_url)
     migrations.upgrade(database_url)  # safe to rerun

@@ -11,8 +11,9 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
+from models.changes import Earlier
 from models.explain import Explanation
-from models.reasons import format_value
+from models.reasons import changed_reason_arrays, format_value
 from retainwise.adapters import aws, customers, db
 from retainwise.adapters.resources import Resources
 from retainwise.uploads.actions import REASONS, ActionsBuilder, actions_key
@@ -68,6 +69,28 @@ def explainer(frame: pd.DataFrame, ids: pd.Series) -> pd.DataFrame:
         for k, column in enumerate(REASONS)
     }
     return pd.DataFrame(texts, index=frame.index)
+
+
+def explainer_since(ids: list[str], first: pd.DataFrame):
+    """`explainer`, naming what changed since the first upload (`first`, rows of `ids`) for the
+    rows that rose, as models.reasons does for the actions list."""
+    earlier = Earlier(
+        ids, FEATURES, {f: first[f].to_numpy(dtype=object) for f in FEATURES}, contributions(first)
+    )
+
+    def explain(frame: pd.DataFrame, rows_ids: pd.Series, rose=None) -> pd.DataFrame:
+        texts = explainer(frame, rows_ids)
+        if rose is None:
+            return texts
+        rows = np.flatnonzero(rose)
+        then = earlier.aligned(rows_ids.iloc[rows].tolist(), FEATURES)
+        now = Explanation(FEATURES, np.full(len(rows), BASE), contributions(frame.iloc[rows]))
+        named = changed_reason_arrays(now, frame.iloc[rows], then)
+        for column, text in zip(REASONS, named, strict=True):
+            texts.loc[texts.index[rows], column] = text.to_pylist()
+        return texts
+
+    return explain
 
 
 def scored(ids: list[str], frame: pd.DataFrame) -> pd.DataFrame:
@@ -129,7 +152,7 @@ def seed(resources: Resources, account: str, n: int = 180, tmp_path=None) -> See
     second = complete(resources, account, later, n)
     now = store(resources, account, second, later, ids, second_frame)
     builder = ActionsBuilder(
-        explainer,
+        explainer_since(ids, first_frame),
         tmp_path,
         top_n=60,
         previous=dict(zip(ids, before["churn_probability"], strict=True)),

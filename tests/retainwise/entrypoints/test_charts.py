@@ -15,6 +15,16 @@ def test_a_reason_reads_as_words_a_share_and_a_bar_from_the_middle():
     assert down.width == pytest.approx(half / 2)
 
 
+def test_a_reason_that_names_what_changed_keeps_what_it_was():
+    named, plain = reason_bars(
+        ["Contract is Month-to-month (+0.42, was One year)", "tenure is 3 (+0.21)"]
+    )
+    assert (named.words, named.share, named.was) == ("Contract is Month-to-month", 0.42, "One year")
+    assert plain.was is None
+    (odd,) = reason_bars(["PaymentMethod is Mailed check (+0.10, was Bank transfer (automatic))"])
+    assert (odd.words, odd.was) == ("PaymentMethod is Mailed check", "Bank transfer (automatic)")
+
+
 def test_bars_share_a_scale_across_rows():
     rows = [{"a": "x is 1 (+0.10)", "b": ""}, {"a": "y is 2 (-0.80)", "b": "z is 3 (+0.40)"}]
     scale = largest_share(rows, ["a", "b"])

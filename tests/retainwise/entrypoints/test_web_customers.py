@@ -37,6 +37,11 @@ def test_the_upload_page_opens_with_the_ranked_list_50_a_page(web, seeded):
     assert 'id="next-page"' in page
     assert 'id="next-page"' not in web.get(f"/app/uploads/{seeded.second}?page=3").text
     assert re.search(r"Contract is Month-to-month <b class=\"up\">\+0\.90</b>", page)
+    # a customer who moved from two-year says so beside the bar (models.changes)
+    assert re.search(
+        r"Contract is Month-to-month <b class=\"up\">\+0\.90</b> <span class=\"was\">was Two year",
+        page,
+    )
 
 
 def test_the_list_filters_by_tier_and_searches_ids(web, seeded):
@@ -55,6 +60,7 @@ def test_the_rose_card_lists_exactly_the_customers_whose_risk_went_up(web, seede
     shown = re.findall(r'href="/app/customers/([^"]+)"', card)
     assert len(shown) == 8 and set(shown) <= set(seeded.rose)
     assert "▲ from" in card
+    assert card.count("Contract is Month-to-month (was Two year)") == 8  # what changed
 
 
 def test_uploads_without_an_actions_file_say_why(web, seeded, resources):

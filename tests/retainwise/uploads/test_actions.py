@@ -7,6 +7,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from models.changes import Earlier
 from retainwise.uploads import actions
 from retainwise.uploads.actions import (
     ACTION_COLUMNS,
@@ -23,10 +24,14 @@ class Recorder:
 
     def __init__(self):
         self.explained: list[str] = []
+        self.rose: list[str] = []  # the rows it was told rose
 
-    def __call__(self, features: pd.DataFrame, ids: pd.Series) -> pd.DataFrame:
+    def __call__(self, features: pd.DataFrame, ids: pd.Series, rose=None) -> pd.DataFrame:
         assert ids.tolist() == features["cid"].tolist()  # each row's customer comes along
         self.explained += features["cid"].tolist()
+        if rose is not None:
+            assert rose.any() and len(rose) == len(ids)  # told only when some row rose
+            self.rose += ids[rose].tolist()
         text = "plan is " + features["plan"]
         return pd.DataFrame({name: text for name in REASONS}, index=features.index)
 
@@ -100,6 +105,12 @@ def test_chunks_give_the_list_one_chunk_gives_and_the_pool_stays_bounded(
     order = np.lexsort((np.arange(3000), -probabilities))  # probability down, then file order
     assert listed["customer_id"].tolist() == [f"c{i}" for i in order]
     assert sorted(whole.explainer.explained) == sorted(chunked.explainer.explained)
+    # the explainer is told which explained rows rose (HIGH ones per chunk, pooled ones at the
+    # end): exactly those whose risk_change is up, to name what changed (models.changes)
+    explained_up = listed[listed["reason_1"].notna() & (listed["risk_change"] == "up")]
+    assert len(explained_up) > 20
+    for builder in (whole, chunked):
+        assert sorted(builder.explainer.rose) == sorted(explained_up["customer_id"])
     assert len(chunked.runs) == 5
 
 
@@ -164,14 +175,19 @@ def telco_model(telco_trained):
     return telco_trained
 
 
-def actions_of(trained, frame, directory, previous=None, keep=None) -> pd.DataFrame:
+def actions_of(
+    trained, frame, directory, previous=None, keep=None, earlier=None, top_n=20
+) -> pd.DataFrame:
     from models.features import prepare_features
     from models.reasons import reasons_for
     from models.scoring import score_frame
 
     directory.mkdir()
     builder = ActionsBuilder(
-        reasons_for(trained.pipeline, trained.profile, keep), directory, 20, previous
+        reasons_for(trained.pipeline, trained.profile, keep, earlier=earlier),
+        directory,
+        top_n,
+        previous,
     )
     scored = score_frame(trained.pipeline, trained.profile, frame, frame["customerID"])
     scored.index = frame.index
@@ -182,12 +198,30 @@ def actions_of(trained, frame, directory, previous=None, keep=None) -> pd.DataFr
 def test_customers_moved_to_month_to_month_are_up_and_their_reasons_say_so(telco_model, tmp_path):
     frame, trained = telco_model
     kept = {}
+    stored = []  # the first upload's explanations, as adapters.customers keeps them
 
     def keep(ids, explanation, X):
         assert np.allclose(explanation.margin, trained.pipeline.decision_function(X), atol=1e-6)
         kept.update(dict.fromkeys(ids))
+        stored.append((ids, explanation, X))
 
-    first = actions_of(trained, frame, tmp_path / "first", keep=keep)
+    def earlier(ids: pd.Series) -> Earlier:
+        parts = stored[:explained_first]  # the HIGH rows' call and the pool's
+        features = parts[0][1].features
+        joined = Earlier(
+            [i for ids_then, _, _ in parts for i in ids_then.astype(str)],
+            features,
+            {
+                name: np.concatenate([X[name].to_numpy(dtype=object) for *_, X in parts])
+                for name in features
+            },
+            np.vstack([then.contributions for _, then, _ in parts]),
+        )
+        return joined.aligned(ids.tolist(), features)
+
+    everyone = len(frame)  # every customer explained, so each has an earlier explanation
+    first = actions_of(trained, frame, tmp_path / "first", keep=keep, top_n=everyone)
+    explained_first = len(stored)
     assert set(kept) == set(first.loc[first["reason_1"].notna(), "customer_id"])
     high = first[first["churn_risk"] == "HIGH"]
     assert len(high) and high[REASONS].notna().all().all()
@@ -196,9 +230,9 @@ def test_customers_moved_to_month_to_month_are_up_and_their_reasons_say_so(telco
     second_upload = frame.copy()
     second_upload.loc[moved, "Contract"] = "Month-to-month"
     previous = dict(zip(first["customer_id"], first["churn_probability"], strict=True))
-    second = actions_of(trained, second_upload, tmp_path / "second", previous).set_index(
-        "customer_id"
-    )
+    second = actions_of(
+        trained, second_upload, tmp_path / "second", previous, earlier=earlier, top_n=everyone
+    ).set_index("customer_id")
     moved_ids = set(frame.loc[moved, "customerID"])
     up = set(second.index[second["risk_change"] == "up"])
     assert up and up <= moved_ids
@@ -207,12 +241,14 @@ def test_customers_moved_to_month_to_month_are_up_and_their_reasons_say_so(telco
         [previous[i] for i in sorted(up)]
     )
     explained_up = second.loc[sorted(up)].dropna(subset=["reason_1"])
-    assert len(explained_up)
+    assert len(explained_up) == len(up) > 30
     assert (
-        explained_up[REASONS]
-        .apply(lambda row: row.str.startswith("Contract is Month-to-month (+").any(), axis=1)
+        explained_up["reason_1"]
+        .str.match(r"^Contract is Month-to-month \(\+\d\.\d\d, was Two year\)$")
         .all()
-    )
+    )  # what changed comes first, and says what it was
+    others = second.drop(index=explained_up.index)[REASONS].fillna("")
+    assert not others.apply(lambda column: column.str.contains(", was ")).any().any()
 
 
 def test_a_page_of_the_stored_list_reads_only_up_to_the_page(tmp_path):

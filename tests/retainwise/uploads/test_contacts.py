@@ -9,6 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from models.changes import Earlier
 from models.explain import NotExplainable
 from models.reasons import REASON_COLUMNS
 from retainwise.adapters.mlflow_registry import LoadedModel
@@ -36,11 +37,16 @@ class Remembered:
         self.before = previous
         self.scores: list[pd.DataFrame] = []
         self.explained_ids: list[str] = []
+        self.asked: list[list[str]] = []  # each read of earlier explanations: the ids
 
     def previous(self) -> pa.Table:
         return pa.table(
             {"customer_id": list(self.before), "probability": list(self.before.values())}
         )
+
+    def earlier(self, ids: pd.Series) -> Earlier:
+        self.asked.append(ids.tolist())
+        return Earlier.none(ids.tolist(), [])
 
     def scored(self, results: pd.DataFrame) -> None:
         self.scores.append(results)
@@ -68,7 +74,7 @@ def test_whole_and_chunked_give_one_list_and_one_history(tmp_path, model, monkey
     lists, histories = {}, {}
     chunked = ScoringPolicy(chunked_above_bytes=1000, chunk_bytes=10_000, explain_top_n=50)
     for name, policy in {"whole": ScoringPolicy(explain_top_n=50), "chunked": chunked}.items():
-        histories[name] = Remembered({"C100007": 0.5, "C100008": 2.0})
+        histories[name] = Remembered({"C100007": 0.5, "C100008": 2.0, "C100010": 0.0})
         score_object(source, model, policy, sinks(tmp_path, name), history=histories[name])
         lists[name] = pd.read_csv(tmp_path / f"{name}.actions")
     pd.testing.assert_frame_equal(lists["chunked"], lists["whole"])
@@ -76,12 +82,17 @@ def test_whole_and_chunked_give_one_list_and_one_history(tmp_path, model, monkey
     assert len(actions) == 393 and actions["rank"].is_monotonic_increasing
     assert actions.loc["C100008", "risk_change"] == "down"
     assert actions.loc["C100008", "previous_probability"] == 2.0
-    assert (actions.drop(index=["C100007", "C100008"])["risk_change"] == "new").all()
+    assert actions.loc["C100010", "risk_change"] == "up"
+    assert (actions.drop(index=["C100007", "C100008", "C100010"])["risk_change"] == "new").all()
     explained = actions.index[actions["reason_1"].notna()]
+    rose = actions.index[actions["risk_change"] == "up"]
     high = actions.index[actions["churn_risk"] == "HIGH"]
     assert set(high) <= set(explained) and len(explained) >= 50
     for history in histories.values():
         assert sorted(history.explained_ids) == sorted(explained)
+        # earlier explanations are read only for explained rows that rose, never one by one
+        asked = [i for ids in history.asked for i in ids]
+        assert asked and sorted(asked) == sorted(explained.intersection(rose))
         scores = pd.concat(history.scores)
         assert sorted(scores["customer_id"]) == sorted(actions.index)
     assert len(histories["chunked"].scores) > 1
