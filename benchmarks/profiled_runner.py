@@ -37,6 +37,19 @@ COMPONENTS = {
         "record_upload_figures",
     ),
     "shadow score": ("shadow.py", "shadow_score"),
+    "  of which validate (Great Expectations)": ("validation.py", "validate_upload"),
+    "  of which the actions list": ("scoring.py", "actions_csv"),
+    "S3 calls (botocore)": ("botocore/client.py", "_make_api_call"),
+    "database statements (SQLAlchemy)": ("engine/base.py", "_execute_context"),
+    "database commits": ("engine/base.py", "_commit_impl"),
+    "logging: records through handlers": ("logging/__init__.py", "callHandlers"),
+    "after COMPLETED, background thread (CPU clock only)": (
+        "score_upload.py",
+        "store_after_completed",
+    ),
+    "  of which explanations stored": ("adapters/customers.py", "record_explanations"),
+    "  of which kept scores stored": ("adapters/customers.py", "store_kept_scores"),
+    "  of which monitoring figures": ("tasks/monitoring.py", "record_upload_figures"),
     "keep_claim (refresher thread join)": ("status.py", "keep_claim"),
     "engine: suspension observer (events/out subscription)": (
         "_flow_run_suspension.py",
@@ -69,6 +82,25 @@ def profiled(execute, directory: Path):
             partial = directory / f"runner-{os.getpid()}.prof.part"
             profiler.dump_stats(partial)  # then renamed, so a reader never sees half a file
             partial.replace(directory / f"runner-{os.getpid()}.prof")
+
+    return run
+
+
+def profiled_background(logged, directory: Path):
+    """With the CPU clock: the work after COMPLETED (tasks.background) profiled too, on its own
+    thread's clock, into D/runner-<pid>-after.prof (the wall clock would count the run's thread
+    running beside it)."""
+    profiler = cProfile.Profile(time.thread_time)
+
+    def run(work) -> None:
+        profiler.enable()
+        try:
+            logged(work)
+        finally:
+            profiler.disable()
+            partial = directory / f"runner-{os.getpid()}-after.prof.part"
+            profiler.dump_stats(partial)
+            partial.replace(directory / f"runner-{os.getpid()}-after.prof")
 
     return run
 
@@ -114,6 +146,10 @@ def main() -> None:
     directory = Path(os.environ["RETAINWISE_BENCH_PROFILE_DIR"])
     directory.mkdir(parents=True, exist_ok=True)
     worker.execute = profiled(worker.execute, directory)
+    if os.getenv("RETAINWISE_BENCH_PROFILE_CLOCK") == "cpu":
+        from tasks import background
+
+        background._logged = profiled_background(background._logged, directory)
     serve.main(sys.argv[1:])
 
 

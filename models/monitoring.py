@@ -186,6 +186,38 @@ def estimated_performance(
     return estimate_of(values, counts, sample, threshold, draws, rng)
 
 
+DRAW_BLOCK_CELLS = 1 << 18  # label draws made at once: at most 2 MB of uniforms (1k rows: all)
+
+
+def simulate(
+    sample: np.ndarray, threshold: float, draws: int, rng: np.random.Generator, scale: float
+) -> dict[str, list[float]]:
+    """Each figure over `draws` label sets drawn from `sample`'s scores. The draws are made a
+    block at a time (one generator call for many: the same numbers as one call per draw, since
+    the generator fills an array in order) and counted per row; the figures per draw are then
+    computed as one draw at a time computed them (the rank sums are exact: halves below 2**53)."""
+    simulated: dict[str, list[float]] = {
+        name: [] for name in ("roc_auc", "precision_at_threshold", "recall_at_threshold")
+    }
+    simulated["churn_count"] = []
+    ranks = rankdata(sample)  # the scores stay fixed across draws: rank them once (ties averaged)
+    above = sample >= threshold
+    flagged, n = above.sum(), len(sample)
+    block = max(1, DRAW_BLOCK_CELLS // max(n, 1))
+    for start in range(0, draws, block):
+        y = rng.random((min(block, draws - start), n)) < sample
+        all_positives, hits = y.sum(axis=1), (y & above).sum(axis=1)
+        rank_sums = np.where(y, ranks, 0.0).sum(axis=1)
+        for positives, hit, rank_sum in zip(all_positives, hits, rank_sums, strict=True):
+            if 0 < positives < n:  # Mann-Whitney: the same figure as roc_auc_score, in O(n)
+                p = int(positives)
+                simulated["roc_auc"].append(float((rank_sum - p * (p + 1) / 2) / (p * (n - p))))
+            simulated["precision_at_threshold"].append(hit / max(flagged, 1))
+            simulated["recall_at_threshold"].append(hit / max(positives, 1))
+            simulated["churn_count"].append(positives * scale)
+    return simulated
+
+
 def estimate_of(
     values: np.ndarray,
     counts: np.ndarray,
@@ -208,22 +240,7 @@ def estimate_of(
     }
     rows = int(counts.sum())
     scale = rows / len(sample) if len(sample) else 1.0
-    simulated: dict[str, list[float]] = {name: [] for name in expected}
-    ranks = rankdata(sample)  # the scores stay fixed across draws: rank them once (ties averaged)
-    for _ in range(draws):
-        y = rng.random(len(sample)) < sample
-        positives = int(y.sum())
-        if 0 < positives < len(y):  # Mann-Whitney: the same figure as roc_auc_score, in O(n)
-            simulated["roc_auc"].append(
-                float(
-                    (ranks[y].sum() - positives * (positives + 1) / 2)
-                    / (positives * (len(y) - positives))
-                )
-            )
-        hit = y & (sample >= threshold)
-        simulated["precision_at_threshold"].append(hit.sum() / max((sample >= threshold).sum(), 1))
-        simulated["recall_at_threshold"].append(hit.sum() / max(y.sum(), 1))
-        simulated["churn_count"].append(y.sum() * scale)
+    simulated = simulate(sample, threshold, draws, rng, scale)
     bands = {}
     for name, value in expected.items():
         spread = np.asarray(simulated[name], dtype=float)
@@ -252,16 +269,18 @@ def score_shares_of(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
 
 
 MILLIONTHS = 1_000_000  # the results file's 6 decimals
+SORTED_DISTINCT_ROWS = 50_000  # up to this many rows, their distinct scores are found by sorting
 
 
 class ScoreCounts:
-    """An upload's scores at the results file's 6 decimals, added a chunk at a time: how many
-    rows hold each millionth of [0, 1] (8 MB) and each row's millionth as 4 bytes in file order
-    (the bands' sample), instead of every probability as float64 and its sorted copies."""
+    """An upload's scores at the results file's 6 decimals, added a chunk at a time: each row's
+    millionth as 4 bytes in file order (the bands' sample), instead of every probability as
+    float64 and its sorted copies. The distinct scores and their counts are found once asked:
+    sorted out of the rows for a small upload, else counted per millionth of [0, 1] (8 MB)."""
 
     def __init__(self) -> None:
-        self.counts = np.zeros(MILLIONTHS + 1, dtype=np.int64)
         self.parts: list[np.ndarray] = []  # uint32 millionths, one array per chunk added
+        self._distinct: tuple[np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def of(cls, p: npt.ArrayLike) -> ScoreCounts:
@@ -274,9 +293,8 @@ class ScoreCounts:
         units = np.rint(np.asarray(p, dtype=float) * MILLIONTHS)
         if len(units) and not (units.min() >= 0 and units.max() <= MILLIONTHS):
             raise ValueError("a churn probability outside [0, 1]")
-        kept = units.astype(np.uint32)
-        self.counts += np.bincount(kept, minlength=MILLIONTHS + 1)
-        self.parts.append(kept)
+        self.parts.append(units.astype(np.uint32))
+        self._distinct = None
 
     @property
     def rows(self) -> int:
@@ -284,8 +302,23 @@ class ScoreCounts:
 
     def distinct(self) -> tuple[np.ndarray, np.ndarray]:
         """The scores held (sorted, as np.round(p, 6) holds them) and how many rows hold each."""
-        held = np.flatnonzero(self.counts)
-        return held / MILLIONTHS, self.counts[held]
+        if self._distinct is None:
+            held, counts = self._held()
+            self._distinct = held / MILLIONTHS, counts
+        return self._distinct
+
+    def _held(self) -> tuple[np.ndarray, np.ndarray]:
+        """The distinct millionths and their counts (int64): sorting a small upload's rows costs
+        less than the 8 MB of a count per millionth, which a large one's sort would cost more."""
+        if self.rows <= SORTED_DISTINCT_ROWS:
+            every = np.concatenate([np.zeros(0, np.uint32), *self.parts])
+            held, counts = np.unique(every, return_counts=True)
+            return held.astype(np.int64), counts.astype(np.int64)
+        per_millionth = np.zeros(MILLIONTHS + 1, dtype=np.int64)
+        for part in self.parts:
+            per_millionth += np.bincount(part, minlength=MILLIONTHS + 1)
+        held = np.flatnonzero(per_millionth)
+        return held, per_millionth[held]
 
     def sample(self, rng: np.random.Generator) -> np.ndarray:
         """Every score in file order, or the MAX_DRAW_ROWS that `rng.choice(p, ...)` would draw."""

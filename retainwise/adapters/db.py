@@ -118,10 +118,27 @@ class Prediction:
 
 
 def make_engine(url: str) -> Engine:
-    """SQLite gets a busy timeout: concurrent workers wait for the write lock instead of failing."""
+    """SQLite gets a busy timeout: concurrent workers wait for the write lock instead of failing;
+    and a write-ahead log (`write_ahead`)."""
     if url.startswith("sqlite"):
-        return sa.create_engine(url, connect_args={"timeout": 30})
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+        sa.event.listen(engine, "connect", write_ahead)
+        return engine
     return sa.create_engine(url, pool_pre_ping=True)
+
+
+def write_ahead(connection: Any, _record: Any) -> None:
+    """A file database in WAL mode, synced at checkpoints (`synchronous=NORMAL`): a commit
+    appends its pages once to the log, where the rollback journal copied each page it changed
+    first and synced twice (a 1k-row upload's history: ~2,000 page writes). Readers and the
+    writer no longer block each other. A committed transaction survives a process crash (what
+    the claim and the crash tests rely on); only a power loss may lose the last commits."""
+    cursor = connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")  # kept by the file; "memory" for :memory:
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()
 
 
 def split_names(stored: str | None) -> tuple[str, ...]:

@@ -131,6 +131,8 @@ def sniff(text: str) -> tuple[str, list[str]]:
         lines = lines[: lines.rfind("\n") + 1] or lines
     best, best_score, best_header = ",", (0.0, 1), []
     for delimiter in DELIMITERS:
+        if delimiter not in lines:  # every row one field: never the best (parsing cost ~2 ms)
+            continue
         try:
             rows = [row for row in csv.reader(io.StringIO(lines), delimiter=delimiter) if row]
         except csv.Error:

@@ -99,3 +99,30 @@ def test_scores_are_counted_as_the_results_file_rounds_them():
     assert ScoreCounts.of(p).sample(np.random.default_rng()).tolist() == np.round(p, 6).tolist()
     with pytest.raises(ValueError, match="outside"):
         ScoreCounts.of([0.5, 1.2])
+
+
+def test_a_small_uploads_distinct_scores_are_sorted_out_the_same_as_counted(monkeypatch):
+    """Up to SORTED_DISTINCT_ROWS the distinct scores come from sorting the rows (no 8 MB count
+    per millionth): the same values, counts and dtypes as counting them."""
+    from models import monitoring
+
+    p = np.random.default_rng(3).beta(1.2, 3, 2_000)
+    p[:4] = [0.0, 1.0, 0.25, 0.25]
+    sorted_out = ScoreCounts.of(p).distinct()
+    monkeypatch.setattr(monitoring, "SORTED_DISTINCT_ROWS", 0)
+    counted = ScoreCounts.of(p).distinct()
+    for mine, theirs in zip(sorted_out, counted, strict=True):
+        assert mine.dtype == theirs.dtype
+        assert mine.tolist() == theirs.tolist()
+
+
+@pytest.mark.parametrize("rows", [1_000, MAX_DRAW_ROWS + 1])
+def test_label_draws_made_in_blocks_give_the_bands_of_one_draw_at_a_time(monkeypatch, rows):
+    """The bands' label sets are drawn a block at a time: the same numbers, so the same bands,
+    as drawing one label set per call (a block of one)."""
+    from models import monitoring
+
+    p = np.random.default_rng(9).beta(1.2, 3, rows)
+    in_blocks = estimated_performance(p, 0.4)
+    monkeypatch.setattr(monitoring, "DRAW_BLOCK_CELLS", 1)
+    assert estimated_performance(p, 0.4) == in_blocks

@@ -70,3 +70,24 @@ def test_an_unknown_status_is_refused_by_the_database(migrated_engine):
                 .where(db.predictions.c.id == prediction_id)
                 .values(status="LOST")
             )
+
+
+def test_a_sqlite_file_is_opened_with_a_write_ahead_log(tmp_path):
+    """Each connection of a file database: WAL journal, synced at checkpoints (a commit writes its
+    pages once); another process's connection sees the same mode (the file keeps it)."""
+    import sqlite3
+
+    import sqlalchemy as sa
+
+    path = tmp_path / "retainwise.db"
+    engine = db.make_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+        conn.execute(sa.text("CREATE TABLE t (x INTEGER)"))
+    engine.dispose()
+    with sqlite3.connect(path) as other:
+        assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    memory = db.make_engine("sqlite://")  # nothing to log ahead of: still opens
+    with memory.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "memory"

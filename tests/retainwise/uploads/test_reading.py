@@ -53,6 +53,26 @@ def test_semicolon_file_with_decimal_commas_is_not_mistaken_for_comma_separated(
     assert read_upload(text.encode()).frame["charges"].tolist() == ["29,85", "1889,50", "53,85"]
 
 
+def test_a_delimiter_absent_from_the_text_is_not_parsed_for(monkeypatch):
+    """Sniffing parses the text once per delimiter it holds (a 1k-row file: once, not four
+    times); the delimiter and header are those of parsing it for every delimiter."""
+    from retainwise.uploads import reading
+
+    parsed: list[str] = []
+    real_reader = reading.csv.reader
+
+    def counting(text, delimiter):
+        parsed.append(delimiter)
+        return real_reader(text, delimiter=delimiter)
+
+    monkeypatch.setattr(reading.csv, "reader", counting)
+    assert sniff(csv_text(",")) == (",", ROWS[0])
+    assert parsed == [","]
+    text = "a|b;c\n1|2;3\n4|5;6\n"  # two present: both parsed, a tie goes to the first listed
+    assert sniff(text) == (";", ["a|b", "c"])
+    assert parsed[1:] == [";", "|"]
+
+
 def test_quoted_fields_keep_embedded_delimiters_newlines_and_quotes_with_crlf():
     text = 'customer_id,note,tenure\r\nC1,"Smith, John\r\nsecond line",5\r\nC2,"say ""hi""",7\r\n'
     frame = read_upload(text.encode()).frame
