@@ -5,8 +5,10 @@ kept chunk by chunk as they are written, a compressed row per chunk (`upload_sco
 account's next upload reads as "previous", there before COMPLETED is); once the upload is
 COMPLETED they are stored as each customer's history at its completed_at (`customer_scores`),
 off the customer's wait, and its explanations with them.
-The explanations wait in a temporary file, not in memory, and are stored a block of customers at
-a time (`EXPLAIN_BLOCK`), so what an upload holds does not grow with its size.
+The explanations wait in a temporary file, not in memory (a small upload's, up to `HELD_BYTES`,
+are held as they are: pickling them and reading them back cost more than they weigh), and are
+stored a block of customers at a time (`EXPLAIN_BLOCK`), so what an upload holds does not grow
+with its size.
 A redelivered run drops what an earlier run of the same upload stored (`start`), so nothing is
 stored twice; a failed upload keeps no history (`forget`).
 """
@@ -33,15 +35,21 @@ from retainwise.adapters.customers import UploadScored
 from tasks.retry import retried
 
 EXPLAIN_BLOCK = 20_000  # explained customers stored at a time (their JSON is ~1.5 KB each)
+HELD_BYTES = 2 * 2**20  # explanations held in memory up to this (a 1k-row upload's: ~0.3 MB)
+
+Part = tuple[pd.Series, Explanation, pd.DataFrame]  # one `explained` call's
 
 
 class CustomerHistory:
-    """uploads.contacts.History for one upload; explanations are spilled to a temporary file
-    until `completed` (a chunk's, then the pool's: in the order they were explained)."""
+    """uploads.contacts.History for one upload; explanations are held, or past HELD_BYTES spilled
+    to a temporary file, until `completed` (a chunk's, then the pool's: in the order they were
+    explained)."""
 
     def __init__(self, engine: Engine, upload: UploadScored):
         self.engine, self.upload = engine, upload
         self.spill: IO[bytes] | None = None  # pickled (ids, Explanation, X), one per `explained`
+        self.held: list[Part] = []  # or, while they fit in HELD_BYTES, the parts themselves
+        self.held_bytes = 0
         self.parts = 0
         self.score_parts = 0  # chunks of scores kept so far
         self.scores: ScoreCounts | None = None  # every scored row's, once `completed`
@@ -86,14 +94,29 @@ class CustomerHistory:
         self.score_parts += 1
 
     def explained(self, ids: pd.Series, explanation: Explanation, X: pd.DataFrame) -> None:
+        """Held while every part so far fits in HELD_BYTES; past it, all go to the spill file."""
+        part = (ids, explanation, X)
         if self.spill is None:
+            weight = self.held_bytes + weighed(part)
+            if weight <= HELD_BYTES:
+                self.held.append(part)
+                self.held_bytes = weight
+                return
             self.spill = tempfile.TemporaryFile(prefix="explanations-")  # our own pickles only
+            for earlier in self.held:
+                self._spilled(*earlier)
+            self.held, self.held_bytes = [], 0
+        self._spilled(*part)
+
+    def _spilled(self, ids: pd.Series, explanation: Explanation, X: pd.DataFrame) -> None:
+        assert self.spill is not None
         self.spill.seek(0, io.SEEK_END)
         pickle.dump((ids, explanation, compact(X)), self.spill, pickle.HIGHEST_PROTOCOL)
         self.parts += 1
 
-    def kept(self) -> Iterator[tuple[pd.Series, Explanation, pd.DataFrame]]:
+    def kept(self) -> Iterator[Part]:
         """The explanations kept while scoring, one `explained` call at a time, in order."""
+        yield from self.held
         if self.spill is None:
             return
         self.spill.seek(0)
@@ -104,6 +127,7 @@ class CustomerHistory:
         if self.spill is not None:
             self.spill.close()
         self.spill, self.parts = None, 0
+        self.held, self.held_bytes = [], 0
 
     def completed(self, block: int = EXPLAIN_BLOCK) -> int:
         """Store the kept scores as the customers' history at the upload's completed_at (keeping
@@ -123,6 +147,14 @@ class CustomerHistory:
             stored += customers.record_explanations(self.engine, self.upload, ids, found, X)
         self.drop_explanations()
         return stored
+
+
+def weighed(part: Part) -> int:
+    """A part's bytes in memory, its text cells counted (`memory_usage(deep=True)`)."""
+    ids, explanation, X = part
+    arrays = explanation.base.nbytes + explanation.contributions.nbytes
+    frames = int(ids.memory_usage(deep=True)) + int(X.memory_usage(deep=True).sum())
+    return arrays + frames
 
 
 def compact(X: pd.DataFrame) -> pd.DataFrame:

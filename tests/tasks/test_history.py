@@ -230,6 +230,9 @@ def test_explanations_stored_in_blocks_are_the_rows_one_write_of_them_all_stored
         return record(engine, upload, ids, found, X)
 
     monkeypatch.setattr(customers, "record_explanations", counted)
+    from tasks import history as histories
+
+    monkeypatch.setattr(histories, "HELD_BYTES", 0)  # as a large upload's: none fits in memory
     history = upload(migrated_engine, 0)
     history.start()
     for part in parts:
@@ -254,3 +257,30 @@ def held_frames(value, depth: int = 0) -> bool:
     if isinstance(value, list | tuple | set):
         return any(held_frames(v, depth + 1) for v in value)
     return False
+
+
+def test_a_small_uploads_explanations_are_held_and_store_what_the_spilled_ones_store(
+    migrated_engine, monkeypatch
+):
+    """Parts that fit in HELD_BYTES stay in memory (no file); once one does not fit, every part
+    goes to the file, in order; either way the stored rows are the same."""
+    from tasks import history as histories
+
+    parts = explained_parts()
+    weights = [histories.weighed(part) for part in parts]
+    stored = {}
+    for account, bound in {"held": sum(weights), "spilled": weights[0] + weights[1] - 1}.items():
+        monkeypatch.setattr(histories, "HELD_BYTES", bound)
+        history = upload(migrated_engine, 0)
+        history.upload = replace(history.upload, account=account)
+        history.start()
+        history.explained(*parts[0])
+        assert history.spill is None and held_frames(history.__dict__)
+        for part in parts[1:]:
+            history.explained(*part)
+        assert (history.spill is None) == (account == "held")
+        assert held_frames(history.__dict__) == (account == "held")
+        complete(migrated_engine, history)
+        assert history.spill is None and not history.held
+        stored[account] = stored_explanations(migrated_engine, account)
+    assert len(stored["held"]) == 12 and stored["held"] == stored["spilled"]
