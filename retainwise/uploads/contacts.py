@@ -65,7 +65,14 @@ class ContactList:
     """Use as a context manager (the spilled runs live in a temporary directory): `add` each
     scored chunk, then `write_to` a stream."""
 
-    def __init__(self, model: ScoringModel, policy: ScoringPolicy, history: History | None):
+    def __init__(
+        self,
+        model: ScoringModel,
+        policy: ScoringPolicy,
+        history: History | None,
+        csv_bytes: int | None = None,
+    ):
+        """`csv_bytes`: the upload's (decompressed) size when known, which sizes the list's runs."""
         self.model, self.history = model, history
         self.spill = tempfile.TemporaryDirectory(prefix="actions-")
         self.cache = ContributionCache()  # the chunks' explained rows share their bins
@@ -81,6 +88,7 @@ class ContactList:
             history.previous() if history is not None else None,
             policy.value_column,
             explained=self.cache.clear,
+            csv_bytes=csv_bytes,
         )
 
     def __enter__(self) -> ContactList:

@@ -241,7 +241,7 @@ def score_object(
     source = remembered(source, route)
     route = route or plan(source, policy)
     source = as_csv_source(source, policy.limits)
-    job = Job(source, model, policy, sinks, prediction_id, history, helper)
+    job = Job(source, model, policy, sinks, prediction_id, history, helper, route.size)
     return job.in_chunks() if route.chunked else job.whole()
 
 
@@ -256,12 +256,13 @@ class Job:
     prediction_id: str | None
     history: History | None = None
     helper: halves.Helper | None = None  # scores a large whole file's second half
+    size: int | None = None  # decompressed bytes, when routing knew them
 
     def contacts(self) -> ContactList | None:
         """The actions list to feed, when the sinks keep one."""
         if self.sinks.location(Output.ACTIONS) is None:
             return None
-        return ContactList(self.model, self.policy, self.history)
+        return ContactList(self.model, self.policy, self.history, self.size)
 
     def whole(self) -> ScoredObject:
         """Files under the chunked threshold: read whole (a large one scored as two halves at

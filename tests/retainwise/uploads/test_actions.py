@@ -118,6 +118,24 @@ def test_chunks_give_the_list_one_chunk_gives_and_the_pool_stays_bounded(
     assert len(chunked.runs) == 5
 
 
+def test_an_upload_too_large_for_held_runs_writes_them_to_disk_from_the_first(tmp_path):
+    """Runs sure to pass HELD_BYTES are never held (holding, then writing them, only raised a
+    large upload's memory); a small upload's are held; the list is the same either way."""
+    probabilities = np.random.default_rng(5).random(900)
+    lists = []
+    sizes = [("small", 1_000_000), ("large", 2 * actions.HELD_BYTES), ("unknown", None)]
+    for name, csv_bytes in sizes:
+        (tmp_path / name).mkdir()
+        builder = ActionsBuilder(Recorder(), tmp_path / name, top_n=50, csv_bytes=csv_bytes)
+        builder.add(*scored_rows(probabilities[:450]))
+        builder.add(*scored_rows(probabilities[450:], start=450))
+        on_disk = [isinstance(run, Path) for run in builder.runs]
+        assert on_disk == [name == "large"] * 2
+        lists.append(read(builder))
+    pd.testing.assert_frame_equal(lists[0], lists[1])
+    pd.testing.assert_frame_equal(lists[0], lists[2])
+
+
 @pytest.mark.parametrize("held_bytes", [0, 10**9])  # every run on disk, or every run held
 def test_many_runs_merge_a_budget_of_rows_at_a_time_into_the_one_chunk_list(
     tmp_path, monkeypatch, held_bytes
