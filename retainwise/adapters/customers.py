@@ -377,9 +377,7 @@ def _json_columns(X: pd.DataFrame, names: list[str]) -> dict[str, pa.Array]:
     cells = {name: _json_cells(X[name]) for name in names if name not in floats}
     if floats:
         numbers = np.column_stack([X[name].to_numpy("float64") for name in floats])
-        missing = np.isnan(numbers).ravel(order="F")
-        spelled = _json_floats(np.where(missing, 0.0, numbers.ravel(order="F")))  # null there
-        texts = pc.if_else(pa.array(missing), "null", spelled)
+        texts = _json_numbers(numbers.ravel(order="F"))
         cells.update(zip(floats, _sliced(texts, len(X)), strict=True))
     return cells
 
@@ -400,13 +398,18 @@ def _json_floats(numbers: np.ndarray) -> pa.Array:
     return pa.array(spelled, pa.string())
 
 
+def _json_numbers(numbers: np.ndarray) -> pa.Array:
+    """`_json_floats` of float cells, a missing (NaN) cell as null."""
+    missing = np.isnan(numbers)
+    spelled = _json_floats(np.where(missing, 0.0, numbers))  # null in its place
+    return pc.if_else(pa.array(missing), "null", spelled)
+
+
 def _json_cells(column: pd.Series) -> pa.Array:
     """json.dumps of each cell, a missing cell as null: numbers by Arrow, anything else once per
     distinct value."""
     if pd.api.types.is_float_dtype(column.dtype):
-        missing = column.isna().to_numpy()
-        numbers = np.where(missing, 0.0, column.to_numpy("float64"))  # null in its place
-        return pc.if_else(pa.array(missing), "null", _json_floats(numbers))
+        return _json_numbers(column.to_numpy("float64"))
     codes, distinct = pd.factorize(column, use_na_sentinel=True)
     words = pa.array([json.dumps(_plain(value)) for value in distinct] + ["null"], pa.string())
     return words.take(np.where(codes < 0, len(distinct), codes))  # code -1 takes null

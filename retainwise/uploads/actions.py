@@ -644,15 +644,12 @@ class _Pooled:
         return table
 
 
-def _blocks(run: Path | pa.Table, columns: list[str]) -> Iterator[pa.RecordBatch]:
-    """A run's MERGE_ROWS blocks with only `columns`; a spilled one's read, not mapped: a mapped
-    run's pages stay in the process's RSS until it is closed (at the end, all of them: the whole
-    spill)."""
-    if isinstance(run, pa.Table):
-        yield from run.select(columns).to_batches(max_chunksize=MERGE_ROWS)
-        return
-    with pa.OSFile(str(run)) as source:
-        reader = pa.ipc.open_file(source, options=_included(run, columns))
+def _blocks(path: Path, columns: list[str]) -> Iterator[pa.RecordBatch]:
+    """A spilled run's MERGE_ROWS blocks with only `columns`, read, not mapped: a mapped run's
+    pages stay in the process's RSS until it is closed (at the end, all of them: the whole
+    spill). A held run is merged as it is (`_Held`)."""
+    with pa.OSFile(str(path)) as source:
+        reader = pa.ipc.open_file(source, options=_included(path, columns))
         for index in range(reader.num_record_batches):
             yield reader.get_batch(index).select(columns)
 
